@@ -1,0 +1,168 @@
+/*
+ * dispatch.c - CPU feature detection, the forced ISA, threads, and the one
+ * place where every kernel family registers its per-ISA implementations.
+ *
+ * Detection runs once (cpuid + xgetbv on x86: the OS must save the wide
+ * registers too). sk_set_isa() forces a ceiling; each family then uses the
+ * best implementation it has at or below that ceiling.
+ */
+#define _POSIX_C_SOURCE 200112L
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef SK_ARCH_X86
+#include <cpuid.h>
+#endif
+
+static const char *const isa_names[SK_ISA_COUNT] = {"scalar", "avx2", "avx512",
+                                                    "avx512vnni", "neon"};
+
+const char *sk_isa_name(sk_isa isa) {
+  return (isa >= 0 && isa < SK_ISA_COUNT) ? isa_names[isa] : NULL;
+}
+
+/* ---- detection ---------------------------------------------------------- */
+static int detected = 0;
+static int supported[SK_ISA_COUNT];
+
+#ifdef SK_ARCH_X86
+static uint64_t read_xcr0(void) {
+  uint32_t eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return ((uint64_t)edx << 32) | eax;
+}
+
+static void detect_x86(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+  const int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, avx = (c >> 28) & 1;
+  if (!osxsave || !avx) return;
+  const uint64_t xcr0 = read_xcr0();
+  const int os_ymm = (xcr0 & 0x6) == 0x6;    /* XMM and YMM state */
+  const int os_zmm = (xcr0 & 0xe6) == 0xe6;  /* + opmask, ZMM_Hi256, Hi16_ZMM */
+  if (__get_cpuid_max(0, NULL) < 7) return;
+  __cpuid_count(7, 0, a, b, c, d);
+  const int avx2 = (b >> 5) & 1;
+  const int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1;
+  const int avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
+  const int avx512vnni = (c >> 11) & 1;
+  supported[SK_ISA_AVX2] = os_ymm && avx2 && fma;
+  supported[SK_ISA_AVX512] = supported[SK_ISA_AVX2] && os_zmm && avx512f &&
+                             avx512dq && avx512bw && avx512vl;
+  supported[SK_ISA_AVX512VNNI] = supported[SK_ISA_AVX512] && avx512vnni;
+}
+#endif
+
+static void detect(void) {
+  if (detected) return;
+  memset(supported, 0, sizeof supported);
+  supported[SK_ISA_SCALAR] = 1;
+#ifdef SK_ARCH_X86
+  detect_x86();
+#endif
+#ifdef SK_ARCH_ARM64
+  supported[SK_ISA_NEON] = 1; /* Advanced SIMD is mandatory on AArch64 */
+#endif
+  detected = 1;
+}
+
+int sk_cpu_supports(sk_isa isa) {
+  detect();
+  return (isa >= 0 && isa < SK_ISA_COUNT) ? supported[isa] : 0;
+}
+
+sk_isa sk_best_isa(void) {
+  detect();
+  for (int i = SK_ISA_COUNT - 1; i > 0; --i)
+    if (supported[i]) return (sk_isa)i;
+  return SK_ISA_SCALAR;
+}
+
+/* ---- the forced ISA ----------------------------------------------------- */
+static int forced_isa = -1; /* -1: not forced, use the best */
+
+int sk_set_isa(sk_isa isa) {
+  if (isa < 0 || isa >= SK_ISA_COUNT) return SK_ERR_ARGUMENT;
+  if (!sk_cpu_supports(isa)) return SK_ERR_UNSUPPORTED;
+  forced_isa = (int)isa;
+  return SK_OK;
+}
+
+sk_isa sk_get_isa(void) {
+  return forced_isa >= 0 ? (sk_isa)forced_isa : sk_best_isa();
+}
+
+/* ---- registration: one table per family, indexed by ISA ----------------- */
+static const sk_spmm_f32_impl spmm_f32_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = {8, sk_spmm_f32_8x1__scalar, sk_spmv_f32__scalar},
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = {32, sk_spmm_f32_32x1__avx2, sk_spmv_f32__avx2},
+    [SK_ISA_AVX512] = {64, sk_spmm_f32_64x1__avx512, sk_spmv_f32__avx512},
+#endif
+};
+
+/* Index of the best non-empty entry at or below the current ISA. x86 and ARM
+ * ISAs do not mix: NEON falls back straight to scalar and vice versa. */
+static int resolve(int has_entry[SK_ISA_COUNT]) {
+  int isa = (int)sk_get_isa();
+  if (isa == SK_ISA_NEON) return has_entry[SK_ISA_NEON] ? SK_ISA_NEON : SK_ISA_SCALAR;
+  for (; isa > 0; --isa)
+    if (has_entry[isa]) return isa;
+  return SK_ISA_SCALAR;
+}
+
+static int spmm_f32_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = spmm_f32_impls[i].spmm != NULL;
+  return resolve(has);
+}
+
+const sk_spmm_f32_impl *sk_spmm_f32_select(void) {
+  return &spmm_f32_impls[spmm_f32_isa()];
+}
+
+int sk_family_isa(const char *family) {
+  if (family == NULL) return -1;
+  if (strcmp(family, "spmm_f32") == 0) return spmm_f32_isa();
+  return -1;
+}
+
+/* ---- threads ------------------------------------------------------------ */
+static int num_threads = 0; /* 0: follow OpenMP's default */
+
+void sk_set_num_threads(int n) { num_threads = n > 0 ? n : 0; }
+
+int sk_get_num_threads(void) {
+  if (num_threads > 0) return num_threads;
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+/* Below this many multiply-adds a second thread costs more than it saves
+ * (an OpenMP fork/join is a few microseconds). */
+#define SK_MIN_WORK_PER_THREAD 65536.0
+
+int sk_threads_for_work(double work) {
+  int n = sk_get_num_threads();
+  int by_work = (int)(work / SK_MIN_WORK_PER_THREAD);
+  if (by_work < 1) by_work = 1;
+  return n < by_work ? n : by_work;
+}
+
+/* ---- memory ------------------------------------------------------------- */
+void *sk_aligned_alloc(size_t bytes) {
+  void *p = NULL;
+  if (bytes == 0) bytes = 64;
+  if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+  return p;
+}
+
+void sk_aligned_free(void *p) { free(p); }

@@ -1,0 +1,20 @@
+"""sparsekit: fast sparse and int8 kernels for pruned and quantized networks on CPUs.
+
+    w = sparsekit.CSRMatrix.from_dense(pruned_weight)   # validate + pack once
+    y = sparsekit.linear(x, w, bias, activation="relu") # y = relu(x @ w.T + bias)
+
+The C core (kernels/) picks the best instruction set at run time; see
+sparsekit.info(), sparsekit.set_isa() and sparsekit.set_num_threads().
+"""
+from sparsekit._config import (
+    get_isa, get_num_threads, info, set_isa, set_num_threads,
+)
+from sparsekit.formats import CSRMatrix
+from sparsekit.ops import linear
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CSRMatrix", "linear", "info", "set_isa", "get_isa", "set_num_threads",
+    "get_num_threads", "__version__",
+]

@@ -1,0 +1,113 @@
+"""Run-time configuration: the forced ISA, thread count, and sparsekit.info().
+
+SPARSEKIT_ISA and SPARSEKIT_NUM_THREADS are read once, at import. Threads can
+also be limited with threadpoolctl: sparsekit registers a controller for its
+own OpenMP pool, so ``threadpool_limits(1)`` covers sparsekit's kernels too.
+"""
+import os
+import platform
+
+from sparsekit import _core
+
+KERNEL_FAMILIES = ("spmm_f32",)
+ISA_NAMES = tuple(_core.isa_names())
+
+
+def set_isa(name):
+    """Force every kernel family to instruction set `name` (or the best below
+    it that the family has). Raises RuntimeError if this CPU lacks it."""
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a str, got {type(name).__name__}")
+    _core.set_isa(name.lower())
+
+
+def get_isa():
+    """The ISA ceiling in force: the best this CPU has unless set_isa was used."""
+    return _core.get_isa()
+
+
+def set_num_threads(n):
+    """Use `n` threads in sparsekit's kernels (n >= 1)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n: expected at least 1 thread, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    """Threads sparsekit's kernels use for problems large enough to split."""
+    return _core.get_num_threads()
+
+
+def info():
+    """What was detected and chosen: CPU features, ISA per kernel family, threads."""
+    return {
+        "version": _core.VERSION,
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_features": {name: _core.cpu_supports(name) for name in ISA_NAMES},
+        "best_isa": _core.best_isa(),
+        "isa": _core.get_isa(),
+        "kernels": {family: _core.family_isa(family) for family in KERNEL_FAMILIES},
+        "num_threads": _core.get_num_threads(),
+    }
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _apply_environment():
+    isa = os.environ.get("SPARSEKIT_ISA", "").strip()
+    if isa:
+        try:
+            set_isa(isa)
+        except (ValueError, RuntimeError) as e:
+            raise RuntimeError(f"SPARSEKIT_ISA={isa!r}: {e}") from None
+    threads = os.environ.get("SPARSEKIT_NUM_THREADS", "").strip()
+    if threads:
+        try:
+            set_num_threads(int(threads))
+        except ValueError as e:
+            raise RuntimeError(f"SPARSEKIT_NUM_THREADS={threads!r}: {e}") from None
+
+
+def _register_threadpoolctl():
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if not hasattr(threadpoolctl, "register"):
+        return
+
+    class SparsekitController(threadpoolctl.LibController):
+        user_api = "openmp"
+        internal_api = "sparsekit"
+        filename_prefixes = ("_core",)
+        check_symbols = ("sk_get_num_threads", "sk_set_num_threads")
+
+        def get_num_threads(self):
+            return self.dynlib.sk_get_num_threads()
+
+        def set_num_threads(self, num_threads):
+            self.dynlib.sk_set_num_threads(int(num_threads))
+
+        def get_version(self):
+            return _core.VERSION
+
+        def set_additional_attributes(self):
+            pass
+
+    threadpoolctl.register(SparsekitController)
+
+
+_apply_environment()
+_register_threadpoolctl()

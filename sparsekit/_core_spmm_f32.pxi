@@ -1,0 +1,83 @@
+# fp32 CSR x dense (included by _core.pyx).
+
+cdef int fill_csr(sk_csr_f32 *w, cnp.ndarray indptr, cnp.ndarray indices,
+                  cnp.ndarray data, int64_t n, int64_t k) except -1:
+    """O(1) checks that the arrays can hold a CSR of shape (n, k)."""
+    if indptr.dtype != np.int64 or indptr.ndim != 1 or indptr.shape[0] != n + 1 \
+            or not indptr.flags.c_contiguous:
+        raise ValueError("indptr: expected contiguous int64 of length n + 1")
+    if indices.dtype == np.uint16:
+        w.index_bytes = 2
+        if k > 65536:
+            raise ValueError("indices: uint16 indices need K <= 65536")
+    elif indices.dtype == np.int32:
+        w.index_bytes = 4
+    else:
+        raise ValueError("indices: expected uint16 or int32")
+    if data.dtype != np.float32 or data.ndim != 1 or indices.ndim != 1 \
+            or not data.flags.c_contiguous or not indices.flags.c_contiguous:
+        raise ValueError("data/indices: expected contiguous 1-D arrays")
+    cdef int64_t nnz = (<int64_t *>cnp.PyArray_DATA(indptr))[n]
+    if nnz < 0 or data.shape[0] < nnz or indices.shape[0] < nnz:
+        raise ValueError("indptr: last entry exceeds the length of data/indices")
+    w.n = n
+    w.k = k
+    w.indptr = <const int64_t *>cnp.PyArray_DATA(indptr)
+    w.indices = <const void *>cnp.PyArray_DATA(indices)
+    w.values = <const float *>cnp.PyArray_DATA(data)
+    return 0
+
+
+def csr_validate(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray data,
+                 int64_t n, int64_t k):
+    """Full O(nnz) check; returns the first bad row or -1."""
+    cdef sk_csr_f32 w
+    cdef int64_t bad = -1
+    fill_csr(&w, indptr, indices, data, n, k)
+    with nogil:
+        sk_csr_f32_validate(&w, &bad)
+    return bad
+
+
+cdef const float *f32_rows(cnp.ndarray a, int64_t rows, int64_t cols, str name,
+                           int64_t *ld) except NULL:
+    """Pointer and row stride of a float32 [rows, cols] array with unit inner stride."""
+    if a.dtype != np.float32 or a.ndim != 2 or a.shape[0] != rows or a.shape[1] != cols:
+        raise ValueError(f"{name}: expected float32 [{rows}, {cols}]")
+    if rows == 0 or cols == 0:
+        ld[0] = cols
+        return <const float *>cnp.PyArray_DATA(a)
+    if (cols > 1 and a.strides[1] != 4) or (rows > 1 and (
+            a.strides[0] % 4 != 0 or a.strides[0] < 4 * cols)):
+        raise ValueError(f"{name}: rows must be contiguous")
+    ld[0] = a.strides[0] // 4 if rows > 1 else cols
+    return <const float *>cnp.PyArray_DATA(a)
+
+
+def linear_csr_f32(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray data,
+                   int64_t n, int64_t k, cnp.ndarray x, object bias, int act,
+                   cnp.ndarray out):
+    """out[M, N] = act(x[M, K] @ W.T + bias) with W the CSR (indptr, indices, data)."""
+    cdef sk_csr_f32 w
+    cdef int64_t m = x.shape[0] if x.ndim == 2 else -1
+    cdef int64_t ldx = 0, ldy = 0
+    cdef const float *px
+    cdef float *py
+    cdef const float *pb = NULL
+    cdef int rc
+    fill_csr(&w, indptr, indices, data, n, k)
+    px = f32_rows(x, m, k, "x", &ldx)
+    py = <float *>f32_rows(out, m, n, "out", &ldy)
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    if bias is not None:
+        if bias.dtype != np.float32 or bias.ndim != 1 or bias.shape[0] != n \
+                or not bias.flags.c_contiguous:
+            raise ValueError(f"bias: expected contiguous float32 [{n}]")
+        pb = <const float *>cnp.PyArray_DATA(bias)
+    if act != 0 and act != 1:
+        raise ValueError("activation: expected 0 (none) or 1 (relu)")
+    with nogil:
+        rc = sk_linear_csr_f32(&w, m, px, ldx, pb, <sk_activation>act, py, ldy)
+    check(rc)
+    return out

@@ -1,0 +1,29 @@
+# Declarations of the C core (kernels/include/sparsekit.h) for Cython.
+from libc.stdint cimport int64_t
+
+cdef extern from "sparsekit.h" nogil:
+    ctypedef int sk_isa
+    ctypedef int sk_activation
+    int SK_OK, SK_ERR_ARGUMENT, SK_ERR_UNSUPPORTED, SK_ERR_NOMEM, SK_ERR_FORMAT
+    int SK_ISA_COUNT
+    const char *SK_VERSION_STRING
+
+    const char *sk_isa_name(sk_isa isa)
+    int sk_cpu_supports(sk_isa isa)
+    sk_isa sk_best_isa()
+    int sk_set_isa(sk_isa isa)
+    sk_isa sk_get_isa()
+    int sk_family_isa(const char *family)
+    void sk_set_num_threads(int n)
+    int sk_get_num_threads()
+
+    ctypedef struct sk_csr_f32:
+        int64_t n, k
+        const int64_t *indptr
+        const void *indices
+        int index_bytes
+        const float *values
+
+    int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row)
+    int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ldx,
+                          const float *bias, sk_activation act, float *y, int64_t ldy)

@@ -1,0 +1,40 @@
+"""Command line: `sparsekit info` (also `python -m sparsekit info`)."""
+import argparse
+import json
+import sys
+
+
+def _cmd_info(args):
+    import sparsekit
+
+    data = sparsekit.info()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"sparsekit {data['version']} on {data['cpu']} ({data['machine']})")
+    feats = ", ".join(k for k, v in data["cpu_features"].items() if v)
+    print(f"  cpu features : {feats}")
+    print(f"  isa          : {data['isa']} (best available: {data['best_isa']})")
+    for family, isa in data["kernels"].items():
+        print(f"  {family:<13}: {isa}")
+    print(f"  threads      : {data['num_threads']}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="sparsekit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("info", help="print detected CPU features and chosen kernels")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

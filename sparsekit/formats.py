@@ -1,0 +1,148 @@
+"""Weight formats. Each is validated and packed once, at construction, so the
+per-call path (sparsekit.linear) does O(1) checks only.
+
+A format object knows its `shape` (N, K) = (out, in) and implements
+`_linear(x, bias, act, backend)` for a float32 [M, K] x with contiguous rows.
+"""
+import numpy as np
+
+from sparsekit import _core
+from sparsekit._validate import as_float_array, as_index_array, check_shape2, frozen
+
+ACTIVATIONS = {None: 0, "relu": 1}
+
+
+class CSRMatrix:
+    """A sparse fp32 weight W[N, K] (out, in) in compressed sparse row form.
+
+    ``data`` (float32), ``indices`` (uint16 when K <= 65536, else int32) and
+    ``indptr`` (int64) follow scipy.sparse.csr_matrix. Column indices must be
+    sorted and unique within each row. The arrays are read-only.
+
+    Build one with ``CSRMatrix.from_dense(w)`` (exact zeros dropped),
+    ``CSRMatrix.from_scipy(m)``, or ``CSRMatrix((data, indices, indptr), shape)``.
+    """
+
+    __slots__ = ("_shape", "data", "indices", "indptr")
+
+    def __init__(self, arrays, shape):
+        try:
+            data, indices, indptr = arrays
+        except (TypeError, ValueError):
+            raise TypeError("arrays: expected a tuple (data, indices, indptr)") from None
+        n, k = check_shape2(shape)
+        data = as_float_array(data, "data", ndim=1, allow_nan=False)
+        indices = as_index_array(indices, "indices")
+        indptr = as_index_array(indptr, "indptr")
+        if indptr.shape[0] != n + 1:
+            raise ValueError(f"indptr: expected length N + 1 = {n + 1}, got {indptr.shape[0]}")
+        if indptr[0] != 0:
+            raise ValueError(f"indptr: must start at 0, starts at {indptr[0]}")
+        steps = np.diff(indptr)
+        if steps.size and steps.min() < 0:
+            row = int(np.argmax(steps < 0))
+            raise ValueError(f"indptr: must be non-decreasing (decreases at row {row})")
+        nnz = int(indptr[-1])
+        if data.shape[0] != nnz or indices.shape[0] != nnz:
+            raise ValueError(f"data/indices: expected {nnz} entries (indptr[-1]), "
+                             f"got {data.shape[0]} and {indices.shape[0]}")
+        if nnz and (indices.min() < 0 or indices.max() >= k):
+            bad = int(np.argmax((indices < 0) | (indices >= k)))
+            raise ValueError(f"indices: column {indices[bad]} out of range [0, {k}) "
+                             f"at position {bad}")
+        if nnz > 1:  # sorted and unique within each row
+            rising = np.diff(indices) > 0
+            row_start = np.zeros(nnz, dtype=bool)
+            row_start[indptr[1:-1][indptr[1:-1] < nnz]] = True
+            bad = ~rising & ~row_start[1:]
+            if bad.any():
+                p = int(np.argmax(bad)) + 1
+                row = int(np.searchsorted(indptr, p, side="right") - 1)
+                what = "duplicate" if indices[p] == indices[p - 1] else "unsorted"
+                raise ValueError(f"indices: {what} column {indices[p]} in row {row}; "
+                                 "columns must be sorted and unique within a row")
+        index_dtype = np.uint16 if k <= 65536 else np.int32
+        if k > np.iinfo(np.int32).max:
+            raise ValueError(f"shape: K = {k} exceeds the int32 column index range")
+        self._shape = (n, k)
+        # own copies: the caller's arrays stay writeable and cannot change ours
+        self.data = frozen(np.array(data, dtype=np.float32, order="C"))
+        self.indices = frozen(np.array(indices, dtype=index_dtype, order="C"))
+        self.indptr = frozen(np.array(indptr, dtype=np.int64, order="C"))
+
+    # ---- constructors -------------------------------------------------------
+    @classmethod
+    def from_dense(cls, w):
+        """CSR of a dense [N, K] weight; exact zeros are dropped (pruned)."""
+        w = as_float_array(w, "w", ndim=2, allow_nan=False)
+        rows, cols = np.nonzero(w)
+        indptr = np.zeros(w.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=w.shape[0]), out=indptr[1:])
+        return cls((w[rows, cols], cols, indptr), w.shape)
+
+    @classmethod
+    def from_scipy(cls, m):
+        """CSR of any scipy.sparse matrix or array (duplicates summed, explicit
+        zeros dropped, columns sorted)."""
+        if not hasattr(m, "tocsr"):
+            raise TypeError(f"m: expected a scipy.sparse matrix, got {type(m).__name__}")
+        m = m.tocsr(copy=True)
+        m.sum_duplicates()
+        m.eliminate_zeros()
+        m.sort_indices()
+        return cls((m.data, m.indices, m.indptr), m.shape)
+
+    # ---- views --------------------------------------------------------------
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def nnz(self):
+        return int(self.indptr[-1])
+
+    @property
+    def density(self):
+        n, k = self._shape
+        return self.nnz / (n * k) if n * k else 0.0
+
+    @property
+    def nbytes(self):
+        return self.data.nbytes + self.indices.nbytes + self.indptr.nbytes
+
+    def to_dense(self):
+        n, k = self._shape
+        out = np.zeros((n, k), dtype=np.float32)
+        rows = np.repeat(np.arange(n), np.diff(self.indptr))
+        out[rows, self.indices.astype(np.int64)] = self.data
+        return out
+
+    def to_scipy(self):
+        import scipy.sparse
+
+        return scipy.sparse.csr_matrix(
+            (self.data.copy(), self.indices.astype(np.int32), self.indptr.copy()),
+            shape=self._shape)
+
+    def __repr__(self):
+        n, k = self._shape
+        return (f"CSRMatrix(shape=({n}, {k}), nnz={self.nnz}, density={self.density:.3f}, "
+                f"index={self.indices.dtype}, {self.nbytes / max(n * k, 1):.3f} bytes/weight)")
+
+    def __reduce__(self):
+        return (_csr_from_state, (self.data, self.indices, self.indptr, self._shape))
+
+    # ---- compute ------------------------------------------------------------
+    def _linear(self, x, bias, act, backend):
+        n, k = self._shape
+        if backend == "numba":
+            from sparsekit._numba.spmm import linear_csr
+
+            return linear_csr(self.indptr, self.indices, self.data, n, x, bias, act)
+        out = np.empty((x.shape[0], n), dtype=np.float32)
+        return _core.linear_csr_f32(self.indptr, self.indices, self.data, n, k, x, bias,
+                                    act, out)
+
+
+def _csr_from_state(data, indices, indptr, shape):
+    return CSRMatrix((data, indices, indptr), shape)

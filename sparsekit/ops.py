@@ -1,0 +1,75 @@
+"""Public entry points: sparsekit.linear.
+
+linear() checks the activations (O(1) plus at most one conversion copy of x),
+then hands over to the weight format, which was validated when it was built.
+"""
+import numpy as np
+
+from sparsekit._validate import as_float_array
+from sparsekit.formats import ACTIVATIONS
+
+BACKENDS = ("auto", "c", "numba")
+
+
+def linear(x, w, bias=None, activation=None, backend="auto"):
+    """y = activation(x @ w.T + bias), the PyTorch Linear convention.
+
+    x: float array [..., K] (1-D [K] gives 1-D [N]); float64/float16 inputs and
+       non-contiguous rows are converted to contiguous float32 (one copy of x).
+    w: a sparsekit weight format of shape (N, K), e.g. CSRMatrix, or a dense
+       float array [N, K] (computed with NumPy).
+    bias: None or float array [N].
+    activation: None or "relu".
+    backend: "auto" or "c" (compiled kernels), or "numba" (portable JIT path).
+    Returns float32 [..., N].
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {list(ACTIVATIONS)}, got {activation!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    act = ACTIVATIONS[activation]
+    if not hasattr(w, "_linear"):
+        return _dense_linear(x, w, bias, act, backend)
+    n, k = w.shape
+    x = as_float_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x: expected at least 1-D [..., K], got a scalar")
+    if x.shape[-1] != k:
+        raise ValueError(f"x: expected last dimension K = {k} (w is {n}x{k}), "
+                         f"got shape {x.shape}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(int(np.prod(lead, dtype=np.int64)), k)
+    if k > 1 and x2.shape[0] and (x2.strides[1] != 4 or x2.strides[0] % 4):
+        x2 = np.ascontiguousarray(x2)  # the kernels need unit-stride rows
+    b = _check_bias(bias, n)
+    y = w._linear(x2, b, act, backend)
+    return y.reshape(lead + (n,))
+
+
+def _check_bias(bias, n):
+    if bias is None:
+        return None
+    b = np.ascontiguousarray(as_float_array(bias, "bias", ndim=1))
+    if b.shape[0] != n:
+        raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    return b
+
+
+def _dense_linear(x, w, bias, act, backend):
+    """Correct fallback for a dense weight: NumPy's BLAS in float32."""
+    if not hasattr(w, "shape") and not isinstance(w, (list, tuple)):
+        raise TypeError(f"w: expected a sparsekit weight format or a dense [N, K] array, "
+                        f"got {type(w).__name__}")
+    w = as_float_array(w, "w", ndim=2)
+    n, k = w.shape
+    x = as_float_array(x, "x")
+    if x.ndim == 0 or x.shape[-1] != k:
+        raise ValueError(f"x: expected last dimension K = {k} (w is {n}x{k}), "
+                         f"got shape {x.shape}")
+    y = x @ w.T
+    b = _check_bias(bias, n)
+    if b is not None:
+        y += b
+    if act == 1:
+        np.maximum(y, 0, out=y, where=~np.isnan(y))
+    return y.astype(np.float32, copy=False)

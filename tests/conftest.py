@@ -1,0 +1,61 @@
+"""Shared fixtures: `isa` runs a test once per instruction set this CPU has
+(each path forced with sparsekit.set_isa), restoring the default afterwards."""
+import numpy as np
+import pytest
+
+import sparsekit
+from sparsekit import _core
+
+import platform
+
+# the ISA paths of this architecture; those the CPU lacks are skipped
+if platform.machine().lower() in ("aarch64", "arm64"):
+    ALL_ISAS = ["scalar", "neon"]
+else:
+    ALL_ISAS = ["scalar", "avx2", "avx512", "avx512vnni"]
+
+
+@pytest.fixture(params=ALL_ISAS)
+def isa(request):
+    name = request.param
+    if not _core.cpu_supports(name):
+        pytest.skip(f"this CPU has no {name}")
+    before = sparsekit.get_isa()
+    sparsekit.set_isa(name)
+    yield name
+    sparsekit.set_isa(before)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def random_sparse(rng, n, k, density, empty_rows=()):
+    """A float32 [n, k] weight with about `density` nonzeros and given empty rows."""
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    w[rng.random((n, k)) >= density] = 0.0
+    for r in empty_rows:
+        if r < n:
+            w[r] = 0.0
+    return w
+
+
+def reference_linear(x, w, bias=None, relu=False):
+    """Plain NumPy reference in float64."""
+    y = np.asarray(x, np.float64) @ np.asarray(w, np.float64).T
+    if bias is not None:
+        y = y + np.asarray(bias, np.float64)
+    if relu:
+        y = np.maximum(y, 0)
+    return y
+
+
+def assert_close_f32(got, ref, x, w, rtol=1e-5):
+    """float32 accumulation error bound: rtol * sum_k |x_k * w_k| (+ a tiny floor)."""
+    scale = np.abs(np.asarray(x, np.float64)) @ np.abs(np.asarray(w, np.float64)).T
+    scale = scale.reshape(np.shape(ref)) if np.size(ref) else scale
+    err = np.abs(np.asarray(got, np.float64) - ref)
+    assert got.dtype == np.float32
+    assert got.shape == np.shape(ref)
+    assert np.all(err <= rtol * (scale + 1.0)), f"max err {err.max() if err.size else 0}"

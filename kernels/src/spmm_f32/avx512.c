@@ -1,90 +1,167 @@
 /*
  * spmm_f32/avx512.c - AVX-512 micro-kernels.
- * spmm: MR = 64 activation rows (4 zmm accumulators); each nonzero w[n,k] is
- * broadcast and FMA'd with the packed 64-vector of column k. Rows are done in
- * blocks of 16 into a small buffer, then written to Y transposed.
- * spmv (M == 1): 16 nonzeros at a time, x gathered by column index.
+ *
+ * spmm: MR = SK_SPMM_F32_MR_AVX512 activation rows per tile (MR / 16 zmm
+ * accumulators). Each nonzero w[n,k] is broadcast and FMA'd with the packed
+ * MR-vector of column k. FMA latency x throughput needs about 8 independent
+ * chains in flight, so with fewer than 8 accumulators two nonzeros go to two
+ * accumulator sets that are summed at the end of the row.
+ * Results for 16 weight rows collect in a small L1 buffer; the write-out then
+ * transposes 16x16 blocks in registers so Y is written with full-width
+ * (masked) stores instead of one scalar store per element.
+ *
+ * spmv (M == 1): a gather per 16 nonzeros is slow on AMD cores, so x[col] is
+ * loaded with scalar loads into 8 independent accumulators (no long FMA
+ * chain), and four rows are interleaved to overlap their reductions.
  */
 #include <immintrin.h>
 
 #include "../internal.h"
 
+#ifndef MR
 #define MR 64
-#define NB 16
+#endif
+#define MRV (MR / 16) /* zmm accumulators per nonzero */
+#ifndef NB
+#define NB 64 /* weight rows per write-out block (a multiple of 16) */
+#endif
 
-static inline __m512 epilogue(__m512 v, const sk_spmm_f32_tile *t, int64_t n) {
-  if (t->bias) v = _mm512_add_ps(v, _mm512_set1_ps(t->bias[n]));
-  if (t->act == SK_ACT_RELU) v = _mm512_max_ps(_mm512_setzero_ps(), v); /* NaN stays */
-  return v;
-}
-
-/* Write buf[j][i] (j < nb rows of W, i < mr rows of X) to y[i * ldy + n + j]. */
-static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_tile *t,
-                               int64_t n) {
-  for (int64_t i = 0; i < t->mr; ++i) {
-    float *yr = t->y + i * t->ldy + n;
-    for (int64_t j = 0; j < nb; ++j) yr[j] = buf[j * MR + i];
+/* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
+static inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  /* t[i] holds per 128-bit lane L columns 4L, 4L+1 of rows i, i+1 interleaved;
+   * t[i + 1] columns 4L+2, 4L+3 */
+  for (int i = 0; i < 16; i += 4) {
+    for (int h = 0; h < 2; ++h) {
+      const __m512d a = _mm512_castps_pd(t[i + h]), b = _mm512_castps_pd(t[i + 2 + h]);
+      r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+      r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    }
+  }
+  /* r[4q + c] now holds, per 128-bit lane L, column 4L + c of rows 4q..4q+3 */
+  for (int c = 0; c < 4; ++c) {
+    t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);      /* lanes 0,2 | 0,2 */
+    t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);  /* lanes 1,3 | 1,3 */
+    t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);       /* lane 0 */
+    r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);   /* lane 2 */
+    r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88); /* lane 1 */
+    r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xdd); /* lane 3 */
   }
 }
+
+/* y[i * ldy + n + j] = act(buf[j * MR + i] + bias[n + j]) for j < nb, i < mr,
+ * in 16x16 blocks; the blocks of one group of 16 Y rows are written one after
+ * the other so each Y row gets a contiguous run of up to NB floats. */
+static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_tile *t,
+                               int64_t n) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t i0 = 0; i0 < t->mr; i0 += 16) {
+    const int64_t rows = t->mr - i0;
+    for (int64_t j0 = 0; j0 < nb; j0 += 16) {
+      const int64_t cn = nb - j0 < 16 ? nb - j0 : 16;
+      const __mmask16 cols = (__mmask16)((1u << cn) - 1);
+      const float *b = buf + j0 * MR + i0;
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j) r[j] = j < cn ? _mm512_load_ps(b + j * MR) : zero;
+      transpose16(r);
+      const __m512 bias = t->bias ? _mm512_maskz_loadu_ps(cols, t->bias + n + j0) : zero;
+      float *y = t->y + i0 * t->ldy + n + j0;
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        if (i >= rows) break;
+        __m512 v = r[i];
+        if (t->bias) v = _mm512_add_ps(v, bias);
+        if (t->act == SK_ACT_RELU) v = _mm512_max_ps(zero, v); /* NaN stays */
+        _mm512_mask_storeu_ps(y + i * t->ldy, cols, v);
+      }
+    }
+  }
+}
+
+#define XV(p, q) _mm512_load_ps(t->xp + (int64_t)idx[p] * MR + 16 * (q))
 
 #define DEFINE_SPMM(NAME, IDX_T)                                                \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
+    const float *val = t->values;                                               \
     __attribute__((aligned(64))) float buf[NB * MR];                            \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       for (int64_t j = 0; j < nb; ++j) {                                        \
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;             \
-        for (int64_t p = t->indptr[n + j]; p < t->indptr[n + j + 1]; ++p) {     \
-          const __m512 v = _mm512_set1_ps(t->values[p]);                        \
-          const float *xk = t->xp + (int64_t)idx[p] * MR;                       \
-          a0 = _mm512_fmadd_ps(v, _mm512_load_ps(xk), a0);                      \
-          a1 = _mm512_fmadd_ps(v, _mm512_load_ps(xk + 16), a1);                 \
-          a2 = _mm512_fmadd_ps(v, _mm512_load_ps(xk + 32), a2);                 \
-          a3 = _mm512_fmadd_ps(v, _mm512_load_ps(xk + 48), a3);                 \
+        __m512 a[MRV], b[MRV];                                                  \
+        _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q) a[q] = b[q] =     \
+            _mm512_setzero_ps();                                                \
+        int64_t p = t->indptr[n + j];                                           \
+        const int64_t e = t->indptr[n + j + 1];                                 \
+        if (MRV < 8) {                                                          \
+          for (; p + 2 <= e; p += 2) {                                          \
+            const __m512 v0 = _mm512_set1_ps(val[p]);                           \
+            const __m512 v1 = _mm512_set1_ps(val[p + 1]);                       \
+            _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q) {             \
+              a[q] = _mm512_fmadd_ps(v0, XV(p, q), a[q]);                       \
+              b[q] = _mm512_fmadd_ps(v1, XV(p + 1, q), b[q]);                   \
+            }                                                                   \
+          }                                                                     \
         }                                                                       \
-        float *b = buf + j * MR;                                                \
-        _mm512_store_ps(b, epilogue(a0, t, n + j));                             \
-        _mm512_store_ps(b + 16, epilogue(a1, t, n + j));                        \
-        _mm512_store_ps(b + 32, epilogue(a2, t, n + j));                        \
-        _mm512_store_ps(b + 48, epilogue(a3, t, n + j));                        \
+        for (; p < e; ++p) {                                                    \
+          const __m512 v = _mm512_set1_ps(val[p]);                              \
+          _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)                 \
+              a[q] = _mm512_fmadd_ps(v, XV(p, q), a[q]);                        \
+        }                                                                       \
+        float *o = buf + j * MR;                                                \
+        _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)                   \
+            _mm512_store_ps(o + 16 * q, MRV < 8 ? _mm512_add_ps(a[q], b[q]) : a[q]); \
       }                                                                         \
       write_block(buf, nb, t, n);                                               \
     }                                                                           \
   }
 
-static inline __m512i load_idx16(const uint16_t *p, __mmask16 k) {
-  return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p));
-}
-static inline __m512i load_idx32(const int32_t *p, __mmask16 k) {
-  return _mm512_maskz_loadu_epi32(k, p);
+/* ---- M == 1 ------------------------------------------------------------- */
+static inline float epilogue1(float v, const sk_spmm_f32_tile *t, int64_t n) {
+  if (t->bias) v += t->bias[n];
+  if (t->act == SK_ACT_RELU && !(v > 0.0f)) v = v != v ? v : 0.0f;
+  return v;
 }
 
-#define DEFINE_SPMV(NAME, IDX_T, LOAD_IDX)                                      \
+/* One row's dot product: 8 partial sums in a ymm-free scalar form the compiler
+ * keeps in registers; the scalar loads need no gather. */
+#define DEFINE_SPMV(NAME, IDX_T)                                                \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
+    const float *val = t->values, *x = t->xp;                                   \
     for (int64_t n = n0; n < n1; ++n) {                                         \
-      __m512 acc = _mm512_setzero_ps();                                         \
+      float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;                         \
+      float s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;                         \
+      int64_t p = t->indptr[n];                                                 \
       const int64_t e = t->indptr[n + 1];                                       \
-      for (int64_t p = t->indptr[n]; p < e; p += 16) {                          \
-        const __mmask16 k = e - p >= 16 ? (__mmask16)0xffff                     \
-                                        : (__mmask16)((1u << (e - p)) - 1);     \
-        const __m512i col = LOAD_IDX(idx + p, k);                               \
-        const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, col, \
-                                                   t->xp, 4);                   \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, t->values + p), xv, acc); \
+      for (; p + 8 <= e; p += 8) {                                              \
+        s0 = __builtin_fmaf(val[p], x[idx[p]], s0);                             \
+        s1 = __builtin_fmaf(val[p + 1], x[idx[p + 1]], s1);                     \
+        s2 = __builtin_fmaf(val[p + 2], x[idx[p + 2]], s2);                     \
+        s3 = __builtin_fmaf(val[p + 3], x[idx[p + 3]], s3);                     \
+        s4 = __builtin_fmaf(val[p + 4], x[idx[p + 4]], s4);                     \
+        s5 = __builtin_fmaf(val[p + 5], x[idx[p + 5]], s5);                     \
+        s6 = __builtin_fmaf(val[p + 6], x[idx[p + 6]], s6);                     \
+        s7 = __builtin_fmaf(val[p + 7], x[idx[p + 7]], s7);                     \
       }                                                                         \
-      float v = _mm512_reduce_add_ps(acc);                                      \
-      if (t->bias) v += t->bias[n];                                             \
-      if (t->act == SK_ACT_RELU && !(v > 0.0f)) v = v != v ? v : 0.0f;          \
-      t->y[n] = v;                                                              \
+      for (; p < e; ++p) s0 = __builtin_fmaf(val[p], x[idx[p]], s0);            \
+      t->y[n] = epilogue1(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), t, n); \
     }                                                                           \
   }
 
 DEFINE_SPMM(spmm_u16, uint16_t)
 DEFINE_SPMM(spmm_i32, int32_t)
-DEFINE_SPMV(spmv_u16, uint16_t, load_idx16)
-DEFINE_SPMV(spmv_i32, int32_t, load_idx32)
+DEFINE_SPMV(spmv_u16, uint16_t)
+DEFINE_SPMV(spmv_i32, int32_t)
 
 void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
   if (t->index_bytes == 2) spmm_u16(t, n0, n1); else spmm_i32(t, n0, n1);

@@ -46,10 +46,15 @@ typedef struct {
 
 typedef void (*sk_spmm_f32_fn)(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 
+/* Packs rows [0, mr) of x (row stride ldx, k columns) into one tile xp. */
+typedef void (*sk_spmm_f32_pack_fn)(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                                    float *xp);
+
 typedef struct {
   int mr;              /* rows per tile of the spmm kernel */
   sk_spmm_f32_fn spmm; /* tile kernel */
   sk_spmm_f32_fn spmv; /* M == 1 kernel */
+  sk_spmm_f32_pack_fn pack; /* NULL: the portable packing loop in driver.c */
 } sk_spmm_f32_impl;
 
 /* The table entry chosen for the current ISA. */
@@ -62,6 +67,8 @@ void sk_spmm_f32_32x1__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                                 float *xp);
 #endif
 
 #endif /* SK_INTERNAL_H */

@@ -18,13 +18,10 @@
 
 #include "../internal.h"
 
-#ifndef MR
-#define MR 64
-#endif
-#define MRV (MR / 16) /* zmm accumulators per nonzero */
-#ifndef NB
-#define NB 64 /* weight rows per write-out block (a multiple of 16) */
-#endif
+#define MR 64          /* activation rows per tile */
+#define MRV (MR / 16)  /* zmm accumulators per nonzero */
+#define U (8 / MRV)    /* accumulator sets, so 8 FMA chains are in flight */
+#define NB 64          /* weight rows per write-out block (a multiple of 16) */
 
 /* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
 static inline void transpose16(__m512 r[16]) {
@@ -87,6 +84,28 @@ static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_t
   }
 }
 
+/* xp[k * MR + i] = x[i * ldx + k] for i < mr, 0 for mr <= i < MR: one copy of
+ * the tile, transposed 16x16 at a time in registers. */
+void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                                 float *xp) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t i0 = 0; i0 < MR; i0 += 16) {
+    const int64_t rows = mr - i0;
+    for (int64_t k0 = 0; k0 < k; k0 += 16) {
+      const int64_t kn = k - k0 < 16 ? k - k0 : 16;
+      const __mmask16 cols = (__mmask16)((1u << kn) - 1);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(cols, x + (i0 + i) * ldx + k0) : zero;
+      transpose16(r);
+#pragma GCC unroll 16
+      for (int c = 0; c < 16; ++c)
+        if (c < kn) _mm512_store_ps(xp + (k0 + c) * MR + i0, r[c]);
+    }
+  }
+}
+
 #define XV(p, q) _mm512_load_ps(t->xp + (int64_t)idx[p] * MR + 16 * (q))
 
 #define DEFINE_SPMM(NAME, IDX_T)                                                \
@@ -97,29 +116,29 @@ static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_t
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       for (int64_t j = 0; j < nb; ++j) {                                        \
-        __m512 a[MRV], b[MRV];                                                  \
-        _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q) a[q] = b[q] =     \
-            _mm512_setzero_ps();                                                \
+        __m512 a[U][MRV];                                                       \
+        _Pragma("GCC unroll 8") for (int u = 0; u < U; ++u)                     \
+        _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)                   \
+            a[u][q] = _mm512_setzero_ps();                                      \
         int64_t p = t->indptr[n + j];                                           \
         const int64_t e = t->indptr[n + j + 1];                                 \
-        if (MRV < 8) {                                                          \
-          for (; p + 2 <= e; p += 2) {                                          \
-            const __m512 v0 = _mm512_set1_ps(val[p]);                           \
-            const __m512 v1 = _mm512_set1_ps(val[p + 1]);                       \
-            _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q) {             \
-              a[q] = _mm512_fmadd_ps(v0, XV(p, q), a[q]);                       \
-              b[q] = _mm512_fmadd_ps(v1, XV(p + 1, q), b[q]);                   \
-            }                                                                   \
+        for (; p + U <= e; p += U) {                                            \
+          _Pragma("GCC unroll 8") for (int u = 0; u < U; ++u) {                 \
+            const __m512 v = _mm512_set1_ps(val[p + u]);                        \
+            _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)               \
+                a[u][q] = _mm512_fmadd_ps(v, XV(p + u, q), a[u][q]);            \
           }                                                                     \
         }                                                                       \
         for (; p < e; ++p) {                                                    \
           const __m512 v = _mm512_set1_ps(val[p]);                              \
           _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)                 \
-              a[q] = _mm512_fmadd_ps(v, XV(p, q), a[q]);                        \
+              a[0][q] = _mm512_fmadd_ps(v, XV(p, q), a[0][q]);                  \
         }                                                                       \
-        float *o = buf + j * MR;                                                \
+        _Pragma("GCC unroll 8") for (int u = 1; u < U; ++u)                     \
         _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)                   \
-            _mm512_store_ps(o + 16 * q, MRV < 8 ? _mm512_add_ps(a[q], b[q]) : a[q]); \
+            a[0][q] = _mm512_add_ps(a[0][q], a[u][q]);                          \
+        _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)                   \
+            _mm512_store_ps(buf + j * MR + 16 * q, a[0][q]);                    \
       }                                                                         \
       write_block(buf, nb, t, n);                                               \
     }                                                                           \

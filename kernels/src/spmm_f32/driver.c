@@ -121,7 +121,8 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
 #endif
     for (int64_t i = 0; i < tiles; ++i) {
       const int64_t m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
-      pack_tile(x, ldx, w->k, m0, mr, MR, xp + i * MR * w->k);
+      if (impl->pack) impl->pack(x + m0 * ldx, ldx, w->k, mr, xp + i * MR * w->k);
+      else pack_tile(x, ldx, w->k, m0, mr, MR, xp + i * MR * w->k);
     }
     /* the implicit barrier of `omp for` makes every tile visible here */
     for (int64_t i = 0; i < tiles; ++i) {

@@ -65,6 +65,8 @@ void sk_spmv_f32__scalar(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 #ifdef SK_ARCH_X86
 void sk_spmm_f32_32x1__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_f32_pack_32__avx2(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                               float *xp);
 void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,

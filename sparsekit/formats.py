@@ -139,17 +139,8 @@ class CSRMatrix:
             from sparsekit._numba.spmm import linear_csr
 
             return linear_csr(self.indptr, self.indices, self.data, n, x, bias, act)
-        out = _empty_aligned(x.shape[0], n)
         return _core.linear_csr_f32(self.indptr, self.indices, self.data, n, k, x, bias,
-                                    act, out)
-
-
-def _empty_aligned(m, n):
-    """float32 [m, n] starting on a 64-byte boundary, so the kernels' full-width
-    stores do not straddle cache lines (NumPy only guarantees 16 bytes)."""
-    buf = np.empty(m * n + 16, dtype=np.float32)
-    off = (-buf.ctypes.data % 64) // 4
-    return buf[off:off + m * n].reshape(m, n)
+                                    act, None)
 
 
 def _csr_from_state(data, indices, indptr, shape):

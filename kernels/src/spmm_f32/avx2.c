@@ -80,57 +80,68 @@ static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_t
   }
 }
 
-/* xp[k * MR + i] = x[i * ldx + k] for i < mr, 0 for mr <= i < MR. */
+/* xp[kk * ld + i] = x[i * ldx + kk] for i < mr; ld == MR, or mr for the
+ * partial tile, which is packed with scalar moves (no masked stores). */
 void sk_spmm_f32_pack_32__avx2(const float *x, int64_t ldx, int64_t k, int64_t mr,
-                               float *xp) {
-  const __m256 zero = _mm256_setzero_ps();
+                               int64_t ld, float *xp) {
+  if (mr != MR) {
+    for (int64_t i = 0; i < mr; ++i)
+      for (int64_t kk = 0; kk < k; ++kk) xp[kk * ld + i] = x[i * ldx + kk];
+    return;
+  }
   const int64_t k8 = k & ~(int64_t)7;
   for (int64_t i0 = 0; i0 < MR; i0 += 8) {
-    const int64_t rows = mr - i0;
     for (int64_t k0 = 0; k0 < k8; k0 += 8) {
       __m256 r[8];
 #pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i)
-        r[i] = i < rows ? _mm256_loadu_ps(x + (i0 + i) * ldx + k0) : zero;
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(x + (i0 + i) * ldx + k0);
       transpose8(r);
 #pragma GCC unroll 8
       for (int c = 0; c < 8; ++c) _mm256_store_ps(xp + (k0 + c) * MR + i0, r[c]);
     }
     for (int64_t kk = k8; kk < k; ++kk)
-      for (int64_t i = 0; i < 8; ++i)
-        xp[kk * MR + i0 + i] = i < rows ? x[(i0 + i) * ldx + kk] : 0.0f;
+      for (int64_t i = 0; i < 8; ++i) xp[kk * MR + i0 + i] = x[(i0 + i) * ldx + kk];
   }
 }
 
-#define XV(p, q) _mm256_load_ps(t->xp + (int64_t)idx[p] * MR + 8 * (q))
+/* NV vectors of column k of the packed tile: aligned loads for a full tile,
+ * masked loads (row stride mr) for the partial one. */
+#define XV_FULL(p, q) _mm256_load_ps(t->xp + (int64_t)idx[p] * MR + 8 * (q))
+#define XV_PART(p, q) _mm256_maskload_ps(t->xp + (int64_t)idx[p] * ld + 8 * (q), km[q])
 
-#define DEFINE_SPMM(NAME, IDX_T)                                                \
+#define DEFINE_SPMM(NAME, IDX_T, NV, XV)                                        \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
     const float *val = t->values;                                               \
+    const int64_t ld = t->mr;                                                   \
+    __m256i km[NV];                                                             \
+    for (int q = 0; q < NV; ++q)                                                \
+      km[q] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(ld - 8 * q)),         \
+                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));    \
+    (void)km;                                                                   \
     __attribute__((aligned(32))) float buf[NB * MR];                            \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       for (int64_t j = 0; j < nb; ++j) {                                        \
-        __m256 a[MRV], b[MRV];                                                  \
-        _Pragma("GCC unroll 4") for (int q = 0; q < MRV; ++q) a[q] = b[q] =     \
+        __m256 a[NV], b[NV];                                                    \
+        _Pragma("GCC unroll 4") for (int q = 0; q < NV; ++q) a[q] = b[q] =      \
             _mm256_setzero_ps();                                                \
         int64_t p = t->indptr[n + j];                                           \
         const int64_t e = t->indptr[n + j + 1];                                 \
         for (; p + 2 <= e; p += 2) {                                            \
           const __m256 v0 = _mm256_broadcast_ss(val + p);                       \
           const __m256 v1 = _mm256_broadcast_ss(val + p + 1);                   \
-          _Pragma("GCC unroll 4") for (int q = 0; q < MRV; ++q) {               \
+          _Pragma("GCC unroll 4") for (int q = 0; q < NV; ++q) {                \
             a[q] = _mm256_fmadd_ps(v0, XV(p, q), a[q]);                         \
             b[q] = _mm256_fmadd_ps(v1, XV(p + 1, q), b[q]);                     \
           }                                                                     \
         }                                                                       \
         if (p < e) {                                                            \
           const __m256 v = _mm256_broadcast_ss(val + p);                        \
-          _Pragma("GCC unroll 4") for (int q = 0; q < MRV; ++q)                 \
+          _Pragma("GCC unroll 4") for (int q = 0; q < NV; ++q)                  \
               a[q] = _mm256_fmadd_ps(v, XV(p, q), a[q]);                        \
         }                                                                       \
-        _Pragma("GCC unroll 4") for (int q = 0; q < MRV; ++q)                   \
+        _Pragma("GCC unroll 4") for (int q = 0; q < NV; ++q)                    \
             _mm256_store_ps(buf + j * MR + 8 * q, _mm256_add_ps(a[q], b[q]));   \
       }                                                                         \
       write_block(buf, nb, t, n);                                               \
@@ -211,15 +222,27 @@ static inline __m256 x8_i32(const float *x, const int32_t *idx) {
     }                                                                           \
   }
 
-DEFINE_SPMM(spmm_u16, uint16_t)
-DEFINE_SPMM(spmm_i32, int32_t)
+DEFINE_SPMM(spmm_u16, uint16_t, MRV, XV_FULL)
+DEFINE_SPMM(spmm_i32, int32_t, MRV, XV_FULL)
+DEFINE_SPMM(part1_u16, uint16_t, 1, XV_PART)
+DEFINE_SPMM(part1_i32, int32_t, 1, XV_PART)
+DEFINE_SPMM(part2_u16, uint16_t, 2, XV_PART)
+DEFINE_SPMM(part2_i32, int32_t, 2, XV_PART)
+DEFINE_SPMM(part3_u16, uint16_t, 3, XV_PART)
+DEFINE_SPMM(part3_i32, int32_t, 3, XV_PART)
+DEFINE_SPMM(part4_u16, uint16_t, 4, XV_PART)
+DEFINE_SPMM(part4_i32, int32_t, 4, XV_PART)
 DEFINE_TAIL8(tail8_u16, uint16_t)
 DEFINE_TAIL8(tail8_i32, int32_t)
 DEFINE_SPMV(spmv_u16, uint16_t, x8_u16, tail8_u16)
 DEFINE_SPMV(spmv_i32, int32_t, x8_i32, tail8_i32)
 
 void sk_spmm_f32_32x1__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
-  if (t->index_bytes == 2) spmm_u16(t, n0, n1); else spmm_i32(t, n0, n1);
+  static const sk_spmm_f32_fn part[4][2] = {{part1_u16, part1_i32}, {part2_u16, part2_i32},
+                                            {part3_u16, part3_i32}, {part4_u16, part4_i32}};
+  const int wide = t->index_bytes != 2;
+  if (t->mr == MR) (wide ? spmm_i32 : spmm_u16)(t, n0, n1);
+  else part[(t->mr - 1) / 8][wide](t, n0, n1);
 }
 
 void sk_spmv_f32__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {

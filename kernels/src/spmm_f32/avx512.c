@@ -88,13 +88,14 @@ static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_t
   }
 }
 
-/* xp[k * MR + i] = x[i * ldx + k] for i < mr, 0 for mr <= i < MR: one copy of
- * the tile, transposed 16x16 at a time in registers. */
+/* xp[kk * ld + i] = x[i * ldx + kk] for i < mr (ld == MR, or mr for the
+ * partial tile): transposed 16x16 at a time in registers. */
 void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
-                                 float *xp) {
+                                 int64_t ld, float *xp) {
   const __m512 zero = _mm512_setzero_ps();
-  for (int64_t i0 = 0; i0 < MR; i0 += 16) {
+  for (int64_t i0 = 0; i0 < mr; i0 += 16) {
     const int64_t rows = mr - i0;
+    const __mmask16 live = (__mmask16)(rows >= 16 ? 0xffff : (1u << rows) - 1);
     for (int64_t k0 = 0; k0 < k; k0 += 16) {
       const int64_t kn = k - k0 < 16 ? k - k0 : 16;
       const __mmask16 cols = (__mmask16)((1u << kn) - 1);
@@ -105,43 +106,53 @@ void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t
       transpose16(r);
 #pragma GCC unroll 16
       for (int c = 0; c < 16; ++c)
-        if (c < kn) _mm512_store_ps(xp + (k0 + c) * MR + i0, r[c]);
+        if (c < kn) _mm512_mask_storeu_ps(xp + (k0 + c) * ld + i0, live, r[c]);
     }
   }
 }
 
-#define XV(p, q) _mm512_load_ps(t->xp + (int64_t)idx[p] * MR + 16 * (q))
+/* NV vectors of column k of the packed tile: aligned loads for a full tile,
+ * masked unaligned loads (row stride mr) for the partial one. */
+#define XV_FULL(p, q) _mm512_load_ps(t->xp + (int64_t)idx[p] * MR + 16 * (q))
+#define XV_PART(p, q) _mm512_maskz_loadu_ps(km[q], t->xp + (int64_t)idx[p] * ld + 16 * (q))
 
-#define DEFINE_SPMM(NAME, IDX_T)                                                \
+#define DEFINE_SPMM(NAME, IDX_T, NV, US, XV)                                    \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
     const float *val = t->values;                                               \
+    const int64_t ld = t->mr;                                                   \
+    __mmask16 km[NV];                                                           \
+    for (int q = 0; q < NV; ++q) {                                              \
+      const int64_t live = ld - 16 * q;                                         \
+      km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);             \
+    }                                                                           \
+    (void)km;                                                                   \
     __attribute__((aligned(64))) float buf[NB * MR];                            \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       for (int64_t j = 0; j < nb; ++j) {                                        \
-        __m512 a[U][MRV];                                                       \
-        _Pragma("GCC unroll 8") for (int u = 0; u < U; ++u)                     \
-        _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)                   \
+        __m512 a[US][NV];                                                       \
+        _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u)                    \
+        _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                    \
             a[u][q] = _mm512_setzero_ps();                                      \
         int64_t p = t->indptr[n + j];                                           \
         const int64_t e = t->indptr[n + j + 1];                                 \
-        for (; p + U <= e; p += U) {                                            \
-          _Pragma("GCC unroll 8") for (int u = 0; u < U; ++u) {                 \
+        for (; p + US <= e; p += US) {                                          \
+          _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u) {                \
             const __m512 v = _mm512_set1_ps(val[p + u]);                        \
-            _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)               \
+            _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                \
                 a[u][q] = _mm512_fmadd_ps(v, XV(p + u, q), a[u][q]);            \
           }                                                                     \
         }                                                                       \
         for (; p < e; ++p) {                                                    \
           const __m512 v = _mm512_set1_ps(val[p]);                              \
-          _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)                 \
+          _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                  \
               a[0][q] = _mm512_fmadd_ps(v, XV(p, q), a[0][q]);                  \
         }                                                                       \
-        _Pragma("GCC unroll 8") for (int u = 1; u < U; ++u)                     \
-        _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)                   \
+        _Pragma("GCC unroll 8") for (int u = 1; u < US; ++u)                    \
+        _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                    \
             a[0][q] = _mm512_add_ps(a[0][q], a[u][q]);                          \
-        _Pragma("GCC unroll 8") for (int q = 0; q < MRV; ++q)                   \
+        _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                    \
             _mm512_store_ps(buf + j * MR + 16 * q, a[0][q]);                    \
       }                                                                         \
       write_block(buf, nb, t, n);                                               \
@@ -216,13 +227,25 @@ static inline __m128 x4_i32(const float *x, const int32_t *idx) {
     }                                                                           \
   }
 
-DEFINE_SPMM(spmm_u16, uint16_t)
-DEFINE_SPMM(spmm_i32, int32_t)
+DEFINE_SPMM(spmm_u16, uint16_t, MRV, U, XV_FULL)
+DEFINE_SPMM(spmm_i32, int32_t, MRV, U, XV_FULL)
+DEFINE_SPMM(part1_u16, uint16_t, 1, 4, XV_PART)
+DEFINE_SPMM(part1_i32, int32_t, 1, 4, XV_PART)
+DEFINE_SPMM(part2_u16, uint16_t, 2, 4, XV_PART)
+DEFINE_SPMM(part2_i32, int32_t, 2, 4, XV_PART)
+DEFINE_SPMM(part3_u16, uint16_t, 3, 2, XV_PART)
+DEFINE_SPMM(part3_i32, int32_t, 3, 2, XV_PART)
+DEFINE_SPMM(part4_u16, uint16_t, 4, 2, XV_PART)
+DEFINE_SPMM(part4_i32, int32_t, 4, 2, XV_PART)
 DEFINE_SPMV(spmv_u16, uint16_t, x4_u16)
 DEFINE_SPMV(spmv_i32, int32_t, x4_i32)
 
 void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
-  if (t->index_bytes == 2) spmm_u16(t, n0, n1); else spmm_i32(t, n0, n1);
+  static const sk_spmm_f32_fn part[4][2] = {{part1_u16, part1_i32}, {part2_u16, part2_i32},
+                                            {part3_u16, part3_i32}, {part4_u16, part4_i32}};
+  const int wide = t->index_bytes != 2;
+  if (t->mr == MR) (wide ? spmm_i32 : spmm_u16)(t, n0, n1);
+  else part[(t->mr - 1) / 16][wide](t, n0, n1);
 }
 
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {

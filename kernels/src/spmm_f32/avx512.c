@@ -58,31 +58,36 @@ static inline void transpose16(__m512 r[16]) {
   }
 }
 
-/* y[i * ldy + n + j] = act(buf[j * MR + i] + bias[n + j]) for j < nb, i < mr,
- * in 16x16 blocks; the blocks of one group of 16 Y rows are written one after
- * the other so each Y row gets a contiguous run of up to NB floats. */
+/* y[i * ldy + n + j] = act(buf[j * MR + i] + bias[n + j]) for j < nb, i < mr.
+ * 16x16 blocks are transposed in registers into a row-major stage of 16 Y
+ * rows, then each Y row is written as one contiguous run of nb floats: Y's
+ * row stride is often a multiple of 4 KiB (N = 768, 1536, 3072), and
+ * interleaving stores across rows then thrashes L1 sets and 4K-aliases. */
 static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_tile *t,
                                int64_t n) {
   const __m512 zero = _mm512_setzero_ps();
+  __attribute__((aligned(64))) float stage[16 * NB];
   for (int64_t i0 = 0; i0 < t->mr; i0 += 16) {
-    const int64_t rows = t->mr - i0;
+    const int64_t rows = t->mr - i0 < 16 ? t->mr - i0 : 16;
     for (int64_t j0 = 0; j0 < nb; j0 += 16) {
       const int64_t cn = nb - j0 < 16 ? nb - j0 : 16;
-      const __mmask16 cols = (__mmask16)((1u << cn) - 1);
       const float *b = buf + j0 * MR + i0;
       __m512 r[16];
 #pragma GCC unroll 16
       for (int j = 0; j < 16; ++j) r[j] = j < cn ? _mm512_load_ps(b + j * MR) : zero;
       transpose16(r);
-      const __m512 bias = t->bias ? _mm512_maskz_loadu_ps(cols, t->bias + n + j0) : zero;
-      float *y = t->y + i0 * t->ldy + n + j0;
 #pragma GCC unroll 16
-      for (int i = 0; i < 16; ++i) {
-        if (i >= rows) break;
-        __m512 v = r[i];
-        if (t->bias) v = _mm512_add_ps(v, bias);
+      for (int i = 0; i < 16; ++i) _mm512_store_ps(stage + i * NB + j0, r[i]);
+    }
+    for (int64_t i = 0; i < rows; ++i) {
+      float *y = t->y + (i0 + i) * t->ldy + n;
+      for (int64_t j0 = 0; j0 < nb; j0 += 16) {
+        const int64_t cn = nb - j0 < 16 ? nb - j0 : 16;
+        const __mmask16 cols = (__mmask16)((1u << cn) - 1);
+        __m512 v = _mm512_load_ps(stage + i * NB + j0);
+        if (t->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cols, t->bias + n + j0));
         if (t->act == SK_ACT_RELU) v = _mm512_max_ps(zero, v); /* NaN stays */
-        _mm512_mask_storeu_ps(y + i * t->ldy, cols, v);
+        _mm512_mask_storeu_ps(y + j0, cols, v);
       }
     }
   }

@@ -9,8 +9,11 @@
  * (one 64-byte line per FMA); MR = 32/128, K-blocking for L1 and software
  * prefetch were all no faster.
  * Results of NB = 64 weight rows collect in an L1 buffer; the write-out then
- * transposes 16x16 blocks in registers, so Y gets full-width (masked) stores
- * instead of one scalar store per element. Packing x uses the same transpose.
+ * transposes 16x16 blocks in registers into a row-major stage and writes each
+ * Y row as one contiguous run (not one scalar store per element). Packing x
+ * uses the same transpose. The last, partial tile (mr < 64 rows) is packed
+ * with row stride mr and read with masked loads, so the packed copy is
+ * exactly M*K floats.
  *
  * spmv (M == 1): a gather per 16 nonzeros is slow on AMD cores, so x[col] is
  * built from scalar loads folded into vinsertps, 16 nonzeros per step; the

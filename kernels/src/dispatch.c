@@ -103,8 +103,8 @@ static const sk_spmm_f32_impl spmm_f32_impls[SK_ISA_COUNT] = {
 #ifdef SK_ARCH_X86
     [SK_ISA_AVX2] = {32, sk_spmm_f32_32x1__avx2, sk_spmv_f32__avx2,
                       sk_spmm_f32_pack_32__avx2},
-    [SK_ISA_AVX512] = {64, sk_spmm_f32_64x1__avx512, sk_spmv_f32__avx512,
-                        sk_spmm_f32_pack_64__avx512},
+    [SK_ISA_AVX512] = {32, sk_spmm_f32_32x1__avx512, sk_spmv_f32__avx512,
+                        sk_spmm_f32_pack_32__avx512},
 #endif
 };
 

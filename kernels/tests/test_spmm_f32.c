@@ -1,9 +1,9 @@
 /* C tests of sk_linear_csr_f32 against a double-precision reference loop, on
  * every ISA this CPU runs: tails in M/N/K, empty rows, density 0 and 1, both
- * index widths, bias and relu, strided x/y, 1 and 2 threads. M covers every
- * partial-tile width class of each ISA (MR = 8/32/64: 1..4 vectors, full
- * tiles followed by a partial one); N crosses the 64-row write-out blocks;
- * K crosses the 8/16-column packing blocks. */
+ * index widths, bias and relu, strided x/y, 1 and 2 threads. M covers each
+ * partial-tile width class (MR = 8 scalar, 32 AVX2 and AVX-512; partial tiles
+ * of 1..MR-1 rows after 0..7 full ones); N crosses the 64-row write-out
+ * blocks; K crosses the 8/16-column packing blocks. */
 #include <math.h>
 #include <string.h>
 

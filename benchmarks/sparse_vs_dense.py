@@ -26,7 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import interleaved, random_sparse_weight, ratio_median  # noqa: E402
+from _harness import interleaved, random_sparse_weight, ratio_median, thread_clock, wall_clock  # noqa: E402
 
 import sparsekit  # noqa: E402
 
@@ -114,7 +114,7 @@ def set_threads(threads):
 
 
 # ---- one configuration -------------------------------------------------------
-def run_config(shape, m, sparsity, threads, repeats, target_s, rng, notes):
+def run_config(shape, m, sparsity, threads, repeats, target_s, rng, notes, clock):
     n, k = SHAPES[shape]
     w = random_sparse_weight(rng, n, k, sparsity)
     x = rng.standard_normal((m, k)).astype(np.float32)
@@ -131,7 +131,8 @@ def run_config(shape, m, sparsity, threads, repeats, target_s, rng, notes):
             raise AssertionError(f"{name} disagrees with the reference on {shape} M={m}")
     with threadpool_limits(limits=threads):
         set_threads(threads)
-        t = interleaved(fns, repeats=repeats, target_s=target_s)
+        t = interleaved(fns, repeats=repeats, target_s=target_s,
+                        clock=thread_clock if clock == "cpu" and threads == 1 else wall_clock)
     dense = {d: t[d]["median"] for d in DENSE if d in t}
     best_dense = min(dense, key=dense.get)
     row = {"shape": shape, "n": n, "k": k, "m": m, "sparsity": sparsity,
@@ -176,10 +177,16 @@ def markdown(rows, scaling, notes, meta):
     out.append(f"- date: {meta['date']}; CPU: {meta['cpu']}; sparsekit kernel ISA: "
                f"{meta['isa']}; python {meta['python']}")
     out.append(f"- command: `{meta['command']}`")
+    if meta["load"][0] is not None:
+        out.append(f"- machine load (1-min load average) before/after: {meta['load'][0]:.1f} / "
+                   f"{meta['load'][1]:.1f} on {os.cpu_count()} CPUs")
     out.append("- cells: speed relative to the fastest dense fp32 of the row (higher is "
                "better; dense ms is that system's median time). Each ratio is the median "
                "over interleaved repeats of the ratio within one repeat; `±` is the "
                "sparsekit time spread (max-min)/median.")
+    out.append("- clock: " + ("CPU time of the calling thread for 1-thread rows (leaves out "
+                              "preemption by other processes), wall time otherwise"
+                              if meta["clock"] == "cpu" else "wall time"))
     for name, note in notes.items():
         out.append(f"- {name}: {note}")
     for w in meta["warnings"]:
@@ -274,6 +281,11 @@ def main(argv=None):
     ap.add_argument("--out", help="also write the markdown table to this file")
     ap.add_argument("--json", help="also write raw results as JSON to this file")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: time 1-thread runs by the calling thread's CPU time, which "
+                         "leaves out preemption by other processes on a shared machine "
+                         "(every system computes in the calling thread at 1 thread); "
+                         "multi-thread runs always use wall time")
     args = ap.parse_args(argv)
 
     ms = [1, 128] if args.quick else [1, 16, 32, 128]
@@ -296,12 +308,14 @@ def main(argv=None):
     for w in warnings:
         print("warning:", w, file=sys.stderr)
     rng = np.random.default_rng(args.seed)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     notes, rows, scaling = {}, [], []
     for th in threads:
         for shape in shapes:
             for m in ms:
                 for sp in sps:
-                    row = run_config(shape, m, sp, th, repeats, target_s, rng, notes)
+                    row = run_config(shape, m, sp, th, repeats, target_s, rng, notes,
+                                     args.clock)
                     rows.append(row)
                     print(f"{shape:14s} M={m:<4d} sparsity={sp:.2f} threads={th}: sparsekit "
                           f"{row['speedup_vs_best_dense']['sparsekit']:.2f}x fastest dense "
@@ -319,7 +333,8 @@ def main(argv=None):
             "cpu": cpu_name(), "isa": sparsekit.info()["kernels"].get("spmm_f32"),
             "python": platform.python_version(),
             "command": " ".join(["python", "benchmarks/sparse_vs_dense.py"] + sys.argv[1:]),
-            "warnings": warnings}
+            "warnings": warnings, "clock": args.clock,
+            "load": (load_before, os.getloadavg()[0] if hasattr(os, "getloadavg") else None)}
     md = markdown(rows, scaling, notes, meta)
     print(md)
     if args.out:

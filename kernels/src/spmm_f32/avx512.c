@@ -16,9 +16,8 @@
  * exactly M*K floats.
  *
  * spmv (M == 1): a gather per 16 nonzeros is slow on AMD cores, so x[col] is
- * built from scalar loads folded into vinsertps, 16 nonzeros per step; the
- * row's tail is masked instead of looped, leaving one unpredictable branch
- * per row.
+ * built from scalar loads and vinsertps, 16 nonzeros per step, then at most
+ * one step of 8; the last < 8 are masked instead of looped.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -203,10 +202,9 @@ static inline __m128 x4_i32(const float *x, const int32_t *idx) {
                                        f(x, idx + (p) + 4), 1)
 #define CLAMP(q) ((q) < last ? (q) : last)
 
-/* One row's dot product: 16 nonzeros per step into two ymm partial sums; the
- * last < 16 read clamped positions and are masked to zero (values and x, so
- * an inf in x cannot turn into NaN), so a row has one data-dependent loop
- * exit and no tail loop. */
+/* One row's dot product: 16 nonzeros per step into two ymm partial sums, then
+ * one step of 8 if left; the last < 8 read clamped positions and are masked
+ * to zero (values and x, so an inf in x cannot turn into NaN): no tail loop. */
 #define DEFINE_SPMV(NAME, IDX_T, X4W)                                              \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
@@ -219,14 +217,13 @@ static inline __m128 x4_i32(const float *x, const int32_t *idx) {
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p), X8W(X4W, p), a0);       \
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p + 8), X8W(X4W, p + 8), a1); \
       }                                                                         \
+      for (; p + 8 <= e; p += 8)                                                \
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p), X8W(X4W, p), a0);       \
       if (p < e) {                                                              \
         const int64_t last = e - 1;                                             \
-        const __mmask16 k = (__mmask16)((1u << (e - p)) - 1);                   \
-        const __mmask8 k0 = (__mmask8)k, k1 = (__mmask8)(k >> 8);               \
-        a0 = _mm256_fmadd_ps(_mm256_maskz_loadu_ps(k0, val + p),                \
-                             _mm256_maskz_mov_ps(k0, X8(p, CLAMP)), a0);         \
-        a1 = _mm256_fmadd_ps(_mm256_maskz_loadu_ps(k1, val + p + 8),            \
-                             _mm256_maskz_mov_ps(k1, X8(p + 8, CLAMP)), a1);     \
+        const __mmask8 k = (__mmask8)((1u << (e - p)) - 1);                     \
+        a1 = _mm256_fmadd_ps(_mm256_maskz_loadu_ps(k, val + p),                 \
+                             _mm256_maskz_mov_ps(k, X8(p, CLAMP)), a1);          \
       }                                                                         \
       a0 = _mm256_add_ps(a0, a1);                                               \
       __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1)); \

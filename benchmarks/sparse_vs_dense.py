@@ -159,12 +159,15 @@ def run_scaling(shape, m, sparsity, repeats, target_s, rng):
             return sparsekit.linear(x, c)
         return fn
 
+    # single calls (inner = 1), many repeats: a stall of the second thread
+    # then spoils one sample, not all of them
     with threadpool_limits(limits=2):
-        t = interleaved({"1": at(1), "2": at(2)}, repeats=repeats, target_s=target_s)
+        t = interleaved({"1": at(1), "2": at(2)}, repeats=repeats * 5, target_s=1e-9)
     sparsekit.set_num_threads(1)
     return {"shape": shape, "m": m, "sparsity": sparsity,
             "seconds_1": t["1"]["median"], "seconds_2": t["2"]["median"],
-            "spread_2": t["2"]["spread"], "speedup": ratio_median(t, "1", "2")}
+            "spread_2": t["2"]["spread"], "speedup": ratio_median(t, "1", "2"),
+            "speedup_best": t["1"]["min"] / t["2"]["min"]}
 
 
 # ---- report ------------------------------------------------------------------
@@ -212,13 +215,17 @@ def markdown(rows, scaling, notes, meta):
         cells.append(f"{r['bytes_per_weight']:.3f}")
         out.append("| " + " | ".join(cells) + " |")
     if scaling:
-        out += ["", "### sparsekit, 2 threads vs 1 (interleaved in one run)", "",
-                "| shape | M | sparsity | 1 thread ms | 2 threads ms | speed-up |",
-                "|---|---|---|---|---|---|"]
+        out += ["", "### sparsekit, 2 threads vs 1 (interleaved in one run, wall time)", "",
+                "On a shared machine the second thread waits for a free core; `best` is "
+                "the ratio of the fastest repeats, i.e. what the code does when both "
+                "cores are free.", "",
+                "| shape | M | sparsity | 1 thread ms | 2 threads ms | speed-up (median) "
+                "| speed-up (best) |",
+                "|---|---|---|---|---|---|---|"]
         for s in scaling:
             out.append(f"| {s['shape']} | {s['m']} | {s['sparsity']:.2f} | "
                        f"{s['seconds_1'] * 1e3:.3f} | {s['seconds_2'] * 1e3:.3f} | "
-                       f"{s['speedup']:.2f}x |")
+                       f"{s['speedup']:.2f}x | {s['speedup_best']:.2f}x |")
     out += ["", "### targets (issue 2)", ""] + [f"- {line}" for line in targets(rows, scaling)]
     return "\n".join(out) + "\n"
 
@@ -245,8 +252,9 @@ def targets(rows, scaling):
     big = [s for s in scaling if s["m"] >= 128]
     if big:
         ok = all(s["speedup"] >= TARGET_THREADS for s in big)
-        detail = ", ".join(f"{s['shape']} {s['speedup']:.2f}x" for s in big)
-        lines.append(f"2 threads vs 1 at M=128 >= {TARGET_THREADS}x: "
+        detail = ", ".join(f"{s['shape']} {s['speedup']:.2f}x (best {s['speedup_best']:.2f}x)"
+                           for s in big)
+        lines.append(f"2 threads vs 1 at M=128 >= {TARGET_THREADS}x (medians): "
                      f"{'MET' if ok else 'MISSED'} ({detail})")
     bpw = [r["bytes_per_weight"] for r in rows
            if r["shape"] == "bert_ffn_up" and abs(r["sparsity"] - 0.9) < 1e-9]

@@ -63,9 +63,10 @@ def test_density_bias_relu(isa, rng, density, m):
 def test_large_threaded_and_wide_indices(isa, rng):
     sparsekit.set_num_threads(2)
     w = random_sparse(rng, 3072, 768, 0.1, empty_rows=range(0, 3072, 7))
-    x = rng.standard_normal((129, 768)).astype(np.float32)
+    x = rng.standard_normal((261, 768)).astype(np.float32)
     c = CSRMatrix.from_dense(w)
-    for xm in (x, x[:1]):
+    # 129 rows: W's rows split over threads; 128 and 261: whole tiles per thread
+    for xm in (x[:129], x[:128], x, x[:1]):
         assert_close_f32(sparsekit.linear(xm, c), reference_linear(xm, w), xm, w)
     wide = random_sparse(rng, 5, 70001, 0.001)
     xw = rng.standard_normal((3, 70001)).astype(np.float32)

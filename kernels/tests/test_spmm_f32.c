@@ -112,7 +112,9 @@ int main(void) {
                      v % 2, 1 + (v % 2));
           }
     run_case(isa, 200, 3000, 700, 0.1, 2, 1, 1, 2); /* big enough to thread */
-    run_case(isa, 255, 700, 300, 0.2, 4, 0, 1, 2);  /* full tiles + a 63-row one */
+    run_case(isa, 255, 700, 300, 0.2, 4, 0, 1, 2);  /* full tiles + a partial one */
+    run_case(isa, 128, 700, 300, 0.2, 2, 1, 0, 2);  /* threads split whole tiles */
+    run_case(isa, 261, 700, 300, 0.2, 2, 1, 1, 2);  /* ... with a partial last tile */
     run_case(isa, 1, 3000, 700, 0.1, 4, 1, 0, 2);
   }
   return sk_test_finish("test_spmm_f32");

@@ -2,9 +2,10 @@
  * spmm_f32/driver.c - the loops around the fp32 CSR micro-kernels.
  *
  *   X[M,K] --pack--> xp tiles [K][MR], the last one [K][mr] (exactly one copy of X)
- *   W rows split into 4 chunks per thread of equal cost (nonzeros + per-row
- *   work), taken dynamically; a chunk runs the micro-kernel over its rows for
- *   every tile -> Y[M,N]
+ *   threads: whole tiles per thread when there are enough (each packs its own
+ *   and runs all of W over them), else W rows split into 4 chunks per thread
+ *   of equal cost (nonzeros + per-row work), taken dynamically; a chunk runs
+ *   the micro-kernel over its rows for every tile -> Y[M,N]
  *
  * M == 1 skips packing and runs the spmv kernel straight on x.
  */
@@ -53,6 +54,25 @@ static void pack_tile(const float *x, int64_t ldx, int64_t k, int64_t mr, int64_
     const float *row = x + i * ldx;
     for (int64_t kk = 0; kk < k; ++kk) xp[kk * ld + i] = row[kk];
   }
+}
+
+/* Tile i (rows [i*MR, i*MR + mr) of x): pack it if `pack`, then run the
+ * micro-kernel over weight rows [n0, n1). */
+static void run_tile(const sk_spmm_f32_impl *impl, const sk_spmm_f32_tile *base,
+                     const float *x, int64_t ldx, int64_t k, int64_t m, int64_t i,
+                     float *xp, int pack, int64_t n0, int64_t n1) {
+  const int64_t MR = impl->mr, m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
+  float *packed = xp + m0 * k; /* full tiles before: MR*K floats each */
+  if (pack) {
+    if (impl->pack) impl->pack(x + m0 * ldx, ldx, k, mr, mr, packed);
+    else pack_tile(x + m0 * ldx, ldx, k, mr, mr, packed);
+  }
+  if (n1 <= n0) return;
+  sk_spmm_f32_tile tile = *base;
+  tile.xp = packed; /* row stride MR, or mr when partial */
+  tile.mr = mr;
+  tile.y = base->y + m0 * base->ldy;
+  impl->spmm(&tile, n0, n1);
 }
 
 /* Split rows [0, n) into `parts` ranges of about equal cost, where row r
@@ -107,25 +127,28 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
   float *xp = (float *)sk_aligned_alloc((size_t)(m * w->k) * sizeof(float));
   if (xp == NULL) return SK_ERR_NOMEM;
 
-  /* Packing is a small share of the work; doing it before the parallel
-   * region saves a barrier, which costs a scheduler time slice when another
-   * process holds the second core. */
-  for (int64_t i = 0; i < tiles; ++i) {
-    const int64_t m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
-    float *tile = xp + m0 * w->k; /* full tiles before: MR*K floats each */
-    if (impl->pack) impl->pack(x + m0 * ldx, ldx, w->k, mr, mr, tile);
-    else pack_tile(x + m0 * ldx, ldx, w->k, mr, mr, tile);
-  }
+  /* Enough whole tiles for every thread: a thread packs its own tiles and
+   * runs all of W over them (no barrier, each core's L2 holds only its tiles).
+   * Otherwise pack first, then split W's rows. */
+  const int by_tiles = nt > 1 && (tiles >= 4 * nt || (tiles % nt == 0 && m % MR == 0));
+  if (by_tiles) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+#endif
+    for (int64_t i = 0; i < tiles; ++i) {
+      run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, w->n);
+    }
+  } else {
+    /* Packing is a small share of the work; doing it before the parallel
+     * region saves a barrier, which costs a scheduler time slice when another
+     * process holds the second core. */
+    for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, 0);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
 #endif
-  for (int c = 0; c < parts; ++c) {
-    for (int64_t i = 0; i < tiles; ++i) {
-      sk_spmm_f32_tile tile = base;
-      tile.xp = xp + i * MR * w->k; /* row stride MR, or mr when partial */
-      tile.mr = m - i * MR < MR ? m - i * MR : MR;
-      tile.y = y + i * MR * ldy;
-      impl->spmm(&tile, bounds[c], bounds[c + 1]);
+    for (int c = 0; c < parts; ++c) {
+      for (int64_t i = 0; i < tiles; ++i)
+        run_tile(impl, &base, x, ldx, w->k, m, i, xp, 0, bounds[c], bounds[c + 1]);
     }
   }
   sk_aligned_free(xp);

@@ -176,7 +176,7 @@ def fmt_ratio(v):
 
 
 def markdown(rows, scaling, notes, meta):
-    out = ["## fp32 sparse x dense: sparsekit vs dense and sparse peers", ""]
+    out = ["## fp32 sparse × dense: sparsekit vs dense and sparse peers", ""]
     out.append(f"- date: {meta['date']}; CPU: {meta['cpu']}; sparsekit kernel ISA: "
                f"{meta['isa']}; python {meta['python']}")
     out.append(f"- command: `{meta['command']}`")
@@ -192,6 +192,8 @@ def markdown(rows, scaling, notes, meta):
                               if meta["clock"] == "cpu" else "wall time"))
     for name, note in notes.items():
         out.append(f"- {name}: {note}")
+    if not meta["warnings"]:
+        out.append("- OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: not set")
     for w in meta["warnings"]:
         out.append(f"- WARNING: {w}")
     out.append("")

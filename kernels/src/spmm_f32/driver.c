@@ -9,7 +9,6 @@
  *
  * M == 1 skips packing and runs the spmv kernel straight on x.
  */
-#include <string.h>
 
 #include "../internal.h"
 

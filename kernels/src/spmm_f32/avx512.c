@@ -5,9 +5,11 @@
  * w[n,k] is broadcast and FMA'd with the packed 32-vector of column k. FMA
  * latency x throughput wants about 8 independent chains, so consecutive
  * nonzeros rotate over four accumulator sets, summed at the row's end.
- * Measured on Zen 5: the loop is bound by L2->L1 traffic of the packed tile
- * (one 64-byte line per FMA); MR = 32 beat 64 (by 2-8%), 16 and 128, and
- * K-blocking for L1 and software prefetch were slower.
+ * Measured on Zen 5: the loop is bound by loads (one 64-byte line of the
+ * packed tile per FMA, mostly from L2); MR = 32 beat 64 (by 2-8%), 16 and
+ * 128; K-blocking for L1 and software prefetch were slower; taking the four
+ * broadcasts from one xmm load with vpermps instead of four vbroadcastss from
+ * memory gained ~5%.
  * Results of NB = 64 weight rows collect in an L1 buffer; the write-out then
  * transposes 16x16 blocks in registers into a row-major stage and writes each
  * Y row as one contiguous run (not one scalar store per element). Packing x
@@ -144,9 +146,12 @@ void sk_spmm_f32_pack_32__avx512(const float *x, int64_t ldx, int64_t k, int64_t
             a[u][q] = _mm512_setzero_ps();                                      \
         int64_t p = t->indptr[n + j];                                           \
         const int64_t e = t->indptr[n + j + 1];                                 \
+        _Static_assert(US == 4, "one xmm load feeds the US broadcasts");        \
         for (; p + US <= e; p += US) {                                          \
+          /* broadcasts from a register: fewer load slots than vbroadcastss m32 */ \
+          const __m512 vs = _mm512_castps128_ps512(_mm_loadu_ps(val + p));      \
           _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u) {                \
-            const __m512 v = _mm512_set1_ps(val[p + u]);                        \
+            const __m512 v = _mm512_permutexvar_ps(_mm512_set1_epi32(u), vs);   \
             _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                \
                 a[u][q] = _mm512_fmadd_ps(v, XV(p + u, q), a[u][q]);            \
           }                                                                     \

@@ -122,10 +122,26 @@ void sk_spmm_f32_pack_32__avx512(const float *x, int64_t ldx, int64_t k, int64_t
 
 /* NV vectors of column k of the packed tile: aligned loads for a full tile,
  * masked unaligned loads (row stride mr) for the partial one. */
-#define XV_FULL(p, q) _mm512_load_ps(t->xp + (int64_t)idx[p] * MR + 16 * (q))
-#define XV_PART(p, q) _mm512_maskz_loadu_ps(km[q], t->xp + (int64_t)idx[p] * ld + 16 * (q))
+#define XV_FULL(p, q) XC_FULL((int64_t)idx[p], q)
+#define XV_PART(p, q) XC_PART((int64_t)idx[p], q)
+#define XC_FULL(c, q) _mm512_load_ps(t->xp + (c) * MR + 16 * (q))
+#define XC_PART(c, q) _mm512_maskz_loadu_ps(km[q], t->xp + (c) * ld + 16 * (q))
 
-#define DEFINE_SPMM(NAME, IDX_T, NV, US, XV)                                    \
+/* Columns of four consecutive nonzeros; 16-bit ones come from one 64-bit
+ * load split with shifts (load slots are the limit, ALU slots are not). */
+static inline void cols4_u16(const uint16_t *idx, int64_t c[4]) {
+  uint64_t q;
+  memcpy(&q, idx, 8);
+  c[0] = (int64_t)(q & 0xffff);
+  c[1] = (int64_t)((q >> 16) & 0xffff);
+  c[2] = (int64_t)((q >> 32) & 0xffff);
+  c[3] = (int64_t)(q >> 48);
+}
+static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
+  for (int u = 0; u < 4; ++u) c[u] = idx[u];
+}
+
+#define DEFINE_SPMM(NAME, IDX_T, NV, US, XV, XC, COLS4)                                  \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
     const float *val = t->values;                                               \
@@ -150,10 +166,12 @@ void sk_spmm_f32_pack_32__avx512(const float *x, int64_t ldx, int64_t k, int64_t
         for (; p + US <= e; p += US) {                                          \
           /* broadcasts from a register: fewer load slots than vbroadcastss m32 */ \
           const __m512 vs = _mm512_castps128_ps512(_mm_loadu_ps(val + p));      \
+          int64_t c[4];                                                         \
+          COLS4(idx + p, c);                                                    \
           _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u) {                \
             const __m512 v = _mm512_permutexvar_ps(_mm512_set1_epi32(u), vs);   \
             _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                \
-                a[u][q] = _mm512_fmadd_ps(v, XV(p + u, q), a[u][q]);            \
+                a[u][q] = _mm512_fmadd_ps(v, XC(c[u], q), a[u][q]);             \
           }                                                                     \
         }                                                                       \
         for (; p < e; ++p) {                                                    \
@@ -238,12 +256,12 @@ static inline __m128 x4_i32(const float *x, const int32_t *idx) {
     }                                                                           \
   }
 
-DEFINE_SPMM(spmm_u16, uint16_t, MRV, U, XV_FULL)
-DEFINE_SPMM(spmm_i32, int32_t, MRV, U, XV_FULL)
-DEFINE_SPMM(part1_u16, uint16_t, 1, 4, XV_PART)
-DEFINE_SPMM(part1_i32, int32_t, 1, 4, XV_PART)
-DEFINE_SPMM(part2_u16, uint16_t, 2, 4, XV_PART)
-DEFINE_SPMM(part2_i32, int32_t, 2, 4, XV_PART)
+DEFINE_SPMM(spmm_u16, uint16_t, MRV, U, XV_FULL, XC_FULL, cols4_u16)
+DEFINE_SPMM(spmm_i32, int32_t, MRV, U, XV_FULL, XC_FULL, cols4_i32)
+DEFINE_SPMM(part1_u16, uint16_t, 1, 4, XV_PART, XC_PART, cols4_u16)
+DEFINE_SPMM(part1_i32, int32_t, 1, 4, XV_PART, XC_PART, cols4_i32)
+DEFINE_SPMM(part2_u16, uint16_t, 2, 4, XV_PART, XC_PART, cols4_u16)
+DEFINE_SPMM(part2_i32, int32_t, 2, 4, XV_PART, XC_PART, cols4_i32)
 DEFINE_SPMV(spmv_u16, uint16_t, x4_u16)
 DEFINE_SPMV(spmv_i32, int32_t, x4_i32)
 

@@ -126,9 +126,28 @@ const sk_spmm_f32_impl *sk_spmm_f32_select(void) {
   return &spmm_f32_impls[spmm_f32_isa()];
 }
 
+static const sk_quantize_u8_impl quantize_u8_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = {sk_quantize_row_u8__scalar, sk_quantize_row_u8_static__scalar},
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = {sk_quantize_row_u8__avx2, sk_quantize_row_u8_static__avx2},
+    [SK_ISA_AVX512] = {sk_quantize_row_u8__avx512, sk_quantize_row_u8_static__avx512},
+#endif
+};
+
+static int quantize_u8_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = quantize_u8_impls[i].dynamic_row != NULL;
+  return resolve(has);
+}
+
+const sk_quantize_u8_impl *sk_quantize_u8_select(void) {
+  return &quantize_u8_impls[quantize_u8_isa()];
+}
+
 int sk_family_isa(const char *family) {
   if (family == NULL) return -1;
   if (strcmp(family, "spmm_f32") == 0) return spmm_f32_isa();
+  if (strcmp(family, "quantize_u8") == 0) return quantize_u8_isa();
   return -1;
 }
 

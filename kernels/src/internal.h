@@ -103,7 +103,7 @@ int sk_quantize_row_u8_static__avx512(const float *x, int64_t k, float scale,
  * groups for g < kfull; group kfull (if < K4) holds only ktail valid bytes
  * (the packed weights are zero past K, so A's bytes there never matter but
  * must not be read past the row). The epilogue writes
- *   S32: c - zp*wsum;  F32: act(float(..) * (a_scale * w_scale) + bias);
+ *   S32: c - zp*sum24;  F32: act(float(..) * (a_scale * w_scale) + bias);
  *   U8: F32 requantized with out_scale / out_zp (round half to even). */
 enum { SK_QOUT_S32 = 0, SK_QOUT_F32 = 1, SK_QOUT_U8 = 2 };
 
@@ -114,7 +114,7 @@ typedef struct {
   int ktail;
   const int8_t *b;      /* packed weights */
   int64_t n;            /* valid output channels */
-  const int32_t *wsum;  /* n decoded channel sums */
+  const uint8_t *sum24; /* channel sums, 3 bytes each (see sk_qsum24) */
   const int32_t *a_zp;
   int64_t zp_stride;
   const float *a_scale;
@@ -140,6 +140,13 @@ typedef struct {
 } sk_qgemm_u8s8_impl;
 
 const sk_qgemm_u8s8_impl *sk_qgemm_u8s8_select(void);
+
+/* Channel sum n of the packed weight: 3-byte little-endian two's complement. */
+static inline int32_t sk_qsum24(const uint8_t *sum24, int64_t n) {
+  const uint8_t *s = sum24 + 3 * n;
+  const uint32_t u = (uint32_t)s[0] | ((uint32_t)s[1] << 8) | ((uint32_t)s[2] << 16);
+  return (int32_t)(u ^ 0x800000u) - 0x800000; /* sign-extend bit 23 */
+}
 /* Private microbenchmark of this CPU's vpdpbusd peak: `iters` rounds of 24
  * independent zmm vpdpbusd. SK_ERR_UNSUPPORTED without AVX-512 VNNI. */
 int sk_qgemm_u8s8_peak_loop(int64_t iters, int64_t *sink);

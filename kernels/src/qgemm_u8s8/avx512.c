@@ -36,12 +36,14 @@ static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args 
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
                                          28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i s0 = sk_q_sums16(p, n0, nr);
+  const __m512i s1 = P > 1 ? sk_q_sums16(p, n0 + 16, nr - 16) : s0;
   _Pragma("GCC unroll 16") for (int i = 0; i < R; ++i)
     _Pragma("GCC unroll 16") for (int j = 0; j < P; ++j) {
       const __m512i x = acc[i][2 * j], y = acc[i][2 * j + 1];
       const __m512i s = _mm512_add_epi32(_mm512_permutex2var_epi32(x, even, y),
                                          _mm512_permutex2var_epi32(x, odd, y));
-      sk_q_store16_avx512(p, m0 + i, n0 + 16 * j, s, sk_q_cols(nr - 16 * j));
+      sk_q_store16_avx512(p, m0 + i, n0 + 16 * j, s, j ? s1 : s0, sk_q_cols(nr - 16 * j));
     }
 }
 

@@ -2,8 +2,8 @@
  * qgemm_u8s8/driver.c - packing and the loops around the int8 micro-kernels.
  *
  *   x fp32 [M,K] --quantize (per row or static)--> a u8 [M,K4*4] (one copy)
- *   output columns split in NR-wide blocks, contiguous ranges per thread;
- *   each thread, per block (B panel stays in L2): all MR-row tiles of A
+ *   output columns split in NR-wide blocks, handed to threads dynamically;
+ *   per block (its B panel stays in L2): all MR-row tiles of A
  *   M == 1 runs the GEMV kernel (more columns per call, more accumulators).
  */
 #include <float.h>
@@ -105,14 +105,9 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
 #endif
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-#else
-    const int t = 0, tn = 1;
-#endif
     if (x) {
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
 #endif
       for (int64_t i = 0; i < m; ++i) {
         uint8_t *row = xq + i * k4 * 4;
@@ -127,8 +122,12 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
       }
       /* the implicit barrier of `omp for` publishes every row */
     }
-    const int64_t b0 = blocks * t / tn, b1 = blocks * (t + 1) / tn;
-    for (int64_t b = b0; b < b1 && !bad; ++b) {
+    /* Blocks are handed out dynamically: on a shared machine one thread may
+     * start late, and the other then takes over its share. */
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+    for (int64_t b = 0; b < blocks; ++b) {
       const int64_t n0 = b * nr, cols = n - n0 < nr ? n - n0 : nr;
       if (m == 1) {
         impl->gemv(p, 0, 1, n0, cols);

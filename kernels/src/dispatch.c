@@ -104,6 +104,9 @@ static const sk_spmm_f32_impl spmm_f32_impls[SK_ISA_COUNT] = {
     [SK_ISA_AVX2] = {32, sk_spmm_f32_32x1__avx2, sk_spmv_f32__avx2},
     [SK_ISA_AVX512] = {64, sk_spmm_f32_64x1__avx512, sk_spmv_f32__avx512},
 #endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = {16, sk_spmm_f32_16x1__neon, sk_spmv_f32__neon},
+#endif
 };
 
 /* Index of the best non-empty entry at or below the current ISA. x86 and ARM

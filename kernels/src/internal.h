@@ -63,5 +63,9 @@ void sk_spmv_f32__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 #endif
+#ifdef SK_ARCH_ARM64
+void sk_spmm_f32_16x1__neon(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_f32__neon(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+#endif
 
 #endif /* SK_INTERNAL_H */

@@ -107,7 +107,7 @@ static const sk_spmm_f32_impl spmm_f32_impls[SK_ISA_COUNT] = {
                         sk_spmm_f32_pack_64__avx512},
 #endif
 #ifdef SK_ARCH_ARM64
-    [SK_ISA_NEON] = {16, sk_spmm_f32_16x1__neon, sk_spmv_f32__neon},
+    [SK_ISA_NEON] = {16, sk_spmm_f32_16x1__neon, sk_spmv_f32__neon, NULL},
 #endif
 };
 

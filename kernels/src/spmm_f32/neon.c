@@ -10,6 +10,12 @@
 
 #define MR 16
 
+static inline float epilogue1(float v, const sk_spmm_f32_tile *t, int64_t n) {
+  if (t->bias) v += t->bias[n];
+  if (t->act == SK_ACT_RELU && v < 0.0f) v = 0.0f;
+  return v;
+}
+
 static inline float32x4_t epilogue(float32x4_t v, const sk_spmm_f32_tile *t, int64_t n) {
   if (t->bias) v = vaddq_f32(v, vdupq_n_f32(t->bias[n]));
   if (t->act == SK_ACT_RELU) { /* max(v, 0) but NaN stays NaN */
@@ -19,11 +25,22 @@ static inline float32x4_t epilogue(float32x4_t v, const sk_spmm_f32_tile *t, int
   return v;
 }
 
-static inline float epilogue1(float v, const sk_spmm_f32_tile *t, int64_t n) {
-  if (t->bias) v += t->bias[n];
-  if (t->act == SK_ACT_RELU && v < 0.0f) v = 0.0f;
-  return v;
-}
+
+/* The partial last tile is packed with row stride mr < MR: plain loops. */
+#define DEFINE_SPMM_PARTIAL(NAME, IDX_T)                                         \
+  static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {          \
+    const IDX_T *idx = (const IDX_T *)t->indices;                                \
+    const int64_t mr = t->mr;                                                    \
+    for (int64_t n = n0; n < n1; ++n) {                                          \
+      float acc[MR] = {0};                                                       \
+      for (int64_t p = t->indptr[n]; p < t->indptr[n + 1]; ++p) {                \
+        const float v = t->values[p];                                            \
+        const float *xk = t->xp + (int64_t)idx[p] * mr;                          \
+        for (int64_t i = 0; i < mr; ++i) acc[i] += v * xk[i];                    \
+      }                                                                          \
+      for (int64_t i = 0; i < mr; ++i) t->y[i * t->ldy + n] = epilogue1(acc[i], t, n); \
+    }                                                                            \
+  }
 
 #define DEFINE_SPMM(NAME, IDX_T)                                                 \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {          \
@@ -67,11 +84,19 @@ static inline float epilogue1(float v, const sk_spmm_f32_tile *t, int64_t n) {
 
 DEFINE_SPMM(spmm_u16, uint16_t)
 DEFINE_SPMM(spmm_i32, int32_t)
+DEFINE_SPMM_PARTIAL(spmm_partial_u16, uint16_t)
+DEFINE_SPMM_PARTIAL(spmm_partial_i32, int32_t)
 DEFINE_SPMV(spmv_u16, uint16_t)
 DEFINE_SPMV(spmv_i32, int32_t)
 
 void sk_spmm_f32_16x1__neon(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
-  if (t->index_bytes == 2) spmm_u16(t, n0, n1); else spmm_i32(t, n0, n1);
+  if (t->mr < MR) {
+    if (t->index_bytes == 2) spmm_partial_u16(t, n0, n1); else spmm_partial_i32(t, n0, n1);
+  } else if (t->index_bytes == 2) {
+    spmm_u16(t, n0, n1);
+  } else {
+    spmm_i32(t, n0, n1);
+  }
 }
 
 void sk_spmv_f32__neon(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {

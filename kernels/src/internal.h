@@ -25,12 +25,14 @@ void sk_aligned_free(void *p);
 int sk_threads_for_work(double work);
 
 /* ---- spmm_f32: CSR fp32 weight x dense fp32 activations ----------------
- * Micro-kernel contract (BLIS-style): one tile of MR activation rows, packed
- * transposed as xp[k * MR + i] (zero-padded past `mr` valid rows), times
- * weight rows [n0, n1). For each row n the kernel broadcasts each nonzero
- * w[n,k] and multiplies it with the MR-vector xp[k*MR .. +MR], adds bias,
- * applies the activation and writes y[i * ldy + n] for i < mr.
- * The M=1 kernel (spmv) reads x directly (xp == x, MR == 1). */
+ * Micro-kernel contract (BLIS-style): one tile of mr <= MR activation rows,
+ * packed transposed as xp[k * ld + i], times weight rows [n0, n1). The row
+ * stride ld is MR for a full tile and mr for the last, partial one (so the
+ * packed copy is exactly M*K floats, never more than one copy of X). For
+ * each row n the kernel broadcasts each nonzero w[n,k] and multiplies it with
+ * the mr-vector xp[k*ld ..], adds bias, applies the activation and writes
+ * y[i * ldy + n] for i < mr.
+ * The M=1 kernel (spmv) reads x directly (xp == x, mr == 1). */
 typedef struct {
   const int64_t *indptr;
   const void *indices; /* uint16_t or int32_t, per index_bytes */
@@ -46,10 +48,16 @@ typedef struct {
 
 typedef void (*sk_spmm_f32_fn)(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 
+/* Packs rows [0, mr) of x (row stride ldx, k columns) into one tile:
+ * xp[kk * ld + i] = x[i * ldx + kk], ld == MR (full tile) or mr (partial). */
+typedef void (*sk_spmm_f32_pack_fn)(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                                    int64_t ld, float *xp);
+
 typedef struct {
   int mr;              /* rows per tile of the spmm kernel */
   sk_spmm_f32_fn spmm; /* tile kernel */
   sk_spmm_f32_fn spmv; /* M == 1 kernel */
+  sk_spmm_f32_pack_fn pack; /* NULL: the portable packing loop in driver.c */
 } sk_spmm_f32_impl;
 
 /* The table entry chosen for the current ISA. */
@@ -60,8 +68,16 @@ void sk_spmv_f32__scalar(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 #ifdef SK_ARCH_X86
 void sk_spmm_f32_32x1__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_f32_pack_32__avx2(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                               int64_t ld, float *xp);
 void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                                 int64_t ld, float *xp);
+#endif
+#ifdef SK_ARCH_ARM64
+void sk_spmm_f32_16x1__neon(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_f32__neon(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 #endif
 
 /* ---- quantize_u8: fp32 rows -> u8 (math in sparsekit.h) ----------------

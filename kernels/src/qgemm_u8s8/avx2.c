@@ -39,8 +39,8 @@ static inline __m256i lanes(int64_t left) {
 static void store8(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n, __m256i acc,
                    __m256i ws, int64_t left) {
   const __m256i m = lanes(left);
-  const __m256i c =
-      _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(p->a_zp[i * p->zp_stride]), ws));
+  const __m256i zp = _mm256_set1_epi32(p->a_zp[i * p->zp_stride]);
+  const __m256i c = _mm256_sub_epi32(acc, _mm256_mullo_epi32(zp, ws));
   if (p->out == SK_QOUT_S32) {
     _mm256_maskstore_epi32((int32_t *)p->c + i * p->ldc + n, m, c);
     return;
@@ -83,7 +83,8 @@ static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args 
       av[i] = _mm256_cvtepu8_epi16(_mm_set1_epi32(a4));
     }
     UNROLL for (int q = 0; q < 4; ++q) {
-      const __m256i bq = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + g * 64 + 16 * q)));
+      const __m128i raw = _mm_loadu_si128((const __m128i *)(b + g * 64 + 16 * q));
+      const __m256i bq = _mm256_cvtepi8_epi16(raw);
       UNROLL for (int i = 0; i < R; ++i)
         acc[i][q] = _mm256_add_epi32(acc[i][q], _mm256_madd_epi16(av[i], bq));
     }

@@ -26,8 +26,8 @@ static inline __m512i sk_q_sums16(const sk_qgemm_u8s8_args *p, int64_t n, int64_
   const __m512i sh = _mm512_setr_epi32(0, 24, 16, 8, 0, 24, 16, 8, 0, 24, 16, 8, 0, 24, 16, 8);
   const __m512i lo = _mm512_permutexvar_epi32(idx, raw);
   const __m512i hi = _mm512_permutexvar_epi32(_mm512_add_epi32(idx, _mm512_set1_epi32(1)), raw);
-  const __m512i v = _mm512_or_si512(
-      _mm512_srlv_epi32(lo, sh), _mm512_sllv_epi32(hi, _mm512_sub_epi32(_mm512_set1_epi32(32), sh)));
+  const __m512i up = _mm512_sub_epi32(_mm512_set1_epi32(32), sh);
+  const __m512i v = _mm512_or_si512(_mm512_srlv_epi32(lo, sh), _mm512_sllv_epi32(hi, up));
   return _mm512_srai_epi32(_mm512_slli_epi32(v, 8), 8);
 }
 

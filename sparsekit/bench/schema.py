@@ -1,0 +1,115 @@
+"""The schema of results.json (JSON Schema draft 2020-12 subset), and a small
+validator for exactly the keywords used here, so checking a file needs no
+extra package. Bump SCHEMA_ID when a field changes meaning or goes away.
+
+Top level: schema id, the command line, the machine (machine.py), the sweep
+settings, the systems measured and skipped, one record per measurement, and
+errors (a system that raised on some case is listed there, not in results).
+Times are seconds per call; speedup is (median of the fastest dense fp32
+system in the same group) / (this median), so > 1 means faster than dense.
+"""
+SCHEMA_ID = "sparsekit-bench/1"
+
+_NUM = {"type": "number"}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+
+RESULT = {
+    "type": "object",
+    "required": ["model", "layer", "N", "K", "M", "threads", "system", "library", "format",
+                 "precision", "pattern", "sparsity", "median_s", "q25_s", "q75_s", "min_s",
+                 "max_s", "samples", "calls_per_sample", "speedup", "baseline_system",
+                 "gflops", "weight_bytes", "bytes_per_weight", "max_rel_err", "check"],
+    "properties": {
+        "model": _STR, "layer": _STR, "N": _INT, "K": _INT, "M": _INT, "threads": _INT,
+        "system": _STR, "library": _STR,
+        "format": {"enum": ["dense", "csr", "int8", "sparse-int8", "auto"]},
+        "precision": {"enum": ["fp32", "int8"]},
+        "pattern": _STR,
+        "sparsity": _NUM_OR_NULL, "actual_sparsity": _NUM_OR_NULL,
+        "median_s": _NUM, "q25_s": _NUM, "q75_s": _NUM, "min_s": _NUM, "max_s": _NUM,
+        "samples": _INT, "calls_per_sample": _INT,
+        "speedup": _NUM_OR_NULL, "baseline_system": {"type": ["string", "null"]},
+        "gflops": _NUM_OR_NULL,
+        "weight_bytes": {"type": ["integer", "null"]}, "bytes_per_weight": _NUM_OR_NULL,
+        "max_rel_err": _NUM, "check": {"enum": ["ok", "FAIL"]},
+    },
+}
+
+SYSTEM = {
+    "type": "object",
+    "required": ["name", "library", "format", "precision"],
+    "properties": {"name": _STR, "library": _STR, "format": _STR, "precision": _STR,
+                   "reason": _STR},
+}
+
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": SCHEMA_ID,
+    "type": "object",
+    "required": ["schema", "command", "machine", "settings", "warnings", "systems",
+                 "skipped_systems", "results", "errors"],
+    "properties": {
+        "schema": {"const": SCHEMA_ID},
+        "command": {"type": "array", "items": _STR},
+        "machine": {
+            "type": "object",
+            "required": ["cpu", "arch", "isa", "kernels", "usable_cpus", "versions", "env",
+                         "date"],
+            "properties": {"cpu": _STR, "arch": _STR, "isa": _STR, "kernels": {"type": "object"},
+                           "usable_cpus": _INT, "versions": {"type": "object"},
+                           "env": {"type": "object"}, "date": _STR},
+        },
+        "settings": {
+            "type": "object",
+            "required": ["repeat", "min_sample_s", "threads", "patterns", "sparsities",
+                         "formats", "peers", "seed", "quick"],
+            "properties": {"repeat": _INT, "min_sample_s": _NUM,
+                           "threads": {"type": "array", "items": _INT},
+                           "patterns": {"type": "array", "items": _STR},
+                           "sparsities": {"type": "array", "items": _NUM},
+                           "formats": {"type": "array", "items": _STR},
+                           "peers": _STR, "seed": _INT, "quick": {"type": "boolean"}},
+        },
+        "warnings": {"type": "array", "items": _STR},
+        "systems": {"type": "array", "items": SYSTEM},
+        "skipped_systems": {"type": "array", "items": SYSTEM},
+        "results": {"type": "array", "items": RESULT},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["where", "error"],
+            "properties": {"where": _STR, "error": _STR}}},
+    },
+}
+
+_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def validate(doc, schema=SCHEMA, path="$"):
+    """Raise ValueError naming the first place where `doc` breaks `schema`."""
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_TYPES[t](doc) for t in types):
+            raise ValueError(f"{path}: expected {' or '.join(types)}, got {type(doc).__name__}")
+    if "const" in schema and doc != schema["const"]:
+        raise ValueError(f"{path}: expected {schema['const']!r}, got {doc!r}")
+    if "enum" in schema and doc not in schema["enum"]:
+        raise ValueError(f"{path}: expected one of {schema['enum']}, got {doc!r}")
+    if isinstance(doc, dict):
+        for key in schema.get("required", ()):
+            if key not in doc:
+                raise ValueError(f"{path}: missing required field {key!r}")
+        for key, sub in schema.get("properties", {}).items():
+            if key in doc:
+                validate(doc[key], sub, f"{path}.{key}")
+    if isinstance(doc, list) and "items" in schema:
+        for i, item in enumerate(doc):
+            validate(item, schema["items"], f"{path}[{i}]")

@@ -60,7 +60,8 @@ def machine_lines(doc):
     ]
 
 
-def markdown(doc):
+def markdown(doc, full=True):
+    """The report; full=False leaves out the table of every measurement."""
     s = doc["settings"]
     out = ["# sparsekit bench", "", f"Command: `{shlex.join(doc['command'])}`", ""]
     out += machine_lines(doc)
@@ -73,7 +74,8 @@ def markdown(doc):
         "repeated calls). **Speedup** = median time of the fastest dense fp32 system on the "
         "same layer and thread count ÷ this system's median (above 1 is faster). Spread is "
         "the interquartile range of the per-call times. Dense systems do not depend on "
-        "sparsity and are measured once per layer. Y[M,N] = X[M,K]·W[N,K]ᵀ.", ""]
+        "sparsity and are measured once per layer. Y[M,N] = X[M,K]·W[N,K]ᵀ. Every call "
+        "reuses one weight, so weights that fit in the last-level cache are timed warm.", ""]
     results = doc["results"]
     groups = {}
     for r in results:
@@ -81,6 +83,8 @@ def markdown(doc):
     out += ["## Speedup over the fastest dense fp32", ""]
     for key, rows in groups.items():
         out += _summary_table(key, rows)
+    if not full:
+        return "\n".join(out + _notes(doc))
     out += ["## All measurements", "",
             "| layer | N×K | M | threads | system | format | pattern | sparsity | median ms "
             "| IQR ms | min ms | GFLOP/s (dense-equiv.) | speedup | bytes/weight | max rel err |",
@@ -94,6 +98,11 @@ def markdown(doc):
             f"| {_ms(r['median_s'])} | {_ms(r['q25_s'])}–{_ms(r['q75_s'])} | {_ms(r['min_s'])} "
             f"| {r['gflops']:.1f} | {_x(r['speedup'])} | {bpw} | {err} |")
     out.append("")
+    return "\n".join(out + _notes(doc))
+
+
+def _notes(doc):
+    out = []
     if doc["skipped_systems"]:
         out += ["## Not measured", ""]
         out += [f"- {s['name']}: {s['reason']}" for s in doc["skipped_systems"]]
@@ -102,7 +111,7 @@ def markdown(doc):
         out += ["## Errors", ""]
         out += [f"- {e['where']}: {e['error']}" for e in doc["errors"]]
         out.append("")
-    return "\n".join(out)
+    return out
 
 
 def _summary_table(key, rows):

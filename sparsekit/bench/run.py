@@ -34,7 +34,7 @@ def run_bench(layers, sparsities, patterns, formats, threads, peers, repeat, min
         paths, note = write_all(doc, out)
         if note:
             print(f"note: {note}", file=sys.stderr)
-        print(markdown(doc))
+        print(markdown(doc, full=False))
         written = ", ".join(p for p in paths.values() if p)
         print(f"\nwrote {written}", file=sys.stderr)
     else:

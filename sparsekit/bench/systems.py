@@ -10,6 +10,7 @@ takes its thread count when its session is built, so `prepare` gets it too.
 format     what the weight is stored as; "dense" systems ignore sparsity
 precision  "fp32" or "int8" (weights and dynamically quantized activations)
 """
+import logging
 import os
 import tempfile
 import warnings
@@ -299,12 +300,22 @@ class OrtDynamicInt8(System):
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint
+        try:
+            model = self._quantize(w, onnx, QuantType, quantize_dynamic)
+        finally:
+            root.setLevel(level)
+        return _ort_prepared(model, x, threads)
+
+    @staticmethod
+    def _quantize(w, onnx, QuantType, quantize_dynamic):
         with tempfile.TemporaryDirectory() as tmp:
             src, dst = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
             onnx.save(_onnx_matmul_model(w), src)
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
-            model = onnx.load(dst)
-        return _ort_prepared(model, x, threads)
+            return onnx.load(dst)
 
 
 ALL_SYSTEMS = (
@@ -312,6 +323,10 @@ ALL_SYSTEMS = (
     NumpyDense(), ScipyCSR(), TorchDense(), TorchSparseCSR(), TorchDynamicInt8(),
     OrtMatMul(), OrtDynamicInt8(),
 )
+
+
+class PeerUnavailable(ValueError):
+    """A peer named in --peers cannot run here."""
 
 
 def parse_peers(text):
@@ -335,7 +350,7 @@ def select_systems(formats, peers_mode, peer_libs):
     """(chosen systems, skipped [(system, reason)]) for the requested formats.
 
     Dense fp32 is always measured: it is the baseline every ratio refers to.
-    A peer library named explicitly must be importable (ValueError otherwise);
+    A peer library named explicitly must be importable (PeerUnavailable otherwise);
     with 'auto' missing peers are skipped and listed.
     """
     formats = set(formats) | {"dense"}
@@ -350,7 +365,7 @@ def select_systems(formats, peers_mode, peer_libs):
         if ok:
             chosen.append(s)
         elif s.library != "sparsekit" and peers_mode == "list":
-            raise ValueError(f"peer {s.library!r} was requested but {s.name} cannot run: {why}")
+            raise PeerUnavailable(f"{s.library} was requested but {s.name} cannot run: {why}")
         else:
             skipped.append((s, why))
     return chosen, skipped

@@ -56,7 +56,7 @@ def add_bench_model(sub):
                    help="per-sample input shape for --onnx/--sparsekit when the file does "
                         "not say (e.g. 64 or 3,32,32)")
     p.add_argument("--threads", type=_positive, default=1, help="threads for every system")
-    p.add_argument("--repeat", type=_positive, default=7, help="interleaved rounds")
+    p.add_argument("--repeat", type=_positive, default=9, help="interleaved rounds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="DIR", help="write DIR/model.md and DIR/model.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -65,9 +65,9 @@ def add_bench_model(sub):
 
 
 def _cmd_bench_model(args):
-    from sparsekit.bench.model import run_bench_model
+    from sparsekit.bench.model import UsageError, run_bench_model
 
     try:
         return run_bench_model(args)
-    except ValueError as e:  # unusable argument combinations, unmet optional needs
+    except UsageError as e:  # unusable argument combinations, unmet optional needs
         args.parser.error(str(e))

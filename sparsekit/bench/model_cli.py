@@ -55,6 +55,8 @@ def add_bench_model(sub):
     p.add_argument("--input-shape", metavar="D1,D2,...",
                    help="per-sample input shape for --onnx/--sparsekit when the file does "
                         "not say (e.g. 64 or 3,32,32)")
+    p.add_argument("--epochs", type=_positive, default=20,
+                   help="digits: training epochs, and again for fine-tuning after pruning")
     p.add_argument("--threads", type=_positive, default=1, help="threads for every system")
     p.add_argument("--repeat", type=_positive, default=9, help="interleaved rounds")
     p.add_argument("--seed", type=int, default=0)

@@ -12,7 +12,6 @@ import numpy as np
 from sparsekit.bench.model import UsageError, Variant, file_size
 
 HIDDEN = 512        # 64 -> 512 -> 512 -> 10: the middle layer dominates the cost
-EPOCHS, FINE_TUNE_EPOCHS = 20, 20
 BATCHES = [1, 256]
 
 
@@ -161,11 +160,11 @@ def digits_benchmark(args, rng):
     xtr, ytr, xte, yte = load_digits_split(rng)
     # one BLAS thread: small GEMMs on a shared machine stall when threads wait
     with _one_blas_thread():
-        params = train(init_mlp([64, HIDDEN, HIDDEN, 10], rng), xtr, ytr, EPOCHS, rng)
+        params = train(init_mlp([64, HIDDEN, HIDDEN, 10], rng), xtr, ytr, args.epochs, rng)
         dense = [(w.copy(), b.copy()) for w, b in params]
         masks = prune_by_magnitude(params, sparsity)
         pruned_before_ft = accuracy(lambda x: forward_numpy(params, x), xte, yte)
-        pruned = train(params, xtr, ytr, FINE_TUNE_EPOCHS, rng, masks=masks)
+        pruned = train(params, xtr, ytr, args.epochs, rng, masks=masks)
     comp = f"pruned {sparsity:.0%} + fine-tuned"
     variants, predicts = [], []
 
@@ -188,9 +187,9 @@ def digits_benchmark(args, rng):
         add(v, predict)
     _accelerate_variant(torch_mods, comp, add)
     notes = [f"digits: {len(ytr)} training / {len(yte)} test images; MLP 64-{HIDDEN}-{HIDDEN}-10 "
-             f"trained {EPOCHS} epochs, pruned to {sparsity:.0%} per layer by magnitude "
+             f"trained {args.epochs} epochs, pruned to {sparsity:.0%} per layer by magnitude "
              f"(test accuracy {pruned_before_ft:.4f} right after pruning), fine-tuned "
-             f"{FINE_TUNE_EPOCHS} epochs with the mask fixed."]
+             f"{args.epochs} epochs with the mask fixed."]
     batches = args.batch or BATCHES
 
     def make_input(b):

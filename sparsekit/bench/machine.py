@@ -32,6 +32,16 @@ def environment_warnings():
     return [OPENBLAS_NOTE.format(vars=desc)]
 
 
+def load_warnings(machine):
+    """A note when other processes were already busy: timings will be noisy."""
+    load, cpus = machine.get("loadavg"), machine.get("usable_cpus") or 1
+    if not load or load[0] < max(1.0, cpus / 2):
+        return []
+    return [f"the machine was busy before this run (1-minute load average {load[0]:.2f} on "
+            f"{cpus} CPUs): other processes compete for the cores, so expect wide spreads; "
+            "compare the min column too, or rerun with a larger --repeat when it is quieter"]
+
+
 def describe_machine():
     import sparsekit
 

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from sparsekit.bench.machine import describe_machine, environment_warnings
+from sparsekit.bench.machine import describe_machine, environment_warnings, load_warnings
 from sparsekit.bench.progress import progress
 from sparsekit.bench.report import machine_lines
 from sparsekit.bench.timing import measure_interleaved, pin_threads, summarize
@@ -73,7 +73,8 @@ def time_variants(variants, batches, make_input, threads, repeat, min_sample, rn
     return out
 
 
-def build_document(title, command, variants, timings, notes, settings, quality_keys):
+def build_document(title, command, machine, variants, timings, notes, settings,
+                   quality_keys):
     batches = sorted(timings)
     rows = []
     for i, v in enumerate(variants):
@@ -88,8 +89,8 @@ def build_document(title, command, variants, timings, notes, settings, quality_k
                      "baseline": v.baseline, "size_bytes": v.size_bytes,
                      "size_how": v.size_how, "quality": v.quality, "batches": per_batch})
     return {"schema": MODEL_SCHEMA_ID, "model": title, "command": list(command),
-            "machine": describe_machine(), "settings": settings,
-            "warnings": environment_warnings() + list(notes), "quality_keys": quality_keys,
+            "machine": machine, "settings": settings,
+            "warnings": list(notes), "quality_keys": quality_keys,
             "variants": rows}
 
 
@@ -146,7 +147,9 @@ def run_bench_model(args):
         from sparsekit.bench.model_files import onnx_benchmark as build
     else:
         from sparsekit.bench.model_files import saved_benchmark as build
-    for w in environment_warnings():
+    machine = describe_machine()
+    warnings = environment_warnings() + load_warnings(machine)
+    for w in warnings:
         print(f"note: {w}", file=sys.stderr)
     rng = np.random.default_rng(args.seed)
     bench = build(args, rng)  # validates what it needs before any timing
@@ -155,10 +158,9 @@ def run_bench_model(args):
                             not args.no_progress)
     settings = {"threads": args.threads, "repeat": args.repeat, "seed": args.seed,
                 "batches": bench["batches"], **bench.get("settings", {})}
-    doc = build_document(bench["title"], ["sparsekit"] + list(getattr(args, "argv", None)
-                                                              or sys.argv[1:]),
-                         bench["variants"], timings, bench.get("notes", []), settings,
-                         bench["quality_keys"])
+    command = ["sparsekit"] + list(getattr(args, "argv", None) or sys.argv[1:])
+    doc = build_document(bench["title"], command, machine, bench["variants"], timings,
+                         warnings + bench.get("notes", []), settings, bench["quality_keys"])
     md = markdown(doc)
     print(md)
     if args.out:

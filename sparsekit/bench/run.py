@@ -2,7 +2,7 @@
 write the reports, print the summary."""
 import sys
 
-from sparsekit.bench.machine import describe_machine, environment_warnings
+from sparsekit.bench.machine import describe_machine, environment_warnings, load_warnings
 from sparsekit.bench.report import build_document, markdown, write_all
 from sparsekit.bench.sweep import run_sweep, sparsity_points
 from sparsekit.bench.systems import select_systems
@@ -12,14 +12,14 @@ def run_bench(layers, sparsities, patterns, formats, threads, peers, repeat, min
               quick, out, show_progress, command):
     peers_mode, peer_libs = peers
     systems, skipped = select_systems(formats, peers_mode, peer_libs)
-    warnings = environment_warnings()
-    usable = describe_machine()["usable_cpus"]
+    machine = describe_machine()  # load average before we add our own
+    warnings = environment_warnings() + load_warnings(machine)
+    usable = machine["usable_cpus"]
     if max(threads) > usable:
         warnings.append(f"--threads {max(threads)} exceeds the {usable} CPUs this process may "
                         "use: those timings measure oversubscription")
     for w in warnings:
         print(f"note: {w}", file=sys.stderr)
-    machine = describe_machine()  # after the peers were imported, so versions are complete
     points = sparsity_points(patterns, sparsities)
     results, errors = run_sweep(layers, points, threads, systems, repeat, min_time, seed,
                                 show_progress)

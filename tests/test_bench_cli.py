@@ -262,3 +262,21 @@ def test_schema_validator_rejects_broken_documents(tmp_path):
     bad["settings"]["repeat"] = "2"
     with pytest.raises(ValueError, match="repeat"):
         schema.validate(bad)
+
+
+def test_threads_sweep_and_pinning(tmp_path):
+    import sparsekit
+
+    before = sparsekit.get_num_threads()
+    with timing.pin_threads(1):
+        assert sparsekit.get_num_threads() == 1
+        if importable("torch"):
+            import torch
+            assert torch.get_num_threads() == 1
+    assert sparsekit.get_num_threads() == before
+    out = str(tmp_path / "o")
+    assert main(TINY + ["--peers", "none", "--format", "csr", "--threads", "1,2",
+                        "--out", out]) == 0
+    doc = load_results(out)
+    assert {r["threads"] for r in doc["results"]} == {1, 2}
+    check_ratios(doc)

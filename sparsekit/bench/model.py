@@ -119,7 +119,7 @@ def markdown(doc):
             if ref_size:
                 size += f" ({v['size_bytes'] / ref_size:.0%})"
         cells = [v["name"], v["system"], v["compression"], size]
-        cells += [_quality(v["quality"].get(k)) for k in qk]
+        cells += [_quality(k, v["quality"].get(k)) for k in qk]
         for b in batches:
             st = v["batches"][b]
             cells += [f"{st['median_s'] * 1e3:.3f} ({st['q25_s'] * 1e3:.3f}–"
@@ -131,10 +131,12 @@ def markdown(doc):
     return "\n".join(out)
 
 
-def _quality(q):
+def _quality(key, q):
     if q is None:
         return "—"
-    return f"{q:.4f}" if isinstance(q, float) else str(q)
+    if isinstance(q, float):
+        return f"{q:.1e}" if "err" in key else f"{q:.4f}"
+    return str(q)
 
 
 def run_bench_model(args):

@@ -15,25 +15,50 @@ _NUM_OR_NULL = {"type": ["number", "null"]}
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
 
+def _d(schema, text):
+    return dict(schema, description=text)
+
+
 RESULT = {
     "type": "object",
+    "description": "one system timed on one layer, pattern, sparsity and thread count",
     "required": ["model", "layer", "N", "K", "M", "threads", "system", "library", "format",
                  "precision", "pattern", "sparsity", "median_s", "q25_s", "q75_s", "min_s",
                  "max_s", "samples", "calls_per_sample", "speedup", "baseline_system",
                  "gflops", "weight_bytes", "bytes_per_weight", "max_rel_err", "check"],
     "properties": {
-        "model": _STR, "layer": _STR, "N": _INT, "K": _INT, "M": _INT, "threads": _INT,
-        "system": _STR, "library": _STR,
-        "format": {"enum": ["dense", "csr", "int8", "sparse-int8", "auto"]},
+        "model": _d(_STR, "preset the layer comes from, or 'custom' for --shape"),
+        "layer": _d(_STR, "layer name within the preset"),
+        "N": _d(_INT, "output features (rows of W)"),
+        "K": _d(_INT, "input features (columns of W)"),
+        "M": _d(_INT, "rows of X: tokens, batch or pixels"),
+        "threads": _d(_INT, "threads every library was limited to"),
+        "system": _d(_STR, "e.g. sparsekit-csr, numpy, torch-sparse-csr, ort-dynamic-int8"),
+        "library": _d(_STR, "sparsekit, numpy, scipy, torch or onnxruntime"),
+        "format": {"enum": ["dense", "csr", "int8", "sparse-int8", "auto"],
+                   "description": "how the weight is stored; dense and int8 ignore sparsity"},
         "precision": {"enum": ["fp32", "int8"]},
-        "pattern": _STR,
-        "sparsity": _NUM_OR_NULL, "actual_sparsity": _NUM_OR_NULL,
-        "median_s": _NUM, "q25_s": _NUM, "q75_s": _NUM, "min_s": _NUM, "max_s": _NUM,
-        "samples": _INT, "calls_per_sample": _INT,
-        "speedup": _NUM_OR_NULL, "baseline_system": {"type": ["string", "null"]},
-        "gflops": _NUM_OR_NULL,
-        "weight_bytes": {"type": ["integer", "null"]}, "bytes_per_weight": _NUM_OR_NULL,
-        "max_rel_err": _NUM, "check": {"enum": ["ok", "FAIL"]},
+        "pattern": _d(_STR, "'dense', 'unstructured', 'N:M' or 'RxC'"),
+        "sparsity": _d(_NUM_OR_NULL, "requested fraction of zero weights; null for dense "
+                                     "systems, measured once per layer"),
+        "actual_sparsity": _d(_NUM_OR_NULL, "fraction of zeros in the generated weight"),
+        "median_s": _d(_NUM, "median seconds per call over the rounds"),
+        "q25_s": _d(_NUM, "first quartile, seconds per call"),
+        "q75_s": _d(_NUM, "third quartile, seconds per call"),
+        "min_s": _d(_NUM, "fastest sample, seconds per call"),
+        "max_s": _d(_NUM, "slowest sample, seconds per call"),
+        "samples": _d(_INT, "interleaved rounds (one sample each)"),
+        "calls_per_sample": _d(_INT, "calls averaged in one sample"),
+        "speedup": _d(_NUM_OR_NULL, "baseline median / this median (> 1: faster)"),
+        "baseline_system": {"type": ["string", "null"],
+                            "description": "fastest dense fp32 system of this layer/threads"},
+        "gflops": _d(_NUM_OR_NULL, "2·M·N·K / median / 1e9 (dense-equivalent rate)"),
+        "weight_bytes": {"type": ["integer", "null"],
+                         "description": "bytes the weight occupies in this system"},
+        "bytes_per_weight": _d(_NUM_OR_NULL, "weight_bytes / (N·K); dense fp32 is 4"),
+        "max_rel_err": _d(_NUM, "max |y - y_ref| / max |y_ref|, reference in float64"),
+        "check": {"enum": ["ok", "FAIL"],
+                  "description": "max_rel_err within 1e-4 (fp32) or 0.1 (int8)"},
     },
 }
 

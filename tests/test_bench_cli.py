@@ -46,6 +46,7 @@ def check_ratios(doc):
         for r in rows:
             assert r["baseline_system"] == best["system"]
             assert r["speedup"] == pytest.approx(best["median_s"] / r["median_s"])
+            assert r["speedup_low"] <= r["speedup"] <= r["speedup_high"]
             assert r["q25_s"] <= r["median_s"] <= r["q75_s"]
             assert r["min_s"] <= r["q25_s"] and r["q75_s"] <= r["max_s"]
 

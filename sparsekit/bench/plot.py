@@ -1,8 +1,9 @@
 """speedup.png: speedup over the fastest dense fp32 versus sparsity.
 
 One panel per (format) column and per (model, M, threads) row; one line per
-system and pattern, the geometric mean over the row's layers. Formats whose
-speed does not depend on sparsity (dense, int8) are drawn flat.
+system and pattern, the geometric mean over the row's layers, with error bars
+from the quartiles of the samples. Formats whose speed does not depend on
+sparsity (dense, int8) are drawn flat, their quartiles as a band.
 """
 import math
 
@@ -15,6 +16,14 @@ def _row_key(r):
     return (r["model"], m, r["threads"])
 
 
+def _minor_label(v, _):
+    """Label the 2s and 5s of each decade on a log axis."""
+    if v <= 0:
+        return ""
+    lead = v / 10 ** math.floor(math.log10(v))
+    return f"{v:g}×" if round(lead, 6) in (2.0, 5.0) else ""
+
+
 def _geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
@@ -25,6 +34,7 @@ def plot_speedup(doc, path):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return "matplotlib is not installed: no speedup.png (pip install matplotlib)"
     results = [r for r in doc["results"] if r["speedup"]]
@@ -49,25 +59,32 @@ def plot_speedup(doc, path):
             lines = {}
             for r in sel:
                 lines.setdefault((r["system"], r["pattern"]), {}).setdefault(
-                    r["sparsity"], []).append(r["speedup"])
+                    r["sparsity"], []).append((r["speedup"], r["speedup_low"] or r["speedup"],
+                                               r["speedup_high"] or r["speedup"]))
             for (system, pattern), pts in sorted(lines.items()):
                 color = sys_color.setdefault(system, colors[len(sys_color) % len(colors)])
-                if None in pts:  # sparsity-independent: flat line
-                    y = _geomean(pts[None])
+                if None in pts:  # sparsity-independent: flat line, band = quartiles
+                    y, lo, hi = (_geomean([p[i] for p in pts[None]]) for i in range(3))
                     ax.plot(span, [y, y], color=color, label=system)
+                    ax.fill_between(span, [lo, lo], [hi, hi], color=color, alpha=0.15, lw=0)
                 else:
                     xs = sorted(pts)
-                    ax.plot(xs, [_geomean(pts[x]) for x in xs], style[pattern], marker="o",
-                            color=color, label=f"{system} ({pattern})")
+                    y, lo, hi = ([_geomean([p[i] for p in pts[x]]) for x in xs] for i in range(3))
+                    ax.errorbar(xs, y, yerr=[[a - b for a, b in zip(y, lo)],
+                                             [b - a for a, b in zip(y, hi)]],
+                                fmt=style[pattern], marker="o", ms=4, capsize=2, color=color,
+                                label=f"{system} ({pattern})")
             ax.axhline(1.0, color="gray", lw=0.8)
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(_minor_label))
             ax.set_title(f"{fmt} — {row[0]} {row[1]}, {row[2]} thr", fontsize=9)
             if ri == len(rows) - 1:
                 ax.set_xlabel("sparsity")
             if fi == 0:
                 ax.set_ylabel("speedup vs fastest dense fp32")
             if lines:
-                ax.legend(fontsize=7)
+                ax.legend(fontsize=6)
             ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"sparsekit bench on {doc['machine']['cpu']} "
                  f"(geometric mean over layers; 1 = fastest dense fp32)", fontsize=10)

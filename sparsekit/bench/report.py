@@ -72,8 +72,8 @@ def markdown(doc, full=True):
         f"Each number is the median of {s['repeat']} interleaved rounds (every system once per "
         f"round, in random order; each sample at least {s['min_sample_s'] * 1e3:g} ms of "
         "repeated calls). **Speedup** = median time of the fastest dense fp32 system on the "
-        "same layer and thread count ÷ this system's median (above 1 is faster). Spread is "
-        "the interquartile range of the per-call times. Dense systems do not depend on "
+        "same layer and thread count ÷ this system's median (above 1 is faster); in brackets "
+        "the same for this system's quartiles, its spread. Dense systems do not depend on "
         "sparsity and are measured once per layer. Y[M,N] = X[M,K]·W[N,K]ᵀ. Every call "
         "reuses one weight, so weights that fit in the last-level cache are timed warm.", ""]
     results = doc["results"]
@@ -124,7 +124,9 @@ def _summary_table(key, rows):
     table = {}
     for r in rows:
         cells = table.setdefault((r["system"], r["format"], r["pattern"]), {})
-        cells[r["sparsity"]] = _x(r["speedup"]) + ("" if r["check"] == "ok" else " FAIL")
+        spread = "" if r["speedup_low"] is None else \
+            f" ({r['speedup_low']:.2f}–{r['speedup_high']:.2f})"
+        cells[r["sparsity"]] = _x(r["speedup"]) + spread + ("" if r["check"] == "ok" else " FAIL")
     for (system, fmt, pattern), cells in table.items():
         vals = [cells.get(None, "")] + [cells.get(x, "") for x in levels]
         lines.append(f"| {system} | {fmt} | {pattern} | " + " | ".join(vals) + " |")

@@ -24,7 +24,8 @@ RESULT = {
     "description": "one system timed on one layer, pattern, sparsity and thread count",
     "required": ["model", "layer", "N", "K", "M", "threads", "system", "library", "format",
                  "precision", "pattern", "sparsity", "median_s", "q25_s", "q75_s", "min_s",
-                 "max_s", "samples", "calls_per_sample", "speedup", "baseline_system",
+                 "max_s", "samples", "calls_per_sample", "speedup", "speedup_low",
+                 "speedup_high", "baseline_system",
                  "gflops", "weight_bytes", "bytes_per_weight", "max_rel_err", "check"],
     "properties": {
         "model": _d(_STR, "preset the layer comes from, or 'custom' for --shape"),
@@ -50,6 +51,8 @@ RESULT = {
         "samples": _d(_INT, "interleaved rounds (one sample each)"),
         "calls_per_sample": _d(_INT, "calls averaged in one sample"),
         "speedup": _d(_NUM_OR_NULL, "baseline median / this median (> 1: faster)"),
+        "speedup_low": _d(_NUM_OR_NULL, "baseline median / q75_s"),
+        "speedup_high": _d(_NUM_OR_NULL, "baseline median / q25_s"),
         "baseline_system": {"type": ["string", "null"],
                             "description": "fastest dense fp32 system of this layer/threads"},
         "gflops": _d(_NUM_OR_NULL, "2·M·N·K / median / 1e9 (dense-equivalent rate)"),

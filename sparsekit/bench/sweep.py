@@ -115,4 +115,8 @@ def _add_speedups(records):
     best = min(dense, key=lambda r: r["median_s"]) if dense else None
     for r in records:
         r["baseline_system"] = best["system"] if best else None
-        r["speedup"] = best["median_s"] / r["median_s"] if best and r["median_s"] > 0 else None
+        ok = best is not None and r["q25_s"] > 0
+        r["speedup"] = best["median_s"] / r["median_s"] if ok else None
+        # the spread of this system's samples, as speedups (baseline median fixed)
+        r["speedup_low"] = best["median_s"] / r["q75_s"] if ok else None
+        r["speedup_high"] = best["median_s"] / r["q25_s"] if ok else None

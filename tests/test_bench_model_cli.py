@@ -48,6 +48,28 @@ def test_digits_before_and_after_pruning(tmp_path):
     assert "| sparsekit CSR | sparsekit |" in md and "batch 5: speedup" in md
 
 
+def test_torch_module_file(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(),
+                                torch.nn.Linear(256, 16))
+    path = str(tmp_path / "mlp.pt")
+    torch.save(model, path)
+    out = str(tmp_path / "m")
+    assert main(["bench-model", "--torch", path, "--input-shape", "64", "--sparsity", "0.8",
+                 "--repeat", "2", "--batch", "1,3", "--out", out, "--no-progress"]) == 0
+    doc = read_doc(out)
+    by = {v["name"]: v for v in doc["variants"]}
+    assert by["torch"]["baseline"] and by["torch"]["quality"]["cosine_min"] == pytest.approx(1)
+    assert 0.9 < by["torch dynamic int8"]["quality"]["cosine_min"] < 1.0
+    pruned = by["torch, pruned"]["quality"]
+    fast = by.get("sparsekit CSR Linear layers") or by["sparsekit.torch.accelerate"]
+    # sparsekit runs the same pruned weights: same outputs as torch's pruned model
+    assert fast["quality"]["max_rel_err"] == pytest.approx(pruned["max_rel_err"], abs=1e-4)
+    assert fast["size_bytes"] < 0.6 * by["torch"]["size_bytes"]
+    check_speedups(doc)
+
+
 def _matmul_onnx(path, w):
     import onnx
 
@@ -105,6 +127,8 @@ def test_saved_sparsekit_file_through_a_loader(tmp_path, monkeypatch):
     (["--model", "digits", "--batch", "0"], "--batch"),
     (["--model", "digits", "--input-shape", "64"], "--input-shape"),
     (["--onnx", "/no/such/file.onnx"], "--onnx"),
+    (["--torch", "/no/such/model.pt", "--input-shape", "3"], "--torch"),
+    (["--torch", "os:getcwd", "--input-shape", "3"], "--torch"),
     (["--model", "digits", "--onnx", "x.onnx"], "--onnx"),
 ])
 def test_bench_model_usage_errors(argv, option, capsys):

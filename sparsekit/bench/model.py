@@ -10,7 +10,7 @@ variant marked `baseline` (the uncompressed fp32 model) at that batch size.
 
     model_digits.py  MLP on scikit-learn digits, magnitude-pruned + fine-tuned
     model_minilm.py  all-MiniLM-L6-v2 sentence embeddings
-    model_files.py   --onnx FILE / --sparsekit FILE (needs the converters/runtime)
+    model_files.py   --torch FILE|MOD:FACTORY, --onnx FILE, --sparsekit FILE
 """
 import json
 import os
@@ -145,6 +145,8 @@ def run_bench_model(args):
         from sparsekit.bench.model_digits import digits_benchmark as build
     elif args.model == "minilm":
         from sparsekit.bench.model_minilm import minilm_benchmark as build
+    elif args.torch:
+        from sparsekit.bench.model_files import torch_benchmark as build
     elif args.onnx:
         from sparsekit.bench.model_files import onnx_benchmark as build
     else:

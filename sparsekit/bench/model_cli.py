@@ -44,6 +44,9 @@ def add_bench_model(sub):
     src.add_argument("--model", choices=MODELS,
                      help="digits: an MLP trained on scikit-learn's digits, pruned by "
                           "magnitude and fine-tuned; minilm: all-MiniLM-L6-v2 (offline)")
+    src.add_argument("--torch", metavar="FILE|MODULE:FACTORY",
+                     help="a torch.nn.Module saved with torch.save(model), or an importable "
+                          "factory returning one (needs --input-shape)")
     src.add_argument("--onnx", metavar="FILE", help="an ONNX model (needs sparsekit.onnx)")
     src.add_argument("--sparsekit", metavar="FILE",
                      help="a saved sparsekit model (needs sparsekit.load)")
@@ -53,8 +56,8 @@ def add_bench_model(sub):
     p.add_argument("--batch", type=_batch_list, metavar="B,...",
                    help="batch sizes for latency/throughput (default 1,256 digits; 1,32 minilm)")
     p.add_argument("--input-shape", metavar="D1,D2,...",
-                   help="per-sample input shape for --onnx/--sparsekit when the file does "
-                        "not say (e.g. 64 or 3,32,32)")
+                   help="per-sample input shape for --torch, and for --onnx/--sparsekit "
+                        "when the file does not say (e.g. 64 or 3,32,32)")
     p.add_argument("--epochs", type=_positive, default=20,
                    help="digits: training epochs, and again for fine-tuning after pruning")
     p.add_argument("--threads", type=_positive, default=1, help="threads for every system")

@@ -169,7 +169,7 @@ def _sparsekit_saver(packed):
 def digits_benchmark(args, rng):
     sparsity = 0.9 if args.sparsity is None else args.sparsity
     if args.input_shape:
-        raise UsageError("argument --input-shape: only for --onnx / --sparsekit")
+        raise UsageError("argument --input-shape: only for --torch / --onnx / --sparsekit")
     xtr, ytr, xte, yte = load_digits_split(rng)
     # one BLAS thread: small GEMMs on a shared machine stall when threads wait
     with _one_blas_thread():

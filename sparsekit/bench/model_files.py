@@ -64,8 +64,11 @@ def _save_size(model):
     import sparsekit
 
     if not hasattr(sparsekit, "save"):
-        return None, ""
-    return file_size(lambda p: sparsekit.save(model, p), ".sk"), "sparsekit.save"
+        return None, "not saved: this build has no sparsekit.save"
+    try:
+        return file_size(lambda p: sparsekit.save(model, p), ".sk"), "sparsekit.save"
+    except Exception as e:  # a model sparsekit.save does not take
+        return None, f"not saved: {type(e).__name__}: {e}"
 
 
 def onnx_benchmark(args, rng):
@@ -130,3 +133,100 @@ def saved_benchmark(args, rng):
             "make_input": lambda b: rng.standard_normal((b,) + sample).astype(np.float32),
             "notes": ["no reference model: latency, throughput and size only"],
             "settings": {"input": list(sample)}}
+
+
+def _load_torch_model(spec):
+    """A module from a file written by torch.save(model), or 'pkg.mod:factory'."""
+    import torch
+
+    if os.path.isfile(spec):
+        try:
+            model = torch.load(spec, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise UsageError(f"argument --torch: cannot load {spec}: {type(e).__name__}: "
+                             f"{e}") from None
+    elif ":" in spec:
+        mod_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise UsageError(f"argument --torch: cannot import {spec}: {e}") from None
+        model = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) \
+            else factory
+    else:
+        raise UsageError(f"argument --torch: {spec} is neither a file nor 'module:factory'")
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"argument --torch: expected a torch.nn.Module, got "
+                         f"{type(model).__name__} (save the module itself, not a state_dict)")
+    return model.eval()
+
+
+def torch_benchmark(args, rng):
+    try:
+        import torch
+    except ImportError:
+        raise UsageError("argument --torch: needs PyTorch (pip install torch)") from None
+    import copy
+    import warnings
+
+    from sparsekit.bench.model_minilm import (
+        _accelerate, _csr_linear_class, _prune_linears, _replace_linears)
+
+    if not args.input_shape:
+        raise UsageError("argument --input-shape: required with --torch (per-sample shape, "
+                         "e.g. 64 or 3,32,32)")
+    sample = _parse_shape(args.input_shape)
+    ref_model = _load_torch_model(args.torch)
+    check = torch.from_numpy(rng.standard_normal((8,) + sample).astype(np.float32))
+
+    def forward(model, x):
+        with torch.inference_mode():
+            return model(x)
+    ref = forward(ref_model, check).numpy()
+    variants, notes = [], []
+
+    def add(name, compression, build, baseline=False):
+        # sparsekit modules keep their packed weights outside state_dict: pickle them whole
+        whole = "sparsekit" in name or "CSR" in name
+        how = "torch.save(module)" if whole else "torch.save(state_dict)"
+        try:
+            model = build()
+            q = _quality(forward(model, check).numpy(), ref)
+            size = file_size(lambda p: torch.save(model if whole else model.state_dict(), p),
+                             ".pt")
+        except Exception as e:  # a converter may refuse a model or a build may lack int8
+            notes.append(f"{name} not measured: {type(e).__name__}: {e}")
+            return
+        variants.append(Variant(name, "sparsekit" if whole else "torch",
+                                compression, lambda x, m=model: (lambda: forward(m, x)),
+                                size, how, q, baseline))
+
+    add("torch", "as given", lambda: ref_model, baseline=True)
+
+    def torch_int8():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.ao.quantization.quantize_dynamic(copy.deepcopy(ref_model),
+                                                          {torch.nn.Linear}, dtype=torch.qint8)
+    add("torch dynamic int8", "int8 Linear (per tensor)", torch_int8)
+    base, comp = ref_model, "as given"
+    if args.sparsity:
+        base = _prune_linears(torch, copy.deepcopy(ref_model), args.sparsity)
+        comp = f"Linear weights pruned {args.sparsity:.0%} (no retraining)"
+        add("torch, pruned", comp, lambda: base)
+    accelerate = _accelerate()
+    if accelerate:
+        add("sparsekit.torch.accelerate", comp, lambda: accelerate(copy.deepcopy(base)))
+        add("sparsekit.torch.accelerate int8", comp + " + int8",
+            lambda: accelerate(copy.deepcopy(base), quantize="dynamic"))
+    else:  # sparsekit's kernels still run the Linear layers, through CSR modules
+        notes.append("this sparsekit build has no sparsekit.torch.accelerate: Linear layers "
+                     "run as CSR modules instead")
+        add("sparsekit CSR Linear layers", comp,
+            lambda: _replace_linears(torch, copy.deepcopy(base), _csr_linear_class(torch)))
+    batches = args.batch or BATCHES
+    return {"title": os.path.basename(args.torch), "variants": variants, "batches": batches,
+            "make_input": lambda b: torch.from_numpy(
+                rng.standard_normal((b,) + sample).astype(np.float32)),
+            "quality_keys": ["cosine_min", "max_rel_err"], "notes": notes,
+            "settings": {"input": list(sample), "sparsity": args.sparsity or 0.0}}

@@ -88,27 +88,8 @@ def _cosines(a, b):
 
 
 def _csr_linear_class(torch):
-    import sparsekit
+    from sparsekit.bench.torch_csr import CSRLinear
 
-    class CSRLinear(torch.nn.Module):
-        """nn.Linear replacement running sparsekit.linear on a CSRMatrix (inference)."""
-
-        def __init__(self, lin):
-            super().__init__()
-            w = lin.weight.detach().numpy()
-            self.w = sparsekit.CSRMatrix.from_dense(w)
-            # buffers so state_dict (and the size on disk) holds the CSR arrays
-            self.register_buffer("data", torch.from_numpy(self.w.data.copy()))
-            self.register_buffer("indices", torch.from_numpy(self.w.indices.astype(np.int16)))
-            self.register_buffer("indptr", torch.from_numpy(self.w.indptr.copy()))
-            self.bias = None if lin.bias is None else lin.bias.detach().numpy().copy()
-            self.out_features = w.shape[0]
-
-        def forward(self, x):
-            if torch.is_grad_enabled() and x.requires_grad:
-                raise RuntimeError("CSRLinear is inference-only (no autograd)")
-            y = sparsekit.linear(x.detach().numpy(), self.w, self.bias)
-            return torch.from_numpy(y)
     return CSRLinear
 
 
@@ -134,15 +115,15 @@ def _prune_linears(torch, model, sparsity):
 
 def minilm_benchmark(args, rng):
     if args.input_shape:
-        raise UsageError("argument --input-shape: only for --onnx / --sparsekit")
+        raise UsageError("argument --input-shape: only for --torch / --onnx / --sparsekit")
     sparsity = args.sparsity or 0.0
     torch, ref_model = _load()
     all_feats = _features(ref_model, SENTENCES)
     reference = _embed(torch, ref_model, all_feats).numpy()
     variants, notes = [], []
 
-    def state_size(m):
-        return file_size(lambda p: torch.save(m.state_dict(), p), ".pt")
+    def state_size(m, whole):
+        return file_size(lambda p: torch.save(m if whole else m.state_dict(), p), ".pt")
 
     def add(name, system, compression, model, how="torch.save(state_dict)", baseline=False,
             size=None):
@@ -155,7 +136,8 @@ def minilm_benchmark(args, rng):
         cos = _cosines(_embed(torch, model, all_feats).numpy(), reference)
         v = Variant(name, system, compression,
                     lambda feats, m=model: (lambda: _embed(torch, m, feats)),
-                    state_size(model) if size is None else size, how,
+                    state_size(model, how == "torch.save(module)") if size is None else size,
+                    how,
                     {"cosine_min": float(cos.min()), "cosine_mean": float(cos.mean())},
                     baseline)
         variants.append(v)
@@ -168,8 +150,10 @@ def minilm_benchmark(args, rng):
     add("dynamic int8", "torch", "int8 (per tensor)", q)
     accelerate = _accelerate()
     if accelerate:
+        # accelerated modules keep packed weights outside state_dict: pickle them whole
         add("sparsekit.torch.accelerate int8", "sparsekit", "int8",
-            lambda: accelerate(copy.deepcopy(ref_model), quantize="dynamic"))
+            lambda: accelerate(copy.deepcopy(ref_model), quantize="dynamic"),
+            "torch.save(module)")
     else:
         notes.append("this sparsekit build has no sparsekit.torch.accelerate: its int8 MiniLM "
                      "is not measured")
@@ -179,11 +163,10 @@ def minilm_benchmark(args, rng):
         add("pruned, dense fp32", "torch", comp, pruned)
         if accelerate:
             add("sparsekit.torch.accelerate", "sparsekit", comp,
-                lambda: accelerate(copy.deepcopy(pruned)))
+                lambda: accelerate(copy.deepcopy(pruned)), "torch.save(module)")
         else:
             csr = _replace_linears(torch, copy.deepcopy(pruned), _csr_linear_class(torch))
-            add("CSR Linear layers", "sparsekit", comp, csr,
-                "torch.save(state_dict) with the CSR arrays")
+            add("CSR Linear layers", "sparsekit", comp, csr, "torch.save(module)")
     feats = {b: _features(ref_model, [SENTENCES[i % len(SENTENCES)] for i in range(b)])
              for b in (args.batch or BATCHES)}
     notes.append(f"{len(SENTENCES)} sentences; latency is the model's forward pass on "

@@ -158,7 +158,7 @@ def run_bench_model(args):
     rng = np.random.default_rng(args.seed)
     bench = build(args, rng)  # validates what it needs before any timing
     timings = time_variants(bench["variants"], bench["batches"], bench["make_input"],
-                            args.threads, args.repeat, bench.get("min_sample", 0.02), rng,
+                            args.threads, args.repeat, args.min_time, rng,
                             not args.no_progress)
     settings = {"threads": args.threads, "repeat": args.repeat, "seed": args.seed,
                 "batches": bench["batches"], **bench.get("settings", {})}

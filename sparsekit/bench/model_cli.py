@@ -34,6 +34,16 @@ def _positive(text):
     return v
 
 
+def _seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {v}")
+    return v
+
+
 def add_bench_model(sub):
     p = sub.add_parser(
         "bench-model", help="a whole model before and after compression",
@@ -60,8 +70,12 @@ def add_bench_model(sub):
                         "when the file does not say (e.g. 64 or 3,32,32)")
     p.add_argument("--epochs", type=_positive, default=20,
                    help="digits: training epochs, and again for fine-tuning after pruning")
+    p.add_argument("--hidden", type=_positive, default=512,
+                   help="digits: width of the two hidden layers")
     p.add_argument("--threads", type=_positive, default=1, help="threads for every system")
     p.add_argument("--repeat", type=_positive, default=9, help="interleaved rounds")
+    p.add_argument("--min-time", type=_seconds, default=0.02, metavar="SECONDS",
+                   help="shortest timing sample; fast calls repeat to fill it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="DIR", help="write DIR/model.md and DIR/model.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

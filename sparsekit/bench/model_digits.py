@@ -11,7 +11,6 @@ import numpy as np
 
 from sparsekit.bench.model import UsageError, Variant, file_size
 
-HIDDEN = 512        # 64 -> 512 -> 512 -> 10: the middle layer dominates the cost
 BATCHES = [1, 256]
 
 
@@ -173,7 +172,7 @@ def digits_benchmark(args, rng):
     xtr, ytr, xte, yte = load_digits_split(rng)
     # one BLAS thread: small GEMMs on a shared machine stall when threads wait
     with _one_blas_thread():
-        params = train(init_mlp([64, HIDDEN, HIDDEN, 10], rng), xtr, ytr, args.epochs, rng)
+        params = train(init_mlp([64, args.hidden, args.hidden, 10], rng), xtr, ytr, args.epochs, rng)
         dense = [(w.copy(), b.copy()) for w, b in params]
         masks = prune_by_magnitude(params, sparsity)
         pruned_before_ft = accuracy(lambda x: forward_numpy(params, x), xte, yte)
@@ -200,7 +199,7 @@ def digits_benchmark(args, rng):
         v.compression = v.compression.replace(f"pruned {sparsity:.0%}", comp)
         add(v, predict)
     _accelerate_variant(torch_mods, comp, add, notes)
-    notes[:0] = [f"digits: {len(ytr)} training / {len(yte)} test images; MLP 64-{HIDDEN}-{HIDDEN}-10 "
+    notes[:0] = [f"digits: {len(ytr)} training / {len(yte)} test images; MLP 64-{args.hidden}-{args.hidden}-10 "
              f"trained {args.epochs} epochs, pruned to {sparsity:.0%} per layer by magnitude "
              f"(test accuracy {pruned_before_ft:.4f} right after pruning), fine-tuned "
              f"{args.epochs} epochs with the mask fixed."]
@@ -210,7 +209,7 @@ def digits_benchmark(args, rng):
         return np.ascontiguousarray(np.resize(xte, (b, xte.shape[1])), dtype=np.float32)
     return {"title": "digits MLP", "variants": variants, "batches": batches,
             "make_input": make_input, "quality_keys": ["accuracy"], "notes": notes,
-            "settings": {"sparsity": sparsity, "hidden": HIDDEN}}
+            "settings": {"sparsity": sparsity, "hidden": args.hidden}}
 
 
 def _one_blas_thread():

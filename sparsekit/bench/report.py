@@ -91,10 +91,11 @@ def markdown(doc, full=True):
             "|" + "---|" * 15]
     for r in results:
         bpw = "—" if r["bytes_per_weight"] is None else f"{r['bytes_per_weight']:.3f}"
+        system = r["system"] + (f" → {r['detail']}" if r["format"] == "auto" else "")
         err = f"{r['max_rel_err']:.1e}" + ("" if r["check"] == "ok" else " **FAIL**")
         out.append(
             f"| {r['model']}/{r['layer']} | {r['N']}×{r['K']} | {r['M']} | {r['threads']} "
-            f"| {r['system']} | {r['format']} | {r['pattern']} | {_pct(r['sparsity'])} "
+            f"| {system} | {r['format']} | {r['pattern']} | {_pct(r['sparsity'])} "
             f"| {_ms(r['median_s'])} | {_ms(r['q25_s'])}–{_ms(r['q75_s'])} | {_ms(r['min_s'])} "
             f"| {r['gflops']:.1f} | {_x(r['speedup'])} | {bpw} | {err} |")
     out.append("")
@@ -114,6 +115,11 @@ def _notes(doc):
     return out
 
 
+# what sparsekit.pack chose, in the summary cells
+_SHORT = {"ndarray": "[dense]", "CSRMatrix": "[csr]", "QuantizedMatrix": "[int8]",
+          "SparseInt8Matrix": "[sparse-int8]"}
+
+
 def _summary_table(key, rows):
     model, layer, n, k, m, threads = key
     levels = sorted({r["sparsity"] for r in rows if r["sparsity"] is not None})
@@ -126,7 +132,9 @@ def _summary_table(key, rows):
         cells = table.setdefault((r["system"], r["format"], r["pattern"]), {})
         spread = "" if r["speedup_low"] is None else \
             f" ({r['speedup_low']:.2f}–{r['speedup_high']:.2f})"
-        cells[r["sparsity"]] = _x(r["speedup"]) + spread + ("" if r["check"] == "ok" else " FAIL")
+        chose = f" {_SHORT.get(r['detail'], r['detail'])}" if r["format"] == "auto" else ""
+        cells[r["sparsity"]] = _x(r["speedup"]) + spread + chose + (
+            "" if r["check"] == "ok" else " FAIL")
     for (system, fmt, pattern), cells in table.items():
         vals = [cells.get(None, "")] + [cells.get(x, "") for x in levels]
         lines.append(f"| {system} | {fmt} | {pattern} | " + " | ".join(vals) + " |")

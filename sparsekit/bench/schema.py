@@ -50,6 +50,9 @@ RESULT = {
         "max_s": _d(_NUM, "slowest sample, seconds per call"),
         "samples": _d(_INT, "interleaved rounds (one sample each)"),
         "calls_per_sample": _d(_INT, "calls averaged in one sample"),
+        "detail": {"type": ["string", "null"],
+                   "description": "what the system chose, e.g. the class sparsekit.pack "
+                                  "returned"},
         "speedup": _d(_NUM_OR_NULL, "baseline median / this median (> 1: faster)"),
         "speedup_low": _d(_NUM_OR_NULL, "baseline median / q75_s"),
         "speedup_high": _d(_NUM_OR_NULL, "baseline median / q25_s"),

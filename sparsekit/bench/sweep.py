@@ -96,6 +96,7 @@ def _run_group(layer, threads, entries, repeat, min_sample, rng, bar, errors):
             "pattern": pattern, "sparsity": sparsity,
             "actual_sparsity": None if sparsity is None else round(actual, 6),
             "calls_per_sample": int(c),
+            "detail": prep.detail,
             "weight_bytes": prep.weight_bytes,
             "bytes_per_weight": None if prep.weight_bytes is None
             else prep.weight_bytes / (n * k),

@@ -24,8 +24,9 @@ PEER_LIBRARIES = ("numpy", "scipy", "torch", "onnxruntime")
 PEER_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "pytorch": "torch"}
 
 # run() -> library output; to_numpy(output) -> float ndarray [M, N];
-# weight_bytes: bytes the weight occupies in this system (None if unknown)
-Prepared = namedtuple("Prepared", "run to_numpy weight_bytes")
+# weight_bytes: bytes the weight occupies in this system (None if unknown);
+# detail: what the system chose, e.g. the format sparsekit.pack picked
+Prepared = namedtuple("Prepared", "run to_numpy weight_bytes detail", defaults=(None,))
 
 
 class System:
@@ -66,23 +67,24 @@ def _identity(y):
 class _SparsekitFormat(System):
     library = "sparsekit"
 
-    def _build(self, w):
+    def _build(self, w, m):
         raise NotImplementedError
 
     def prepare(self, w, x, threads):
         import sparsekit
 
-        packed = self._build(w)
+        packed = self._build(w, x.shape[0])
         nbytes = getattr(packed, "nbytes", None)
         return Prepared(lambda: sparsekit.linear(x, packed), _identity,
-                        int(nbytes) if nbytes is not None else None)
+                        int(nbytes) if nbytes is not None else None,
+                        type(packed).__name__)
 
 
 class SparsekitDense(_SparsekitFormat):
     """sparsekit.linear with a plain ndarray weight: its dense (NumPy) fallback."""
     name = "sparsekit-dense"
 
-    def _build(self, w):
+    def _build(self, w, m):
         return w
 
 
@@ -91,7 +93,7 @@ class SparsekitCSR(_SparsekitFormat):
     format = "csr"
     sparsekit_attr = "CSRMatrix"
 
-    def _build(self, w):
+    def _build(self, w, m):
         import sparsekit
 
         return sparsekit.CSRMatrix.from_dense(w)
@@ -103,7 +105,7 @@ class SparsekitInt8(_SparsekitFormat):
     precision = "int8"
     sparsekit_attr = "QuantizedMatrix"
 
-    def _build(self, w):
+    def _build(self, w, m):
         import sparsekit
 
         return sparsekit.QuantizedMatrix.from_float(w)
@@ -115,22 +117,31 @@ class SparsekitSparseInt8(_SparsekitFormat):
     precision = "int8"
     sparsekit_attr = "SparseInt8Matrix"
 
-    def _build(self, w):
+    def _build(self, w, m):
         import sparsekit
 
         return sparsekit.SparseInt8Matrix.from_float(w)
 
 
 class SparsekitPack(_SparsekitFormat):
-    """sparsekit.pack: whichever fp32 format sparsekit picks for this weight."""
+    """sparsekit.pack: whichever fp32 format sparsekit picks for this weight
+    and this M (detail records the choice)."""
     name = "sparsekit-pack"
     format = "auto"
     sparsekit_attr = "pack"
+    quantize = None
 
-    def _build(self, w):
+    def _build(self, w, m):
         import sparsekit
 
-        return sparsekit.pack(w)
+        return sparsekit.pack(w, quantize=self.quantize, m=max(m, 1))
+
+
+class SparsekitPackInt8(SparsekitPack):
+    """sparsekit.pack(quantize="int8"): its choice among the int8 formats."""
+    name = "sparsekit-pack-int8"
+    precision = "int8"
+    quantize = "int8"
 
 
 # ---- NumPy / SciPy ------------------------------------------------------------------
@@ -320,6 +331,7 @@ class OrtDynamicInt8(System):
 
 ALL_SYSTEMS = (
     SparsekitDense(), SparsekitCSR(), SparsekitInt8(), SparsekitSparseInt8(), SparsekitPack(),
+    SparsekitPackInt8(),
     NumpyDense(), ScipyCSR(), TorchDense(), TorchSparseCSR(), TorchDynamicInt8(),
     OrtMatMul(), OrtDynamicInt8(),
 )

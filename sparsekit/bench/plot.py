@@ -34,6 +34,7 @@ def plot_speedup(doc, path):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
         from matplotlib.ticker import FuncFormatter
     except ImportError:
         return "matplotlib is not installed: no speedup.png (pip install matplotlib)"
@@ -83,8 +84,14 @@ def plot_speedup(doc, path):
                 ax.set_xlabel("sparsity")
             if fi == 0:
                 ax.set_ylabel("speedup vs fastest dense fp32")
-            if lines:
-                ax.legend(fontsize=6)
+            if lines:  # colours name systems, line styles name patterns
+                systems = sorted({sy for sy, _ in lines})
+                pats = sorted({pa for sy, pa in lines if None not in lines[(sy, pa)]})
+                handles = [Line2D([], [], color=sys_color[sy], label=sy) for sy in systems]
+                if len(pats) > 1:
+                    handles += [Line2D([], [], color="black", ls=style[pa], label=pa)
+                                for pa in pats]
+                ax.legend(handles=handles, fontsize=6)
             ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"sparsekit bench on {doc['machine']['cpu']} "
                  f"(geometric mean over layers; 1 = fastest dense fp32)", fontsize=10)

@@ -57,7 +57,7 @@ def test_bench_all_installed_peers(tmp_path, capsys):
     assert main(TINY + ["--out", out]) == 0
     doc = load_results(out)
     systems = {r["system"] for r in doc["results"]}
-    expected = {"sparsekit-dense", "sparsekit-csr", "numpy"}
+    expected = {"sparsekit-dense-fallback", "sparsekit-csr", "numpy"}
     if importable("scipy.sparse"):
         expected.add("scipy-csr")
     if importable("torch"):
@@ -95,7 +95,8 @@ def test_bench_peers_none_runs_sparsekit_only(tmp_path):
     doc = load_results(out)
     assert {r["library"] for r in doc["results"]} == {"sparsekit"}
     # dense fp32 is measured even when not asked for: it is the baseline
-    assert {r["system"] for r in doc["results"]} == {"sparsekit-dense", "sparsekit-csr"}
+    assert {r["system"] for r in doc["results"]} == {"sparsekit-dense-fallback",
+                                                     "sparsekit-csr"}
     check_ratios(doc)
 
 

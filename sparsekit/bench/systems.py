@@ -82,7 +82,7 @@ class _SparsekitFormat(System):
 
 class SparsekitDense(_SparsekitFormat):
     """sparsekit.linear with a plain ndarray weight: its dense (NumPy) fallback."""
-    name = "sparsekit-dense"
+    name = "sparsekit-dense-fallback"
 
     def _build(self, w, m):
         return w

@@ -172,18 +172,18 @@ def digits_benchmark(args, rng):
     xtr, ytr, xte, yte = load_digits_split(rng)
     # one BLAS thread: small GEMMs on a shared machine stall when threads wait
     with _one_blas_thread():
-        params = train(init_mlp([64, args.hidden, args.hidden, 10], rng), xtr, ytr, args.epochs, rng)
+        sizes = [64, args.hidden, args.hidden, 10]
+        params = train(init_mlp(sizes, rng), xtr, ytr, args.epochs, rng)
         dense = [(w.copy(), b.copy()) for w, b in params]
         masks = prune_by_magnitude(params, sparsity)
         pruned_before_ft = accuracy(lambda x: forward_numpy(params, x), xte, yte)
         pruned = train(params, xtr, ytr, args.epochs, rng, masks=masks)
     comp = f"pruned {sparsity:.0%} + fine-tuned"
-    variants, predicts = [], []
+    variants = []
 
     def add(v, predict):
         v.quality = {"accuracy": accuracy(predict, xte, yte)}
         variants.append(v)
-        predicts.append(predict)
 
     def numpy_variant(name, ps, compression, baseline):
         predict = (lambda p: lambda x: forward_numpy(p, x))(ps)
@@ -199,10 +199,11 @@ def digits_benchmark(args, rng):
         v.compression = v.compression.replace(f"pruned {sparsity:.0%}", comp)
         add(v, predict)
     _accelerate_variant(torch_mods, comp, add, notes)
-    notes[:0] = [f"digits: {len(ytr)} training / {len(yte)} test images; MLP 64-{args.hidden}-{args.hidden}-10 "
-             f"trained {args.epochs} epochs, pruned to {sparsity:.0%} per layer by magnitude "
-             f"(test accuracy {pruned_before_ft:.4f} right after pruning), fine-tuned "
-             f"{args.epochs} epochs with the mask fixed."]
+    notes[:0] = [f"digits: {len(ytr)} training / {len(yte)} test images; MLP "
+                 f"{'-'.join(map(str, sizes))} trained {args.epochs} epochs, pruned to "
+                 f"{sparsity:.0%} per layer by magnitude "
+                 f"(test accuracy {pruned_before_ft:.4f} right after pruning), fine-tuned "
+                 f"{args.epochs} epochs with the mask fixed."]
     batches = args.batch or BATCHES
 
     def make_input(b):

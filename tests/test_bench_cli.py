@@ -289,3 +289,19 @@ def test_threads_sweep_and_pinning(tmp_path):
     doc = load_results(out)
     assert {r["threads"] for r in doc["results"]} == {1, 2}
     check_ratios(doc)
+
+
+def test_cold_cache_flushes_before_every_timed_call(tmp_path):
+    flushes, calls = [], []
+    samples, per = timing.measure_interleaved(
+        [lambda: calls.append(1)], 2, 1.0, np.random.default_rng(0),
+        flush=lambda: flushes.append(1))
+    # calibration calls run unflushed; every timed call has one flush before it
+    assert per == [timing.COLD_CALLS_PER_SAMPLE]
+    assert len(flushes) == 2 * per[0] and len(calls) == 2 + 2 * per[0]
+    out = str(tmp_path / "o")
+    assert main(TINY + ["--peers", "none", "--format", "csr", "--cold", "--out", out]) == 0
+    doc = load_results(out)
+    assert doc["settings"]["cold_cache"] is True
+    assert all(r["calls_per_sample"] <= timing.COLD_CALLS_PER_SAMPLE for r in doc["results"])
+    assert "--cold" in open(os.path.join(out, "results.md")).read()

@@ -127,6 +127,9 @@ def add_bench(sub):
                    help="interleaved rounds per measurement (default 9, --quick 5)")
     p.add_argument("--min-time", type=_positive, metavar="SECONDS",
                    help="shortest sample; fast calls repeat to fill it (default 0.005)")
+    p.add_argument("--cold", action="store_true",
+                   help="flush the caches before every timed call, as when a model streams "
+                        "many layers' weights from memory (default: warm, weights reused)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, inputs and order")
     p.add_argument("--quick", action="store_true",
                    help="a small sweep that runs in under a minute: bert-base ffn_up "
@@ -168,7 +171,7 @@ def _cmd_bench(args):
             repeat=args.repeat or defaults["repeat"],
             min_time=args.min_time or defaults["min_time"],
             seed=args.seed, quick=args.quick, out=args.out,
-            show_progress=not args.no_progress,
+            show_progress=not args.no_progress, cold=args.cold,
             command=["sparsekit"] + list(getattr(args, "argv", None) or sys.argv[1:]))
     except PeerUnavailable as e:
         parser.error(f"argument --peers: {e}")

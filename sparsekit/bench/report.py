@@ -74,8 +74,11 @@ def markdown(doc, full=True):
         "repeated calls). **Speedup** = median time of the fastest dense fp32 system on the "
         "same layer and thread count ÷ this system's median (above 1 is faster); in brackets "
         "the same for this system's quartiles, its spread. Dense systems do not depend on "
-        "sparsity and are measured once per layer. Y[M,N] = X[M,K]·W[N,K]ᵀ. Every call "
-        "reuses one weight, so weights that fit in the last-level cache are timed warm.", ""]
+        "sparsity and are measured once per layer. Y[M,N] = X[M,K]·W[N,K]ᵀ. " + (
+            "Caches were flushed before every timed call (--cold): weights come from memory, "
+            "as in a model with many layers." if s.get("cold_cache") else
+            "Every call reuses one weight, so weights that fit in the last-level cache are "
+            "timed warm (--cold times them from memory)."), ""]
     results = doc["results"]
     groups = {}
     for r in results:

@@ -9,7 +9,7 @@ from sparsekit.bench.systems import select_systems
 
 
 def run_bench(layers, sparsities, patterns, formats, threads, peers, repeat, min_time, seed,
-              quick, out, show_progress, command):
+              quick, out, show_progress, command, cold=False):
     peers_mode, peer_libs = peers
     systems, skipped = select_systems(formats, peers_mode, peer_libs)
     machine = describe_machine()  # load average before we add our own
@@ -22,11 +22,11 @@ def run_bench(layers, sparsities, patterns, formats, threads, peers, repeat, min
         print(f"note: {w}", file=sys.stderr)
     points = sparsity_points(patterns, sparsities)
     results, errors = run_sweep(layers, points, threads, systems, repeat, min_time, seed,
-                                show_progress)
+                                show_progress, cold)
     settings = {"repeat": repeat, "min_sample_s": min_time, "threads": list(threads),
                 "patterns": list(patterns), "sparsities": list(sparsities),
                 "formats": list(formats), "peers": peers_mode if peers_mode != "list"
-                else ",".join(sorted(peer_libs)), "seed": seed, "quick": bool(quick),
+                else ",".join(sorted(peer_libs)), "seed": seed, "quick": bool(quick), "cold_cache": bool(cold),
                 "layers": [la._asdict() for la in layers]}
     doc = build_document(command, machine, settings, warnings, systems, skipped, results,
                          errors)

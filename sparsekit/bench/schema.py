@@ -101,7 +101,9 @@ SCHEMA = {
                            "patterns": {"type": "array", "items": _STR},
                            "sparsities": {"type": "array", "items": _NUM},
                            "formats": {"type": "array", "items": _STR},
-                           "peers": _STR, "seed": _INT, "quick": {"type": "boolean"}},
+                           "peers": _STR, "seed": _INT, "quick": {"type": "boolean"},
+                           "cold_cache": {"type": "boolean", "description":
+                                          "caches flushed before every timed call"}},
         },
         "warnings": {"type": "array", "items": _STR},
         "systems": {"type": "array", "items": SYSTEM},

@@ -15,7 +15,7 @@ import numpy as np
 from sparsekit.bench.patterns import fixed_sparsity, pruned_weight
 from sparsekit.bench.progress import progress
 from sparsekit.bench.systems import SPARSE_FORMATS
-from sparsekit.bench.timing import measure_interleaved, pin_threads, summarize
+from sparsekit.bench.timing import CacheFlusher, measure_interleaved, pin_threads, summarize
 
 # largest error (relative to max |reference|) accepted before a result is flagged
 TOLERANCE = {"fp32": 1e-4, "int8": 0.1}
@@ -45,8 +45,10 @@ def _relative_error(y, ref):
 
 
 def run_sweep(layers, points, threads_list, systems, repeat, min_sample, seed=0,
-              show_progress=True):
-    """Returns (results, errors): result records and [(where, message)]."""
+              show_progress=True, cold=False):
+    """Returns (results, errors): result records and [(where, message)].
+    cold: flush the caches before every timed call (timing.CacheFlusher)."""
+    flush = CacheFlusher() if cold else None
     entries = _entries(systems, points)
     groups = [(layer, t) for layer in layers for t in threads_list]
     bar = progress(len(groups) * (len(entries) + repeat), "sparsekit bench", show_progress)
@@ -57,13 +59,13 @@ def run_sweep(layers, points, threads_list, systems, repeat, min_sample, seed=0,
             bar.set_postfix_str(f"{layer.model}/{layer.name} M={layer.m} threads={threads}")
             with pin_threads(threads):
                 results += _run_group(layer, threads, entries, repeat, min_sample, rng,
-                                      bar, errors)
+                                      bar, errors, flush)
     finally:
         bar.close()
     return results, errors
 
 
-def _run_group(layer, threads, entries, repeat, min_sample, rng, bar, errors):
+def _run_group(layer, threads, entries, repeat, min_sample, rng, bar, errors, flush=None):
     n, k, m = layer.n, layer.k, layer.m
     x = rng.standard_normal((m, k)).astype(np.float32)
     x64 = x.astype(np.float64)
@@ -86,7 +88,7 @@ def _run_group(layer, threads, entries, repeat, min_sample, rng, bar, errors):
             ready.append((system, pattern, sparsity, prep, err, actual))
         bar.update()
     samples, calls = measure_interleaved([r[3].run for r in ready], repeat, min_sample, rng,
-                                         on_round=bar.update)
+                                         on_round=bar.update, flush=flush)
     records = []
     for (system, pattern, sparsity, prep, err, actual), s, c in zip(ready, samples, calls):
         rec = {

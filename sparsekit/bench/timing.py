@@ -7,6 +7,11 @@ one of them. Each sample repeats the call enough times to last at least
 `min_sample` seconds (timer resolution, per-call overhead amortised), after a
 warm-up that also primes caches, JIT and thread pools. We report the median
 per-call time and the spread (quartiles, min and max) of the samples.
+
+Repeated calls reuse one weight, so a weight that fits in the last-level
+cache is timed warm. A model cycles through many layers and reads each
+weight from memory; `CacheFlusher` (--cold) streams a buffer larger than the
+caches through them before every call, outside the timed region.
 """
 import contextlib
 import math
@@ -61,20 +66,46 @@ def calls_per_sample(run, min_sample):
     return max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(min_sample / once)))
 
 
-def measure_interleaved(runs, rounds, min_sample, rng, on_round=None):
+class CacheFlusher:
+    """Evicts the caches by writing through `nbytes` of memory (default 96 MiB,
+    3x this design's 32 MiB L3)."""
+
+    def __init__(self, nbytes=96 << 20):
+        self.buf = np.zeros(max(nbytes // 8, 1), dtype=np.float64)
+
+    def __call__(self):
+        np.add(self.buf, 1.0, out=self.buf)
+
+
+COLD_CALLS_PER_SAMPLE = 3  # each call pays a flush (a few ms) outside the timer
+
+
+def measure_interleaved(runs, rounds, min_sample, rng, on_round=None, flush=None):
     """Per-call seconds of each runner, `rounds` samples each, interleaved.
 
-    runs: list of zero-argument callables. Returns a list of float arrays.
+    runs: list of zero-argument callables. flush: None, or a callable run
+    (untimed) before every timed call. Returns (list of float arrays, calls).
     """
     calls = [calls_per_sample(r, min_sample) for r in runs]
+    if flush is not None:
+        calls = [min(c, COLD_CALLS_PER_SAMPLE) for c in calls]
     samples = [[] for _ in runs]
     for _ in range(rounds):
         for i in rng.permutation(len(runs)):
             run, n = runs[i], calls[i]
-            t0 = time.perf_counter()
+            if flush is None:
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    run()
+                samples[i].append((time.perf_counter() - t0) / n)
+                continue
+            total = 0.0
             for _ in range(n):
+                flush()
+                t0 = time.perf_counter()
                 run()
-            samples[i].append((time.perf_counter() - t0) / n)
+                total += time.perf_counter() - t0
+            samples[i].append(total / n)
         if on_round:
             on_round()
     return [np.asarray(s) for s in samples], calls

@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 
 import sparsekit
+from sparsekit.bench import schema
 from sparsekit.cli import main
 
 
 def read_doc(out):
     with open(os.path.join(out, "model.json")) as f:
-        return json.load(f)
+        doc = json.load(f)
+    schema.validate_model(doc)
+    return doc
 
 
 def check_speedups(doc):
@@ -47,6 +50,9 @@ def test_digits_before_and_after_pruning(tmp_path):
     check_speedups(doc)
     md = open(os.path.join(out, "model.md")).read()
     assert "| sparsekit CSR | sparsekit |" in md and "batch 5: speedup" in md
+    del doc["variants"][0]["batches"]["5"]["speedup"]
+    with pytest.raises(ValueError, match=r"batches\[5\].*speedup"):
+        schema.validate_model(doc)
 
 
 def test_torch_module_file(tmp_path):

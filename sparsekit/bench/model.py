@@ -24,9 +24,9 @@ import numpy as np
 from sparsekit.bench.machine import describe_machine, environment_warnings, load_warnings
 from sparsekit.bench.progress import progress
 from sparsekit.bench.report import machine_lines
+from sparsekit.bench.schema import MODEL_SCHEMA_ID, validate_model
 from sparsekit.bench.timing import measure_interleaved, pin_threads, summarize
 
-MODEL_SCHEMA_ID = "sparsekit-bench-model/1"
 
 
 class UsageError(ValueError):
@@ -88,10 +88,12 @@ def build_document(title, command, machine, variants, timings, notes, settings,
         rows.append({"name": v.name, "system": v.system, "compression": v.compression,
                      "baseline": v.baseline, "size_bytes": v.size_bytes,
                      "size_how": v.size_how, "quality": v.quality, "batches": per_batch})
-    return {"schema": MODEL_SCHEMA_ID, "model": title, "command": list(command),
-            "machine": machine, "settings": settings,
-            "warnings": list(notes), "quality_keys": quality_keys,
-            "variants": rows}
+    doc = {"schema": MODEL_SCHEMA_ID, "model": title, "command": list(command),
+           "machine": machine, "settings": settings,
+           "warnings": list(notes), "quality_keys": quality_keys,
+           "variants": rows}
+    validate_model(doc)  # never write a file our own schema rejects
+    return doc
 
 
 def markdown(doc):

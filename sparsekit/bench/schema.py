@@ -146,3 +146,62 @@ def validate(doc, schema=SCHEMA, path="$"):
     if isinstance(doc, list) and "items" in schema:
         for i, item in enumerate(doc):
             validate(item, schema["items"], f"{path}[{i}]")
+
+
+# ---- bench-model: model.json ----------------------------------------------------------
+MODEL_SCHEMA_ID = "sparsekit-bench-model/1"
+
+_TIMING = {
+    "type": "object",
+    "required": ["median_s", "q25_s", "q75_s", "min_s", "max_s", "samples",
+                 "throughput_per_s", "speedup"],
+    "properties": {
+        "median_s": _d(_NUM, "median seconds per call (one call = one batch)"),
+        "q25_s": _NUM, "q75_s": _NUM, "min_s": _NUM, "max_s": _NUM, "samples": _INT,
+        "throughput_per_s": _d(_NUM, "batch size / median_s: samples per second"),
+        "speedup": _d(_NUM, "fastest baseline variant's median / this median"),
+    },
+}
+
+MODEL_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": MODEL_SCHEMA_ID,
+    "type": "object",
+    "required": ["schema", "model", "command", "machine", "settings", "warnings",
+                 "quality_keys", "variants"],
+    "properties": {
+        "schema": {"const": MODEL_SCHEMA_ID},
+        "model": _STR,
+        "command": {"type": "array", "items": _STR},
+        "machine": SCHEMA["properties"]["machine"],
+        "settings": {"type": "object", "required": ["threads", "repeat", "batches"],
+                     "properties": {"threads": _INT, "repeat": _INT,
+                                    "batches": {"type": "array", "items": _INT}}},
+        "warnings": {"type": "array", "items": _STR},
+        "quality_keys": {"type": "array", "items": _STR,
+                         "description": "keys of each variant's quality, e.g. accuracy, "
+                                        "cosine_min, max_rel_err"},
+        "variants": {"type": "array", "items": {
+            "type": "object",
+            "required": ["name", "system", "compression", "baseline", "size_bytes",
+                         "size_how", "quality", "batches"],
+            "properties": {
+                "name": _STR, "system": _STR, "compression": _STR,
+                "baseline": _d({"type": "boolean"}, "an uncompressed fp32 variant"),
+                "size_bytes": {"type": ["integer", "null"],
+                               "description": "bytes written when saving it"},
+                "size_how": _STR,
+                "quality": {"type": "object"},
+                "batches": _d({"type": "object"}, "batch size (as a string) -> timing; "
+                              "every value follows the timing schema"),
+            }}},
+    },
+}
+
+
+def validate_model(doc):
+    """validate() for model.json, including every per-batch timing."""
+    validate(doc, MODEL_SCHEMA)
+    for i, v in enumerate(doc["variants"]):
+        for b, st in v["batches"].items():
+            validate(st, _TIMING, f"$.variants[{i}].batches[{b}]")

@@ -119,7 +119,9 @@ def _sparsekit_variants(pruned, sparsity, notes):
     kinds = [("sparsekit CSR", "CSRMatrix", lambda w: sparsekit.CSRMatrix.from_dense(w), "fp32"),
              ("sparsekit sparse int8", "SparseInt8Matrix",
               lambda w: sparsekit.SparseInt8Matrix.from_float(w), "int8"),
-             ("sparsekit.pack", "pack", lambda w: sparsekit.pack(w), "auto")]
+             ("sparsekit.pack", "pack", lambda w: sparsekit.pack(w), "auto"),
+             ("sparsekit.pack int8", "pack", lambda w: sparsekit.pack(w, quantize="int8"),
+              "int8")]
     for name, attr, build, prec in kinds:
         if not hasattr(sparsekit, attr):
             continue

@@ -1,0 +1,172 @@
+/*
+ * spmm_u8s8/avx512vnni.c - AVX-512 VNNI micro-kernels.
+ * spmm: MR = 64 activation rows. For each 1x4 weight block the 4 int8 weights
+ * are broadcast as one dword and vpdpbusd'd (u8 activations x s8 weights)
+ * with the packed dwords of 64 rows: 4 zmm per block, 8 accumulators (even and
+ * odd blocks apart, so the dependency chains overlap). vpdpbusd does not
+ * saturate: the int32 sums are exact (wrapping only past int32).
+ * spmv (M == 1): 16 blocks at a time, activation dwords gathered by column.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "../internal.h"
+
+#define MR 64
+#define NB 16
+
+static inline int32_t load_dword(const int8_t *p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+/* acc - zp * row_sum, then int32 out or dequantized float out (as bits). */
+static inline __m512i epilogue(__m512i acc, const sk_spmm_u8s8_tile *t, int64_t i,
+                               int64_t n) {
+  const __m512i zp = _mm512_load_si512((const void *)(t->zp + i));
+  acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(zp, _mm512_set1_epi32(t->row_sums[n])));
+  if (t->xscale == NULL) return acc;
+  const __m512 s = _mm512_mul_ps(_mm512_loadu_ps(t->xscale + i), _mm512_set1_ps(t->wscale[n]));
+  __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
+  if (t->bias) f = _mm512_add_ps(f, _mm512_set1_ps(t->bias[n]));
+  if (t->act == SK_ACT_RELU) f = _mm512_max_ps(_mm512_setzero_ps(), f);
+  return _mm512_castps_si512(f);
+}
+
+/* 16x16 transpose of 32-bit elements held in 16 zmm (rows r[0..15]). */
+static inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+  }
+}
+
+/* Write buf[j][i] (j < nb weight rows, i < mr activation rows) to
+ * y[i * ldy + n + j]: full 16x16 squares through registers, the rest scalar. */
+static inline void write_block(const uint32_t *buf, int64_t nb, const sk_spmm_u8s8_tile *t,
+                               int64_t n) {
+  uint32_t *y = (uint32_t *)t->y;
+  int64_t i0 = 0;
+  if (nb == NB) {
+    for (; i0 + 16 <= t->mr; i0 += 16) {
+      __m512i r[16];
+      for (int j = 0; j < 16; ++j) r[j] = _mm512_load_si512((const void *)(buf + j * MR + i0));
+      transpose16(r);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_si512((void *)(y + (i0 + i) * t->ldy + n), r[i]);
+    }
+  }
+  for (int64_t i = i0; i < t->mr; ++i) {
+    uint32_t *yr = y + i * t->ldy + n;
+    for (int64_t j = 0; j < nb; ++j) yr[j] = buf[j * MR + i];
+  }
+}
+
+#define DPBUSD4(A0, A1, A2, A3, XC, W)                                          \
+  do {                                                                          \
+    A0 = _mm512_dpbusd_epi32(A0, _mm512_load_si512((const void *)(XC)), W);     \
+    A1 = _mm512_dpbusd_epi32(A1, _mm512_load_si512((const void *)(XC + 64)), W); \
+    A2 = _mm512_dpbusd_epi32(A2, _mm512_load_si512((const void *)(XC + 128)), W); \
+    A3 = _mm512_dpbusd_epi32(A3, _mm512_load_si512((const void *)(XC + 192)), W); \
+  } while (0)
+
+#define DEFINE_SPMM(NAME, IDX_T)                                                \
+  static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {        \
+    const IDX_T *cols = (const IDX_T *)t->cols;                                 \
+    __attribute__((aligned(64))) uint32_t buf[NB * MR];                         \
+    for (int64_t n = n0; n < n1; n += NB) {                                     \
+      const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
+      for (int64_t j = 0; j < nb; ++j) {                                        \
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;         \
+        __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;                             \
+        int64_t p = t->indptr[n + j];                                           \
+        const int64_t e = t->indptr[n + j + 1];                                 \
+        for (; p + 2 <= e; p += 2) {                                            \
+          const uint8_t *xa = t->xp + (int64_t)cols[p] * (MR * 4);              \
+          const uint8_t *xb = t->xp + (int64_t)cols[p + 1] * (MR * 4);          \
+          const __m512i wa = _mm512_set1_epi32(load_dword(t->values + 4 * p));  \
+          const __m512i wb = _mm512_set1_epi32(load_dword(t->values + 4 * p + 4)); \
+          DPBUSD4(a0, a1, a2, a3, xa, wa);                                      \
+          DPBUSD4(b0, b1, b2, b3, xb, wb);                                      \
+        }                                                                       \
+        if (p < e) {                                                            \
+          const uint8_t *xa = t->xp + (int64_t)cols[p] * (MR * 4);              \
+          const __m512i wa = _mm512_set1_epi32(load_dword(t->values + 4 * p));  \
+          DPBUSD4(a0, a1, a2, a3, xa, wa);                                      \
+        }                                                                       \
+        uint32_t *b = buf + j * MR;                                             \
+        _mm512_store_si512((void *)b, epilogue(_mm512_add_epi32(a0, b0), t, 0, n + j)); \
+        _mm512_store_si512((void *)(b + 16), epilogue(_mm512_add_epi32(a1, b1), t, 16, n + j)); \
+        _mm512_store_si512((void *)(b + 32), epilogue(_mm512_add_epi32(a2, b2), t, 32, n + j)); \
+        _mm512_store_si512((void *)(b + 48), epilogue(_mm512_add_epi32(a3, b3), t, 48, n + j)); \
+      }                                                                         \
+      write_block(buf, nb, t, n);                                               \
+    }                                                                           \
+  }
+
+static inline __m512i load_cols16(const uint16_t *p, __mmask16 k) {
+  return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p));
+}
+static inline __m512i load_cols32(const int32_t *p, __mmask16 k) {
+  return _mm512_maskz_loadu_epi32(k, p);
+}
+
+#define DEFINE_SPMV(NAME, IDX_T, LOAD_COLS)                                     \
+  static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {        \
+    const IDX_T *cols = (const IDX_T *)t->cols;                                 \
+    const __m512i zero = _mm512_setzero_si512();                                \
+    for (int64_t n = n0; n < n1; ++n) {                                         \
+      __m512i acc = zero;                                                       \
+      const int64_t e = t->indptr[n + 1];                                       \
+      for (int64_t p = t->indptr[n]; p < e; p += 16) {                          \
+        const __mmask16 k = e - p >= 16 ? (__mmask16)0xffff                     \
+                                        : (__mmask16)((1u << (e - p)) - 1);     \
+        const __m512i c = LOAD_COLS(cols + p, k);                               \
+        const __m512i xv = _mm512_mask_i32gather_epi32(zero, k, c, t->xp, 4);   \
+        const __m512i wv = _mm512_maskz_loadu_epi32(k, t->values + 4 * p);      \
+        acc = _mm512_dpbusd_epi32(acc, xv, wv);                                 \
+      }                                                                         \
+      const uint32_t s = (uint32_t)_mm512_reduce_add_epi32(acc);                \
+      const int32_t v = (int32_t)(s - (uint32_t)t->zp[0] * (uint32_t)t->row_sums[n]); \
+      if (t->xscale == NULL) {                                                  \
+        ((int32_t *)t->y)[n] = v;                                               \
+      } else {                                                                  \
+        float f = (float)v * (t->xscale[0] * t->wscale[n]);                     \
+        if (t->bias) f += t->bias[n];                                           \
+        if (t->act == SK_ACT_RELU && f < 0.0f) f = 0.0f;                        \
+        ((float *)t->y)[n] = f;                                                 \
+      }                                                                         \
+    }                                                                           \
+  }
+
+DEFINE_SPMM(spmm_u16, uint16_t)
+DEFINE_SPMM(spmm_i32, int32_t)
+DEFINE_SPMV(spmv_u16, uint16_t, load_cols16)
+DEFINE_SPMV(spmv_i32, int32_t, load_cols32)
+
+void sk_spmm_u8s8_64x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  if (t->index_bytes == 2) spmm_u16(t, n0, n1); else spmm_i32(t, n0, n1);
+}
+
+void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  if (t->index_bytes == 2) spmv_u16(t, n0, n1); else spmv_i32(t, n0, n1);
+}

@@ -13,7 +13,7 @@
 #include "../internal.h"
 
 #define MR 64
-#define NB 16
+#define NB 64
 
 static inline int32_t load_dword(const int8_t *p) {
   int32_t v;
@@ -62,20 +62,26 @@ static inline void transpose16(__m512i r[16]) {
 }
 
 /* Write buf[j][i] (j < nb weight rows, i < mr activation rows) to
- * y[i * ldy + n + j]: full 16x16 squares through registers, the rest scalar. */
+ * y[i * ldy + n + j]: full 16x16 squares through registers, the rest scalar.
+ * Squares go row group by row group, so that few rows of y are in flight at
+ * once: with ldy * 4 a multiple of 4 KiB every row maps to the same L1 set. */
 static inline void write_block(const uint32_t *buf, int64_t nb, const sk_spmm_u8s8_tile *t,
                                int64_t n) {
   uint32_t *y = (uint32_t *)t->y;
-  int64_t i0 = 0;
-  if (nb == NB) {
-    for (; i0 + 16 <= t->mr; i0 += 16) {
+  const int64_t full_i = t->mr & ~(int64_t)15, full_j = nb & ~(int64_t)15;
+  for (int64_t i0 = 0; i0 < full_i; i0 += 16) {
+    for (int64_t j0 = 0; j0 < full_j; j0 += 16) {
       __m512i r[16];
-      for (int j = 0; j < 16; ++j) r[j] = _mm512_load_si512((const void *)(buf + j * MR + i0));
+      for (int j = 0; j < 16; ++j)
+        r[j] = _mm512_load_si512((const void *)(buf + (j0 + j) * MR + i0));
       transpose16(r);
-      for (int i = 0; i < 16; ++i) _mm512_storeu_si512((void *)(y + (i0 + i) * t->ldy + n), r[i]);
+      for (int i = 0; i < 16; ++i)
+        _mm512_storeu_si512((void *)(y + (i0 + i) * t->ldy + n + j0), r[i]);
     }
+    for (int64_t i = i0; i < i0 + 16; ++i)
+      for (int64_t j = full_j; j < nb; ++j) y[i * t->ldy + n + j] = buf[j * MR + i];
   }
-  for (int64_t i = i0; i < t->mr; ++i) {
+  for (int64_t i = full_i; i < t->mr; ++i) {
     uint32_t *yr = y + i * t->ldy + n;
     for (int64_t j = 0; j < nb; ++j) yr[j] = buf[j * MR + i];
   }
@@ -119,7 +125,7 @@ static inline void write_block(const uint32_t *buf, int64_t nb, const sk_spmm_u8
         _mm512_store_si512((void *)(b + 32), epilogue(_mm512_add_epi32(a2, b2), t, 32, n + j)); \
         _mm512_store_si512((void *)(b + 48), epilogue(_mm512_add_epi32(a3, b3), t, 48, n + j)); \
       }                                                                         \
-      write_block(buf, nb, t, n);                                               \
+      write_block(buf, nb, t, n);                                             \
     }                                                                           \
   }
 

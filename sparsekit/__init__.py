@@ -10,11 +10,15 @@ from sparsekit._config import (
     get_isa, get_num_threads, info, set_isa, set_num_threads,
 )
 from sparsekit.formats import CSRMatrix
+from sparsekit.formats import SparseInt8Matrix
 from sparsekit.ops import linear
+from sparsekit.quant_ops import quantize_rows
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CSRMatrix", "linear", "info", "set_isa", "get_isa", "set_num_threads",
     "get_num_threads", "__version__",
+    "quantize_rows",
+    "SparseInt8Matrix",
 ]

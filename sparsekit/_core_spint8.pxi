@@ -75,3 +75,31 @@ def spmm_u8s8_s32(cnp.ndarray indptr, cnp.ndarray cols, cnp.ndarray values,
         raise ValueError("zero_point: expected values in [0, 255]")
     check(rc)
     return out
+
+
+def linear_u8s8_bsr_f32(cnp.ndarray indptr, cnp.ndarray cols, cnp.ndarray values,
+                        cnp.ndarray row_sums, cnp.ndarray wscale, int64_t n, int64_t k,
+                        cnp.ndarray x, object bias, int act, cnp.ndarray out):
+    """out[M, N] = act(dequant(quant_rows(x) @ q.T) + bias), x float32 [M, K]."""
+    cdef sk_bsr_s8_1x4 w
+    cdef int64_t m = x.shape[0] if x.ndim == 2 else -1
+    cdef int64_t ldx = 0, ldy = 0
+    cdef const float *px
+    cdef float *py
+    cdef const float *pb = NULL
+    cdef const float *ps
+    cdef int rc
+    fill_bsr(&w, indptr, cols, values, row_sums, n, k)
+    ps = <const float *>vec_of(wscale, np.float32, n, "scale")
+    px = f32_rows(x, m, k, "x", &ldx)
+    py = <float *>f32_rows(out, m, n, "out", &ldy)
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    if bias is not None:
+        pb = <const float *>vec_of(bias, np.float32, n, "bias")
+    if act != 0 and act != 1:
+        raise ValueError("activation: expected 0 (none) or 1 (relu)")
+    with nogil:
+        rc = sk_linear_u8s8_bsr_f32(&w, ps, m, px, ldx, pb, <sk_activation>act, py, ldy)
+    check_quant(rc)
+    return out

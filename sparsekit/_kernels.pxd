@@ -1,6 +1,5 @@
 # Declarations of the C core (kernels/include/sparsekit.h) for Cython.
-from libc.stdint cimport int64_t
-from libc.stdint cimport int8_t, int32_t, uint8_t  # sparse int8
+from libc.stdint cimport int64_t, int32_t, uint8_t, int8_t
 
 cdef extern from "sparsekit.h" nogil:
     ctypedef int sk_isa
@@ -28,6 +27,13 @@ cdef extern from "sparsekit.h" nogil:
     int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row)
     int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ldx,
                           const float *bias, sk_activation act, float *y, int64_t ldy)
+
+    # ---- u8 activation quantization and the int8 GEMM (qgemm_u8s8) ----
+    int SK_ERR_NONFINITE
+    int sk_quantize_rows_u8(int64_t m, int64_t k, const float *x, int64_t ldx, uint8_t *xq,
+                            int64_t ldq, float *scale, int32_t *zero_point)
+    int sk_quantize_u8(int64_t m, int64_t k, const float *x, int64_t ldx, float scale,
+                       int32_t zero_point, uint8_t *xq, int64_t ldq)
 
     # sparse int8 (1x4 blocks), kernels/src/spmm_u8s8
     ctypedef struct sk_bsr_s8_1x4:

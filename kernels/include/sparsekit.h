@@ -33,7 +33,8 @@ enum {
   SK_ERR_ARGUMENT = -1,    /* a null pointer, negative size or bad enum */
   SK_ERR_UNSUPPORTED = -2, /* the CPU lacks the requested ISA           */
   SK_ERR_NOMEM = -3,       /* scratch allocation failed                 */
-  SK_ERR_FORMAT = -4       /* a matrix failed validation                */
+  SK_ERR_FORMAT = -4,      /* a matrix failed validation                */
+  SK_ERR_NONFINITE = -5    /* fp32 input holds NaN or infinity          */
 };
 
 /* ---- instruction sets and dispatch ------------------------------------- */
@@ -90,6 +91,27 @@ int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row);
 int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x,
                       int64_t ldx, const float *bias, sk_activation act,
                       float *y, int64_t ldy);
+
+/* ---- u8 activation quantization (asymmetric, per row) ------------------ *
+ * The exact math, identical on every ISA and in sparsekit's NumPy reference
+ * (all float32 unless said; rint = round half to even, the default mode):
+ *   mn = min(0, min_k x[k]),  mx = max(0, max_k x[k])   (the range holds 0)
+ *   all-zero row (mx == mn):  scale = 1, zero_point = 0, q = 0
+ *   otherwise scale = (float)(((double)mx - (double)mn) / 255.0), raised to
+ *            FLT_MIN if it underflows below it,
+ *            zero_point = (int)clamp(rint(-mn / scale), 0, 255)
+ *   q[k] = (uint8)clamp(rint(x[k] / scale) + zero_point, 0, 255)
+ * (a true division, not a multiply by 1/scale). x ~ (q - zero_point) * scale.
+ * Rows of x hold k floats at stride ldx >= k; rows of xq get k bytes at
+ * stride ldq >= k (bytes past k are not written). Returns SK_ERR_NONFINITE
+ * if x holds NaN or infinity (the outputs are then unspecified). */
+int sk_quantize_rows_u8(int64_t m, int64_t k, const float *x, int64_t ldx, uint8_t *xq,
+                        int64_t ldq, float *scale, int32_t *zero_point);
+
+/* Static (per-tensor) quantization with a given scale > 0 and zero_point in
+ * [0, 255]: q = (uint8)clamp(rint(x / scale) + zero_point, 0, 255). */
+int sk_quantize_u8(int64_t m, int64_t k, const float *x, int64_t ldx, float scale,
+                   int32_t zero_point, uint8_t *xq, int64_t ldq);
 
 /* ---- sparse int8: 1x4-blocked int8 weight x u8 activations -------------- */
 /* A pruned symmetric-int8 weight W[N,K] kept as 1x4 blocks along K (the 4

@@ -126,6 +126,24 @@ const sk_spmm_f32_impl *sk_spmm_f32_select(void) {
   return &spmm_f32_impls[spmm_f32_isa()];
 }
 
+static const sk_quantize_u8_impl quantize_u8_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = {sk_quantize_row_u8__scalar, sk_quantize_row_u8_static__scalar},
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = {sk_quantize_row_u8__avx2, sk_quantize_row_u8_static__avx2},
+    [SK_ISA_AVX512] = {sk_quantize_row_u8__avx512, sk_quantize_row_u8_static__avx512},
+#endif
+};
+
+static int quantize_u8_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = quantize_u8_impls[i].dynamic_row != NULL;
+  return resolve(has);
+}
+
+const sk_quantize_u8_impl *sk_quantize_u8_select(void) {
+  return &quantize_u8_impls[quantize_u8_isa()];
+}
+
 static const sk_spmm_u8s8_impl spmm_u8s8_impls[SK_ISA_COUNT] = {
     [SK_ISA_SCALAR] = {8, sk_spmm_u8s8_8x1c4__scalar, sk_spmv_u8s8_1x1c4__scalar},
 #ifdef SK_ARCH_X86
@@ -148,6 +166,7 @@ const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void) {
 int sk_family_isa(const char *family) {
   if (family == NULL) return -1;
   if (strcmp(family, "spmm_f32") == 0) return spmm_f32_isa();
+  if (strcmp(family, "quantize_u8") == 0) return quantize_u8_isa();
   if (strcmp(family, "spmm_u8s8") == 0) return spmm_u8s8_isa();
   return -1;
 }

@@ -64,6 +64,38 @@ void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1)
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 #endif
 
+/* ---- quantize_u8: fp32 rows -> u8 (math in sparsekit.h) ----------------
+ * Per-ISA row functions; they return SK_OK or SK_ERR_NONFINITE. The dynamic
+ * one finds the row's range, derives (scale, zero_point) with
+ * sk_quantize_u8_params, then quantizes like the static one. */
+typedef int (*sk_quantize_row_u8_fn)(const float *x, int64_t k, uint8_t *q, float *scale,
+                                     int32_t *zero_point);
+typedef int (*sk_quantize_row_u8_static_fn)(const float *x, int64_t k, float scale,
+                                            int32_t zero_point, uint8_t *q);
+typedef struct {
+  sk_quantize_row_u8_fn dynamic_row;
+  sk_quantize_row_u8_static_fn static_row;
+} sk_quantize_u8_impl;
+
+const sk_quantize_u8_impl *sk_quantize_u8_select(void);
+/* (scale, zero_point) of a row whose range is [mn, mx], mn <= 0 <= mx. */
+void sk_quantize_u8_params(float mn, float mx, float *scale, int32_t *zero_point);
+
+int sk_quantize_row_u8__scalar(const float *x, int64_t k, uint8_t *q, float *scale,
+                               int32_t *zero_point);
+int sk_quantize_row_u8_static__scalar(const float *x, int64_t k, float scale,
+                                      int32_t zero_point, uint8_t *q);
+#ifdef SK_ARCH_X86
+int sk_quantize_row_u8__avx2(const float *x, int64_t k, uint8_t *q, float *scale,
+                             int32_t *zero_point);
+int sk_quantize_row_u8_static__avx2(const float *x, int64_t k, float scale,
+                                    int32_t zero_point, uint8_t *q);
+int sk_quantize_row_u8__avx512(const float *x, int64_t k, uint8_t *q, float *scale,
+                               int32_t *zero_point);
+int sk_quantize_row_u8_static__avx512(const float *x, int64_t k, float scale,
+                                      int32_t zero_point, uint8_t *q);
+#endif
+
 /* ---- spmm_u8s8: 1x4-blocked int8 weight x u8 activations ---------------
  * Micro-kernel contract: one tile of MR activation rows packed as dwords,
  * xp[(c * MR + i) * 4 + j] = x[m0 + i, 4c + j] (zero past K and past `mr`

@@ -208,3 +208,32 @@ int sk_spmm_u8s8_s32(const sk_bsr_s8_1x4 *w, int64_t m, const uint8_t *xq, int64
   const u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
   return run(w, m, &s, NULL, NULL, SK_ACT_NONE, y, ldy);
 }
+
+int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
+                           const float *x, int64_t ldx, const float *bias,
+                           sk_activation act, float *y, int64_t ldy) {
+  int rc = check_weight(w);
+  if (rc != SK_OK) return rc;
+  if (m < 0 || (m > 0 && (x == NULL || y == NULL)) || (w->n > 0 && wscale == NULL))
+    return SK_ERR_ARGUMENT;
+  if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
+  if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
+  if (m == 0 || w->n == 0) return SK_OK;
+  /* one u8 copy of x (rows of K bytes) plus per-row scale and zero point */
+  uint8_t *xq = (uint8_t *)sk_aligned_alloc((size_t)(m * w->k));
+  float *xs = (float *)sk_aligned_alloc((size_t)m * sizeof(float));
+  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)m * sizeof(int32_t));
+  if (xq == NULL || xs == NULL || zp == NULL) {
+    rc = SK_ERR_NOMEM;
+  } else {
+    rc = sk_quantize_rows_u8(m, w->k, x, ldx, xq, w->k, xs, zp);
+    if (rc == SK_OK) {
+      const u8_source s = {xq, w->k, zp, 1, xs};
+      rc = run(w, m, &s, wscale, bias, act, y, ldy);
+    }
+  }
+  sk_aligned_free(xq);
+  sk_aligned_free(xs);
+  sk_aligned_free(zp);
+  return rc;
+}

@@ -13,7 +13,7 @@
 #include "../internal.h"
 
 #define MR 64
-#define NB 64
+#define NB 16
 
 static inline int32_t load_dword(const int8_t *p) {
   int32_t v;
@@ -61,27 +61,27 @@ static inline void transpose16(__m512i r[16]) {
   }
 }
 
-/* Write buf[j][i] (j < nb weight rows, i < mr activation rows) to
- * y[i * ldy + n + j]: full 16x16 squares through registers, the rest scalar.
- * Squares go row group by row group, so that few rows of y are in flight at
- * once: with ldy * 4 a multiple of 4 KiB every row maps to the same L1 set. */
-static inline void write_block(const uint32_t *buf, int64_t nb, const sk_spmm_u8s8_tile *t,
-                               int64_t n) {
+/* Output: a block is NB weight rows x MR activation rows, computed as
+ * buf[j][i] and written to y[i * ldy + n + j]. Writing all 64 rows of a block
+ * at once is slow when ldy * 4 is a multiple of 4 KiB (BERT's N = 768, 3072):
+ * every row's line falls in the same L1 set. So blocks wait in a ring of G
+ * slots and the write is skewed: at step b, row group g (16 rows) of block
+ * b - g is written, which spreads the lines in flight over G sets. */
+#define G (MR / 16)
+
+static inline void write_group(const uint32_t *buf, int64_t nb, const sk_spmm_u8s8_tile *t,
+                               int64_t n, int64_t i0) {
   uint32_t *y = (uint32_t *)t->y;
-  const int64_t full_i = t->mr & ~(int64_t)15, full_j = nb & ~(int64_t)15;
-  for (int64_t i0 = 0; i0 < full_i; i0 += 16) {
-    for (int64_t j0 = 0; j0 < full_j; j0 += 16) {
-      __m512i r[16];
-      for (int j = 0; j < 16; ++j)
-        r[j] = _mm512_load_si512((const void *)(buf + (j0 + j) * MR + i0));
-      transpose16(r);
-      for (int i = 0; i < 16; ++i)
-        _mm512_storeu_si512((void *)(y + (i0 + i) * t->ldy + n + j0), r[i]);
-    }
-    for (int64_t i = i0; i < i0 + 16; ++i)
-      for (int64_t j = full_j; j < nb; ++j) y[i * t->ldy + n + j] = buf[j * MR + i];
+  const int64_t rows = t->mr - i0 < 16 ? t->mr - i0 : 16;
+  if (rows <= 0) return;
+  if (rows == 16 && nb == NB) {
+    __m512i r[16];
+    for (int j = 0; j < 16; ++j) r[j] = _mm512_load_si512((const void *)(buf + j * MR + i0));
+    transpose16(r);
+    for (int i = 0; i < 16; ++i) _mm512_storeu_si512((void *)(y + (i0 + i) * t->ldy + n), r[i]);
+    return;
   }
-  for (int64_t i = full_i; i < t->mr; ++i) {
+  for (int64_t i = i0; i < i0 + rows; ++i) {
     uint32_t *yr = y + i * t->ldy + n;
     for (int64_t j = 0; j < nb; ++j) yr[j] = buf[j * MR + i];
   }
@@ -98,34 +98,43 @@ static inline void write_block(const uint32_t *buf, int64_t nb, const sk_spmm_u8
 #define DEFINE_SPMM(NAME, IDX_T)                                                \
   static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {        \
     const IDX_T *cols = (const IDX_T *)t->cols;                                 \
-    __attribute__((aligned(64))) uint32_t buf[NB * MR];                         \
-    for (int64_t n = n0; n < n1; n += NB) {                                     \
-      const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
-      for (int64_t j = 0; j < nb; ++j) {                                        \
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;         \
-        __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;                             \
-        int64_t p = t->indptr[n + j];                                           \
-        const int64_t e = t->indptr[n + j + 1];                                 \
-        for (; p + 2 <= e; p += 2) {                                            \
-          const uint8_t *xa = t->xp + (int64_t)cols[p] * (MR * 4);              \
-          const uint8_t *xb = t->xp + (int64_t)cols[p + 1] * (MR * 4);          \
-          const __m512i wa = _mm512_set1_epi32(load_dword(t->values + 4 * p));  \
-          const __m512i wb = _mm512_set1_epi32(load_dword(t->values + 4 * p + 4)); \
-          DPBUSD4(a0, a1, a2, a3, xa, wa);                                      \
-          DPBUSD4(b0, b1, b2, b3, xb, wb);                                      \
+    __attribute__((aligned(64))) uint32_t ring[G][NB * MR];                     \
+    const int64_t blocks = (n1 - n0 + NB - 1) / NB;                             \
+    for (int64_t blk = 0; blk < blocks + G - 1; ++blk) {                        \
+      if (blk < blocks) {                                                       \
+        const int64_t n = n0 + blk * NB, nb = n1 - n < NB ? n1 - n : NB;        \
+        uint32_t *buf = ring[blk % G];                                          \
+        for (int64_t j = 0; j < nb; ++j) {                                      \
+          __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;       \
+          __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;                           \
+          int64_t p = t->indptr[n + j];                                         \
+          const int64_t e = t->indptr[n + j + 1];                               \
+          for (; p + 2 <= e; p += 2) {                                          \
+            const uint8_t *xa = t->xp + (int64_t)cols[p] * (MR * 4);            \
+            const uint8_t *xb = t->xp + (int64_t)cols[p + 1] * (MR * 4);        \
+            const __m512i wa = _mm512_set1_epi32(load_dword(t->values + 4 * p)); \
+            const __m512i wb = _mm512_set1_epi32(load_dword(t->values + 4 * p + 4)); \
+            DPBUSD4(a0, a1, a2, a3, xa, wa);                                    \
+            DPBUSD4(b0, b1, b2, b3, xb, wb);                                    \
+          }                                                                     \
+          if (p < e) {                                                          \
+            const uint8_t *xa = t->xp + (int64_t)cols[p] * (MR * 4);            \
+            const __m512i wa = _mm512_set1_epi32(load_dword(t->values + 4 * p)); \
+            DPBUSD4(a0, a1, a2, a3, xa, wa);                                    \
+          }                                                                     \
+          uint32_t *b = buf + j * MR;                                           \
+          _mm512_store_si512((void *)b, epilogue(_mm512_add_epi32(a0, b0), t, 0, n + j)); \
+          _mm512_store_si512((void *)(b + 16), epilogue(_mm512_add_epi32(a1, b1), t, 16, n + j)); \
+          _mm512_store_si512((void *)(b + 32), epilogue(_mm512_add_epi32(a2, b2), t, 32, n + j)); \
+          _mm512_store_si512((void *)(b + 48), epilogue(_mm512_add_epi32(a3, b3), t, 48, n + j)); \
         }                                                                       \
-        if (p < e) {                                                            \
-          const uint8_t *xa = t->xp + (int64_t)cols[p] * (MR * 4);              \
-          const __m512i wa = _mm512_set1_epi32(load_dword(t->values + 4 * p));  \
-          DPBUSD4(a0, a1, a2, a3, xa, wa);                                      \
-        }                                                                       \
-        uint32_t *b = buf + j * MR;                                             \
-        _mm512_store_si512((void *)b, epilogue(_mm512_add_epi32(a0, b0), t, 0, n + j)); \
-        _mm512_store_si512((void *)(b + 16), epilogue(_mm512_add_epi32(a1, b1), t, 16, n + j)); \
-        _mm512_store_si512((void *)(b + 32), epilogue(_mm512_add_epi32(a2, b2), t, 32, n + j)); \
-        _mm512_store_si512((void *)(b + 48), epilogue(_mm512_add_epi32(a3, b3), t, 48, n + j)); \
       }                                                                         \
-      write_block(buf, nb, t, n);                                             \
+      for (int64_t g = 0; g < G; ++g) {                                         \
+        const int64_t wb = blk - g;                                             \
+        if (wb < 0 || wb >= blocks) continue;                                   \
+        const int64_t n = n0 + wb * NB, nb = n1 - n < NB ? n1 - n : NB;         \
+        write_group(ring[wb % G], nb, t, n, 16 * g);                            \
+      }                                                                         \
     }                                                                           \
   }
 

@@ -145,31 +145,73 @@ static inline __m512i load_cols32(const int32_t *p, __mmask16 k) {
   return _mm512_maskz_loadu_epi32(k, p);
 }
 
+/* spmv (M == 1) runs over the blocks of many rows as one stream, so there is
+ * no per-row loop to mispredict and no per-row horizontal sum: 16 blocks at a
+ * time, activation dwords gathered by column, one vpdpbusd gives 16 block dot
+ * products, an in-register prefix sum turns them into running totals kept in
+ * pre[]; a row's sum is then pre[end] - pre[begin] (wrapping int32, exact). */
+#define SEG 2048 /* blocks per segment of rows (pre[] lives on the stack) */
+
+static inline __m512i prefix16(__m512i v) {
+  const __m512i z = _mm512_setzero_si512();
+  v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 15));
+  v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 14));
+  v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 12));
+  return _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 8));
+}
+
+static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
+  const int32_t v = (int32_t)(s - (uint32_t)t->zp[0] * (uint32_t)t->row_sums[n]);
+  if (t->xscale == NULL) {
+    ((int32_t *)t->y)[n] = v;
+    return;
+  }
+  float f = (float)v * (t->xscale[0] * t->wscale[n]);
+  if (t->bias) f += t->bias[n];
+  if (t->act == SK_ACT_RELU && f < 0.0f) f = 0.0f;
+  ((float *)t->y)[n] = f;
+}
+
 #define DEFINE_SPMV(NAME, IDX_T, LOAD_COLS)                                     \
   static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {        \
     const IDX_T *cols = (const IDX_T *)t->cols;                                 \
-    const __m512i zero = _mm512_setzero_si512();                                \
-    for (int64_t n = n0; n < n1; ++n) {                                         \
-      __m512i acc = zero;                                                       \
-      const int64_t e = t->indptr[n + 1];                                       \
-      for (int64_t p = t->indptr[n]; p < e; p += 16) {                          \
-        const __mmask16 k = e - p >= 16 ? (__mmask16)0xffff                     \
-                                        : (__mmask16)((1u << (e - p)) - 1);     \
-        const __m512i c = LOAD_COLS(cols + p, k);                               \
-        const __m512i xv = _mm512_mask_i32gather_epi32(zero, k, c, t->xp, 4);   \
-        const __m512i wv = _mm512_maskz_loadu_epi32(k, t->values + 4 * p);      \
-        acc = _mm512_dpbusd_epi32(acc, xv, wv);                                 \
+    const __m512i zero = _mm512_setzero_si512(), last = _mm512_set1_epi32(15);  \
+    __attribute__((aligned(64))) uint32_t pre[SEG + 16];                        \
+    for (int64_t ra = n0; ra < n1;) {                                           \
+      /* rows [ra, rb) whose blocks fit in one segment (at least one row) */   \
+      const int64_t base = t->indptr[ra];                                       \
+      int64_t rb = ra + 1;                                                      \
+      while (rb < n1 && t->indptr[rb + 1] - base <= SEG) ++rb;                  \
+      const int64_t end = t->indptr[rb];                                        \
+      if (end - base > SEG) { /* one long row: plain accumulation */           \
+        __m512i acc = zero;                                                     \
+        for (int64_t p = base; p < end; p += 16) {                              \
+          const __mmask16 k = end - p >= 16 ? (__mmask16)0xffff                 \
+                                            : (__mmask16)((1u << (end - p)) - 1); \
+          const __m512i xv = _mm512_mask_i32gather_epi32(zero, k, LOAD_COLS(cols + p, k), \
+                                                         t->xp, 4);             \
+          acc = _mm512_dpbusd_epi32(acc, xv, _mm512_maskz_loadu_epi32(k, t->values + 4 * p)); \
+        }                                                                       \
+        spmv_out(t, ra, (uint32_t)_mm512_reduce_add_epi32(acc));                \
+        ra = rb;                                                                \
+        continue;                                                               \
       }                                                                         \
-      const uint32_t s = (uint32_t)_mm512_reduce_add_epi32(acc);                \
-      const int32_t v = (int32_t)(s - (uint32_t)t->zp[0] * (uint32_t)t->row_sums[n]); \
-      if (t->xscale == NULL) {                                                  \
-        ((int32_t *)t->y)[n] = v;                                               \
-      } else {                                                                  \
-        float f = (float)v * (t->xscale[0] * t->wscale[n]);                     \
-        if (t->bias) f += t->bias[n];                                           \
-        if (t->act == SK_ACT_RELU && f < 0.0f) f = 0.0f;                        \
-        ((float *)t->y)[n] = f;                                                 \
+      __m512i carry = zero;                                                     \
+      pre[0] = 0;                                                               \
+      for (int64_t p = base; p < end; p += 16) {                                \
+        const __mmask16 k = end - p >= 16 ? (__mmask16)0xffff                   \
+                                          : (__mmask16)((1u << (end - p)) - 1); \
+        const __m512i xv = _mm512_mask_i32gather_epi32(zero, k, LOAD_COLS(cols + p, k), \
+                                                       t->xp, 4);               \
+        const __m512i d = _mm512_dpbusd_epi32(zero, xv,                         \
+                                              _mm512_maskz_loadu_epi32(k, t->values + 4 * p)); \
+        const __m512i s = _mm512_add_epi32(prefix16(d), carry);                 \
+        _mm512_storeu_si512((void *)(pre + 1 + (p - base)), s);                 \
+        carry = _mm512_permutexvar_epi32(last, s);                              \
       }                                                                         \
+      for (int64_t n = ra; n < rb; ++n)                                         \
+        spmv_out(t, n, pre[t->indptr[n + 1] - base] - pre[t->indptr[n] - base]); \
+      ra = rb;                                                                  \
     }                                                                           \
   }
 

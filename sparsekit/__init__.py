@@ -12,6 +12,7 @@ from sparsekit._config import (
 from sparsekit.formats import CSRMatrix
 from sparsekit.formats import SparseInt8Matrix
 from sparsekit.ops import linear
+from sparsekit.pack import explain, pack
 from sparsekit.quant_ops import quantize_rows
 
 __version__ = "0.1.0"
@@ -20,5 +21,5 @@ __all__ = [
     "CSRMatrix", "linear", "info", "set_isa", "get_isa", "set_num_threads",
     "get_num_threads", "__version__",
     "quantize_rows",
-    "SparseInt8Matrix",
+    "SparseInt8Matrix", "pack", "explain",
 ]

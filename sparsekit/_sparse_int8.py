@@ -86,7 +86,8 @@ class SparseInt8Matrix:
         if not isinstance(per_channel, (bool, np.bool_)):
             raise TypeError(f"per_channel: expected a bool, got {type(per_channel).__name__}")
         n = w.shape[0]
-        amax = np.abs(w).max(axis=1) if per_channel else np.full(n, np.abs(w).max(initial=0))
+        amax = (np.abs(w).max(axis=1, initial=0.0) if per_channel
+                else np.full(n, np.abs(w).max(initial=0.0)))
         scale = (amax / QMAX).astype(np.float32)
         scale[scale == 0] = 1.0
         q = np.clip(np.rint(w / scale[:, None]), -QMAX, QMAX).astype(np.int8)

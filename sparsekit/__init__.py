@@ -9,17 +9,17 @@ sparsekit.info(), sparsekit.set_isa() and sparsekit.set_num_threads().
 from sparsekit._config import (
     get_isa, get_num_threads, info, set_isa, set_num_threads,
 )
-from sparsekit.formats import CSRMatrix
+from sparsekit.formats import CSRMatrix, QuantizedMatrix
 from sparsekit.formats import SparseInt8Matrix
 from sparsekit.ops import linear
 from sparsekit.pack import explain, pack
-from sparsekit.quant_ops import quantize_rows
+from sparsekit.quant_ops import int8_matmul, quantize_rows, quantized_linear
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CSRMatrix", "linear", "info", "set_isa", "get_isa", "set_num_threads",
     "get_num_threads", "__version__",
-    "quantize_rows",
+    "QuantizedMatrix", "quantize_rows", "int8_matmul", "quantized_linear",
     "SparseInt8Matrix", "pack", "explain",
 ]

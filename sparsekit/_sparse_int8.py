@@ -21,6 +21,7 @@ from sparsekit import _core
 from sparsekit._validate import as_float_array, frozen
 
 QMAX = 127
+_TINY = np.finfo(np.float32).tiny
 
 
 def _check_scale(scale, n):
@@ -80,16 +81,18 @@ class SparseInt8Matrix:
     def from_float(cls, w, per_channel=True):
         """Quantize a pruned fp32 weight [N, K] (exact zeros are pruned) to
         symmetric int8: scale = max|w| / 127 per output row (per_channel) or
-        for the whole tensor; q = round-half-even(w / scale). An all-zero row
-        gets scale 1."""
+        for the whole tensor (at least FLT_MIN); q = round-half-even(w / scale),
+        in float32 exactly as QuantizedMatrix.from_float. An all-zero row gets
+        scale 1."""
         w = as_float_array(w, "w", ndim=2, allow_nan=False)
         if not isinstance(per_channel, (bool, np.bool_)):
             raise TypeError(f"per_channel: expected a bool, got {type(per_channel).__name__}")
         n = w.shape[0]
+        # the same float32 arithmetic as QuantizedMatrix.from_float: same q, same scale
         amax = (np.abs(w).max(axis=1, initial=0.0) if per_channel
-                else np.full(n, np.abs(w).max(initial=0.0)))
-        scale = (amax / QMAX).astype(np.float32)
-        scale[scale == 0] = 1.0
+                else np.full(n, np.abs(w).max(initial=0.0))).astype(np.float32)
+        scale = np.where(amax > 0, np.maximum(amax / np.float32(QMAX), _TINY), 1.0)
+        scale = scale.astype(np.float32)
         q = np.clip(np.rint(w / scale[:, None]), -QMAX, QMAX).astype(np.int8)
         return cls._build(q, scale, bool(per_channel))
 

@@ -133,6 +133,9 @@ def _explain(w, quantize, m, model):
                      f"{isa}: re-measure (python -m sparsekit.pack --measure) for exact choices")
     pred = {}
     for fmt in _candidates(quantize):
+        if fmt not in model["coef"]:
+            notes.append(f"the model has no timings for {FORMAT_NAMES[fmt]}: not a candidate")
+            continue
         o, a, b = _coef_at(model["coef"][fmt], m)
         pred[fmt] = o + (a * _units(w, fmt, nnz, nblocks) + b * n) * 1e-3
     choice = min(pred, key=pred.get)

@@ -88,3 +88,106 @@ def quantize_rows_reference(x):
     q = np.clip(q, 0, 255).astype(np.uint8)
     lead = x.shape[:-1]
     return q.reshape(x.shape), s.reshape(lead), z.astype(np.int32).reshape(lead)
+
+
+def _weight(qw):
+    from sparsekit._quantized import QuantizedMatrix
+
+    if not isinstance(qw, QuantizedMatrix):
+        raise TypeError(f"qw: expected a QuantizedMatrix, got {type(qw).__name__}")
+    return qw
+
+
+def _u8_rows(xq, k):
+    a = np.asarray(xq)
+    if a.dtype != np.uint8:
+        raise TypeError(f"xq: expected a uint8 array, got dtype {a.dtype}")
+    if a.ndim == 0 or a.shape[-1] != k:
+        raise ValueError(f"xq: expected shape [..., {k}] (K of qw), got {a.shape}")
+    lead = a.shape[:-1]
+    a2 = a.reshape(int(np.prod(lead, dtype=np.int64)), k)
+    if k > 1 and a2.shape[0] and (a2.strides[1] != 1 or a2.strides[0] < k):
+        a2 = np.ascontiguousarray(a2)
+    return a2, lead
+
+
+def _per_row(v, m, lead, name, kind):
+    """A scalar or per-row [...] parameter as a contiguous [1] or [M] array."""
+    arr = np.asarray(v)
+    if kind == "zp":
+        if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
+            raise TypeError(f"{name}: expected an int or integer array, got dtype {arr.dtype}")
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"{name}: zero points must be in [0, 255]")
+        dtype = np.int32
+    else:
+        if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+            raise TypeError(f"{name}: expected a float or float array, got dtype {arr.dtype}")
+        arr = arr.astype(np.float32)
+        if arr.size and not (np.all(np.isfinite(arr)) and np.all(arr > 0)):
+            raise ValueError(f"{name}: scales must be finite and > 0")
+        dtype = np.float32
+    if arr.ndim == 0:
+        return np.ascontiguousarray(arr.reshape(1), dtype=dtype)
+    if arr.shape != lead:
+        raise ValueError(f"{name}: expected a scalar or shape {lead} (one per row), "
+                         f"got {arr.shape}")
+    return np.ascontiguousarray(arr.reshape(m), dtype=dtype)
+
+
+def int8_matmul(xq, x_zero_point, qw):
+    """Exact int32 [..., N] = sum_k (xq[..., k] - x_zero_point) * qw.q[n, k].
+
+    xq: uint8 [..., K]; x_zero_point: an int in [0, 255] or one per row [...];
+    qw: a QuantizedMatrix or SparseInt8Matrix (its scales are not applied).
+    Bit-identical to an int64 reference on every ISA.
+    """
+    from sparsekit._sparse_int8 import SparseInt8Matrix
+
+    if isinstance(qw, SparseInt8Matrix):  # pruned int8: same contract, sparse kernel
+        return qw.int8_matmul(xq, x_zero_point)
+    qw = _weight(qw)
+    n, k = qw.shape
+    a, lead = _u8_rows(xq, k)
+    zp = _per_row(x_zero_point, a.shape[0], lead, "x_zero_point", "zp")
+    out = np.empty((a.shape[0], n), dtype=np.int32)
+    _core.qgemm_s32(qw._arrays(), n, k, a, zp, out)
+    return out.reshape(lead + (n,))
+
+
+def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,
+                     out_scale=None, out_zero_point=None):
+    """Linear layer on already-quantized u8 activations (static int8 chains).
+
+    y = activation((xq - x_zero_point) @ qw.q.T * (x_scale * qw.scale) + bias),
+    x_scale / x_zero_point scalars or one per row. Returns float32 [..., N],
+    or, with out_scale / out_zero_point, the u8 requantization
+    clip(rint(y / out_scale) + out_zero_point, 0, 255) (round half to even).
+    """
+    from sparsekit.formats import ACTIVATIONS
+
+    qw = _weight(qw)
+    n, k = qw.shape
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {list(ACTIVATIONS)}, got {activation!r}")
+    a, lead = _u8_rows(xq, k)
+    m = a.shape[0]
+    zp = _per_row(x_zero_point, m, lead, "x_zero_point", "zp")
+    sc = _per_row(x_scale, m, lead, "x_scale", "scale")
+    b = None
+    if bias is not None:
+        b = np.ascontiguousarray(as_float_array(bias, "bias", ndim=1))
+        if b.shape[0] != n:
+            raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    if out_scale is None and out_zero_point is None:
+        out = np.empty((m, n), dtype=np.float32)
+        _core.qgemm_dequant(qw._arrays(), n, k, a, zp, sc, b, ACTIVATIONS[activation],
+                            None, 0, out)
+    elif out_scale is None or out_zero_point is None:
+        raise ValueError("out_scale/out_zero_point: give both (u8 out) or neither (fp32 out)")
+    else:
+        os_, oz = check_static_params(out_scale, out_zero_point, "out")
+        out = np.empty((m, n), dtype=np.uint8)
+        _core.qgemm_dequant(qw._arrays(), n, k, a, zp, sc, b, ACTIVATIONS[activation],
+                            os_, oz, out)
+    return out.reshape(lead + (n,))

@@ -164,6 +164,22 @@ def test_from_float_quantization(rng):
     assert t.scale == pytest.approx(np.abs(wf).max() / 127)
 
 
+def test_same_quantization_and_int8_matmul_as_quantized_matrix(rng):
+    wf = rng.standard_normal((33, 50)).astype(np.float32)
+    wf[rng.random(wf.shape) < 0.6] = 0
+    wf[2] = 0
+    wf[5, 7] = 1e-42  # a subnormal row maximum: scale floored at FLT_MIN
+    for per_channel in (True, False):
+        s = SparseInt8Matrix.from_float(wf, per_channel=per_channel)
+        d = sparsekit.QuantizedMatrix.from_float(wf, per_channel=per_channel)
+        np.testing.assert_array_equal(s.q, d.q)
+        np.testing.assert_array_equal(s.scale, d.scale)
+        xq = random_xq(rng, 9, 50)
+        zp = rng.integers(0, 256, size=9)
+        np.testing.assert_array_equal(sparsekit.int8_matmul(xq, zp, s),
+                                      sparsekit.int8_matmul(xq, zp, d))
+
+
 def test_from_int8_roundtrip_and_repr(rng):
     q = random_q(rng, 9, 14, 0.5)
     w = SparseInt8Matrix.from_int8(q, np.linspace(0.1, 1, 9))

@@ -18,7 +18,7 @@ void sk_quantize_u8_params(float mn, float mx, float *scale, int32_t *zero_point
   float s = (float)(((double)mx - (double)mn) / 255.0);
   if (s < FLT_MIN) s = FLT_MIN;
   float z = nearbyintf(-mn / s);
-  z = z < 0.0f ? 0.0f : (z > 255.0f ? 255.0f : z);
+  z = z >= 0.0f ? (z <= 255.0f ? z : 255.0f) : 0.0f; /* NaN (from inf input) -> 0 */
   *scale = s;
   *zero_point = (int32_t)z;
 }

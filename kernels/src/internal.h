@@ -192,6 +192,8 @@ typedef struct {
   int mr;               /* rows per tile of the spmm kernel */
   sk_spmm_u8s8_fn spmm; /* tile kernel */
   sk_spmm_u8s8_fn spmv; /* M == 1 kernel */
+  int mr_small;         /* rows per tile of spmm_small (leftover rows, small M) */
+  sk_spmm_u8s8_fn spmm_small; /* NULL: leftover rows use spmm */
 } sk_spmm_u8s8_impl;
 
 const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void);
@@ -203,6 +205,7 @@ void sk_spmm_u8s8_32x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n
 void sk_spmv_u8s8_1x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_u8s8_64x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_16x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 #endif
 
 #endif /* SK_INTERNAL_H */

@@ -2,7 +2,8 @@
  * loop, on every ISA this CPU runs: exact int32 results with extremes (x 0 and
  * 255, q -127 and 127, zero points 0/128/255), block fill 1..4, empty rows,
  * all-zero weights, tails in M, N and K (K % 4 != 0), both index widths,
- * strided x/y, 1 and 2 threads; validation of bad weights. */
+ * strided x/y, 1 and 2 threads, M across the 64-row and 16-row tiles;
+ * validation of bad weights. */
 #include <string.h>
 
 #include "test_util.h"
@@ -147,7 +148,7 @@ static void test_validate(void) {
 }
 
 int main(void) {
-  static const int64_t ms[] = {1, 2, 7, 17, 33, 64, 65, 130};
+  static const int64_t ms[] = {1, 2, 7, 16, 17, 33, 50, 64, 65, 113, 130};
   static const int64_t ns[] = {1, 3, 16, 17, 40};
   static const int64_t ks[] = {1, 4, 5, 31, 100};
   static const double densities[] = {0.0, 0.3, 1.0};

@@ -215,6 +215,60 @@ static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
     }                                                                           \
   }
 
+/* The small tile: MR = 16 rows (one zmm per block), for M below 64 and the
+ * rows left over past the 64-row tiles. 4 accumulators over blocks p % 4. */
+#define DEFINE_SPMM16(NAME, IDX_T)                                              \
+  static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {        \
+    const IDX_T *cols = (const IDX_T *)t->cols;                                 \
+    __attribute__((aligned(64))) uint32_t buf[16 * 16];                         \
+    const __m512i zp = _mm512_load_si512((const void *)t->zp);                  \
+    const __m512 xs = t->xscale ? _mm512_loadu_ps(t->xscale) : _mm512_setzero_ps(); \
+    uint32_t *y = (uint32_t *)t->y;                                             \
+    for (int64_t n = n0; n < n1; n += 16) {                                     \
+      const int64_t nb = n1 - n < 16 ? n1 - n : 16;                             \
+      __m512i r[16];                                                            \
+      for (int64_t j = 0; j < nb; ++j) {                                        \
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;         \
+        int64_t p = t->indptr[n + j];                                           \
+        const int64_t e = t->indptr[n + j + 1];                                 \
+        const uint8_t *xp = t->xp;                                              \
+        for (; p + 4 <= e; p += 4) {                                            \
+          a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512((const void *)(xp + (int64_t)cols[p] * 64)), \
+                                   _mm512_set1_epi32(load_dword(t->values + 4 * p))); \
+          a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512((const void *)(xp + (int64_t)cols[p + 1] * 64)), \
+                                   _mm512_set1_epi32(load_dword(t->values + 4 * p + 4))); \
+          a2 = _mm512_dpbusd_epi32(a2, _mm512_load_si512((const void *)(xp + (int64_t)cols[p + 2] * 64)), \
+                                   _mm512_set1_epi32(load_dword(t->values + 4 * p + 8))); \
+          a3 = _mm512_dpbusd_epi32(a3, _mm512_load_si512((const void *)(xp + (int64_t)cols[p + 3] * 64)), \
+                                   _mm512_set1_epi32(load_dword(t->values + 4 * p + 12))); \
+        }                                                                       \
+        for (; p < e; ++p)                                                      \
+          a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512((const void *)(xp + (int64_t)cols[p] * 64)), \
+                                   _mm512_set1_epi32(load_dword(t->values + 4 * p))); \
+        __m512i acc = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)); \
+        acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(zp, _mm512_set1_epi32(t->row_sums[n + j]))); \
+        if (t->xscale) {                                                        \
+          __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc),                     \
+                                   _mm512_mul_ps(xs, _mm512_set1_ps(t->wscale[n + j]))); \
+          if (t->bias) f = _mm512_add_ps(f, _mm512_set1_ps(t->bias[n + j]));    \
+          if (t->act == SK_ACT_RELU) f = _mm512_max_ps(_mm512_setzero_ps(), f); \
+          acc = _mm512_castps_si512(f);                                         \
+        }                                                                       \
+        r[j] = acc;                                                             \
+      }                                                                         \
+      if (nb == 16 && t->mr == 16) {                                            \
+        transpose16(r);                                                         \
+        for (int i = 0; i < 16; ++i) _mm512_storeu_si512((void *)(y + i * t->ldy + n), r[i]); \
+      } else {                                                                  \
+        for (int64_t j = 0; j < nb; ++j) _mm512_store_si512((void *)(buf + j * 16), r[j]); \
+        for (int64_t i = 0; i < t->mr; ++i)                                     \
+          for (int64_t j = 0; j < nb; ++j) y[i * t->ldy + n + j] = buf[j * 16 + i]; \
+      }                                                                         \
+    }                                                                           \
+  }
+
+DEFINE_SPMM16(spmm16_u16, uint16_t)
+DEFINE_SPMM16(spmm16_i32, int32_t)
 DEFINE_SPMM(spmm_u16, uint16_t)
 DEFINE_SPMM(spmm_i32, int32_t)
 DEFINE_SPMV(spmv_u16, uint16_t, load_cols16)
@@ -222,6 +276,10 @@ DEFINE_SPMV(spmv_i32, int32_t, load_cols32)
 
 void sk_spmm_u8s8_64x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
   if (t->index_bytes == 2) spmm_u16(t, n0, n1); else spmm_i32(t, n0, n1);
+}
+
+void sk_spmm_u8s8_16x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  if (t->index_bytes == 2) spmm16_u16(t, n0, n1); else spmm16_i32(t, n0, n1);
 }
 
 void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {

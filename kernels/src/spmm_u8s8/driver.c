@@ -137,11 +137,17 @@ static int run(const sk_bsr_s8_1x4 *w, int64_t m, const u8_source *s, const floa
     return SK_OK;
   }
 
-  const int MR = impl->mr;
-  const int64_t tiles = (m + MR - 1) / MR;
-  uint8_t *xp = (uint8_t *)sk_aligned_alloc((size_t)(tiles * MR * kq * 4));
-  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)(tiles * MR) * sizeof(int32_t));
-  float *xs = s->xscale ? (float *)sk_aligned_alloc((size_t)(tiles * MR) * sizeof(float))
+  /* Tiles: full MR-row tiles, and the rows left over in small tiles of
+   * mr_small rows when the ISA has that kernel (M = 8 should not pay for 64). */
+  const int MR = impl->mr, MS = impl->spmm_small ? impl->mr_small : impl->mr;
+  int64_t nbig = m / MR, rem = m - nbig * MR, nsmall = 0;
+  if (rem > 0 && (MS == MR || rem > MR - MS)) ++nbig, rem = 0;
+  nsmall = (rem + MS - 1) / MS;
+  const int64_t tiles = nbig + nsmall;
+  const int64_t rows_alloc = nbig * MR + nsmall * MS; /* >= m, padded rows */
+  uint8_t *xp = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kq * 4));
+  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)rows_alloc * sizeof(int32_t));
+  float *xs = s->xscale ? (float *)sk_aligned_alloc((size_t)rows_alloc * sizeof(float))
                         : NULL;
   if (xp == NULL || zp == NULL || (s->xscale && xs == NULL)) {
     sk_aligned_free(xp);
@@ -149,7 +155,9 @@ static int run(const sk_bsr_s8_1x4 *w, int64_t m, const u8_source *s, const floa
     sk_aligned_free(xs);
     return SK_ERR_NOMEM;
   }
-  for (int64_t i = 0; i < tiles * MR; ++i) {
+  /* tile i covers rows [m0, m0 + rows) of X and rows [m0, m0 + R) of the
+   * scratch (R = its MR); row r of the scratch is X's row r. */
+  for (int64_t i = 0; i < rows_alloc; ++i) {
     zp[i] = i < m ? s->zp[s->zp_per_row ? i : 0] : 0;
     if (xs) xs[i] = i < m ? s->xscale[i] : 0.0f;
   }
@@ -165,18 +173,22 @@ static int run(const sk_bsr_s8_1x4 *w, int64_t m, const u8_source *s, const floa
     const int t = 0;
 #endif
     for (int64_t i = 0; i < tiles; ++i) {
-      const int64_t m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
-      pack_tile(s->xq, s->ldx, w->k, m0, mr, MR, xp + i * MR * kq * 4);
+      const int R = i < nbig ? MR : MS;
+      const int64_t m0 = i < nbig ? i * MR : nbig * MR + (i - nbig) * MS;
+      const int64_t mr = m - m0 < R ? m - m0 : R;
+      pack_tile(s->xq, s->ldx, w->k, m0, mr, R, xp + m0 * kq * 4);
     }
     /* the implicit barrier of `omp for` makes every tile visible here */
     for (int64_t i = 0; i < tiles; ++i) {
+      const int R = i < nbig ? MR : MS;
+      const int64_t m0 = i < nbig ? i * MR : nbig * MR + (i - nbig) * MS;
       sk_spmm_u8s8_tile tile = base;
-      tile.xp = xp + i * MR * kq * 4;
-      tile.mr = m - i * MR < MR ? m - i * MR : MR;
-      tile.zp = zp + i * MR;
-      tile.xscale = xs ? xs + i * MR : NULL;
-      tile.y = (char *)y + (size_t)(i * MR * ldy) * 4;
-      impl->spmm(&tile, bounds[t], bounds[t + 1]);
+      tile.xp = xp + m0 * kq * 4;
+      tile.mr = m - m0 < R ? m - m0 : R;
+      tile.zp = zp + m0;
+      tile.xscale = xs ? xs + m0 : NULL;
+      tile.y = (char *)y + (size_t)(m0 * ldy) * 4;
+      (i < nbig ? impl->spmm : impl->spmm_small)(&tile, bounds[t], bounds[t + 1]);
     }
   }
   sk_aligned_free(xp);

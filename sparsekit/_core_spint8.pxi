@@ -103,3 +103,9 @@ def linear_u8s8_bsr_f32(cnp.ndarray indptr, cnp.ndarray cols, cnp.ndarray values
         rc = sk_linear_u8s8_bsr_f32(&w, ps, m, px, ldx, pb, <sk_activation>act, py, ldy)
     check_quant(rc)
     return out
+
+
+def align_offset(cnp.ndarray a, int align):
+    """Bytes to skip from a's data to the next `align` boundary (cheap, unlike
+    ndarray.ctypes)."""
+    return (-<Py_ssize_t>cnp.PyArray_DATA(a)) % align

@@ -15,6 +15,8 @@ weights. A block is kept if any of its 4 weights is nonzero, so unstructured
 pruning pays for the zeros inside kept blocks; ``block_fill`` (nonzeros /
 (4 * blocks)) says how much. Pruning in 1x4 blocks gives block_fill == 1.
 """
+import math
+
 import numpy as np
 
 from sparsekit import _core
@@ -250,13 +252,14 @@ class SparseInt8Matrix:
                                          self._wscale, n, k, x, bias, act, out)
 
 
-def aligned_empty(shape, dtype, align=64):
+def aligned_empty(shape, dtype, align=64):  # shape: (rows, cols)
     """np.empty whose data starts on a cache line: the kernels write whole
     64-byte lines of each output row, and a line split in two costs ~25%."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    rows, cols = shape
+    nbytes = rows * cols * dtype.itemsize
     raw = np.empty(nbytes + align, dtype=np.uint8)
-    off = (-raw.ctypes.data) % align
+    off = _core.align_offset(raw, align)
     return raw[off:off + nbytes].view(dtype).reshape(shape)
 
 
@@ -270,8 +273,10 @@ def check_u8_rows(xq, x_zero_point, k):
     if xq.ndim == 0 or xq.shape[-1] != k:
         raise ValueError(f"xq: expected shape [..., {k}], got {xq.shape}")
     lead = xq.shape[:-1]
-    m = int(np.prod(lead, dtype=np.int64))
+    m = math.prod(lead)
     xq2 = np.ascontiguousarray(xq.reshape(m, k))
+    if type(x_zero_point) is int and 0 <= x_zero_point <= 255:  # the common case, fast
+        return xq2, np.full(1, x_zero_point, dtype=np.int32), lead
     zp = np.asarray(x_zero_point)
     if zp.dtype.kind not in "iu" or zp.dtype == np.bool_:
         raise TypeError(f"x_zero_point: expected an int or integer array, got {zp.dtype}")

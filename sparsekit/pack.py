@@ -263,30 +263,33 @@ _UNIT_MODEL = {"isa": None, "source": "", "coef": {
 
 
 def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32, 128)):
-    """Lowest unstructured sparsity (in steps of 1%) at which each sparse
-    format is predicted to beat its dense counterpart, per shape and M
-    (block fill of random pruning: 1 - s^4 of blocks kept)."""
+    """Lowest sparsity (in steps of 1%) at which each sparse format is
+    predicted to beat its dense counterpart, per shape and M: CSRMatrix vs
+    dense fp32, SparseInt8Matrix vs QuantizedMatrix for unstructured pruning
+    (a share 1 - s^4 of the 1x4 blocks is kept) and for 1x4-block pruning."""
     model = MEASURED if model is None else model
+    cases = (("csr", "dense", "csr"), ("spint8", "qdense", "spint8"),
+             ("spint8", "qdense", "spint8_1x4"))
     out = []
     for n, k in shapes:
+        kq = (k + 3) // 4
         for m in ms:
             row = {"shape": f"{n}x{k}", "m": m}
-            for sparse, dense in (("csr", "dense"), ("spint8", "qdense")):
+            for sparse, dense, col in cases:
+                row[col] = None
                 if dense not in model["coef"] or sparse not in model["coef"]:
-                    row[sparse] = None
                     continue
-                row[sparse] = None
                 for pct in range(0, 100):
                     s = pct / 100
-                    nnz = n * k * (1 - s)
-                    nblocks = n * ((k + 3) // 4) * (1 - s ** 4)
+                    units = {"dense": n * k, "qdense": n * k, "csr": n * k * (1 - s),
+                             "spint8": n * kq * ((1 - s) if col == "spint8_1x4"
+                                                 else (1 - s ** 4))}
                     t = {}
                     for f in (sparse, dense):
                         o, a, b = _coef_at(model["coef"][f], m)
-                        u = {"dense": n * k, "qdense": n * k, "csr": nnz, "spint8": nblocks}[f]
-                        t[f] = o + (a * u + b * n) * 1e-3
+                        t[f] = o + (a * units[f] + b * n) * 1e-3
                     if t[sparse] < t[dense]:
-                        row[sparse] = s
+                        row[col] = s
                         break
             out.append(row)
     return out
@@ -318,31 +321,36 @@ def _main(argv):
 
 
 # ---- the measured table (output of `python -m sparsekit.pack --measure`) -----
-MEASURED = {'coef': {'csr': {1: (4.1164, 0.4361, 1.9607),
-                  8: (4.708, 1.6616, 0.0),
-                  32: (12.7654, 1.7621, 0.0),
-                  128: (45.5418, 3.8869, 0.0)},
-          'dense': {1: (0.0, 0.054, 0.0),
-                    8: (0.0, 0.2781, 0.0),
-                    32: (0.0, 0.6787, 0.0),
-                    128: (0.0, 2.2728, 0.0)},
-          'spint8': {1: (7.9467, 0.4733, 3.9227),
-                     8: (17.5068, 1.2141, 0.0648),
-                     32: (17.464, 1.2678, 0.7182),
-                     128: (23.0025, 2.7356, 11.646)}},
+MEASURED = {'coef': {'csr': {1: (2.9682, 0.478, 2.002),
+                  8: (2.4728, 1.7547, 0.0),
+                  32: (12.1106, 1.8821, 0.0),
+                  128: (41.0843, 4.2195, 0.0)},
+          'dense': {1: (0.0, 0.0558, 0.0),
+                    8: (0.0, 0.3045, 0.0),
+                    32: (0.0, 0.7216, 0.0),
+                    128: (0.0, 2.9347, 0.0)},
+          'qdense': {1: (2.2204, 0.0156, 0.3539),
+                     8: (0.0, 0.0379, 0.0),
+                     32: (0.0, 0.1028, 1.2799),
+                     128: (14.5495, 0.313, 15.039)},
+          'spint8': {1: (4.9188, 0.5236, 0.8169),
+                     8: (11.6557, 0.5793, 0.0),
+                     32: (14.6385, 1.05, 0.2737),
+                     128: (38.5639, 2.9738, 0.056)}},
  'isa': 'avx512vnni',
  'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
-# Crossover (printed by the same command): lowest unstructured sparsity at
-# which the sparse format is predicted to beat its dense counterpart.
-# {'shape': '3072x768', 'm': 1, 'csr': 0.89, 'spint8': None}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.84, 'spint8': None}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.62, 'spint8': None}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.43, 'spint8': None}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.89, 'spint8': None}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.84, 'spint8': None}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.62, 'spint8': None}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.43, 'spint8': None}
-
+# Crossover (printed by the same command): lowest sparsity at which the sparse
+# format is predicted to beat its dense counterpart (csr: vs dense fp32;
+# spint8: vs QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix,
+# pruned in 1x4 blocks).
+# {'shape': '3072x768', 'm': 1, 'csr': 0.9, 'spint8': 0.98, 'spint8_1x4': 0.9}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.83, 'spint8': 0.94, 'spint8_1x4': 0.78}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.62, 'spint8': 0.89, 'spint8_1x4': 0.63}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.31, 'spint8': 0.87, 'spint8_1x4': 0.57}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.89, 'spint8': 0.98, 'spint8_1x4': 0.9}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.83, 'spint8': 0.94, 'spint8_1x4': 0.78}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.62, 'spint8': 0.9, 'spint8_1x4': 0.64}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.31, 'spint8': 0.88, 'spint8_1x4': 0.59}
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

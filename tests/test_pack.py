@@ -60,6 +60,16 @@ def test_choice_follows_the_measured_model(rng):
     assert "sparsekit.pack --measure" in ex["model"]
 
 
+def test_int8_choice_dense_vs_sparse(rng):
+    n, k = 3072, 768
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    assert isinstance(sparsekit.pack(w, quantize="int8"), sparsekit.QuantizedMatrix)
+    keep = np.repeat(rng.random((n, k // 4)) < 0.1, 4, axis=1)  # 90% in 1x4 blocks
+    ex = sparsekit.explain(np.where(keep, w, 0), quantize="int8")
+    assert ex["choice"] == "spint8" and ex["block_fill"] == 1.0
+    assert ex["predicted_us"]["spint8"] < ex["predicted_us"]["qdense"]
+
+
 def test_custom_model_changes_the_choice(rng):
     w = np.where(rng.random((32, 32)) < 0.1, 1.0, 0.0).astype(np.float32)
     flat = {m: (0.0, 1.0, 0.0) for m in (1, 128)}

@@ -176,6 +176,7 @@ typedef struct {
   const int8_t *values;
   const int32_t *row_sums;
   const uint8_t *xp;
+  int64_t xp_dwords;    /* spmv: dwords in the padded row, ceil(K/4) */
   int64_t mr;           /* valid rows in this tile, 1..MR */
   const int32_t *zp;    /* MR zero points of this tile (0 past mr) */
   const float *xscale;  /* MR row scales, or NULL for int32 output */

@@ -165,6 +165,12 @@ int main(void) {
           }
     run_case(isa, 200, 700, 3001, 0.3, 0, 2, 1, 2); /* big enough to thread */
     run_case(isa, 1, 700, 3001, 0.3, 0, 4, 0, 2);
+    /* M == 1 with K/4 of 33, 251, 256, 257 dwords: activation lookup from
+     * registers with 2..8 register pairs, and the gather just past it */
+    run_case(isa, 1, 300, 130, 0.5, 0, 2, 0, 1);
+    run_case(isa, 1, 300, 1001, 0.5, 0, 2, 1, 1);
+    run_case(isa, 1, 300, 1024, 0.5, 4, 4, 1, 1);
+    run_case(isa, 1, 300, 1025, 0.5, 0, 2, 1, 1);
     run_case(isa, 3, 50, 4099, 1.0, 4, 2, 1, 1); /* K up to 4096 + tail, dense */
   }
   return sk_test_finish("test_spmm_u8s8");

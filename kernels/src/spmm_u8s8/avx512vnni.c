@@ -160,6 +160,20 @@ static inline __m512i prefix16(__m512i v) {
   return _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 8));
 }
 
+/* Activation dwords by column from registers instead of a gather when the row
+ * is short (ceil(K/4) <= 256 dwords = 16 zmm): vpermi2d picks from a pair of
+ * registers (32 dwords) by the low 5 bits, the pair is chosen by the rest. */
+#define TAB_MAX_PAIRS 8
+static inline __m512i xlookup(const __m512i *tab, int pairs, __m512i idx) {
+  __m512i r = _mm512_permutex2var_epi32(tab[0], idx, tab[1]);
+  const __m512i hi = _mm512_srli_epi32(idx, 5);
+  for (int j = 1; j < pairs; ++j) {
+    const __mmask16 k = _mm512_cmpeq_epi32_mask(hi, _mm512_set1_epi32(j));
+    r = _mm512_mask_mov_epi32(r, k, _mm512_permutex2var_epi32(tab[2 * j], idx, tab[2 * j + 1]));
+  }
+  return r;
+}
+
 static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
   const int32_t v = (int32_t)(s - (uint32_t)t->zp[0] * (uint32_t)t->row_sums[n]);
   if (t->xscale == NULL) {
@@ -177,6 +191,14 @@ static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
     const IDX_T *cols = (const IDX_T *)t->cols;                                 \
     const __m512i zero = _mm512_setzero_si512(), last = _mm512_set1_epi32(15);  \
     __attribute__((aligned(64))) uint32_t pre[SEG + 16];                        \
+    __m512i tab[2 * TAB_MAX_PAIRS];                                             \
+    const int pairs = t->xp_dwords <= 32 * TAB_MAX_PAIRS ? (int)((t->xp_dwords + 31) / 32) : 0; \
+    for (int j = 0; j < 2 * pairs; ++j)                                         \
+      tab[j] = _mm512_maskz_loadu_epi32(                                        \
+          t->xp_dwords - 16 * j >= 16 ? (__mmask16)0xffff                       \
+          : t->xp_dwords - 16 * j <= 0 ? (__mmask16)0                           \
+          : (__mmask16)((1u << (t->xp_dwords - 16 * j)) - 1),                   \
+          t->xp + 64 * j);                                                      \
     for (int64_t ra = n0; ra < n1;) {                                           \
       /* rows [ra, rb) whose blocks fit in one segment (at least one row) */   \
       const int64_t base = t->indptr[ra];                                       \
@@ -201,8 +223,9 @@ static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
       for (int64_t p = base; p < end; p += 16) {                                \
         const __mmask16 k = end - p >= 16 ? (__mmask16)0xffff                   \
                                           : (__mmask16)((1u << (end - p)) - 1); \
-        const __m512i xv = _mm512_mask_i32gather_epi32(zero, k, LOAD_COLS(cols + p, k), \
-                                                       t->xp, 4);               \
+        const __m512i c = LOAD_COLS(cols + p, k);                               \
+        const __m512i xv = pairs ? xlookup(tab, pairs, c)                        \
+                                 : _mm512_mask_i32gather_epi32(zero, k, c, t->xp, 4); \
         const __m512i d = _mm512_dpbusd_epi32(zero, xv,                         \
                                               _mm512_maskz_loadu_epi32(k, t->values + 4 * p)); \
         const __m512i s = _mm512_add_epi32(prefix16(d), carry);                 \

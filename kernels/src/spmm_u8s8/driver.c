@@ -113,7 +113,7 @@ static int run(const sk_bsr_s8_1x4 *w, int64_t m, const u8_source *s, const floa
   split_rows(w->indptr, w->n, nt, bounds);
 
   sk_spmm_u8s8_tile base = {w->indptr, w->cols, w->index_bytes, w->values, w->row_sums,
-                            NULL, 1, NULL, NULL, wscale, bias, act, y, ldy};
+                            NULL, kq, 1, NULL, NULL, wscale, bias, act, y, ldy};
   if (m == 1) {
     uint8_t *row = (uint8_t *)sk_aligned_alloc((size_t)(kq * 4));
     if (row == NULL) return SK_ERR_NOMEM;

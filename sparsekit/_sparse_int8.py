@@ -263,20 +263,26 @@ def aligned_empty(shape, dtype, align=64):  # shape: (rows, cols)
     return raw[off:off + nbytes].view(dtype).reshape(shape)
 
 
+_SCALAR_ZP = [frozen(np.full(1, z, dtype=np.int32)) for z in range(256)]
+
+
 def check_u8_rows(xq, x_zero_point, k):
     """(xq as contiguous uint8 [M, K], zero points as int32 [1] or [M], lead shape)."""
     if hasattr(xq, "detach") and hasattr(xq, "numpy"):
         xq = xq.detach().cpu().numpy()
-    xq = np.asarray(xq)
+    if type(xq) is not np.ndarray:
+        xq = np.asarray(xq)
     if xq.dtype != np.uint8:
         raise TypeError(f"xq: expected a uint8 array, got dtype {xq.dtype}")
     if xq.ndim == 0 or xq.shape[-1] != k:
         raise ValueError(f"xq: expected shape [..., {k}], got {xq.shape}")
     lead = xq.shape[:-1]
     m = math.prod(lead)
-    xq2 = np.ascontiguousarray(xq.reshape(m, k))
+    xq2 = xq.reshape(m, k) if xq.ndim != 2 else xq
+    if not xq2.flags.c_contiguous:
+        xq2 = np.ascontiguousarray(xq2)
     if type(x_zero_point) is int and 0 <= x_zero_point <= 255:  # the common case, fast
-        return xq2, np.full(1, x_zero_point, dtype=np.int32), lead
+        return xq2, _SCALAR_ZP[x_zero_point], lead
     zp = np.asarray(x_zero_point)
     if zp.dtype.kind not in "iu" or zp.dtype == np.bool_:
         raise TypeError(f"x_zero_point: expected an int or integer array, got {zp.dtype}")

@@ -77,6 +77,12 @@ def spmm_u8s8_s32(cnp.ndarray indptr, cnp.ndarray cols, cnp.ndarray values,
     return out
 
 
+cdef const float *spint8_f32_vec(cnp.ndarray a, int64_t n, str name) except NULL:
+    if a.dtype != np.float32 or a.ndim != 1 or a.shape[0] != n or not a.flags.c_contiguous:
+        raise ValueError(f"{name}: expected contiguous float32 [{n}]")
+    return <const float *>cnp.PyArray_DATA(a)
+
+
 def linear_u8s8_bsr_f32(cnp.ndarray indptr, cnp.ndarray cols, cnp.ndarray values,
                         cnp.ndarray row_sums, cnp.ndarray wscale, int64_t n, int64_t k,
                         cnp.ndarray x, object bias, int act, cnp.ndarray out):
@@ -90,18 +96,20 @@ def linear_u8s8_bsr_f32(cnp.ndarray indptr, cnp.ndarray cols, cnp.ndarray values
     cdef const float *ps
     cdef int rc
     fill_bsr(&w, indptr, cols, values, row_sums, n, k)
-    ps = <const float *>vec_of(wscale, np.float32, n, "scale")
+    ps = spint8_f32_vec(wscale, n, "scale")
     px = f32_rows(x, m, k, "x", &ldx)
     py = <float *>f32_rows(out, m, n, "out", &ldy)
     if not out.flags.writeable:
         raise ValueError("out: must be writeable")
     if bias is not None:
-        pb = <const float *>vec_of(bias, np.float32, n, "bias")
+        pb = spint8_f32_vec(bias, n, "bias")
     if act != 0 and act != 1:
         raise ValueError("activation: expected 0 (none) or 1 (relu)")
     with nogil:
         rc = sk_linear_u8s8_bsr_f32(&w, ps, m, px, ldx, pb, <sk_activation>act, py, ldy)
-    check_quant(rc)
+    if rc == SK_ERR_NONFINITE:
+        raise ValueError("x: contains NaN or infinity")
+    check(rc)
     return out
 
 

@@ -35,11 +35,11 @@ static inline __attribute__((always_inline)) __m512i dp(__m512i acc, __m512i a, 
     if (P > 1) c##i##1 = dp(c##i##1, av, b1);            \
     if (P > 2) c##i##2 = dp(c##i##2, av, b2);            \
   }
-#define ROW_STORE(i)                                                            \
-  if (R > i) {                                                                  \
-    sk_q_store16_avx512(p, m0 + i, n0, c##i##0, sk_q_cols(nr));                 \
-    if (P > 1) sk_q_store16_avx512(p, m0 + i, n0 + 16, c##i##1, sk_q_cols(nr - 16)); \
-    if (P > 2) sk_q_store16_avx512(p, m0 + i, n0 + 32, c##i##2, sk_q_cols(nr - 32)); \
+#define ROW_STORE(i)                                                                 \
+  if (R > i) {                                                                       \
+    sk_q_store16_avx512(p, m0 + i, n0, c##i##0, s0, sk_q_cols(nr));                  \
+    if (P > 1) sk_q_store16_avx512(p, m0 + i, n0 + 16, c##i##1, s1, sk_q_cols(nr - 16)); \
+    if (P > 2) sk_q_store16_avx512(p, m0 + i, n0 + 32, c##i##2, s2, sk_q_cols(nr - 32)); \
   }
 #define ALL_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
@@ -67,6 +67,9 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
 #define STEP_TAIL(i) ROW_STEP(i, sk_q_tail4(a + i * lda + 4 * g, p->ktail))
     ALL_ROWS(STEP_TAIL)
   }
+  const __m512i s0 = sk_q_sums16(p, n0, nr);
+  const __m512i s1 = P > 1 ? sk_q_sums16(p, n0 + 16, nr - 16) : z;
+  const __m512i s2 = P > 2 ? sk_q_sums16(p, n0 + 32, nr - 32) : z;
   ALL_ROWS(ROW_STORE)
 }
 
@@ -127,10 +130,13 @@ static ALWAYS_INLINE void gemv(const sk_qgemm_u8s8_args *p, int64_t n0, int64_t 
     if (P > 3) d13 = dp(d13, av, _mm512_loadu_si512(b + 3 * ps + g * 64));
   }
 #define GSUM(j) _mm512_add_epi32(_mm512_add_epi32(d0##j, d1##j), _mm512_add_epi32(d2##j, d3##j))
-  sk_q_store16_avx512(p, 0, n0, GSUM(0), sk_q_cols(nr));
-  if (P > 1) sk_q_store16_avx512(p, 0, n0 + 16, GSUM(1), sk_q_cols(nr - 16));
-  if (P > 2) sk_q_store16_avx512(p, 0, n0 + 32, GSUM(2), sk_q_cols(nr - 32));
-  if (P > 3) sk_q_store16_avx512(p, 0, n0 + 48, GSUM(3), sk_q_cols(nr - 48));
+#define GSTORE(j)                                                                  \
+  sk_q_store16_avx512(p, 0, n0 + 16 * j, GSUM(j), sk_q_sums16(p, n0 + 16 * j, nr - 16 * j), \
+                      sk_q_cols(nr - 16 * j));
+  GSTORE(0)
+  if (P > 1) GSTORE(1)
+  if (P > 2) GSTORE(2)
+  if (P > 3) GSTORE(3)
 }
 
 static void gemv_1(const sk_qgemm_u8s8_args *p, int64_t n0, int64_t nr) { gemv(p, n0, nr, 1); }

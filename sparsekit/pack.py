@@ -321,36 +321,36 @@ def _main(argv):
 
 
 # ---- the measured table (output of `python -m sparsekit.pack --measure`) -----
-MEASURED = {'coef': {'csr': {1: (2.9682, 0.478, 2.002),
-                  8: (2.4728, 1.7547, 0.0),
-                  32: (12.1106, 1.8821, 0.0),
-                  128: (41.0843, 4.2195, 0.0)},
-          'dense': {1: (0.0, 0.0558, 0.0),
-                    8: (0.0, 0.3045, 0.0),
-                    32: (0.0, 0.7216, 0.0),
-                    128: (0.0, 2.9347, 0.0)},
-          'qdense': {1: (2.2204, 0.0156, 0.3539),
-                     8: (0.0, 0.0379, 0.0),
-                     32: (0.0, 0.1028, 1.2799),
-                     128: (14.5495, 0.313, 15.039)},
-          'spint8': {1: (4.9188, 0.5236, 0.8169),
-                     8: (11.6557, 0.5793, 0.0),
-                     32: (14.6385, 1.05, 0.2737),
-                     128: (38.5639, 2.9738, 0.056)}},
+MEASURED = {'coef': {'csr': {1: (2.5294, 0.1646, 3.7954),
+                  8: (5.2748, 0.4308, 0.0833),
+                  32: (0.3847, 0.6765, 4.5433),
+                  128: (0.0, 3.233, 7.2495)},
+          'dense': {1: (0.0, 0.05, 0.0),
+                    8: (0.0, 0.2659, 0.0),
+                    32: (0.0, 0.6505, 0.0),
+                    128: (0.0, 2.1351, 0.0)},
+          'qdense': {1: (0.0, 0.0128, 0.0),
+                     8: (0.0, 0.025, 0.6978),
+                     32: (0.0, 0.0856, 0.0),
+                     128: (0.0, 0.2951, 8.4347)},
+          'spint8': {1: (3.3947, 0.3234, 0.6663),
+                     8: (7.3284, 0.4027, 1.7746),
+                     32: (10.8238, 0.8176, 1.3233),
+                     128: (27.127, 2.4346, 3.6515)}},
  'isa': 'avx512vnni',
  'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
 # Crossover (printed by the same command): lowest sparsity at which the sparse
 # format is predicted to beat its dense counterpart (csr: vs dense fp32;
 # spint8: vs QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix,
-# pruned in 1x4 blocks).
-# {'shape': '3072x768', 'm': 1, 'csr': 0.9, 'spint8': 0.98, 'spint8_1x4': 0.9}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.83, 'spint8': 0.94, 'spint8_1x4': 0.78}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.62, 'spint8': 0.89, 'spint8_1x4': 0.63}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.31, 'spint8': 0.87, 'spint8_1x4': 0.57}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.89, 'spint8': 0.98, 'spint8_1x4': 0.9}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.83, 'spint8': 0.94, 'spint8_1x4': 0.78}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.62, 'spint8': 0.9, 'spint8_1x4': 0.64}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.31, 'spint8': 0.88, 'spint8_1x4': 0.59}
+# pruned in 1x4 blocks). NumPy's dense fp32 (OpenBLAS) is weak at M = 32.
+# {'shape': '3072x768', 'm': 1, 'csr': 0.74, 'spint8': 0.97, 'spint8_1x4': 0.88}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.39, 'spint8': 0.95, 'spint8_1x4': 0.8}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.05, 'spint8': 0.89, 'spint8_1x4': 0.62}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.35, 'spint8': 0.86, 'spint8_1x4': 0.53}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.72, 'spint8': 0.97, 'spint8_1x4': 0.87}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.39, 'spint8': 0.95, 'spint8_1x4': 0.79}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.05, 'spint8': 0.89, 'spint8_1x4': 0.61}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.35, 'spint8': 0.86, 'spint8_1x4': 0.54}
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

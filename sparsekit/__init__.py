@@ -10,7 +10,9 @@ from sparsekit._config import (
     get_isa, get_num_threads, info, set_isa, set_num_threads,
 )
 from sparsekit.formats import CSRMatrix, QuantizedMatrix
+from sparsekit.formats import SparseInt8Matrix
 from sparsekit.ops import linear
+from sparsekit.pack import explain, pack
 from sparsekit.quant_ops import int8_matmul, quantize_rows, quantized_linear
 
 __version__ = "0.1.0"
@@ -19,4 +21,5 @@ __all__ = [
     "CSRMatrix", "linear", "info", "set_isa", "get_isa", "set_num_threads",
     "get_num_threads", "__version__",
     "QuantizedMatrix", "quantize_rows", "int8_matmul", "quantized_linear",
+    "SparseInt8Matrix", "pack", "explain",
 ]

@@ -62,3 +62,19 @@ cdef extern from "sparsekit.h" nogil:
 
 cdef extern from "../kernels/src/internal.h" nogil:
     int sk_qgemm_u8s8_peak_loop(int64_t iters, int64_t *sink)
+
+    # sparse int8 (1x4 blocks), kernels/src/spmm_u8s8
+    ctypedef struct sk_bsr_s8_1x4:
+        int64_t n, k
+        const int64_t *indptr
+        const void *cols
+        int index_bytes
+        const int8_t *values
+        const int32_t *row_sums
+
+    int sk_bsr_s8_1x4_validate(const sk_bsr_s8_1x4 *w, int64_t *bad_row)
+    int sk_spmm_u8s8_s32(const sk_bsr_s8_1x4 *w, int64_t m, const uint8_t *xq, int64_t ldx,
+                         const int32_t *zero_point, int zp_per_row, int32_t *y, int64_t ldy)
+    int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
+                               const float *x, int64_t ldx, const float *bias,
+                               sk_activation act, float *y, int64_t ldy)

@@ -151,10 +151,14 @@ def int8_matmul(xq, x_zero_point, qw):
     """Exact int32 [..., N] = sum_k (xq[..., k] - x_zero_point) * qw.q[n, k].
 
     xq: uint8 [..., K]; x_zero_point: an int in [0, 255] or one per row [...];
-    qw: a QuantizedMatrix (its scales are not applied). Bit-identical to an
-    int64 reference on every ISA.
+    qw: a QuantizedMatrix or SparseInt8Matrix (its scales are not applied).
+    Bit-identical to an int64 reference on every ISA.
     """
     if type(qw) is not QuantizedMatrix:
+        from sparsekit._sparse_int8 import SparseInt8Matrix
+
+        if isinstance(qw, SparseInt8Matrix):  # pruned int8: same contract, sparse kernel
+            return qw.int8_matmul(xq, x_zero_point)
         qw = _weight(qw)
     n, k = qw._shape
     a, lead = _u8_rows(xq, k)

@@ -175,6 +175,43 @@ int sk_linear_qgemm_u8s8(const sk_qmatrix_s8 *w, int64_t m, const float *x, int6
                          float x_scale, int32_t x_zp, const float *bias, sk_activation act,
                          float *y, int64_t ldy);
 
+/* ---- sparse int8: 1x4-blocked int8 weight x u8 activations -------------- */
+/* A pruned symmetric-int8 weight W[N,K] kept as 1x4 blocks along K (the 4
+ * bytes one vpdpbusd lane multiplies). Block p of row n, p in
+ * [indptr[n], indptr[n+1]), holds q[n, 4c .. 4c+3] with c = cols[p] in
+ * values[4p .. 4p+3]; partially filled blocks are zero-padded, and so are
+ * positions at or past K. cols are sorted and unique within a row, uint16 when
+ * ceil(K/4) <= 65536 (index_bytes == 2) else int32. row_sums[n] = sum_k q[n,k]
+ * folds the activation zero points: sum_k (x - zp) q = sum_k x q - zp row_sums. */
+typedef struct {
+  int64_t n, k;
+  const int64_t *indptr; /* N + 1 entries, indptr[0] == 0, monotone  */
+  const void *cols;      /* block columns (k / 4), nblocks entries    */
+  int index_bytes;       /* 2 or 4                                    */
+  const int8_t *values;  /* 4 * nblocks int8 in [-127, 127]            */
+  const int32_t *row_sums;
+} sk_bsr_s8_1x4;
+
+/* Check sizes, indptr, block columns (range, sorted/unique), value range,
+ * zero padding past K and row_sums. SK_OK or SK_ERR_FORMAT (+ first bad row). */
+int sk_bsr_s8_1x4_validate(const sk_bsr_s8_1x4 *w, int64_t *bad_row);
+
+/* Exact int32: y[m, n] = sum_k (xq[m, k] - zp[m]) * q[n, k] for m < M, n < N.
+ * zero_point holds M entries (zp_per_row != 0) or one; values 0..255.
+ * Exact whenever the true sum fits in int32 (always for K <= 66000).
+ * xq: M rows of K bytes, ldx >= K; y: ldy >= N. Scratch: one packed copy of xq. */
+int sk_spmm_u8s8_s32(const sk_bsr_s8_1x4 *w, int64_t m, const uint8_t *xq,
+                     int64_t ldx, const int32_t *zero_point, int zp_per_row,
+                     int32_t *y, int64_t ldy);
+
+/* Dynamically quantized linear: each row of x is quantized to u8 (per-row
+ * scale and zero point, sk_quantize_rows_u8), multiplied exactly, then
+ * y[m, n] = act(acc * (xscale[m] * wscale[n]) + bias[n]). wscale: N floats,
+ * bias may be NULL. Scratch: one u8 copy of x plus its packed copy. */
+int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
+                           const float *x, int64_t ldx, const float *bias,
+                           sk_activation act, float *y, int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif

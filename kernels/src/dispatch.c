@@ -170,11 +170,32 @@ const sk_qgemm_u8s8_impl *sk_qgemm_u8s8_select(void) {
   return &qgemm_u8s8_impls[qgemm_u8s8_isa()];
 }
 
+static const sk_spmm_u8s8_impl spmm_u8s8_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = {8, sk_spmm_u8s8_8x1c4__scalar, sk_spmv_u8s8_1x1c4__scalar},
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = {32, sk_spmm_u8s8_32x1c4__avx2, sk_spmv_u8s8_1x1c4__avx2},
+    [SK_ISA_AVX512VNNI] = {64, sk_spmm_u8s8_64x1c4__avx512vnni,
+                           sk_spmv_u8s8_1x1c4__avx512vnni, 16,
+                           sk_spmm_u8s8_16x1c4__avx512vnni},
+#endif
+};
+
+static int spmm_u8s8_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = spmm_u8s8_impls[i].spmm != NULL;
+  return resolve(has);
+}
+
+const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void) {
+  return &spmm_u8s8_impls[spmm_u8s8_isa()];
+}
+
 int sk_family_isa(const char *family) {
   if (strcmp(family ? family : "", "qgemm_u8s8") == 0) return qgemm_u8s8_isa();
   if (family == NULL) return -1;
   if (strcmp(family, "spmm_f32") == 0) return spmm_f32_isa();
   if (strcmp(family, "quantize_u8") == 0) return quantize_u8_isa();
+  if (strcmp(family, "spmm_u8s8") == 0) return spmm_u8s8_isa();
   return -1;
 }
 

@@ -181,4 +181,55 @@ void sk_qgemv_u8s8_1x64c4__avx512vnni(const sk_qgemm_u8s8_args *p, int64_t m0, i
 int64_t sk_qgemm_u8s8_peak_loop__avx512vnni(int64_t iters);
 #endif
 
+/* ---- spmm_u8s8: 1x4-blocked int8 weight x u8 activations ---------------
+ * Micro-kernel contract: one tile of MR activation rows packed as dwords,
+ * xp[(c * MR + i) * 4 + j] = x[m0 + i, 4c + j] (zero past K and past `mr`
+ * rows). For weight row n and each block (c, w0..w3) the kernel broadcasts
+ * the 4 weight bytes and accumulates dot4(x[i, 4c..], w) for all MR rows
+ * (vpdpbusd: u8 activations x s8 weights), then
+ *   v = acc - zp[i] * row_sums[n]            (int32, wrapping)
+ *   y = v                                    (xscale == NULL, int32 out)
+ *   y = act(v * (xscale[i] * wscale[n]) + bias[n])   (float out)
+ * and writes y[i * ldy + n] for i < mr. The M == 1 kernel (spmv) reads one
+ * row xp = x padded with zeros to 4 * ceil(K/4) bytes, MR == 1. */
+typedef struct {
+  const int64_t *indptr;
+  const void *cols; /* uint16_t or int32_t, per index_bytes */
+  int index_bytes;
+  const int8_t *values;
+  const int32_t *row_sums;
+  const uint8_t *xp;
+  int64_t xp_dwords;    /* spmv: dwords in the padded row, ceil(K/4) */
+  int64_t mr;           /* valid rows in this tile, 1..MR */
+  const int32_t *zp;    /* MR zero points of this tile (0 past mr) */
+  const float *xscale;  /* MR row scales, or NULL for int32 output */
+  const float *wscale;  /* N channel scales (float output only) */
+  const float *bias;
+  sk_activation act;
+  void *y; /* float or int32_t rows */
+  int64_t ldy;
+} sk_spmm_u8s8_tile;
+
+typedef void (*sk_spmm_u8s8_fn)(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+
+typedef struct {
+  int mr;               /* rows per tile of the spmm kernel */
+  sk_spmm_u8s8_fn spmm; /* tile kernel */
+  sk_spmm_u8s8_fn spmv; /* M == 1 kernel */
+  int mr_small;         /* rows per tile of spmm_small (leftover rows, small M) */
+  sk_spmm_u8s8_fn spmm_small; /* NULL: leftover rows use spmm */
+} sk_spmm_u8s8_impl;
+
+const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void);
+
+void sk_spmm_u8s8_8x1c4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_1x1c4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+#ifdef SK_ARCH_X86
+void sk_spmm_u8s8_32x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_1x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_64x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_16x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+#endif
+
 #endif /* SK_INTERNAL_H */

@@ -11,10 +11,20 @@ from sparsekit._config import (
 )
 from sparsekit.formats import CSRMatrix
 from sparsekit.ops import linear
+from sparsekit.io import load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CSRMatrix", "linear", "info", "set_isa", "get_isa", "set_num_threads",
-    "get_num_threads", "__version__",
+    "get_num_threads", "__version__", "save", "load",
 ]
+
+
+def __getattr__(name):
+    # framework importers load on first use: `import sparsekit` needs none of them
+    if name in ("torch", "onnx", "keras", "runtime"):
+        import importlib
+
+        return importlib.import_module(f"sparsekit.{name}")
+    raise AttributeError(f"module 'sparsekit' has no attribute {name!r}")

@@ -405,3 +405,48 @@ class FakeQuantize(Layer):
 
     def config(self):
         return {"scale": self.scale, "zero_point": self.zero_point, "signed": self.signed}
+
+
+@register
+class Reshape(Layer):
+    """Reshape keeping the batch: shape entries follow ONNX (0 copies the
+    input's size at that axis, -1 is inferred)."""
+
+    def __init__(self, shape):
+        self.shape = [int(s) for s in shape]
+
+    def __call__(self, x):
+        x = _f32(x)
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(self.shape)]
+        return x.reshape(shape)
+
+    def config(self):
+        return {"shape": self.shape}
+
+
+@register
+class AddConst(Layer):
+    """x + c for a constant c (broadcasting)."""
+
+    def __init__(self, value):
+        self.value = np.ascontiguousarray(as_float_array(value, "value"))
+
+    def __call__(self, x):
+        return _f32(x) + self.value
+
+    def arrays(self):
+        return {"value": self.value}
+
+
+@register
+class MulConst(Layer):
+    """x * c for a constant c (broadcasting)."""
+
+    def __init__(self, value):
+        self.value = np.ascontiguousarray(as_float_array(value, "value"))
+
+    def __call__(self, x):
+        return _f32(x) * self.value
+
+    def arrays(self):
+        return {"value": self.value}

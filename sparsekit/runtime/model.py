@@ -6,6 +6,8 @@ order. Model([l1, l2, ...]) chains layers; Model.graph(...) wires residuals:
     m = Model.graph([(Linear(w1), ["x"], "h"), (ReLU(), ["h"], "r"),
                      (Add(), ["r", "x"], "y")], inputs=["x"], outputs=["y"])
 """
+import copy
+
 from sparsekit.runtime.layers import Layer
 
 
@@ -102,6 +104,7 @@ def fuse_relu(layers):
         prev = out[-1] if out else None
         if type(layer).__name__ == "ReLU" and prev is not None and \
                 type(prev).__name__ in ("Linear", "Conv2d") and prev.activation is None:
+            out[-1] = prev = copy.copy(prev)
             prev.activation = "relu"
             continue
         out.append(layer)

@@ -112,9 +112,12 @@ def describe(w):
     """Short name of a weight's format, for reports."""
     if isinstance(w, np.ndarray):
         return "dense fp32"
-    name = type(w).__name__
-    return {"CSRMatrix": "csr fp32", "QuantizedMatrix": "dense int8",
-            "SparseInt8Matrix": "sparse int8"}.get(name, name)
+    for attr, name in (("CSRMatrix", "csr fp32"), ("QuantizedMatrix", "dense int8"),
+                       ("SparseInt8Matrix", "sparse int8")):
+        cls = getattr(sparsekit, attr, None)
+        if cls is not None and isinstance(w, cls):
+            return name
+    return type(w).__name__
 
 
 def nbytes(w):

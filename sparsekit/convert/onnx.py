@@ -437,6 +437,36 @@ def _qlinear_conv(b, node, ins, a):
     return _qlinear_out(b, t, ins, 6, 7)
 
 
+def _qlinear_avgpool(b, node, ins, a):  # com.microsoft, ORT static quantization
+    x = _need_tensor(ins[0], node)
+    t = b.emit(_pool(L.AvgPool2d)(a, node), [x.name])
+    return _qlinear_out(b, t, ins, 3, 4)
+
+
+def _qlinear_global_avgpool(b, node, ins, a):
+    x = _need_tensor(ins[0], node)
+    if a.get("channels_last", 0):
+        raise ValueError(f"node {node.name!r}: channels_last QLinearGlobalAveragePool")
+    t = b.emit(L.GlobalAvgPool2d(True), [x.name])
+    return _qlinear_out(b, t, ins, 3, 4)
+
+
+def _qlinear_softmax(b, node, ins, a):
+    x = _need_tensor(ins[0], node)
+    t = b.emit(L.Softmax(a.get("axis", -1)), [x.name])
+    return _qlinear_out(b, t, ins, 3, 4)
+
+
+def _qlinear_add(b, node, ins, a):  # A, As, Azp, B, Bs, Bzp, Cs, Czp
+    x, y = ins[0], ins[3]
+    if isinstance(y, Const):
+        t = _fold_bias(b, _need_tensor(x, node), _dequantize_linear(
+            b, node, [y, ins[4], ins[5]], {}).value, node.input[0])
+    else:
+        t = b.emit(L.Add(), [_need_tensor(x, node).name, _need_tensor(y, node).name])
+    return _qlinear_out(b, t, ins, 6, 7)
+
+
 def _simple(layer_fn):
     def h(b, node, ins, a):
         x = _need_tensor(ins[0], node)
@@ -543,5 +573,7 @@ _OPS = {
     "DynamicQuantizeLinear": _dynamic_quantize,
     "MatMulInteger": lambda b, n, i, a: _integer_op(b, n, i, a, conv=False),
     "ConvInteger": lambda b, n, i, a: _integer_op(b, n, i, a, conv=True),
-    "QLinearMatMul": _qlinear_matmul, "QLinearConv": _qlinear_conv, "QGemm": _qgemm,
+    "QLinearMatMul": _qlinear_matmul, "QLinearAveragePool": _qlinear_avgpool,
+    "QLinearGlobalAveragePool": _qlinear_global_avgpool, "QLinearAdd": _qlinear_add,
+    "QLinearSoftmax": _qlinear_softmax, "QLinearConv": _qlinear_conv, "QGemm": _qgemm,
 }

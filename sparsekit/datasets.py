@@ -41,5 +41,5 @@ SENTENCES = (
     "The orchestra tuned their instruments as the audience took their seats.",
     "Heavy rain is expected throughout the weekend in coastal areas.",
     "Is this seat taken?",
-    "Thanks!",
+    "The bakery on the corner sells fresh croissants every morning.",
 )

@@ -117,7 +117,7 @@ def test_static_quantized_matches_ort(onnx_models, int8, name):
     g = onnx.load(path).graph
     qw = {i.name: numpy_helper.to_array(i) for i in g.initializer if i.data_type == 3}
     conv_q = next(v for k, v in qw.items() if v.ndim == 4 and v.shape[0] == 6)
-    np.testing.assert_array_equal(np.asarray(lin[0].weight.q), conv_q.reshape(6, -1))
+    np.testing.assert_array_equal(np.asarray(lin[0].weight.q), R.layers.conv_weight_hwc(conv_q))
     step = _last_scale(path)
     assert step is not None
     assert np.abs(m(x) - ref).max() <= 3 * step

@@ -53,7 +53,7 @@ def test_conv2d_matches_torch(rng, case, fmt):
     w = pruned(rng, (o, c, kh, kw), 0.3)
     b = rng.standard_normal(o).astype(np.float32)
     x = rng.standard_normal((3, c, h, wd)).astype(np.float32)
-    w2 = w.reshape(o, -1)
+    w2 = R.layers.conv_weight_hwc(w)
     wf = sparsekit.CSRMatrix.from_dense(w2) if fmt == "csr" else w2
     layer = R.Conv2d(wf, b, in_channels=c, kernel_size=(kh, kw), stride=s, padding=p,
                      dilation=d)
@@ -79,6 +79,20 @@ def test_conv2d_rejects_bad_input(rng):
         layer(np.zeros((1, 3, 2, 2), np.float32))
     with pytest.raises(ValueError, match="weight"):
         R.Conv2d(np.zeros((2, 10), np.float32), in_channels=3, kernel_size=3)
+
+
+def test_conv_output_is_nhwc_memory_and_chains(rng):
+    """Conv2d returns an NCHW view of NHWC memory; the next layers read it as is."""
+    w1 = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((5, 4, 1, 1)).astype(np.float32)
+    x = rng.standard_normal((2, 2, 7, 6)).astype(np.float32)
+    h = R.Conv2d(w1, padding=1)(x)
+    assert h.shape == (2, 4, 7, 6) and h.transpose(0, 2, 3, 1).flags.c_contiguous
+    y = R.MaxPool2d(2)(R.Conv2d(w2)(h))
+    t = F.max_pool2d(F.conv2d(F.conv2d(torch.from_numpy(x), torch.from_numpy(w1), padding=1),
+                              torch.from_numpy(w2)), 2)
+    close(y, t)
+    close(R.Flatten()(y), t.flatten(1))
 
 
 @pytest.mark.parametrize("pool,tref", [(R.MaxPool2d, F.max_pool2d), (R.AvgPool2d, F.avg_pool2d)])

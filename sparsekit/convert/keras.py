@@ -2,7 +2,7 @@
 
     keras layer graph (Sequential or Functional) ─► runtime nodes
         Dense   kernel [in, out]          ─► Linear(W = kernel.T)
-        Conv2D  kernel [kh, kw, in, out]  ─► Conv2d(W = kernel.transpose(3, 2, 0, 1))
+        Conv2D  kernel [kh, kw, in, out]  ─► Conv2d(W = kernel.transpose(3, 0, 1, 2))
         TF-MOT prune_low_magnitude(...)   ─► the wrapped layer, kernel * mask
 
 Keras images are channels_last (NHWC); the runtime's convolutions and pools are
@@ -139,7 +139,7 @@ def _convert_layer(b, layer, ins, out_ndim):
         if mask is not None:
             kernel = kernel * mask
         kh, kw, cin, cout = kernel.shape
-        w = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)).reshape(cout, -1)
+        w = np.ascontiguousarray(kernel.transpose(3, 0, 1, 2)).reshape(cout, -1)  # kh kw in
         st, dl = tuple(cfg["strides"]), tuple(cfg["dilation_rate"])
         if cfg["padding"] == "same":
             shape = layer.input.shape if hasattr(layer, "input") else (None,) * 4

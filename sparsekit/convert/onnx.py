@@ -67,20 +67,25 @@ class _Builder:
 
     # -- weights --------------------------------------------------------------
     def weight_from_const(self, c, transpose, what):
-        """(format, reason) for a weight const; transpose: stored [K, N]."""
+        """(format, reason) for a weight const; transpose: stored [K, N]; 4-D
+        conv weights go to the runtime's (kh, kw, in) column order."""
         if c.q is not None and c.q.dtype == np.int8 and _zero_zp(c):
-            q = c.q.T if transpose else c.q.reshape(c.q.shape[0], -1)
+            q = c.q.T if transpose else _rows(c.q)
             out_axis = 1 if transpose else 0
             if np.size(c.scale) == 1 or c.axis == out_axis:
                 fmt, why = W.pack_int8(np.ascontiguousarray(q), c.scale, self.min_sparsity)
                 self.report.append((what, why))
                 return fmt
         w = c.value.astype(np.float32)
-        w = w.T if transpose else w.reshape(w.shape[0], -1)
+        w = w.T if transpose else _rows(w)
         quant = "dynamic" if c.q is not None or self.quantize == "dynamic" else None
         fmt, why = W.pack_float(np.ascontiguousarray(w), quant, self.min_sparsity)
         self.report.append((what, why))
         return fmt
+
+
+def _rows(w):
+    return L.conv_weight_hwc(w) if w.ndim == 4 else w.reshape(w.shape[0], -1)
 
 
 def _zero_zp(c):

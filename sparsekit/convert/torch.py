@@ -92,7 +92,7 @@ def _int8_weight(qw):
         return None, numpy_of(qw), f"{scheme} requantized"
     if qw.dtype != torch.qint8 or np.any(zps != 0):
         return None, numpy_of(qw), f"{per} asymmetric ({qw.dtype}) requantized symmetric"
-    return q.reshape(q.shape[0], -1), scale, per
+    return q, scale, per
 
 
 def _is_nm(w, n=2, m=4):
@@ -127,6 +127,11 @@ def _conv_padding(m):
         return (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
     ph, pw = m.padding
     return (ph, ph, pw, pw)
+
+
+def _rows(w):
+    """[out, K] rows of a weight; conv weights in the runtime's (kh, kw, in) order."""
+    return L.conv_weight_hwc(w) if w.ndim == 4 else w.reshape(w.shape[0], -1)
 
 
 def _bias(m):
@@ -171,19 +176,17 @@ def _plan(m, quantize, min_sparsity):
     bias = _bias(m)
     if qw is not None:  # already int8: run sparsekit's own 8-bit activation path
         q, scale, per = _int8_weight(qw)
-        if q is None:
-            wfmt, reason = W.pack_float(scale.reshape(scale.shape[0], -1), "dynamic",
-                                        min_sparsity)
+        if q is None:  # scale holds the dequantized float weight
+            wfmt, reason = W.pack_float(_rows(scale), "dynamic", min_sparsity)
             reason = f"{src}, {per}: {reason}"
         else:
-            wfmt, reason = W.pack_int8(q, scale, min_sparsity)
+            wfmt, reason = W.pack_int8(_rows(q), scale, min_sparsity)
             reason = f"{src}: {reason}"
     else:
         w, how = _float_weight(m)
         if quantize is None and W.sparsity(w) > 0 and _is_nm(w):
             how = ", ".join(filter(None, [how, "2:4 pattern"]))
-        wfmt, reason = W.pack_float(w.reshape(w.shape[0], -1), quantize, min_sparsity,
-                                    keep_dense=False)
+        wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=False)
         reason = f"{src}{' (' + how + ')' if how else ''}: {reason}"
         if wfmt is None:
             return None, "kept", reason
@@ -325,7 +328,7 @@ def _runtime_layer(i, m, quantize, min_sparsity):
             return [L.Linear(w, _bias(m))]
         if isinstance(m, nn.Conv2d) and _conv_unsupported(m) is None:
             w, _ = _float_weight(m)
-            return [_make_layer("conv", w.reshape(w.shape[0], -1), _bias(m), m, None)]
+            return [_make_layer("conv", _rows(w), _bias(m), m, None)]
         raise ValueError(f"model[{i}]: {type(m).__name__} cannot run in the runtime: {reason}")
     simple = {nn.ReLU: L.ReLU, nn.Sigmoid: L.Sigmoid, nn.Tanh: L.Tanh, nn.Identity: L.Identity,
               nn.Dropout: L.Identity}

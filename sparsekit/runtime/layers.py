@@ -103,19 +103,31 @@ class Linear(Layer):
         return cls(weight, arrays.get("bias"), **config)
 
 
+def conv_weight_hwc(w):
+    """A PyTorch/ONNX conv weight [out, in, kh, kw] as the runtime's [out, kh*kw*in]
+    (columns ordered kh, kw, in: each patch row is copied from NHWC memory in
+    runs of `in` contiguous values)."""
+    w = np.asarray(w)
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
+
+
 @register
 class Conv2d(Layer):
-    """2-D convolution on NCHW input. weight: a format of shape
-    [out, in * kh * kw] (PyTorch's [out, in, kh, kw] flattened) or a dense
-    float array of either shape. padding: int, (ph, pw) or (top, bottom,
-    left, right). groups must be 1."""
+    """2-D convolution; input and output are NCHW arrays (the output is an NCHW
+    view of NHWC memory, which the next conv / pool reads without a copy).
+
+    weight: a format of shape [out, kh * kw * in] with columns in (kh, kw, in)
+    order (see conv_weight_hwc), or a dense float array [out, in, kh, kw].
+    padding: int, (ph, pw) or (top, bottom, left, right). groups must be 1.
+    Lowering: a 1x1 stride-1 conv is one linear on the NHWC rows; otherwise
+    im2col copies kh*kw shifted windows into [N*OH*OW, kh*kw*in] rows."""
 
     def __init__(self, weight, bias=None, in_channels=None, kernel_size=None, stride=1,
                  padding=0, dilation=1, activation=None):
         if isinstance(weight, np.ndarray) and weight.ndim == 4:
             o, c, kh, kw = weight.shape
             in_channels, kernel_size = c, (kh, kw)
-            weight = weight.reshape(o, c * kh * kw)
+            weight = conv_weight_hwc(weight)
         if in_channels is None or kernel_size is None:
             raise ValueError("in_channels/kernel_size: needed when weight is 2-D")
         self.in_channels = int(in_channels)
@@ -135,32 +147,40 @@ class Conv2d(Layer):
         kh, kw = self.kernel_size
         if kk != self.in_channels * kh * kw:
             raise ValueError(f"weight: expected {self.in_channels * kh * kw} columns "
-                             f"(in_channels * kh * kw), got {kk}")
+                             f"(kh * kw * in_channels), got {kk}")
         self.bias = _check_bias(bias, self.out_channels)
         if activation not in (None, "relu"):
             raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
         self.activation = activation
 
     def _patches(self, x):
-        """[N*OH*OW, C*kh*kw] rows (or the direct NHWC view for 1x1)."""
+        """[N*OH*OW, kh*kw*C] rows, OH, OW."""
         n, c, h, w = x.shape
         kh, kw = self.kernel_size
         sh, sw = self.stride
         dh, dw = self.dilation
         pt, pb, pl, pr = self.padding
+        xh = x.transpose(0, 2, 3, 1)  # NHWC view: free when x came from a Conv2d
         if (kh, kw, sh, sw) == (1, 1, 1, 1) and not any(self.padding):
-            return x.transpose(0, 2, 3, 1).reshape(n * h * w, c), h, w
-        if any(self.padding):
-            x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-        hp, wp = x.shape[2], x.shape[3]
-        eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-        oh, ow = (hp - eh) // sh + 1, (wp - ew) // sw + 1
+            return np.ascontiguousarray(xh).reshape(n * h * w, c), h, w
+        hp, wp = h + pt + pb, w + pl + pr
+        oh, ow = (hp - (kh - 1) * dh - 1) // sh + 1, (wp - (kw - 1) * dw - 1) // sw + 1
         if oh <= 0 or ow <= 0:
-            raise ValueError(f"x: input {h}x{w} is smaller than the kernel {eh}x{ew}")
-        win = np.lib.stride_tricks.sliding_window_view(x, (eh, ew), axis=(2, 3))
-        win = win[:, :, :oh * sh:sh, :ow * sw:sw, ::dh, ::dw]  # N C OH OW kh kw
-        rows = np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5))
-        return rows.reshape(n * oh * ow, c * kh * kw), oh, ow
+            raise ValueError(f"x: input {h}x{w} is smaller than the kernel "
+                             f"{(kh - 1) * dh + 1}x{(kw - 1) * dw + 1}")
+        if any(self.padding):
+            xp = np.zeros((n, hp, wp, c), np.float32)
+            xp[:, pt:pt + h, pl:pl + w] = xh
+        else:
+            xp = xh
+        rows = np.empty((n, oh, ow, kh, kw, c), np.float32)
+        for i in range(kh):
+            r0 = i * dh
+            for j in range(kw):
+                c0 = j * dw
+                rows[:, :, :, i, j] = xp[:, r0:r0 + sh * (oh - 1) + 1:sh,
+                                         c0:c0 + sw * (ow - 1) + 1:sw]
+        return rows.reshape(n * oh * ow, kh * kw * c), oh, ow
 
     def __call__(self, x):
         x = _f32(x)
@@ -168,8 +188,7 @@ class Conv2d(Layer):
             raise ValueError(f"x: expected NCHW with C = {self.in_channels}, got {x.shape}")
         rows, oh, ow = self._patches(x)
         y = sparsekit.linear(rows, self.weight, self.bias, self.activation)
-        y = y.reshape(x.shape[0], oh, ow, self.out_channels).transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(y)
+        return y.reshape(x.shape[0], oh, ow, self.out_channels).transpose(0, 3, 1, 2)
 
     def config(self):
         return {"in_channels": self.in_channels, "kernel_size": list(self.kernel_size),
@@ -292,19 +311,29 @@ class _Pool2d(Layer):
         if min(self.stride) < 1 or min(self.kernel_size) < 1:
             raise ValueError("kernel_size/stride: must be >= 1")
 
-    def _windows(self, x, fill):
+    def _reduce(self, x, fill, op):
+        """op-fold of the kh*kw shifted strided views (elementwise, any layout)."""
         x = _f32(x)
         if x.ndim != 4:
             raise ValueError(f"x: expected NCHW, got shape {x.shape}")
         pt, pb, pl, pr = self.padding
+        n, c, h, w = x.shape
         if any(self.padding):
-            x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+            xp = np.full((n, h + pt + pb, w + pl + pr, c), fill, np.float32)
+            xp[:, pt:pt + h, pl:pl + w] = x.transpose(0, 2, 3, 1)
+            x = xp.transpose(0, 3, 1, 2)
         kh, kw = self.kernel_size
         sh, sw = self.stride
-        if x.shape[2] < kh or x.shape[3] < kw:
+        hp, wp = x.shape[2], x.shape[3]
+        if hp < kh or wp < kw:
             raise ValueError(f"x: input {x.shape[2:]} smaller than the pool {kh}x{kw}")
-        win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
-        return win[:, :, ::sh, ::sw]
+        oh, ow = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+        out = None
+        for i in range(kh):
+            for j in range(kw):
+                v = x[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+                out = v.copy(order="K") if out is None else op(out, v, out=out)
+        return out
 
     def config(self):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
@@ -314,7 +343,7 @@ class _Pool2d(Layer):
 @register
 class MaxPool2d(_Pool2d):
     def __call__(self, x):
-        return self._windows(x, -np.inf).max(axis=(4, 5))
+        return self._reduce(x, -np.inf, np.maximum)
 
 
 @register
@@ -322,7 +351,9 @@ class AvgPool2d(_Pool2d):
     """Average over the window; padded cells count (count_include_pad=True)."""
 
     def __call__(self, x):
-        return self._windows(x, 0.0).mean(axis=(4, 5), dtype=np.float32)
+        out = self._reduce(x, 0.0, np.add)
+        out *= np.float32(1.0 / (self.kernel_size[0] * self.kernel_size[1]))
+        return out
 
 
 @register

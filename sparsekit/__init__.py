@@ -9,15 +9,18 @@ sparsekit.info(), sparsekit.set_isa() and sparsekit.set_num_threads().
 from sparsekit._config import (
     get_isa, get_num_threads, info, set_isa, set_num_threads,
 )
-from sparsekit.formats import CSRMatrix
+from sparsekit.formats import CSRMatrix, QuantizedMatrix
 from sparsekit.ops import linear
+from sparsekit.quant_ops import int8_matmul, quantize_rows, quantized_linear
 from sparsekit.io import load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CSRMatrix", "linear", "info", "set_isa", "get_isa", "set_num_threads",
-    "get_num_threads", "__version__", "save", "load",
+    "get_num_threads", "__version__",
+    "QuantizedMatrix", "quantize_rows", "int8_matmul", "quantized_linear",
+    "save", "load",
 ]
 
 

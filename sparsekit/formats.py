@@ -146,3 +146,6 @@ class CSRMatrix:
 
 def _csr_from_state(data, indices, indptr, shape):
     return CSRMatrix((data, indices, indptr), shape)
+
+
+from sparsekit._quantized import QuantizedMatrix  # noqa: E402  (int8 weights)

@@ -64,4 +64,98 @@ void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1)
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 #endif
 
+/* ---- quantize_u8: fp32 rows -> u8 (math in sparsekit.h) ----------------
+ * Per-ISA row functions; they return SK_OK or SK_ERR_NONFINITE. The dynamic
+ * one finds the row's range, derives (scale, zero_point) with
+ * sk_quantize_u8_params, then quantizes like the static one. */
+typedef int (*sk_quantize_row_u8_fn)(const float *x, int64_t k, uint8_t *q, float *scale,
+                                     int32_t *zero_point);
+typedef int (*sk_quantize_row_u8_static_fn)(const float *x, int64_t k, float scale,
+                                            int32_t zero_point, uint8_t *q);
+typedef struct {
+  sk_quantize_row_u8_fn dynamic_row;
+  sk_quantize_row_u8_static_fn static_row;
+} sk_quantize_u8_impl;
+
+const sk_quantize_u8_impl *sk_quantize_u8_select(void);
+/* (scale, zero_point) of a row whose range is [mn, mx], mn <= 0 <= mx. */
+void sk_quantize_u8_params(float mn, float mx, float *scale, int32_t *zero_point);
+
+int sk_quantize_row_u8__scalar(const float *x, int64_t k, uint8_t *q, float *scale,
+                               int32_t *zero_point);
+int sk_quantize_row_u8_static__scalar(const float *x, int64_t k, float scale,
+                                      int32_t zero_point, uint8_t *q);
+#ifdef SK_ARCH_X86
+int sk_quantize_row_u8__avx2(const float *x, int64_t k, uint8_t *q, float *scale,
+                             int32_t *zero_point);
+int sk_quantize_row_u8_static__avx2(const float *x, int64_t k, float scale,
+                                    int32_t zero_point, uint8_t *q);
+int sk_quantize_row_u8__avx512(const float *x, int64_t k, uint8_t *q, float *scale,
+                               int32_t *zero_point);
+int sk_quantize_row_u8_static__avx512(const float *x, int64_t k, float scale,
+                                      int32_t zero_point, uint8_t *q);
+#endif
+
+/* ---- qgemm_u8s8: u8 x packed s8 -> s32, then an epilogue ---------------
+ * Micro-kernel contract: rows [m0, m0 + mr) of A (mr <= MR) times output
+ * columns [n0, n0 + nr) (n0 a multiple of 16, nr <= NR, n0 + nr <= N) of the
+ * packed weights, K4 groups of 4 bytes. A rows can be read as whole 4-byte
+ * groups for g < kfull; group kfull (if < K4) holds only ktail valid bytes
+ * (the packed weights are zero past K, so A's bytes there never matter but
+ * must not be read past the row). The epilogue writes
+ *   S32: c - zp*wsum;  F32: act(float(..) * (a_scale * w_scale) + bias);
+ *   U8: F32 requantized with out_scale / out_zp (round half to even). */
+enum { SK_QOUT_S32 = 0, SK_QOUT_F32 = 1, SK_QOUT_U8 = 2 };
+
+typedef struct {
+  const uint8_t *a;
+  int64_t lda;
+  int64_t kfull, k4;
+  int ktail;
+  const int8_t *b;      /* packed weights */
+  int64_t n;            /* valid output channels */
+  const int32_t *wsum;  /* n decoded channel sums */
+  const int32_t *a_zp;
+  int64_t zp_stride;
+  const float *a_scale;
+  int64_t as_stride;
+  const float *w_scale;
+  int64_t ws_stride;    /* 1 per channel, 0 per tensor */
+  const float *bias;
+  sk_activation act;
+  int out;              /* SK_QOUT_* */
+  void *c;
+  int64_t ldc;
+  float out_scale, out_zp;
+} sk_qgemm_u8s8_args;
+
+typedef void (*sk_qgemm_u8s8_fn)(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                 int64_t n0, int64_t nr);
+
+typedef struct {
+  int mr, nr;              /* tile of the gemm kernel                  */
+  sk_qgemm_u8s8_fn gemm;
+  int gemv_nr;             /* columns per call of the M == 1 kernel    */
+  sk_qgemm_u8s8_fn gemv;
+} sk_qgemm_u8s8_impl;
+
+const sk_qgemm_u8s8_impl *sk_qgemm_u8s8_select(void);
+/* Private microbenchmark of this CPU's vpdpbusd peak: `iters` rounds of 24
+ * independent zmm vpdpbusd. SK_ERR_UNSUPPORTED without AVX-512 VNNI. */
+int sk_qgemm_u8s8_peak_loop(int64_t iters, int64_t *sink);
+
+void sk_qgemm_u8s8_4x16c4__scalar(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                  int64_t n0, int64_t nr);
+#ifdef SK_ARCH_X86
+void sk_qgemm_u8s8_2x16c4__avx2(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                int64_t n0, int64_t nr);
+void sk_qgemm_u8s8_4x32c4__avx512(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                  int64_t n0, int64_t nr);
+void sk_qgemm_u8s8_8x48c4__avx512vnni(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                      int64_t n0, int64_t nr);
+void sk_qgemv_u8s8_1x64c4__avx512vnni(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                      int64_t n0, int64_t nr);
+int64_t sk_qgemm_u8s8_peak_loop__avx512vnni(int64_t iters);
+#endif
+
 #endif /* SK_INTERNAL_H */

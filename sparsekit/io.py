@@ -69,6 +69,8 @@ def _encode_weight(w, wr):
     if kind in ("dense int8", "sparse int8"):
         q, scale = W.int8_parts(w)
         e = {"kind": "int8", "shape": [n, k], "runtime": kind, "scale": wr.add(scale)}
+        if getattr(w, "input_scale", None) is not None:  # static input quantization
+            e.update(input_scale=float(w.input_scale), input_zero_point=int(w.input_zero_point))
         if W.sparsity(q) >= _CSR_STORE_MIN_SPARSITY:
             rows, cols = np.nonzero(q)
             indptr = np.zeros(n + 1, np.int64)
@@ -175,6 +177,8 @@ def _decode_weight(e, arrays):
             raise ValueError(f"weight: unknown int8 storage {e['storage']!r}")
         w, _ = W.pack_int8(q, scale, min_sparsity=0.0 if e.get("runtime") == "sparse int8"
                            else 1.01)
+        if "input_scale" in e:
+            w = w.with_static_input(float(e["input_scale"]), int(e["input_zero_point"]))
         return w
     raise ValueError(f"weight: unknown kind {kind!r}")
 

@@ -12,8 +12,6 @@ import sparsekit
 from sparsekit import runtime as R
 from sparsekit.io import MAGIC, _PREFIX
 
-from _int8_reference import use_int8_kernels
-
 
 def pruned(rng, shape, density):
     w = rng.standard_normal(shape).astype(np.float32)
@@ -61,8 +59,8 @@ def test_round_trip_graph_and_list(tmp_path, rng):
 
 
 @pytest.mark.parametrize("density", [0.1, 0.9])
-def test_round_trip_int8(tmp_path, rng, monkeypatch, density):
-    qm = use_int8_kernels(monkeypatch)
+def test_round_trip_int8(tmp_path, rng, density):
+    qm = sparsekit.QuantizedMatrix
     w = pruned(rng, (24, 40), density)
     m = R.Model([R.Linear(qm.from_float(w, per_channel=True), rng.standard_normal(24))])
     sparsekit.save(m, tmp_path / "q.spk")
@@ -77,10 +75,21 @@ def test_round_trip_int8(tmp_path, rng, monkeypatch, density):
     assert head["nodes"][0]["weight"]["storage"] == ("csr" if density < 0.5 else "dense")
 
 
-def test_pruned_int8_file_is_small(tmp_path, rng, monkeypatch):
+def test_round_trip_static_input(tmp_path, rng):
+    qm = sparsekit.QuantizedMatrix
+    w = qm.from_float(rng.standard_normal((6, 10)).astype(np.float32)).with_static_input(
+        0.05, 120)
+    sparsekit.save([R.Linear(w)], tmp_path / "s.spk")
+    w2 = sparsekit.load(tmp_path / "s.spk").layers[0].weight
+    assert (w2.input_scale, w2.input_zero_point) == (w.input_scale, w.input_zero_point)
+    x = rng.standard_normal((3, 10)).astype(np.float32)
+    np.testing.assert_array_equal(sparsekit.linear(x, w2), sparsekit.linear(x, w))
+
+
+def test_pruned_int8_file_is_small(tmp_path, rng):
     """A 90%-pruned int8 model file is <= 15% of the fp32 state_dict's size."""
     torch = pytest.importorskip("torch")
-    qm = use_int8_kernels(monkeypatch)
+    qm = sparsekit.QuantizedMatrix
     shapes = [(512, 256), (256, 512), (10, 256)]
     ws = [pruned(rng, s, 0.1) for s in shapes]
     bs = [rng.standard_normal(s[0]).astype(np.float32) for s in shapes]

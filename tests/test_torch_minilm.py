@@ -15,8 +15,6 @@ import sparsekit.torch as skt  # noqa: E402
 from sparsekit.datasets import SENTENCES  # noqa: E402
 from sparsekit.runtime.torch_modules import SparseLinear  # noqa: E402
 
-from _int8_reference import use_int8_kernels  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def minilm():
@@ -29,11 +27,8 @@ def minilm():
 
 @pytest.fixture(scope="module")
 def accelerated(minilm):
-    mp = pytest.MonkeyPatch()
-    use_int8_kernels(mp)
     model, _ = minilm
-    yield skt.accelerate(model, quantize="dynamic")
-    mp.undo()
+    return skt.accelerate(model, quantize="dynamic")
 
 
 def cosines(a, b):

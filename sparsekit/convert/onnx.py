@@ -209,22 +209,33 @@ def _fold_bias(b, t, bias, onnx_name):
     return b.emit(L.AddConst(bias), [t.name])
 
 
+def _static_input(fmt, x):
+    """An int8 weight reading a u8-quantized input runs on exactly its integers
+    (static per-tensor input quantization) when the format supports it."""
+    if isinstance(x.quant, tuple) and not x.quant[2] and hasattr(fmt, "with_static_input"):
+        return fmt.with_static_input(x.quant[0], x.quant[1])
+    return fmt
+
+
 def _linear(b, node, x, wconst, transpose, bias=None, what=None):
     fmt = b.weight_from_const(wconst, transpose, what or node.name or node.output[0])
-    return b.emit(L.Linear(fmt, bias), [x.name])
+    return b.emit(L.Linear(_static_input(fmt, x), bias), [x.name])
 
 
 def _conv(b, node, x, wconst, attrs, bias=None):
     w = wconst.value
     geo = _conv_geometry(attrs, w.shape[2:], node.name)
     fmt = b.weight_from_const(wconst, False, node.name or node.output[0])
-    return b.emit(L.Conv2d(fmt, bias, in_channels=w.shape[1], **geo), [x.name])
+    return b.emit(L.Conv2d(_static_input(fmt, x), bias, in_channels=w.shape[1], **geo),
+                  [x.name])
 
 
 def _fake_quant(b, t, scale, zp):
     zp = np.asarray(zp)
     signed = zp.dtype == np.int8
     layer = L.FakeQuantize(_scalar(scale), int(zp.reshape(-1)[0]) if zp.size else 0, signed)
+    if t.quant == (layer.scale, layer.zero_point, signed):
+        return t  # already on this grid (e.g. MaxPool between Q/DQ pairs)
     out = b.emit(layer, [t.name])
     out.quant = (layer.scale, layer.zero_point, signed)
     return out
@@ -260,8 +271,8 @@ def _gemm(b, node, ins, a):
     if c is not None:
         bias = np.broadcast_to(_need_const(c, node, "C").astype(np.float32),
                                (w.value.shape[0 if a.get("transB", 0) else 1],)).copy()
-    return b.emit(L.Linear(b.weight_from_const(w, not a.get("transB", 0), node.name),
-                           bias), [x.name])
+    fmt = b.weight_from_const(w, not a.get("transB", 0), node.name)
+    return b.emit(L.Linear(_static_input(fmt, x), bias), [x.name])
 
 
 def _conv_op(b, node, ins, a):
@@ -375,8 +386,8 @@ def _dequantize_linear(b, node, ins, a):
     x, s = ins[0], ins[1]
     zp = ins[2].value if len(ins) > 2 and ins[2] is not None else None
     s = _need_const(s, node, "x_scale")
-    if isinstance(x, Tensor):
-        return Tensor(x.name)  # runtime tensors already hold the dequantized value
+    if isinstance(x, Tensor):  # runtime tensors already hold the dequantized value
+        return Tensor(x.name, x.quant if isinstance(x.quant, tuple) else None)
     q = _need_const(x, node, "x")
     ax = a.get("axis", 1)
     shp = [1] * q.ndim

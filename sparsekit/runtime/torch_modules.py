@@ -6,6 +6,8 @@ They are inference-only: they have no parameters, and calling one in training
 mode, or on an input that requires grad, raises instead of returning outputs
 with silently missing gradients.
 """
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -22,6 +24,7 @@ class SparsekitModule(nn.Module):
         self.reason = reason
         self.source = source
         self.out_qparams = out_qparams
+        self._static = {}  # (scale, zero point) of a quantized input -> layer
         self.eval()
 
     def forward(self, x):
@@ -33,18 +36,36 @@ class SparsekitModule(nn.Module):
             raise RuntimeError(
                 f"{type(self).__name__}: input requires grad but sparsekit kernels have no "
                 "backward; run under torch.no_grad() / torch.inference_mode()")
+        layer = self.layer
         if x.is_quantized:
+            layer = self._static_layer(x)
             x = x.dequantize()
         if x.device.type != "cpu":
             raise RuntimeError(f"{type(self).__name__}: sparsekit runs on CPU, input is on "
                                f"{x.device}")
         if x.dtype != torch.float32:
             x = x.float()
-        y = torch.from_numpy(self.layer(x.detach().numpy()))
+        y = torch.from_numpy(layer(x.detach().numpy()))
         if self.out_qparams is not None:
             scale, zp = self.out_qparams
             y = torch.quantize_per_tensor(y, scale, zp, torch.quint8)
         return y
+
+    def _static_layer(self, x):
+        """For a quint8 per-tensor input, run the int8 kernel on exactly its
+        integers (static input quantization) instead of re-quantizing per row."""
+        w = self.layer.weight
+        if x.dtype != torch.quint8 or x.qscheme() != torch.per_tensor_affine or \
+                not hasattr(w, "with_static_input"):
+            return self.layer
+        key = (float(x.q_scale()), int(x.q_zero_point()))
+        layer = self._static.get(key)
+        if layer is None:
+            layer = copy.copy(self.layer)
+            layer.weight = w.with_static_input(*key)
+            if len(self._static) < 16:
+                self._static[key] = layer
+        return layer
 
     def weight_nbytes(self):
         from sparsekit.runtime.weights import nbytes

@@ -91,8 +91,8 @@ def pack_int8(q, scale, min_sparsity=None):
     scale = np.asarray(scale, dtype=np.float32).reshape(-1)
     per = "per-channel" if scale.size > 1 else "per-tensor"
     if scale.size == 1:
-        scale = np.full(q.shape[0], scale[0], dtype=np.float32)
-    if scale.size != q.shape[0]:
+        scale = scale.reshape(())
+    elif scale.size != q.shape[0]:
         raise ValueError(f"scale: expected 1 or N = {q.shape[0]} values, got {scale.size}")
     if q.size and q.min() < -127:
         # symmetric int8 excludes -128 (DESIGN.md); clamp is exact for |w| <= 127 s
@@ -147,4 +147,4 @@ def dense_of(w):
     if hasattr(w, "to_dense") and not hasattr(w, "q"):
         return w.to_dense()
     q, scale = int8_parts(w)
-    return q.astype(np.float32) * scale[:, None]
+    return q.astype(np.float32) * scale.reshape(-1, 1)

@@ -34,6 +34,16 @@ def ort_encoder(model, tmp, per_channel):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     bert = model[0].auto_model
+
+    class Hidden(torch.nn.Module):  # keyword call: BertModel's positional order varies
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids).last_hidden_state
+
     feats = model.tokenize(["a warm-up sentence for export"])
     names = ["input_ids", "attention_mask", "token_type_ids"]
     args = tuple(feats[n] for n in names)
@@ -41,7 +51,7 @@ def ort_encoder(model, tmp, per_channel):
     q8 = os.path.join(tmp, f"minilm_int8_{int(per_channel)}.onnx")
     if not os.path.exists(f32):
         with torch.no_grad():
-            torch.onnx.export(bert, args, f32, input_names=names, output_names=["hidden"],
+            torch.onnx.export(Hidden().eval(), args, f32, input_names=names, output_names=["hidden"],
                               dynamic_axes={n: {0: "b", 1: "t"} for n in names + ["hidden"]},
                               dynamo=False, opset_version=17)
     quantize_dynamic(f32, q8, weight_type=QuantType.QInt8, per_channel=per_channel)

@@ -16,6 +16,7 @@ import numpy as np
 
 import sparsekit
 from sparsekit._validate import as_float_array
+from sparsekit.formats import ACTIVATIONS
 
 LAYERS = {}
 
@@ -90,7 +91,15 @@ class Linear(Layer):
         self.activation = activation
 
     def __call__(self, x):
-        return sparsekit.linear(x, self.weight, self.bias, self.activation)
+        w = self.weight
+        if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim >= 2 and \
+                x.flags.c_contiguous and x.shape[-1] == self.in_features and \
+                hasattr(w, "_linear") and x.size:
+            # lean path: weight and bias were validated at construction
+            y = w._linear(x.reshape(-1, self.in_features), self.bias,
+                          ACTIVATIONS[self.activation], "auto")
+            return y.reshape(x.shape[:-1] + (self.out_features,))
+        return sparsekit.linear(x, w, self.bias, self.activation)
 
     def config(self):
         return {"activation": self.activation}

@@ -66,16 +66,18 @@ def main():
     y = torch.tensor(d.target)
     xtr, ytr, xte, yte = x[:1400], y[:1400], x[1400:], y[1400:]
     model = build(torch)
-    train(torch, model, xtr, ytr, epochs=8)
+    train(torch, model, xtr, ytr, epochs=25)
     for m in model.modules():
         if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
             prune.l1_unstructured(m, "weight", args.sparsity)
-    train(torch, model, xtr, ytr, epochs=4, lr=1e-3)
+    train(torch, model, xtr, ytr, epochs=10, lr=1e-3)
     for m in model.modules():
         if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
             prune.remove(m, "weight")
     model.eval()
     rt = skt.to_runtime(model)
+    rt8 = skt.to_runtime(model, quantize="dynamic") if hasattr(sparsekit, "QuantizedMatrix") \
+        else None
 
     xb = xte[:args.batch] if args.batch <= len(xte) else xte.repeat(
         args.batch // len(xte) + 1, 1, 1, 1)[:args.batch]
@@ -84,6 +86,7 @@ def main():
         acc_t = (model(xte).argmax(1) == yte).float().mean().item()
         ref = model(xb).numpy()
     acc_r = float((rt(xte.numpy()).argmax(1) == yte.numpy()).mean())
+    acc_8 = float((rt8(xte.numpy()).argmax(1) == yte.numpy()).mean()) if rt8 else None
     err = float(np.abs(rt(xb_np) - ref).max())
 
     def t_torch():
@@ -93,13 +96,16 @@ def main():
     def t_rt():
         rt(xb_np)
 
-    times = {"torch fp32": [], "sparsekit runtime": []}
+    systems = [("torch fp32", t_torch), ("sparsekit runtime", t_rt)]
+    if rt8 is not None:
+        systems.append(("sparsekit int8", lambda: rt8(xb_np)))
+    times = {name: [] for name, _ in systems}
     with threadpool_limits(args.threads):
-        for f in (t_torch, t_rt):
+        for _, f in systems:
             for _ in range(3):
                 f()
         for _ in range(args.repeats):
-            for name, f in (("torch fp32", t_torch), ("sparsekit runtime", t_rt)):
+            for name, f in systems:
                 t0 = time.perf_counter()
                 f()
                 times[name].append(time.perf_counter() - t0)
@@ -111,14 +117,23 @@ def main():
         p = os.path.join(tmp, "cnn.spk")
         sparsekit.save(rt, p)
         size = os.path.getsize(p)
+        if rt8 is not None:
+            sparsekit.save(rt8, p)
+            size8 = os.path.getsize(p)
     print(f"LeNet-style CNN, digits 8x8, {args.sparsity:.0%} pruned, batch {args.batch}, "
           f"{args.threads} thread(s), {args.repeats} interleaved repeats (median)")
-    print(f"  test accuracy: torch {acc_t:.3f}, runtime {acc_r:.3f}; max |diff| {err:.2e}")
+    print(f"  test accuracy: torch {acc_t:.3f}, runtime {acc_r:.3f}"
+          f"{f', runtime int8 {acc_8:.3f}' if rt8 else ''}; max |diff| fp32 {err:.2e}")
     for k, v in med.items():
         print(f"  {k:<18} {v * 1e3:8.3f} ms")
     print(f"  speedup runtime vs torch fp32: {med['torch fp32'] / med['sparsekit runtime']:.2f}x")
-    print(f"  file: {size} B ({size / len(buf.getvalue()):.1%} of the fp32 state_dict "
-          f"{len(buf.getvalue())} B)")
+    if rt8 is not None:
+        print(f"  speedup runtime int8 vs torch fp32: "
+              f"{med['torch fp32'] / med['sparsekit int8']:.2f}x")
+    sd = len(buf.getvalue())
+    print(f"  file fp32 csr: {size} B ({size / sd:.1%} of the fp32 state_dict {sd} B)")
+    if rt8 is not None:
+        print(f"  file int8:     {size8} B ({size8 / sd:.1%} of the fp32 state_dict)")
     print(rt.summary())
 
 

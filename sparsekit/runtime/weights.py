@@ -34,7 +34,7 @@ def has_int8():
 
 
 def has_sparse_int8():
-    return hasattr(sparsekit, "SparseInt8Matrix") and hasattr(sparsekit, "pack")
+    return hasattr(sparsekit, "SparseInt8Matrix")
 
 
 def _need_int8(what):
@@ -61,20 +61,35 @@ def check_min_sparsity(min_sparsity):
 def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True):
     """Pick a format for a float weight [N, K]. Returns (weight, reason); weight
     is None when nothing beats dense fp32 and keep_dense is False (the caller
-    keeps its own dense layer)."""
+    keeps its own dense layer).
+
+    With min_sparsity=None and a build that has sparsekit.pack (its cost model
+    was measured on the target CPU), pack decides; otherwise a sparse format is
+    used from min_sparsity zeros on (defaults above)."""
     check_quantize(quantize)
     w = np.ascontiguousarray(w, dtype=np.float32)
     s = sparsity(w)
+    if quantize is not None:
+        _need_int8("quantize='dynamic'")
+    if min_sparsity is None and hasattr(sparsekit, "pack"):
+        fmt = sparsekit.pack(w, quantize=None if quantize is None else "int8")
+        kind = describe(fmt)
+        why = f"{kind} (sparsity {s:.0%}; sparsekit.pack's measured cost model)"
+        if quantize is not None:
+            why += ", per-channel weights, per-row dynamic activations"
+        if isinstance(fmt, np.ndarray):
+            why = f"dense fp32 (sparsity {s:.0%}; sparsekit.pack: nothing beats dense BLAS)"
+            return (fmt if keep_dense else None), why
+        return fmt, why
     if quantize is None:
         lim = DEFAULT_MIN_SPARSITY if min_sparsity is None else min_sparsity
         if s >= lim and s > 0:
             return sparsekit.CSRMatrix.from_dense(w), f"csr fp32 (sparsity {s:.0%} >= {lim:.0%})"
         why = f"dense fp32 (sparsity {s:.0%} < {lim:.0%}: dense BLAS is as fast)"
         return (w if keep_dense else None), why
-    _need_int8("quantize='dynamic'")
     lim = DEFAULT_MIN_SPARSITY_INT8 if min_sparsity is None else min_sparsity
     if has_sparse_int8() and s >= lim and s > 0:
-        return (sparsekit.pack(w, quantize="int8"),
+        return (sparsekit.SparseInt8Matrix.from_float(w, per_channel=True),
                 f"sparse int8 (sparsity {s:.0%} >= {lim:.0%}), per-channel weights, "
                 "per-row dynamic activations")
     return (sparsekit.QuantizedMatrix.from_float(w, per_channel=True),
@@ -100,8 +115,7 @@ def pack_int8(q, scale, min_sparsity=None):
         per += ", -128 clamped to -127"
     s = sparsity(q)
     lim = DEFAULT_MIN_SPARSITY_INT8 if min_sparsity is None else min_sparsity
-    if has_sparse_int8() and s >= lim and s > 0 and hasattr(sparsekit.SparseInt8Matrix,
-                                                             "from_int8"):
+    if has_sparse_int8() and s >= lim and s > 0:
         return (sparsekit.SparseInt8Matrix.from_int8(q, scale),
                 f"sparse int8 (sparsity {s:.0%}), {per} weights read as-is")
     return (sparsekit.QuantizedMatrix.from_int8(q, scale),

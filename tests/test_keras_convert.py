@@ -44,7 +44,7 @@ def test_sequential_cnn_pruned(rng):
         layers.Dense(10), layers.Activation("softmax"),
     ])
     prune_kernels(m, rng)
-    r = skk.convert(m)
+    r = skk.convert(m, min_sparsity=0.5)
     x = rng.standard_normal((4, 9, 9, 2)).astype(np.float32)
     close(r(x), kout(m, x))
     linear_like = [a for a in r.layers if isinstance(a, (R.Linear, R.Conv2d))]
@@ -100,7 +100,7 @@ def test_prune_low_magnitude_wrapper_mask(rng):
     m = keras.Sequential([keras.Input((20,)), wrapped, layers.Dense(3)])
     mask = (rng.random((20, 16)) < 0.15).astype(np.float32)
     wrapped.mask.assign(mask)
-    r = skk.convert(m)
+    r = skk.convert(m, min_sparsity=0.5)
     x = rng.standard_normal((5, 20)).astype(np.float32)
     close(r(x), kout(m, x))
     assert isinstance(r.layers[0].weight, sparsekit.CSRMatrix)

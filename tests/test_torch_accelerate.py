@@ -67,7 +67,7 @@ def act_quant_bound(x, w):
 def test_pruned_fp32_matches_torch(rng, remove):
     model = prune_all(cnn(), remove=remove)
     x = torch.randn(5, 1, 8, 8)
-    acc = skt.accelerate(model)
+    acc = skt.accelerate(model, min_sparsity=0.5)
     with torch.no_grad():
         close(acc(x), model(x))
     kinds = [type(m) for m in acc]
@@ -100,21 +100,34 @@ def test_ao_pruning_nm_before_and_after_squash():
     x = torch.randn(4, 40)
     with torch.no_grad():
         ref = model(x)
-        close(skt.accelerate(model)(x), ref)  # parametrized (mask not squashed)
+        close(skt.accelerate(model, min_sparsity=0.5)(x), ref)  # parametrized, not squashed
     sp.squash_mask()
-    acc = skt.accelerate(model)
+    acc = skt.accelerate(model, min_sparsity=0.5)
     with torch.no_grad():
         close(acc(x), ref)
     assert all(r["chosen"] == "csr fp32" for r in skt.report(acc))
 
 
+def test_default_choice_is_explained():
+    """min_sparsity=None: sparsekit.pack's measured cost model (if built) or the
+    default thresholds decide; either way the result is right and explained."""
+    model = prune_all(cnn())
+    acc = skt.accelerate(model)
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        close(acc(x), model(x))
+    for r in skt.report(acc):
+        assert r["reason"] and ("cost model" in r["reason"] or "%" in r["reason"])
+
+
 def test_dense_layers_stay_with_reason():
     model = mlp()
-    acc = skt.accelerate(model)
+    acc = skt.accelerate(model, min_sparsity=0.7)
     assert [type(m) for m in acc] == [type(m) for m in model]
     rep = skt.report(acc)
     assert len(rep) == 3 and all(r["chosen"] == "kept" for r in rep)
     assert "dense" in rep[0]["reason"] and "sparsity 0%" in rep[0]["reason"]
+    assert all(r["chosen"] == "kept" for r in skt.report(skt.accelerate(model)))
     assert "kept" in str(rep)
     # with a lower threshold a half-pruned layer is taken
     model = prune_all(mlp(), 0.5)
@@ -127,7 +140,7 @@ def test_unsupported_conv_stays():
     model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Conv2d(4, 4, 3, padding=1,
                                                                   padding_mode="reflect"))
     model = prune_all(model)
-    acc = skt.accelerate(model)
+    acc = skt.accelerate(model, min_sparsity=0.5)
     assert type(acc[0]) is nn.Conv2d and type(acc[1]) is nn.Conv2d
     reasons = [r["reason"] for r in skt.report(acc)]
     assert "groups=2" in reasons[0] and "reflect" in reasons[1]
@@ -139,14 +152,14 @@ def test_conv_same_padding_and_stride(rng):
                                     nn.Conv2d(6, 5, 3, stride=2, padding=2, dilation=2),
                                     nn.Conv2d(5, 7, 1)).eval())
     x = torch.randn(2, 3, 11, 12)
-    acc = skt.accelerate(model)
+    acc = skt.accelerate(model, min_sparsity=0.5)
     assert all(isinstance(m, SparseConv2d) for m in acc)
     with torch.no_grad():
         close(acc(x), model(x))
 
 
 def test_train_mode_and_grad_raise():
-    acc = skt.accelerate(prune_all(mlp()))
+    acc = skt.accelerate(prune_all(mlp()), min_sparsity=0.5)
     x = torch.randn(2, 40)
     acc.train()
     with pytest.raises(RuntimeError, match="inference-only"):
@@ -160,7 +173,7 @@ def test_train_mode_and_grad_raise():
 
 def test_inplace_and_argument_checks():
     model = prune_all(mlp())
-    out = skt.accelerate(model, inplace=True)
+    out = skt.accelerate(model, inplace=True, min_sparsity=0.5)
     assert out is model and isinstance(model[0], SparseLinear)
     with pytest.raises(ValueError, match="quantize"):
         skt.accelerate(mlp(), quantize="static")
@@ -174,7 +187,7 @@ def test_inplace_and_argument_checks():
 
 
 def test_report_before_accelerate():
-    rep = skt.report(prune_all(mlp()))
+    rep = skt.report(prune_all(mlp()), min_sparsity=0.5)
     assert [r["name"] for r in rep] == ["0", "2", "4"]
     assert all(r["chosen"] == "csr fp32" for r in rep)
 

@@ -16,6 +16,7 @@ constructors validate what they get (CSR index ranges, shapes). Any problem is a
 ValueError naming the file and what was wrong.
 """
 import json
+import math
 import os
 import struct
 import zlib
@@ -130,7 +131,7 @@ def _read_arrays(path, table, data):
             raise _bad(path, f"array {i}: malformed entry") from None
         if min(shape, default=0) < 0 or off < 0:
             raise _bad(path, f"array {i}: negative shape or offset")
-        if int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize != nb:
+        if math.prod(shape) * np.dtype(dtype).itemsize != nb:  # exact: Python ints
             raise _bad(path, f"array {i}: nbytes {nb} does not match shape {shape}")
         if off + nb > len(data):
             raise _bad(path, f"array {i}: extends past the end of the file (truncated?)")
@@ -207,7 +208,7 @@ def load(path):
         raise _bad(path, "header checksum mismatch (corrupted)")
     try:
         header = json.loads(hbytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise _bad(path, "header is not valid JSON") from None
     data = memoryview(blob)[hend + (-hend) % ALIGN:]
     arrays = _read_arrays(path, header.get("arrays") if isinstance(header, dict) else None,
@@ -227,5 +228,6 @@ def load(path):
             layer = cls.from_state(dict(e["config"]), arrs, w)
             nodes.append((layer, list(e["inputs"]), str(e["output"])))
         return Model.graph(nodes, header["inputs"], header["outputs"])
-    except (KeyError, TypeError, ValueError, AttributeError) as ex:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+            RecursionError) as ex:
         raise _bad(path, f"{type(ex).__name__}: {ex}") from None

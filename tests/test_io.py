@@ -174,7 +174,15 @@ def test_consistent_but_invalid_headers_raise(saved, tmp_path):
     def bad_index(h):
         h["nodes"][0]["arrays"]["bias"] = 999
 
-    for edit in (set_op, big_shape, out_of_file, bad_csr, bad_input, bad_config, bad_index):
+    def huge_product(h):  # 2**64 * 4 wraps to 0 in int64 arithmetic
+        h["arrays"][0]["shape"] = [1 << 32, 1 << 32]
+        h["arrays"][0]["nbytes"] = 0
+
+    def not_a_list(h):
+        h["nodes"] = 7
+
+    for edit in (set_op, big_shape, out_of_file, bad_csr, bad_input, bad_config, bad_index,
+                 huge_product, not_a_list):
         q.write_bytes(_rewrite_header(blob, edit))
         with pytest.raises(ValueError):
             sparsekit.load(q)
@@ -195,6 +203,16 @@ def test_csr_index_out_of_range_in_file(tmp_path, rng):
     p.write_bytes(_rewrite_header(bytes(blob), lambda h: h.update(arrays=head["arrays"])))
     with pytest.raises(ValueError, match="indices"):
         sparsekit.load(p)
+
+
+def test_deeply_nested_header(tmp_path, saved):
+    """A header nested past the JSON parser's recursion limit is a ValueError."""
+    p, blob = saved
+    head = b"[" * 100000 + b"]" * 100000
+    q = tmp_path / "d.spk"
+    q.write_bytes(_PREFIX.pack(MAGIC, 1, zlib.crc32(head), len(head)) + head)
+    with pytest.raises(ValueError, match="JSON"):
+        sparsekit.load(q)
 
 
 def test_foreign_and_future_files(tmp_path, saved):

@@ -51,8 +51,10 @@ def ort_encoder(model, tmp, per_channel):
     q8 = os.path.join(tmp, f"minilm_int8_{int(per_channel)}.onnx")
     if not os.path.exists(f32):
         with torch.no_grad():
-            torch.onnx.export(Hidden().eval(), args, f32, input_names=names, output_names=["hidden"],
-                              dynamic_axes={n: {0: "b", 1: "t"} for n in names + ["hidden"]},
+            torch.onnx.export(Hidden().eval(), args, f32, input_names=names,
+                              output_names=["hidden"],
+                              dynamic_axes={n: {0: "b", 1: "t"}
+                                            for n in names + ["hidden"]},
                               dynamo=False, opset_version=17)
     quantize_dynamic(f32, q8, weight_type=QuantType.QInt8, per_channel=per_channel)
     opts = ort.SessionOptions()

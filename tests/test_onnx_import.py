@@ -197,3 +197,18 @@ def test_loaded_model_saves(tmp_path, onnx_models, int8):
         assert np.abs(m(x) - ref).max() <= 0.03 * np.abs(ref).max()
         sparsekit.save(m, tmp_path / f"{name}.spk")
         np.testing.assert_array_equal(sparsekit.load(tmp_path / f"{name}.spk")(x), m(x))
+
+
+def test_unsupported_attributes_are_named(rng):
+    w = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    model = _graph([helper.make_node("Conv", ["x", "w"], ["y"], group=2)], {"w": w[:, :2]},
+                   [1, 4, 5, 5], [1, 4, 3, 3])
+    with pytest.raises(ValueError, match="group=2"):
+        sko.load(model)
+    g = rng.standard_normal((4, 4)).astype(np.float32)
+    model = _graph([helper.make_node("Gemm", ["x", "w"], ["y"], transA=1)], {"w": g},
+                   [4, 4], [4, 4])
+    with pytest.raises(ValueError, match="transA"):
+        sko.load(model)
+    with pytest.raises(ValueError, match="quantize"):
+        sko.load(model, quantize="int4")

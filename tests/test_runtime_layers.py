@@ -180,3 +180,41 @@ def test_linear_rejects_bad_weights():
         R.Linear(np.zeros((3, 4), np.float32), np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="activation"):
         R.Linear(np.zeros((3, 4), np.float32), activation="gelu")
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(c=st.integers(1, 5), o=st.integers(1, 6), kh=st.integers(1, 4), kw=st.integers(1, 4),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), ph=st.integers(0, 2), pw=st.integers(0, 2),
+       dh=st.integers(1, 2), extra_h=st.integers(0, 5), extra_w=st.integers(0, 5),
+       density=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 2**31))
+def test_conv2d_property_vs_torch(c, o, kh, kw, sh, sw, ph, pw, dh, extra_h, extra_w,
+                                  density, seed):
+    """Random geometries (tails, 1x1, strides, dilation, all-zero / dense weights)."""
+    rng = np.random.default_rng(seed)
+    h = (kh - 1) * dh + 1 + extra_h
+    wd = kw + extra_w
+    w = pruned(rng, (o, c, kh, kw), density)
+    b = rng.standard_normal(o).astype(np.float32)
+    x = rng.standard_normal((2, c, h, wd)).astype(np.float32)
+    w2 = R.layers.conv_weight_hwc(w)
+    for wf in (w2, sparsekit.CSRMatrix.from_dense(w2)):
+        layer = R.Conv2d(wf, b, in_channels=c, kernel_size=(kh, kw), stride=(sh, sw),
+                         padding=(ph, pw), dilation=(dh, 1))
+        ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                       (sh, sw), (ph, pw), (dh, 1))
+        close(layer(x), ref)
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 2), extra=st.integers(0, 6),
+       seed=st.integers(0, 2**31))
+def test_pools_property_vs_torch(k, s, p, extra, seed):
+    p = min(p, k // 2)  # torch's limit: padding <= kernel / 2
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 3, k + extra, k + extra + 1)).astype(np.float32)
+    t = torch.from_numpy(x)
+    close(R.MaxPool2d(k, s, p)(x), F.max_pool2d(t, k, s, p))
+    close(R.AvgPool2d(k, s, p)(x), F.avg_pool2d(t, k, s, p))

@@ -212,3 +212,40 @@ def test_unsupported_attributes_are_named(rng):
         sko.load(model)
     with pytest.raises(ValueError, match="quantize"):
         sko.load(model, quantize="int4")
+
+
+def test_qlinear_matmul_graph(tmp_path, rng, int8):
+    """A MatMul-based MLP quantized by ORT (QOperator) becomes QLinearMatMul."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    inits = {"w1": rng.standard_normal((24, 32)).astype(np.float32) * 0.3,
+             "b1": rng.standard_normal(32).astype(np.float32) * 0.1,
+             "w2": rng.standard_normal((32, 8)).astype(np.float32) * 0.3}
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]),
+             helper.make_node("Add", ["h", "b1"], ["hb"]),
+             helper.make_node("Relu", ["hb"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    f = str(tmp_path / "mm.onnx")
+    onnx.save(_graph(nodes, inits, [None, 24], [None, 8]), f)
+    calib = rng.standard_normal((4, 16, 24)).astype(np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": c} for c in calib])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    q = str(tmp_path / "mm_q.onnx")
+    quantize_static(f, q, Reader(), quant_format=QuantFormat.QOperator, per_channel=False,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+    ops = [n.op_type for n in onnx.load(q).graph.node]
+    assert ops.count("QLinearMatMul") == 2
+    x = rng.standard_normal((9, 24)).astype(np.float32)
+    ref = ort.InferenceSession(q).run(None, {"x": x})[0]
+    m = sko.load(q, min_sparsity=1.0)
+    lin = [a for a in m.layers if isinstance(a, R.Linear)]
+    assert len(lin) == 2 and all(a.weight.input_scale is not None for a in lin)
+    step = _last_scale(q)
+    assert np.abs(m(x) - ref).max() <= 1.01 * step

@@ -312,3 +312,19 @@ def test_to_runtime_matches_torch(rng):
         skt.to_runtime(_Static())
     with pytest.raises(ValueError, match="LSTM"):
         skt.to_runtime(nn.Sequential(nn.LSTM(3, 3)))
+
+
+def test_transformer_layers_reading_weights_are_kept():
+    """nn.MultiheadAttention / TransformerEncoderLayer read their Linear
+    children's .weight directly (fast path): those stay, the model still runs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2), nn.Linear(32, 8)).eval()
+    acc = skt.accelerate(model, quantize="dynamic")
+    x = torch.randn(2, 5, 32)
+    with torch.inference_mode():
+        ref, got = model(x), acc(x)
+    assert isinstance(acc[1], SparseLinear)
+    kept = [r for r in skt.report(acc) if r["chosen"] == "kept"]
+    assert len(kept) == 6 and all("reads this layer's weight" in r["reason"] for r in kept)
+    assert np.abs((got - ref).numpy()).max() <= 0.05 * np.abs(ref.numpy()).max()

@@ -147,8 +147,25 @@ def _make_layer(kind, wfmt, bias, m, act):
                     activation=act)
 
 
-def _plan(m, quantize, min_sparsity):
+# parents whose forward reads their children's .weight directly (fused kernels
+# and fast paths): replacing those children would break them
+_WEIGHT_READERS = (nn.MultiheadAttention, nn.TransformerEncoderLayer,
+                   nn.TransformerDecoderLayer)
+
+
+def _parents(model):
+    out = {}
+    for name, m in model.named_modules():
+        for child_name, _ in m.named_children():
+            out[f"{name}.{child_name}" if name else child_name] = m
+    return out
+
+
+def _plan(m, quantize, min_sparsity, parent=None):
     """(replacement module or None, chosen, reason) for one module."""
+    if isinstance(parent, _WEIGHT_READERS) and isinstance(m, nn.Linear):
+        return None, "kept", (f"{type(parent).__name__} reads this layer's weight directly "
+                              "(fused kernel / fast path)")
     static = None
     if _DYN_LINEAR is not None and isinstance(m, _DYN_LINEAR):
         kind, src = "linear", "torch dynamic int8 Linear"
@@ -221,6 +238,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
         model = _deepcopy(model)
     rows = Report()
     targets = []
+    parents = _parents(model)
     for name, m in model.named_modules():
         if isinstance(m, SparsekitModule):
             rows.append({"name": name, "module": "sparsekit", "chosen": W.describe(
@@ -229,7 +247,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
         if any(name.startswith(t + ".") for t in targets):
             continue  # inside a module being replaced
         with torch.no_grad():
-            new, chosen, reason = _plan(m, quantize, min_sparsity)
+            new, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name))
         if chosen is None:
             continue
         rows.append({"name": name or "(root)", "module": type(m).__name__, "chosen": chosen,
@@ -275,13 +293,14 @@ def report(model, quantize=None, min_sparsity=None):
     W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = Report()
+    parents = _parents(model)
     for name, m in model.named_modules():
         if isinstance(m, SparsekitModule):
             rows.append({"name": name, "module": "sparsekit",
                          "chosen": W.describe(m.layer.weight), "reason": m.reason})
             continue
         with torch.no_grad():
-            _, chosen, reason = _plan(m, quantize, min_sparsity)
+            _, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name))
         if chosen is not None:
             rows.append({"name": name or "(root)", "module": type(m).__name__,
                          "chosen": chosen, "reason": reason})

@@ -128,3 +128,17 @@ def test_unsupported_layers_named():
         skk.convert(m)
     with pytest.raises(TypeError, match="model"):
         skk.convert("model")
+
+
+def test_quantize_dynamic(rng):
+    """int8 on import: within 3% of Keras's float output (per-row activations)."""
+    keras.utils.set_random_seed(5)
+    m = keras.Sequential([keras.Input((8, 8, 2)), layers.Conv2D(8, 3, activation="relu"),
+                          layers.Flatten(), layers.Dense(16, activation="relu"),
+                          layers.Dense(4)])
+    r = skk.convert(m, quantize="dynamic", min_sparsity=1.0)
+    assert all(isinstance(a.weight, sparsekit.QuantizedMatrix)
+               for a in r.layers if isinstance(a, (R.Linear, R.Conv2d)))
+    x = rng.standard_normal((6, 8, 8, 2)).astype(np.float32)
+    ref = kout(m, x)
+    assert np.abs(r(x) - ref).max() <= 0.03 * np.abs(ref).max()

@@ -105,7 +105,8 @@ def test_ao_pruning_nm_before_and_after_squash():
     acc = skt.accelerate(model, min_sparsity=0.5)
     with torch.no_grad():
         close(acc(x), ref)
-    assert all(r["chosen"] == "csr fp32" for r in skt.report(acc))
+    rep = skt.report(acc)
+    assert all(r["chosen"] == "csr fp32" and "1:4 pattern" in r["reason"] for r in rep)
 
 
 def test_default_choice_is_explained():

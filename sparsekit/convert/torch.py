@@ -95,12 +95,17 @@ def _int8_weight(qw):
     return q, scale, per
 
 
-def _is_nm(w, n=2, m=4):
-    """True if every group of m consecutive inputs holds at most n nonzeros."""
+def _nm_pattern(w, m=4):
+    """'N:M' when every group of m consecutive inputs keeps at most N weights and
+    nearly all keep exactly N (semi-structured pruning, e.g. ao.pruning's 2:4)."""
     w2 = w.reshape(w.shape[0], -1)
-    if w2.shape[1] % m:
-        return False
-    return bool(((w2.reshape(w2.shape[0], -1, m) != 0).sum(-1) <= n).all())
+    if w2.shape[1] % m or not w2.size:
+        return None
+    kept = (w2.reshape(w2.shape[0], -1, m) != 0).sum(-1)
+    n = int(kept.max())
+    if n < m and (kept == n).mean() >= 0.95:
+        return f"{n}:{m}"
+    return None
 
 
 # ---- planning one module ---------------------------------------------------
@@ -201,8 +206,9 @@ def _plan(m, quantize, min_sparsity, parent=None):
             reason = f"{src}: {reason}"
     else:
         w, how = _float_weight(m)
-        if quantize is None and W.sparsity(w) > 0 and _is_nm(w):
-            how = ", ".join(filter(None, [how, "2:4 pattern"]))
+        nm = _nm_pattern(w)
+        if nm:
+            how = ", ".join(filter(None, [how, f"{nm} pattern"]))
         wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=False)
         reason = f"{src}{' (' + how + ')' if how else ''}: {reason}"
         if wfmt is None:
@@ -223,9 +229,10 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
         layers into int8 (per-channel weights, per-row dynamic activations).
         Layers that are already int8 in torch (ao dynamic / static quantized)
         are always read as int8.
-    min_sparsity: fraction of zeros from which a sparse format is used
-        (default 0.7 for fp32, 0.8 for int8); with quantize=None, denser
-        layers stay as they are (torch's dense kernel is as fast).
+    min_sparsity: fraction of zeros from which a sparse format is used.
+        None: sparsekit.pack's measured cost model decides when this build has
+        it, else 0.7 (fp32) / 0.8 (int8). With quantize=None, layers where
+        dense wins stay as they are (torch's dense kernel is as fast).
     inplace: modify `model` itself instead of a deep copy.
     The returned model is put in eval mode and is inference-only;
     sparsekit.torch.report(model) lists per layer what was chosen and why.

@@ -155,7 +155,12 @@ def load(path_or_model, quantize=None, min_sparsity=None):
         for i, v in zip(node.input, ins):
             if i and v is None:
                 raise ValueError(f"node {node.name!r}: input {i!r} is not available")
-        outs = handler(b, node, ins, _attrs(node))
+        try:
+            outs = handler(b, node, ins, _attrs(node))
+        except (AttributeError, IndexError, KeyError) as e:  # malformed node
+            raise ValueError(f"node {node.name or node.output[0]!r} ({node.op_type}): "
+                             f"unexpected inputs or attributes ({type(e).__name__}: {e})") \
+                from None
         if not isinstance(outs, (list, tuple)):
             outs = [outs]
         for name, v in zip(node.output, outs):
@@ -280,7 +285,8 @@ def _conv_op(b, node, ins, a):
     _need_const(w, node, "W")
     if w.value.ndim != 4:
         raise ValueError(f"node {node.name!r}: only 2-D convolution is supported")
-    bias = ins[2].value.astype(np.float32) if len(ins) > 2 and ins[2] is not None else None
+    bias = _need_const(ins[2], node, "B").astype(np.float32) \
+        if len(ins) > 2 and ins[2] is not None else None
     return _conv(b, node, x, w, a, bias)
 
 

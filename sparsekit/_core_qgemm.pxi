@@ -5,15 +5,17 @@ from libc.stdint cimport int32_t, uint8_t, int8_t
 cdef uint8_t *u8_rows(cnp.ndarray a, int64_t rows, int64_t cols, str name,
                       int64_t *ld) except NULL:
     """Pointer and row stride of a uint8 [rows, cols] array with unit inner stride."""
-    if a.dtype != np.uint8 or a.ndim != 2 or a.shape[0] != rows or a.shape[1] != cols:
+    if cnp.PyArray_TYPE(a) != cnp.NPY_UINT8 or cnp.PyArray_NDIM(a) != 2 or \
+            cnp.PyArray_DIMS(a)[0] != rows or cnp.PyArray_DIMS(a)[1] != cols:
         raise ValueError(f"{name}: expected uint8 [{rows}, {cols}]")
     ld[0] = cols
     if rows == 0 or cols == 0:
         return <uint8_t *>cnp.PyArray_DATA(a)
-    if (cols > 1 and a.strides[1] != 1) or (rows > 1 and a.strides[0] < cols):
+    cdef cnp.npy_intp *st = cnp.PyArray_STRIDES(a)
+    if (cols > 1 and st[1] != 1) or (rows > 1 and st[0] < cols):
         raise ValueError(f"{name}: rows must be contiguous")
     if rows > 1:
-        ld[0] = a.strides[0]
+        ld[0] = st[0]
     return <uint8_t *>cnp.PyArray_DATA(a)
 
 
@@ -23,9 +25,10 @@ cdef int check_quant(int rc) except -1:
     return check(rc)
 
 
-cdef void *vec_of(cnp.ndarray a, object dtype, int64_t n, str name) except NULL:
-    if a.dtype != dtype or a.ndim != 1 or a.shape[0] != n or not a.flags.c_contiguous:
-        raise ValueError(f"{name}: expected contiguous {np.dtype(dtype).name} [{n}]")
+cdef void *vec_of(cnp.ndarray a, int typenum, int64_t n, str name) except NULL:
+    if cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_NDIM(a) != 1 or \
+            cnp.PyArray_DIMS(a)[0] != n or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{name}: expected contiguous {cnp.PyArray_DescrFromType(typenum)} [{n}]")
     return cnp.PyArray_DATA(a)
 
 
@@ -36,8 +39,8 @@ def quantize_rows_u8(cnp.ndarray x, cnp.ndarray xq, cnp.ndarray scale, cnp.ndarr
     cdef int64_t ldx = 0, ldq = 0
     cdef const float *px = f32_rows(x, m, k, "x", &ldx)
     cdef uint8_t *pq = u8_rows(xq, m, k, "xq", &ldq)
-    cdef float *ps = <float *>vec_of(scale, np.float32, m, "scale")
-    cdef int32_t *pz = <int32_t *>vec_of(zp, np.int32, m, "zero_point")
+    cdef float *ps = <float *>vec_of(scale, cnp.NPY_FLOAT32, m, "scale")
+    cdef int32_t *pz = <int32_t *>vec_of(zp, cnp.NPY_INT32, m, "zero_point")
     cdef int rc
     if not (xq.flags.writeable and scale.flags.writeable and zp.flags.writeable):
         raise ValueError("xq/scale/zero_point: must be writeable")
@@ -81,8 +84,8 @@ def qmatrix_pack(cnp.ndarray q, cnp.ndarray packed, cnp.ndarray sum24):
     cdef int64_t n = q.shape[0], k = q.shape[1]
     if k > SK_QGEMM_MAX_K:
         raise ValueError(f"q: K = {k} exceeds {SK_QGEMM_MAX_K}")
-    vec_of(packed, np.int8, sk_qmatrix_s8_packed_bytes(n, k), "packed")
-    vec_of(sum24, np.uint8, 3 * n, "sum24")
+    vec_of(packed, cnp.NPY_INT8, sk_qmatrix_s8_packed_bytes(n, k), "packed")
+    vec_of(sum24, cnp.NPY_UINT8, 3 * n, "sum24")
     cdef int rc
     with nogil:
         rc = sk_qmatrix_s8_pack(n, k, <const int8_t *>cnp.PyArray_DATA(q), k,
@@ -100,53 +103,57 @@ cdef int fill_qmatrix(sk_qmatrix_s8 *w, tuple arrays, int64_t n, int64_t k) exce
     packed, sum24, scale = arrays
     if k < 0 or n < 0 or k > SK_QGEMM_MAX_K:
         raise ValueError(f"shape: bad quantized weight shape ({n}, {k})")
-    w.packed = <const int8_t *>vec_of(packed, np.int8, sk_qmatrix_s8_packed_bytes(n, k),
-                                      "packed")
-    w.sum24 = <const uint8_t *>vec_of(sum24, np.uint8, 3 * n, "sum24")
-    if scale.dtype != np.float32 or scale.ndim != 1 or not scale.flags.c_contiguous or \
-            scale.shape[0] not in (1, n):
+    w.packed = <const int8_t *>vec_of(packed, cnp.NPY_INT8,
+                                      sk_qmatrix_s8_packed_bytes(n, k), "packed")
+    w.sum24 = <const uint8_t *>vec_of(sum24, cnp.NPY_UINT8, 3 * n, "sum24")
+    if cnp.PyArray_TYPE(scale) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(scale) != 1 or \
+            not cnp.PyArray_IS_C_CONTIGUOUS(scale) or \
+            (cnp.PyArray_DIMS(scale)[0] != 1 and cnp.PyArray_DIMS(scale)[0] != n):
         raise ValueError(f"scale: expected contiguous float32 [1] or [{n}]")
     w.scale = <const float *>cnp.PyArray_DATA(scale)
-    w.per_channel = scale.shape[0] == n and n != 1
+    w.per_channel = cnp.PyArray_DIMS(scale)[0] == n and n != 1
     w.n = n
     w.k = k
     return 0
 
 
 cdef const int32_t *zp_of(cnp.ndarray zp, int64_t m, int64_t *stride) except NULL:
-    if zp.dtype != np.int32 or zp.ndim != 1 or not zp.flags.c_contiguous or \
-            zp.shape[0] not in (1, m):
+    if cnp.PyArray_TYPE(zp) != cnp.NPY_INT32 or cnp.PyArray_NDIM(zp) != 1 or \
+            not cnp.PyArray_IS_C_CONTIGUOUS(zp) or \
+            (cnp.PyArray_DIMS(zp)[0] != 1 and cnp.PyArray_DIMS(zp)[0] != m):
         raise ValueError(f"x_zero_point: expected contiguous int32 [1] or [{m}]")
-    stride[0] = 1 if zp.shape[0] == m and m != 1 else 0
+    stride[0] = 1 if cnp.PyArray_DIMS(zp)[0] == m and m != 1 else 0
     return <const int32_t *>cnp.PyArray_DATA(zp)
 
 
 cdef const float *rowscale_of(cnp.ndarray s, int64_t m, int64_t *stride) except NULL:
-    if s.dtype != np.float32 or s.ndim != 1 or not s.flags.c_contiguous or \
-            s.shape[0] not in (1, m):
+    if cnp.PyArray_TYPE(s) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(s) != 1 or \
+            not cnp.PyArray_IS_C_CONTIGUOUS(s) or \
+            (cnp.PyArray_DIMS(s)[0] != 1 and cnp.PyArray_DIMS(s)[0] != m):
         raise ValueError(f"x_scale: expected contiguous float32 [1] or [{m}]")
-    stride[0] = 1 if s.shape[0] == m and m != 1 else 0
+    stride[0] = 1 if cnp.PyArray_DIMS(s)[0] == m and m != 1 else 0
     return <const float *>cnp.PyArray_DATA(s)
 
 
 cdef const float *bias_of(object bias, int64_t n) except? NULL:
     if bias is None:
         return NULL
-    return <const float *>vec_of(bias, np.float32, n, "bias")
+    return <const float *>vec_of(bias, cnp.NPY_FLOAT32, n, "bias")
 
 
 def qgemm_s32(tuple warrays, int64_t n, int64_t k, cnp.ndarray xq, cnp.ndarray zp,
               cnp.ndarray out):
     """out[M, N] = (xq - zp) @ q.T, exact int32."""
     cdef sk_qmatrix_s8 w
-    cdef int64_t m = xq.shape[0] if xq.ndim == 2 else -1
+    cdef int64_t m = cnp.PyArray_DIMS(xq)[0] if cnp.PyArray_NDIM(xq) == 2 else -1
     cdef int64_t lda = 0, zs = 0
     cdef int rc
     fill_qmatrix(&w, warrays, n, k)
     cdef const uint8_t *pa = u8_rows(xq, m, k, "xq", &lda)
     cdef const int32_t *pz = zp_of(zp, m, &zs)
-    if out.dtype != np.int32 or out.ndim != 2 or out.shape[0] != m or out.shape[1] != n \
-            or not out.flags.c_contiguous or not out.flags.writeable:
+    if cnp.PyArray_TYPE(out) != cnp.NPY_INT32 or cnp.PyArray_NDIM(out) != 2 or \
+            cnp.PyArray_DIMS(out)[0] != m or cnp.PyArray_DIMS(out)[1] != n or \
+            not cnp.PyArray_IS_C_CONTIGUOUS(out) or not cnp.PyArray_ISWRITEABLE(out):
         raise ValueError(f"out: expected writeable C-contiguous int32 [{m}, {n}]")
     with nogil:
         rc = sk_qgemm_u8s8_s32(&w, m, pa, lda, pz, zs, <int32_t *>cnp.PyArray_DATA(out), n)
@@ -159,7 +166,7 @@ def qgemm_dequant(tuple warrays, int64_t n, int64_t k, cnp.ndarray xq, cnp.ndarr
                   cnp.ndarray out):
     """fp32 out (out_scale None) or u8 requantized out of the int8 GEMM."""
     cdef sk_qmatrix_s8 w
-    cdef int64_t m = xq.shape[0] if xq.ndim == 2 else -1
+    cdef int64_t m = cnp.PyArray_DIMS(xq)[0] if cnp.PyArray_NDIM(xq) == 2 else -1
     cdef int64_t lda = 0, zs = 0, ss = 0
     cdef int rc
     cdef float os = 0

@@ -52,7 +52,7 @@ class QuantizedMatrix:
     """
 
     __slots__ = ("_shape", "_packed", "_sum24", "_scale", "_per_channel",
-                 "_input_scale", "_input_zero_point")
+                 "_input_scale", "_input_zero_point", "_kernel_arrays")
 
     def __init__(self, *args, **kwargs):
         raise TypeError("QuantizedMatrix: use QuantizedMatrix.from_float(w) or "
@@ -75,6 +75,7 @@ class QuantizedMatrix:
         self._scale = frozen(self._scale)
         self._input_scale = None
         self._input_zero_point = None
+        self._kernel_arrays = (self._packed, self._sum24, self._scale)
         return self
 
     # ---- constructors -------------------------------------------------------
@@ -188,7 +189,7 @@ class QuantizedMatrix:
 
     # ---- compute ------------------------------------------------------------
     def _arrays(self):
-        return (self._packed, self._sum24, self._scale)
+        return self._kernel_arrays
 
     def _linear(self, x, bias, act, backend):
         if backend == "numba":
@@ -196,8 +197,8 @@ class QuantizedMatrix:
         n, k = self._shape
         out = np.empty((x.shape[0], n), dtype=np.float32)
         if self._input_scale is None:
-            return _core.linear_qgemm(self._arrays(), n, k, x, 0.0, 0, bias, act, out)
-        return _core.linear_qgemm(self._arrays(), n, k, x, self._input_scale,
+            return _core.linear_qgemm(self._kernel_arrays, n, k, x, 0.0, 0, bias, act, out)
+        return _core.linear_qgemm(self._kernel_arrays, n, k, x, self._input_scale,
                                   self._input_zero_point, bias, act, out)
 
 

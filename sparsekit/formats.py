@@ -139,9 +139,8 @@ class CSRMatrix:
             from sparsekit._numba.spmm import linear_csr
 
             return linear_csr(self.indptr, self.indices, self.data, n, x, bias, act)
-        out = np.empty((x.shape[0], n), dtype=np.float32)
         return _core.linear_csr_f32(self.indptr, self.indices, self.data, n, k, x, bias,
-                                    act, out)
+                                    act, None)
 
 
 def _csr_from_state(data, indices, indptr, shape):

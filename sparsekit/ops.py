@@ -3,6 +3,8 @@
 linear() checks the activations (O(1) plus at most one conversion copy of x),
 then hands over to the weight format, which was validated when it was built.
 """
+import math
+
 import numpy as np
 
 from sparsekit._validate import as_float_array
@@ -38,7 +40,7 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
         raise ValueError(f"x: expected last dimension K = {k} (w is {n}x{k}), "
                          f"got shape {x.shape}")
     lead = x.shape[:-1]
-    x2 = x.reshape(int(np.prod(lead, dtype=np.int64)), k)
+    x2 = x.reshape(math.prod(lead), k)  # math.prod: np.prod costs ~2 us per call
     if k > 1 and x2.shape[0] and (x2.strides[1] != 4 or x2.strides[0] % 4):
         x2 = np.ascontiguousarray(x2)  # the kernels need unit-stride rows
     b = _check_bias(bias, n)

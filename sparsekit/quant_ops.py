@@ -8,9 +8,12 @@ for bit). Weights are a QuantizedMatrix (symmetric int8 in [-127, 127]).
     int8_matmul(xq, zero_point, qw) = (xq - zero_point) @ qw.q.T    exact int32
     sparsekit.linear(x, qw) = dequantized result, quantization done inside
 """
+import math
+
 import numpy as np
 
 from sparsekit import _core
+from sparsekit._quantized import QuantizedMatrix
 from sparsekit._validate import as_float_array
 
 _FLT_MAX = float(np.finfo(np.float32).max)
@@ -22,7 +25,7 @@ def _rows(x, name):
     if x.ndim == 0:
         raise ValueError(f"{name}: expected at least 1-D [..., K], got a scalar")
     lead = x.shape[:-1]
-    x2 = x.reshape(int(np.prod(lead, dtype=np.int64)), x.shape[-1])
+    x2 = x.reshape(math.prod(lead), x.shape[-1])
     if x2.shape[1] > 1 and x2.shape[0] and (x2.strides[1] != 4 or x2.strides[0] % 4):
         x2 = np.ascontiguousarray(x2)
     return x2, lead
@@ -91,28 +94,37 @@ def quantize_rows_reference(x):
 
 
 def _weight(qw):
-    from sparsekit._quantized import QuantizedMatrix
-
     if not isinstance(qw, QuantizedMatrix):
         raise TypeError(f"qw: expected a QuantizedMatrix, got {type(qw).__name__}")
     return qw
 
 
 def _u8_rows(xq, k):
+    if type(xq) is np.ndarray and xq.ndim == 2 and xq.dtype == np.uint8 \
+            and xq.shape[1] == k and (k < 2 or xq.strides[1] == 1):
+        return xq, xq.shape[:1]  # the common case, no conversion
     a = np.asarray(xq)
     if a.dtype != np.uint8:
         raise TypeError(f"xq: expected a uint8 array, got dtype {a.dtype}")
     if a.ndim == 0 or a.shape[-1] != k:
         raise ValueError(f"xq: expected shape [..., {k}] (K of qw), got {a.shape}")
     lead = a.shape[:-1]
-    a2 = a.reshape(int(np.prod(lead, dtype=np.int64)), k)
+    a2 = a.reshape(math.prod(lead), k)
     if k > 1 and a2.shape[0] and (a2.strides[1] != 1 or a2.strides[0] < k):
         a2 = np.ascontiguousarray(a2)
     return a2, lead
 
 
+# one read-only [1] array per possible scalar zero point: no allocation per call
+_ZP = tuple(np.full(1, v, dtype=np.int32) for v in range(256))
+for _a in _ZP:
+    _a.flags.writeable = False
+
+
 def _per_row(v, m, lead, name, kind):
     """A scalar or per-row [...] parameter as a contiguous [1] or [M] array."""
+    if kind == "zp" and type(v) is int and 0 <= v <= 255:
+        return _ZP[v]
     arr = np.asarray(v)
     if kind == "zp":
         if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
@@ -142,13 +154,14 @@ def int8_matmul(xq, x_zero_point, qw):
     qw: a QuantizedMatrix (its scales are not applied). Bit-identical to an
     int64 reference on every ISA.
     """
-    qw = _weight(qw)
-    n, k = qw.shape
+    if type(qw) is not QuantizedMatrix:
+        qw = _weight(qw)
+    n, k = qw._shape
     a, lead = _u8_rows(xq, k)
     zp = _per_row(x_zero_point, a.shape[0], lead, "x_zero_point", "zp")
     out = np.empty((a.shape[0], n), dtype=np.int32)
     _core.qgemm_s32(qw._arrays(), n, k, a, zp, out)
-    return out.reshape(lead + (n,))
+    return out if len(lead) == 1 else out.reshape(lead + (n,))
 
 
 def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,

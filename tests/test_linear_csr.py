@@ -24,6 +24,18 @@ def test_tails_in_m(isa, rng, m):
         assert_close_f32(y, reference_linear(x, w, b, relu=True), x, w)
 
 
+def test_every_partial_tile_width(isa, rng):
+    """M = 1..130 covers each partial last tile (1..MR-1 rows, packed with row
+    stride M mod MR) after 0, 1 or 2 full tiles, for MR = 8, 32 and 64."""
+    w = random_sparse(rng, 70, 37, 0.3, empty_rows=(5,))
+    c = CSRMatrix.from_dense(w)
+    b = rng.standard_normal(70).astype(np.float32)
+    x = rng.standard_normal((130, 37)).astype(np.float32)
+    for m in range(1, 131):
+        y = sparsekit.linear(x[:m], c, b, activation="relu")
+        assert_close_f32(y, reference_linear(x[:m], w, b, relu=True), x[:m], w)
+
+
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("k", [0, 1, 3, 17, 31, 127])
 def test_tails_in_n_k(isa, rng, n, k):

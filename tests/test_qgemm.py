@@ -318,3 +318,15 @@ def test_bad_activations():
         sparsekit.linear(np.ones((2, 4), np.float32), qw)
     with pytest.raises(ValueError, match="backend"):
         sparsekit.linear(np.ones((2, 3), np.float32), qw, backend="numba")
+
+
+def test_peak_microbenchmark_runs():
+    from sparsekit import _core
+
+    if not _core.cpu_supports("avx512vnni"):
+        with pytest.raises(RuntimeError, match="avx512vnni"):
+            _core.vnni_peak_loop(10)
+        return
+    # 24 lanes-of-16 accumulators start at 0..23 and each gains 4 * (1 - 1) = 0
+    # per round for a = 0x01010101, b = 0x01ff01ff (1*1 + 1*-1 + 1*1 + 1*-1)
+    assert _core.vnni_peak_loop(1000) == 16 * sum(range(24))

@@ -101,8 +101,13 @@ sk_isa sk_get_isa(void) {
 static const sk_spmm_f32_impl spmm_f32_impls[SK_ISA_COUNT] = {
     [SK_ISA_SCALAR] = {8, sk_spmm_f32_8x1__scalar, sk_spmv_f32__scalar},
 #ifdef SK_ARCH_X86
-    [SK_ISA_AVX2] = {32, sk_spmm_f32_32x1__avx2, sk_spmv_f32__avx2},
-    [SK_ISA_AVX512] = {64, sk_spmm_f32_64x1__avx512, sk_spmv_f32__avx512},
+    [SK_ISA_AVX2] = {32, sk_spmm_f32_32x1__avx2, sk_spmv_f32__avx2,
+                      sk_spmm_f32_pack_32__avx2},
+    [SK_ISA_AVX512] = {64, sk_spmm_f32_64x1__avx512, sk_spmv_f32__avx512,
+                        sk_spmm_f32_pack_64__avx512},
+#endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = {16, sk_spmm_f32_16x1__neon, sk_spmv_f32__neon, NULL},
 #endif
 };
 

@@ -25,12 +25,14 @@ void sk_aligned_free(void *p);
 int sk_threads_for_work(double work);
 
 /* ---- spmm_f32: CSR fp32 weight x dense fp32 activations ----------------
- * Micro-kernel contract (BLIS-style): one tile of MR activation rows, packed
- * transposed as xp[k * MR + i] (zero-padded past `mr` valid rows), times
- * weight rows [n0, n1). For each row n the kernel broadcasts each nonzero
- * w[n,k] and multiplies it with the MR-vector xp[k*MR .. +MR], adds bias,
- * applies the activation and writes y[i * ldy + n] for i < mr.
- * The M=1 kernel (spmv) reads x directly (xp == x, MR == 1). */
+ * Micro-kernel contract (BLIS-style): one tile of mr <= MR activation rows,
+ * packed transposed as xp[k * ld + i], times weight rows [n0, n1). The row
+ * stride ld is MR for a full tile and mr for the last, partial one (so the
+ * packed copy is exactly M*K floats, never more than one copy of X). For
+ * each row n the kernel broadcasts each nonzero w[n,k] and multiplies it with
+ * the mr-vector xp[k*ld ..], adds bias, applies the activation and writes
+ * y[i * ldy + n] for i < mr.
+ * The M=1 kernel (spmv) reads x directly (xp == x, mr == 1). */
 typedef struct {
   const int64_t *indptr;
   const void *indices; /* uint16_t or int32_t, per index_bytes */
@@ -46,10 +48,16 @@ typedef struct {
 
 typedef void (*sk_spmm_f32_fn)(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 
+/* Packs rows [0, mr) of x (row stride ldx, k columns) into one tile:
+ * xp[kk * ld + i] = x[i * ldx + kk], ld == MR (full tile) or mr (partial). */
+typedef void (*sk_spmm_f32_pack_fn)(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                                    int64_t ld, float *xp);
+
 typedef struct {
   int mr;              /* rows per tile of the spmm kernel */
   sk_spmm_f32_fn spmm; /* tile kernel */
   sk_spmm_f32_fn spmv; /* M == 1 kernel */
+  sk_spmm_f32_pack_fn pack; /* NULL: the portable packing loop in driver.c */
 } sk_spmm_f32_impl;
 
 /* The table entry chosen for the current ISA. */
@@ -60,8 +68,16 @@ void sk_spmv_f32__scalar(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 #ifdef SK_ARCH_X86
 void sk_spmm_f32_32x1__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_f32_pack_32__avx2(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                               int64_t ld, float *xp);
 void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                                 int64_t ld, float *xp);
+#endif
+#ifdef SK_ARCH_ARM64
+void sk_spmm_f32_16x1__neon(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_f32__neon(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 #endif
 
 /* ---- quantize_u8: fp32 rows -> u8 (math in sparsekit.h) ----------------
@@ -103,7 +119,7 @@ int sk_quantize_row_u8_static__avx512(const float *x, int64_t k, float scale,
  * groups for g < kfull; group kfull (if < K4) holds only ktail valid bytes
  * (the packed weights are zero past K, so A's bytes there never matter but
  * must not be read past the row). The epilogue writes
- *   S32: c - zp*wsum;  F32: act(float(..) * (a_scale * w_scale) + bias);
+ *   S32: c - zp*sum24;  F32: act(float(..) * (a_scale * w_scale) + bias);
  *   U8: F32 requantized with out_scale / out_zp (round half to even). */
 enum { SK_QOUT_S32 = 0, SK_QOUT_F32 = 1, SK_QOUT_U8 = 2 };
 
@@ -114,7 +130,7 @@ typedef struct {
   int ktail;
   const int8_t *b;      /* packed weights */
   int64_t n;            /* valid output channels */
-  const int32_t *wsum;  /* n decoded channel sums */
+  const uint8_t *sum24; /* channel sums, 3 bytes each (see sk_qsum24) */
   const int32_t *a_zp;
   int64_t zp_stride;
   const float *a_scale;
@@ -140,6 +156,13 @@ typedef struct {
 } sk_qgemm_u8s8_impl;
 
 const sk_qgemm_u8s8_impl *sk_qgemm_u8s8_select(void);
+
+/* Channel sum n of the packed weight: 3-byte little-endian two's complement. */
+static inline int32_t sk_qsum24(const uint8_t *sum24, int64_t n) {
+  const uint8_t *s = sum24 + 3 * n;
+  const uint32_t u = (uint32_t)s[0] | ((uint32_t)s[1] << 8) | ((uint32_t)s[2] << 16);
+  return (int32_t)(u ^ 0x800000u) - 0x800000; /* sign-extend bit 23 */
+}
 /* Private microbenchmark of this CPU's vpdpbusd peak: `iters` rounds of 24
  * independent zmm vpdpbusd. SK_ERR_UNSUPPORTED without AVX-512 VNNI. */
 int sk_qgemm_u8s8_peak_loop(int64_t iters, int64_t *sink);

@@ -194,7 +194,9 @@ int main(void) {
   static const int64_t ns[] = {1, 16, 17, 48, 63, 65, 100};
   static const int64_t ks[] = {1, 3, 4, 7, 64, 131};
   FOR_EACH_ISA(isa) {
-    CHECK(sk_family_isa("qgemm_u8s8") == isa, "qgemm family isa");
+    /* no NEON int8 kernel yet: on ARM the family runs its scalar path */
+    CHECK(sk_family_isa("qgemm_u8s8") == (isa == SK_ISA_NEON ? SK_ISA_SCALAR : isa),
+          "qgemm family isa");
     for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
       for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
         for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c) {

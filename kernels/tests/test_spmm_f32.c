@@ -1,6 +1,9 @@
 /* C tests of sk_linear_csr_f32 against a double-precision reference loop, on
  * every ISA this CPU runs: tails in M/N/K, empty rows, density 0 and 1, both
- * index widths, bias and relu, strided x/y, 1 and 2 threads. */
+ * index widths, bias and relu, strided x/y, 1 and 2 threads. M covers every
+ * partial-tile width class of each ISA (MR = 8/32/64: 1..4 vectors, full
+ * tiles followed by a partial one); N crosses the 64-row write-out blocks;
+ * K crosses the 8/16-column packing blocks. */
 #include <math.h>
 #include <string.h>
 
@@ -92,8 +95,8 @@ static void test_validate(void) {
 }
 
 int main(void) {
-  static const int64_t ms[] = {1, 2, 7, 17, 33, 64, 65, 130};
-  static const int64_t ns[] = {1, 3, 16, 17, 40};
+  static const int64_t ms[] = {1, 2, 7, 17, 31, 33, 50, 64, 65, 127, 130, 192};
+  static const int64_t ns[] = {1, 3, 16, 17, 40, 70, 129};
   static const int64_t ks[] = {1, 5, 31, 100};
   static const double densities[] = {0.0, 0.1, 0.5, 1.0};
   test_validate();
@@ -109,6 +112,7 @@ int main(void) {
                      v % 2, 1 + (v % 2));
           }
     run_case(isa, 200, 3000, 700, 0.1, 2, 1, 1, 2); /* big enough to thread */
+    run_case(isa, 255, 700, 300, 0.2, 4, 0, 1, 2);  /* full tiles + a 63-row one */
     run_case(isa, 1, 3000, 700, 0.1, 4, 1, 0, 2);
   }
   return sk_test_finish("test_spmm_f32");

@@ -14,6 +14,10 @@
 
 #define MR 2
 
+/* Fully unrolled constant-trip loops, so the accumulator arrays can live in
+ * registers. */
+#define UNROLL _Pragma("GCC unroll 16")
+
 static inline int32_t load4(const uint8_t *a) {
   int32_t v;
   memcpy(&v, a, 4);
@@ -33,11 +37,10 @@ static inline __m256i lanes(int64_t left) {
 
 /* Epilogue for 8 columns of row i (same operation order as scalar.c). */
 static void store8(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n, __m256i acc,
-                   int64_t left) {
+                   __m256i ws, int64_t left) {
   const __m256i m = lanes(left);
-  const __m256i ws = _mm256_maskload_epi32(p->wsum + n, m);
-  const __m256i c =
-      _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(p->a_zp[i * p->zp_stride]), ws));
+  const __m256i zp = _mm256_set1_epi32(p->a_zp[i * p->zp_stride]);
+  const __m256i c = _mm256_sub_epi32(acc, _mm256_mullo_epi32(zp, ws));
   if (p->out == SK_QOUT_S32) {
     _mm256_maskstore_epi32((int32_t *)p->c + i * p->ldc + n, m, c);
     return;
@@ -67,29 +70,34 @@ static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args 
                                                        int64_t m0, int64_t n0, int64_t nr,
                                                        const int R) {
   __m256i acc[MR][4];
-  _Pragma("GCC unroll 16") for (int i = 0; i < R; ++i)
-    _Pragma("GCC unroll 16") for (int q = 0; q < 4; ++q) acc[i][q] = _mm256_setzero_si256();
+  UNROLL for (int i = 0; i < R; ++i)
+    UNROLL for (int q = 0; q < 4; ++q) acc[i][q] = _mm256_setzero_si256();
   const int64_t lda = p->lda;
   const uint8_t *a = p->a + m0 * lda;
   const int8_t *b = p->b + (n0 / 16) * p->k4 * 64;
   for (int64_t g = 0; g < p->k4; ++g) {
     __m256i av[MR];
-    _Pragma("GCC unroll 16") for (int i = 0; i < R; ++i) {
+    UNROLL for (int i = 0; i < R; ++i) {
       const uint8_t *ai = a + i * lda + 4 * g;
       const int32_t a4 = g < p->kfull ? load4(ai) : tail4(ai, p->ktail);
       av[i] = _mm256_cvtepu8_epi16(_mm_set1_epi32(a4));
     }
-    _Pragma("GCC unroll 16") for (int q = 0; q < 4; ++q) {
-      const __m256i bq = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + g * 64 + 16 * q)));
-      _Pragma("GCC unroll 16") for (int i = 0; i < R; ++i)
+    UNROLL for (int q = 0; q < 4; ++q) {
+      const __m128i raw = _mm_loadu_si128((const __m128i *)(b + g * 64 + 16 * q));
+      const __m256i bq = _mm256_cvtepi8_epi16(raw);
+      UNROLL for (int i = 0; i < R; ++i)
         acc[i][q] = _mm256_add_epi32(acc[i][q], _mm256_madd_epi16(av[i], bq));
     }
   }
-  _Pragma("GCC unroll 16") for (int i = 0; i < R; ++i) {
+  int32_t sums[16] = {0};
+  for (int64_t j = 0; j < nr; ++j) sums[j] = sk_qsum24(p->sum24, n0 + j);
+  const __m256i s_lo = _mm256_loadu_si256((const __m256i *)sums);
+  const __m256i s_hi = _mm256_loadu_si256((const __m256i *)(sums + 8));
+  UNROLL for (int i = 0; i < R; ++i) {
     const __m256i lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8);
     const __m256i hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][2], acc[i][3]), 0xD8);
-    store8(p, m0 + i, n0, lo, nr);
-    if (nr > 8) store8(p, m0 + i, n0 + 8, hi, nr - 8);
+    store8(p, m0 + i, n0, lo, s_lo, nr);
+    if (nr > 8) store8(p, m0 + i, n0 + 8, hi, s_hi, nr - 8);
   }
 }
 

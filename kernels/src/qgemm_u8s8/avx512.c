@@ -10,38 +10,44 @@
 #define MR 4
 #define NP 2
 
+/* Fully unrolled constant-trip loops, so the accumulator arrays can live in
+ * registers. */
+#define UNROLL _Pragma("GCC unroll 16")
+
 static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args *p,
                                                        int64_t m0, int64_t n0, int64_t nr,
                                                        const int R, const int P) {
   __m512i acc[MR][2 * NP];
-  _Pragma("GCC unroll 16") for (int i = 0; i < R; ++i)
-    _Pragma("GCC unroll 16") for (int h = 0; h < 2 * P; ++h) acc[i][h] = _mm512_setzero_si512();
+  UNROLL for (int i = 0; i < R; ++i)
+    UNROLL for (int h = 0; h < 2 * P; ++h) acc[i][h] = _mm512_setzero_si512();
   const int64_t lda = p->lda, ps = p->k4 * 64;
   const uint8_t *a = p->a + m0 * lda;
   const int8_t *b = p->b + (n0 / 16) * ps;
   for (int64_t g = 0; g < p->k4; ++g) {
     __m512i av[MR];
-    _Pragma("GCC unroll 16") for (int i = 0; i < R; ++i) {
+    UNROLL for (int i = 0; i < R; ++i) {
       const uint8_t *ai = a + i * lda + 4 * g;
       const int32_t a4 = g < p->kfull ? sk_q_load4(ai) : sk_q_tail4(ai, p->ktail);
       av[i] = _mm512_cvtepu8_epi16(_mm256_set1_epi32(a4));
     }
-    _Pragma("GCC unroll 16") for (int h = 0; h < 2 * P; ++h) {
+    UNROLL for (int h = 0; h < 2 * P; ++h) {
       const __m512i bh = _mm512_cvtepi8_epi16(
           _mm256_loadu_si256((const __m256i *)(b + (h / 2) * ps + g * 64 + 32 * (h % 2))));
-      _Pragma("GCC unroll 16") for (int i = 0; i < R; ++i)
+      UNROLL for (int i = 0; i < R; ++i)
         acc[i][h] = _mm512_add_epi32(acc[i][h], _mm512_madd_epi16(av[i], bh));
     }
   }
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
                                          28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  _Pragma("GCC unroll 16") for (int i = 0; i < R; ++i)
-    _Pragma("GCC unroll 16") for (int j = 0; j < P; ++j) {
+  const __m512i s0 = sk_q_sums16(p, n0, nr);
+  const __m512i s1 = P > 1 ? sk_q_sums16(p, n0 + 16, nr - 16) : s0;
+  UNROLL for (int i = 0; i < R; ++i)
+    UNROLL for (int j = 0; j < P; ++j) {
       const __m512i x = acc[i][2 * j], y = acc[i][2 * j + 1];
       const __m512i s = _mm512_add_epi32(_mm512_permutex2var_epi32(x, even, y),
                                          _mm512_permutex2var_epi32(x, odd, y));
-      sk_q_store16_avx512(p, m0 + i, n0 + 16 * j, s, sk_q_cols(nr - 16 * j));
+      sk_q_store16_avx512(p, m0 + i, n0 + 16 * j, s, j ? s1 : s0, sk_q_cols(nr - 16 * j));
     }
 }
 

@@ -28,18 +28,18 @@ static inline __attribute__((always_inline)) __m512i dp(__m512i acc, __m512i a, 
  * vectors in memory across the loop. Rows/panels beyond R/P are constant
  * zeros that the compiler drops. */
 #define ROW_DECL(i) __m512i c##i##0 = z, c##i##1 = z, c##i##2 = z;
-#define ROW_STEP(i, A4)                                                   \
-  if (R > i) {                                                            \
-    const __m512i av = _mm512_set1_epi32(A4);                             \
-    c##i##0 = dp(c##i##0, av, b0);                       \
-    if (P > 1) c##i##1 = dp(c##i##1, av, b1);            \
-    if (P > 2) c##i##2 = dp(c##i##2, av, b2);            \
+#define ROW_STEP(i, A4)                                                                  \
+  if (R > i) {                                                                           \
+    const __m512i av = _mm512_set1_epi32(A4);                                            \
+    c##i##0 = dp(c##i##0, av, b0);                                                       \
+    if (P > 1) c##i##1 = dp(c##i##1, av, b1);                                            \
+    if (P > 2) c##i##2 = dp(c##i##2, av, b2);                                            \
   }
-#define ROW_STORE(i)                                                            \
-  if (R > i) {                                                                  \
-    sk_q_store16_avx512(p, m0 + i, n0, c##i##0, sk_q_cols(nr));                 \
-    if (P > 1) sk_q_store16_avx512(p, m0 + i, n0 + 16, c##i##1, sk_q_cols(nr - 16)); \
-    if (P > 2) sk_q_store16_avx512(p, m0 + i, n0 + 32, c##i##2, sk_q_cols(nr - 32)); \
+#define ROW_STORE(i)                                                                     \
+  if (R > i) {                                                                           \
+    sk_q_store16_avx512(p, m0 + i, n0, c##i##0, s0, sk_q_cols(nr));                      \
+    if (P > 1) sk_q_store16_avx512(p, m0 + i, n0 + 16, c##i##1, s1, sk_q_cols(nr - 16)); \
+    if (P > 2) sk_q_store16_avx512(p, m0 + i, n0 + 32, c##i##2, s2, sk_q_cols(nr - 32)); \
   }
 #define ALL_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
@@ -67,13 +67,16 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
 #define STEP_TAIL(i) ROW_STEP(i, sk_q_tail4(a + i * lda + 4 * g, p->ktail))
     ALL_ROWS(STEP_TAIL)
   }
+  const __m512i s0 = sk_q_sums16(p, n0, nr);
+  const __m512i s1 = P > 1 ? sk_q_sums16(p, n0 + 16, nr - 16) : z;
+  const __m512i s2 = P > 2 ? sk_q_sums16(p, n0 + 32, nr - 32) : z;
   ALL_ROWS(ROW_STORE)
 }
 
-#define TILE(R, P)                                                                  \
-  static void tile_##R##_##P(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0,   \
-                             int64_t nr) {                                          \
-    tile(p, m0, n0, nr, R, P);                                                      \
+#define TILE(R, P)                                                                       \
+  static void tile_##R##_##P(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0,        \
+                             int64_t nr) {                                               \
+    tile(p, m0, n0, nr, R, P);                                                           \
   }
 #define TILES(R) TILE(R, 1) TILE(R, 2) TILE(R, 3)
 TILES(1) TILES(2) TILES(3) TILES(4) TILES(5) TILES(6) TILES(7) TILES(8)
@@ -92,18 +95,18 @@ void sk_qgemm_u8s8_8x48c4__avx512vnni(const sk_qgemm_u8s8_args *p, int64_t m0, i
 #define GP 4 /* panels per gemv call */
 #define GU 4 /* k groups unrolled into separate accumulators */
 
-#define GSTEP(u, G)                                                              \
-  {                                                                              \
-    const __m512i av = _mm512_set1_epi32(sk_q_load4(a + 4 * (G)));               \
-    d##u##0 = dp(d##u##0, av, _mm512_loadu_si512(b + (G) * 64)); \
-    if (P > 1)                                                                   \
-      d##u##1 = dp(d##u##1, av, _mm512_loadu_si512(b + ps + (G) * 64)); \
-    if (P > 2)                                                                   \
-      d##u##2 =                                                                  \
-          dp(d##u##2, av, _mm512_loadu_si512(b + 2 * ps + (G) * 64)); \
-    if (P > 3)                                                                   \
-      d##u##3 =                                                                  \
-          dp(d##u##3, av, _mm512_loadu_si512(b + 3 * ps + (G) * 64)); \
+#define GSTEP(u, G)                                                                      \
+  {                                                                                      \
+    const __m512i av = _mm512_set1_epi32(sk_q_load4(a + 4 * (G)));                       \
+    d##u##0 = dp(d##u##0, av, _mm512_loadu_si512(b + (G) * 64));                         \
+    if (P > 1)                                                                           \
+      d##u##1 = dp(d##u##1, av, _mm512_loadu_si512(b + ps + (G) * 64));                  \
+    if (P > 2)                                                                           \
+      d##u##2 =                                                                          \
+          dp(d##u##2, av, _mm512_loadu_si512(b + 2 * ps + (G) * 64));                    \
+    if (P > 3)                                                                           \
+      d##u##3 =                                                                          \
+          dp(d##u##3, av, _mm512_loadu_si512(b + 3 * ps + (G) * 64));                    \
   }
 
 static ALWAYS_INLINE void gemv(const sk_qgemm_u8s8_args *p, int64_t n0, int64_t nr,
@@ -127,10 +130,13 @@ static ALWAYS_INLINE void gemv(const sk_qgemm_u8s8_args *p, int64_t n0, int64_t 
     if (P > 3) d13 = dp(d13, av, _mm512_loadu_si512(b + 3 * ps + g * 64));
   }
 #define GSUM(j) _mm512_add_epi32(_mm512_add_epi32(d0##j, d1##j), _mm512_add_epi32(d2##j, d3##j))
-  sk_q_store16_avx512(p, 0, n0, GSUM(0), sk_q_cols(nr));
-  if (P > 1) sk_q_store16_avx512(p, 0, n0 + 16, GSUM(1), sk_q_cols(nr - 16));
-  if (P > 2) sk_q_store16_avx512(p, 0, n0 + 32, GSUM(2), sk_q_cols(nr - 32));
-  if (P > 3) sk_q_store16_avx512(p, 0, n0 + 48, GSUM(3), sk_q_cols(nr - 48));
+#define GSTORE(j)                                                                        \
+  sk_q_store16_avx512(p, 0, n0 + 16 * j, GSUM(j), sk_q_sums16(p, n0 + 16 * j, nr - 16 * j), \
+                      sk_q_cols(nr - 16 * j));
+  GSTORE(0)
+  if (P > 1) GSTORE(1)
+  if (P > 2) GSTORE(2)
+  if (P > 3) GSTORE(3)
 }
 
 static void gemv_1(const sk_qgemm_u8s8_args *p, int64_t n0, int64_t nr) { gemv(p, n0, nr, 1); }
@@ -153,7 +159,7 @@ int64_t sk_qgemm_u8s8_peak_loop__avx512vnni(int64_t iters) {
 #define PDECL(i) __m512i e##i = _mm512_set1_epi32(i);
 #define PSTEP(i) e##i = dp(e##i, a, b);
 #define PSUM(i) s = _mm512_add_epi32(s, e##i);
-#define P24(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) \
+#define P24(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)             \
   X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
   P24(PDECL)
   for (int64_t t = 0; t < iters; ++t) {

@@ -2,9 +2,8 @@
  * qgemm_u8s8/driver.c - packing and the loops around the int8 micro-kernels.
  *
  *   x fp32 [M,K] --quantize (per row or static)--> a u8 [M,K4*4] (one copy)
- *   sum24 --decode--> wsum int32 [N]
- *   output columns split in NR-wide blocks, contiguous ranges per thread;
- *   each thread, per block (B panel stays in L2): all MR-row tiles of A
+ *   output columns split in NR-wide blocks, handed to threads dynamically;
+ *   per block (its B panel stays in L2): all MR-row tiles of A
  *   M == 1 runs the GEMV kernel (more columns per call, more accumulators).
  */
 #include <float.h>
@@ -46,11 +45,6 @@ int sk_qmatrix_s8_pack(int64_t n, int64_t k, const int8_t *q, int64_t ldq, int8_
   return bad ? SK_ERR_FORMAT : SK_OK;
 }
 
-static int32_t decode24(const uint8_t *p) {
-  const uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
-  return (int32_t)(u ^ 0x800000u) - 0x800000; /* sign-extend bit 23 */
-}
-
 static int check_common(const sk_qmatrix_s8 *w, int64_t m, const void *a, int64_t lda,
                         const int32_t *a_zp, int64_t zp_stride, const void *c,
                         int64_t ldc) {
@@ -71,14 +65,13 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
   const int nr = m == 1 ? impl->gemv_nr : impl->nr;
   const int64_t blocks = (n + nr - 1) / nr;
 
-  /* scratch: decoded sums, and for fp32 input the u8 rows + row params */
-  size_t bytes = (size_t)n * 4;
-  if (x) bytes += (size_t)m * (size_t)(k4 * 4) + (size_t)m * 8;
-  uint8_t *scratch = (uint8_t *)sk_aligned_alloc(bytes);
-  if (scratch == NULL) return SK_ERR_NOMEM;
-  int32_t *wsum = (int32_t *)scratch;
-  for (int64_t j = 0; j < n; ++j) wsum[j] = decode24(w->sum24 + 3 * j);
-  p->wsum = wsum;
+  /* scratch, for fp32 input only: row scales and zero points + the u8 rows */
+  uint8_t *scratch = NULL;
+  if (x) {
+    scratch = (uint8_t *)sk_aligned_alloc((size_t)m * 8 + (size_t)m * (size_t)(k4 * 4));
+    if (scratch == NULL) return SK_ERR_NOMEM;
+  }
+  p->sum24 = w->sum24;
   p->b = w->packed;
   p->n = n;
   p->k4 = k4;
@@ -88,7 +81,7 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
   float *rs = NULL;
   int32_t *rz = NULL;
   if (x) {
-    rs = (float *)(scratch + (size_t)n * 4);
+    rs = (float *)scratch;
     rz = (int32_t *)(rs + m);
     xq = (uint8_t *)(rz + m);
     p->a = xq;
@@ -112,14 +105,9 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
 #endif
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-#else
-    const int t = 0, tn = 1;
-#endif
     if (x) {
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
 #endif
       for (int64_t i = 0; i < m; ++i) {
         uint8_t *row = xq + i * k4 * 4;
@@ -134,8 +122,12 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
       }
       /* the implicit barrier of `omp for` publishes every row */
     }
-    const int64_t b0 = blocks * t / tn, b1 = blocks * (t + 1) / tn;
-    for (int64_t b = b0; b < b1 && !bad; ++b) {
+    /* Blocks are handed out dynamically: on a shared machine one thread may
+     * start late, and the other then takes over its share. */
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+    for (int64_t b = 0; b < blocks; ++b) {
       const int64_t n0 = b * nr, cols = n - n0 < nr ? n - n0 : nr;
       if (m == 1) {
         impl->gemv(p, 0, 1, n0, cols);
@@ -145,7 +137,7 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
       }
     }
   }
-  sk_aligned_free(scratch);
+  if (scratch) sk_aligned_free(scratch);
   return bad ? SK_ERR_NONFINITE : SK_OK;
 }
 

@@ -1,7 +1,7 @@
 /*
  * qgemm_u8s8/epilogue_avx512.h - the AVX-512 epilogue for 16 output columns
  * of one row, shared by avx512.c and avx512vnni.c. Same operation order as
- * scalar.c: c = acc - zp*wsum; y = float(c) * (a_scale * w_scale) (+ bias,
+ * scalar.c: c = acc - zp*sum; y = float(c) * (a_scale * w_scale) (+ bias,
  * relu); optional requantization with a true division and round-half-even.
  */
 #ifndef SK_QGEMM_EPILOGUE_AVX512_H
@@ -15,9 +15,24 @@ static inline __mmask16 sk_q_cols(int64_t left) {
   return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
 }
 
+/* Channel sums n .. n+15 (bytes past `left` columns are not read): the
+ * dword holding byte 3i and its successor are moved to lane i, shifted into
+ * place, and bit 23 is sign-extended. */
+static inline __m512i sk_q_sums16(const sk_qgemm_u8s8_args *p, int64_t n, int64_t left) {
+  const __mmask64 bytes = left >= 16 ? (__mmask64)0xffffffffffffull
+                                     : (((__mmask64)1 << (3 * left)) - 1);
+  const __m512i raw = _mm512_maskz_loadu_epi8(bytes, p->sum24 + 3 * n);
+  const __m512i idx = _mm512_setr_epi32(0, 0, 1, 2, 3, 3, 4, 5, 6, 6, 7, 8, 9, 9, 10, 11);
+  const __m512i sh = _mm512_setr_epi32(0, 24, 16, 8, 0, 24, 16, 8, 0, 24, 16, 8, 0, 24, 16, 8);
+  const __m512i lo = _mm512_permutexvar_epi32(idx, raw);
+  const __m512i hi = _mm512_permutexvar_epi32(_mm512_add_epi32(idx, _mm512_set1_epi32(1)), raw);
+  const __m512i up = _mm512_sub_epi32(_mm512_set1_epi32(32), sh);
+  const __m512i v = _mm512_or_si512(_mm512_srlv_epi32(lo, sh), _mm512_sllv_epi32(hi, up));
+  return _mm512_srai_epi32(_mm512_slli_epi32(v, 8), 8);
+}
+
 static inline void sk_q_store16_avx512(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n,
-                                       __m512i acc, __mmask16 m) {
-  const __m512i ws = _mm512_maskz_loadu_epi32(m, p->wsum + n);
+                                       __m512i acc, __m512i ws, __mmask16 m) {
   const __m512i c = _mm512_sub_epi32(
       acc, _mm512_mullo_epi32(_mm512_set1_epi32(p->a_zp[i * p->zp_stride]), ws));
   if (p->out == SK_QOUT_S32) {

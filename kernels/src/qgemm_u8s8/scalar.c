@@ -11,7 +11,8 @@
 #define MR 4
 
 static void store(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n, int32_t acc) {
-  const int32_t c = (int32_t)((int64_t)acc - (int64_t)p->a_zp[i * p->zp_stride] * p->wsum[n]);
+  const int64_t zp = p->a_zp[i * p->zp_stride];
+  const int32_t c = (int32_t)((int64_t)acc - zp * sk_qsum24(p->sum24, n));
   if (p->out == SK_QOUT_S32) {
     ((int32_t *)p->c)[i * p->ldc + n] = c;
     return;

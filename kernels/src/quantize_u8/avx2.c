@@ -21,7 +21,8 @@ static inline __m256 nonfinite(__m256 v) {
 }
 
 static inline __m128i quant8(__m256 v, __m256 s, __m256 z) {
-  __m256 r = _mm256_round_ps(_mm256_div_ps(v, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_round_ps(_mm256_div_ps(v, s),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   r = _mm256_add_ps(r, z);
   r = _mm256_max_ps(r, _mm256_setzero_ps()); /* r first: NaN -> 0 */
   r = _mm256_min_ps(r, _mm256_set1_ps(255.0f));

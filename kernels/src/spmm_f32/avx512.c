@@ -1,93 +1,251 @@
 /*
  * spmm_f32/avx512.c - AVX-512 micro-kernels.
- * spmm: MR = 64 activation rows (4 zmm accumulators); each nonzero w[n,k] is
- * broadcast and FMA'd with the packed 64-vector of column k. Rows are done in
- * blocks of 16 into a small buffer, then written to Y transposed.
- * spmv (M == 1): 16 nonzeros at a time, x gathered by column index.
+ *
+ * spmm: MR = 64 activation rows per tile (4 zmm per nonzero). Each nonzero
+ * w[n,k] is broadcast and FMA'd with the packed 64-vector of column k. FMA
+ * latency x throughput wants about 8 independent chains, so consecutive
+ * nonzeros alternate between two accumulator sets, summed at the row's end.
+ * Measured on Zen 5: the loop is bound by L2->L1 traffic of the packed tile
+ * (one 64-byte line per FMA); MR = 32/128, K-blocking for L1 and software
+ * prefetch were all no faster.
+ * Results of NB = 64 weight rows collect in an L1 buffer; the write-out then
+ * transposes 16x16 blocks in registers, so Y gets full-width (masked) stores
+ * instead of one scalar store per element. Packing x uses the same transpose.
+ *
+ * spmv (M == 1): a gather per 16 nonzeros is slow on AMD cores, so x[col] is
+ * built from scalar loads folded into vinsertps, 16 nonzeros per step; the
+ * row's tail is masked instead of looped, leaving one unpredictable branch
+ * per row.
  */
 #include <immintrin.h>
+#include <string.h>
 
 #include "../internal.h"
 
-#define MR 64
-#define NB 16
+#define MR 64          /* activation rows per tile */
+#define MRV (MR / 16)  /* zmm accumulators per nonzero */
+#define U (8 / MRV)    /* accumulator sets, so 8 FMA chains are in flight */
+#define NB 64          /* weight rows per write-out block (a multiple of 16) */
 
-static inline __m512 epilogue(__m512 v, const sk_spmm_f32_tile *t, int64_t n) {
-  if (t->bias) v = _mm512_add_ps(v, _mm512_set1_ps(t->bias[n]));
-  if (t->act == SK_ACT_RELU) v = _mm512_max_ps(_mm512_setzero_ps(), v); /* NaN stays */
-  return v;
-}
-
-/* Write buf[j][i] (j < nb rows of W, i < mr rows of X) to y[i * ldy + n + j]. */
-static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_tile *t,
-                               int64_t n) {
-  for (int64_t i = 0; i < t->mr; ++i) {
-    float *yr = t->y + i * t->ldy + n;
-    for (int64_t j = 0; j < nb; ++j) yr[j] = buf[j * MR + i];
+/* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
+static inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  /* t[i] holds per 128-bit lane L columns 4L, 4L+1 of rows i, i+1 interleaved;
+   * t[i + 1] columns 4L+2, 4L+3 */
+  for (int i = 0; i < 16; i += 4) {
+    for (int h = 0; h < 2; ++h) {
+      const __m512d a = _mm512_castps_pd(t[i + h]), b = _mm512_castps_pd(t[i + 2 + h]);
+      r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+      r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    }
+  }
+  /* r[4q + c] now holds, per 128-bit lane L, column 4L + c of rows 4q..4q+3 */
+  for (int c = 0; c < 4; ++c) {
+    t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);      /* lanes 0,2 | 0,2 */
+    t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);  /* lanes 1,3 | 1,3 */
+    t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);       /* lane 0 */
+    r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);   /* lane 2 */
+    r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88); /* lane 1 */
+    r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xdd); /* lane 3 */
   }
 }
 
-#define DEFINE_SPMM(NAME, IDX_T)                                                \
+/* y[i * ldy + n + j] = act(buf[j * MR + i] + bias[n + j]) for j < nb, i < mr,
+ * in 16x16 blocks; the blocks of one group of 16 Y rows are written one after
+ * the other so each Y row gets a contiguous run of up to NB floats. */
+static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_tile *t,
+                               int64_t n) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t i0 = 0; i0 < t->mr; i0 += 16) {
+    const int64_t rows = t->mr - i0;
+    for (int64_t j0 = 0; j0 < nb; j0 += 16) {
+      const int64_t cn = nb - j0 < 16 ? nb - j0 : 16;
+      const __mmask16 cols = (__mmask16)((1u << cn) - 1);
+      const float *b = buf + j0 * MR + i0;
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j) r[j] = j < cn ? _mm512_load_ps(b + j * MR) : zero;
+      transpose16(r);
+      const __m512 bias = t->bias ? _mm512_maskz_loadu_ps(cols, t->bias + n + j0) : zero;
+      float *y = t->y + i0 * t->ldy + n + j0;
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        if (i >= rows) break;
+        __m512 v = r[i];
+        if (t->bias) v = _mm512_add_ps(v, bias);
+        if (t->act == SK_ACT_RELU) v = _mm512_max_ps(zero, v); /* NaN stays */
+        _mm512_mask_storeu_ps(y + i * t->ldy, cols, v);
+      }
+    }
+  }
+}
+
+/* xp[kk * ld + i] = x[i * ldx + kk] for i < mr (ld == MR, or mr for the
+ * partial tile): transposed 16x16 at a time in registers. */
+void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
+                                 int64_t ld, float *xp) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t i0 = 0; i0 < mr; i0 += 16) {
+    const int64_t rows = mr - i0;
+    const __mmask16 live = (__mmask16)(rows >= 16 ? 0xffff : (1u << rows) - 1);
+    for (int64_t k0 = 0; k0 < k; k0 += 16) {
+      const int64_t kn = k - k0 < 16 ? k - k0 : 16;
+      const __mmask16 cols = (__mmask16)((1u << kn) - 1);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(cols, x + (i0 + i) * ldx + k0) : zero;
+      transpose16(r);
+#pragma GCC unroll 16
+      for (int c = 0; c < 16; ++c)
+        if (c < kn) _mm512_mask_storeu_ps(xp + (k0 + c) * ld + i0, live, r[c]);
+    }
+  }
+}
+
+/* NV vectors of column k of the packed tile: aligned loads for a full tile,
+ * masked unaligned loads (row stride mr) for the partial one. */
+#define XV_FULL(p, q) _mm512_load_ps(t->xp + (int64_t)idx[p] * MR + 16 * (q))
+#define XV_PART(p, q) _mm512_maskz_loadu_ps(km[q], t->xp + (int64_t)idx[p] * ld + 16 * (q))
+
+#define DEFINE_SPMM(NAME, IDX_T, NV, US, XV)                                    \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
+    const float *val = t->values;                                               \
+    const int64_t ld = t->mr;                                                   \
+    __mmask16 km[NV];                                                           \
+    for (int q = 0; q < NV; ++q) {                                              \
+      const int64_t live = ld - 16 * q;                                         \
+      km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);             \
+    }                                                                           \
+    (void)km;                                                                   \
     __attribute__((aligned(64))) float buf[NB * MR];                            \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       for (int64_t j = 0; j < nb; ++j) {                                        \
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;             \
-        for (int64_t p = t->indptr[n + j]; p < t->indptr[n + j + 1]; ++p) {     \
-          const __m512 v = _mm512_set1_ps(t->values[p]);                        \
-          const float *xk = t->xp + (int64_t)idx[p] * MR;                       \
-          a0 = _mm512_fmadd_ps(v, _mm512_load_ps(xk), a0);                      \
-          a1 = _mm512_fmadd_ps(v, _mm512_load_ps(xk + 16), a1);                 \
-          a2 = _mm512_fmadd_ps(v, _mm512_load_ps(xk + 32), a2);                 \
-          a3 = _mm512_fmadd_ps(v, _mm512_load_ps(xk + 48), a3);                 \
+        __m512 a[US][NV];                                                       \
+        _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u)                    \
+        _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                    \
+            a[u][q] = _mm512_setzero_ps();                                      \
+        int64_t p = t->indptr[n + j];                                           \
+        const int64_t e = t->indptr[n + j + 1];                                 \
+        for (; p + US <= e; p += US) {                                          \
+          _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u) {                \
+            const __m512 v = _mm512_set1_ps(val[p + u]);                        \
+            _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                \
+                a[u][q] = _mm512_fmadd_ps(v, XV(p + u, q), a[u][q]);            \
+          }                                                                     \
         }                                                                       \
-        float *b = buf + j * MR;                                                \
-        _mm512_store_ps(b, epilogue(a0, t, n + j));                             \
-        _mm512_store_ps(b + 16, epilogue(a1, t, n + j));                        \
-        _mm512_store_ps(b + 32, epilogue(a2, t, n + j));                        \
-        _mm512_store_ps(b + 48, epilogue(a3, t, n + j));                        \
+        for (; p < e; ++p) {                                                    \
+          const __m512 v = _mm512_set1_ps(val[p]);                              \
+          _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                  \
+              a[0][q] = _mm512_fmadd_ps(v, XV(p, q), a[0][q]);                  \
+        }                                                                       \
+        _Pragma("GCC unroll 8") for (int u = 1; u < US; ++u)                    \
+        _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                    \
+            a[0][q] = _mm512_add_ps(a[0][q], a[u][q]);                          \
+        _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                    \
+            _mm512_store_ps(buf + j * MR + 16 * q, a[0][q]);                    \
       }                                                                         \
       write_block(buf, nb, t, n);                                               \
     }                                                                           \
   }
 
-static inline __m512i load_idx16(const uint16_t *p, __mmask16 k) {
-  return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p));
-}
-static inline __m512i load_idx32(const int32_t *p, __mmask16 k) {
-  return _mm512_maskz_loadu_epi32(k, p);
+/* ---- M == 1 ------------------------------------------------------------- */
+static inline float epilogue1(float v, const sk_spmm_f32_tile *t, int64_t n) {
+  if (t->bias) v += t->bias[n];
+  if (t->act == SK_ACT_RELU && !(v > 0.0f)) v = v != v ? v : 0.0f;
+  return v;
 }
 
-#define DEFINE_SPMV(NAME, IDX_T, LOAD_IDX)                                      \
+/* x[idx[c(p)], .. idx[c(p+3)]] as one xmm: scalar loads folded into vinsertps
+ * (a gather is slow on AMD cores). c() clamps positions for the row's tail. */
+#define X4(p, c)                                                                \
+  _mm_insert_ps(_mm_insert_ps(_mm_insert_ps(_mm_load_ss(x + idx[c(p)]),         \
+                                            _mm_load_ss(x + idx[c((p) + 1)]), 0x10), \
+                              _mm_load_ss(x + idx[c((p) + 2)]), 0x20),          \
+                _mm_load_ss(x + idx[c((p) + 3)]), 0x30)
+#define X8(p, c) _mm256_insertf128_ps(_mm256_castps128_ps256(X4(p, c)), X4((p) + 4, c), 1)
+
+/* The same for 8 whole positions; 16-bit indices come 4 to a 64-bit load
+ * and are split with shifts, which saves load slots (the limit here). */
+static inline __m128 x4_from(const float *x, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
+  __m128 v = _mm_load_ss(x + a);
+  v = _mm_insert_ps(v, _mm_load_ss(x + b), 0x10);
+  v = _mm_insert_ps(v, _mm_load_ss(x + c), 0x20);
+  return _mm_insert_ps(v, _mm_load_ss(x + d), 0x30);
+}
+static inline __m128 x4_u16(const float *x, const uint16_t *idx) {
+  uint64_t q;
+  memcpy(&q, idx, 8);
+  return x4_from(x, q & 0xffff, (q >> 16) & 0xffff, (q >> 32) & 0xffff, q >> 48);
+}
+static inline __m128 x4_i32(const float *x, const int32_t *idx) {
+  return x4_from(x, (uint32_t)idx[0], (uint32_t)idx[1], (uint32_t)idx[2], (uint32_t)idx[3]);
+}
+#define X8W(f, p) _mm256_insertf128_ps(_mm256_castps128_ps256(f(x, idx + (p))), \
+                                       f(x, idx + (p) + 4), 1)
+#define CLAMP(q) ((q) < last ? (q) : last)
+
+/* One row's dot product: 16 nonzeros per step into two ymm partial sums; the
+ * last < 16 read clamped positions and are masked to zero (values and x, so
+ * an inf in x cannot turn into NaN), so a row has one data-dependent loop
+ * exit and no tail loop. */
+#define DEFINE_SPMV(NAME, IDX_T, X4W)                                              \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
+    const float *val = t->values, *x = t->xp;                                   \
     for (int64_t n = n0; n < n1; ++n) {                                         \
-      __m512 acc = _mm512_setzero_ps();                                         \
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                 \
+      int64_t p = t->indptr[n];                                                 \
       const int64_t e = t->indptr[n + 1];                                       \
-      for (int64_t p = t->indptr[n]; p < e; p += 16) {                          \
-        const __mmask16 k = e - p >= 16 ? (__mmask16)0xffff                     \
-                                        : (__mmask16)((1u << (e - p)) - 1);     \
-        const __m512i col = LOAD_IDX(idx + p, k);                               \
-        const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, col, \
-                                                   t->xp, 4);                   \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, t->values + p), xv, acc); \
+      for (; p + 16 <= e; p += 16) {                                            \
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p), X8W(X4W, p), a0);       \
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p + 8), X8W(X4W, p + 8), a1); \
       }                                                                         \
-      float v = _mm512_reduce_add_ps(acc);                                      \
-      if (t->bias) v += t->bias[n];                                             \
-      if (t->act == SK_ACT_RELU && !(v > 0.0f)) v = v != v ? v : 0.0f;          \
-      t->y[n] = v;                                                              \
+      if (p < e) {                                                              \
+        const int64_t last = e - 1;                                             \
+        const __mmask16 k = (__mmask16)((1u << (e - p)) - 1);                   \
+        const __mmask8 k0 = (__mmask8)k, k1 = (__mmask8)(k >> 8);               \
+        a0 = _mm256_fmadd_ps(_mm256_maskz_loadu_ps(k0, val + p),                \
+                             _mm256_maskz_mov_ps(k0, X8(p, CLAMP)), a0);         \
+        a1 = _mm256_fmadd_ps(_mm256_maskz_loadu_ps(k1, val + p + 8),            \
+                             _mm256_maskz_mov_ps(k1, X8(p + 8, CLAMP)), a1);     \
+      }                                                                         \
+      a0 = _mm256_add_ps(a0, a1);                                               \
+      __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1)); \
+      h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                   \
+      t->y[n] = epilogue1(_mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h))), t, n); \
     }                                                                           \
   }
 
-DEFINE_SPMM(spmm_u16, uint16_t)
-DEFINE_SPMM(spmm_i32, int32_t)
-DEFINE_SPMV(spmv_u16, uint16_t, load_idx16)
-DEFINE_SPMV(spmv_i32, int32_t, load_idx32)
+DEFINE_SPMM(spmm_u16, uint16_t, MRV, U, XV_FULL)
+DEFINE_SPMM(spmm_i32, int32_t, MRV, U, XV_FULL)
+DEFINE_SPMM(part1_u16, uint16_t, 1, 4, XV_PART)
+DEFINE_SPMM(part1_i32, int32_t, 1, 4, XV_PART)
+DEFINE_SPMM(part2_u16, uint16_t, 2, 4, XV_PART)
+DEFINE_SPMM(part2_i32, int32_t, 2, 4, XV_PART)
+DEFINE_SPMM(part3_u16, uint16_t, 3, 2, XV_PART)
+DEFINE_SPMM(part3_i32, int32_t, 3, 2, XV_PART)
+DEFINE_SPMM(part4_u16, uint16_t, 4, 2, XV_PART)
+DEFINE_SPMM(part4_i32, int32_t, 4, 2, XV_PART)
+DEFINE_SPMV(spmv_u16, uint16_t, x4_u16)
+DEFINE_SPMV(spmv_i32, int32_t, x4_i32)
 
 void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
-  if (t->index_bytes == 2) spmm_u16(t, n0, n1); else spmm_i32(t, n0, n1);
+  static const sk_spmm_f32_fn part[4][2] = {{part1_u16, part1_i32}, {part2_u16, part2_i32},
+                                            {part3_u16, part3_i32}, {part4_u16, part4_i32}};
+  const int wide = t->index_bytes != 2;
+  if (t->mr == MR) (wide ? spmm_i32 : spmm_u16)(t, n0, n1);
+  else part[(t->mr - 1) / 16][wide](t, n0, n1);
 }
 
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {

@@ -1,7 +1,7 @@
 /*
  * spmm_f32/driver.c - the loops around the fp32 CSR micro-kernels.
  *
- *   X[M,K] --pack--> xp tiles [K][MR] (one copy of X, zero-padded to MR)
+ *   X[M,K] --pack--> xp tiles [K][MR], the last one [K][mr] (exactly one copy of X)
  *   W rows split into per-thread ranges of equal cost (nonzeros + per-row work)
  *   each thread: for every tile, micro-kernel over its rows -> Y[M,N]
  *
@@ -44,13 +44,12 @@ int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row) {
   return SK_OK;
 }
 
-/* Transpose rows [m0, m0+mr) of X into xp[k * MR + i], zero-filling i >= mr. */
-static void pack_tile(const float *x, int64_t ldx, int64_t k, int64_t m0, int64_t mr,
-                      int MR, float *xp) {
-  if (mr < MR) memset(xp, 0, (size_t)(k * MR) * sizeof(float));
+/* The portable packing: xp[kk * ld + i] = x[i * ldx + kk] for i < mr. */
+static void pack_tile(const float *x, int64_t ldx, int64_t k, int64_t mr, int64_t ld,
+                      float *xp) {
   for (int64_t i = 0; i < mr; ++i) {
-    const float *row = x + (m0 + i) * ldx;
-    for (int64_t kk = 0; kk < k; ++kk) xp[kk * MR + i] = row[kk];
+    const float *row = x + i * ldx;
+    for (int64_t kk = 0; kk < k; ++kk) xp[kk * ld + i] = row[kk];
   }
 }
 
@@ -106,7 +105,7 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
 
   const int MR = impl->mr;
   const int64_t tiles = (m + MR - 1) / MR;
-  float *xp = (float *)sk_aligned_alloc((size_t)(tiles * MR * w->k) * sizeof(float));
+  float *xp = (float *)sk_aligned_alloc((size_t)(m * w->k) * sizeof(float));
   if (xp == NULL) return SK_ERR_NOMEM;
 
 #ifdef _OPENMP
@@ -121,12 +120,14 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
 #endif
     for (int64_t i = 0; i < tiles; ++i) {
       const int64_t m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
-      pack_tile(x, ldx, w->k, m0, mr, MR, xp + i * MR * w->k);
+      float *tile = xp + m0 * w->k; /* full tiles before: MR*K floats each */
+      if (impl->pack) impl->pack(x + m0 * ldx, ldx, w->k, mr, mr, tile);
+      else pack_tile(x + m0 * ldx, ldx, w->k, mr, mr, tile);
     }
     /* the implicit barrier of `omp for` makes every tile visible here */
     for (int64_t i = 0; i < tiles; ++i) {
       sk_spmm_f32_tile tile = base;
-      tile.xp = xp + i * MR * w->k;
+      tile.xp = xp + i * MR * w->k; /* row stride MR, or mr when partial */
       tile.mr = m - i * MR < MR ? m - i * MR : MR;
       tile.y = y + i * MR * ldy;
       impl->spmm(&tile, bounds[t], bounds[t + 1]);

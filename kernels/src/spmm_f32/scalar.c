@@ -13,17 +13,28 @@ static inline float apply(float v, const sk_spmm_f32_tile *t, int64_t n) {
   return v;
 }
 
+/* A full tile (mr == MR, constant trip counts the compiler vectorises) or the
+ * partial last one (packed with row stride mr). */
 #define DEFINE_SPMM(NAME, IDX_T)                                               \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {        \
     const IDX_T *idx = (const IDX_T *)t->indices;                              \
+    const int64_t mr = t->mr;                                                  \
     for (int64_t n = n0; n < n1; ++n) {                                        \
       float acc[MR] = {0};                                                     \
-      for (int64_t p = t->indptr[n]; p < t->indptr[n + 1]; ++p) {              \
-        const float v = t->values[p];                                          \
-        const float *xk = t->xp + (int64_t)idx[p] * MR;                        \
-        for (int i = 0; i < MR; ++i) acc[i] += v * xk[i];                      \
+      if (mr == MR) {                                                          \
+        for (int64_t p = t->indptr[n]; p < t->indptr[n + 1]; ++p) {            \
+          const float v = t->values[p];                                        \
+          const float *xk = t->xp + (int64_t)idx[p] * MR;                      \
+          for (int i = 0; i < MR; ++i) acc[i] += v * xk[i];                    \
+        }                                                                      \
+      } else {                                                                 \
+        for (int64_t p = t->indptr[n]; p < t->indptr[n + 1]; ++p) {            \
+          const float v = t->values[p];                                        \
+          const float *xk = t->xp + (int64_t)idx[p] * mr;                      \
+          for (int64_t i = 0; i < mr; ++i) acc[i] += v * xk[i];                \
+        }                                                                      \
       }                                                                        \
-      for (int64_t i = 0; i < t->mr; ++i) t->y[i * t->ldy + n] = apply(acc[i], t, n); \
+      for (int64_t i = 0; i < mr; ++i) t->y[i * t->ldy + n] = apply(acc[i], t, n); \
     }                                                                          \
   }
 

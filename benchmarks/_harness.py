@@ -1,0 +1,63 @@
+"""Small timing helpers shared by the benchmark scripts.
+
+Timings on a shared machine drift, so systems are compared inside one run:
+every repeat times each candidate once, in rotating order (interleaved), and
+results are reported as medians with their spread. Ratios are taken between
+medians of the same run.
+"""
+import statistics
+import time
+
+import numpy as np
+
+
+def calibrate(fn, target_s=0.02, max_inner=10_000):
+    """How many back-to-back calls of `fn` take about `target_s` seconds."""
+    fn()  # warm-up: caches, lazy initialisation, thread pools
+    inner, elapsed = 1, 0.0
+    while inner < max_inner:
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= target_s / 4:
+            break
+        inner *= 4
+    return max(1, min(max_inner, int(inner * target_s / max(elapsed, 1e-9))))
+
+
+def interleaved(fns, repeats=7, target_s=0.02):
+    """Median seconds per call of each callable in `fns` (name -> fn).
+
+    Returns name -> {"median", "min", "spread", "samples"} where spread is
+    (max - min) / median over the repeats and samples[r] is repeat r."""
+    inner = {name: calibrate(fn, target_s) for name, fn in fns.items()}
+    samples = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            fn, n = fns[name], inner[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+    out = {}
+    for name, s in samples.items():
+        med = statistics.median(s)
+        out[name] = {"median": med, "min": min(s), "spread": (max(s) - min(s)) / med,
+                     "samples": s}
+    return out
+
+
+def ratio_median(t, num, den):
+    """Median over repeats of t[num] / t[den], each ratio taken within one
+    repeat (both timed moments apart), which cancels slow drifts in load."""
+    return statistics.median(a / b for a, b in zip(t[num]["samples"], t[den]["samples"]))
+
+
+def random_sparse_weight(rng, n, k, sparsity):
+    """float32 [n, k] with uniform random unstructured zeros (about `sparsity`)."""
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    w[rng.random((n, k)) < sparsity] = 0.0
+    return w

@@ -329,3 +329,19 @@ def test_transformer_layers_reading_weights_are_kept():
     kept = [r for r in skt.report(acc) if r["chosen"] == "kept"]
     assert len(kept) == 6 and all("reads this layer's weight" in r["reason"] for r in kept)
     assert np.abs((got - ref).numpy()).max() <= 0.05 * np.abs(ref.numpy()).max()
+
+
+def test_dynamic_int8_cnn_and_pickle(tmp_path):
+    """Conv2d runs int8 through im2col too; accelerated models pickle whole
+    (torch.save(model)) and give the same outputs after loading."""
+    model = cnn()
+    acc = skt.accelerate(model, quantize="dynamic", min_sparsity=1.0)
+    assert all(isinstance(acc[i], SparseConv2d) for i in (0, 3))
+    x = torch.randn(4, 1, 8, 8)
+    with torch.inference_mode():
+        ref, got = model(x).numpy(), acc(x).numpy()
+    assert np.abs(got - ref).max() <= 0.03 * np.abs(ref).max()
+    torch.save(acc, tmp_path / "acc.pt")
+    back = torch.load(tmp_path / "acc.pt", weights_only=False)
+    with torch.inference_mode():
+        np.testing.assert_array_equal(back(x).numpy(), got)

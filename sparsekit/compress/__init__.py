@@ -27,6 +27,7 @@ from sparsekit.compress.quantize import (
     weight_scales,
 )
 from sparsekit.compress.distill import distill, kd_loss
+from sparsekit.compress.structured import count_parameters, prune_structured
 
 __all__ = [
     "prune", "magnitude", "wanda", "sparsegpt", "PruneReport", "keep_masks", "apply_masks",
@@ -34,4 +35,5 @@ __all__ = [
     "Observer", "MinMaxObserver", "PercentileObserver", "MSEObserver", "EntropyObserver",
     "qparams_from_range", "QuantParams", "QuantReport", "calibrate", "fake_quantize",
     "get_qparams", "quantize_weight", "weight_scales", "kd_loss", "distill",
+    "prune_structured", "count_parameters",
 ]

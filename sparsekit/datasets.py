@@ -232,3 +232,19 @@ CALIBRATION_SENTENCES = (
     "Volunteers cleaned up plastic waste from the beach.",
     "The lawyer advised her client not to answer the question.",
 )
+
+
+def stdlib_sentences(n=256, seed=0, min_words=5, max_words=30):
+    """`n` single sentences split from stdlib_docstrings() paragraphs (closer in
+    length to typical inputs of a sentence encoder), same deterministic order."""
+    import re
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n: expected a non-negative int, got {n!r}")
+    out = []
+    for para in stdlib_docstrings(10 ** 9, seed):
+        for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", para):
+            if min_words <= len(s.split()) <= max_words:
+                out.append(s)
+                if len(out) == n:
+                    return out
+    return out

@@ -99,8 +99,8 @@ def distill(teacher, student, data, epochs=1, optimizer=None, lr=1e-3, temperatu
                 optimizer.step()
                 step += 1
                 for cb in callbacks:
-                    cb(step, float(loss))
-                run += float(loss)
+                    cb(step, float(loss.detach()))
+                run += float(loss.detach())
                 n += 1
                 if bar is not None:
                     bar.update(1)

@@ -85,19 +85,22 @@ def test_n_m_rejects_ragged_k_and_wrong_sparsity():
 
 
 def test_1x4_blocks():
-    model = mlp(sizes=(26, 40, 8))  # K = 26: a ragged last block
+    model = mlp(sizes=(26, 40, 8))  # K = 26: a ragged last block of 2
+    before = [m.weight.detach().clone() for m in model if isinstance(m, nn.Linear)]
     compress.prune(model, 0.75, pattern="1x4")
-    for mod in model:
-        if isinstance(mod, nn.Linear):
-            k = mod.in_features
-            nz = torch.nn.functional.pad(mod.weight != 0, (0, (-k) % 4)).reshape(
-                mod.out_features, -1, 4)
-            full = nz.any(-1)
-            # a block is all kept or all gone (a kept block can hold natural zeros only
-            # with probability 0 for random init)
-            assert torch.equal(nz[..., : k % 4 or 4].all(-1) | ~full, torch.ones_like(full))
-            nblocks = full.numel()
-            assert int((~full).sum()) == round(0.75 * nblocks)
+    for w0, mod in zip(before, [m for m in model if isinstance(m, nn.Linear)]):
+        k = mod.in_features
+        pad = (-k) % 4
+        kept = torch.nn.functional.pad(mod.weight != 0, (0, pad)).reshape(mod.out_features, -1, 4)
+        real = torch.nn.functional.pad(torch.ones_like(w0, dtype=torch.bool), (0, pad)).reshape(
+            kept.shape)
+        # each block is kept whole (its real entries) or removed whole
+        alive = kept.any(-1)
+        assert torch.equal(kept, alive.unsqueeze(-1) & real)
+        assert int((~alive).sum()) == round(0.75 * alive.numel())
+        # removed blocks have the smallest L1 norms
+        norms = torch.nn.functional.pad(w0.abs(), (0, pad)).reshape(kept.shape).sum(-1)
+        assert norms[alive].min() >= norms[~alive].max()
 
 
 def test_skip_by_name_pattern_and_type():

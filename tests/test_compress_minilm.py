@@ -14,6 +14,14 @@ from sparsekit import compress  # noqa: E402
 from sparsekit.datasets import CALIBRATION_SENTENCES, SENTENCES  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # batches of one sentence: threads only add overhead
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def minilm():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -141,6 +141,17 @@ def sparsegpt_weights(w, h, sparsity, pattern, blocksize=128, percdamp=0.01, nam
     if kind == "nm" and blocksize % pattern[2]:
         blocksize = max(pattern[2], blocksize // pattern[2] * pattern[2])
     out = torch.zeros_like(w)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the column loop is many tiny ops: threads only cost
+    try:
+        _sparsegpt_blocks(w, u, out, sparsity, pattern, kind, blocksize, name)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _sparsegpt_blocks(w, u, out, sparsity, pattern, kind, blocksize, name):
+    n, k = w.shape
     for i1 in range(0, k, blocksize):
         i2 = min(i1 + blocksize, k)
         w1 = w[:, i1:i2].clone()
@@ -169,7 +180,6 @@ def sparsegpt_weights(w, h, sparsity, pattern, blocksize=128, percdamp=0.01, nam
             err1[:, j] = e
         out[:, i1:i2] = w1
         w[:, i2:] -= err1 @ u[i1:i2, i2:]
-    return out
 
 
 def _upper_cholesky_of_inverse(h):

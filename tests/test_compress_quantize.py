@@ -43,20 +43,18 @@ def test_qparams_conventions():
 
 
 def test_histogram_merges_exactly_when_range_grows(rng):
-    # small values first, then a batch 100x larger: the doubled histogram must
-    # equal one built in a single pass over the final range
+    # small values first, then a batch 100x larger: the histogram after the
+    # range doubled must equal one built in one pass over the final range
     a, b = rng.standard_normal(5000) * 0.01, rng.standard_normal(5000)
     two = PercentileObserver(bins=1024).observe(a).observe(b)
+    assert two.R == np.abs(a).max() * 2 ** round(np.log2(two.R / np.abs(a).max()))  # doubled
     one = PercentileObserver(bins=1024)
     one.R = two.R  # same final range, filled at once
     one.observe(np.concatenate([a, b]))
-    assert one.R == two.R
-    # bins of the doubled histogram are unions of bins of the first pass: counts
-    # agree after merging the one-pass histogram to the same resolution
-    assert two.hist.sum() == 10_000
-    assert np.array_equal(np.cumsum(two.hist)[::8], np.cumsum(one.hist)[::8]) or \
-        np.abs(np.cumsum(two.hist) - np.cumsum(one.hist)).max() <= 1e-9 + \
-        np.abs(np.cumsum(two.hist) - np.cumsum(one.hist)).max()
+    # equal up to values on a bin edge that rounding puts in the neighbour bin
+    diff = two.hist - one.hist
+    assert two.hist.sum() == 10_000 and np.abs(diff).sum() <= 4
+    assert np.abs(np.cumsum(diff)).max() <= 1
     assert two.min == min(a.min(), b.min()) and two.max == max(a.max(), b.max())
 
 

@@ -271,7 +271,8 @@ class GradualPruner:
     def __init__(self, model, schedule, pattern="unstructured", scope="layer", skip=(),
                  optimizer=None):
         if not isinstance(schedule, PolynomialSchedule) and not callable(schedule):
-            raise TypeError("schedule: expected a PolynomialSchedule or a callable step -> sparsity")
+            raise TypeError("schedule: expected a PolynomialSchedule or a callable "
+                            "step -> sparsity")
         self.pattern = parse_pattern(pattern)
         if self.pattern[0] == "nm":
             raise ValueError("pattern: N:M sparsity is fixed, it has no gradual schedule; "

@@ -58,6 +58,9 @@ class BuildExt(build_ext):
 core = Extension(
     "sparsekit._core",
     sources=["sparsekit/_core.pyx"],
+    # relink when any kernel source or header changes, not only the .pyx
+    depends=kernel_sources() + glob(os.path.join("kernels", "**", "*.h"), recursive=True)
+    + glob(os.path.join("sparsekit", "*.pxi")) + glob(os.path.join("sparsekit", "*.pxd")),
     include_dirs=[numpy.get_include(), "kernels/include"],
     extra_compile_args=["-O3", "-fopenmp", "-Wno-unused-function"],
     extra_link_args=["-fopenmp"],

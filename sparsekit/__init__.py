@@ -9,12 +9,27 @@ sparsekit.info(), sparsekit.set_isa() and sparsekit.set_num_threads().
 from sparsekit._config import (
     get_isa, get_num_threads, info, set_isa, set_num_threads,
 )
-from sparsekit.formats import CSRMatrix
+from sparsekit.formats import CSRMatrix, QuantizedMatrix
+from sparsekit.formats import SparseInt8Matrix
 from sparsekit.ops import linear
+from sparsekit.pack import explain, pack
+from sparsekit.quant_ops import int8_matmul, quantize_rows, quantized_linear
+from sparsekit.io import load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CSRMatrix", "linear", "info", "set_isa", "get_isa", "set_num_threads",
     "get_num_threads", "__version__",
+    "QuantizedMatrix", "quantize_rows", "int8_matmul", "quantized_linear",
+    "SparseInt8Matrix", "pack", "explain", "save", "load",
 ]
+
+
+def __getattr__(name):
+    # framework importers load on first use: `import sparsekit` needs none of them
+    if name in ("torch", "onnx", "keras", "runtime"):
+        import importlib
+
+        return importlib.import_module(f"sparsekit.{name}")
+    raise AttributeError(f"module 'sparsekit' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 # Declarations of the C core (kernels/include/sparsekit.h) for Cython.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, int32_t, uint8_t, int8_t
 
 cdef extern from "sparsekit.h" nogil:
     ctypedef int sk_isa
@@ -27,3 +27,54 @@ cdef extern from "sparsekit.h" nogil:
     int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row)
     int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ldx,
                           const float *bias, sk_activation act, float *y, int64_t ldy)
+
+    # ---- u8 activation quantization and the int8 GEMM (qgemm_u8s8) ----
+    int SK_ERR_NONFINITE
+    int sk_quantize_rows_u8(int64_t m, int64_t k, const float *x, int64_t ldx, uint8_t *xq,
+                            int64_t ldq, float *scale, int32_t *zero_point)
+    int sk_quantize_u8(int64_t m, int64_t k, const float *x, int64_t ldx, float scale,
+                       int32_t zero_point, uint8_t *xq, int64_t ldq)
+
+    int SK_QGEMM_MAX_K
+    ctypedef struct sk_qmatrix_s8:
+        int64_t n, k
+        const int8_t *packed
+        const uint8_t *sum24
+        const float *scale
+        int per_channel
+
+    int64_t sk_qmatrix_s8_packed_bytes(int64_t n, int64_t k)
+    int sk_qmatrix_s8_pack(int64_t n, int64_t k, const int8_t *q, int64_t ldq, int8_t *packed,
+                           uint8_t *sum24)
+    int sk_qgemm_u8s8_s32(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_t lda,
+                          const int32_t *a_zp, int64_t zp_stride, int32_t *c, int64_t ldc)
+    int sk_qgemm_u8s8_f32(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_t lda,
+                          const int32_t *a_zp, int64_t zp_stride, const float *a_scale,
+                          int64_t scale_stride, const float *bias, sk_activation act,
+                          float *y, int64_t ldy)
+    int sk_qgemm_u8s8_u8(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_t lda,
+                         const int32_t *a_zp, int64_t zp_stride, const float *a_scale,
+                         int64_t scale_stride, const float *bias, sk_activation act,
+                         float out_scale, int32_t out_zp, uint8_t *yq, int64_t ldyq)
+    int sk_linear_qgemm_u8s8(const sk_qmatrix_s8 *w, int64_t m, const float *x, int64_t ldx,
+                             float x_scale, int32_t x_zp, const float *bias, sk_activation act,
+                             float *y, int64_t ldy)
+
+cdef extern from "../kernels/src/internal.h" nogil:
+    int sk_qgemm_u8s8_peak_loop(int64_t iters, int64_t *sink)
+
+    # sparse int8 (1x4 blocks), kernels/src/spmm_u8s8
+    ctypedef struct sk_bsr_s8_1x4:
+        int64_t n, k
+        const int64_t *indptr
+        const void *cols
+        int index_bytes
+        const int8_t *values
+        const int32_t *row_sums
+
+    int sk_bsr_s8_1x4_validate(const sk_bsr_s8_1x4 *w, int64_t *bad_row)
+    int sk_spmm_u8s8_s32(const sk_bsr_s8_1x4 *w, int64_t m, const uint8_t *xq, int64_t ldx,
+                         const int32_t *zero_point, int zp_per_row, int32_t *y, int64_t ldy)
+    int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
+                               const float *x, int64_t ldx, const float *bias,
+                               sk_activation act, float *y, int64_t ldy)

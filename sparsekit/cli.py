@@ -27,12 +27,16 @@ def build_parser():
     p = sub.add_parser("info", help="print detected CPU features and chosen kernels")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_info)
+    from sparsekit.bench.cli import add_subcommands  # bench, bench-model
+
+    add_subcommands(sub)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in bench reports
     return args.func(args)
 
 

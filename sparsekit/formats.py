@@ -145,3 +145,9 @@ class CSRMatrix:
 
 def _csr_from_state(data, indices, indptr, shape):
     return CSRMatrix((data, indices, indptr), shape)
+
+
+from sparsekit._quantized import QuantizedMatrix  # noqa: E402  (int8 weights)
+
+# Sparse int8 (pruned + quantized, 1x4 blocks) lives in its own module.
+from sparsekit._sparse_int8 import SparseInt8Matrix  # noqa: E402,F401

@@ -43,3 +43,14 @@ def test_c_core_builds_and_passes(tmp_path):
 def test_c_core_under_sanitizers(tmp_path):
     out = _build_and_test(tmp_path / "asan", "-DSK_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug")
     assert "tests passed" in out
+
+
+def test_c_core_arm64_neon_under_qemu(tmp_path):
+    """The NEON paths: cross-compiled for AArch64 and run under qemu-user.
+    Needs Debian's gcc-aarch64-linux-gnu and qemu-user (.ci/run installs them)."""
+    if not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64")):
+        pytest.skip("no AArch64 cross compiler / qemu-aarch64 (apt-get install "
+                    "gcc-aarch64-linux-gnu qemu-user)")
+    toolchain = KERNELS / "cmake" / "aarch64-linux-gnu.cmake"
+    out = _build_and_test(tmp_path / "arm64", f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
+    assert "tests passed" in out

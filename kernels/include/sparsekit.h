@@ -33,7 +33,8 @@ enum {
   SK_ERR_ARGUMENT = -1,    /* a null pointer, negative size or bad enum */
   SK_ERR_UNSUPPORTED = -2, /* the CPU lacks the requested ISA           */
   SK_ERR_NOMEM = -3,       /* scratch allocation failed                 */
-  SK_ERR_FORMAT = -4       /* a matrix failed validation                */
+  SK_ERR_FORMAT = -4,      /* a matrix failed validation                */
+  SK_ERR_NONFINITE = -5    /* fp32 input holds NaN or infinity          */
 };
 
 /* ---- instruction sets and dispatch ------------------------------------- */
@@ -90,6 +91,126 @@ int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row);
 int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x,
                       int64_t ldx, const float *bias, sk_activation act,
                       float *y, int64_t ldy);
+
+/* ---- u8 activation quantization (asymmetric, per row) ------------------ *
+ * The exact math, identical on every ISA and in sparsekit's Python reference
+ * (quantize_rows_reference; all float32 unless said; rint = round half to
+ * even, the default mode):
+ *   mn = min(0, min_k x[k]),  mx = max(0, max_k x[k])   (the range holds 0)
+ *   all-zero row (mx == mn):  scale = 1, zero_point = 0, q = 0
+ *   otherwise scale = (float)(((double)mx - (double)mn) / 255.0), raised to
+ *            FLT_MIN if it underflows below it,
+ *            zero_point = (int)clamp(rint(-mn / scale), 0, 255)
+ *   q[k] = (uint8)clamp(rint(x[k] / scale) + zero_point, 0, 255)
+ * (a true division, not a multiply by 1/scale). x ~ (q - zero_point) * scale.
+ * Rows of x hold k floats at stride ldx >= k; rows of xq get k bytes at
+ * stride ldq >= k (bytes past k are not written). Returns SK_ERR_NONFINITE
+ * if x holds NaN or infinity (the outputs are then unspecified). */
+int sk_quantize_rows_u8(int64_t m, int64_t k, const float *x, int64_t ldx, uint8_t *xq,
+                        int64_t ldq, float *scale, int32_t *zero_point);
+
+/* Static (per-tensor) quantization with a given scale > 0 and zero_point in
+ * [0, 255]: q = (uint8)clamp(rint(x / scale) + zero_point, 0, 255). */
+int sk_quantize_u8(int64_t m, int64_t k, const float *x, int64_t ldx, float scale,
+                   int32_t zero_point, uint8_t *xq, int64_t ldq);
+
+/* ---- exact int8 GEMM: u8 activations x s8 weights -> s32 (qgemm_u8s8) --
+ * Weights q[N,K] are symmetric int8 in [-127, 127] (-128 is rejected) with a
+ * float scale per output channel (or one per tensor): W ~ q * scale.
+ * Packed layout, the kernel contract on every ISA: panels of 16 output
+ * channels, K in groups of 4, zero padding past N and K:
+ *   packed[((p * K4 + g) * 16 + j) * 4 + r] = q[16 p + j, 4 g + r]
+ *   p < ceil(N/16), g < K4 = ceil(K/4), j < 16, r < 4
+ * so one 64-byte block is the weight operand of one vpdpbusd (16 channels
+ * x 4 k). sum24 holds sum_k q[n, k] per channel as 3-byte little-endian two's
+ * complement (|sum| <= 127 * 65536 < 2^23), for the zero-point correction
+ *   sum_k (a[m,k] - zp[m]) q[n,k] = sum_k a[m,k] q[n,k] - zp[m] sum_k q[n,k].
+ * K <= SK_QGEMM_MAX_K keeps every intermediate inside int32: the results are
+ * exact (bit-identical to an int64 reference) on every ISA. */
+#define SK_QGEMM_MAX_K 65536
+
+typedef struct {
+  int64_t n, k;
+  const int8_t *packed;  /* sk_qmatrix_s8_packed_bytes(n, k) bytes, 64-aligned */
+  const uint8_t *sum24;  /* 3 * n bytes                                       */
+  const float *scale;    /* n floats when per_channel, else 1                 */
+  int per_channel;
+} sk_qmatrix_s8;
+
+/* Bytes of the packed weights: ceil(n/16) * ceil(k/4) * 64. */
+int64_t sk_qmatrix_s8_packed_bytes(int64_t n, int64_t k);
+/* Pack q[n, k] (row stride ldq) into `packed` and `sum24`. Returns
+ * SK_ERR_FORMAT if a value is -128 (outputs then unspecified). */
+int sk_qmatrix_s8_pack(int64_t n, int64_t k, const int8_t *q, int64_t ldq, int8_t *packed,
+                       uint8_t *sum24);
+
+/* Activations a[m, k] u8 at row stride lda >= k; zero points
+ * a_zp[i * zp_stride] in [0, 255] (zp_stride 0: one for all rows, 1: per
+ * row). c[i, n] = sum_k (a[i,k] - zp_i) q[n,k], exact int32. */
+int sk_qgemm_u8s8_s32(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_t lda,
+                      const int32_t *a_zp, int64_t zp_stride, int32_t *c, int64_t ldc);
+
+/* Dequantizing epilogue, fp32 out (row scales a_scale[i * scale_stride]):
+ *   y[i, n] = act((float)c[i, n] * (a_scale_i * w_scale_n) + bias[n])
+ * with c as in sk_qgemm_u8s8_s32 (bias may be NULL). */
+int sk_qgemm_u8s8_f32(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_t lda,
+                      const int32_t *a_zp, int64_t zp_stride, const float *a_scale,
+                      int64_t scale_stride, const float *bias, sk_activation act,
+                      float *y, int64_t ldy);
+
+/* Requantizing epilogue for static int8 chains, u8 out:
+ *   yq[i, n] = (uint8)clamp(rint(y[i, n] / out_scale) + out_zp, 0, 255)
+ * with y as in sk_qgemm_u8s8_f32; out_scale > 0, out_zp in [0, 255]. */
+int sk_qgemm_u8s8_u8(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_t lda,
+                     const int32_t *a_zp, int64_t zp_stride, const float *a_scale,
+                     int64_t scale_stride, const float *bias, sk_activation act,
+                     float out_scale, int32_t out_zp, uint8_t *yq, int64_t ldyq);
+
+/* fp32 in, fp32 out: x is quantized to u8 inside (per row, dynamic, when
+ * x_scale == 0; static per tensor with x_scale > 0 and x_zp otherwise), then
+ * sk_qgemm_u8s8_f32. Scratch: one u8 copy of x (rows padded to 4) and 8 bytes
+ * per row of x (the GEMMs on u8 input use none). SK_ERR_NONFINITE if x holds
+ * NaN or infinity. */
+int sk_linear_qgemm_u8s8(const sk_qmatrix_s8 *w, int64_t m, const float *x, int64_t ldx,
+                         float x_scale, int32_t x_zp, const float *bias, sk_activation act,
+                         float *y, int64_t ldy);
+
+/* ---- sparse int8: 1x4-blocked int8 weight x u8 activations -------------- */
+/* A pruned symmetric-int8 weight W[N,K] kept as 1x4 blocks along K (the 4
+ * bytes one vpdpbusd lane multiplies). Block p of row n, p in
+ * [indptr[n], indptr[n+1]), holds q[n, 4c .. 4c+3] with c = cols[p] in
+ * values[4p .. 4p+3]; partially filled blocks are zero-padded, and so are
+ * positions at or past K. cols are sorted and unique within a row, uint16 when
+ * ceil(K/4) <= 65536 (index_bytes == 2) else int32. row_sums[n] = sum_k q[n,k]
+ * folds the activation zero points: sum_k (x - zp) q = sum_k x q - zp row_sums. */
+typedef struct {
+  int64_t n, k;
+  const int64_t *indptr; /* N + 1 entries, indptr[0] == 0, monotone  */
+  const void *cols;      /* block columns (k / 4), nblocks entries    */
+  int index_bytes;       /* 2 or 4                                    */
+  const int8_t *values;  /* 4 * nblocks int8 in [-127, 127]            */
+  const int32_t *row_sums;
+} sk_bsr_s8_1x4;
+
+/* Check sizes, indptr, block columns (range, sorted/unique), value range,
+ * zero padding past K and row_sums. SK_OK or SK_ERR_FORMAT (+ first bad row). */
+int sk_bsr_s8_1x4_validate(const sk_bsr_s8_1x4 *w, int64_t *bad_row);
+
+/* Exact int32: y[m, n] = sum_k (xq[m, k] - zp[m]) * q[n, k] for m < M, n < N.
+ * zero_point holds M entries (zp_per_row != 0) or one; values 0..255.
+ * Exact whenever the true sum fits in int32 (always for K <= 66000).
+ * xq: M rows of K bytes, ldx >= K; y: ldy >= N. Scratch: one packed copy of xq. */
+int sk_spmm_u8s8_s32(const sk_bsr_s8_1x4 *w, int64_t m, const uint8_t *xq,
+                     int64_t ldx, const int32_t *zero_point, int zp_per_row,
+                     int32_t *y, int64_t ldy);
+
+/* Dynamically quantized linear: each row of x is quantized to u8 (per-row
+ * scale and zero point, sk_quantize_rows_u8), multiplied exactly, then
+ * y[m, n] = act(acc * (xscale[m] * wscale[n]) + bias[n]). wscale: N floats,
+ * bias may be NULL. Scratch: one u8 copy of x plus its packed copy. */
+int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
+                           const float *x, int64_t ldx, const float *bias,
+                           sk_activation act, float *y, int64_t ldy);
 
 #ifdef __cplusplus
 }

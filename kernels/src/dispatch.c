@@ -106,6 +106,9 @@ static const sk_spmm_f32_impl spmm_f32_impls[SK_ISA_COUNT] = {
     [SK_ISA_AVX512] = {32, sk_spmm_f32_32x1__avx512, sk_spmv_f32__avx512,
                         sk_spmm_f32_pack_32__avx512},
 #endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = {16, sk_spmm_f32_16x1__neon, sk_spmv_f32__neon, NULL},
+#endif
 };
 
 /* Index of the best non-empty entry at or below the current ISA. x86 and ARM
@@ -128,9 +131,71 @@ const sk_spmm_f32_impl *sk_spmm_f32_select(void) {
   return &spmm_f32_impls[spmm_f32_isa()];
 }
 
+static const sk_quantize_u8_impl quantize_u8_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = {sk_quantize_row_u8__scalar, sk_quantize_row_u8_static__scalar},
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = {sk_quantize_row_u8__avx2, sk_quantize_row_u8_static__avx2},
+    [SK_ISA_AVX512] = {sk_quantize_row_u8__avx512, sk_quantize_row_u8_static__avx512},
+#endif
+};
+
+static int quantize_u8_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = quantize_u8_impls[i].dynamic_row != NULL;
+  return resolve(has);
+}
+
+const sk_quantize_u8_impl *sk_quantize_u8_select(void) {
+  return &quantize_u8_impls[quantize_u8_isa()];
+}
+
+/* AVX-512 without VNNI runs an exact vpmaddwd kernel, not the VNNI one. */
+static const sk_qgemm_u8s8_impl qgemm_u8s8_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = {4, 16, sk_qgemm_u8s8_4x16c4__scalar, 16, sk_qgemm_u8s8_4x16c4__scalar},
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = {2, 16, sk_qgemm_u8s8_2x16c4__avx2, 16, sk_qgemm_u8s8_2x16c4__avx2},
+    [SK_ISA_AVX512] = {4, 32, sk_qgemm_u8s8_4x32c4__avx512, 32, sk_qgemm_u8s8_4x32c4__avx512},
+    [SK_ISA_AVX512VNNI] = {8, 48, sk_qgemm_u8s8_8x48c4__avx512vnni, 64,
+                           sk_qgemv_u8s8_1x64c4__avx512vnni},
+#endif
+};
+
+static int qgemm_u8s8_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = qgemm_u8s8_impls[i].gemm != NULL;
+  return resolve(has);
+}
+
+const sk_qgemm_u8s8_impl *sk_qgemm_u8s8_select(void) {
+  return &qgemm_u8s8_impls[qgemm_u8s8_isa()];
+}
+
+static const sk_spmm_u8s8_impl spmm_u8s8_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = {8, sk_spmm_u8s8_8x1c4__scalar, sk_spmv_u8s8_1x1c4__scalar},
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = {32, sk_spmm_u8s8_32x1c4__avx2, sk_spmv_u8s8_1x1c4__avx2},
+    [SK_ISA_AVX512VNNI] = {64, sk_spmm_u8s8_64x1c4__avx512vnni,
+                           sk_spmv_u8s8_1x1c4__avx512vnni, 16,
+                           sk_spmm_u8s8_16x1c4__avx512vnni},
+#endif
+};
+
+static int spmm_u8s8_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = spmm_u8s8_impls[i].spmm != NULL;
+  return resolve(has);
+}
+
+const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void) {
+  return &spmm_u8s8_impls[spmm_u8s8_isa()];
+}
+
 int sk_family_isa(const char *family) {
+  if (strcmp(family ? family : "", "qgemm_u8s8") == 0) return qgemm_u8s8_isa();
   if (family == NULL) return -1;
   if (strcmp(family, "spmm_f32") == 0) return spmm_f32_isa();
+  if (strcmp(family, "quantize_u8") == 0) return quantize_u8_isa();
+  if (strcmp(family, "spmm_u8s8") == 0) return spmm_u8s8_isa();
   return -1;
 }
 

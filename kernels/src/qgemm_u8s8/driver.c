@@ -1,0 +1,235 @@
+/*
+ * qgemm_u8s8/driver.c - packing and the loops around the int8 micro-kernels.
+ *
+ *   x fp32 [M,K] --quantize (per row or static)--> a u8 [M,K4*4] (one copy)
+ *   output columns split in NR-wide blocks, handed to threads dynamically;
+ *   per block (its B panel stays in L2): all MR-row tiles of A
+ *   M == 1 runs the GEMV kernel (more columns per call, more accumulators).
+ */
+#include <float.h>
+#include <string.h>
+
+#include "../internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int64_t sk_qmatrix_s8_packed_bytes(int64_t n, int64_t k) {
+  if (n < 0 || k < 0) return 0;
+  return ((n + 15) / 16) * ((k + 3) / 4) * 64;
+}
+
+int sk_qmatrix_s8_pack(int64_t n, int64_t k, const int8_t *q, int64_t ldq, int8_t *packed,
+                       uint8_t *sum24) {
+  if (n < 0 || k < 0 || k > SK_QGEMM_MAX_K || ldq < k) return SK_ERR_ARGUMENT;
+  if ((n > 0 && (packed == NULL || sum24 == NULL)) || (n > 0 && k > 0 && q == NULL))
+    return SK_ERR_ARGUMENT;
+  const int64_t k4 = (k + 3) / 4;
+  memset(packed, 0, (size_t)sk_qmatrix_s8_packed_bytes(n, k));
+  int bad = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    int32_t sum = 0;
+    int8_t *dst = packed + (r / 16) * k4 * 64 + (r % 16) * 4;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const int8_t v = q[r * ldq + kk];
+      bad |= v == -128;
+      sum += v;
+      dst[(kk / 4) * 64 + kk % 4] = v;
+    }
+    const uint32_t u = (uint32_t)sum;
+    sum24[3 * r] = (uint8_t)u;
+    sum24[3 * r + 1] = (uint8_t)(u >> 8);
+    sum24[3 * r + 2] = (uint8_t)(u >> 16);
+  }
+  return bad ? SK_ERR_FORMAT : SK_OK;
+}
+
+static int check_common(const sk_qmatrix_s8 *w, int64_t m, const void *a, int64_t lda,
+                        const int32_t *a_zp, int64_t zp_stride, const void *c,
+                        int64_t ldc) {
+  if (w == NULL || m < 0 || w->n < 0 || w->k < 0 || w->k > SK_QGEMM_MAX_K) return 0;
+  if (w->n > 0 && (w->packed == NULL || w->sum24 == NULL || w->scale == NULL)) return 0;
+  if (lda < w->k || ldc < w->n || (zp_stride != 0 && zp_stride != 1)) return 0;
+  if (m > 0 && w->n > 0 && (a == NULL || c == NULL || a_zp == NULL)) return 0;
+  return 1;
+}
+
+/* Run the tiles with `p` filled except a/lda/kfull/ktail when `x` is given:
+ * then the threads first quantize x into scratch (static when x_scale > 0). */
+static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const float *x,
+               int64_t ldx, float x_scale, int32_t x_zp) {
+  const int64_t n = w->n, k = w->k, k4 = (k + 3) / 4;
+  if (m == 0 || n == 0) return SK_OK;
+  const sk_qgemm_u8s8_impl *impl = sk_qgemm_u8s8_select();
+  const int nr = m == 1 ? impl->gemv_nr : impl->nr;
+  const int64_t blocks = (n + nr - 1) / nr;
+
+  /* scratch, for fp32 input only: row scales and zero points + the u8 rows */
+  uint8_t *scratch = NULL;
+  if (x) {
+    scratch = (uint8_t *)sk_aligned_alloc((size_t)m * 8 + (size_t)m * (size_t)(k4 * 4));
+    if (scratch == NULL) return SK_ERR_NOMEM;
+  }
+  p->sum24 = w->sum24;
+  p->b = w->packed;
+  p->n = n;
+  p->k4 = k4;
+  p->w_scale = w->scale;
+  p->ws_stride = w->per_channel ? 1 : 0;
+  uint8_t *xq = NULL;
+  float *rs = NULL;
+  int32_t *rz = NULL;
+  if (x) {
+    rs = (float *)scratch;
+    rz = (int32_t *)(rs + m);
+    xq = (uint8_t *)(rz + m);
+    p->a = xq;
+    p->lda = k4 * 4;
+    p->kfull = k4; /* rows padded with zeros to whole groups */
+    p->ktail = 0;
+    p->a_zp = rz;
+    p->zp_stride = 1;
+    p->a_scale = rs;
+    p->as_stride = 1;
+  } else {
+    p->kfull = k / 4;
+    p->ktail = (int)(k % 4);
+  }
+
+  int nt = sk_threads_for_work((double)m * (double)n * (double)k);
+  if (nt > blocks) nt = (int)blocks;
+  const sk_quantize_u8_impl *qimpl = sk_quantize_u8_select();
+  int bad = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
+#endif
+  {
+    if (x) {
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 4)
+#endif
+      for (int64_t i = 0; i < m; ++i) {
+        uint8_t *row = xq + i * k4 * 4;
+        if (x_scale > 0.0f) {
+          bad |= qimpl->static_row(x + i * ldx, k, x_scale, x_zp, row) != SK_OK;
+          rs[i] = x_scale;
+          rz[i] = x_zp;
+        } else {
+          bad |= qimpl->dynamic_row(x + i * ldx, k, row, rs + i, rz + i) != SK_OK;
+        }
+        for (int64_t j = k; j < k4 * 4; ++j) row[j] = 0;
+      }
+      /* the implicit barrier of `omp for` publishes every row */
+    }
+    /* Blocks are handed out dynamically: on a shared machine one thread may
+     * start late, and the other then takes over its share. */
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t n0 = b * nr, cols = n - n0 < nr ? n - n0 : nr;
+      if (m == 1) {
+        impl->gemv(p, 0, 1, n0, cols);
+      } else {
+        for (int64_t m0 = 0; m0 < m; m0 += impl->mr)
+          impl->gemm(p, m0, m - m0 < impl->mr ? m - m0 : impl->mr, n0, cols);
+      }
+    }
+  }
+  if (scratch) sk_aligned_free(scratch);
+  return bad ? SK_ERR_NONFINITE : SK_OK;
+}
+
+int sk_qgemm_u8s8_s32(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_t lda,
+                      const int32_t *a_zp, int64_t zp_stride, int32_t *c, int64_t ldc) {
+  if (!check_common(w, m, a, lda, a_zp, zp_stride, c, ldc)) return SK_ERR_ARGUMENT;
+  sk_qgemm_u8s8_args p;
+  memset(&p, 0, sizeof p);
+  p.a = a;
+  p.lda = lda;
+  p.a_zp = a_zp;
+  p.zp_stride = zp_stride;
+  p.out = SK_QOUT_S32;
+  p.c = c;
+  p.ldc = ldc;
+  return run(w, m, &p, NULL, 0, 0.0f, 0);
+}
+
+static int fill_f32(sk_qgemm_u8s8_args *p, const uint8_t *a, int64_t lda,
+                    const int32_t *a_zp, int64_t zp_stride, const float *a_scale,
+                    int64_t scale_stride, const float *bias, sk_activation act) {
+  if (act != SK_ACT_NONE && act != SK_ACT_RELU) return 0;
+  if (scale_stride != 0 && scale_stride != 1) return 0;
+  memset(p, 0, sizeof *p);
+  p->a = a;
+  p->lda = lda;
+  p->a_zp = a_zp;
+  p->zp_stride = zp_stride;
+  p->a_scale = a_scale;
+  p->as_stride = scale_stride;
+  p->bias = bias;
+  p->act = act;
+  return 1;
+}
+
+int sk_qgemm_u8s8_f32(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_t lda,
+                      const int32_t *a_zp, int64_t zp_stride, const float *a_scale,
+                      int64_t scale_stride, const float *bias, sk_activation act,
+                      float *y, int64_t ldy) {
+  sk_qgemm_u8s8_args p;
+  if (!check_common(w, m, a, lda, a_zp, zp_stride, y, ldy)) return SK_ERR_ARGUMENT;
+  if (!fill_f32(&p, a, lda, a_zp, zp_stride, a_scale, scale_stride, bias, act))
+    return SK_ERR_ARGUMENT;
+  if (m > 0 && w->n > 0 && a_scale == NULL) return SK_ERR_ARGUMENT;
+  p.out = SK_QOUT_F32;
+  p.c = y;
+  p.ldc = ldy;
+  return run(w, m, &p, NULL, 0, 0.0f, 0);
+}
+
+int sk_qgemm_u8s8_u8(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_t lda,
+                     const int32_t *a_zp, int64_t zp_stride, const float *a_scale,
+                     int64_t scale_stride, const float *bias, sk_activation act,
+                     float out_scale, int32_t out_zp, uint8_t *yq, int64_t ldyq) {
+  sk_qgemm_u8s8_args p;
+  if (!check_common(w, m, a, lda, a_zp, zp_stride, yq, ldyq)) return SK_ERR_ARGUMENT;
+  if (!fill_f32(&p, a, lda, a_zp, zp_stride, a_scale, scale_stride, bias, act))
+    return SK_ERR_ARGUMENT;
+  if (m > 0 && w->n > 0 && a_scale == NULL) return SK_ERR_ARGUMENT;
+  if (!(out_scale > 0.0f) || !(out_scale <= FLT_MAX) || out_zp < 0 || out_zp > 255)
+    return SK_ERR_ARGUMENT;
+  p.out = SK_QOUT_U8;
+  p.c = yq;
+  p.ldc = ldyq;
+  p.out_scale = out_scale;
+  p.out_zp = (float)out_zp;
+  return run(w, m, &p, NULL, 0, 0.0f, 0);
+}
+
+int sk_linear_qgemm_u8s8(const sk_qmatrix_s8 *w, int64_t m, const float *x, int64_t ldx,
+                         float x_scale, int32_t x_zp, const float *bias, sk_activation act,
+                         float *y, int64_t ldy) {
+  static const int32_t dummy_zp = 0;
+  sk_qgemm_u8s8_args p;
+  if (!check_common(w, m, x, ldx, &dummy_zp, 0, y, ldy)) return SK_ERR_ARGUMENT;
+  if (!(x_scale >= 0.0f) || !(x_scale <= FLT_MAX) || x_zp < 0 || x_zp > 255)
+    return SK_ERR_ARGUMENT;
+  if (!fill_f32(&p, NULL, 0, NULL, 0, NULL, 0, bias, act)) return SK_ERR_ARGUMENT;
+  p.out = SK_QOUT_F32;
+  p.c = y;
+  p.ldc = ldy;
+  return run(w, m, &p, x, ldx, x_scale, x_zp);
+}
+
+int sk_qgemm_u8s8_peak_loop(int64_t iters, int64_t *sink) {
+#ifdef SK_ARCH_X86
+  if (sk_cpu_supports(SK_ISA_AVX512VNNI)) {
+    *sink = sk_qgemm_u8s8_peak_loop__avx512vnni(iters);
+    return SK_OK;
+  }
+#endif
+  (void)iters;
+  (void)sink;
+  return SK_ERR_UNSUPPORTED;
+}

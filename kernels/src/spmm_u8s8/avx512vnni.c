@@ -1,0 +1,310 @@
+/*
+ * spmm_u8s8/avx512vnni.c - AVX-512 VNNI micro-kernels.
+ * spmm: MR = 64 activation rows. For each 1x4 weight block the 4 int8 weights
+ * are broadcast as one dword and vpdpbusd'd (u8 activations x s8 weights)
+ * with the packed dwords of 64 rows: 4 zmm per block, 8 accumulators (even and
+ * odd blocks apart, so the dependency chains overlap). vpdpbusd does not
+ * saturate: the int32 sums are exact (wrapping only past int32).
+ * spmv (M == 1): 16 blocks at a time, activation dwords gathered by column.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "../internal.h"
+
+#define MR 64
+#define NB 16
+
+static inline int32_t load_dword(const int8_t *p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+/* acc - zp * row_sum, then int32 out or dequantized float out (as bits). */
+static inline __m512i epilogue(__m512i acc, const sk_spmm_u8s8_tile *t, int64_t i,
+                               int64_t n) {
+  const __m512i zp = _mm512_load_si512((const void *)(t->zp + i));
+  acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(zp, _mm512_set1_epi32(t->row_sums[n])));
+  if (t->xscale == NULL) return acc;
+  const __m512 s = _mm512_mul_ps(_mm512_loadu_ps(t->xscale + i), _mm512_set1_ps(t->wscale[n]));
+  __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
+  if (t->bias) f = _mm512_add_ps(f, _mm512_set1_ps(t->bias[n]));
+  if (t->act == SK_ACT_RELU) f = _mm512_max_ps(_mm512_setzero_ps(), f);
+  return _mm512_castps_si512(f);
+}
+
+/* 16x16 transpose of 32-bit elements held in 16 zmm (rows r[0..15]). */
+static inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+  }
+}
+
+/* Output: a block is NB weight rows x MR activation rows, computed as
+ * buf[j][i] and written to y[i * ldy + n + j]. Writing all 64 rows of a block
+ * at once is slow when ldy * 4 is a multiple of 4 KiB (BERT's N = 768, 3072):
+ * every row's line falls in the same L1 set. So blocks wait in a ring of G
+ * slots and the write is skewed: at step b, row group g (16 rows) of block
+ * b - g is written, which spreads the lines in flight over G sets. */
+#define G (MR / 16)
+
+static inline void write_group(const uint32_t *buf, int64_t nb, const sk_spmm_u8s8_tile *t,
+                               int64_t n, int64_t i0) {
+  uint32_t *y = (uint32_t *)t->y;
+  const int64_t rows = t->mr - i0 < 16 ? t->mr - i0 : 16;
+  if (rows <= 0) return;
+  if (rows == 16 && nb == NB) {
+    __m512i r[16];
+    for (int j = 0; j < 16; ++j) r[j] = _mm512_load_si512((const void *)(buf + j * MR + i0));
+    transpose16(r);
+    for (int i = 0; i < 16; ++i) _mm512_storeu_si512((void *)(y + (i0 + i) * t->ldy + n), r[i]);
+    return;
+  }
+  for (int64_t i = i0; i < i0 + rows; ++i) {
+    uint32_t *yr = y + i * t->ldy + n;
+    for (int64_t j = 0; j < nb; ++j) yr[j] = buf[j * MR + i];
+  }
+}
+
+#define DPBUSD4(A0, A1, A2, A3, XC, W)                                          \
+  do {                                                                          \
+    A0 = _mm512_dpbusd_epi32(A0, _mm512_load_si512((const void *)(XC)), W);     \
+    A1 = _mm512_dpbusd_epi32(A1, _mm512_load_si512((const void *)(XC + 64)), W); \
+    A2 = _mm512_dpbusd_epi32(A2, _mm512_load_si512((const void *)(XC + 128)), W); \
+    A3 = _mm512_dpbusd_epi32(A3, _mm512_load_si512((const void *)(XC + 192)), W); \
+  } while (0)
+
+#define DEFINE_SPMM(NAME, IDX_T)                                                \
+  static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {        \
+    const IDX_T *cols = (const IDX_T *)t->cols;                                 \
+    __attribute__((aligned(64))) uint32_t ring[G][NB * MR];                     \
+    const int64_t blocks = (n1 - n0 + NB - 1) / NB;                             \
+    for (int64_t blk = 0; blk < blocks + G - 1; ++blk) {                        \
+      if (blk < blocks) {                                                       \
+        const int64_t n = n0 + blk * NB, nb = n1 - n < NB ? n1 - n : NB;        \
+        uint32_t *buf = ring[blk % G];                                          \
+        for (int64_t j = 0; j < nb; ++j) {                                      \
+          __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;       \
+          __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;                           \
+          int64_t p = t->indptr[n + j];                                         \
+          const int64_t e = t->indptr[n + j + 1];                               \
+          for (; p + 2 <= e; p += 2) {                                          \
+            const uint8_t *xa = t->xp + (int64_t)cols[p] * (MR * 4);            \
+            const uint8_t *xb = t->xp + (int64_t)cols[p + 1] * (MR * 4);        \
+            const __m512i wa = _mm512_set1_epi32(load_dword(t->values + 4 * p)); \
+            const __m512i wb = _mm512_set1_epi32(load_dword(t->values + 4 * p + 4)); \
+            DPBUSD4(a0, a1, a2, a3, xa, wa);                                    \
+            DPBUSD4(b0, b1, b2, b3, xb, wb);                                    \
+          }                                                                     \
+          if (p < e) {                                                          \
+            const uint8_t *xa = t->xp + (int64_t)cols[p] * (MR * 4);            \
+            const __m512i wa = _mm512_set1_epi32(load_dword(t->values + 4 * p)); \
+            DPBUSD4(a0, a1, a2, a3, xa, wa);                                    \
+          }                                                                     \
+          uint32_t *b = buf + j * MR;                                           \
+          _mm512_store_si512((void *)b, epilogue(_mm512_add_epi32(a0, b0), t, 0, n + j)); \
+          _mm512_store_si512((void *)(b + 16), epilogue(_mm512_add_epi32(a1, b1), t, 16, n + j)); \
+          _mm512_store_si512((void *)(b + 32), epilogue(_mm512_add_epi32(a2, b2), t, 32, n + j)); \
+          _mm512_store_si512((void *)(b + 48), epilogue(_mm512_add_epi32(a3, b3), t, 48, n + j)); \
+        }                                                                       \
+      }                                                                         \
+      for (int64_t g = 0; g < G; ++g) {                                         \
+        const int64_t wb = blk - g;                                             \
+        if (wb < 0 || wb >= blocks) continue;                                   \
+        const int64_t n = n0 + wb * NB, nb = n1 - n < NB ? n1 - n : NB;         \
+        write_group(ring[wb % G], nb, t, n, 16 * g);                            \
+      }                                                                         \
+    }                                                                           \
+  }
+
+static inline __m512i load_cols16(const uint16_t *p, __mmask16 k) {
+  return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p));
+}
+static inline __m512i load_cols32(const int32_t *p, __mmask16 k) {
+  return _mm512_maskz_loadu_epi32(k, p);
+}
+
+/* spmv (M == 1) runs over the blocks of many rows as one stream, so there is
+ * no per-row loop to mispredict and no per-row horizontal sum: 16 blocks at a
+ * time, activation dwords gathered by column, one vpdpbusd gives 16 block dot
+ * products, an in-register prefix sum turns them into running totals kept in
+ * pre[]; a row's sum is then pre[end] - pre[begin] (wrapping int32, exact). */
+#define SEG 2048 /* blocks per segment of rows (pre[] lives on the stack) */
+
+static inline __m512i prefix16(__m512i v) {
+  const __m512i z = _mm512_setzero_si512();
+  v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 15));
+  v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 14));
+  v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 12));
+  return _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 8));
+}
+
+/* Activation dwords by column from registers instead of a gather when the row
+ * is short (ceil(K/4) <= 256 dwords = 16 zmm): vpermi2d picks from a pair of
+ * registers (32 dwords) by the low 5 bits, the pair is chosen by the rest. */
+#define TAB_MAX_PAIRS 8
+static inline __m512i xlookup(const __m512i *tab, int pairs, __m512i idx) {
+  __m512i r = _mm512_permutex2var_epi32(tab[0], idx, tab[1]);
+  const __m512i hi = _mm512_srli_epi32(idx, 5);
+  for (int j = 1; j < pairs; ++j) {
+    const __mmask16 k = _mm512_cmpeq_epi32_mask(hi, _mm512_set1_epi32(j));
+    r = _mm512_mask_mov_epi32(r, k, _mm512_permutex2var_epi32(tab[2 * j], idx, tab[2 * j + 1]));
+  }
+  return r;
+}
+
+static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
+  const int32_t v = (int32_t)(s - (uint32_t)t->zp[0] * (uint32_t)t->row_sums[n]);
+  if (t->xscale == NULL) {
+    ((int32_t *)t->y)[n] = v;
+    return;
+  }
+  float f = (float)v * (t->xscale[0] * t->wscale[n]);
+  if (t->bias) f += t->bias[n];
+  if (t->act == SK_ACT_RELU && f < 0.0f) f = 0.0f;
+  ((float *)t->y)[n] = f;
+}
+
+#define DEFINE_SPMV(NAME, IDX_T, LOAD_COLS)                                     \
+  static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {        \
+    const IDX_T *cols = (const IDX_T *)t->cols;                                 \
+    const __m512i zero = _mm512_setzero_si512(), last = _mm512_set1_epi32(15);  \
+    __attribute__((aligned(64))) uint32_t pre[SEG + 16];                        \
+    __m512i tab[2 * TAB_MAX_PAIRS];                                             \
+    const int pairs = t->xp_dwords <= 32 * TAB_MAX_PAIRS ? (int)((t->xp_dwords + 31) / 32) : 0; \
+    for (int j = 0; j < 2 * pairs; ++j)                                         \
+      tab[j] = _mm512_maskz_loadu_epi32(                                        \
+          t->xp_dwords - 16 * j >= 16 ? (__mmask16)0xffff                       \
+          : t->xp_dwords - 16 * j <= 0 ? (__mmask16)0                           \
+          : (__mmask16)((1u << (t->xp_dwords - 16 * j)) - 1),                   \
+          t->xp + 64 * j);                                                      \
+    for (int64_t ra = n0; ra < n1;) {                                           \
+      /* rows [ra, rb) whose blocks fit in one segment (at least one row) */   \
+      const int64_t base = t->indptr[ra];                                       \
+      int64_t rb = ra + 1;                                                      \
+      while (rb < n1 && t->indptr[rb + 1] - base <= SEG) ++rb;                  \
+      const int64_t end = t->indptr[rb];                                        \
+      if (end - base > SEG) { /* one long row: plain accumulation */           \
+        __m512i acc = zero;                                                     \
+        for (int64_t p = base; p < end; p += 16) {                              \
+          const __mmask16 k = end - p >= 16 ? (__mmask16)0xffff                 \
+                                            : (__mmask16)((1u << (end - p)) - 1); \
+          const __m512i xv = _mm512_mask_i32gather_epi32(zero, k, LOAD_COLS(cols + p, k), \
+                                                         t->xp, 4);             \
+          acc = _mm512_dpbusd_epi32(acc, xv, _mm512_maskz_loadu_epi32(k, t->values + 4 * p)); \
+        }                                                                       \
+        spmv_out(t, ra, (uint32_t)_mm512_reduce_add_epi32(acc));                \
+        ra = rb;                                                                \
+        continue;                                                               \
+      }                                                                         \
+      __m512i carry = zero;                                                     \
+      pre[0] = 0;                                                               \
+      for (int64_t p = base; p < end; p += 16) {                                \
+        const __mmask16 k = end - p >= 16 ? (__mmask16)0xffff                   \
+                                          : (__mmask16)((1u << (end - p)) - 1); \
+        const __m512i c = LOAD_COLS(cols + p, k);                               \
+        const __m512i xv = pairs ? xlookup(tab, pairs, c)                        \
+                                 : _mm512_mask_i32gather_epi32(zero, k, c, t->xp, 4); \
+        const __m512i d = _mm512_dpbusd_epi32(zero, xv,                         \
+                                              _mm512_maskz_loadu_epi32(k, t->values + 4 * p)); \
+        const __m512i s = _mm512_add_epi32(prefix16(d), carry);                 \
+        _mm512_storeu_si512((void *)(pre + 1 + (p - base)), s);                 \
+        carry = _mm512_permutexvar_epi32(last, s);                              \
+      }                                                                         \
+      for (int64_t n = ra; n < rb; ++n)                                         \
+        spmv_out(t, n, pre[t->indptr[n + 1] - base] - pre[t->indptr[n] - base]); \
+      ra = rb;                                                                  \
+    }                                                                           \
+  }
+
+/* The small tile: MR = 16 rows (one zmm per block), for M below 64 and the
+ * rows left over past the 64-row tiles. 4 accumulators over blocks p % 4. */
+#define DEFINE_SPMM16(NAME, IDX_T)                                              \
+  static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {        \
+    const IDX_T *cols = (const IDX_T *)t->cols;                                 \
+    __attribute__((aligned(64))) uint32_t buf[16 * 16];                         \
+    const __m512i zp = _mm512_load_si512((const void *)t->zp);                  \
+    const __m512 xs = t->xscale ? _mm512_loadu_ps(t->xscale) : _mm512_setzero_ps(); \
+    uint32_t *y = (uint32_t *)t->y;                                             \
+    for (int64_t n = n0; n < n1; n += 16) {                                     \
+      const int64_t nb = n1 - n < 16 ? n1 - n : 16;                             \
+      __m512i r[16];                                                            \
+      for (int64_t j = 0; j < nb; ++j) {                                        \
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;         \
+        int64_t p = t->indptr[n + j];                                           \
+        const int64_t e = t->indptr[n + j + 1];                                 \
+        const uint8_t *xp = t->xp;                                              \
+        for (; p + 4 <= e; p += 4) {                                            \
+          a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512((const void *)(xp + (int64_t)cols[p] * 64)), \
+                                   _mm512_set1_epi32(load_dword(t->values + 4 * p))); \
+          a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512((const void *)(xp + (int64_t)cols[p + 1] * 64)), \
+                                   _mm512_set1_epi32(load_dword(t->values + 4 * p + 4))); \
+          a2 = _mm512_dpbusd_epi32(a2, _mm512_load_si512((const void *)(xp + (int64_t)cols[p + 2] * 64)), \
+                                   _mm512_set1_epi32(load_dword(t->values + 4 * p + 8))); \
+          a3 = _mm512_dpbusd_epi32(a3, _mm512_load_si512((const void *)(xp + (int64_t)cols[p + 3] * 64)), \
+                                   _mm512_set1_epi32(load_dword(t->values + 4 * p + 12))); \
+        }                                                                       \
+        for (; p < e; ++p)                                                      \
+          a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512((const void *)(xp + (int64_t)cols[p] * 64)), \
+                                   _mm512_set1_epi32(load_dword(t->values + 4 * p))); \
+        __m512i acc = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)); \
+        acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(zp, _mm512_set1_epi32(t->row_sums[n + j]))); \
+        if (t->xscale) {                                                        \
+          __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc),                     \
+                                   _mm512_mul_ps(xs, _mm512_set1_ps(t->wscale[n + j]))); \
+          if (t->bias) f = _mm512_add_ps(f, _mm512_set1_ps(t->bias[n + j]));    \
+          if (t->act == SK_ACT_RELU) f = _mm512_max_ps(_mm512_setzero_ps(), f); \
+          acc = _mm512_castps_si512(f);                                         \
+        }                                                                       \
+        r[j] = acc;                                                             \
+      }                                                                         \
+      if (nb == 16 && t->mr == 16) {                                            \
+        transpose16(r);                                                         \
+        for (int i = 0; i < 16; ++i) _mm512_storeu_si512((void *)(y + i * t->ldy + n), r[i]); \
+      } else {                                                                  \
+        for (int64_t j = 0; j < nb; ++j) _mm512_store_si512((void *)(buf + j * 16), r[j]); \
+        for (int64_t i = 0; i < t->mr; ++i)                                     \
+          for (int64_t j = 0; j < nb; ++j) y[i * t->ldy + n + j] = buf[j * 16 + i]; \
+      }                                                                         \
+    }                                                                           \
+  }
+
+DEFINE_SPMM16(spmm16_u16, uint16_t)
+DEFINE_SPMM16(spmm16_i32, int32_t)
+DEFINE_SPMM(spmm_u16, uint16_t)
+DEFINE_SPMM(spmm_i32, int32_t)
+DEFINE_SPMV(spmv_u16, uint16_t, load_cols16)
+DEFINE_SPMV(spmv_i32, int32_t, load_cols32)
+
+void sk_spmm_u8s8_64x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  if (t->index_bytes == 2) spmm_u16(t, n0, n1); else spmm_i32(t, n0, n1);
+}
+
+void sk_spmm_u8s8_16x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  if (t->index_bytes == 2) spmm16_u16(t, n0, n1); else spmm16_i32(t, n0, n1);
+}
+
+void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  if (t->index_bytes == 2) spmv_u16(t, n0, n1); else spmv_i32(t, n0, n1);
+}

@@ -1,0 +1,251 @@
+/*
+ * spmm_u8s8/driver.c - the loops around the sparse int8 micro-kernels.
+ *
+ *   fp32 X --quantize rows (u8, per-row scale + zero point)--> Xq[M, 4*ceil(K/4)]
+ *   Xq --pack--> tiles [K/4][MR][4] u8 (dwords of 4 consecutive k per row)
+ *   W rows split into per-thread ranges of equal cost (blocks + per-row work)
+ *   each thread: for every tile, micro-kernel over its rows -> Y (int32 or fp32)
+ *
+ * M == 1 skips packing: the spmv kernel gathers dwords of the (zero-padded) row.
+ */
+#include <string.h>
+
+#include "../internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define SK_MAX_THREADS 256
+
+static int64_t col_at(const sk_bsr_s8_1x4 *w, int64_t p) {
+  return w->index_bytes == 2 ? (int64_t)((const uint16_t *)w->cols)[p]
+                             : (int64_t)((const int32_t *)w->cols)[p];
+}
+
+int sk_bsr_s8_1x4_validate(const sk_bsr_s8_1x4 *w, int64_t *bad_row) {
+  if (bad_row) *bad_row = -1;
+  if (w == NULL || w->n < 0 || w->k < 0 || w->indptr == NULL) return SK_ERR_ARGUMENT;
+  if (w->index_bytes != 2 && w->index_bytes != 4) return SK_ERR_ARGUMENT;
+  const int64_t kq = (w->k + 3) / 4;
+  if ((w->index_bytes == 2 && kq > 65536) || kq > INT32_MAX) return SK_ERR_FORMAT;
+  if (w->indptr[0] != 0) {
+    if (bad_row) *bad_row = 0;
+    return SK_ERR_FORMAT;
+  }
+  for (int64_t n = 0; n < w->n; ++n) {
+    const int64_t b = w->indptr[n], e = w->indptr[n + 1];
+    int64_t prev = -1, sum = 0;
+    int ok = e >= b && (e == b || (w->cols && w->values && w->row_sums));
+    for (int64_t p = b; ok && p < e; ++p) {
+      const int64_t c = col_at(w, p);
+      ok = c > prev && c < kq;
+      for (int j = 0; ok && j < 4; ++j) {
+        const int v = w->values[4 * p + j];
+        ok = v >= -127 && (v == 0 || 4 * c + j < w->k); /* padding past K is 0 */
+        sum += v;
+      }
+      prev = c;
+    }
+    if (ok && w->row_sums && w->row_sums[n] != sum) ok = 0;
+    if (!ok) {
+      if (bad_row) *bad_row = n;
+      return SK_ERR_FORMAT;
+    }
+  }
+  return SK_OK;
+}
+
+/* Split rows [0, n) into `parts` ranges of about equal cost: a row costs its
+ * blocks plus a constant for its epilogue and output writes. */
+static void split_rows(const int64_t *indptr, int64_t n, int parts, int64_t *bounds) {
+  const int64_t row_cost = 4;
+  const int64_t total = indptr[n] + row_cost * n;
+  bounds[0] = 0;
+  for (int p = 1; p < parts; ++p) {
+    const int64_t target = total * p / parts;
+    int64_t lo = bounds[p - 1], hi = n; /* first row r with cost(r) >= target */
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (indptr[mid] + row_cost * mid < target) lo = mid + 1; else hi = mid;
+    }
+    bounds[p] = lo;
+  }
+  bounds[parts] = n;
+}
+
+/* Dwords of rows [m0, m0+mr) into xp[(c * MR + i) * 4 ..], zero past K and mr. */
+static void pack_tile(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, int64_t mr,
+                      int MR, uint8_t *xp) {
+  const int64_t kq = (k + 3) / 4, full = k / 4;
+  if (mr < MR) memset(xp, 0, (size_t)(kq * MR * 4));
+  for (int64_t i = 0; i < mr; ++i) {
+    const uint8_t *row = x + (m0 + i) * ldx;
+    uint8_t *d = xp + i * 4;
+    for (int64_t c = 0; c < full; ++c) memcpy(d + c * MR * 4, row + 4 * c, 4);
+    if (full < kq) {
+      uint8_t tail[4] = {0, 0, 0, 0};
+      memcpy(tail, row + 4 * full, (size_t)(k - 4 * full));
+      memcpy(d + full * MR * 4, tail, 4);
+    }
+  }
+}
+
+/* The u8 activations the kernels run on: rows, per-row zero points and
+ * (float output only) per-row scales. */
+typedef struct {
+  const uint8_t *xq;
+  int64_t ldx;
+  const int32_t *zp;
+  int zp_per_row;
+  const float *xscale; /* NULL: int32 output */
+} u8_source;
+
+static int run(const sk_bsr_s8_1x4 *w, int64_t m, const u8_source *s, const float *wscale,
+               const float *bias, sk_activation act, void *y, int64_t ldy) {
+  const sk_spmm_u8s8_impl *impl = sk_spmm_u8s8_select();
+  const int64_t kq = (w->k + 3) / 4;
+  const int64_t nblocks = w->indptr[w->n];
+  int nt = sk_threads_for_work((double)(4 * nblocks + 4 * w->n) * (double)m);
+  if (nt > SK_MAX_THREADS) nt = SK_MAX_THREADS;
+  if (nt > w->n) nt = (int)w->n;
+  int64_t bounds[SK_MAX_THREADS + 1];
+  split_rows(w->indptr, w->n, nt, bounds);
+
+  sk_spmm_u8s8_tile base = {w->indptr, w->cols, w->index_bytes, w->values, w->row_sums,
+                            NULL, kq, 1, NULL, NULL, wscale, bias, act, y, ldy};
+  if (m == 1) {
+    uint8_t *row = (uint8_t *)sk_aligned_alloc((size_t)(kq * 4));
+    if (row == NULL) return SK_ERR_NOMEM;
+    memset(row, 0, (size_t)(kq * 4));
+    memcpy(row, s->xq, (size_t)w->k);
+    base.xp = row;
+    base.zp = s->zp;
+    base.xscale = s->xscale;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+#ifdef _OPENMP
+      const int t = omp_get_thread_num();
+#else
+      const int t = 0;
+#endif
+      impl->spmv(&base, bounds[t], bounds[t + 1]);
+    }
+    sk_aligned_free(row);
+    return SK_OK;
+  }
+
+  /* Tiles: full MR-row tiles, and the rows left over in small tiles of
+   * mr_small rows when the ISA has that kernel (M = 8 should not pay for 64). */
+  const int MR = impl->mr, MS = impl->spmm_small ? impl->mr_small : impl->mr;
+  int64_t nbig = m / MR, rem = m - nbig * MR, nsmall = 0;
+  if (rem > 0 && (MS == MR || rem > MR - MS)) ++nbig, rem = 0;
+  nsmall = (rem + MS - 1) / MS;
+  const int64_t tiles = nbig + nsmall;
+  const int64_t rows_alloc = nbig * MR + nsmall * MS; /* >= m, padded rows */
+  uint8_t *xp = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kq * 4));
+  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)rows_alloc * sizeof(int32_t));
+  float *xs = s->xscale ? (float *)sk_aligned_alloc((size_t)rows_alloc * sizeof(float))
+                        : NULL;
+  if (xp == NULL || zp == NULL || (s->xscale && xs == NULL)) {
+    sk_aligned_free(xp);
+    sk_aligned_free(zp);
+    sk_aligned_free(xs);
+    return SK_ERR_NOMEM;
+  }
+  /* tile i covers rows [m0, m0 + rows) of X and rows [m0, m0 + R) of the
+   * scratch (R = its MR); row r of the scratch is X's row r. */
+  for (int64_t i = 0; i < rows_alloc; ++i) {
+    zp[i] = i < m ? s->zp[s->zp_per_row ? i : 0] : 0;
+    if (xs) xs[i] = i < m ? s->xscale[i] : 0.0f;
+  }
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+#pragma omp for schedule(static)
+#else
+    const int t = 0;
+#endif
+    for (int64_t i = 0; i < tiles; ++i) {
+      const int R = i < nbig ? MR : MS;
+      const int64_t m0 = i < nbig ? i * MR : nbig * MR + (i - nbig) * MS;
+      const int64_t mr = m - m0 < R ? m - m0 : R;
+      pack_tile(s->xq, s->ldx, w->k, m0, mr, R, xp + m0 * kq * 4);
+    }
+    /* the implicit barrier of `omp for` makes every tile visible here */
+    for (int64_t i = 0; i < tiles; ++i) {
+      const int R = i < nbig ? MR : MS;
+      const int64_t m0 = i < nbig ? i * MR : nbig * MR + (i - nbig) * MS;
+      sk_spmm_u8s8_tile tile = base;
+      tile.xp = xp + m0 * kq * 4;
+      tile.mr = m - m0 < R ? m - m0 : R;
+      tile.zp = zp + m0;
+      tile.xscale = xs ? xs + m0 : NULL;
+      tile.y = (char *)y + (size_t)(m0 * ldy) * 4;
+      (i < nbig ? impl->spmm : impl->spmm_small)(&tile, bounds[t], bounds[t + 1]);
+    }
+  }
+  sk_aligned_free(xp);
+  sk_aligned_free(zp);
+  sk_aligned_free(xs);
+  return SK_OK;
+}
+
+static int check_weight(const sk_bsr_s8_1x4 *w) {
+  if (w == NULL || w->n < 0 || w->k < 0 || w->indptr == NULL) return SK_ERR_ARGUMENT;
+  if (w->index_bytes != 2 && w->index_bytes != 4) return SK_ERR_ARGUMENT;
+  if (w->n > 0 && (w->row_sums == NULL ||
+                   (w->indptr[w->n] > 0 && (w->cols == NULL || w->values == NULL))))
+    return SK_ERR_ARGUMENT;
+  return SK_OK;
+}
+
+int sk_spmm_u8s8_s32(const sk_bsr_s8_1x4 *w, int64_t m, const uint8_t *xq, int64_t ldx,
+                     const int32_t *zero_point, int zp_per_row, int32_t *y, int64_t ldy) {
+  int rc = check_weight(w);
+  if (rc != SK_OK) return rc;
+  if (m < 0 || (m > 0 && (xq == NULL || y == NULL || zero_point == NULL)))
+    return SK_ERR_ARGUMENT;
+  if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
+  const int64_t nzp = zp_per_row ? m : (m > 0);
+  for (int64_t i = 0; i < nzp; ++i)
+    if (zero_point[i] < 0 || zero_point[i] > 255) return SK_ERR_ARGUMENT;
+  if (m == 0 || w->n == 0) return SK_OK;
+  const u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
+  return run(w, m, &s, NULL, NULL, SK_ACT_NONE, y, ldy);
+}
+
+int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
+                           const float *x, int64_t ldx, const float *bias,
+                           sk_activation act, float *y, int64_t ldy) {
+  int rc = check_weight(w);
+  if (rc != SK_OK) return rc;
+  if (m < 0 || (m > 0 && (x == NULL || y == NULL)) || (w->n > 0 && wscale == NULL))
+    return SK_ERR_ARGUMENT;
+  if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
+  if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
+  if (m == 0 || w->n == 0) return SK_OK;
+  /* one u8 copy of x (rows of K bytes) plus per-row scale and zero point */
+  uint8_t *xq = (uint8_t *)sk_aligned_alloc((size_t)(m * w->k));
+  float *xs = (float *)sk_aligned_alloc((size_t)m * sizeof(float));
+  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)m * sizeof(int32_t));
+  if (xq == NULL || xs == NULL || zp == NULL) {
+    rc = SK_ERR_NOMEM;
+  } else {
+    rc = sk_quantize_rows_u8(m, w->k, x, ldx, xq, w->k, xs, zp);
+    if (rc == SK_OK) {
+      const u8_source s = {xq, w->k, zp, 1, xs};
+      rc = run(w, m, &s, wscale, bias, act, y, ldy);
+    }
+  }
+  sk_aligned_free(xq);
+  sk_aligned_free(xs);
+  sk_aligned_free(zp);
+  return rc;
+}

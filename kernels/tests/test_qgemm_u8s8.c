@@ -1,0 +1,214 @@
+/* C tests of the u8 quantizers and the exact int8 GEMM (qgemm_u8s8) on every
+ * ISA this CPU runs: quantization bit-identical across ISAs and to a scalar
+ * statement of the math; GEMM int32 results equal to an int64 reference. */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "test_util.h"
+
+/* The documented math, written out independently of the kernels. */
+static void ref_quantize_row(const float *x, int64_t k, uint8_t *q, float *scale, int32_t *zp) {
+  float mn = 0.0f, mx = 0.0f;
+  for (int64_t i = 0; i < k; ++i) {
+    if (x[i] < mn) mn = x[i];
+    if (x[i] > mx) mx = x[i];
+  }
+  float s = 1.0f, z = 0.0f;
+  if (mx > mn) {
+    s = (float)(((double)mx - (double)mn) / 255.0);
+    if (s < FLT_MIN) s = FLT_MIN;
+    z = rintf(-mn / s);
+    z = z < 0 ? 0 : (z > 255 ? 255 : z);
+  }
+  for (int64_t i = 0; i < k; ++i) {
+    float v = rintf(x[i] / s) + z;
+    v = v < 0 ? 0 : (v > 255 ? 255 : v);
+    q[i] = (uint8_t)v;
+  }
+  *scale = s;
+  *zp = (int32_t)z;
+}
+
+static void test_quantize(void) {
+  static const int64_t ks[] = {0, 1, 3, 8, 15, 16, 17, 33, 100, 1000};
+  for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c) {
+    const int64_t m = 9, k = ks[c], ldx = k + 5, ldq = k + 3;
+    float *x = malloc((size_t)(m * ldx + 1) * 4);
+    uint8_t *q = malloc((size_t)(m * ldq + 1)), *rq = malloc((size_t)(k + 1));
+    float s[9], rs;
+    int32_t z[9], rz;
+    for (int64_t i = 0; i < m * ldx; ++i) x[i] = rng_f32() * (float)(1 + i % 7);
+    for (int64_t j = 0; j < k; ++j) {
+      x[1 * ldx + j] = 0.0f;                               /* all-zero row */
+      x[2 * ldx + j] = fabsf(x[2 * ldx + j]);              /* one sign */
+      x[3 * ldx + j] = (float)((int)(rng_u32() % 511) - 255) * 0.5f; /* ties */
+      x[4 * ldx + j] = (j % 2 ? 3e38f : -3e38f);           /* huge range */
+    }
+    FOR_EACH_ISA(isa) {
+      memset(q, 0xAB, (size_t)(m * ldq + 1));
+      CHECK(sk_quantize_rows_u8(m, k, x, ldx, q, ldq, s, z) == SK_OK, "rc");
+      int bad = 0;
+      for (int64_t i = 0; i < m; ++i) {
+        ref_quantize_row(x + i * ldx, k, rq, &rs, &rz);
+        bad |= memcmp(&rs, &s[i], 4) != 0 || rz != z[i] || memcmp(rq, q + i * ldq, (size_t)k);
+        for (int64_t j = k; j < ldq; ++j) bad |= q[i * ldq + j] != 0xAB; /* untouched */
+      }
+      CHECK(!bad, "quantize isa=%s k=%lld", sk_isa_name((sk_isa)isa), (long long)k);
+      /* static: the same row math with a fixed scale and zero point */
+      CHECK(sk_quantize_u8(m, k, x, ldx, 0.37f, 17, q, ldq) == SK_OK, "static rc");
+      bad = 0;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < k; ++j) {
+          float v = rintf(x[i * ldx + j] / 0.37f) + 17.0f;
+          v = v < 0 ? 0 : (v > 255 ? 255 : v);
+          bad |= q[i * ldq + j] != (uint8_t)v;
+        }
+      CHECK(!bad, "static isa=%s k=%lld", sk_isa_name((sk_isa)isa), (long long)k);
+      if (k > 0) {
+        const float keep = x[5 * ldx + k - 1];
+        x[5 * ldx + k - 1] = NAN;
+        CHECK(sk_quantize_rows_u8(m, k, x, ldx, q, ldq, s, z) == SK_ERR_NONFINITE, "nan");
+        x[5 * ldx + k - 1] = INFINITY;
+        CHECK(sk_quantize_u8(m, k, x, ldx, 1.0f, 0, q, ldq) == SK_ERR_NONFINITE, "inf");
+        x[5 * ldx + k - 1] = keep;
+      }
+    }
+    free(x); free(q); free(rq);
+  }
+  float x1[4] = {1, 2, 3, 4};
+  uint8_t q1[4];
+  float s1;
+  int32_t z1;
+  CHECK(sk_quantize_rows_u8(1, 4, x1, 3, q1, 4, &s1, &z1) == SK_ERR_ARGUMENT, "ldx < k");
+  CHECK(sk_quantize_u8(1, 4, x1, 4, 0.0f, 0, q1, 4) == SK_ERR_ARGUMENT, "scale 0");
+  CHECK(sk_quantize_u8(1, 4, x1, 4, 1.0f, 256, q1, 4) == SK_ERR_ARGUMENT, "zp 256");
+}
+
+/* One GEMM case on the current ISA: s32, f32 and u8 outputs against int64 /
+ * double references, with strided A and C and sentinels past N. */
+static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, int per_row,
+                      int threads) {
+  const int64_t lda = k + 3, ldc = n + 5;
+  int8_t *q = malloc((size_t)(n * k + 1));
+  uint8_t *a = malloc((size_t)(m * lda + 1)), *s24 = malloc((size_t)(3 * n + 1));
+  int8_t *packed = malloc((size_t)sk_qmatrix_s8_packed_bytes(n, k) + 1);
+  int32_t *c = malloc((size_t)(m * ldc + 1) * 4), *zp = malloc((size_t)(m + 1) * 4);
+  float *y = malloc((size_t)(m * ldc + 1) * 4), *ws = malloc((size_t)(n + 1) * 4);
+  float *as = malloc((size_t)(m + 1) * 4), *bias = malloc((size_t)(n + 1) * 4);
+  uint8_t *yq = malloc((size_t)(m * ldc + 1));
+  for (int64_t i = 0; i < n * k; ++i)
+    q[i] = extremes ? (int8_t)((i / k) % 2 ? 127 : -127) : (int8_t)((int)(rng_u32() % 255) - 127);
+  for (int64_t i = 0; i < m * lda; ++i) a[i] = extremes ? 255 : (uint8_t)rng_u32();
+  for (int64_t i = 0; i < m; ++i) {
+    zp[i] = extremes ? (i % 2 ? 255 : 0) : (int32_t)(rng_u32() % 256);
+    as[i] = 0.001f + (float)(rng_u32() % 100) * 1e-4f;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    ws[j] = 0.002f + (float)(rng_u32() % 100) * 1e-4f;
+    bias[j] = rng_f32();
+  }
+  CHECK(sk_qmatrix_s8_pack(n, k, q, k, packed, s24) == SK_OK, "pack");
+  sk_qmatrix_s8 w = {n, k, packed, s24, ws, 1};
+  sk_set_num_threads(threads);
+  for (int64_t i = 0; i < m * ldc; ++i) c[i] = 0x5a5a5a5a;
+  for (int64_t i = 0; i < m * ldc; ++i) yq[i] = 0xA5;
+  const int64_t zs = per_row ? 1 : 0;
+  CHECK(sk_qgemm_u8s8_s32(&w, m, a, lda, zp, zs, c, ldc) == SK_OK, "s32 rc");
+  CHECK(sk_qgemm_u8s8_f32(&w, m, a, lda, zp, zs, as, 1, bias, SK_ACT_RELU, y, ldc) == SK_OK,
+        "f32 rc");
+  CHECK(sk_qgemm_u8s8_u8(&w, m, a, lda, zp, zs, as, 1, NULL, SK_ACT_NONE, 0.5f, 128, yq,
+                         ldc) == SK_OK, "u8 rc");
+  int bad_s32 = 0, bad_f32 = 0, bad_u8 = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t z = zp[per_row ? i : 0];
+    for (int64_t j = 0; j < ldc; ++j) {
+      if (j >= n) {
+        bad_s32 |= c[i * ldc + j] != 0x5a5a5a5a;
+        bad_u8 |= yq[i * ldc + j] != 0xA5;
+        continue;
+      }
+      int64_t ref = 0;
+      for (int64_t kk = 0; kk < k; ++kk) ref += ((int64_t)a[i * lda + kk] - z) * q[j * k + kk];
+      bad_s32 |= (int64_t)c[i * ldc + j] != ref;
+      const double sc = (double)as[i] * ws[j];
+      double yf = (double)ref * sc + bias[j];
+      yf = yf > 0 ? yf : 0;
+      bad_f32 |= fabs(y[i * ldc + j] - yf) > 4 * FLT_EPSILON * (fabs((double)ref) * sc + fabs(bias[j])) + 1e-30;
+      double v = nearbyint((double)ref * sc / 0.5) + 128;
+      v = v < 0 ? 0 : (v > 255 ? 255 : v);
+      bad_u8 |= fabs((double)yq[i * ldc + j] - v) > 1;
+    }
+  }
+  CHECK(!bad_s32 && !bad_f32 && !bad_u8,
+        "gemm isa=%s m=%lld n=%lld k=%lld extremes=%d per_row=%d t=%d: s32=%d f32=%d u8=%d",
+        sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, extremes, per_row,
+        threads, bad_s32, bad_f32, bad_u8);
+  free(q); free(a); free(s24); free(packed); free(c); free(zp); free(y); free(ws); free(as);
+  free(bias); free(yq);
+}
+
+/* linear: fp32 in, fp32 out == quantize_rows then the f32 epilogue. */
+static void linear_case(int64_t m, int64_t n, int64_t k) {
+  const int64_t kp = (k + 3) / 4 * 4;
+  float *x = malloc((size_t)(m * k + 1) * 4), *y = malloc((size_t)(m * n + 1) * 4);
+  float *y2 = malloc((size_t)(m * n + 1) * 4), *ws = malloc((size_t)(n + 1) * 4);
+  float *rs = malloc((size_t)(m + 1) * 4);
+  int32_t *rz = malloc((size_t)(m + 1) * 4);
+  uint8_t *xq = malloc((size_t)(m * kp + 1)), *s24 = malloc((size_t)(3 * n + 1));
+  int8_t *q = malloc((size_t)(n * k + 1));
+  int8_t *packed = malloc((size_t)sk_qmatrix_s8_packed_bytes(n, k) + 1);
+  for (int64_t i = 0; i < m * k; ++i) x[i] = rng_f32() * 3.0f;
+  for (int64_t i = 0; i < n * k; ++i) q[i] = (int8_t)((int)(rng_u32() % 255) - 127);
+  for (int64_t j = 0; j < n; ++j) ws[j] = 0.01f;
+  sk_qmatrix_s8_pack(n, k, q, k, packed, s24);
+  sk_qmatrix_s8 w = {n, k, packed, s24, ws, 0};
+  CHECK(sk_linear_qgemm_u8s8(&w, m, x, k, 0.0f, 0, NULL, SK_ACT_NONE, y, n) == SK_OK, "lin");
+  CHECK(sk_quantize_rows_u8(m, k, x, k, xq, kp, rs, rz) == SK_OK, "q");
+  CHECK(sk_qgemm_u8s8_f32(&w, m, xq, kp, rz, 1, rs, 1, NULL, SK_ACT_NONE, y2, n) == SK_OK, "f");
+  CHECK(memcmp(y, y2, (size_t)(m * n) * 4) == 0, "linear == quantize + gemm (m=%lld)",
+        (long long)m);
+  x[k / 2] = NAN;
+  CHECK(sk_linear_qgemm_u8s8(&w, m, x, k, 0.0f, 0, NULL, SK_ACT_NONE, y, n) == SK_ERR_NONFINITE,
+        "nan");
+  free(x); free(y); free(y2); free(ws); free(rs); free(rz); free(xq); free(s24); free(q);
+  free(packed);
+}
+
+static void test_pack_rejects(void) {
+  int8_t q[6] = {1, 2, 3, -128, 5, 6}, packed[64];
+  uint8_t s24[6];
+  CHECK(sk_qmatrix_s8_packed_bytes(2, 3) == 64, "packed bytes");
+  CHECK(sk_qmatrix_s8_pack(2, 3, q, 3, packed, s24) == SK_ERR_FORMAT, "-128");
+  q[3] = -127;
+  CHECK(sk_qmatrix_s8_pack(2, 3, q, 3, packed, s24) == SK_OK, "ok");
+  CHECK(packed[0] == 1 && packed[2] == 3 && packed[3] == 0 && packed[4] == -127, "layout");
+  CHECK(s24[0] == 6 && s24[1] == 0 && s24[2] == 0, "sum 6");
+  CHECK(s24[3] == (uint8_t)(-116 & 0xff) && s24[5] == 0xff, "sum -116");
+}
+
+int main(void) {
+  test_quantize();
+  test_pack_rejects();
+  static const int64_t ms[] = {1, 2, 5, 8, 9, 17};
+  static const int64_t ns[] = {1, 16, 17, 48, 63, 65, 100};
+  static const int64_t ks[] = {1, 3, 4, 7, 64, 131};
+  FOR_EACH_ISA(isa) {
+    /* no NEON int8 kernel yet: on ARM the family runs its scalar path */
+    CHECK(sk_family_isa("qgemm_u8s8") == (isa == SK_ISA_NEON ? SK_ISA_SCALAR : isa),
+          "qgemm family isa");
+    for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
+      for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
+        for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c) {
+          const int v = (int)(a + b + c);
+          gemm_case(isa, ms[a], ns[b], ks[c], 0, v % 2, 1 + (v % 3 == 0));
+        }
+    gemm_case(isa, 9, 50, 4099, 1, 1, 1); /* largest magnitudes, K tail */
+    gemm_case(isa, 3, 33, 4096, 1, 0, 2);
+    gemm_case(isa, 70, 300, 200, 0, 1, 2); /* big enough to thread */
+    gemm_case(isa, 1, 700, 300, 0, 0, 2);
+    linear_case(1, 40, 37);
+    linear_case(23, 70, 130);
+  }
+  return sk_test_finish("test_qgemm_u8s8");
+}

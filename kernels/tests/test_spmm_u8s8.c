@@ -1,0 +1,177 @@
+/* C tests of the sparse int8 kernels (1x4 blocks) against an int64 reference
+ * loop, on every ISA this CPU runs: exact int32 results with extremes (x 0 and
+ * 255, q -127 and 127, zero points 0/128/255), block fill 1..4, empty rows,
+ * all-zero weights, tails in M, N and K (K % 4 != 0), both index widths,
+ * strided x/y, 1 and 2 threads, M across the 64-row and 16-row tiles;
+ * validation of bad weights. */
+#include <string.h>
+
+#include "test_util.h"
+
+typedef struct {
+  int64_t n, k, nb;
+  int64_t *indptr;
+  void *cols;
+  int index_bytes;
+  int8_t *values;
+  int32_t *row_sums;
+  int8_t *dense; /* [n][k] reference */
+} bsr;
+
+static int8_t rand_q(void) {
+  const uint32_t r = rng_u32() % 8;
+  if (r == 0) return 127;
+  if (r == 1) return -127;
+  return (int8_t)((int)(rng_u32() % 255) - 127);
+}
+
+/* fill 0: random fill 1..4 per block; 1..4: exactly that many per block
+ * (fewer only where the block passes K). density: share of nonempty blocks. */
+static bsr make_bsr(int64_t n, int64_t k, double density, int fill, int index_bytes) {
+  const int64_t kq = (k + 3) / 4;
+  bsr w = {n, k, 0, malloc((size_t)(n + 1) * 8), malloc((size_t)(n * kq + 1) * 4),
+           index_bytes, malloc((size_t)(n * kq + 1) * 4), malloc((size_t)(n + 1) * 4),
+           calloc((size_t)(n * k + 1), 1)};
+  w.indptr[0] = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const int empty_row = (r % 5) == 3;
+    int64_t sum = 0;
+    for (int64_t c = 0; c < kq; ++c) {
+      if (empty_row || (double)rng_u32() / 4294967296.0 >= density) continue;
+      int want = fill ? fill : 1 + (int)(rng_u32() % 4);
+      int8_t v[4] = {0, 0, 0, 0};
+      int placed = 0;
+      for (int j = 0; j < 4 && placed < want; ++j) {
+        const int64_t kk = 4 * c + j;
+        if (kk >= k) break;
+        /* spread the `want` nonzeros over random lanes */
+        if ((int)(rng_u32() % (uint32_t)(4 - j)) < want - placed) {
+          v[j] = rand_q();
+          if (v[j] == 0) v[j] = 1;
+          ++placed;
+        }
+      }
+      if (!placed) continue;
+      if (index_bytes == 2) ((uint16_t *)w.cols)[w.nb] = (uint16_t)c;
+      else ((int32_t *)w.cols)[w.nb] = (int32_t)c;
+      for (int j = 0; j < 4; ++j) {
+        w.values[4 * w.nb + j] = v[j];
+        sum += v[j];
+        if (v[j]) w.dense[r * k + 4 * c + j] = v[j];
+      }
+      ++w.nb;
+    }
+    w.row_sums[r] = (int32_t)sum;
+    w.indptr[r + 1] = w.nb;
+  }
+  return w;
+}
+
+static void free_bsr(bsr *w) {
+  free(w->indptr); free(w->cols); free(w->values); free(w->row_sums); free(w->dense);
+}
+
+static uint8_t rand_x(void) {
+  const uint32_t r = rng_u32() % 8;
+  return r == 0 ? 255 : r == 1 ? 0 : (uint8_t)(rng_u32() % 256);
+}
+
+static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, int fill,
+                     int ib, int zp_per_row, int threads) {
+  bsr b = make_bsr(n, k, density, fill, ib);
+  sk_bsr_s8_1x4 w = {n, k, b.indptr, b.cols, ib, b.values, b.row_sums};
+  CHECK(sk_bsr_s8_1x4_validate(&w, NULL) == SK_OK, "validate");
+  const int64_t ldx = k + 3, ldy = n + 5;
+  uint8_t *x = malloc((size_t)(m * ldx + 1));
+  int32_t *y = malloc((size_t)(m * ldy + 1) * 4), zp[300];
+  static const int32_t zps[3] = {0, 128, 255};
+  for (int64_t i = 0; i < m * ldx; ++i) x[i] = rand_x();
+  for (int64_t i = 0; i < m * ldy; ++i) y[i] = 0x5eed;
+  for (int64_t i = 0; i < 300; ++i) zp[i] = zps[rng_u32() % 3];
+  sk_set_num_threads(threads);
+  const int rc = sk_spmm_u8s8_s32(&w, m, x, ldx, zp, zp_per_row, y, ldy);
+  CHECK(rc == SK_OK, "rc=%d", rc);
+  int bad = 0;
+  for (int64_t i = 0; i < m && !bad; ++i) {
+    const int64_t z = zp[zp_per_row ? i : 0];
+    for (int64_t r = 0; r < ldy; ++r) {
+      const int32_t got = y[i * ldy + r];
+      if (r >= n) { /* padding must be untouched */
+        if (got != 0x5eed) bad = 1;
+        continue;
+      }
+      int64_t ref = 0;
+      for (int64_t kk = 0; kk < k; ++kk)
+        ref += ((int64_t)x[i * ldx + kk] - z) * b.dense[r * k + kk];
+      if ((int64_t)got != ref) bad = 1;
+    }
+  }
+  CHECK(!bad, "isa=%s m=%lld n=%lld k=%lld density=%.2f fill=%d ib=%d zprow=%d t=%d",
+        sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, density, fill,
+        ib, zp_per_row, threads);
+  free(x); free(y); free_bsr(&b);
+}
+
+static void test_validate(void) {
+  int64_t indptr[3] = {0, 2, 3};
+  uint16_t cols[3] = {1, 1, 0}; /* row 0 has a duplicate */
+  int8_t vals[12] = {1, 2, 3, 4, 5, 6, 0, 0, 7, 8, 9, 10};
+  int32_t sums[2] = {21, 34};
+  sk_bsr_s8_1x4 w = {2, 7, indptr, cols, 2, vals, sums};
+  int64_t bad = -2;
+  CHECK(sk_bsr_s8_1x4_validate(&w, &bad) == SK_ERR_FORMAT && bad == 0, "duplicate");
+  cols[0] = 0;
+  CHECK(sk_bsr_s8_1x4_validate(&w, &bad) == SK_OK && bad == -1, "valid");
+  vals[7] = 1; /* position 7 is past K = 7 */
+  sums[0] = 22;
+  CHECK(sk_bsr_s8_1x4_validate(&w, &bad) == SK_ERR_FORMAT && bad == 0, "padding");
+  vals[7] = 0;
+  sums[0] = 21;
+  vals[9] = -128;
+  CHECK(sk_bsr_s8_1x4_validate(&w, &bad) == SK_ERR_FORMAT && bad == 1, "-128");
+  vals[9] = 9;
+  CHECK(sk_bsr_s8_1x4_validate(&w, &bad) == SK_ERR_FORMAT && bad == 1, "row sum");
+  vals[9] = 8;
+  sums[1] = 34;
+  cols[1] = 2; /* out of range: ceil(7/4) = 2 block columns */
+  CHECK(sk_bsr_s8_1x4_validate(&w, &bad) == SK_ERR_FORMAT && bad == 0, "range");
+  cols[1] = 1;
+  indptr[1] = 4;
+  CHECK(sk_bsr_s8_1x4_validate(&w, &bad) == SK_ERR_FORMAT, "indptr");
+  indptr[1] = 2;
+  int32_t y[2], zp = 300;
+  uint8_t x[7] = {0};
+  CHECK(sk_spmm_u8s8_s32(&w, 1, x, 7, &zp, 0, y, 2) == SK_ERR_ARGUMENT, "zp range");
+  zp = 0;
+  CHECK(sk_spmm_u8s8_s32(&w, 1, x, 6, &zp, 0, y, 2) == SK_ERR_ARGUMENT, "ldx");
+  CHECK(sk_spmm_u8s8_s32(&w, 1, x, 7, &zp, 0, y, 2) == SK_OK, "ok");
+}
+
+int main(void) {
+  static const int64_t ms[] = {1, 2, 7, 16, 17, 33, 50, 64, 65, 113, 130};
+  static const int64_t ns[] = {1, 3, 16, 17, 40};
+  static const int64_t ks[] = {1, 4, 5, 31, 100};
+  static const double densities[] = {0.0, 0.3, 1.0};
+  test_validate();
+  FOR_EACH_ISA(isa) {
+    CHECK(sk_family_isa("spmm_u8s8") >= 0, "family isa");
+    for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
+      for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
+        for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c)
+          for (size_t d = 0; d < sizeof densities / sizeof *densities; ++d) {
+            const int v = (int)(a + b + c + d);
+            run_case(isa, ms[a], ns[b], ks[c], densities[d], v % 5, v % 2 ? 2 : 4, v % 3 != 0,
+                     1 + (v % 2));
+          }
+    run_case(isa, 200, 700, 3001, 0.3, 0, 2, 1, 2); /* big enough to thread */
+    run_case(isa, 1, 700, 3001, 0.3, 0, 4, 0, 2);
+    /* M == 1 with K/4 of 33, 251, 256, 257 dwords: activation lookup from
+     * registers with 2..8 register pairs, and the gather just past it */
+    run_case(isa, 1, 300, 130, 0.5, 0, 2, 0, 1);
+    run_case(isa, 1, 300, 1001, 0.5, 0, 2, 1, 1);
+    run_case(isa, 1, 300, 1024, 0.5, 4, 4, 1, 1);
+    run_case(isa, 1, 300, 1025, 0.5, 0, 2, 1, 1);
+    run_case(isa, 3, 50, 4099, 1.0, 4, 2, 1, 1); /* K up to 4096 + tail, dense */
+  }
+  return sk_test_finish("test_spmm_u8s8");
+}

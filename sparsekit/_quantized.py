@@ -1,0 +1,209 @@
+"""QuantizedMatrix: a symmetric int8 weight W[N, K] ~ q * scale, packed once
+for the int8 GEMM kernels (re-exported by sparsekit.formats).
+
+Held: the packed weights (layout in kernels/include/sparsekit.h: panels of 16
+channels x groups of 4 k, zero-padded, 64-byte aligned), the channel sums
+sum_k q[n, k] (3 bytes each) for the zero-point correction, and the scales
+(float32, one per channel or one per tensor). That is
+ceil(N/16)*16 * ceil(K/4)*4 + 3N + 4N bytes: at most 1.02 bytes per weight
+for K >= 350 with N a multiple of 16.
+"""
+import numpy as np
+
+from sparsekit import _core
+from sparsekit._validate import as_float_array, frozen
+
+_TINY = np.finfo(np.float32).tiny
+
+
+def _aligned_empty(nbytes, dtype, align=64):
+    """A 1-D array of `nbytes` bytes whose data starts on an `align` boundary."""
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off:off + nbytes].view(dtype)
+
+
+def _check_scale(scale, n):
+    s = np.asarray(scale)
+    if s.dtype.kind not in "fiu" or s.dtype == np.bool_:
+        raise TypeError(f"scale: expected a float scalar or array, got dtype {s.dtype}")
+    s = s.astype(np.float32)
+    if s.ndim == 0 or s.shape == (1,):
+        per_channel = False
+        s = s.reshape(1)
+    elif s.ndim == 1 and s.shape[0] == n:
+        per_channel = True
+    else:
+        raise ValueError(f"scale: expected a scalar (per tensor) or shape ({n},) "
+                         f"(per channel), got shape {s.shape}")
+    if s.size and not (np.all(np.isfinite(s)) and np.all(s > 0)):
+        raise ValueError("scale: every scale must be finite and > 0")
+    return np.ascontiguousarray(s), per_channel
+
+
+class QuantizedMatrix:
+    """A quantized weight W[N, K] (out, in) ~ q * scale, q int8 in [-127, 127].
+
+    Build one with ``QuantizedMatrix.from_float(w, per_channel=True)`` or
+    ``QuantizedMatrix.from_int8(q, scale)``. ``sparsekit.linear(x, qw)`` then
+    runs fp32 in / fp32 out with the activations quantized to u8 per row
+    inside; ``qw.with_static_input(scale, zero_point)`` switches that to a
+    fixed (calibrated) per-tensor activation quantization.
+    """
+
+    __slots__ = ("_shape", "_packed", "_sum24", "_scale", "_per_channel",
+                 "_input_scale", "_input_zero_point", "_kernel_arrays")
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("QuantizedMatrix: use QuantizedMatrix.from_float(w) or "
+                        "QuantizedMatrix.from_int8(q, scale)")
+
+    @classmethod
+    def _build(cls, q, scale):
+        n, k = q.shape
+        if k > _core.QGEMM_MAX_K:
+            raise ValueError(f"q: K = {k} exceeds the supported {_core.QGEMM_MAX_K}")
+        self = object.__new__(cls)
+        packed = _aligned_empty(_core.qmatrix_packed_bytes(n, k), np.int8)
+        sum24 = np.empty(3 * n, dtype=np.uint8)
+        if not _core.qmatrix_pack(np.ascontiguousarray(q, dtype=np.int8), packed, sum24):
+            raise ValueError("q: values must be in [-127, 127] (-128 is not allowed)")
+        self._shape = (n, k)
+        self._packed = frozen(packed)
+        self._sum24 = frozen(sum24)
+        self._scale, self._per_channel = scale
+        self._scale = frozen(self._scale)
+        self._input_scale = None
+        self._input_zero_point = None
+        self._kernel_arrays = (self._packed, self._sum24, self._scale)
+        return self
+
+    # ---- constructors -------------------------------------------------------
+    @classmethod
+    def from_float(cls, w, per_channel=True):
+        """Quantize a float [N, K] weight: scale = max|w| / 127 per output
+        channel (or over the whole tensor), q = clip(rint(w / scale), -127, 127)
+        in float32 (round half to even). All-zero channels get scale 1."""
+        w = as_float_array(w, "w", ndim=2, allow_nan=False)
+        if not isinstance(per_channel, (bool, np.bool_)):
+            raise TypeError(f"per_channel: expected a bool, got {per_channel!r}")
+        n, k = w.shape
+        amax = np.abs(w).max(axis=1, initial=0.0) if per_channel else \
+            np.array([np.abs(w).max(initial=0.0)], dtype=np.float32)
+        amax = amax.astype(np.float32)
+        scale = np.where(amax > 0, np.maximum(amax / np.float32(127), _TINY), 1.0)
+        scale = scale.astype(np.float32)
+        per = scale if per_channel else np.broadcast_to(scale, (n,))
+        q = np.clip(np.rint(w / per[:, None]), -127, 127).astype(np.int8)
+        return cls._build(q, (np.ascontiguousarray(scale), bool(per_channel)))
+
+    @classmethod
+    def from_int8(cls, q, scale):
+        """Wrap already-quantized weights (for importers): integer q [N, K] with
+        values in [-127, 127] and a positive scale, scalar or per channel [N]."""
+        arr = np.asarray(q)
+        if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
+            raise TypeError(f"q: expected an integer (int8) array, got dtype {arr.dtype}")
+        if arr.ndim != 2:
+            raise ValueError(f"q: expected a 2-D [N, K] array, got shape {arr.shape}")
+        if arr.size and (arr.min() < -127 or arr.max() > 127):
+            raise ValueError(f"q: values must be in [-127, 127], got range "
+                             f"[{arr.min()}, {arr.max()}]")
+        s, per = _check_scale(scale, arr.shape[0])
+        return cls._build(arr.astype(np.int8), (s, per))
+
+    def with_static_input(self, scale, zero_point):
+        """The same weight with a static per-tensor u8 activation quantization
+        (scale, zero_point) for linear(); (None, None) goes back to dynamic."""
+        from sparsekit.quant_ops import check_static_params
+
+        other = object.__new__(type(self))
+        for name in self.__slots__:
+            setattr(other, name, getattr(self, name))
+        if scale is None and zero_point is None:
+            other._input_scale = other._input_zero_point = None
+        elif scale is None or zero_point is None:
+            raise ValueError("scale/zero_point: give both (static) or neither (dynamic)")
+        else:
+            other._input_scale, other._input_zero_point = check_static_params(
+                scale, zero_point, "input")
+        return other
+
+    # ---- views --------------------------------------------------------------
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def per_channel(self):
+        return self._per_channel
+
+    @property
+    def scale(self):
+        """float32 [N] per channel, or a 0-d float32 array per tensor."""
+        return self._scale if self._per_channel else self._scale.reshape(())
+
+    @property
+    def input_scale(self):
+        return self._input_scale
+
+    @property
+    def input_zero_point(self):
+        return self._input_zero_point
+
+    @property
+    def q(self):
+        """The int8 weights as [N, K] (unpacked: a new array, not a view)."""
+        n, k = self._shape
+        k4 = (k + 3) // 4
+        panels = self._packed.reshape(-1, k4, 16, 4).transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(panels.reshape(-1, k4 * 4)[:n, :k])
+
+    @property
+    def weight_sums(self):
+        """int32 [N]: sum_k q[n, k], the zero-point correction term."""
+        b = self._sum24.reshape(-1, 3).astype(np.int32)
+        u = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        return (u ^ 0x800000) - 0x800000
+
+    @property
+    def nbytes(self):
+        return self._packed.nbytes + self._sum24.nbytes + self._scale.nbytes
+
+    def dequantize(self):
+        """float32 [N, K] = q * scale."""
+        s = self._scale if self._per_channel else self._scale[:1]
+        return (self.q.astype(np.float32) * s.reshape(-1, 1)).astype(np.float32)
+
+    def __repr__(self):
+        n, k = self._shape
+        mode = "per-channel" if self._per_channel else "per-tensor"
+        inp = "dynamic" if self._input_scale is None else \
+            f"static({self._input_scale:g}, {self._input_zero_point})"
+        return (f"QuantizedMatrix(shape=({n}, {k}), {mode}, input={inp}, "
+                f"{self.nbytes / max(n * k, 1):.4f} bytes/weight)")
+
+    def __reduce__(self):
+        s = self._scale.copy() if self._per_channel else float(self._scale[0])
+        return (_qm_from_state, (self.q, s, self._input_scale, self._input_zero_point))
+
+    # ---- compute ------------------------------------------------------------
+    def _arrays(self):
+        return self._kernel_arrays
+
+    def _linear(self, x, bias, act, backend):
+        if backend == "numba":
+            raise ValueError("backend: the numba backend has no int8 path; use 'auto' or 'c'")
+        n, k = self._shape
+        out = np.empty((x.shape[0], n), dtype=np.float32)
+        if self._input_scale is None:
+            return _core.linear_qgemm(self._kernel_arrays, n, k, x, 0.0, 0, bias, act, out)
+        return _core.linear_qgemm(self._kernel_arrays, n, k, x, self._input_scale,
+                                  self._input_zero_point, bias, act, out)
+
+
+def _qm_from_state(q, scale, input_scale, input_zero_point):
+    qm = QuantizedMatrix.from_int8(q, scale)
+    if input_scale is not None:
+        qm = qm.with_static_input(input_scale, input_zero_point)
+    return qm

@@ -1,0 +1,301 @@
+"""SparseInt8Matrix: a pruned weight quantized to int8, stored as 1x4 blocks.
+
+Layout (the contract of kernels/src/spmm_u8s8)::
+
+    q[N, K] int8 (symmetric, [-127, 127], per-channel or per-tensor scale)
+      -> K split into ceil(K/4) groups of 4 consecutive columns ("blocks")
+      -> per row n, the nonzero blocks in column order:
+           indptr[n] .. indptr[n+1]   (int64, N + 1)
+           cols[p]                    (block column c = k // 4; uint16 or int32)
+           values[p, 0:4]             (q[n, 4c .. 4c+3], zeros kept inside a block)
+      + row_sums[n] = sum_k q[n, k]   (int32, folds the activation zero points)
+
+One block is what one vpdpbusd lane multiplies: 4 u8 activations x 4 s8
+weights. A block is kept if any of its 4 weights is nonzero, so unstructured
+pruning pays for the zeros inside kept blocks; ``block_fill`` (nonzeros /
+(4 * blocks)) says how much. Pruning in 1x4 blocks gives block_fill == 1.
+"""
+import math
+
+import numpy as np
+
+from sparsekit import _core
+from sparsekit._validate import as_float_array, frozen
+
+QMAX = 127
+_TINY = np.finfo(np.float32).tiny
+
+
+def _check_scale(scale, n):
+    """(scale as float32 [N], per_channel) for a scalar or [N] positive scale."""
+    if hasattr(scale, "detach") and hasattr(scale, "numpy"):
+        scale = scale.detach().cpu().numpy()
+    s = np.asarray(scale)
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"scale: expected a float scalar or array, got dtype {s.dtype}")
+    s = s.astype(np.float32)
+    if s.ndim == 0 or s.shape == (1,):
+        per_channel = False
+        s = np.full(n, s.reshape(()), dtype=np.float32)
+    elif s.shape == (n,):
+        per_channel = True
+    else:
+        raise ValueError(f"scale: expected a scalar or shape ({n},), got shape {s.shape}")
+    if s.size and not (np.isfinite(s).all() and (s > 0).all()):
+        raise ValueError("scale: must be finite and > 0")
+    return np.ascontiguousarray(s), per_channel
+
+
+def _check_int8(q):
+    if hasattr(q, "detach") and hasattr(q, "numpy"):
+        q = q.detach().cpu().numpy()
+    q = np.asarray(q)
+    if q.dtype.kind not in "iu":
+        raise TypeError(f"q: expected an int8 (integer) array, got dtype {q.dtype}")
+    if q.ndim != 2:
+        raise ValueError(f"q: expected a 2-D [N, K] array, got shape {q.shape}")
+    if q.size and (q.min() < -QMAX or q.max() > QMAX):
+        raise ValueError(f"q: values must be in [-127, 127] (symmetric int8), "
+                         f"got range [{q.min()}, {q.max()}]")
+    return q.astype(np.int8, copy=False)
+
+
+class SparseInt8Matrix:
+    """A pruned int8 weight W[N, K] (out, in) for the sparse int8 kernels.
+
+    ``W ~= q * scale[:, None]`` with ``q`` symmetric int8 in [-127, 127];
+    zeros in ``q`` are pruned. Build one with
+    ``SparseInt8Matrix.from_float(w)`` (zeros of ``w`` = pruned) or
+    ``SparseInt8Matrix.from_int8(q, scale)``. ``.q`` and ``.scale`` read back
+    as for QuantizedMatrix. ``sparsekit.linear(x, w)`` quantizes x per row
+    (u8) inside the kernel; ``sparsekit.int8_matmul(xq, zp, w)`` is exact int32.
+    """
+
+    __slots__ = ("_shape", "indptr", "cols", "values", "row_sums", "_wscale",
+                 "_per_channel", "_nnz")
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("SparseInt8Matrix: use SparseInt8Matrix.from_float(w) or "
+                        "SparseInt8Matrix.from_int8(q, scale)")
+
+    # ---- constructors -------------------------------------------------------
+    @classmethod
+    def from_float(cls, w, per_channel=True):
+        """Quantize a pruned fp32 weight [N, K] (exact zeros are pruned) to
+        symmetric int8: scale = max|w| / 127 per output row (per_channel) or
+        for the whole tensor (at least FLT_MIN); q = round-half-even(w / scale),
+        in float32 exactly as QuantizedMatrix.from_float. An all-zero row gets
+        scale 1."""
+        w = as_float_array(w, "w", ndim=2, allow_nan=False)
+        if not isinstance(per_channel, (bool, np.bool_)):
+            raise TypeError(f"per_channel: expected a bool, got {type(per_channel).__name__}")
+        n = w.shape[0]
+        # the same float32 arithmetic as QuantizedMatrix.from_float: same q, same scale
+        amax = (np.abs(w).max(axis=1, initial=0.0) if per_channel
+                else np.full(n, np.abs(w).max(initial=0.0))).astype(np.float32)
+        scale = np.where(amax > 0, np.maximum(amax / np.float32(QMAX), _TINY), 1.0)
+        scale = scale.astype(np.float32)
+        q = np.clip(np.rint(w / scale[:, None]), -QMAX, QMAX).astype(np.int8)
+        return cls._build(q, scale, bool(per_channel))
+
+    @classmethod
+    def from_int8(cls, q, scale):
+        """From already-quantized int8 q [N, K] in [-127, 127] and a scale that
+        is a scalar (per-tensor) or [N] (per output channel)."""
+        q = _check_int8(q)
+        scale, per_channel = _check_scale(scale, q.shape[0])
+        return cls._build(q, scale, per_channel)
+
+    @classmethod
+    def _build(cls, q, scale, per_channel):
+        n, k = q.shape
+        kq = (k + 3) // 4
+        if kq > np.iinfo(np.int32).max:
+            raise ValueError(f"q: K = {k} exceeds the int32 block index range")
+        qp = np.zeros((n, kq * 4), dtype=np.int8)
+        qp[:, :k] = q
+        blocks = qp.reshape(n, kq, 4)
+        rows, cols = np.nonzero(blocks.any(axis=2))
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        self = object.__new__(cls)
+        self._shape = (n, k)
+        self.indptr = frozen(indptr)
+        self.cols = frozen(cols.astype(np.uint16 if kq <= 65536 else np.int32))
+        self.values = frozen(np.ascontiguousarray(blocks[rows, cols]))
+        self.row_sums = frozen(q.sum(axis=1, dtype=np.int64).astype(np.int32))
+        self._wscale = frozen(np.ascontiguousarray(scale, dtype=np.float32))
+        self._per_channel = per_channel
+        self._nnz = int(np.count_nonzero(q))
+        return self
+
+    @classmethod
+    def _from_state(cls, shape, indptr, cols, values, scale, per_channel):
+        """Rebuild from stored arrays (pickle), checking them fully in C."""
+        n, k = (int(s) for s in shape)
+        values = np.ascontiguousarray(values, dtype=np.int8).reshape(-1, 4)
+        row_sums = np.zeros(n, dtype=np.int64)
+        indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+        if indptr.shape != (n + 1,):
+            raise ValueError(f"indptr: expected length N + 1 = {n + 1}")
+        counts = np.diff(indptr)
+        if counts.size and counts.min() < 0 or indptr[0] != 0 or indptr[-1] != len(values):
+            raise ValueError("indptr: must start at 0, be non-decreasing and end at nblocks")
+        np.add.at(row_sums, np.repeat(np.arange(n), counts), values.sum(axis=1, dtype=np.int64))
+        self = object.__new__(cls)
+        self._shape = (n, k)
+        self.indptr = frozen(indptr)
+        self.cols = frozen(np.ascontiguousarray(cols))
+        self.values = frozen(values)
+        self.row_sums = frozen(row_sums.astype(np.int32))
+        self._wscale, _ = _check_scale(scale, n)
+        self._wscale = frozen(self._wscale)
+        self._per_channel = bool(per_channel)
+        self._nnz = int(np.count_nonzero(values))
+        bad = _core.bsr_s8_validate(self.indptr, self.cols, self.values, self.row_sums, n, k)
+        if bad >= 0:
+            raise ValueError(f"values/cols: corrupted sparse int8 weight at row {bad}")
+        return self
+
+    # ---- views --------------------------------------------------------------
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def scale(self):
+        """float32 [N] per-channel scales, or a float32 scalar (per-tensor)."""
+        return self._wscale if self._per_channel else self._wscale[:1].reshape(())
+
+    @property
+    def per_channel(self):
+        return self._per_channel
+
+    @property
+    def q(self):
+        """The int8 weights as a dense [N, K] array."""
+        n, k = self._shape
+        kq = (k + 3) // 4
+        out = np.zeros((n, kq, 4), dtype=np.int8)
+        rows = np.repeat(np.arange(n), np.diff(self.indptr))
+        out[rows, self.cols.astype(np.int64)] = self.values
+        return out.reshape(n, kq * 4)[:, :k].copy()
+
+    def dequantize(self):
+        """The fp32 weight q * scale as a dense [N, K] array."""
+        return self.q.astype(np.float32) * self._wscale[:, None]
+
+    @property
+    def nblocks(self):
+        return int(self.indptr[-1])
+
+    @property
+    def nnz(self):
+        return self._nnz
+
+    @property
+    def density(self):
+        n, k = self._shape
+        return self._nnz / (n * k) if n * k else 0.0
+
+    @property
+    def block_fill(self):
+        """Nonzeros per stored weight slot (1.0: every kept 1x4 block is full)."""
+        return self._nnz / (4 * self.nblocks) if self.nblocks else 1.0
+
+    @property
+    def nbytes(self):
+        return (self.indptr.nbytes + self.cols.nbytes + self.values.nbytes
+                + self.row_sums.nbytes + self._wscale.nbytes)
+
+    @property
+    def bytes_per_weight(self):
+        n, k = self._shape
+        return self.nbytes / max(n * k, 1)
+
+    def __repr__(self):
+        n, k = self._shape
+        return (f"SparseInt8Matrix(shape=({n}, {k}), blocks=1x4, nnz={self._nnz}, "
+                f"density={self.density:.3f}, block_fill={self.block_fill:.2f}, "
+                f"scale={'per-channel' if self._per_channel else 'per-tensor'}, "
+                f"{self.bytes_per_weight:.3f} bytes/weight)")
+
+    def __reduce__(self):
+        return (_sparse_int8_from_state, (self._shape, self.indptr, self.cols, self.values,
+                                          self._wscale, self._per_channel))
+
+    # ---- compute ------------------------------------------------------------
+    def int8_matmul(self, xq, x_zero_point):
+        """Exact int32 [..., N] = sum_k (xq[..., k] - zp) * q[n, k].
+
+        xq: uint8 [..., K]; x_zero_point: an int in [0, 255] or an integer array
+        with one zero point per row of xq (shape xq.shape[:-1])."""
+        n, k = self._shape
+        xq2, zp, lead = check_u8_rows(xq, x_zero_point, k)
+        return self._int8_matmul(xq2, zp).reshape(lead + (n,))
+
+    def _int8_matmul(self, xq, zero_point):
+        """int8_matmul for validated xq uint8 [M, K] (contiguous) and
+        zero_point int32 [1] or [M]."""
+        n, k = self._shape
+        out = aligned_empty((xq.shape[0], n), np.int32)
+        return _core.spmm_u8s8_s32(self.indptr, self.cols, self.values, self.row_sums, n, k,
+                                   xq, zero_point, out)
+
+    def _linear(self, x, bias, act, backend):
+        if backend == "numba":
+            raise ValueError("backend: SparseInt8Matrix runs on the compiled kernels only; "
+                             "use backend='auto' or 'c'")
+        n, k = self._shape
+        out = aligned_empty((x.shape[0], n), np.float32)
+        return _core.linear_u8s8_bsr_f32(self.indptr, self.cols, self.values, self.row_sums,
+                                         self._wscale, n, k, x, bias, act, out)
+
+
+def aligned_empty(shape, dtype, align=64):  # shape: (rows, cols)
+    """np.empty whose data starts on a cache line: the kernels write whole
+    64-byte lines of each output row, and a line split in two costs ~25%."""
+    dtype = np.dtype(dtype)
+    rows, cols = shape
+    nbytes = rows * cols * dtype.itemsize
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    off = _core.align_offset(raw, align)
+    return raw[off:off + nbytes].view(dtype).reshape(shape)
+
+
+_SCALAR_ZP = [frozen(np.full(1, z, dtype=np.int32)) for z in range(256)]
+
+
+def check_u8_rows(xq, x_zero_point, k):
+    """(xq as contiguous uint8 [M, K], zero points as int32 [1] or [M], lead shape)."""
+    if hasattr(xq, "detach") and hasattr(xq, "numpy"):
+        xq = xq.detach().cpu().numpy()
+    if type(xq) is not np.ndarray:
+        xq = np.asarray(xq)
+    if xq.dtype != np.uint8:
+        raise TypeError(f"xq: expected a uint8 array, got dtype {xq.dtype}")
+    if xq.ndim == 0 or xq.shape[-1] != k:
+        raise ValueError(f"xq: expected shape [..., {k}], got {xq.shape}")
+    lead = xq.shape[:-1]
+    m = math.prod(lead)
+    xq2 = xq.reshape(m, k) if xq.ndim != 2 else xq
+    if not xq2.flags.c_contiguous:
+        xq2 = np.ascontiguousarray(xq2)
+    if type(x_zero_point) is int and 0 <= x_zero_point <= 255:  # the common case, fast
+        return xq2, _SCALAR_ZP[x_zero_point], lead
+    zp = np.asarray(x_zero_point)
+    if zp.dtype.kind not in "iu" or zp.dtype == np.bool_:
+        raise TypeError(f"x_zero_point: expected an int or integer array, got {zp.dtype}")
+    if zp.size and (zp.min() < 0 or zp.max() > 255):
+        raise ValueError("x_zero_point: expected values in [0, 255]")
+    if zp.ndim == 0:
+        zp = zp.reshape(1)
+    elif zp.shape == lead:
+        zp = zp.reshape(m)
+    else:
+        raise ValueError(f"x_zero_point: expected a scalar or shape {lead}, got {zp.shape}")
+    return xq2, np.ascontiguousarray(zp, dtype=np.int32), lead
+
+
+def _sparse_int8_from_state(shape, indptr, cols, values, scale, per_channel):
+    return SparseInt8Matrix._from_state(shape, indptr, cols, values, scale, per_channel)

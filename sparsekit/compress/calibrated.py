@@ -1,0 +1,250 @@
+"""One-shot calibrated pruning: Wanda and SparseGPT, layer by layer.
+
+Data flow for a model with layers L1..Ln (Linear / Conv):
+
+    probe pass     one calibration batch, hooks record the order layers run in
+                   and which of them read the same input tensor (q, k, v)
+    for each group of layers sharing an input, in execution order:
+        capture    run the calibration batches through the model *as pruned so
+                   far*; a hook folds each group layer's input X into
+                   H = sum X^T X (the forward stops once the group has run)
+        prune      Wanda:     keep the largest |W_ij| * ||X_j|| in each row
+                   SparseGPT: choose the mask block by block from W^2 / [H^-1]_jj
+                              and update the remaining weights to compensate
+                              (Frantar & Alistarh 2023, OBS with a Cholesky
+                              factor of H^-1)
+
+so every layer is calibrated on the outputs of the already pruned layers
+before it, as in the SparseGPT paper. The report's `error` is the relative
+output error of each layer on its calibration inputs,
+tr(dW H dW^T) / tr(W H W^T).
+"""
+from sparsekit.compress._torch import call_model, nn, torch
+from sparsekit.compress.masks import block_scores, expand_blocks, mask_from_scores, nm_mask
+
+
+class _StopForward(Exception):
+    """Raised by a capture hook once the layers of interest have run."""
+
+
+def layer_inputs_2d(module, x):
+    """A layer's input as the GEMM operand X[rows, K] matching
+    weight.reshape(out, -1) (im2col patches for a convolution)."""
+    if isinstance(module, nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    if isinstance(module, nn.Conv1d):
+        x = x.unsqueeze(2)
+        kernel, dil, pad, stride = ((1,) + module.kernel_size, (1,) + module.dilation,
+                                    (0,) + module.padding, (1,) + module.stride)
+    else:
+        kernel, dil, pad, stride = (module.kernel_size, module.dilation, module.padding,
+                                    module.stride)
+    if isinstance(pad, str) or module.padding_mode != "zeros":
+        raise ValueError(f"skip: {type(module).__name__} with padding={module.padding!r}, "
+                         f"padding_mode={module.padding_mode!r} is not supported by "
+                         f"calibrated pruning; add it to skip")
+    cols = torch.nn.functional.unfold(x, kernel, dilation=dil, padding=pad, stride=stride)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+def _probe(model, layers, batch):
+    """Execution order of the layers, grouped by shared input, plus call counts."""
+    by_module = {id(m): n for n, m in layers}
+    calls, seen = [], {}
+
+    def pre_hook(module, args):
+        name = by_module[id(module)]
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] == 1:
+            calls.append((name, args[0]))
+
+    handles = [m.register_forward_pre_hook(pre_hook) for _, m in layers]
+    try:
+        with torch.no_grad():
+            call_model(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    groups = []
+    for i, (name, x) in enumerate(calls):
+        if i and x is calls[i - 1][1]:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    return groups, seen
+
+
+def _capture(model, modules, batches, early_stop):
+    """H = sum X^T X (float64) for each named module over all batches."""
+    stats = {n: None for n in modules}
+    rows = {n: 0 for n in modules}
+    pending = set()
+
+    def make_hook(name):
+        def hook(module, args):
+            x = layer_inputs_2d(module, args[0].detach()).float()
+            h = (x.T @ x).double()
+            stats[name] = h if stats[name] is None else stats[name] + h
+            rows[name] += x.shape[0]
+            pending.discard(name)
+            if early_stop and not pending:
+                raise _StopForward
+        return hook
+
+    handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in modules.items()]
+    try:
+        with torch.no_grad():
+            for b in batches:
+                pending.update(modules)
+                try:
+                    call_model(model, b)
+                except _StopForward:
+                    pass
+    finally:
+        for h in handles:
+            h.remove()
+    return stats, rows
+
+
+def wanda_weights(w, h, sparsity, pattern, name="weight"):
+    """Wanda: score |W_ij| * ||X_j||, compared within each output row."""
+    scores = w.abs() * torch.sqrt(torch.clamp(torch.diagonal(h), min=0)).to(w.dtype)
+    keep = mask_from_scores(scores, sparsity, pattern, per_row=True, name=name)
+    return w * keep
+
+
+def sparsegpt_weights(w, h, sparsity, pattern, blocksize=128, percdamp=0.01, name="weight"):
+    """SparseGPT on one weight W[N, K] (float64) given H = X^T X [K, K].
+
+    Columns are processed left to right in blocks; the mask of a block is
+    chosen when the block starts (for N:M every M columns) from
+    W^2 / diag(U)^2, U the upper Cholesky factor of H^-1, and each pruned
+    column's error is spread over the columns to its right.
+    """
+    if blocksize < 1:
+        raise ValueError(f"blocksize: expected a positive int, got {blocksize}")
+    if not percdamp >= 0:
+        raise ValueError(f"percdamp: expected a non-negative number, got {percdamp}")
+    w = w.clone()
+    n, k = w.shape
+    h = h.clone()
+    dead = torch.diagonal(h) == 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    damp = percdamp * torch.mean(torch.diagonal(h))
+    h += damp * torch.eye(k, dtype=h.dtype, device=h.device)
+    u = _upper_cholesky_of_inverse(h)
+    kind = pattern[0]
+    if kind == "block":
+        # the mask is chosen per column block: keep 1xB blocks whole inside it
+        blocksize = max(pattern[1], blocksize // pattern[1] * pattern[1])
+    if kind == "nm" and blocksize % pattern[2]:
+        blocksize = max(pattern[2], blocksize // pattern[2] * pattern[2])
+    out = torch.zeros_like(w)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the column loop is many tiny ops: threads only cost
+    try:
+        _sparsegpt_blocks(w, u, out, sparsity, pattern, kind, blocksize, name)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _sparsegpt_blocks(w, u, out, sparsity, pattern, kind, blocksize, name):
+    n, k = w.shape
+    for i1 in range(0, k, blocksize):
+        i2 = min(i1 + blocksize, k)
+        w1 = w[:, i1:i2].clone()
+        u1 = u[i1:i2, i1:i2]
+        err1 = torch.zeros_like(w1)
+        d = torch.diagonal(u1)
+        keep1 = None
+        if kind == "unstructured":
+            keep1 = mask_from_scores(w1 ** 2 / d ** 2, sparsity, pattern)
+        elif kind == "block":
+            sc = block_scores(w1 ** 2 / d ** 2, pattern[1])
+            keep1 = expand_blocks(mask_from_scores(sc, sparsity, ("unstructured",)),
+                                  pattern[1], i2 - i1)
+        else:
+            keep1 = torch.ones_like(w1, dtype=torch.bool)
+        for j in range(i2 - i1):
+            if kind == "nm" and j % pattern[2] == 0:
+                m = pattern[2]
+                sc = w1[:, j:j + m] ** 2 / d[j:j + m] ** 2
+                keep1[:, j:j + m] = nm_mask(sc, pattern[1], m, name)
+            col = w1[:, j]
+            q = col * keep1[:, j]
+            e = (col - q) / u1[j, j]
+            w1[:, j:] -= e.unsqueeze(1) * u1[j, j:].unsqueeze(0)
+            w1[:, j] = q
+            err1[:, j] = e
+        out[:, i1:i2] = w1
+        w[:, i2:] -= err1 @ u[i1:i2, i2:]
+
+
+def _upper_cholesky_of_inverse(h):
+    """U with U^T U = H^-1; retries with more damping if H is not positive
+    definite in floating point."""
+    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+    extra = 0.0
+    for _ in range(6):
+        try:
+            lo = torch.linalg.cholesky(h + extra * eye)
+            hinv = torch.cholesky_inverse(lo)
+            return torch.linalg.cholesky(hinv, upper=True)
+        except RuntimeError:
+            extra = max(extra * 10, 1e-6 * float(torch.mean(torch.diagonal(h))))
+    raise ValueError("calibration: the layer's input covariance is not positive definite "
+                     "even with damping; use more calibration data or a larger percdamp")
+
+
+def relative_error(w_old, w_new, h):
+    """tr(dW H dW^T) / tr(W H W^T): the layer's relative output error."""
+    dw = w_old - w_new
+    num = float(((dw @ h) * dw).sum())
+    den = float(((w_old @ h) * w_old).sum())
+    return num / den if den > 0 else 0.0
+
+
+def prune_calibrated(model, layers, calibration, sparsity, pattern, pattern_name, method,
+                     report, blocksize=128, percdamp=0.01):
+    from sparsekit.compress.prune import _row
+    if isinstance(calibration, (dict, torch.Tensor)):
+        calibration = [calibration]
+    batches = list(calibration)
+    if not batches:
+        raise ValueError("calibration: got no batches")
+    for name, m in layers:
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups != 1:
+            raise ValueError(f"skip: {name} is a grouped convolution (groups={m.groups}), "
+                             f"which {method} does not handle; add it to skip")
+    was_training = model.training
+    model.eval()
+    try:
+        groups, counts = _probe(model, layers, batches[0])
+        modules = dict(layers)
+        for group in groups:
+            early = all(counts[n] == 1 for n in group)
+            stats, _ = _capture(model, {n: modules[n] for n in group}, batches, early)
+            for name in group:
+                m = modules[name]
+                wt = m.weight
+                w = wt.detach().reshape(wt.shape[0], -1).double()
+                h = stats[name]
+                if method == "wanda":
+                    new = wanda_weights(w, h, sparsity, pattern, name=name)
+                else:
+                    new = sparsegpt_weights(w, h, sparsity, pattern, blocksize, percdamp,
+                                            name=name)
+                err = relative_error(w, new, h)
+                with torch.no_grad():
+                    wt.copy_(new.reshape(wt.shape).to(wt.dtype))
+                report.append(_row(name, wt, method, pattern_name, err))
+        called = {n for g in groups for n in g}
+        for name, m in layers:
+            if name not in called:
+                row = _row(name, m.weight, "not called", pattern_name)
+                report.append(row)
+    finally:
+        model.train(was_training)
+    return report

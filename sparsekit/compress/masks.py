@@ -1,0 +1,123 @@
+"""Keep-masks from importance scores, for the three sparsity patterns.
+
+Every weight is seen as a matrix W[N, K] = weight.reshape(out, -1) (the GEMM
+view a converter uses). Patterns:
+  unstructured  any element may go;
+  "N:M"         in each group of M consecutive inputs (along K) N are kept;
+  "1xB"         whole blocks of 1 row x B consecutive inputs go (1x4 is what
+                the sparse int8 kernel wants); a ragged last block is allowed.
+Masks are bool tensors shaped like the score matrix, True = keep.
+"""
+import re
+
+from sparsekit.compress._torch import torch
+
+PATTERN_RE = re.compile(r"^\s*(\d+)\s*([:x×])\s*(\d+)\s*$")
+
+
+def parse_pattern(pattern):
+    """("unstructured",), ("nm", n, m) or ("block", b)."""
+    if pattern in (None, "unstructured"):
+        return ("unstructured",)
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern: expected a string, got {type(pattern).__name__}")
+    m = PATTERN_RE.match(pattern)
+    if m:
+        a, sep, b = int(m.group(1)), m.group(2), int(m.group(3))
+        if sep == ":" and 0 < a < b:
+            return ("nm", a, b)
+        if sep in "x×" and a == 1 and b >= 1:
+            return ("block", b)
+    raise ValueError(f"pattern: expected 'unstructured', 'N:M' with 0 < N < M (e.g. '2:4') "
+                     f"or '1xB' (e.g. '1x4'), got {pattern!r}")
+
+
+def check_sparsity(sparsity, pattern):
+    """The fraction to remove as a float; N:M fixes it (None accepted)."""
+    kind = pattern[0]
+    if kind == "nm":
+        implied = 1.0 - pattern[1] / pattern[2]
+        if sparsity is None:
+            return implied
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
+        raise TypeError(f"sparsity: expected a number in [0, 1), got {sparsity!r}")
+    sparsity = float(sparsity)
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity: expected a value in [0, 1), got {sparsity}")
+    if kind == "nm" and abs(sparsity - implied) > 1e-9:
+        raise ValueError(f"sparsity: pattern {pattern[1]}:{pattern[2]} removes exactly "
+                         f"{implied:g}, got {sparsity}")
+    return sparsity
+
+
+def _drop_lowest(scores, count):
+    """Bool mask over a 1-D tensor: False at the `count` lowest (stable ties)."""
+    keep = torch.ones(scores.numel(), dtype=torch.bool, device=scores.device)
+    if count > 0:
+        order = torch.sort(scores.reshape(-1), stable=True).indices
+        keep[order[:count]] = False
+    return keep
+
+
+def block_scores(scores, b):
+    """Sum of scores over 1 x b blocks: [N, K] -> [N, ceil(K / b)]."""
+    n, k = scores.shape
+    pad = (-k) % b
+    if pad:
+        scores = torch.nn.functional.pad(scores, (0, pad))
+    return scores.reshape(n, -1, b).sum(-1)
+
+
+def expand_blocks(block_mask, b, k):
+    return block_mask.repeat_interleave(b, dim=1)[:, :k]
+
+
+def nm_mask(scores, n_keep, m, name="weight"):
+    """Keep the n_keep largest of every m consecutive scores along K."""
+    n, k = scores.shape
+    if k % m:
+        raise ValueError(f"pattern: {n_keep}:{m} needs the input size of {name} to be a "
+                         f"multiple of {m}, got K = {k}")
+    groups = scores.reshape(n, k // m, m)
+    top = torch.topk(groups, n_keep, dim=-1, sorted=False).indices
+    keep = torch.zeros_like(groups, dtype=torch.bool)
+    keep.scatter_(-1, top, True)
+    return keep.reshape(n, k)
+
+
+def mask_from_scores(scores, sparsity, pattern, per_row=False, name="weight"):
+    """Keep-mask for one [N, K] score matrix. `per_row` makes each output row
+    its own comparison group (what Wanda does); otherwise the whole layer is."""
+    n, k = scores.shape
+    kind = pattern[0]
+    if kind == "nm":
+        return nm_mask(scores, pattern[1], pattern[2], name)
+    if kind == "block":
+        b = pattern[1]
+        bs = block_scores(scores, b)
+        return expand_blocks(mask_from_scores(bs, sparsity, ("unstructured",), per_row), b, k)
+    if per_row:
+        count = int(round(sparsity * k))
+        if count == 0:
+            return torch.ones_like(scores, dtype=torch.bool)
+        order = torch.sort(scores, dim=1, stable=True).indices[:, :count]
+        keep = torch.ones_like(scores, dtype=torch.bool)
+        keep.scatter_(1, order, False)
+        return keep
+    return _drop_lowest(scores, int(round(sparsity * scores.numel()))).reshape(n, k)
+
+
+def global_masks(score_list, sparsity, pattern, names):
+    """Keep-masks for several layers ranked together (one threshold overall)."""
+    kind = pattern[0]
+    if kind == "nm":  # N:M is local by definition
+        return [nm_mask(s, pattern[1], pattern[2], nm) for s, nm in zip(score_list, names)]
+    units = [block_scores(s, pattern[1]) if kind == "block" else s for s in score_list]
+    flat = torch.cat([u.reshape(-1).to(torch.float64) for u in units])
+    keep = _drop_lowest(flat, int(round(sparsity * flat.numel())))
+    out, start = [], 0
+    for s, u in zip(score_list, units):
+        m = keep[start:start + u.numel()].reshape(u.shape)
+        start += u.numel()
+        out.append(expand_blocks(m, pattern[1], s.shape[1]) if kind == "block" else m)
+    return out

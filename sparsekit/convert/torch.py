@@ -1,0 +1,384 @@
+"""PyTorch -> sparsekit: accelerate() swaps layers in place of a model's own.
+
+    for each Linear / Conv2d in the model (by any of the forms users have):
+        read weights ─► (float W | int8 q + scale) ─► weights.pack_* ─► format + reason
+        format chosen ─► SparseLinear / SparseConv2d   (sparsekit kernels)
+        nothing faster ─► module stays, reason recorded
+
+Forms read: nn.Linear / nn.Conv2d with exact zeros (also after prune.remove
+and torch.ao.pruning's squash_mask), torch.nn.utils.prune's live
+weight_orig * weight_mask, parametrized weights (ao.pruning before squash),
+torch.ao dynamic quantized Linear (per-tensor or per-channel int8 from the
+packed params) and static quantized Linear / Conv2d (+ fused ReLU variants),
+whose quint8 output scale / zero point are kept.
+"""
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from sparsekit.runtime import layers as L
+from sparsekit.runtime import weights as W
+from sparsekit.runtime.model import Model, fuse_relu
+from sparsekit.runtime.torch_modules import SparseConv2d, SparseLinear, SparsekitModule, numpy_of
+
+_REPORT_ATTR = "_sparsekit_report"
+
+
+class Report(list):
+    """Rows (name, module type, chosen, reason), printable as a table."""
+
+    def __str__(self):
+        if not self:
+            return "(no Linear / Conv2d layers found)"
+        w = max(len(r["name"]) for r in self)
+        t = max(len(r["module"]) for r in self)
+        lines = [f"{'layer':<{w}}  {'module':<{t}}  chosen: reason"]
+        for r in self:
+            lines.append(f"{r['name']:<{w}}  {r['module']:<{t}}  {r['chosen']}: {r['reason']}")
+        return "\n".join(lines)
+
+
+# ---- reading weights -------------------------------------------------------
+
+def _qmod(name):
+    """A torch.ao quantized module class, or None in builds without it."""
+    import importlib
+
+    mod, _, cls = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(mod), cls)
+    except (ImportError, AttributeError):
+        return None
+
+
+_DYN_LINEAR = _qmod("torch.ao.nn.quantized.dynamic.Linear")
+_Q_LINEAR = _qmod("torch.ao.nn.quantized.Linear")
+_Q_CONV2D = _qmod("torch.ao.nn.quantized.Conv2d")
+_Q_LINEAR_RELU = _qmod("torch.ao.nn.intrinsic.quantized.LinearReLU")
+_Q_CONV_RELU = _qmod("torch.ao.nn.intrinsic.quantized.ConvReLU2d")
+
+
+def _float_weight(m):
+    """(dense float32 weight, how it was read) of an nn.Linear / nn.Conv2d."""
+    if hasattr(m, "weight_orig") and hasattr(m, "weight_mask"):
+        w = m.weight_orig.detach() * m.weight_mask.detach()
+        how = "torch.nn.utils.prune mask applied"
+    elif getattr(m, "parametrizations", None) is not None and "weight" in m.parametrizations:
+        w = m.weight.detach()
+        how = "parametrized weight (e.g. ao.pruning mask) evaluated"
+    else:
+        w = m.weight.detach()
+        how = ""
+    return w.to(torch.float32).cpu().numpy(), how
+
+
+def _int8_weight(qw):
+    """(q int8, scale per row or scalar, how) of a torch quantized weight tensor.
+    Asymmetric weights (nonzero zero point) come back as float (q=None)."""
+    scheme = qw.qscheme()
+    q = qw.int_repr().cpu().numpy()
+    if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        scale, zp, per = np.float32(qw.q_scale()), int(qw.q_zero_point()), "per-tensor"
+        zps = np.array([zp])
+    elif scheme in (torch.per_channel_affine, torch.per_channel_symmetric):
+        if qw.q_per_channel_axis() != 0:
+            return None, numpy_of(qw), "per-channel on axis != 0, requantized"
+        scale = qw.q_per_channel_scales().to(torch.float32).cpu().numpy()
+        zps = qw.q_per_channel_zero_points().cpu().numpy()
+        per = "per-channel"
+    else:
+        return None, numpy_of(qw), f"{scheme} requantized"
+    if qw.dtype != torch.qint8 or np.any(zps != 0):
+        return None, numpy_of(qw), f"{per} asymmetric ({qw.dtype}) requantized symmetric"
+    return q, scale, per
+
+
+def _nm_pattern(w, m=4):
+    """'N:M' when every group of m consecutive inputs keeps at most N weights and
+    nearly all keep exactly N (semi-structured pruning, e.g. ao.pruning's 2:4)."""
+    w2 = w.reshape(w.shape[0], -1)
+    if w2.shape[1] % m or not w2.size:
+        return None
+    kept = (w2.reshape(w2.shape[0], -1, m) != 0).sum(-1)
+    n = int(kept.max())
+    if n < m and (kept == n).mean() >= 0.95:
+        return f"{n}:{m}"
+    return None
+
+
+# ---- planning one module ---------------------------------------------------
+
+def _conv_unsupported(m):
+    if m.groups != 1:
+        return f"groups={m.groups} (only groups=1 runs on sparsekit)"
+    if getattr(m, "padding_mode", "zeros") != "zeros":
+        return f"padding_mode={m.padding_mode!r}"
+    if isinstance(m.padding, str) and m.padding != "valid":
+        if any(s != 1 for s in m.stride):
+            return f"padding={m.padding!r} with stride > 1"
+    return None
+
+
+def _conv_padding(m):
+    if isinstance(m.padding, str):
+        if m.padding == "valid":
+            return (0, 0, 0, 0)
+        pads = []  # 'same', stride 1: total = dilation * (k - 1), extra on the end
+        for k, d in zip(m.kernel_size, m.dilation):
+            tot = d * (k - 1)
+            pads.append((tot // 2, tot - tot // 2))
+        return (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
+    ph, pw = m.padding
+    return (ph, ph, pw, pw)
+
+
+def _rows(w):
+    """[out, K] rows of a weight; conv weights in the runtime's (kh, kw, in) order."""
+    return L.conv_weight_hwc(w) if w.ndim == 4 else w.reshape(w.shape[0], -1)
+
+
+def _bias(m):
+    b = m.bias() if callable(m.bias) else m.bias
+    return None if b is None else b.detach().to(torch.float32).cpu().numpy().copy()
+
+
+def _make_layer(kind, wfmt, bias, m, act):
+    if kind == "linear":
+        return L.Linear(wfmt, bias, act)
+    return L.Conv2d(wfmt, bias, in_channels=m.in_channels, kernel_size=m.kernel_size,
+                    stride=m.stride, padding=_conv_padding(m), dilation=m.dilation,
+                    activation=act)
+
+
+# parents whose forward reads their children's .weight directly (fused kernels
+# and fast paths): replacing those children would break them
+_WEIGHT_READERS = (nn.MultiheadAttention, nn.TransformerEncoderLayer,
+                   nn.TransformerDecoderLayer)
+
+
+def _parents(model):
+    out = {}
+    for name, m in model.named_modules():
+        for child_name, _ in m.named_children():
+            out[f"{name}.{child_name}" if name else child_name] = m
+    return out
+
+
+def _plan(m, quantize, min_sparsity, parent=None):
+    """(replacement module or None, chosen, reason) for one module."""
+    if isinstance(parent, _WEIGHT_READERS) and isinstance(m, nn.Linear):
+        return None, "kept", (f"{type(parent).__name__} reads this layer's weight directly "
+                              "(fused kernel / fast path)")
+    static = None
+    if _DYN_LINEAR is not None and isinstance(m, _DYN_LINEAR):
+        kind, src = "linear", "torch dynamic int8 Linear"
+        qw, _ = m._packed_params._weight_bias()
+    elif _Q_LINEAR is not None and isinstance(m, _Q_LINEAR):
+        kind, src = "linear", "torch static int8 Linear"
+        qw, static = m.weight(), (float(m.scale), int(m.zero_point))
+    elif _Q_CONV2D is not None and isinstance(m, _Q_CONV2D):
+        kind, src = "conv", "torch static int8 Conv2d"
+        bad = _conv_unsupported(m)
+        if bad:
+            return None, "kept", bad
+        qw, static = m.weight(), (float(m.scale), int(m.zero_point))
+    elif isinstance(m, nn.Linear):
+        kind, src, qw = "linear", "fp32 Linear", None
+    elif isinstance(m, nn.Conv2d):
+        kind, src, qw = "conv", "fp32 Conv2d", None
+        bad = _conv_unsupported(m)
+        if bad:
+            return None, "kept", bad
+    else:
+        return None, None, None
+    act = "relu" if any(c is not None and isinstance(m, c) for c in (_Q_LINEAR_RELU,
+                                                                     _Q_CONV_RELU)) else None
+    bias = _bias(m)
+    if qw is not None:  # already int8: run sparsekit's own 8-bit activation path
+        q, scale, per = _int8_weight(qw)
+        if q is None:  # scale holds the dequantized float weight
+            wfmt, reason = W.pack_float(_rows(scale), "dynamic", min_sparsity)
+            reason = f"{src}, {per}: {reason}"
+        else:
+            wfmt, reason = W.pack_int8(_rows(q), scale, min_sparsity)
+            reason = f"{src}: {reason}"
+    else:
+        w, how = _float_weight(m)
+        nm = _nm_pattern(w)
+        if nm:
+            how = ", ".join(filter(None, [how, f"{nm} pattern"]))
+        wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=False)
+        reason = f"{src}{' (' + how + ')' if how else ''}: {reason}"
+        if wfmt is None:
+            return None, "kept", reason
+        del w
+    layer = _make_layer(kind, wfmt, bias, m, act)
+    cls = SparseLinear if kind == "linear" else SparseConv2d
+    mod = cls(layer, reason=reason, source=src, out_qparams=static)
+    return mod, W.describe(wfmt), reason
+
+
+# ---- public ----------------------------------------------------------------
+
+def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
+    """Return `model` with its Linear / Conv2d layers running on sparsekit.
+
+    quantize: None keeps fp32 (sparse layers become CSR); "dynamic" turns fp32
+        layers into int8 (per-channel weights, per-row dynamic activations).
+        Layers that are already int8 in torch (ao dynamic / static quantized)
+        are always read as int8.
+    min_sparsity: fraction of zeros from which a sparse format is used.
+        None: sparsekit.pack's measured cost model decides when this build has
+        it, else 0.7 (fp32) / 0.8 (int8). With quantize=None, layers where
+        dense wins stay as they are (torch's dense kernel is as fast).
+    inplace: modify `model` itself instead of a deep copy.
+    The returned model is put in eval mode and is inference-only;
+    sparsekit.torch.report(model) lists per layer what was chosen and why.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    W.check_quantize(quantize)
+    min_sparsity = W.check_min_sparsity(min_sparsity)
+    if not inplace:
+        model = _deepcopy(model)
+    rows = Report()
+    targets = []
+    parents = _parents(model)
+    for name, m in model.named_modules():
+        if isinstance(m, SparsekitModule):
+            rows.append({"name": name, "module": "sparsekit", "chosen": W.describe(
+                m.layer.weight), "reason": "already accelerated: " + m.reason})
+            continue
+        if any(name.startswith(t + ".") for t in targets):
+            continue  # inside a module being replaced
+        with torch.no_grad():
+            new, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name))
+        if chosen is None:
+            continue
+        rows.append({"name": name or "(root)", "module": type(m).__name__, "chosen": chosen,
+                     "reason": reason})
+        if new is not None:
+            targets.append(name)
+            _set_submodule(model, name, new)
+    model.eval()
+    object.__setattr__(model, _REPORT_ATTR, rows)
+    return model
+
+
+def _deepcopy(model):
+    # prune's module.weight = weight_orig * weight_mask is a non-leaf tensor,
+    # which deepcopy refuses; it is recomputed by prune's hook, so a detached
+    # copy stands in for it
+    memo = {}
+    for m in model.modules():
+        for v in vars(m).values():
+            if isinstance(v, torch.Tensor) and not v.is_leaf:
+                memo[id(v)] = v.detach().clone()
+    return copy.deepcopy(model, memo)
+
+
+def _set_submodule(model, name, new):
+    if not name:
+        raise ValueError("model: the model itself is a single layer; wrap it in "
+                         "nn.Sequential to accelerate it")
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def report(model, quantize=None, min_sparsity=None):
+    """Per-layer rows (name, module, chosen, reason); print it for a table.
+    For a model accelerate() returned, the choices it made; for any other model,
+    what accelerate(model, quantize, min_sparsity) would choose."""
+    rows = getattr(model, _REPORT_ATTR, None)
+    if rows is not None:
+        return rows
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    W.check_quantize(quantize)
+    min_sparsity = W.check_min_sparsity(min_sparsity)
+    rows = Report()
+    parents = _parents(model)
+    for name, m in model.named_modules():
+        if isinstance(m, SparsekitModule):
+            rows.append({"name": name, "module": "sparsekit",
+                         "chosen": W.describe(m.layer.weight), "reason": m.reason})
+            continue
+        with torch.no_grad():
+            _, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name))
+        if chosen is not None:
+            rows.append({"name": name or "(root)", "module": type(m).__name__,
+                         "chosen": chosen, "reason": reason})
+    return rows
+
+
+# ---- nn.Sequential -> torch-free runtime ------------------------------------
+
+def to_runtime(model, quantize=None, min_sparsity=None):
+    """A sparsekit.runtime.Model of an nn.Sequential (nested Sequentials
+    allowed) built from Linear, Conv2d, ReLU, GELU, Sigmoid, Tanh, LayerNorm
+    (last axis), Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, Identity and
+    already-accelerated modules. Dense layers below min_sparsity stay dense fp32."""
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(f"model: expected an nn.Sequential, got {type(model).__name__} "
+                        "(export other models to ONNX and use sparsekit.onnx.load)")
+    W.check_quantize(quantize)
+    min_sparsity = W.check_min_sparsity(min_sparsity)
+    out = []
+    for i, m in enumerate(_flatten_seq(model)):
+        out.extend(_runtime_layer(i, m, quantize, min_sparsity))
+    return Model(fuse_relu(out))
+
+
+def _flatten_seq(seq):
+    for m in seq:
+        if isinstance(m, nn.Sequential):
+            yield from _flatten_seq(m)
+        else:
+            yield m
+
+
+def _runtime_layer(i, m, quantize, min_sparsity):
+    if isinstance(m, SparsekitModule):
+        return [m.layer]
+    if isinstance(m, (nn.Linear, nn.Conv2d)) or (
+            _DYN_LINEAR is not None and isinstance(m, _DYN_LINEAR)):
+        with torch.no_grad():
+            new, chosen, reason = _plan(m, quantize, min_sparsity)
+        if new is not None and new.out_qparams is None:
+            return [new.layer]
+        if isinstance(m, nn.Linear):
+            w, _ = _float_weight(m)
+            return [L.Linear(w, _bias(m))]
+        if isinstance(m, nn.Conv2d) and _conv_unsupported(m) is None:
+            w, _ = _float_weight(m)
+            return [_make_layer("conv", _rows(w), _bias(m), m, None)]
+        raise ValueError(f"model[{i}]: {type(m).__name__} cannot run in the runtime: {reason}")
+    simple = {nn.ReLU: L.ReLU, nn.Sigmoid: L.Sigmoid, nn.Tanh: L.Tanh, nn.Identity: L.Identity,
+              nn.Dropout: L.Identity}
+    for cls, lay in simple.items():
+        if type(m) is cls:
+            return [lay()]
+    if isinstance(m, nn.GELU):
+        return [L.GELU(m.approximate)]
+    if isinstance(m, nn.Flatten):
+        if m.end_dim != -1:
+            raise ValueError(f"model[{i}]: Flatten(end_dim={m.end_dim}) is not supported")
+        return [L.Flatten(m.start_dim)]
+    if isinstance(m, nn.Softmax):
+        return [L.Softmax(-1 if m.dim is None else m.dim)]
+    if isinstance(m, nn.LayerNorm):
+        if len(m.normalized_shape) != 1 or not m.elementwise_affine:
+            raise ValueError(f"model[{i}]: LayerNorm over one axis with affine params only")
+        return [L.LayerNorm(numpy_of(m.weight).copy(), _bias(m), m.eps)]
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        if getattr(m, "ceil_mode", False) or (isinstance(m, nn.MaxPool2d) and m.dilation != 1) \
+                or (isinstance(m, nn.AvgPool2d) and (not m.count_include_pad or
+                                                     m.divisor_override)):
+            raise ValueError(f"model[{i}]: {m} options are not supported")
+        cls = L.MaxPool2d if isinstance(m, nn.MaxPool2d) else L.AvgPool2d
+        pad = m.padding if isinstance(m.padding, (tuple, list)) else (m.padding, m.padding)
+        return [cls(m.kernel_size, m.stride, pad)]
+    raise ValueError(f"model[{i}]: {type(m).__name__} is not supported by the runtime")

@@ -1,0 +1,16 @@
+"""sparsekit.onnx: import ONNX models (fp32 pruned, QDQ, QOperator) into the
+torch-free runtime.
+
+    model = sparsekit.onnx.load("model.onnx")   # a sparsekit.runtime.Model
+    y = model(x)
+
+Needs the onnx package (pip install sparsekit[onnx]).
+"""
+try:
+    import onnx as _onnx  # noqa: F401  (the real onnx package, absolute import)
+except ImportError as e:
+    raise ImportError("sparsekit.onnx needs the onnx package: pip install sparsekit[onnx]") from e
+
+from sparsekit.convert.onnx import load  # noqa: E402
+
+__all__ = ["load"]

@@ -1,0 +1,206 @@
+"""Int8 entry points: quantize_rows, int8_matmul, quantized_linear.
+
+Activations are quantized to u8, asymmetric (see kernels/include/sparsekit.h
+for the exact math, which the C kernels and quantize_rows_reference share bit
+for bit). Weights are a QuantizedMatrix (symmetric int8 in [-127, 127]).
+
+    x fp32 [M,K] --quantize_rows--> xq u8 [M,K], scale f32 [M], zero_point i32 [M]
+    int8_matmul(xq, zero_point, qw) = (xq - zero_point) @ qw.q.T    exact int32
+    sparsekit.linear(x, qw) = dequantized result, quantization done inside
+"""
+import math
+
+import numpy as np
+
+from sparsekit import _core
+from sparsekit._quantized import QuantizedMatrix
+from sparsekit._validate import as_float_array
+
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _rows(x, name):
+    """x as float32 [M, K] with unit-stride rows, plus its leading shape."""
+    x = as_float_array(x, name)
+    if x.ndim == 0:
+        raise ValueError(f"{name}: expected at least 1-D [..., K], got a scalar")
+    lead = x.shape[:-1]
+    x2 = x.reshape(math.prod(lead), x.shape[-1])
+    if x2.shape[1] > 1 and x2.shape[0] and (x2.strides[1] != 4 or x2.strides[0] % 4):
+        x2 = np.ascontiguousarray(x2)
+    return x2, lead
+
+
+def check_static_params(scale, zero_point, what="x"):
+    """(float32 scale, int zero point) of a static per-tensor u8 quantization."""
+    if isinstance(scale, (bool, np.bool_)) or not np.isscalar(scale) and np.ndim(scale) != 0:
+        raise TypeError(f"{what}_scale: expected a float scalar, got {scale!r}")
+    s = float(np.float32(scale))
+    if not (0.0 < s <= _FLT_MAX):
+        raise ValueError(f"{what}_scale: expected a finite float > 0, got {scale!r}")
+    if isinstance(zero_point, (bool, np.bool_)) or not isinstance(
+            zero_point, (int, np.integer)):
+        raise TypeError(f"{what}_zero_point: expected an int, got {zero_point!r}")
+    z = int(zero_point)
+    if not 0 <= z <= 255:
+        raise ValueError(f"{what}_zero_point: expected 0..255, got {z}")
+    return s, z
+
+
+def quantize_rows(x, scale=None, zero_point=None):
+    """Quantize float activations to u8, asymmetric.
+
+    Dynamic (default): one (scale, zero_point) per row of x [..., K], from the
+    row's range widened to hold 0; round half to even. Static: pass a scalar
+    `scale` and `zero_point` (from calibration) used for every row.
+    Returns (xq uint8 [..., K], scale float32 [...], zero_point int32 [...]),
+    with x ~ (xq - zero_point[..., None]) * scale[..., None].
+    NaN or infinity in x raises ValueError.
+    """
+    x2, lead = _rows(x, "x")
+    m, k = x2.shape
+    xq = np.empty((m, k), dtype=np.uint8)
+    if scale is None and zero_point is None:
+        sc = np.empty(m, dtype=np.float32)
+        zp = np.empty(m, dtype=np.int32)
+        _core.quantize_rows_u8(x2, xq, sc, zp)
+    elif scale is None or zero_point is None:
+        raise ValueError("scale/zero_point: give both (static) or neither (dynamic)")
+    else:
+        s, z = check_static_params(scale, zero_point, "x")
+        _core.quantize_u8_static(x2, s, z, xq)
+        sc = np.full(m, s, dtype=np.float32)
+        zp = np.full(m, z, dtype=np.int32)
+    return xq.reshape(lead + (k,)), sc.reshape(lead), zp.reshape(lead)
+
+
+def quantize_rows_reference(x):
+    """NumPy statement of the dynamic u8 math (bit-identical to the kernels)."""
+    x = np.asarray(x, dtype=np.float32)
+    x2 = x.reshape(-1, x.shape[-1])
+    mn = np.minimum(x2.min(axis=1, initial=0.0), 0.0).astype(np.float32)
+    mx = np.maximum(x2.max(axis=1, initial=0.0), 0.0).astype(np.float32)
+    zero = ~(mx > mn)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = ((mx.astype(np.float64) - mn.astype(np.float64)) / 255.0).astype(np.float32)
+        s = np.maximum(s, np.finfo(np.float32).tiny)
+        s[zero] = 1.0
+        z = np.clip(np.rint(-mn / s), 0, 255).astype(np.float32)
+        z[zero] = 0
+        q = np.rint(x2 / s[:, None]) + z[:, None]
+    q = np.clip(q, 0, 255).astype(np.uint8)
+    lead = x.shape[:-1]
+    return q.reshape(x.shape), s.reshape(lead), z.astype(np.int32).reshape(lead)
+
+
+def _weight(qw):
+    if not isinstance(qw, QuantizedMatrix):
+        raise TypeError(f"qw: expected a QuantizedMatrix, got {type(qw).__name__}")
+    return qw
+
+
+def _u8_rows(xq, k):
+    if type(xq) is np.ndarray and xq.ndim == 2 and xq.dtype == np.uint8 \
+            and xq.shape[1] == k and (k < 2 or xq.strides[1] == 1):
+        return xq, xq.shape[:1]  # the common case, no conversion
+    a = np.asarray(xq)
+    if a.dtype != np.uint8:
+        raise TypeError(f"xq: expected a uint8 array, got dtype {a.dtype}")
+    if a.ndim == 0 or a.shape[-1] != k:
+        raise ValueError(f"xq: expected shape [..., {k}] (K of qw), got {a.shape}")
+    lead = a.shape[:-1]
+    a2 = a.reshape(math.prod(lead), k)
+    if k > 1 and a2.shape[0] and (a2.strides[1] != 1 or a2.strides[0] < k):
+        a2 = np.ascontiguousarray(a2)
+    return a2, lead
+
+
+# one read-only [1] array per possible scalar zero point: no allocation per call
+_ZP = tuple(np.full(1, v, dtype=np.int32) for v in range(256))
+for _a in _ZP:
+    _a.flags.writeable = False
+
+
+def _per_row(v, m, lead, name, kind):
+    """A scalar or per-row [...] parameter as a contiguous [1] or [M] array."""
+    if kind == "zp" and type(v) is int and 0 <= v <= 255:
+        return _ZP[v]
+    arr = np.asarray(v)
+    if kind == "zp":
+        if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
+            raise TypeError(f"{name}: expected an int or integer array, got dtype {arr.dtype}")
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"{name}: zero points must be in [0, 255]")
+        dtype = np.int32
+    else:
+        if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+            raise TypeError(f"{name}: expected a float or float array, got dtype {arr.dtype}")
+        arr = arr.astype(np.float32)
+        if arr.size and not (np.all(np.isfinite(arr)) and np.all(arr > 0)):
+            raise ValueError(f"{name}: scales must be finite and > 0")
+        dtype = np.float32
+    if arr.ndim == 0:
+        return np.ascontiguousarray(arr.reshape(1), dtype=dtype)
+    if arr.shape != lead:
+        raise ValueError(f"{name}: expected a scalar or shape {lead} (one per row), "
+                         f"got {arr.shape}")
+    return np.ascontiguousarray(arr.reshape(m), dtype=dtype)
+
+
+def int8_matmul(xq, x_zero_point, qw):
+    """Exact int32 [..., N] = sum_k (xq[..., k] - x_zero_point) * qw.q[n, k].
+
+    xq: uint8 [..., K]; x_zero_point: an int in [0, 255] or one per row [...];
+    qw: a QuantizedMatrix or SparseInt8Matrix (its scales are not applied).
+    Bit-identical to an int64 reference on every ISA.
+    """
+    if type(qw) is not QuantizedMatrix:
+        from sparsekit._sparse_int8 import SparseInt8Matrix
+
+        if isinstance(qw, SparseInt8Matrix):  # pruned int8: same contract, sparse kernel
+            return qw.int8_matmul(xq, x_zero_point)
+        qw = _weight(qw)
+    n, k = qw._shape
+    a, lead = _u8_rows(xq, k)
+    zp = _per_row(x_zero_point, a.shape[0], lead, "x_zero_point", "zp")
+    out = np.empty((a.shape[0], n), dtype=np.int32)
+    _core.qgemm_s32(qw._arrays(), n, k, a, zp, out)
+    return out if len(lead) == 1 else out.reshape(lead + (n,))
+
+
+def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,
+                     out_scale=None, out_zero_point=None):
+    """Linear layer on already-quantized u8 activations (static int8 chains).
+
+    y = activation((xq - x_zero_point) @ qw.q.T * (x_scale * qw.scale) + bias),
+    x_scale / x_zero_point scalars or one per row. Returns float32 [..., N],
+    or, with out_scale / out_zero_point, the u8 requantization
+    clip(rint(y / out_scale) + out_zero_point, 0, 255) (round half to even).
+    """
+    from sparsekit.formats import ACTIVATIONS
+
+    qw = _weight(qw)
+    n, k = qw.shape
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {list(ACTIVATIONS)}, got {activation!r}")
+    a, lead = _u8_rows(xq, k)
+    m = a.shape[0]
+    zp = _per_row(x_zero_point, m, lead, "x_zero_point", "zp")
+    sc = _per_row(x_scale, m, lead, "x_scale", "scale")
+    b = None
+    if bias is not None:
+        b = np.ascontiguousarray(as_float_array(bias, "bias", ndim=1))
+        if b.shape[0] != n:
+            raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    if out_scale is None and out_zero_point is None:
+        out = np.empty((m, n), dtype=np.float32)
+        _core.qgemm_dequant(qw._arrays(), n, k, a, zp, sc, b, ACTIVATIONS[activation],
+                            None, 0, out)
+    elif out_scale is None or out_zero_point is None:
+        raise ValueError("out_scale/out_zero_point: give both (u8 out) or neither (fp32 out)")
+    else:
+        os_, oz = check_static_params(out_scale, out_zero_point, "out")
+        out = np.empty((m, n), dtype=np.uint8)
+        _core.qgemm_dequant(qw._arrays(), n, k, a, zp, sc, b, ACTIVATIONS[activation],
+                            os_, oz, out)
+    return out.reshape(lead + (n,))

@@ -1,0 +1,21 @@
+"""Torch-free runtime: NumPy layers on sparsekit kernels and a small executor.
+
+    framework model ─► sparsekit.{torch,onnx,keras} importer ─► runtime.Model
+                                                          ├─► model(x)   (NumPy in/out)
+                                                          └─► sparsekit.save / load
+
+The torch drop-in modules used by sparsekit.torch.accelerate live in
+sparsekit.runtime.torch_modules (imported only when torch is).
+"""
+from sparsekit.runtime.layers import (
+    Add, AvgPool2d, Conv2d, FakeQuantize, Flatten, GELU, GlobalAvgPool2d, Identity, LayerNorm,
+    Linear, MaxPool2d, ReLU, Sigmoid, Softmax, Tanh, Transpose, Reshape, AddConst, MulConst,
+    conv_weight_hwc,
+)
+from sparsekit.runtime.model import Model
+
+__all__ = [
+    "Model", "Linear", "Conv2d", "ReLU", "GELU", "Sigmoid", "Tanh", "LayerNorm", "Softmax",
+    "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Transpose", "Identity", "Add",
+    "FakeQuantize", "Reshape", "AddConst", "MulConst", "conv_weight_hwc",
+]

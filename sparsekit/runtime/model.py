@@ -1,0 +1,111 @@
+"""sparsekit.runtime.Model: run a small graph of runtime layers, no framework.
+
+A model is a list of nodes (layer, input names, output name) in execution
+order. Model([l1, l2, ...]) chains layers; Model.graph(...) wires residuals:
+
+    m = Model.graph([(Linear(w1), ["x"], "h"), (ReLU(), ["h"], "r"),
+                     (Add(), ["r", "x"], "y")], inputs=["x"], outputs=["y"])
+"""
+import copy
+
+from sparsekit.runtime.layers import Layer
+
+
+class Model:
+    def __init__(self, layers=(), *, inputs=("input",)):
+        inputs = list(inputs)
+        nodes = []
+        prev = inputs[0] if inputs else "input"
+        for i, layer in enumerate(layers):
+            out = f"t{i}"
+            nodes.append((layer, [prev], out))
+            prev = out
+        self._init(nodes, inputs, [prev])
+
+    @classmethod
+    def graph(cls, nodes, inputs, outputs):
+        m = cls.__new__(cls)
+        m._init([(layer, list(ins), out) for layer, ins, out in nodes], list(inputs),
+                 list(outputs))
+        return m
+
+    def _init(self, nodes, inputs, outputs):
+        if not inputs:
+            raise ValueError("inputs: a model needs at least one input")
+        known = set(inputs)
+        for i, node in enumerate(nodes):
+            layer, ins, out = node
+            if not isinstance(layer, Layer):
+                raise TypeError(f"nodes[{i}]: expected a sparsekit.runtime layer, "
+                                f"got {type(layer).__name__}")
+            if len(ins) != layer.n_inputs:
+                raise ValueError(f"nodes[{i}]: {type(layer).__name__} takes "
+                                 f"{layer.n_inputs} input(s), got {len(ins)}")
+            missing = [n for n in ins if n not in known]
+            if missing:
+                raise ValueError(f"nodes[{i}]: input {missing[0]!r} is not produced "
+                                 "by an earlier node or a model input")
+            known.add(out)
+        for o in outputs:
+            if o not in known:
+                raise ValueError(f"outputs: {o!r} is not produced by any node")
+        self.nodes = nodes
+        self.inputs = inputs
+        self.outputs = outputs
+
+    @property
+    def layers(self):
+        return [n[0] for n in self.nodes]
+
+    def __call__(self, *args, **kwargs):
+        if len(args) + len(kwargs) != len(self.inputs):
+            raise ValueError(f"expected {len(self.inputs)} input(s) {self.inputs}, "
+                             f"got {len(args) + len(kwargs)}")
+        env = dict(zip(self.inputs, args))
+        env.update(kwargs)
+        unknown = set(env) - set(self.inputs)
+        if unknown:
+            raise ValueError(f"unknown input(s) {sorted(unknown)}; expected {self.inputs}")
+        # drop a tensor after its last use so peak memory stays at a few activations
+        last = {}
+        for i, (_, ins, _) in enumerate(self.nodes):
+            for n in ins:
+                last[n] = i
+        keep = set(self.outputs)
+        for i, (layer, ins, out) in enumerate(self.nodes):
+            env[out] = layer(*[env[n] for n in ins])
+            for n in ins:
+                if last[n] == i and n not in keep:
+                    env.pop(n, None)
+        outs = [env[o] for o in self.outputs]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def summary(self):
+        """One line per node: layer, weight format and its size."""
+        from sparsekit.runtime.weights import describe, nbytes
+
+        lines = []
+        for layer, ins, out in self.nodes:
+            line = f"{out:>8} = {type(layer).__name__}({', '.join(ins)})"
+            if layer.weight is not None:
+                line += (f"  weight {layer.weight.shape} {describe(layer.weight)} "
+                         f"{nbytes(layer.weight)} B")
+            lines.append(line)
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"Model({len(self.nodes)} nodes, inputs={self.inputs}, outputs={self.outputs})"
+
+
+def fuse_relu(layers):
+    """Fold a ReLU that follows a Linear / Conv2d into its kernel epilogue."""
+    out = []
+    for layer in layers:
+        prev = out[-1] if out else None
+        if type(layer).__name__ == "ReLU" and prev is not None and \
+                type(prev).__name__ in ("Linear", "Conv2d") and prev.activation is None:
+            out[-1] = prev = copy.copy(prev)
+            prev.activation = "relu"
+            continue
+        out.append(layer)
+    return out

@@ -1,0 +1,164 @@
+"""Choosing and describing the weight format of one layer.
+
+    dense float [N, K] ──pack_float──► CSRMatrix        (sparse enough, fp32)
+                                      QuantizedMatrix  (quantize="dynamic", dense int8)
+                                      SparseInt8Matrix (quantize="dynamic", sparse int8)
+                                      ndarray          (dense fp32: NumPy/BLAS)
+    int8 q [N, K] + scale ──pack_int8──► QuantizedMatrix / SparseInt8Matrix
+
+Every choice comes with a reason string, so converters can report per layer
+what was chosen and why. The int8 formats live on other modules of sparsekit
+(qgemm, sparse int8 kernels); when a build lacks them the int8 request fails
+with a clear RuntimeError rather than silently running fp32.
+"""
+import numpy as np
+
+import sparsekit
+
+# Below this fraction of zeros a CSR fp32 weight is not faster than dense BLAS
+# at typical batch sizes (DESIGN.md: ~2x at 90%, nothing at M=1 below 90%).
+DEFAULT_MIN_SPARSITY = 0.7
+# Sparse int8 pays an index per nonzero; below this, dense int8 wins.
+DEFAULT_MIN_SPARSITY_INT8 = 0.8
+QUANTIZE_MODES = (None, "dynamic")
+
+
+def sparsity(w):
+    """Fraction of exact zeros in an array."""
+    w = np.asarray(w)
+    return float(np.count_nonzero(w == 0)) / w.size if w.size else 0.0
+
+
+def has_int8():
+    return hasattr(sparsekit, "QuantizedMatrix")
+
+
+def has_sparse_int8():
+    return hasattr(sparsekit, "SparseInt8Matrix")
+
+
+def _need_int8(what):
+    if not has_int8():
+        raise RuntimeError(f"{what}: this sparsekit build has no int8 kernels "
+                           "(sparsekit.QuantizedMatrix is missing)")
+
+
+def check_quantize(quantize):
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize: expected one of {QUANTIZE_MODES}, got {quantize!r}")
+
+
+def check_min_sparsity(min_sparsity):
+    if min_sparsity is None:
+        return None
+    if isinstance(min_sparsity, bool) or not isinstance(min_sparsity, (int, float)) \
+            or not 0.0 <= min_sparsity <= 1.0:
+        raise ValueError(f"min_sparsity: expected None or a number in [0, 1], "
+                         f"got {min_sparsity!r}")
+    return float(min_sparsity)
+
+
+def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True):
+    """Pick a format for a float weight [N, K]. Returns (weight, reason); weight
+    is None when nothing beats dense fp32 and keep_dense is False (the caller
+    keeps its own dense layer).
+
+    With min_sparsity=None and a build that has sparsekit.pack (its cost model
+    was measured on the target CPU), pack decides; otherwise a sparse format is
+    used from min_sparsity zeros on (defaults above)."""
+    check_quantize(quantize)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    s = sparsity(w)
+    if quantize is not None:
+        _need_int8("quantize='dynamic'")
+    if min_sparsity is None and hasattr(sparsekit, "pack"):
+        fmt = sparsekit.pack(w, quantize=None if quantize is None else "int8")
+        kind = describe(fmt)
+        why = f"{kind} (sparsity {s:.0%}; sparsekit.pack's measured cost model)"
+        if quantize is not None:
+            why += ", per-channel weights, per-row dynamic activations"
+        if isinstance(fmt, np.ndarray):
+            why = f"dense fp32 (sparsity {s:.0%}; sparsekit.pack: nothing beats dense BLAS)"
+            return (fmt if keep_dense else None), why
+        return fmt, why
+    if quantize is None:
+        lim = DEFAULT_MIN_SPARSITY if min_sparsity is None else min_sparsity
+        if s >= lim and s > 0:
+            return sparsekit.CSRMatrix.from_dense(w), f"csr fp32 (sparsity {s:.0%} >= {lim:.0%})"
+        why = f"dense fp32 (sparsity {s:.0%} < {lim:.0%}: dense BLAS is as fast)"
+        return (w if keep_dense else None), why
+    lim = DEFAULT_MIN_SPARSITY_INT8 if min_sparsity is None else min_sparsity
+    if has_sparse_int8() and s >= lim and s > 0:
+        return (sparsekit.SparseInt8Matrix.from_float(w, per_channel=True),
+                f"sparse int8 (sparsity {s:.0%} >= {lim:.0%}), per-channel weights, "
+                "per-row dynamic activations")
+    return (sparsekit.QuantizedMatrix.from_float(w, per_channel=True),
+            f"dense int8 (sparsity {s:.0%}), per-channel weights, per-row dynamic activations")
+
+
+def pack_int8(q, scale, min_sparsity=None):
+    """A format for an already-quantized symmetric int8 weight q [N, K] with a
+    per-tensor (scalar) or per-channel [N] scale. Returns (weight, reason)."""
+    _need_int8("int8 weight")
+    q = np.ascontiguousarray(q)
+    if q.dtype != np.int8 or q.ndim != 2:
+        raise TypeError(f"q: expected a 2-D int8 array, got {q.dtype} {q.shape}")
+    scale = np.asarray(scale, dtype=np.float32).reshape(-1)
+    per = "per-channel" if scale.size > 1 else "per-tensor"
+    if scale.size == 1:
+        scale = scale.reshape(())
+    elif scale.size != q.shape[0]:
+        raise ValueError(f"scale: expected 1 or N = {q.shape[0]} values, got {scale.size}")
+    if q.size and q.min() < -127:
+        # symmetric int8 excludes -128 (DESIGN.md); clamp is exact for |w| <= 127 s
+        q = np.maximum(q, -127).astype(np.int8)
+        per += ", -128 clamped to -127"
+    s = sparsity(q)
+    lim = DEFAULT_MIN_SPARSITY_INT8 if min_sparsity is None else min_sparsity
+    if has_sparse_int8() and s >= lim and s > 0:
+        return (sparsekit.SparseInt8Matrix.from_int8(q, scale),
+                f"sparse int8 (sparsity {s:.0%}), {per} weights read as-is")
+    return (sparsekit.QuantizedMatrix.from_int8(q, scale),
+            f"dense int8 (sparsity {s:.0%}), {per} weights read as-is")
+
+
+def describe(w):
+    """Short name of a weight's format, for reports."""
+    if isinstance(w, np.ndarray):
+        return "dense fp32"
+    for attr, name in (("CSRMatrix", "csr fp32"), ("QuantizedMatrix", "dense int8"),
+                       ("SparseInt8Matrix", "sparse int8")):
+        cls = getattr(sparsekit, attr, None)
+        if cls is not None and isinstance(w, cls):
+            return name
+    return type(w).__name__
+
+
+def nbytes(w):
+    """Bytes the kernels read for this weight (all its arrays)."""
+    if isinstance(w, np.ndarray):
+        return w.nbytes
+    if hasattr(w, "nbytes"):
+        return int(w.nbytes)
+    return sum(a.nbytes for a in vars(w).values() if isinstance(a, np.ndarray)) \
+        if hasattr(w, "__dict__") else 0
+
+
+def int8_parts(w):
+    """(q int8 [N, K], scale float32 [N]) of an int8 weight format."""
+    if hasattr(w, "q") and hasattr(w, "scale"):
+        return np.asarray(w.q), np.asarray(w.scale, dtype=np.float32)
+    if hasattr(w, "to_int8"):
+        q, scale = w.to_int8()
+        return np.asarray(q), np.asarray(scale, dtype=np.float32)
+    raise TypeError(f"w: cannot read the int8 values of a {type(w).__name__}")
+
+
+def dense_of(w):
+    """The float32 [N, K] values a weight format stands for (dequantized)."""
+    if isinstance(w, np.ndarray):
+        return w
+    if hasattr(w, "to_dense") and not hasattr(w, "q"):
+        return w.to_dense()
+    q, scale = int8_parts(w)
+    return q.astype(np.float32) * scale.reshape(-1, 1)

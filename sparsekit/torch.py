@@ -1,0 +1,16 @@
+"""sparsekit.torch: run pruned / quantized PyTorch models on sparsekit kernels.
+
+    model = sparsekit.torch.accelerate(model, quantize="dynamic")
+    print(sparsekit.torch.report(model))
+
+Needs PyTorch (pip install sparsekit[torch]). Absolute imports only: this
+module's name shadows nothing, `import torch` below is the real PyTorch.
+"""
+try:
+    import torch as _torch  # noqa: F401  (the real PyTorch, absolute import)
+except ImportError as e:
+    raise ImportError("sparsekit.torch needs PyTorch: pip install sparsekit[torch]") from e
+
+from sparsekit.convert.torch import accelerate, report, to_runtime  # noqa: E402
+
+__all__ = ["accelerate", "report", "to_runtime"]

@@ -1,0 +1,103 @@
+"""sparsekit.pack / explain: the returned object is a correct weight for every
+input (linear() matches the reference), the choice follows the measured model
+and is explained, and bad inputs raise."""
+import numpy as np
+import pytest
+
+import sparsekit
+from sparsekit import CSRMatrix, SparseInt8Matrix
+from sparsekit.pack import MEASURED, crossover_table
+
+from conftest import reference_linear
+
+FP32 = (np.ndarray, CSRMatrix)
+INT8 = tuple(c for c in (getattr(sparsekit, "QuantizedMatrix", None), SparseInt8Matrix) if c)
+
+
+def weights(rng):
+    yield "dense", rng.standard_normal((40, 24)).astype(np.float32)
+    w = rng.standard_normal((64, 96)).astype(np.float32)
+    w[rng.random(w.shape) < 0.95] = 0
+    yield "95% unstructured", w
+    keep = np.repeat(rng.random((50, 9)) < 0.2, 4, axis=1)[:, :33]
+    yield "80% 1x4 blocks, K % 4 != 0", np.where(keep, 1.5, 0).astype(np.float32)
+    yield "all zero", np.zeros((7, 5), np.float32)
+    yield "1x1", np.array([[2.0]], np.float32)
+    yield "float64 input", rng.standard_normal((6, 10))
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+@pytest.mark.parametrize("m", [1, 5, 128, 300])
+def test_pack_returns_a_correct_format(rng, quantize, m):
+    for name, w in weights(rng):
+        p = sparsekit.pack(w, quantize=quantize, m=m)
+        assert isinstance(p, FP32 if quantize is None else INT8), name
+        assert tuple(p.shape) == w.shape
+        x = rng.standard_normal((3, w.shape[1])).astype(np.float32)
+        y = sparsekit.linear(x, p)
+        ref = reference_linear(x, w)
+        if quantize is None:
+            tol = 1e-5 * (np.abs(x) @ np.abs(w).T + 1)
+        else:  # int8 weights and u8 activations: a few quantization steps
+            tol = 2 * np.abs(x).sum(1, keepdims=True) * np.abs(w).max(initial=0) / 127 + 1e-5
+        assert np.all(np.abs(y - ref) <= tol), name
+        ex = sparsekit.explain(w, quantize=quantize, m=m)
+        assert type(p).__name__ in ex["choice_name"] or (ex["choice"] == "dense"
+                                                          and isinstance(p, np.ndarray))
+
+
+def test_choice_follows_the_measured_model(rng):
+    n, k = 768, 256
+    dense = rng.standard_normal((n, k)).astype(np.float32)
+    sparse = np.where(rng.random((n, k)) < 0.02, dense, 0).astype(np.float32)
+    assert isinstance(sparsekit.pack(dense, m=128), np.ndarray)
+    assert isinstance(sparsekit.pack(sparse, m=128), CSRMatrix)
+    ex = sparsekit.explain(sparse, m=128)
+    assert ex["predicted_us"]["csr"] < ex["predicted_us"]["dense"]
+    assert ex["sparsity"] == pytest.approx(1 - np.count_nonzero(sparse) / sparse.size)
+    text = str(ex)
+    assert "CSRMatrix" in text and "reason" in text and "faster" in text
+    assert "sparsekit.pack --measure" in ex["model"]
+
+
+def test_int8_choice_dense_vs_sparse(rng):
+    n, k = 3072, 768
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    assert isinstance(sparsekit.pack(w, quantize="int8"), sparsekit.QuantizedMatrix)
+    keep = np.repeat(rng.random((n, k // 4)) < 0.1, 4, axis=1)  # 90% in 1x4 blocks
+    ex = sparsekit.explain(np.where(keep, w, 0), quantize="int8")
+    assert ex["choice"] == "spint8" and ex["block_fill"] == 1.0
+    assert ex["predicted_us"]["spint8"] < ex["predicted_us"]["qdense"]
+
+
+def test_custom_model_changes_the_choice(rng):
+    w = np.where(rng.random((32, 32)) < 0.1, 1.0, 0.0).astype(np.float32)
+    flat = {m: (0.0, 1.0, 0.0) for m in (1, 128)}
+    model = {"isa": MEASURED["isa"], "source": "test model",
+             "coef": {"dense": {m: (0.0, 0.001, 0.0) for m in (1, 128)}, "csr": flat,
+                      "qdense": flat, "spint8": flat}}
+    assert isinstance(sparsekit.pack(w, model=model), np.ndarray)
+    assert sparsekit.explain(w, model=model)["model"] == "test model"
+
+
+def test_crossover_table_blocks_win_earlier():
+    # the same sparsity in 1x4 blocks keeps fewer blocks than unstructured
+    for row in crossover_table():
+        assert row["csr"] is not None and row["spint8_1x4"] is not None
+        assert row["spint8"] is None or row["spint8_1x4"] <= row["spint8"]
+
+
+def test_bad_inputs(rng):
+    w = rng.standard_normal((4, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="quantize"):
+        sparsekit.pack(w, quantize="int4")
+    with pytest.raises(ValueError, match="m: expected at least 1"):
+        sparsekit.pack(w, m=0)
+    with pytest.raises(TypeError, match="m: expected an int"):
+        sparsekit.explain(w, m=2.5)
+    with pytest.raises(ValueError, match="w: expected 2-D"):
+        sparsekit.pack(w[0])
+    with pytest.raises(ValueError, match="w: contains NaN"):
+        sparsekit.pack(np.full((2, 2), np.nan, np.float32))
+    with pytest.raises(TypeError, match="w: expected a floating-point"):
+        sparsekit.pack(np.ones((2, 2), np.int32))

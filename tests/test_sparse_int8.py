@@ -1,0 +1,260 @@
+"""SparseInt8Matrix and its kernels: exact int32 against an int64 NumPy
+reference on every ISA (block fill 1..4, empty rows, all-zero weights, tails in
+M, N, K with K % 4 != 0, extremes), the fused fp32 linear against the
+dequantized reference, the format's properties, and bad inputs."""
+import pickle
+
+import numpy as np
+import pytest
+
+import sparsekit
+from sparsekit import SparseInt8Matrix
+from sparsekit.quant_ops import quantize_rows_reference
+
+SHAPES = [(1, 1, 1), (1, 5, 7), (2, 17, 31), (7, 40, 100), (64, 16, 4), (65, 33, 129),
+          (130, 70, 257), (3, 9, 4099)]
+
+
+def random_q(rng, n, k, block_density, fill=None, empty_rows=(1,)):
+    """int8 [n, k] pruned in 1x4 blocks along K: a share `block_density` of the
+    blocks is kept, each with `fill` nonzeros (random 1..4 when None); values
+    include the extremes -127 and 127."""
+    kq = (k + 3) // 4
+    q = np.zeros((n, kq * 4), dtype=np.int8)
+    keep = rng.random((n, kq)) < block_density
+    for r, c in zip(*np.nonzero(keep)):
+        f = fill if fill is not None else int(rng.integers(1, 5))
+        lanes = rng.choice(4, size=f, replace=False)
+        vals = rng.integers(1, 128, size=f) * rng.choice([-1, 1], size=f)
+        vals[rng.random(f) < 0.2] = 127
+        vals[rng.random(f) < 0.2] = -127
+        q[r, 4 * c + lanes] = vals
+    for r in empty_rows:
+        if r < n:
+            q[r] = 0
+    return q[:, :k].copy()
+
+
+def random_xq(rng, m, k):
+    xq = rng.integers(0, 256, size=(m, k), dtype=np.uint8)
+    xq[rng.random((m, k)) < 0.1] = 255
+    xq[rng.random((m, k)) < 0.1] = 0
+    return xq
+
+
+def ref_int8(xq, zp, q):
+    zp = np.asarray(zp, np.int64)
+    zp = zp.reshape(-1, 1) if zp.ndim else zp
+    return (xq.astype(np.int64) - zp) @ q.astype(np.int64).T
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_int8_matmul_exact_every_isa(isa, rng, m, n, k):
+    q = random_q(rng, n, k, 0.4)
+    w = SparseInt8Matrix.from_int8(q, np.float32(0.01))
+    xq = random_xq(rng, m, k)
+    for zp in (0, 128, 255, rng.integers(0, 256, size=m)):
+        got = w.int8_matmul(xq, zp)
+        assert got.dtype == np.int32 and got.shape == (m, n)
+        np.testing.assert_array_equal(got, ref_int8(xq, zp, q))
+
+
+@pytest.mark.parametrize("fill", [1, 2, 3, 4])
+def test_block_fill_exact(isa, rng, fill):
+    m, n, k = 67, 45, 96  # K a multiple of 4: every kept block has `fill` nonzeros
+    q = random_q(rng, n, k, 0.3, fill=fill)
+    w = SparseInt8Matrix.from_int8(q, np.full(n, 0.5, np.float32))
+    assert w.block_fill == pytest.approx(fill / 4)
+    assert w.nnz == np.count_nonzero(q)
+    xq = random_xq(rng, m, k)
+    zp = rng.integers(0, 256, size=m)
+    np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))
+    np.testing.assert_array_equal(w.int8_matmul(xq[:1], zp[:1]), ref_int8(xq[:1], zp[:1], q))
+
+
+def test_all_zero_weights_and_empty_rows(isa, rng):
+    w = SparseInt8Matrix.from_int8(np.zeros((19, 13), np.int8), 1.0)
+    assert w.nblocks == 0 and w.nnz == 0 and w.block_fill == 1.0
+    xq = random_xq(rng, 70, 13)
+    np.testing.assert_array_equal(w.int8_matmul(xq, 200), np.zeros((70, 19), np.int32))
+    y = sparsekit.linear(rng.standard_normal((5, 13)).astype(np.float32), w,
+                         bias=np.arange(19, dtype=np.float32))
+    np.testing.assert_array_equal(y, np.tile(np.arange(19, dtype=np.float32), (5, 1)))
+
+
+def test_dense_weight_k_tail_extremes(isa):
+    # every weight and activation at an extreme: the largest sums the kernel sees
+    n, k = 8, 4099
+    q = np.full((n, k), 127, np.int8)
+    q[1::2] = -127
+    w = SparseInt8Matrix.from_int8(q, 1.0)
+    assert w.block_fill == pytest.approx(k / (4 * ((k + 3) // 4)))
+    for x, zp in ((255, 0), (0, 255), (255, 255), (0, 0)):
+        xq = np.full((3, k), x, np.uint8)
+        np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))
+
+
+def test_two_threads_exact(isa, rng):
+    q = random_q(rng, 700, 1001, 0.3)
+    w = SparseInt8Matrix.from_int8(q, 0.1)
+    xq = random_xq(rng, 150, 1001)
+    before = sparsekit.get_num_threads()
+    sparsekit.set_num_threads(2)
+    try:
+        np.testing.assert_array_equal(w.int8_matmul(xq, 77), ref_int8(xq, 77, q))
+        np.testing.assert_array_equal(w.int8_matmul(xq[:1], 77), ref_int8(xq[:1], 77, q))
+    finally:
+        sparsekit.set_num_threads(before)
+
+
+def dequantized_reference(x, w, bias, relu):
+    """fp64 statement of what linear() computes from the exact int32 sums."""
+    xq, xs, zp = quantize_rows_reference(x)
+    acc = ref_int8(xq, zp, w.q).astype(np.float64)
+    ws = np.broadcast_to(np.asarray(w.scale, np.float64), (w.shape[0],))
+    y = acc * xs.astype(np.float64)[:, None] * ws[None, :]
+    if bias is not None:
+        y = y + bias
+    return np.maximum(y, 0) if relu else y
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES[:-1] + [(1, 300, 771)])
+def test_linear_matches_dequantized_reference(isa, rng, m, n, k):
+    wf = rng.standard_normal((n, k)).astype(np.float32)
+    wf[rng.random((n, k)) < 0.8] = 0.0
+    wf[min(1, n - 1)] = 0.0
+    w = SparseInt8Matrix.from_float(wf)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    for b, act in ((None, None), (bias, "relu")):
+        y = sparsekit.linear(x, w, bias=b, activation=act)
+        ref = dequantized_reference(x, w, b, act == "relu")
+        assert y.dtype == np.float32 and y.shape == (m, n)
+        # exact int32 sums; float32 conversion and scaling cost a few ulp
+        np.testing.assert_allclose(y, ref, rtol=2e-6, atol=1e-6 * (np.abs(ref).max() + 1))
+    # and the whole thing is a faithful int8 approximation of the float layer
+    yf = x.astype(np.float64) @ wf.T.astype(np.float64)
+    scale = np.abs(x).sum(1, keepdims=True) * np.abs(wf).max() / 127 + 1e-6
+    assert np.all(np.abs(sparsekit.linear(x, w) - yf) <= 2 * scale)
+
+
+def test_linear_batched_and_1d(rng):
+    wf = rng.standard_normal((12, 10)).astype(np.float32)
+    w = SparseInt8Matrix.from_float(wf)
+    x = rng.standard_normal((2, 3, 10)).astype(np.float32)
+    y = sparsekit.linear(x, w)
+    assert y.shape == (2, 3, 12)
+    np.testing.assert_allclose(sparsekit.linear(x[1, 2], w), y[1, 2], rtol=1e-6, atol=1e-6)
+
+
+def test_from_float_quantization(rng):
+    wf = rng.standard_normal((30, 21)).astype(np.float32)
+    wf[rng.random(wf.shape) < 0.7] = 0
+    wf[3] = 0
+    w = SparseInt8Matrix.from_float(wf)
+    scale = np.abs(wf).max(axis=1) / 127
+    scale[scale == 0] = 1
+    np.testing.assert_allclose(w.scale, scale.astype(np.float32))
+    assert w.per_channel and w.scale.shape == (30,)
+    assert np.all(w.q[wf == 0] == 0)  # pruned stays pruned (tiny weights may round to 0)
+    assert np.abs(w.q).max() == 127
+    assert np.all(np.abs(w.dequantize() - wf) <= w.scale[:, None] / 2 + 1e-7)
+    t = SparseInt8Matrix.from_float(wf, per_channel=False)
+    assert t.scale.shape == () and not t.per_channel
+    assert t.scale == pytest.approx(np.abs(wf).max() / 127)
+
+
+def test_same_quantization_and_int8_matmul_as_quantized_matrix(rng):
+    wf = rng.standard_normal((33, 50)).astype(np.float32)
+    wf[rng.random(wf.shape) < 0.6] = 0
+    wf[2] = 0
+    wf[5, 7] = 1e-42  # a subnormal row maximum: scale floored at FLT_MIN
+    for per_channel in (True, False):
+        s = SparseInt8Matrix.from_float(wf, per_channel=per_channel)
+        d = sparsekit.QuantizedMatrix.from_float(wf, per_channel=per_channel)
+        np.testing.assert_array_equal(s.q, d.q)
+        np.testing.assert_array_equal(s.scale, d.scale)
+        xq = random_xq(rng, 9, 50)
+        zp = rng.integers(0, 256, size=9)
+        np.testing.assert_array_equal(sparsekit.int8_matmul(xq, zp, s),
+                                      sparsekit.int8_matmul(xq, zp, d))
+
+
+def test_from_int8_roundtrip_and_repr(rng):
+    q = random_q(rng, 9, 14, 0.5)
+    w = SparseInt8Matrix.from_int8(q, np.linspace(0.1, 1, 9))
+    np.testing.assert_array_equal(w.q, q)
+    assert w.q.dtype == np.int8 and w.shape == (9, 14)
+    assert "block_fill" in repr(w) and "bytes/weight" in repr(w)
+    assert not w.values.flags.writeable and not w.cols.flags.writeable
+    w2 = pickle.loads(pickle.dumps(w))
+    np.testing.assert_array_equal(w2.q, q)
+    np.testing.assert_array_equal(w2.scale, w.scale)
+    xq = random_xq(rng, 3, 14)
+    np.testing.assert_array_equal(w2.int8_matmul(xq, 5), w.int8_matmul(xq, 5))
+
+
+def test_memory_of_90_percent_1x4_blocks(rng):
+    n, k = 3072, 768  # bert_ffn_up
+    keep = np.repeat(rng.random((n, k // 4)) < 0.1, 4, axis=1)
+    q = np.where(keep, rng.integers(1, 128, (n, k)), 0).astype(np.int8)
+    w = SparseInt8Matrix.from_int8(q, 0.01)
+    assert w.block_fill == 1.0
+    assert w.bytes_per_weight <= 0.2
+    assert w.nbytes == (w.indptr.nbytes + w.cols.nbytes + w.values.nbytes
+                        + w.row_sums.nbytes + 4 * n)  # + one float32 scale per row
+
+
+def test_bad_inputs(rng):
+    q = random_q(rng, 4, 8, 0.5)
+    with pytest.raises(TypeError, match="from_float"):
+        SparseInt8Matrix(q)
+    with pytest.raises(ValueError, match="q: values must be in"):
+        SparseInt8Matrix.from_int8(np.full((2, 3), -128, np.int8), 1.0)
+    with pytest.raises(TypeError, match="q: expected an int8"):
+        SparseInt8Matrix.from_int8(q.astype(np.float32), 1.0)
+    with pytest.raises(ValueError, match="q: expected a 2-D"):
+        SparseInt8Matrix.from_int8(q[0], 1.0)
+    with pytest.raises(ValueError, match="scale: expected a scalar or shape"):
+        SparseInt8Matrix.from_int8(q, np.ones(3))
+    with pytest.raises(ValueError, match="scale: must be finite"):
+        SparseInt8Matrix.from_int8(q, -1.0)
+    with pytest.raises(ValueError, match="scale: must be finite"):
+        SparseInt8Matrix.from_int8(q, np.nan)
+    with pytest.raises(ValueError, match="w: contains NaN"):
+        SparseInt8Matrix.from_float(np.full((2, 2), np.nan, np.float32))
+    with pytest.raises(TypeError, match="w: expected a floating-point"):
+        SparseInt8Matrix.from_float(q)
+    with pytest.raises(TypeError, match="per_channel"):
+        SparseInt8Matrix.from_float(q.astype(np.float32), per_channel="yes")
+    w = SparseInt8Matrix.from_int8(q, 1.0)
+    with pytest.raises(ValueError, match="x: expected last dimension"):
+        sparsekit.linear(np.zeros((2, 7), np.float32), w)
+    with pytest.raises(ValueError, match="x: contains NaN"):
+        sparsekit.linear(np.full((2, 8), np.nan, np.float32), w)
+    with pytest.raises(ValueError, match="backend"):
+        sparsekit.linear(np.zeros((2, 8), np.float32), w, backend="numba")
+    with pytest.raises(TypeError, match="xq: expected a uint8"):
+        w.int8_matmul(np.zeros((2, 8), np.int8), 0)
+    with pytest.raises(ValueError, match="xq: expected shape"):
+        w.int8_matmul(np.zeros((2, 7), np.uint8), 0)
+    with pytest.raises(ValueError, match="x_zero_point: expected values"):
+        w.int8_matmul(np.zeros((2, 8), np.uint8), 256)
+    with pytest.raises(ValueError, match="x_zero_point: expected a scalar or shape"):
+        w.int8_matmul(np.zeros((2, 8), np.uint8), np.zeros(3, np.int32))
+    with pytest.raises(TypeError, match="x_zero_point"):
+        w.int8_matmul(np.zeros((2, 8), np.uint8), 1.5)
+
+
+def test_corrupted_state_rejected(rng):
+    w = SparseInt8Matrix.from_int8(random_q(rng, 5, 9, 0.6, empty_rows=()), 1.0)
+    cols = np.array(w.cols)
+    cols[-1] = 3  # ceil(9 / 4) = 3 block columns: index 3 is out of range
+    with pytest.raises(ValueError, match="corrupted"):
+        SparseInt8Matrix._from_state(w.shape, w.indptr, cols, w.values, w.scale, False)
+    values = np.array(w.values)
+    values[0, 0] = -128
+    with pytest.raises(ValueError, match="corrupted"):
+        SparseInt8Matrix._from_state(w.shape, w.indptr, w.cols, values, w.scale, False)
+    with pytest.raises(ValueError, match="indptr"):
+        SparseInt8Matrix._from_state(w.shape, w.indptr[:-1], w.cols, w.values, w.scale, False)

@@ -111,6 +111,12 @@ int sk_quantize_row_u8__avx512(const float *x, int64_t k, uint8_t *q, float *sca
 int sk_quantize_row_u8_static__avx512(const float *x, int64_t k, float scale,
                                       int32_t zero_point, uint8_t *q);
 #endif
+#ifdef SK_ARCH_ARM64
+int sk_quantize_row_u8__neon(const float *x, int64_t k, uint8_t *q, float *scale,
+                             int32_t *zero_point);
+int sk_quantize_row_u8_static__neon(const float *x, int64_t k, float scale,
+                                    int32_t zero_point, uint8_t *q);
+#endif
 
 /* ---- qgemm_u8s8: u8 x packed s8 -> s32, then an epilogue ---------------
  * Micro-kernel contract: rows [m0, m0 + mr) of A (mr <= MR) times output

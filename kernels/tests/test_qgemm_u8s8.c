@@ -65,6 +65,19 @@ static void test_quantize(void) {
           bad |= q[i * ldq + j] != (uint8_t)v;
         }
       CHECK(!bad, "static isa=%s k=%lld", sk_isa_name((sk_isa)isa), (long long)k);
+      /* scale 2 on the half-integer row: x / scale hits .5 ties, zp 128 and 255 */
+      for (int zi = 0; zi < 2; ++zi) {
+        const int32_t z0 = zi ? 255 : 128;
+        CHECK(sk_quantize_u8(1, k, x + 3 * ldx, ldx, 2.0f, z0, q, ldq) == SK_OK, "tie rc");
+        bad = 0;
+        for (int64_t j = 0; j < k; ++j) {
+          float v = rintf(x[3 * ldx + j] / 2.0f) + (float)z0;
+          v = v < 0 ? 0 : (v > 255 ? 255 : v);
+          bad |= q[j] != (uint8_t)v;
+        }
+        CHECK(!bad, "static ties isa=%s k=%lld zp=%d", sk_isa_name((sk_isa)isa), (long long)k,
+              (int)z0);
+      }
       if (k > 0) {
         const float keep = x[5 * ldx + k - 1];
         x[5 * ldx + k - 1] = NAN;
@@ -194,9 +207,10 @@ int main(void) {
   static const int64_t ns[] = {1, 16, 17, 48, 63, 65, 100};
   static const int64_t ks[] = {1, 3, 4, 7, 64, 131};
   FOR_EACH_ISA(isa) {
-    /* no NEON int8 kernel yet: on ARM the family runs its scalar path */
+    /* no NEON int8 GEMM kernel yet: on ARM the family runs its scalar path */
     CHECK(sk_family_isa("qgemm_u8s8") == (isa == SK_ISA_NEON ? SK_ISA_SCALAR : isa),
           "qgemm family isa");
+    if (isa == SK_ISA_NEON) CHECK(sk_family_isa("quantize_u8") == SK_ISA_NEON, "quantize isa");
     for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
       for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
         for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c) {

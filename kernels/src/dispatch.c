@@ -161,6 +161,9 @@ static const sk_qgemm_u8s8_impl qgemm_u8s8_impls[SK_ISA_COUNT] = {
     [SK_ISA_AVX512VNNI] = {8, 48, sk_qgemm_u8s8_8x48c4__avx512vnni, 64,
                            sk_qgemv_u8s8_1x64c4__avx512vnni},
 #endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = {4, 16, sk_qgemm_u8s8_4x16c4__neon, 64, sk_qgemv_u8s8_1x64c4__neon},
+#endif
 };
 
 static int qgemm_u8s8_isa(void) {

@@ -186,6 +186,12 @@ void sk_qgemv_u8s8_1x64c4__avx512vnni(const sk_qgemm_u8s8_args *p, int64_t m0, i
                                       int64_t n0, int64_t nr);
 int64_t sk_qgemm_u8s8_peak_loop__avx512vnni(int64_t iters);
 #endif
+#ifdef SK_ARCH_ARM64
+void sk_qgemm_u8s8_4x16c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                int64_t n0, int64_t nr);
+void sk_qgemv_u8s8_1x64c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                int64_t n0, int64_t nr);
+#endif
 
 /* ---- spmm_u8s8: 1x4-blocked int8 weight x u8 activations ---------------
  * Micro-kernel contract: one tile of MR activation rows packed as dwords,

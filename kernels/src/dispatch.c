@@ -184,6 +184,9 @@ static const sk_spmm_u8s8_impl spmm_u8s8_impls[SK_ISA_COUNT] = {
                            sk_spmv_u8s8_1x1c4__avx512vnni, 16,
                            sk_spmm_u8s8_16x1c4__avx512vnni},
 #endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = {16, sk_spmm_u8s8_16x1c4__neon, sk_spmv_u8s8_1x1c4__neon},
+#endif
 };
 
 static int spmm_u8s8_isa(void) {

@@ -4,6 +4,8 @@
  * all-zero weights, tails in M, N and K (K % 4 != 0), both index widths,
  * strided x/y, 1 and 2 threads, M across the 64-row and 16-row tiles;
  * validation of bad weights. */
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "test_util.h"
@@ -112,6 +114,48 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, i
   free(x); free(y); free_bsr(&b);
 }
 
+/* Float output: sk_linear_u8s8_bsr_f32 against the int64 reference on the
+ * rows sk_quantize_rows_u8 produces (the quantizer is tested bit-exactly in
+ * test_qgemm_u8s8), dequantized in double; relu, bias, padding untouched. */
+static void linear_case(int isa, int64_t m, int64_t n, int64_t k, int ib, int threads) {
+  bsr b = make_bsr(n, k, 0.4, 0, ib);
+  sk_bsr_s8_1x4 w = {n, k, b.indptr, b.cols, ib, b.values, b.row_sums};
+  const int64_t ldx = k + 2, ldy = n + 3;
+  float *x = malloc((size_t)(m * ldx + 1) * 4), *y = malloc((size_t)(m * ldy + 1) * 4);
+  float *ws = malloc((size_t)(n + 1) * 4), *bias = malloc((size_t)(n + 1) * 4);
+  float *xs = malloc((size_t)(m + 1) * 4);
+  int32_t *zp = malloc((size_t)(m + 1) * 4);
+  uint8_t *xq = malloc((size_t)(m * k + 1));
+  for (int64_t i = 0; i < m * ldx; ++i) x[i] = rng_f32() * (float)(1 + i % 5);
+  for (int64_t j = 0; j < n; ++j) {
+    ws[j] = 0.002f + (float)(rng_u32() % 100) * 1e-4f;
+    bias[j] = rng_f32();
+  }
+  for (int64_t i = 0; i < m * ldy; ++i) y[i] = -7.0f;
+  sk_set_num_threads(threads);
+  CHECK(sk_linear_u8s8_bsr_f32(&w, ws, m, x, ldx, bias, SK_ACT_RELU, y, ldy) == SK_OK, "lin rc");
+  CHECK(sk_quantize_rows_u8(m, k, x, ldx, xq, k, xs, zp) == SK_OK, "quantize rc");
+  int bad = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t r = 0; r < ldy; ++r) {
+      const float got = y[i * ldy + r];
+      if (r >= n) {
+        bad |= got != -7.0f;
+        continue;
+      }
+      int64_t ref = 0;
+      for (int64_t kk = 0; kk < k; ++kk)
+        ref += ((int64_t)xq[i * k + kk] - zp[i]) * b.dense[r * k + kk];
+      const double sc = (double)(xs[i] * ws[r]);
+      double yf = (double)ref * sc + bias[r];
+      yf = yf > 0 ? yf : 0;
+      bad |= fabs(got - yf) > 4 * FLT_EPSILON * (fabs((double)ref) * sc + fabs(bias[r])) + 1e-30;
+    }
+  CHECK(!bad, "linear isa=%s m=%lld n=%lld k=%lld ib=%d t=%d", sk_isa_name((sk_isa)isa),
+        (long long)m, (long long)n, (long long)k, ib, threads);
+  free(x); free(y); free(ws); free(bias); free(xs); free(zp); free(xq); free_bsr(&b);
+}
+
 static void test_validate(void) {
   int64_t indptr[3] = {0, 2, 3};
   uint16_t cols[3] = {1, 1, 0}; /* row 0 has a duplicate */
@@ -155,6 +199,7 @@ int main(void) {
   test_validate();
   FOR_EACH_ISA(isa) {
     CHECK(sk_family_isa("spmm_u8s8") >= 0, "family isa");
+    if (isa == SK_ISA_NEON) CHECK(sk_family_isa("spmm_u8s8") == SK_ISA_NEON, "neon isa");
     for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
       for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
         for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c)
@@ -172,6 +217,10 @@ int main(void) {
     run_case(isa, 1, 300, 1024, 0.5, 4, 4, 1, 1);
     run_case(isa, 1, 300, 1025, 0.5, 0, 2, 1, 1);
     run_case(isa, 3, 50, 4099, 1.0, 4, 2, 1, 1); /* K up to 4096 + tail, dense */
+    linear_case(isa, 1, 37, 61, 2, 1);
+    linear_case(isa, 5, 40, 130, 4, 1);
+    linear_case(isa, 37, 70, 99, 2, 2);
+    linear_case(isa, 64, 33, 257, 4, 1);
   }
   return sk_test_finish("test_spmm_u8s8");
 }

@@ -67,8 +67,9 @@ static inline __attribute__((always_inline)) void group(int32x4_t acc[][4],
 static inline uint32x4_t lanes_gt_zero(float32x4_t y) { return vcgtq_f32(y, vdupq_n_f32(0.0f)); }
 
 /* Epilogue for 16 columns [n, n + cols) of row i. */
-static void store16(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n, const int32x4_t acc[4],
-                    int64_t cols) {
+static void store16(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n, int32x4_t acc0,
+                    int32x4_t acc1, int32x4_t acc2, int32x4_t acc3, int64_t cols) {
+  const int32x4_t acc[4] = {acc0, acc1, acc2, acc3}; /* by value: the tile's stay in registers */
   int32_t sums[16] = {0};
   for (int64_t j = 0; j < cols; ++j) sums[j] = sk_qsum24(p->sum24, n + j);
   const int32x4_t zp = vdupq_n_s32(p->a_zp[i * p->zp_stride]);
@@ -139,7 +140,11 @@ static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args 
   int16x4_t av[MR];
   for (int64_t g = 0; g < kfull; ++g) {
     UNROLL for (int i = 0; i < R; ++i) av[i] = load_a4(a + i * lda + 4 * g);
-    UNROLL for (int j = 0; j < NP; ++j) group(acc + j * R, b + (j * k4 + g) * 64, av, R);
+    UNROLL for (int j = 0; j < NP; ++j) {
+      group(acc + j * R, b + (j * k4 + g) * 64, av, R);
+      /* keeps GCC from hoisting every panel's loads first (and spilling) */
+      if (NP > 1) __asm__ volatile("" ::: "memory");
+    }
   }
   if (kfull < k4) { /* last group: ktail bytes of A, the packed zeros beyond */
     UNROLL for (int i = 0; i < R; ++i) av[i] = load_a_tail(a + i * lda + 4 * kfull, p->ktail);
@@ -147,7 +152,10 @@ static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args 
   }
   UNROLL for (int j = 0; j < NP; ++j) {
     const int64_t cols = nr - 16 * j < 16 ? nr - 16 * j : 16;
-    UNROLL for (int i = 0; i < R; ++i) store16(p, m0 + i, n0 + 16 * j, acc[j * R + i], cols);
+    UNROLL for (int i = 0; i < R; ++i) {
+      const int32x4_t *c = acc[j * R + i];
+      store16(p, m0 + i, n0 + 16 * j, c[0], c[1], c[2], c[3], cols);
+    }
   }
 }
 

@@ -18,6 +18,12 @@
 #ifdef SK_ARCH_X86
 #include <cpuid.h>
 #endif
+#if defined(SK_ARCH_ARM64) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
 
 static const char *const isa_names[SK_ISA_COUNT] = {"scalar", "avx2", "avx512",
                                                     "avx512vnni", "neon"};
@@ -29,6 +35,9 @@ const char *sk_isa_name(sk_isa isa) {
 /* ---- detection ---------------------------------------------------------- */
 static int detected = 0;
 static int supported[SK_ISA_COUNT];
+#ifdef SK_ARCH_ARM64
+static int arm_dotprod_hw = 0, arm_dotprod_on = 0; /* ARMv8.2 sdot/udot */
+#endif
 
 #ifdef SK_ARCH_X86
 static uint64_t read_xcr0(void) {
@@ -67,6 +76,10 @@ static void detect(void) {
 #endif
 #ifdef SK_ARCH_ARM64
   supported[SK_ISA_NEON] = 1; /* Advanced SIMD is mandatory on AArch64 */
+#ifdef __linux__
+  arm_dotprod_hw = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+  arm_dotprod_on = arm_dotprod_hw;
+#endif
 #endif
   detected = 1;
 }
@@ -75,6 +88,20 @@ int sk_cpu_supports(sk_isa isa) {
   detect();
   return (isa >= 0 && isa < SK_ISA_COUNT) ? supported[isa] : 0;
 }
+
+#ifdef SK_ARCH_ARM64
+int sk_arm_dotprod(void) {
+  detect();
+  return arm_dotprod_on;
+}
+
+int sk_set_arm_dotprod(int on) {
+  detect();
+  if (on && !arm_dotprod_hw) return SK_ERR_UNSUPPORTED;
+  arm_dotprod_on = on != 0;
+  return SK_OK;
+}
+#endif
 
 sk_isa sk_best_isa(void) {
   detect();
@@ -172,8 +199,17 @@ static int qgemm_u8s8_isa(void) {
   return resolve(has);
 }
 
+#ifdef SK_ARCH_ARM64
+static const sk_qgemm_u8s8_impl qgemm_u8s8_neondot = {
+    4, 16, sk_qgemm_u8s8_4x16c4__neondot, 64, sk_qgemv_u8s8_1x64c4__neondot};
+#endif
+
 const sk_qgemm_u8s8_impl *sk_qgemm_u8s8_select(void) {
-  return &qgemm_u8s8_impls[qgemm_u8s8_isa()];
+  const int isa = qgemm_u8s8_isa();
+#ifdef SK_ARCH_ARM64
+  if (isa == SK_ISA_NEON && arm_dotprod_on) return &qgemm_u8s8_neondot;
+#endif
+  return &qgemm_u8s8_impls[isa];
 }
 
 static const sk_spmm_u8s8_impl spmm_u8s8_impls[SK_ISA_COUNT] = {

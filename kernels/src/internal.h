@@ -191,6 +191,16 @@ void sk_qgemm_u8s8_4x16c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t
                                 int64_t n0, int64_t nr);
 void sk_qgemv_u8s8_1x64c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
                                 int64_t n0, int64_t nr);
+/* ARMv8.2 dot-product variants, only called when the CPU has it */
+void sk_qgemm_u8s8_4x16c4__neondot(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                   int64_t n0, int64_t nr);
+void sk_qgemv_u8s8_1x64c4__neondot(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                   int64_t n0, int64_t nr);
+/* Whether the NEON int8 kernels use the dot-product extension: on by default
+ * when the CPU has it; tests switch it off to run the baseline NEON kernels.
+ * sk_set_arm_dotprod(1) returns SK_ERR_UNSUPPORTED without the extension. */
+int sk_arm_dotprod(void);
+int sk_set_arm_dotprod(int on);
 #endif
 
 /* ---- spmm_u8s8: 1x4-blocked int8 weight x u8 activations ---------------

@@ -6,6 +6,20 @@
 #include <string.h>
 
 #include "test_util.h"
+#if defined(__aarch64__)
+#include "internal.h" /* sk_set_arm_dotprod */
+#endif
+
+/* Kernel variants of one ISA: NEON runs once without and (when the CPU has
+ * it) once with the ARMv8.2 dot product; every other ISA has one. */
+static int variant = 0;
+static int set_variant(int isa, int v) {
+  variant = v;
+#if defined(__aarch64__)
+  if (isa == SK_ISA_NEON) return sk_set_arm_dotprod(v) == SK_OK;
+#endif
+  return v == 0;
+}
 
 /* The documented math, written out independently of the kernels. */
 static void ref_quantize_row(const float *x, int64_t k, uint8_t *q, float *scale, int32_t *zp) {
@@ -154,8 +168,8 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
     }
   }
   CHECK(!bad_s32 && !bad_f32 && !bad_u8,
-        "gemm isa=%s m=%lld n=%lld k=%lld extremes=%d per_row=%d t=%d: s32=%d f32=%d u8=%d",
-        sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, extremes, per_row,
+        "gemm isa=%s/%d m=%lld n=%lld k=%lld extremes=%d per_row=%d t=%d: s32=%d f32=%d u8=%d",
+        sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n, (long long)k, extremes, per_row,
         threads, bad_s32, bad_f32, bad_u8);
   free(q); free(a); free(s24); free(packed); free(c); free(zp); free(y); free(ws); free(as);
   free(bias); free(yq);
@@ -206,7 +220,9 @@ int main(void) {
   static const int64_t ms[] = {1, 2, 5, 8, 9, 17};
   static const int64_t ns[] = {1, 16, 17, 48, 63, 65, 100};
   static const int64_t ks[] = {1, 3, 4, 7, 64, 131};
-  FOR_EACH_ISA(isa) {
+  FOR_EACH_ISA(isa) for (int var = 0; var < 2; ++var) {
+    if (!set_variant(isa, var)) continue;
+    if (var) printf("isa %s: variant %d tested too\n", sk_isa_name((sk_isa)isa), var);
     CHECK(sk_family_isa("qgemm_u8s8") == isa, "qgemm family isa");
     if (isa == SK_ISA_NEON) CHECK(sk_family_isa("quantize_u8") == SK_ISA_NEON, "quantize isa");
     for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)

@@ -9,6 +9,9 @@
  * lanes, one lane per output channel, so no horizontal sums are needed.
  *   gemm: 4 rows x 16 columns (16 accumulators + 8 widened weight vectors).
  *   gemv (M == 1): 1 row x 64 columns (4 panels, 16 independent accumulators).
+ * Same tiles with the ARMv8.2 dot product (sdot) at the end of the file,
+ * compiled for that extension per function and used only when the CPU has
+ * it (dispatch.c: sk_qgemm_u8s8_select).
  * Epilogue in the same operation order as scalar.c.
  */
 #include <arm_neon.h>
@@ -66,13 +69,17 @@ static inline __attribute__((always_inline)) void group(int32x4_t acc[][4],
 
 static inline uint32x4_t lanes_gt_zero(float32x4_t y) { return vcgtq_f32(y, vdupq_n_f32(0.0f)); }
 
-/* Epilogue for 16 columns [n, n + cols) of row i. */
+/* Epilogue for 16 columns [n, n + cols) of row i. The accumulators hold
+ * sum_k (a - zp_shift) q (zp_shift: 0, or 128 in the dot-product kernels),
+ * so the correction is - (zp - zp_shift) * sum_k q (int32 lanes wrap; the
+ * final value is exact). */
 static void store16(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n, int32x4_t acc0,
-                    int32x4_t acc1, int32x4_t acc2, int32x4_t acc3, int64_t cols) {
+                    int32x4_t acc1, int32x4_t acc2, int32x4_t acc3, int64_t cols,
+                    int32_t zp_shift) {
   const int32x4_t acc[4] = {acc0, acc1, acc2, acc3}; /* by value: the tile's stay in registers */
   int32_t sums[16] = {0};
   for (int64_t j = 0; j < cols; ++j) sums[j] = sk_qsum24(p->sum24, n + j);
-  const int32x4_t zp = vdupq_n_s32(p->a_zp[i * p->zp_stride]);
+  const int32x4_t zp = vdupq_n_s32(p->a_zp[i * p->zp_stride] - zp_shift);
   int32x4_t c[4];
   UNROLL for (int q = 0; q < 4; ++q) c[q] = vmlsq_s32(acc[q], zp, vld1q_s32(sums + 4 * q));
   if (p->out == SK_QOUT_S32) {
@@ -154,7 +161,7 @@ static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args 
     const int64_t cols = nr - 16 * j < 16 ? nr - 16 * j : 16;
     UNROLL for (int i = 0; i < R; ++i) {
       const int32x4_t *c = acc[j * R + i];
-      store16(p, m0 + i, n0 + 16 * j, c[0], c[1], c[2], c[3], cols);
+      store16(p, m0 + i, n0 + 16 * j, c[0], c[1], c[2], c[3], cols, 0);
     }
   }
 }
@@ -189,5 +196,100 @@ void sk_qgemv_u8s8_1x64c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t
     case 3: tile_1x3(p, m0, n0, nr); break;
     case 2: tile_1x2(p, m0, n0, nr); break;
     default: tile_1x1(p, m0, n0, nr); break;
+  }
+}
+
+/* ---- ARMv8.2 dot product (sdot), chosen at run time when the CPU has it --
+ * sdot multiplies signed bytes only, so the activations are flipped to
+ * a - 128 (xor 0x80, now in [-128, 127]) and the epilogue adds 128 * sum_k q
+ * back (store16's zp_shift). The packed 16-byte quarter (4 channels x 4 k)
+ * is exactly sdot's operand: one lane per channel, no widening, 16 multiply-
+ * adds per instruction. |sum_k (a - 128) q| <= 128 * 127 * 65536 < 2^31. */
+#define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+
+static inline DOTPROD __attribute__((always_inline)) void
+dot_tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t nr, const int R,
+         const int NP) {
+  int32x4_t acc[MR * GEMV_PANELS][4]; /* [panel * R + row] */
+  UNROLL for (int t = 0; t < R * NP; ++t)
+    UNROLL for (int q = 0; q < 4; ++q) acc[t][q] = vdupq_n_s32(0);
+  const int64_t lda = p->lda, k4 = p->k4, kfull = p->kfull;
+  const uint8_t *a = p->a + m0 * lda;
+  const int8_t *b = p->b + (n0 / 16) * k4 * 64;
+  const uint8x16_t flip = vdupq_n_u8(0x80);
+  int8x16_t av[MR];
+  int64_t g = 0;
+  for (; g + 4 <= kfull; g += 4) { /* 16 bytes of each A row: 4 groups */
+    UNROLL for (int i = 0; i < R; ++i)
+      av[i] = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(a + i * lda + 4 * g), flip));
+    UNROLL for (int j = 0; j < NP; ++j) {
+      const int8_t *bj = b + (j * k4 + g) * 64;
+      UNROLL for (int gg = 0; gg < 4; ++gg) {
+        int8x16_t w[4];
+        UNROLL for (int q = 0; q < 4; ++q) w[q] = vld1q_s8(bj + gg * 64 + 16 * q);
+        UNROLL for (int i = 0; i < R; ++i)
+          UNROLL for (int q = 0; q < 4; ++q)
+            acc[j * R + i][q] = vdotq_laneq_s32(acc[j * R + i][q], w[q], av[i], gg);
+        __asm__ volatile("" ::: "memory"); /* one group's weights live at a time */
+      }
+    }
+  }
+  for (; g < k4; ++g) { /* the last < 4 groups, one at a time; ktail bytes in the last */
+    UNROLL for (int i = 0; i < R; ++i) {
+      const uint8_t *ai = a + i * lda + 4 * g;
+      uint32_t v = 0;
+      if (g < kfull) memcpy(&v, ai, 4);
+      else for (int r = 0; r < p->ktail; ++r) v |= (uint32_t)ai[r] << (8 * r);
+      /* bytes past ktail become -128 but meet packed zeros */
+      av[i] = vreinterpretq_s8_u8(veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(v)), flip));
+    }
+    UNROLL for (int j = 0; j < NP; ++j) {
+      const int8_t *bj = b + (j * k4 + g) * 64;
+      UNROLL for (int q = 0; q < 4; ++q) {
+        const int8x16_t w = vld1q_s8(bj + 16 * q);
+        UNROLL for (int i = 0; i < R; ++i)
+          acc[j * R + i][q] = vdotq_s32(acc[j * R + i][q], w, av[i]);
+      }
+    }
+  }
+  UNROLL for (int j = 0; j < NP; ++j) {
+    const int64_t cols = nr - 16 * j < 16 ? nr - 16 * j : 16;
+    UNROLL for (int i = 0; i < R; ++i) {
+      const int32x4_t *c = acc[j * R + i];
+      store16(p, m0 + i, n0 + 16 * j, c[0], c[1], c[2], c[3], cols, 128);
+    }
+  }
+}
+
+#define DEFINE_DOT_TILE(NAME, R, NP)                                                 \
+  static DOTPROD void NAME(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0,      \
+                           int64_t nr) {                                             \
+    dot_tile(p, m0, n0, nr, R, NP);                                                  \
+  }
+DEFINE_DOT_TILE(dot_1x1, 1, 1)
+DEFINE_DOT_TILE(dot_2x1, 2, 1)
+DEFINE_DOT_TILE(dot_3x1, 3, 1)
+DEFINE_DOT_TILE(dot_4x1, 4, 1)
+DEFINE_DOT_TILE(dot_1x2, 1, 2)
+DEFINE_DOT_TILE(dot_1x3, 1, 3)
+DEFINE_DOT_TILE(dot_1x4, 1, 4)
+
+void sk_qgemm_u8s8_4x16c4__neondot(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                   int64_t n0, int64_t nr) {
+  switch (mr) {
+    case 4: dot_4x1(p, m0, n0, nr); break;
+    case 3: dot_3x1(p, m0, n0, nr); break;
+    case 2: dot_2x1(p, m0, n0, nr); break;
+    default: dot_1x1(p, m0, n0, nr); break;
+  }
+}
+
+void sk_qgemv_u8s8_1x64c4__neondot(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                   int64_t n0, int64_t nr) {
+  switch ((nr + 15) / 16) {
+    case 4: dot_1x4(p, m0, n0, nr); break;
+    case 3: dot_1x3(p, m0, n0, nr); break;
+    case 2: dot_1x2(p, m0, n0, nr); break;
+    default: dot_1x1(p, m0, n0, nr); break;
   }
 }

@@ -231,8 +231,17 @@ static int spmm_u8s8_isa(void) {
   return resolve(has);
 }
 
+#ifdef SK_ARCH_ARM64
+static const sk_spmm_u8s8_impl spmm_u8s8_neondot = {16, sk_spmm_u8s8_16x1c4__neondot,
+                                                    sk_spmv_u8s8_1x1c4__neondot, 0, NULL};
+#endif
+
 const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void) {
-  return &spmm_u8s8_impls[spmm_u8s8_isa()];
+  const int isa = spmm_u8s8_isa();
+#ifdef SK_ARCH_ARM64
+  if (isa == SK_ISA_NEON && arm_dotprod_on) return &spmm_u8s8_neondot;
+#endif
+  return &spmm_u8s8_impls[isa];
 }
 
 int sk_family_isa(const char *family) {

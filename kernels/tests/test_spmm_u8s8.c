@@ -9,6 +9,20 @@
 #include <string.h>
 
 #include "test_util.h"
+#if defined(__aarch64__)
+#include "internal.h" /* sk_set_arm_dotprod */
+#endif
+
+/* Kernel variants of one ISA: NEON runs once without and (when the CPU has
+ * it) once with the ARMv8.2 dot product; every other ISA has one. */
+static int variant = 0;
+static int set_variant(int isa, int v) {
+  variant = v;
+#if defined(__aarch64__)
+  if (isa == SK_ISA_NEON) return sk_set_arm_dotprod(v) == SK_OK;
+#endif
+  return v == 0;
+}
 
 typedef struct {
   int64_t n, k, nb;
@@ -108,8 +122,9 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, i
       if ((int64_t)got != ref) bad = 1;
     }
   }
-  CHECK(!bad, "isa=%s m=%lld n=%lld k=%lld density=%.2f fill=%d ib=%d zprow=%d t=%d",
-        sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, density, fill,
+  CHECK(!bad, "isa=%s/%d m=%lld n=%lld k=%lld density=%.2f fill=%d ib=%d zprow=%d t=%d",
+        sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n, (long long)k, density,
+        fill,
         ib, zp_per_row, threads);
   free(x); free(y); free_bsr(&b);
 }
@@ -151,7 +166,8 @@ static void linear_case(int isa, int64_t m, int64_t n, int64_t k, int ib, int th
       yf = yf > 0 ? yf : 0;
       bad |= fabs(got - yf) > 4 * FLT_EPSILON * (fabs((double)ref) * sc + fabs(bias[r])) + 1e-30;
     }
-  CHECK(!bad, "linear isa=%s m=%lld n=%lld k=%lld ib=%d t=%d", sk_isa_name((sk_isa)isa),
+  CHECK(!bad, "linear isa=%s/%d m=%lld n=%lld k=%lld ib=%d t=%d", sk_isa_name((sk_isa)isa),
+        variant,
         (long long)m, (long long)n, (long long)k, ib, threads);
   free(x); free(y); free(ws); free(bias); free(xs); free(zp); free(xq); free_bsr(&b);
 }
@@ -197,7 +213,9 @@ int main(void) {
   static const int64_t ks[] = {1, 4, 5, 31, 100};
   static const double densities[] = {0.0, 0.3, 1.0};
   test_validate();
-  FOR_EACH_ISA(isa) {
+  FOR_EACH_ISA(isa) for (int var = 0; var < 2; ++var) {
+    if (!set_variant(isa, var)) continue;
+    if (var) printf("isa %s: variant %d tested too\n", sk_isa_name((sk_isa)isa), var);
     CHECK(sk_family_isa("spmm_u8s8") >= 0, "family isa");
     if (isa == SK_ISA_NEON) CHECK(sk_family_isa("spmm_u8s8") == SK_ISA_NEON, "neon isa");
     for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)

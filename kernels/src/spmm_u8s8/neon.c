@@ -12,6 +12,8 @@
  * both operands widened to 16 bits and multiplied lane by lane (smlal), the
  * lanes summed at the end; the row's last < 8 blocks in scalar code.
  * Sums wrap like scalar.c's uint32 arithmetic; the epilogue follows its order.
+ * Both kernels again with the ARMv8.2 dot product at the end of the file,
+ * compiled for it per function and used only when the CPU has it.
  */
 #include <arm_neon.h>
 #include <string.h>
@@ -59,10 +61,12 @@ static inline float dequant1(int32_t v, const sk_spmm_u8s8_tile *t, int64_t i, i
 }
 
 /* Zero-point correction and (float output) dequantization of rows i..i+3 of
- * channel n, returned as raw 32-bit lanes (int32 or float bits). */
+ * channel n, returned as raw 32-bit lanes (int32 or float bits). acc holds
+ * sum (x - zp_shift) w (zp_shift 128 in the dot-product kernels). */
 static inline uint32x4_t epilogue(int32x4_t acc, const sk_spmm_u8s8_tile *t, int64_t i,
-                                  int64_t n) {
-  acc = vmlsq_s32(acc, vld1q_s32(t->zp + i), vdupq_n_s32(t->row_sums[n]));
+                                  int64_t n, int32_t zp_shift) {
+  const int32x4_t zp = vsubq_s32(vld1q_s32(t->zp + i), vdupq_n_s32(zp_shift));
+  acc = vmlsq_s32(acc, zp, vdupq_n_s32(t->row_sums[n]));
   if (t->xscale == NULL) return vreinterpretq_u32_s32(acc);
   const float32x4_t s = vmulq_f32(vld1q_f32(t->xscale + i), vdupq_n_f32(t->wscale[n]));
   float32x4_t f = vmulq_f32(vcvtq_f32_s32(acc), s);
@@ -70,6 +74,14 @@ static inline uint32x4_t epilogue(int32x4_t acc, const sk_spmm_u8s8_tile *t, int
   if (t->act == SK_ACT_RELU) /* f < 0 ? 0 : f, NaN kept as in scalar.c */
     f = vbslq_f32(vcltq_f32(f, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f), f);
   return vreinterpretq_u32_f32(f);
+}
+
+/* M == 1 output of channel n from s = sum (x - zp_shift) w, wrapping */
+static inline void store1(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s, int32_t zp_shift) {
+  const uint32_t zp = (uint32_t)t->zp[0] - (uint32_t)zp_shift;
+  const int32_t v = (int32_t)(s - zp * (uint32_t)t->row_sums[n]);
+  if (t->xscale == NULL) ((int32_t *)t->y)[n] = v;
+  else ((float *)t->y)[n] = dequant1(v, t, 0, n);
 }
 
 #define DEFINE_SPMM(NAME, IDX_T)                                               \
@@ -89,7 +101,7 @@ static inline uint32x4_t epilogue(int32x4_t acc, const sk_spmm_u8s8_tile *t, int
         MAC_J(ao, widen_lo(x.val[3]), widen_hi(x.val[3]), w, 3);               \
       }                                                                        \
       UNROLL for (int q = 0; q < 4; ++q)                                       \
-        vst1q_u32(buf + 4 * q, epilogue(vaddq_s32(ae[q], ao[q]), t, 4 * q, n)); \
+        vst1q_u32(buf + 4 * q, epilogue(vaddq_s32(ae[q], ao[q]), t, 4 * q, n, 0)); \
       for (int64_t i = 0; i < t->mr; ++i) y[i * t->ldy + n] = buf[i];          \
     }                                                                          \
   }
@@ -132,9 +144,7 @@ static inline void mac16(int32x4_t *acc0, int32x4_t *acc1, uint32x4_t xd, int8x1
         const int8_t *w = t->values + 4 * p;                                   \
         s += (uint32_t)(x[0] * w[0] + x[1] * w[1] + x[2] * w[2] + x[3] * w[3]); \
       }                                                                        \
-      const int32_t v = (int32_t)(s - (uint32_t)t->zp[0] * (uint32_t)t->row_sums[n]); \
-      if (t->xscale == NULL) ((int32_t *)t->y)[n] = v;                         \
-      else ((float *)t->y)[n] = dequant1(v, t, 0, n);                          \
+      store1(t, n, s, 0);                                                      \
     }                                                                          \
   }
 
@@ -149,4 +159,93 @@ void sk_spmm_u8s8_16x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n
 
 void sk_spmv_u8s8_1x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
   if (t->index_bytes == 2) spmv_u16(t, n0, n1); else spmv_i32(t, n0, n1);
+}
+
+/* ---- ARMv8.2 dot product (sdot), chosen at run time when the CPU has it --
+ * The tile's dwords are already sdot's operand (4 k of one row per lane), so
+ * one sdot does a block for 4 rows. sdot takes signed bytes only: activations
+ * are flipped to x - 128 (xor 0x80) and the epilogue adds 128 * row_sums[n]
+ * back (zp_shift = 128). |sum (x - 128) w| <= 128 * 127 * K stays exact
+ * wherever the scalar sum does. */
+#define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+
+static inline DOTPROD int8x16_t flip(uint8x16_t x) {
+  return vreinterpretq_s8_u8(veorq_u8(x, vdupq_n_u8(0x80)));
+}
+
+static inline DOTPROD int8x16_t dup_w(const int8_t *w) {
+  return vreinterpretq_s8_u32(vdupq_n_u32(load_dword(w)));
+}
+
+/* acc[0..3] (16 rows) += block dot products of the tile's column c */
+#define DOT_BLOCK(acc, xc, w)                                                  \
+  do {                                                                         \
+    const uint8x16x4_t x = vld1q_u8_x4(xc);                                    \
+    acc[0] = vdotq_s32(acc[0], flip(x.val[0]), w);                             \
+    acc[1] = vdotq_s32(acc[1], flip(x.val[1]), w);                             \
+    acc[2] = vdotq_s32(acc[2], flip(x.val[2]), w);                             \
+    acc[3] = vdotq_s32(acc[3], flip(x.val[3]), w);                             \
+  } while (0)
+
+/* Two blocks per step into separate accumulators (8 chains in flight). */
+#define DEFINE_DOT_SPMM(NAME, IDX_T)                                           \
+  static DOTPROD void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) { \
+    const IDX_T *cols = (const IDX_T *)t->cols;                                \
+    uint32_t *y = (uint32_t *)t->y;                                            \
+    uint32_t buf[MR];                                                          \
+    for (int64_t n = n0; n < n1; ++n) {                                        \
+      int32x4_t ae[4], ao[4];                                                  \
+      UNROLL for (int q = 0; q < 4; ++q) ae[q] = ao[q] = vdupq_n_s32(0);       \
+      const int64_t e = t->indptr[n + 1];                                      \
+      int64_t p = t->indptr[n];                                                \
+      for (; p + 2 <= e; p += 2) {                                             \
+        DOT_BLOCK(ae, t->xp + (int64_t)cols[p] * (MR * 4), dup_w(t->values + 4 * p)); \
+        DOT_BLOCK(ao, t->xp + (int64_t)cols[p + 1] * (MR * 4),                 \
+                  dup_w(t->values + 4 * p + 4));                               \
+      }                                                                        \
+      if (p < e) DOT_BLOCK(ae, t->xp + (int64_t)cols[p] * (MR * 4), dup_w(t->values + 4 * p)); \
+      UNROLL for (int q = 0; q < 4; ++q)                                       \
+        vst1q_u32(buf + 4 * q, epilogue(vaddq_s32(ae[q], ao[q]), t, 4 * q, n, 128)); \
+      for (int64_t i = 0; i < t->mr; ++i) y[i * t->ldy + n] = buf[i];          \
+    }                                                                          \
+  }
+
+/* spmv: 8 blocks per step (two sdot, one lane per block); the last < 8 in
+ * scalar code on the same flipped values. */
+#define DEFINE_DOT_SPMV(NAME, IDX_T)                                           \
+  static DOTPROD void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) { \
+    const IDX_T *cols = (const IDX_T *)t->cols;                                \
+    const uint8_t *xp = t->xp;                                                 \
+    for (int64_t n = n0; n < n1; ++n) {                                        \
+      int32x4_t a0 = vdupq_n_s32(0), a1 = a0;                                  \
+      const int64_t e = t->indptr[n + 1];                                      \
+      int64_t p = t->indptr[n];                                                \
+      for (; p + 8 <= e; p += 8) {                                             \
+        a0 = vdotq_s32(a0, flip(vreinterpretq_u8_u32(GATHER4(xp, cols, p))),   \
+                       vld1q_s8(t->values + 4 * p));                           \
+        a1 = vdotq_s32(a1, flip(vreinterpretq_u8_u32(GATHER4(xp, cols, p + 4))), \
+                       vld1q_s8(t->values + 4 * p + 16));                      \
+      }                                                                        \
+      uint32_t s = vaddvq_u32(vreinterpretq_u32_s32(vaddq_s32(a0, a1)));       \
+      for (; p < e; ++p) {                                                     \
+        const uint8_t *x = xp + 4 * (int64_t)cols[p];                          \
+        const int8_t *w = t->values + 4 * p;                                   \
+        s += (uint32_t)((x[0] - 128) * w[0] + (x[1] - 128) * w[1] +            \
+                        (x[2] - 128) * w[2] + (x[3] - 128) * w[3]);            \
+      }                                                                        \
+      store1(t, n, s, 128);                                                    \
+    }                                                                          \
+  }
+
+DEFINE_DOT_SPMM(dot_spmm_u16, uint16_t)
+DEFINE_DOT_SPMM(dot_spmm_i32, int32_t)
+DEFINE_DOT_SPMV(dot_spmv_u16, uint16_t)
+DEFINE_DOT_SPMV(dot_spmv_i32, int32_t)
+
+void sk_spmm_u8s8_16x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  if (t->index_bytes == 2) dot_spmm_u16(t, n0, n1); else dot_spmm_i32(t, n0, n1);
+}
+
+void sk_spmv_u8s8_1x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  if (t->index_bytes == 2) dot_spmv_u16(t, n0, n1); else dot_spmv_i32(t, n0, n1);
 }

@@ -207,6 +207,17 @@ void sk_qgemv_u8s8_1x64c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t
  * adds per instruction. |sum_k (a - 128) q| <= 128 * 127 * 65536 < 2^31. */
 #define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 
+/* group gg (0..3) of the 4 loaded into av: acc += w . a[lane gg] */
+#define DOT_GROUP(gg)                                                              \
+  do {                                                                             \
+    int8x16_t w[4];                                                                \
+    UNROLL for (int q = 0; q < 4; ++q) w[q] = vld1q_s8(bj + (gg) * 64 + 16 * q);   \
+    UNROLL for (int i = 0; i < R; ++i)                                             \
+      UNROLL for (int q = 0; q < 4; ++q)                                           \
+        acc[j * R + i][q] = vdotq_laneq_s32(acc[j * R + i][q], w[q], av[i], (gg)); \
+    __asm__ volatile("" ::: "memory"); /* one group's weights live at a time */    \
+  } while (0)
+
 static inline DOTPROD __attribute__((always_inline)) void
 dot_tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t nr, const int R,
          const int NP) {
@@ -224,14 +235,11 @@ dot_tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t nr, const 
       av[i] = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(a + i * lda + 4 * g), flip));
     UNROLL for (int j = 0; j < NP; ++j) {
       const int8_t *bj = b + (j * k4 + g) * 64;
-      UNROLL for (int gg = 0; gg < 4; ++gg) {
-        int8x16_t w[4];
-        UNROLL for (int q = 0; q < 4; ++q) w[q] = vld1q_s8(bj + gg * 64 + 16 * q);
-        UNROLL for (int i = 0; i < R; ++i)
-          UNROLL for (int q = 0; q < 4; ++q)
-            acc[j * R + i][q] = vdotq_laneq_s32(acc[j * R + i][q], w[q], av[i], gg);
-        __asm__ volatile("" ::: "memory"); /* one group's weights live at a time */
-      }
+      /* the lane must be a literal even without optimization */
+      DOT_GROUP(0);
+      DOT_GROUP(1);
+      DOT_GROUP(2);
+      DOT_GROUP(3);
     }
   }
   for (; g < k4; ++g) { /* the last < 4 groups, one at a time; ktail bytes in the last */

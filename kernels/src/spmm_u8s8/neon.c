@@ -106,13 +106,13 @@ static inline void store1(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s, int
     }                                                                          \
   }
 
-/* 4 activation dwords at block columns c[0..3] as one vector */
-#define GATHER4(xp, c, p)                                                              \
-  vld1q_lane_u32((const uint32_t *)(xp + 4 * (int64_t)c[p + 3]),                       \
-    vld1q_lane_u32((const uint32_t *)(xp + 4 * (int64_t)c[p + 2]),                     \
-      vld1q_lane_u32((const uint32_t *)(xp + 4 * (int64_t)c[p + 1]),                   \
-        vld1q_lane_u32((const uint32_t *)(xp + 4 * (int64_t)c[p]), vdupq_n_u32(0), 0), \
-        1), 2), 3)
+/* 4 activation dwords at block columns c[p..p+3] as one vector (memcpy
+ * loads: the scratch row is bytes) */
+#define GATHER4(xp, c, p)                                                      \
+  vsetq_lane_u32(load_dword(xp + 4 * (int64_t)c[p + 3]),                       \
+    vsetq_lane_u32(load_dword(xp + 4 * (int64_t)c[p + 2]),                     \
+      vsetq_lane_u32(load_dword(xp + 4 * (int64_t)c[p + 1]),                   \
+        vdupq_n_u32(load_dword(xp + 4 * (int64_t)c[p])), 1), 2), 3)
 
 /* acc0/acc1 += lane-wise products of 4 blocks (16 bytes of x and of w) */
 static inline void mac16(int32x4_t *acc0, int32x4_t *acc1, uint32x4_t xd, int8x16_t w) {

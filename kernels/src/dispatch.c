@@ -221,7 +221,8 @@ static const sk_spmm_u8s8_impl spmm_u8s8_impls[SK_ISA_COUNT] = {
                            sk_spmm_u8s8_16x1c4__avx512vnni},
 #endif
 #ifdef SK_ARCH_ARM64
-    [SK_ISA_NEON] = {16, sk_spmm_u8s8_16x1c4__neon, sk_spmv_u8s8_1x1c4__neon},
+    [SK_ISA_NEON] = {16, sk_spmm_u8s8_16x1c4__neon, sk_spmv_u8s8_1x1c4__neon, 8,
+                     sk_spmm_u8s8_8x1c4__neon},
 #endif
 };
 
@@ -233,7 +234,8 @@ static int spmm_u8s8_isa(void) {
 
 #ifdef SK_ARCH_ARM64
 static const sk_spmm_u8s8_impl spmm_u8s8_neondot = {16, sk_spmm_u8s8_16x1c4__neondot,
-                                                    sk_spmv_u8s8_1x1c4__neondot, 0, NULL};
+                                                    sk_spmv_u8s8_1x1c4__neondot, 8,
+                                                    sk_spmm_u8s8_8x1c4__neondot};
 #endif
 
 const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void) {

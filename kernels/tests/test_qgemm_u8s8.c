@@ -168,9 +168,9 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
     }
   }
   CHECK(!bad_s32 && !bad_f32 && !bad_u8,
-        "gemm isa=%s/%d m=%lld n=%lld k=%lld extremes=%d per_row=%d t=%d: s32=%d f32=%d u8=%d",
-        sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n, (long long)k, extremes, per_row,
-        threads, bad_s32, bad_f32, bad_u8);
+        "gemm isa=%s/%d m=%lld n=%lld k=%lld extremes=%d per_row=%d t=%d: "
+        "s32=%d f32=%d u8=%d", sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n,
+        (long long)k, extremes, per_row, threads, bad_s32, bad_f32, bad_u8);
   free(q); free(a); free(s24); free(packed); free(c); free(zp); free(y); free(ws); free(as);
   free(bias); free(yq);
 }

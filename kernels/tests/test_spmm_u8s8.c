@@ -208,7 +208,7 @@ static void test_validate(void) {
 }
 
 int main(void) {
-  static const int64_t ms[] = {1, 2, 7, 16, 17, 33, 50, 64, 65, 113, 130};
+  static const int64_t ms[] = {1, 2, 7, 16, 17, 29, 33, 50, 64, 65, 113, 130};
   static const int64_t ns[] = {1, 3, 16, 17, 40};
   static const int64_t ks[] = {1, 4, 5, 31, 100};
   static const double densities[] = {0.0, 0.3, 1.0};

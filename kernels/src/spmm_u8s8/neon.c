@@ -7,7 +7,7 @@
  * the weight byte w[j] (sign-extended, broadcast from a lane) with
  * smlal/smlal2: exact u8 x s8 products, one int32 lane per activation row.
  * Even and odd j go to separate accumulators (8 in all) to shorten the
- * dependency chains.
+ * dependency chains. Leftover rows (and M <= 8) run an 8-row tile.
  * spmv (M == 1): 8 blocks at a time, activation dwords gathered by column,
  * both operands widened to 16 bits and multiplied lane by lane (smlal), the
  * lanes summed at the end; the row's last < 8 blocks in scalar code.
@@ -148,13 +148,51 @@ static inline void mac16(int32x4_t *acc0, int32x4_t *acc1, uint32x4_t xd, int8x1
     }                                                                          \
   }
 
+/* Small tiles (leftover rows, M <= 8): 8 rows, vld4_u8 on 32 bytes. */
+#define MR_SMALL 8
+#define DEFINE_SPMM8(NAME, IDX_T)                                              \
+  static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {       \
+    const IDX_T *cols = (const IDX_T *)t->cols;                                \
+    uint32_t *y = (uint32_t *)t->y;                                            \
+    uint32_t buf[MR_SMALL];                                                    \
+    for (int64_t n = n0; n < n1; ++n) {                                        \
+      int32x4_t ae[2], ao[2];                                                  \
+      ae[0] = ae[1] = ao[0] = ao[1] = vdupq_n_s32(0);                          \
+      for (int64_t p = t->indptr[n]; p < t->indptr[n + 1]; ++p) {              \
+        const int16x4_t w = load_w4(t->values + 4 * p);                       \
+        const uint8x8x4_t x = vld4_u8(t->xp + (int64_t)cols[p] * (MR_SMALL * 4)); \
+        MAC8_J(ae, x.val[0], w, 0);                                            \
+        MAC8_J(ao, x.val[1], w, 1);                                            \
+        MAC8_J(ae, x.val[2], w, 2);                                            \
+        MAC8_J(ao, x.val[3], w, 3);                                            \
+      }                                                                        \
+      vst1q_u32(buf, epilogue(vaddq_s32(ae[0], ao[0]), t, 0, n, 0));           \
+      vst1q_u32(buf + 4, epilogue(vaddq_s32(ae[1], ao[1]), t, 4, n, 0));       \
+      for (int64_t i = 0; i < t->mr; ++i) y[i * t->ldy + n] = buf[i];          \
+    }                                                                          \
+  }
+
+/* acc[0..1] (8 rows) += x[rows][j] * w[j] */
+#define MAC8_J(acc, xj, w, j)                                                  \
+  do {                                                                         \
+    const int16x8_t x16 = vreinterpretq_s16_u16(vmovl_u8(xj));                 \
+    acc[0] = vmlal_lane_s16(acc[0], vget_low_s16(x16), w, j);                  \
+    acc[1] = vmlal_high_lane_s16(acc[1], x16, w, j);                           \
+  } while (0)
+
 DEFINE_SPMM(spmm_u16, uint16_t)
+DEFINE_SPMM8(spmm8_u16, uint16_t)
+DEFINE_SPMM8(spmm8_i32, int32_t)
 DEFINE_SPMM(spmm_i32, int32_t)
 DEFINE_SPMV(spmv_u16, uint16_t)
 DEFINE_SPMV(spmv_i32, int32_t)
 
 void sk_spmm_u8s8_16x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
   if (t->index_bytes == 2) spmm_u16(t, n0, n1); else spmm_i32(t, n0, n1);
+}
+
+void sk_spmm_u8s8_8x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  if (t->index_bytes == 2) spmm8_u16(t, n0, n1); else spmm8_i32(t, n0, n1);
 }
 
 void sk_spmv_u8s8_1x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
@@ -237,13 +275,50 @@ static inline DOTPROD int8x16_t dup_w(const int8_t *w) {
     }                                                                          \
   }
 
+/* Small tiles: 8 rows (two sdot per block), two blocks per step. */
+#define DOT_BLOCK8(acc, xc, w)                                                 \
+  do {                                                                         \
+    const uint8x16x2_t x = vld1q_u8_x2(xc);                                    \
+    acc[0] = vdotq_s32(acc[0], flip(x.val[0]), w);                             \
+    acc[1] = vdotq_s32(acc[1], flip(x.val[1]), w);                             \
+  } while (0)
+
+#define DEFINE_DOT_SPMM8(NAME, IDX_T)                                          \
+  static DOTPROD void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) { \
+    const IDX_T *cols = (const IDX_T *)t->cols;                                \
+    uint32_t *y = (uint32_t *)t->y;                                            \
+    uint32_t buf[MR_SMALL];                                                    \
+    for (int64_t n = n0; n < n1; ++n) {                                        \
+      int32x4_t ae[2], ao[2];                                                  \
+      ae[0] = ae[1] = ao[0] = ao[1] = vdupq_n_s32(0);                          \
+      const int64_t e = t->indptr[n + 1];                                      \
+      int64_t p = t->indptr[n];                                                \
+      for (; p + 2 <= e; p += 2) {                                             \
+        DOT_BLOCK8(ae, t->xp + (int64_t)cols[p] * (MR_SMALL * 4), dup_w(t->values + 4 * p)); \
+        DOT_BLOCK8(ao, t->xp + (int64_t)cols[p + 1] * (MR_SMALL * 4),          \
+                   dup_w(t->values + 4 * p + 4));                              \
+      }                                                                        \
+      if (p < e)                                                               \
+        DOT_BLOCK8(ae, t->xp + (int64_t)cols[p] * (MR_SMALL * 4), dup_w(t->values + 4 * p)); \
+      vst1q_u32(buf, epilogue(vaddq_s32(ae[0], ao[0]), t, 0, n, 128));         \
+      vst1q_u32(buf + 4, epilogue(vaddq_s32(ae[1], ao[1]), t, 4, n, 128));     \
+      for (int64_t i = 0; i < t->mr; ++i) y[i * t->ldy + n] = buf[i];          \
+    }                                                                          \
+  }
+
 DEFINE_DOT_SPMM(dot_spmm_u16, uint16_t)
+DEFINE_DOT_SPMM8(dot_spmm8_u16, uint16_t)
+DEFINE_DOT_SPMM8(dot_spmm8_i32, int32_t)
 DEFINE_DOT_SPMM(dot_spmm_i32, int32_t)
 DEFINE_DOT_SPMV(dot_spmv_u16, uint16_t)
 DEFINE_DOT_SPMV(dot_spmv_i32, int32_t)
 
 void sk_spmm_u8s8_16x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
   if (t->index_bytes == 2) dot_spmm_u16(t, n0, n1); else dot_spmm_i32(t, n0, n1);
+}
+
+void sk_spmm_u8s8_8x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  if (t->index_bytes == 2) dot_spmm8_u16(t, n0, n1); else dot_spmm8_i32(t, n0, n1);
 }
 
 void sk_spmv_u8s8_1x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {

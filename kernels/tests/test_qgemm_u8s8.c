@@ -233,6 +233,7 @@ int main(void) {
         }
     gemm_case(isa, 9, 50, 4099, 1, 1, 1); /* largest magnitudes, K tail */
     gemm_case(isa, 3, 33, 4096, 1, 0, 2);
+    gemm_case(isa, 3, 17, SK_QGEMM_MAX_K, 1, 1, 1); /* 255 * 127 * 65536: near 2^31 */
     gemm_case(isa, 70, 300, 200, 0, 1, 2); /* big enough to thread */
     gemm_case(isa, 1, 700, 300, 0, 0, 2);
     linear_case(1, 40, 37);

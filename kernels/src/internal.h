@@ -111,6 +111,12 @@ int sk_quantize_row_u8__avx512(const float *x, int64_t k, uint8_t *q, float *sca
 int sk_quantize_row_u8_static__avx512(const float *x, int64_t k, float scale,
                                       int32_t zero_point, uint8_t *q);
 #endif
+#ifdef SK_ARCH_ARM64
+int sk_quantize_row_u8__neon(const float *x, int64_t k, uint8_t *q, float *scale,
+                             int32_t *zero_point);
+int sk_quantize_row_u8_static__neon(const float *x, int64_t k, float scale,
+                                    int32_t zero_point, uint8_t *q);
+#endif
 
 /* ---- qgemm_u8s8: u8 x packed s8 -> s32, then an epilogue ---------------
  * Micro-kernel contract: rows [m0, m0 + mr) of A (mr <= MR) times output
@@ -180,6 +186,22 @@ void sk_qgemv_u8s8_1x64c4__avx512vnni(const sk_qgemm_u8s8_args *p, int64_t m0, i
                                       int64_t n0, int64_t nr);
 int64_t sk_qgemm_u8s8_peak_loop__avx512vnni(int64_t iters);
 #endif
+#ifdef SK_ARCH_ARM64
+void sk_qgemm_u8s8_4x16c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                int64_t n0, int64_t nr);
+void sk_qgemv_u8s8_1x64c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                int64_t n0, int64_t nr);
+/* ARMv8.2 dot-product variants, only called when the CPU has it */
+void sk_qgemm_u8s8_4x16c4__neondot(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                   int64_t n0, int64_t nr);
+void sk_qgemv_u8s8_1x64c4__neondot(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                   int64_t n0, int64_t nr);
+/* Whether the NEON int8 kernels use the dot-product extension: on by default
+ * when the CPU has it; tests switch it off to run the baseline NEON kernels.
+ * sk_set_arm_dotprod(1) returns SK_ERR_UNSUPPORTED without the extension. */
+int sk_arm_dotprod(void);
+int sk_set_arm_dotprod(int on);
+#endif
 
 /* ---- spmm_u8s8: 1x4-blocked int8 weight x u8 activations ---------------
  * Micro-kernel contract: one tile of MR activation rows packed as dwords,
@@ -230,6 +252,15 @@ void sk_spmv_u8s8_1x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1
 void sk_spmm_u8s8_64x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_u8s8_16x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+#endif
+#ifdef SK_ARCH_ARM64
+void sk_spmm_u8s8_16x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_8x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_1x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+/* ARMv8.2 dot-product variants (see sk_arm_dotprod) */
+void sk_spmm_u8s8_16x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_8x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_1x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 #endif
 
 #endif /* SK_INTERNAL_H */

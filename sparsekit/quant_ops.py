@@ -32,18 +32,22 @@ def _rows(x, name):
 
 
 def check_static_params(scale, zero_point, what="x"):
-    """(float32 scale, int zero point) of a static per-tensor u8 quantization."""
+    """(float32 scale, int zero point) of a static per-tensor u8 quantization.
+    Errors name the arguments `{what}_scale` / `{what}_zero_point`, or plain
+    `scale` / `zero_point` when `what` is None."""
+    s_name, z_name = ("scale", "zero_point") if what is None else \
+        (f"{what}_scale", f"{what}_zero_point")
     if isinstance(scale, (bool, np.bool_)) or not np.isscalar(scale) and np.ndim(scale) != 0:
-        raise TypeError(f"{what}_scale: expected a float scalar, got {scale!r}")
+        raise TypeError(f"{s_name}: expected a float scalar, got {scale!r}")
     s = float(np.float32(scale))
     if not (0.0 < s <= _FLT_MAX):
-        raise ValueError(f"{what}_scale: expected a finite float > 0, got {scale!r}")
+        raise ValueError(f"{s_name}: expected a finite float > 0, got {scale!r}")
     if isinstance(zero_point, (bool, np.bool_)) or not isinstance(
             zero_point, (int, np.integer)):
-        raise TypeError(f"{what}_zero_point: expected an int, got {zero_point!r}")
+        raise TypeError(f"{z_name}: expected an int, got {zero_point!r}")
     z = int(zero_point)
     if not 0 <= z <= 255:
-        raise ValueError(f"{what}_zero_point: expected 0..255, got {z}")
+        raise ValueError(f"{z_name}: expected 0..255, got {z}")
     return s, z
 
 
@@ -67,7 +71,7 @@ def quantize_rows(x, scale=None, zero_point=None):
     elif scale is None or zero_point is None:
         raise ValueError("scale/zero_point: give both (static) or neither (dynamic)")
     else:
-        s, z = check_static_params(scale, zero_point, "x")
+        s, z = check_static_params(scale, zero_point, None)
         _core.quantize_u8_static(x2, s, z, xq)
         sc = np.full(m, s, dtype=np.float32)
         zp = np.full(m, z, dtype=np.int32)
@@ -93,9 +97,9 @@ def quantize_rows_reference(x):
     return q.reshape(x.shape), s.reshape(lead), z.astype(np.int32).reshape(lead)
 
 
-def _weight(qw):
+def _weight(qw, accepted="a QuantizedMatrix"):
     if not isinstance(qw, QuantizedMatrix):
-        raise TypeError(f"qw: expected a QuantizedMatrix, got {type(qw).__name__}")
+        raise TypeError(f"qw: expected {accepted}, got {type(qw).__name__}")
     return qw
 
 
@@ -159,7 +163,7 @@ def int8_matmul(xq, x_zero_point, qw):
 
         if isinstance(qw, SparseInt8Matrix):  # pruned int8: same contract, sparse kernel
             return qw.int8_matmul(xq, x_zero_point)
-        qw = _weight(qw)
+        qw = _weight(qw, "a QuantizedMatrix or SparseInt8Matrix")
     n, k = qw._shape
     a, lead = _u8_rows(xq, k)
     zp = _per_row(x_zero_point, a.shape[0], lead, "x_zero_point", "zp")

@@ -1,0 +1,108 @@
+"""Edge cases found by reviewing the public API as a user would call it:
+argument names in error messages, empty weights, file paths, CLI errors."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import sparsekit
+from sparsekit import runtime as R
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(extra)
+    return env
+
+
+def test_quantize_rows_static_errors_name_its_own_arguments():
+    x = np.ones((2, 4), np.float32)
+    with pytest.raises(ValueError, match="^scale: "):
+        sparsekit.quantize_rows(x, scale=-1.0, zero_point=0)
+    with pytest.raises(TypeError, match="^scale: "):
+        sparsekit.quantize_rows(x, scale=np.ones(2), zero_point=0)
+    with pytest.raises(ValueError, match="^zero_point: "):
+        sparsekit.quantize_rows(x, scale=1.0, zero_point=-1)
+    # quantized_linear keeps its prefixed names
+    qw = sparsekit.QuantizedMatrix.from_float(np.ones((3, 4), np.float32))
+    xq = np.zeros((2, 4), np.uint8)
+    with pytest.raises(ValueError, match="^out_scale: "):
+        sparsekit.quantized_linear(xq, 1.0, 0, qw, out_scale=0.0, out_zero_point=0)
+
+
+def test_int8_matmul_type_error_lists_every_accepted_weight():
+    xq = np.zeros((2, 4), np.uint8)
+    w = np.ones((3, 4), np.float32)
+    with pytest.raises(TypeError, match="QuantizedMatrix or SparseInt8Matrix.*CSRMatrix"):
+        sparsekit.int8_matmul(xq, 0, sparsekit.CSRMatrix.from_dense(w))
+    with pytest.raises(TypeError, match="QuantizedMatrix or SparseInt8Matrix.*ndarray"):
+        sparsekit.int8_matmul(xq, 0, w)
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0), (0, 0)])
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_pack_and_explain_empty_weight(shape, quantize):
+    w = np.zeros(shape, np.float32)
+    packed = sparsekit.pack(w, quantize=quantize)
+    assert packed.shape == shape
+    assert isinstance(sparsekit.explain(w, quantize=quantize)["reason"], str)
+    x = np.ones((3, shape[1]), np.float32)
+    np.testing.assert_array_equal(sparsekit.linear(x, packed), np.zeros((3, shape[0])))
+
+
+def _tiny_model():
+    w = np.eye(4, dtype=np.float32)
+    return R.Model([R.Linear(sparsekit.CSRMatrix.from_dense(w)), R.ReLU()])
+
+
+@pytest.mark.parametrize("path", [0, 1, 2, True, None, 1.5])
+def test_load_and_save_refuse_non_paths(path, tmp_path):
+    # open(0) would read stdin (and close it afterwards): an int is not a path
+    with pytest.raises(TypeError, match="^path: "):
+        sparsekit.load(path)
+    with pytest.raises(TypeError, match="^path: "):
+        sparsekit.save(_tiny_model(), path)
+
+
+def test_save_load_accept_pathlike_and_bytes(tmp_path):
+    m = _tiny_model()
+    x = np.arange(8, dtype=np.float32).reshape(2, 4) - 3
+    for path in (tmp_path / "a.spk", os.fsencode(tmp_path / "b.spk")):
+        sparsekit.save(m, path)
+        np.testing.assert_array_equal(sparsekit.load(path)(x), m(x))
+
+
+def test_bench_model_bad_files_are_usage_errors(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not a model at all" * 10)
+    for option in ("--sparsekit", "--onnx"):
+        if option == "--onnx":
+            pytest.importorskip("onnxruntime")
+            pytest.importorskip("onnx")
+        r = subprocess.run([sys.executable, "-m", "sparsekit", "bench-model", option, str(junk),
+                            "--input-shape", "4", "--no-progress"],
+                           capture_output=True, text=True, env=_env(), timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert f"error: argument {option}:" in r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_keras_without_its_backend_says_which_backend():
+    import importlib.util
+
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("Keras is not installed")
+    code = ("import importlib.util, sys\n"
+            "if importlib.util.find_spec('tensorflow') is not None: sys.exit(3)\n"
+            "try:\n    import sparsekit.keras\nexcept ImportError as e:\n"
+            "    print(e); sys.exit(0)\nsys.exit(4)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=_env(KERAS_BACKEND="tensorflow"), timeout=120)
+    if r.returncode == 3:
+        pytest.skip("TensorFlow is installed: its backend loads")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "KERAS_BACKEND" in r.stdout and "pip install sparsekit[keras]" not in r.stdout

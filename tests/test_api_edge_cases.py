@@ -106,3 +106,16 @@ def test_keras_without_its_backend_says_which_backend():
         pytest.skip("TensorFlow is installed: its backend loads")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "KERAS_BACKEND" in r.stdout and "pip install sparsekit[keras]" not in r.stdout
+
+
+def test_missing_numba_and_scipy_name_what_to_install():
+    code = ("import sys\nsys.modules['numba'] = None\nsys.modules['scipy'] = None\n"
+            "import numpy as np, sparsekit\n"
+            "w = sparsekit.CSRMatrix.from_dense(np.eye(3, dtype=np.float32))\n"
+            "for f in (lambda: sparsekit.linear(np.ones((2, 3), np.float32), w, "
+            "backend='numba'), w.to_scipy):\n"
+            "    try:\n        f()\n    except ImportError as e:\n        print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "pip install sparsekit[numba]" in r.stdout and "needs SciPy" in r.stdout

@@ -119,3 +119,20 @@ def test_missing_numba_and_scipy_name_what_to_install():
                        env=_env(), timeout=120)
     assert r.returncode == 0, r.stderr
     assert "pip install sparsekit[numba]" in r.stdout and "needs SciPy" in r.stdout
+
+
+def test_onnx_load_bad_sources(tmp_path):
+    pytest.importorskip("onnx")
+    import sparsekit.onnx as sko
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"junk" * 10)
+    for src in (str(junk), junk, junk.read_bytes()):
+        with pytest.raises(ValueError, match="not a valid ONNX model"):
+            sko.load(src)
+    with open(junk, "rb") as f:
+        with pytest.raises(ValueError, match="not a valid ONNX model"):
+            sko.load(f)
+    for src in (0, 2, None, 1.5):  # open(0) would read stdin
+        with pytest.raises(TypeError, match="^path_or_model: "):
+            sko.load(src)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from sparsekit._validate import as_float_array
+from sparsekit._validate import as_float_array, check_bias
 from sparsekit.formats import ACTIVATIONS
 
 BACKENDS = ("auto", "c", "numba")
@@ -43,18 +43,9 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
     x2 = x.reshape(math.prod(lead), k)  # math.prod: np.prod costs ~2 us per call
     if k > 1 and x2.shape[0] and (x2.strides[1] != 4 or x2.strides[0] % 4):
         x2 = np.ascontiguousarray(x2)  # the kernels need unit-stride rows
-    b = _check_bias(bias, n)
+    b = check_bias(bias, n)
     y = w._linear(x2, b, act, backend)
     return y.reshape(lead + (n,))
-
-
-def _check_bias(bias, n):
-    if bias is None:
-        return None
-    b = np.ascontiguousarray(as_float_array(bias, "bias", ndim=1))
-    if b.shape[0] != n:
-        raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
-    return b
 
 
 def _dense_linear(x, w, bias, act, backend):
@@ -69,7 +60,7 @@ def _dense_linear(x, w, bias, act, backend):
         raise ValueError(f"x: expected last dimension K = {k} (w is {n}x{k}), "
                          f"got shape {x.shape}")
     y = x @ w.T
-    b = _check_bias(bias, n)
+    b = check_bias(bias, n)
     if b is not None:
         y += b
     if act == 1:

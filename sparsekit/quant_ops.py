@@ -14,7 +14,7 @@ import numpy as np
 
 from sparsekit import _core
 from sparsekit._quantized import QuantizedMatrix
-from sparsekit._validate import as_float_array
+from sparsekit._validate import as_float_array, check_bias
 
 _FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -191,11 +191,7 @@ def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,
     m = a.shape[0]
     zp = _per_row(x_zero_point, m, lead, "x_zero_point", "zp")
     sc = _per_row(x_scale, m, lead, "x_scale", "scale")
-    b = None
-    if bias is not None:
-        b = np.ascontiguousarray(as_float_array(bias, "bias", ndim=1))
-        if b.shape[0] != n:
-            raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    b = check_bias(bias, n)
     if out_scale is None and out_zero_point is None:
         out = np.empty((m, n), dtype=np.float32)
         _core.qgemm_dequant(qw._arrays(), n, k, a, zp, sc, b, ACTIVATIONS[activation],

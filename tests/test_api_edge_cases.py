@@ -136,3 +136,27 @@ def test_onnx_load_bad_sources(tmp_path):
     for src in (0, 2, None, 1.5):  # open(0) would read stdin
         with pytest.raises(TypeError, match="^path_or_model: "):
             sko.load(src)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_int8_formats_quantize_and_validate_alike(per_channel):
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((9, 13)).astype(np.float32)
+    w[rng.random(w.shape) < 0.6] = 0
+    w[3] = 0  # an all-zero channel
+    qm = sparsekit.QuantizedMatrix.from_float(w, per_channel=per_channel)
+    si = sparsekit.SparseInt8Matrix.from_float(w, per_channel=per_channel)
+    np.testing.assert_array_equal(qm.q, si.q)
+    np.testing.assert_array_equal(qm.scale, si.scale)
+    assert qm.per_channel == si.per_channel == per_channel
+    bad = [(np.zeros((2, 3)), 1.0, TypeError), (np.full((2, 3), -128), 1.0, ValueError),
+           (np.zeros((2, 3), np.int8), [1.0, 2.0, 3.0], ValueError),
+           (np.zeros((2, 3), np.int8), [1.0, np.nan], ValueError),
+           (np.zeros((2, 3), np.int8), "x", TypeError)]
+    for q, scale, exc in bad:
+        msgs = []
+        for cls in (sparsekit.QuantizedMatrix, sparsekit.SparseInt8Matrix):
+            with pytest.raises(exc) as info:
+                cls.from_int8(q, scale)
+            msgs.append(str(info.value))
+        assert msgs[0] == msgs[1] and msgs[0].split(":")[0] in ("q", "scale")

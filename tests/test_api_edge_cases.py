@@ -160,3 +160,17 @@ def test_int8_formats_quantize_and_validate_alike(per_channel):
                 cls.from_int8(q, scale)
             msgs.append(str(info.value))
         assert msgs[0] == msgs[1] and msgs[0].split(":")[0] in ("q", "scale")
+
+
+@pytest.mark.parametrize("command", ["bench", "bench-model"])
+@pytest.mark.parametrize("option,value", [("--sparsity", "1.2"), ("--sparsity", "x"),
+                                          ("--threads", "0"), ("--repeat", "-1"),
+                                          ("--min-time", "0")])
+def test_bench_commands_check_shared_options_alike(command, option, value, capsys):
+    from sparsekit.cli import build_parser
+
+    extra = ["--model", "digits"] if command == "bench-model" else []
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([command, *extra, option, value])
+    assert info.value.code == 2
+    assert f"argument {option}:" in capsys.readouterr().err

@@ -174,3 +174,15 @@ def test_bench_commands_check_shared_options_alike(command, option, value, capsy
         build_parser().parse_args([command, *extra, option, value])
     assert info.value.code == 2
     assert f"argument {option}:" in capsys.readouterr().err
+
+
+def test_calibrate_leaves_no_hooks_behind_even_on_error():
+    torch = pytest.importorskip("torch")
+    from sparsekit import compress
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    compress.calibrate(model, [torch.randn(4, 8)])
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(RuntimeError):  # wrong input width: the model itself raises
+        compress.calibrate(model, [torch.randn(4, 7)])
+    assert all(not m._forward_hooks for m in model.modules())

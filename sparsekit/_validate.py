@@ -113,3 +113,15 @@ def quantize_symmetric_int8(w, per_channel):
     per = scale if per_channel else np.broadcast_to(scale, (n,))
     q = np.clip(np.rint(w / per[:, None]), -127, 127).astype(np.int8)
     return q, np.ascontiguousarray(scale)
+
+
+def kernel_rows(a):
+    """A 2-D array `a` as the kernels read it: itself when its rows are
+    unit-stride and its row stride is a whole, positive number of items, at
+    least one row long (so not reversed or broadcast); else a contiguous copy."""
+    m, k = a.shape
+    it = a.itemsize
+    if m and k and ((k > 1 and a.strides[1] != it) or
+                    (m > 1 and (a.strides[0] % it or a.strides[0] < it * k))):
+        return np.ascontiguousarray(a)
+    return a

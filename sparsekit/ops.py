@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from sparsekit._validate import as_float_array, check_bias
+from sparsekit._validate import as_float_array, check_bias, kernel_rows
 from sparsekit.formats import ACTIVATIONS
 
 BACKENDS = ("auto", "c", "numba")
@@ -41,8 +41,7 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
                          f"got shape {x.shape}")
     lead = x.shape[:-1]
     x2 = x.reshape(math.prod(lead), k)  # math.prod: np.prod costs ~2 us per call
-    if k > 1 and x2.shape[0] and (x2.strides[1] != 4 or x2.strides[0] % 4):
-        x2 = np.ascontiguousarray(x2)  # the kernels need unit-stride rows
+    x2 = kernel_rows(x2)  # the kernels need unit-stride rows: else one copy
     b = check_bias(bias, n)
     y = w._linear(x2, b, act, backend)
     return y.reshape(lead + (n,))

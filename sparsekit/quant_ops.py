@@ -14,7 +14,7 @@ import numpy as np
 
 from sparsekit import _core
 from sparsekit._quantized import QuantizedMatrix
-from sparsekit._validate import as_float_array, check_bias
+from sparsekit._validate import as_float_array, check_bias, kernel_rows
 
 _FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -25,9 +25,7 @@ def _rows(x, name):
     if x.ndim == 0:
         raise ValueError(f"{name}: expected at least 1-D [..., K], got a scalar")
     lead = x.shape[:-1]
-    x2 = x.reshape(math.prod(lead), x.shape[-1])
-    if x2.shape[1] > 1 and x2.shape[0] and (x2.strides[1] != 4 or x2.strides[0] % 4):
-        x2 = np.ascontiguousarray(x2)
+    x2 = kernel_rows(x.reshape(math.prod(lead), x.shape[-1]))
     return x2, lead
 
 
@@ -105,7 +103,8 @@ def _weight(qw, accepted="a QuantizedMatrix"):
 
 def _u8_rows(xq, k):
     if type(xq) is np.ndarray and xq.ndim == 2 and xq.dtype == np.uint8 \
-            and xq.shape[1] == k and (k < 2 or xq.strides[1] == 1):
+            and xq.shape[1] == k and (k < 2 or xq.strides[1] == 1) \
+            and (xq.shape[0] < 2 or xq.strides[0] >= k):
         return xq, xq.shape[:1]  # the common case, no conversion
     a = np.asarray(xq)
     if a.dtype != np.uint8:
@@ -113,10 +112,7 @@ def _u8_rows(xq, k):
     if a.ndim == 0 or a.shape[-1] != k:
         raise ValueError(f"xq: expected shape [..., {k}] (K of qw), got {a.shape}")
     lead = a.shape[:-1]
-    a2 = a.reshape(math.prod(lead), k)
-    if k > 1 and a2.shape[0] and (a2.strides[1] != 1 or a2.strides[0] < k):
-        a2 = np.ascontiguousarray(a2)
-    return a2, lead
+    return kernel_rows(a.reshape(math.prod(lead), k)), lead
 
 
 # one read-only [1] array per possible scalar zero point: no allocation per call

@@ -186,3 +186,30 @@ def test_calibrate_leaves_no_hooks_behind_even_on_error():
     with pytest.raises(RuntimeError):  # wrong input width: the model itself raises
         compress.calibrate(model, [torch.randn(4, 7)])
     assert all(not m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("k", [1, 13])
+def test_reversed_and_broadcast_rows_are_copied_not_refused(k):
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((9, k)).astype(np.float32)
+    x = rng.standard_normal((6, k)).astype(np.float32)
+    xb = np.broadcast_to(x[:1], (6, k))  # row stride 0
+    for W in (sparsekit.CSRMatrix.from_dense(w), sparsekit.QuantizedMatrix.from_float(w),
+              sparsekit.SparseInt8Matrix.from_float(w)):
+        np.testing.assert_array_equal(sparsekit.linear(x[::-1], W),
+                                      sparsekit.linear(x, W)[::-1])
+        np.testing.assert_array_equal(sparsekit.linear(xb, W),
+                                      sparsekit.linear(np.ascontiguousarray(xb), W))
+    xq, sc, zp = sparsekit.quantize_rows(x)
+    for a, b in zip(sparsekit.quantize_rows(x[::-1]), (xq, sc, zp)):
+        np.testing.assert_array_equal(a, b[::-1])
+    np.testing.assert_array_equal(sparsekit.quantize_rows(xb)[0],
+                                  np.repeat(sparsekit.quantize_rows(x[:1])[0], 6, 0))
+    qw = sparsekit.QuantizedMatrix.from_float(w)
+    np.testing.assert_array_equal(sparsekit.int8_matmul(xq[::-1], zp[::-1], qw),
+                                  sparsekit.int8_matmul(xq, zp, qw)[::-1])
+    xqb = np.broadcast_to(xq[:1], (6, k))
+    np.testing.assert_array_equal(sparsekit.int8_matmul(xqb, int(zp[0]), qw),
+                                  sparsekit.int8_matmul(np.repeat(xq[:1], 6, 0), int(zp[0]), qw))
+    np.testing.assert_array_equal(sparsekit.quantized_linear(xq[::-1], sc[::-1], zp[::-1], qw),
+                                  sparsekit.quantized_linear(xq, sc, zp, qw)[::-1])

@@ -213,3 +213,18 @@ def test_reversed_and_broadcast_rows_are_copied_not_refused(k):
                                   sparsekit.int8_matmul(np.repeat(xq[:1], 6, 0), int(zp[0]), qw))
     np.testing.assert_array_equal(sparsekit.quantized_linear(xq[::-1], sc[::-1], zp[::-1], qw),
                                   sparsekit.quantized_linear(xq, sc, zp, qw)[::-1])
+
+
+def test_set_num_threads_numpy_ints_and_range():
+    before = sparsekit.get_num_threads()
+    try:
+        sparsekit.set_num_threads(np.int64(1))
+        assert sparsekit.get_num_threads() == 1
+        with pytest.raises(ValueError, match="^n: "):
+            sparsekit.set_num_threads(10**10)
+        with pytest.raises(TypeError, match="^n: "):
+            sparsekit.set_num_threads(np.float64(2))
+        with pytest.raises(TypeError, match="^n: "):
+            sparsekit.set_num_threads(np.True_)
+    finally:
+        sparsekit.set_num_threads(before)

@@ -52,6 +52,9 @@ def _dense_linear(x, w, bias, act, backend):
     if not hasattr(w, "shape") and not isinstance(w, (list, tuple)):
         raise TypeError(f"w: expected a sparsekit weight format or a dense [N, K] array, "
                         f"got {type(w).__name__}")
+    if hasattr(w, "tocsr"):  # scipy.sparse: convert once, not on every call
+        raise TypeError("w: got a scipy.sparse matrix; convert it once with "
+                        "sparsekit.CSRMatrix.from_scipy(w) and pass that")
     w = as_float_array(w, "w", ndim=2)
     n, k = w.shape
     x = as_float_array(x, "x")

@@ -228,3 +228,9 @@ def test_set_num_threads_numpy_ints_and_range():
             sparsekit.set_num_threads(np.True_)
     finally:
         sparsekit.set_num_threads(before)
+
+
+def test_linear_with_a_scipy_matrix_says_how_to_convert():
+    sp = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="CSRMatrix.from_scipy"):
+        sparsekit.linear(np.ones((2, 3), np.float32), sp.random(4, 3, density=0.5, format="csr"))

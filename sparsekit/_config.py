@@ -18,7 +18,8 @@ _MAX_THREADS = 2**31 - 1
 
 def set_isa(name):
     """Force every kernel family to instruction set `name` (or the best below
-    it that the family has). Raises RuntimeError if this CPU lacks it."""
+    it that the family has). Raises RuntimeError if this CPU lacks it.
+    ``set_isa(sparsekit.info()["best_isa"])`` goes back to the default."""
     if not isinstance(name, str):
         raise TypeError(f"name: expected a str, got {type(name).__name__}")
     _core.set_isa(name.lower())

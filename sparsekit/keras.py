@@ -10,7 +10,11 @@ import importlib.util
 try:
     import keras as _keras  # noqa: F401  (the real Keras, absolute import)
 except ImportError as e:
-    if importlib.util.find_spec("keras") is None:
+    try:
+        _installed = importlib.util.find_spec("keras") is not None
+    except (ImportError, ValueError):
+        _installed = False
+    if not _installed:
         raise ImportError("sparsekit.keras needs Keras 3: pip install sparsekit[keras]") from e
     # Keras is there but its backend is not (default: TensorFlow)
     raise ImportError(f"sparsekit.keras: Keras is installed but cannot load its backend ({e}); "

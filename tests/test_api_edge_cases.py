@@ -234,3 +234,15 @@ def test_linear_with_a_scipy_matrix_says_how_to_convert():
     sp = pytest.importorskip("scipy.sparse")
     with pytest.raises(TypeError, match="CSRMatrix.from_scipy"):
         sparsekit.linear(np.ones((2, 3), np.float32), sp.random(4, 3, density=0.5, format="csr"))
+
+
+def test_nm_pattern_error_names_the_layer():
+    torch = pytest.importorskip("torch")
+    from sparsekit import compress
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 4 * 4, 4))
+    with pytest.raises(ValueError, match=r"layer '0' .*K = 27.*skip=\['0'\]"):
+        compress.prune(model, 0.5, pattern="2:4")
+    report = compress.prune(model, 0.5, pattern="2:4", skip=["0"])
+    assert [row["layer"] for row in report] == ["2"]

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from sparsekit import _core
+from sparsekit.quant_ops import _per_row  # zero points: scalar or one per row
 from sparsekit._validate import (
     as_float_array, check_int8_weights, check_weight_scale, frozen, quantize_symmetric_int8,
 )
@@ -220,9 +221,6 @@ def aligned_empty(shape, dtype, align=64):  # shape: (rows, cols)
     return raw[off:off + nbytes].view(dtype).reshape(shape)
 
 
-_SCALAR_ZP = [frozen(np.full(1, z, dtype=np.int32)) for z in range(256)]
-
-
 def check_u8_rows(xq, x_zero_point, k):
     """(xq as contiguous uint8 [M, K], zero points as int32 [1] or [M], lead shape)."""
     if hasattr(xq, "detach") and hasattr(xq, "numpy"):
@@ -238,20 +236,7 @@ def check_u8_rows(xq, x_zero_point, k):
     xq2 = xq.reshape(m, k) if xq.ndim != 2 else xq
     if not xq2.flags.c_contiguous:
         xq2 = np.ascontiguousarray(xq2)
-    if type(x_zero_point) is int and 0 <= x_zero_point <= 255:  # the common case, fast
-        return xq2, _SCALAR_ZP[x_zero_point], lead
-    zp = np.asarray(x_zero_point)
-    if zp.dtype.kind not in "iu" or zp.dtype == np.bool_:
-        raise TypeError(f"x_zero_point: expected an int or integer array, got {zp.dtype}")
-    if zp.size and (zp.min() < 0 or zp.max() > 255):
-        raise ValueError("x_zero_point: expected values in [0, 255]")
-    if zp.ndim == 0:
-        zp = zp.reshape(1)
-    elif zp.shape == lead:
-        zp = zp.reshape(m)
-    else:
-        raise ValueError(f"x_zero_point: expected a scalar or shape {lead}, got {zp.shape}")
-    return xq2, np.ascontiguousarray(zp, dtype=np.int32), lead
+    return xq2, _per_row(x_zero_point, m, lead, "x_zero_point", "zp"), lead
 
 
 def _sparse_int8_from_state(shape, indptr, cols, values, scale, per_channel):

@@ -246,3 +246,16 @@ def test_nm_pattern_error_names_the_layer():
         compress.prune(model, 0.5, pattern="2:4")
     report = compress.prune(model, 0.5, pattern="2:4", skip=["0"])
     assert [row["layer"] for row in report] == ["2"]
+
+
+def test_int8_matmul_zero_point_errors_same_for_both_formats():
+    w = np.ones((3, 8), np.float32)
+    xq = np.zeros((2, 8), np.uint8)
+    for bad, exc in ((256, ValueError), (-1, ValueError), (1.0, TypeError),
+                     (np.array([1, 2, 3]), ValueError), (np.array([True, False]), TypeError)):
+        msgs = []
+        for W in (sparsekit.QuantizedMatrix.from_float(w), sparsekit.SparseInt8Matrix.from_float(w)):
+            with pytest.raises(exc) as info:
+                sparsekit.int8_matmul(xq, bad, W)
+            msgs.append(str(info.value))
+        assert msgs[0] == msgs[1] and msgs[0].startswith("x_zero_point: ")

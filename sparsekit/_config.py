@@ -7,15 +7,19 @@ own OpenMP pool, so ``threadpool_limits(1)`` covers sparsekit's kernels too.
 import os
 import platform
 
+import numpy as np
+
 from sparsekit import _core
 
 KERNEL_FAMILIES = ("spmm_f32", "quantize_u8", "qgemm_u8s8", "spmm_u8s8")
 ISA_NAMES = tuple(_core.isa_names())
+_MAX_THREADS = 2**31 - 1
 
 
 def set_isa(name):
     """Force every kernel family to instruction set `name` (or the best below
-    it that the family has). Raises RuntimeError if this CPU lacks it."""
+    it that the family has). Raises RuntimeError if this CPU lacks it.
+    ``set_isa(sparsekit.info()["best_isa"])`` goes back to the default."""
     if not isinstance(name, str):
         raise TypeError(f"name: expected a str, got {type(name).__name__}")
     _core.set_isa(name.lower())
@@ -28,11 +32,13 @@ def get_isa():
 
 def set_num_threads(n):
     """Use `n` threads in sparsekit's kernels (n >= 1)."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: expected at least 1 thread, got {n}")
-    _core.set_num_threads(n)
+    if n > _MAX_THREADS:  # the C core counts threads in an int
+        raise ValueError(f"n: expected at most {_MAX_THREADS} threads, got {n}")
+    _core.set_num_threads(int(n))
 
 
 def get_num_threads():

@@ -20,45 +20,10 @@ import math
 import numpy as np
 
 from sparsekit import _core
-from sparsekit._validate import as_float_array, frozen
-
-QMAX = 127
-_TINY = np.finfo(np.float32).tiny
-
-
-def _check_scale(scale, n):
-    """(scale as float32 [N], per_channel) for a scalar or [N] positive scale."""
-    if hasattr(scale, "detach") and hasattr(scale, "numpy"):
-        scale = scale.detach().cpu().numpy()
-    s = np.asarray(scale)
-    if s.dtype.kind not in "fiu":
-        raise TypeError(f"scale: expected a float scalar or array, got dtype {s.dtype}")
-    s = s.astype(np.float32)
-    if s.ndim == 0 or s.shape == (1,):
-        per_channel = False
-        s = np.full(n, s.reshape(()), dtype=np.float32)
-    elif s.shape == (n,):
-        per_channel = True
-    else:
-        raise ValueError(f"scale: expected a scalar or shape ({n},), got shape {s.shape}")
-    if s.size and not (np.isfinite(s).all() and (s > 0).all()):
-        raise ValueError("scale: must be finite and > 0")
-    return np.ascontiguousarray(s), per_channel
-
-
-def _check_int8(q):
-    if hasattr(q, "detach") and hasattr(q, "numpy"):
-        q = q.detach().cpu().numpy()
-    q = np.asarray(q)
-    if q.dtype.kind not in "iu":
-        raise TypeError(f"q: expected an int8 (integer) array, got dtype {q.dtype}")
-    if q.ndim != 2:
-        raise ValueError(f"q: expected a 2-D [N, K] array, got shape {q.shape}")
-    if q.size and (q.min() < -QMAX or q.max() > QMAX):
-        raise ValueError(f"q: values must be in [-127, 127] (symmetric int8), "
-                         f"got range [{q.min()}, {q.max()}]")
-    return q.astype(np.int8, copy=False)
-
+from sparsekit.quant_ops import _per_row  # zero points: scalar or one per row
+from sparsekit._validate import (
+    as_float_array, check_int8_weights, check_weight_scale, frozen, quantize_symmetric_int8,
+)
 
 class SparseInt8Matrix:
     """A pruned int8 weight W[N, K] (out, in) for the sparse int8 kernels.
@@ -87,24 +52,17 @@ class SparseInt8Matrix:
         in float32 exactly as QuantizedMatrix.from_float. An all-zero row gets
         scale 1."""
         w = as_float_array(w, "w", ndim=2, allow_nan=False)
-        if not isinstance(per_channel, (bool, np.bool_)):
-            raise TypeError(f"per_channel: expected a bool, got {type(per_channel).__name__}")
-        n = w.shape[0]
-        # the same float32 arithmetic as QuantizedMatrix.from_float: same q, same scale
-        amax = (np.abs(w).max(axis=1, initial=0.0) if per_channel
-                else np.full(n, np.abs(w).max(initial=0.0))).astype(np.float32)
-        scale = np.where(amax > 0, np.maximum(amax / np.float32(QMAX), _TINY), 1.0)
-        scale = scale.astype(np.float32)
-        q = np.clip(np.rint(w / scale[:, None]), -QMAX, QMAX).astype(np.int8)
+        q, scale = quantize_symmetric_int8(w, per_channel)  # as QuantizedMatrix.from_float
+        scale = np.broadcast_to(scale, (w.shape[0],))
         return cls._build(q, scale, bool(per_channel))
 
     @classmethod
     def from_int8(cls, q, scale):
         """From already-quantized int8 q [N, K] in [-127, 127] and a scale that
         is a scalar (per-tensor) or [N] (per output channel)."""
-        q = _check_int8(q)
-        scale, per_channel = _check_scale(scale, q.shape[0])
-        return cls._build(q, scale, per_channel)
+        q = check_int8_weights(q)
+        scale, per_channel = check_weight_scale(scale, q.shape[0])
+        return cls._build(q, np.broadcast_to(scale, (q.shape[0],)), per_channel)
 
     @classmethod
     def _build(cls, q, scale, per_channel):
@@ -148,8 +106,8 @@ class SparseInt8Matrix:
         self.cols = frozen(np.ascontiguousarray(cols))
         self.values = frozen(values)
         self.row_sums = frozen(row_sums.astype(np.int32))
-        self._wscale, _ = _check_scale(scale, n)
-        self._wscale = frozen(self._wscale)
+        scale, _ = check_weight_scale(scale, n)
+        self._wscale = frozen(np.ascontiguousarray(np.broadcast_to(scale, (n,))))
         self._per_channel = bool(per_channel)
         self._nnz = int(np.count_nonzero(values))
         bad = _core.bsr_s8_validate(self.indptr, self.cols, self.values, self.row_sums, n, k)
@@ -263,9 +221,6 @@ def aligned_empty(shape, dtype, align=64):  # shape: (rows, cols)
     return raw[off:off + nbytes].view(dtype).reshape(shape)
 
 
-_SCALAR_ZP = [frozen(np.full(1, z, dtype=np.int32)) for z in range(256)]
-
-
 def check_u8_rows(xq, x_zero_point, k):
     """(xq as contiguous uint8 [M, K], zero points as int32 [1] or [M], lead shape)."""
     if hasattr(xq, "detach") and hasattr(xq, "numpy"):
@@ -281,20 +236,7 @@ def check_u8_rows(xq, x_zero_point, k):
     xq2 = xq.reshape(m, k) if xq.ndim != 2 else xq
     if not xq2.flags.c_contiguous:
         xq2 = np.ascontiguousarray(xq2)
-    if type(x_zero_point) is int and 0 <= x_zero_point <= 255:  # the common case, fast
-        return xq2, _SCALAR_ZP[x_zero_point], lead
-    zp = np.asarray(x_zero_point)
-    if zp.dtype.kind not in "iu" or zp.dtype == np.bool_:
-        raise TypeError(f"x_zero_point: expected an int or integer array, got {zp.dtype}")
-    if zp.size and (zp.min() < 0 or zp.max() > 255):
-        raise ValueError("x_zero_point: expected values in [0, 255]")
-    if zp.ndim == 0:
-        zp = zp.reshape(1)
-    elif zp.shape == lead:
-        zp = zp.reshape(m)
-    else:
-        raise ValueError(f"x_zero_point: expected a scalar or shape {lead}, got {zp.shape}")
-    return xq2, np.ascontiguousarray(zp, dtype=np.int32), lead
+    return xq2, _per_row(x_zero_point, m, lead, "x_zero_point", "zp"), lead
 
 
 def _sparse_int8_from_state(shape, indptr, cols, values, scale, per_channel):

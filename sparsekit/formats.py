@@ -118,7 +118,10 @@ class CSRMatrix:
         return out
 
     def to_scipy(self):
-        import scipy.sparse
+        try:
+            import scipy.sparse
+        except ImportError as e:
+            raise ImportError("CSRMatrix.to_scipy needs SciPy: pip install scipy") from e
 
         return scipy.sparse.csr_matrix(
             (self.data.copy(), self.indices.astype(np.int32), self.indptr.copy()),
@@ -136,7 +139,11 @@ class CSRMatrix:
     def _linear(self, x, bias, act, backend):
         n, k = self._shape
         if backend == "numba":
-            from sparsekit._numba.spmm import linear_csr
+            try:
+                from sparsekit._numba.spmm import linear_csr
+            except ImportError as e:
+                raise ImportError("backend='numba' needs Numba: pip install sparsekit[numba]"
+                                  ) from e
 
             return linear_csr(self.indptr, self.indices, self.data, n, x, bias, act)
         return _core.linear_csr_f32(self.indptr, self.indices, self.data, n, k, x, bias,

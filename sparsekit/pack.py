@@ -140,7 +140,9 @@ def _explain(w, quantize, m, model):
         pred[fmt] = o + (a * _units(w, fmt, nnz, nblocks) + b * n) * 1e-3
     choice = min(pred, key=pred.get)
     others = sorted((f for f in pred if f != choice), key=pred.get)
-    if others:
+    if others and pred[choice] <= 0:  # an empty weight: nothing to compute
+        reason = f"{FORMAT_NAMES[choice]}: the weight is empty ({n}x{k}), every format is free"
+    elif others:
         nxt = others[0]
         reason = (f"{FORMAT_NAMES[choice]} is predicted {pred[nxt] / pred[choice]:.2f}x faster "
                   f"than {FORMAT_NAMES[nxt]} at {1 - nnz / max(n * k, 1):.1%} sparsity "

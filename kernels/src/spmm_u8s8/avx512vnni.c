@@ -1,10 +1,12 @@
 /*
  * spmm_u8s8/avx512vnni.c - AVX-512 VNNI micro-kernels.
- * spmm: MR = 64 activation rows. For each 1x4 weight block the 4 int8 weights
+ * spmm: MR = 32 activation rows. For each 1x4 weight block the 4 int8 weights
  * are broadcast as one dword and vpdpbusd'd (u8 activations x s8 weights)
- * with the packed dwords of 64 rows: 4 zmm per block, 8 accumulators (even and
- * odd blocks apart, so the dependency chains overlap). vpdpbusd does not
- * saturate: the int32 sums are exact (wrapping only past int32).
+ * with the packed dwords of 32 rows: 2 zmm per block, 4 blocks in flight with
+ * their own accumulators. 32 rows (not 64) keep the packed tile in L1 for
+ * BERT's K (768 / 4 * 32 * 4 B = 24 KiB of 48): measured 5-15% faster on
+ * Zen 5 than 64 rows. vpdpbusd does not saturate: the int32 sums are exact
+ * (wrapping only past int32).
  * spmv (M == 1): 16 blocks at a time, activation dwords gathered by column.
  */
 #include <immintrin.h>
@@ -12,7 +14,7 @@
 
 #include "../internal.h"
 
-#define MR 64
+#define MR 32
 #define NB 16
 
 static inline int32_t load_dword(const int8_t *p) {
@@ -87,46 +89,51 @@ static inline void write_group(const uint32_t *buf, int64_t nb, const sk_spmm_u8
   }
 }
 
-#define DPBUSD4(A0, A1, A2, A3, XC, W)                                          \
-  do {                                                                          \
-    A0 = _mm512_dpbusd_epi32(A0, _mm512_load_si512((const void *)(XC)), W);     \
-    A1 = _mm512_dpbusd_epi32(A1, _mm512_load_si512((const void *)(XC + 64)), W); \
-    A2 = _mm512_dpbusd_epi32(A2, _mm512_load_si512((const void *)(XC + 128)), W); \
-    A3 = _mm512_dpbusd_epi32(A3, _mm512_load_si512((const void *)(XC + 192)), W); \
-  } while (0)
+/* One weight row against the MR-row tile: U blocks in flight, each with its
+ * own R = MR / 16 accumulators, so U * R independent vpdpbusd chains. */
+#define R (MR / 16)
+#define U 4
 
 #define DEFINE_SPMM(NAME, IDX_T)                                                \
   static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {        \
     const IDX_T *cols = (const IDX_T *)t->cols;                                 \
     __attribute__((aligned(64))) uint32_t ring[G][NB * MR];                     \
     const int64_t blocks = (n1 - n0 + NB - 1) / NB;                             \
+    const uint8_t *xp = t->xp;                                                  \
     for (int64_t blk = 0; blk < blocks + G - 1; ++blk) {                        \
       if (blk < blocks) {                                                       \
         const int64_t n = n0 + blk * NB, nb = n1 - n < NB ? n1 - n : NB;        \
         uint32_t *buf = ring[blk % G];                                          \
         for (int64_t j = 0; j < nb; ++j) {                                      \
-          __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;       \
-          __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;                           \
+          __m512i acc[U][R];                                                    \
+          _Pragma("GCC unroll 8") for (int u = 0; u < U; ++u)                   \
+          _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r)                   \
+            acc[u][r] = _mm512_setzero_si512();                                 \
           int64_t p = t->indptr[n + j];                                         \
           const int64_t e = t->indptr[n + j + 1];                               \
-          for (; p + 2 <= e; p += 2) {                                          \
-            const uint8_t *xa = t->xp + (int64_t)cols[p] * (MR * 4);            \
-            const uint8_t *xb = t->xp + (int64_t)cols[p + 1] * (MR * 4);        \
-            const __m512i wa = _mm512_set1_epi32(load_dword(t->values + 4 * p)); \
-            const __m512i wb = _mm512_set1_epi32(load_dword(t->values + 4 * p + 4)); \
-            DPBUSD4(a0, a1, a2, a3, xa, wa);                                    \
-            DPBUSD4(b0, b1, b2, b3, xb, wb);                                    \
+          for (; p + U <= e; p += U) {                                          \
+            _Pragma("GCC unroll 8") for (int u = 0; u < U; ++u) {               \
+              const uint8_t *xc = xp + (int64_t)cols[p + u] * (MR * 4);         \
+              const __m512i w = _mm512_set1_epi32(load_dword(t->values + 4 * (p + u))); \
+              _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r)               \
+                acc[u][r] = _mm512_dpbusd_epi32(                                \
+                    acc[u][r], _mm512_load_si512((const void *)(xc + 64 * r)), w); \
+            }                                                                   \
           }                                                                     \
-          if (p < e) {                                                          \
-            const uint8_t *xa = t->xp + (int64_t)cols[p] * (MR * 4);            \
-            const __m512i wa = _mm512_set1_epi32(load_dword(t->values + 4 * p)); \
-            DPBUSD4(a0, a1, a2, a3, xa, wa);                                    \
+          for (; p < e; ++p) {                                                  \
+            const uint8_t *xc = xp + (int64_t)cols[p] * (MR * 4);               \
+            const __m512i w = _mm512_set1_epi32(load_dword(t->values + 4 * p)); \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r)                 \
+              acc[0][r] = _mm512_dpbusd_epi32(                                  \
+                  acc[0][r], _mm512_load_si512((const void *)(xc + 64 * r)), w); \
           }                                                                     \
           uint32_t *b = buf + j * MR;                                           \
-          _mm512_store_si512((void *)b, epilogue(_mm512_add_epi32(a0, b0), t, 0, n + j)); \
-          _mm512_store_si512((void *)(b + 16), epilogue(_mm512_add_epi32(a1, b1), t, 16, n + j)); \
-          _mm512_store_si512((void *)(b + 32), epilogue(_mm512_add_epi32(a2, b2), t, 32, n + j)); \
-          _mm512_store_si512((void *)(b + 48), epilogue(_mm512_add_epi32(a3, b3), t, 48, n + j)); \
+          _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r) {                 \
+            __m512i a = acc[0][r];                                              \
+            _Pragma("GCC unroll 8") for (int u = 1; u < U; ++u)                 \
+              a = _mm512_add_epi32(a, acc[u][r]);                               \
+            _mm512_store_si512((void *)(b + 16 * r), epilogue(a, t, 16 * r, n + j)); \
+          }                                                                     \
         }                                                                       \
       }                                                                         \
       for (int64_t g = 0; g < G; ++g) {                                         \
@@ -297,7 +304,7 @@ DEFINE_SPMM(spmm_i32, int32_t)
 DEFINE_SPMV(spmv_u16, uint16_t, load_cols16)
 DEFINE_SPMV(spmv_i32, int32_t, load_cols32)
 
-void sk_spmm_u8s8_64x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+void sk_spmm_u8s8_32x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
   if (t->index_bytes == 2) spmm_u16(t, n0, n1); else spmm_i32(t, n0, n1);
 }
 

@@ -112,9 +112,13 @@ static inline void write_group(const uint32_t *buf, int64_t nb, const sk_spmm_u8
           int64_t p = t->indptr[n + j];                                         \
           const int64_t e = t->indptr[n + j + 1];                               \
           for (; p + U <= e; p += U) {                                          \
+            /* U weight dwords in one load, broadcast by vpermd: a broadcast  \
+             * from memory would take a load slot, and loads are the limit */  \
+            const __m512i wv = _mm512_castsi128_si512(                          \
+                _mm_loadu_si128((const __m128i *)(t->values + 4 * p)));         \
             _Pragma("GCC unroll 8") for (int u = 0; u < U; ++u) {               \
               const uint8_t *xc = xp + (int64_t)cols[p + u] * (MR * 4);         \
-              const __m512i w = _mm512_set1_epi32(load_dword(t->values + 4 * (p + u))); \
+              const __m512i w = _mm512_permutexvar_epi32(_mm512_set1_epi32(u), wv); \
               _Pragma("GCC unroll 8") for (int r = 0; r < R; ++r)               \
                 acc[u][r] = _mm512_dpbusd_epi32(                                \
                     acc[u][r], _mm512_load_si512((const void *)(xc + 64 * r)), w); \
@@ -246,7 +250,7 @@ static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
   }
 
 /* The small tile: MR = 16 rows (one zmm per block), for M below 64 and the
- * rows left over past the 64-row tiles. 4 accumulators over blocks p % 4. */
+ * rows left over past the 32-row tiles. 4 accumulators over blocks p % 4. */
 #define DEFINE_SPMM16(NAME, IDX_T)                                              \
   static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {        \
     const IDX_T *cols = (const IDX_T *)t->cols;                                 \
@@ -263,14 +267,16 @@ static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
         const int64_t e = t->indptr[n + j + 1];                                 \
         const uint8_t *xp = t->xp;                                              \
         for (; p + 4 <= e; p += 4) {                                            \
+          const __m512i wv = _mm512_castsi128_si512(                            \
+              _mm_loadu_si128((const __m128i *)(t->values + 4 * p)));           \
           a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512((const void *)(xp + (int64_t)cols[p] * 64)), \
-                                   _mm512_set1_epi32(load_dword(t->values + 4 * p))); \
+                                   _mm512_permutexvar_epi32(_mm512_set1_epi32(0), wv)); \
           a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512((const void *)(xp + (int64_t)cols[p + 1] * 64)), \
-                                   _mm512_set1_epi32(load_dword(t->values + 4 * p + 4))); \
+                                   _mm512_permutexvar_epi32(_mm512_set1_epi32(1), wv)); \
           a2 = _mm512_dpbusd_epi32(a2, _mm512_load_si512((const void *)(xp + (int64_t)cols[p + 2] * 64)), \
-                                   _mm512_set1_epi32(load_dword(t->values + 4 * p + 8))); \
+                                   _mm512_permutexvar_epi32(_mm512_set1_epi32(2), wv)); \
           a3 = _mm512_dpbusd_epi32(a3, _mm512_load_si512((const void *)(xp + (int64_t)cols[p + 3] * 64)), \
-                                   _mm512_set1_epi32(load_dword(t->values + 4 * p + 12))); \
+                                   _mm512_permutexvar_epi32(_mm512_set1_epi32(3), wv)); \
         }                                                                       \
         for (; p < e; ++p)                                                      \
           a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512((const void *)(xp + (int64_t)cols[p] * 64)), \

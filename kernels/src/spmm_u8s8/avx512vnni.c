@@ -71,21 +71,21 @@ static inline void transpose16(__m512i r[16]) {
  * b - g is written, which spreads the lines in flight over G sets. */
 #define G (MR / 16)
 
-static inline void write_group(const uint32_t *buf, int64_t nb, const sk_spmm_u8s8_tile *t,
-                               int64_t n, int64_t i0) {
+static inline void write_group(const uint32_t *buf, int64_t ld, int64_t nb,
+                               const sk_spmm_u8s8_tile *t, int64_t n, int64_t i0) {
   uint32_t *y = (uint32_t *)t->y;
   const int64_t rows = t->mr - i0 < 16 ? t->mr - i0 : 16;
   if (rows <= 0) return;
   if (rows == 16 && nb == NB) {
     __m512i r[16];
-    for (int j = 0; j < 16; ++j) r[j] = _mm512_load_si512((const void *)(buf + j * MR + i0));
+    for (int j = 0; j < 16; ++j) r[j] = _mm512_load_si512((const void *)(buf + j * ld + i0));
     transpose16(r);
     for (int i = 0; i < 16; ++i) _mm512_storeu_si512((void *)(y + (i0 + i) * t->ldy + n), r[i]);
     return;
   }
   for (int64_t i = i0; i < i0 + rows; ++i) {
     uint32_t *yr = y + i * t->ldy + n;
-    for (int64_t j = 0; j < nb; ++j) yr[j] = buf[j * MR + i];
+    for (int64_t j = 0; j < nb; ++j) yr[j] = buf[j * ld + i];
   }
 }
 
@@ -144,7 +144,7 @@ static inline void write_group(const uint32_t *buf, int64_t nb, const sk_spmm_u8
         const int64_t wb = blk - g;                                             \
         if (wb < 0 || wb >= blocks) continue;                                   \
         const int64_t n = n0 + wb * NB, nb = n1 - n < NB ? n1 - n : NB;         \
-        write_group(ring[wb % G], nb, t, n, 16 * g);                            \
+        write_group(ring[wb % G], MR, nb, t, n, 16 * g);                        \
       }                                                                         \
     }                                                                           \
   }
@@ -302,6 +302,68 @@ static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
       }                                                                         \
     }                                                                           \
   }
+
+/* g4 (unstructured weights as groups of 4 nonzeros at any k, sk_csr_s8_g4):
+ * the tile is X transposed, 64 rows of one k in one zmm. A group's 4 columns
+ * are loaded and byte-interleaved (unpack epi8, then epi16) into 4 zmm of
+ * dwords (x[i, k0], x[i, k1], x[i, k2], x[i, k3]), one vpdpbusd each with the
+ * group's 4 weights broadcast: 4 loads, 8 shuffles, 4 vpdpbusd for 4 useful
+ * nonzeros x 64 rows, where 1x4 blocks at 90% unstructured need ~14 loads and
+ * vpdpbusd for the same work. unpack works inside 128-bit lanes, so the
+ * interleave returns row 16q + 4L + d in lane 4L + d of result q when byte
+ * 16L + 4q + d holds it: the driver packs rows in that order (sk_g4_pos64),
+ * and results come out in natural order. */
+#define G4_MR 64
+#define G4_RING (G4_MR / 16)
+
+#define G4_STEP(P, A)                                                           \
+  do {                                                                          \
+    const uint16_t *kk = kidx + 4 * (P);                                        \
+    const __m512i xa = _mm512_load_si512((const void *)(xt + (int64_t)kk[0] * G4_MR)); \
+    const __m512i xb = _mm512_load_si512((const void *)(xt + (int64_t)kk[1] * G4_MR)); \
+    const __m512i xc = _mm512_load_si512((const void *)(xt + (int64_t)kk[2] * G4_MR)); \
+    const __m512i xd = _mm512_load_si512((const void *)(xt + (int64_t)kk[3] * G4_MR)); \
+    const __m512i abl = _mm512_unpacklo_epi8(xa, xb), abh = _mm512_unpackhi_epi8(xa, xb); \
+    const __m512i cdl = _mm512_unpacklo_epi8(xc, xd), cdh = _mm512_unpackhi_epi8(xc, xd); \
+    const __m512i w = _mm512_set1_epi32(load_dword(t->values + 4 * (P)));       \
+    A[0] = _mm512_dpbusd_epi32(A[0], _mm512_unpacklo_epi16(abl, cdl), w);       \
+    A[1] = _mm512_dpbusd_epi32(A[1], _mm512_unpackhi_epi16(abl, cdl), w);       \
+    A[2] = _mm512_dpbusd_epi32(A[2], _mm512_unpacklo_epi16(abh, cdh), w);       \
+    A[3] = _mm512_dpbusd_epi32(A[3], _mm512_unpackhi_epi16(abh, cdh), w);       \
+  } while (0)
+
+void sk_spmm_u8s8_g4_64x4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  const uint16_t *kidx = (const uint16_t *)t->cols;
+  const uint8_t *xt = t->xp;
+  __attribute__((aligned(64))) uint32_t ring[G4_RING][NB * G4_MR];
+  const int64_t blocks = (n1 - n0 + NB - 1) / NB;
+  for (int64_t blk = 0; blk < blocks + G4_RING - 1; ++blk) {
+    if (blk < blocks) {
+      const int64_t n = n0 + blk * NB, nb = n1 - n < NB ? n1 - n : NB;
+      uint32_t *buf = ring[blk % G4_RING];
+      for (int64_t j = 0; j < nb; ++j) {
+        __m512i a[4], b[4]; /* two groups in flight */
+        for (int q = 0; q < 4; ++q) a[q] = b[q] = _mm512_setzero_si512();
+        int64_t p = t->indptr[n + j];
+        const int64_t e = t->indptr[n + j + 1];
+        for (; p + 2 <= e; p += 2) {
+          G4_STEP(p, a);
+          G4_STEP(p + 1, b);
+        }
+        if (p < e) G4_STEP(p, a);
+        for (int q = 0; q < 4; ++q)
+          _mm512_store_si512((void *)(buf + j * G4_MR + 16 * q),
+                             epilogue(_mm512_add_epi32(a[q], b[q]), t, 16 * q, n + j));
+      }
+    }
+    for (int64_t g = 0; g < G4_RING; ++g) {
+      const int64_t wb = blk - g;
+      if (wb < 0 || wb >= blocks) continue;
+      const int64_t n = n0 + wb * NB, nb = n1 - n < NB ? n1 - n : NB;
+      write_group(ring[wb % G4_RING], G4_MR, nb, t, n, 16 * g);
+    }
+  }
+}
 
 DEFINE_SPMM16(spmm16_u16, uint16_t)
 DEFINE_SPMM16(spmm16_i32, int32_t)

@@ -266,9 +266,11 @@ class SparseInt8Matrix:
 # 0.29); below G4_MAX_FILL a second copy as groups of 4 nonzeros at any k (g4,
 # full groups) is kept, and calls with M >= G4_MIN_M rows run it on AVX-512
 # VNNI (1 / fill fewer multiplies; the 1x4 path stays for small M and other
-# ISAs). Thresholds measured on bert_ffn_up, see benchmarks/RESULTS.md.
+# ISAs). Measured on bert_ffn_up (benchmarks/RESULTS.md): g4 is 1.3-1.6x faster
+# at M >= 48 for 70-90% unstructured; at M <= 32 the 1x4 kernel's 32-row tile
+# wins (g4 tiles are 64 rows); at fill 0.53 (50% unstructured) they tie.
 G4_MAX_FILL = 0.5
-G4_MIN_M = 32
+G4_MIN_M = 33
 
 
 def _groups_of_4(w):

@@ -244,6 +244,8 @@ void sk_spmm_u8s8_g4_8x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t
 void sk_spmv_u8s8_g4_1x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 #ifdef SK_ARCH_X86
 void sk_spmm_u8s8_g4_64x4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_g4_pack64__avx512vnni(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
+                              uint8_t *xt);
 #endif
 
 #endif /* SK_INTERNAL_H */

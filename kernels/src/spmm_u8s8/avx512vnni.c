@@ -365,6 +365,42 @@ void sk_spmm_u8s8_g4_64x4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, in
   }
 }
 
+/* The g4 tile: rows [0, mr) of x into xt[c * 64 + sk_g4_pos64(i)] for c < k,
+ * zero rows past mr. Per 64 columns: each 16-row block is loaded as 16 zmm,
+ * transposed as dwords (zmm c: 4 columns 4c..4c+3 of the 16 rows), vpshufb'd
+ * inside 128-bit lanes into 4 rows x 4 columns -> 4 columns x 4 rows, and the
+ * 4 row blocks are merged with a 4x4 dword transpose inside the lanes, which
+ * puts row 16r + 4L + d at byte 16L + 4r + d of each column's line. */
+void sk_g4_pack64__avx512vnni(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
+                              uint8_t *xt) {
+  const __m512i bytes_by_col = _mm512_broadcast_i32x4(
+      _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+  for (int64_t c0 = 0; c0 < k; c0 += 64) {
+    const int64_t kc = k - c0 < 64 ? k - c0 : 64;
+    const __mmask64 km = kc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << kc) - 1);
+    __m512i blk[4][16];
+    for (int r = 0; r < 4; ++r) {
+      for (int i = 0; i < 16; ++i) {
+        const int64_t row = 16 * r + i;
+        blk[r][i] = row < mr ? _mm512_maskz_loadu_epi8(km, x + row * ldx + c0)
+                             : _mm512_setzero_si512();
+      }
+      transpose16(blk[r]);
+      for (int i = 0; i < 16; ++i) blk[r][i] = _mm512_shuffle_epi8(blk[r][i], bytes_by_col);
+    }
+    for (int c = 0; c < 16 && 4 * c < kc; ++c) {
+      const __m512i t0 = _mm512_unpacklo_epi32(blk[0][c], blk[1][c]);
+      const __m512i t1 = _mm512_unpackhi_epi32(blk[0][c], blk[1][c]);
+      const __m512i t2 = _mm512_unpacklo_epi32(blk[2][c], blk[3][c]);
+      const __m512i t3 = _mm512_unpackhi_epi32(blk[2][c], blk[3][c]);
+      const __m512i o[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                            _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+      for (int j = 0; j < 4 && 4 * c + j < kc; ++j)
+        _mm512_store_si512((void *)(xt + (c0 + 4 * c + j) * 64), o[j]);
+    }
+  }
+}
+
 DEFINE_SPMM16(spmm16_u16, uint16_t)
 DEFINE_SPMM16(spmm16_i32, int32_t)
 DEFINE_SPMM(spmm_u16, uint16_t)

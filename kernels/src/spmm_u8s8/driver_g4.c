@@ -150,7 +150,13 @@ static int run(const sk_csr_s8_g4 *w, int64_t m, const u8_source *s, const float
 #endif
     for (int64_t i = 0; i < tiles; ++i) {
       const int64_t m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
-      pack_tile_t(s->xq, s->ldx, w->k, m0, mr, MR, vnni, xt + m0 * w->k);
+#ifdef SK_ARCH_X86
+      if (vnni) {
+        sk_g4_pack64__avx512vnni(s->xq + m0 * s->ldx, s->ldx, w->k, mr, xt + m0 * w->k);
+        continue;
+      }
+#endif
+      pack_tile_t(s->xq, s->ldx, w->k, m0, mr, MR, 0, xt + m0 * w->k);
     }
     /* the implicit barrier of `omp for` makes every tile visible here */
     for (int64_t i = 0; i < tiles; ++i) {

@@ -318,11 +318,12 @@ static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
 
 #define G4_STEP(P, A)                                                           \
   do {                                                                          \
-    const uint16_t *kk = kidx + 4 * (P);                                        \
-    const __m512i xa = _mm512_load_si512((const void *)(xt + (int64_t)kk[0] * G4_MR)); \
-    const __m512i xb = _mm512_load_si512((const void *)(xt + (int64_t)kk[1] * G4_MR)); \
-    const __m512i xc = _mm512_load_si512((const void *)(xt + (int64_t)kk[2] * G4_MR)); \
-    const __m512i xd = _mm512_load_si512((const void *)(xt + (int64_t)kk[3] * G4_MR)); \
+    uint64_t k4; /* the 4 columns in one load, not 4: loads are the limit */   \
+    memcpy(&k4, kidx + 4 * (P), 8);                                             \
+    const __m512i xa = _mm512_load_si512((const void *)(xt + (k4 & 0xffff) * G4_MR)); \
+    const __m512i xb = _mm512_load_si512((const void *)(xt + ((k4 >> 16) & 0xffff) * G4_MR)); \
+    const __m512i xc = _mm512_load_si512((const void *)(xt + ((k4 >> 32) & 0xffff) * G4_MR)); \
+    const __m512i xd = _mm512_load_si512((const void *)(xt + (k4 >> 48) * G4_MR)); \
     const __m512i abl = _mm512_unpacklo_epi8(xa, xb), abh = _mm512_unpackhi_epi8(xa, xb); \
     const __m512i cdl = _mm512_unpacklo_epi8(xc, xd), cdh = _mm512_unpackhi_epi8(xc, xd); \
     const __m512i w = _mm512_set1_epi32(load_dword(t->values + 4 * (P)));       \

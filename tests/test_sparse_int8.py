@@ -329,3 +329,16 @@ def test_g4_survives_pickle(rng):
     assert w._g4 is not None
     xq = random_xq(rng, 40, 90)
     np.testing.assert_array_equal(w.int8_matmul(xq, 3), ref_int8(xq, 3, q))
+
+
+def test_g4_two_threads_exact(rng):
+    q = unstructured_q(rng, 700, 1001, 0.1)
+    w = SparseInt8Matrix.from_int8(q, 0.1)
+    assert w._g4 is not None
+    xq = random_xq(rng, 150, 1001)
+    before = sparsekit.get_num_threads()
+    sparsekit.set_num_threads(2)
+    try:
+        np.testing.assert_array_equal(w.int8_matmul(xq, 77), ref_int8(xq, 77, q))
+    finally:
+        sparsekit.set_num_threads(before)

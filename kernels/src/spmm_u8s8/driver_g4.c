@@ -120,6 +120,7 @@ static int run(const sk_csr_s8_g4 *w, int64_t m, const u8_source *s, const float
 #else
   const int MR = 8;
   const sk_spmm_u8s8_fn kernel = sk_spmm_u8s8_g4_8x4__scalar;
+  (void)vnni;
 #endif
   const int64_t tiles = (m + MR - 1) / MR, rows_alloc = tiles * MR;
   const int64_t kp = w->k > 0 ? w->k : 1;

@@ -37,7 +37,7 @@ class SparseInt8Matrix:
     """
 
     __slots__ = ("_shape", "indptr", "cols", "values", "row_sums", "_wscale",
-                 "_per_channel", "_nnz")
+                 "_per_channel", "_nnz", "_g4")
 
     def __init__(self, *args, **kwargs):
         raise TypeError("SparseInt8Matrix: use SparseInt8Matrix.from_float(w) or "
@@ -85,6 +85,7 @@ class SparseInt8Matrix:
         self._wscale = frozen(np.ascontiguousarray(scale, dtype=np.float32))
         self._per_channel = per_channel
         self._nnz = int(np.count_nonzero(q))
+        self._g4 = _groups_of_4(self)
         return self
 
     @classmethod
@@ -113,6 +114,7 @@ class SparseInt8Matrix:
         bad = _core.bsr_s8_validate(self.indptr, self.cols, self.values, self.row_sums, n, k)
         if bad >= 0:
             raise ValueError(f"values/cols: corrupted sparse int8 weight at row {bad}")
+        self._g4 = _groups_of_4(self)
         return self
 
     # ---- views --------------------------------------------------------------
@@ -163,8 +165,10 @@ class SparseInt8Matrix:
 
     @property
     def nbytes(self):
+        """Bytes of every array held, the g4 copy (if any) included."""
+        g4 = sum(a.nbytes for a in self._g4) if self._g4 is not None else 0
         return (self.indptr.nbytes + self.cols.nbytes + self.values.nbytes
-                + self.row_sums.nbytes + self._wscale.nbytes)
+                + self.row_sums.nbytes + self._wscale.nbytes + g4)
 
     @property
     def bytes_per_weight(self):
@@ -173,7 +177,8 @@ class SparseInt8Matrix:
 
     def __repr__(self):
         n, k = self._shape
-        return (f"SparseInt8Matrix(shape=({n}, {k}), blocks=1x4, nnz={self._nnz}, "
+        blocks = "1x4+g4" if self._g4 is not None else "1x4"
+        return (f"SparseInt8Matrix(shape=({n}, {k}), blocks={blocks}, nnz={self._nnz}, "
                 f"density={self.density:.3f}, block_fill={self.block_fill:.2f}, "
                 f"scale={'per-channel' if self._per_channel else 'per-tensor'}, "
                 f"{self.bytes_per_weight:.3f} bytes/weight)")
@@ -197,6 +202,8 @@ class SparseInt8Matrix:
         zero_point int32 [1] or [M]."""
         n, k = self._shape
         out = aligned_empty((xq.shape[0], n), np.int32)
+        if self._g4 is not None and xq.shape[0] >= G4_MIN_M and _core.g4_fast():
+            return _core.spmm_u8s8_g4_s32(*self._g4, self.row_sums, n, k, xq, zero_point, out)
         return _core.spmm_u8s8_s32(self.indptr, self.cols, self.values, self.row_sums, n, k,
                                    xq, zero_point, out)
 
@@ -206,8 +213,47 @@ class SparseInt8Matrix:
                              "use backend='auto' or 'c'")
         n, k = self._shape
         out = aligned_empty((x.shape[0], n), np.float32)
+        if self._g4 is not None and x.shape[0] >= G4_MIN_M and _core.g4_fast():
+            return _core.linear_u8s8_g4_f32(*self._g4, self.row_sums, self._wscale, n, k, x,
+                                            bias, act, out)
         return _core.linear_u8s8_bsr_f32(self.indptr, self.cols, self.values, self.row_sums,
                                          self._wscale, n, k, x, bias, act, out)
+
+
+# Unstructured weights leave 1x4 blocks mostly empty (90% sparsity: block_fill
+# 0.29); below G4_MAX_FILL a second copy as groups of 4 nonzeros at any k (g4,
+# full groups) is kept, and calls with M >= G4_MIN_M rows run it on AVX-512
+# VNNI (1 / fill fewer multiplies; the 1x4 path stays for small M and other
+# ISAs). Measured on bert_ffn_up (benchmarks/RESULTS.md): g4 is 1.3-1.6x faster
+# at M >= 48 for 70-90% unstructured; at M <= 32 the 1x4 kernel's 32-row tile
+# wins (g4 tiles are 64 rows); at fill 0.53 (50% unstructured) they tie.
+G4_MAX_FILL = 0.5
+G4_MIN_M = 33
+
+
+def _groups_of_4(w):
+    """(indptr, kidx, values) of w's nonzeros as groups of 4 per row, each
+    row's last group padded with value 0 at column 0; None when w's blocks are
+    well filled (or K > 65536, the uint16 column range)."""
+    n, k = w._shape
+    if w.nblocks == 0 or w.block_fill >= G4_MAX_FILL or k > 65536:
+        return None
+    flat = w.values.reshape(-1)
+    nz = np.flatnonzero(flat)  # row-major: sorted by row, then by k
+    blk = nz // 4
+    kk = w.cols.astype(np.int64)[blk] * 4 + nz % 4
+    row = np.repeat(np.arange(n), np.diff(w.indptr))[blk]
+    count = np.bincount(row, minlength=n)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum((count + 3) // 4, out=indptr[1:])
+    first = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(count, out=first[1:])
+    slot = 4 * indptr[row] + (np.arange(nz.size) - first[row])
+    kidx = np.zeros(4 * indptr[-1], dtype=np.uint16)
+    values = np.zeros(4 * indptr[-1], dtype=np.int8)
+    kidx[slot] = kk
+    values[slot] = flat[nz]
+    return frozen(indptr), frozen(kidx), frozen(values)
 
 
 def aligned_empty(shape, dtype, align=64):  # shape: (rows, cols)

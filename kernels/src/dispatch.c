@@ -216,7 +216,7 @@ static const sk_spmm_u8s8_impl spmm_u8s8_impls[SK_ISA_COUNT] = {
     [SK_ISA_SCALAR] = {8, sk_spmm_u8s8_8x1c4__scalar, sk_spmv_u8s8_1x1c4__scalar},
 #ifdef SK_ARCH_X86
     [SK_ISA_AVX2] = {32, sk_spmm_u8s8_32x1c4__avx2, sk_spmv_u8s8_1x1c4__avx2},
-    [SK_ISA_AVX512VNNI] = {64, sk_spmm_u8s8_64x1c4__avx512vnni,
+    [SK_ISA_AVX512VNNI] = {32, sk_spmm_u8s8_32x1c4__avx512vnni,
                            sk_spmv_u8s8_1x1c4__avx512vnni, 16,
                            sk_spmm_u8s8_16x1c4__avx512vnni},
 #endif

@@ -249,7 +249,7 @@ void sk_spmv_u8s8_1x1c4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t 
 #ifdef SK_ARCH_X86
 void sk_spmm_u8s8_32x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_u8s8_1x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
-void sk_spmm_u8s8_64x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_32x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_u8s8_16x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 #endif
@@ -261,6 +261,22 @@ void sk_spmv_u8s8_1x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1
 void sk_spmm_u8s8_16x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_u8s8_8x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_u8s8_1x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+#endif
+
+/* g4 kernels (sk_csr_s8_g4) on the same tile struct: cols = kidx, xp = the
+ * tile transposed, xp[k * MR + pos(i)] = x[m0 + i, k] (zero past mr rows).
+ * Scalar: pos(i) = i, MR = 8 (MR = 1 for spmv: xp is the row itself).
+ * AVX-512 VNNI: MR = 64, pos(i) = sk_g4_pos64(i), the order in which its
+ * byte interleave hands rows back (see avx512vnni.c). */
+static inline int64_t sk_g4_pos64(int64_t i) {
+  return 16 * ((i >> 2) & 3) + 4 * (i >> 4) + (i & 3);
+}
+void sk_spmm_u8s8_g4_8x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_g4_1x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+#ifdef SK_ARCH_X86
+void sk_spmm_u8s8_g4_64x4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_g4_pack64__avx512vnni(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
+                              uint8_t *xt);
 #endif
 
 #endif /* SK_INTERNAL_H */

@@ -2,7 +2,7 @@
  * loop, on every ISA this CPU runs: exact int32 results with extremes (x 0 and
  * 255, q -127 and 127, zero points 0/128/255), block fill 1..4, empty rows,
  * all-zero weights, tails in M, N and K (K % 4 != 0), both index widths,
- * strided x/y, 1 and 2 threads, M across the 64-row and 16-row tiles;
+ * strided x/y, 1 and 2 threads, M across the 32-row and 16-row tiles;
  * validation of bad weights. */
 #include <float.h>
 #include <math.h>

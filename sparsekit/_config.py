@@ -9,10 +9,12 @@ import platform
 
 import numpy as np
 
-from sparsekit import _core
+from sparsekit._native import AVAILABLE as _COMPILED, IMPORT_ERROR as _CORE_ERROR
+from sparsekit._native import core as _core
 
 KERNEL_FAMILIES = ("spmm_f32", "quantize_u8", "qgemm_u8s8", "spmm_u8s8")
-ISA_NAMES = tuple(_core.isa_names())
+ISA_NAMES = (tuple(_core.isa_names()) if _COMPILED
+             else ("scalar", "avx2", "avx512", "avx512vnni", "neon"))
 _MAX_THREADS = 2**31 - 1
 
 
@@ -47,9 +49,18 @@ def get_num_threads():
 
 
 def info():
-    """What was detected and chosen: CPU features, ISA per kernel family, threads."""
+    """What was detected and chosen: CPU features, ISA per kernel family, threads.
+    ``compiled`` is False when the C core is missing (the Numba backend runs)."""
+    if not _COMPILED:
+        return {
+            "version": _package_version(), "compiled": False,
+            "core_error": str(_CORE_ERROR), "machine": platform.machine(),
+            "cpu": _cpu_model(), "cpu_features": {}, "best_isa": None, "isa": None,
+            "kernels": {family: None for family in KERNEL_FAMILIES}, "num_threads": 1,
+        }
     return {
         "version": _core.VERSION,
+        "compiled": True,
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cpu_features": {name: _core.cpu_supports(name) for name in ISA_NAMES},
@@ -58,6 +69,12 @@ def info():
         "kernels": {family: _core.family_isa(family) for family in KERNEL_FAMILIES},
         "num_threads": _core.get_num_threads(),
     }
+
+
+def _package_version():
+    from sparsekit import __version__
+
+    return __version__
 
 
 def _cpu_model():
@@ -115,5 +132,6 @@ def _register_threadpoolctl():
     threadpoolctl.register(SparsekitController)
 
 
-_apply_environment()
-_register_threadpoolctl()
+if _COMPILED:  # without the C core there is no ISA or thread pool to configure
+    _apply_environment()
+    _register_threadpoolctl()

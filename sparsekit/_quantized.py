@@ -10,7 +10,7 @@ for K >= 350 with N a multiple of 16.
 """
 import numpy as np
 
-from sparsekit import _core
+from sparsekit._native import core as _core
 from sparsekit._validate import (
     as_float_array, check_int8_weights, check_weight_scale, frozen, quantize_symmetric_int8,
 )

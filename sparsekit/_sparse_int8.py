@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from sparsekit import _core
+from sparsekit._native import core as _core
 from sparsekit.quant_ops import _per_row  # zero points: scalar or one per row
 from sparsekit._validate import (
     as_float_array, check_int8_weights, check_weight_scale, frozen, quantize_symmetric_int8,

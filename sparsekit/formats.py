@@ -6,7 +6,8 @@ A format object knows its `shape` (N, K) = (out, in) and implements
 """
 import numpy as np
 
-from sparsekit import _core
+from sparsekit._native import AVAILABLE as _COMPILED
+from sparsekit._native import core as _core
 from sparsekit._validate import as_float_array, as_index_array, check_shape2, frozen
 
 ACTIVATIONS = {None: 0, "relu": 1}
@@ -138,7 +139,7 @@ class CSRMatrix:
     # ---- compute ------------------------------------------------------------
     def _linear(self, x, bias, act, backend):
         n, k = self._shape
-        if backend == "numba":
+        if backend == "numba" or (backend == "auto" and not _COMPILED):
             try:
                 from sparsekit._numba.spmm import linear_csr
             except ImportError as e:

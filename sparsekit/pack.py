@@ -131,7 +131,7 @@ def explain(w, quantize=None, m=128, model=None):
 
 
 def _explain(w, quantize, m, model):
-    from sparsekit import _core
+    from sparsekit._native import core as _core
 
     model = MEASURED if model is None else model
     n, k = w.shape
@@ -222,7 +222,7 @@ def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS,
     import time
 
     import sparsekit
-    from sparsekit import _core
+    from sparsekit._native import core as _core
 
     rng = np.random.default_rng(seed)
     fmts = ["dense", "csr", "spint8"] + (["qdense"] if "qdense" in _candidates("int8") else [])

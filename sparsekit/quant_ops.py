@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from sparsekit import _core
+from sparsekit._native import core as _core
 from sparsekit._quantized import QuantizedMatrix
 from sparsekit._validate import as_float_array, check_bias, kernel_rows
 

@@ -122,6 +122,51 @@ def test_dict_batches_and_kwargs():
     assert rep[0]["nnz"] == 32
 
 
+class Tokens(nn.Module):
+    """A toy encoder: embeddings -> Linear -> ReLU -> Linear, called with
+    input_ids and attention_mask like a Hugging Face model. The padding
+    token's embedding is huge, so statistics that include padded positions
+    differ visibly from those that do not."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(12, 16)
+        with torch.no_grad():
+            self.emb.weight[0] = 50.0  # id 0 = padding
+        self.up, self.down = nn.Linear(16, 24), nn.Linear(24, 16)
+
+    def forward(self, input_ids, attention_mask):
+        h = self.down(torch.relu(self.up(self.emb(input_ids))))
+        return h * attention_mask.unsqueeze(-1)
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_padded_positions_are_left_out(method):
+    torch.manual_seed(0)
+    base = Tokens()
+    g = torch.Generator().manual_seed(3)
+    seqs = [torch.randint(1, 12, (n,), generator=g) for n in (9, 4, 6, 2)]
+    ids = torch.zeros(len(seqs), 9, dtype=torch.long)
+    mask = torch.zeros(len(seqs), 9, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)], mask[i, :len(s)] = s, 1
+    padded = [{"input_ids": ids, "attention_mask": mask}]
+    unpadded = [{"input_ids": s[None], "attention_mask": torch.ones(1, len(s), dtype=torch.long)}
+                for s in seqs]
+    ignored = [{"input_ids": ids, "attention_mask": torch.ones_like(mask)}]  # pads as data
+    weights = {}
+    for name, calib in (("padded", padded), ("unpadded", unpadded), ("ignored", ignored)):
+        model = Tokens()
+        model.load_state_dict(base.state_dict())
+        compress.prune(model, 0.5, method=method, calibration=calib)
+        weights[name] = [model.up.weight.detach().clone(), model.down.weight.detach().clone()]
+    for a, b in zip(weights["padded"], weights["unpadded"]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # the padding token would change the masks if it counted
+    assert any(not torch.equal(a != 0, b != 0)
+               for a, b in zip(weights["padded"], weights["ignored"]))
+
+
 def test_import_without_torch_names_the_extra():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import sparsekit, sparsekit.datasets\n"

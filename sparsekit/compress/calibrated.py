@@ -7,7 +7,8 @@ Data flow for a model with layers L1..Ln (Linear / Conv):
     for each group of layers sharing an input, in execution order:
         capture    run the calibration batches through the model *as pruned so
                    far*; a hook folds each group layer's input X into
-                   H = sum X^T X (the forward stops once the group has run)
+                   H = X^T X / tokens in float64, leaving out padded positions
+                   (attention_mask == 0); the forward stops once the group ran
         prune      Wanda:     keep the largest |W_ij| * ||X_j|| in each row
                    SparseGPT: choose the mask block by block from W^2 / [H^-1]_jj
                               and update the remaining weights to compensate
@@ -74,16 +75,36 @@ def _probe(model, layers, batch):
     return groups, seen
 
 
+def token_mask(batch):
+    """The [batch, seq] boolean mask of real tokens of a dict batch with a 2-D
+    0/1 `attention_mask` (None otherwise): padded positions are not data."""
+    if not isinstance(batch, dict):
+        return None
+    mask = batch.get("attention_mask")
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+        return None
+    return mask != 0
+
+
 def _capture(model, modules, batches, early_stop):
-    """H = sum X^T X (float64) for each named module over all batches."""
+    """H = mean of x x^T (float64) over the real tokens of all batches, for
+    each named module. Rows of a [batch, seq, features] input at padded
+    positions (attention_mask == 0) are left out: they are not data, and the
+    model's outputs there are masked away anyway."""
     stats = {n: None for n in modules}
     rows = {n: 0 for n in modules}
     pending = set()
+    current = {"mask": None}
 
     def make_hook(name):
         def hook(module, args):
-            x = layer_inputs_2d(module, args[0].detach()).float()
-            h = (x.T @ x).double()
+            x = args[0].detach()
+            mask = current["mask"]
+            if (mask is not None and isinstance(module, nn.Linear) and x.dim() == 3
+                    and x.shape[:2] == mask.shape):
+                x = x[mask]
+            x = layer_inputs_2d(module, x).double()
+            h = x.T @ x
             stats[name] = h if stats[name] is None else stats[name] + h
             rows[name] += x.shape[0]
             pending.discard(name)
@@ -96,6 +117,7 @@ def _capture(model, modules, batches, early_stop):
         with torch.no_grad():
             for b in batches:
                 pending.update(modules)
+                current["mask"] = token_mask(b)
                 try:
                     call_model(model, b)
                 except _StopForward:
@@ -103,6 +125,9 @@ def _capture(model, modules, batches, early_stop):
     finally:
         for h in handles:
             h.remove()
+    for name in modules:
+        if rows[name]:
+            stats[name] /= rows[name]
     return stats, rows
 
 

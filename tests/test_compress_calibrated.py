@@ -167,6 +167,29 @@ def test_padded_positions_are_left_out(method):
                for a, b in zip(weights["padded"], weights["ignored"]))
 
 
+def test_sparsegpt_shrink_generalises_from_few_samples():
+    # 80 calibration rows for 64 inputs: the plain reconstruction fits the
+    # sample's noise; shrinking H towards its diagonal does better held out
+    from sparsekit.compress.calibrated import relative_error, sparsegpt_weights
+    torch.manual_seed(0)
+    w = torch.randn(48, 64, dtype=torch.float64)
+    data = correlated_inputs(1080, 64, 0).double()
+    x, held = data[:80], data[80:]
+    h, h_held = x.T @ x / len(x), held.T @ held / len(held)
+    errs = [relative_error(w, sparsegpt_weights(w, h, 0.5, ("unstructured",), shrink=s), h_held)
+            for s in (0.0, 0.3)]
+    assert errs[1] < 0.9 * errs[0]
+    # a huge shrink leaves only the diagonal: the result of SparseGPT on diag(H)
+    big = sparsegpt_weights(w, h, 0.5, ("unstructured",), shrink=1e9)
+    diag = sparsegpt_weights(w, torch.diag(torch.diagonal(h)), 0.5, ("unstructured",))
+    torch.testing.assert_close(big, diag, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="shrink"):
+        sparsegpt_weights(w, h, 0.5, ("unstructured",), shrink=-1.0)
+    with pytest.raises(ValueError, match="shrink"):
+        compress.prune(nn.Sequential(nn.Linear(4, 4)), 0.5, method="sparsegpt",
+                       calibration=[torch.randn(8, 4)], shrink=float("nan"))
+
+
 def test_import_without_torch_names_the_extra():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import sparsekit, sparsekit.datasets\n"

@@ -138,8 +138,14 @@ def wanda_weights(w, h, sparsity, pattern, name="weight"):
     return w * keep
 
 
-def sparsegpt_weights(w, h, sparsity, pattern, blocksize=128, percdamp=0.01, name="weight"):
+def sparsegpt_weights(w, h, sparsity, pattern, blocksize=128, percdamp=0.01, shrink=0.0,
+                      name="weight"):
     """SparseGPT on one weight W[N, K] (float64) given H = X^T X [K, K].
+
+    H is regularised before it is inverted: H + shrink * diag(H) (shrinkage
+    of the covariance towards its diagonal, which keeps each input's scale;
+    it matters when the calibration set has few tokens per input feature and
+    the reconstruction would otherwise fit its noise) + percdamp * mean(diag H) * I.
 
     Columns are processed left to right in blocks; the mask of a block is
     chosen when the block starts (for N:M every M columns) from
@@ -150,12 +156,15 @@ def sparsegpt_weights(w, h, sparsity, pattern, blocksize=128, percdamp=0.01, nam
         raise ValueError(f"blocksize: expected a positive int, got {blocksize}")
     if not percdamp >= 0:
         raise ValueError(f"percdamp: expected a non-negative number, got {percdamp}")
+    if not shrink >= 0:
+        raise ValueError(f"shrink: expected a non-negative number, got {shrink}")
     w = w.clone()
     n, k = w.shape
     h = h.clone()
     dead = torch.diagonal(h) == 0
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
+    h += shrink * torch.diag(torch.diagonal(h))
     damp = percdamp * torch.mean(torch.diagonal(h))
     h += damp * torch.eye(k, dtype=h.dtype, device=h.device)
     u = _upper_cholesky_of_inverse(h)
@@ -232,7 +241,7 @@ def relative_error(w_old, w_new, h):
 
 
 def prune_calibrated(model, layers, calibration, sparsity, pattern, pattern_name, method,
-                     report, blocksize=128, percdamp=0.01):
+                     report, blocksize=128, percdamp=0.01, shrink=0.0):
     from sparsekit.compress.prune import _row
     if isinstance(calibration, (dict, torch.Tensor)):
         calibration = [calibration]
@@ -260,7 +269,7 @@ def prune_calibrated(model, layers, calibration, sparsity, pattern, pattern_name
                     new = wanda_weights(w, h, sparsity, pattern, name=name)
                 else:
                     new = sparsegpt_weights(w, h, sparsity, pattern, blocksize, percdamp,
-                                            name=name)
+                                            shrink, name=name)
                 err = relative_error(w, new, h)
                 with torch.no_grad():
                     wt.copy_(new.reshape(wt.shape).to(wt.dtype))

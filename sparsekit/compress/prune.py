@@ -59,7 +59,8 @@ def prune(model, sparsity, method="magnitude", pattern="unstructured", scope="la
         dict and model(b) otherwise. Iterated several times (kept as a list).
     skip: layer names (fnmatch patterns allowed), modules or module types left
         dense, e.g. skip=("classifier", "*.embeddings.*").
-    options: method settings, e.g. sparsegpt's blocksize=128, percdamp=0.01.
+    options: method settings, e.g. sparsegpt's blocksize=128, percdamp=0.01,
+        shrink=0.0 (H + shrink * diag(H): for small calibration sets).
     Returns a PruneReport (a list of per-layer dicts, readable when printed).
     """
     if method not in METHODS:

@@ -13,7 +13,8 @@ Data flow for a model with layers L1..Ln (Linear / Conv):
                    SparseGPT: choose the mask block by block from W^2 / [H^-1]_jj
                               and update the remaining weights to compensate
                               (Frantar & Alistarh 2023, OBS with a Cholesky
-                              factor of H^-1)
+                              factor of H^-1, H regularised first:
+                              + shrink * diag(H) + percdamp * mean(diag H) * I)
 
 so every layer is calibrated on the outputs of the already pruned layers
 before it, as in the SparseGPT paper. The report's `error` is the relative

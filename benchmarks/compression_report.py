@@ -287,7 +287,8 @@ def shrink_cv(grid=(("pruned", 0.0), ("pruned", 0.1), ("pruned", 0.3), ("pruned"
     calib = minilm_calibration(st, fit)
     base = copy.deepcopy(st.state_dict())
     lines = ["SparseGPT 50 % unstructured, calibrated on CALIBRATION_SENTENCES[::2], mean cosine "
-             "on CALIBRATION_SENTENCES[1::2]:", "", "| target | shrink | mean cosine |", "|---|---|---|"]
+             "on CALIBRATION_SENTENCES[1::2]:", "", "| target | shrink | mean cosine |",
+             "|---|---|---|"]
     for target, s in grid:
         st.load_state_dict(base)
         compress.prune(st[0].auto_model, 0.5, method="sparsegpt", calibration=calib,
@@ -300,7 +301,8 @@ def shrink_cv(grid=(("pruned", 0.0), ("pruned", 0.1), ("pruned", 0.3), ("pruned"
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("part", nargs="?", default="all", choices=("digits", "minilm", "minilm50", "shrinkcv", "all"))
+    ap.add_argument("part", nargs="?", default="all",
+                    choices=("digits", "minilm", "minilm50", "shrinkcv", "all"))
     ap.add_argument("--docstrings", type=int, default=256,
                     help="MiniLM: stdlib docstring sentences to calibrate on (default 256)")
     args = ap.parse_args(argv)

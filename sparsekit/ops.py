@@ -7,8 +7,9 @@ import math
 
 import numpy as np
 
+from sparsekit import _core
 from sparsekit._validate import as_float_array
-from sparsekit.formats import ACTIVATIONS
+from sparsekit.formats import ACTIVATIONS, GELU
 
 BACKENDS = ("auto", "c", "numba")
 
@@ -21,7 +22,8 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
     w: a sparsekit weight format of shape (N, K), e.g. CSRMatrix, or a dense
        float array [N, K] (computed with NumPy).
     bias: None or float array [N].
-    activation: None or "relu".
+    activation: None, "relu" or "gelu" (exact erf GELU, within 1e-6 relative;
+       fused into the int8 kernel for a QuantizedMatrix).
     backend: "auto" or "c" (compiled kernels), or "numba" (portable JIT path).
     Returns float32 [..., N].
     """
@@ -30,6 +32,12 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     act = ACTIVATIONS[activation]
+    if act == GELU and not getattr(w, "_fused_gelu", False):
+        # no fused epilogue for this format: one in-place pass over y
+        y = linear(x, w, bias, None, backend)
+        if y.size:
+            _core.gelu_f32(y)
+        return y
     if not hasattr(w, "_linear"):
         return _dense_linear(x, w, bias, act, backend)
     n, k = w.shape

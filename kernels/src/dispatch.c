@@ -193,6 +193,7 @@ const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void) {
 static const sk_gelu_f32_fn gelu_f32_impls[SK_ISA_COUNT] = {
     [SK_ISA_SCALAR] = sk_gelu_f32__scalar,
 #ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = sk_gelu_f32__avx2,
     [SK_ISA_AVX512] = sk_gelu_f32__avx512,
 #endif
 };

@@ -118,6 +118,7 @@ typedef void (*sk_gelu_f32_fn)(float *y, int64_t n);
 sk_gelu_f32_fn sk_gelu_f32_select(void);
 void sk_gelu_f32__scalar(float *y, int64_t n);
 #ifdef SK_ARCH_X86
+void sk_gelu_f32__avx2(float *y, int64_t n);
 void sk_gelu_f32__avx512(float *y, int64_t n);
 #endif
 

@@ -8,7 +8,8 @@
  * -z^2 is carried as zz + its FMA rounding error into the exp range reduction,
  * so large z lose no relative accuracy. Measured: within 5e-7 relative of the
  * double reference (tests/test_gelu.py states the tolerance).
- * Same special values as scalar.c: x < -20 -> -0, +inf -> +inf, NaN -> NaN.
+ * Same special values as scalar.c: x < -20 -> -0 (by underflow), +inf -> +inf,
+ * NaN -> NaN.
  */
 #include <immintrin.h>
 
@@ -39,15 +40,18 @@ static inline __m512 exp_sum(__m512 a, __m512 b, __m512 *mant) {
 }
 
 static inline __m512 gelu16(__m512 x) {
-  /* |x| clamped to 22: erfc(22 / sqrt(2)) ~ 1e-107 underflows to 0 either way,
-   * and infinities never reach the polynomial */
+  /* x < -22 (and -inf) -> -22, whose result underflows to -0 like the scalar
+   * reference's x < -20 (true values there are < 1e-88); max(c, x) keeps NaN.
+   * |x| clamped to 22 as well, so +inf never reaches the polynomial. */
+  x = _mm512_max_ps(_mm512_set1_ps(-22.0f), x);
   const __m512 ax = _mm512_min_ps(_mm512_abs_ps(x), _mm512_set1_ps(22.0f));
-  const __m512 z = _mm512_mul_ps(ax, _mm512_set1_ps(0.70710678118654752f));
-  /* t = 1 / d: 14-bit reciprocal + one Newton step (~2^-27 relative), much
-   * cheaper than a division */
-  const __m512 d = _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f));
+  /* t = 1 / (1 + z/2), z = |x|/sqrt(2): 14-bit reciprocal + one Newton step
+   * (~2^-27 relative), much cheaper than a division */
+  const __m512 d = _mm512_fmadd_ps(ax, _mm512_set1_ps(0.35355339059327376f),
+                                   _mm512_set1_ps(1.0f));
   __m512 t = _mm512_rcp14_ps(d);
   t = _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(1.0f)), t);
+  /* P(t) - ln 2: the constant term absorbs the 1/2 of erfc / 2 */
   __m512 q = _mm512_set1_ps(0.17087277f);
   q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-0.82215223f));
   q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.48851587f));
@@ -57,27 +61,23 @@ static inline __m512 gelu16(__m512 x) {
   q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.09678418f));
   q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.37409196f));
   q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.00002368f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-1.26551223f));
-  /* z^2 = x^2 / 2 from x itself (rounding z first would cost 2 z^2 ulp in the
-   * exponent): zz + err is exact */
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-1.26551223f - 0.69314718056f));
+  /* -z^2 = -x^2 / 2 from x itself (rounding z first would cost 2 z^2 ulp in
+   * the exponent): a + the FMA rounding error folded into b is exact; below
+   * -104 the exp is 0 in float anyway */
   const __m512 xx = _mm512_mul_ps(ax, ax);
-  const __m512 zz = _mm512_mul_ps(xx, _mm512_set1_ps(0.5f));
-  const __m512 err = _mm512_mul_ps(_mm512_fmsub_ps(ax, ax, xx), _mm512_set1_ps(0.5f));
-  /* exponent -zz + (q - err); below -104 exp is 0 in float anyway */
-  const __m512 a = _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), zz),
+  const __m512 a = _mm512_max_ps(_mm512_mul_ps(xx, _mm512_set1_ps(-0.5f)),
                                  _mm512_set1_ps(-104.0f));
+  const __m512 b = _mm512_fmadd_ps(_mm512_fmsub_ps(ax, ax, xx), _mm512_set1_ps(-0.5f), q);
   __m512 mant;
-  const __m512 e2 = exp_sum(a, _mm512_sub_ps(q, err), &mant); /* erfc = t*mant*2^e2 */
-  const __m512 th = _mm512_mul_ps(_mm512_mul_ps(t, _mm512_set1_ps(0.5f)), mant);
+  const __m512 e2 = exp_sum(a, b, &mant);      /* erfc / 2 = t * mant * 2^e2 */
+  const __m512 th = _mm512_mul_ps(t, mant);
   const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
   /* x < 0: x * erfc / 2, scaled last (scalef underflows gracefully);
    * otherwise x * (1 - erfc / 2) */
   const __m512 half_erfc = _mm512_scalef_ps(th, e2);
-  __m512 y = _mm512_mul_ps(x, _mm512_sub_ps(_mm512_set1_ps(1.0f), half_erfc));
-  y = _mm512_mask_scalef_ps(y, neg, _mm512_mul_ps(x, th), e2);
-  /* x < -20 (and -inf): -0, as the scalar reference */
-  const __mmask16 far = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-20.0f), _CMP_LT_OQ);
-  return _mm512_mask_mov_ps(y, far, _mm512_set1_ps(-0.0f));
+  const __m512 y = _mm512_mul_ps(x, _mm512_sub_ps(_mm512_set1_ps(1.0f), half_erfc));
+  return _mm512_mask_scalef_ps(y, neg, _mm512_mul_ps(x, th), e2);
 }
 
 void sk_gelu_f32__avx512(float *y, int64_t n) {

@@ -9,7 +9,7 @@ import platform
 
 from sparsekit import _core
 
-KERNEL_FAMILIES = ("spmm_f32", "quantize_u8", "qgemm_u8s8", "spmm_u8s8")
+KERNEL_FAMILIES = ("spmm_f32", "quantize_u8", "qgemm_u8s8", "spmm_u8s8", "gelu_f32")
 ISA_NAMES = tuple(_core.isa_names())
 
 

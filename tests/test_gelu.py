@@ -156,3 +156,8 @@ def test_runtime_linear_gelu_save_load(tmp_path):
     sparsekit.save(model, tmp_path / "m.skt")
     back = sparsekit.load(tmp_path / "m.skt")
     np.testing.assert_array_equal(back(x), model(x))
+
+
+def test_info_names_the_gelu_kernel(isa):
+    want = {"scalar": "scalar", "avx2": "avx2"}.get(isa, "avx512")
+    assert sparsekit.info()["kernels"]["gelu_f32"] == (want if isa != "neon" else "scalar")

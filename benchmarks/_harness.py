@@ -2,8 +2,10 @@
 
 Timings on a shared machine drift, so systems are compared inside one run:
 every repeat times each candidate once, in rotating order (interleaved), and
-results are reported as medians with their spread. Ratios are taken between
-medians of the same run.
+results are reported as medians with their spread; ratios are taken within a
+repeat. Single-threaded runs can use the calling thread's CPU time
+(`thread_clock`) instead of wall time: it leaves out the time the thread sat
+preempted by other processes, which on a loaded machine is most of the noise.
 """
 import statistics
 import time
@@ -11,37 +13,41 @@ import time
 import numpy as np
 
 
-def calibrate(fn, target_s=0.02, max_inner=10_000):
+thread_clock = time.thread_time  # CPU time of the calling thread only
+wall_clock = time.perf_counter
+
+
+def calibrate(fn, target_s=0.02, max_inner=10_000, clock=wall_clock):
     """How many back-to-back calls of `fn` take about `target_s` seconds."""
     fn()  # warm-up: caches, lazy initialisation, thread pools
     inner, elapsed = 1, 0.0
     while inner < max_inner:
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(inner):
             fn()
-        elapsed = time.perf_counter() - t0
+        elapsed = clock() - t0
         if elapsed >= target_s / 4:
             break
         inner *= 4
     return max(1, min(max_inner, int(inner * target_s / max(elapsed, 1e-9))))
 
 
-def interleaved(fns, repeats=7, target_s=0.02):
-    """Median seconds per call of each callable in `fns` (name -> fn).
+def interleaved(fns, repeats=7, target_s=0.02, clock=wall_clock):
+    """Median seconds per call (by `clock`) of each callable in `fns` (name -> fn).
 
     Returns name -> {"median", "min", "spread", "samples"} where spread is
     (max - min) / median over the repeats and samples[r] is repeat r."""
-    inner = {name: calibrate(fn, target_s) for name, fn in fns.items()}
+    inner = {name: calibrate(fn, target_s, clock=clock) for name, fn in fns.items()}
     samples = {name: [] for name in fns}
     names = list(fns)
     for r in range(repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             fn, n = fns[name], inner[name]
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(n):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / n)
+            samples[name].append((clock() - t0) / n)
     out = {}
     for name, s in samples.items():
         med = statistics.median(s)

@@ -26,7 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import interleaved, random_sparse_weight, ratio_median  # noqa: E402
+from _harness import interleaved, random_sparse_weight, ratio_median, thread_clock, wall_clock  # noqa: E402
 
 import sparsekit  # noqa: E402
 
@@ -114,7 +114,7 @@ def set_threads(threads):
 
 
 # ---- one configuration -------------------------------------------------------
-def run_config(shape, m, sparsity, threads, repeats, target_s, rng, notes):
+def run_config(shape, m, sparsity, threads, repeats, target_s, rng, notes, clock):
     n, k = SHAPES[shape]
     w = random_sparse_weight(rng, n, k, sparsity)
     x = rng.standard_normal((m, k)).astype(np.float32)
@@ -131,7 +131,8 @@ def run_config(shape, m, sparsity, threads, repeats, target_s, rng, notes):
             raise AssertionError(f"{name} disagrees with the reference on {shape} M={m}")
     with threadpool_limits(limits=threads):
         set_threads(threads)
-        t = interleaved(fns, repeats=repeats, target_s=target_s)
+        t = interleaved(fns, repeats=repeats, target_s=target_s,
+                        clock=thread_clock if clock == "cpu" and threads == 1 else wall_clock)
     dense = {d: t[d]["median"] for d in DENSE if d in t}
     best_dense = min(dense, key=dense.get)
     row = {"shape": shape, "n": n, "k": k, "m": m, "sparsity": sparsity,
@@ -158,12 +159,15 @@ def run_scaling(shape, m, sparsity, repeats, target_s, rng):
             return sparsekit.linear(x, c)
         return fn
 
+    # single calls (inner = 1), many repeats: a stall of the second thread
+    # then spoils one sample, not all of them
     with threadpool_limits(limits=2):
-        t = interleaved({"1": at(1), "2": at(2)}, repeats=repeats, target_s=target_s)
+        t = interleaved({"1": at(1), "2": at(2)}, repeats=repeats * 5, target_s=1e-9)
     sparsekit.set_num_threads(1)
     return {"shape": shape, "m": m, "sparsity": sparsity,
             "seconds_1": t["1"]["median"], "seconds_2": t["2"]["median"],
-            "spread_2": t["2"]["spread"], "speedup": ratio_median(t, "1", "2")}
+            "spread_2": t["2"]["spread"], "speedup": ratio_median(t, "1", "2"),
+            "speedup_best": t["1"]["min"] / t["2"]["min"]}
 
 
 # ---- report ------------------------------------------------------------------
@@ -172,16 +176,24 @@ def fmt_ratio(v):
 
 
 def markdown(rows, scaling, notes, meta):
-    out = ["## fp32 sparse x dense: sparsekit vs dense and sparse peers", ""]
+    out = ["## fp32 sparse × dense: sparsekit vs dense and sparse peers", ""]
     out.append(f"- date: {meta['date']}; CPU: {meta['cpu']}; sparsekit kernel ISA: "
                f"{meta['isa']}; python {meta['python']}")
     out.append(f"- command: `{meta['command']}`")
+    if meta["load"][0] is not None:
+        out.append(f"- machine load (1-min load average) before/after: {meta['load'][0]:.1f} / "
+                   f"{meta['load'][1]:.1f} on {os.cpu_count()} CPUs")
     out.append("- cells: speed relative to the fastest dense fp32 of the row (higher is "
                "better; dense ms is that system's median time). Each ratio is the median "
                "over interleaved repeats of the ratio within one repeat; `±` is the "
                "sparsekit time spread (max-min)/median.")
+    out.append("- clock: " + ("CPU time of the calling thread for 1-thread rows (leaves out "
+                              "preemption by other processes), wall time otherwise"
+                              if meta["clock"] == "cpu" else "wall time"))
     for name, note in notes.items():
         out.append(f"- {name}: {note}")
+    if not meta["warnings"]:
+        out.append("- OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: not set")
     for w in meta["warnings"]:
         out.append(f"- WARNING: {w}")
     out.append("")
@@ -205,13 +217,17 @@ def markdown(rows, scaling, notes, meta):
         cells.append(f"{r['bytes_per_weight']:.3f}")
         out.append("| " + " | ".join(cells) + " |")
     if scaling:
-        out += ["", "### sparsekit, 2 threads vs 1 (interleaved in one run)", "",
-                "| shape | M | sparsity | 1 thread ms | 2 threads ms | speed-up |",
-                "|---|---|---|---|---|---|"]
+        out += ["", "### sparsekit, 2 threads vs 1 (interleaved in one run, wall time)", "",
+                "On a shared machine the second thread waits for a free core; `best` is "
+                "the ratio of the fastest repeats, i.e. what the code does when both "
+                "cores are free.", "",
+                "| shape | M | sparsity | 1 thread ms | 2 threads ms | speed-up (median) "
+                "| speed-up (best) |",
+                "|---|---|---|---|---|---|---|"]
         for s in scaling:
             out.append(f"| {s['shape']} | {s['m']} | {s['sparsity']:.2f} | "
                        f"{s['seconds_1'] * 1e3:.3f} | {s['seconds_2'] * 1e3:.3f} | "
-                       f"{s['speedup']:.2f}x |")
+                       f"{s['speedup']:.2f}x | {s['speedup_best']:.2f}x |")
     out += ["", "### targets (issue 2)", ""] + [f"- {line}" for line in targets(rows, scaling)]
     return "\n".join(out) + "\n"
 
@@ -238,8 +254,9 @@ def targets(rows, scaling):
     big = [s for s in scaling if s["m"] >= 128]
     if big:
         ok = all(s["speedup"] >= TARGET_THREADS for s in big)
-        detail = ", ".join(f"{s['shape']} {s['speedup']:.2f}x" for s in big)
-        lines.append(f"2 threads vs 1 at M=128 >= {TARGET_THREADS}x: "
+        detail = ", ".join(f"{s['shape']} {s['speedup']:.2f}x (best {s['speedup_best']:.2f}x)"
+                           for s in big)
+        lines.append(f"2 threads vs 1 at M=128 >= {TARGET_THREADS}x (medians): "
                      f"{'MET' if ok else 'MISSED'} ({detail})")
     bpw = [r["bytes_per_weight"] for r in rows
            if r["shape"] == "bert_ffn_up" and abs(r["sparsity"] - 0.9) < 1e-9]
@@ -274,6 +291,11 @@ def main(argv=None):
     ap.add_argument("--out", help="also write the markdown table to this file")
     ap.add_argument("--json", help="also write raw results as JSON to this file")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: time 1-thread runs by the calling thread's CPU time, which "
+                         "leaves out preemption by other processes on a shared machine "
+                         "(every system computes in the calling thread at 1 thread); "
+                         "multi-thread runs always use wall time")
     args = ap.parse_args(argv)
 
     ms = [1, 128] if args.quick else [1, 16, 32, 128]
@@ -296,12 +318,14 @@ def main(argv=None):
     for w in warnings:
         print("warning:", w, file=sys.stderr)
     rng = np.random.default_rng(args.seed)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     notes, rows, scaling = {}, [], []
     for th in threads:
         for shape in shapes:
             for m in ms:
                 for sp in sps:
-                    row = run_config(shape, m, sp, th, repeats, target_s, rng, notes)
+                    row = run_config(shape, m, sp, th, repeats, target_s, rng, notes,
+                                     args.clock)
                     rows.append(row)
                     print(f"{shape:14s} M={m:<4d} sparsity={sp:.2f} threads={th}: sparsekit "
                           f"{row['speedup_vs_best_dense']['sparsekit']:.2f}x fastest dense "
@@ -319,7 +343,8 @@ def main(argv=None):
             "cpu": cpu_name(), "isa": sparsekit.info()["kernels"].get("spmm_f32"),
             "python": platform.python_version(),
             "command": " ".join(["python", "benchmarks/sparse_vs_dense.py"] + sys.argv[1:]),
-            "warnings": warnings}
+            "warnings": warnings, "clock": args.clock,
+            "load": (load_before, os.getloadavg()[0] if hasattr(os, "getloadavg") else None)}
     md = markdown(rows, scaling, notes, meta)
     print(md)
     if args.out:

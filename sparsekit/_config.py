@@ -7,15 +7,21 @@ own OpenMP pool, so ``threadpool_limits(1)`` covers sparsekit's kernels too.
 import os
 import platform
 
-from sparsekit import _core
+import numpy as np
+
+from sparsekit._native import AVAILABLE as _COMPILED, IMPORT_ERROR as _CORE_ERROR
+from sparsekit._native import core as _core
 
 KERNEL_FAMILIES = ("spmm_f32", "quantize_u8", "qgemm_u8s8", "spmm_u8s8", "gelu_f32")
-ISA_NAMES = tuple(_core.isa_names())
+ISA_NAMES = (tuple(_core.isa_names()) if _COMPILED
+             else ("scalar", "avx2", "avx512", "avx512vnni", "neon"))
+_MAX_THREADS = 2**31 - 1
 
 
 def set_isa(name):
     """Force every kernel family to instruction set `name` (or the best below
-    it that the family has). Raises RuntimeError if this CPU lacks it."""
+    it that the family has). Raises RuntimeError if this CPU lacks it.
+    ``set_isa(sparsekit.info()["best_isa"])`` goes back to the default."""
     if not isinstance(name, str):
         raise TypeError(f"name: expected a str, got {type(name).__name__}")
     _core.set_isa(name.lower())
@@ -28,11 +34,13 @@ def get_isa():
 
 def set_num_threads(n):
     """Use `n` threads in sparsekit's kernels (n >= 1)."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: expected at least 1 thread, got {n}")
-    _core.set_num_threads(n)
+    if n > _MAX_THREADS:  # the C core counts threads in an int
+        raise ValueError(f"n: expected at most {_MAX_THREADS} threads, got {n}")
+    _core.set_num_threads(int(n))
 
 
 def get_num_threads():
@@ -41,9 +49,18 @@ def get_num_threads():
 
 
 def info():
-    """What was detected and chosen: CPU features, ISA per kernel family, threads."""
+    """What was detected and chosen: CPU features, ISA per kernel family, threads.
+    ``compiled`` is False when the C core is missing (the Numba backend runs)."""
+    if not _COMPILED:
+        return {
+            "version": _package_version(), "compiled": False,
+            "core_error": str(_CORE_ERROR), "machine": platform.machine(),
+            "cpu": _cpu_model(), "cpu_features": {}, "best_isa": None, "isa": None,
+            "kernels": {family: None for family in KERNEL_FAMILIES}, "num_threads": 1,
+        }
     return {
         "version": _core.VERSION,
+        "compiled": True,
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cpu_features": {name: _core.cpu_supports(name) for name in ISA_NAMES},
@@ -52,6 +69,12 @@ def info():
         "kernels": {family: _core.family_isa(family) for family in KERNEL_FAMILIES},
         "num_threads": _core.get_num_threads(),
     }
+
+
+def _package_version():
+    from sparsekit import __version__
+
+    return __version__
 
 
 def _cpu_model():
@@ -109,5 +132,6 @@ def _register_threadpoolctl():
     threadpoolctl.register(SparsekitController)
 
 
-_apply_environment()
-_register_threadpoolctl()
+if _COMPILED:  # without the C core there is no ISA or thread pool to configure
+    _apply_environment()
+    _register_threadpoolctl()

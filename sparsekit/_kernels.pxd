@@ -1,5 +1,5 @@
 # Declarations of the C core (kernels/include/sparsekit.h) for Cython.
-from libc.stdint cimport int64_t, int32_t, uint8_t, int8_t
+from libc.stdint cimport int64_t, int32_t, uint8_t, int8_t, uint16_t
 
 cdef extern from "sparsekit.h" nogil:
     ctypedef int sk_isa
@@ -79,3 +79,17 @@ cdef extern from "../kernels/src/internal.h" nogil:
     int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
                                const float *x, int64_t ldx, const float *bias,
                                sk_activation act, float *y, int64_t ldy)
+
+    # sparse int8, groups of 4 nonzeros at any k (unstructured weights)
+    ctypedef struct sk_csr_s8_g4:
+        int64_t n, k
+        const int64_t *indptr
+        const uint16_t *kidx
+        const int8_t *values
+        const int32_t *row_sums
+
+    int sk_spmm_u8s8_g4_s32(const sk_csr_s8_g4 *w, int64_t m, const uint8_t *xq, int64_t ldx,
+                            const int32_t *zero_point, int zp_per_row, int32_t *y, int64_t ldy)
+    int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
+                              const float *x, int64_t ldx, const float *bias,
+                              sk_activation act, float *y, int64_t ldy)

@@ -10,35 +10,16 @@ for K >= 350 with N a multiple of 16.
 """
 import numpy as np
 
-from sparsekit import _core
-from sparsekit._validate import as_float_array, frozen
-
-_TINY = np.finfo(np.float32).tiny
-
+from sparsekit._native import core as _core
+from sparsekit._validate import (
+    as_float_array, check_int8_weights, check_weight_scale, frozen, quantize_symmetric_int8,
+)
 
 def _aligned_empty(nbytes, dtype, align=64):
     """A 1-D array of `nbytes` bytes whose data starts on an `align` boundary."""
     raw = np.empty(nbytes + align, dtype=np.uint8)
     off = (-raw.ctypes.data) % align
     return raw[off:off + nbytes].view(dtype)
-
-
-def _check_scale(scale, n):
-    s = np.asarray(scale)
-    if s.dtype.kind not in "fiu" or s.dtype == np.bool_:
-        raise TypeError(f"scale: expected a float scalar or array, got dtype {s.dtype}")
-    s = s.astype(np.float32)
-    if s.ndim == 0 or s.shape == (1,):
-        per_channel = False
-        s = s.reshape(1)
-    elif s.ndim == 1 and s.shape[0] == n:
-        per_channel = True
-    else:
-        raise ValueError(f"scale: expected a scalar (per tensor) or shape ({n},) "
-                         f"(per channel), got shape {s.shape}")
-    if s.size and not (np.all(np.isfinite(s)) and np.all(s > 0)):
-        raise ValueError("scale: every scale must be finite and > 0")
-    return np.ascontiguousarray(s), per_channel
 
 
 class QuantizedMatrix:
@@ -87,31 +68,15 @@ class QuantizedMatrix:
         channel (or over the whole tensor), q = clip(rint(w / scale), -127, 127)
         in float32 (round half to even). All-zero channels get scale 1."""
         w = as_float_array(w, "w", ndim=2, allow_nan=False)
-        if not isinstance(per_channel, (bool, np.bool_)):
-            raise TypeError(f"per_channel: expected a bool, got {per_channel!r}")
-        n, k = w.shape
-        amax = np.abs(w).max(axis=1, initial=0.0) if per_channel else \
-            np.array([np.abs(w).max(initial=0.0)], dtype=np.float32)
-        amax = amax.astype(np.float32)
-        scale = np.where(amax > 0, np.maximum(amax / np.float32(127), _TINY), 1.0)
-        scale = scale.astype(np.float32)
-        per = scale if per_channel else np.broadcast_to(scale, (n,))
-        q = np.clip(np.rint(w / per[:, None]), -127, 127).astype(np.int8)
+        q, scale = quantize_symmetric_int8(w, per_channel)
         return cls._build(q, (np.ascontiguousarray(scale), bool(per_channel)))
 
     @classmethod
     def from_int8(cls, q, scale):
         """Wrap already-quantized weights (for importers): integer q [N, K] with
         values in [-127, 127] and a positive scale, scalar or per channel [N]."""
-        arr = np.asarray(q)
-        if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
-            raise TypeError(f"q: expected an integer (int8) array, got dtype {arr.dtype}")
-        if arr.ndim != 2:
-            raise ValueError(f"q: expected a 2-D [N, K] array, got shape {arr.shape}")
-        if arr.size and (arr.min() < -127 or arr.max() > 127):
-            raise ValueError(f"q: values must be in [-127, 127], got range "
-                             f"[{arr.min()}, {arr.max()}]")
-        s, per = _check_scale(scale, arr.shape[0])
+        arr = check_int8_weights(q)
+        s, per = check_weight_scale(scale, arr.shape[0])
         return cls._build(arr.astype(np.int8), (s, per))
 
     def with_static_input(self, scale, zero_point):

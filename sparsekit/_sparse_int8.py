@@ -19,46 +19,11 @@ import math
 
 import numpy as np
 
-from sparsekit import _core
-from sparsekit._validate import as_float_array, frozen
-
-QMAX = 127
-_TINY = np.finfo(np.float32).tiny
-
-
-def _check_scale(scale, n):
-    """(scale as float32 [N], per_channel) for a scalar or [N] positive scale."""
-    if hasattr(scale, "detach") and hasattr(scale, "numpy"):
-        scale = scale.detach().cpu().numpy()
-    s = np.asarray(scale)
-    if s.dtype.kind not in "fiu":
-        raise TypeError(f"scale: expected a float scalar or array, got dtype {s.dtype}")
-    s = s.astype(np.float32)
-    if s.ndim == 0 or s.shape == (1,):
-        per_channel = False
-        s = np.full(n, s.reshape(()), dtype=np.float32)
-    elif s.shape == (n,):
-        per_channel = True
-    else:
-        raise ValueError(f"scale: expected a scalar or shape ({n},), got shape {s.shape}")
-    if s.size and not (np.isfinite(s).all() and (s > 0).all()):
-        raise ValueError("scale: must be finite and > 0")
-    return np.ascontiguousarray(s), per_channel
-
-
-def _check_int8(q):
-    if hasattr(q, "detach") and hasattr(q, "numpy"):
-        q = q.detach().cpu().numpy()
-    q = np.asarray(q)
-    if q.dtype.kind not in "iu":
-        raise TypeError(f"q: expected an int8 (integer) array, got dtype {q.dtype}")
-    if q.ndim != 2:
-        raise ValueError(f"q: expected a 2-D [N, K] array, got shape {q.shape}")
-    if q.size and (q.min() < -QMAX or q.max() > QMAX):
-        raise ValueError(f"q: values must be in [-127, 127] (symmetric int8), "
-                         f"got range [{q.min()}, {q.max()}]")
-    return q.astype(np.int8, copy=False)
-
+from sparsekit._native import core as _core
+from sparsekit.quant_ops import _per_row  # zero points: scalar or one per row
+from sparsekit._validate import (
+    as_float_array, check_int8_weights, check_weight_scale, frozen, quantize_symmetric_int8,
+)
 
 class SparseInt8Matrix:
     """A pruned int8 weight W[N, K] (out, in) for the sparse int8 kernels.
@@ -72,7 +37,7 @@ class SparseInt8Matrix:
     """
 
     __slots__ = ("_shape", "indptr", "cols", "values", "row_sums", "_wscale",
-                 "_per_channel", "_nnz")
+                 "_per_channel", "_nnz", "_g4")
 
     def __init__(self, *args, **kwargs):
         raise TypeError("SparseInt8Matrix: use SparseInt8Matrix.from_float(w) or "
@@ -87,24 +52,17 @@ class SparseInt8Matrix:
         in float32 exactly as QuantizedMatrix.from_float. An all-zero row gets
         scale 1."""
         w = as_float_array(w, "w", ndim=2, allow_nan=False)
-        if not isinstance(per_channel, (bool, np.bool_)):
-            raise TypeError(f"per_channel: expected a bool, got {type(per_channel).__name__}")
-        n = w.shape[0]
-        # the same float32 arithmetic as QuantizedMatrix.from_float: same q, same scale
-        amax = (np.abs(w).max(axis=1, initial=0.0) if per_channel
-                else np.full(n, np.abs(w).max(initial=0.0))).astype(np.float32)
-        scale = np.where(amax > 0, np.maximum(amax / np.float32(QMAX), _TINY), 1.0)
-        scale = scale.astype(np.float32)
-        q = np.clip(np.rint(w / scale[:, None]), -QMAX, QMAX).astype(np.int8)
+        q, scale = quantize_symmetric_int8(w, per_channel)  # as QuantizedMatrix.from_float
+        scale = np.broadcast_to(scale, (w.shape[0],))
         return cls._build(q, scale, bool(per_channel))
 
     @classmethod
     def from_int8(cls, q, scale):
         """From already-quantized int8 q [N, K] in [-127, 127] and a scale that
         is a scalar (per-tensor) or [N] (per output channel)."""
-        q = _check_int8(q)
-        scale, per_channel = _check_scale(scale, q.shape[0])
-        return cls._build(q, scale, per_channel)
+        q = check_int8_weights(q)
+        scale, per_channel = check_weight_scale(scale, q.shape[0])
+        return cls._build(q, np.broadcast_to(scale, (q.shape[0],)), per_channel)
 
     @classmethod
     def _build(cls, q, scale, per_channel):
@@ -127,6 +85,7 @@ class SparseInt8Matrix:
         self._wscale = frozen(np.ascontiguousarray(scale, dtype=np.float32))
         self._per_channel = per_channel
         self._nnz = int(np.count_nonzero(q))
+        self._g4 = _groups_of_4(self)
         return self
 
     @classmethod
@@ -148,13 +107,14 @@ class SparseInt8Matrix:
         self.cols = frozen(np.ascontiguousarray(cols))
         self.values = frozen(values)
         self.row_sums = frozen(row_sums.astype(np.int32))
-        self._wscale, _ = _check_scale(scale, n)
-        self._wscale = frozen(self._wscale)
+        scale, _ = check_weight_scale(scale, n)
+        self._wscale = frozen(np.ascontiguousarray(np.broadcast_to(scale, (n,))))
         self._per_channel = bool(per_channel)
         self._nnz = int(np.count_nonzero(values))
         bad = _core.bsr_s8_validate(self.indptr, self.cols, self.values, self.row_sums, n, k)
         if bad >= 0:
             raise ValueError(f"values/cols: corrupted sparse int8 weight at row {bad}")
+        self._g4 = _groups_of_4(self)
         return self
 
     # ---- views --------------------------------------------------------------
@@ -205,8 +165,10 @@ class SparseInt8Matrix:
 
     @property
     def nbytes(self):
+        """Bytes of every array held, the g4 copy (if any) included."""
+        g4 = sum(a.nbytes for a in self._g4) if self._g4 is not None else 0
         return (self.indptr.nbytes + self.cols.nbytes + self.values.nbytes
-                + self.row_sums.nbytes + self._wscale.nbytes)
+                + self.row_sums.nbytes + self._wscale.nbytes + g4)
 
     @property
     def bytes_per_weight(self):
@@ -215,7 +177,8 @@ class SparseInt8Matrix:
 
     def __repr__(self):
         n, k = self._shape
-        return (f"SparseInt8Matrix(shape=({n}, {k}), blocks=1x4, nnz={self._nnz}, "
+        blocks = "1x4+g4" if self._g4 is not None else "1x4"
+        return (f"SparseInt8Matrix(shape=({n}, {k}), blocks={blocks}, nnz={self._nnz}, "
                 f"density={self.density:.3f}, block_fill={self.block_fill:.2f}, "
                 f"scale={'per-channel' if self._per_channel else 'per-tensor'}, "
                 f"{self.bytes_per_weight:.3f} bytes/weight)")
@@ -239,6 +202,8 @@ class SparseInt8Matrix:
         zero_point int32 [1] or [M]."""
         n, k = self._shape
         out = aligned_empty((xq.shape[0], n), np.int32)
+        if self._g4 is not None and xq.shape[0] >= G4_MIN_M and _core.g4_fast():
+            return _core.spmm_u8s8_g4_s32(*self._g4, self.row_sums, n, k, xq, zero_point, out)
         return _core.spmm_u8s8_s32(self.indptr, self.cols, self.values, self.row_sums, n, k,
                                    xq, zero_point, out)
 
@@ -248,8 +213,47 @@ class SparseInt8Matrix:
                              "use backend='auto' or 'c'")
         n, k = self._shape
         out = aligned_empty((x.shape[0], n), np.float32)
+        if self._g4 is not None and x.shape[0] >= G4_MIN_M and _core.g4_fast():
+            return _core.linear_u8s8_g4_f32(*self._g4, self.row_sums, self._wscale, n, k, x,
+                                            bias, act, out)
         return _core.linear_u8s8_bsr_f32(self.indptr, self.cols, self.values, self.row_sums,
                                          self._wscale, n, k, x, bias, act, out)
+
+
+# Unstructured weights leave 1x4 blocks mostly empty (90% sparsity: block_fill
+# 0.29); below G4_MAX_FILL a second copy as groups of 4 nonzeros at any k (g4,
+# full groups) is kept, and calls with M >= G4_MIN_M rows run it on AVX-512
+# VNNI (1 / fill fewer multiplies; the 1x4 path stays for small M and other
+# ISAs). Measured on bert_ffn_up (benchmarks/RESULTS.md): g4 is 1.3-1.6x faster
+# at M >= 48 for 70-90% unstructured; at M <= 32 the 1x4 kernel's 32-row tile
+# wins (g4 tiles are 64 rows); at fill 0.53 (50% unstructured) they tie.
+G4_MAX_FILL = 0.5
+G4_MIN_M = 33
+
+
+def _groups_of_4(w):
+    """(indptr, kidx, values) of w's nonzeros as groups of 4 per row, each
+    row's last group padded with value 0 at column 0; None when w's blocks are
+    well filled (or K > 65536, the uint16 column range)."""
+    n, k = w._shape
+    if w.nblocks == 0 or w.block_fill >= G4_MAX_FILL or k > 65536:
+        return None
+    flat = w.values.reshape(-1)
+    nz = np.flatnonzero(flat)  # row-major: sorted by row, then by k
+    blk = nz // 4
+    kk = w.cols.astype(np.int64)[blk] * 4 + nz % 4
+    row = np.repeat(np.arange(n), np.diff(w.indptr))[blk]
+    count = np.bincount(row, minlength=n)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum((count + 3) // 4, out=indptr[1:])
+    first = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(count, out=first[1:])
+    slot = 4 * indptr[row] + (np.arange(nz.size) - first[row])
+    kidx = np.zeros(4 * indptr[-1], dtype=np.uint16)
+    values = np.zeros(4 * indptr[-1], dtype=np.int8)
+    kidx[slot] = kk
+    values[slot] = flat[nz]
+    return frozen(indptr), frozen(kidx), frozen(values)
 
 
 def aligned_empty(shape, dtype, align=64):  # shape: (rows, cols)
@@ -261,9 +265,6 @@ def aligned_empty(shape, dtype, align=64):  # shape: (rows, cols)
     raw = np.empty(nbytes + align, dtype=np.uint8)
     off = _core.align_offset(raw, align)
     return raw[off:off + nbytes].view(dtype).reshape(shape)
-
-
-_SCALAR_ZP = [frozen(np.full(1, z, dtype=np.int32)) for z in range(256)]
 
 
 def check_u8_rows(xq, x_zero_point, k):
@@ -281,20 +282,7 @@ def check_u8_rows(xq, x_zero_point, k):
     xq2 = xq.reshape(m, k) if xq.ndim != 2 else xq
     if not xq2.flags.c_contiguous:
         xq2 = np.ascontiguousarray(xq2)
-    if type(x_zero_point) is int and 0 <= x_zero_point <= 255:  # the common case, fast
-        return xq2, _SCALAR_ZP[x_zero_point], lead
-    zp = np.asarray(x_zero_point)
-    if zp.dtype.kind not in "iu" or zp.dtype == np.bool_:
-        raise TypeError(f"x_zero_point: expected an int or integer array, got {zp.dtype}")
-    if zp.size and (zp.min() < 0 or zp.max() > 255):
-        raise ValueError("x_zero_point: expected values in [0, 255]")
-    if zp.ndim == 0:
-        zp = zp.reshape(1)
-    elif zp.shape == lead:
-        zp = zp.reshape(m)
-    else:
-        raise ValueError(f"x_zero_point: expected a scalar or shape {lead}, got {zp.shape}")
-    return xq2, np.ascontiguousarray(zp, dtype=np.int32), lead
+    return xq2, _per_row(x_zero_point, m, lead, "x_zero_point", "zp"), lead
 
 
 def _sparse_int8_from_state(shape, indptr, cols, values, scale, per_channel):

@@ -12,6 +12,10 @@ def _cmd_info(args):
         print(json.dumps(data, indent=2))
         return 0
     print(f"sparsekit {data['version']} on {data['cpu']} ({data['machine']})")
+    if not data["compiled"]:
+        print(f"  C core       : unavailable ({data['core_error']}); "
+              "CSRMatrix runs on the Numba backend")
+        return 0
     feats = ", ".join(k for k, v in data["cpu_features"].items() if v)
     print(f"  cpu features : {feats}")
     print(f"  isa          : {data['isa']} (best available: {data['best_isa']})")

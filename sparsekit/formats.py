@@ -6,7 +6,8 @@ A format object knows its `shape` (N, K) = (out, in) and implements
 """
 import numpy as np
 
-from sparsekit import _core
+from sparsekit._native import AVAILABLE as _COMPILED
+from sparsekit._native import core as _core
 from sparsekit._validate import as_float_array, as_index_array, check_shape2, frozen
 
 # "gelu" is the exact (erf) GELU: fused into the int8 GEMM for QuantizedMatrix
@@ -121,7 +122,10 @@ class CSRMatrix:
         return out
 
     def to_scipy(self):
-        import scipy.sparse
+        try:
+            import scipy.sparse
+        except ImportError as e:
+            raise ImportError("CSRMatrix.to_scipy needs SciPy: pip install scipy") from e
 
         return scipy.sparse.csr_matrix(
             (self.data.copy(), self.indices.astype(np.int32), self.indptr.copy()),
@@ -138,8 +142,12 @@ class CSRMatrix:
     # ---- compute ------------------------------------------------------------
     def _linear(self, x, bias, act, backend):
         n, k = self._shape
-        if backend == "numba":
-            from sparsekit._numba.spmm import linear_csr
+        if backend == "numba" or (backend == "auto" and not _COMPILED):
+            try:
+                from sparsekit._numba.spmm import linear_csr
+            except ImportError as e:
+                raise ImportError("backend='numba' needs Numba: pip install sparsekit[numba]"
+                                  ) from e
 
             return linear_csr(self.indptr, self.indices, self.data, n, x, bias, act)
         return _core.linear_csr_f32(self.indptr, self.indices, self.data, n, k, x, bias,

@@ -93,6 +93,7 @@ def save(model_or_layers, path):
         raise TypeError(f"model_or_layers: expected a sparsekit.runtime.Model or a list of "
                         f"layers, got {type(model).__name__} (convert framework models "
                         "first, e.g. sparsekit.onnx.load)")
+    path = _check_path(path)
     wr = _Writer()
     nodes = []
     for layer, ins, out in model.nodes:
@@ -107,12 +108,23 @@ def save(model_or_layers, path):
                          "arrays": wr.table}, separators=(",", ":")).encode()
     prefix = _PREFIX.pack(MAGIC, VERSION, zlib.crc32(header), len(header))
     pad = (-(len(prefix) + len(header))) % ALIGN
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+    tmp = f"{path}.tmp{os.getpid()}" if isinstance(path, str) else \
+        path + f".tmp{os.getpid()}".encode()
     with open(tmp, "wb") as f:  # write then rename: a crash never leaves half a file
         f.write(prefix + header + b"\0" * pad)
         for b in wr.blobs:
             f.write(b)
     os.replace(tmp, path)
+
+
+def _check_path(path):
+    """`path` as str/bytes; ints are refused (open() would take them as file
+    descriptors: load(0) would read stdin, and closing it after would close
+    the caller's descriptor)."""
+    if isinstance(path, (bool, int)) or not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path: expected a file path (str or os.PathLike), "
+                        f"got {type(path).__name__}")
+    return os.fspath(path)
 
 
 def _bad(path, msg):
@@ -187,11 +199,9 @@ def _decode_weight(e, arrays):
 def load(path):
     """Read a model written by sparsekit.save; returns a runtime Model.
     Raises ValueError for a truncated, corrupted or unknown file."""
-    try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except TypeError:
-        raise TypeError(f"path: expected a file path, got {type(path).__name__}") from None
+    path = _check_path(path)
+    with open(path, "rb") as f:
+        blob = f.read()
     if len(blob) < _PREFIX.size:
         raise _bad(path, f"only {len(blob)} bytes (truncated?)")
     magic, version, crc, hlen = _PREFIX.unpack_from(blob)

@@ -7,8 +7,9 @@ import math
 
 import numpy as np
 
-from sparsekit import _core
-from sparsekit._validate import as_float_array
+from sparsekit._native import AVAILABLE as _COMPILED
+from sparsekit._native import core as _core
+from sparsekit._validate import as_float_array, check_bias, kernel_rows
 from sparsekit.formats import ACTIVATIONS, GELU
 
 BACKENDS = ("auto", "c", "numba")
@@ -34,10 +35,7 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
     act = ACTIVATIONS[activation]
     if act == GELU and not getattr(w, "_fused_gelu", False):
         # no fused epilogue for this format: one in-place pass over y
-        y = linear(x, w, bias, None, backend)
-        if y.size:
-            _core.gelu_f32(y)
-        return y
+        return _gelu_inplace(linear(x, w, bias, None, backend))
     if not hasattr(w, "_linear"):
         return _dense_linear(x, w, bias, act, backend)
     n, k = w.shape
@@ -49,20 +47,25 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
                          f"got shape {x.shape}")
     lead = x.shape[:-1]
     x2 = x.reshape(math.prod(lead), k)  # math.prod: np.prod costs ~2 us per call
-    if k > 1 and x2.shape[0] and (x2.strides[1] != 4 or x2.strides[0] % 4):
-        x2 = np.ascontiguousarray(x2)  # the kernels need unit-stride rows
-    b = _check_bias(bias, n)
+    x2 = kernel_rows(x2)  # the kernels need unit-stride rows: else one copy
+    b = check_bias(bias, n)
     y = w._linear(x2, b, act, backend)
     return y.reshape(lead + (n,))
 
 
-def _check_bias(bias, n):
-    if bias is None:
-        return None
-    b = np.ascontiguousarray(as_float_array(bias, "bias", ndim=1))
-    if b.shape[0] != n:
-        raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
-    return b
+def _gelu_inplace(y):
+    """Exact (erf) GELU over a fresh float32 result: the C kernel, or without
+    the compiled core the same math in float64 (slow but exact)."""
+    if y.size and _COMPILED:
+        _core.gelu_f32(y)
+    elif y.size:
+        v = y.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            g = 0.5 * v * np.vectorize(math.erfc, otypes=[np.float64])(-v / math.sqrt(2))
+        g[v < -20] = -0.0
+        g[np.isposinf(v)] = np.inf
+        y[...] = g
+    return y
 
 
 def _dense_linear(x, w, bias, act, backend):
@@ -70,6 +73,9 @@ def _dense_linear(x, w, bias, act, backend):
     if not hasattr(w, "shape") and not isinstance(w, (list, tuple)):
         raise TypeError(f"w: expected a sparsekit weight format or a dense [N, K] array, "
                         f"got {type(w).__name__}")
+    if hasattr(w, "tocsr"):  # scipy.sparse: convert once, not on every call
+        raise TypeError("w: got a scipy.sparse matrix; convert it once with "
+                        "sparsekit.CSRMatrix.from_scipy(w) and pass that")
     w = as_float_array(w, "w", ndim=2)
     n, k = w.shape
     x = as_float_array(x, "x")
@@ -77,7 +83,7 @@ def _dense_linear(x, w, bias, act, backend):
         raise ValueError(f"x: expected last dimension K = {k} (w is {n}x{k}), "
                          f"got shape {x.shape}")
     y = x @ w.T
-    b = _check_bias(bias, n)
+    b = check_bias(bias, n)
     if b is not None:
         y += b
     if act == 1:

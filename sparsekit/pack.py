@@ -12,7 +12,10 @@ of one ``sparsekit.linear`` call with M activation rows is modelled as
 
 where ``units`` is what the format's kernel iterates over: N*K for the dense
 formats, the nonzeros for CSRMatrix, the kept 1x4 blocks for SparseInt8Matrix
-(so unstructured pruning is charged for the zeros inside its blocks). The
+(so unstructured pruning is charged for the zeros inside its blocks) - except
+where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 33,
+AVX-512 VNNI): there it is the groups, with coefficients of their own
+("spint8_g4", measured at M = 128 and used unscaled below it: conservative). The
 three coefficients were fitted (non-negative least squares) to timings of
 every format at several shapes, sparsities and both pruning patterns, for
 M in 1, 8, 32, 128; other M interpolate in log M (and scale linearly past 128).
@@ -30,16 +33,30 @@ from sparsekit._validate import as_float_array
 QUANTIZE = (None, "int8")
 
 # ---- the measured model -----------------------------------------------------
-# Produced by: python -m sparsekit.pack --measure   (1 thread, threadpoolctl
-# limits, interleaved rounds, fastest round per case: the VM is shared). Machine: 2-core AMD EPYC (Zen 4) VM,
+# Produced by: python -m sparsekit.pack --measure --reps 15  (1 thread, threadpoolctl
+# limits, interleaved rounds, fastest round per case: the VM is shared). Machine: 2-core AMD EPYC VM (Zen 5: family 26),
 # spmm_u8s8 on avx512vnni, NumPy's OpenBLAS for dense fp32.
 # coef[format][M] = (overhead_us, per_unit_ns, per_row_ns)
 MEASURED = None  # the table itself is at the end of this file
 
 
-def _units(w, fmt, nnz, nblocks):
+def _units(w, fmt, nnz, nblocks, ngroups=0):
     n, k = w.shape
-    return {"dense": n * k, "csr": nnz, "qdense": n * k, "spint8": nblocks}[fmt]
+    return {"dense": n * k, "csr": nnz, "qdense": n * k, "spint8": nblocks,
+            "spint8_g4": ngroups}[fmt]
+
+
+def _g4_applies(nnz, nblocks, m, isa):
+    """Does SparseInt8Matrix run its groups-of-4 copy for this weight and M?"""
+    from sparsekit._sparse_int8 import G4_MAX_FILL, G4_MIN_M
+
+    fill = nnz / (4 * nblocks) if nblocks else 1.0
+    return isa == "avx512vnni" and fill < G4_MAX_FILL and m >= G4_MIN_M
+
+
+def _ngroups(nz):
+    """Groups of 4 nonzeros per row (each row's last one padded)."""
+    return int(((nz.sum(axis=1) + 3) // 4).sum())
 
 
 FORMAT_NAMES = {"dense": "dense ndarray (fp32, NumPy BLAS)", "csr": "CSRMatrix (sparse fp32)",
@@ -114,7 +131,7 @@ def explain(w, quantize=None, m=128, model=None):
 
 
 def _explain(w, quantize, m, model):
-    from sparsekit import _core
+    from sparsekit._native import core as _core
 
     model = MEASURED if model is None else model
     n, k = w.shape
@@ -136,11 +153,18 @@ def _explain(w, quantize, m, model):
         if fmt not in model["coef"]:
             notes.append(f"the model has no timings for {FORMAT_NAMES[fmt]}: not a candidate")
             continue
-        o, a, b = _coef_at(model["coef"][fmt], m)
-        pred[fmt] = o + (a * _units(w, fmt, nnz, nblocks) + b * n) * 1e-3
+        key = fmt
+        if fmt == "spint8" and "spint8_g4" in model["coef"] and _g4_applies(nnz, nblocks, m, isa):
+            key = "spint8_g4"
+            notes.append("SparseInt8Matrix would run its groups-of-4 copy (unstructured "
+                         "weights, M >= 33): predicted from the g4 timings")
+        o, a, b = _coef_at(model["coef"][key], m)
+        pred[fmt] = o + (a * _units(w, key, nnz, nblocks, _ngroups(nz)) + b * n) * 1e-3
     choice = min(pred, key=pred.get)
     others = sorted((f for f in pred if f != choice), key=pred.get)
-    if others:
+    if others and pred[choice] <= 0:  # an empty weight: nothing to compute
+        reason = f"{FORMAT_NAMES[choice]}: the weight is empty ({n}x{k}), every format is free"
+    elif others:
         nxt = others[0]
         reason = (f"{FORMAT_NAMES[choice]} is predicted {pred[nxt] / pred[choice]:.2f}x faster "
                   f"than {FORMAT_NAMES[nxt]} at {1 - nnz / max(n * k, 1):.1%} sparsity "
@@ -198,11 +222,13 @@ def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS,
     import time
 
     import sparsekit
-    from sparsekit import _core
+    from sparsekit._native import core as _core
 
     rng = np.random.default_rng(seed)
     fmts = ["dense", "csr", "spint8"] + (["qdense"] if "qdense" in _candidates("int8") else [])
     samples = {f: {m: [] for m in ms} for f in fmts}  # (units, n, seconds)
+    samples["spint8_g4"] = {m: [] for m in ms}  # where SparseInt8Matrix runs g4
+    isa = _core.family_isa("spmm_u8s8")
     for n, k in shapes:
         for s in sparsities:
             for pattern in ("unstructured", "1x4"):
@@ -216,6 +242,7 @@ def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS,
                 w = np.where(keep, w, 0).astype(np.float32)
                 ex = _explain(w, "int8", 1, _UNIT_MODEL)
                 nnz, nblocks = ex["nnz"], ex["nblocks"]
+                ngroups = _ngroups(w != 0)
                 built = {f: _build(f, w) for f in fmts
                          if not (pattern == "1x4" and f in ("dense", "qdense"))}
                 for m in ms:
@@ -233,7 +260,9 @@ def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS,
                             t[f].append((time.perf_counter() - t0) / inner)
                     for f in built:  # the fastest round: the least disturbed by other tenants
                         sec = float(np.min(t[f]))
-                        samples[f][m].append((_units(w, f, nnz, nblocks), n, sec))
+                        key = ("spint8_g4" if f == "spint8" and _g4_applies(nnz, nblocks, m, isa)
+                               else f)
+                        samples[key][m].append((_units(w, key, nnz, nblocks, ngroups), n, sec))
                         if log:
                             log(f"{n}x{k} s={s:.2f} {pattern:>12} M={m:<4} {f:>7} "
                                 f"{sec * 1e6:9.1f} us")
@@ -247,6 +276,9 @@ def _fit(samples):
 
     coef = {}
     for f, per_m in samples.items():
+        per_m = {m: rows for m, rows in per_m.items() if rows}
+        if not per_m:
+            continue
         coef[f] = {}
         for m, rows in per_m.items():
             a = np.array([[1.0, u * 1e-3, n * 1e-3] for u, n, _ in rows])  # us
@@ -283,11 +315,16 @@ def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32,
                     s = pct / 100
                     units = {"dense": n * k, "qdense": n * k, "csr": n * k * (1 - s),
                              "spint8": n * kq * ((1 - s) if col == "spint8_1x4"
-                                                 else (1 - s ** 4))}
+                                                 else (1 - s ** 4)),
+                             "spint8_g4": n * math.ceil(k * (1 - s) / 4)}
+                    fill = (1 - s) / (1 - s ** 4) if s < 1 else 1.0
+                    g4 = (col == "spint8" and "spint8_g4" in model["coef"]
+                          and _g4_applies(fill * 4, 1, m, model["isa"]))
                     t = {}
                     for f in (sparse, dense):
-                        o, a, b = _coef_at(model["coef"][f], m)
-                        t[f] = o + (a * units[f] + b * n) * 1e-3
+                        key = "spint8_g4" if f == "spint8" and g4 else f
+                        o, a, b = _coef_at(model["coef"][key], m)
+                        t[f] = o + (a * units[key] + b * n) * 1e-3
                     if t[sparse] < t[dense]:
                         row[col] = s
                         break
@@ -321,36 +358,39 @@ def _main(argv):
 
 
 # ---- the measured table (output of `python -m sparsekit.pack --measure`) -----
-MEASURED = {'coef': {'csr': {1: (2.5294, 0.1646, 3.7954),
-                  8: (5.2748, 0.4308, 0.0833),
-                  32: (0.3847, 0.6765, 4.5433),
-                  128: (0.0, 3.233, 7.2495)},
-          'dense': {1: (0.0, 0.05, 0.0),
-                    8: (0.0, 0.2659, 0.0),
-                    32: (0.0, 0.6505, 0.0),
-                    128: (0.0, 2.1351, 0.0)},
-          'qdense': {1: (0.0, 0.0128, 0.0),
-                     8: (0.0, 0.025, 0.6978),
-                     32: (0.0, 0.0856, 0.0),
-                     128: (0.0, 0.2951, 8.4347)},
-          'spint8': {1: (3.3947, 0.3234, 0.6663),
-                     8: (7.3284, 0.4027, 1.7746),
-                     32: (10.8238, 0.8176, 1.3233),
-                     128: (27.127, 2.4346, 3.6515)}},
+MEASURED = {'coef': {'csr': {1: (2.5293, 0.1661, 3.7286),
+                  8: (5.3697, 0.4346, 0.0),
+                  32: (4.1811, 0.6691, 2.3739),
+                  128: (0.0, 3.269, 6.5689)},
+          'dense': {1: (0.0, 0.049, 0.0),
+                    8: (0.0, 0.4337, 0.0),
+                    32: (0.0, 0.632, 0.0),
+                    128: (0.0, 1.494, 0.0)},
+          'qdense': {1: (0.0, 0.0127, 0.0),
+                     8: (0.0, 0.0278, 0.0),
+                     32: (0.0, 0.0857, 0.0),
+                     128: (3.2369, 0.3008, 7.5354)},
+          'spint8': {1: (3.4551, 0.3184, 0.6218),
+                     8: (8.5467, 0.3769, 0.8102),
+                     32: (11.8381, 0.6224, 0.0),
+                     128: (37.5912, 2.3729, 0.0)},
+          'spint8_g4': {128: (27.3414, 3.8987, 3.6145)}},
  'isa': 'avx512vnni',
  'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
-# Crossover (printed by the same command): lowest sparsity at which the sparse
-# format is predicted to beat its dense counterpart (csr: vs dense fp32;
-# spint8: vs QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix,
-# pruned in 1x4 blocks). NumPy's dense fp32 (OpenBLAS) is weak at M = 32.
-# {'shape': '3072x768', 'm': 1, 'csr': 0.74, 'spint8': 0.97, 'spint8_1x4': 0.88}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.39, 'spint8': 0.95, 'spint8_1x4': 0.8}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.05, 'spint8': 0.89, 'spint8_1x4': 0.62}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.35, 'spint8': 0.86, 'spint8_1x4': 0.53}
+# Crossover (printed by the same command, --reps 15, after the groups-of-4
+# kernel): lowest sparsity at which the sparse format is predicted to beat its
+# dense counterpart (csr: vs dense fp32; spint8: vs QuantizedMatrix,
+# unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4 blocks). NumPy's
+# dense fp32 (OpenBLAS) is weak at M = 8..32, and dense fp32 timings swing with
+# the load of the shared VM (the csr column moved by up to 0.2 between runs).
+# {'shape': '3072x768', 'm': 1, 'csr': 0.75, 'spint8': 0.97, 'spint8_1x4': 0.87}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.01, 'spint8': 0.94, 'spint8_1x4': 0.76}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.07, 'spint8': 0.84, 'spint8_1x4': 0.49}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.55, 'spint8': 0.7, 'spint8_1x4': 0.51}
 # {'shape': '768x3072', 'm': 1, 'csr': 0.72, 'spint8': 0.97, 'spint8_1x4': 0.87}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.39, 'spint8': 0.95, 'spint8_1x4': 0.79}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.05, 'spint8': 0.89, 'spint8_1x4': 0.61}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.35, 'spint8': 0.86, 'spint8_1x4': 0.54}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.01, 'spint8': 0.93, 'spint8_1x4': 0.75}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.06, 'spint8': 0.84, 'spint8_1x4': 0.49}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.55, 'spint8': 0.71, 'spint8_1x4': 0.52}
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 
-from sparsekit import _core
+from sparsekit._native import core as _core
 from sparsekit._quantized import QuantizedMatrix
-from sparsekit._validate import as_float_array
+from sparsekit._validate import as_float_array, check_bias, kernel_rows
 
 _FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -25,25 +25,27 @@ def _rows(x, name):
     if x.ndim == 0:
         raise ValueError(f"{name}: expected at least 1-D [..., K], got a scalar")
     lead = x.shape[:-1]
-    x2 = x.reshape(math.prod(lead), x.shape[-1])
-    if x2.shape[1] > 1 and x2.shape[0] and (x2.strides[1] != 4 or x2.strides[0] % 4):
-        x2 = np.ascontiguousarray(x2)
+    x2 = kernel_rows(x.reshape(math.prod(lead), x.shape[-1]))
     return x2, lead
 
 
 def check_static_params(scale, zero_point, what="x"):
-    """(float32 scale, int zero point) of a static per-tensor u8 quantization."""
+    """(float32 scale, int zero point) of a static per-tensor u8 quantization.
+    Errors name the arguments `{what}_scale` / `{what}_zero_point`, or plain
+    `scale` / `zero_point` when `what` is None."""
+    s_name, z_name = ("scale", "zero_point") if what is None else \
+        (f"{what}_scale", f"{what}_zero_point")
     if isinstance(scale, (bool, np.bool_)) or not np.isscalar(scale) and np.ndim(scale) != 0:
-        raise TypeError(f"{what}_scale: expected a float scalar, got {scale!r}")
+        raise TypeError(f"{s_name}: expected a float scalar, got {scale!r}")
     s = float(np.float32(scale))
     if not (0.0 < s <= _FLT_MAX):
-        raise ValueError(f"{what}_scale: expected a finite float > 0, got {scale!r}")
+        raise ValueError(f"{s_name}: expected a finite float > 0, got {scale!r}")
     if isinstance(zero_point, (bool, np.bool_)) or not isinstance(
             zero_point, (int, np.integer)):
-        raise TypeError(f"{what}_zero_point: expected an int, got {zero_point!r}")
+        raise TypeError(f"{z_name}: expected an int, got {zero_point!r}")
     z = int(zero_point)
     if not 0 <= z <= 255:
-        raise ValueError(f"{what}_zero_point: expected 0..255, got {z}")
+        raise ValueError(f"{z_name}: expected 0..255, got {z}")
     return s, z
 
 
@@ -67,7 +69,7 @@ def quantize_rows(x, scale=None, zero_point=None):
     elif scale is None or zero_point is None:
         raise ValueError("scale/zero_point: give both (static) or neither (dynamic)")
     else:
-        s, z = check_static_params(scale, zero_point, "x")
+        s, z = check_static_params(scale, zero_point, None)
         _core.quantize_u8_static(x2, s, z, xq)
         sc = np.full(m, s, dtype=np.float32)
         zp = np.full(m, z, dtype=np.int32)
@@ -93,15 +95,16 @@ def quantize_rows_reference(x):
     return q.reshape(x.shape), s.reshape(lead), z.astype(np.int32).reshape(lead)
 
 
-def _weight(qw):
+def _weight(qw, accepted="a QuantizedMatrix"):
     if not isinstance(qw, QuantizedMatrix):
-        raise TypeError(f"qw: expected a QuantizedMatrix, got {type(qw).__name__}")
+        raise TypeError(f"qw: expected {accepted}, got {type(qw).__name__}")
     return qw
 
 
 def _u8_rows(xq, k):
     if type(xq) is np.ndarray and xq.ndim == 2 and xq.dtype == np.uint8 \
-            and xq.shape[1] == k and (k < 2 or xq.strides[1] == 1):
+            and xq.shape[1] == k and (k < 2 or xq.strides[1] == 1) \
+            and (xq.shape[0] < 2 or xq.strides[0] >= k):
         return xq, xq.shape[:1]  # the common case, no conversion
     a = np.asarray(xq)
     if a.dtype != np.uint8:
@@ -109,10 +112,7 @@ def _u8_rows(xq, k):
     if a.ndim == 0 or a.shape[-1] != k:
         raise ValueError(f"xq: expected shape [..., {k}] (K of qw), got {a.shape}")
     lead = a.shape[:-1]
-    a2 = a.reshape(math.prod(lead), k)
-    if k > 1 and a2.shape[0] and (a2.strides[1] != 1 or a2.strides[0] < k):
-        a2 = np.ascontiguousarray(a2)
-    return a2, lead
+    return kernel_rows(a.reshape(math.prod(lead), k)), lead
 
 
 # one read-only [1] array per possible scalar zero point: no allocation per call
@@ -159,7 +159,7 @@ def int8_matmul(xq, x_zero_point, qw):
 
         if isinstance(qw, SparseInt8Matrix):  # pruned int8: same contract, sparse kernel
             return qw.int8_matmul(xq, x_zero_point)
-        qw = _weight(qw)
+        qw = _weight(qw, "a QuantizedMatrix or SparseInt8Matrix")
     n, k = qw._shape
     a, lead = _u8_rows(xq, k)
     zp = _per_row(x_zero_point, a.shape[0], lead, "x_zero_point", "zp")
@@ -187,11 +187,7 @@ def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,
     m = a.shape[0]
     zp = _per_row(x_zero_point, m, lead, "x_zero_point", "zp")
     sc = _per_row(x_scale, m, lead, "x_scale", "scale")
-    b = None
-    if bias is not None:
-        b = np.ascontiguousarray(as_float_array(bias, "bias", ndim=1))
-        if b.shape[0] != n:
-            raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    b = check_bias(bias, n)
     if out_scale is None and out_zero_point is None:
         out = np.empty((m, n), dtype=np.float32)
         _core.qgemm_dequant(qw._arrays(), n, k, a, zp, sc, b, ACTIVATIONS[activation],

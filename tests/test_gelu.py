@@ -161,3 +161,12 @@ def test_runtime_linear_gelu_save_load(tmp_path):
 def test_info_names_the_gelu_kernel(isa):
     want = {"scalar": "scalar", "avx2": "avx2"}.get(isa, "avx512")
     assert sparsekit.info()["kernels"]["gelu_f32"] == (want if isa != "neon" else "scalar")
+
+
+def test_gelu_fallback_without_compiled_core(monkeypatch):
+    from sparsekit import ops
+
+    x = np.array([-30, -20.5, -5, -1, 0, 0.5, 3, np.inf, -np.inf, np.nan], np.float32)
+    monkeypatch.setattr(ops, "_COMPILED", False)
+    y = ops._gelu_inplace(x.copy())
+    assert_gelu_close(y, gelu_ref(x))

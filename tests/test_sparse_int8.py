@@ -211,15 +211,15 @@ def test_bad_inputs(rng):
         SparseInt8Matrix(q)
     with pytest.raises(ValueError, match="q: values must be in"):
         SparseInt8Matrix.from_int8(np.full((2, 3), -128, np.int8), 1.0)
-    with pytest.raises(TypeError, match="q: expected an int8"):
+    with pytest.raises(TypeError, match="q: expected an integer"):
         SparseInt8Matrix.from_int8(q.astype(np.float32), 1.0)
     with pytest.raises(ValueError, match="q: expected a 2-D"):
         SparseInt8Matrix.from_int8(q[0], 1.0)
-    with pytest.raises(ValueError, match="scale: expected a scalar or shape"):
+    with pytest.raises(ValueError, match="scale: expected a scalar"):
         SparseInt8Matrix.from_int8(q, np.ones(3))
-    with pytest.raises(ValueError, match="scale: must be finite"):
+    with pytest.raises(ValueError, match="scale: every scale must be finite"):
         SparseInt8Matrix.from_int8(q, -1.0)
-    with pytest.raises(ValueError, match="scale: must be finite"):
+    with pytest.raises(ValueError, match="scale: every scale must be finite"):
         SparseInt8Matrix.from_int8(q, np.nan)
     with pytest.raises(ValueError, match="w: contains NaN"):
         SparseInt8Matrix.from_float(np.full((2, 2), np.nan, np.float32))
@@ -238,7 +238,7 @@ def test_bad_inputs(rng):
         w.int8_matmul(np.zeros((2, 8), np.int8), 0)
     with pytest.raises(ValueError, match="xq: expected shape"):
         w.int8_matmul(np.zeros((2, 7), np.uint8), 0)
-    with pytest.raises(ValueError, match="x_zero_point: expected values"):
+    with pytest.raises(ValueError, match="x_zero_point: zero points must be in"):
         w.int8_matmul(np.zeros((2, 8), np.uint8), 256)
     with pytest.raises(ValueError, match="x_zero_point: expected a scalar or shape"):
         w.int8_matmul(np.zeros((2, 8), np.uint8), np.zeros(3, np.int32))
@@ -258,3 +258,87 @@ def test_corrupted_state_rejected(rng):
         SparseInt8Matrix._from_state(w.shape, w.indptr, w.cols, values, w.scale, False)
     with pytest.raises(ValueError, match="indptr"):
         SparseInt8Matrix._from_state(w.shape, w.indptr[:-1], w.cols, w.values, w.scale, False)
+
+
+# ---- g4: unstructured weights also held as groups of 4 nonzeros at any k ----
+
+def unstructured_q(rng, n, k, density, empty_rows=(1,)):
+    q = (rng.integers(1, 128, size=(n, k)) * rng.choice([-1, 1], size=(n, k))).astype(np.int8)
+    q[rng.random((n, k)) < 0.1] = 127
+    q[rng.random((n, k)) < 0.1] = -127
+    q[rng.random((n, k)) >= density] = 0
+    for r in empty_rows:
+        if r < n:
+            q[r] = 0
+    return q
+
+
+def test_g4_layout_holds_exactly_the_nonzeros(rng):
+    from sparsekit._sparse_int8 import G4_MAX_FILL
+
+    q = unstructured_q(rng, 37, 301, 0.1)
+    w = SparseInt8Matrix.from_int8(q, 0.5)
+    assert w.block_fill < G4_MAX_FILL and w._g4 is not None
+    indptr, kidx, values = w._g4
+    assert indptr[0] == 0 and np.all(np.diff(indptr) == (np.count_nonzero(q, 1) + 3) // 4)
+    dense = np.zeros(q.shape, np.int64)
+    rows = np.repeat(np.arange(q.shape[0]), 4 * np.diff(indptr))
+    assert np.all(kidx < q.shape[1])
+    np.add.at(dense, (rows, kidx.astype(np.int64)), values)
+    np.testing.assert_array_equal(dense, q)
+    assert np.count_nonzero(values) == np.count_nonzero(q)  # padding is value 0
+    # the copy is counted in the memory the format reports
+    assert w.nbytes == (w.indptr.nbytes + w.cols.nbytes + w.values.nbytes + w.row_sums.nbytes
+                        + w._wscale.nbytes + indptr.nbytes + kidx.nbytes + values.nbytes)
+    assert "1x4+g4" in repr(w)
+    # well-filled blocks keep only the 1x4 layout
+    assert SparseInt8Matrix.from_int8(random_q(rng, 20, 64, 0.5, fill=4), 0.5)._g4 is None
+    assert SparseInt8Matrix.from_int8(np.zeros((3, 8), np.int8), 0.5)._g4 is None
+
+
+@pytest.mark.parametrize("m,n,k", [(33, 17, 31), (64, 40, 100), (65, 33, 129), (130, 70, 257),
+                                   (31, 5, 9), (40, 3, 1)])
+def test_g4_int8_matmul_exact_every_isa(isa, rng, m, n, k):
+    q = unstructured_q(rng, n, k, 0.1 if k > 9 else 0.3 if k > 1 else 1.0)
+    w = SparseInt8Matrix.from_int8(q, np.float32(0.01))
+    assert (w._g4 is not None) == (0 < w.block_fill < 0.5)
+    assert k == 9 or w._g4 is not None
+    xq = random_xq(rng, m, k)
+    for zp in (0, 128, 255, rng.integers(0, 256, size=m)):
+        np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))
+
+
+def test_g4_and_1x4_paths_agree_bitwise(monkeypatch, rng):
+    """linear: same int32 sums and the same float epilogue on either layout."""
+    import sparsekit._sparse_int8 as si
+
+    wf = rng.standard_normal((50, 200)).astype(np.float32)
+    wf[rng.random(wf.shape) < 0.9] = 0
+    w = SparseInt8Matrix.from_float(wf)
+    x = rng.standard_normal((70, 200)).astype(np.float32)
+    bias = rng.standard_normal(50).astype(np.float32)
+    y_g4 = sparsekit.linear(x, w, bias=bias, activation="relu")
+    monkeypatch.setattr(si, "G4_MIN_M", 10**9)
+    y_1x4 = sparsekit.linear(x, w, bias=bias, activation="relu")
+    np.testing.assert_array_equal(y_g4, y_1x4)
+
+
+def test_g4_survives_pickle(rng):
+    q = unstructured_q(rng, 30, 90, 0.1)
+    w = pickle.loads(pickle.dumps(SparseInt8Matrix.from_int8(q, 0.5)))
+    assert w._g4 is not None
+    xq = random_xq(rng, 40, 90)
+    np.testing.assert_array_equal(w.int8_matmul(xq, 3), ref_int8(xq, 3, q))
+
+
+def test_g4_two_threads_exact(rng):
+    q = unstructured_q(rng, 700, 1001, 0.1)
+    w = SparseInt8Matrix.from_int8(q, 0.1)
+    assert w._g4 is not None
+    xq = random_xq(rng, 150, 1001)
+    before = sparsekit.get_num_threads()
+    sparsekit.set_num_threads(2)
+    try:
+        np.testing.assert_array_equal(w.int8_matmul(xq, 77), ref_int8(xq, 77, q))
+    finally:
+        sparsekit.set_num_threads(before)

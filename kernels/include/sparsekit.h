@@ -218,6 +218,32 @@ int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t 
                            const float *x, int64_t ldx, const float *bias,
                            sk_activation act, float *y, int64_t ldy);
 
+/* Unstructured int8 weight as groups of 4 nonzeros of one row at any k
+ * ("g4"): group p of row n, p in [indptr[n], indptr[n+1]), adds
+ * values[4p + j] * x[kidx[4p + j]] for j < 4; kidx < K, the last group of a row
+ * padded with value 0. Unstructured pruning leaves 1x4 blocks mostly empty
+ * (90% sparsity: 34% of blocks kept, 1.2 of 4 slots used); groups are full, so
+ * the kernel does about 1 / block_fill fewer multiplies. K <= 65536. */
+typedef struct {
+  int64_t n, k;
+  const int64_t *indptr;  /* N + 1 entries, indptr[0] == 0, monotone */
+  const uint16_t *kidx;   /* 4 * ngroups activation columns, < K     */
+  const int8_t *values;   /* 4 * ngroups int8 in [-127, 127]          */
+  const int32_t *row_sums;
+} sk_csr_s8_g4;
+
+/* Check sizes, indptr, kidx range, value range and row_sums.
+ * SK_OK or SK_ERR_FORMAT (+ first bad row). */
+int sk_csr_s8_g4_validate(const sk_csr_s8_g4 *w, int64_t *bad_row);
+
+/* As sk_spmm_u8s8_s32 / sk_linear_u8s8_bsr_f32, for a g4 weight. */
+int sk_spmm_u8s8_g4_s32(const sk_csr_s8_g4 *w, int64_t m, const uint8_t *xq,
+                        int64_t ldx, const int32_t *zero_point, int zp_per_row,
+                        int32_t *y, int64_t ldy);
+int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
+                          const float *x, int64_t ldx, const float *bias,
+                          sk_activation act, float *y, int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif

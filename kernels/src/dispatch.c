@@ -18,6 +18,12 @@
 #ifdef SK_ARCH_X86
 #include <cpuid.h>
 #endif
+#if defined(SK_ARCH_ARM64) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
 
 static const char *const isa_names[SK_ISA_COUNT] = {"scalar", "avx2", "avx512",
                                                     "avx512vnni", "neon"};
@@ -29,6 +35,9 @@ const char *sk_isa_name(sk_isa isa) {
 /* ---- detection ---------------------------------------------------------- */
 static int detected = 0;
 static int supported[SK_ISA_COUNT];
+#ifdef SK_ARCH_ARM64
+static int arm_dotprod_hw = 0, arm_dotprod_on = 0; /* ARMv8.2 sdot/udot */
+#endif
 
 #ifdef SK_ARCH_X86
 static uint64_t read_xcr0(void) {
@@ -67,6 +76,10 @@ static void detect(void) {
 #endif
 #ifdef SK_ARCH_ARM64
   supported[SK_ISA_NEON] = 1; /* Advanced SIMD is mandatory on AArch64 */
+#ifdef __linux__
+  arm_dotprod_hw = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+  arm_dotprod_on = arm_dotprod_hw;
+#endif
 #endif
   detected = 1;
 }
@@ -75,6 +88,20 @@ int sk_cpu_supports(sk_isa isa) {
   detect();
   return (isa >= 0 && isa < SK_ISA_COUNT) ? supported[isa] : 0;
 }
+
+#ifdef SK_ARCH_ARM64
+int sk_arm_dotprod(void) {
+  detect();
+  return arm_dotprod_on;
+}
+
+int sk_set_arm_dotprod(int on) {
+  detect();
+  if (on && !arm_dotprod_hw) return SK_ERR_UNSUPPORTED;
+  arm_dotprod_on = on != 0;
+  return SK_OK;
+}
+#endif
 
 sk_isa sk_best_isa(void) {
   detect();
@@ -103,8 +130,8 @@ static const sk_spmm_f32_impl spmm_f32_impls[SK_ISA_COUNT] = {
 #ifdef SK_ARCH_X86
     [SK_ISA_AVX2] = {32, sk_spmm_f32_32x1__avx2, sk_spmv_f32__avx2,
                       sk_spmm_f32_pack_32__avx2},
-    [SK_ISA_AVX512] = {64, sk_spmm_f32_64x1__avx512, sk_spmv_f32__avx512,
-                        sk_spmm_f32_pack_64__avx512},
+    [SK_ISA_AVX512] = {32, sk_spmm_f32_32x1__avx512, sk_spmv_f32__avx512,
+                        sk_spmm_f32_pack_32__avx512},
 #endif
 #ifdef SK_ARCH_ARM64
     [SK_ISA_NEON] = {16, sk_spmm_f32_16x1__neon, sk_spmv_f32__neon, NULL},
@@ -137,6 +164,9 @@ static const sk_quantize_u8_impl quantize_u8_impls[SK_ISA_COUNT] = {
     [SK_ISA_AVX2] = {sk_quantize_row_u8__avx2, sk_quantize_row_u8_static__avx2},
     [SK_ISA_AVX512] = {sk_quantize_row_u8__avx512, sk_quantize_row_u8_static__avx512},
 #endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = {sk_quantize_row_u8__neon, sk_quantize_row_u8_static__neon},
+#endif
 };
 
 static int quantize_u8_isa(void) {
@@ -158,6 +188,9 @@ static const sk_qgemm_u8s8_impl qgemm_u8s8_impls[SK_ISA_COUNT] = {
     [SK_ISA_AVX512VNNI] = {8, 48, sk_qgemm_u8s8_8x48c4__avx512vnni, 64,
                            sk_qgemv_u8s8_1x64c4__avx512vnni},
 #endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = {4, 16, sk_qgemm_u8s8_4x16c4__neon, 64, sk_qgemv_u8s8_1x64c4__neon},
+#endif
 };
 
 static int qgemm_u8s8_isa(void) {
@@ -166,17 +199,30 @@ static int qgemm_u8s8_isa(void) {
   return resolve(has);
 }
 
+#ifdef SK_ARCH_ARM64
+static const sk_qgemm_u8s8_impl qgemm_u8s8_neondot = {
+    4, 16, sk_qgemm_u8s8_4x16c4__neondot, 64, sk_qgemv_u8s8_1x64c4__neondot};
+#endif
+
 const sk_qgemm_u8s8_impl *sk_qgemm_u8s8_select(void) {
-  return &qgemm_u8s8_impls[qgemm_u8s8_isa()];
+  const int isa = qgemm_u8s8_isa();
+#ifdef SK_ARCH_ARM64
+  if (isa == SK_ISA_NEON && arm_dotprod_on) return &qgemm_u8s8_neondot;
+#endif
+  return &qgemm_u8s8_impls[isa];
 }
 
 static const sk_spmm_u8s8_impl spmm_u8s8_impls[SK_ISA_COUNT] = {
     [SK_ISA_SCALAR] = {8, sk_spmm_u8s8_8x1c4__scalar, sk_spmv_u8s8_1x1c4__scalar},
 #ifdef SK_ARCH_X86
     [SK_ISA_AVX2] = {32, sk_spmm_u8s8_32x1c4__avx2, sk_spmv_u8s8_1x1c4__avx2},
-    [SK_ISA_AVX512VNNI] = {64, sk_spmm_u8s8_64x1c4__avx512vnni,
+    [SK_ISA_AVX512VNNI] = {32, sk_spmm_u8s8_32x1c4__avx512vnni,
                            sk_spmv_u8s8_1x1c4__avx512vnni, 16,
                            sk_spmm_u8s8_16x1c4__avx512vnni},
+#endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = {16, sk_spmm_u8s8_16x1c4__neon, sk_spmv_u8s8_1x1c4__neon, 8,
+                     sk_spmm_u8s8_8x1c4__neon},
 #endif
 };
 
@@ -186,8 +232,18 @@ static int spmm_u8s8_isa(void) {
   return resolve(has);
 }
 
+#ifdef SK_ARCH_ARM64
+static const sk_spmm_u8s8_impl spmm_u8s8_neondot = {16, sk_spmm_u8s8_16x1c4__neondot,
+                                                    sk_spmv_u8s8_1x1c4__neondot, 8,
+                                                    sk_spmm_u8s8_8x1c4__neondot};
+#endif
+
 const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void) {
-  return &spmm_u8s8_impls[spmm_u8s8_isa()];
+  const int isa = spmm_u8s8_isa();
+#ifdef SK_ARCH_ARM64
+  if (isa == SK_ISA_NEON && arm_dotprod_on) return &spmm_u8s8_neondot;
+#endif
+  return &spmm_u8s8_impls[isa];
 }
 
 static const sk_gelu_f32_fn gelu_f32_impls[SK_ISA_COUNT] = {

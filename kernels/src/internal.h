@@ -70,9 +70,9 @@ void sk_spmm_f32_32x1__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_f32_pack_32__avx2(const float *x, int64_t ldx, int64_t k, int64_t mr,
                                int64_t ld, float *xp);
-void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_f32_32x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);
-void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
+void sk_spmm_f32_pack_32__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
                                  int64_t ld, float *xp);
 #endif
 #ifdef SK_ARCH_ARM64
@@ -110,6 +110,12 @@ int sk_quantize_row_u8__avx512(const float *x, int64_t k, uint8_t *q, float *sca
                                int32_t *zero_point);
 int sk_quantize_row_u8_static__avx512(const float *x, int64_t k, float scale,
                                       int32_t zero_point, uint8_t *q);
+#endif
+#ifdef SK_ARCH_ARM64
+int sk_quantize_row_u8__neon(const float *x, int64_t k, uint8_t *q, float *scale,
+                             int32_t *zero_point);
+int sk_quantize_row_u8_static__neon(const float *x, int64_t k, float scale,
+                                    int32_t zero_point, uint8_t *q);
 #endif
 
 /* ---- gelu_f32: exact GELU in place (a post-op applied by GEMM drivers while
@@ -190,6 +196,22 @@ void sk_qgemv_u8s8_1x64c4__avx512vnni(const sk_qgemm_u8s8_args *p, int64_t m0, i
                                       int64_t n0, int64_t nr);
 int64_t sk_qgemm_u8s8_peak_loop__avx512vnni(int64_t iters);
 #endif
+#ifdef SK_ARCH_ARM64
+void sk_qgemm_u8s8_4x16c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                int64_t n0, int64_t nr);
+void sk_qgemv_u8s8_1x64c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                int64_t n0, int64_t nr);
+/* ARMv8.2 dot-product variants, only called when the CPU has it */
+void sk_qgemm_u8s8_4x16c4__neondot(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                   int64_t n0, int64_t nr);
+void sk_qgemv_u8s8_1x64c4__neondot(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+                                   int64_t n0, int64_t nr);
+/* Whether the NEON int8 kernels use the dot-product extension: on by default
+ * when the CPU has it; tests switch it off to run the baseline NEON kernels.
+ * sk_set_arm_dotprod(1) returns SK_ERR_UNSUPPORTED without the extension. */
+int sk_arm_dotprod(void);
+int sk_set_arm_dotprod(int on);
+#endif
 
 /* ---- spmm_u8s8: 1x4-blocked int8 weight x u8 activations ---------------
  * Micro-kernel contract: one tile of MR activation rows packed as dwords,
@@ -237,9 +259,34 @@ void sk_spmv_u8s8_1x1c4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t 
 #ifdef SK_ARCH_X86
 void sk_spmm_u8s8_32x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_u8s8_1x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
-void sk_spmm_u8s8_64x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_32x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_u8s8_16x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+#endif
+#ifdef SK_ARCH_ARM64
+void sk_spmm_u8s8_16x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_8x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_1x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+/* ARMv8.2 dot-product variants (see sk_arm_dotprod) */
+void sk_spmm_u8s8_16x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmm_u8s8_8x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_1x1c4__neondot(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+#endif
+
+/* g4 kernels (sk_csr_s8_g4) on the same tile struct: cols = kidx, xp = the
+ * tile transposed, xp[k * MR + pos(i)] = x[m0 + i, k] (zero past mr rows).
+ * Scalar: pos(i) = i, MR = 8 (MR = 1 for spmv: xp is the row itself).
+ * AVX-512 VNNI: MR = 64, pos(i) = sk_g4_pos64(i), the order in which its
+ * byte interleave hands rows back (see avx512vnni.c). */
+static inline int64_t sk_g4_pos64(int64_t i) {
+  return 16 * ((i >> 2) & 3) + 4 * (i >> 4) + (i & 3);
+}
+void sk_spmm_u8s8_g4_8x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_spmv_u8s8_g4_1x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+#ifdef SK_ARCH_X86
+void sk_spmm_u8s8_g4_64x4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_g4_pack64__avx512vnni(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
+                              uint8_t *xt);
 #endif
 
 #endif /* SK_INTERNAL_H */

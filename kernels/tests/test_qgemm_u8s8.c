@@ -6,6 +6,20 @@
 #include <string.h>
 
 #include "test_util.h"
+#if defined(__aarch64__)
+#include "internal.h" /* sk_set_arm_dotprod */
+#endif
+
+/* Kernel variants of one ISA: NEON runs once without and (when the CPU has
+ * it) once with the ARMv8.2 dot product; every other ISA has one. */
+static int variant = 0;
+static int set_variant(int isa, int v) {
+  variant = v;
+#if defined(__aarch64__)
+  if (isa == SK_ISA_NEON) return sk_set_arm_dotprod(v) == SK_OK;
+#endif
+  return v == 0;
+}
 
 /* The documented math, written out independently of the kernels. */
 static void ref_quantize_row(const float *x, int64_t k, uint8_t *q, float *scale, int32_t *zp) {
@@ -65,6 +79,19 @@ static void test_quantize(void) {
           bad |= q[i * ldq + j] != (uint8_t)v;
         }
       CHECK(!bad, "static isa=%s k=%lld", sk_isa_name((sk_isa)isa), (long long)k);
+      /* scale 2 on the half-integer row: x / scale hits .5 ties, zp 128 and 255 */
+      for (int zi = 0; zi < 2; ++zi) {
+        const int32_t z0 = zi ? 255 : 128;
+        CHECK(sk_quantize_u8(1, k, x + 3 * ldx, ldx, 2.0f, z0, q, ldq) == SK_OK, "tie rc");
+        bad = 0;
+        for (int64_t j = 0; j < k; ++j) {
+          float v = rintf(x[3 * ldx + j] / 2.0f) + (float)z0;
+          v = v < 0 ? 0 : (v > 255 ? 255 : v);
+          bad |= q[j] != (uint8_t)v;
+        }
+        CHECK(!bad, "static ties isa=%s k=%lld zp=%d", sk_isa_name((sk_isa)isa), (long long)k,
+              (int)z0);
+      }
       if (k > 0) {
         const float keep = x[5 * ldx + k - 1];
         x[5 * ldx + k - 1] = NAN;
@@ -101,7 +128,7 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
     q[i] = extremes ? (int8_t)((i / k) % 2 ? 127 : -127) : (int8_t)((int)(rng_u32() % 255) - 127);
   for (int64_t i = 0; i < m * lda; ++i) a[i] = extremes ? 255 : (uint8_t)rng_u32();
   for (int64_t i = 0; i < m; ++i) {
-    zp[i] = extremes ? (i % 2 ? 255 : 0) : (int32_t)(rng_u32() % 256);
+    zp[i] = extremes ? (i % 3 == 0 ? 0 : (i % 3 == 1 ? 255 : 128)) : (int32_t)(rng_u32() % 256);
     as[i] = 0.001f + (float)(rng_u32() % 100) * 1e-4f;
   }
   for (int64_t j = 0; j < n; ++j) {
@@ -141,9 +168,9 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
     }
   }
   CHECK(!bad_s32 && !bad_f32 && !bad_u8,
-        "gemm isa=%s m=%lld n=%lld k=%lld extremes=%d per_row=%d t=%d: s32=%d f32=%d u8=%d",
-        sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, extremes, per_row,
-        threads, bad_s32, bad_f32, bad_u8);
+        "gemm isa=%s/%d m=%lld n=%lld k=%lld extremes=%d per_row=%d t=%d: "
+        "s32=%d f32=%d u8=%d", sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n,
+        (long long)k, extremes, per_row, threads, bad_s32, bad_f32, bad_u8);
   free(q); free(a); free(s24); free(packed); free(c); free(zp); free(y); free(ws); free(as);
   free(bias); free(yq);
 }
@@ -193,10 +220,11 @@ int main(void) {
   static const int64_t ms[] = {1, 2, 5, 8, 9, 17};
   static const int64_t ns[] = {1, 16, 17, 48, 63, 65, 100};
   static const int64_t ks[] = {1, 3, 4, 7, 64, 131};
-  FOR_EACH_ISA(isa) {
-    /* no NEON int8 kernel yet: on ARM the family runs its scalar path */
-    CHECK(sk_family_isa("qgemm_u8s8") == (isa == SK_ISA_NEON ? SK_ISA_SCALAR : isa),
-          "qgemm family isa");
+  FOR_EACH_ISA(isa) for (int var = 0; var < 2; ++var) {
+    if (!set_variant(isa, var)) continue;
+    if (var) printf("isa %s: variant %d tested too\n", sk_isa_name((sk_isa)isa), var);
+    CHECK(sk_family_isa("qgemm_u8s8") == isa, "qgemm family isa");
+    if (isa == SK_ISA_NEON) CHECK(sk_family_isa("quantize_u8") == SK_ISA_NEON, "quantize isa");
     for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
       for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
         for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c) {
@@ -205,6 +233,7 @@ int main(void) {
         }
     gemm_case(isa, 9, 50, 4099, 1, 1, 1); /* largest magnitudes, K tail */
     gemm_case(isa, 3, 33, 4096, 1, 0, 2);
+    gemm_case(isa, 3, 17, SK_QGEMM_MAX_K, 1, 1, 1); /* 255 * 127 * 65536: near 2^31 */
     gemm_case(isa, 70, 300, 200, 0, 1, 2); /* big enough to thread */
     gemm_case(isa, 1, 700, 300, 0, 0, 2);
     linear_case(1, 40, 37);

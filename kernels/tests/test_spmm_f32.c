@@ -1,9 +1,9 @@
 /* C tests of sk_linear_csr_f32 against a double-precision reference loop, on
  * every ISA this CPU runs: tails in M/N/K, empty rows, density 0 and 1, both
- * index widths, bias and relu, strided x/y, 1 and 2 threads. M covers every
- * partial-tile width class of each ISA (MR = 8/32/64: 1..4 vectors, full
- * tiles followed by a partial one); N crosses the 64-row write-out blocks;
- * K crosses the 8/16-column packing blocks. */
+ * index widths, bias and relu, strided x/y, 1 and 2 threads. M covers each
+ * partial-tile width class (MR = 8 scalar, 32 AVX2 and AVX-512; partial tiles
+ * of 1..MR-1 rows after 0..7 full ones); N crosses the 64-row write-out
+ * blocks; K crosses the 8/16-column packing blocks. */
 #include <math.h>
 #include <string.h>
 
@@ -112,7 +112,9 @@ int main(void) {
                      v % 2, 1 + (v % 2));
           }
     run_case(isa, 200, 3000, 700, 0.1, 2, 1, 1, 2); /* big enough to thread */
-    run_case(isa, 255, 700, 300, 0.2, 4, 0, 1, 2);  /* full tiles + a 63-row one */
+    run_case(isa, 255, 700, 300, 0.2, 4, 0, 1, 2);  /* full tiles + a partial one */
+    run_case(isa, 128, 700, 300, 0.2, 2, 1, 0, 2);  /* threads split whole tiles */
+    run_case(isa, 261, 700, 300, 0.2, 2, 1, 1, 2);  /* ... with a partial last tile */
     run_case(isa, 1, 3000, 700, 0.1, 4, 1, 0, 2);
   }
   return sk_test_finish("test_spmm_f32");

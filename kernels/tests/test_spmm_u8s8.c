@@ -2,11 +2,27 @@
  * loop, on every ISA this CPU runs: exact int32 results with extremes (x 0 and
  * 255, q -127 and 127, zero points 0/128/255), block fill 1..4, empty rows,
  * all-zero weights, tails in M, N and K (K % 4 != 0), both index widths,
- * strided x/y, 1 and 2 threads, M across the 64-row and 16-row tiles;
+ * strided x/y, 1 and 2 threads, M across the 32-row and 16-row tiles;
  * validation of bad weights. */
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "test_util.h"
+#if defined(__aarch64__)
+#include "internal.h" /* sk_set_arm_dotprod */
+#endif
+
+/* Kernel variants of one ISA: NEON runs once without and (when the CPU has
+ * it) once with the ARMv8.2 dot product; every other ISA has one. */
+static int variant = 0;
+static int set_variant(int isa, int v) {
+  variant = v;
+#if defined(__aarch64__)
+  if (isa == SK_ISA_NEON) return sk_set_arm_dotprod(v) == SK_OK;
+#endif
+  return v == 0;
+}
 
 typedef struct {
   int64_t n, k, nb;
@@ -106,10 +122,54 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, i
       if ((int64_t)got != ref) bad = 1;
     }
   }
-  CHECK(!bad, "isa=%s m=%lld n=%lld k=%lld density=%.2f fill=%d ib=%d zprow=%d t=%d",
-        sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, density, fill,
+  CHECK(!bad, "isa=%s/%d m=%lld n=%lld k=%lld density=%.2f fill=%d ib=%d zprow=%d t=%d",
+        sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n, (long long)k, density,
+        fill,
         ib, zp_per_row, threads);
   free(x); free(y); free_bsr(&b);
+}
+
+/* Float output: sk_linear_u8s8_bsr_f32 against the int64 reference on the
+ * rows sk_quantize_rows_u8 produces (the quantizer is tested bit-exactly in
+ * test_qgemm_u8s8), dequantized in double; relu, bias, padding untouched. */
+static void linear_case(int isa, int64_t m, int64_t n, int64_t k, int ib, int threads) {
+  bsr b = make_bsr(n, k, 0.4, 0, ib);
+  sk_bsr_s8_1x4 w = {n, k, b.indptr, b.cols, ib, b.values, b.row_sums};
+  const int64_t ldx = k + 2, ldy = n + 3;
+  float *x = malloc((size_t)(m * ldx + 1) * 4), *y = malloc((size_t)(m * ldy + 1) * 4);
+  float *ws = malloc((size_t)(n + 1) * 4), *bias = malloc((size_t)(n + 1) * 4);
+  float *xs = malloc((size_t)(m + 1) * 4);
+  int32_t *zp = malloc((size_t)(m + 1) * 4);
+  uint8_t *xq = malloc((size_t)(m * k + 1));
+  for (int64_t i = 0; i < m * ldx; ++i) x[i] = rng_f32() * (float)(1 + i % 5);
+  for (int64_t j = 0; j < n; ++j) {
+    ws[j] = 0.002f + (float)(rng_u32() % 100) * 1e-4f;
+    bias[j] = rng_f32();
+  }
+  for (int64_t i = 0; i < m * ldy; ++i) y[i] = -7.0f;
+  sk_set_num_threads(threads);
+  CHECK(sk_linear_u8s8_bsr_f32(&w, ws, m, x, ldx, bias, SK_ACT_RELU, y, ldy) == SK_OK, "lin rc");
+  CHECK(sk_quantize_rows_u8(m, k, x, ldx, xq, k, xs, zp) == SK_OK, "quantize rc");
+  int bad = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t r = 0; r < ldy; ++r) {
+      const float got = y[i * ldy + r];
+      if (r >= n) {
+        bad |= got != -7.0f;
+        continue;
+      }
+      int64_t ref = 0;
+      for (int64_t kk = 0; kk < k; ++kk)
+        ref += ((int64_t)xq[i * k + kk] - zp[i]) * b.dense[r * k + kk];
+      const double sc = (double)(xs[i] * ws[r]);
+      double yf = (double)ref * sc + bias[r];
+      yf = yf > 0 ? yf : 0;
+      bad |= fabs(got - yf) > 4 * FLT_EPSILON * (fabs((double)ref) * sc + fabs(bias[r])) + 1e-30;
+    }
+  CHECK(!bad, "linear isa=%s/%d m=%lld n=%lld k=%lld ib=%d t=%d", sk_isa_name((sk_isa)isa),
+        variant,
+        (long long)m, (long long)n, (long long)k, ib, threads);
+  free(x); free(y); free(ws); free(bias); free(xs); free(zp); free(xq); free_bsr(&b);
 }
 
 static void test_validate(void) {
@@ -148,13 +208,16 @@ static void test_validate(void) {
 }
 
 int main(void) {
-  static const int64_t ms[] = {1, 2, 7, 16, 17, 33, 50, 64, 65, 113, 130};
+  static const int64_t ms[] = {1, 2, 7, 16, 17, 29, 33, 50, 64, 65, 113, 130};
   static const int64_t ns[] = {1, 3, 16, 17, 40};
   static const int64_t ks[] = {1, 4, 5, 31, 100};
   static const double densities[] = {0.0, 0.3, 1.0};
   test_validate();
-  FOR_EACH_ISA(isa) {
+  FOR_EACH_ISA(isa) for (int var = 0; var < 2; ++var) {
+    if (!set_variant(isa, var)) continue;
+    if (var) printf("isa %s: variant %d tested too\n", sk_isa_name((sk_isa)isa), var);
     CHECK(sk_family_isa("spmm_u8s8") >= 0, "family isa");
+    if (isa == SK_ISA_NEON) CHECK(sk_family_isa("spmm_u8s8") == SK_ISA_NEON, "neon isa");
     for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
       for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
         for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c)
@@ -172,6 +235,10 @@ int main(void) {
     run_case(isa, 1, 300, 1024, 0.5, 4, 4, 1, 1);
     run_case(isa, 1, 300, 1025, 0.5, 0, 2, 1, 1);
     run_case(isa, 3, 50, 4099, 1.0, 4, 2, 1, 1); /* K up to 4096 + tail, dense */
+    linear_case(isa, 1, 37, 61, 2, 1);
+    linear_case(isa, 5, 40, 130, 4, 1);
+    linear_case(isa, 37, 70, 99, 2, 2);
+    linear_case(isa, 64, 33, 257, 4, 1);
   }
   return sk_test_finish("test_spmm_u8s8");
 }

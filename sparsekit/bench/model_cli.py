@@ -1,6 +1,9 @@
 """Arguments of `sparsekit bench-model`; the work is in model.py."""
 import argparse
 
+from sparsekit.bench.cli import _arg, _positive_int, _sparsity
+from sparsekit.bench.cli import _positive as _seconds  # noqa: F401  (seconds > 0)
+
 MODELS = ("digits", "minilm")
 
 
@@ -14,34 +17,9 @@ def _batch_list(text):
     return vals
 
 
-def _fraction(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a sparsity in [0, 1), got {v}")
-    return v
-
-
-def _positive(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _seconds(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {v}")
-    return v
+# the same argument checks as `sparsekit bench`
+_fraction = _arg(_sparsity)
+_positive = _arg(_positive_int)
 
 
 def add_bench_model(sub):

@@ -81,7 +81,11 @@ def onnx_benchmark(args, rng):
                          "(pip install onnxruntime)") from None
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = args.threads, 1
-    sess = ort.InferenceSession(args.onnx, opts, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(args.onnx, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own exception types: a file it cannot read
+        raise UsageError(f"argument --onnx: onnxruntime cannot load {args.onnx}: "
+                         f"{str(e).strip()}") from None
     inputs = sess.get_inputs()
     if len(inputs) != 1 or inputs[0].type != "tensor(float)":
         raise UsageError("argument --onnx: bench-model handles models with one float input; "
@@ -116,7 +120,10 @@ def onnx_benchmark(args, rng):
 def saved_benchmark(args, rng):
     _require_file(args.sparsekit, "--sparsekit")
     load = _sparsekit_attr("sparsekit", "load", "--sparsekit", "the model runtime")
-    model = load(args.sparsekit)
+    try:
+        model = load(args.sparsekit)
+    except ValueError as e:  # truncated, corrupted or not a sparsekit file
+        raise UsageError(f"argument --sparsekit: {e}") from None
     if args.input_shape:
         sample = _parse_shape(args.input_shape)
     elif getattr(model, "input_shape", None):

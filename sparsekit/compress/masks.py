@@ -76,8 +76,9 @@ def nm_mask(scores, n_keep, m, name="weight"):
     """Keep the n_keep largest of every m consecutive scores along K."""
     n, k = scores.shape
     if k % m:
-        raise ValueError(f"pattern: {n_keep}:{m} needs the input size of {name} to be a "
-                         f"multiple of {m}, got K = {k}")
+        raise ValueError(f"pattern: {n_keep}:{m} needs the input size of layer {name!r} "
+                         f"(in_features, or in_channels*kh*kw) to be a multiple of {m}, "
+                         f"got K = {k}; skip it (skip=[{name!r}]) or pick another pattern")
     groups = scores.reshape(n, k // m, m)
     top = torch.topk(groups, n_keep, dim=-1, sorted=False).indices
     keep = torch.zeros_like(groups, dtype=torch.bool)

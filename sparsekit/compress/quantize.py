@@ -134,14 +134,7 @@ def calibrate(model, calibration, observer="minmax", skip=(), per_channel=True,
 
     was_training = model.training
     model.eval()
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in layers]
-    try:
-        with torch.no_grad():
-            for b in batches:
-                call_model(model, b)
-    finally:
-        for h in handles:
-            h.remove()
+    _run_with_hooks(model, [(m, hook_for(n)) for n, m in layers], batches)
     rows = QuantReport()
     for name, m in layers:
         if inputs[name].count == 0:
@@ -165,6 +158,19 @@ def calibrate(model, calibration, observer="minmax", skip=(), per_channel=True,
     return rows
 
 
+def _run_with_hooks(model, hooks, batches):
+    """Call `model` on every batch (no grad) with forward hooks [(module, hook)]
+    attached; they are removed again whatever happens."""
+    handles = [m.register_forward_hook(h) for m, h in hooks]
+    try:
+        with torch.no_grad():
+            for b in batches:
+                call_model(model, b)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _error_pass(model, layers, batches, rows):
     """Each layer alone quantized: output SQNR and relative error vs fp32."""
     acc = {n: [0.0, 0.0] for n, _ in layers}
@@ -179,14 +185,7 @@ def _error_pass(model, layers, batches, rows):
             acc[name][1] += float(((out - yq).double() ** 2).sum())
         return hook
 
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in layers if get_qparams(m)]
-    try:
-        with torch.no_grad():
-            for b in batches:
-                call_model(model, b)
-    finally:
-        for h in handles:
-            h.remove()
+    _run_with_hooks(model, [(m, hook_for(n)) for n, m in layers if get_qparams(m)], batches)
     for row in rows:
         sig, err = acc.get(row["layer"], (0.0, 0.0))
         if sig > 0:

@@ -17,6 +17,8 @@ DynamicQuantizeLinear, QLinearMatMul, QLinearConv, QGemm; plus elementwise,
 pooling and shape ops. Bias adds are folded into the layer before them.
 Anything else raises ValueError naming the op.
 """
+import os
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -120,6 +122,29 @@ def _conv_geometry(attrs, kshape, name):
     return dict(kernel_size=(kh, kw), stride=strides, padding=pads, dilation=dil)
 
 
+def _read_model(path_or_model):
+    """The ModelProto of a ModelProto, serialized bytes, a path or a binary
+    file object; anything protobuf cannot parse is a ValueError."""
+    from google.protobuf.message import DecodeError
+
+    if isinstance(path_or_model, onnx.ModelProto):
+        return path_or_model
+    what = "bytes"
+    try:
+        if isinstance(path_or_model, (bytes, bytearray)):
+            return onnx.load_from_string(bytes(path_or_model))
+        if isinstance(path_or_model, (str, os.PathLike)):
+            what = os.fspath(path_or_model)
+        elif not hasattr(path_or_model, "read"):  # an int would be taken as a file descriptor
+            raise TypeError("path_or_model: expected a path, bytes, a binary file or an "
+                            f"onnx.ModelProto, got {type(path_or_model).__name__}")
+        else:
+            what = getattr(path_or_model, "name", "file object")
+        return onnx.load(path_or_model)
+    except DecodeError as e:
+        raise ValueError(f"path_or_model: {what} is not a valid ONNX model ({e})") from None
+
+
 def load(path_or_model, quantize=None, min_sparsity=None):
     """A sparsekit.runtime.Model running the ONNX model (a path, bytes or a
     ModelProto). Float MatMul/Gemm/Conv weights become CSR when sparse
@@ -127,12 +152,7 @@ def load(path_or_model, quantize=None, min_sparsity=None):
     (QDQ, QOperator, dynamic quantization) are read as int8 as they are."""
     W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
-    if isinstance(path_or_model, onnx.ModelProto):
-        model = path_or_model
-    elif isinstance(path_or_model, (bytes, bytearray)):
-        model = onnx.load_from_string(bytes(path_or_model))
-    else:
-        model = onnx.load(path_or_model)
+    model = _read_model(path_or_model)
     g = model.graph
     b = _Builder(min_sparsity, quantize)
     for init in g.initializer:

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 import sparsekit
-from sparsekit._validate import as_float_array
+from sparsekit._validate import as_float_array, check_bias
 from sparsekit.formats import ACTIVATIONS
 
 LAYERS = {}
@@ -69,15 +69,6 @@ def _check_weight(weight):
     return weight
 
 
-def _check_bias(bias, n):
-    if bias is None:
-        return None
-    b = np.ascontiguousarray(as_float_array(bias, "bias", ndim=1))
-    if b.shape[0] != n:
-        raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
-    return b
-
-
 @register
 class Linear(Layer):
     """y = act(x @ W.T + b) over the last axis; W is [out, in]."""
@@ -85,7 +76,7 @@ class Linear(Layer):
     def __init__(self, weight, bias=None, activation=None):
         self.weight = _check_weight(weight)
         self.out_features, self.in_features = self.weight.shape
-        self.bias = _check_bias(bias, self.out_features)
+        self.bias = check_bias(bias, self.out_features)
         if activation not in (None, "relu", "gelu"):
             raise ValueError(f"activation: expected None, 'relu' or 'gelu', got {activation!r}")
         self.activation = activation
@@ -158,7 +149,7 @@ class Conv2d(Layer):
         if kk != self.in_channels * kh * kw:
             raise ValueError(f"weight: expected {self.in_channels * kh * kw} columns "
                              f"(kh * kw * in_channels), got {kk}")
-        self.bias = _check_bias(bias, self.out_channels)
+        self.bias = check_bias(bias, self.out_channels)
         if activation not in (None, "relu"):
             raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
         self.activation = activation
@@ -285,7 +276,7 @@ class LayerNorm(Layer):
     def __init__(self, weight, bias=None, eps=1e-5):
         self.weight = None
         self.gamma = np.ascontiguousarray(as_float_array(weight, "weight", ndim=1))
-        self.beta = _check_bias(bias, self.gamma.shape[0])
+        self.beta = check_bias(bias, self.gamma.shape[0])
         self.eps = float(eps)
 
     def __call__(self, x):

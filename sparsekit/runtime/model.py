@@ -12,6 +12,15 @@ from sparsekit.runtime.layers import Layer
 
 
 class Model:
+    """A graph of runtime layers run with NumPy arrays in and out, no framework.
+
+    ``Model([layer, ...])`` runs the layers in sequence on one input;
+    ``Model.graph(nodes, inputs, outputs)`` wires named tensors (residuals).
+    ``model(x)`` (or ``model(**{name: x})``) returns the output, or a tuple when
+    there are several. ``summary()`` lists each node's weight format and size;
+    ``sparsekit.save(model, path)`` / ``sparsekit.load(path)`` store it.
+    """
+
     def __init__(self, layers=(), *, inputs=("input",)):
         inputs = list(inputs)
         nodes = []

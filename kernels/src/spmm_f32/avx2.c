@@ -8,9 +8,10 @@
  * 8x8 in-register transposes (full-width stores, not one scalar store per
  * element). Packing x uses the same transpose.
  *
- * spmv (M == 1): x[col] is built from scalar loads folded into vinsertps
- * (gathers are slow on AMD cores), 16 nonzeros per step; the row's tail reads
- * clamped positions and is masked with a compare, so no tail loop.
+ * spmv (M == 1): x[col] is built from scalar loads combined with vinsertps
+ * (gathers are slow on AMD cores), 16 nonzeros per step, then one step of 8;
+ * the last < 8 read clamped positions and are masked with a compare, so there
+ * is no tail loop.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -211,10 +212,9 @@ static inline __m256 x8_i32(const float *x, const int32_t *idx) {
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p), X8(x, idx + p), a0);     \
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p + 8), X8(x, idx + p + 8), a1); \
       }                                                                         \
-      if (p < e) {                                                              \
-        a0 = TAIL8(x, val, idx, p, e, a0);                                      \
-        a1 = TAIL8(x, val, idx, p + 8, e, a1);                                  \
-      }                                                                         \
+      for (; p + 8 <= e; p += 8)                                                \
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p), X8(x, idx + p), a0);     \
+      if (p < e) a1 = TAIL8(x, val, idx, p, e, a1);                             \
       a0 = _mm256_add_ps(a0, a1);                                               \
       __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1)); \
       h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                   \

@@ -1,30 +1,34 @@
 /*
  * spmm_f32/avx512.c - AVX-512 micro-kernels.
  *
- * spmm: MR = 64 activation rows per tile (4 zmm per nonzero). Each nonzero
- * w[n,k] is broadcast and FMA'd with the packed 64-vector of column k. FMA
+ * spmm: MR = 32 activation rows per tile (2 zmm per nonzero). Each nonzero
+ * w[n,k] is broadcast and FMA'd with the packed 32-vector of column k. FMA
  * latency x throughput wants about 8 independent chains, so consecutive
- * nonzeros alternate between two accumulator sets, summed at the row's end.
- * Measured on Zen 5: the loop is bound by L2->L1 traffic of the packed tile
- * (one 64-byte line per FMA); MR = 32/128, K-blocking for L1 and software
- * prefetch were all no faster.
+ * nonzeros rotate over four accumulator sets, summed at the row's end.
+ * Measured on Zen 5: the loop is bound by loads (one 64-byte line of the
+ * packed tile per FMA, mostly from L2); MR = 32 beat 64 (by 2-8%), 16 and
+ * 128; K-blocking for L1 and software prefetch were slower; taking the four
+ * broadcasts from one xmm load with vpermps instead of four vbroadcastss from
+ * memory gained ~5%.
  * Results of NB = 64 weight rows collect in an L1 buffer; the write-out then
- * transposes 16x16 blocks in registers, so Y gets full-width (masked) stores
- * instead of one scalar store per element. Packing x uses the same transpose.
+ * transposes 16x16 blocks in registers into a row-major stage and writes each
+ * Y row as one contiguous run (not one scalar store per element). Packing x
+ * uses the same transpose. The last, partial tile (mr < 32 rows) is packed
+ * with row stride mr and read with masked loads, so the packed copy is
+ * exactly M*K floats.
  *
- * spmv (M == 1): a gather per 16 nonzeros is slow on AMD cores, so x[col] is
- * built from scalar loads folded into vinsertps, 16 nonzeros per step; the
- * row's tail is masked instead of looped, leaving one unpredictable branch
- * per row.
+ * spmv (M == 1): a gather per 16 nonzeros was 2x slower on this core, so
+ * x[col] is built from scalar loads and vinsertps, 16 nonzeros per step, then
+ * at most one step of 8; the last < 8 are masked instead of looped.
  */
 #include <immintrin.h>
 #include <string.h>
 
 #include "../internal.h"
 
-#define MR 64          /* activation rows per tile */
+#define MR 32          /* activation rows per tile */
 #define MRV (MR / 16)  /* zmm accumulators per nonzero */
-#define U (8 / MRV)    /* accumulator sets, so 8 FMA chains are in flight */
+#define U (8 / MRV)    /* accumulator sets (4), so 8 FMA chains are in flight */
 #define NB 64          /* weight rows per write-out block (a multiple of 16) */
 
 /* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
@@ -58,31 +62,36 @@ static inline void transpose16(__m512 r[16]) {
   }
 }
 
-/* y[i * ldy + n + j] = act(buf[j * MR + i] + bias[n + j]) for j < nb, i < mr,
- * in 16x16 blocks; the blocks of one group of 16 Y rows are written one after
- * the other so each Y row gets a contiguous run of up to NB floats. */
+/* y[i * ldy + n + j] = act(buf[j * MR + i] + bias[n + j]) for j < nb, i < mr.
+ * 16x16 blocks are transposed in registers into a row-major stage of 16 Y
+ * rows, then each Y row is written as one contiguous run of nb floats: Y's
+ * row stride is often a multiple of 4 KiB (N = 768, 1536, 3072), and
+ * interleaving stores across rows then thrashes L1 sets and 4K-aliases. */
 static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_tile *t,
                                int64_t n) {
   const __m512 zero = _mm512_setzero_ps();
+  __attribute__((aligned(64))) float stage[16 * NB];
   for (int64_t i0 = 0; i0 < t->mr; i0 += 16) {
-    const int64_t rows = t->mr - i0;
+    const int64_t rows = t->mr - i0 < 16 ? t->mr - i0 : 16;
     for (int64_t j0 = 0; j0 < nb; j0 += 16) {
       const int64_t cn = nb - j0 < 16 ? nb - j0 : 16;
-      const __mmask16 cols = (__mmask16)((1u << cn) - 1);
       const float *b = buf + j0 * MR + i0;
       __m512 r[16];
 #pragma GCC unroll 16
       for (int j = 0; j < 16; ++j) r[j] = j < cn ? _mm512_load_ps(b + j * MR) : zero;
       transpose16(r);
-      const __m512 bias = t->bias ? _mm512_maskz_loadu_ps(cols, t->bias + n + j0) : zero;
-      float *y = t->y + i0 * t->ldy + n + j0;
 #pragma GCC unroll 16
-      for (int i = 0; i < 16; ++i) {
-        if (i >= rows) break;
-        __m512 v = r[i];
-        if (t->bias) v = _mm512_add_ps(v, bias);
+      for (int i = 0; i < 16; ++i) _mm512_store_ps(stage + i * NB + j0, r[i]);
+    }
+    for (int64_t i = 0; i < rows; ++i) {
+      float *y = t->y + (i0 + i) * t->ldy + n;
+      for (int64_t j0 = 0; j0 < nb; j0 += 16) {
+        const int64_t cn = nb - j0 < 16 ? nb - j0 : 16;
+        const __mmask16 cols = (__mmask16)((1u << cn) - 1);
+        __m512 v = _mm512_load_ps(stage + i * NB + j0);
+        if (t->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cols, t->bias + n + j0));
         if (t->act == SK_ACT_RELU) v = _mm512_max_ps(zero, v); /* NaN stays */
-        _mm512_mask_storeu_ps(y + i * t->ldy, cols, v);
+        _mm512_mask_storeu_ps(y + j0, cols, v);
       }
     }
   }
@@ -90,7 +99,7 @@ static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_t
 
 /* xp[kk * ld + i] = x[i * ldx + kk] for i < mr (ld == MR, or mr for the
  * partial tile): transposed 16x16 at a time in registers. */
-void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
+void sk_spmm_f32_pack_32__avx512(const float *x, int64_t ldx, int64_t k, int64_t mr,
                                  int64_t ld, float *xp) {
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t i0 = 0; i0 < mr; i0 += 16) {
@@ -113,10 +122,26 @@ void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t
 
 /* NV vectors of column k of the packed tile: aligned loads for a full tile,
  * masked unaligned loads (row stride mr) for the partial one. */
-#define XV_FULL(p, q) _mm512_load_ps(t->xp + (int64_t)idx[p] * MR + 16 * (q))
-#define XV_PART(p, q) _mm512_maskz_loadu_ps(km[q], t->xp + (int64_t)idx[p] * ld + 16 * (q))
+#define XV_FULL(p, q) XC_FULL((int64_t)idx[p], q)
+#define XV_PART(p, q) XC_PART((int64_t)idx[p], q)
+#define XC_FULL(c, q) _mm512_load_ps(t->xp + (c) * MR + 16 * (q))
+#define XC_PART(c, q) _mm512_maskz_loadu_ps(km[q], t->xp + (c) * ld + 16 * (q))
 
-#define DEFINE_SPMM(NAME, IDX_T, NV, US, XV)                                    \
+/* Columns of four consecutive nonzeros; 16-bit ones come from one 64-bit
+ * load split with shifts (load slots are the limit, ALU slots are not). */
+static inline void cols4_u16(const uint16_t *idx, int64_t c[4]) {
+  uint64_t q;
+  memcpy(&q, idx, 8);
+  c[0] = (int64_t)(q & 0xffff);
+  c[1] = (int64_t)((q >> 16) & 0xffff);
+  c[2] = (int64_t)((q >> 32) & 0xffff);
+  c[3] = (int64_t)(q >> 48);
+}
+static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
+  for (int u = 0; u < 4; ++u) c[u] = idx[u];
+}
+
+#define DEFINE_SPMM(NAME, IDX_T, NV, US, XV, XC, COLS4)                                  \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
     const float *val = t->values;                                               \
@@ -137,11 +162,16 @@ void sk_spmm_f32_pack_64__avx512(const float *x, int64_t ldx, int64_t k, int64_t
             a[u][q] = _mm512_setzero_ps();                                      \
         int64_t p = t->indptr[n + j];                                           \
         const int64_t e = t->indptr[n + j + 1];                                 \
+        _Static_assert(US == 4, "one xmm load feeds the US broadcasts");        \
         for (; p + US <= e; p += US) {                                          \
+          /* broadcasts from a register: fewer load slots than vbroadcastss m32 */ \
+          const __m512 vs = _mm512_castps128_ps512(_mm_loadu_ps(val + p));      \
+          int64_t c[4];                                                         \
+          COLS4(idx + p, c);                                                    \
           _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u) {                \
-            const __m512 v = _mm512_set1_ps(val[p + u]);                        \
+            const __m512 v = _mm512_permutexvar_ps(_mm512_set1_epi32(u), vs);   \
             _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                \
-                a[u][q] = _mm512_fmadd_ps(v, XV(p + u, q), a[u][q]);            \
+                a[u][q] = _mm512_fmadd_ps(v, XC(c[u], q), a[u][q]);             \
           }                                                                     \
         }                                                                       \
         for (; p < e; ++p) {                                                    \
@@ -166,8 +196,9 @@ static inline float epilogue1(float v, const sk_spmm_f32_tile *t, int64_t n) {
   return v;
 }
 
-/* x[idx[c(p)], .. idx[c(p+3)]] as one xmm: scalar loads folded into vinsertps
- * (a gather is slow on AMD cores). c() clamps positions for the row's tail. */
+/* x[idx[c(p)], .. idx[c(p+3)]] as one xmm: scalar loads combined with
+ * vinsertps (a gather is slow on AMD cores). c() clamps positions for the
+ * row's tail. */
 #define X4(p, c)                                                                \
   _mm_insert_ps(_mm_insert_ps(_mm_insert_ps(_mm_load_ss(x + idx[c(p)]),         \
                                             _mm_load_ss(x + idx[c((p) + 1)]), 0x10), \
@@ -195,10 +226,9 @@ static inline __m128 x4_i32(const float *x, const int32_t *idx) {
                                        f(x, idx + (p) + 4), 1)
 #define CLAMP(q) ((q) < last ? (q) : last)
 
-/* One row's dot product: 16 nonzeros per step into two ymm partial sums; the
- * last < 16 read clamped positions and are masked to zero (values and x, so
- * an inf in x cannot turn into NaN), so a row has one data-dependent loop
- * exit and no tail loop. */
+/* One row's dot product: 16 nonzeros per step into two ymm partial sums, then
+ * one step of 8 if left; the last < 8 read clamped positions and are masked
+ * to zero (values and x, so an inf in x cannot turn into NaN): no tail loop. */
 #define DEFINE_SPMV(NAME, IDX_T, X4W)                                              \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
@@ -211,14 +241,13 @@ static inline __m128 x4_i32(const float *x, const int32_t *idx) {
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p), X8W(X4W, p), a0);       \
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p + 8), X8W(X4W, p + 8), a1); \
       }                                                                         \
+      for (; p + 8 <= e; p += 8)                                                \
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p), X8W(X4W, p), a0);       \
       if (p < e) {                                                              \
         const int64_t last = e - 1;                                             \
-        const __mmask16 k = (__mmask16)((1u << (e - p)) - 1);                   \
-        const __mmask8 k0 = (__mmask8)k, k1 = (__mmask8)(k >> 8);               \
-        a0 = _mm256_fmadd_ps(_mm256_maskz_loadu_ps(k0, val + p),                \
-                             _mm256_maskz_mov_ps(k0, X8(p, CLAMP)), a0);         \
-        a1 = _mm256_fmadd_ps(_mm256_maskz_loadu_ps(k1, val + p + 8),            \
-                             _mm256_maskz_mov_ps(k1, X8(p + 8, CLAMP)), a1);     \
+        const __mmask8 k = (__mmask8)((1u << (e - p)) - 1);                     \
+        a1 = _mm256_fmadd_ps(_mm256_maskz_loadu_ps(k, val + p),                 \
+                             _mm256_maskz_mov_ps(k, X8(p, CLAMP)), a1);          \
       }                                                                         \
       a0 = _mm256_add_ps(a0, a1);                                               \
       __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1)); \
@@ -227,22 +256,17 @@ static inline __m128 x4_i32(const float *x, const int32_t *idx) {
     }                                                                           \
   }
 
-DEFINE_SPMM(spmm_u16, uint16_t, MRV, U, XV_FULL)
-DEFINE_SPMM(spmm_i32, int32_t, MRV, U, XV_FULL)
-DEFINE_SPMM(part1_u16, uint16_t, 1, 4, XV_PART)
-DEFINE_SPMM(part1_i32, int32_t, 1, 4, XV_PART)
-DEFINE_SPMM(part2_u16, uint16_t, 2, 4, XV_PART)
-DEFINE_SPMM(part2_i32, int32_t, 2, 4, XV_PART)
-DEFINE_SPMM(part3_u16, uint16_t, 3, 2, XV_PART)
-DEFINE_SPMM(part3_i32, int32_t, 3, 2, XV_PART)
-DEFINE_SPMM(part4_u16, uint16_t, 4, 2, XV_PART)
-DEFINE_SPMM(part4_i32, int32_t, 4, 2, XV_PART)
+DEFINE_SPMM(spmm_u16, uint16_t, MRV, U, XV_FULL, XC_FULL, cols4_u16)
+DEFINE_SPMM(spmm_i32, int32_t, MRV, U, XV_FULL, XC_FULL, cols4_i32)
+DEFINE_SPMM(part1_u16, uint16_t, 1, 4, XV_PART, XC_PART, cols4_u16)
+DEFINE_SPMM(part1_i32, int32_t, 1, 4, XV_PART, XC_PART, cols4_i32)
+DEFINE_SPMM(part2_u16, uint16_t, 2, 4, XV_PART, XC_PART, cols4_u16)
+DEFINE_SPMM(part2_i32, int32_t, 2, 4, XV_PART, XC_PART, cols4_i32)
 DEFINE_SPMV(spmv_u16, uint16_t, x4_u16)
 DEFINE_SPMV(spmv_i32, int32_t, x4_i32)
 
-void sk_spmm_f32_64x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
-  static const sk_spmm_f32_fn part[4][2] = {{part1_u16, part1_i32}, {part2_u16, part2_i32},
-                                            {part3_u16, part3_i32}, {part4_u16, part4_i32}};
+void sk_spmm_f32_32x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
+  static const sk_spmm_f32_fn part[MRV][2] = {{part1_u16, part1_i32}, {part2_u16, part2_i32}};
   const int wide = t->index_bytes != 2;
   if (t->mr == MR) (wide ? spmm_i32 : spmm_u16)(t, n0, n1);
   else part[(t->mr - 1) / 16][wide](t, n0, n1);

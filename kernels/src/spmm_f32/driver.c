@@ -2,12 +2,13 @@
  * spmm_f32/driver.c - the loops around the fp32 CSR micro-kernels.
  *
  *   X[M,K] --pack--> xp tiles [K][MR], the last one [K][mr] (exactly one copy of X)
- *   W rows split into per-thread ranges of equal cost (nonzeros + per-row work)
- *   each thread: for every tile, micro-kernel over its rows -> Y[M,N]
+ *   threads: whole tiles per thread when there are enough (each packs its own
+ *   and runs all of W over them), else W rows split into 4 chunks per thread
+ *   of equal cost (nonzeros + per-row work), taken dynamically; a chunk runs
+ *   the micro-kernel over its rows for every tile -> Y[M,N]
  *
  * M == 1 skips packing and runs the spmv kernel straight on x.
  */
-#include <string.h>
 
 #include "../internal.h"
 
@@ -16,6 +17,7 @@
 #endif
 
 #define SK_MAX_THREADS 256
+#define SK_CHUNKS_PER_THREAD 4
 
 int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row) {
   if (bad_row) *bad_row = -1;
@@ -53,6 +55,25 @@ static void pack_tile(const float *x, int64_t ldx, int64_t k, int64_t mr, int64_
   }
 }
 
+/* Tile i (rows [i*MR, i*MR + mr) of x): pack it if `pack`, then run the
+ * micro-kernel over weight rows [n0, n1). */
+static void run_tile(const sk_spmm_f32_impl *impl, const sk_spmm_f32_tile *base,
+                     const float *x, int64_t ldx, int64_t k, int64_t m, int64_t i,
+                     float *xp, int pack, int64_t n0, int64_t n1) {
+  const int64_t MR = impl->mr, m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
+  float *packed = xp + m0 * k; /* full tiles before: MR*K floats each */
+  if (pack) {
+    if (impl->pack) impl->pack(x + m0 * ldx, ldx, k, mr, mr, packed);
+    else pack_tile(x + m0 * ldx, ldx, k, mr, mr, packed);
+  }
+  if (n1 <= n0) return;
+  sk_spmm_f32_tile tile = *base;
+  tile.xp = packed; /* row stride MR, or mr when partial */
+  tile.mr = mr;
+  tile.y = base->y + m0 * base->ldy;
+  impl->spmm(&tile, n0, n1);
+}
+
 /* Split rows [0, n) into `parts` ranges of about equal cost, where row r
  * costs its nonzeros plus a constant for its output writes. */
 static void split_rows(const int64_t *indptr, int64_t n, int parts, int64_t *bounds) {
@@ -83,23 +104,20 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
   int nt = sk_threads_for_work((double)(nnz + w->n) * (double)m);
   if (nt > SK_MAX_THREADS) nt = SK_MAX_THREADS;
   if (nt > w->n) nt = (int)w->n;
-  int64_t bounds[SK_MAX_THREADS + 1];
-  split_rows(w->indptr, w->n, nt, bounds);
+  /* A few chunks per thread, taken dynamically: on a shared machine one
+   * thread may start late or run slow, and the others then take its work. */
+  int parts = nt > 1 ? nt * SK_CHUNKS_PER_THREAD : 1;
+  if (parts > w->n) parts = (int)w->n;
+  int64_t bounds[SK_MAX_THREADS * SK_CHUNKS_PER_THREAD + 1];
+  split_rows(w->indptr, w->n, parts, bounds);
 
   sk_spmm_f32_tile base = {w->indptr, w->indices, w->index_bytes, w->values,
                            x, 1, bias, act, y, ldy};
   if (m == 1) {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
 #endif
-    {
-#ifdef _OPENMP
-      const int t = omp_get_thread_num();
-#else
-      const int t = 0;
-#endif
-      impl->spmv(&base, bounds[t], bounds[t + 1]);
-    }
+    for (int c = 0; c < parts; ++c) impl->spmv(&base, bounds[c], bounds[c + 1]);
     return SK_OK;
   }
 
@@ -108,29 +126,28 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
   float *xp = (float *)sk_aligned_alloc((size_t)(m * w->k) * sizeof(float));
   if (xp == NULL) return SK_ERR_NOMEM;
 
+  /* Enough whole tiles for every thread: a thread packs its own tiles and
+   * runs all of W over them (no barrier, each core's L2 holds only its tiles).
+   * Otherwise pack first, then split W's rows. */
+  const int by_tiles = nt > 1 && (tiles >= 4 * nt || (tiles % nt == 0 && m % MR == 0));
+  if (by_tiles) {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-  {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num();
-#pragma omp for schedule(static)
-#else
-    const int t = 0;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
 #endif
     for (int64_t i = 0; i < tiles; ++i) {
-      const int64_t m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
-      float *tile = xp + m0 * w->k; /* full tiles before: MR*K floats each */
-      if (impl->pack) impl->pack(x + m0 * ldx, ldx, w->k, mr, mr, tile);
-      else pack_tile(x + m0 * ldx, ldx, w->k, mr, mr, tile);
+      run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, w->n);
     }
-    /* the implicit barrier of `omp for` makes every tile visible here */
-    for (int64_t i = 0; i < tiles; ++i) {
-      sk_spmm_f32_tile tile = base;
-      tile.xp = xp + i * MR * w->k; /* row stride MR, or mr when partial */
-      tile.mr = m - i * MR < MR ? m - i * MR : MR;
-      tile.y = y + i * MR * ldy;
-      impl->spmm(&tile, bounds[t], bounds[t + 1]);
+  } else {
+    /* Packing is a small share of the work; doing it before the parallel
+     * region saves a barrier, which costs a scheduler time slice when another
+     * process holds the second core. */
+    for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, 0);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+#endif
+    for (int c = 0; c < parts; ++c) {
+      for (int64_t i = 0; i < tiles; ++i)
+        run_tile(impl, &base, x, ldx, w->k, m, i, xp, 0, bounds[c], bounds[c + 1]);
     }
   }
   sk_aligned_free(xp);

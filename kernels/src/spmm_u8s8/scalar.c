@@ -64,3 +64,29 @@ void sk_spmm_u8s8_8x1c4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t 
 void sk_spmv_u8s8_1x1c4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
   if (t->index_bytes == 2) spmv_u16(t, n0, n1); else spmv_i32(t, n0, n1);
 }
+
+/* g4: groups of 4 nonzeros at any k; xp is the tile transposed, [K][MR]. */
+void sk_spmm_u8s8_g4_8x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  const uint16_t *kidx = (const uint16_t *)t->cols;
+  for (int64_t n = n0; n < n1; ++n) {
+    uint32_t acc[MR] = {0};
+    for (int64_t p = 4 * t->indptr[n]; p < 4 * t->indptr[n + 1]; ++p) {
+      const uint8_t *xc = t->xp + (int64_t)kidx[p] * MR;
+      const int32_t w = t->values[p];
+      for (int i = 0; i < MR; ++i) acc[i] += (uint32_t)((int32_t)xc[i] * w);
+    }
+    for (int64_t i = 0; i < t->mr; ++i) store(t, i, n, acc[i]);
+  }
+}
+
+void sk_spmv_u8s8_g4_1x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  const uint16_t *kidx = (const uint16_t *)t->cols;
+  for (int64_t n = n0; n < n1; ++n) {
+    uint32_t a0 = 0, a1 = 0; /* two chains */
+    for (int64_t p = 4 * t->indptr[n]; p < 4 * t->indptr[n + 1]; p += 2) {
+      a0 += (uint32_t)((int32_t)t->xp[kidx[p]] * t->values[p]);
+      a1 += (uint32_t)((int32_t)t->xp[kidx[p + 1]] * t->values[p + 1]);
+    }
+    store(t, 0, n, a0 + a1);
+  }
+}

@@ -1,0 +1,230 @@
+/*
+ * spmm_u8s8/driver_g4.c - the loops around the g4 micro-kernels
+ * (sk_csr_s8_g4: unstructured int8 weights as groups of 4 nonzeros at any k).
+ *
+ *   Xq[M, K] u8 --transpose--> tiles [K][MR] (rows in the kernel's order)
+ *   W rows split into per-thread ranges of equal cost (groups + per-row work)
+ *   each thread: for every tile, micro-kernel over its rows -> Y
+ *
+ * AVX-512 VNNI runs 64-row tiles; every other ISA the portable kernel (8 rows;
+ * M == 1 reads the row in place). Same contract and results as driver.c.
+ */
+#include <string.h>
+
+#include "../internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define SK_MAX_THREADS 256
+
+int sk_csr_s8_g4_validate(const sk_csr_s8_g4 *w, int64_t *bad_row) {
+  if (bad_row) *bad_row = -1;
+  if (w == NULL || w->n < 0 || w->k < 0 || w->k > 65536 || w->indptr == NULL)
+    return SK_ERR_ARGUMENT;
+  if (w->indptr[0] != 0) {
+    if (bad_row) *bad_row = 0;
+    return SK_ERR_FORMAT;
+  }
+  for (int64_t n = 0; n < w->n; ++n) {
+    const int64_t b = w->indptr[n], e = w->indptr[n + 1];
+    int64_t sum = 0;
+    int ok = e >= b && (e == b || (w->kidx && w->values && w->row_sums));
+    for (int64_t p = 4 * b; ok && p < 4 * e; ++p) {
+      ok = w->kidx[p] < w->k && w->values[p] >= -127;
+      sum += w->values[p];
+    }
+    if (ok && w->row_sums && w->row_sums[n] != sum) ok = 0;
+    if (!ok) {
+      if (bad_row) *bad_row = n;
+      return SK_ERR_FORMAT;
+    }
+  }
+  return SK_OK;
+}
+
+/* As driver.c's split_rows: a row costs its groups plus its epilogue. */
+static void split_rows(const int64_t *indptr, int64_t n, int parts, int64_t *bounds) {
+  const int64_t row_cost = 2;
+  const int64_t total = indptr[n] + row_cost * n;
+  bounds[0] = 0;
+  for (int p = 1; p < parts; ++p) {
+    const int64_t target = total * p / parts;
+    int64_t lo = bounds[p - 1], hi = n;
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (indptr[mid] + row_cost * mid < target) lo = mid + 1; else hi = mid;
+    }
+    bounds[p] = lo;
+  }
+  bounds[parts] = n;
+}
+
+/* Rows [m0, m0+mr) of x into xt[k * MR + pos(i)], zero for rows past mr.
+ * k outer: each k's MR bytes are written as one run. */
+static void pack_tile_t(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, int64_t mr,
+                        int MR, int swizzle, uint8_t *xt) {
+  int64_t pos[64];
+  for (int64_t i = 0; i < MR; ++i) pos[i] = swizzle ? sk_g4_pos64(i) : i;
+  if (mr < MR) memset(xt, 0, (size_t)(k * MR));
+  const uint8_t *x0 = x + m0 * ldx;
+  for (int64_t c = 0; c < k; ++c) {
+    uint8_t *d = xt + c * MR;
+    for (int64_t i = 0; i < mr; ++i) d[pos[i]] = x0[i * ldx + c];
+  }
+}
+
+typedef struct {
+  const uint8_t *xq;
+  int64_t ldx;
+  const int32_t *zp;
+  int zp_per_row;
+  const float *xscale; /* NULL: int32 output */
+} u8_source;
+
+static int run(const sk_csr_s8_g4 *w, int64_t m, const u8_source *s, const float *wscale,
+               const float *bias, sk_activation act, void *y, int64_t ldy) {
+  const int vnni = sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI;
+  const int64_t ngroups = w->indptr[w->n];
+  int nt = sk_threads_for_work((double)(16 * ngroups + 4 * w->n) * (double)m);
+  if (nt > SK_MAX_THREADS) nt = SK_MAX_THREADS;
+  if (nt > w->n) nt = (int)w->n;
+  int64_t bounds[SK_MAX_THREADS + 1];
+  split_rows(w->indptr, w->n, nt, bounds);
+
+  sk_spmm_u8s8_tile base = {w->indptr, w->kidx, 2, w->values, w->row_sums,
+                            NULL, 0, 1, NULL, NULL, wscale, bias, act, y, ldy};
+  if (m == 1) { /* the row itself is the [K][1] tile (scalar on every ISA) */
+    base.xp = s->xq;
+    base.zp = s->zp;
+    base.xscale = s->xscale;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+#ifdef _OPENMP
+      const int t = omp_get_thread_num();
+#else
+      const int t = 0;
+#endif
+      sk_spmv_u8s8_g4_1x4__scalar(&base, bounds[t], bounds[t + 1]);
+    }
+    return SK_OK;
+  }
+
+#ifdef SK_ARCH_X86
+  const int MR = vnni ? 64 : 8;
+  const sk_spmm_u8s8_fn kernel = vnni ? sk_spmm_u8s8_g4_64x4__avx512vnni
+                                      : sk_spmm_u8s8_g4_8x4__scalar;
+#else
+  const int MR = 8;
+  const sk_spmm_u8s8_fn kernel = sk_spmm_u8s8_g4_8x4__scalar;
+  (void)vnni;
+#endif
+  const int64_t tiles = (m + MR - 1) / MR, rows_alloc = tiles * MR;
+  const int64_t kp = w->k > 0 ? w->k : 1;
+  uint8_t *xt = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kp));
+  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)rows_alloc * sizeof(int32_t));
+  float *xs = s->xscale ? (float *)sk_aligned_alloc((size_t)rows_alloc * sizeof(float))
+                        : NULL;
+  if (xt == NULL || zp == NULL || (s->xscale && xs == NULL)) {
+    sk_aligned_free(xt);
+    sk_aligned_free(zp);
+    sk_aligned_free(xs);
+    return SK_ERR_NOMEM;
+  }
+  for (int64_t i = 0; i < rows_alloc; ++i) {
+    zp[i] = i < m ? s->zp[s->zp_per_row ? i : 0] : 0;
+    if (xs) xs[i] = i < m ? s->xscale[i] : 0.0f;
+  }
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+#pragma omp for schedule(static)
+#else
+    const int t = 0;
+#endif
+    for (int64_t i = 0; i < tiles; ++i) {
+      const int64_t m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
+#ifdef SK_ARCH_X86
+      if (vnni) {
+        sk_g4_pack64__avx512vnni(s->xq + m0 * s->ldx, s->ldx, w->k, mr, xt + m0 * w->k);
+        continue;
+      }
+#endif
+      pack_tile_t(s->xq, s->ldx, w->k, m0, mr, MR, 0, xt + m0 * w->k);
+    }
+    /* the implicit barrier of `omp for` makes every tile visible here */
+    for (int64_t i = 0; i < tiles; ++i) {
+      const int64_t m0 = i * MR;
+      sk_spmm_u8s8_tile tile = base;
+      tile.xp = xt + m0 * w->k;
+      tile.mr = m - m0 < MR ? m - m0 : MR;
+      tile.zp = zp + m0;
+      tile.xscale = xs ? xs + m0 : NULL;
+      tile.y = (char *)y + (size_t)(m0 * ldy) * 4;
+      kernel(&tile, bounds[t], bounds[t + 1]);
+    }
+  }
+  sk_aligned_free(xt);
+  sk_aligned_free(zp);
+  sk_aligned_free(xs);
+  return SK_OK;
+}
+
+static int check_weight(const sk_csr_s8_g4 *w) {
+  if (w == NULL || w->n < 0 || w->k < 0 || w->k > 65536 || w->indptr == NULL)
+    return SK_ERR_ARGUMENT;
+  if (w->n > 0 && (w->row_sums == NULL ||
+                   (w->indptr[w->n] > 0 && (w->kidx == NULL || w->values == NULL))))
+    return SK_ERR_ARGUMENT;
+  return SK_OK;
+}
+
+int sk_spmm_u8s8_g4_s32(const sk_csr_s8_g4 *w, int64_t m, const uint8_t *xq, int64_t ldx,
+                        const int32_t *zero_point, int zp_per_row, int32_t *y, int64_t ldy) {
+  int rc = check_weight(w);
+  if (rc != SK_OK) return rc;
+  if (m < 0 || (m > 0 && (xq == NULL || y == NULL || zero_point == NULL)))
+    return SK_ERR_ARGUMENT;
+  if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
+  const int64_t nzp = zp_per_row ? m : (m > 0);
+  for (int64_t i = 0; i < nzp; ++i)
+    if (zero_point[i] < 0 || zero_point[i] > 255) return SK_ERR_ARGUMENT;
+  if (m == 0 || w->n == 0) return SK_OK;
+  const u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
+  return run(w, m, &s, NULL, NULL, SK_ACT_NONE, y, ldy);
+}
+
+int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
+                          const float *x, int64_t ldx, const float *bias, sk_activation act,
+                          float *y, int64_t ldy) {
+  int rc = check_weight(w);
+  if (rc != SK_OK) return rc;
+  if (m < 0 || (m > 0 && (x == NULL || y == NULL)) || (w->n > 0 && wscale == NULL))
+    return SK_ERR_ARGUMENT;
+  if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
+  if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
+  if (m == 0 || w->n == 0) return SK_OK;
+  uint8_t *xq = (uint8_t *)sk_aligned_alloc((size_t)(m * (w->k > 0 ? w->k : 1)));
+  float *xs = (float *)sk_aligned_alloc((size_t)m * sizeof(float));
+  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)m * sizeof(int32_t));
+  if (xq == NULL || xs == NULL || zp == NULL) {
+    rc = SK_ERR_NOMEM;
+  } else {
+    rc = sk_quantize_rows_u8(m, w->k, x, ldx, xq, w->k, xs, zp);
+    if (rc == SK_OK) {
+      const u8_source s = {xq, w->k, zp, 1, xs};
+      rc = run(w, m, &s, wscale, bias, act, y, ldy);
+    }
+  }
+  sk_aligned_free(xq);
+  sk_aligned_free(xs);
+  sk_aligned_free(zp);
+  return rc;
+}

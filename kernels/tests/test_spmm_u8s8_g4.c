@@ -1,0 +1,178 @@
+/* C tests of the g4 sparse int8 kernels (groups of 4 nonzeros at any k)
+ * against an int64 reference loop on every ISA this CPU runs: exact int32 with
+ * extremes (x 0 and 255, q -127 and 127, zero points 0/128/255), empty rows,
+ * all-zero and dense weights, rows whose last group is padded, tails in M
+ * (across the 64- and 8-row tiles), N and K, strided x/y, 1 and 2 threads, the
+ * float path; validation of bad weights. */
+#include <math.h>
+#include <string.h>
+
+#include "test_util.h"
+
+typedef struct {
+  int64_t n, k, ng;
+  int64_t *indptr;
+  uint16_t *kidx;
+  int8_t *values;
+  int32_t *row_sums;
+  int8_t *dense; /* [n][k] reference */
+} g4;
+
+static int8_t rand_q(void) {
+  const uint32_t r = rng_u32() % 8;
+  if (r == 0) return 127;
+  if (r == 1) return -127;
+  const int8_t v = (int8_t)((int)(rng_u32() % 255) - 127);
+  return v ? v : 1;
+}
+
+/* density: share of nonzero weights; every 5th row (r % 5 == 3) empty. */
+static g4 make_g4(int64_t n, int64_t k, double density) {
+  g4 w = {n, k, 0, malloc((size_t)(n + 1) * 8), malloc((size_t)(n * (k + 3) + 4) * 2),
+          malloc((size_t)(n * (k + 3) + 4)), malloc((size_t)(n + 1) * 4), calloc((size_t)(n * k + 1), 1)};
+  w.indptr[0] = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    int64_t sum = 0, slot = 0;
+    for (int64_t c = 0; c < k; ++c) {
+      if ((r % 5) == 3 || (double)rng_u32() / 4294967296.0 >= density) continue;
+      const int8_t v = rand_q();
+      w.dense[r * k + c] = v;
+      w.kidx[4 * w.ng + slot] = (uint16_t)c;
+      w.values[4 * w.ng + slot] = v;
+      sum += v;
+      if (++slot == 4) slot = 0, ++w.ng;
+    }
+    if (slot) { /* pad the last group: weight 0 at some valid column */
+      for (; slot < 4; ++slot) {
+        w.kidx[4 * w.ng + slot] = (uint16_t)(rng_u32() % (uint32_t)k);
+        w.values[4 * w.ng + slot] = 0;
+      }
+      ++w.ng;
+    }
+    w.row_sums[r] = (int32_t)sum;
+    w.indptr[r + 1] = w.ng;
+  }
+  return w;
+}
+
+static void free_g4(g4 *w) {
+  free(w->indptr); free(w->kidx); free(w->values); free(w->row_sums); free(w->dense);
+}
+
+static uint8_t rand_x(void) {
+  const uint32_t r = rng_u32() % 8;
+  return r == 0 ? 255 : r == 1 ? 0 : (uint8_t)(rng_u32() % 256);
+}
+
+static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density,
+                     int zp_per_row, int threads) {
+  g4 b = make_g4(n, k, density);
+  sk_csr_s8_g4 w = {n, k, b.indptr, b.kidx, b.values, b.row_sums};
+  CHECK(sk_csr_s8_g4_validate(&w, NULL) == SK_OK, "validate");
+  const int64_t ldx = k + 3, ldy = n + 5;
+  uint8_t *x = malloc((size_t)(m * ldx + 1));
+  int32_t *y = malloc((size_t)(m * ldy + 1) * 4), zp[300];
+  static const int32_t zps[3] = {0, 128, 255};
+  for (int64_t i = 0; i < m * ldx; ++i) x[i] = rand_x();
+  for (int64_t i = 0; i < m * ldy; ++i) y[i] = 0x5eed;
+  for (int64_t i = 0; i < 300; ++i) zp[i] = zps[rng_u32() % 3];
+  sk_set_num_threads(threads);
+  const int rc = sk_spmm_u8s8_g4_s32(&w, m, x, ldx, zp, zp_per_row, y, ldy);
+  CHECK(rc == SK_OK, "rc=%d", rc);
+  int bad = 0;
+  for (int64_t i = 0; i < m && !bad; ++i) {
+    const int64_t z = zp[zp_per_row ? i : 0];
+    for (int64_t r = 0; r < ldy; ++r) {
+      const int32_t got = y[i * ldy + r];
+      if (r >= n) { /* padding must be untouched */
+        if (got != 0x5eed) bad = 1;
+        continue;
+      }
+      int64_t ref = 0;
+      for (int64_t kk = 0; kk < k; ++kk)
+        ref += ((int64_t)x[i * ldx + kk] - z) * b.dense[r * k + kk];
+      if ((int64_t)got != ref) bad = 1;
+    }
+  }
+  CHECK(!bad, "isa=%s m=%lld n=%lld k=%lld density=%.2f zprow=%d t=%d",
+        sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, density,
+        zp_per_row, threads);
+  free(x); free(y); free_g4(&b);
+}
+
+/* float path: y = relu(acc * xscale * wscale + bias), against the int32 path
+ * fed with the same quantized rows (sk_quantize_rows_u8). */
+static void run_linear(int64_t m, int64_t n, int64_t k) {
+  g4 b = make_g4(n, k, 0.2);
+  sk_csr_s8_g4 w = {n, k, b.indptr, b.kidx, b.values, b.row_sums};
+  float *x = malloc((size_t)(m * k) * 4), *y = malloc((size_t)(m * n) * 4);
+  float *ws = malloc((size_t)n * 4), *bias = malloc((size_t)n * 4), *xs = malloc((size_t)m * 4);
+  uint8_t *xq = malloc((size_t)(m * k));
+  int32_t *zp = malloc((size_t)m * 4), *acc = malloc((size_t)(m * n) * 4);
+  for (int64_t i = 0; i < m * k; ++i) x[i] = (float)((int)(rng_u32() % 2001) - 1000) / 100.0f;
+  for (int64_t j = 0; j < n; ++j) ws[j] = 0.01f * (float)(1 + j % 7), bias[j] = (float)(j % 5) - 2.0f;
+  CHECK(sk_linear_u8s8_g4_f32(&w, ws, m, x, k, bias, SK_ACT_RELU, y, n) == SK_OK, "linear rc");
+  CHECK(sk_quantize_rows_u8(m, k, x, k, xq, k, xs, zp) == SK_OK, "quantize");
+  CHECK(sk_spmm_u8s8_g4_s32(&w, m, xq, k, zp, 1, acc, n) == SK_OK, "s32 rc");
+  int bad = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      float ref = (float)acc[i * n + j] * (xs[i] * ws[j]) + bias[j];
+      if (ref < 0.0f) ref = 0.0f;
+      if (fabsf(ref - y[i * n + j]) > 1e-4f * (1.0f + fabsf(ref))) bad = 1;
+    }
+  CHECK(!bad, "linear m=%lld n=%lld k=%lld", (long long)m, (long long)n, (long long)k);
+  free(x); free(y); free(ws); free(bias); free(xs); free(xq); free(zp); free(acc); free_g4(&b);
+}
+
+static void test_validate(void) {
+  int64_t indptr[3] = {0, 1, 2};
+  uint16_t kidx[8] = {0, 1, 2, 3, 6, 6, 0, 0};
+  int8_t vals[8] = {1, 2, 3, 4, 5, 6, 0, 0};
+  int32_t sums[2] = {10, 11};
+  sk_csr_s8_g4 w = {2, 7, indptr, kidx, vals, sums};
+  int64_t bad = -2;
+  CHECK(sk_csr_s8_g4_validate(&w, &bad) == SK_OK && bad == -1, "valid");
+  kidx[5] = 7; /* past K */
+  CHECK(sk_csr_s8_g4_validate(&w, &bad) == SK_ERR_FORMAT && bad == 1, "kidx range");
+  kidx[5] = 6;
+  vals[2] = -128;
+  sums[0] = 1 + 2 - 128 + 4; /* the sum agrees: only the value is bad */
+  CHECK(sk_csr_s8_g4_validate(&w, &bad) == SK_ERR_FORMAT && bad == 0, "-128");
+  vals[2] = 3;
+  CHECK(sk_csr_s8_g4_validate(&w, &bad) == SK_ERR_FORMAT && bad == 0, "row sum");
+  sums[0] = 10;
+  indptr[2] = 0; /* decreasing */
+  CHECK(sk_csr_s8_g4_validate(&w, &bad) == SK_ERR_FORMAT && bad == 1, "indptr");
+  indptr[2] = 2;
+  int32_t y[2], zp = 300;
+  uint8_t x[7] = {0};
+  CHECK(sk_spmm_u8s8_g4_s32(&w, 1, x, 7, &zp, 0, y, 2) == SK_ERR_ARGUMENT, "zp range");
+  zp = 0;
+  CHECK(sk_spmm_u8s8_g4_s32(&w, 1, x, 6, &zp, 0, y, 2) == SK_ERR_ARGUMENT, "ldx");
+  CHECK(sk_spmm_u8s8_g4_s32(&w, 1, x, 7, &zp, 0, y, 2) == SK_OK, "ok");
+  w.k = 65537;
+  CHECK(sk_spmm_u8s8_g4_s32(&w, 1, x, 65537, &zp, 0, y, 2) == SK_ERR_ARGUMENT, "K > 65536");
+}
+
+int main(void) {
+  static const int64_t ms[] = {1, 2, 7, 8, 9, 63, 64, 65, 130};
+  static const int64_t ns[] = {1, 3, 16, 17, 40};
+  static const int64_t ks[] = {1, 4, 5, 31, 100};
+  static const double densities[] = {0.0, 0.1, 0.5, 1.0};
+  test_validate();
+  FOR_EACH_ISA(isa) {
+    for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
+      for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
+        for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c)
+          for (size_t d = 0; d < sizeof densities / sizeof *densities; ++d) {
+            const int v = (int)(a + b + c + d);
+            run_case(isa, ms[a], ns[b], ks[c], densities[d], v % 3 != 0, 1 + (v % 2));
+          }
+    run_case(isa, 130, 300, 1500, 0.1, 1, 2); /* big enough to thread */
+    run_case(isa, 65, 9, 35000, 0.01, 0, 1); /* wide K: columns past 2^15 */
+    run_linear(67, 45, 99);
+    run_linear(1, 45, 99);
+  }
+  return sk_test_finish("test_spmm_u8s8_g4");
+}

@@ -170,3 +170,18 @@ def test_gelu_fallback_without_compiled_core(monkeypatch):
     monkeypatch.setattr(ops, "_COMPILED", False)
     y = ops._gelu_inplace(x.copy())
     assert_gelu_close(y, gelu_ref(x))
+
+
+def test_accelerate_keeps_torch_gelu_with_the_scalar_kernel():
+    torch = pytest.importorskip("torch")
+    import sparsekit.torch as skt
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(16, 24), nn.GELU()).eval()
+    before = sparsekit.get_isa()
+    sparsekit.set_isa("scalar")
+    try:
+        acc = skt.accelerate(model, quantize="dynamic")
+    finally:
+        sparsekit.set_isa(before)
+    assert isinstance(acc[1], nn.GELU) and acc[0].layer.activation is None

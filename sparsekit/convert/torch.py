@@ -287,7 +287,13 @@ def _fusable(m):
 def _fuse_gelu(model, rows):
     """Linear followed by an exact GELU -> one int8 linear with the GELU in its
     epilogue (the GELU module becomes nn.Identity): BERT-style blocks
-    (`dense` then `intermediate_act_fn`) and nn.Sequential neighbours."""
+    (`dense` then `intermediate_act_fn`) and nn.Sequential neighbours. Not
+    done when the GELU kernel chosen is the scalar one (no vector kernel for
+    this CPU, e.g. ARM so far): torch's vectorised GELU is faster there."""
+    from sparsekit._config import info
+
+    if info()["kernels"].get("gelu_f32") in (None, "scalar"):
+        return
     pairs = []
     for name, m in model.named_modules():
         if _fusable(getattr(m, "dense", None)) and \

@@ -175,8 +175,8 @@ def qgemm_dequant(tuple warrays, int64_t n, int64_t k, cnp.ndarray xq, cnp.ndarr
     cdef const int32_t *pz = zp_of(zp, m, &zs)
     cdef const float *ps = rowscale_of(x_scale, m, &ss)
     cdef const float *pb = bias_of(bias, n)
-    if act != 0 and act != 1:
-        raise ValueError("activation: expected 0 (none) or 1 (relu)")
+    if act != 0 and act != 1 and act != 2:
+        raise ValueError("activation: expected 0 (none), 1 (relu) or 2 (gelu)")
     want = np.float32 if out_scale is None else np.uint8
     if out.dtype != want or out.ndim != 2 or out.shape[0] != m or out.shape[1] != n \
             or not out.flags.c_contiguous or not out.flags.writeable:
@@ -207,8 +207,8 @@ def linear_qgemm(tuple warrays, int64_t n, int64_t k, cnp.ndarray x, float x_sca
     cdef const float *pb = bias_of(bias, n)
     if not out.flags.writeable:
         raise ValueError("out: must be writeable")
-    if act != 0 and act != 1:
-        raise ValueError("activation: expected 0 (none) or 1 (relu)")
+    if act != 0 and act != 1 and act != 2:
+        raise ValueError("activation: expected 0 (none), 1 (relu) or 2 (gelu)")
     with nogil:
         rc = sk_linear_qgemm_u8s8(&w, m, px, ldx, x_scale, x_zp, pb, <sk_activation>act,
                                   py, ldy)
@@ -226,3 +226,14 @@ def vnni_peak_loop(int64_t iters):
         raise RuntimeError("this CPU has no avx512vnni")
     check(rc)
     return r
+
+
+def gelu_f32(cnp.ndarray y):
+    """y = gelu(y) in place (exact erf GELU, sk_gelu_f32); y C-contiguous float32."""
+    if y.dtype != np.float32 or not y.flags.c_contiguous or not y.flags.writeable:
+        raise ValueError("y: expected a writeable C-contiguous float32 array")
+    cdef float *p = <float *>cnp.PyArray_DATA(y)
+    cdef int64_t n = y.size
+    with nogil:
+        sk_gelu_f32(p, n)
+    return y

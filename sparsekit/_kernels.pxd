@@ -56,6 +56,7 @@ cdef extern from "sparsekit.h" nogil:
                          const int32_t *a_zp, int64_t zp_stride, const float *a_scale,
                          int64_t scale_stride, const float *bias, sk_activation act,
                          float out_scale, int32_t out_zp, uint8_t *yq, int64_t ldyq)
+    void sk_gelu_f32(float *y, int64_t n)
     int sk_linear_qgemm_u8s8(const sk_qmatrix_s8 *w, int64_t m, const float *x, int64_t ldx,
                              float x_scale, int32_t x_zp, const float *bias, sk_activation act,
                              float *y, int64_t ldy)

@@ -32,6 +32,8 @@ class QuantizedMatrix:
     fixed (calibrated) per-tensor activation quantization.
     """
 
+    _fused_gelu = True  # linear(..., activation="gelu") runs in the GEMM epilogue
+
     __slots__ = ("_shape", "_packed", "_sum24", "_scale", "_per_channel",
                  "_input_scale", "_input_zero_point", "_kernel_arrays")
 

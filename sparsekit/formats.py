@@ -10,7 +10,10 @@ from sparsekit._native import AVAILABLE as _COMPILED
 from sparsekit._native import core as _core
 from sparsekit._validate import as_float_array, as_index_array, check_shape2, frozen
 
-ACTIVATIONS = {None: 0, "relu": 1}
+# "gelu" is the exact (erf) GELU: fused into the int8 GEMM for QuantizedMatrix
+# (formats with `_fused_gelu`), a separate pass over the output for the others.
+ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2}
+GELU = 2
 
 
 class CSRMatrix:

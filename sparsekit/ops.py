@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 
+from sparsekit._native import AVAILABLE as _COMPILED
+from sparsekit._native import core as _core
 from sparsekit._validate import as_float_array, check_bias, kernel_rows
-from sparsekit.formats import ACTIVATIONS
+from sparsekit.formats import ACTIVATIONS, GELU
 
 BACKENDS = ("auto", "c", "numba")
 
@@ -21,7 +23,8 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
     w: a sparsekit weight format of shape (N, K), e.g. CSRMatrix, or a dense
        float array [N, K] (computed with NumPy).
     bias: None or float array [N].
-    activation: None or "relu".
+    activation: None, "relu" or "gelu" (exact erf GELU, within 1e-6 relative;
+       fused into the int8 kernel for a QuantizedMatrix).
     backend: "auto" or "c" (compiled kernels), or "numba" (portable JIT path).
     Returns float32 [..., N].
     """
@@ -30,6 +33,9 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     act = ACTIVATIONS[activation]
+    if act == GELU and not getattr(w, "_fused_gelu", False):
+        # no fused epilogue for this format: one in-place pass over y
+        return _gelu_inplace(linear(x, w, bias, None, backend))
     if not hasattr(w, "_linear"):
         return _dense_linear(x, w, bias, act, backend)
     n, k = w.shape
@@ -45,6 +51,21 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
     b = check_bias(bias, n)
     y = w._linear(x2, b, act, backend)
     return y.reshape(lead + (n,))
+
+
+def _gelu_inplace(y):
+    """Exact (erf) GELU over a fresh float32 result: the C kernel, or without
+    the compiled core the same math in float64 (slow but exact)."""
+    if y.size and _COMPILED:
+        _core.gelu_f32(y)
+    elif y.size:
+        v = y.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            g = 0.5 * v * np.vectorize(math.erfc, otypes=[np.float64])(-v / math.sqrt(2))
+        g[v < -20] = -0.0
+        g[np.isposinf(v)] = np.inf
+        y[...] = g
+    return y
 
 
 def _dense_linear(x, w, bias, act, backend):

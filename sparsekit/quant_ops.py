@@ -194,6 +194,9 @@ def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,
                             None, 0, out)
     elif out_scale is None or out_zero_point is None:
         raise ValueError("out_scale/out_zero_point: give both (u8 out) or neither (fp32 out)")
+    elif activation == "gelu":
+        raise ValueError("activation: 'gelu' is available with fp32 output only "
+                         "(no out_scale/out_zero_point)")
     else:
         os_, oz = check_static_params(out_scale, out_zero_point, "out")
         out = np.empty((m, n), dtype=np.uint8)

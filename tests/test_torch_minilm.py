@@ -57,6 +57,11 @@ def test_minilm_every_linear_replaced_and_memory(minilm, accelerated):
     assert not names
     rep = skt.report(accelerated)
     assert len(rep) == 37 and all("int8" in r["chosen"] for r in rep)
+    # each FFN up-projection runs its GELU in the int8 epilogue
+    fused = [n for n, m in new.items() if m.layer.activation == "gelu"]
+    assert len(fused) == 6 and all(n.endswith("intermediate.dense") for n in fused)
+    assert all(isinstance(m.intermediate_act_fn, torch.nn.Identity)
+               for n, m in accelerated.named_modules() if n.endswith(".intermediate"))
 
 
 def test_minilm_very_short_sentences(minilm, accelerated):

@@ -79,7 +79,13 @@ typedef struct {
   const float *values;   /* nnz entries                                 */
 } sk_csr_f32;
 
-typedef enum { SK_ACT_NONE = 0, SK_ACT_RELU = 1 } sk_activation;
+/* SK_ACT_GELU is the exact (erf) GELU, x * Phi(x); so far only the fp32
+ * outputs of the int8 GEMM (sk_qgemm_u8s8_f32, sk_linear_qgemm_u8s8) take it. */
+typedef enum { SK_ACT_NONE = 0, SK_ACT_RELU = 1, SK_ACT_GELU = 2 } sk_activation;
+
+/* y[i] = gelu(y[i]) = 0.5 * y[i] * erfc(-y[i] / sqrt(2)) in place, i < n: within
+ * 1e-6 relative of the exact value on every ISA (y < -20 gives -0, NaN stays). */
+void sk_gelu_f32(float *y, int64_t n);
 
 /* Check a CSR weight (sizes, indptr, index range, sorted/unique). Returns
  * SK_OK or SK_ERR_FORMAT; `bad_row` (if not NULL) receives the first bad row. */

@@ -246,12 +246,33 @@ const sk_spmm_u8s8_impl *sk_spmm_u8s8_select(void) {
   return &spmm_u8s8_impls[isa];
 }
 
+static const sk_gelu_f32_fn gelu_f32_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = sk_gelu_f32__scalar,
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = sk_gelu_f32__avx2,
+    [SK_ISA_AVX512] = sk_gelu_f32__avx512,
+#endif
+};
+
+static int gelu_f32_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = gelu_f32_impls[i] != NULL;
+  return resolve(has);
+}
+
+sk_gelu_f32_fn sk_gelu_f32_select(void) { return gelu_f32_impls[gelu_f32_isa()]; }
+
+void sk_gelu_f32(float *y, int64_t n) {
+  if (y != NULL && n > 0) sk_gelu_f32_select()(y, n);
+}
+
 int sk_family_isa(const char *family) {
   if (strcmp(family ? family : "", "qgemm_u8s8") == 0) return qgemm_u8s8_isa();
   if (family == NULL) return -1;
   if (strcmp(family, "spmm_f32") == 0) return spmm_f32_isa();
   if (strcmp(family, "quantize_u8") == 0) return quantize_u8_isa();
   if (strcmp(family, "spmm_u8s8") == 0) return spmm_u8s8_isa();
+  if (strcmp(family, "gelu_f32") == 0) return gelu_f32_isa();
   return -1;
 }
 

@@ -118,6 +118,16 @@ int sk_quantize_row_u8_static__neon(const float *x, int64_t k, float scale,
                                     int32_t zero_point, uint8_t *q);
 #endif
 
+/* ---- gelu_f32: exact GELU in place (a post-op applied by GEMM drivers while
+ * the output tile is in cache; math and accuracy in sparsekit.h) ---------- */
+typedef void (*sk_gelu_f32_fn)(float *y, int64_t n);
+sk_gelu_f32_fn sk_gelu_f32_select(void);
+void sk_gelu_f32__scalar(float *y, int64_t n);
+#ifdef SK_ARCH_X86
+void sk_gelu_f32__avx2(float *y, int64_t n);
+void sk_gelu_f32__avx512(float *y, int64_t n);
+#endif
+
 /* ---- qgemm_u8s8: u8 x packed s8 -> s32, then an epilogue ---------------
  * Micro-kernel contract: rows [m0, m0 + mr) of A (mr <= MR) times output
  * columns [n0, n0 + nr) (n0 a multiple of 16, nr <= NR, n0 + nr <= N) of the

@@ -262,9 +262,57 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
         if new is not None:
             targets.append(name)
             _set_submodule(model, name, new)
+    _fuse_gelu(model, rows)
     model.eval()
     object.__setattr__(model, _REPORT_ATTR, rows)
     return model
+
+
+def _is_exact_gelu(f):
+    """nn.GELU() or transformers' GELUActivation / a bare F.gelu (erf form)."""
+    if isinstance(f, nn.GELU):
+        return f.approximate == "none"
+    if f is torch.nn.functional.gelu:
+        return True
+    return type(f).__name__ == "GELUActivation" and \
+        getattr(f, "act", None) is torch.nn.functional.gelu
+
+
+def _fusable(m):
+    return isinstance(m, SparseLinear) and isinstance(m.layer, L.Linear) and \
+        m.layer.activation is None and getattr(m.layer.weight, "_fused_gelu", False) and \
+        m.out_qparams is None
+
+
+def _fuse_gelu(model, rows):
+    """Linear followed by an exact GELU -> one int8 linear with the GELU in its
+    epilogue (the GELU module becomes nn.Identity): BERT-style blocks
+    (`dense` then `intermediate_act_fn`) and nn.Sequential neighbours. Not
+    done when the GELU kernel chosen is the scalar one (no vector kernel for
+    this CPU, e.g. ARM so far): torch's vectorised GELU is faster there."""
+    from sparsekit._config import info
+
+    if info()["kernels"].get("gelu_f32") in (None, "scalar"):
+        return
+    pairs = []
+    for name, m in model.named_modules():
+        if _fusable(getattr(m, "dense", None)) and \
+                _is_exact_gelu(getattr(m, "intermediate_act_fn", None)):
+            pairs.append((name, m, "dense", "intermediate_act_fn"))
+        elif isinstance(m, nn.Sequential):
+            keys = list(m._modules)
+            for a, b in zip(keys, keys[1:]):
+                if _fusable(m._modules[a]) and _is_exact_gelu(m._modules[b]):
+                    pairs.append((name, m, a, b))
+    by_name = {r["name"]: r for r in rows}
+    for name, parent, lin_key, act_key in pairs:
+        lin = getattr(parent, lin_key)
+        lin.layer = L.Linear(lin.layer.weight, lin.layer.bias, "gelu")
+        lin.reason += "; + GELU fused into the int8 epilogue"
+        setattr(parent, act_key, nn.Identity())
+        row = by_name.get(f"{name}.{lin_key}" if name else lin_key)
+        if row is not None:
+            row["reason"] = lin.reason
 
 
 def _deepcopy(model):

@@ -77,15 +77,16 @@ class Linear(Layer):
         self.weight = _check_weight(weight)
         self.out_features, self.in_features = self.weight.shape
         self.bias = check_bias(bias, self.out_features)
-        if activation not in (None, "relu"):
-            raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
+        if activation not in (None, "relu", "gelu"):
+            raise ValueError(f"activation: expected None, 'relu' or 'gelu', got {activation!r}")
         self.activation = activation
 
     def __call__(self, x):
         w = self.weight
         if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim >= 2 and \
                 x.flags.c_contiguous and x.shape[-1] == self.in_features and \
-                hasattr(w, "_linear") and x.size:
+                hasattr(w, "_linear") and x.size and \
+                (self.activation != "gelu" or getattr(w, "_fused_gelu", False)):
             # lean path: weight and bias were validated at construction
             y = w._linear(x.reshape(-1, self.in_features), self.bias,
                           ACTIVATIONS[self.activation], "auto")

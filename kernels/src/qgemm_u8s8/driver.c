@@ -100,6 +100,10 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
   int nt = sk_threads_for_work((double)m * (double)n * (double)k);
   if (nt > blocks) nt = (int)blocks;
   const sk_quantize_u8_impl *qimpl = sk_quantize_u8_select();
+  /* GELU is not in the micro-kernels' epilogues (they apply only RELU): it
+   * is a post-op on each finished fp32 tile, the same for every ISA */
+  const sk_gelu_f32_fn gelu =
+      p->act == SK_ACT_GELU && p->out == SK_QOUT_F32 ? sk_gelu_f32_select() : NULL;
   int bad = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
@@ -131,9 +135,15 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
       const int64_t n0 = b * nr, cols = n - n0 < nr ? n - n0 : nr;
       if (m == 1) {
         impl->gemv(p, 0, 1, n0, cols);
+        if (gelu) gelu((float *)p->c + n0, cols);
       } else {
-        for (int64_t m0 = 0; m0 < m; m0 += impl->mr)
-          impl->gemm(p, m0, m - m0 < impl->mr ? m - m0 : impl->mr, n0, cols);
+        for (int64_t m0 = 0; m0 < m; m0 += impl->mr) {
+          const int64_t rows = m - m0 < impl->mr ? m - m0 : impl->mr;
+          impl->gemm(p, m0, rows, n0, cols);
+          /* the post-op runs on the tile while it is still in L1 */
+          for (int64_t i = 0; gelu && i < rows; ++i)
+            gelu((float *)p->c + (m0 + i) * p->ldc + n0, cols);
+        }
       }
     }
   }
@@ -159,7 +169,7 @@ int sk_qgemm_u8s8_s32(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64
 static int fill_f32(sk_qgemm_u8s8_args *p, const uint8_t *a, int64_t lda,
                     const int32_t *a_zp, int64_t zp_stride, const float *a_scale,
                     int64_t scale_stride, const float *bias, sk_activation act) {
-  if (act != SK_ACT_NONE && act != SK_ACT_RELU) return 0;
+  if (act != SK_ACT_NONE && act != SK_ACT_RELU && act != SK_ACT_GELU) return 0;
   if (scale_stride != 0 && scale_stride != 1) return 0;
   memset(p, 0, sizeof *p);
   p->a = a;
@@ -199,6 +209,7 @@ int sk_qgemm_u8s8_u8(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_
   if (m > 0 && w->n > 0 && a_scale == NULL) return SK_ERR_ARGUMENT;
   if (!(out_scale > 0.0f) || !(out_scale <= FLT_MAX) || out_zp < 0 || out_zp > 255)
     return SK_ERR_ARGUMENT;
+  if (act == SK_ACT_GELU) return SK_ERR_ARGUMENT; /* fp32 outputs only, so far */
   p.out = SK_QOUT_U8;
   p.c = yq;
   p.ldc = ldyq;

@@ -172,6 +172,20 @@ def test_train_mode_and_grad_raise():
         assert acc(x).shape == (2, 10)
 
 
+def test_torch_layer_before_accelerated_one_works_without_no_grad():
+    """A LayerNorm (trainable, left in torch) feeding an accelerated Linear: a
+    plain call works because accelerate freezes the parameters it keeps."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LayerNorm(32), nn.Linear(32, 64)).eval()
+    with torch.no_grad():
+        model[1].weight[torch.rand(64, 32) < 0.9] = 0
+    fast = skt.accelerate(model, min_sparsity=0.5)
+    assert "Sparse" in type(fast[1]).__name__
+    x = torch.randn(4, 32)
+    torch.testing.assert_close(fast(x), model(x).detach(), rtol=1e-5, atol=1e-5)
+    assert all(p.requires_grad for p in model.parameters())  # the original is untouched
+
+
 def test_inplace_and_argument_checks():
     model = prune_all(mlp())
     out = skt.accelerate(model, inplace=True, min_sparsity=0.5)

@@ -234,7 +234,9 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
         it, else 0.7 (fp32) / 0.8 (int8). With quantize=None, layers where
         dense wins stay as they are (torch's dense kernel is as fast).
     inplace: modify `model` itself instead of a deep copy.
-    The returned model is put in eval mode and is inference-only;
+    The returned model is put in eval mode and is inference-only: the
+    parameters it keeps (LayerNorm, embeddings, layers left in torch) stop
+    requiring grad, so a plain ``model(x)`` works without torch.no_grad().
     sparsekit.torch.report(model) lists per layer what was chosen and why.
     """
     if not isinstance(model, nn.Module):
@@ -264,6 +266,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
             _set_submodule(model, name, new)
     _fuse_gelu(model, rows)
     model.eval()
+    model.requires_grad_(False)  # else torch layers before ours hand us grad-tracked tensors
     object.__setattr__(model, _REPORT_ATTR, rows)
     return model
 

@@ -301,6 +301,22 @@ int sk_threads_for_work(double work) {
   return n < by_work ? n : by_work;
 }
 
+void sk_split_rows(const int64_t *indptr, int64_t n, int64_t row_cost, int parts,
+                   int64_t *bounds) {
+  const int64_t total = indptr[n] + row_cost * n;
+  bounds[0] = 0;
+  for (int p = 1; p < parts; ++p) {
+    const int64_t target = total * p / parts;
+    int64_t lo = bounds[p - 1], hi = n; /* first row r with cost(r) >= target */
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (indptr[mid] + row_cost * mid < target) lo = mid + 1; else hi = mid;
+    }
+    bounds[p] = lo;
+  }
+  bounds[parts] = n;
+}
+
 /* ---- memory ------------------------------------------------------------- */
 void *sk_aligned_alloc(size_t bytes) {
   void *p = NULL;

@@ -24,6 +24,15 @@ void sk_aligned_free(void *p);
  * not pay thread start-up, otherwise sk_get_num_threads(). */
 int sk_threads_for_work(double work);
 
+/* Most threads a driver splits one call over (bounds arrays are sized by it). */
+#define SK_MAX_THREADS 256
+
+/* Split CSR-like rows [0, n) into `parts` ranges of about equal cost, where
+ * row r costs its entries (indptr[r+1] - indptr[r]) plus `row_cost` for its
+ * epilogue and output writes; bounds gets parts + 1 entries. */
+void sk_split_rows(const int64_t *indptr, int64_t n, int64_t row_cost, int parts,
+                   int64_t *bounds);
+
 /* ---- spmm_f32: CSR fp32 weight x dense fp32 activations ----------------
  * Micro-kernel contract (BLIS-style): one tile of mr <= MR activation rows,
  * packed transposed as xp[k * ld + i], times weight rows [n0, n1). The row
@@ -243,6 +252,35 @@ typedef struct {
 } sk_spmm_u8s8_tile;
 
 typedef void (*sk_spmm_u8s8_fn)(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+
+/* The u8 activations the sparse int8 drivers run on (spmm_u8s8/source.c):
+ * rows, per-row zero points and (fp32 output only) per-row scales. */
+typedef struct {
+  const uint8_t *xq;
+  int64_t ldx;
+  const int32_t *zp;
+  int zp_per_row;
+  const float *xscale; /* NULL: int32 output */
+} sk_u8_source;
+
+/* A driver's inner run over weight `w` (an sk_bsr_s8_1x4 or sk_csr_s8_g4). */
+typedef int (*sk_u8_source_fn)(const void *w, int64_t m, const sk_u8_source *s,
+                               const float *wscale, const float *bias, sk_activation act,
+                               void *y, int64_t ldy);
+
+/* SK_OK when u8 rows, zero points (0..255) and output fit an [m, n] x [n, k] call. */
+int sk_u8_source_check(int64_t m, int64_t k, const uint8_t *xq, int64_t ldx,
+                       const int32_t *zero_point, int zp_per_row, const void *y,
+                       int64_t ldy, int64_t n);
+/* Quantize fp32 rows per row to u8 (one copy of x) and call run() on them. */
+int sk_u8_source_run_quantized(const void *w, int64_t k, int64_t m, const float *x,
+                               int64_t ldx, sk_u8_source_fn run, const float *wscale,
+                               const float *bias, sk_activation act, float *y,
+                               int64_t ldy);
+/* Per-row zero points and scales (NULL for int32 output) padded with zeros
+ * to `rows` >= m rows, so a tile kernel may read whole tiles. */
+int sk_u8_source_row_params(const sk_u8_source *s, int64_t m, int64_t rows,
+                            int32_t **zp, float **xscale);
 
 typedef struct {
   int mr;               /* rows per tile of the spmm kernel */

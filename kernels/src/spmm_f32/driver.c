@@ -16,7 +16,6 @@
 #include <omp.h>
 #endif
 
-#define SK_MAX_THREADS 256
 #define SK_CHUNKS_PER_THREAD 4
 
 int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row) {
@@ -74,24 +73,6 @@ static void run_tile(const sk_spmm_f32_impl *impl, const sk_spmm_f32_tile *base,
   impl->spmm(&tile, n0, n1);
 }
 
-/* Split rows [0, n) into `parts` ranges of about equal cost, where row r
- * costs its nonzeros plus a constant for its output writes. */
-static void split_rows(const int64_t *indptr, int64_t n, int parts, int64_t *bounds) {
-  const int64_t row_cost = 8;
-  const int64_t total = indptr[n] + row_cost * n;
-  bounds[0] = 0;
-  for (int p = 1; p < parts; ++p) {
-    const int64_t target = total * p / parts;
-    int64_t lo = bounds[p - 1], hi = n; /* first row r with cost(r) >= target */
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (indptr[mid] + row_cost * mid < target) lo = mid + 1; else hi = mid;
-    }
-    bounds[p] = lo;
-  }
-  bounds[parts] = n;
-}
-
 int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ldx,
                       const float *bias, sk_activation act, float *y, int64_t ldy) {
   if (w == NULL || m < 0 || (m > 0 && (x == NULL || y == NULL))) return SK_ERR_ARGUMENT;
@@ -109,7 +90,7 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
   int parts = nt > 1 ? nt * SK_CHUNKS_PER_THREAD : 1;
   if (parts > w->n) parts = (int)w->n;
   int64_t bounds[SK_MAX_THREADS * SK_CHUNKS_PER_THREAD + 1];
-  split_rows(w->indptr, w->n, parts, bounds);
+  sk_split_rows(w->indptr, w->n, 8 /* a row's output writes ~ 8 nonzeros */, parts, bounds);
 
   sk_spmm_f32_tile base = {w->indptr, w->indices, w->index_bytes, w->values,
                            x, 1, bias, act, y, ldy};

@@ -16,8 +16,6 @@
 #include <omp.h>
 #endif
 
-#define SK_MAX_THREADS 256
-
 static int64_t col_at(const sk_bsr_s8_1x4 *w, int64_t p) {
   return w->index_bytes == 2 ? (int64_t)((const uint16_t *)w->cols)[p]
                              : (int64_t)((const int32_t *)w->cols)[p];
@@ -56,24 +54,6 @@ int sk_bsr_s8_1x4_validate(const sk_bsr_s8_1x4 *w, int64_t *bad_row) {
   return SK_OK;
 }
 
-/* Split rows [0, n) into `parts` ranges of about equal cost: a row costs its
- * blocks plus a constant for its epilogue and output writes. */
-static void split_rows(const int64_t *indptr, int64_t n, int parts, int64_t *bounds) {
-  const int64_t row_cost = 4;
-  const int64_t total = indptr[n] + row_cost * n;
-  bounds[0] = 0;
-  for (int p = 1; p < parts; ++p) {
-    const int64_t target = total * p / parts;
-    int64_t lo = bounds[p - 1], hi = n; /* first row r with cost(r) >= target */
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (indptr[mid] + row_cost * mid < target) lo = mid + 1; else hi = mid;
-    }
-    bounds[p] = lo;
-  }
-  bounds[parts] = n;
-}
-
 /* Dwords of rows [m0, m0+mr) into xp[(c * MR + i) * 4 ..], zero past K and mr. */
 static void pack_tile(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, int64_t mr,
                       int MR, uint8_t *xp) {
@@ -93,16 +73,10 @@ static void pack_tile(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, int6
 
 /* The u8 activations the kernels run on: rows, per-row zero points and
  * (float output only) per-row scales. */
-typedef struct {
-  const uint8_t *xq;
-  int64_t ldx;
-  const int32_t *zp;
-  int zp_per_row;
-  const float *xscale; /* NULL: int32 output */
-} u8_source;
-
-static int run(const sk_bsr_s8_1x4 *w, int64_t m, const u8_source *s, const float *wscale,
-               const float *bias, sk_activation act, void *y, int64_t ldy) {
+static int run(const void *weight, int64_t m, const sk_u8_source *s,
+               const float *wscale, const float *bias, sk_activation act, void *y,
+               int64_t ldy) {
+  const sk_bsr_s8_1x4 *w = (const sk_bsr_s8_1x4 *)weight;
   const sk_spmm_u8s8_impl *impl = sk_spmm_u8s8_select();
   const int64_t kq = (w->k + 3) / 4;
   const int64_t nblocks = w->indptr[w->n];
@@ -110,7 +84,7 @@ static int run(const sk_bsr_s8_1x4 *w, int64_t m, const u8_source *s, const floa
   if (nt > SK_MAX_THREADS) nt = SK_MAX_THREADS;
   if (nt > w->n) nt = (int)w->n;
   int64_t bounds[SK_MAX_THREADS + 1];
-  split_rows(w->indptr, w->n, nt, bounds);
+  sk_split_rows(w->indptr, w->n, 4 /* a row's epilogue ~ 4 blocks */, nt, bounds);
 
   sk_spmm_u8s8_tile base = {w->indptr, w->cols, w->index_bytes, w->values, w->row_sums,
                             NULL, kq, 1, NULL, NULL, wscale, bias, act, y, ldy};
@@ -146,21 +120,14 @@ static int run(const sk_bsr_s8_1x4 *w, int64_t m, const u8_source *s, const floa
   const int64_t tiles = nbig + nsmall;
   const int64_t rows_alloc = nbig * MR + nsmall * MS; /* >= m, padded rows */
   uint8_t *xp = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kq * 4));
-  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)rows_alloc * sizeof(int32_t));
-  float *xs = s->xscale ? (float *)sk_aligned_alloc((size_t)rows_alloc * sizeof(float))
-                        : NULL;
-  if (xp == NULL || zp == NULL || (s->xscale && xs == NULL)) {
+  int32_t *zp;
+  float *xs;
+  if (xp == NULL || sk_u8_source_row_params(s, m, rows_alloc, &zp, &xs) != SK_OK) {
     sk_aligned_free(xp);
-    sk_aligned_free(zp);
-    sk_aligned_free(xs);
     return SK_ERR_NOMEM;
   }
   /* tile i covers rows [m0, m0 + rows) of X and rows [m0, m0 + R) of the
    * scratch (R = its MR); row r of the scratch is X's row r. */
-  for (int64_t i = 0; i < rows_alloc; ++i) {
-    zp[i] = i < m ? s->zp[s->zp_per_row ? i : 0] : 0;
-    if (xs) xs[i] = i < m ? s->xscale[i] : 0.0f;
-  }
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -210,14 +177,10 @@ int sk_spmm_u8s8_s32(const sk_bsr_s8_1x4 *w, int64_t m, const uint8_t *xq, int64
                      const int32_t *zero_point, int zp_per_row, int32_t *y, int64_t ldy) {
   int rc = check_weight(w);
   if (rc != SK_OK) return rc;
-  if (m < 0 || (m > 0 && (xq == NULL || y == NULL || zero_point == NULL)))
-    return SK_ERR_ARGUMENT;
-  if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
-  const int64_t nzp = zp_per_row ? m : (m > 0);
-  for (int64_t i = 0; i < nzp; ++i)
-    if (zero_point[i] < 0 || zero_point[i] > 255) return SK_ERR_ARGUMENT;
+  rc = sk_u8_source_check(m, w->k, xq, ldx, zero_point, zp_per_row, y, ldy, w->n);
+  if (rc != SK_OK) return rc;
   if (m == 0 || w->n == 0) return SK_OK;
-  const u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
+  const sk_u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
   return run(w, m, &s, NULL, NULL, SK_ACT_NONE, y, ldy);
 }
 
@@ -231,21 +194,5 @@ int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t 
   if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
   if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
   if (m == 0 || w->n == 0) return SK_OK;
-  /* one u8 copy of x (rows of K bytes) plus per-row scale and zero point */
-  uint8_t *xq = (uint8_t *)sk_aligned_alloc((size_t)(m * w->k));
-  float *xs = (float *)sk_aligned_alloc((size_t)m * sizeof(float));
-  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)m * sizeof(int32_t));
-  if (xq == NULL || xs == NULL || zp == NULL) {
-    rc = SK_ERR_NOMEM;
-  } else {
-    rc = sk_quantize_rows_u8(m, w->k, x, ldx, xq, w->k, xs, zp);
-    if (rc == SK_OK) {
-      const u8_source s = {xq, w->k, zp, 1, xs};
-      rc = run(w, m, &s, wscale, bias, act, y, ldy);
-    }
-  }
-  sk_aligned_free(xq);
-  sk_aligned_free(xs);
-  sk_aligned_free(zp);
-  return rc;
+  return sk_u8_source_run_quantized(w, w->k, m, x, ldx, run, wscale, bias, act, y, ldy);
 }

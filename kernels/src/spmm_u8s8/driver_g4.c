@@ -17,8 +17,6 @@
 #include <omp.h>
 #endif
 
-#define SK_MAX_THREADS 256
-
 int sk_csr_s8_g4_validate(const sk_csr_s8_g4 *w, int64_t *bad_row) {
   if (bad_row) *bad_row = -1;
   if (w == NULL || w->n < 0 || w->k < 0 || w->k > 65536 || w->indptr == NULL)
@@ -44,23 +42,6 @@ int sk_csr_s8_g4_validate(const sk_csr_s8_g4 *w, int64_t *bad_row) {
   return SK_OK;
 }
 
-/* As driver.c's split_rows: a row costs its groups plus its epilogue. */
-static void split_rows(const int64_t *indptr, int64_t n, int parts, int64_t *bounds) {
-  const int64_t row_cost = 2;
-  const int64_t total = indptr[n] + row_cost * n;
-  bounds[0] = 0;
-  for (int p = 1; p < parts; ++p) {
-    const int64_t target = total * p / parts;
-    int64_t lo = bounds[p - 1], hi = n;
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (indptr[mid] + row_cost * mid < target) lo = mid + 1; else hi = mid;
-    }
-    bounds[p] = lo;
-  }
-  bounds[parts] = n;
-}
-
 /* Rows [m0, m0+mr) of x into xt[k * MR + pos(i)], zero for rows past mr.
  * k outer: each k's MR bytes are written as one run. */
 static void pack_tile_t(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, int64_t mr,
@@ -75,23 +56,17 @@ static void pack_tile_t(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, in
   }
 }
 
-typedef struct {
-  const uint8_t *xq;
-  int64_t ldx;
-  const int32_t *zp;
-  int zp_per_row;
-  const float *xscale; /* NULL: int32 output */
-} u8_source;
-
-static int run(const sk_csr_s8_g4 *w, int64_t m, const u8_source *s, const float *wscale,
-               const float *bias, sk_activation act, void *y, int64_t ldy) {
+static int run(const void *weight, int64_t m, const sk_u8_source *s,
+               const float *wscale, const float *bias, sk_activation act, void *y,
+               int64_t ldy) {
+  const sk_csr_s8_g4 *w = (const sk_csr_s8_g4 *)weight;
   const int vnni = sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI;
   const int64_t ngroups = w->indptr[w->n];
   int nt = sk_threads_for_work((double)(16 * ngroups + 4 * w->n) * (double)m);
   if (nt > SK_MAX_THREADS) nt = SK_MAX_THREADS;
   if (nt > w->n) nt = (int)w->n;
   int64_t bounds[SK_MAX_THREADS + 1];
-  split_rows(w->indptr, w->n, nt, bounds);
+  sk_split_rows(w->indptr, w->n, 2 /* a row's epilogue ~ 2 groups */, nt, bounds);
 
   sk_spmm_u8s8_tile base = {w->indptr, w->kidx, 2, w->values, w->row_sums,
                             NULL, 0, 1, NULL, NULL, wscale, bias, act, y, ldy};
@@ -125,18 +100,11 @@ static int run(const sk_csr_s8_g4 *w, int64_t m, const u8_source *s, const float
   const int64_t tiles = (m + MR - 1) / MR, rows_alloc = tiles * MR;
   const int64_t kp = w->k > 0 ? w->k : 1;
   uint8_t *xt = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kp));
-  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)rows_alloc * sizeof(int32_t));
-  float *xs = s->xscale ? (float *)sk_aligned_alloc((size_t)rows_alloc * sizeof(float))
-                        : NULL;
-  if (xt == NULL || zp == NULL || (s->xscale && xs == NULL)) {
+  int32_t *zp;
+  float *xs;
+  if (xt == NULL || sk_u8_source_row_params(s, m, rows_alloc, &zp, &xs) != SK_OK) {
     sk_aligned_free(xt);
-    sk_aligned_free(zp);
-    sk_aligned_free(xs);
     return SK_ERR_NOMEM;
-  }
-  for (int64_t i = 0; i < rows_alloc; ++i) {
-    zp[i] = i < m ? s->zp[s->zp_per_row ? i : 0] : 0;
-    if (xs) xs[i] = i < m ? s->xscale[i] : 0.0f;
   }
 
 #ifdef _OPENMP
@@ -190,14 +158,10 @@ int sk_spmm_u8s8_g4_s32(const sk_csr_s8_g4 *w, int64_t m, const uint8_t *xq, int
                         const int32_t *zero_point, int zp_per_row, int32_t *y, int64_t ldy) {
   int rc = check_weight(w);
   if (rc != SK_OK) return rc;
-  if (m < 0 || (m > 0 && (xq == NULL || y == NULL || zero_point == NULL)))
-    return SK_ERR_ARGUMENT;
-  if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
-  const int64_t nzp = zp_per_row ? m : (m > 0);
-  for (int64_t i = 0; i < nzp; ++i)
-    if (zero_point[i] < 0 || zero_point[i] > 255) return SK_ERR_ARGUMENT;
+  rc = sk_u8_source_check(m, w->k, xq, ldx, zero_point, zp_per_row, y, ldy, w->n);
+  if (rc != SK_OK) return rc;
   if (m == 0 || w->n == 0) return SK_OK;
-  const u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
+  const sk_u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
   return run(w, m, &s, NULL, NULL, SK_ACT_NONE, y, ldy);
 }
 
@@ -211,20 +175,5 @@ int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
   if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
   if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
   if (m == 0 || w->n == 0) return SK_OK;
-  uint8_t *xq = (uint8_t *)sk_aligned_alloc((size_t)(m * (w->k > 0 ? w->k : 1)));
-  float *xs = (float *)sk_aligned_alloc((size_t)m * sizeof(float));
-  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)m * sizeof(int32_t));
-  if (xq == NULL || xs == NULL || zp == NULL) {
-    rc = SK_ERR_NOMEM;
-  } else {
-    rc = sk_quantize_rows_u8(m, w->k, x, ldx, xq, w->k, xs, zp);
-    if (rc == SK_OK) {
-      const u8_source s = {xq, w->k, zp, 1, xs};
-      rc = run(w, m, &s, wscale, bias, act, y, ldy);
-    }
-  }
-  sk_aligned_free(xq);
-  sk_aligned_free(xs);
-  sk_aligned_free(zp);
-  return rc;
+  return sk_u8_source_run_quantized(w, w->k, m, x, ldx, run, wscale, bias, act, y, ldy);
 }

@@ -1,0 +1,57 @@
+/*
+ * spmm_u8s8/source.c - the u8 activations both sparse int8 drivers (1x4
+ * blocks in driver.c, groups of 4 in driver_g4.c) run on: checking the
+ * caller's u8 rows, quantizing fp32 rows into them, and the per-row zero
+ * points / scales padded to whole tiles.
+ */
+#include "../internal.h"
+
+int sk_u8_source_check(int64_t m, int64_t k, const uint8_t *xq, int64_t ldx,
+                       const int32_t *zero_point, int zp_per_row, const void *y,
+                       int64_t ldy, int64_t n) {
+  if (m < 0 || (m > 0 && (xq == NULL || y == NULL || zero_point == NULL)))
+    return SK_ERR_ARGUMENT;
+  if (ldx < k || ldy < n) return SK_ERR_ARGUMENT;
+  const int64_t nzp = zp_per_row ? m : (m > 0);
+  for (int64_t i = 0; i < nzp; ++i)
+    if (zero_point[i] < 0 || zero_point[i] > 255) return SK_ERR_ARGUMENT;
+  return SK_OK;
+}
+
+int sk_u8_source_run_quantized(const void *w, int64_t k, int64_t m, const float *x,
+                               int64_t ldx, sk_u8_source_fn run, const float *wscale,
+                               const float *bias, sk_activation act, float *y,
+                               int64_t ldy) {
+  /* one u8 copy of x (rows of K bytes) plus per-row scale and zero point */
+  uint8_t *xq = (uint8_t *)sk_aligned_alloc((size_t)(m * (k > 0 ? k : 1)));
+  float *xs = (float *)sk_aligned_alloc((size_t)m * sizeof(float));
+  int32_t *zp = (int32_t *)sk_aligned_alloc((size_t)m * sizeof(int32_t));
+  int rc = SK_ERR_NOMEM;
+  if (xq != NULL && xs != NULL && zp != NULL) {
+    rc = sk_quantize_rows_u8(m, k, x, ldx, xq, k, xs, zp);
+    if (rc == SK_OK) {
+      const sk_u8_source s = {xq, k, zp, 1, xs};
+      rc = run(w, m, &s, wscale, bias, act, y, ldy);
+    }
+  }
+  sk_aligned_free(xq);
+  sk_aligned_free(xs);
+  sk_aligned_free(zp);
+  return rc;
+}
+
+int sk_u8_source_row_params(const sk_u8_source *s, int64_t m, int64_t rows,
+                            int32_t **zp, float **xscale) {
+  *zp = (int32_t *)sk_aligned_alloc((size_t)rows * sizeof(int32_t));
+  *xscale = s->xscale ? (float *)sk_aligned_alloc((size_t)rows * sizeof(float)) : NULL;
+  if (*zp == NULL || (s->xscale && *xscale == NULL)) {
+    sk_aligned_free(*zp);
+    sk_aligned_free(*xscale);
+    return SK_ERR_NOMEM;
+  }
+  for (int64_t i = 0; i < rows; ++i) { /* rows past m are padding: zero */
+    (*zp)[i] = i < m ? s->zp[s->zp_per_row ? i : 0] : 0;
+    if (*xscale) (*xscale)[i] = i < m ? s->xscale[i] : 0.0f;
+  }
+  return SK_OK;
+}

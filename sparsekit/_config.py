@@ -21,10 +21,17 @@ _MAX_THREADS = 2**31 - 1
 def set_isa(name):
     """Force every kernel family to instruction set `name` (or the best below
     it that the family has). Raises RuntimeError if this CPU lacks it.
-    ``set_isa(sparsekit.info()["best_isa"])`` goes back to the default."""
+    ``set_isa("auto")`` goes back to the default, the best ISA this CPU has.
+    Names (case-insensitive): "auto", "scalar", "avx2", "avx512", "avx512vnni",
+    "neon"; anything else raises ValueError."""
     if not isinstance(name, str):
         raise TypeError(f"name: expected a str, got {type(name).__name__}")
-    _core.set_isa(name.lower())
+    key = name.strip().lower()
+    if key == "auto":
+        key = _core.best_isa()
+    elif key not in ISA_NAMES:
+        raise ValueError(f"name: expected 'auto' or one of {list(ISA_NAMES)}, got {name!r}")
+    _core.set_isa(key)
 
 
 def get_isa():

@@ -91,3 +91,12 @@ def test_distill_checks_arguments():
         compress.distill("t", student, [])
     with pytest.raises(ValueError, match="epochs"):
         compress.distill(teacher, student, [], epochs=-1)
+    for bad in (0, 1.5, True):  # zero epochs would silently train nothing
+        with pytest.raises(ValueError, match="epochs"):
+            compress.distill(teacher, student, [], epochs=bad)
+    with pytest.raises(ValueError, match="lr"):
+        compress.distill(teacher, student, [], lr=0)
+    with pytest.raises(ValueError, match="temperature"):
+        compress.distill(teacher, student, [], temperature=0)
+    with pytest.raises(ValueError, match="alpha"):
+        compress.distill(teacher, student, [], alpha=1.5)

@@ -31,7 +31,7 @@ def test_set_isa_round_trip_and_family_fallback(isa):
 
 
 def test_set_isa_errors():
-    with pytest.raises(ValueError, match="isa"):
+    with pytest.raises(ValueError, match="^name: .*'sse9'"):
         sparsekit.set_isa("sse9")
     with pytest.raises(TypeError, match="name"):
         sparsekit.set_isa(3)
@@ -39,6 +39,21 @@ def test_set_isa_errors():
     for name in missing:
         with pytest.raises(RuntimeError, match="does not support"):
             sparsekit.set_isa(name)
+
+
+def test_set_isa_auto_restores_the_best():
+    best = sparsekit.info()["best_isa"]
+    try:
+        sparsekit.set_isa("scalar")
+        assert sparsekit.get_isa() == "scalar"
+        sparsekit.set_isa("auto")
+        assert sparsekit.get_isa() == best
+        assert sparsekit.info()["kernels"]["spmm_f32"] == _core.family_isa("spmm_f32")
+        sparsekit.set_isa("scalar")
+        sparsekit.set_isa(" AUTO ")  # case and whitespace are ignored, as for SPARSEKIT_ISA
+        assert sparsekit.get_isa() == best
+    finally:
+        sparsekit.set_isa("auto")
 
 
 def _run(code, **env):
@@ -56,6 +71,11 @@ def test_environment_variables():
     assert info["num_threads"] == 1
     bad = _run("import sparsekit", SPARSEKIT_ISA="bogus")
     assert bad.returncode != 0 and "SPARSEKIT_ISA" in bad.stderr
+    auto = _run("import sparsekit; i = sparsekit.info(); print(i['isa'], i['best_isa'])",
+                SPARSEKIT_ISA="auto")
+    assert auto.returncode == 0, auto.stderr
+    isa, best = auto.stdout.split()
+    assert isa == best
     if not _core.cpu_supports("neon"):
         r = _run("import sparsekit", SPARSEKIT_ISA="neon")
         assert r.returncode != 0 and "does not support" in r.stderr

@@ -159,6 +159,28 @@ def test_conv_same_padding_and_stride(rng):
         close(acc(x), model(x))
 
 
+def test_conv_unbatched_input_and_numpy_input(rng):
+    torch.manual_seed(2)
+    model = prune_all(nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(),
+                                    nn.Conv2d(6, 4, 3, stride=2)).eval())
+    acc = skt.accelerate(model, min_sparsity=0.5)
+    assert all(isinstance(m, SparseConv2d) for m in (acc[0], acc[2]))
+    x = torch.randn(3, 9, 10)  # (C, H, W), as nn.Conv2d accepts
+    with torch.no_grad():
+        ref = model(x)
+        got = acc(x)
+    assert got.shape == ref.shape == (4, 4, 4)
+    close(got, ref)
+    with pytest.raises(ValueError, match="x"):  # wrong channel count still names x
+        with torch.no_grad():
+            acc(torch.randn(5, 9, 10))
+    with pytest.raises(TypeError, match="x: .*ndarray"):
+        acc(np.zeros((1, 3, 9, 10), np.float32))
+    lin = skt.accelerate(prune_all(mlp()), min_sparsity=0.5)
+    with pytest.raises(TypeError, match="x: .*ndarray"):
+        lin(np.zeros((2, 40), np.float32))
+
+
 def test_train_mode_and_grad_raise():
     acc = skt.accelerate(prune_all(mlp()), min_sparsity=0.5)
     x = torch.randn(2, 40)

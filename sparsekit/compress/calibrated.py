@@ -26,7 +26,7 @@ calibration inputs, tr(dW H dW^T) / tr(W H W^T), dW measured from the
 weights the layer was asked to reproduce (W, or W* for target="dense").
 """
 from sparsekit.compress._torch import call_model, nn, torch
-from sparsekit.compress.masks import block_scores, expand_blocks, mask_from_scores, nm_mask
+from sparsekit.compress.masks import mask_from_scores, nm_mask
 
 
 class _StopForward(Exception):
@@ -239,9 +239,7 @@ def _sparsegpt_blocks(w, u, out, sparsity, pattern, kind, blocksize, name):
         if kind == "unstructured":
             keep1 = mask_from_scores(w1 ** 2 / d ** 2, sparsity, pattern)
         elif kind == "block":
-            sc = block_scores(w1 ** 2 / d ** 2, pattern[1])
-            keep1 = expand_blocks(mask_from_scores(sc, sparsity, ("unstructured",)),
-                                  pattern[1], i2 - i1)
+            keep1 = mask_from_scores(w1 ** 2 / d ** 2, sparsity, pattern)  # ragged-aware
         else:
             keep1 = torch.ones_like(w1, dtype=torch.bool)
         for j in range(i2 - i1):

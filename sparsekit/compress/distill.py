@@ -66,8 +66,15 @@ def distill(teacher, student, data, epochs=1, optimizer=None, lr=1e-3, temperatu
     """
     if not isinstance(teacher, nn.Module) or not isinstance(student, nn.Module):
         raise TypeError("teacher, student: expected torch.nn.Module instances")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs: expected a positive int, got {epochs!r}")
+    if optimizer is None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool)
+                                  and lr > 0):
+        raise ValueError(f"lr: expected a positive number, got {lr!r}")
+    if not temperature > 0:  # checked here too so a bad value fails before any training
+        raise ValueError(f"temperature: expected a positive number, got {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
     if callable(callbacks):
         callbacks = (callbacks,)
     if seed is not None:

@@ -5,7 +5,12 @@ view a converter uses). Patterns:
   unstructured  any element may go;
   "N:M"         in each group of M consecutive inputs (along K) N are kept;
   "1xB"         whole blocks of 1 row x B consecutive inputs go (1x4 is what
-                the sparse int8 kernel wants); a ragged last block is allowed.
+                the sparse int8 kernel wants). When K is not a multiple of B the
+                last block of each row is a partial block of K % B inputs: blocks
+                are then ranked by mean score per real input and removed until
+                the number of removed weights is as close as possible to
+                sparsity * size (ties: the count at or above the request), so
+                the requested sparsity is met to within one block.
 Masks are bool tensors shaped like the score matrix, True = keep.
 """
 import re
@@ -72,6 +77,35 @@ def expand_blocks(block_mask, b, k):
     return block_mask.repeat_interleave(b, dim=1)[:, :k]
 
 
+def block_sizes(k, b, device=None):
+    """Real inputs in each 1 x b block of a row of K: b, ..., b, K - b * (nb - 1)."""
+    nb = -(-k // b)
+    sizes = torch.full((nb,), b, dtype=torch.int64, device=device)
+    sizes[-1] = k - b * (nb - 1)
+    return sizes
+
+
+def drop_blocks(sums, sizes, sparsity):
+    """Keep-mask over blocks [R, nb] with real sizes `sizes` [R, nb] (ragged
+    blocks): per row, drop the lowest-mean blocks until the dropped weight count
+    is closest to round(sparsity * row size), ties to the count at or above it."""
+    r, nb = sums.shape
+    target = torch.round(sparsity * sizes.sum(1).to(torch.float64)).to(torch.int64)
+    order = torch.sort(sums.to(torch.float64) / sizes, dim=1, stable=True).indices
+    cum = torch.cumsum(torch.gather(sizes, 1, order), dim=1)
+    # j_hi blocks are the fewest reaching the target; j_hi - 1 stay below it
+    j_hi = torch.clamp((cum < target[:, None]).sum(1) + 1, max=nb)
+    rows = torch.arange(r, device=sums.device)
+    above = cum[rows, j_hi - 1] - target
+    below = target - torch.where(j_hi >= 2, cum[rows, torch.clamp(j_hi - 2, min=0)],
+                                 torch.zeros_like(j_hi))
+    j = torch.where(above <= below, j_hi, j_hi - 1)
+    dropped_sorted = torch.arange(nb, device=sums.device)[None, :] < j[:, None]
+    keep = torch.ones_like(dropped_sorted)
+    keep.scatter_(1, order, ~dropped_sorted)
+    return keep
+
+
 def nm_mask(scores, n_keep, m, name="weight"):
     """Keep the n_keep largest of every m consecutive scores along K."""
     n, k = scores.shape
@@ -96,7 +130,16 @@ def mask_from_scores(scores, sparsity, pattern, per_row=False, name="weight"):
     if kind == "block":
         b = pattern[1]
         bs = block_scores(scores, b)
-        return expand_blocks(mask_from_scores(bs, sparsity, ("unstructured",), per_row), b, k)
+        if k % b == 0:  # whole blocks: removing round(sparsity * blocks) is exact
+            keep = mask_from_scores(bs, sparsity, ("unstructured",), per_row)
+        else:
+            sizes = block_sizes(k, b, scores.device).expand(n, -1)
+            if per_row:
+                keep = drop_blocks(bs, sizes, sparsity)
+            else:
+                keep = drop_blocks(bs.reshape(1, -1), sizes.reshape(1, -1),
+                                   sparsity).reshape(bs.shape)
+        return expand_blocks(keep, b, k)
     if per_row:
         count = int(round(sparsity * k))
         if count == 0:
@@ -115,7 +158,12 @@ def global_masks(score_list, sparsity, pattern, names):
         return [nm_mask(s, pattern[1], pattern[2], nm) for s, nm in zip(score_list, names)]
     units = [block_scores(s, pattern[1]) if kind == "block" else s for s in score_list]
     flat = torch.cat([u.reshape(-1).to(torch.float64) for u in units])
-    keep = _drop_lowest(flat, int(round(sparsity * flat.numel())))
+    if kind == "block" and any(s.shape[1] % pattern[1] for s in score_list):
+        sizes = torch.cat([block_sizes(s.shape[1], pattern[1], s.device).expand(
+            s.shape[0], -1).reshape(-1) for s in score_list])
+        keep = drop_blocks(flat[None, :], sizes[None, :], sparsity)[0]
+    else:
+        keep = _drop_lowest(flat, int(round(sparsity * flat.numel())))
     out, start = [], 0
     for s, u in zip(score_list, units):
         m = keep[start:start + u.numel()].reshape(u.shape)

@@ -52,7 +52,11 @@ def prune(model, sparsity, method="magnitude", pattern="unstructured", scope="la
     method: "magnitude" (|w|), "wanda" (|w| * ||x||, per output row) or
         "sparsegpt" (OBS reconstruction); the last two need `calibration`.
     pattern: "unstructured", "N:M" such as "2:4" (along the input dimension), or
-        "1x4" blocks (1 output x 4 consecutive inputs).
+        "1x4" blocks (1 output x 4 consecutive inputs). If the input size K is not
+        a multiple of 4 the last block of each row is partial (K % 4 inputs);
+        blocks are ranked by mean magnitude and the removed-weight count is the
+        closest reachable to the request (within one block). The report gives
+        the achieved sparsity of each layer.
     scope: "layer" or "global" (magnitude only: Wanda and SparseGPT compare
         within a layer by construction).
     calibration: an iterable of batches; the model is called as model(**b) for a

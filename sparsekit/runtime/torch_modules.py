@@ -28,6 +28,9 @@ class SparsekitModule(nn.Module):
         self.eval()
 
     def forward(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: {type(self).__name__} expects a torch.Tensor input, got "
+                            f"{type(x).__name__} (wrap NumPy arrays with torch.from_numpy)")
         if self.training:
             raise RuntimeError(
                 f"{type(self).__name__} is inference-only (sparsekit kernels have no "
@@ -90,6 +93,12 @@ class SparseLinear(SparsekitModule):
 
 
 class SparseConv2d(SparsekitModule):
+    def forward(self, x):
+        # nn.Conv2d also takes one unbatched (C, H, W) image: run it as a batch of one
+        if isinstance(x, torch.Tensor) and x.dim() == 3:
+            return super().forward(x.unsqueeze(0)).squeeze(0)
+        return super().forward(x)
+
     @property
     def in_channels(self):
         return self.layer.in_channels

@@ -9,16 +9,20 @@ target machine (table below), not guessed. For each candidate format the time
 of one ``sparsekit.linear`` call with M activation rows is modelled as
 
     t(M) = overhead(M) + per_unit(M) * units + per_row(M) * N + per_act(M) * M * K
+           + per_big_unit(M) * units * units / 1e6    (CSRMatrix only)
 
 where ``units`` is what the format's kernel iterates over: N*K for the dense
 formats, the nonzeros for CSRMatrix, the kept 1x4 blocks for SparseInt8Matrix
 (so unstructured pruning is charged for the zeros inside its blocks), and M*K
 is the activation matrix (read, and for the int8 formats quantized to u8, once
-per call whatever the sparsity: what dominates small or very sparse layers) - except
+per call whatever the sparsity: what dominates small or very sparse layers); the
+last term is there because CSRMatrix's cost per nonzero grows with the number
+of nonzeros (the weight falls out of cache; measured at M=128: 1.7 ns per nonzero
+for 256x128 at 0% sparsity, 2.5 / 3.2 / 5.4 ns for 3072x768 at 80 / 50 / 0%) - except
 where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 33,
 AVX-512 VNNI): there it is the groups, with coefficients of their own
 ("spint8_g4", measured at M = 128 and used unscaled below it: conservative). The
-four coefficients were fitted (non-negative least squares, relative error) to
+coefficients were fitted (non-negative least squares, relative error) to
 timings of every format at large and small shapes, sparsities and both pruning
 patterns, for
 M in 1, 8, 32, 128; other M interpolate in log M (and scale linearly past 128).
@@ -39,8 +43,8 @@ QUANTIZE = (None, "int8")
 # Produced by: python -m sparsekit.pack --measure --reps 15  (1 thread, threadpoolctl
 # limits, interleaved rounds, fastest round per case: the VM is shared). Machine: 2-core AMD EPYC VM (Zen 5: family 26),
 # spmm_u8s8 on avx512vnni, NumPy's OpenBLAS for dense fp32.
-# coef[format][M] = (overhead_us, per_unit_ns, per_row_ns, per_activation_ns)
-# (3-tuples from older tables mean per_activation_ns = 0)
+# coef[format][M] = (overhead_us, per_unit_ns, per_row_ns, per_activation_ns,
+#                     per_big_unit_ns)  (missing trailing ones in older tables = 0)
 MEASURED = None  # the table itself is at the end of this file
 
 
@@ -69,16 +73,16 @@ FORMAT_NAMES = {"dense": "dense ndarray (fp32, NumPy BLAS)", "csr": "CSRMatrix (
 
 
 def _coef_at(table, m):
-    """(overhead_us, per_unit_ns, per_row_ns, per_activation_ns) at M rows from
-    the measured Ms."""
-    table = {int(k): (tuple(v) + (0.0,))[:4] for k, v in table.items()}
+    """(overhead_us, per_unit_ns, per_row_ns, per_activation_ns,
+    per_big_unit_ns) at M rows from the measured Ms."""
+    table = {int(k): (tuple(v) + (0.0, 0.0))[:5] for k, v in table.items()}
     ms = sorted(table)
     if m <= ms[0]:
         return table[ms[0]]
     if m >= ms[-1]:
-        o, a, b, c = table[ms[-1]]
+        o, a, b, c, d = table[ms[-1]]
         f = m / ms[-1]
-        return (o, a * f, b * f, c)  # c is per activation element: M*K already scales
+        return (o, a * f, b * f, c, d * f)  # c is per activation element: M*K already scales
     for lo, hi in zip(ms, ms[1:]):
         if lo <= m <= hi:
             t = (math.log(m) - math.log(lo)) / (math.log(hi) - math.log(lo))
@@ -86,10 +90,15 @@ def _coef_at(table, m):
     raise AssertionError("unreachable")
 
 
+def _big_units(key, units):
+    """units * (units / 1e6): CSRMatrix's extra cost per nonzero in big weights."""
+    return units * units * 1e-6 if key == "csr" else 0.0
+
+
 def _predict(model, key, m, n, k, units):
     """Modelled microseconds of one linear() call."""
-    o, a, b, c = _coef_at(model["coef"][key], m)
-    return o + (a * units + b * n + c * m * k) * 1e-3
+    o, a, b, c, d = _coef_at(model["coef"][key], m)
+    return o + (a * units + b * n + c * m * k + d * _big_units(key, units)) * 1e-3
 
 
 # Past this sparsity a sparse format is taken whatever the model says: its work
@@ -250,7 +259,7 @@ def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS,
 
     rng = np.random.default_rng(seed)
     fmts = ["dense", "csr", "spint8"] + (["qdense"] if "qdense" in _candidates("int8") else [])
-    samples = {f: {m: [] for m in ms} for f in fmts}  # (units, n, m*k, seconds)
+    samples = {f: {m: [] for m in ms} for f in fmts}  # (units, n, m*k, units^2/1e6, seconds)
     samples["spint8_g4"] = {m: [] for m in ms}  # where SparseInt8Matrix runs g4
     isa = _core.family_isa("spmm_u8s8")
     for n, k in shapes:
@@ -286,8 +295,8 @@ def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS,
                         sec = float(np.min(t[f]))
                         key = ("spint8_g4" if f == "spint8" and _g4_applies(nnz, nblocks, m, isa)
                                else f)
-                        samples[key][m].append(
-                            (_units(w, key, nnz, nblocks, ngroups), n, m * k, sec))
+                        u = _units(w, key, nnz, nblocks, ngroups)
+                        samples[key][m].append((u, n, m * k, _big_units(key, u), sec))
                         if log:
                             log(f"{n}x{k} s={s:.2f} {pattern:>12} M={m:<4} {f:>7} "
                                 f"{sec * 1e6:9.1f} us")
@@ -306,7 +315,8 @@ def _fit(samples):
             continue
         coef[f] = {}
         for m, rows in per_m.items():
-            a = np.array([[1.0, u * 1e-3, n * 1e-3, mk * 1e-3] for u, n, mk, _ in rows])  # us
+            a = np.array([[1.0, u * 1e-3, n * 1e-3, mk * 1e-3, du * 1e-3]
+                          for u, n, mk, du, _ in rows])  # us
             b = np.array([sec * 1e6 for *_, sec in rows])
             # relative error matters, not absolute: weight each row by 1/t
             x, _ = nnls(a / b[:, None], np.ones_like(b))
@@ -382,41 +392,40 @@ def _main(argv):
 
 
 # ---- the measured table (output of `python -m sparsekit.pack --measure`) -----
-MEASURED = {'coef': {'csr': {1: (2.3399, 0.1664, 2.0603, 0.0754),
-                  8: (2.1209, 0.36, 1.6516, 0.2486),
-                  32: (1.7887, 0.5381, 3.3244, 0.1479),
-                  128: (0.0, 2.064, 13.672, 0.1269)},
-          'dense': {1: (1.1683, 0.0442, 0.0, 0.0),
-                    8: (1.0212, 0.2541, 0.0, 0.0),
-                    32: (0.9226, 0.6357, 0.0, 0.0),
-                    128: (1.97, 2.1194, 0.0, 0.0127)},
-          'qdense': {1: (2.2921, 0.0104, 0.0, 0.2357),
-                     8: (3.1059, 0.0221, 0.0, 0.0005),
-                     32: (4.2443, 0.0778, 0.0, 0.029),
-                     128: (8.477, 0.2895, 1.3855, 0.0438)},
-          'spint8': {1: (3.4199, 0.2819, 0.7332, 1.408),
-                     8: (4.5916, 0.3425, 2.7121, 0.2247),
-                     32: (4.2586, 0.5404, 2.7898, 0.2576),
-                     128: (4.1239, 1.983, 12.5719, 0.2473)},
-          'spint8_g4': {128: (4.5521, 3.0849, 13.0134, 0.1945)}},
+MEASURED = {'coef': {'csr': {1: (2.2077, 0.159, 2.2448, 0.3396, 0.0104),
+                  8: (1.826, 0.3406, 2.2791, 0.2988, 0.0404),
+                  32: (1.3954, 0.4142, 5.1285, 0.1932, 0.4427),
+                  128: (0.0, 1.6482, 17.6558, 0.1444, 1.7673)},
+          'dense': {1: (1.0882, 0.0453, 0.0, 0.0, 0.0),
+                    8: (0.8326, 0.2545, 0.0, 0.0, 0.0),
+                    32: (0.0, 0.6482, 0.0, 0.0, 0.0),
+                    128: (0.0, 2.1559, 0.0, 0.0, 0.0)},
+          'qdense': {1: (2.249, 0.0108, 0.0, 0.1027, 0.0),
+                     8: (3.0108, 0.0225, 0.0, 0.0076, 0.0),
+                     32: (3.95, 0.0828, 0.0, 0.0149, 0.0),
+                     128: (8.1497, 0.2965, 0.0, 0.0439, 0.0)},
+          'spint8': {1: (3.2147, 0.2839, 0.8175, 1.5734, 0.0),
+                     8: (4.2607, 0.3445, 2.9059, 0.274, 0.0),
+                     32: (3.7538, 0.5609, 2.9917, 0.2693, 0.0),
+                     128: (3.8261, 2.0174, 12.6368, 0.2483, 0.0)},
+          'spint8_g4': {128: (3.5758, 3.2362, 13.7672, 0.2064, 0.0)}},
  'isa': 'avx512vnni',
  'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
 # Crossover (printed by the same command, --reps 15, 2026-11-28, quiet machine,
-# load average ~1.9, after adding the small shapes and the M*K activation term):
-# lowest sparsity at which the sparse format is predicted to beat its dense
-# counterpart (csr: vs dense fp32; spint8: vs QuantizedMatrix, unstructured;
-# spint8_1x4: vs QuantizedMatrix, pruned in 1x4 blocks). CSRMatrix's cost per
-# nonzero grows with density (3072x768, M=128: 4.9 ns at 0%, 3.2 ns at 50%) which
-# a linear model cannot follow: the csr column is too low at M >= 32 (measured:
-# dense fp32 wins at 0% sparsity on the large shapes, CSRMatrix from 50% or less).
-# {'shape': '3072x768', 'm': 1, 'csr': 0.76, 'spint8': 0.97, 'spint8_1x4': 0.88}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.31, 'spint8': 0.95, 'spint8_1x4': 0.8}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.0, 'spint8': 0.83, 'spint8_1x4': 0.47}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.0, 'spint8': 0.66, 'spint8_1x4': 0.46}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.75, 'spint8': 0.97, 'spint8_1x4': 0.89}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.31, 'spint8': 0.95, 'spint8_1x4': 0.79}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.0, 'spint8': 0.85, 'spint8_1x4': 0.51}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.0, 'spint8': 0.67, 'spint8_1x4': 0.49}
+# load average ~2-2.8 on 2 cores, with the small shapes, the M*K activation term
+# and CSRMatrix's nnz^2 term): lowest sparsity at which the sparse format is
+# predicted to beat its dense counterpart (csr: vs dense fp32; spint8: vs
+# QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4
+# blocks). Measured in the same run, CSRMatrix beats dense fp32 on these shapes
+# from 50% (M = 8..128; the next sparsity measured below is 0%) and 80% (M = 1).
+# {'shape': '3072x768', 'm': 1, 'csr': 0.75, 'spint8': 0.97, 'spint8_1x4': 0.88}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.8}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.4, 'spint8': 0.83, 'spint8_1x4': 0.46}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.46, 'spint8': 0.67, 'spint8_1x4': 0.46}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.74, 'spint8': 0.97, 'spint8_1x4': 0.89}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.79}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.4, 'spint8': 0.84, 'spint8_1x4': 0.5}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.46, 'spint8': 0.68, 'spint8_1x4': 0.49}
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

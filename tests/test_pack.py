@@ -47,7 +47,7 @@ def test_pack_returns_a_correct_format(rng, quantize, m):
 
 
 def test_choice_follows_the_measured_model(rng):
-    n, k = 768, 256
+    n, k = 1536, 768  # well away from the crossover: dense fp32 clearly wins at 0%
     dense = rng.standard_normal((n, k)).astype(np.float32)
     sparse = np.where(rng.random((n, k)) < 0.02, dense, 0).astype(np.float32)
     assert isinstance(sparsekit.pack(dense, m=128), np.ndarray)
@@ -172,5 +172,5 @@ def test_choice_on_small_layers_is_usable(rng, quantize, sparsity):
 def test_old_three_coefficient_tables_still_work():
     from sparsekit.pack import _coef_at
 
-    assert _coef_at({1: (1.0, 2.0, 3.0)}, 1) == (1.0, 2.0, 3.0, 0.0)
-    assert _coef_at({128: (1.0, 2.0, 3.0, 4.0)}, 256) == (1.0, 4.0, 6.0, 4.0)
+    assert _coef_at({1: (1.0, 2.0, 3.0)}, 1) == (1.0, 2.0, 3.0, 0.0, 0.0)
+    assert _coef_at({128: (1.0, 2.0, 3.0, 4.0, 5.0)}, 256) == (1.0, 4.0, 6.0, 4.0, 10.0)

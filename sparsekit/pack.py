@@ -139,7 +139,7 @@ class Explanation(dict):
                  f"M = {self['m']} rows per call, quantize = {self['quantize']!r}",
                  "  predicted time per linear() call:"]
         for fmt, t in sorted(self["predicted_us"].items(), key=lambda kv: kv[1]):
-            mark = "  <- fastest" if fmt == self["choice"] else ""
+            mark = "  <- chosen" if fmt == self["choice"] else ""
             lines.append(f"    {FORMAT_NAMES[fmt]:<45} {t:10.1f} us{mark}")
         for note in self["notes"]:
             lines.append(f"  note: {note}")
@@ -231,7 +231,8 @@ def pack(w, quantize=None, m=128, model=None):
 # ---- measuring the model ----------------------------------------------------
 # large (BERT FFN) and small layers: the small ones pin the fixed per-call cost
 # and the activation term, which the large ones cannot tell apart
-MEASURE_SHAPES = ((3072, 768), (768, 3072), (1536, 384), (256, 128), (384, 384), (128, 512))
+MEASURE_SHAPES = ((3072, 768), (768, 3072), (1536, 384), (256, 128), (384, 384), (128, 512),
+                  (64, 64))
 MEASURE_SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)
 MEASURE_MS = (1, 8, 32, 128)
 
@@ -392,40 +393,40 @@ def _main(argv):
 
 
 # ---- the measured table (output of `python -m sparsekit.pack --measure`) -----
-MEASURED = {'coef': {'csr': {1: (2.2077, 0.159, 2.2448, 0.3396, 0.0104),
-                  8: (1.826, 0.3406, 2.2791, 0.2988, 0.0404),
-                  32: (1.3954, 0.4142, 5.1285, 0.1932, 0.4427),
-                  128: (0.0, 1.6482, 17.6558, 0.1444, 1.7673)},
-          'dense': {1: (1.0882, 0.0453, 0.0, 0.0, 0.0),
-                    8: (0.8326, 0.2545, 0.0, 0.0, 0.0),
-                    32: (0.0, 0.6482, 0.0, 0.0, 0.0),
-                    128: (0.0, 2.1559, 0.0, 0.0, 0.0)},
-          'qdense': {1: (2.249, 0.0108, 0.0, 0.1027, 0.0),
-                     8: (3.0108, 0.0225, 0.0, 0.0076, 0.0),
-                     32: (3.95, 0.0828, 0.0, 0.0149, 0.0),
-                     128: (8.1497, 0.2965, 0.0, 0.0439, 0.0)},
-          'spint8': {1: (3.2147, 0.2839, 0.8175, 1.5734, 0.0),
-                     8: (4.2607, 0.3445, 2.9059, 0.274, 0.0),
-                     32: (3.7538, 0.5609, 2.9917, 0.2693, 0.0),
-                     128: (3.8261, 2.0174, 12.6368, 0.2483, 0.0)},
-          'spint8_g4': {128: (3.5758, 3.2362, 13.7672, 0.2064, 0.0)}},
+MEASURED = {'coef': {'csr': {1: (2.2954, 0.1609, 2.2258, 0.1251, 0.0086),
+                  8: (2.417, 0.3451, 1.7614, 0.1861, 0.0297),
+                  32: (2.2428, 0.4317, 4.3907, 0.1319, 0.3062),
+                  128: (2.1416, 1.7355, 13.9655, 0.1042, 1.161)},
+          'dense': {1: (1.5011, 0.043, 0.0, 0.0, 0.0),
+                    8: (1.7628, 0.2462, 0.0, 0.0, 0.0),
+                    32: (1.8857, 0.6209, 0.0, 0.0, 0.0),
+                    128: (2.2683, 2.1004, 0.0, 0.0, 0.0)},
+          'qdense': {1: (2.4422, 0.0102, 0.0, 0.0, 0.0),
+                     8: (3.0436, 0.0199, 0.4867, 0.0356, 0.0),
+                     32: (3.3007, 0.0704, 3.0001, 0.091, 0.0),
+                     128: (4.1542, 0.2638, 14.1648, 0.112, 0.0)},
+          'spint8': {1: (3.6618, 0.2904, 0.6499, 1.0779, 0.0),
+                     8: (4.6344, 0.3365, 2.8496, 0.2015, 0.0),
+                     32: (4.5132, 0.5309, 2.6418, 0.2441, 0.0),
+                     128: (5.1087, 1.9677, 12.0972, 0.2285, 0.0)},
+          'spint8_g4': {128: (5.1707, 2.9596, 12.7333, 0.1853, 0.0)}},
  'isa': 'avx512vnni',
  'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
 # Crossover (printed by the same command, --reps 15, 2026-11-28, quiet machine,
-# load average ~2-2.8 on 2 cores, with the small shapes, the M*K activation term
-# and CSRMatrix's nnz^2 term): lowest sparsity at which the sparse format is
+# load average ~2-2.8 on 2 cores, with the small shapes, the M*K activation term,
+# CSRMatrix's nnz^2 term and a 64x64 shape): lowest sparsity at which the sparse format is
 # predicted to beat its dense counterpart (csr: vs dense fp32; spint8: vs
 # QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4
 # blocks). Measured in the same run, CSRMatrix beats dense fp32 on these shapes
 # from 50% (M = 8..128; the next sparsity measured below is 0%) and 80% (M = 1).
-# {'shape': '3072x768', 'm': 1, 'csr': 0.75, 'spint8': 0.97, 'spint8_1x4': 0.88}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.8}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.4, 'spint8': 0.83, 'spint8_1x4': 0.46}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.46, 'spint8': 0.67, 'spint8_1x4': 0.46}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.74, 'spint8': 0.97, 'spint8_1x4': 0.89}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.79}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.4, 'spint8': 0.84, 'spint8_1x4': 0.5}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.46, 'spint8': 0.68, 'spint8_1x4': 0.49}
+# {'shape': '3072x768', 'm': 1, 'csr': 0.77, 'spint8': 0.97, 'spint8_1x4': 0.89}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.82}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.33, 'spint8': 0.84, 'spint8_1x4': 0.49}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.39, 'spint8': 0.65, 'spint8_1x4': 0.47}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.75, 'spint8': 0.98, 'spint8_1x4': 0.89}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.81}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.33, 'spint8': 0.85, 'spint8_1x4': 0.53}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.39, 'spint8': 0.67, 'spint8_1x4': 0.51}
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

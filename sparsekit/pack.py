@@ -8,16 +8,23 @@ The choice comes from a cost model whose coefficients were MEASURED on the
 target machine (table below), not guessed. For each candidate format the time
 of one ``sparsekit.linear`` call with M activation rows is modelled as
 
-    t(M) = overhead(M) + per_unit(M) * units + per_row(M) * N
+    t(M) = overhead(M) + per_unit(M) * units + per_row(M) * N + per_act(M) * M * K
+           + per_big_unit(M) * units * units / 1e6    (CSRMatrix only)
 
 where ``units`` is what the format's kernel iterates over: N*K for the dense
 formats, the nonzeros for CSRMatrix, the kept 1x4 blocks for SparseInt8Matrix
-(so unstructured pruning is charged for the zeros inside its blocks) - except
+(so unstructured pruning is charged for the zeros inside its blocks), and M*K
+is the activation matrix (read, and for the int8 formats quantized to u8, once
+per call whatever the sparsity: what dominates small or very sparse layers); the
+last term is there because CSRMatrix's cost per nonzero grows with the number
+of nonzeros (the weight falls out of cache; measured at M=128: 1.7 ns per nonzero
+for 256x128 at 0% sparsity, 2.5 / 3.2 / 5.4 ns for 3072x768 at 80 / 50 / 0%) - except
 where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 33,
 AVX-512 VNNI): there it is the groups, with coefficients of their own
 ("spint8_g4", measured at M = 128 and used unscaled below it: conservative). The
-three coefficients were fitted (non-negative least squares) to timings of
-every format at several shapes, sparsities and both pruning patterns, for
+coefficients were fitted (non-negative least squares, relative error) to
+timings of every format at large and small shapes, sparsities and both pruning
+patterns, for
 M in 1, 8, 32, 128; other M interpolate in log M (and scale linearly past 128).
 
 Regenerate the table on a new machine with ``python -m sparsekit.pack --measure``
@@ -36,7 +43,8 @@ QUANTIZE = (None, "int8")
 # Produced by: python -m sparsekit.pack --measure --reps 15  (1 thread, threadpoolctl
 # limits, interleaved rounds, fastest round per case: the VM is shared). Machine: 2-core AMD EPYC VM (Zen 5: family 26),
 # spmm_u8s8 on avx512vnni, NumPy's OpenBLAS for dense fp32.
-# coef[format][M] = (overhead_us, per_unit_ns, per_row_ns)
+# coef[format][M] = (overhead_us, per_unit_ns, per_row_ns, per_activation_ns,
+#                     per_big_unit_ns)  (missing trailing ones in older tables = 0)
 MEASURED = None  # the table itself is at the end of this file
 
 
@@ -65,19 +73,38 @@ FORMAT_NAMES = {"dense": "dense ndarray (fp32, NumPy BLAS)", "csr": "CSRMatrix (
 
 
 def _coef_at(table, m):
-    """(overhead_us, per_unit_ns, per_row_ns) at M rows from the measured Ms."""
-    ms = sorted(int(k) for k in table)
+    """(overhead_us, per_unit_ns, per_row_ns, per_activation_ns,
+    per_big_unit_ns) at M rows from the measured Ms."""
+    table = {int(k): (tuple(v) + (0.0, 0.0))[:5] for k, v in table.items()}
+    ms = sorted(table)
     if m <= ms[0]:
         return table[ms[0]]
     if m >= ms[-1]:
-        o, a, b = table[ms[-1]]
+        o, a, b, c, d = table[ms[-1]]
         f = m / ms[-1]
-        return (o, a * f, b * f)
+        return (o, a * f, b * f, c, d * f)  # c is per activation element: M*K already scales
     for lo, hi in zip(ms, ms[1:]):
         if lo <= m <= hi:
             t = (math.log(m) - math.log(lo)) / (math.log(hi) - math.log(lo))
             return tuple((1 - t) * x + t * y for x, y in zip(table[lo], table[hi]))
     raise AssertionError("unreachable")
+
+
+def _big_units(key, units):
+    """units * (units / 1e6): CSRMatrix's extra cost per nonzero in big weights."""
+    return units * units * 1e-6 if key == "csr" else 0.0
+
+
+def _predict(model, key, m, n, k, units):
+    """Modelled microseconds of one linear() call."""
+    o, a, b, c, d = _coef_at(model["coef"][key], m)
+    return o + (a * units + b * n + c * m * k + d * _big_units(key, units)) * 1e-3
+
+
+# Past this sparsity a sparse format is taken whatever the model says: its work
+# is then (close to) the activation pass alone, which the dense formats also do.
+ALWAYS_SPARSE = 0.99
+SPARSE_OF = {"dense": "csr", "qdense": "spint8"}
 
 
 def _candidates(quantize):
@@ -112,7 +139,7 @@ class Explanation(dict):
                  f"M = {self['m']} rows per call, quantize = {self['quantize']!r}",
                  "  predicted time per linear() call:"]
         for fmt, t in sorted(self["predicted_us"].items(), key=lambda kv: kv[1]):
-            mark = "  <- fastest" if fmt == self["choice"] else ""
+            mark = "  <- chosen" if fmt == self["choice"] else ""
             lines.append(f"    {FORMAT_NAMES[fmt]:<45} {t:10.1f} us{mark}")
         for note in self["notes"]:
             lines.append(f"  note: {note}")
@@ -158,12 +185,16 @@ def _explain(w, quantize, m, model):
             key = "spint8_g4"
             notes.append("SparseInt8Matrix would run its groups-of-4 copy (unstructured "
                          "weights, M >= 33): predicted from the g4 timings")
-        o, a, b = _coef_at(model["coef"][key], m)
-        pred[fmt] = o + (a * _units(w, key, nnz, nblocks, _ngroups(nz)) + b * n) * 1e-3
+        pred[fmt] = _predict(model, key, m, n, k, _units(w, key, nnz, nblocks, _ngroups(nz)))
     choice = min(pred, key=pred.get)
     others = sorted((f for f in pred if f != choice), key=pred.get)
+    sparsity = 1 - nnz / max(n * k, 1)
     if others and pred[choice] <= 0:  # an empty weight: nothing to compute
         reason = f"{FORMAT_NAMES[choice]}: the weight is empty ({n}x{k}), every format is free"
+    elif SPARSE_OF.get(choice) in pred and n * k and sparsity >= ALWAYS_SPARSE:
+        choice = SPARSE_OF[choice]
+        reason = (f"{FORMAT_NAMES[choice]}: {sparsity:.1%} sparse (>= {ALWAYS_SPARSE:.0%}): "
+                  f"a sparse format is taken whatever the model predicts")
     elif others:
         nxt = others[0]
         reason = (f"{FORMAT_NAMES[choice]} is predicted {pred[nxt] / pred[choice]:.2f}x faster "
@@ -173,7 +204,7 @@ def _explain(w, quantize, m, model):
         reason = f"{FORMAT_NAMES[choice]} is the only candidate"
     return Explanation(
         choice=choice, choice_name=FORMAT_NAMES[choice], shape=(n, k), m=m, quantize=quantize,
-        nnz=nnz, nblocks=nblocks, sparsity=1 - nnz / max(n * k, 1),
+        nnz=nnz, nblocks=nblocks, sparsity=sparsity,
         block_fill=nnz / (4 * nblocks) if nblocks else 1.0, predicted_us=pred, reason=reason,
         notes=notes, model=model["source"])
 
@@ -198,7 +229,10 @@ def pack(w, quantize=None, m=128, model=None):
 
 
 # ---- measuring the model ----------------------------------------------------
-MEASURE_SHAPES = ((3072, 768), (768, 3072), (1536, 384))
+# large (BERT FFN) and small layers: the small ones pin the fixed per-call cost
+# and the activation term, which the large ones cannot tell apart
+MEASURE_SHAPES = ((3072, 768), (768, 3072), (1536, 384), (256, 128), (384, 384), (128, 512),
+                  (64, 64))
 MEASURE_SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)
 MEASURE_MS = (1, 8, 32, 128)
 
@@ -226,7 +260,7 @@ def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS,
 
     rng = np.random.default_rng(seed)
     fmts = ["dense", "csr", "spint8"] + (["qdense"] if "qdense" in _candidates("int8") else [])
-    samples = {f: {m: [] for m in ms} for f in fmts}  # (units, n, seconds)
+    samples = {f: {m: [] for m in ms} for f in fmts}  # (units, n, m*k, units^2/1e6, seconds)
     samples["spint8_g4"] = {m: [] for m in ms}  # where SparseInt8Matrix runs g4
     isa = _core.family_isa("spmm_u8s8")
     for n, k in shapes:
@@ -262,7 +296,8 @@ def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS,
                         sec = float(np.min(t[f]))
                         key = ("spint8_g4" if f == "spint8" and _g4_applies(nnz, nblocks, m, isa)
                                else f)
-                        samples[key][m].append((_units(w, key, nnz, nblocks, ngroups), n, sec))
+                        u = _units(w, key, nnz, nblocks, ngroups)
+                        samples[key][m].append((u, n, m * k, _big_units(key, u), sec))
                         if log:
                             log(f"{n}x{k} s={s:.2f} {pattern:>12} M={m:<4} {f:>7} "
                                 f"{sec * 1e6:9.1f} us")
@@ -281,8 +316,9 @@ def _fit(samples):
             continue
         coef[f] = {}
         for m, rows in per_m.items():
-            a = np.array([[1.0, u * 1e-3, n * 1e-3] for u, n, _ in rows])  # us
-            b = np.array([sec * 1e6 for _, _, sec in rows])
+            a = np.array([[1.0, u * 1e-3, n * 1e-3, mk * 1e-3, du * 1e-3]
+                          for u, n, mk, du, _ in rows])  # us
+            b = np.array([sec * 1e6 for *_, sec in rows])
             # relative error matters, not absolute: weight each row by 1/t
             x, _ = nnls(a / b[:, None], np.ones_like(b))
             coef[f][m] = tuple(round(float(v), 4) for v in x)
@@ -323,8 +359,7 @@ def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32,
                     t = {}
                     for f in (sparse, dense):
                         key = "spint8_g4" if f == "spint8" and g4 else f
-                        o, a, b = _coef_at(model["coef"][key], m)
-                        t[f] = o + (a * units[key] + b * n) * 1e-3
+                        t[f] = _predict(model, key, m, n, k, units[key])
                     if t[sparse] < t[dense]:
                         row[col] = s
                         break
@@ -358,39 +393,40 @@ def _main(argv):
 
 
 # ---- the measured table (output of `python -m sparsekit.pack --measure`) -----
-MEASURED = {'coef': {'csr': {1: (2.5293, 0.1661, 3.7286),
-                  8: (5.3697, 0.4346, 0.0),
-                  32: (4.1811, 0.6691, 2.3739),
-                  128: (0.0, 3.269, 6.5689)},
-          'dense': {1: (0.0, 0.049, 0.0),
-                    8: (0.0, 0.4337, 0.0),
-                    32: (0.0, 0.632, 0.0),
-                    128: (0.0, 1.494, 0.0)},
-          'qdense': {1: (0.0, 0.0127, 0.0),
-                     8: (0.0, 0.0278, 0.0),
-                     32: (0.0, 0.0857, 0.0),
-                     128: (3.2369, 0.3008, 7.5354)},
-          'spint8': {1: (3.4551, 0.3184, 0.6218),
-                     8: (8.5467, 0.3769, 0.8102),
-                     32: (11.8381, 0.6224, 0.0),
-                     128: (37.5912, 2.3729, 0.0)},
-          'spint8_g4': {128: (27.3414, 3.8987, 3.6145)}},
+MEASURED = {'coef': {'csr': {1: (2.2954, 0.1609, 2.2258, 0.1251, 0.0086),
+                  8: (2.417, 0.3451, 1.7614, 0.1861, 0.0297),
+                  32: (2.2428, 0.4317, 4.3907, 0.1319, 0.3062),
+                  128: (2.1416, 1.7355, 13.9655, 0.1042, 1.161)},
+          'dense': {1: (1.5011, 0.043, 0.0, 0.0, 0.0),
+                    8: (1.7628, 0.2462, 0.0, 0.0, 0.0),
+                    32: (1.8857, 0.6209, 0.0, 0.0, 0.0),
+                    128: (2.2683, 2.1004, 0.0, 0.0, 0.0)},
+          'qdense': {1: (2.4422, 0.0102, 0.0, 0.0, 0.0),
+                     8: (3.0436, 0.0199, 0.4867, 0.0356, 0.0),
+                     32: (3.3007, 0.0704, 3.0001, 0.091, 0.0),
+                     128: (4.1542, 0.2638, 14.1648, 0.112, 0.0)},
+          'spint8': {1: (3.6618, 0.2904, 0.6499, 1.0779, 0.0),
+                     8: (4.6344, 0.3365, 2.8496, 0.2015, 0.0),
+                     32: (4.5132, 0.5309, 2.6418, 0.2441, 0.0),
+                     128: (5.1087, 1.9677, 12.0972, 0.2285, 0.0)},
+          'spint8_g4': {128: (5.1707, 2.9596, 12.7333, 0.1853, 0.0)}},
  'isa': 'avx512vnni',
  'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
-# Crossover (printed by the same command, --reps 15, after the groups-of-4
-# kernel): lowest sparsity at which the sparse format is predicted to beat its
-# dense counterpart (csr: vs dense fp32; spint8: vs QuantizedMatrix,
-# unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4 blocks). NumPy's
-# dense fp32 (OpenBLAS) is weak at M = 8..32, and dense fp32 timings swing with
-# the load of the shared VM (the csr column moved by up to 0.2 between runs).
-# {'shape': '3072x768', 'm': 1, 'csr': 0.75, 'spint8': 0.97, 'spint8_1x4': 0.87}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.01, 'spint8': 0.94, 'spint8_1x4': 0.76}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.07, 'spint8': 0.84, 'spint8_1x4': 0.49}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.55, 'spint8': 0.7, 'spint8_1x4': 0.51}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.72, 'spint8': 0.97, 'spint8_1x4': 0.87}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.01, 'spint8': 0.93, 'spint8_1x4': 0.75}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.06, 'spint8': 0.84, 'spint8_1x4': 0.49}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.55, 'spint8': 0.71, 'spint8_1x4': 0.52}
+# Crossover (printed by the same command, --reps 15, 2026-11-28, quiet machine,
+# load average ~2-2.8 on 2 cores, with the small shapes, the M*K activation term,
+# CSRMatrix's nnz^2 term and a 64x64 shape): lowest sparsity at which the sparse format is
+# predicted to beat its dense counterpart (csr: vs dense fp32; spint8: vs
+# QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4
+# blocks). Measured in the same run, CSRMatrix beats dense fp32 on these shapes
+# from 50% (M = 8..128; the next sparsity measured below is 0%) and 80% (M = 1).
+# {'shape': '3072x768', 'm': 1, 'csr': 0.77, 'spint8': 0.97, 'spint8_1x4': 0.89}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.82}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.33, 'spint8': 0.84, 'spint8_1x4': 0.49}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.39, 'spint8': 0.65, 'spint8_1x4': 0.47}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.75, 'spint8': 0.98, 'spint8_1x4': 0.89}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.81}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.33, 'spint8': 0.85, 'spint8_1x4': 0.53}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.39, 'spint8': 0.67, 'spint8_1x4': 0.51}
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

@@ -47,7 +47,7 @@ def test_pack_returns_a_correct_format(rng, quantize, m):
 
 
 def test_choice_follows_the_measured_model(rng):
-    n, k = 768, 256
+    n, k = 1536, 768  # well away from the crossover: dense fp32 clearly wins at 0%
     dense = rng.standard_normal((n, k)).astype(np.float32)
     sparse = np.where(rng.random((n, k)) < 0.02, dense, 0).astype(np.float32)
     assert isinstance(sparsekit.pack(dense, m=128), np.ndarray)
@@ -120,3 +120,57 @@ def test_bad_inputs(rng):
         sparsekit.pack(np.full((2, 2), np.nan, np.float32))
     with pytest.raises(TypeError, match="w: expected a floating-point"):
         sparsekit.pack(np.ones((2, 2), np.int32))
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+@pytest.mark.parametrize("shape", [(256, 128), (384, 384), (128, 512)])
+def test_all_zero_small_weight_gets_a_sparse_format(rng, quantize, shape):
+    w = np.zeros(shape, np.float32)
+    p = sparsekit.pack(w, quantize=quantize, m=128)
+    assert isinstance(p, CSRMatrix if quantize is None else SparseInt8Matrix)
+    ex = sparsekit.explain(w, quantize=quantize, m=128)
+    sparse = "csr" if quantize is None else "spint8"
+    # the model itself, not only the >= 99% rule, must rank the sparse format first
+    assert ex["predicted_us"][sparse] == min(ex["predicted_us"].values())
+    x = rng.standard_normal((4, shape[1])).astype(np.float32)
+    np.testing.assert_array_equal(sparsekit.linear(x, p), np.zeros((4, shape[0]), np.float32))
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_99_percent_sparse_always_gets_a_sparse_format(rng, quantize):
+    # a model that (wrongly) makes the sparse formats very expensive
+    model = {"isa": MEASURED["isa"], "source": "test model", "coef": {
+        "dense": {1: (0.0, 0.001, 0.0, 0.0)}, "qdense": {1: (0.0, 0.001, 0.0, 0.0)},
+        "csr": {1: (1e6, 1.0, 0.0, 0.0)}, "spint8": {1: (1e6, 1.0, 0.0, 0.0)}}}
+    w = np.zeros((200, 100), np.float32)
+    w.flat[rng.choice(w.size, 200, replace=False)] = 1.0  # exactly 99% sparse
+    ex = sparsekit.explain(w, quantize=quantize, model=model)
+    assert ex["choice"] == ("csr" if quantize is None else "spint8")
+    assert "99" in ex["reason"]
+    w.flat[np.flatnonzero(w == 0)[:100]] = 1.0  # 98.5%: the model decides again
+    ex = sparsekit.explain(w, quantize=quantize, model=model)
+    assert ex["choice"] == ("dense" if quantize is None else "qdense")
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.99, 1.0])
+def test_choice_on_small_layers_is_usable(rng, quantize, sparsity):
+    for n, k in ((256, 128), (128, 512), (33, 70)):
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        w[rng.random(w.shape) < sparsity] = 0
+        p = sparsekit.pack(w, quantize=quantize, m=128)
+        x = rng.standard_normal((5, k)).astype(np.float32)
+        y = sparsekit.linear(x, p)
+        ref = reference_linear(x, w)
+        if quantize is None:
+            tol = 1e-5 * (np.abs(x) @ np.abs(w).T + 1)
+        else:
+            tol = 2 * np.abs(x).sum(1, keepdims=True) * np.abs(w).max(initial=0) / 127 + 1e-5
+        assert y.shape == (5, n) and np.all(np.abs(y - ref) <= tol), (n, k)
+
+
+def test_old_three_coefficient_tables_still_work():
+    from sparsekit.pack import _coef_at
+
+    assert _coef_at({1: (1.0, 2.0, 3.0)}, 1) == (1.0, 2.0, 3.0, 0.0, 0.0)
+    assert _coef_at({128: (1.0, 2.0, 3.0, 4.0, 5.0)}, 256) == (1.0, 4.0, 6.0, 4.0, 10.0)

@@ -59,11 +59,6 @@ static void free_g4(g4 *w) {
   free(w->indptr); free(w->kidx); free(w->values); free(w->row_sums); free(w->dense);
 }
 
-static uint8_t rand_x(void) {
-  const uint32_t r = rng_u32() % 8;
-  return r == 0 ? 255 : r == 1 ? 0 : (uint8_t)(rng_u32() % 256);
-}
-
 static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density,
                      int zp_per_row, int threads) {
   g4 b = make_g4(n, k, density);
@@ -79,21 +74,7 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density,
   sk_set_num_threads(threads);
   const int rc = sk_spmm_u8s8_g4_s32(&w, m, x, ldx, zp, zp_per_row, y, ldy);
   CHECK(rc == SK_OK, "rc=%d", rc);
-  int bad = 0;
-  for (int64_t i = 0; i < m && !bad; ++i) {
-    const int64_t z = zp[zp_per_row ? i : 0];
-    for (int64_t r = 0; r < ldy; ++r) {
-      const int32_t got = y[i * ldy + r];
-      if (r >= n) { /* padding must be untouched */
-        if (got != 0x5eed) bad = 1;
-        continue;
-      }
-      int64_t ref = 0;
-      for (int64_t kk = 0; kk < k; ++kk)
-        ref += ((int64_t)x[i * ldx + kk] - z) * b.dense[r * k + kk];
-      if ((int64_t)got != ref) bad = 1;
-    }
-  }
+  const int bad = check_s32_vs_dense(x, ldx, zp, zp_per_row, b.dense, m, n, k, y, ldy);
   CHECK(!bad, "isa=%s m=%lld n=%lld k=%lld density=%.2f zprow=%d t=%d",
         sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, density,
         zp_per_row, threads);

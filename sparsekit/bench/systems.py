@@ -66,9 +66,12 @@ def _identity(y):
 # ---- sparsekit -------------------------------------------------------------------
 class _SparsekitFormat(System):
     library = "sparsekit"
+    build = "from_float"  # the constructor of sparsekit.<sparsekit_attr> used
 
     def _build(self, w, m):
-        raise NotImplementedError
+        import sparsekit
+
+        return getattr(getattr(sparsekit, self.sparsekit_attr), self.build)(w)
 
     def prepare(self, w, x, threads):
         import sparsekit
@@ -92,11 +95,7 @@ class SparsekitCSR(_SparsekitFormat):
     name = "sparsekit-csr"
     format = "csr"
     sparsekit_attr = "CSRMatrix"
-
-    def _build(self, w, m):
-        import sparsekit
-
-        return sparsekit.CSRMatrix.from_dense(w)
+    build = "from_dense"
 
 
 class SparsekitInt8(_SparsekitFormat):
@@ -105,22 +104,12 @@ class SparsekitInt8(_SparsekitFormat):
     precision = "int8"
     sparsekit_attr = "QuantizedMatrix"
 
-    def _build(self, w, m):
-        import sparsekit
-
-        return sparsekit.QuantizedMatrix.from_float(w)
-
 
 class SparsekitSparseInt8(_SparsekitFormat):
     name = "sparsekit-sparse-int8"
     format = "sparse-int8"
     precision = "int8"
     sparsekit_attr = "SparseInt8Matrix"
-
-    def _build(self, w, m):
-        import sparsekit
-
-        return sparsekit.SparseInt8Matrix.from_float(w)
 
 
 class SparsekitPack(_SparsekitFormat):

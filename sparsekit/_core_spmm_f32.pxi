@@ -99,3 +99,57 @@ def linear_csr_f32(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray data,
         rc = sk_linear_csr_f32(&w, m, px, ldx, pb, <sk_activation>act, py, ldy)
     check(rc)
     return out
+
+
+def linear_csr_f32_fast(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray data,
+                        int64_t n, int64_t k, object x, object bias, int act):
+    """sparsekit.linear's common case in one call, for the per-call cost of
+    small layers (M = 1): x a float32 ndarray [K] or [M, K] with unit-stride
+    rows, bias None or a contiguous float32 [N], act 0 or 1. Returns y
+    ([N] or [M, N]), or None when the input needs the general path in ops.py
+    (conversion, other shapes, or an error to report)."""
+    cdef sk_csr_f32 w
+    cdef cnp.ndarray xa, out
+    cdef int64_t m, ldx, rows
+    cdef const float *pb = NULL
+    cdef int rc
+    if type(x) is not np.ndarray or (act != 0 and act != 1):
+        return None
+    xa = <cnp.ndarray>x
+    if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32:
+        return None
+    if cnp.PyArray_NDIM(xa) == 1:
+        m = 1
+        if cnp.PyArray_DIM(xa, 0) != k or (k > 1 and cnp.PyArray_STRIDE(xa, 0) != 4):
+            return None
+        ldx = k
+    elif cnp.PyArray_NDIM(xa) == 2:
+        m = cnp.PyArray_DIM(xa, 0)
+        if cnp.PyArray_DIM(xa, 1) != k or (k > 1 and cnp.PyArray_STRIDE(xa, 1) != 4):
+            return None
+        ldx = cnp.PyArray_STRIDE(xa, 0) // 4 if m > 1 else k
+        if m > 1 and (cnp.PyArray_STRIDE(xa, 0) % 4 != 0 or ldx < k):
+            return None
+    else:
+        return None
+    if bias is not None:
+        if type(bias) is not np.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>bias) != cnp.NPY_FLOAT32 \
+                or cnp.PyArray_NDIM(<cnp.ndarray>bias) != 1 \
+                or cnp.PyArray_DIM(<cnp.ndarray>bias, 0) != n \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bias):
+            return None
+        pb = <const float *>cnp.PyArray_DATA(<cnp.ndarray>bias)
+    fill_csr(&w, indptr, indices, data, n, k)
+    if m == 0 or k == 0:
+        ldx = k
+    cdef cnp.npy_intp dims[1]
+    if cnp.PyArray_NDIM(xa) == 1:
+        dims[0] = n
+        out = cnp.PyArray_EMPTY(1, dims, cnp.NPY_FLOAT32, 0)
+    else:
+        out = empty_aligned_f32(m, n)
+    with nogil:
+        rc = sk_linear_csr_f32(&w, m, <const float *>cnp.PyArray_DATA(xa), ldx, pb,
+                               <sk_activation>act, <float *>cnp.PyArray_DATA(out), n)
+    check(rc)
+    return out

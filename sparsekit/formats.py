@@ -153,6 +153,16 @@ class CSRMatrix:
         return _core.linear_csr_f32(self.indptr, self.indices, self.data, n, k, x, bias,
                                     act, None)
 
+    def _linear_fast(self, x, bias, act):
+        """linear() in one C call when x is float32 [K] or [M, K] with unit-stride
+        rows and bias None or float32 [N] (no Python-side checks or copies: the
+        fixed cost of small layers); None means: take the general path."""
+        if not _COMPILED:
+            return None
+        n, k = self._shape
+        return _core.linear_csr_f32_fast(self.indptr, self.indices, self.data, n, k, x, bias,
+                                         act)
+
 
 def _csr_from_state(data, indices, indptr, shape):
     return CSRMatrix((data, indices, indptr), shape)

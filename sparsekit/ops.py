@@ -36,6 +36,11 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
     if act == GELU and not getattr(w, "_fused_gelu", False):
         # no fused epilogue for this format: one in-place pass over y
         return _gelu_inplace(linear(x, w, bias, None, backend))
+    fast = getattr(w, "_linear_fast", None) if backend != "numba" else None
+    if fast is not None:  # formats with a one-call path for plain float32 input
+        y = fast(x, bias, act)
+        if y is not None:
+            return y
     if not hasattr(w, "_linear"):
         return _dense_linear(x, w, bias, act, backend)
     n, k = w.shape

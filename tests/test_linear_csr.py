@@ -119,6 +119,31 @@ def test_layouts_and_dtypes_converted(isa, rng):
     assert sparsekit.linear(x3, c).shape == (2, 3, 20)
 
 
+def test_one_call_path_matches_and_declines(isa, rng):
+    """CSRMatrix._linear_fast (linear's one-call path for float32 input) gives
+    the reference for 1-D, strided rows, M = 0, bias and relu, and returns None
+    (general path) for anything it would have to convert or reject."""
+    w = random_sparse(rng, 21, 30, 0.3, empty_rows=(4,))
+    c = CSRMatrix.from_dense(w)
+    b = rng.standard_normal(21).astype(np.float32)
+    wide = rng.standard_normal((40, 61)).astype(np.float32)
+    for x in (wide[0, :30], wide[:, :30], wide[::3, 1:31], wide[:1, :30], wide[:0, :30]):
+        for bias, act in ((None, 0), (b, 1)):
+            y = c._linear_fast(x, bias, act)
+            assert y is not None and y.shape == x.shape[:-1] + (21,)
+            assert_close_f32(y, reference_linear(x, w, bias, relu=act == 1), x, w)
+            np.testing.assert_array_equal(y, sparsekit.linear(
+                x, c, bias, activation="relu" if act else None, backend="c"))
+    declined = [(wide[:, :30].astype(np.float64), None), (wide[:, :60:2], None),
+                (wide[0, :60:2], None), (np.asfortranarray(wide[:, :30]), None),
+                (wide[:6, :30].reshape(2, 3, 30), None), (wide[:, :29], None),
+                (wide[:, :30], b[:20]), (wide[:, :30], b.astype(np.float64)),
+                (wide[:, :30].tolist(), None), (np.broadcast_to(wide[0, :30], (5, 30)), None)]
+    for x, bias in declined:
+        assert c._linear_fast(x, bias, 0) is None
+    assert c._linear_fast(wide[:, :30], None, 2) is None  # gelu: not fused here
+
+
 def test_dense_weight_fallback(rng):
     w = random_sparse(rng, 20, 30, 0.5)
     x = rng.standard_normal((7, 30)).astype(np.float32)

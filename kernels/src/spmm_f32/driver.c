@@ -94,9 +94,15 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
 
   sk_spmm_f32_tile base = {w->indptr, w->indices, w->index_bytes, w->values,
                            x, 1, bias, act, y, ldy};
+  /* One thread runs without an OpenMP region: entering one costs more than a
+   * tiny layer's whole kernel. */
   if (m == 1) {
+    if (nt == 1) {
+      impl->spmv(&base, 0, w->n);
+      return SK_OK;
+    }
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
 #endif
     for (int c = 0; c < parts; ++c) impl->spmv(&base, bounds[c], bounds[c + 1]);
     return SK_OK;
@@ -111,7 +117,9 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
    * runs all of W over them (no barrier, each core's L2 holds only its tiles).
    * Otherwise pack first, then split W's rows. */
   const int by_tiles = nt > 1 && (tiles >= 4 * nt || (tiles % nt == 0 && m % MR == 0));
-  if (by_tiles) {
+  if (nt == 1) {
+    for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, w->n);
+  } else if (by_tiles) {
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
 #endif
@@ -124,7 +132,7 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
      * process holds the second core. */
     for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, 0);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
 #endif
     for (int c = 0; c < parts; ++c) {
       for (int64_t i = 0; i < tiles; ++i)

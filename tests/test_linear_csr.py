@@ -75,6 +75,19 @@ def test_large_threaded_and_wide_indices(isa, rng):
     assert_close_f32(sparsekit.linear(xw, cw), reference_linear(xw, wide), xw, wide)
 
 
+@pytest.mark.parametrize("density", [0.02, 0.3, 1.0])
+def test_long_k_in_panels(isa, rng, density):
+    """K longer than a K panel of the AVX-512 tile kernel (512 columns): rows
+    are resumed panel after panel; empty and dense rows, full and partial tiles."""
+    w = random_sparse(rng, 50, 1300, density, empty_rows=(0, 7))
+    c = CSRMatrix.from_dense(w)
+    x = rng.standard_normal((77, 1300)).astype(np.float32)
+    b = rng.standard_normal(50).astype(np.float32)
+    for xm in (x, x[:64], x[:1]):
+        y = sparsekit.linear(xm, c, b, activation="relu")
+        assert_close_f32(y, reference_linear(xm, w, b, relu=True), xm, w)
+
+
 def test_skewed_rows_threaded(isa, rng):
     """All nonzeros in a few rows: the nnz-balanced split must stay correct."""
     w = np.zeros((400, 300), np.float32)

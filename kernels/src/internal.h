@@ -53,6 +53,7 @@ typedef struct {
   sk_activation act;
   float *y;
   int64_t ldy;
+  int64_t k; /* columns of W: rows of the packed tile */
 } sk_spmm_f32_tile;
 
 typedef void (*sk_spmm_f32_fn)(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);

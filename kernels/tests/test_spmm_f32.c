@@ -116,6 +116,11 @@ int main(void) {
     run_case(isa, 128, 700, 300, 0.2, 2, 1, 0, 2);  /* threads split whole tiles */
     run_case(isa, 261, 700, 300, 0.2, 2, 1, 1, 2);  /* ... with a partial last tile */
     run_case(isa, 1, 3000, 700, 0.1, 4, 1, 0, 2);
+    /* K longer than the AVX-512 kernel's K panel (512): several panels, each
+     * row resumed where the last one stopped; dense rows fill every panel */
+    run_case(isa, 45, 70, 1300, 0.05, 2, 1, 1, 1);
+    run_case(isa, 64, 70, 1300, 1.0, 4, 0, 0, 1);
+    run_case(isa, 33, 17, 2049, 0.3, 2, 1, 0, 2);
   }
   return sk_test_finish("test_spmm_f32");
 }

@@ -6,10 +6,13 @@
  * latency x throughput wants about 8 independent chains, so consecutive
  * nonzeros rotate over four accumulator sets, summed at the row's end.
  * Measured on Zen 5: the loop is bound by loads (one 64-byte line of the
- * packed tile per FMA, mostly from L2); MR = 32 beat 64 (by 2-8%), 16 and
- * 128; K-blocking for L1 and software prefetch were slower; taking the four
- * broadcasts from one xmm load with vpermps instead of four vbroadcastss from
- * memory gained ~5%.
+ * packed tile per FMA); MR = 32 beat 64 (by 2-8%), 16 and 128; software
+ * prefetch and 8 accumulator sets gave nothing; taking the four broadcasts
+ * from one xmm load with vpermps beat vbroadcastss from memory (5-15%).
+ * K panels: a row's nonzeros in K panels of <= 512 columns (the 64 KiB of
+ * the tile they touch mostly hit L1) gained 5-10% for K = 768 and 3072;
+ * narrower panels lose more to a mispredicted exit per row and panel than
+ * the L1 hits gain.
  * Results of NB = 64 weight rows collect in an L1 buffer; the write-out then
  * transposes 16x16 blocks in registers into a row-major stage and writes each
  * Y row as one contiguous run (not one scalar store per element). Packing x
@@ -30,6 +33,7 @@
 #define MRV (MR / 16)  /* zmm accumulators per nonzero */
 #define U (8 / MRV)    /* accumulator sets (4), so 8 FMA chains are in flight */
 #define NB 64          /* weight rows per write-out block (a multiple of 16) */
+#define KPANEL 512     /* widest K panel: 512 x MR floats = 64 KiB of packed tile */
 
 /* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
 static inline void transpose16(__m512 r[16]) {
@@ -141,7 +145,32 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
   for (int u = 0; u < 4; ++u) c[u] = idx[u];
 }
 
-#define DEFINE_SPMM(NAME, IDX_T, NV, US, XV, XC, COLS4)                                  \
+/* Row j's nonzeros from p up to e, and (CHECK) only those with columns below
+ * kend, FMA'd into a[][]: four per step, then one at a time. */
+#define ROW_SEGMENT(CHECK, NV, US, XV, XC, COLS4)                                \
+  for (; p + US <= e; p += US) {                                                \
+    int64_t c[4];                                                               \
+    COLS4(idx + p, c);                                                          \
+    if (CHECK && c[3] >= kend) break;                                           \
+    /* broadcasts from a register: fewer load slots than vbroadcastss m32 */    \
+    const __m512 vs = _mm512_castps128_ps512(_mm_loadu_ps(val + p));            \
+    _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u) {                      \
+      const __m512 v = _mm512_permutexvar_ps(_mm512_set1_epi32(u), vs);         \
+      _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                      \
+          a[u][q] = _mm512_fmadd_ps(v, XC(c[u], q), a[u][q]);                   \
+    }                                                                           \
+  }                                                                             \
+  for (; p < e && (!CHECK || (int64_t)idx[p] < kend); ++p) {                    \
+    const __m512 v = _mm512_set1_ps(val[p]);                                    \
+    _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                        \
+        a[0][q] = _mm512_fmadd_ps(v, XV(p, q), a[0][q]);                        \
+  }
+
+/* Blocks of NB weight rows. K > KPANEL is cut into equal panels run one
+ * after the other over the block (each row keeps a cursor into its nonzeros
+ * and its partial sums in buf), so the slice of the packed tile in use is at
+ * most 64 KiB: mostly L1 hits instead of L2 line fills. */
+#define DEFINE_SPMM(NAME, IDX_T, NV, US, XV, XC, COLS4)                          \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
     const float *val = t->values;                                               \
@@ -152,38 +181,39 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
       km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);             \
     }                                                                           \
     (void)km;                                                                   \
+    _Static_assert(US == 4, "one xmm load feeds the US broadcasts");            \
+    const int64_t panels = t->k > KPANEL ? (t->k + KPANEL - 1) / KPANEL : 1;    \
+    const int64_t kb = (t->k + panels - 1) / panels;                            \
     __attribute__((aligned(64))) float buf[NB * MR];                            \
+    int64_t cur[NB];                                                            \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
-      for (int64_t j = 0; j < nb; ++j) {                                        \
-        __m512 a[US][NV];                                                       \
-        _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u)                    \
-        _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                    \
-            a[u][q] = _mm512_setzero_ps();                                      \
-        int64_t p = t->indptr[n + j];                                           \
-        const int64_t e = t->indptr[n + j + 1];                                 \
-        _Static_assert(US == 4, "one xmm load feeds the US broadcasts");        \
-        for (; p + US <= e; p += US) {                                          \
-          /* broadcasts from a register: fewer load slots than vbroadcastss m32 */ \
-          const __m512 vs = _mm512_castps128_ps512(_mm_loadu_ps(val + p));      \
-          int64_t c[4];                                                         \
-          COLS4(idx + p, c);                                                    \
-          _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u) {                \
-            const __m512 v = _mm512_permutexvar_ps(_mm512_set1_epi32(u), vs);   \
-            _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                \
-                a[u][q] = _mm512_fmadd_ps(v, XC(c[u], q), a[u][q]);             \
-          }                                                                     \
-        }                                                                       \
-        for (; p < e; ++p) {                                                    \
-          const __m512 v = _mm512_set1_ps(val[p]);                              \
+      for (int64_t j = 0; j < nb; ++j) cur[j] = t->indptr[n + j];               \
+      for (int64_t pi = 0; pi < panels; ++pi) {                                 \
+        const int64_t kend = (pi + 1) * kb;                                     \
+        for (int64_t j = 0; j < nb; ++j) {                                      \
+          __m512 a[US][NV];                                                     \
+          _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u)                  \
           _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                  \
-              a[0][q] = _mm512_fmadd_ps(v, XV(p, q), a[0][q]);                  \
+              a[u][q] = _mm512_setzero_ps();                                    \
+          if (pi > 0) {                                                         \
+            _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                \
+                a[0][q] = _mm512_load_ps(buf + j * MR + 16 * q);                \
+          }                                                                     \
+          int64_t p = cur[j];                                                   \
+          const int64_t e = t->indptr[n + j + 1];                               \
+          if (pi == panels - 1) {                                               \
+            ROW_SEGMENT(0, NV, US, XV, XC, COLS4)                               \
+          } else {                                                              \
+            ROW_SEGMENT(1, NV, US, XV, XC, COLS4)                               \
+          }                                                                     \
+          cur[j] = p;                                                           \
+          _Pragma("GCC unroll 8") for (int u = 1; u < US; ++u)                  \
+          _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                  \
+              a[0][q] = _mm512_add_ps(a[0][q], a[u][q]);                        \
+          _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                  \
+              _mm512_store_ps(buf + j * MR + 16 * q, a[0][q]);                  \
         }                                                                       \
-        _Pragma("GCC unroll 8") for (int u = 1; u < US; ++u)                    \
-        _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                    \
-            a[0][q] = _mm512_add_ps(a[0][q], a[u][q]);                          \
-        _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                    \
-            _mm512_store_ps(buf + j * MR + 16 * q, a[0][q]);                    \
       }                                                                         \
       write_block(buf, nb, t, n);                                               \
     }                                                                           \

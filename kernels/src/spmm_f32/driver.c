@@ -93,7 +93,7 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
   sk_split_rows(w->indptr, w->n, 8 /* a row's output writes ~ 8 nonzeros */, parts, bounds);
 
   sk_spmm_f32_tile base = {w->indptr, w->indices, w->index_bytes, w->values,
-                           x, 1, bias, act, y, ldy};
+                           x, 1, bias, act, y, ldy, w->k};
   /* One thread runs without an OpenMP region: entering one costs more than a
    * tiny layer's whole kernel. */
   if (m == 1) {

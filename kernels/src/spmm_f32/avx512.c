@@ -166,6 +166,30 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
         a[0][q] = _mm512_fmadd_ps(v, XV(p, q), a[0][q]);                        \
   }
 
+/* Weight row n + j over one panel, starting at nonzero P0: partial sums
+ * start at zero (FIRST) or from buf, end in buf; SAVE keeps the row's cursor.
+ * CHECK stops at column kend (every panel but the last). */
+#define ROW_PART(FIRST, CHECK, P0, SAVE, NV, US, XV, XC, COLS4)                  \
+  {                                                                             \
+    __m512 a[US][NV];                                                           \
+    _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u)                        \
+    _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                        \
+        a[u][q] = _mm512_setzero_ps();                                          \
+    if (!FIRST) {                                                               \
+      _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                      \
+          a[0][q] = _mm512_load_ps(buf + j * MR + 16 * q);                      \
+    }                                                                           \
+    int64_t p = P0;                                                             \
+    const int64_t e = t->indptr[n + j + 1];                                     \
+    ROW_SEGMENT(CHECK, NV, US, XV, XC, COLS4)                                   \
+    SAVE;                                                                       \
+    _Pragma("GCC unroll 8") for (int u = 1; u < US; ++u)                        \
+    _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                        \
+        a[0][q] = _mm512_add_ps(a[0][q], a[u][q]);                              \
+    _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                        \
+        _mm512_store_ps(buf + j * MR + 16 * q, a[0][q]);                        \
+  }
+
 /* Blocks of NB weight rows. K > KPANEL is cut into equal panels run one
  * after the other over the block (each row keeps a cursor into its nonzeros
  * and its partial sums in buf), so the slice of the packed tile in use is at
@@ -188,32 +212,23 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     int64_t cur[NB];                                                            \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
-      for (int64_t j = 0; j < nb; ++j) cur[j] = t->indptr[n + j];               \
-      for (int64_t pi = 0; pi < panels; ++pi) {                                 \
-        const int64_t kend = (pi + 1) * kb;                                     \
-        for (int64_t j = 0; j < nb; ++j) {                                      \
-          __m512 a[US][NV];                                                     \
-          _Pragma("GCC unroll 8") for (int u = 0; u < US; ++u)                  \
-          _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                  \
-              a[u][q] = _mm512_setzero_ps();                                    \
-          if (pi > 0) {                                                         \
-            _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                \
-                a[0][q] = _mm512_load_ps(buf + j * MR + 16 * q);                \
-          }                                                                     \
-          int64_t p = cur[j];                                                   \
-          const int64_t e = t->indptr[n + j + 1];                               \
-          if (pi == panels - 1) {                                               \
-            ROW_SEGMENT(0, NV, US, XV, XC, COLS4)                               \
-          } else {                                                              \
-            ROW_SEGMENT(1, NV, US, XV, XC, COLS4)                               \
-          }                                                                     \
-          cur[j] = p;                                                           \
-          _Pragma("GCC unroll 8") for (int u = 1; u < US; ++u)                  \
-          _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                  \
-              a[0][q] = _mm512_add_ps(a[0][q], a[u][q]);                        \
-          _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                  \
-              _mm512_store_ps(buf + j * MR + 16 * q, a[0][q]);                  \
+      if (panels == 1) {                                                        \
+        const int64_t kend = t->k; /* unchecked: one panel */                   \
+        (void)kend;                                                             \
+        for (int64_t j = 0; j < nb; ++j)                                        \
+          ROW_PART(1, 0, t->indptr[n + j], (void)0, NV, US, XV, XC, COLS4)      \
+      } else {                                                                  \
+        for (int64_t j = 0; j < nb; ++j) cur[j] = t->indptr[n + j];             \
+        int64_t kend = kb;                                                      \
+        for (int64_t j = 0; j < nb; ++j)                                        \
+          ROW_PART(1, 1, cur[j], cur[j] = p, NV, US, XV, XC, COLS4)             \
+        for (int64_t pi = 1; pi < panels - 1; ++pi) {                           \
+          kend = (pi + 1) * kb;                                                 \
+          for (int64_t j = 0; j < nb; ++j)                                      \
+            ROW_PART(0, 1, cur[j], cur[j] = p, NV, US, XV, XC, COLS4)           \
         }                                                                       \
+        for (int64_t j = 0; j < nb; ++j)                                        \
+          ROW_PART(0, 0, cur[j], (void)0, NV, US, XV, XC, COLS4)                \
       }                                                                         \
       write_block(buf, nb, t, n);                                               \
     }                                                                           \

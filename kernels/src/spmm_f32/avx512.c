@@ -10,7 +10,8 @@
  * prefetch and 8 accumulator sets gave nothing; taking the four broadcasts
  * from one xmm load with vpermps beat vbroadcastss from memory (5-15%).
  * K panels: a row's nonzeros in K panels of <= 512 columns (the 64 KiB of
- * the tile they touch mostly hit L1) gained 5-10% for K = 768 and 3072;
+ * the tile they touch mostly hit L1) gained 11-16% for K = 3072 and 1-9%
+ * for K = 768 (more at 70% than at 90% sparsity);
  * narrower panels lose more to a mispredicted exit per row and panel than
  * the L1 hits gain.
  * Results of NB = 64 weight rows collect in an L1 buffer; the write-out then

@@ -148,6 +148,12 @@ def g4_fast():
     return sk_family_isa(b"spmm_u8s8") == 3  # SK_ISA_AVX512VNNI
 
 
+def g4_spmv_fast(int64_t k):
+    """True when g4 at M == 1 has a vector kernel for this K (AVX-512 VNNI +
+    VBMI, K <= 1024): unstructured weights then run it instead of 1x4 blocks."""
+    return sk_spmv_u8s8_g4_fast(k) != 0
+
+
 def spmm_u8s8_g4_s32(cnp.ndarray indptr, cnp.ndarray kidx, cnp.ndarray values,
                      cnp.ndarray row_sums, int64_t n, int64_t k, cnp.ndarray xq,
                      cnp.ndarray zero_point, cnp.ndarray out):

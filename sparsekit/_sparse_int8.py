@@ -202,10 +202,15 @@ class SparseInt8Matrix:
         zero_point int32 [1] or [M]."""
         n, k = self._shape
         out = aligned_empty((xq.shape[0], n), np.int32)
-        if self._g4 is not None and xq.shape[0] >= G4_MIN_M and _core.g4_fast():
+        if self._g4 is not None and self._runs_g4(xq.shape[0]):
             return _core.spmm_u8s8_g4_s32(*self._g4, self.row_sums, n, k, xq, zero_point, out)
         return _core.spmm_u8s8_s32(self.indptr, self.cols, self.values, self.row_sums, n, k,
                                    xq, zero_point, out)
+
+    def _runs_g4(self, m):
+        """Whether a call with m rows runs the g4 copy (see G4_MIN_M)."""
+        return (_core.g4_spmv_fast(self._shape[1]) if m == 1
+                else m >= G4_MIN_M and _core.g4_fast())
 
     def _linear(self, x, bias, act, backend):
         if backend == "numba":
@@ -213,7 +218,7 @@ class SparseInt8Matrix:
                              "use backend='auto' or 'c'")
         n, k = self._shape
         out = aligned_empty((x.shape[0], n), np.float32)
-        if self._g4 is not None and x.shape[0] >= G4_MIN_M and _core.g4_fast():
+        if self._g4 is not None and self._runs_g4(x.shape[0]):
             return _core.linear_u8s8_g4_f32(*self._g4, self.row_sums, self._wscale, n, k, x,
                                             bias, act, out)
         return _core.linear_u8s8_bsr_f32(self.indptr, self.cols, self.values, self.row_sums,
@@ -227,6 +232,9 @@ class SparseInt8Matrix:
 # ISAs). Measured on bert_ffn_up (benchmarks/RESULTS.md): g4 is 1.3-1.6x faster
 # at M >= 48 for 70-90% unstructured; at M <= 32 the 1x4 kernel's 32-row tile
 # wins (g4 tiles are 64 rows); at fill 0.53 (50% unstructured) they tie.
+# M == 1 runs g4 too where its kernel holds the row in registers (AVX-512
+# VNNI + VBMI, K <= 1024): the lookups are per group of 4 nonzeros, not per
+# mostly empty block.
 G4_MAX_FILL = 0.5
 G4_MIN_M = 33
 

@@ -249,6 +249,7 @@ typedef struct {
   sk_activation act;
   void *y; /* float or int32_t rows */
   int64_t ldy;
+  int64_t xp_bytes; /* g4 spmv: bytes of the row xp (K) */
 } sk_spmm_u8s8_tile;
 
 typedef void (*sk_spmm_u8s8_fn)(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
@@ -325,6 +326,11 @@ void sk_spmv_u8s8_g4_1x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t
 void sk_spmm_u8s8_g4_64x4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_g4_pack64__avx512vnni(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
                               uint8_t *xt);
+/* M == 1 with the row in registers (vpermi2b): needs AVX-512 VBMI, K <= 1024. */
+void sk_spmv_u8s8_g4_1x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 #endif
+/* 1 when g4 at M == 1 runs a vector kernel for this K (AVX-512 VNNI + VBMI,
+ * K <= 1024), 0 when it runs the portable one. */
+int sk_spmv_u8s8_g4_fast(int64_t k);
 
 #endif /* SK_INTERNAL_H */

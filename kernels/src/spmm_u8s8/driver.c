@@ -6,7 +6,8 @@
  *   W rows split into per-thread ranges of equal cost (blocks + per-row work)
  *   each thread: for every tile, micro-kernel over its rows -> Y (int32 or fp32)
  *
- * M == 1 skips packing: the spmv kernel gathers dwords of the (zero-padded) row.
+ * M == 1 skips packing: the spmv kernel reads dwords of the row (a zero-padded
+ * copy when K % 4 != 0).
  */
 #include <string.h>
 
@@ -89,15 +90,25 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   sk_spmm_u8s8_tile base = {w->indptr, w->cols, w->index_bytes, w->values, w->row_sums,
                             NULL, kq, 1, NULL, NULL, wscale, bias, act, y, ldy};
   if (m == 1) {
-    uint8_t *row = (uint8_t *)sk_aligned_alloc((size_t)(kq * 4));
-    if (row == NULL) return SK_ERR_NOMEM;
-    memset(row, 0, (size_t)(kq * 4));
-    memcpy(row, s->xq, (size_t)w->k);
-    base.xp = row;
+    /* the kernels read whole dwords: the row itself when K % 4 == 0, else a
+     * copy padded with zeros */
+    uint8_t *row = NULL;
+    if (w->k % 4 != 0) {
+      row = (uint8_t *)sk_aligned_alloc((size_t)(kq * 4));
+      if (row == NULL) return SK_ERR_NOMEM;
+      memset(row, 0, (size_t)(kq * 4));
+      memcpy(row, s->xq, (size_t)w->k);
+    }
+    base.xp = row ? row : s->xq;
     base.zp = s->zp;
     base.xscale = s->xscale;
+    if (nt == 1) { /* no parallel region: it costs ~1 us at M == 1 */
+      impl->spmv(&base, 0, w->n);
+      sk_aligned_free(row);
+      return SK_OK;
+    }
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
 #endif
     {
 #ifdef _OPENMP

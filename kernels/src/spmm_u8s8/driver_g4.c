@@ -56,6 +56,17 @@ static void pack_tile_t(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, in
   }
 }
 
+int sk_spmv_u8s8_g4_fast(int64_t k) {
+#ifdef SK_ARCH_X86
+  /* the VNNI ISA is selected only when the OS saves the zmm state */
+  return k <= 1024 && sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI &&
+         __builtin_cpu_supports("avx512vbmi");
+#else
+  (void)k;
+  return 0;
+#endif
+}
+
 static int run(const void *weight, int64_t m, const sk_u8_source *s,
                const float *wscale, const float *bias, sk_activation act, void *y,
                int64_t ldy) {
@@ -70,12 +81,21 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
 
   sk_spmm_u8s8_tile base = {w->indptr, w->kidx, 2, w->values, w->row_sums,
                             NULL, 0, 1, NULL, NULL, wscale, bias, act, y, ldy};
-  if (m == 1) { /* the row itself is the [K][1] tile (scalar on every ISA) */
+  if (m == 1) { /* the row itself is the [K][1] tile */
     base.xp = s->xq;
+    base.xp_bytes = w->k;
     base.zp = s->zp;
     base.xscale = s->xscale;
+    sk_spmm_u8s8_fn spmv = sk_spmv_u8s8_g4_1x4__scalar;
+#ifdef SK_ARCH_X86
+    if (sk_spmv_u8s8_g4_fast(w->k)) spmv = sk_spmv_u8s8_g4_1x4__avx512vbmi;
+#endif
+    if (nt == 1) { /* no parallel region: it costs ~1 us at M == 1 */
+      spmv(&base, 0, w->n);
+      return SK_OK;
+    }
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
 #endif
     {
 #ifdef _OPENMP
@@ -83,7 +103,7 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
 #else
       const int t = 0;
 #endif
-      sk_spmv_u8s8_g4_1x4__scalar(&base, bounds[t], bounds[t + 1]);
+      spmv(&base, bounds[t], bounds[t + 1]);
     }
     return SK_OK;
   }

@@ -201,11 +201,10 @@ class SparseInt8Matrix:
         """int8_matmul for validated xq uint8 [M, K] (contiguous) and
         zero_point int32 [1] or [M]."""
         n, k = self._shape
-        out = aligned_empty((xq.shape[0], n), np.int32)
         if self._g4 is not None and self._runs_g4(xq.shape[0]):
-            return _core.spmm_u8s8_g4_s32(*self._g4, self.row_sums, n, k, xq, zero_point, out)
+            return _core.spmm_u8s8_g4_s32(*self._g4, self.row_sums, n, k, xq, zero_point)
         return _core.spmm_u8s8_s32(self.indptr, self.cols, self.values, self.row_sums, n, k,
-                                   xq, zero_point, out)
+                                   xq, zero_point)
 
     def _runs_g4(self, m):
         """Whether a call with m rows runs the g4 copy (see G4_MIN_M)."""
@@ -217,12 +216,11 @@ class SparseInt8Matrix:
             raise ValueError("backend: SparseInt8Matrix runs on the compiled kernels only; "
                              "use backend='auto' or 'c'")
         n, k = self._shape
-        out = aligned_empty((x.shape[0], n), np.float32)
         if self._g4 is not None and self._runs_g4(x.shape[0]):
             return _core.linear_u8s8_g4_f32(*self._g4, self.row_sums, self._wscale, n, k, x,
-                                            bias, act, out)
+                                            bias, act)
         return _core.linear_u8s8_bsr_f32(self.indptr, self.cols, self.values, self.row_sums,
-                                         self._wscale, n, k, x, bias, act, out)
+                                         self._wscale, n, k, x, bias, act)
 
 
 # Unstructured weights leave 1x4 blocks mostly empty (90% sparsity: block_fill
@@ -264,19 +262,12 @@ def _groups_of_4(w):
     return frozen(indptr), frozen(kidx), frozen(values)
 
 
-def aligned_empty(shape, dtype, align=64):  # shape: (rows, cols)
-    """np.empty whose data starts on a cache line: the kernels write whole
-    64-byte lines of each output row, and a line split in two costs ~25%."""
-    dtype = np.dtype(dtype)
-    rows, cols = shape
-    nbytes = rows * cols * dtype.itemsize
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    off = _core.align_offset(raw, align)
-    return raw[off:off + nbytes].view(dtype).reshape(shape)
-
-
 def check_u8_rows(xq, x_zero_point, k):
     """(xq as contiguous uint8 [M, K], zero points as int32 [1] or [M], lead shape)."""
+    if (type(xq) is np.ndarray and xq.ndim == 2 and xq.dtype == np.uint8
+            and xq.shape[1] == k and xq.flags.c_contiguous):  # the common case, fast
+        return xq, _per_row(x_zero_point, xq.shape[0], xq.shape[:1], "x_zero_point", "zp"), \
+            xq.shape[:1]
     if hasattr(xq, "detach") and hasattr(xq, "numpy"):
         xq = xq.detach().cpu().numpy()
     if type(xq) is not np.ndarray:

@@ -249,12 +249,16 @@ static inline void spmv_out(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s) {
       }                                                                         \
       __m512i carry = zero;                                                     \
       pre[0] = 0;                                                               \
-      for (int64_t p = base; p < end; p += 16) {                                \
-        const __mmask16 k = end - p >= 16 ? (__mmask16)0xffff                   \
-                                          : (__mmask16)((1u << (end - p)) - 1); \
-        const __m512i s = _mm512_add_epi32(prefix16(DOT(p, k)), carry);         \
+      int64_t p = base;                                                         \
+      for (; p + 16 <= end; p += 16) { /* a constant mask: no mask arithmetic */ \
+        const __m512i s = _mm512_add_epi32(prefix16(DOT(p, (__mmask16)0xffff)), carry); \
         _mm512_storeu_si512((void *)(pre + 1 + (p - base)), s);                 \
         carry = _mm512_permutexvar_epi32(last, s);                              \
+      }                                                                         \
+      if (p < end) {                                                            \
+        const __mmask16 k = (__mmask16)((1u << (end - p)) - 1);                 \
+        const __m512i s = _mm512_add_epi32(prefix16(DOT(p, k)), carry);         \
+        _mm512_storeu_si512((void *)(pre + 1 + (p - base)), s);                 \
       }                                                                         \
       int64_t n = ra;                                                           \
       for (; n + 16 <= rb; n += 16) spmv_out16(t, n, base, pre);                \

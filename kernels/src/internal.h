@@ -262,7 +262,13 @@ typedef struct {
   const int32_t *zp;
   int zp_per_row;
   const float *xscale; /* NULL: int32 output */
+  /* or fp32 rows (ldx apart, xq NULL) that the driver quantizes per row while
+   * packing its tiles: no u8 copy of x (float output, K <= SK_U8_ROW_STACK) */
+  const float *xf;
 } sk_u8_source;
+
+/* Longest row quantized into a stack buffer (M == 1, and fused packing). */
+#define SK_U8_ROW_STACK 4096
 
 /* A driver's inner run over weight `w` (an sk_bsr_s8_1x4 or sk_csr_s8_g4). */
 typedef int (*sk_u8_source_fn)(const void *w, int64_t m, const sk_u8_source *s,
@@ -279,9 +285,14 @@ int sk_u8_source_run_quantized(const void *w, int64_t k, int64_t m, const float 
                                const float *bias, sk_activation act, float *y,
                                int64_t ldy);
 /* Per-row zero points and scales (NULL for int32 output) padded with zeros
- * to `rows` >= m rows, so a tile kernel may read whole tiles. */
+ * to `rows` >= m rows, so a tile kernel may read whole tiles (with xf: rows
+ * < m are left for sk_u8_source_quantize_row). */
 int sk_u8_source_row_params(const sk_u8_source *s, int64_t m, int64_t rows,
                             int32_t **zp, float **xscale);
+/* Row i of s->xf quantized into row[0, k), *zp, *xscale; SK_ERR_NONFINITE on
+ * NaN or infinity. */
+int sk_u8_source_quantize_row(const sk_u8_source *s, int64_t i, int64_t k, uint8_t *row,
+                              int32_t *zp, float *xscale);
 
 typedef struct {
   int mr;               /* rows per tile of the spmm kernel */

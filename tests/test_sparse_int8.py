@@ -408,3 +408,27 @@ def test_m1_long_rows_exact(rng):
     w = SparseInt8Matrix.from_int8(q, np.float32(0.01))
     xq = random_xq(rng, 1, k)
     np.testing.assert_array_equal(w.int8_matmul(xq, 200), ref_int8(xq, 200, q))
+
+
+@pytest.mark.parametrize("m", [1, 2, 40, 100])
+@pytest.mark.parametrize("pattern", ["1x4", "unstructured"])
+def test_linear_rejects_one_nonfinite_row(isa, rng, m, pattern):
+    """fp32 rows are quantized while the tiles are packed: one bad row in any
+    tile still fails the call (1x4 and g4 layouts, 1 and 2 threads)."""
+    q = (random_q(rng, 30, 90, 0.3, fill=4) if pattern == "1x4"
+         else unstructured_q(rng, 30, 90, 0.1))
+    w = SparseInt8Matrix.from_int8(q, np.float32(0.01))
+    x = rng.standard_normal((m, 90)).astype(np.float32)
+    before = sparsekit.get_num_threads()
+    try:
+        for threads in (1, 2):
+            sparsekit.set_num_threads(threads)
+            for bad in (np.nan, np.inf):
+                xb = x.copy()
+                xb[m - 1, 7] = bad
+                with pytest.raises(ValueError, match="x: contains NaN"):
+                    sparsekit.linear(xb, w)
+            ref = dequantized_reference(x, w, None, False)
+            np.testing.assert_allclose(sparsekit.linear(x, w), ref, rtol=1e-5, atol=1e-4)
+    finally:
+        sparsekit.set_num_threads(before)

@@ -195,7 +195,8 @@ class SparseInt8Matrix:
         with one zero point per row of xq (shape xq.shape[:-1])."""
         n, k = self._shape
         xq2, zp, lead = check_u8_rows(xq, x_zero_point, k)
-        return self._int8_matmul(xq2, zp).reshape(lead + (n,))
+        out = self._int8_matmul(xq2, zp)
+        return out if len(lead) == 1 else out.reshape(lead + (n,))
 
     def _int8_matmul(self, xq, zero_point):
         """int8_matmul for validated xq uint8 [M, K] (contiguous) and

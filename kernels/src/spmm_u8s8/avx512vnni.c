@@ -334,8 +334,8 @@ static inline VBMI __attribute__((always_inline)) __m512i blookup(const __m512i 
 
 #define G4_SPMV_DOT(p, k)                                                       \
   ({                                                                            \
-    const __mmask64 kw = k == 0xffff ? ~(__mmask64)0                            \
-                                     : ((__mmask64)1 << (4 * __builtin_popcount(k))) - 1; \
+    /* 4 words per valid group (k: 1..16 low bits) */                          \
+    const __mmask64 kw = ~(__mmask64)0 >> (64 - 4 * __builtin_popcount(k));    \
     const __m512i k0 = _mm512_maskz_loadu_epi16((__mmask32)kw, kidx + 4 * (p));  \
     const __m512i k1 = _mm512_maskz_loadu_epi16((__mmask32)(kw >> 32), kidx + 4 * (p) + 32); \
     const __m512i xv = blookup(tab, GP, _mm512_permutex2var_epi8(k0, even, k1), \

@@ -340,6 +340,11 @@ def test_g4_two_threads_exact(rng):
     sparsekit.set_num_threads(2)
     try:
         np.testing.assert_array_equal(w.int8_matmul(xq, 77), ref_int8(xq, 77, q))
+        # M == 1: the g4 kernel with the row in registers, rows split in two
+        np.testing.assert_array_equal(w.int8_matmul(xq[:1], 77), ref_int8(xq[:1], 77, q))
+        x = np.random.default_rng(3).standard_normal((1, 1001)).astype(np.float32)
+        np.testing.assert_allclose(sparsekit.linear(x, w), dequantized_reference(x, w, None, False),
+                                   rtol=1e-5, atol=1e-4)
     finally:
         sparsekit.set_num_threads(before)
 

@@ -435,7 +435,8 @@ MEASURED = {'coef': {'csr': {1: (2.2954, 0.1609, 2.2258, 0.1251, 0.0086),
 # The M = 1 entries of spint8 and spint8_g4_m1 come from a later run of the same
 # command (--reps 15, load average ~4.5-5 on 2 cores) after the M = 1 sparse int8
 # kernels and the per-call overhead were reworked (that run's M = 1 entries of
-# the other formats agreed with these within 5%); the rest is the quiet run below.
+# the other formats agreed with these within 5%); the rest is the quiet run below
+# (its M = 1 crossover rows recomputed with the new entries).
 # Crossover (printed by the same command, --reps 15, 2026-11-28, quiet machine,
 # load average ~2-2.8 on 2 cores, with the small shapes, the M*K activation term,
 # CSRMatrix's nnz^2 term and a 64x64 shape): lowest sparsity at which the sparse format is
@@ -443,11 +444,11 @@ MEASURED = {'coef': {'csr': {1: (2.2954, 0.1609, 2.2258, 0.1251, 0.0086),
 # QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4
 # blocks). Measured in the same run, CSRMatrix beats dense fp32 on these shapes
 # from 50% (M = 8..128; the next sparsity measured below is 0%) and 80% (M = 1).
-# {'shape': '3072x768', 'm': 1, 'csr': 0.77, 'spint8': 0.97, 'spint8_1x4': 0.89}
+# {'shape': '3072x768', 'm': 1, 'csr': 0.77, 'spint8': 0.81, 'spint8_1x4': 0.79}
 # {'shape': '3072x768', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.82}
 # {'shape': '3072x768', 'm': 32, 'csr': 0.33, 'spint8': 0.84, 'spint8_1x4': 0.49}
 # {'shape': '3072x768', 'm': 128, 'csr': 0.39, 'spint8': 0.65, 'spint8_1x4': 0.47}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.75, 'spint8': 0.98, 'spint8_1x4': 0.89}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.75, 'spint8': 0.95, 'spint8_1x4': 0.82}
 # {'shape': '768x3072', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.81}
 # {'shape': '768x3072', 'm': 32, 'csr': 0.33, 'spint8': 0.85, 'spint8_1x4': 0.53}
 # {'shape': '768x3072', 'm': 128, 'csr': 0.39, 'spint8': 0.67, 'spint8_1x4': 0.51}

@@ -312,6 +312,9 @@ void sk_spmv_u8s8_1x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1
 void sk_spmm_u8s8_32x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_u8s8_16x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+/* driver.c's tile packing by 16x16 transposes (rows a multiple of 16). */
+void sk_pack_1x4_tile__avx512vnni(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
+                                  int rows, uint8_t *xp);
 #endif
 #ifdef SK_ARCH_ARM64
 void sk_spmm_u8s8_16x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);

@@ -68,17 +68,34 @@ static void pack_row(const uint8_t *row, int64_t k, int MR, uint8_t *d) {
 }
 
 /* Rows [m0, m0+mr) of the source into xp[(c * MR + i) * 4 ..], zero past K
- * and mr. fp32 rows are quantized one at a time first (their zero point and
- * scale into zp[i], xs[i]): no u8 copy of x, so a call allocates one scratch
- * block less (two ~100 KB blocks per call made glibc trim and re-fault the
- * heap: +30 us at M = 128 for BERT's shapes). */
+ * and mr. fp32 rows are quantized first (their zero point and scale into
+ * zp[i], xs[i]): into the thread's rows u8 when given, else one at a time on
+ * the stack. No u8 copy of all of x: a call allocates one scratch block less
+ * (two ~100 KB blocks per call made glibc trim and re-fault the heap: +30 us
+ * at M = 128 for BERT's shapes). vpack: the AVX-512 transpose packer. */
 static int pack_tile(const sk_u8_source *s, int64_t k, int64_t m0, int64_t mr, int MR,
-                     uint8_t *xp, int32_t *zp, float *xs) {
+                     uint8_t *xp, int32_t *zp, float *xs, uint8_t *u8, int vpack) {
+  const uint8_t *x = s->xf ? NULL : s->xq + m0 * s->ldx;
+  int64_t ldx = s->ldx;
+  if (s->xf && u8) {
+    for (int64_t i = 0; i < mr; ++i)
+      if (sk_u8_source_quantize_row(s, m0 + i, k, u8 + i * k, zp + m0 + i, xs + m0 + i) != SK_OK)
+        return SK_ERR_NONFINITE;
+    x = u8, ldx = k;
+  }
+#ifdef SK_ARCH_X86
+  if (vpack && x) {
+    sk_pack_1x4_tile__avx512vnni(x, ldx, k, mr, MR, xp);
+    return SK_OK;
+  }
+#else
+  (void)vpack;
+#endif
   const int64_t kq = (k + 3) / 4;
   if (mr < MR) memset(xp, 0, (size_t)(kq * MR * 4));
   for (int64_t i = 0; i < mr; ++i) {
-    if (s->xf == NULL) {
-      pack_row(s->xq + (m0 + i) * s->ldx, k, MR, xp + i * 4);
+    if (x) {
+      pack_row(x + i * ldx, k, MR, xp + i * 4);
       continue;
     }
     uint8_t row[SK_U8_ROW_STACK];
@@ -147,7 +164,15 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   nsmall = (rem + MS - 1) / MS;
   const int64_t tiles = nbig + nsmall;
   const int64_t rows_alloc = nbig * MR + nsmall * MS; /* >= m, padded rows */
-  uint8_t *xp = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kq * 4));
+#ifdef SK_ARCH_X86
+  const int vpack = sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI && MR % 16 == 0 &&
+                    MS % 16 == 0;
+#else
+  const int vpack = 0;
+#endif
+  /* fp32 rows for the vector packer: per-thread u8 rows in the same block */
+  const int64_t kp = w->k > 0 ? w->k : 1, rows_u8 = s->xf && vpack ? (int64_t)nt * MR : 0;
+  uint8_t *xp = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kq * 4 + rows_u8 * kp));
   int32_t *zp;
   float *xs;
   if (xp == NULL || sk_u8_source_row_params(s, m, rows_alloc, &zp, &xs) != SK_OK) {
@@ -172,7 +197,8 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
       const int R = i < nbig ? MR : MS;
       const int64_t m0 = i < nbig ? i * MR : nbig * MR + (i - nbig) * MS;
       const int64_t mr = m - m0 < R ? m - m0 : R;
-      bad |= pack_tile(s, w->k, m0, mr, R, xp + m0 * kq * 4, zp, xs) != SK_OK;
+      uint8_t *u8 = rows_u8 ? xp + rows_alloc * kq * 4 + (int64_t)t * MR * kp : NULL;
+      bad |= pack_tile(s, w->k, m0, mr, R, xp + m0 * kq * 4, zp, xs, u8, vpack) != SK_OK;
     }
     /* the implicit barrier of `omp for` makes every tile (and bad) visible here */
     for (int64_t i = 0; i < tiles && !bad; ++i) {

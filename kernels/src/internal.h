@@ -262,8 +262,8 @@ typedef struct {
   const int32_t *zp;
   int zp_per_row;
   const float *xscale; /* NULL: int32 output */
-  /* or fp32 rows (ldx apart, xq NULL) that the driver quantizes per row while
-   * packing its tiles: no u8 copy of x (float output, K <= SK_U8_ROW_STACK) */
+  /* or fp32 rows (ldx apart, xq NULL; float output, M > 1) that the driver
+   * quantizes while packing its tiles: no u8 copy of all of x */
   const float *xf;
 } sk_u8_source;
 

@@ -6,7 +6,6 @@
  */
 #include "../internal.h"
 
-
 int sk_u8_source_check(int64_t m, int64_t k, const uint8_t *xq, int64_t ldx,
                        const int32_t *zero_point, int zp_per_row, const void *y,
                        int64_t ldy, int64_t n) {

@@ -332,16 +332,20 @@ static inline VBMI __attribute__((always_inline)) __m512i blookup(const __m512i 
   return r[0];
 }
 
-#define G4_SPMV_DOT(p, k)                                                       \
-  ({                                                                            \
-    /* 4 words per valid group (k: 1..16 low bits) */                          \
-    const __mmask64 kw = ~(__mmask64)0 >> (64 - 4 * __builtin_popcount(k));    \
-    const __m512i k0 = _mm512_maskz_loadu_epi16((__mmask32)kw, kidx + 4 * (p));  \
-    const __m512i k1 = _mm512_maskz_loadu_epi16((__mmask32)(kw >> 32), kidx + 4 * (p) + 32); \
-    const __m512i xv = blookup(tab, GP, _mm512_permutex2var_epi8(k0, even, k1), \
-                               _mm512_permutex2var_epi8(k0, odd, k1));          \
-    _mm512_dpbusd_epi32(zero, xv, _mm512_maskz_loadu_epi32(k, t->values + 4 * (p))); \
-  })
+/* The 16 group dot products of groups p.. (k: the valid ones). */
+static inline VBMI __attribute__((always_inline)) __m512i g4_dot(
+    const uint16_t *kidx, const int8_t *values, int64_t p, __mmask16 k, const __m512i *tab,
+    const int P, __m512i even, __m512i odd) {
+  /* 4 words per valid group (k: 1..16 low bits) */
+  const __mmask64 kw = ~(__mmask64)0 >> (64 - 4 * __builtin_popcount(k));
+  const __m512i k0 = _mm512_maskz_loadu_epi16((__mmask32)kw, kidx + 4 * p);
+  const __m512i k1 = _mm512_maskz_loadu_epi16((__mmask32)(kw >> 32), kidx + 4 * p + 32);
+  const __m512i xv = blookup(tab, P, _mm512_permutex2var_epi8(k0, even, k1),
+                             _mm512_permutex2var_epi8(k0, odd, k1));
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), xv,
+                             _mm512_maskz_loadu_epi32(k, values + 4 * p));
+}
+#define G4_SPMV_DOT(p, k) g4_dot(kidx, t->values, p, k, tab, GP, even, odd)
 
 #define DEFINE_G4_SPMV(NAME, P)                                                 \
   static VBMI void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {   \

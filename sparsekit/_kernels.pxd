@@ -93,3 +93,4 @@ cdef extern from "../kernels/src/internal.h" nogil:
     int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
                               const float *x, int64_t ldx, const float *bias,
                               sk_activation act, float *y, int64_t ldy)
+    int sk_spmv_u8s8_g4_fast(int64_t k)

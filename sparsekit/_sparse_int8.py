@@ -195,29 +195,33 @@ class SparseInt8Matrix:
         with one zero point per row of xq (shape xq.shape[:-1])."""
         n, k = self._shape
         xq2, zp, lead = check_u8_rows(xq, x_zero_point, k)
-        return self._int8_matmul(xq2, zp).reshape(lead + (n,))
+        out = self._int8_matmul(xq2, zp)
+        return out if len(lead) == 1 else out.reshape(lead + (n,))
 
     def _int8_matmul(self, xq, zero_point):
         """int8_matmul for validated xq uint8 [M, K] (contiguous) and
         zero_point int32 [1] or [M]."""
         n, k = self._shape
-        out = aligned_empty((xq.shape[0], n), np.int32)
-        if self._g4 is not None and xq.shape[0] >= G4_MIN_M and _core.g4_fast():
-            return _core.spmm_u8s8_g4_s32(*self._g4, self.row_sums, n, k, xq, zero_point, out)
+        if self._g4 is not None and self._runs_g4(xq.shape[0]):
+            return _core.spmm_u8s8_g4_s32(*self._g4, self.row_sums, n, k, xq, zero_point)
         return _core.spmm_u8s8_s32(self.indptr, self.cols, self.values, self.row_sums, n, k,
-                                   xq, zero_point, out)
+                                   xq, zero_point)
+
+    def _runs_g4(self, m):
+        """Whether a call with m rows runs the g4 copy (see G4_MIN_M)."""
+        return (_core.g4_spmv_fast(self._shape[1]) if m == 1
+                else m >= G4_MIN_M and _core.g4_fast())
 
     def _linear(self, x, bias, act, backend):
         if backend == "numba":
             raise ValueError("backend: SparseInt8Matrix runs on the compiled kernels only; "
                              "use backend='auto' or 'c'")
         n, k = self._shape
-        out = aligned_empty((x.shape[0], n), np.float32)
-        if self._g4 is not None and x.shape[0] >= G4_MIN_M and _core.g4_fast():
+        if self._g4 is not None and self._runs_g4(x.shape[0]):
             return _core.linear_u8s8_g4_f32(*self._g4, self.row_sums, self._wscale, n, k, x,
-                                            bias, act, out)
+                                            bias, act)
         return _core.linear_u8s8_bsr_f32(self.indptr, self.cols, self.values, self.row_sums,
-                                         self._wscale, n, k, x, bias, act, out)
+                                         self._wscale, n, k, x, bias, act)
 
 
 # Unstructured weights leave 1x4 blocks mostly empty (90% sparsity: block_fill
@@ -227,6 +231,9 @@ class SparseInt8Matrix:
 # ISAs). Measured on bert_ffn_up (benchmarks/RESULTS.md): g4 is 1.3-1.6x faster
 # at M >= 48 for 70-90% unstructured; at M <= 32 the 1x4 kernel's 32-row tile
 # wins (g4 tiles are 64 rows); at fill 0.53 (50% unstructured) they tie.
+# M == 1 runs g4 too where its kernel holds the row in registers (AVX-512
+# VNNI + VBMI, K <= 1024): the lookups are per group of 4 nonzeros, not per
+# mostly empty block.
 G4_MAX_FILL = 0.5
 G4_MIN_M = 33
 
@@ -256,19 +263,12 @@ def _groups_of_4(w):
     return frozen(indptr), frozen(kidx), frozen(values)
 
 
-def aligned_empty(shape, dtype, align=64):  # shape: (rows, cols)
-    """np.empty whose data starts on a cache line: the kernels write whole
-    64-byte lines of each output row, and a line split in two costs ~25%."""
-    dtype = np.dtype(dtype)
-    rows, cols = shape
-    nbytes = rows * cols * dtype.itemsize
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    off = _core.align_offset(raw, align)
-    return raw[off:off + nbytes].view(dtype).reshape(shape)
-
-
 def check_u8_rows(xq, x_zero_point, k):
     """(xq as contiguous uint8 [M, K], zero points as int32 [1] or [M], lead shape)."""
+    if (type(xq) is np.ndarray and xq.ndim == 2 and xq.dtype == np.uint8
+            and xq.shape[1] == k and xq.flags.c_contiguous):  # the common case, fast
+        return xq, _per_row(x_zero_point, xq.shape[0], xq.shape[:1], "x_zero_point", "zp"), \
+            xq.shape[:1]
     if hasattr(xq, "detach") and hasattr(xq, "numpy"):
         xq = xq.detach().cpu().numpy()
     if type(xq) is not np.ndarray:

@@ -174,3 +174,25 @@ def test_old_three_coefficient_tables_still_work():
 
     assert _coef_at({1: (1.0, 2.0, 3.0)}, 1) == (1.0, 2.0, 3.0, 0.0, 0.0)
     assert _coef_at({128: (1.0, 2.0, 3.0, 4.0, 5.0)}, 256) == (1.0, 4.0, 6.0, 4.0, 10.0)
+
+
+def test_g4_m1_timings_used_where_sparse_int8_runs_its_m1_g4_kernel(rng):
+    """At M == 1, unstructured weights with K <= 1024 on AVX-512 VNNI + VBMI
+    are predicted per group from spint8_g4_m1; elsewhere from the 1x4 blocks."""
+    from sparsekit._native import core
+
+    w = np.where(rng.random((64, 96)) < 0.1, 1.0, 0.0).astype(np.float32)
+    flat = {m: (0.0, 1.0, 0.0) for m in (1, 128)}
+    model = {"isa": "avx512vnni", "source": "test model",
+             "coef": {"qdense": flat, "spint8": flat, "spint8_g4_m1": {1: (0.0, 3.0, 0.0)}}}
+    ngroups = int(((np.count_nonzero(w, axis=1) + 3) // 4).sum())
+    ex = sparsekit.explain(w, quantize="int8", m=1, model=model)
+    if sparsekit._core.family_isa("spmm_u8s8") == "avx512vnni" and core.g4_spmv_fast(96):
+        assert ex["predicted_us"]["spint8"] == pytest.approx(3.0 * ngroups * 1e-3)
+        assert any("M == 1" in note for note in ex["notes"])
+    else:
+        assert ex["predicted_us"]["spint8"] == pytest.approx(ex["nblocks"] * 1e-3)
+    # without the entry (older tables) the 1x4 blocks are used
+    del model["coef"]["spint8_g4_m1"]
+    ex = sparsekit.explain(w, quantize="int8", m=1, model=model)
+    assert ex["predicted_us"]["spint8"] == pytest.approx(ex["nblocks"] * 1e-3)

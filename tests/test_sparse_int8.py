@@ -340,5 +340,100 @@ def test_g4_two_threads_exact(rng):
     sparsekit.set_num_threads(2)
     try:
         np.testing.assert_array_equal(w.int8_matmul(xq, 77), ref_int8(xq, 77, q))
+        # M == 1: the g4 kernel with the row in registers, rows split in two
+        np.testing.assert_array_equal(w.int8_matmul(xq[:1], 77), ref_int8(xq[:1], 77, q))
+        x = np.random.default_rng(3).standard_normal((1, 1001)).astype(np.float32)
+        np.testing.assert_allclose(sparsekit.linear(x, w), dequantized_reference(x, w, None, False),
+                                   rtol=1e-5, atol=1e-4)
+    finally:
+        sparsekit.set_num_threads(before)
+
+
+# ---- M == 1: every table size of the register lookups ----------------------
+# The AVX-512 VNNI M == 1 kernels hold the activation row in registers for
+# K <= 1024 (1x4 blocks: pairs of zmm by ceil(K/128); g4 with VBMI: 128-byte
+# windows) and gather beyond; rows are summed 16 at a time with a scalar tail.
+M1_K = [1, 9, 100, 128, 129, 255, 256, 300, 513, 640, 768, 771, 1000, 1024, 1025, 2051]
+
+
+@pytest.mark.parametrize("k", M1_K)
+def test_m1_1x4_exact_every_table_size(isa, rng, k):
+    q = random_q(rng, 37, k, 0.3, empty_rows=(1, 16, 17))
+    w = SparseInt8Matrix.from_int8(q, np.float32(0.01))
+    xq = random_xq(rng, 1, k)
+    for zp in (0, 128, 255):
+        np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))
+
+
+@pytest.mark.parametrize("k", M1_K)
+def test_m1_g4_exact_every_table_size(isa, rng, k):
+    from sparsekit._native import core
+
+    q = unstructured_q(rng, 41, k, 0.1 if k > 9 else 0.2, empty_rows=(1, 16, 17))
+    w = SparseInt8Matrix.from_int8(q, np.float32(0.01))
+    if w._g4 is None:
+        pytest.skip("well-filled blocks: no g4 copy")
+    runs_g4 = w._runs_g4(1)
+    assert runs_g4 == core.g4_spmv_fast(k)
+    assert not runs_g4 or (isa == "avx512vnni" and k <= 1024)
+    xq = random_xq(rng, 1, k)
+    for zp in (0, 128, 255):
+        np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))
+    # also straight through the g4 kernels, whichever path int8_matmul took
+    out = core.spmm_u8s8_g4_s32(*w._g4, w.row_sums, 41, k, xq, np.array([7], np.int32))
+    np.testing.assert_array_equal(out, ref_int8(xq, 7, q))
+
+
+@pytest.mark.parametrize("n", [1, 16, 33, 200])
+def test_m1_linear_g4_and_1x4_agree_bitwise(isa, monkeypatch, rng, n):
+    """M == 1 float epilogue (16 rows at a time and the tail): the same sums
+    and floats on either layout, and close to the dequantized reference."""
+    import sparsekit._sparse_int8 as si
+
+    wf = rng.standard_normal((n, 700)).astype(np.float32)
+    wf[rng.random(wf.shape) < 0.9] = 0
+    wf[n // 2] = 0
+    w = SparseInt8Matrix.from_float(wf)
+    x = rng.standard_normal((1, 700)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    for act in (None, "relu"):
+        y = sparsekit.linear(x, w, bias=bias, activation=act)
+        with monkeypatch.context() as mp:
+            mp.setattr(si.SparseInt8Matrix, "_runs_g4", lambda self, m: False)
+            y_1x4 = sparsekit.linear(x, w, bias=bias, activation=act)
+        np.testing.assert_array_equal(y, y_1x4)
+        ref = dequantized_reference(x, w, bias, act == "relu")
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_m1_long_rows_exact(rng):
+    """Rows longer than the kernel's 2048-block segment are summed alone."""
+    k = 4 * 2100 + 3
+    q = random_q(rng, 5, k, 1.0, fill=4, empty_rows=(2,))
+    w = SparseInt8Matrix.from_int8(q, np.float32(0.01))
+    xq = random_xq(rng, 1, k)
+    np.testing.assert_array_equal(w.int8_matmul(xq, 200), ref_int8(xq, 200, q))
+
+
+@pytest.mark.parametrize("m", [1, 2, 40, 100])
+@pytest.mark.parametrize("pattern", ["1x4", "unstructured"])
+def test_linear_rejects_one_nonfinite_row(isa, rng, m, pattern):
+    """fp32 rows are quantized while the tiles are packed: one bad row in any
+    tile still fails the call (1x4 and g4 layouts, 1 and 2 threads)."""
+    q = (random_q(rng, 30, 90, 0.3, fill=4) if pattern == "1x4"
+         else unstructured_q(rng, 30, 90, 0.1))
+    w = SparseInt8Matrix.from_int8(q, np.float32(0.01))
+    x = rng.standard_normal((m, 90)).astype(np.float32)
+    before = sparsekit.get_num_threads()
+    try:
+        for threads in (1, 2):
+            sparsekit.set_num_threads(threads)
+            for bad in (np.nan, np.inf):
+                xb = x.copy()
+                xb[m - 1, 7] = bad
+                with pytest.raises(ValueError, match="x: contains NaN"):
+                    sparsekit.linear(xb, w)
+            ref = dequantized_reference(x, w, None, False)
+            np.testing.assert_allclose(sparsekit.linear(x, w), ref, rtol=1e-5, atol=1e-4)
     finally:
         sparsekit.set_num_threads(before)

@@ -250,6 +250,7 @@ typedef struct {
   sk_activation act;
   void *y; /* float or int32_t rows */
   int64_t ldy;
+  int64_t xp_bytes; /* g4 spmv: bytes of the row xp (K) */
 } sk_spmm_u8s8_tile;
 
 typedef void (*sk_spmm_u8s8_fn)(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
@@ -262,7 +263,13 @@ typedef struct {
   const int32_t *zp;
   int zp_per_row;
   const float *xscale; /* NULL: int32 output */
+  /* or fp32 rows (ldx apart, xq NULL; float output, M > 1) that the driver
+   * quantizes while packing its tiles: no u8 copy of all of x */
+  const float *xf;
 } sk_u8_source;
+
+/* Longest row quantized into a stack buffer (M == 1, and fused packing). */
+#define SK_U8_ROW_STACK 4096
 
 /* A driver's inner run over weight `w` (an sk_bsr_s8_1x4 or sk_csr_s8_g4). */
 typedef int (*sk_u8_source_fn)(const void *w, int64_t m, const sk_u8_source *s,
@@ -279,9 +286,14 @@ int sk_u8_source_run_quantized(const void *w, int64_t k, int64_t m, const float 
                                const float *bias, sk_activation act, float *y,
                                int64_t ldy);
 /* Per-row zero points and scales (NULL for int32 output) padded with zeros
- * to `rows` >= m rows, so a tile kernel may read whole tiles. */
+ * to `rows` >= m rows, so a tile kernel may read whole tiles (with xf: rows
+ * < m are left for sk_u8_source_quantize_row). */
 int sk_u8_source_row_params(const sk_u8_source *s, int64_t m, int64_t rows,
                             int32_t **zp, float **xscale);
+/* Row i of s->xf quantized into row[0, k), *zp, *xscale; SK_ERR_NONFINITE on
+ * NaN or infinity. */
+int sk_u8_source_quantize_row(const sk_u8_source *s, int64_t i, int64_t k, uint8_t *row,
+                              int32_t *zp, float *xscale);
 
 typedef struct {
   int mr;               /* rows per tile of the spmm kernel */
@@ -301,6 +313,9 @@ void sk_spmv_u8s8_1x1c4__avx2(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1
 void sk_spmm_u8s8_32x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_spmm_u8s8_16x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+/* driver.c's tile packing by 16x16 transposes (rows a multiple of 16). */
+void sk_pack_1x4_tile__avx512vnni(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
+                                  int rows, uint8_t *xp);
 #endif
 #ifdef SK_ARCH_ARM64
 void sk_spmm_u8s8_16x1c4__neon(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
@@ -326,6 +341,11 @@ void sk_spmv_u8s8_g4_1x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t
 void sk_spmm_u8s8_g4_64x4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_g4_pack64__avx512vnni(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
                               uint8_t *xt);
+/* M == 1 with the row in registers (vpermi2b): needs AVX-512 VBMI, K <= 1024. */
+void sk_spmv_u8s8_g4_1x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 #endif
+/* 1 when g4 at M == 1 runs a vector kernel for this K (AVX-512 VNNI + VBMI,
+ * K <= 1024), 0 when it runs the portable one. */
+int sk_spmv_u8s8_g4_fast(int64_t k);
 
 #endif /* SK_INTERNAL_H */

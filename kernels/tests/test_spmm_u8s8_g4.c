@@ -154,6 +154,15 @@ int main(void) {
     run_case(isa, 65, 9, 35000, 0.01, 0, 1); /* wide K: columns past 2^15 */
     run_linear(67, 45, 99);
     run_linear(1, 45, 99);
+    /* M == 1 with every register-table size of the AVX-512 VBMI kernel (K <=
+     * 1024: 2, 4, 6, 8 windows of 128 bytes) and past it, 16-row epilogue
+     * tails, two threads */
+    static const int64_t k1[] = {129, 300, 700, 1000, 1024, 1025, 2047};
+    for (size_t c = 0; c < sizeof k1 / sizeof *k1; ++c) {
+      run_case(isa, 1, 37, k1[c], 0.1, 0, 1);
+      run_case(isa, 1, 300, k1[c], 0.2, 0, 2);
+    }
+    run_linear(1, 70, 1000);
   }
   return sk_test_finish("test_spmm_u8s8_g4");
 }

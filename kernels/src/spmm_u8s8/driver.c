@@ -1,12 +1,14 @@
 /*
  * spmm_u8s8/driver.c - the loops around the sparse int8 micro-kernels.
  *
- *   fp32 X --quantize rows (u8, per-row scale + zero point)--> Xq[M, 4*ceil(K/4)]
- *   Xq --pack--> tiles [K/4][MR][4] u8 (dwords of 4 consecutive k per row)
+ *   fp32 X --quantize rows (u8, per-row scale + zero point)-->
+ *   --pack--> tiles [K/4][MR][4] u8 (dwords of 4 consecutive k per row)
+ *   (u8 input Xq is packed as it is)
  *   W rows split into per-thread ranges of equal cost (blocks + per-row work)
  *   each thread: for every tile, micro-kernel over its rows -> Y (int32 or fp32)
  *
- * M == 1 skips packing: the spmv kernel gathers dwords of the (zero-padded) row.
+ * M == 1 skips packing: the spmv kernel reads dwords of the row (a zero-padded
+ * copy when K % 4 != 0).
  */
 #include <string.h>
 
@@ -54,21 +56,54 @@ int sk_bsr_s8_1x4_validate(const sk_bsr_s8_1x4 *w, int64_t *bad_row) {
   return SK_OK;
 }
 
-/* Dwords of rows [m0, m0+mr) into xp[(c * MR + i) * 4 ..], zero past K and mr. */
-static void pack_tile(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, int64_t mr,
-                      int MR, uint8_t *xp) {
+/* The dwords of one row (K bytes) into d[c * MR * 4], zero past K. */
+static void pack_row(const uint8_t *row, int64_t k, int MR, uint8_t *d) {
   const int64_t kq = (k + 3) / 4, full = k / 4;
+  for (int64_t c = 0; c < full; ++c) memcpy(d + c * MR * 4, row + 4 * c, 4);
+  if (full < kq) {
+    uint8_t tail[4] = {0, 0, 0, 0};
+    memcpy(tail, row + 4 * full, (size_t)(k - 4 * full));
+    memcpy(d + full * MR * 4, tail, 4);
+  }
+}
+
+/* Rows [m0, m0+mr) of the source into xp[(c * MR + i) * 4 ..], zero past K
+ * and mr. fp32 rows are quantized first (their zero point and scale into
+ * zp[i], xs[i]): into the thread's rows u8 when given, else one at a time on
+ * the stack. No u8 copy of all of x: a call allocates one scratch block less
+ * (two ~100 KB blocks per call made glibc trim and re-fault the heap: +30 us
+ * at M = 128 for BERT's shapes). vpack: the AVX-512 transpose packer. */
+static int pack_tile(const sk_u8_source *s, int64_t k, int64_t m0, int64_t mr, int MR,
+                     uint8_t *xp, int32_t *zp, float *xs, uint8_t *u8, int vpack) {
+  const uint8_t *x = s->xf ? NULL : s->xq + m0 * s->ldx;
+  int64_t ldx = s->ldx;
+  if (s->xf && u8) {
+    for (int64_t i = 0; i < mr; ++i)
+      if (sk_u8_source_quantize_row(s, m0 + i, k, u8 + i * k, zp + m0 + i, xs + m0 + i) != SK_OK)
+        return SK_ERR_NONFINITE;
+    x = u8, ldx = k;
+  }
+#ifdef SK_ARCH_X86
+  if (vpack && x) {
+    sk_pack_1x4_tile__avx512vnni(x, ldx, k, mr, MR, xp);
+    return SK_OK;
+  }
+#else
+  (void)vpack;
+#endif
+  const int64_t kq = (k + 3) / 4;
   if (mr < MR) memset(xp, 0, (size_t)(kq * MR * 4));
   for (int64_t i = 0; i < mr; ++i) {
-    const uint8_t *row = x + (m0 + i) * ldx;
-    uint8_t *d = xp + i * 4;
-    for (int64_t c = 0; c < full; ++c) memcpy(d + c * MR * 4, row + 4 * c, 4);
-    if (full < kq) {
-      uint8_t tail[4] = {0, 0, 0, 0};
-      memcpy(tail, row + 4 * full, (size_t)(k - 4 * full));
-      memcpy(d + full * MR * 4, tail, 4);
+    if (x) {
+      pack_row(x + i * ldx, k, MR, xp + i * 4);
+      continue;
     }
+    uint8_t row[SK_U8_ROW_STACK];
+    if (sk_u8_source_quantize_row(s, m0 + i, k, row, zp + m0 + i, xs + m0 + i) != SK_OK)
+      return SK_ERR_NONFINITE;
+    pack_row(row, k, MR, xp + i * 4);
   }
+  return SK_OK;
 }
 
 /* The u8 activations the kernels run on: rows, per-row zero points and
@@ -89,15 +124,25 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   sk_spmm_u8s8_tile base = {w->indptr, w->cols, w->index_bytes, w->values, w->row_sums,
                             NULL, kq, 1, NULL, NULL, wscale, bias, act, y, ldy};
   if (m == 1) {
-    uint8_t *row = (uint8_t *)sk_aligned_alloc((size_t)(kq * 4));
-    if (row == NULL) return SK_ERR_NOMEM;
-    memset(row, 0, (size_t)(kq * 4));
-    memcpy(row, s->xq, (size_t)w->k);
-    base.xp = row;
+    /* the kernels read whole dwords: the row itself when K % 4 == 0, else a
+     * copy padded with zeros */
+    uint8_t *row = NULL;
+    if (w->k % 4 != 0) {
+      row = (uint8_t *)sk_aligned_alloc((size_t)(kq * 4));
+      if (row == NULL) return SK_ERR_NOMEM;
+      memset(row, 0, (size_t)(kq * 4));
+      memcpy(row, s->xq, (size_t)w->k);
+    }
+    base.xp = row ? row : s->xq;
     base.zp = s->zp;
     base.xscale = s->xscale;
+    if (nt == 1) { /* no parallel region: it costs ~1 us at M == 1 */
+      impl->spmv(&base, 0, w->n);
+      sk_aligned_free(row);
+      return SK_OK;
+    }
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
 #endif
     {
 #ifdef _OPENMP
@@ -119,7 +164,15 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   nsmall = (rem + MS - 1) / MS;
   const int64_t tiles = nbig + nsmall;
   const int64_t rows_alloc = nbig * MR + nsmall * MS; /* >= m, padded rows */
-  uint8_t *xp = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kq * 4));
+#ifdef SK_ARCH_X86
+  const int vpack = sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI && MR % 16 == 0 &&
+                    MS % 16 == 0;
+#else
+  const int vpack = 0;
+#endif
+  /* fp32 rows for the vector packer: per-thread u8 rows in the same block */
+  const int64_t kp = w->k > 0 ? w->k : 1, rows_u8 = s->xf && vpack ? (int64_t)nt * MR : 0;
+  uint8_t *xp = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kq * 4 + rows_u8 * kp));
   int32_t *zp;
   float *xs;
   if (xp == NULL || sk_u8_source_row_params(s, m, rows_alloc, &zp, &xs) != SK_OK) {
@@ -129,13 +182,14 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   /* tile i covers rows [m0, m0 + rows) of X and rows [m0, m0 + R) of the
    * scratch (R = its MR); row r of the scratch is X's row r. */
 
+  int bad = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
   {
 #ifdef _OPENMP
     const int t = omp_get_thread_num();
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) reduction(| : bad)
 #else
     const int t = 0;
 #endif
@@ -143,10 +197,11 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
       const int R = i < nbig ? MR : MS;
       const int64_t m0 = i < nbig ? i * MR : nbig * MR + (i - nbig) * MS;
       const int64_t mr = m - m0 < R ? m - m0 : R;
-      pack_tile(s->xq, s->ldx, w->k, m0, mr, R, xp + m0 * kq * 4);
+      uint8_t *u8 = rows_u8 ? xp + rows_alloc * kq * 4 + (int64_t)t * MR * kp : NULL;
+      bad |= pack_tile(s, w->k, m0, mr, R, xp + m0 * kq * 4, zp, xs, u8, vpack) != SK_OK;
     }
-    /* the implicit barrier of `omp for` makes every tile visible here */
-    for (int64_t i = 0; i < tiles; ++i) {
+    /* the implicit barrier of `omp for` makes every tile (and bad) visible here */
+    for (int64_t i = 0; i < tiles && !bad; ++i) {
       const int R = i < nbig ? MR : MS;
       const int64_t m0 = i < nbig ? i * MR : nbig * MR + (i - nbig) * MS;
       sk_spmm_u8s8_tile tile = base;
@@ -161,7 +216,7 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   sk_aligned_free(xp);
   sk_aligned_free(zp);
   sk_aligned_free(xs);
-  return SK_OK;
+  return bad ? SK_ERR_NONFINITE : SK_OK;
 }
 
 static int check_weight(const sk_bsr_s8_1x4 *w) {
@@ -194,5 +249,9 @@ int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t 
   if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
   if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
   if (m == 0 || w->n == 0) return SK_OK;
+  if (m > 1 && w->k <= SK_U8_ROW_STACK) { /* quantize while packing */
+    const sk_u8_source s = {NULL, ldx, NULL, 1, NULL, x};
+    return run(w, m, &s, wscale, bias, act, y, ldy);
+  }
   return sk_u8_source_run_quantized(w, w->k, m, x, ldx, run, wscale, bias, act, y, ldy);
 }

@@ -56,6 +56,17 @@ static void pack_tile_t(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, in
   }
 }
 
+int sk_spmv_u8s8_g4_fast(int64_t k) {
+#ifdef SK_ARCH_X86
+  /* the VNNI ISA is selected only when the OS saves the zmm state */
+  return k <= 1024 && sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI &&
+         __builtin_cpu_supports("avx512vbmi");
+#else
+  (void)k;
+  return 0;
+#endif
+}
+
 static int run(const void *weight, int64_t m, const sk_u8_source *s,
                const float *wscale, const float *bias, sk_activation act, void *y,
                int64_t ldy) {
@@ -70,12 +81,21 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
 
   sk_spmm_u8s8_tile base = {w->indptr, w->kidx, 2, w->values, w->row_sums,
                             NULL, 0, 1, NULL, NULL, wscale, bias, act, y, ldy};
-  if (m == 1) { /* the row itself is the [K][1] tile (scalar on every ISA) */
+  if (m == 1) { /* the row itself is the [K][1] tile */
     base.xp = s->xq;
+    base.xp_bytes = w->k;
     base.zp = s->zp;
     base.xscale = s->xscale;
+    sk_spmm_u8s8_fn spmv = sk_spmv_u8s8_g4_1x4__scalar;
+#ifdef SK_ARCH_X86
+    if (sk_spmv_u8s8_g4_fast(w->k)) spmv = sk_spmv_u8s8_g4_1x4__avx512vbmi;
+#endif
+    if (nt == 1) { /* no parallel region: it costs ~1 us at M == 1 */
+      spmv(&base, 0, w->n);
+      return SK_OK;
+    }
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
 #endif
     {
 #ifdef _OPENMP
@@ -83,7 +103,7 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
 #else
       const int t = 0;
 #endif
-      sk_spmv_u8s8_g4_1x4__scalar(&base, bounds[t], bounds[t + 1]);
+      spmv(&base, bounds[t], bounds[t + 1]);
     }
     return SK_OK;
   }
@@ -99,7 +119,11 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
 #endif
   const int64_t tiles = (m + MR - 1) / MR, rows_alloc = tiles * MR;
   const int64_t kp = w->k > 0 ? w->k : 1;
-  uint8_t *xt = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kp));
+  /* fp32 rows: each thread quantizes a tile's rows into its own u8 rows
+   * first, held in the same block as the tiles (a second ~100 KB block per
+   * call made glibc trim and re-fault the heap) */
+  const int64_t rows_u8 = s->xf ? (int64_t)nt * MR : 0;
+  uint8_t *xt = (uint8_t *)sk_aligned_alloc((size_t)((rows_alloc + rows_u8) * kp));
   int32_t *zp;
   float *xs;
   if (xt == NULL || sk_u8_source_row_params(s, m, rows_alloc, &zp, &xs) != SK_OK) {
@@ -107,28 +131,38 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
     return SK_ERR_NOMEM;
   }
 
+  int bad = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
   {
 #ifdef _OPENMP
     const int t = omp_get_thread_num();
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) reduction(| : bad)
 #else
     const int t = 0;
 #endif
     for (int64_t i = 0; i < tiles; ++i) {
       const int64_t m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
+      const uint8_t *x = s->xf ? NULL : s->xq + m0 * s->ldx;
+      int64_t ldx = s->ldx;
+      if (s->xf) {
+        uint8_t *u8 = xt + (rows_alloc + (int64_t)t * MR) * kp;
+        for (int64_t r = 0; r < mr; ++r)
+          bad |= sk_u8_source_quantize_row(s, m0 + r, w->k, u8 + r * kp, zp + m0 + r,
+                                           xs + m0 + r) != SK_OK;
+        x = u8, ldx = kp;
+      }
 #ifdef SK_ARCH_X86
       if (vnni) {
-        sk_g4_pack64__avx512vnni(s->xq + m0 * s->ldx, s->ldx, w->k, mr, xt + m0 * w->k);
+        sk_g4_pack64__avx512vnni(x, ldx, w->k, mr, xt + m0 * w->k);
         continue;
       }
 #endif
-      pack_tile_t(s->xq, s->ldx, w->k, m0, mr, MR, 0, xt + m0 * w->k);
+      pack_tile_t(x, ldx, w->k, 0, mr, MR, 0, xt + m0 * w->k);
     }
-    /* the implicit barrier of `omp for` makes every tile visible here */
-    for (int64_t i = 0; i < tiles; ++i) {
+    /* the implicit barrier of `omp for` makes every tile (and bad) visible here */
+    for (int64_t i = 0; i < tiles && !bad; ++i) {
       const int64_t m0 = i * MR;
       sk_spmm_u8s8_tile tile = base;
       tile.xp = xt + m0 * w->k;
@@ -142,7 +176,7 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   sk_aligned_free(xt);
   sk_aligned_free(zp);
   sk_aligned_free(xs);
-  return SK_OK;
+  return bad ? SK_ERR_NONFINITE : SK_OK;
 }
 
 static int check_weight(const sk_csr_s8_g4 *w) {
@@ -175,5 +209,9 @@ int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
   if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
   if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
   if (m == 0 || w->n == 0) return SK_OK;
+  if (m > 1) { /* quantize while packing */
+    const sk_u8_source s = {NULL, ldx, NULL, 1, NULL, x};
+    return run(w, m, &s, wscale, bias, act, y, ldy);
+  }
   return sk_u8_source_run_quantized(w, w->k, m, x, ldx, run, wscale, bias, act, y, ldy);
 }

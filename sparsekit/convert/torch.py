@@ -21,7 +21,9 @@ from torch import nn
 from sparsekit.runtime import layers as L
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.model import Model, fuse_relu
-from sparsekit.runtime.torch_modules import SparseConv2d, SparseLinear, SparsekitModule, numpy_of
+from sparsekit.runtime.torch_modules import (
+    FusedLinears, SparseConv2d, SparseLinear, SparsekitModule, numpy_of,
+)
 
 _REPORT_ATTR = "_sparsekit_report"
 
@@ -265,6 +267,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
             targets.append(name)
             _set_submodule(model, name, new)
     _fuse_gelu(model, rows)
+    _fuse_shared_input(model, rows)
     model.eval()
     model.requires_grad_(False)  # else torch layers before ours hand us grad-tracked tensors
     object.__setattr__(model, _REPORT_ATTR, rows)
@@ -316,6 +319,65 @@ def _fuse_gelu(model, rows):
         row = by_name.get(f"{name}.{lin_key}" if name else lin_key)
         if row is not None:
             row["reason"] = lin.reason
+
+
+# sibling Linears that attention modules call on the same hidden states
+_SHARED_INPUT_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"))
+
+
+def _dynamic_int8(m):
+    from sparsekit.formats import QuantizedMatrix
+
+    return isinstance(m, SparseLinear) and type(m.layer) is L.Linear and \
+        m.layer.activation is None and m.out_qparams is None and m._fused is None and \
+        type(m.layer.weight) is QuantizedMatrix and m.layer.weight.input_scale is None
+
+
+def _fuse_shared_input(model, rows):
+    """query/key/value (or q_proj/k_proj/v_proj) children of one module, all
+    dynamic int8 with the same in_features -> one GEMM over the stacked weights
+    (see FusedLinears); each member's weight becomes a view of the stacked one."""
+    from sparsekit.formats import QuantizedMatrix
+
+    by_name = {r["name"]: r for r in rows}
+    for name, parent in list(model.named_modules()):
+        for keys in _SHARED_INPUT_NAMES:
+            mems = [getattr(parent, k, None) for k in keys]
+            if not all(_dynamic_int8(m) for m in mems) or \
+                    len({m.in_features for m in mems}) != 1:
+                continue
+            ws = [m.layer.weight for m in mems]
+            stacked = QuantizedMatrix._concat_rows(ws)
+            bounds, start = [], 0
+            views = []
+            for w in ws:
+                stop = start + w.shape[0]
+                views.append(stacked._row_block(start, stop, w.per_channel))
+                bounds.append((start, stop))
+                start = stop
+            if any(v is None or not _same_weight(v, w) for v, w in zip(views, ws)):
+                continue  # rows not on panel boundaries: keep them apart
+            biases = [m.layer.bias if m.layer.bias is not None else
+                      np.zeros(m.out_features, np.float32) for m in mems]
+            group = FusedLinears(L.Linear(stacked, np.concatenate(biases)), bounds, name)
+            note = (f"; {'+'.join(keys)} fused into one [{start}, {mems[0].in_features}] "
+                    "int8 GEMM (input quantized once)")
+            for i, (k, m, v) in enumerate(zip(keys, mems, views)):
+                m.layer = L.Linear(v, m.layer.bias)
+                m._fused = (group, i)
+                m.reason += note
+                row = by_name.get(f"{name}.{k}" if name else k)
+                if row is not None:
+                    row["reason"] = m.reason
+            parent.register_forward_pre_hook(group.arm)
+            parent.register_forward_hook(group.disarm)
+            break
+
+
+def _same_weight(a, b):
+    return a.shape == b.shape and a.per_channel == b.per_channel and \
+        np.array_equal(a._packed, b._packed) and np.array_equal(a._sum24, b._sum24) and \
+        np.array_equal(a.scale, b.scale)
 
 
 def _deepcopy(model):

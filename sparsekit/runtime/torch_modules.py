@@ -83,6 +83,16 @@ class SparsekitModule(nn.Module):
 
 
 class SparseLinear(SparsekitModule):
+    _fused = None  # (FusedLinears, index) when it shares one GEMM with siblings
+
+    def forward(self, x):
+        if self._fused is not None:
+            group, i = self._fused
+            y = group.output(self, i, x)
+            if y is not None:
+                return y
+        return super().forward(x)
+
     @property
     def in_features(self):
         return self.layer.in_features
@@ -106,6 +116,72 @@ class SparseConv2d(SparsekitModule):
     @property
     def out_channels(self):
         return self.layer.out_channels
+
+
+class FusedLinears:
+    """SparseLinear members that read the same input (attention's query, key and
+    value) run as one int8 GEMM over their stacked weights: the input is
+    quantized once and the GEMM is wider. Each member keeps its own weight as a
+    view of the stacked one (no extra memory) and runs alone whenever fusion
+    does not apply.
+
+    Inside one forward of the parent module (armed by its forward pre-hook,
+    disarmed by its forward hook), the first member called with an input computes
+    every member's output; each other member then gets its slice for that same
+    input (the same tensor object, not modified in place since) once. Outputs
+    are bit-identical to the members run alone (the activation quantization is
+    per row, so the same for every member) but are strided views of one
+    [..., sum of out_features] buffer. A member called with a different input
+    (e.g. cross-attention, where key and value read the encoder states) turns
+    the fusion off for good: the members then run alone."""
+
+    def __init__(self, layer, bounds, parent_name=""):
+        self.layer = layer
+        self.bounds = bounds
+        self.parent_name = parent_name
+        self.enabled = True
+        self._armed = False
+        self._reset()
+
+    def _reset(self):
+        self._x = None
+        self._version = None
+        self._pending = {}
+
+    def arm(self, module, args):
+        self._armed = self.enabled
+        self._reset()
+
+    def disarm(self, module, args, output):
+        self._armed = False
+        self._reset()
+
+    def output(self, member, i, x):
+        """Member i's output for x, or None: run the member alone."""
+        if not self._armed or member.training or type(x) is not torch.Tensor or \
+                x.dtype != torch.float32 or x.device.type != "cpu" or x.is_quantized or \
+                (x.requires_grad and torch.is_grad_enabled()):
+            return None
+        if self._x is x and self._version == _version(x):
+            y = self._pending.pop(i, None)
+            if y is not None:
+                return y
+        elif self._pending:  # siblings left waiting for another input
+            self.enabled = self._armed = False
+            self._reset()
+            return None
+        y = torch.from_numpy(self.layer(x.detach().numpy()))
+        outs = [y[..., a:b] for a, b in self.bounds]
+        self._pending = {j: o for j, o in enumerate(outs) if j != i}
+        self._x, self._version = (x, _version(x)) if self._pending else (None, None)
+        return outs[i]
+
+
+def _version(t):
+    try:
+        return t._version
+    except RuntimeError:  # inference tensors have no version counter
+        return None
 
 
 def numpy_of(t):

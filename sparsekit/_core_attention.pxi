@@ -1,0 +1,52 @@
+# Softmax attention for short sequences (included by _core.pyx).
+
+cdef const float *bthd(cnp.ndarray a, tuple shape, str name, int64_t *strides) except NULL:
+    """float32 [batch, token, head, d] with d contiguous: its strides in elements."""
+    if cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32 or a.ndim != 4:
+        raise ValueError(f"{name}: expected a 4-D float32 array [batch, token, head, d]")
+    got = (<object>a).shape
+    if got != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {got}")
+    if shape[3] > 1 and a.strides[3] != 4:
+        raise ValueError(f"{name}: the last axis must be contiguous")
+    for i in range(3):
+        if a.strides[i] % 4:
+            raise ValueError(f"{name}: strides must be multiples of 4 bytes")
+        strides[i] = a.strides[i] // 4
+    return <const float *>cnp.PyArray_DATA(a)
+
+
+def attention_f32(cnp.ndarray q, cnp.ndarray k, cnp.ndarray v, object mask, float scale,
+                  cnp.ndarray out):
+    """out[b, i, h] = softmax(scale * q[b, i, h] . k[b, :, h] + mask[b, i]) @ v[b, :, h];
+    q, out [B, Tq, H, D], k, v [B, Tk, H, D] (any strides, D contiguous);
+    mask None or float32 [B, Tq, Tk] (Tk contiguous, other strides may be 0)."""
+    cdef sk_attention_f32_args a
+    cdef cnp.ndarray m
+    cdef int rc
+    if q.ndim != 4 or k.ndim != 4:
+        raise ValueError("q, k: expected 4-D arrays [batch, token, head, d]")
+    cdef int64_t nb = q.shape[0], tq = q.shape[1], nh = q.shape[2], d = q.shape[3]
+    cdef int64_t tk = k.shape[1]
+    a.q = bthd(q, (nb, tq, nh, d), "q", a.q_stride)
+    a.k = bthd(k, (nb, tk, nh, d), "k", a.k_stride)
+    a.v = bthd(v, (nb, tk, nh, d), "v", a.v_stride)
+    a.out = <float *>bthd(out, (nb, tq, nh, d), "out", a.out_stride)
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    a.mask = NULL
+    a.mask_stride[0] = a.mask_stride[1] = 0
+    if mask is not None:
+        m = mask
+        if cnp.PyArray_TYPE(m) != cnp.NPY_FLOAT32 or (<object>m).shape != (nb, tq, tk):
+            raise ValueError(f"mask: expected float32 [{nb}, {tq}, {tk}], got "
+                             f"{(<object>m).dtype} {(<object>m).shape}")
+        if (tk > 1 and m.strides[2] != 4) or m.strides[0] % 4 or m.strides[1] % 4:
+            raise ValueError("mask: the last axis must be contiguous")
+        a.mask = <const float *>cnp.PyArray_DATA(m)
+        a.mask_stride[0] = m.strides[0] // 4
+        a.mask_stride[1] = m.strides[1] // 4
+    with nogil:
+        rc = sk_attention_f32(nb, nh, tq, tk, d, scale, &a)
+    check(rc)
+    return out

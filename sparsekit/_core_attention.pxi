@@ -17,12 +17,14 @@ cdef const float *bthd(cnp.ndarray a, tuple shape, str name, int64_t *strides) e
 
 
 def attention_f32(cnp.ndarray q, cnp.ndarray k, cnp.ndarray v, object mask, float scale,
-                  cnp.ndarray out):
+                  cnp.ndarray out, object offsets=None):
     """out[b, i, h] = softmax(scale * q[b, i, h] . k[b, :, h] + mask[b, i]) @ v[b, :, h];
     q, out [B, Tq, H, D], k, v [B, Tk, H, D] (any strides, D contiguous);
-    mask None or float32 [B, Tq, Tk] (Tk contiguous, other strides may be 0)."""
+    mask None or float32 [B, Tq, Tk] (Tk contiguous, other strides may be 0).
+    offsets: packed sequences instead, int64 [S + 1] ascending from >= 0 to <= N
+    with q, k, v, out [1, N, H, D]: sequence s is tokens offsets[s]:offsets[s + 1]."""
     cdef sk_attention_f32_args a
-    cdef cnp.ndarray m
+    cdef cnp.ndarray m, off
     cdef int rc
     if q.ndim != 4 or k.ndim != 4:
         raise ValueError("q, k: expected 4-D arrays [batch, token, head, d]")
@@ -46,6 +48,20 @@ def attention_f32(cnp.ndarray q, cnp.ndarray k, cnp.ndarray v, object mask, floa
         a.mask = <const float *>cnp.PyArray_DATA(m)
         a.mask_stride[0] = m.strides[0] // 4
         a.mask_stride[1] = m.strides[1] // 4
+    a.seq_offsets = NULL
+    if offsets is not None:
+        off = offsets
+        if cnp.PyArray_TYPE(off) != cnp.NPY_INT64 or off.ndim != 1 or off.shape[0] < 1 or \
+                not off.flags.c_contiguous:
+            raise ValueError("offsets: expected a contiguous int64 array [S + 1]")
+        if mask is not None or nb != 1 or tk != tq:
+            raise ValueError("offsets: packed sequences take q, k, v of shape [1, N, H, D] "
+                             "and no mask")
+        if off.shape[0] > 1 and (off[0] < 0 or off[-1] > tq or
+                                 (np.diff(offsets) < 0).any()):
+            raise ValueError(f"offsets: expected ascending values in [0, {tq}]")
+        a.seq_offsets = <const int64_t *>cnp.PyArray_DATA(off)
+        nb = off.shape[0] - 1
     with nogil:
         rc = sk_attention_f32(nb, nh, tq, tk, d, scale, &a)
     check(rc)

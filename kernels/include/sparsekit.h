@@ -94,12 +94,16 @@ void sk_gelu_f32(float *y, int64_t n);
  * with strides in elements (batch, token, head; d is contiguous), so q/k/v may
  * be column slices of one fused projection. mask is additive (-inf drops a
  * key; stride 0 broadcasts) or NULL. A query with every key at -inf gets 0.
+ * Packed (unpadded) sequences: seq_offsets (nb + 1 ascending values, or NULL)
+ * puts batch b at tokens seq_offsets[b] .. seq_offsets[b + 1] of one batch row
+ * (tq = tk = its length, batch strides and tq/tk unused, mask must be NULL).
  * softmax uses a polynomial exp (about 2 ulp). Returns SK_OK, SK_ERR_ARGUMENT
  * or SK_ERR_NOMEM (scratch: d * tk floats per thread). */
 typedef struct {
   const float *q, *k, *v, *mask;
   float *out;
   int64_t q_stride[3], k_stride[3], v_stride[3], out_stride[3], mask_stride[2];
+  const int64_t *seq_offsets;
 } sk_attention_f32_args;
 int sk_attention_f32(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d, float scale,
                      const sk_attention_f32_args *args);

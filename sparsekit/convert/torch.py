@@ -13,6 +13,7 @@ packed params) and static quantized Linear / Conv2d (+ fused ReLU variants),
 whose quint8 output scale / zero point are kept.
 """
 import copy
+import sys
 
 import numpy as np
 import torch
@@ -268,6 +269,10 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
             _set_submodule(model, name, new)
     _fuse_gelu(model, rows)
     _fuse_shared_input(model, rows)
+    if "transformers" in sys.modules:  # a Hugging Face model: its attention too
+        from sparsekit.convert import hf_attention
+
+        rows.extend(hf_attention.install(model))
     model.eval()
     model.requires_grad_(False)  # else torch layers before ours hand us grad-tracked tensors
     object.__setattr__(model, _REPORT_ATTR, rows)

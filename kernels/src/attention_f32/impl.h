@@ -4,13 +4,13 @@
  * SK_ATTENTION_NAME and include this file).
  *
  * Per (batch b, head h), one thread:
- *   kt = K[b, :, h, :]^T, keys zero-padded to a multiple of 16  (d x tkp)
+ *   kt = K[b, :, h, :]^T, keys zero-padded to a multiple of the vector (d x tkp)
  *   per query i: s = scale * q_i kt + mask[b, i, :]   (padding lanes: -inf)
  *                p = exp(s - max s), out_i = (p V) / sum p
  * exp is a Cody-Waite reduction + degree-6 Taylor polynomial (about 2 ulp),
  * exactly 0 below -87 so masked keys weigh nothing. A query with every key
- * masked (-inf) gets out = 0. Vectors are GCC/Clang vector extensions of 16
- * floats, which each ISA's flags lower to zmm, ymm pairs or xmm quads.
+ * masked (-inf) gets out = 0. Vectors are GCC/Clang vector extensions as wide
+ * as the ISA's registers (16, 8 or 4 floats).
  */
 #include <math.h>
 #include <stdint.h>
@@ -26,30 +26,37 @@
 #pragma GCC optimize("fp-contract=fast")
 #endif
 
-#define SK_ATT_L 16 /* keys per block: one vector */
+/* keys per block: one native vector (GCC/Clang vector extensions; wider
+ * generic vectors than the ISA has are lowered through the stack) */
+#if defined(__AVX512F__)
+#define SK_ATT_L 16
+#elif defined(__AVX__)
+#define SK_ATT_L 8
+#else
+#define SK_ATT_L 4
+#endif
+typedef float sk_att_vf __attribute__((vector_size(4 * SK_ATT_L)));
+typedef int32_t sk_att_vi __attribute__((vector_size(4 * SK_ATT_L)));
 
-/* GCC/Clang vector extensions: 16 floats, split into what the ISA has */
-typedef float sk_att_vf __attribute__((vector_size(64)));
-typedef int32_t sk_att_vi __attribute__((vector_size(64)));
-
-static inline sk_att_vf sk_att_load(const float *p) {
+static inline __attribute__((always_inline)) sk_att_vf sk_att_load(const float *p) {
   sk_att_vf v;
   memcpy(&v, p, sizeof v);
   return v;
 }
 
-static inline void sk_att_store(float *p, sk_att_vf v) { memcpy(p, &v, sizeof v); }
+static inline __attribute__((always_inline)) void sk_att_store(float *p, sk_att_vf v) { memcpy(p, &v, sizeof v); }
 
-static inline sk_att_vf sk_att_splat(float x) {
-  return (sk_att_vf){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
+static inline __attribute__((always_inline)) sk_att_vf sk_att_splat(float x) {
+  const sk_att_vf zero = {0};
+  return zero + x;
 }
 
-static inline sk_att_vf sk_att_select(sk_att_vi m, sk_att_vf a, sk_att_vf b) {
+static inline __attribute__((always_inline)) sk_att_vf sk_att_select(sk_att_vi m, sk_att_vf a, sk_att_vf b) {
   return (sk_att_vf)((m & (sk_att_vi)a) | (~m & (sk_att_vi)b));
 }
 
 /* e^x for x <= 0 (or -inf): 0 below -87 */
-static inline sk_att_vf sk_att_exp(sk_att_vf x) {
+static inline __attribute__((always_inline)) sk_att_vf sk_att_exp(sk_att_vf x) {
   const sk_att_vi tiny = x < sk_att_splat(-87.0f);
   const sk_att_vf t = sk_att_select(tiny, sk_att_splat(-87.0f), x);
   /* round to nearest with the 1.5 * 2^23 shifter (no libm call) */
@@ -67,13 +74,13 @@ static inline sk_att_vf sk_att_exp(sk_att_vf x) {
   return sk_att_select(tiny, sk_att_splat(0.0f), p * (sk_att_vf)e);
 }
 
-static inline float sk_att_hmax(sk_att_vf v) {
+static inline __attribute__((always_inline)) float sk_att_hmax(sk_att_vf v) {
   float m = v[0];
   for (int l = 1; l < SK_ATT_L; ++l) m = v[l] > m ? v[l] : m;
   return m;
 }
 
-static inline float sk_att_hsum(sk_att_vf v) {
+static inline __attribute__((always_inline)) float sk_att_hsum(sk_att_vf v) {
   float s = 0.0f;
   for (int l = 0; l < SK_ATT_L; ++l) s += v[l];
   return s;
@@ -178,9 +185,17 @@ static void sk_att_head(const sk_attention_f32_args *a, int64_t b, int64_t h, in
 
 int SK_ATTENTION_NAME(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d, float scale,
                       const sk_attention_f32_args *a) {
-  const int64_t tkp = (tk + SK_ATT_L - 1) / SK_ATT_L * SK_ATT_L;
+  const int64_t *off = a->seq_offsets;
+  int64_t tmax = tk;
+  if (off != NULL) { /* packed sequences: batch b is tokens off[b] .. off[b + 1] */
+    tmax = 0;
+    for (int64_t b = 0; b < nb; ++b)
+      tmax = off[b + 1] - off[b] > tmax ? off[b + 1] - off[b] : tmax;
+  }
+  const int64_t tkp = (tmax + SK_ATT_L - 1) / SK_ATT_L * SK_ATT_L;
   const int64_t pairs = nb * nh;
-  const int threads = sk_threads_for_work((double)pairs * (double)tq * (double)tkp * (double)d * 2.0);
+  const int threads =
+      sk_threads_for_work((double)pairs * (double)(off ? tmax : tq) * (double)tkp * (double)d * 2.0);
   int bad = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(| : bad)
   {
@@ -192,8 +207,18 @@ int SK_ATTENTION_NAME(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
         bad = 1;
         continue;
       }
-      sk_att_head(a, p / nh, p % nh, tq, tk, d, scale, scratch, scratch + d * tkp,
-                  scratch + d * tkp + SK_ATT_QB * tkp);
+      const int64_t b = p / nh, h = p % nh;
+      float *kt = scratch, *s = scratch + d * tkp, *acc = scratch + d * tkp + SK_ATT_QB * tkp;
+      if (off == NULL) {
+        sk_att_head(a, b, h, tq, tk, d, scale, kt, s, acc);
+      } else {
+        sk_attention_f32_args ab = *a;
+        ab.q += off[b] * a->q_stride[1];
+        ab.k += off[b] * a->k_stride[1];
+        ab.v += off[b] * a->v_stride[1];
+        ab.out += off[b] * a->out_stride[1];
+        sk_att_head(&ab, 0, h, off[b + 1] - off[b], off[b + 1] - off[b], d, scale, kt, s, acc);
+      }
     }
     free(scratch);
   }

@@ -283,16 +283,15 @@ static int attention_f32_isa(void) {
 int sk_attention_f32(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d, float scale,
                      const sk_attention_f32_args *a) {
   if (a == NULL || nb < 0 || nh < 0 || tq < 0 || tk < 0 || d < 0) return SK_ERR_ARGUMENT;
+  if (a->seq_offsets != NULL) { /* packed: tq, tk are each sequence's length */
+    if (nb > 0 && (a->mask != NULL || a->seq_offsets[0] < 0)) return SK_ERR_ARGUMENT;
+    for (int64_t b = 0; b < nb; ++b)
+      if (a->seq_offsets[b + 1] < a->seq_offsets[b]) return SK_ERR_ARGUMENT;
+    tq = tk = nb > 0 ? a->seq_offsets[nb] - a->seq_offsets[0] : 0;
+  }
   if (nb == 0 || nh == 0 || tq == 0 || d == 0) return SK_OK;
   if (a->q == NULL || a->out == NULL || (tk > 0 && (a->k == NULL || a->v == NULL)))
     return SK_ERR_ARGUMENT;
-  if (a->seq_offsets != NULL) {
-    if (a->mask != NULL || a->seq_offsets[0] < 0) return SK_ERR_ARGUMENT;
-    for (int64_t b = 0; b < nb; ++b)
-      if (a->seq_offsets[b + 1] < a->seq_offsets[b]) return SK_ERR_ARGUMENT;
-    tk = a->seq_offsets[nb] - a->seq_offsets[0];
-    if (tk > 0 && (a->k == NULL || a->v == NULL)) return SK_ERR_ARGUMENT;
-  }
   if (tk > INT64_MAX / 64 / d) return SK_ERR_ARGUMENT;
   return attention_f32_impls[attention_f32_isa()](nb, nh, tq, tk, d, scale, a);
 }

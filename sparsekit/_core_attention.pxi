@@ -29,6 +29,7 @@ def attention_f32(cnp.ndarray q, cnp.ndarray k, cnp.ndarray v, object mask, floa
     cdef sk_attention_f32_args a
     cdef cnp.ndarray m, off
     cdef int rc
+    cdef int64_t i
     if q.ndim != 4 or k.ndim != 4:
         raise ValueError("q, k: expected 4-D arrays [batch, token, head, d]")
     cdef int64_t nb = q.shape[0], tq = q.shape[1], nh = q.shape[2], d = q.shape[3]
@@ -60,11 +61,12 @@ def attention_f32(cnp.ndarray q, cnp.ndarray k, cnp.ndarray v, object mask, floa
         if mask is not None or nb != 1 or tk != tq:
             raise ValueError("offsets: packed sequences take q, k, v of shape [1, N, H, D] "
                              "and no mask")
-        if off.shape[0] > 1 and (off[0] < 0 or off[-1] > tq or
-                                 (np.diff(offsets) < 0).any()):
-            raise ValueError(f"offsets: expected ascending values in [0, {tq}]")
         a.seq_offsets = <const int64_t *>cnp.PyArray_DATA(off)
         nb = off.shape[0] - 1
+        for i in range(nb + 1):
+            if a.seq_offsets[i] < 0 or a.seq_offsets[i] > tq or \
+                    (i > 0 and a.seq_offsets[i] < a.seq_offsets[i - 1]):
+                raise ValueError(f"offsets: expected ascending values in [0, {tq}]")
     with nogil:
         rc = sk_attention_f32(nb, nh, tq, tk, d, scale, &a)
     check(rc)

@@ -178,10 +178,9 @@ class FusedLinears:
 
 
 def _version(t):
-    try:
-        return t._version
-    except RuntimeError:  # inference tensors have no version counter
-        return None
+    # inference tensors have no version counter (reading it raises, slowly);
+    # they cannot be modified in place outside inference mode either
+    return None if t.is_inference() else t._version
 
 
 def numpy_of(t):

@@ -74,16 +74,21 @@ static inline __attribute__((always_inline)) sk_att_vf sk_att_exp(sk_att_vf x) {
   return sk_att_select(tiny, sk_att_splat(0.0f), p * (sk_att_vf)e);
 }
 
+/* horizontal max / sum as a tree (depth log2 L, not a chain of L - 1) */
 static inline __attribute__((always_inline)) float sk_att_hmax(sk_att_vf v) {
-  float m = v[0];
-  for (int l = 1; l < SK_ATT_L; ++l) m = v[l] > m ? v[l] : m;
-  return m;
+  float t[SK_ATT_L];
+  memcpy(t, &v, sizeof t);
+  for (int w = SK_ATT_L / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) t[l] = t[l + w] > t[l] ? t[l + w] : t[l];
+  return t[0];
 }
 
 static inline __attribute__((always_inline)) float sk_att_hsum(sk_att_vf v) {
-  float s = 0.0f;
-  for (int l = 0; l < SK_ATT_L; ++l) s += v[l];
-  return s;
+  float t[SK_ATT_L];
+  memcpy(t, &v, sizeof t);
+  for (int w = SK_ATT_L / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) t[l] += t[l + w];
+  return t[0];
 }
 
 #define SK_ATT_QB 4 /* queries per step: independent FMA chains sharing loads */

@@ -1,4 +1,5 @@
-# Softmax attention for short sequences (included by _core.pyx).
+# Softmax attention for short sequences and residual add + LayerNorm
+# (transformer blocks; included by _core.pyx).
 
 cdef const float *bthd(cnp.ndarray a, tuple shape, str name, int64_t *strides) except NULL:
     """float32 [batch, token, head, d] with d contiguous: its strides in elements."""
@@ -71,3 +72,37 @@ def attention_f32(cnp.ndarray q, cnp.ndarray k, cnp.ndarray v, object mask, floa
         rc = sk_attention_f32(nb, nh, tq, tk, d, scale, &a)
     check(rc)
     return out
+
+
+def add_layernorm_f32(cnp.ndarray y, object r, object gamma, object beta, float eps):
+    """y[i] = LayerNorm(y[i] + r[i]) * gamma + beta in place; y, r float32 [M, N]
+    with contiguous rows (r may be None), gamma / beta float32 [N] or None."""
+    cdef cnp.ndarray rr, g, b
+    cdef const float *pr = NULL
+    cdef const float *pg = NULL
+    cdef const float *pb = NULL
+    cdef int64_t ldy = 0, ldr = 0
+    cdef int rc
+    if y.ndim != 2:
+        raise ValueError("y: expected a 2-D float32 array [M, N]")
+    cdef int64_t m = y.shape[0], n = y.shape[1]
+    cdef float *py = <float *>f32_rows(y, m, n, "y", &ldy)
+    if not y.flags.writeable:
+        raise ValueError("y: must be writeable")
+    if r is not None:
+        rr = r
+        if rr.ndim != 2 or rr.shape[0] != m or rr.shape[1] != n:
+            raise ValueError(f"r: expected shape ({m}, {n})")
+        pr = f32_rows(rr, m, n, "r", &ldr)
+    if gamma is not None:
+        g = gamma
+        pg = <const float *>vec_of(g, cnp.NPY_FLOAT32, n, "gamma")
+    if beta is not None:
+        b = beta
+        pb = <const float *>vec_of(b, cnp.NPY_FLOAT32, n, "beta")
+    if not (eps >= 0.0):
+        raise ValueError(f"eps: expected >= 0, got {eps}")
+    with nogil:
+        rc = sk_add_layernorm_f32(m, n, py, ldy, pr, ldr, pg, pb, eps)
+    check(rc)
+    return y

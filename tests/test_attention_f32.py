@@ -140,3 +140,45 @@ def test_attention_bad_arguments():
         _core.attention_f32(p, p, p, None, 1.0, p.copy(), np.array([0, 6], np.int32))
     with pytest.raises(ValueError, match="offsets"):
         _core.attention_f32(q, q, q, None, 1.0, out, np.array([0, 3], np.int64))
+
+
+# ---- add_layernorm_f32: residual add + LayerNorm in place --------------------
+
+def layernorm_ref(y, r, g, b, eps):
+    z = np.asarray(y, np.float64) + (0 if r is None else np.asarray(r, np.float64))
+    z = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + eps)
+    return z * (1 if g is None else g) + (0 if b is None else b)
+
+
+@pytest.mark.parametrize("m,n", [(1, 1), (3, 5), (7, 16), (2, 17), (5, 384), (4, 33)])
+def test_add_layernorm_matches_reference(isa, m, n):
+    """Tolerance 4e-6 * (|gamma| + 1) + 1e-6: normalised values are O(1)."""
+    rng = np.random.default_rng(m * 100 + n)
+    y0 = (rng.standard_normal((m, n)) * 3 + 5).astype(np.float32)
+    r = rng.standard_normal((m, n)).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    for args in ((r, g, b), (None, g, b), (r, None, None)):
+        y = y0.copy()
+        _core.add_layernorm_f32(y, *args, 1e-5)
+        ref = layernorm_ref(y0, *args, 1e-5)
+        tol = 4e-6 * (np.abs(args[1]) + 1 if args[1] is not None else 2) + 1e-6
+        assert np.all(np.abs(y - ref) <= tol), np.abs(y - ref).max()
+
+
+def test_add_layernorm_strided_rows_and_errors(isa):
+    rng = np.random.default_rng(5)
+    big = rng.standard_normal((4, 40)).astype(np.float32)
+    y0 = big[:, :24].copy()
+    r = rng.standard_normal((4, 60)).astype(np.float32)[:, 10:34]
+    _core.add_layernorm_f32(big[:, :24], r, None, None, 0.0)
+    np.testing.assert_allclose(big[:, :24], layernorm_ref(y0, r, None, None, 0.0), atol=1e-5)
+    y = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="r"):
+        _core.add_layernorm_f32(y, np.zeros((2, 4), np.float32), None, None, 1e-5)
+    with pytest.raises(ValueError, match="gamma"):
+        _core.add_layernorm_f32(y, None, np.zeros(4, np.float32), None, 1e-5)
+    with pytest.raises(ValueError, match="eps"):
+        _core.add_layernorm_f32(y, None, None, None, -1.0)
+    with pytest.raises(ValueError, match="y"):
+        _core.add_layernorm_f32(y.astype(np.float64), None, None, None, 1e-5)

@@ -166,3 +166,39 @@ def test_hf_encoder_train_mode_and_grad_use_torch_attention(bert):
     out = acc(input_ids=ids, attention_mask=mask).last_hidden_state
     out.sum().backward()  # grad-tracked inputs take transformers' own sdpa path
     assert acc.encoder.layer[0].attention.self.query.weight.grad is not None
+
+
+class OutputBlock(nn.Module):
+    """BERT's BertSelfOutput shape: LayerNorm(dropout(dense(h)) + input)."""
+
+    def __init__(self, k=48, n=32):
+        super().__init__()
+        self.dense = nn.Linear(k, n)
+        self.LayerNorm = nn.LayerNorm(n)
+        self.dropout = nn.Dropout(0.1)
+        with torch.no_grad():
+            self.LayerNorm.weight.normal_()
+            self.LayerNorm.bias.normal_()
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+def test_residual_layernorm_fused_matches_block():
+    """Tolerance 1e-5: the same int8 dense output, then add + LayerNorm in float32."""
+    torch.manual_seed(1)
+    block = nn.Sequential(OutputBlock()).eval()
+    acc = skt.accelerate(block, quantize="dynamic")
+    assert "forward" in vars(acc[0])
+    assert "add_layernorm_f32" in skt.report(acc)[0]["reason"]
+    h, res = _x(2, 5, 48, seed=4), _x(2, 5, 32, seed=5)
+    with torch.no_grad():
+        got = acc[0](h, res)
+        dense = acc[0].dense(h)
+        want = acc[0].LayerNorm(dense + res)
+        copied = copy.deepcopy(acc)[0](h, res)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.equal(copied, got)
+    acc.train()
+    with pytest.raises(RuntimeError, match="inference-only"):
+        acc[0](h, res)  # training runs the block's own forward, as before

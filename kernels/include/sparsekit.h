@@ -108,6 +108,13 @@ typedef struct {
 int sk_attention_f32(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d, float scale,
                      const sk_attention_f32_args *args);
 
+/* Residual add + LayerNorm in place, rows i < m of n values (row strides ldy, ldr):
+ *   y[i] = (z - mean z) / sqrt(var z + eps) * gamma + beta,  z = y[i] + r[i]
+ * (biased variance, like torch.nn.LayerNorm); r, gamma, beta may be NULL
+ * (no residual, gamma 1, beta 0). Returns SK_OK or SK_ERR_ARGUMENT. */
+int sk_add_layernorm_f32(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
+                         int64_t ldr, const float *gamma, const float *beta, float eps);
+
 /* Check a CSR weight (sizes, indptr, index range, sorted/unique). Returns
  * SK_OK or SK_ERR_FORMAT; `bad_row` (if not NULL) receives the first bad row. */
 int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row);

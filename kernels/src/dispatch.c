@@ -296,6 +296,30 @@ int sk_attention_f32(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d, 
   return attention_f32_impls[attention_f32_isa()](nb, nh, tq, tk, d, scale, a);
 }
 
+static const sk_add_layernorm_f32_fn layernorm_f32_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = sk_add_layernorm_f32__scalar,
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = sk_add_layernorm_f32__avx2,
+    [SK_ISA_AVX512] = sk_add_layernorm_f32__avx512,
+#endif
+};
+
+static int layernorm_f32_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = layernorm_f32_impls[i] != NULL;
+  return resolve(has);
+}
+
+int sk_add_layernorm_f32(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
+                         int64_t ldr, const float *gamma, const float *beta, float eps) {
+  if (m < 0 || n < 0 || (m > 1 && ldy < n) || (r != NULL && m > 1 && ldr < n))
+    return SK_ERR_ARGUMENT;
+  if (m == 0 || n == 0) return SK_OK;
+  if (y == NULL) return SK_ERR_ARGUMENT;
+  layernorm_f32_impls[layernorm_f32_isa()](m, n, y, ldy, r, ldr, gamma, beta, eps);
+  return SK_OK;
+}
+
 int sk_family_isa(const char *family) {
   if (strcmp(family ? family : "", "qgemm_u8s8") == 0) return qgemm_u8s8_isa();
   if (family == NULL) return -1;
@@ -304,6 +328,7 @@ int sk_family_isa(const char *family) {
   if (strcmp(family, "spmm_u8s8") == 0) return spmm_u8s8_isa();
   if (strcmp(family, "gelu_f32") == 0) return gelu_f32_isa();
   if (strcmp(family, "attention_f32") == 0) return attention_f32_isa();
+  if (strcmp(family, "layernorm_f32") == 0) return layernorm_f32_isa();
   return -1;
 }
 

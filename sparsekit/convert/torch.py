@@ -269,6 +269,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
             _set_submodule(model, name, new)
     _fuse_gelu(model, rows)
     _fuse_shared_input(model, rows)
+    _fuse_residual_layernorm(model, rows)
     if "transformers" in sys.modules:  # a Hugging Face model: its attention too
         from sparsekit.convert import hf_attention
 
@@ -377,6 +378,44 @@ def _fuse_shared_input(model, rows):
             parent.register_forward_pre_hook(group.arm)
             parent.register_forward_hook(group.disarm)
             break
+
+
+def _fuse_residual_layernorm(model, rows):
+    """Modules shaped like BERT's output blocks, forward(hidden_states,
+    input_tensor) = LayerNorm(dropout(dense(hidden_states)) + input_tensor)
+    with `dense` on sparsekit: the add and the LayerNorm run as one in-place
+    kernel on dense's fresh output (ResidualLayerNorm.forward)."""
+    import inspect
+
+    from sparsekit.runtime.torch_modules import ResidualLayerNorm
+
+    if not hasattr(_core_module(), "add_layernorm_f32"):
+        return
+    by_name = {r["name"]: r for r in rows}
+    for name, m in list(model.named_modules()):
+        dense, ln = getattr(m, "dense", None), getattr(m, "LayerNorm", None)
+        drop = getattr(m, "dropout", nn.Dropout(0.0))
+        if not (isinstance(dense, SparseLinear) and type(ln) is nn.LayerNorm and
+                isinstance(drop, nn.Dropout) and ln.elementwise_affine and
+                tuple(ln.normalized_shape) == (dense.out_features,)):
+            continue
+        try:
+            params = list(inspect.signature(type(m).forward).parameters)
+        except (TypeError, ValueError):
+            continue
+        if params != ["self", "hidden_states", "input_tensor"]:
+            continue
+        m.forward = ResidualLayerNorm(m)
+        dense.reason += "; + residual add and LayerNorm fused after it (add_layernorm_f32)"
+        row = by_name.get(f"{name}.dense" if name else "dense")
+        if row is not None:
+            row["reason"] = dense.reason
+
+
+def _core_module():
+    from sparsekit._native import AVAILABLE, core
+
+    return core if AVAILABLE else None
 
 
 def _same_weight(a, b):

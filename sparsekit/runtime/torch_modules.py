@@ -177,6 +177,48 @@ class FusedLinears:
         return outs[i]
 
 
+class ResidualLayerNorm:
+    """The forward of a block computing LayerNorm(dropout(dense(h)) + input)
+    (BERT's BertSelfOutput / BertOutput) with `dense` on sparsekit: dense's
+    output is a fresh tensor, so the residual add and the LayerNorm run in
+    place on it as one kernel (sparsekit add_layernorm_f32, within float
+    rounding of torch's add + layer_norm). Training mode, grad, or any other
+    input runs the block's own forward."""
+
+    def __init__(self, block):
+        self.block_forward = type(block).forward
+        self.block = block
+
+    def __call__(self, hidden_states, input_tensor):
+        from sparsekit._native import core
+
+        b = self.block
+        ln = b.LayerNorm
+        y = None
+        if not b.training and type(input_tensor) is torch.Tensor and \
+                input_tensor.dtype == torch.float32 and input_tensor.device.type == "cpu" \
+                and input_tensor.is_contiguous() and ln.weight.dtype == torch.float32 and \
+                not (torch.is_grad_enabled() and (input_tensor.requires_grad or
+                                                  ln.weight.requires_grad)):
+            y = b.dense(hidden_states)
+        if y is None or y.shape != input_tensor.shape or not y.is_contiguous():
+            if y is None:
+                return self.block_forward(b, hidden_states, input_tensor)
+            return ln(b.dropout(y) + input_tensor) if hasattr(b, "dropout") else \
+                ln(y + input_tensor)
+        n = y.shape[-1]
+        bias = None if ln.bias is None else ln.bias.detach().numpy()
+        core.add_layernorm_f32(y.numpy().reshape(-1, n), input_tensor.detach().numpy()
+                               .reshape(-1, n), ln.weight.detach().numpy(), bias,
+                               float(ln.eps))
+        return y
+
+    def __deepcopy__(self, memo):
+        import copy as _copy
+
+        return ResidualLayerNorm(_copy.deepcopy(self.block, memo))
+
+
 def _version(t):
     # inference tensors have no version counter (reading it raises, slowly);
     # they cannot be modified in place outside inference mode either

@@ -123,6 +123,7 @@ def test_hf_encoder_attention_and_packing(bert):
     rows = [r for r in skt.report(acc) if r["chosen"] == "sparsekit attention"]
     assert len(rows) == 1 and "padding tokens dropped" in rows[0]["reason"]
     assert acc.config._attn_implementation == "sparsekit"
+    assert model.config._attn_implementation == "sdpa"  # the original is untouched
     keep = mask.bool()
     with torch.inference_mode():
         want = model(input_ids=ids, attention_mask=mask)
@@ -202,3 +203,14 @@ def test_residual_layernorm_fused_matches_block():
     acc.train()
     with pytest.raises(RuntimeError, match="inference-only"):
         acc[0](h, res)  # training runs the block's own forward, as before
+
+
+def test_hf_encoder_drop_padding_off_keeps_every_position(bert):
+    model, ids, mask = bert
+    acc = skt.accelerate(model, min_sparsity=0.99, drop_padding=False)
+    row = [r for r in skt.report(acc) if r["chosen"] == "sparsekit attention"][0]
+    assert "padding" not in row["reason"]
+    with torch.inference_mode():
+        got = acc(input_ids=ids, attention_mask=mask).last_hidden_state
+        want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.allclose(got, want, atol=2e-5)  # padding positions included

@@ -93,10 +93,10 @@ def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=No
     return out, None
 
 
-def install(model):
+def install(model, drop_padding=True):
     """Switch every transformers sub-model of `model` that uses "sdpa" to
-    attention(), and pack its encoder when it is a plain bidirectional one.
-    Returns report rows."""
+    attention(), and (drop_padding) pack its encoder when it is a plain
+    bidirectional one. Returns report rows."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
@@ -115,7 +115,8 @@ def install(model):
             continue
         reason = "attention: sparsekit attention_f32 kernel (sdpa otherwise)"
         enc = getattr(m, "encoder", None)
-        if enc is not None and isinstance(getattr(enc, "layer", None), torch.nn.ModuleList) \
+        if drop_padding and enc is not None and \
+                isinstance(getattr(enc, "layer", None), torch.nn.ModuleList) \
                 and not getattr(cfg, "is_decoder", False) and \
                 not getattr(cfg, "add_cross_attention", False):
             packer = _Packer()

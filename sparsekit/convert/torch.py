@@ -225,7 +225,7 @@ def _plan(m, quantize, min_sparsity, parent=None):
 
 # ---- public ----------------------------------------------------------------
 
-def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
+def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padding=True):
     """Return `model` with its Linear / Conv2d layers running on sparsekit.
 
     quantize: None keeps fp32 (sparse layers become CSR); "dynamic" turns fp32
@@ -237,6 +237,18 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
         it, else 0.7 (fp32) / 0.8 (int8). With quantize=None, layers where
         dense wins stay as they are (torch's dense kernel is as fast).
     inplace: modify `model` itself instead of a deep copy.
+    drop_padding: in Hugging Face encoders (below), run the layers on the real
+        tokens of a padded batch only; the encoder output is then 0 at padding
+        positions (real tokens are unaffected). False keeps every position.
+    Fusions, each with the same results as the unfused layers (bit-identical
+    for q/k/v; float rounding otherwise): Linear + exact GELU (one int8 GEMM
+    with a GELU epilogue); attention's query/key/value reading the same input
+    (one GEMM over the stacked weights, input quantized once); BERT-style
+    output blocks LayerNorm(dense(h) + input) (residual add and LayerNorm in
+    one in-place kernel after the int8 dense). Hugging Face transformers
+    models (>= 5) using "sdpa" attention switch to sparsekit's attention
+    kernel, falling back to sdpa for anything it does not cover
+    (sparsekit/convert/hf_attention.py).
     The returned model is put in eval mode and is inference-only: the
     parameters it keeps (LayerNorm, embeddings, layers left in torch) stop
     requiring grad, so a plain ``model(x)`` works without torch.no_grad().
@@ -273,7 +285,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
     if "transformers" in sys.modules:  # a Hugging Face model: its attention too
         from sparsekit.convert import hf_attention
 
-        rows.extend(hf_attention.install(model))
+        rows.extend(hf_attention.install(model, drop_padding))
     model.eval()
     model.requires_grad_(False)  # else torch layers before ours hand us grad-tracked tensors
     object.__setattr__(model, _REPORT_ATTR, rows)

@@ -214,3 +214,28 @@ def test_hf_encoder_drop_padding_off_keeps_every_position(bert):
         got = acc(input_ids=ids, attention_mask=mask).last_hidden_state
         want = model(input_ids=ids, attention_mask=mask).last_hidden_state
     assert torch.allclose(got, want, atol=2e-5)  # padding positions included
+
+
+def test_hf_int8_encoder_from_two_threads_and_copied(bert):
+    """q/k/v fusion and padding drop keep per-call state out of the model:
+    two threads calling one accelerated model get what one thread gets, and a
+    deep copy gives the same outputs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, ids, mask = bert
+    acc = skt.accelerate(model, quantize="dynamic")
+    assert any("query+key+value fused" in r["reason"] for r in skt.report(acc))
+    inputs = [(ids.roll(i, 1), mask.roll(i % 2, 0)) for i in range(6)]
+
+    def run(k, m=acc):
+        with torch.inference_mode():
+            i, am = inputs[k % len(inputs)]
+            return m(input_ids=i, attention_mask=am).last_hidden_state
+
+    alone = [run(k) for k in range(len(inputs))]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(run, range(4 * len(inputs))))
+    for k, got in enumerate(together):
+        assert torch.equal(got, alone[k % len(inputs)])
+    assert all(m._fused[0].enabled for m in acc.modules() if getattr(m, "_fused", None))
+    assert torch.equal(run(1, copy.deepcopy(acc)), alone[1])

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 NAME = "sparsekit"
-_OFFSETS = "sparsekit_offsets"  # kwarg carrying packed-sequence offsets to attention()
+_OFFSETS = "sparsekit_packing"  # kwarg carrying a _Packing from the encoder to attention()
 # keyword arguments attention() may see with a value that changes nothing here
 _IGNORED = {"position_ids", "output_attentions", _OFFSETS}
 
@@ -66,7 +66,8 @@ def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=No
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     core = _core()
-    offsets = kwargs.get(_OFFSETS)
+    packing = kwargs.get(_OFFSETS)
+    offsets = None if packing is None else packing.offsets
     b, h, tq, d = query.shape
     tk = key.shape[2]
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
@@ -139,14 +140,22 @@ def _collecting():
     return bool(got)
 
 
+class _Packing:
+    """How a padded batch was packed: offsets of the sequences among the real
+    tokens, their indices in the flattened [B * T] batch, and B, T. It travels
+    as a keyword argument through the encoder to attention() and back to the
+    post hook, so concurrent calls from several threads do not share state."""
+
+    __slots__ = ("offsets", "idx", "b", "t")
+
+    def __init__(self, offsets, idx, b, t):
+        self.offsets, self.idx, self.b, self.t = offsets, idx, b, t
+
+
 class _Packer:
     """Encoder forward hooks: real tokens in, padded layout back out."""
 
-    def __init__(self):
-        self._state = None
-
     def pre(self, module, args, kwargs):
-        self._state = None
         args = list(args)
         hidden = args[0] if args else kwargs.get("hidden_states")
         if len(args) > 1:
@@ -156,7 +165,7 @@ class _Packer:
         if module.training or not isinstance(hidden, torch.Tensor) or hidden.dim() != 3 or \
                 not isinstance(mask, torch.Tensor) or not _plain(hidden) or \
                 any(kwargs.get(k) is not None for k in ("encoder_hidden_states", "cache",
-                                                        "past_key_values")) or \
+                                                        "past_key_values", _OFFSETS)) or \
                 kwargs.get("use_cache") or _collecting():
             return None
         b, t, c = hidden.shape
@@ -175,19 +184,17 @@ class _Packer:
             kwargs["attention_mask"] = None
         else:
             args[where] = None
-        kwargs[_OFFSETS] = offsets
-        self._state = (idx, b, t)
+        kwargs[_OFFSETS] = _Packing(offsets, idx, b, t)
         return tuple(args), kwargs
 
     def post(self, module, args, kwargs, output):
-        state, self._state = self._state, None
-        if state is None:
+        packing = kwargs.get(_OFFSETS)
+        if not isinstance(packing, _Packing):
             return None
-        idx, b, t = state
         packed = output[0] if isinstance(output, tuple) else output.last_hidden_state
-        full = packed.new_zeros((b * t, packed.shape[-1]))
-        full.index_copy_(0, idx, packed[0])
-        full = full.view(b, t, -1)
+        full = packed.new_zeros((packing.b * packing.t, packed.shape[-1]))
+        full.index_copy_(0, packing.idx, packed[0])
+        full = full.view(packing.b, packing.t, -1)
         if isinstance(output, tuple):
             return (full,) + output[1:]
         output.last_hidden_state = full

@@ -7,6 +7,7 @@ mode, or on an input that requires grad, raises instead of returning outputs
 with silently missing gradients.
 """
 import copy
+import threading
 
 import numpy as np
 import torch
@@ -140,41 +141,42 @@ class FusedLinears:
         self.bounds = bounds
         self.parent_name = parent_name
         self.enabled = True
-        self._armed = False
-        self._reset()
-
-    def _reset(self):
-        self._x = None
-        self._version = None
-        self._pending = {}
+        # per calling thread (a model may serve several threads at once):
+        # [input tensor, its version, {member index: output slice}]
+        self._calls = {}
 
     def arm(self, module, args):
-        self._armed = self.enabled
-        self._reset()
+        if self.enabled:
+            self._calls[threading.get_ident()] = [None, None, {}]
 
     def disarm(self, module, args, output):
-        self._armed = False
-        self._reset()
+        self._calls.pop(threading.get_ident(), None)
 
     def output(self, member, i, x):
         """Member i's output for x, or None: run the member alone."""
-        if not self._armed or member.training or type(x) is not torch.Tensor or \
+        call = self._calls.get(threading.get_ident())
+        if call is None or member.training or type(x) is not torch.Tensor or \
                 x.dtype != torch.float32 or x.device.type != "cpu" or x.is_quantized or \
                 (x.requires_grad and torch.is_grad_enabled()):
             return None
-        if self._x is x and self._version == _version(x):
-            y = self._pending.pop(i, None)
+        if call[0] is x and call[1] == _version(x):
+            y = call[2].pop(i, None)
             if y is not None:
                 return y
-        elif self._pending:  # siblings left waiting for another input
-            self.enabled = self._armed = False
-            self._reset()
+        elif call[2]:  # siblings left waiting for another input
+            self.enabled = False
+            self._calls.clear()
             return None
         y = torch.from_numpy(self.layer(x.detach().numpy()))
         outs = [y[..., a:b] for a, b in self.bounds]
-        self._pending = {j: o for j, o in enumerate(outs) if j != i}
-        self._x, self._version = (x, _version(x)) if self._pending else (None, None)
+        pending = {j: o for j, o in enumerate(outs) if j != i}
+        call[:] = (x, _version(x), pending) if pending else (None, None, {})
         return outs[i]
+
+    def __getstate__(self):  # copies and pickles start with no call in flight
+        state = dict(self.__dict__)
+        state["_calls"] = {}
+        return state
 
 
 class ResidualLayerNorm:

@@ -239,3 +239,17 @@ def test_hf_int8_encoder_from_two_threads_and_copied(bert):
         assert torch.equal(got, alone[k % len(inputs)])
     assert all(m._fused[0].enabled for m in acc.modules() if getattr(m, "_fused", None))
     assert torch.equal(run(1, copy.deepcopy(acc)), alone[1])
+
+
+class PostAddBlock(OutputBlock):
+    """Same names and signature, other math: LayerNorm before the add."""
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dense(hidden_states)) + input_tensor
+
+
+def test_residual_layernorm_not_fused_when_the_block_differs():
+    torch.manual_seed(2)
+    acc = skt.accelerate(nn.Sequential(PostAddBlock()).eval(), quantize="dynamic")
+    assert "forward" not in vars(acc[0])
+    assert "add_layernorm_f32" not in skt.report(acc)[0]["reason"]

@@ -63,6 +63,8 @@ def test_minilm_every_linear_replaced_and_memory(minilm, accelerated):
     fused = [r for r in linears if "query+key+value fused" in r["reason"]]
     assert len(fused) == 18
     assert [r["chosen"] for r in rep if r not in linears] == ["sparsekit attention"]
+    # attention.output and output blocks: residual add + LayerNorm fused after dense
+    assert len([r for r in linears if "add_layernorm_f32" in r["reason"]]) == 12
     # each FFN up-projection runs its GELU in the int8 epilogue
     fused = [n for n, m in new.items() if m.layer.activation == "gelu"]
     assert len(fused) == 6 and all(n.endswith("intermediate.dense") for n in fused)

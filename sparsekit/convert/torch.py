@@ -417,11 +417,33 @@ def _fuse_residual_layernorm(model, rows):
             continue
         if params != ["self", "hidden_states", "input_tensor"]:
             continue
-        m.forward = ResidualLayerNorm(m)
+        fused = ResidualLayerNorm(m)
+        if not _same_block_output(m, fused):
+            continue  # the names match but the block computes something else
+        m.forward = fused
         dense.reason += "; + residual add and LayerNorm fused after it (add_layernorm_f32)"
         row = by_name.get(f"{name}.dense" if name else "dense")
         if row is not None:
             row["reason"] = dense.reason
+
+
+def _same_block_output(block, fused):
+    """One random call of the block's own forward against `fused` (eval mode)."""
+    was = block.training
+    block.eval()
+    try:
+        g = torch.Generator().manual_seed(0)
+        h = torch.randn(2, 3, block.dense.in_features, generator=g)
+        res = torch.randn(2, 3, block.dense.out_features, generator=g)
+        with torch.no_grad():
+            want = type(block).forward(block, h, res)
+            got = fused(h, res)
+        return isinstance(want, torch.Tensor) and want.shape == got.shape and \
+            bool(torch.allclose(got, want, rtol=1e-4, atol=1e-4))
+    except Exception:  # noqa: BLE001 - any failure means: do not fuse
+        return False
+    finally:
+        block.train(was)
 
 
 def _core_module():

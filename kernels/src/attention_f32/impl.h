@@ -74,21 +74,51 @@ static inline __attribute__((always_inline)) sk_att_vf sk_att_exp(sk_att_vf x) {
   return sk_att_select(tiny, sk_att_splat(0.0f), p * (sk_att_vf)e);
 }
 
-/* horizontal max / sum as a tree (depth log2 L, not a chain of L - 1) */
+/* lane numbers, and the horizontal max / sum as log2(L) rotate-and-combine
+ * steps in registers */
+#if SK_ATT_L == 16
+#define SK_ATT_LANES {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+#define SK_ATT_ROT8(v) __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7)
+#define SK_ATT_ROT4(v) __builtin_shufflevector(v, v, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3)
+#define SK_ATT_ROT2(v) __builtin_shufflevector(v, v, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1)
+#define SK_ATT_ROT1(v) __builtin_shufflevector(v, v, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0)
+#elif SK_ATT_L == 8
+#define SK_ATT_LANES {0, 1, 2, 3, 4, 5, 6, 7}
+#define SK_ATT_ROT4(v) __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3)
+#define SK_ATT_ROT2(v) __builtin_shufflevector(v, v, 2, 3, 4, 5, 6, 7, 0, 1)
+#define SK_ATT_ROT1(v) __builtin_shufflevector(v, v, 1, 2, 3, 4, 5, 6, 7, 0)
+#else
+#define SK_ATT_LANES {0, 1, 2, 3}
+#define SK_ATT_ROT2(v) __builtin_shufflevector(v, v, 2, 3, 0, 1)
+#define SK_ATT_ROT1(v) __builtin_shufflevector(v, v, 1, 2, 3, 0)
+#endif
+
+static inline __attribute__((always_inline)) sk_att_vf sk_att_max(sk_att_vf a, sk_att_vf b) {
+  return sk_att_select(a > b, a, b);
+}
+
 static inline __attribute__((always_inline)) float sk_att_hmax(sk_att_vf v) {
-  float t[SK_ATT_L];
-  memcpy(t, &v, sizeof t);
-  for (int w = SK_ATT_L / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) t[l] = t[l + w] > t[l] ? t[l + w] : t[l];
-  return t[0];
+#if SK_ATT_L == 16
+  v = sk_att_max(v, SK_ATT_ROT8(v));
+#endif
+#if SK_ATT_L >= 8
+  v = sk_att_max(v, SK_ATT_ROT4(v));
+#endif
+  v = sk_att_max(v, SK_ATT_ROT2(v));
+  v = sk_att_max(v, SK_ATT_ROT1(v));
+  return v[0];
 }
 
 static inline __attribute__((always_inline)) float sk_att_hsum(sk_att_vf v) {
-  float t[SK_ATT_L];
-  memcpy(t, &v, sizeof t);
-  for (int w = SK_ATT_L / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) t[l] += t[l + w];
-  return t[0];
+#if SK_ATT_L == 16
+  v += SK_ATT_ROT8(v);
+#endif
+#if SK_ATT_L >= 8
+  v += SK_ATT_ROT4(v);
+#endif
+  v += SK_ATT_ROT2(v);
+  v += SK_ATT_ROT1(v);
+  return v[0];
 }
 
 #define SK_ATT_QB 4 /* queries per step: independent FMA chains sharing loads */
@@ -106,6 +136,11 @@ static void sk_att_queries(const sk_attention_f32_args *a, int64_t b, int64_t h,
     qi[r] = a->q + b * a->q_stride[0] + i * a->q_stride[1] + h * a->q_stride[2];
     oi[r] = a->out + b * a->out_stride[0] + i * a->out_stride[1] + h * a->out_stride[2];
   }
+  const float *mr[SK_ATT_QB];
+  for (int r = 0; r < SK_ATT_QB && a->mask != NULL; ++r) {
+    const int64_t i = i0 + (r < nq ? r : nq - 1);
+    mr[r] = a->mask + b * a->mask_stride[0] + i * a->mask_stride[1];
+  }
   for (int64_t jb = 0; jb < tkp; jb += SK_ATT_L) {
     sk_att_vf sc[SK_ATT_QB];
     for (int r = 0; r < SK_ATT_QB; ++r) sc[r] = sk_att_splat(0.0f);
@@ -113,21 +148,27 @@ static void sk_att_queries(const sk_attention_f32_args *a, int64_t b, int64_t h,
       const sk_att_vf kv = sk_att_load(kt + c * tkp + jb);
       for (int r = 0; r < SK_ATT_QB; ++r) sc[r] += qi[r][c] * kv;
     }
+    if (a->mask != NULL) { /* additive mask: whole vectors, then the last keys */
+      for (int r = 0; r < SK_ATT_QB; ++r) {
+        if (jb + SK_ATT_L <= tk) {
+          sc[r] += sk_att_load(mr[r] + jb);
+        } else {
+          for (int64_t j = jb; j < tk; ++j) sc[r][j - jb] += mr[r][j];
+        }
+      }
+    }
+    if (jb + SK_ATT_L > tk) { /* padding lanes of the last block: -inf */
+      const sk_att_vi lane = SK_ATT_LANES;
+      const sk_att_vi valid = lane < (int32_t)(tk - jb);
+      for (int r = 0; r < SK_ATT_QB; ++r)
+        sc[r] = sk_att_select(valid, sc[r], sk_att_splat(-INFINITY));
+    }
     for (int r = 0; r < SK_ATT_QB; ++r) sk_att_store(s + r * tkp + jb, sc[r]);
   }
   for (int r = 0; r < SK_ATT_QB; ++r) {
     float *sr = s + r * tkp;
-    if (a->mask != NULL) {
-      const int64_t i = i0 + (r < nq ? r : nq - 1);
-      const float *mr = a->mask + b * a->mask_stride[0] + i * a->mask_stride[1];
-      for (int64_t j = 0; j < tk; ++j) sr[j] += mr[j];
-    }
-    for (int64_t j = tk; j < tkp; ++j) sr[j] = -INFINITY;
     sk_att_vf vmax = sk_att_load(sr);
-    for (int64_t jb = SK_ATT_L; jb < tkp; jb += SK_ATT_L) {
-      const sk_att_vf sv = sk_att_load(sr + jb);
-      vmax = sk_att_select(sv > vmax, sv, vmax);
-    }
+    for (int64_t jb = SK_ATT_L; jb < tkp; jb += SK_ATT_L) vmax = sk_att_max(sk_att_load(sr + jb), vmax);
     const float mx = sk_att_hmax(vmax);
     if (!(mx > -INFINITY)) { /* every key masked (or NaN scores): p = 0, out = 0 / NaN */
       for (int64_t j = 0; j < tkp; ++j) sr[j] = 0.0f;

@@ -162,7 +162,8 @@ class _Packer:
             mask, where = args[1], 1
         else:
             mask, where = kwargs.get("attention_mask"), None
-        if module.training or not isinstance(hidden, torch.Tensor) or hidden.dim() != 3 or \
+        if any(m.training for m in module.modules()) or \
+                not isinstance(hidden, torch.Tensor) or hidden.dim() != 3 or \
                 not isinstance(mask, torch.Tensor) or not _plain(hidden) or \
                 any(kwargs.get(k) is not None for k in ("encoder_hidden_states", "cache",
                                                         "past_key_values", _OFFSETS)) or \

@@ -120,7 +120,7 @@ def install(model, drop_padding=True):
                 isinstance(getattr(enc, "layer", None), torch.nn.ModuleList) \
                 and not getattr(cfg, "is_decoder", False) and \
                 not getattr(cfg, "add_cross_attention", False):
-            packer = _Packer()
+            packer = _Packer(enc)
             enc.register_forward_pre_hook(packer.pre, with_kwargs=True)
             enc.register_forward_hook(packer.post, with_kwargs=True)
             reason += "; padding tokens dropped inside the encoder (their outputs are 0)"
@@ -155,6 +155,9 @@ class _Packing:
 class _Packer:
     """Encoder forward hooks: real tokens in, padded layout back out."""
 
+    def __init__(self, encoder):
+        self.modules = list(encoder.modules())  # none may be training
+
     def pre(self, module, args, kwargs):
         args = list(args)
         hidden = args[0] if args else kwargs.get("hidden_states")
@@ -162,9 +165,9 @@ class _Packer:
             mask, where = args[1], 1
         else:
             mask, where = kwargs.get("attention_mask"), None
-        if any(m.training for m in module.modules()) or \
+        if not isinstance(mask, torch.Tensor) or \
                 not isinstance(hidden, torch.Tensor) or hidden.dim() != 3 or \
-                not isinstance(mask, torch.Tensor) or not _plain(hidden) or \
+                any(m.training for m in self.modules) or not _plain(hidden) or \
                 any(kwargs.get(k) is not None for k in ("encoder_hidden_states", "cache",
                                                         "past_key_values", _OFFSETS)) or \
                 kwargs.get("use_cache") or _collecting():

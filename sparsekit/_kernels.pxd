@@ -57,6 +57,22 @@ cdef extern from "sparsekit.h" nogil:
                          int64_t scale_stride, const float *bias, sk_activation act,
                          float out_scale, int32_t out_zp, uint8_t *yq, int64_t ldyq)
     void sk_gelu_f32(float *y, int64_t n)
+    ctypedef struct sk_attention_f32_args:
+        const float *q
+        const float *k
+        const float *v
+        const float *mask
+        float *out
+        int64_t q_stride[3]
+        int64_t k_stride[3]
+        int64_t v_stride[3]
+        int64_t out_stride[3]
+        int64_t mask_stride[2]
+        const int64_t *seq_offsets
+    int sk_add_layernorm_f32(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
+                             int64_t ldr, const float *gamma, const float *beta, float eps)
+    int sk_attention_f32(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d, float scale,
+                         const sk_attention_f32_args *args)
     int sk_linear_qgemm_u8s8(const sk_qmatrix_s8 *w, int64_t m, const float *x, int64_t ldx,
                              float x_scale, int32_t x_zp, const float *bias, sk_activation act,
                              float *y, int64_t ldy)

@@ -96,6 +96,41 @@ class QuantizedMatrix:
                 scale, zero_point, "input")
         return other
 
+    @classmethod
+    def _concat_rows(cls, mats):
+        """One matrix with the rows of `mats` (same K) stacked in order, per-channel
+        scales (a per-tensor scale is repeated): one GEMM for layers that read the
+        same input. Dynamic input only."""
+        if len({m._shape[1] for m in mats}) != 1 or any(m._input_scale is not None
+                                                       for m in mats):
+            raise ValueError("mats: need the same K and dynamic input quantization")
+        q = np.concatenate([m.q for m in mats])
+        scale = np.concatenate([m._scale if m._per_channel else
+                                np.repeat(m._scale[:1], m._shape[0]) for m in mats])
+        return cls._build(q, (np.ascontiguousarray(scale, dtype=np.float32), True))
+
+    def _row_block(self, start, stop, per_channel=True):
+        """Rows [start, stop) as a matrix sharing this one's memory (the packed
+        layout keeps panels of 16 rows contiguous: start must be a multiple of 16,
+        stop too unless it is N). per_channel=False keeps only the first scale
+        (for rows whose scales are all equal). None when the rows cannot be cut."""
+        n, k = self._shape
+        if not (0 <= start < stop <= n) or start % 16 or (stop % 16 and stop != n):
+            return None
+        per_row = _core.qmatrix_packed_bytes(16, k) // 16
+        other = object.__new__(type(self))
+        for name in self.__slots__:
+            setattr(other, name, getattr(self, name))
+        other._shape = (stop - start, k)
+        other._packed = self._packed[start * per_row:
+                                     start * per_row + _core.qmatrix_packed_bytes(stop - start, k)]
+        other._sum24 = self._sum24[3 * start:3 * stop]
+        scale = self._scale[start:stop] if self._per_channel else self._scale
+        other._scale = scale if per_channel else scale[:1]
+        other._per_channel = bool(per_channel and self._per_channel)
+        other._kernel_arrays = (other._packed, other._sum24, other._scale)
+        return other
+
     # ---- views --------------------------------------------------------------
     @property
     def shape(self):

@@ -56,7 +56,15 @@ def test_minilm_every_linear_replaced_and_memory(minilm, accelerated):
     names = {k for k in accelerated.state_dict() if k.rsplit(".", 1)[0] in new}
     assert not names
     rep = skt.report(accelerated)
-    assert len(rep) == 37 and all("int8" in r["chosen"] for r in rep)
+    linears = [r for r in rep if r["name"] in new]
+    assert len(linears) == 37 and all("int8" in r["chosen"] for r in linears)
+    # query/key/value of each layer share one GEMM; the encoder runs sparsekit
+    # attention with padding dropped
+    fused = [r for r in linears if "query+key+value fused" in r["reason"]]
+    assert len(fused) == 18
+    assert [r["chosen"] for r in rep if r not in linears] == ["sparsekit attention"]
+    # attention.output and output blocks: residual add + LayerNorm fused after dense
+    assert len([r for r in linears if "add_layernorm_f32" in r["reason"]]) == 12
     # each FFN up-projection runs its GELU in the int8 epilogue
     fused = [n for n, m in new.items() if m.layer.activation == "gelu"]
     assert len(fused) == 6 and all(n.endswith("intermediate.dense") for n in fused)

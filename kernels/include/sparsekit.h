@@ -87,6 +87,34 @@ typedef enum { SK_ACT_NONE = 0, SK_ACT_RELU = 1, SK_ACT_GELU = 2 } sk_activation
  * 1e-6 relative of the exact value on every ISA (y < -20 gives -0, NaN stays). */
 void sk_gelu_f32(float *y, int64_t n);
 
+/* Softmax attention, fp32, for short sequences (one thread per batch x head):
+ *   out[b, i, h, :] = sum_j p_j * v[b, j, h, :],
+ *   p = softmax_j(scale * q[b, i, h, :] . k[b, j, h, :] + mask[b, i, j])
+ * for b < nb, h < nh, i < tq, j < tk. q, k, v, out are [batch, token, head, d]
+ * with strides in elements (batch, token, head; d is contiguous), so q/k/v may
+ * be column slices of one fused projection. mask is additive (-inf drops a
+ * key; stride 0 broadcasts) or NULL. A query with every key at -inf gets 0.
+ * Packed (unpadded) sequences: seq_offsets (nb + 1 ascending values, or NULL)
+ * puts batch b at tokens seq_offsets[b] .. seq_offsets[b + 1] of one batch row
+ * (tq = tk = its length, batch strides and tq/tk unused, mask must be NULL).
+ * softmax uses a polynomial exp (about 2 ulp). Returns SK_OK, SK_ERR_ARGUMENT
+ * or SK_ERR_NOMEM (scratch: d * tk floats per thread). */
+typedef struct {
+  const float *q, *k, *v, *mask;
+  float *out;
+  int64_t q_stride[3], k_stride[3], v_stride[3], out_stride[3], mask_stride[2];
+  const int64_t *seq_offsets;
+} sk_attention_f32_args;
+int sk_attention_f32(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d, float scale,
+                     const sk_attention_f32_args *args);
+
+/* Residual add + LayerNorm in place, rows i < m of n values (row strides ldy, ldr):
+ *   y[i] = (z - mean z) / sqrt(var z + eps) * gamma + beta,  z = y[i] + r[i]
+ * (biased variance, like torch.nn.LayerNorm); r, gamma, beta may be NULL
+ * (no residual, gamma 1, beta 0). Returns SK_OK or SK_ERR_ARGUMENT. */
+int sk_add_layernorm_f32(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
+                         int64_t ldr, const float *gamma, const float *beta, float eps);
+
 /* Check a CSR weight (sizes, indptr, index range, sorted/unique). Returns
  * SK_OK or SK_ERR_FORMAT; `bad_row` (if not NULL) receives the first bad row. */
 int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row);

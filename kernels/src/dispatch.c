@@ -266,6 +266,60 @@ void sk_gelu_f32(float *y, int64_t n) {
   if (y != NULL && n > 0) sk_gelu_f32_select()(y, n);
 }
 
+static const sk_attention_f32_fn attention_f32_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = sk_attention_f32__scalar,
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = sk_attention_f32__avx2,
+    [SK_ISA_AVX512] = sk_attention_f32__avx512,
+#endif
+};
+
+static int attention_f32_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = attention_f32_impls[i] != NULL;
+  return resolve(has);
+}
+
+int sk_attention_f32(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d, float scale,
+                     const sk_attention_f32_args *a) {
+  if (a == NULL || nb < 0 || nh < 0 || tq < 0 || tk < 0 || d < 0) return SK_ERR_ARGUMENT;
+  if (a->seq_offsets != NULL) { /* packed: tq, tk are each sequence's length */
+    if (nb > 0 && (a->mask != NULL || a->seq_offsets[0] < 0)) return SK_ERR_ARGUMENT;
+    for (int64_t b = 0; b < nb; ++b)
+      if (a->seq_offsets[b + 1] < a->seq_offsets[b]) return SK_ERR_ARGUMENT;
+    tq = tk = nb > 0 ? a->seq_offsets[nb] - a->seq_offsets[0] : 0;
+  }
+  if (nb == 0 || nh == 0 || tq == 0 || d == 0) return SK_OK;
+  if (a->q == NULL || a->out == NULL || (tk > 0 && (a->k == NULL || a->v == NULL)))
+    return SK_ERR_ARGUMENT;
+  if (tk > INT64_MAX / 64 / d) return SK_ERR_ARGUMENT;
+  return attention_f32_impls[attention_f32_isa()](nb, nh, tq, tk, d, scale, a);
+}
+
+static const sk_add_layernorm_f32_fn layernorm_f32_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = sk_add_layernorm_f32__scalar,
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = sk_add_layernorm_f32__avx2,
+    [SK_ISA_AVX512] = sk_add_layernorm_f32__avx512,
+#endif
+};
+
+static int layernorm_f32_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = layernorm_f32_impls[i] != NULL;
+  return resolve(has);
+}
+
+int sk_add_layernorm_f32(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
+                         int64_t ldr, const float *gamma, const float *beta, float eps) {
+  if (m < 0 || n < 0 || (m > 1 && ldy < n) || (r != NULL && m > 1 && ldr < n))
+    return SK_ERR_ARGUMENT;
+  if (m == 0 || n == 0) return SK_OK;
+  if (y == NULL) return SK_ERR_ARGUMENT;
+  layernorm_f32_impls[layernorm_f32_isa()](m, n, y, ldy, r, ldr, gamma, beta, eps);
+  return SK_OK;
+}
+
 int sk_family_isa(const char *family) {
   if (strcmp(family ? family : "", "qgemm_u8s8") == 0) return qgemm_u8s8_isa();
   if (family == NULL) return -1;
@@ -273,6 +327,8 @@ int sk_family_isa(const char *family) {
   if (strcmp(family, "quantize_u8") == 0) return quantize_u8_isa();
   if (strcmp(family, "spmm_u8s8") == 0) return spmm_u8s8_isa();
   if (strcmp(family, "gelu_f32") == 0) return gelu_f32_isa();
+  if (strcmp(family, "attention_f32") == 0) return attention_f32_isa();
+  if (strcmp(family, "layernorm_f32") == 0) return layernorm_f32_isa();
   return -1;
 }
 

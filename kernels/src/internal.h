@@ -138,6 +138,31 @@ void sk_gelu_f32__avx2(float *y, int64_t n);
 void sk_gelu_f32__avx512(float *y, int64_t n);
 #endif
 
+/* ---- attention_f32: softmax attention, one (batch, head) per thread ------ */
+typedef int (*sk_attention_f32_fn)(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
+                                   float scale, const sk_attention_f32_args *a);
+int sk_attention_f32__scalar(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
+                             float scale, const sk_attention_f32_args *a);
+#ifdef SK_ARCH_X86
+int sk_attention_f32__avx2(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
+                           float scale, const sk_attention_f32_args *a);
+int sk_attention_f32__avx512(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
+                             float scale, const sk_attention_f32_args *a);
+#endif
+
+/* ---- layernorm_f32: residual add + LayerNorm over rows ------------------ */
+typedef void (*sk_add_layernorm_f32_fn)(int64_t m, int64_t n, float *y, int64_t ldy,
+                                        const float *r, int64_t ldr, const float *gamma,
+                                        const float *beta, float eps);
+void sk_add_layernorm_f32__scalar(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
+                                  int64_t ldr, const float *gamma, const float *beta, float eps);
+#ifdef SK_ARCH_X86
+void sk_add_layernorm_f32__avx2(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
+                                int64_t ldr, const float *gamma, const float *beta, float eps);
+void sk_add_layernorm_f32__avx512(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
+                                  int64_t ldr, const float *gamma, const float *beta, float eps);
+#endif
+
 /* ---- qgemm_u8s8: u8 x packed s8 -> s32, then an epilogue ---------------
  * Micro-kernel contract: rows [m0, m0 + mr) of A (mr <= MR) times output
  * columns [n0, n0 + nr) (n0 a multiple of 16, nr <= NR, n0 + nr <= N) of the

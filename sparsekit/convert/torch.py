@@ -13,6 +13,7 @@ packed params) and static quantized Linear / Conv2d (+ fused ReLU variants),
 whose quint8 output scale / zero point are kept.
 """
 import copy
+import sys
 
 import numpy as np
 import torch
@@ -21,7 +22,9 @@ from torch import nn
 from sparsekit.runtime import layers as L
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.model import Model, fuse_relu
-from sparsekit.runtime.torch_modules import SparseConv2d, SparseLinear, SparsekitModule, numpy_of
+from sparsekit.runtime.torch_modules import (
+    FusedLinears, SparseConv2d, SparseLinear, SparsekitModule, numpy_of,
+)
 
 _REPORT_ATTR = "_sparsekit_report"
 
@@ -222,7 +225,7 @@ def _plan(m, quantize, min_sparsity, parent=None):
 
 # ---- public ----------------------------------------------------------------
 
-def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
+def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padding=True):
     """Return `model` with its Linear / Conv2d layers running on sparsekit.
 
     quantize: None keeps fp32 (sparse layers become CSR); "dynamic" turns fp32
@@ -234,6 +237,18 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
         it, else 0.7 (fp32) / 0.8 (int8). With quantize=None, layers where
         dense wins stay as they are (torch's dense kernel is as fast).
     inplace: modify `model` itself instead of a deep copy.
+    drop_padding: in Hugging Face encoders (below), run the layers on the real
+        tokens of a padded batch only; the encoder output is then 0 at padding
+        positions (real tokens are unaffected). False keeps every position.
+    Fusions, each with the same results as the unfused layers (bit-identical
+    for q/k/v; float rounding otherwise): Linear + exact GELU (one int8 GEMM
+    with a GELU epilogue); attention's query/key/value reading the same input
+    (one GEMM over the stacked weights, input quantized once); BERT-style
+    output blocks LayerNorm(dense(h) + input) (residual add and LayerNorm in
+    one in-place kernel after the int8 dense). Hugging Face transformers
+    models (>= 5) using "sdpa" attention switch to sparsekit's attention
+    kernel, falling back to sdpa for anything it does not cover
+    (sparsekit/convert/hf_attention.py).
     The returned model is put in eval mode and is inference-only: the
     parameters it keeps (LayerNorm, embeddings, layers left in torch) stop
     requiring grad, so a plain ``model(x)`` works without torch.no_grad().
@@ -265,6 +280,12 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False):
             targets.append(name)
             _set_submodule(model, name, new)
     _fuse_gelu(model, rows)
+    _fuse_shared_input(model, rows)
+    _fuse_residual_layernorm(model, rows)
+    if "transformers" in sys.modules:  # a Hugging Face model: its attention too
+        from sparsekit.convert import hf_attention
+
+        rows.extend(hf_attention.install(model, drop_padding))
     model.eval()
     model.requires_grad_(False)  # else torch layers before ours hand us grad-tracked tensors
     object.__setattr__(model, _REPORT_ATTR, rows)
@@ -316,6 +337,125 @@ def _fuse_gelu(model, rows):
         row = by_name.get(f"{name}.{lin_key}" if name else lin_key)
         if row is not None:
             row["reason"] = lin.reason
+
+
+# sibling Linears that attention modules call on the same hidden states
+_SHARED_INPUT_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"))
+
+
+def _dynamic_int8(m):
+    from sparsekit.formats import QuantizedMatrix
+
+    return isinstance(m, SparseLinear) and type(m.layer) is L.Linear and \
+        m.layer.activation is None and m.out_qparams is None and m._fused is None and \
+        type(m.layer.weight) is QuantizedMatrix and m.layer.weight.input_scale is None
+
+
+def _fuse_shared_input(model, rows):
+    """query/key/value (or q_proj/k_proj/v_proj) children of one module, all
+    dynamic int8 with the same in_features -> one GEMM over the stacked weights
+    (see FusedLinears); each member's weight becomes a view of the stacked one."""
+    from sparsekit.formats import QuantizedMatrix
+
+    by_name = {r["name"]: r for r in rows}
+    for name, parent in list(model.named_modules()):
+        for keys in _SHARED_INPUT_NAMES:
+            mems = [getattr(parent, k, None) for k in keys]
+            if not all(_dynamic_int8(m) for m in mems) or \
+                    len({m.in_features for m in mems}) != 1:
+                continue
+            ws = [m.layer.weight for m in mems]
+            stacked = QuantizedMatrix._concat_rows(ws)
+            bounds, start = [], 0
+            views = []
+            for w in ws:
+                stop = start + w.shape[0]
+                views.append(stacked._row_block(start, stop, w.per_channel))
+                bounds.append((start, stop))
+                start = stop
+            if any(v is None or not _same_weight(v, w) for v, w in zip(views, ws)):
+                continue  # rows not on panel boundaries: keep them apart
+            biases = [m.layer.bias if m.layer.bias is not None else
+                      np.zeros(m.out_features, np.float32) for m in mems]
+            group = FusedLinears(L.Linear(stacked, np.concatenate(biases)), bounds, name)
+            note = (f"; {'+'.join(keys)} fused into one [{start}, {mems[0].in_features}] "
+                    "int8 GEMM (input quantized once)")
+            for i, (k, m, v) in enumerate(zip(keys, mems, views)):
+                m.layer = L.Linear(v, m.layer.bias)
+                m._fused = (group, i)
+                m.reason += note
+                row = by_name.get(f"{name}.{k}" if name else k)
+                if row is not None:
+                    row["reason"] = m.reason
+            parent.register_forward_pre_hook(group.arm)
+            parent.register_forward_hook(group.disarm)
+            break
+
+
+def _fuse_residual_layernorm(model, rows):
+    """Modules shaped like BERT's output blocks, forward(hidden_states,
+    input_tensor) = LayerNorm(dropout(dense(hidden_states)) + input_tensor)
+    with `dense` on sparsekit: the add and the LayerNorm run as one in-place
+    kernel on dense's fresh output (ResidualLayerNorm.forward)."""
+    import inspect
+
+    from sparsekit.runtime.torch_modules import ResidualLayerNorm
+
+    if not hasattr(_core_module(), "add_layernorm_f32"):
+        return
+    by_name = {r["name"]: r for r in rows}
+    for name, m in list(model.named_modules()):
+        dense, ln = getattr(m, "dense", None), getattr(m, "LayerNorm", None)
+        drop = getattr(m, "dropout", nn.Dropout(0.0))
+        if not (isinstance(dense, SparseLinear) and type(ln) is nn.LayerNorm and
+                isinstance(drop, nn.Dropout) and ln.elementwise_affine and
+                tuple(ln.normalized_shape) == (dense.out_features,)):
+            continue
+        try:
+            params = list(inspect.signature(type(m).forward).parameters)
+        except (TypeError, ValueError):
+            continue
+        if params != ["self", "hidden_states", "input_tensor"]:
+            continue
+        fused = ResidualLayerNorm(m)
+        if not _same_block_output(m, fused):
+            continue  # the names match but the block computes something else
+        m.forward = fused
+        dense.reason += "; + residual add and LayerNorm fused after it (add_layernorm_f32)"
+        row = by_name.get(f"{name}.dense" if name else "dense")
+        if row is not None:
+            row["reason"] = dense.reason
+
+
+def _same_block_output(block, fused):
+    """One random call of the block's own forward against `fused` (eval mode)."""
+    was = block.training
+    block.eval()
+    try:
+        g = torch.Generator().manual_seed(0)
+        h = torch.randn(2, 3, block.dense.in_features, generator=g)
+        res = torch.randn(2, 3, block.dense.out_features, generator=g)
+        with torch.no_grad():
+            want = type(block).forward(block, h, res)
+            got = fused(h, res)
+        return isinstance(want, torch.Tensor) and want.shape == got.shape and \
+            bool(torch.allclose(got, want, rtol=1e-4, atol=1e-4))
+    except Exception:  # noqa: BLE001 - any failure means: do not fuse
+        return False
+    finally:
+        block.train(was)
+
+
+def _core_module():
+    from sparsekit._native import AVAILABLE, core
+
+    return core if AVAILABLE else None
+
+
+def _same_weight(a, b):
+    return a.shape == b.shape and a.per_channel == b.per_channel and \
+        np.array_equal(a._packed, b._packed) and np.array_equal(a._sum24, b._sum24) and \
+        np.array_equal(a.scale, b.scale)
 
 
 def _deepcopy(model):

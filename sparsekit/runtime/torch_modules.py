@@ -7,6 +7,7 @@ mode, or on an input that requires grad, raises instead of returning outputs
 with silently missing gradients.
 """
 import copy
+import threading
 
 import numpy as np
 import torch
@@ -83,6 +84,16 @@ class SparsekitModule(nn.Module):
 
 
 class SparseLinear(SparsekitModule):
+    _fused = None  # (FusedLinears, index) when it shares one GEMM with siblings
+
+    def forward(self, x):
+        if self._fused is not None:
+            group, i = self._fused
+            y = group.output(self, i, x)
+            if y is not None:
+                return y
+        return super().forward(x)
+
     @property
     def in_features(self):
         return self.layer.in_features
@@ -106,6 +117,114 @@ class SparseConv2d(SparsekitModule):
     @property
     def out_channels(self):
         return self.layer.out_channels
+
+
+class FusedLinears:
+    """SparseLinear members that read the same input (attention's query, key and
+    value) run as one int8 GEMM over their stacked weights: the input is
+    quantized once and the GEMM is wider. Each member keeps its own weight as a
+    view of the stacked one (no extra memory) and runs alone whenever fusion
+    does not apply.
+
+    Inside one forward of the parent module (armed by its forward pre-hook,
+    disarmed by its forward hook), the first member called with an input computes
+    every member's output; each other member then gets its slice for that same
+    input (the same tensor object, not modified in place since) once. Outputs
+    are bit-identical to the members run alone (the activation quantization is
+    per row, so the same for every member) but are strided views of one
+    [..., sum of out_features] buffer. A member called with a different input
+    (e.g. cross-attention, where key and value read the encoder states) turns
+    the fusion off for good: the members then run alone."""
+
+    def __init__(self, layer, bounds, parent_name=""):
+        self.layer = layer
+        self.bounds = bounds
+        self.parent_name = parent_name
+        self.enabled = True
+        # per calling thread (a model may serve several threads at once):
+        # [input tensor, its version, {member index: output slice}]
+        self._calls = {}
+
+    def arm(self, module, args):
+        if self.enabled:
+            self._calls[threading.get_ident()] = [None, None, {}]
+
+    def disarm(self, module, args, output):
+        self._calls.pop(threading.get_ident(), None)
+
+    def output(self, member, i, x):
+        """Member i's output for x, or None: run the member alone."""
+        call = self._calls.get(threading.get_ident())
+        if call is None or member.training or type(x) is not torch.Tensor or \
+                x.dtype != torch.float32 or x.device.type != "cpu" or x.is_quantized or \
+                (x.requires_grad and torch.is_grad_enabled()):
+            return None
+        if call[0] is x and call[1] == _version(x):
+            y = call[2].pop(i, None)
+            if y is not None:
+                return y
+        elif call[2]:  # siblings left waiting for another input
+            self.enabled = False
+            self._calls.clear()
+            return None
+        y = torch.from_numpy(self.layer(x.detach().numpy()))
+        outs = [y[..., a:b] for a, b in self.bounds]
+        pending = {j: o for j, o in enumerate(outs) if j != i}
+        call[:] = (x, _version(x), pending) if pending else (None, None, {})
+        return outs[i]
+
+    def __getstate__(self):  # copies and pickles start with no call in flight
+        state = dict(self.__dict__)
+        state["_calls"] = {}
+        return state
+
+
+class ResidualLayerNorm:
+    """The forward of a block computing LayerNorm(dropout(dense(h)) + input)
+    (BERT's BertSelfOutput / BertOutput) with `dense` on sparsekit: dense's
+    output is a fresh tensor, so the residual add and the LayerNorm run in
+    place on it as one kernel (sparsekit add_layernorm_f32, within float
+    rounding of torch's add + layer_norm). Training mode, grad, or any other
+    input runs the block's own forward."""
+
+    def __init__(self, block):
+        self.block_forward = type(block).forward
+        self.block = block
+
+    def __call__(self, hidden_states, input_tensor):
+        from sparsekit._native import core
+
+        b = self.block
+        ln = b.LayerNorm
+        y = None
+        if not b.training and type(input_tensor) is torch.Tensor and \
+                input_tensor.dtype == torch.float32 and input_tensor.device.type == "cpu" \
+                and input_tensor.is_contiguous() and ln.weight.dtype == torch.float32 and \
+                not (torch.is_grad_enabled() and (input_tensor.requires_grad or
+                                                  ln.weight.requires_grad)):
+            y = b.dense(hidden_states)
+        if y is None or y.shape != input_tensor.shape or not y.is_contiguous():
+            if y is None:
+                return self.block_forward(b, hidden_states, input_tensor)
+            return ln(b.dropout(y) + input_tensor) if hasattr(b, "dropout") else \
+                ln(y + input_tensor)
+        n = y.shape[-1]
+        bias = None if ln.bias is None else ln.bias.detach().numpy()
+        core.add_layernorm_f32(y.numpy().reshape(-1, n), input_tensor.detach().numpy()
+                               .reshape(-1, n), ln.weight.detach().numpy(), bias,
+                               float(ln.eps))
+        return y
+
+    def __deepcopy__(self, memo):
+        import copy as _copy
+
+        return ResidualLayerNorm(_copy.deepcopy(self.block, memo))
+
+
+def _version(t):
+    # inference tensors have no version counter (reading it raises, slowly);
+    # they cannot be modified in place outside inference mode either
+    return None if t.is_inference() else t._version
 
 
 def numpy_of(t):

@@ -1,0 +1,3 @@
+/* attention_f32/avx512.c - impl.h compiled with the avx512 flags (see impl.h). */
+#define SK_ATTENTION_NAME sk_attention_f32__avx512
+#include "impl.h"

@@ -1,0 +1,3 @@
+/* layernorm_f32/avx512.c - impl.h compiled with the avx512 flags (see impl.h). */
+#define SK_LAYERNORM_NAME sk_add_layernorm_f32__avx512
+#include "impl.h"

@@ -1,0 +1,3 @@
+/* layernorm_f32/scalar.c - impl.h compiled with the scalar flags (see impl.h). */
+#define SK_LAYERNORM_NAME sk_add_layernorm_f32__scalar
+#include "impl.h"

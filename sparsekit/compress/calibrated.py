@@ -211,7 +211,13 @@ def _capture(model, modules, batches, early_stop, reference=None, sums=None):
         _hooked_call(reference, z_hooks(ref_named, z_ref, mask), b, early_stop)
         _hooked_call(model, hooks + z_hooks(named, z, mask), b, early_stop)
         for n in modules:
+            if not len(xs[n]) == len(z[n]) == len(z_ref[n]):
+                raise ValueError(f"residual: {n!r} ran {len(xs[n])} times but its output was "
+                                 f"seen {len(z[n])} times at {sums.get(n, n)!r}")
             for x, zr, zp in zip(xs[n], z_ref[n], z[n]):
+                if x.shape[0] != zp.shape[0] or zp.shape[1] != modules[n].weight.shape[0]:
+                    raise ValueError(f"residual: {sums.get(n, n)!r} does not take {n!r}'s "
+                                     f"output row for row")
                 stats[n].add(x, zr - zp)
     return {n: s.finish() for n, s in stats.items()}
 
@@ -439,7 +445,7 @@ def prune_calibrated(model, layers, calibration, sparsity, pattern, pattern_name
                 m = modules[name]
                 s = sparsity[name] if isinstance(sparsity, dict) else sparsity
                 wt = m.weight
-                w0 = wt.detach().reshape(wt.shape[0], -1).double()
+                w0 = wt.detach().reshape(wt.shape[0], -1).to(torch.float64, copy=True)
                 st = stats[name]
                 h = st.h
                 if bias == "correct":  # the bias absorbs the mean: fit the centred data

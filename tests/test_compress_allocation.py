@@ -180,3 +180,22 @@ def test_wanda_rows_share_a_fractional_count():
     compress.prune(model, 0.5, method="wanda", calibration=[torch.randn(32, 5)])
     per_row = (model[0].weight == 0).sum(1)
     assert int(per_row.sum()) == 18 and set(per_row.tolist()) <= {2, 3}
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_global_scope_for_calibrated_methods(method):
+    torch.manual_seed(0)
+    model = TwoBranches()
+    calib = [torch.randn(64, 16)]
+    rep = compress.prune(model, 0.5, method=method, calibration=calib, scope="global")
+    assert sum(zeros(model).values()) == 128  # exactly half of both layers
+    s = {r["layer"]: r["sparsity"] for r in rep}
+    if method == "wanda":  # a's scores are 30x larger on two inputs: a keeps more
+        assert s["a"] < s["b"]
+    torch.manual_seed(0)  # same seed, same model, same result
+    fresh = TwoBranches()
+    compress.prune(fresh, 0.5, method=method, calibration=calib, scope="global")
+    assert torch.equal(fresh.a.weight, model.a.weight)
+    with pytest.raises(ValueError, match="unstructured"):
+        compress.prune(TwoBranches(), None, method=method, calibration=calib, scope="global",
+                       pattern="2:4")

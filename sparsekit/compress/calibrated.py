@@ -247,9 +247,13 @@ def corrected_bias(bias, w, w_new, st):
     return (0.0 if bias is None else bias) + shift
 
 
-def owl_scores(model, layers, batches):
-    """Wanda scores |W_ij| * ||X_j|| of every layer in the unpruned model
-    (one pass over the calibration batches), for the OWL allocation."""
+def layer_scores(model, layers, batches, kind="wanda", shrink=0.0, percdamp=0.01):
+    """Per-weight importance of every layer in the unpruned model (one pass
+    over the calibration batches; a layer never called gets |W|):
+      "wanda"  |W_ij| * ||X_j|| (the OWL allocation counts its outliers)
+      "obs"    W_ij^2 / [H_reg^-1]_jj / tr(W H W^T): the output error of
+               removing the weight alone (OBS), relative to the layer's
+               output energy, so that one threshold compares layers."""
     was_training = model.training
     model.eval()
     try:
@@ -260,10 +264,19 @@ def owl_scores(model, layers, batches):
     for name, m in layers:
         w = m.weight.detach().reshape(m.weight.shape[0], -1).double()
         h = stats[name].h
-        if isinstance(h, float):  # never called: plain magnitudes
+        if isinstance(h, float):
             out.append(w.abs())
-            continue
-        out.append(w.abs() * torch.sqrt(torch.clamp(torch.diagonal(h), min=0)))
+        elif kind == "wanda":
+            out.append(w.abs() * torch.sqrt(torch.clamp(torch.diagonal(h), min=0)))
+        else:
+            k = h.shape[0]
+            dead = torch.diagonal(h) == 0
+            h_reg = h + shrink * torch.diag(torch.diagonal(h))
+            h_reg = h_reg + (percdamp * torch.mean(torch.diagonal(h)) + dead) * \
+                torch.eye(k, dtype=h.dtype)
+            u = _upper_cholesky_of_inverse(h_reg)
+            energy = float(((w @ h) * w).sum())
+            out.append(w ** 2 / torch.diagonal(u) ** 2 / max(energy, 1e-300))
     return out
 
 

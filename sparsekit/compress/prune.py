@@ -60,8 +60,12 @@ def prune(model, sparsity, method="magnitude", pattern="unstructured", scope="la
         blocks are ranked by mean magnitude and the removed-weight count is the
         closest reachable to the request (within one block). The report gives
         the achieved sparsity of each layer.
-    scope: "layer" or "global" (magnitude only: Wanda and SparseGPT compare
-        within a layer by construction).
+    scope: "layer" or "global". Global magnitude ranks all weights together.
+        Global Wanda / SparseGPT (unstructured) take each layer's sparsity
+        from one threshold over all layers' scores in the unpruned model
+        (Wanda: |W_ij| * ||X_j||; SparseGPT: the OBS error of removing the
+        weight, relative to the layer's output energy), then prune each layer
+        to its sparsity as usual; the total is exact.
     calibration: an iterable of batches; the model is called as model(**b) for a
         dict and model(b) otherwise. Iterated several times (kept as a list).
         Dict batches with a 2-D `attention_mask` may be padded: positions where
@@ -120,17 +124,24 @@ def prune(model, sparsity, method="magnitude", pattern="unstructured", scope="la
         if allocation != "uniform":
             sparsity = _allocate(layers, sparsity, allocation)
         return _magnitude(layers, sparsity, pat, pattern, scope)
-    if scope != "layer":
-        raise ValueError(f"scope: {method} ranks weights within each layer; use scope='layer'")
     if calibration is None:
         raise ValueError(f"calibration: {method} needs calibration batches")
-    from sparsekit.compress.calibrated import owl_scores, prune_calibrated
+    if scope == "global" and pat[0] != "unstructured":
+        raise ValueError(f"scope: 'global' {method} needs pattern='unstructured', "
+                         f"got {pattern!r}")
+    from sparsekit.compress.calibrated import layer_scores, prune_calibrated
     if isinstance(calibration, (dict, torch.Tensor)):
         calibration = [calibration]
     calibration = list(calibration)
-    if allocation == "owl":
+    if scope == "global":  # one threshold over all layers' scores sets each layer's share
+        kind = "wanda" if method == "wanda" else "obs"
+        reg = {k: options[k] for k in ("shrink", "percdamp") if k in options}
+        masks = global_masks(layer_scores(model, layers, calibration, kind, **reg),
+                             sparsity, pat, [n for n, _ in layers])
+        sparsity = {n: 1.0 - int(mk.sum()) / mk.numel() for (n, _), mk in zip(layers, masks)}
+    elif allocation == "owl":
         sparsity = _allocate(layers, sparsity, owl_fractions(
-            owl_scores(model, layers, calibration), sparsity, **owl))
+            layer_scores(model, layers, calibration), sparsity, **owl))
     elif allocation != "uniform":
         sparsity = _allocate(layers, sparsity, allocation)
     return prune_calibrated(model, layers, calibration, sparsity, pat, pattern, method,

@@ -199,3 +199,21 @@ def test_global_scope_for_calibrated_methods(method):
     with pytest.raises(ValueError, match="unstructured"):
         compress.prune(TwoBranches(), None, method=method, calibration=calib, scope="global",
                        pattern="2:4")
+
+
+def test_conv_dense_target_with_bias_correction():
+    # rows of a convolution's output pair with its im2col input rows: the
+    # corrected bias gives every output channel its dense mean
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    model.load_state_dict(dense.state_dict())
+    x = torch.randn(6, 3, 9, 9) + 0.5
+    compress.prune(model, 0.5, method="sparsegpt", calibration=[x], target="dense",
+                   bias="correct")
+    with torch.no_grad():
+        for depth in (1, 3):  # after each convolution
+            got, want = model[:depth](x), dense[:depth](x)
+            torch.testing.assert_close(got.mean((0, 2, 3)), want.mean((0, 2, 3)),
+                                       rtol=1e-4, atol=1e-4)
+    assert int((model[0].weight == 0).sum() + (model[2].weight == 0).sum()) == 8 * 27 // 2 + 4 * 72 // 2

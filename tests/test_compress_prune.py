@@ -158,7 +158,8 @@ def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match="calibration"):
         compress.prune(mlp(), 0.5, method="wanda")
     with pytest.raises(ValueError, match="scope"):
-        compress.prune(mlp(), 0.5, method="wanda", scope="global", calibration=[torch.ones(2, 24)])
+        compress.prune(mlp(), None, method="wanda", scope="global", pattern="2:4",
+                       calibration=[torch.ones(2, 24)])
     with pytest.raises(TypeError, match="model"):
         compress.prune("net", 0.5)
     with pytest.raises(TypeError, match="skip"):

@@ -2,7 +2,8 @@
 
     pruning      prune(model, sparsity, method="magnitude"|"wanda"|"sparsegpt",
                        pattern="unstructured"|"2:4"|"1x4", scope="layer"|"global",
-                       calibration=None, skip=())         -> per-layer report
+                       calibration=None, skip=(), allocation="uniform"|"owl"|{...},
+                       **method options)                   -> per-layer report
                  keep_masks / apply_masks, PolynomialSchedule + GradualPruner
     structured   remove neurons, channels, FFN width and attention heads so the
                  model really shrinks (same outputs as the masked model)

@@ -141,13 +141,18 @@ def mask_from_scores(scores, sparsity, pattern, per_row=False, name="weight"):
                                    sparsity).reshape(bs.shape)
         return expand_blocks(keep, b, k)
     if per_row:
-        count = int(round(sparsity * k))
-        if count == 0:
+        # round(sparsity * size) in all; rows differ by at most one (the first
+        # rows take the spare ones) when sparsity * K is not whole
+        total = int(round(sparsity * n * k))
+        if total == 0:
             return torch.ones_like(scores, dtype=torch.bool)
-        order = torch.sort(scores, dim=1, stable=True).indices[:, :count]
-        keep = torch.ones_like(scores, dtype=torch.bool)
-        keep.scatter_(1, order, False)
-        return keep
+        count, spare = divmod(total, n)
+        order = torch.sort(scores, dim=1, stable=True).indices
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(k, device=scores.device).expand(n, k))
+        limit = torch.full((n, 1), count, dtype=torch.int64, device=scores.device)
+        limit[:spare] += 1
+        return rank >= limit
     return _drop_lowest(scores, int(round(sparsity * scores.numel()))).reshape(n, k)
 
 

@@ -12,6 +12,9 @@ Pruning writes zeros into the plain weights (no parametrization left behind),
 which is what sparsekit's converters pick up.
 """
 from sparsekit.compress._torch import torch, weight_layers
+from sparsekit.compress.allocation import (
+    ALLOCATIONS, exact_counts, owl_fractions, pinned_fractions,
+)
 from sparsekit.compress.masks import (
     check_sparsity, global_masks, mask_from_scores, parse_pattern,
 )
@@ -43,7 +46,7 @@ def _row(name, weight, method, pattern, error=None):
 
 
 def prune(model, sparsity, method="magnitude", pattern="unstructured", scope="layer",
-          calibration=None, skip=(), **options):
+          calibration=None, skip=(), allocation="uniform", **options):
     """Prune the Linear/Conv weights of `model` in place and report per layer.
 
     sparsity: fraction of each layer's weights (scope="layer") or of all of them
@@ -57,18 +60,37 @@ def prune(model, sparsity, method="magnitude", pattern="unstructured", scope="la
         blocks are ranked by mean magnitude and the removed-weight count is the
         closest reachable to the request (within one block). The report gives
         the achieved sparsity of each layer.
-    scope: "layer" or "global" (magnitude only: Wanda and SparseGPT compare
-        within a layer by construction).
+    scope: "layer" or "global". Global magnitude ranks all weights together.
+        Global Wanda / SparseGPT (unstructured) take each layer's sparsity
+        from one threshold over all layers' scores in the unpruned model
+        (Wanda: |W_ij| * ||X_j||; SparseGPT: the OBS error of removing the
+        weight, relative to the layer's output energy), then prune each layer
+        to its sparsity as usual; the total is exact.
     calibration: an iterable of batches; the model is called as model(**b) for a
         dict and model(b) otherwise. Iterated several times (kept as a list).
         Dict batches with a 2-D `attention_mask` may be padded: positions where
         it is 0 are left out of the statistics.
     skip: layer names (fnmatch patterns allowed), modules or module types left
         dense, e.g. skip=("classifier", "*.embeddings.*").
+    allocation: how `sparsity` is shared out between the layers (unstructured,
+        scope="layer"; see sparsekit.compress.allocation): "uniform" (each
+        layer at `sparsity`), "owl" (outlier-weighted, Yin et al. 2023, needs
+        calibration; options owl_lambda=0.08, owl_m=5.0) or a dict
+        {layer name or pattern: sparsity} pinning some layers, e.g.
+        {"*.query": 0.7, "*.key": 0.7}, the others sharing the rest equally.
+        Non-uniform allocations remove exactly round(sparsity * total) of the
+        pruned layers' weights; the report gives each layer's sparsity.
     options: method settings, e.g. sparsegpt's blocksize=128, percdamp=0.01,
         shrink=0.0 (H + shrink * diag(H): for small calibration sets),
         target="pruned" ("dense": fit each layer to the unpruned model's
-        outputs, so it also undoes the error of the pruned layers before it).
+        outputs, so it also undoes the error of the pruned layers before it),
+        residual={layer pattern: module} (target="dense": the layer's output
+        is added to a residual and fed to that module, named relative to the
+        layer's parent, e.g. {"*output.dense": "LayerNorm"} for BERT; the
+        layer then fits the dense model's residual sum, absorbing the
+        residual stream's error too), bias="keep" ("correct": fit the
+        centred inputs and reset the bias so the layer's mean output on the
+        calibration tokens matches its target; Wanda and SparseGPT).
     Returns a PruneReport (a list of per-layer dicts, readable when printed).
     """
     if method not in METHODS:
@@ -80,20 +102,68 @@ def prune(model, sparsity, method="magnitude", pattern="unstructured", scope="la
     layers = weight_layers(model, skip)
     if not layers:
         raise ValueError("model: no Linear/Conv layers left to prune (check skip)")
+    owl = {k: options.pop(k) for k in ("owl_lambda", "owl_m") if k in options}
+    if owl and allocation != "owl":
+        raise TypeError(f"{sorted(owl)[0]}: only with allocation='owl'")
+    if not (isinstance(allocation, dict) or allocation in ALLOCATIONS):
+        raise ValueError(f"allocation: expected one of {ALLOCATIONS} or a dict "
+                         f"{{layer pattern: sparsity}}, got {allocation!r}")
+    if allocation != "uniform":
+        if pat[0] != "unstructured":
+            raise ValueError(f"allocation: non-uniform allocation needs pattern='unstructured', "
+                             f"got {pattern!r}")
+        if scope != "layer":
+            raise ValueError("allocation: non-uniform allocation needs scope='layer' "
+                             "(scope='global' already chooses per-layer sparsities)")
+        if allocation == "owl" and method == "magnitude":
+            raise ValueError("allocation: 'owl' needs activations: use method='wanda' or "
+                             "'sparsegpt' with calibration")
     if method == "magnitude":
         if options:
             raise TypeError(f"magnitude pruning takes no options, got {sorted(options)}")
+        if allocation != "uniform":
+            sparsity = _allocate(layers, sparsity, allocation)
         return _magnitude(layers, sparsity, pat, pattern, scope)
-    if scope != "layer":
-        raise ValueError(f"scope: {method} ranks weights within each layer; use scope='layer'")
     if calibration is None:
         raise ValueError(f"calibration: {method} needs calibration batches")
-    from sparsekit.compress.calibrated import prune_calibrated
+    if scope == "global" and pat[0] != "unstructured":
+        raise ValueError(f"scope: 'global' {method} needs pattern='unstructured', "
+                         f"got {pattern!r}")
+    from sparsekit.compress.calibrated import layer_scores, prune_calibrated
+    if isinstance(calibration, (dict, torch.Tensor)):
+        calibration = [calibration]
+    calibration = list(calibration)
+    if scope == "global":  # one threshold over all layers' scores sets each layer's share
+        kind = "wanda" if method == "wanda" else "obs"
+        reg = {k: options[k] for k in ("shrink", "percdamp") if k in options}
+        masks = global_masks(layer_scores(model, layers, calibration, kind, **reg),
+                             sparsity, pat, [n for n, _ in layers])
+        sparsity = {n: 1.0 - int(mk.sum()) / mk.numel() for (n, _), mk in zip(layers, masks)}
+    elif allocation == "owl":
+        sparsity = _allocate(layers, sparsity, owl_fractions(
+            layer_scores(model, layers, calibration), sparsity, **owl))
+    elif allocation != "uniform":
+        sparsity = _allocate(layers, sparsity, allocation)
     return prune_calibrated(model, layers, calibration, sparsity, pat, pattern, method,
                             PruneReport(), **options)
 
 
+def _allocate(layers, sparsity, allocation):
+    """{name: fraction} with exact integer counts adding up to
+    round(sparsity * total); `allocation` a dict table or a list of
+    fractions in layer order."""
+    names = [n for n, _ in layers]
+    sizes = [m.weight.numel() for _, m in layers]
+    if isinstance(allocation, dict):
+        fractions = pinned_fractions(names, sizes, sparsity, allocation)
+    else:
+        fractions = allocation
+    counts = exact_counts(fractions, sizes, int(round(sparsity * sum(sizes))))
+    return {n: c / size for n, c, size in zip(names, counts, sizes)}
+
+
 def _magnitude(layers, sparsity, pat, pattern, scope):
+    """sparsity: a float, or {name: fraction} (allocation)."""
     report = PruneReport()
     with torch.no_grad():
         scores = [m.weight.detach().reshape(m.weight.shape[0], -1).abs().float()
@@ -102,7 +172,8 @@ def _magnitude(layers, sparsity, pat, pattern, scope):
         if scope == "global":
             masks = global_masks(scores, sparsity, pat, names)
         else:
-            masks = [mask_from_scores(s, sparsity, pat, name=n) for s, n in zip(scores, names)]
+            masks = [mask_from_scores(s, sparsity[n] if isinstance(sparsity, dict) else sparsity,
+                                      pat, name=n) for s, n in zip(scores, names)]
         for (name, m), mask in zip(layers, masks):
             m.weight.mul_(mask.reshape(m.weight.shape).to(m.weight.dtype))
             report.append(_row(name, m.weight, "magnitude", pattern))

@@ -313,11 +313,10 @@ def minilm_report(n_doc=256, only50=False):
     return "\n".join(lines)
 
 
-def shrink_cv(grid=(("pruned", 0.0), ("pruned", 0.1), ("pruned", 0.3), ("pruned", 1.0),
-                   ("dense", 0.0), ("dense", 0.1), ("dense", 0.3), ("dense", 1.0))):
-    """SparseGPT 50 % calibrated on the even CALIBRATION_SENTENCES, scored on
-    the odd ones, for each (`target`, `shrink`): picks the settings without
-    touching SENTENCES."""
+def _calibration_split():
+    """MiniLM, its calibration batches from the even CALIBRATION_SENTENCES, and
+    the fp32 embeddings of the odd ones to score against (cross-validation that
+    never touches SENTENCES); `base` restores the dense weights."""
     torch.manual_seed(0)
     st = load_minilm()
     st.eval()
@@ -325,6 +324,15 @@ def shrink_cv(grid=(("pruned", 0.0), ("pruned", 0.1), ("pruned", 0.3), ("pruned"
     ref = embed(st, score)
     calib = minilm_calibration(st, fit)
     base = copy.deepcopy(st.state_dict())
+    return st, fit, score, ref, calib, base
+
+
+def shrink_cv(grid=(("pruned", 0.0), ("pruned", 0.1), ("pruned", 0.3), ("pruned", 1.0),
+                   ("dense", 0.0), ("dense", 0.1), ("dense", 0.3), ("dense", 1.0))):
+    """SparseGPT 50 % calibrated on the even CALIBRATION_SENTENCES, scored on
+    the odd ones, for each (`target`, `shrink`): picks the settings without
+    touching SENTENCES."""
+    st, fit, score, ref, calib, base = _calibration_split()
     lines = ["SparseGPT 50 % unstructured, calibrated on CALIBRATION_SENTENCES[::2], mean cosine "
              "on CALIBRATION_SENTENCES[1::2]:", "", "| target | shrink | mean cosine |",
              "|---|---|---|"]
@@ -363,13 +371,7 @@ def cv50(grid=CV50_GRID):
     """50 % unstructured, calibrated on the even CALIBRATION_SENTENCES and scored
     on the odd ones, for each (method, options): how the 50 % settings were
     chosen, without touching SENTENCES."""
-    torch.manual_seed(0)
-    st = load_minilm()
-    st.eval()
-    fit, score = CALIBRATION_SENTENCES[::2], CALIBRATION_SENTENCES[1::2]
-    ref = embed(st, score)
-    calib = minilm_calibration(st, fit)
-    base = copy.deepcopy(st.state_dict())
+    st, fit, score, ref, calib, base = _calibration_split()
     lines = [f"50 % unstructured, calibrated on CALIBRATION_SENTENCES[::2] ({len(fit)} "
              f"sentences), mean cosine on CALIBRATION_SENTENCES[1::2] ({len(score)}):", "",
              "| method | mean cosine | min cosine | per-layer-type sparsity |", "|---|---|---|---|"]

@@ -276,6 +276,10 @@ typedef struct {
   void *y; /* float or int32_t rows */
   int64_t ldy;
   int64_t xp_bytes; /* g4 spmv: bytes of the row xp (K) */
+  /* g4 spmm (AVX-512): write y's full lines with non-temporal stores, for an
+   * output too big to stay in cache (skips reading each line before it is
+   * written); 0 = plain stores */
+  int stream_y;
 } sk_spmm_u8s8_tile;
 
 typedef void (*sk_spmm_u8s8_fn)(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);

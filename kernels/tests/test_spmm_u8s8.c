@@ -87,14 +87,16 @@ static void free_bsr(bsr *w) {
   free(w->indptr); free(w->cols); free(w->values); free(w->row_sums); free(w->dense);
 }
 
-static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, int fill,
-                     int ib, int zp_per_row, int threads) {
+/* y rows ldy apart in a 64-byte aligned block (rows of whole lines when ldy
+ * is a multiple of 16: the streamed output path of big outputs) */
+static void run_case_ld(int isa, int64_t m, int64_t n, int64_t k, double density, int fill,
+                        int ib, int zp_per_row, int threads, int64_t ldy) {
   bsr b = make_bsr(n, k, density, fill, ib);
   sk_bsr_s8_1x4 w = {n, k, b.indptr, b.cols, ib, b.values, b.row_sums};
   CHECK(sk_bsr_s8_1x4_validate(&w, NULL) == SK_OK, "validate");
-  const int64_t ldx = k + 3, ldy = n + 5;
+  const int64_t ldx = k + 3;
   uint8_t *x = malloc((size_t)(m * ldx + 1));
-  int32_t *y = malloc((size_t)(m * ldy + 1) * 4), zp[300];
+  int32_t *y = aligned_alloc(64, (size_t)((m * ldy * 4 + 64) / 64 * 64)), zp[300];
   static const int32_t zps[3] = {0, 128, 255};
   for (int64_t i = 0; i < m * ldx; ++i) x[i] = rand_x();
   for (int64_t i = 0; i < m * ldy; ++i) y[i] = 0x5eed;
@@ -108,6 +110,11 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, i
         fill,
         ib, zp_per_row, threads);
   free(x); free(y); free_bsr(&b);
+}
+
+static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, int fill,
+                     int ib, int zp_per_row, int threads) {
+  run_case_ld(isa, m, n, k, density, fill, ib, zp_per_row, threads, n + 5);
 }
 
 /* Float output: sk_linear_u8s8_bsr_f32 against the int64 reference on the
@@ -208,6 +215,12 @@ int main(void) {
                      1 + (v % 2));
           }
     run_case(isa, 200, 700, 3001, 0.3, 0, 2, 1, 2); /* big enough to thread */
+    /* outputs of 1 MiB or more (streamed on AVX-512): whole-line rows and
+     * not, tails in M and N, one and two threads */
+    run_case_ld(isa, 130, 2050, 100, 0.3, 0, 2, 1, 1, 2064);
+    run_case_ld(isa, 100, 2701, 37, 0.3, 4, 4, 0, 2, 2704);
+    run_case_ld(isa, 70, 4003, 50, 0.3, 1, 2, 1, 2, 4003);
+    linear_case(isa, 130, 2050, 64, 2, 1);
     run_case(isa, 1, 700, 3001, 0.3, 0, 4, 0, 2);
     /* M == 1 with K/4 of 33, 251, 256, 257 dwords: activation lookup from
      * registers with 2..8 register pairs, and the gather just past it */

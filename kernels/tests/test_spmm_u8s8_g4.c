@@ -59,14 +59,16 @@ static void free_g4(g4 *w) {
   free(w->indptr); free(w->kidx); free(w->values); free(w->row_sums); free(w->dense);
 }
 
-static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density,
-                     int zp_per_row, int threads) {
+/* y rows ldy apart in a 64-byte aligned block (rows of whole lines when ldy
+ * is a multiple of 16: the streamed output path of big outputs) */
+static void run_case_ld(int isa, int64_t m, int64_t n, int64_t k, double density,
+                        int zp_per_row, int threads, int64_t ldy) {
   g4 b = make_g4(n, k, density);
   sk_csr_s8_g4 w = {n, k, b.indptr, b.kidx, b.values, b.row_sums};
   CHECK(sk_csr_s8_g4_validate(&w, NULL) == SK_OK, "validate");
-  const int64_t ldx = k + 3, ldy = n + 5;
+  const int64_t ldx = k + 3;
   uint8_t *x = malloc((size_t)(m * ldx + 1));
-  int32_t *y = malloc((size_t)(m * ldy + 1) * 4), zp[300];
+  int32_t *y = aligned_alloc(64, (size_t)((m * ldy * 4 + 64) / 64 * 64)), zp[300];
   static const int32_t zps[3] = {0, 128, 255};
   for (int64_t i = 0; i < m * ldx; ++i) x[i] = rand_x();
   for (int64_t i = 0; i < m * ldy; ++i) y[i] = 0x5eed;
@@ -79,6 +81,11 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density,
         sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, density,
         zp_per_row, threads);
   free(x); free(y); free_g4(&b);
+}
+
+static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density,
+                     int zp_per_row, int threads) {
+  run_case_ld(isa, m, n, k, density, zp_per_row, threads, n + 5);
 }
 
 /* float path: y = relu(acc * xscale * wscale + bias), against the int32 path
@@ -152,6 +159,11 @@ int main(void) {
           }
     run_case(isa, 130, 300, 1500, 0.1, 1, 2); /* big enough to thread */
     run_case(isa, 65, 9, 35000, 0.01, 0, 1); /* wide K: columns past 2^15 */
+    /* outputs of 1 MiB or more (streamed on AVX-512): whole-line rows and
+     * not, tails in M and N, one and two threads */
+    run_case_ld(isa, 130, 2050, 100, 0.1, 1, 1, 2064);
+    run_case_ld(isa, 100, 2701, 37, 0.2, 0, 2, 2704);
+    run_case_ld(isa, 70, 4003, 50, 0.1, 1, 2, 4003);
     run_linear(67, 45, 99);
     run_linear(1, 45, 99);
     /* M == 1 with every register-table size of the AVX-512 VBMI kernel (K <=

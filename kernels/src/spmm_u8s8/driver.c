@@ -156,6 +156,9 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
     return SK_OK;
   }
 
+  /* outputs of 1 MiB or more streamed (the 32-row AVX-512 kernel; see
+   * driver_g4.c) */
+  base.stream_y = (double)m * (double)w->n * 4.0 >= (double)(1 << 20);
   /* Tiles: full MR-row tiles, and the rows left over in small tiles of
    * mr_small rows when the ISA has that kernel (M = 8 should not pay for 64). */
   const int MR = impl->mr, MS = impl->spmm_small ? impl->mr_small : impl->mr;

@@ -117,6 +117,9 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   const sk_spmm_u8s8_fn kernel = sk_spmm_u8s8_g4_8x4__scalar;
   (void)vnni;
 #endif
+  /* an output of 1 MiB or more (a core's L2 here) goes out to memory anyway:
+   * stream it (bert_ffn_up at M = 128, 1.5 MB: 8% faster) */
+  base.stream_y = (double)m * (double)w->n * 4.0 >= (double)(1 << 20);
   const int64_t tiles = (m + MR - 1) / MR, rows_alloc = tiles * MR;
   const int64_t kp = w->k > 0 ? w->k : 1;
   /* fp32 rows: each thread quantizes a tile's rows into its own u8 rows

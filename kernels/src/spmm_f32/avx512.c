@@ -68,35 +68,43 @@ static inline void transpose16(__m512 r[16]) {
 }
 
 /* y[i * ldy + n + j] = act(buf[j * MR + i] + bias[n + j]) for j < nb, i < mr.
- * 16x16 blocks are transposed in registers into a row-major stage of 16 Y
- * rows, then each Y row is written as one contiguous run of nb floats: Y's
- * row stride is often a multiple of 4 KiB (N = 768, 1536, 3072), and
- * interleaving stores across rows then thrashes L1 sets and 4K-aliases. */
+ * 16x16 blocks are transposed in registers and each of the 16 rows goes
+ * straight to Y. When Y's rows are 64-byte aligned (sparsekit allocates Y so)
+ * full, aligned 16-float runs are streamed (non-temporal): Y is usually larger than L2,
+ * and ordinary stores would read every line first (RFO) and evict the packed
+ * tile that the next block needs from L2. Streaming full lines also avoids the
+ * L1 set thrashing of ordinary stores spread over rows 4 KiB apart. */
 static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_tile *t,
-                               int64_t n) {
+                               int64_t n, int stream) {
   const __m512 zero = _mm512_setzero_ps();
-  __attribute__((aligned(64))) float stage[16 * NB];
   for (int64_t i0 = 0; i0 < t->mr; i0 += 16) {
     const int64_t rows = t->mr - i0 < 16 ? t->mr - i0 : 16;
+    float *y0 = t->y + i0 * t->ldy + n;
     for (int64_t j0 = 0; j0 < nb; j0 += 16) {
       const int64_t cn = nb - j0 < 16 ? nb - j0 : 16;
+      const __mmask16 cols = (__mmask16)((1u << cn) - 1);
       const float *b = buf + j0 * MR + i0;
       __m512 r[16];
 #pragma GCC unroll 16
       for (int j = 0; j < 16; ++j) r[j] = j < cn ? _mm512_load_ps(b + j * MR) : zero;
       transpose16(r);
+      const __m512 bv = t->bias ? _mm512_maskz_loadu_ps(cols, t->bias + n + j0) : zero;
+      if (stream && cn == 16 && ((n + j0) & 15) == 0) {
 #pragma GCC unroll 16
-      for (int i = 0; i < 16; ++i) _mm512_store_ps(stage + i * NB + j0, r[i]);
-    }
-    for (int64_t i = 0; i < rows; ++i) {
-      float *y = t->y + (i0 + i) * t->ldy + n;
-      for (int64_t j0 = 0; j0 < nb; j0 += 16) {
-        const int64_t cn = nb - j0 < 16 ? nb - j0 : 16;
-        const __mmask16 cols = (__mmask16)((1u << cn) - 1);
-        __m512 v = _mm512_load_ps(stage + i * NB + j0);
-        if (t->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cols, t->bias + n + j0));
-        if (t->act == SK_ACT_RELU) v = _mm512_max_ps(zero, v); /* NaN stays */
-        _mm512_mask_storeu_ps(y + j0, cols, v);
+        for (int i = 0; i < 16; ++i) {
+          if (i >= rows) break;
+          __m512 v = _mm512_add_ps(r[i], bv);
+          if (t->act == SK_ACT_RELU) v = _mm512_max_ps(zero, v); /* NaN stays */
+          _mm512_stream_ps(y0 + i * t->ldy + j0, v);
+        }
+      } else {
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) {
+          if (i >= rows) break;
+          __m512 v = _mm512_add_ps(r[i], bv);
+          if (t->act == SK_ACT_RELU) v = _mm512_max_ps(zero, v); /* NaN stays */
+          _mm512_mask_storeu_ps(y0 + i * t->ldy + j0, cols, v);
+        }
       }
     }
   }
@@ -211,6 +219,7 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     const int64_t kb = (t->k + panels - 1) / panels;                            \
     __attribute__((aligned(64))) float buf[NB * MR];                            \
     int64_t cur[NB];                                                            \
+    const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0;       \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       if (panels == 1) {                                                        \
@@ -231,8 +240,9 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
         for (int64_t j = 0; j < nb; ++j)                                        \
           ROW_PART(0, 0, cur[j], (void)0, NV, US, XV, XC, COLS4)                \
       }                                                                         \
-      write_block(buf, nb, t, n);                                               \
+      write_block(buf, nb, t, n, stream);                                       \
     }                                                                           \
+    if (stream) _mm_sfence(); /* streamed stores visible before we return */    \
   }
 
 /* ---- M == 1 ------------------------------------------------------------- */

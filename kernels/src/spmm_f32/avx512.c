@@ -137,7 +137,7 @@ void sk_spmm_f32_pack_32__avx512(const float *x, int64_t ldx, int64_t k, int64_t
  * masked unaligned loads (row stride mr) for the partial one. */
 #define XV_FULL(p, q) XC_FULL((int64_t)idx[p], q)
 #define XV_PART(p, q) XC_PART((int64_t)idx[p], q)
-#define XC_FULL(c, q) _mm512_load_ps(t->xp + (c) * MR + 16 * (q))
+#define XC_FULL(c, q) _mm512_load_ps((const float *)(xb + ((uint64_t)(c) << 7)) + 16 * (q))
 #define XC_PART(c, q) _mm512_maskz_loadu_ps(km[q], t->xp + (c) * ld + 16 * (q))
 
 /* Columns of four consecutive nonzeros; 16-bit ones come from one 64-bit
@@ -214,6 +214,8 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
       km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);             \
     }                                                                           \
     (void)km;                                                                   \
+    const char *xb = (const char *)t->xp;                                       \
+    (void)xb;                                                                   \
     _Static_assert(US == 4, "one xmm load feeds the US broadcasts");            \
     const int64_t panels = t->k > KPANEL ? (t->k + KPANEL - 1) / KPANEL : 1;    \
     const int64_t kb = (t->k + panels - 1) / panels;                            \

@@ -225,10 +225,20 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       if (panels == 1) {                                                        \
+        /* nothing to reuse across rows: write out every 16, so buf takes   \
+         * 2 KiB of L1, not 8 */                                                \
         const int64_t kend = t->k; /* unchecked: one panel */                   \
         (void)kend;                                                             \
-        for (int64_t j = 0; j < nb; ++j)                                        \
-          ROW_PART(1, 0, t->indptr[n + j], (void)0, NV, US, XV, XC, COLS4)      \
+        for (int64_t s0 = 0; s0 < nb; s0 += 16) {                               \
+          const int64_t ns = n + s0, nbs = nb - s0 < 16 ? nb - s0 : 16;         \
+          {                                                                     \
+            const int64_t n = ns; /* the macros index rows from n */            \
+            for (int64_t j = 0; j < nbs; ++j)                                   \
+              ROW_PART(1, 0, t->indptr[n + j], (void)0, NV, US, XV, XC, COLS4)  \
+            write_block(buf, nbs, t, n, stream);                                \
+          }                                                                     \
+        }                                                                       \
+        continue;                                                               \
       } else {                                                                  \
         for (int64_t j = 0; j < nb; ++j) cur[j] = t->indptr[n + j];             \
         int64_t kend = kb;                                                      \

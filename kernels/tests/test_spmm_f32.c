@@ -127,6 +127,9 @@ int main(void) {
     run_case(isa, 128, 700, 300, 0.2, 2, 1, 0, 2);  /* threads split whole tiles */
     run_case(isa, 261, 700, 300, 0.2, 2, 1, 1, 2);  /* ... with a partial last tile */
     run_case(isa, 1, 3000, 700, 0.1, 4, 1, 0, 2);
+    /* Y rows >= 128 KiB per tile: the AVX-512 write-out streams (aligned Y) */
+    run_case(isa, 64, 1100, 600, 0.1, 2, 0, 0, 1);
+    run_case(isa, 40, 1030, 100, 0.3, 2, 1, 1, 2);
     /* K longer than the AVX-512 kernel's K panel (512): several panels, each
      * row resumed where the last one stopped; dense rows fill every panel */
     run_case(isa, 45, 70, 1300, 0.05, 2, 1, 1, 1);

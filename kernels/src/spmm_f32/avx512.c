@@ -34,6 +34,7 @@
 #define MRV (MR / 16)  /* zmm accumulators per nonzero */
 #define U (8 / MRV)    /* accumulator sets (4), so 8 FMA chains are in flight */
 #define NB 64          /* weight rows per write-out block (a multiple of 16) */
+#define STREAM_MIN_FLOATS (32 * 1024) /* 128 KiB of Y rows per tile */
 #define KPANEL 512     /* widest K panel: 512 x MR floats = 64 KiB of packed tile */
 
 /* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
@@ -70,7 +71,7 @@ static inline void transpose16(__m512 r[16]) {
 /* y[i * ldy + n + j] = act(buf[j * MR + i] + bias[n + j]) for j < nb, i < mr.
  * 16x16 blocks are transposed in registers and each of the 16 rows goes
  * straight to Y. When Y's rows are 64-byte aligned (sparsekit allocates Y so)
- * full, aligned 16-float runs are streamed (non-temporal): Y is usually larger than L2,
+ * and Y is big, full, aligned 16-float runs are streamed (non-temporal): Y is usually larger than L2,
  * and ordinary stores would read every line first (RFO) and evict the packed
  * tile that the next block needs from L2. Streaming full lines also avoids the
  * L1 set thrashing of ordinary stores spread over rows 4 KiB apart. */
@@ -221,7 +222,10 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     const int64_t kb = (t->k + panels - 1) / panels;                            \
     __attribute__((aligned(64))) float buf[NB * MR];                            \
     int64_t cur[NB];                                                            \
-    const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0;       \
+    /* stream only a big Y (this tile's rows span >= 128 KiB): a small one   \
+     * is better left in L2 for whatever reads it next */                       \
+    const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0 &&     \
+                       t->mr * t->ldy >= STREAM_MIN_FLOATS;                     \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       if (panels == 1) {                                                        \

@@ -41,11 +41,16 @@ static int64_t col(const csr *c, int64_t p) {
   return c->index_bytes == 2 ? ((uint16_t *)c->indices)[p] : ((int32_t *)c->indices)[p];
 }
 
-static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, int ib,
-                     int use_bias, int relu, int threads) {
+/* aligned_y: Y 64-byte aligned with a row stride of a multiple of 16 floats
+ * (the AVX-512 kernel then streams full 16-float runs past the caches). */
+static void run_case_y(int isa, int64_t m, int64_t n, int64_t k, double density, int ib,
+                       int use_bias, int relu, int threads, int aligned_y) {
   csr c = make_csr(n, k, density, ib);
-  const int64_t ldx = k + 3, ldy = n + 5; /* strided rows */
-  float *x = malloc((size_t)(m * ldx + 1) * 4), *y = malloc((size_t)(m * ldy + 1) * 4);
+  const int64_t ldx = k + 3; /* strided rows */
+  const int64_t ldy = aligned_y ? (n + 5 + 15) / 16 * 16 : n + 5;
+  float *x = malloc((size_t)(m * ldx + 1) * 4);
+  float *y = aligned_y ? aligned_alloc(64, (size_t)(m * ldy + 16) * 4)
+                       : malloc((size_t)(m * ldy + 1) * 4);
   float *bias = malloc((size_t)(n + 1) * 4);
   for (int64_t i = 0; i < m * ldx; ++i) x[i] = rng_f32();
   for (int64_t i = 0; i < m * ldy; ++i) y[i] = 1234.5f; /* sentinel */
@@ -73,10 +78,16 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, i
       if (fabs(got - ref) > 1e-5 * (mag + 1.0)) bad = 1;
     }
   }
-  CHECK(!bad, "isa=%s m=%lld n=%lld k=%lld density=%.2f ib=%d bias=%d relu=%d t=%d",
+  CHECK(!bad, "isa=%s m=%lld n=%lld k=%lld density=%.2f ib=%d bias=%d relu=%d t=%d al=%d",
         sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, density, ib,
-        use_bias, relu, threads);
+        use_bias, relu, threads, aligned_y);
   free(x); free(y); free(bias); free_csr(&c);
+}
+
+static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, int ib,
+                     int use_bias, int relu, int threads) {
+  run_case_y(isa, m, n, k, density, ib, use_bias, relu, threads, 0);
+  run_case_y(isa, m, n, k, density, ib, use_bias, relu, threads, 1);
 }
 
 static void test_validate(void) {
@@ -116,6 +127,9 @@ int main(void) {
     run_case(isa, 128, 700, 300, 0.2, 2, 1, 0, 2);  /* threads split whole tiles */
     run_case(isa, 261, 700, 300, 0.2, 2, 1, 1, 2);  /* ... with a partial last tile */
     run_case(isa, 1, 3000, 700, 0.1, 4, 1, 0, 2);
+    /* Y rows >= 128 KiB per tile: the AVX-512 write-out streams (aligned Y) */
+    run_case(isa, 64, 1100, 600, 0.1, 2, 0, 0, 1);
+    run_case(isa, 40, 1030, 100, 0.3, 2, 1, 1, 2);
     /* K longer than the AVX-512 kernel's K panel (512): several panels, each
      * row resumed where the last one stopped; dense rows fill every panel */
     run_case(isa, 45, 70, 1300, 0.05, 2, 1, 1, 1);

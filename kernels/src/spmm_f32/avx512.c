@@ -14,10 +14,14 @@
  * for K = 768 (more at 70% than at 90% sparsity);
  * narrower panels lose more to a mispredicted exit per row and panel than
  * the L1 hits gain.
- * Results of NB = 64 weight rows collect in an L1 buffer; the write-out then
- * transposes 16x16 blocks in registers into a row-major stage and writes each
- * Y row as one contiguous run (not one scalar store per element). Packing x
- * uses the same transpose. The last, partial tile (mr < 32 rows) is packed
+ * Column addresses take one shift per nonzero (c << 7 serves both loads;
+ * GCC had computed c * 128 and c * 32 apart: 7-13% slower).
+ * Results of NB = 64 weight rows (16 when K is one panel) collect in an L1
+ * buffer; the write-out then transposes 16x16 blocks in registers and stores
+ * each 16-float run of a Y row, streamed (non-temporal) when Y is big: plain
+ * stores read every Y line first and evicted the packed tile from L2 (the
+ * streamed write-out gained 5-12% on BERT/MiniLM shapes). Packing x uses the
+ * same transpose. The last, partial tile (mr < 32 rows) is packed
  * with row stride mr and read with masked loads, so the packed copy is
  * exactly M*K floats.
  *
@@ -34,6 +38,7 @@
 #define MRV (MR / 16)  /* zmm accumulators per nonzero */
 #define U (8 / MRV)    /* accumulator sets (4), so 8 FMA chains are in flight */
 #define NB 64          /* weight rows per write-out block (a multiple of 16) */
+#define STREAM_MIN_FLOATS (32 * 1024) /* 128 KiB of Y rows per tile */
 #define KPANEL 512     /* widest K panel: 512 x MR floats = 64 KiB of packed tile */
 
 /* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
@@ -68,35 +73,43 @@ static inline void transpose16(__m512 r[16]) {
 }
 
 /* y[i * ldy + n + j] = act(buf[j * MR + i] + bias[n + j]) for j < nb, i < mr.
- * 16x16 blocks are transposed in registers into a row-major stage of 16 Y
- * rows, then each Y row is written as one contiguous run of nb floats: Y's
- * row stride is often a multiple of 4 KiB (N = 768, 1536, 3072), and
- * interleaving stores across rows then thrashes L1 sets and 4K-aliases. */
+ * 16x16 blocks are transposed in registers and each of the 16 rows goes
+ * straight to Y. When Y's rows are 64-byte aligned (sparsekit allocates Y so)
+ * and Y is big, full, aligned 16-float runs are streamed (non-temporal): Y is usually larger than L2,
+ * and ordinary stores would read every line first (RFO) and evict the packed
+ * tile that the next block needs from L2. Streaming full lines also avoids the
+ * L1 set thrashing of ordinary stores spread over rows 4 KiB apart. */
 static inline void write_block(const float *buf, int64_t nb, const sk_spmm_f32_tile *t,
-                               int64_t n) {
+                               int64_t n, int stream) {
   const __m512 zero = _mm512_setzero_ps();
-  __attribute__((aligned(64))) float stage[16 * NB];
   for (int64_t i0 = 0; i0 < t->mr; i0 += 16) {
     const int64_t rows = t->mr - i0 < 16 ? t->mr - i0 : 16;
+    float *y0 = t->y + i0 * t->ldy + n;
     for (int64_t j0 = 0; j0 < nb; j0 += 16) {
       const int64_t cn = nb - j0 < 16 ? nb - j0 : 16;
+      const __mmask16 cols = (__mmask16)((1u << cn) - 1);
       const float *b = buf + j0 * MR + i0;
       __m512 r[16];
 #pragma GCC unroll 16
       for (int j = 0; j < 16; ++j) r[j] = j < cn ? _mm512_load_ps(b + j * MR) : zero;
       transpose16(r);
+      const __m512 bv = t->bias ? _mm512_maskz_loadu_ps(cols, t->bias + n + j0) : zero;
+      if (stream && cn == 16 && ((n + j0) & 15) == 0) {
 #pragma GCC unroll 16
-      for (int i = 0; i < 16; ++i) _mm512_store_ps(stage + i * NB + j0, r[i]);
-    }
-    for (int64_t i = 0; i < rows; ++i) {
-      float *y = t->y + (i0 + i) * t->ldy + n;
-      for (int64_t j0 = 0; j0 < nb; j0 += 16) {
-        const int64_t cn = nb - j0 < 16 ? nb - j0 : 16;
-        const __mmask16 cols = (__mmask16)((1u << cn) - 1);
-        __m512 v = _mm512_load_ps(stage + i * NB + j0);
-        if (t->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cols, t->bias + n + j0));
-        if (t->act == SK_ACT_RELU) v = _mm512_max_ps(zero, v); /* NaN stays */
-        _mm512_mask_storeu_ps(y + j0, cols, v);
+        for (int i = 0; i < 16; ++i) {
+          if (i >= rows) break;
+          __m512 v = _mm512_add_ps(r[i], bv);
+          if (t->act == SK_ACT_RELU) v = _mm512_max_ps(zero, v); /* NaN stays */
+          _mm512_stream_ps(y0 + i * t->ldy + j0, v);
+        }
+      } else {
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) {
+          if (i >= rows) break;
+          __m512 v = _mm512_add_ps(r[i], bv);
+          if (t->act == SK_ACT_RELU) v = _mm512_max_ps(zero, v); /* NaN stays */
+          _mm512_mask_storeu_ps(y0 + i * t->ldy + j0, cols, v);
+        }
       }
     }
   }
@@ -129,7 +142,7 @@ void sk_spmm_f32_pack_32__avx512(const float *x, int64_t ldx, int64_t k, int64_t
  * masked unaligned loads (row stride mr) for the partial one. */
 #define XV_FULL(p, q) XC_FULL((int64_t)idx[p], q)
 #define XV_PART(p, q) XC_PART((int64_t)idx[p], q)
-#define XC_FULL(c, q) _mm512_load_ps(t->xp + (c) * MR + 16 * (q))
+#define XC_FULL(c, q) _mm512_load_ps((const float *)(xb + ((uint64_t)(c) << 7)) + 16 * (q))
 #define XC_PART(c, q) _mm512_maskz_loadu_ps(km[q], t->xp + (c) * ld + 16 * (q))
 
 /* Columns of four consecutive nonzeros; 16-bit ones come from one 64-bit
@@ -206,18 +219,34 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
       km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);             \
     }                                                                           \
     (void)km;                                                                   \
+    const char *xb = (const char *)t->xp;                                       \
+    (void)xb;                                                                   \
     _Static_assert(US == 4, "one xmm load feeds the US broadcasts");            \
     const int64_t panels = t->k > KPANEL ? (t->k + KPANEL - 1) / KPANEL : 1;    \
     const int64_t kb = (t->k + panels - 1) / panels;                            \
     __attribute__((aligned(64))) float buf[NB * MR];                            \
     int64_t cur[NB];                                                            \
+    /* stream only a big Y (this tile's rows span >= 128 KiB): a small one   \
+     * is better left in L2 for whatever reads it next */                       \
+    const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0 &&     \
+                       t->mr * t->ldy >= STREAM_MIN_FLOATS;                     \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       if (panels == 1) {                                                        \
+        /* nothing to reuse across rows: write out every 16, so buf takes   \
+         * 2 KiB of L1, not 8 */                                                \
         const int64_t kend = t->k; /* unchecked: one panel */                   \
         (void)kend;                                                             \
-        for (int64_t j = 0; j < nb; ++j)                                        \
-          ROW_PART(1, 0, t->indptr[n + j], (void)0, NV, US, XV, XC, COLS4)      \
+        for (int64_t s0 = 0; s0 < nb; s0 += 16) {                               \
+          const int64_t ns = n + s0, nbs = nb - s0 < 16 ? nb - s0 : 16;         \
+          {                                                                     \
+            const int64_t n = ns; /* the macros index rows from n */            \
+            for (int64_t j = 0; j < nbs; ++j)                                   \
+              ROW_PART(1, 0, t->indptr[n + j], (void)0, NV, US, XV, XC, COLS4)  \
+            write_block(buf, nbs, t, n, stream);                                \
+          }                                                                     \
+        }                                                                       \
+        continue;                                                               \
       } else {                                                                  \
         for (int64_t j = 0; j < nb; ++j) cur[j] = t->indptr[n + j];             \
         int64_t kend = kb;                                                      \
@@ -231,8 +260,9 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
         for (int64_t j = 0; j < nb; ++j)                                        \
           ROW_PART(0, 0, cur[j], (void)0, NV, US, XV, XC, COLS4)                \
       }                                                                         \
-      write_block(buf, nb, t, n);                                               \
+      write_block(buf, nb, t, n, stream);                                       \
     }                                                                           \
+    if (stream) _mm_sfence(); /* streamed stores visible before we return */    \
   }
 
 /* ---- M == 1 ------------------------------------------------------------- */

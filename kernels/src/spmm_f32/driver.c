@@ -91,6 +91,15 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
   if (parts > w->n) parts = (int)w->n;
   int64_t bounds[SK_MAX_THREADS * SK_CHUNKS_PER_THREAD + 1];
   sk_split_rows(w->indptr, w->n, 8 /* a row's output writes ~ 8 nonzeros */, parts, bounds);
+  /* Chunks start at multiples of 16 rows, so their Y columns stay 64-byte
+   * aligned (the AVX-512 write-out streams only aligned runs); an emptied
+   * chunk just does nothing. */
+  if (m > 1)
+    for (int c = 1; c < parts; ++c) {
+      int64_t b = (bounds[c] + 8) / 16 * 16;
+      if (b > w->n) b = w->n;
+      bounds[c] = b < bounds[c - 1] ? bounds[c - 1] : b;
+    }
 
   sk_spmm_f32_tile base = {w->indptr, w->indices, w->index_bytes, w->values,
                            x, 1, bias, act, y, ldy, w->k};

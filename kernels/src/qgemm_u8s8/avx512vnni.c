@@ -12,6 +12,9 @@
 #include "epilogue_avx512.h"
 
 #define MR 8
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T1
+#endif
 #define NP 3
 
 /* acc += u8 a . s8 b per 4-byte group. Inline asm: GCC 12 copies every
@@ -52,7 +55,12 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
   const int8_t *b = p->b + (n0 / 16) * ps;
   const int64_t kfull = p->kfull;
   __m512i b0 = z, b1 = z, b2 = z;
+  const char *pf = (const char *)p->prefetch;
   for (int64_t g = 0; g < kfull; ++g) {
+    if (pf) {
+      _mm_prefetch(pf + 128 * g, PF_HINT);
+      _mm_prefetch(pf + 128 * g + 64, PF_HINT);
+    }
     b0 = _mm512_loadu_si512(b + g * 64);
     if (P > 1) b1 = _mm512_loadu_si512(b + ps + g * 64);
     if (P > 2) b2 = _mm512_loadu_si512(b + 2 * ps + g * 64);

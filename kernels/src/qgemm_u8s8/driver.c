@@ -1,7 +1,8 @@
 /*
  * qgemm_u8s8/driver.c - packing and the loops around the int8 micro-kernels.
  *
- *   x fp32 [M,K] --quantize (per row or static)--> a u8 [M,K4*4] (one copy)
+ *   x fp32 [M,K] --quantize (per row or static)--> a u8 [M,K4*4] (one copy;
+ *   with one thread fused into the first column block, see run_fused)
  *   output columns split in NR-wide blocks, handed to threads dynamically;
  *   per block (its B panel stays in L2): all MR-row tiles of A
  *   M == 1 runs the GEMV kernel (more columns per call, more accumulators).
@@ -55,6 +56,57 @@ static int check_common(const sk_qmatrix_s8 *w, int64_t m, const void *a, int64_
   return 1;
 }
 
+/* Quantize rows [i0, i1) of x into xq (rows of k4 * 4 bytes, zero-padded),
+ * with their scales and zero points; nonzero if x held NaN or infinity. */
+static int quantize_rows(const sk_quantize_u8_impl *qimpl, const float *x, int64_t ldx,
+                         int64_t k, float x_scale, int32_t x_zp, int64_t i0, int64_t i1,
+                         uint8_t *xq, float *rs, int32_t *rz) {
+  const int64_t k4 = (k + 3) / 4;
+  int bad = 0;
+  for (int64_t i = i0; i < i1; ++i) {
+    uint8_t *row = xq + i * k4 * 4;
+    if (x_scale > 0.0f) {
+      bad |= qimpl->static_row(x + i * ldx, k, x_scale, x_zp, row) != SK_OK;
+      rs[i] = x_scale;
+      rz[i] = x_zp;
+    } else {
+      bad |= qimpl->dynamic_row(x + i * ldx, k, row, rs + i, rz + i) != SK_OK;
+    }
+    for (int64_t j = k; j < k4 * 4; ++j) row[j] = 0;
+  }
+  return bad;
+}
+
+/* One thread, fp32 input, M > 1: the quantization runs inside the first
+ * column block, each row tile right before its micro-kernel, and that
+ * micro-kernel prefetches the next tile's fp32 rows (contiguous: ldx == k)
+ * while it computes, so x's trip from L3 or memory overlaps the GEMM instead
+ * of preceding it. */
+static int run_fused(const sk_qgemm_u8s8_impl *impl, sk_qgemm_u8s8_args *p, int64_t m,
+                     int64_t blocks, const float *x, int64_t ldx, int64_t k, float x_scale,
+                     int32_t x_zp, uint8_t *xq, float *rs, int32_t *rz, sk_gelu_f32_fn gelu) {
+  const sk_quantize_u8_impl *qimpl = sk_quantize_u8_select();
+  const int64_t n = p->n, mr = impl->mr;
+  int bad = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t n0 = b * impl->nr, cols = n - n0 < impl->nr ? n - n0 : impl->nr;
+    for (int64_t m0 = 0; m0 < m; m0 += mr) {
+      const int64_t rows = m - m0 < mr ? m - m0 : mr;
+      if (b == 0) {
+        bad |= quantize_rows(qimpl, x, ldx, k, x_scale, x_zp, m0, m0 + rows, xq, rs, rz);
+        /* 128 bytes per group = 8 rows x 4 k x 4 bytes: the next tile exactly */
+        const int next_full = mr == 8 && m0 + 2 * mr <= m && ldx == k;
+        p->prefetch = next_full ? x + (m0 + mr) * ldx : NULL;
+      }
+      impl->gemm(p, m0, rows, n0, cols);
+      for (int64_t i = 0; gelu && i < rows; ++i)
+        gelu((float *)p->c + (m0 + i) * p->ldc + n0, cols);
+    }
+    p->prefetch = NULL;
+  }
+  return bad;
+}
+
 /* Run the tiles with `p` filled except a/lda/kfull/ktail when `x` is given:
  * then the threads first quantize x into scratch (static when x_scale > 0). */
 static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const float *x,
@@ -105,6 +157,11 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
   const sk_gelu_f32_fn gelu =
       p->act == SK_ACT_GELU && p->out == SK_QOUT_F32 ? sk_gelu_f32_select() : NULL;
   int bad = 0;
+  if (x && nt == 1 && m > 1) {
+    bad = run_fused(impl, p, m, blocks, x, ldx, k, x_scale, x_zp, xq, rs, rz, gelu);
+    sk_aligned_free(scratch);
+    return bad ? SK_ERR_NONFINITE : SK_OK;
+  }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
 #endif
@@ -113,17 +170,8 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4)
 #endif
-      for (int64_t i = 0; i < m; ++i) {
-        uint8_t *row = xq + i * k4 * 4;
-        if (x_scale > 0.0f) {
-          bad |= qimpl->static_row(x + i * ldx, k, x_scale, x_zp, row) != SK_OK;
-          rs[i] = x_scale;
-          rz[i] = x_zp;
-        } else {
-          bad |= qimpl->dynamic_row(x + i * ldx, k, row, rs + i, rz + i) != SK_OK;
-        }
-        for (int64_t j = k; j < k4 * 4; ++j) row[j] = 0;
-      }
+      for (int64_t i = 0; i < m; ++i)
+        bad |= quantize_rows(qimpl, x, ldx, k, x_scale, x_zp, i, i + 1, xq, rs, rz);
       /* the implicit barrier of `omp for` publishes every row */
     }
     /* Blocks are handed out dynamically: on a shared machine one thread may

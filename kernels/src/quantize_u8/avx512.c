@@ -31,10 +31,11 @@ static inline __mmask16 nonfinite(__m512 v) {
 
 #define NEAREST (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
-/* rint(x / scale) + zp as int32, clamped above at 255 (the packing below
- * clamps at 0); `slow` gets the lanes that need the division. vreduceps
- * gives u - rint(u) in one step; it returns 0 for infinite u, so `finite`
- * (static scales only: see the top) rejects those. */
+/* rint(x / scale) + zp as int32, to be clamped to [0, 255] by saturating
+ * narrowing; `slow` gets the lanes that need the division. vreduceps gives
+ * u - rint(u) in one step; it returns 0 for infinite u, which check_inf
+ * (static scales only: see the top) rejects. Static quotients can pass the
+ * int32 range, so they are clamped at 255 first; dynamic ones stay below 256.5. */
 static inline __m512i quant16(__m512 v, __m512 r, __m512 z, int check_inf, __m512 sure_off,
                                __mmask16 *slow) {
   const __m512 u = _mm512_fmadd_ps(v, r, z);
@@ -43,11 +44,15 @@ static inline __m512i quant16(__m512 v, __m512 r, __m512 z, int check_inf, __m51
   if (check_inf)
     sure = _mm512_mask_cmp_ps_mask(sure, _mm512_abs_ps(u), _mm512_set1_ps(FLT_MAX), _CMP_LE_OQ);
   *slow |= (__mmask16)~sure;
-  return _mm512_cvt_roundps_epi32(_mm512_min_ps(u, _mm512_set1_ps(255.0f)), NEAREST);
+  return _mm512_cvt_roundps_epi32(check_inf ? _mm512_min_ps(u, _mm512_set1_ps(255.0f)) : u,
+                                  NEAREST);
 }
 
-/* The exact path for 16 values: IEEE division; NaN -> 0. */
-static inline __m128i exact16(__m512 v, __m512 s, __m512 z, __mmask16 *bad) {
+/* The exact path for 16 values (reloaded: keeping them costs register
+ * copies on the fast path): IEEE division; NaN -> 0. */
+static inline __m128i exact16(const float *x, __mmask16 m, __m512 s, __m512 z,
+                              __mmask16 *bad) {
+  const __m512 v = _mm512_maskz_loadu_ps(m, x);
   *bad |= nonfinite(v);
   __m512 t = _mm512_add_ps(_mm512_roundscale_ps(_mm512_div_ps(v, s), NEAREST), z);
   t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), _mm512_set1_ps(255.0f));
@@ -56,7 +61,7 @@ static inline __m128i exact16(__m512 v, __m512 s, __m512 z, __mmask16 *bad) {
 
 /* int32 -> u8 with saturation at 0 and 255, 16 lanes */
 static inline __m128i narrow16(__m512i a) {
-  return _mm512_cvtepi32_epi8(_mm512_max_epi32(a, _mm512_setzero_si512()));
+  return _mm512_cvtusepi32_epi8(_mm512_max_epi32(a, _mm512_setzero_si512()));
 }
 
 static inline int row_static(const float *x, int64_t k, float scale, int32_t zero_point,
@@ -83,10 +88,10 @@ static inline int row_static(const float *x, int64_t k, float scale, int32_t zer
       const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
       _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(idx, b));
     } else {
-      _mm_storeu_si128((__m128i *)(q + i), exact16(v0, s, z, &bad));
-      _mm_storeu_si128((__m128i *)(q + i + 16), exact16(v1, s, z, &bad));
-      _mm_storeu_si128((__m128i *)(q + i + 32), exact16(v2, s, z, &bad));
-      _mm_storeu_si128((__m128i *)(q + i + 48), exact16(v3, s, z, &bad));
+      _mm_storeu_si128((__m128i *)(q + i), exact16(x + i, 0xffff, s, z, &bad));
+      _mm_storeu_si128((__m128i *)(q + i + 16), exact16(x + i + 16, 0xffff, s, z, &bad));
+      _mm_storeu_si128((__m128i *)(q + i + 32), exact16(x + i + 32, 0xffff, s, z, &bad));
+      _mm_storeu_si128((__m128i *)(q + i + 48), exact16(x + i + 48, 0xffff, s, z, &bad));
     }
   }
   for (; i < k; i += 16) {
@@ -94,7 +99,7 @@ static inline int row_static(const float *x, int64_t k, float scale, int32_t zer
     const __m512 v = _mm512_maskz_loadu_ps(m, x + i); /* lanes past k: 0 */
     __mmask16 slow = 0;
     const __m512i a = quant16(v, r, z, check_inf, sure_off, &slow);
-    _mm_mask_storeu_epi8(q + i, m, slow ? exact16(v, s, z, &bad) : narrow16(a));
+    _mm_mask_storeu_epi8(q + i, m, slow ? exact16(x + i, m, s, z, &bad) : narrow16(a));
   }
   return bad ? SK_ERR_NONFINITE : SK_OK;
 }

@@ -84,7 +84,8 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
   }
   /* s32 and f32: fields of p copied to locals (stores through c could
    * otherwise alias p and force reloads), column operands loaded once */
-  const __mmask16 k0 = sk_q_cols(nr), k1 = sk_q_cols(nr - 16), k2 = sk_q_cols(nr - 32);
+  const __mmask16 k0 = sk_q_cols(nr), k1 = P > 1 ? sk_q_cols(nr - 16) : 0,
+                  k2 = P > 2 ? sk_q_cols(nr - 32) : 0;
   const int32_t *zp = p->a_zp + m0 * p->zp_stride;
   const int64_t zps = p->zp_stride, ldc = p->ldc;
   if (p->out == SK_QOUT_S32) {

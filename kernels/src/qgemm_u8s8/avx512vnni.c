@@ -5,7 +5,10 @@
  * gemm 8x48c4: 8 rows of A x 3 packed panels (48 columns). Per group of 4 k:
  * 3 weight loads (64 B each), 8 broadcasts of 4 A bytes (vpbroadcastd),
  * 24 vpdpbusd into 24 zmm accumulators. Smaller row/panel counts at the
- * edges are separate instantiations of the same inline tile.
+ * edges are separate instantiations of the same inline tile. The s32/f32
+ * epilogue is written per tile (column operands loaded once, no reloads
+ * of p after each store): its fixed cost per tile is what K = 384..768
+ * tiles lose against the peak.
  * gemv 1x64c4 (M == 1): 4 panels, K unrolled by 4 into 16 accumulators so the
  * vpdpbusd latency is hidden while the weights stream in.
  */

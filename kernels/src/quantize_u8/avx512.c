@@ -1,20 +1,21 @@
 /*
  * quantize_u8/avx512.c - row quantizer, 16 floats at a time with masked
  * tails; bit-identical to scalar.c: q = clamp(rint(fl(x / scale)) + zp, 0, 255)
- * (IEEE quotient, round half to even, clamp in float before the conversion).
+ * (IEEE quotient, round half to even, then the clamp).
  *
  * vdivps is the slow step, so the quotient comes from u = fma(x, r, zp) with
  * r = fl(1 / scale), kept only where it provably gives the same integer:
  * u differs from the real fl(x / scale) + zp by at most |x / scale| * 2^-23
  * (r and the quotient each round once; an r rounded into the subnormals adds
  * at most |x| * 2^-150 <= 2^-22) plus half an ulp of u. While
- * |x / scale| <= 512 that is below 2^-12 (static scales), and below 2^-13 for
+ * |x / scale| <= 512 that is below 2^-12 (static scales), and below 2^-14 for
  * dynamic rows, where |x / scale| <= 255 (+ rounding). rint(u) is then the
  * exact result unless u lies that close to a half-integer; a block of 64 with
- * such a lane (a few % of random data) or a NaN u takes the division. Past
- * |x / scale| > 512 both clamp to the same 0 or 255. A non-finite x makes u
- * NaN or infinite (dynamic rows: an infinite scale, r = 0, u = NaN), which
- * fails the test, so non-finite input is always seen by the division path.
+ * such a lane (about 1% of blocks on random data) or a NaN u takes the
+ * division. Past |x / scale| > 512 both clamp to the same 0 or 255. A
+ * non-finite x makes u NaN or infinite (dynamic rows: an infinite scale,
+ * r = 0, u = NaN), which fails the test, so non-finite input is always seen
+ * by the division path.
  */
 #include <float.h>
 #include <immintrin.h>
@@ -68,8 +69,8 @@ static inline int row_static(const float *x, int64_t k, float scale, int32_t zer
                              uint8_t *q, const int check_inf) {
   const __m512 s = _mm512_set1_ps(scale), z = _mm512_set1_ps((float)zero_point);
   const __m512 r = _mm512_set1_ps(1.0f / scale);
-  /* dynamic rows: |x / scale| <= 255 (+ rounding), so 2^-13 is enough */
-  const __m512 sure_off = _mm512_set1_ps(check_inf ? 0.5f - 0x1p-12f : 0.5f - 0x1p-13f);
+  /* dynamic rows: |x / scale| <= 255 (+ rounding), so 2^-14 is enough */
+  const __m512 sure_off = _mm512_set1_ps(check_inf ? 0.5f - 0x1p-12f : 0.5f - 0x1p-14f);
   __mmask16 bad = 0;
   int64_t i = 0;
   for (; i + 64 <= k; i += 64) {

@@ -175,9 +175,9 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
   free(bias); free(yq);
 }
 
-/* linear: fp32 in, fp32 out == quantize_rows then the f32 epilogue. With one
- * thread linear quantizes inside its first column block (and prefetches the
- * next tile's rows); with two it quantizes first: both must agree. */
+/* linear: fp32 in, fp32 out == quantize_rows then the f32 epilogue, whatever
+ * the thread count (row tiles are quantized by whichever thread needs them
+ * first; more threads than cores make them contend). */
 static void linear_case(int64_t m, int64_t n, int64_t k, int threads) {
   sk_set_num_threads(threads);
   const int64_t kp = (k + 3) / 4 * 4;
@@ -245,6 +245,7 @@ int main(void) {
     linear_case(40, 100, 301, 1); /* several full tiles: prefetching, K tail */
     linear_case(64, 97, 256, 1);
     linear_case(64, 300, 260, 2); /* big enough to thread */
+    linear_case(97, 500, 130, 4);
   }
   return sk_test_finish("test_qgemm_u8s8");
 }

@@ -113,6 +113,14 @@ static int quantize_tile(const fused_ctx *f, int64_t t) {
   return bad;
 }
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 /* Returns nonzero if a tile this thread quantized held NaN or infinity. */
 static int ready_tile(const fused_ctx *f, int64_t t) {
   int bad = 0;
@@ -120,7 +128,10 @@ static int ready_tile(const fused_ctx *f, int64_t t) {
     if (claim(f, t)) return bad | quantize_tile(f, t);
     int64_t u = t + 1;
     while (u < f->tiles && !claim(f, u)) ++u;
-    if (u < f->tiles) bad |= quantize_tile(f, u);
+    if (u < f->tiles)
+      bad |= quantize_tile(f, u);
+    else
+      cpu_relax(); /* the rest is claimed: wait for tile t */
   }
   return bad;
 }

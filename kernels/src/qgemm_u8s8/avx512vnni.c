@@ -59,10 +59,11 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
   const int64_t kfull = p->kfull;
   __m512i b0 = z, b1 = z, b2 = z;
   const char *pf = (const char *)p->prefetch;
+  const int64_t pstep = p->prefetch_step;
   for (int64_t g = 0; g < kfull; ++g) {
     if (pf) {
-      _mm_prefetch(pf + 128 * g, PF_HINT);
-      _mm_prefetch(pf + 128 * g + 64, PF_HINT);
+      _mm_prefetch(pf + pstep * g, PF_HINT);
+      if (pstep > 64) _mm_prefetch(pf + pstep * g + 64, PF_HINT);
     }
     b0 = _mm512_loadu_si512(b + g * 64);
     if (P > 1) b1 = _mm512_loadu_si512(b + ps + g * 64);

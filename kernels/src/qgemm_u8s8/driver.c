@@ -141,11 +141,44 @@ static int run_fused(const sk_qgemm_u8s8_impl *impl, const sk_qgemm_u8s8_args *p
   const int64_t n = p->n, m = f->m, mr = f->mr;
   for (int64_t t = 0; t < f->tiles; ++t) atomic_init(&f->state[t], 0);
   int bad = 0;
+  const int pf_rows = mr == 8 && f->ldx == f->k; /* 128 bytes per group: a tile */
+  if (nt == 1) {
+    /* one thread: the first two column blocks run tile-outer, so each
+     * tile's fp32 rows are prefetched over two micro-kernels (x's fetch from
+     * L3 gets twice the time), then the rest block by block */
+    const int64_t lead = blocks < 2 ? blocks : 2;
+    sk_qgemm_u8s8_args lp = *p;
+    for (int64_t m0 = 0, t = 0; m0 < m; m0 += mr, ++t) {
+      const int64_t rows = m - m0 < mr ? m - m0 : mr;
+      bad |= ready_tile(f, t);
+      const int pf = pf_rows && m0 + 2 * mr <= m;
+      for (int64_t b = 0; b < lead; ++b) {
+        const int64_t n0 = b * impl->nr, cols = n - n0 < impl->nr ? n - n0 : impl->nr;
+        lp.prefetch_step = (int)(128 / lead);
+        lp.prefetch = pf ? (const char *)(f->x + (m0 + mr) * f->ldx) + b * 64 * lp.kfull : NULL;
+        impl->gemm(&lp, m0, rows, n0, cols);
+        for (int64_t i = 0; gelu && i < rows; ++i)
+          gelu((float *)lp.c + (m0 + i) * lp.ldc + n0, cols);
+      }
+    }
+    lp.prefetch = NULL;
+    for (int64_t b = lead; b < blocks; ++b) {
+      const int64_t n0 = b * impl->nr, cols = n - n0 < impl->nr ? n - n0 : impl->nr;
+      for (int64_t m0 = 0; m0 < m; m0 += mr) {
+        const int64_t rows = m - m0 < mr ? m - m0 : mr;
+        impl->gemm(&lp, m0, rows, n0, cols);
+        for (int64_t i = 0; gelu && i < rows; ++i)
+          gelu((float *)lp.c + (m0 + i) * lp.ldc + n0, cols);
+      }
+    }
+    return bad;
+  }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
 #endif
   {
     sk_qgemm_u8s8_args lp = *p; /* own copy: `prefetch` differs per call */
+    lp.prefetch_step = 128;
     int64_t known = 0;          /* tiles below are ready, as this thread knows */
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1) nowait
@@ -158,8 +191,7 @@ static int run_fused(const sk_qgemm_u8s8_impl *impl, const sk_qgemm_u8s8_args *p
         if (t >= known) {
           bad |= ready_tile(f, t);
           known = t + 1;
-          /* 128 bytes per group = 8 rows x 4 k x 4 bytes: the next tile */
-          if (mr == 8 && m0 + 2 * mr <= m && f->ldx == f->k &&
+          if (pf_rows && m0 + 2 * mr <= m &&
               atomic_load_explicit(&f->state[t + 1], memory_order_relaxed) == 0)
             lp.prefetch = f->x + (m0 + mr) * f->ldx;
         }

@@ -57,6 +57,37 @@ def test_ties_round_half_to_even(isa):
                             255 + int(np.rint(-2.5)), 255]]
 
 
+def _near_ties(rng, s, shape, lim=127):
+    """float32 values, about 1 in 40 with x / s within 3 ulps (of x) of a .5
+    tie, the rest random in the same range (the SIMD quantizers' reciprocal
+    shortcut must defer to the division exactly at those, and a block of
+    values goes one way or the other: near ties must be sparse to be seen)."""
+    half = rng.integers(-lim, lim, shape) + 0.5
+    out = (half * np.float64(s)).astype(np.float32)
+    steps = rng.integers(-3, 4, shape)
+    for _ in range(3):
+        move = steps != 0
+        out[move] = np.nextafter(out[move], np.where(steps[move] > 0, np.inf, -np.inf)
+                                 ).astype(np.float32)
+        steps = steps - np.sign(steps)
+    spread = (rng.random(shape) * 2 - 1) * np.float32(lim * s)
+    return np.where(rng.random(shape) < 1 / 40, out, spread).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [64, 200, 1000])
+def test_near_ties_match_division(isa, rng, k):
+    # dynamic: each row spans [-127.5, 127.5] * s -> scale ~s, zero point 128
+    s = np.float32(0.0137)
+    x = _near_ties(rng, s, (12, k))
+    x[:, 0] = np.float32(-127.5 * s)
+    x[:, 1] = np.float32(127.5 * s)
+    _assert_same(sparsekit.quantize_rows(x), quantize_rows_reference(x))
+    # static: quotients up to +-600 (beyond the clamp) next to ties
+    st = _near_ties(rng, s, (12, k), lim=600)
+    xq = sparsekit.quantize_rows(st, scale=float(s), zero_point=77)[0]
+    assert np.array_equal(xq, np.clip(np.rint(st / s) + np.float32(77), 0, 255).astype(np.uint8))
+
+
 def test_dequantize_error_within_half_step(isa, rng):
     x = rng.standard_normal((20, 300)).astype(np.float32) * 5
     xq, s, z = sparsekit.quantize_rows(x)

@@ -202,9 +202,9 @@ int sk_qgemm_u8s8_u8(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_
 
 /* fp32 in, fp32 out: x is quantized to u8 inside (per row, dynamic, when
  * x_scale == 0; static per tensor with x_scale > 0 and x_zp otherwise), then
- * sk_qgemm_u8s8_f32. Scratch: one u8 copy of x (rows padded to 4) and 8 bytes
- * per row of x (the GEMMs on u8 input use none). SK_ERR_NONFINITE if x holds
- * NaN or infinity. */
+ * sk_qgemm_u8s8_f32. Scratch: one u8 copy of x (rows padded to 4), 8 bytes
+ * per row of x and 4 per 8 rows (the GEMMs on u8 input use none).
+ * SK_ERR_NONFINITE if x holds NaN or infinity. */
 int sk_linear_qgemm_u8s8(const sk_qmatrix_s8 *w, int64_t m, const float *x, int64_t ldx,
                          float x_scale, int32_t x_zp, const float *bias, sk_activation act,
                          float *y, int64_t ldy);

@@ -194,6 +194,11 @@ typedef struct {
   void *c;
   int64_t ldc;
   float out_scale, out_zp;
+  /* optional (kernels may ignore it): while running group g < kfull, fetch
+   * bytes [s g, s g + s) of `prefetch` towards the cache, s = prefetch_step
+   * (64 or 128; the driver points it at the fp32 rows it quantizes next) */
+  const void *prefetch;
+  int prefetch_step;
 } sk_qgemm_u8s8_args;
 
 typedef void (*sk_qgemm_u8s8_fn)(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,

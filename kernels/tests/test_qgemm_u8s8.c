@@ -175,8 +175,11 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
   free(bias); free(yq);
 }
 
-/* linear: fp32 in, fp32 out == quantize_rows then the f32 epilogue. */
-static void linear_case(int64_t m, int64_t n, int64_t k) {
+/* linear: fp32 in, fp32 out == quantize_rows then the f32 epilogue, whatever
+ * the thread count (row tiles are quantized by whichever thread needs them
+ * first; more threads than cores make them contend). */
+static void linear_case(int64_t m, int64_t n, int64_t k, int threads) {
+  sk_set_num_threads(threads);
   const int64_t kp = (k + 3) / 4 * 4;
   float *x = malloc((size_t)(m * k + 1) * 4), *y = malloc((size_t)(m * n + 1) * 4);
   float *y2 = malloc((size_t)(m * n + 1) * 4), *ws = malloc((size_t)(n + 1) * 4);
@@ -193,8 +196,9 @@ static void linear_case(int64_t m, int64_t n, int64_t k) {
   CHECK(sk_linear_qgemm_u8s8(&w, m, x, k, 0.0f, 0, NULL, SK_ACT_NONE, y, n) == SK_OK, "lin");
   CHECK(sk_quantize_rows_u8(m, k, x, k, xq, kp, rs, rz) == SK_OK, "q");
   CHECK(sk_qgemm_u8s8_f32(&w, m, xq, kp, rz, 1, rs, 1, NULL, SK_ACT_NONE, y2, n) == SK_OK, "f");
-  CHECK(memcmp(y, y2, (size_t)(m * n) * 4) == 0, "linear == quantize + gemm (m=%lld)",
-        (long long)m);
+  CHECK(memcmp(y, y2, (size_t)(m * n) * 4) == 0,
+        "linear == quantize + gemm (m=%lld n=%lld k=%lld t=%d)", (long long)m, (long long)n,
+        (long long)k, threads);
   x[k / 2] = NAN;
   CHECK(sk_linear_qgemm_u8s8(&w, m, x, k, 0.0f, 0, NULL, SK_ACT_NONE, y, n) == SK_ERR_NONFINITE,
         "nan");
@@ -236,8 +240,12 @@ int main(void) {
     gemm_case(isa, 3, 17, SK_QGEMM_MAX_K, 1, 1, 1); /* 255 * 127 * 65536: near 2^31 */
     gemm_case(isa, 70, 300, 200, 0, 1, 2); /* big enough to thread */
     gemm_case(isa, 1, 700, 300, 0, 0, 2);
-    linear_case(1, 40, 37);
-    linear_case(23, 70, 130);
+    linear_case(1, 40, 37, 1);
+    linear_case(23, 70, 130, 1);
+    linear_case(40, 100, 301, 1); /* several full tiles: prefetching, K tail */
+    linear_case(64, 97, 256, 1);
+    linear_case(64, 300, 260, 2); /* big enough to thread */
+    linear_case(97, 500, 130, 4);
   }
   return sk_test_finish("test_qgemm_u8s8");
 }

@@ -5,13 +5,19 @@
  * gemm 8x48c4: 8 rows of A x 3 packed panels (48 columns). Per group of 4 k:
  * 3 weight loads (64 B each), 8 broadcasts of 4 A bytes (vpbroadcastd),
  * 24 vpdpbusd into 24 zmm accumulators. Smaller row/panel counts at the
- * edges are separate instantiations of the same inline tile.
+ * edges are separate instantiations of the same inline tile. The s32/f32
+ * epilogue is written per tile (column operands loaded once, no reloads
+ * of p after each store): its fixed cost per tile is what K = 384..768
+ * tiles lose against the peak.
  * gemv 1x64c4 (M == 1): 4 panels, K unrolled by 4 into 16 accumulators so the
  * vpdpbusd latency is hidden while the weights stream in.
  */
 #include "epilogue_avx512.h"
 
 #define MR 8
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T1
+#endif
 #define NP 3
 
 /* acc += u8 a . s8 b per 4-byte group. Inline asm: GCC 12 copies every
@@ -52,7 +58,13 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
   const int8_t *b = p->b + (n0 / 16) * ps;
   const int64_t kfull = p->kfull;
   __m512i b0 = z, b1 = z, b2 = z;
+  const char *pf = (const char *)p->prefetch;
+  const int64_t pstep = p->prefetch_step;
   for (int64_t g = 0; g < kfull; ++g) {
+    if (pf) {
+      _mm_prefetch(pf + pstep * g, PF_HINT);
+      if (pstep > 64) _mm_prefetch(pf + pstep * g + 64, PF_HINT);
+    }
     b0 = _mm512_loadu_si512(b + g * 64);
     if (P > 1) b1 = _mm512_loadu_si512(b + ps + g * 64);
     if (P > 2) b2 = _mm512_loadu_si512(b + 2 * ps + g * 64);
@@ -70,7 +82,60 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
   const __m512i s0 = sk_q_sums16(p, n0, nr);
   const __m512i s1 = P > 1 ? sk_q_sums16(p, n0 + 16, nr - 16) : z;
   const __m512i s2 = P > 2 ? sk_q_sums16(p, n0 + 32, nr - 32) : z;
-  ALL_ROWS(ROW_STORE)
+  if (p->out == SK_QOUT_U8) { /* static chains: the general 16-column epilogue */
+    ALL_ROWS(ROW_STORE)
+    return;
+  }
+  /* s32 and f32: fields of p copied to locals (stores through c could
+   * otherwise alias p and force reloads), column operands loaded once */
+  const __mmask16 k0 = sk_q_cols(nr), k1 = P > 1 ? sk_q_cols(nr - 16) : 0,
+                  k2 = P > 2 ? sk_q_cols(nr - 32) : 0;
+  const int32_t *zp = p->a_zp + m0 * p->zp_stride;
+  const int64_t zps = p->zp_stride, ldc = p->ldc;
+  if (p->out == SK_QOUT_S32) {
+    int32_t *c = (int32_t *)p->c + m0 * ldc + n0;
+#define S32_STORE(i, j)                                                                  \
+  if (P > j)                                                                             \
+    _mm512_mask_storeu_epi32(c + i * ldc + 16 * j, k##j,                                 \
+                             _mm512_sub_epi32(c##i##j, _mm512_mullo_epi32(zv, s##j)));
+#define S32_ROW(i)                                                                       \
+  if (R > i) {                                                                           \
+    const __m512i zv = _mm512_set1_epi32(zp[i * zps]);                                   \
+    S32_STORE(i, 0) S32_STORE(i, 1) S32_STORE(i, 2)                                      \
+  }
+    ALL_ROWS(S32_ROW)
+    return;
+  }
+  /* f32, same operation order as scalar.c: float(c) * (a_scale * w_scale)
+   * (+ bias) (relu); masked ops stand for the absent bias / activation */
+  const float *as = p->a_scale + m0 * p->as_stride;
+  const int64_t ass = p->as_stride;
+  const float *bias = p->bias ? p->bias + n0 : NULL;
+  const __mmask16 addb = bias ? 0xffff : 0, relu = p->act == SK_ACT_RELU ? 0xffff : 0;
+  const float *ws = p->w_scale + (p->ws_stride ? n0 : 0);
+  const __m512 zf = _mm512_setzero_ps();
+#define COL_F32(j)                                                                       \
+  const __m512 w##j = P > j ? (p->ws_stride ? _mm512_maskz_loadu_ps(k##j, ws + 16 * j)   \
+                                            : _mm512_set1_ps(ws[0]))                     \
+                            : zf;                                                        \
+  const __m512 bb##j = P > j && bias ? _mm512_maskz_loadu_ps(k##j, bias + 16 * j) : zf;
+  COL_F32(0) COL_F32(1) COL_F32(2)
+  float *y = (float *)p->c + m0 * ldc + n0;
+#define F32_STORE(i, j)                                                                  \
+  if (P > j) {                                                                           \
+    const __m512i cc = _mm512_sub_epi32(c##i##j, _mm512_mullo_epi32(zv, s##j));          \
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(cc), _mm512_mul_ps(av, w##j));           \
+    v = _mm512_mask_add_ps(v, addb, v, bb##j);                                            \
+    v = _mm512_mask_max_ps(v, relu, v, zf);                                              \
+    _mm512_mask_storeu_ps(y + i * ldc + 16 * j, k##j, v);                                \
+  }
+#define F32_ROW(i)                                                                       \
+  if (R > i) {                                                                           \
+    const __m512i zv = _mm512_set1_epi32(zp[i * zps]);                                   \
+    const __m512 av = _mm512_set1_ps(as[i * ass]);                                       \
+    F32_STORE(i, 0) F32_STORE(i, 1) F32_STORE(i, 2)                                      \
+  }
+  ALL_ROWS(F32_ROW)
 }
 
 #define TILE(R, P)                                                                       \

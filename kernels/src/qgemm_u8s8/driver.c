@@ -1,12 +1,14 @@
 /*
  * qgemm_u8s8/driver.c - packing and the loops around the int8 micro-kernels.
  *
- *   x fp32 [M,K] --quantize (per row or static)--> a u8 [M,K4*4] (one copy)
+ *   x fp32 [M,K] --quantize (per row or static)--> a u8 [M,K4*4] (one copy;
+ *   each row tile quantized right before its first use, see run_fused)
  *   output columns split in NR-wide blocks, handed to threads dynamically;
  *   per block (its B panel stays in L2): all MR-row tiles of A
  *   M == 1 runs the GEMV kernel (more columns per call, more accumulators).
  */
 #include <float.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "../internal.h"
@@ -55,8 +57,156 @@ static int check_common(const sk_qmatrix_s8 *w, int64_t m, const void *a, int64_
   return 1;
 }
 
+/* Quantize rows [i0, i1) of x into xq (rows of k4 * 4 bytes, zero-padded),
+ * with their scales and zero points; nonzero if x held NaN or infinity. */
+static int quantize_rows(const sk_quantize_u8_impl *qimpl, const float *x, int64_t ldx,
+                         int64_t k, float x_scale, int32_t x_zp, int64_t i0, int64_t i1,
+                         uint8_t *xq, float *rs, int32_t *rz) {
+  const int64_t k4 = (k + 3) / 4;
+  int bad = 0;
+  for (int64_t i = i0; i < i1; ++i) {
+    uint8_t *row = xq + i * k4 * 4;
+    if (x_scale > 0.0f) {
+      bad |= qimpl->static_row(x + i * ldx, k, x_scale, x_zp, row) != SK_OK;
+      rs[i] = x_scale;
+      rz[i] = x_zp;
+    } else {
+      bad |= qimpl->dynamic_row(x + i * ldx, k, row, rs + i, rz + i) != SK_OK;
+    }
+    for (int64_t j = k; j < k4 * 4; ++j) row[j] = 0;
+  }
+  return bad;
+}
+
+/* fp32 input, M > 1: no separate quantization pass. Each row tile is
+ * quantized by the first thread that needs it, right before its
+ * micro-kernel, and that micro-kernel prefetches the next tile's fp32 rows
+ * (contiguous: ldx == k) while it computes, so x's trip from L3 or memory
+ * overlaps the GEMM. Tiles are claimed through `state` (0 untouched,
+ * 1 being quantized, 2 ready): no barrier, so a thread that starts late
+ * never holds the other back; one waiting for a tile in progress quantizes
+ * a later unclaimed tile meanwhile. */
+typedef struct {
+  const sk_quantize_u8_impl *qimpl;
+  const float *x;
+  int64_t ldx, k, m, mr, tiles;
+  float x_scale;
+  int32_t x_zp;
+  uint8_t *xq;
+  float *rs;
+  int32_t *rz;
+  atomic_int *state;
+} fused_ctx;
+
+static int claim(const fused_ctx *f, int64_t t) {
+  int expected = 0;
+  return atomic_load_explicit(&f->state[t], memory_order_relaxed) == 0 &&
+         atomic_compare_exchange_strong_explicit(&f->state[t], &expected, 1,
+                                                 memory_order_acquire, memory_order_relaxed);
+}
+
+static int quantize_tile(const fused_ctx *f, int64_t t) {
+  const int64_t i0 = t * f->mr, i1 = i0 + f->mr < f->m ? i0 + f->mr : f->m;
+  const int bad =
+      quantize_rows(f->qimpl, f->x, f->ldx, f->k, f->x_scale, f->x_zp, i0, i1, f->xq, f->rs, f->rz);
+  atomic_store_explicit(&f->state[t], 2, memory_order_release); /* publishes the rows */
+  return bad;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Returns nonzero if a tile this thread quantized held NaN or infinity. */
+static int ready_tile(const fused_ctx *f, int64_t t) {
+  int bad = 0;
+  while (atomic_load_explicit(&f->state[t], memory_order_acquire) != 2) {
+    if (claim(f, t)) return bad | quantize_tile(f, t);
+    int64_t u = t + 1;
+    while (u < f->tiles && !claim(f, u)) ++u;
+    if (u < f->tiles)
+      bad |= quantize_tile(f, u);
+    else
+      cpu_relax(); /* the rest is claimed: wait for tile t */
+  }
+  return bad;
+}
+
+static int run_fused(const sk_qgemm_u8s8_impl *impl, const sk_qgemm_u8s8_args *p, int nt,
+                     int64_t blocks, const fused_ctx *f, sk_gelu_f32_fn gelu) {
+  const int64_t n = p->n, m = f->m, mr = f->mr;
+  for (int64_t t = 0; t < f->tiles; ++t) atomic_init(&f->state[t], 0);
+  int bad = 0;
+  const int pf_rows = mr == 8 && f->ldx == f->k; /* 128 bytes per group: a tile */
+  if (nt == 1) {
+    /* one thread: the first two column blocks run tile-outer, so each
+     * tile's fp32 rows are prefetched over two micro-kernels (x's fetch from
+     * L3 gets twice the time), then the rest block by block */
+    const int64_t lead = blocks < 2 ? blocks : 2;
+    sk_qgemm_u8s8_args lp = *p;
+    for (int64_t m0 = 0, t = 0; m0 < m; m0 += mr, ++t) {
+      const int64_t rows = m - m0 < mr ? m - m0 : mr;
+      bad |= ready_tile(f, t);
+      const int pf = pf_rows && m0 + 2 * mr <= m;
+      for (int64_t b = 0; b < lead; ++b) {
+        const int64_t n0 = b * impl->nr, cols = n - n0 < impl->nr ? n - n0 : impl->nr;
+        lp.prefetch_step = (int)(128 / lead);
+        lp.prefetch = pf ? (const char *)(f->x + (m0 + mr) * f->ldx) + b * 64 * lp.kfull : NULL;
+        impl->gemm(&lp, m0, rows, n0, cols);
+        for (int64_t i = 0; gelu && i < rows; ++i)
+          gelu((float *)lp.c + (m0 + i) * lp.ldc + n0, cols);
+      }
+    }
+    lp.prefetch = NULL;
+    for (int64_t b = lead; b < blocks; ++b) {
+      const int64_t n0 = b * impl->nr, cols = n - n0 < impl->nr ? n - n0 : impl->nr;
+      for (int64_t m0 = 0; m0 < m; m0 += mr) {
+        const int64_t rows = m - m0 < mr ? m - m0 : mr;
+        impl->gemm(&lp, m0, rows, n0, cols);
+        for (int64_t i = 0; gelu && i < rows; ++i)
+          gelu((float *)lp.c + (m0 + i) * lp.ldc + n0, cols);
+      }
+    }
+    return bad;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
+#endif
+  {
+    sk_qgemm_u8s8_args lp = *p; /* own copy: `prefetch` differs per call */
+    lp.prefetch_step = 128;
+    int64_t known = 0;          /* tiles below are ready, as this thread knows */
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t n0 = b * impl->nr, cols = n - n0 < impl->nr ? n - n0 : impl->nr;
+      for (int64_t m0 = 0, t = 0; m0 < m; m0 += mr, ++t) {
+        const int64_t rows = m - m0 < mr ? m - m0 : mr;
+        lp.prefetch = NULL;
+        if (t >= known) {
+          bad |= ready_tile(f, t);
+          known = t + 1;
+          if (pf_rows && m0 + 2 * mr <= m &&
+              atomic_load_explicit(&f->state[t + 1], memory_order_relaxed) == 0)
+            lp.prefetch = f->x + (m0 + mr) * f->ldx;
+        }
+        impl->gemm(&lp, m0, rows, n0, cols);
+        for (int64_t i = 0; gelu && i < rows; ++i)
+          gelu((float *)lp.c + (m0 + i) * lp.ldc + n0, cols);
+      }
+    }
+  }
+  return bad;
+}
+
 /* Run the tiles with `p` filled except a/lda/kfull/ktail when `x` is given:
- * then the threads first quantize x into scratch (static when x_scale > 0). */
+ * then x is quantized into scratch (static when x_scale > 0), tile by tile
+ * inside the GEMM for M > 1 (run_fused), up front for M == 1. */
 static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const float *x,
                int64_t ldx, float x_scale, int32_t x_zp) {
   const int64_t n = w->n, k = w->k, k4 = (k + 3) / 4;
@@ -65,10 +215,13 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
   const int nr = m == 1 ? impl->gemv_nr : impl->nr;
   const int64_t blocks = (n + nr - 1) / nr;
 
-  /* scratch, for fp32 input only: row scales and zero points + the u8 rows */
+  /* scratch, for fp32 input only: the u8 rows, row scales and zero points,
+   * one state per row tile (run_fused) */
   uint8_t *scratch = NULL;
+  const int64_t tiles = (m + impl->mr - 1) / impl->mr;
   if (x) {
-    scratch = (uint8_t *)sk_aligned_alloc((size_t)m * 8 + (size_t)m * (size_t)(k4 * 4));
+    scratch = (uint8_t *)sk_aligned_alloc((size_t)m * (size_t)(k4 * 4) + (size_t)m * 8 +
+                                          (size_t)tiles * sizeof(atomic_int));
     if (scratch == NULL) return SK_ERR_NOMEM;
   }
   p->sum24 = w->sum24;
@@ -81,9 +234,9 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
   float *rs = NULL;
   int32_t *rz = NULL;
   if (x) {
-    rs = (float *)scratch;
+    xq = scratch; /* 64-byte aligned, rows of k4 * 4 bytes */
+    rs = (float *)(xq + m * k4 * 4);
     rz = (int32_t *)(rs + m);
-    xq = (uint8_t *)(rz + m);
     p->a = xq;
     p->lda = k4 * 4;
     p->kfull = k4; /* rows padded with zeros to whole groups */
@@ -105,6 +258,13 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
   const sk_gelu_f32_fn gelu =
       p->act == SK_ACT_GELU && p->out == SK_QOUT_F32 ? sk_gelu_f32_select() : NULL;
   int bad = 0;
+  if (x && m > 1) {
+    const fused_ctx f = {qimpl, x, ldx, k, m, impl->mr, tiles, x_scale, x_zp,
+                         xq, rs, rz, (atomic_int *)(rz + m)};
+    bad = run_fused(impl, p, nt, blocks, &f, gelu);
+    sk_aligned_free(scratch);
+    return bad ? SK_ERR_NONFINITE : SK_OK;
+  }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
 #endif
@@ -113,17 +273,8 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4)
 #endif
-      for (int64_t i = 0; i < m; ++i) {
-        uint8_t *row = xq + i * k4 * 4;
-        if (x_scale > 0.0f) {
-          bad |= qimpl->static_row(x + i * ldx, k, x_scale, x_zp, row) != SK_OK;
-          rs[i] = x_scale;
-          rz[i] = x_zp;
-        } else {
-          bad |= qimpl->dynamic_row(x + i * ldx, k, row, rs + i, rz + i) != SK_OK;
-        }
-        for (int64_t j = k; j < k4 * 4; ++j) row[j] = 0;
-      }
+      for (int64_t i = 0; i < m; ++i)
+        bad |= quantize_rows(qimpl, x, ldx, k, x_scale, x_zp, i, i + 1, xq, rs, rz);
       /* the implicit barrier of `omp for` publishes every row */
     }
     /* Blocks are handed out dynamically: on a shared machine one thread may

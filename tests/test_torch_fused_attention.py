@@ -253,3 +253,16 @@ def test_residual_layernorm_not_fused_when_the_block_differs():
     acc = skt.accelerate(nn.Sequential(PostAddBlock()).eval(), quantize="dynamic")
     assert "forward" not in vars(acc[0])
     assert "add_layernorm_f32" not in skt.report(acc)[0]["reason"]
+
+
+def test_transformers_without_attention_interface_keeps_its_attention(monkeypatch):
+    """A transformers older than 5 (no AttentionInterface / masking_utils):
+    install() changes nothing and reports nothing instead of failing."""
+    pytest.importorskip("transformers")
+    import sys
+
+    from sparsekit.convert import hf_attention
+
+    monkeypatch.setitem(sys.modules, "transformers.masking_utils", None)
+    model = nn.Sequential(nn.Linear(4, 4))
+    assert hf_attention.install(model) == []

@@ -98,9 +98,11 @@ def install(model, drop_padding=True):
     """Switch every transformers sub-model of `model` that uses "sdpa" to
     attention(), and (drop_padding) pack its encoder when it is a plain
     bidirectional one. Returns report rows."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
+    try:  # transformers >= 5; older versions keep their own attention
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    except ImportError:
+        return []
     if _core() is None:
         return []
     AttentionInterface.register(NAME, attention)

@@ -12,58 +12,33 @@
  * masked (-inf) gets out = 0. Vectors are GCC/Clang vector extensions as wide
  * as the ISA's registers (16, 8 or 4 floats).
  */
-#include <math.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "../internal.h"
+#include "../vec_f32.h"
 
-/* a * b + c as one FMA where the ISA has it (ISO C mode turns contraction off) */
-#if defined(__clang__)
-#pragma clang fp contract(fast)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=fast")
-#endif
+/* keys per block: one native vector (wider generic vectors than the ISA has
+ * would be lowered through the stack) */
+typedef int32_t sk_att_vi __attribute__((vector_size(4 * SK_VF_L)));
 
-/* keys per block: one native vector (GCC/Clang vector extensions; wider
- * generic vectors than the ISA has are lowered through the stack) */
-#if defined(__AVX512F__)
-#define SK_ATT_L 16
-#elif defined(__AVX__)
-#define SK_ATT_L 8
-#else
-#define SK_ATT_L 4
-#endif
-typedef float sk_att_vf __attribute__((vector_size(4 * SK_ATT_L)));
-typedef int32_t sk_att_vi __attribute__((vector_size(4 * SK_ATT_L)));
-
-static inline __attribute__((always_inline)) sk_att_vf sk_att_load(const float *p) {
-  sk_att_vf v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-static inline __attribute__((always_inline)) void sk_att_store(float *p, sk_att_vf v) { memcpy(p, &v, sizeof v); }
-
-static inline __attribute__((always_inline)) sk_att_vf sk_att_splat(float x) {
-  const sk_att_vf zero = {0};
+static inline __attribute__((always_inline)) sk_vf sk_att_splat(float x) {
+  const sk_vf zero = {0};
   return zero + x;
 }
 
-static inline __attribute__((always_inline)) sk_att_vf sk_att_select(sk_att_vi m, sk_att_vf a, sk_att_vf b) {
-  return (sk_att_vf)((m & (sk_att_vi)a) | (~m & (sk_att_vi)b));
+static inline __attribute__((always_inline)) sk_vf sk_att_select(sk_att_vi m, sk_vf a, sk_vf b) {
+  return (sk_vf)((m & (sk_att_vi)a) | (~m & (sk_att_vi)b));
 }
 
 /* e^x for x <= 0 (or -inf): 0 below -87 */
-static inline __attribute__((always_inline)) sk_att_vf sk_att_exp(sk_att_vf x) {
+static inline __attribute__((always_inline)) sk_vf sk_att_exp(sk_vf x) {
   const sk_att_vi tiny = x < sk_att_splat(-87.0f);
-  const sk_att_vf t = sk_att_select(tiny, sk_att_splat(-87.0f), x);
+  const sk_vf t = sk_att_select(tiny, sk_att_splat(-87.0f), x);
   /* round to nearest with the 1.5 * 2^23 shifter (no libm call) */
-  const sk_att_vf n = (t * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  sk_att_vf r = t - n * 0.693145751953125f;
+  const sk_vf n = (t * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  sk_vf r = t - n * 0.693145751953125f;
   r = r - n * 1.428606765330187e-06f;
-  sk_att_vf p = sk_att_splat(1.0f / 720.0f);
+  sk_vf p = sk_att_splat(1.0f / 720.0f);
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
   p = p * r + 1.0f / 6.0f;
@@ -71,37 +46,37 @@ static inline __attribute__((always_inline)) sk_att_vf sk_att_exp(sk_att_vf x) {
   p = p * r + 1.0f;
   p = p * r + 1.0f;
   const sk_att_vi e = (__builtin_convertvector(n, sk_att_vi) + 127) << 23; /* 2^n, n >= -126 */
-  return sk_att_select(tiny, sk_att_splat(0.0f), p * (sk_att_vf)e);
+  return sk_att_select(tiny, sk_att_splat(0.0f), p * (sk_vf)e);
 }
 
 /* lane numbers, and the horizontal max / sum as log2(L) rotate-and-combine
  * steps in registers */
-#if SK_ATT_L == 16
-#define SK_ATT_LANES {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+#if SK_VF_L == 16
+#define SK_VF_LANES {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
 #define SK_ATT_ROT8(v) __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7)
 #define SK_ATT_ROT4(v) __builtin_shufflevector(v, v, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3)
 #define SK_ATT_ROT2(v) __builtin_shufflevector(v, v, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1)
 #define SK_ATT_ROT1(v) __builtin_shufflevector(v, v, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0)
-#elif SK_ATT_L == 8
-#define SK_ATT_LANES {0, 1, 2, 3, 4, 5, 6, 7}
+#elif SK_VF_L == 8
+#define SK_VF_LANES {0, 1, 2, 3, 4, 5, 6, 7}
 #define SK_ATT_ROT4(v) __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3)
 #define SK_ATT_ROT2(v) __builtin_shufflevector(v, v, 2, 3, 4, 5, 6, 7, 0, 1)
 #define SK_ATT_ROT1(v) __builtin_shufflevector(v, v, 1, 2, 3, 4, 5, 6, 7, 0)
 #else
-#define SK_ATT_LANES {0, 1, 2, 3}
+#define SK_VF_LANES {0, 1, 2, 3}
 #define SK_ATT_ROT2(v) __builtin_shufflevector(v, v, 2, 3, 0, 1)
 #define SK_ATT_ROT1(v) __builtin_shufflevector(v, v, 1, 2, 3, 0)
 #endif
 
-static inline __attribute__((always_inline)) sk_att_vf sk_att_max(sk_att_vf a, sk_att_vf b) {
+static inline __attribute__((always_inline)) sk_vf sk_att_max(sk_vf a, sk_vf b) {
   return sk_att_select(a > b, a, b);
 }
 
-static inline __attribute__((always_inline)) float sk_att_hmax(sk_att_vf v) {
-#if SK_ATT_L == 16
+static inline __attribute__((always_inline)) float sk_att_hmax(sk_vf v) {
+#if SK_VF_L == 16
   v = sk_att_max(v, SK_ATT_ROT8(v));
 #endif
-#if SK_ATT_L >= 8
+#if SK_VF_L >= 8
   v = sk_att_max(v, SK_ATT_ROT4(v));
 #endif
   v = sk_att_max(v, SK_ATT_ROT2(v));
@@ -109,11 +84,11 @@ static inline __attribute__((always_inline)) float sk_att_hmax(sk_att_vf v) {
   return v[0];
 }
 
-static inline __attribute__((always_inline)) float sk_att_hsum(sk_att_vf v) {
-#if SK_ATT_L == 16
+static inline __attribute__((always_inline)) float sk_att_hsum(sk_vf v) {
+#if SK_VF_L == 16
   v += SK_ATT_ROT8(v);
 #endif
-#if SK_ATT_L >= 8
+#if SK_VF_L >= 8
   v += SK_ATT_ROT4(v);
 #endif
   v += SK_ATT_ROT2(v);
@@ -127,7 +102,7 @@ static inline __attribute__((always_inline)) float sk_att_hsum(sk_att_vf v) {
 static void sk_att_queries(const sk_attention_f32_args *a, int64_t b, int64_t h, int64_t i0,
                            int nq, int64_t tk, int64_t d, const float *kt, float *s,
                            float *acc) {
-  const int64_t tkp = (tk + SK_ATT_L - 1) / SK_ATT_L * SK_ATT_L;
+  const int64_t tkp = (tk + SK_VF_L - 1) / SK_VF_L * SK_VF_L;
   const float *qi[SK_ATT_QB];
   float *oi[SK_ATT_QB];
   float inv[SK_ATT_QB];
@@ -141,59 +116,59 @@ static void sk_att_queries(const sk_attention_f32_args *a, int64_t b, int64_t h,
     const int64_t i = i0 + (r < nq ? r : nq - 1);
     mr[r] = a->mask + b * a->mask_stride[0] + i * a->mask_stride[1];
   }
-  for (int64_t jb = 0; jb < tkp; jb += SK_ATT_L) {
-    sk_att_vf sc[SK_ATT_QB];
+  for (int64_t jb = 0; jb < tkp; jb += SK_VF_L) {
+    sk_vf sc[SK_ATT_QB];
     for (int r = 0; r < SK_ATT_QB; ++r) sc[r] = sk_att_splat(0.0f);
     for (int64_t c = 0; c < d; ++c) {
-      const sk_att_vf kv = sk_att_load(kt + c * tkp + jb);
+      const sk_vf kv = sk_vf_load(kt + c * tkp + jb);
       for (int r = 0; r < SK_ATT_QB; ++r) sc[r] += qi[r][c] * kv;
     }
     if (a->mask != NULL) { /* additive mask: whole vectors, then the last keys */
       for (int r = 0; r < SK_ATT_QB; ++r) {
-        if (jb + SK_ATT_L <= tk) {
-          sc[r] += sk_att_load(mr[r] + jb);
+        if (jb + SK_VF_L <= tk) {
+          sc[r] += sk_vf_load(mr[r] + jb);
         } else {
           for (int64_t j = jb; j < tk; ++j) sc[r][j - jb] += mr[r][j];
         }
       }
     }
-    if (jb + SK_ATT_L > tk) { /* padding lanes of the last block: -inf */
-      const sk_att_vi lane = SK_ATT_LANES;
+    if (jb + SK_VF_L > tk) { /* padding lanes of the last block: -inf */
+      const sk_att_vi lane = SK_VF_LANES;
       const sk_att_vi valid = lane < (int32_t)(tk - jb);
       for (int r = 0; r < SK_ATT_QB; ++r)
         sc[r] = sk_att_select(valid, sc[r], sk_att_splat(-INFINITY));
     }
-    for (int r = 0; r < SK_ATT_QB; ++r) sk_att_store(s + r * tkp + jb, sc[r]);
+    for (int r = 0; r < SK_ATT_QB; ++r) sk_vf_store(s + r * tkp + jb, sc[r]);
   }
   for (int r = 0; r < SK_ATT_QB; ++r) {
     float *sr = s + r * tkp;
-    sk_att_vf vmax = sk_att_load(sr);
-    for (int64_t jb = SK_ATT_L; jb < tkp; jb += SK_ATT_L) vmax = sk_att_max(sk_att_load(sr + jb), vmax);
+    sk_vf vmax = sk_vf_load(sr);
+    for (int64_t jb = SK_VF_L; jb < tkp; jb += SK_VF_L) vmax = sk_att_max(sk_vf_load(sr + jb), vmax);
     const float mx = sk_att_hmax(vmax);
     if (!(mx > -INFINITY)) { /* every key masked (or NaN scores): p = 0, out = 0 / NaN */
       for (int64_t j = 0; j < tkp; ++j) sr[j] = 0.0f;
       inv[r] = mx == -INFINITY ? 0.0f : NAN;
       continue;
     }
-    sk_att_vf vsum = sk_att_splat(0.0f);
-    for (int64_t jb = 0; jb < tkp; jb += SK_ATT_L) {
-      const sk_att_vf p = sk_att_exp(sk_att_load(sr + jb) - mx);
-      sk_att_store(sr + jb, p);
+    sk_vf vsum = sk_att_splat(0.0f);
+    for (int64_t jb = 0; jb < tkp; jb += SK_VF_L) {
+      const sk_vf p = sk_att_exp(sk_vf_load(sr + jb) - mx);
+      sk_vf_store(sr + jb, p);
       vsum += p;
     }
     inv[r] = 1.0f / sk_att_hsum(vsum);
   }
   /* out_i = (p V) / sum p, 16 channels at a time, then the channel tail */
   const float *vb = a->v + b * a->v_stride[0] + h * a->v_stride[2];
-  const int64_t d16 = d / SK_ATT_L * SK_ATT_L;
-  for (int64_t c0 = 0; c0 < d16; c0 += SK_ATT_L) {
-    sk_att_vf o[SK_ATT_QB];
+  const int64_t d16 = d / SK_VF_L * SK_VF_L;
+  for (int64_t c0 = 0; c0 < d16; c0 += SK_VF_L) {
+    sk_vf o[SK_ATT_QB];
     for (int r = 0; r < SK_ATT_QB; ++r) o[r] = sk_att_splat(0.0f);
     for (int64_t j = 0; j < tk; ++j) {
-      const sk_att_vf vv = sk_att_load(vb + j * a->v_stride[1] + c0);
+      const sk_vf vv = sk_vf_load(vb + j * a->v_stride[1] + c0);
       for (int r = 0; r < SK_ATT_QB; ++r) o[r] += s[r * tkp + j] * vv;
     }
-    for (int r = nq - 1; r >= 0; --r) sk_att_store(oi[r] + c0, o[r] * inv[r]);
+    for (int r = nq - 1; r >= 0; --r) sk_vf_store(oi[r] + c0, o[r] * inv[r]);
   }
   for (int r = 0; r < nq && d16 < d; ++r) {
     for (int64_t c = d16; c < d; ++c) acc[c] = 0.0f;
@@ -208,7 +183,7 @@ static void sk_att_queries(const sk_attention_f32_args *a, int64_t b, int64_t h,
 static void sk_att_head(const sk_attention_f32_args *a, int64_t b, int64_t h, int64_t tq,
                         int64_t tk, int64_t d, float scale, float *kt, float *s,
                         float *acc) {
-  const int64_t tkp = (tk + SK_ATT_L - 1) / SK_ATT_L * SK_ATT_L;
+  const int64_t tkp = (tk + SK_VF_L - 1) / SK_VF_L * SK_VF_L;
   if (tk == 0) { /* no keys: every query fully masked */
     for (int64_t i = 0; i < tq; ++i)
       memset(a->out + b * a->out_stride[0] + i * a->out_stride[1] + h * a->out_stride[2], 0,
@@ -238,7 +213,7 @@ int SK_ATTENTION_NAME(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
     for (int64_t b = 0; b < nb; ++b)
       tmax = off[b + 1] - off[b] > tmax ? off[b + 1] - off[b] : tmax;
   }
-  const int64_t tkp = (tmax + SK_ATT_L - 1) / SK_ATT_L * SK_ATT_L;
+  const int64_t tkp = (tmax + SK_VF_L - 1) / SK_VF_L * SK_VF_L;
   const int64_t pairs = nb * nh;
   const int threads =
       sk_threads_for_work((double)pairs * (double)(off ? tmax : tq) * (double)tkp * (double)d * 2.0);

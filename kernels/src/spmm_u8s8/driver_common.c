@@ -36,6 +36,25 @@ void sk_u8_spmv_run(sk_spmm_u8s8_fn spmv, const sk_spmm_u8s8_tile *base, int nt,
   }
 }
 
+int sk_u8_entry_s32(const void *w, int64_t k, int64_t n, sk_u8_source_fn run, int64_t m,
+                    const uint8_t *xq, int64_t ldx, const int32_t *zero_point,
+                    int zp_per_row, int32_t *y, int64_t ldy) {
+  const int rc = sk_u8_source_check(m, k, xq, ldx, zero_point, zp_per_row, y, ldy, n);
+  if (rc != SK_OK) return rc;
+  if (m == 0 || n == 0) return SK_OK;
+  const sk_u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
+  return run(w, m, &s, NULL, NULL, SK_ACT_NONE, y, ldy);
+}
+
+int sk_u8_check_f32(int64_t k, int64_t n, const float *wscale, int64_t m, const float *x,
+                    int64_t ldx, sk_activation act, const float *y, int64_t ldy) {
+  if (m < 0 || (m > 0 && (x == NULL || y == NULL)) || (n > 0 && wscale == NULL))
+    return SK_ERR_ARGUMENT;
+  if (ldx < k || ldy < n) return SK_ERR_ARGUMENT;
+  if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
+  return SK_OK;
+}
+
 static int64_t tile_m0(const sk_u8_tiles *p, int64_t i) {
   return i < p->nbig ? i * p->MR : p->nbig * p->MR + (i - p->nbig) * p->MS;
 }

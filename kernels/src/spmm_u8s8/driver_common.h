@@ -44,4 +44,14 @@ typedef struct {
 int sk_u8_tiles_run(const sk_u8_tiles *p, const sk_u8_source *s,
                     const sk_spmm_u8s8_tile *base, int nt, const int64_t *bounds);
 
+/* The int32 entry of a weight that passed its own check: u8 rows, zero
+ * points and output checked, then run() (nothing to do for m == 0 or n == 0). */
+int sk_u8_entry_s32(const void *w, int64_t k, int64_t n, sk_u8_source_fn run, int64_t m,
+                    const uint8_t *xq, int64_t ldx, const int32_t *zero_point,
+                    int zp_per_row, int32_t *y, int64_t ldy);
+
+/* The float entry's argument checks (after the weight's own). */
+int sk_u8_check_f32(int64_t k, int64_t n, const float *wscale, int64_t m, const float *x,
+                    int64_t ldx, sk_activation act, const float *y, int64_t ldy);
+
 #endif

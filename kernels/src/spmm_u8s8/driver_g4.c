@@ -152,24 +152,17 @@ static int check_weight(const sk_csr_s8_g4 *w) {
 
 int sk_spmm_u8s8_g4_s32(const sk_csr_s8_g4 *w, int64_t m, const uint8_t *xq, int64_t ldx,
                         const int32_t *zero_point, int zp_per_row, int32_t *y, int64_t ldy) {
-  int rc = check_weight(w);
+  const int rc = check_weight(w);
   if (rc != SK_OK) return rc;
-  rc = sk_u8_source_check(m, w->k, xq, ldx, zero_point, zp_per_row, y, ldy, w->n);
-  if (rc != SK_OK) return rc;
-  if (m == 0 || w->n == 0) return SK_OK;
-  const sk_u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
-  return run(w, m, &s, NULL, NULL, SK_ACT_NONE, y, ldy);
+  return sk_u8_entry_s32(w, w->k, w->n, run, m, xq, ldx, zero_point, zp_per_row, y, ldy);
 }
 
 int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
                           const float *x, int64_t ldx, const float *bias, sk_activation act,
                           float *y, int64_t ldy) {
   int rc = check_weight(w);
+  if (rc == SK_OK) rc = sk_u8_check_f32(w->k, w->n, wscale, m, x, ldx, act, y, ldy);
   if (rc != SK_OK) return rc;
-  if (m < 0 || (m > 0 && (x == NULL || y == NULL)) || (w->n > 0 && wscale == NULL))
-    return SK_ERR_ARGUMENT;
-  if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
-  if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
   if (m == 0 || w->n == 0) return SK_OK;
   if (m > 1) { /* quantize while packing */
     const sk_u8_source s = {NULL, ldx, NULL, 1, NULL, x};

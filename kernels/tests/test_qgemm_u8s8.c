@@ -6,19 +6,11 @@
 #include <string.h>
 
 #include "test_util.h"
-#if defined(__aarch64__)
-#include "internal.h" /* sk_set_arm_dotprod */
-#endif
 
-/* Kernel variants of one ISA: NEON runs once without and (when the CPU has
- * it) once with the ARMv8.2 dot product; every other ISA has one. */
-static int variant = 0;
+static int variant = 0; /* the kernel variant under test (sk_test_set_variant) */
 static int set_variant(int isa, int v) {
   variant = v;
-#if defined(__aarch64__)
-  if (isa == SK_ISA_NEON) return sk_set_arm_dotprod(v) == SK_OK;
-#endif
-  return v == 0;
+  return sk_test_set_variant(isa, v);
 }
 
 /* The documented math, written out independently of the kernels. */

@@ -9,19 +9,11 @@
 #include <string.h>
 
 #include "test_util.h"
-#if defined(__aarch64__)
-#include "internal.h" /* sk_set_arm_dotprod */
-#endif
 
-/* Kernel variants of one ISA: NEON runs once without and (when the CPU has
- * it) once with the ARMv8.2 dot product; every other ISA has one. */
-static int variant = 0;
+static int variant = 0; /* the kernel variant under test (sk_test_set_variant) */
 static int set_variant(int isa, int v) {
   variant = v;
-#if defined(__aarch64__)
-  if (isa == SK_ISA_NEON) return sk_set_arm_dotprod(v) == SK_OK;
-#endif
-  return v == 0;
+  return sk_test_set_variant(isa, v);
 }
 
 typedef struct {
@@ -33,13 +25,6 @@ typedef struct {
   int32_t *row_sums;
   int8_t *dense; /* [n][k] reference */
 } bsr;
-
-static int8_t rand_q(void) {
-  const uint32_t r = rng_u32() % 8;
-  if (r == 0) return 127;
-  if (r == 1) return -127;
-  return (int8_t)((int)(rng_u32() % 255) - 127);
-}
 
 /* fill 0: random fill 1..4 per block; 1..4: exactly that many per block
  * (fewer only where the block passes K). density: share of nonempty blocks. */
@@ -63,7 +48,6 @@ static bsr make_bsr(int64_t n, int64_t k, double density, int fill, int index_by
         /* spread the `want` nonzeros over random lanes */
         if ((int)(rng_u32() % (uint32_t)(4 - j)) < want - placed) {
           v[j] = rand_q();
-          if (v[j] == 0) v[j] = 1;
           ++placed;
         }
       }
@@ -87,29 +71,22 @@ static void free_bsr(bsr *w) {
   free(w->indptr); free(w->cols); free(w->values); free(w->row_sums); free(w->dense);
 }
 
-/* y rows ldy apart in a 64-byte aligned block (rows of whole lines when ldy
- * is a multiple of 16: the streamed output path of big outputs) */
+/* y rows ldy apart (see s32_case_make) */
 static void run_case_ld(int isa, int64_t m, int64_t n, int64_t k, double density, int fill,
                         int ib, int zp_per_row, int threads, int64_t ldy) {
   bsr b = make_bsr(n, k, density, fill, ib);
   sk_bsr_s8_1x4 w = {n, k, b.indptr, b.cols, ib, b.values, b.row_sums};
   CHECK(sk_bsr_s8_1x4_validate(&w, NULL) == SK_OK, "validate");
-  const int64_t ldx = k + 3;
-  uint8_t *x = malloc((size_t)(m * ldx + 1));
-  int32_t *y = aligned_alloc(64, (size_t)((m * ldy * 4 + 64) / 64 * 64)), zp[300];
-  static const int32_t zps[3] = {0, 128, 255};
-  for (int64_t i = 0; i < m * ldx; ++i) x[i] = rand_x();
-  for (int64_t i = 0; i < m * ldy; ++i) y[i] = 0x5eed;
-  for (int64_t i = 0; i < 300; ++i) zp[i] = zps[rng_u32() % 3];
+  s32_case c = s32_case_make(m, k, ldy);
   sk_set_num_threads(threads);
-  const int rc = sk_spmm_u8s8_s32(&w, m, x, ldx, zp, zp_per_row, y, ldy);
+  const int rc = sk_spmm_u8s8_s32(&w, m, c.x, c.ldx, c.zp, zp_per_row, c.y, ldy);
   CHECK(rc == SK_OK, "rc=%d", rc);
-  const int bad = check_s32_vs_dense(x, ldx, zp, zp_per_row, b.dense, m, n, k, y, ldy);
+  const int bad = check_s32_vs_dense(c.x, c.ldx, c.zp, zp_per_row, b.dense, m, n, k, c.y, ldy);
   CHECK(!bad, "isa=%s/%d m=%lld n=%lld k=%lld density=%.2f fill=%d ib=%d zprow=%d t=%d",
         sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n, (long long)k, density,
         fill,
         ib, zp_per_row, threads);
-  free(x); free(y); free_bsr(&b);
+  s32_case_free(&c); free_bsr(&b);
 }
 
 static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, int fill,

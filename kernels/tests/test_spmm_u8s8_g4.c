@@ -18,14 +18,6 @@ typedef struct {
   int8_t *dense; /* [n][k] reference */
 } g4;
 
-static int8_t rand_q(void) {
-  const uint32_t r = rng_u32() % 8;
-  if (r == 0) return 127;
-  if (r == 1) return -127;
-  const int8_t v = (int8_t)((int)(rng_u32() % 255) - 127);
-  return v ? v : 1;
-}
-
 /* density: share of nonzero weights; every 5th row (r % 5 == 3) empty. */
 static g4 make_g4(int64_t n, int64_t k, double density) {
   g4 w = {n, k, 0, malloc((size_t)(n + 1) * 8), malloc((size_t)(n * (k + 3) + 4) * 2),
@@ -59,28 +51,21 @@ static void free_g4(g4 *w) {
   free(w->indptr); free(w->kidx); free(w->values); free(w->row_sums); free(w->dense);
 }
 
-/* y rows ldy apart in a 64-byte aligned block (rows of whole lines when ldy
- * is a multiple of 16: the streamed output path of big outputs) */
+/* y rows ldy apart (see s32_case_make) */
 static void run_case_ld(int isa, int64_t m, int64_t n, int64_t k, double density,
                         int zp_per_row, int threads, int64_t ldy) {
   g4 b = make_g4(n, k, density);
   sk_csr_s8_g4 w = {n, k, b.indptr, b.kidx, b.values, b.row_sums};
   CHECK(sk_csr_s8_g4_validate(&w, NULL) == SK_OK, "validate");
-  const int64_t ldx = k + 3;
-  uint8_t *x = malloc((size_t)(m * ldx + 1));
-  int32_t *y = aligned_alloc(64, (size_t)((m * ldy * 4 + 64) / 64 * 64)), zp[300];
-  static const int32_t zps[3] = {0, 128, 255};
-  for (int64_t i = 0; i < m * ldx; ++i) x[i] = rand_x();
-  for (int64_t i = 0; i < m * ldy; ++i) y[i] = 0x5eed;
-  for (int64_t i = 0; i < 300; ++i) zp[i] = zps[rng_u32() % 3];
+  s32_case c = s32_case_make(m, k, ldy);
   sk_set_num_threads(threads);
-  const int rc = sk_spmm_u8s8_g4_s32(&w, m, x, ldx, zp, zp_per_row, y, ldy);
+  const int rc = sk_spmm_u8s8_g4_s32(&w, m, c.x, c.ldx, c.zp, zp_per_row, c.y, ldy);
   CHECK(rc == SK_OK, "rc=%d", rc);
-  const int bad = check_s32_vs_dense(x, ldx, zp, zp_per_row, b.dense, m, n, k, y, ldy);
+  const int bad = check_s32_vs_dense(c.x, c.ldx, c.zp, zp_per_row, b.dense, m, n, k, c.y, ldy);
   CHECK(!bad, "isa=%s m=%lld n=%lld k=%lld density=%.2f zprow=%d t=%d",
         sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, density,
         zp_per_row, threads);
-  free(x); free(y); free_g4(&b);
+  s32_case_free(&c); free_g4(&b);
 }
 
 static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density,

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 
 #include "sparsekit.h"
+#if defined(__aarch64__)
+#include "internal.h" /* sk_set_arm_dotprod */
+#endif
 
 static int sk_test_failures = 0;
 
@@ -33,6 +36,16 @@ static inline float rng_f32(void) { return (float)rng_u32() / 4294967296.0f * 2.
   for (int isa = 0; isa < SK_ISA_COUNT; ++isa)                     \
     if (sk_cpu_supports((sk_isa)isa) && sk_set_isa((sk_isa)isa) == SK_OK)
 
+/* Kernel variants of one ISA: NEON runs once without and (when the CPU has
+ * it) once with the ARMv8.2 dot product; every other ISA has one. 1 when
+ * variant v of isa is set. */
+static inline int sk_test_set_variant(int isa, int v) {
+#if defined(__aarch64__)
+  if (isa == SK_ISA_NEON) return sk_set_arm_dotprod(v) == SK_OK;
+#endif
+  return v == 0;
+}
+
 static inline int sk_test_finish(const char *name) {
   if (sk_test_failures) {
     printf("%s: %d failures\n", name, sk_test_failures);
@@ -46,6 +59,43 @@ static inline int sk_test_finish(const char *name) {
 static inline uint8_t rand_x(void) {
   const uint32_t r = rng_u32() % 8;
   return r == 0 ? 255 : r == 1 ? 0 : (uint8_t)(rng_u32() % 256);
+}
+
+/* A nonzero int8 weight with the extremes 127 and -127 each about 1 time in 8. */
+static inline int8_t rand_q(void) {
+  const uint32_t r = rng_u32() % 8;
+  if (r == 0) return 127;
+  if (r == 1) return -127;
+  const int8_t v = (int8_t)((int)(rng_u32() % 255) - 127);
+  return v ? v : 1;
+}
+
+/* The u8 side of an int32 case [m, k]: x with rows ldx = k + 3 apart (rand_x),
+ * y of rows ldy apart in a 64-byte aligned block (rows of whole lines when ldy
+ * is a multiple of 16: the streamed output path of big outputs) holding the
+ * sentinel 0x5eed, and zero points of 0, 128 or 255 (per row up to m = 300). */
+typedef struct {
+  uint8_t *x;
+  int64_t ldx;
+  int32_t *y;
+  int32_t zp[300];
+} s32_case;
+
+static inline s32_case s32_case_make(int64_t m, int64_t k, int64_t ldy) {
+  static const int32_t zps[3] = {0, 128, 255};
+  s32_case c;
+  c.ldx = k + 3;
+  c.x = malloc((size_t)(m * c.ldx + 1));
+  c.y = aligned_alloc(64, (size_t)((m * ldy * 4 + 64) / 64 * 64));
+  for (int64_t i = 0; i < m * c.ldx; ++i) c.x[i] = rand_x();
+  for (int64_t i = 0; i < m * ldy; ++i) c.y[i] = 0x5eed;
+  for (int64_t i = 0; i < 300; ++i) c.zp[i] = zps[rng_u32() % 3];
+  return c;
+}
+
+static inline void s32_case_free(s32_case *c) {
+  free(c->x);
+  free(c->y);
 }
 
 /* The int32 outputs y[m, n] (row stride ldy; columns n..ldy must still hold

@@ -134,13 +134,32 @@ static void store16(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n, int32x4_t
   }
 }
 
+/* The accumulators of a tile (R rows x NP panels) zeroed, and stored
+ * through store16: shared by the baseline and dot-product tiles. */
+static inline __attribute__((always_inline)) void zero_tile(int32x4_t acc[][4], const int T) {
+  UNROLL for (int t = 0; t < T; ++t)
+    UNROLL for (int q = 0; q < 4; ++q) acc[t][q] = vdupq_n_s32(0);
+}
+
+static inline __attribute__((always_inline)) void store_tile(const sk_qgemm_u8s8_args *p,
+                                                             int32x4_t acc[][4], int64_t m0,
+                                                             int64_t n0, int64_t nr, const int R,
+                                                             const int NP, int32_t zp_shift) {
+  UNROLL for (int j = 0; j < NP; ++j) {
+    const int64_t cols = nr - 16 * j < 16 ? nr - 16 * j : 16;
+    UNROLL for (int i = 0; i < R; ++i) {
+      const int32x4_t *c = acc[j * R + i];
+      store16(p, m0 + i, n0 + 16 * j, c[0], c[1], c[2], c[3], cols, zp_shift);
+    }
+  }
+}
+
 /* R rows x NP panels (16 columns each) starting at row m0, column n0. */
 static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args *p, int64_t m0,
                                                        int64_t n0, int64_t nr, const int R,
                                                        const int NP) {
   int32x4_t acc[MR * GEMV_PANELS][4]; /* [panel * R + row] */
-  UNROLL for (int t = 0; t < R * NP; ++t)
-    UNROLL for (int q = 0; q < 4; ++q) acc[t][q] = vdupq_n_s32(0);
+  zero_tile(acc, R * NP);
   const int64_t lda = p->lda, k4 = p->k4, kfull = p->kfull;
   const uint8_t *a = p->a + m0 * lda;
   const int8_t *b = p->b + (n0 / 16) * k4 * 64;
@@ -157,13 +176,7 @@ static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args 
     UNROLL for (int i = 0; i < R; ++i) av[i] = load_a_tail(a + i * lda + 4 * kfull, p->ktail);
     UNROLL for (int j = 0; j < NP; ++j) group(acc + j * R, b + (j * k4 + kfull) * 64, av, R);
   }
-  UNROLL for (int j = 0; j < NP; ++j) {
-    const int64_t cols = nr - 16 * j < 16 ? nr - 16 * j : 16;
-    UNROLL for (int i = 0; i < R; ++i) {
-      const int32x4_t *c = acc[j * R + i];
-      store16(p, m0 + i, n0 + 16 * j, c[0], c[1], c[2], c[3], cols, 0);
-    }
-  }
+  store_tile(p, acc, m0, n0, nr, R, NP, 0);
 }
 
 #define DEFINE_TILE(NAME, R, NP)                                                     \
@@ -222,8 +235,7 @@ static inline DOTPROD __attribute__((always_inline)) void
 dot_tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t nr, const int R,
          const int NP) {
   int32x4_t acc[MR * GEMV_PANELS][4]; /* [panel * R + row] */
-  UNROLL for (int t = 0; t < R * NP; ++t)
-    UNROLL for (int q = 0; q < 4; ++q) acc[t][q] = vdupq_n_s32(0);
+  zero_tile(acc, R * NP);
   const int64_t lda = p->lda, k4 = p->k4, kfull = p->kfull;
   const uint8_t *a = p->a + m0 * lda;
   const int8_t *b = p->b + (n0 / 16) * k4 * 64;
@@ -260,13 +272,7 @@ dot_tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t nr, const 
       }
     }
   }
-  UNROLL for (int j = 0; j < NP; ++j) {
-    const int64_t cols = nr - 16 * j < 16 ? nr - 16 * j : 16;
-    UNROLL for (int i = 0; i < R; ++i) {
-      const int32x4_t *c = acc[j * R + i];
-      store16(p, m0 + i, n0 + 16 * j, c[0], c[1], c[2], c[3], cols, 128);
-    }
-  }
+  store_tile(p, acc, m0, n0, nr, R, NP, 128);
 }
 
 #define DEFINE_DOT_TILE(NAME, R, NP)                                                 \

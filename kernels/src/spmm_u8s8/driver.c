@@ -12,11 +12,7 @@
  */
 #include <string.h>
 
-#include "../internal.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "driver_common.h"
 
 static int64_t col_at(const sk_bsr_s8_1x4 *w, int64_t p) {
   return w->index_bytes == 2 ? (int64_t)((const uint16_t *)w->cols)[p]
@@ -106,6 +102,20 @@ static int pack_tile(const sk_u8_source *s, int64_t k, int64_t m0, int64_t mr, i
   return SK_OK;
 }
 
+/* pack_tile for the shared scaffold: thread t's u8 rows (fp32 source and the
+ * vector packer) sit behind the tiles in the scratch. */
+typedef struct {
+  int64_t k, tiles_bytes, kp;
+  int MR, vpack, rows_u8;
+} pack_ctx;
+
+static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, int R,
+                uint8_t *xp, uint8_t *scratch, int32_t *zp, float *xs, int t) {
+  const pack_ctx *c = (const pack_ctx *)ctx;
+  uint8_t *u8 = c->rows_u8 ? scratch + c->tiles_bytes + (int64_t)t * c->MR * c->kp : NULL;
+  return pack_tile(s, c->k, m0, mr, R, xp, zp, xs, u8, c->vpack);
+}
+
 /* The u8 activations the kernels run on: rows, per-row zero points and
  * (float output only) per-row scales. */
 static int run(const void *weight, int64_t m, const sk_u8_source *s,
@@ -115,11 +125,9 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   const sk_spmm_u8s8_impl *impl = sk_spmm_u8s8_select();
   const int64_t kq = (w->k + 3) / 4;
   const int64_t nblocks = w->indptr[w->n];
-  int nt = sk_threads_for_work((double)(4 * nblocks + 4 * w->n) * (double)m);
-  if (nt > SK_MAX_THREADS) nt = SK_MAX_THREADS;
-  if (nt > w->n) nt = (int)w->n;
   int64_t bounds[SK_MAX_THREADS + 1];
-  sk_split_rows(w->indptr, w->n, 4 /* a row's epilogue ~ 4 blocks */, nt, bounds);
+  const int nt = sk_u8_split(w->indptr, w->n, 4 /* a row's epilogue ~ 4 blocks */,
+                             (double)(4 * nblocks + 4 * w->n) * (double)m, bounds);
 
   sk_spmm_u8s8_tile base = {w->indptr, w->cols, w->index_bytes, w->values, w->row_sums,
                             NULL, kq, 1, NULL, NULL, wscale, bias, act, y, ldy};
@@ -136,22 +144,7 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
     base.xp = row ? row : s->xq;
     base.zp = s->zp;
     base.xscale = s->xscale;
-    if (nt == 1) { /* no parallel region: it costs ~1 us at M == 1 */
-      impl->spmv(&base, 0, w->n);
-      sk_aligned_free(row);
-      return SK_OK;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-    {
-#ifdef _OPENMP
-      const int t = omp_get_thread_num();
-#else
-      const int t = 0;
-#endif
-      impl->spmv(&base, bounds[t], bounds[t + 1]);
-    }
+    sk_u8_spmv_run(impl->spmv, &base, nt, bounds);
     sk_aligned_free(row);
     return SK_OK;
   }
@@ -165,7 +158,6 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   int64_t nbig = m / MR, rem = m - nbig * MR, nsmall = 0;
   if (rem > 0 && (MS == MR || rem > MR - MS)) ++nbig, rem = 0;
   nsmall = (rem + MS - 1) / MS;
-  const int64_t tiles = nbig + nsmall;
   const int64_t rows_alloc = nbig * MR + nsmall * MS; /* >= m, padded rows */
 #ifdef SK_ARCH_X86
   const int vpack = sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI && MR % 16 == 0 &&
@@ -175,51 +167,11 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
 #endif
   /* fp32 rows for the vector packer: per-thread u8 rows in the same block */
   const int64_t kp = w->k > 0 ? w->k : 1, rows_u8 = s->xf && vpack ? (int64_t)nt * MR : 0;
-  uint8_t *xp = (uint8_t *)sk_aligned_alloc((size_t)(rows_alloc * kq * 4 + rows_u8 * kp));
-  int32_t *zp;
-  float *xs;
-  if (xp == NULL || sk_u8_source_row_params(s, m, rows_alloc, &zp, &xs) != SK_OK) {
-    sk_aligned_free(xp);
-    return SK_ERR_NOMEM;
-  }
-  /* tile i covers rows [m0, m0 + rows) of X and rows [m0, m0 + R) of the
-   * scratch (R = its MR); row r of the scratch is X's row r. */
-
-  int bad = 0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-  {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num();
-#pragma omp for schedule(static) reduction(| : bad)
-#else
-    const int t = 0;
-#endif
-    for (int64_t i = 0; i < tiles; ++i) {
-      const int R = i < nbig ? MR : MS;
-      const int64_t m0 = i < nbig ? i * MR : nbig * MR + (i - nbig) * MS;
-      const int64_t mr = m - m0 < R ? m - m0 : R;
-      uint8_t *u8 = rows_u8 ? xp + rows_alloc * kq * 4 + (int64_t)t * MR * kp : NULL;
-      bad |= pack_tile(s, w->k, m0, mr, R, xp + m0 * kq * 4, zp, xs, u8, vpack) != SK_OK;
-    }
-    /* the implicit barrier of `omp for` makes every tile (and bad) visible here */
-    for (int64_t i = 0; i < tiles && !bad; ++i) {
-      const int R = i < nbig ? MR : MS;
-      const int64_t m0 = i < nbig ? i * MR : nbig * MR + (i - nbig) * MS;
-      sk_spmm_u8s8_tile tile = base;
-      tile.xp = xp + m0 * kq * 4;
-      tile.mr = m - m0 < R ? m - m0 : R;
-      tile.zp = zp + m0;
-      tile.xscale = xs ? xs + m0 : NULL;
-      tile.y = (char *)y + (size_t)(m0 * ldy) * 4;
-      (i < nbig ? impl->spmm : impl->spmm_small)(&tile, bounds[t], bounds[t + 1]);
-    }
-  }
-  sk_aligned_free(xp);
-  sk_aligned_free(zp);
-  sk_aligned_free(xs);
-  return bad ? SK_ERR_NONFINITE : SK_OK;
+  const pack_ctx ctx = {w->k, rows_alloc * kq * 4, kp, MR, vpack, rows_u8 > 0};
+  const sk_u8_tiles tiles = {m, nbig, nbig + nsmall, MR, MS, kq * 4,
+                             (size_t)(rows_alloc * kq * 4 + rows_u8 * kp), impl->spmm,
+                             impl->spmm_small ? impl->spmm_small : impl->spmm, pack, &ctx};
+  return sk_u8_tiles_run(&tiles, s, &base, nt, bounds);
 }
 
 static int check_weight(const sk_bsr_s8_1x4 *w) {
@@ -233,24 +185,17 @@ static int check_weight(const sk_bsr_s8_1x4 *w) {
 
 int sk_spmm_u8s8_s32(const sk_bsr_s8_1x4 *w, int64_t m, const uint8_t *xq, int64_t ldx,
                      const int32_t *zero_point, int zp_per_row, int32_t *y, int64_t ldy) {
-  int rc = check_weight(w);
+  const int rc = check_weight(w);
   if (rc != SK_OK) return rc;
-  rc = sk_u8_source_check(m, w->k, xq, ldx, zero_point, zp_per_row, y, ldy, w->n);
-  if (rc != SK_OK) return rc;
-  if (m == 0 || w->n == 0) return SK_OK;
-  const sk_u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
-  return run(w, m, &s, NULL, NULL, SK_ACT_NONE, y, ldy);
+  return sk_u8_entry_s32(w, w->k, w->n, run, m, xq, ldx, zero_point, zp_per_row, y, ldy);
 }
 
 int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
                            const float *x, int64_t ldx, const float *bias,
                            sk_activation act, float *y, int64_t ldy) {
   int rc = check_weight(w);
+  if (rc == SK_OK) rc = sk_u8_check_f32(w->k, w->n, wscale, m, x, ldx, act, y, ldy);
   if (rc != SK_OK) return rc;
-  if (m < 0 || (m > 0 && (x == NULL || y == NULL)) || (w->n > 0 && wscale == NULL))
-    return SK_ERR_ARGUMENT;
-  if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
-  if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
   if (m == 0 || w->n == 0) return SK_OK;
   if (m > 1 && w->k <= SK_U8_ROW_STACK) { /* quantize while packing */
     const sk_u8_source s = {NULL, ldx, NULL, 1, NULL, x};

@@ -11,11 +11,7 @@
  */
 #include <string.h>
 
-#include "../internal.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "driver_common.h"
 
 int sk_csr_s8_g4_validate(const sk_csr_s8_g4 *w, int64_t *bad_row) {
   if (bad_row) *bad_row = -1;
@@ -67,17 +63,48 @@ int sk_spmv_u8s8_g4_fast(int64_t k) {
 #endif
 }
 
+/* pack_tile_t (or the VNNI packer) for the shared scaffold: fp32 rows are
+ * quantized first into thread t's u8 rows, held behind the tiles in the same
+ * block (a second ~100 KB block per call made glibc trim and re-fault the
+ * heap). */
+typedef struct {
+  int64_t k, kp, rows_alloc;
+  int vnni;
+} pack_ctx;
+
+static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, int R,
+                uint8_t *xt, uint8_t *scratch, int32_t *zp, float *xs, int t) {
+  const pack_ctx *c = (const pack_ctx *)ctx;
+  int rc = SK_OK;
+  const uint8_t *x = s->xf ? NULL : s->xq + m0 * s->ldx;
+  int64_t ldx = s->ldx;
+  if (s->xf) {
+    uint8_t *u8 = scratch + (c->rows_alloc + (int64_t)t * R) * c->kp;
+    for (int64_t r = 0; r < mr; ++r)
+      if (sk_u8_source_quantize_row(s, m0 + r, c->k, u8 + r * c->kp, zp + m0 + r,
+                                    xs + m0 + r) != SK_OK)
+        rc = SK_ERR_NONFINITE;
+    x = u8, ldx = c->kp;
+  }
+#ifdef SK_ARCH_X86
+  if (c->vnni) {
+    sk_g4_pack64__avx512vnni(x, ldx, c->k, mr, xt);
+    return rc;
+  }
+#endif
+  pack_tile_t(x, ldx, c->k, 0, mr, R, 0, xt);
+  return rc;
+}
+
 static int run(const void *weight, int64_t m, const sk_u8_source *s,
                const float *wscale, const float *bias, sk_activation act, void *y,
                int64_t ldy) {
   const sk_csr_s8_g4 *w = (const sk_csr_s8_g4 *)weight;
   const int vnni = sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI;
   const int64_t ngroups = w->indptr[w->n];
-  int nt = sk_threads_for_work((double)(16 * ngroups + 4 * w->n) * (double)m);
-  if (nt > SK_MAX_THREADS) nt = SK_MAX_THREADS;
-  if (nt > w->n) nt = (int)w->n;
   int64_t bounds[SK_MAX_THREADS + 1];
-  sk_split_rows(w->indptr, w->n, 2 /* a row's epilogue ~ 2 groups */, nt, bounds);
+  const int nt = sk_u8_split(w->indptr, w->n, 2 /* a row's epilogue ~ 2 groups */,
+                             (double)(16 * ngroups + 4 * w->n) * (double)m, bounds);
 
   sk_spmm_u8s8_tile base = {w->indptr, w->kidx, 2, w->values, w->row_sums,
                             NULL, 0, 1, NULL, NULL, wscale, bias, act, y, ldy};
@@ -90,21 +117,7 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
 #ifdef SK_ARCH_X86
     if (sk_spmv_u8s8_g4_fast(w->k)) spmv = sk_spmv_u8s8_g4_1x4__avx512vbmi;
 #endif
-    if (nt == 1) { /* no parallel region: it costs ~1 us at M == 1 */
-      spmv(&base, 0, w->n);
-      return SK_OK;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-    {
-#ifdef _OPENMP
-      const int t = omp_get_thread_num();
-#else
-      const int t = 0;
-#endif
-      spmv(&base, bounds[t], bounds[t + 1]);
-    }
+    sk_u8_spmv_run(spmv, &base, nt, bounds);
     return SK_OK;
   }
 
@@ -115,71 +128,17 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
 #else
   const int MR = 8;
   const sk_spmm_u8s8_fn kernel = sk_spmm_u8s8_g4_8x4__scalar;
-  (void)vnni;
 #endif
   /* an output of 1 MiB or more (a core's L2 here) goes out to memory anyway:
    * stream it (bert_ffn_up at M = 128, 1.5 MB: 8% faster) */
   base.stream_y = (double)m * (double)w->n * 4.0 >= (double)(1 << 20);
-  const int64_t tiles = (m + MR - 1) / MR, rows_alloc = tiles * MR;
+  const int64_t ntiles = (m + MR - 1) / MR, rows_alloc = ntiles * MR;
   const int64_t kp = w->k > 0 ? w->k : 1;
-  /* fp32 rows: each thread quantizes a tile's rows into its own u8 rows
-   * first, held in the same block as the tiles (a second ~100 KB block per
-   * call made glibc trim and re-fault the heap) */
-  const int64_t rows_u8 = s->xf ? (int64_t)nt * MR : 0;
-  uint8_t *xt = (uint8_t *)sk_aligned_alloc((size_t)((rows_alloc + rows_u8) * kp));
-  int32_t *zp;
-  float *xs;
-  if (xt == NULL || sk_u8_source_row_params(s, m, rows_alloc, &zp, &xs) != SK_OK) {
-    sk_aligned_free(xt);
-    return SK_ERR_NOMEM;
-  }
-
-  int bad = 0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-  {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num();
-#pragma omp for schedule(static) reduction(| : bad)
-#else
-    const int t = 0;
-#endif
-    for (int64_t i = 0; i < tiles; ++i) {
-      const int64_t m0 = i * MR, mr = m - m0 < MR ? m - m0 : MR;
-      const uint8_t *x = s->xf ? NULL : s->xq + m0 * s->ldx;
-      int64_t ldx = s->ldx;
-      if (s->xf) {
-        uint8_t *u8 = xt + (rows_alloc + (int64_t)t * MR) * kp;
-        for (int64_t r = 0; r < mr; ++r)
-          bad |= sk_u8_source_quantize_row(s, m0 + r, w->k, u8 + r * kp, zp + m0 + r,
-                                           xs + m0 + r) != SK_OK;
-        x = u8, ldx = kp;
-      }
-#ifdef SK_ARCH_X86
-      if (vnni) {
-        sk_g4_pack64__avx512vnni(x, ldx, w->k, mr, xt + m0 * w->k);
-        continue;
-      }
-#endif
-      pack_tile_t(x, ldx, w->k, 0, mr, MR, 0, xt + m0 * w->k);
-    }
-    /* the implicit barrier of `omp for` makes every tile (and bad) visible here */
-    for (int64_t i = 0; i < tiles && !bad; ++i) {
-      const int64_t m0 = i * MR;
-      sk_spmm_u8s8_tile tile = base;
-      tile.xp = xt + m0 * w->k;
-      tile.mr = m - m0 < MR ? m - m0 : MR;
-      tile.zp = zp + m0;
-      tile.xscale = xs ? xs + m0 : NULL;
-      tile.y = (char *)y + (size_t)(m0 * ldy) * 4;
-      kernel(&tile, bounds[t], bounds[t + 1]);
-    }
-  }
-  sk_aligned_free(xt);
-  sk_aligned_free(zp);
-  sk_aligned_free(xs);
-  return bad ? SK_ERR_NONFINITE : SK_OK;
+  const int64_t rows_u8 = s->xf ? (int64_t)nt * MR : 0; /* fp32 rows: see pack() */
+  const pack_ctx ctx = {w->k, kp, rows_alloc, vnni};
+  const sk_u8_tiles tiles = {m, ntiles, ntiles, MR, MR, w->k,
+                             (size_t)((rows_alloc + rows_u8) * kp), kernel, kernel, pack, &ctx};
+  return sk_u8_tiles_run(&tiles, s, &base, nt, bounds);
 }
 
 static int check_weight(const sk_csr_s8_g4 *w) {
@@ -193,24 +152,17 @@ static int check_weight(const sk_csr_s8_g4 *w) {
 
 int sk_spmm_u8s8_g4_s32(const sk_csr_s8_g4 *w, int64_t m, const uint8_t *xq, int64_t ldx,
                         const int32_t *zero_point, int zp_per_row, int32_t *y, int64_t ldy) {
-  int rc = check_weight(w);
+  const int rc = check_weight(w);
   if (rc != SK_OK) return rc;
-  rc = sk_u8_source_check(m, w->k, xq, ldx, zero_point, zp_per_row, y, ldy, w->n);
-  if (rc != SK_OK) return rc;
-  if (m == 0 || w->n == 0) return SK_OK;
-  const sk_u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
-  return run(w, m, &s, NULL, NULL, SK_ACT_NONE, y, ldy);
+  return sk_u8_entry_s32(w, w->k, w->n, run, m, xq, ldx, zero_point, zp_per_row, y, ldy);
 }
 
 int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
                           const float *x, int64_t ldx, const float *bias, sk_activation act,
                           float *y, int64_t ldy) {
   int rc = check_weight(w);
+  if (rc == SK_OK) rc = sk_u8_check_f32(w->k, w->n, wscale, m, x, ldx, act, y, ldy);
   if (rc != SK_OK) return rc;
-  if (m < 0 || (m > 0 && (x == NULL || y == NULL)) || (w->n > 0 && wscale == NULL))
-    return SK_ERR_ARGUMENT;
-  if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
-  if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
   if (m == 0 || w->n == 0) return SK_OK;
   if (m > 1) { /* quantize while packing */
     const sk_u8_source s = {NULL, ldx, NULL, 1, NULL, x};

@@ -84,11 +84,23 @@ static inline void store1(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s, int
   else ((float *)t->y)[n] = dequant1(v, t, 0, n);
 }
 
+/* Channel n of the tile's rows from the even/odd accumulators (Q vectors of
+ * 4 rows: 4 for MR rows, 2 for MR_SMALL) into y. */
+static inline __attribute__((always_inline)) void store_rows(const sk_spmm_u8s8_tile *t,
+                                                             int64_t n, const int32x4_t *ae,
+                                                             const int32x4_t *ao, const int Q,
+                                                             int32_t zp_shift) {
+  uint32_t *y = (uint32_t *)t->y;
+  uint32_t buf[MR];
+  UNROLL for (int q = 0; q < Q; ++q)
+    vst1q_u32(buf + 4 * q, epilogue(vaddq_s32(ae[q], ao[q]), t, 4 * q, n, zp_shift));
+  const int64_t mr = t->mr < 4 * Q ? t->mr : 4 * Q; /* mr <= 4 Q: tells the compiler */
+  for (int64_t i = 0; i < mr; ++i) y[i * t->ldy + n] = buf[i];
+}
+
 #define DEFINE_SPMM(NAME, IDX_T)                                               \
   static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {       \
     const IDX_T *cols = (const IDX_T *)t->cols;                                \
-    uint32_t *y = (uint32_t *)t->y;                                            \
-    uint32_t buf[MR];                                                          \
     for (int64_t n = n0; n < n1; ++n) {                                        \
       int32x4_t ae[4], ao[4];                                                  \
       UNROLL for (int q = 0; q < 4; ++q) ae[q] = ao[q] = vdupq_n_s32(0);       \
@@ -100,9 +112,7 @@ static inline void store1(const sk_spmm_u8s8_tile *t, int64_t n, uint32_t s, int
         MAC_J(ae, widen_lo(x.val[2]), widen_hi(x.val[2]), w, 2);               \
         MAC_J(ao, widen_lo(x.val[3]), widen_hi(x.val[3]), w, 3);               \
       }                                                                        \
-      UNROLL for (int q = 0; q < 4; ++q)                                       \
-        vst1q_u32(buf + 4 * q, epilogue(vaddq_s32(ae[q], ao[q]), t, 4 * q, n, 0)); \
-      for (int64_t i = 0; i < t->mr; ++i) y[i * t->ldy + n] = buf[i];          \
+      store_rows(t, n, ae, ao, 4, 0);                                          \
     }                                                                          \
   }
 
@@ -153,8 +163,6 @@ static inline void mac16(int32x4_t *acc0, int32x4_t *acc1, uint32x4_t xd, int8x1
 #define DEFINE_SPMM8(NAME, IDX_T)                                              \
   static void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {       \
     const IDX_T *cols = (const IDX_T *)t->cols;                                \
-    uint32_t *y = (uint32_t *)t->y;                                            \
-    uint32_t buf[MR_SMALL];                                                    \
     for (int64_t n = n0; n < n1; ++n) {                                        \
       int32x4_t ae[2], ao[2];                                                  \
       ae[0] = ae[1] = ao[0] = ao[1] = vdupq_n_s32(0);                          \
@@ -166,9 +174,7 @@ static inline void mac16(int32x4_t *acc0, int32x4_t *acc1, uint32x4_t xd, int8x1
         MAC8_J(ae, x.val[2], w, 2);                                            \
         MAC8_J(ao, x.val[3], w, 3);                                            \
       }                                                                        \
-      vst1q_u32(buf, epilogue(vaddq_s32(ae[0], ao[0]), t, 0, n, 0));           \
-      vst1q_u32(buf + 4, epilogue(vaddq_s32(ae[1], ao[1]), t, 4, n, 0));       \
-      for (int64_t i = 0; i < t->mr; ++i) y[i * t->ldy + n] = buf[i];          \
+      store_rows(t, n, ae, ao, 2, 0);                                          \
     }                                                                          \
   }
 
@@ -229,8 +235,6 @@ static inline DOTPROD int8x16_t dup_w(const int8_t *w) {
 #define DEFINE_DOT_SPMM(NAME, IDX_T)                                           \
   static DOTPROD void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) { \
     const IDX_T *cols = (const IDX_T *)t->cols;                                \
-    uint32_t *y = (uint32_t *)t->y;                                            \
-    uint32_t buf[MR];                                                          \
     for (int64_t n = n0; n < n1; ++n) {                                        \
       int32x4_t ae[4], ao[4];                                                  \
       UNROLL for (int q = 0; q < 4; ++q) ae[q] = ao[q] = vdupq_n_s32(0);       \
@@ -242,9 +246,7 @@ static inline DOTPROD int8x16_t dup_w(const int8_t *w) {
                   dup_w(t->values + 4 * p + 4));                               \
       }                                                                        \
       if (p < e) DOT_BLOCK(ae, t->xp + (int64_t)cols[p] * (MR * 4), dup_w(t->values + 4 * p)); \
-      UNROLL for (int q = 0; q < 4; ++q)                                       \
-        vst1q_u32(buf + 4 * q, epilogue(vaddq_s32(ae[q], ao[q]), t, 4 * q, n, 128)); \
-      for (int64_t i = 0; i < t->mr; ++i) y[i * t->ldy + n] = buf[i];          \
+      store_rows(t, n, ae, ao, 4, 128);                                        \
     }                                                                          \
   }
 
@@ -286,8 +288,6 @@ static inline DOTPROD int8x16_t dup_w(const int8_t *w) {
 #define DEFINE_DOT_SPMM8(NAME, IDX_T)                                          \
   static DOTPROD void NAME(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) { \
     const IDX_T *cols = (const IDX_T *)t->cols;                                \
-    uint32_t *y = (uint32_t *)t->y;                                            \
-    uint32_t buf[MR_SMALL];                                                    \
     for (int64_t n = n0; n < n1; ++n) {                                        \
       int32x4_t ae[2], ao[2];                                                  \
       ae[0] = ae[1] = ao[0] = ao[1] = vdupq_n_s32(0);                          \
@@ -300,9 +300,7 @@ static inline DOTPROD int8x16_t dup_w(const int8_t *w) {
       }                                                                        \
       if (p < e)                                                               \
         DOT_BLOCK8(ae, t->xp + (int64_t)cols[p] * (MR_SMALL * 4), dup_w(t->values + 4 * p)); \
-      vst1q_u32(buf, epilogue(vaddq_s32(ae[0], ao[0]), t, 0, n, 128));         \
-      vst1q_u32(buf + 4, epilogue(vaddq_s32(ae[1], ao[1]), t, 4, n, 128));     \
-      for (int64_t i = 0; i < t->mr; ++i) y[i * t->ldy + n] = buf[i];          \
+      store_rows(t, n, ae, ao, 2, 128);                                        \
     }                                                                          \
   }
 

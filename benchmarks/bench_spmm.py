@@ -48,29 +48,11 @@ def _run(benchmark, system, shape, m, sparsity):
     benchmark(fn)
 
 
+# every system on every case; the group puts them side by side
+@pytest.mark.parametrize("system", list(svd.MAKERS))
 @pytest.mark.parametrize("shape,m,sparsity", CASES, ids=IDS)
-def test_sparsekit(benchmark, shape, m, sparsity):
-    _run(benchmark, "sparsekit", shape, m, sparsity)
-
-
-@pytest.mark.parametrize("shape,m,sparsity", CASES, ids=IDS)
-def test_dense_numpy(benchmark, shape, m, sparsity):
-    _run(benchmark, "numpy", shape, m, sparsity)
-
-
-@pytest.mark.parametrize("shape,m,sparsity", CASES, ids=IDS)
-def test_dense_onnxruntime(benchmark, shape, m, sparsity):
-    _run(benchmark, "onnxruntime", shape, m, sparsity)
-
-
-@pytest.mark.parametrize("shape,m,sparsity", CASES, ids=IDS)
-def test_scipy_csr(benchmark, shape, m, sparsity):
-    _run(benchmark, "scipy", shape, m, sparsity)
-
-
-@pytest.mark.parametrize("shape,m,sparsity", CASES, ids=IDS)
-def test_torch_csr(benchmark, shape, m, sparsity):
-    _run(benchmark, "torch", shape, m, sparsity)
+def test_system(benchmark, shape, m, sparsity, system):
+    _run(benchmark, system, shape, m, sparsity)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -108,6 +108,24 @@ def test_extreme_values(isa):
     assert inf[0, 0] == np.inf
 
 
+@pytest.mark.parametrize("m", [1, 2, 40])
+def test_inf_in_x_stays_in_its_rows(isa, m):
+    """A row's short tail may be computed over positions of earlier rows
+    with those lanes masked: an inf that only earlier rows use must not turn
+    into inf * 0 = NaN in later rows."""
+    k = 64
+    w = np.zeros((6, k), np.float32)
+    w[0, :20] = 1.0                     # its last nonzero uses x[19] (inf)
+    w[1, 30:33] = 2.0                   # 3 nonzeros: a tail of < 8
+    w[2, [40, 50]] = -1.0
+    w[4, 20:31] = 0.5                   # 11: one step of 8 + a tail of 3
+    x = np.ones((m, k), np.float32)
+    x[:, 19] = np.inf
+    y = sparsekit.linear(x, CSRMatrix.from_dense(w))
+    assert (y[:, 0] == np.inf).all()
+    np.testing.assert_array_equal(y[:, 1:], np.tile([6.0, -2.0, 0.0, 5.5, 0.0], (m, 1)))
+
+
 def test_nan_in_x_propagates_through_relu(isa):
     w = CSRMatrix.from_dense(np.array([[1.0, 1.0]], np.float32))
     y = sparsekit.linear(np.array([[np.nan, 1.0]] * 70, np.float32), w, activation="relu")

@@ -179,38 +179,42 @@ static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args 
   store_tile(p, acc, m0, n0, nr, R, NP, 0);
 }
 
-#define DEFINE_TILE(NAME, R, NP)                                                     \
-  static void NAME(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t nr) { \
-    tile(p, m0, n0, nr, R, NP);                                                      \
+/* The tile shapes the drivers ask for, and the two entry points: GEMM tiles
+ * of 1-4 rows x one panel (by mr), GEMV tiles of one row x 1-4 panels (by nr).
+ * BODY(p, m0, n0, nr, R, NP) is the always-inline tile; ATTR its target. */
+#define TILE_FN(ATTR, BODY, R, NP)                                                   \
+  static ATTR void BODY##_##R##x##NP(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, \
+                                     int64_t nr) {                                   \
+    BODY(p, m0, n0, nr, R, NP);                                                      \
   }
-DEFINE_TILE(tile_1x1, 1, 1)
-DEFINE_TILE(tile_2x1, 2, 1)
-DEFINE_TILE(tile_3x1, 3, 1)
-DEFINE_TILE(tile_4x1, 4, 1)
-DEFINE_TILE(tile_1x2, 1, 2)
-DEFINE_TILE(tile_1x3, 1, 3)
-DEFINE_TILE(tile_1x4, 1, 4)
+#define DEFINE_ENTRIES(ATTR, BODY, GEMM, GEMV)                                       \
+  TILE_FN(ATTR, BODY, 1, 1)                                                          \
+  TILE_FN(ATTR, BODY, 2, 1)                                                          \
+  TILE_FN(ATTR, BODY, 3, 1)                                                          \
+  TILE_FN(ATTR, BODY, 4, 1)                                                          \
+  TILE_FN(ATTR, BODY, 1, 2)                                                          \
+  TILE_FN(ATTR, BODY, 1, 3)                                                          \
+  TILE_FN(ATTR, BODY, 1, 4)                                                          \
+  void GEMM(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr, int64_t n0, int64_t nr) { \
+    switch (mr) {                                                                    \
+      case 4: BODY##_4x1(p, m0, n0, nr); break;                                      \
+      case 3: BODY##_3x1(p, m0, n0, nr); break;                                      \
+      case 2: BODY##_2x1(p, m0, n0, nr); break;                                      \
+      default: BODY##_1x1(p, m0, n0, nr); break;                                     \
+    }                                                                                \
+  }                                                                                  \
+  /* M == 1: up to GEMV_PANELS panels per call, one row (mr == 1). */                \
+  void GEMV(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr, int64_t n0, int64_t nr) { \
+    (void)mr;                                                                        \
+    switch ((nr + 15) / 16) {                                                        \
+      case 4: BODY##_1x4(p, m0, n0, nr); break;                                      \
+      case 3: BODY##_1x3(p, m0, n0, nr); break;                                      \
+      case 2: BODY##_1x2(p, m0, n0, nr); break;                                      \
+      default: BODY##_1x1(p, m0, n0, nr); break;                                     \
+    }                                                                                \
+  }
 
-void sk_qgemm_u8s8_4x16c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
-                                int64_t n0, int64_t nr) {
-  switch (mr) {
-    case 4: tile_4x1(p, m0, n0, nr); break;
-    case 3: tile_3x1(p, m0, n0, nr); break;
-    case 2: tile_2x1(p, m0, n0, nr); break;
-    default: tile_1x1(p, m0, n0, nr); break;
-  }
-}
-
-/* M == 1: up to GEMV_PANELS panels per call, one row (mr == 1). */
-void sk_qgemv_u8s8_1x64c4__neon(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
-                                int64_t n0, int64_t nr) {
-  switch ((nr + 15) / 16) {
-    case 4: tile_1x4(p, m0, n0, nr); break;
-    case 3: tile_1x3(p, m0, n0, nr); break;
-    case 2: tile_1x2(p, m0, n0, nr); break;
-    default: tile_1x1(p, m0, n0, nr); break;
-  }
-}
+DEFINE_ENTRIES(, tile, sk_qgemm_u8s8_4x16c4__neon, sk_qgemv_u8s8_1x64c4__neon)
 
 /* ---- ARMv8.2 dot product (sdot), chosen at run time when the CPU has it --
  * sdot multiplies signed bytes only, so the activations are flipped to
@@ -275,35 +279,5 @@ dot_tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t nr, const 
   store_tile(p, acc, m0, n0, nr, R, NP, 128);
 }
 
-#define DEFINE_DOT_TILE(NAME, R, NP)                                                 \
-  static DOTPROD void NAME(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0,      \
-                           int64_t nr) {                                             \
-    dot_tile(p, m0, n0, nr, R, NP);                                                  \
-  }
-DEFINE_DOT_TILE(dot_1x1, 1, 1)
-DEFINE_DOT_TILE(dot_2x1, 2, 1)
-DEFINE_DOT_TILE(dot_3x1, 3, 1)
-DEFINE_DOT_TILE(dot_4x1, 4, 1)
-DEFINE_DOT_TILE(dot_1x2, 1, 2)
-DEFINE_DOT_TILE(dot_1x3, 1, 3)
-DEFINE_DOT_TILE(dot_1x4, 1, 4)
-
-void sk_qgemm_u8s8_4x16c4__neondot(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
-                                   int64_t n0, int64_t nr) {
-  switch (mr) {
-    case 4: dot_4x1(p, m0, n0, nr); break;
-    case 3: dot_3x1(p, m0, n0, nr); break;
-    case 2: dot_2x1(p, m0, n0, nr); break;
-    default: dot_1x1(p, m0, n0, nr); break;
-  }
-}
-
-void sk_qgemv_u8s8_1x64c4__neondot(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
-                                   int64_t n0, int64_t nr) {
-  switch ((nr + 15) / 16) {
-    case 4: dot_1x4(p, m0, n0, nr); break;
-    case 3: dot_1x3(p, m0, n0, nr); break;
-    case 2: dot_1x2(p, m0, n0, nr); break;
-    default: dot_1x1(p, m0, n0, nr); break;
-  }
-}
+DEFINE_ENTRIES(DOTPROD, dot_tile, sk_qgemm_u8s8_4x16c4__neondot,
+               sk_qgemv_u8s8_1x64c4__neondot)

@@ -99,14 +99,13 @@ def install(model, drop_padding=True):
     attention(), and (drop_padding) pack its encoder when it is a plain
     bidirectional one. Returns report rows."""
     try:  # transformers >= 5; older versions keep their own attention
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+        from transformers import AttentionInterface  # noqa: F401
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask  # noqa: F401
     except ImportError:
         return []
     if _core() is None:
         return []
-    AttentionInterface.register(NAME, attention)
-    AttentionMaskInterface.register(NAME, sdpa_mask)
+    _register()
     rows = []
     for name, m in model.named_modules():
         cfg = getattr(m, "config", None)
@@ -116,6 +115,7 @@ def install(model, drop_padding=True):
         m.set_attn_implementation(NAME)
         if cfg._attn_implementation != NAME:
             continue
+        m._sparsekit_attention = _Registration()
         reason = "attention: sparsekit attention_f32 kernel (sdpa otherwise)"
         enc = getattr(m, "encoder", None)
         if drop_padding and enc is not None and \
@@ -129,6 +129,28 @@ def install(model, drop_padding=True):
         rows.append({"name": name or "(root)", "module": type(m).__name__,
                      "chosen": "sparsekit attention", "reason": reason})
     return rows
+
+
+def _register():
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(NAME, attention)
+    AttentionMaskInterface.register(NAME, sdpa_mask)
+
+
+class _Registration:
+    """Kept on each switched sub-model: the registration is per process, so a
+    model pickled whole (torch.save(model)) registers "sparsekit" again in the
+    process that unpickles it, before it can run."""
+
+    def __reduce__(self):
+        return _registered, ()
+
+
+def _registered():
+    _register()
+    return _Registration()
 
 
 def _collecting():

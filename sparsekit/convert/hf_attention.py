@@ -27,6 +27,10 @@ NAME = "sparsekit"
 _OFFSETS = "sparsekit_packing"  # kwarg carrying a _Packing from the encoder to attention()
 # keyword arguments attention() may see with a value that changes nothing here
 _IGNORED = {"position_ids", "output_attentions", _OFFSETS}
+# encoder arguments that stay in the encoder (checked in _Packer.pre); any
+# other keyword argument travels on to attention()
+_ENCODER_ARGS = {"hidden_states", "attention_mask", "encoder_hidden_states",
+                 "encoder_attention_mask", "cache", "past_key_values", "use_cache"}
 
 
 def _core():
@@ -194,7 +198,7 @@ class _Packer:
                 any(m.training for m in self.modules) or not _plain(hidden) or \
                 any(kwargs.get(k) is not None for k in ("encoder_hidden_states", "cache",
                                                         "past_key_values", _OFFSETS)) or \
-                kwargs.get("use_cache") or _collecting():
+                kwargs.get("use_cache") or _collecting() or _passed_on(kwargs):
             return None
         b, t, c = hidden.shape
         keep = _key_padding(mask, b, t)
@@ -227,6 +231,14 @@ class _Packer:
             return (full,) + output[1:]
         output.last_hidden_state = full
         return output
+
+
+def _passed_on(kwargs):
+    """Keyword arguments with a value that reach attention(), which would then
+    take sdpa: packed sequences must not go there (e.g. sentence-transformers'
+    `modality` when its tokenizer output is passed to the model directly)."""
+    return [k for k, v in kwargs.items() if k not in _ENCODER_ARGS and k not in _IGNORED
+            and v is not None and v is not False]
 
 
 def _key_padding(mask, b, t):

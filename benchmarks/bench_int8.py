@@ -97,12 +97,11 @@ def vnni_peak_gops():
 def _ort_session(model, threads):
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    from sparsekit.bench.systems import ort_session_options
+
     return ort.InferenceSession(model if isinstance(model, str) else model.SerializeToString(),
-                                so, providers=["CPUExecutionProvider"])
+                                ort_session_options(threads),
+                                providers=["CPUExecutionProvider"])
 
 
 def _model(nodes, inputs, outputs, inits):

@@ -60,13 +60,10 @@ def ort_encoder(model, tmp, per_channel):
                                             for n in names + ["hidden"]},
                               dynamo=False, opset_version=17)
     quantize_dynamic(f32, q8, weight_type=QuantType.QInt8, per_channel=per_channel)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
-    opts.inter_op_num_threads = 1
-    # ORT's pool threads spin after each run by default; in interleaved rounds
-    # that spinning holds the second core while the next system runs (at 2
-    # threads torch and sparsekit measured ~2x slower at batch 1 because of it)
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    from sparsekit.bench.systems import ort_session_options
+
+    # pool threads that do not spin between runs (see ort_session_options)
+    opts = ort_session_options(torch.get_num_threads())
     sess = ort.InferenceSession(q8, opts, providers=["CPUExecutionProvider"])
 
     def encode(sentences):

@@ -39,11 +39,9 @@ SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 def ort_session(graph_fn):
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(graph_fn().SerializeToString(), so,
+    from sparsekit.bench.systems import ort_session_options
+
+    return ort.InferenceSession(graph_fn().SerializeToString(), ort_session_options(1),
                                 providers=["CPUExecutionProvider"])
 
 

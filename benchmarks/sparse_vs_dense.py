@@ -64,10 +64,9 @@ def make_onnxruntime(w, x, threads):
         [numpy_helper.from_array(np.ascontiguousarray(w.T), "wt")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 9)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so,
+    from sparsekit.bench.systems import ort_session_options
+
+    sess = ort.InferenceSession(model.SerializeToString(), ort_session_options(threads),
                                 providers=["CPUExecutionProvider"])
     feed = {"x": x}
     return (lambda: sess.run(None, feed)[0]), f"MatMul, onnxruntime {ort.__version__}"

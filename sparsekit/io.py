@@ -92,7 +92,8 @@ def save(model_or_layers, path):
     if not isinstance(model, Model):
         raise TypeError(f"model_or_layers: expected a sparsekit.runtime.Model or a list of "
                         f"layers, got {type(model).__name__} (convert framework models "
-                        "first, e.g. sparsekit.onnx.load)")
+                        "first, e.g. sparsekit.onnx.load, or sparsekit.torch.to_runtime "
+                        "for an nn.Sequential)")
     path = _check_path(path)
     wr = _Writer()
     nodes = []

@@ -89,3 +89,88 @@ def test_minilm_single_sentence_batch(minilm, accelerated):
     with torch.inference_mode():
         one = accelerated.encode([SENTENCES[1]], convert_to_numpy=True)
     assert cosines(one, ref[1:2])[0] >= 0.995
+
+
+# ---- saving an accelerated model ------------------------------------------------
+
+def test_save_after_accelerate_refuses_a_checkpoint_without_the_weights(accelerated, tmp_path):
+    """The replaced layers keep their weights outside state_dict: save_pretrained
+    would write a checkpoint that transformers fills with random weights."""
+    bert = accelerated[0].auto_model
+    with pytest.raises(RuntimeError, match=r"save_pretrained: .*Save the model before "
+                                           r"accelerate"):
+        bert.save_pretrained(tmp_path / "hf")
+    with pytest.raises(RuntimeError, match=r"save: .*encoder\.layer\.0\.attention\.self\.query"):
+        accelerated.save(str(tmp_path / "st"))  # sentence-transformers' own save
+    assert not (tmp_path / "hf").exists() and not (tmp_path / "st").exists()
+
+
+def test_pickled_accelerated_model_runs_in_a_fresh_process(accelerated, tmp_path):
+    """torch.save(model) is the way to keep an accelerated model: the process
+    that loads it gets the "sparsekit" attention registered by unpickling."""
+    import subprocess
+    import sys
+
+    path, out = tmp_path / "fast.pt", tmp_path / "emb.npy"
+    torch.save(accelerated, path)
+    code = ("import numpy as np, torch\n"
+            f"m = torch.load({str(path)!r}, weights_only=False)\n"
+            "with torch.inference_mode():\n"
+            f"    e = m.encode({list(SENTENCES[:4])!r}, convert_to_numpy=True)\n"
+            f"np.save({str(out)!r}, e)\n")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with torch.inference_mode():
+        want = accelerated.encode(list(SENTENCES[:4]), convert_to_numpy=True)
+    np.testing.assert_array_equal(np.load(out), want)
+
+
+def test_attention_only_accelerated_model_saves_a_plain_checkpoint(minilm, tmp_path):
+    """With every Linear kept in torch only the attention is switched: the saved
+    directory is an ordinary checkpoint that plain transformers loads with its
+    original attention and the original outputs."""
+    from transformers import AutoModel
+
+    model, _ = minilm
+    bert = model[0].auto_model
+    original = bert.config._attn_implementation
+    fast = skt.accelerate(model, min_sparsity=1.0)  # dense fp32 layers all stay in torch
+    fast_bert = fast[0].auto_model
+    assert fast_bert.config._attn_implementation == "sparsekit"
+    assert not any(isinstance(m, SparseLinear) for m in fast.modules())
+    fast_bert.save_pretrained(tmp_path)
+    with open(tmp_path / "config.json") as f:
+        assert "sparsekit" not in f.read()
+    loaded, info = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert loaded.config._attn_implementation == original
+    assert fast_bert.config._attn_implementation == "sparsekit"  # the running model kept it
+    batch = model.tokenize(list(SENTENCES[:5]))  # padded: mixed lengths
+    with torch.inference_mode():
+        want = bert(**batch).last_hidden_state
+        got = loaded.eval()(**batch).last_hidden_state
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_encoder_called_with_an_extra_keyword_argument(minilm, accelerated):
+    """A keyword argument that reaches attention (here sentence-transformers'
+    `modality`, passed on by BertModel) makes attention take sdpa: the encoder
+    must then not pack the batch (it raised before), and real tokens agree."""
+    model, _ = minilm
+    feats = model.tokenize(list(SENTENCES[:4]))
+    assert "modality" in feats
+    plain = {k: feats[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+    fast_bert, bert = accelerated[0].auto_model, model[0].auto_model
+    with torch.inference_mode():
+        got = fast_bert(**feats).last_hidden_state
+        packed = fast_bert(**plain).last_hidden_state
+        ref = bert(**plain).last_hidden_state
+    real = plain["attention_mask"].bool()
+    assert not packed[~real].any()  # padding dropped on the usual path
+    # sdpa and sparsekit's kernel differ by float rounding, which flips some u8
+    # roundings of the next layers (~0.9986 per token here): compare by cosine
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(got[real], ref[real], dim=-1).min() >= 0.99
+    assert cos(got[real], packed[real], dim=-1).min() >= 0.995

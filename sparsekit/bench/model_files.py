@@ -79,8 +79,9 @@ def onnx_benchmark(args, rng):
     except ImportError:
         raise UsageError("argument --onnx: the reference run needs onnxruntime "
                          "(pip install onnxruntime)") from None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = args.threads, 1
+    from sparsekit.bench.systems import ort_session_options
+
+    opts = ort_session_options(args.threads)
     try:
         sess = ort.InferenceSession(args.onnx, opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's own exception types: a file it cannot read

@@ -255,7 +255,12 @@ def _onnx_matmul_model(w):
     return model
 
 
-def _ort_session(model_bytes, threads):
+def ort_session_options(threads):
+    """ONNX Runtime SessionOptions for a timed session: `threads` intra-op
+    threads, sequential, quiet, and pool threads that do not spin between runs.
+    ORT spins by default after each run; in interleaved rounds that spinning
+    holds the second core while the next system is timed (at 2 threads torch
+    and sparsekit measured ~2x slower at batch 1 because of it)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -263,7 +268,16 @@ def _ort_session(model_bytes, threads):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
+def _ort_session(model_bytes, threads):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model_bytes, ort_session_options(threads),
+                                providers=["CPUExecutionProvider"])
 
 
 def _initializer_bytes(model):

@@ -27,6 +27,10 @@ NAME = "sparsekit"
 _OFFSETS = "sparsekit_packing"  # kwarg carrying a _Packing from the encoder to attention()
 # keyword arguments attention() may see with a value that changes nothing here
 _IGNORED = {"position_ids", "output_attentions", _OFFSETS}
+# encoder arguments that stay in the encoder (checked in _Packer.pre); any
+# other keyword argument travels on to attention()
+_ENCODER_ARGS = {"hidden_states", "attention_mask", "encoder_hidden_states",
+                 "encoder_attention_mask", "cache", "past_key_values", "use_cache"}
 
 
 def _core():
@@ -99,14 +103,13 @@ def install(model, drop_padding=True):
     attention(), and (drop_padding) pack its encoder when it is a plain
     bidirectional one. Returns report rows."""
     try:  # transformers >= 5; older versions keep their own attention
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+        from transformers import AttentionInterface  # noqa: F401
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask  # noqa: F401
     except ImportError:
         return []
     if _core() is None:
         return []
-    AttentionInterface.register(NAME, attention)
-    AttentionMaskInterface.register(NAME, sdpa_mask)
+    _register()
     rows = []
     for name, m in model.named_modules():
         cfg = getattr(m, "config", None)
@@ -116,6 +119,7 @@ def install(model, drop_padding=True):
         m.set_attn_implementation(NAME)
         if cfg._attn_implementation != NAME:
             continue
+        m._sparsekit_attention = _Registration()
         reason = "attention: sparsekit attention_f32 kernel (sdpa otherwise)"
         enc = getattr(m, "encoder", None)
         if drop_padding and enc is not None and \
@@ -129,6 +133,28 @@ def install(model, drop_padding=True):
         rows.append({"name": name or "(root)", "module": type(m).__name__,
                      "chosen": "sparsekit attention", "reason": reason})
     return rows
+
+
+def _register():
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(NAME, attention)
+    AttentionMaskInterface.register(NAME, sdpa_mask)
+
+
+class _Registration:
+    """Kept on each switched sub-model: the registration is per process, so a
+    model pickled whole (torch.save(model)) registers "sparsekit" again in the
+    process that unpickles it, before it can run."""
+
+    def __reduce__(self):
+        return _registered, ()
+
+
+def _registered():
+    _register()
+    return _Registration()
 
 
 def _collecting():
@@ -172,7 +198,7 @@ class _Packer:
                 any(m.training for m in self.modules) or not _plain(hidden) or \
                 any(kwargs.get(k) is not None for k in ("encoder_hidden_states", "cache",
                                                         "past_key_values", _OFFSETS)) or \
-                kwargs.get("use_cache") or _collecting():
+                kwargs.get("use_cache") or _collecting() or _passed_on(kwargs):
             return None
         b, t, c = hidden.shape
         keep = _key_padding(mask, b, t)
@@ -205,6 +231,14 @@ class _Packer:
             return (full,) + output[1:]
         output.last_hidden_state = full
         return output
+
+
+def _passed_on(kwargs):
+    """Keyword arguments with a value that reach attention(), which would then
+    take sdpa: packed sequences must not go there (e.g. sentence-transformers'
+    `modality` when its tokenizer output is passed to the model directly)."""
+    return [k for k, v in kwargs.items() if k not in _ENCODER_ARGS and k not in _IGNORED
+            and v is not None and v is not False]
 
 
 def _key_padding(mask, b, t):

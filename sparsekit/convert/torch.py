@@ -253,6 +253,14 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     parameters it keeps (LayerNorm, embeddings, layers left in torch) stop
     requiring grad, so a plain ``model(x)`` works without torch.no_grad().
     sparsekit.torch.report(model) lists per layer what was chosen and why.
+    Saving: accelerate is a load-time step; save the model before it. Replaced
+    layers keep their packed weights outside state_dict, so save_pretrained
+    (and sentence-transformers' save) of a model with replaced layers raises
+    rather than write a checkpoint without them; torch.save(model) pickles the
+    accelerated model whole (torch.load(path, weights_only=False)). A model
+    where only the attention was switched saves a plain checkpoint:
+    transformers does not write the "sparsekit" attention into config.json,
+    and loads it with its default attention.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -289,7 +297,41 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     model.eval()
     model.requires_grad_(False)  # else torch layers before ours hand us grad-tracked tensors
     object.__setattr__(model, _REPORT_ATTR, rows)
+    _refuse_checkpoints(model)
     return model
+
+
+class _SaveRefused:
+    """Stands in for save_pretrained / save of a Hugging Face or
+    sentence-transformers model whose layers run on sparsekit: they keep their
+    packed weights outside state_dict, so such a checkpoint would lack them and
+    transformers would load random weights in their place. Picklable, so
+    torch.save(model) still works."""
+
+    def __init__(self, method, layers):
+        self.method, self.layers = method, layers
+
+    def __call__(self, *args, **kwargs):
+        n = len(self.layers)
+        which = self.layers[0] + (f" and {n - 1} more" if n > 1 else "")
+        raise RuntimeError(
+            f"{self.method}: this model was accelerated by sparsekit.torch.accelerate; "
+            f"its layers on sparsekit kernels ({which}) keep their packed weights "
+            "outside the state_dict, so the checkpoint would lack them. Save the model "
+            "before accelerate (and accelerate it again after loading), or pickle the "
+            "accelerated model whole with torch.save(model, path)")
+
+
+def _refuse_checkpoints(model):
+    for m in model.modules():
+        if not callable(getattr(m, "save_pretrained", None)):
+            continue
+        layers = [n for n, c in m.named_modules() if isinstance(c, SparsekitModule)]
+        if not layers:
+            continue  # only the attention switched: a plain checkpoint (see accelerate)
+        for method in ("save_pretrained", "save"):
+            if callable(getattr(m, method, None)):
+                object.__setattr__(m, method, _SaveRefused(method, layers))
 
 
 def _is_exact_gelu(f):

@@ -10,8 +10,9 @@
  *
  * spmv (M == 1): x[col] is built from scalar loads combined with vinsertps
  * (gathers are slow on AMD cores), 16 nonzeros per step, then one step of 8;
- * the last < 8 read clamped positions and are masked with a compare, so there
- * is no tail loop.
+ * the last < 8 take the 8 positions that end the row, the earlier lanes masked
+ * with a compare (clamped positions only for the matrix's first < 8
+ * nonzeros), so there is no tail loop.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -200,7 +201,18 @@ static inline __m256 x8_i32(const float *x, const int32_t *idx) {
                            _mm256_and_ps(live, xv), acc);                       \
   }
 
-#define DEFINE_SPMV(NAME, IDX_T, X8, TAIL8)                                     \
+/* The 8 positions ending at e, lanes before p zeroed: those hold valid
+ * columns (this row's or earlier rows'), so nothing needs clamping. */
+#define DEFINE_TAIL8_END(NAME, IDX_T, X8)                                       \
+  static inline __m256 NAME(const float *x, const float *val, const IDX_T *idx,  \
+                            int64_t p, int64_t e, __m256 acc) {                 \
+    const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(                 \
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)(7 - (e - p))))); \
+    return _mm256_fmadd_ps(_mm256_and_ps(live, _mm256_loadu_ps(val + e - 8)),   \
+                           _mm256_and_ps(live, X8(x, idx + e - 8)), acc);       \
+  }
+
+#define DEFINE_SPMV(NAME, IDX_T, X8, TAIL8, TAIL8_END)                                     \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const IDX_T *idx = (const IDX_T *)t->indices;                               \
     const float *val = t->values, *x = t->xp;                                   \
@@ -214,7 +226,8 @@ static inline __m256 x8_i32(const float *x, const int32_t *idx) {
       }                                                                         \
       for (; p + 8 <= e; p += 8)                                                \
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p), X8(x, idx + p), a0);     \
-      if (p < e) a1 = TAIL8(x, val, idx, p, e, a1);                             \
+      if (p < e && e >= 8) a1 = TAIL8_END(x, val, idx, p, e, a1);               \
+      else if (p < e) a1 = TAIL8(x, val, idx, p, e, a1);                        \
       a0 = _mm256_add_ps(a0, a1);                                               \
       __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1)); \
       h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                   \
@@ -234,8 +247,10 @@ DEFINE_SPMM(part4_u16, uint16_t, 4, XV_PART)
 DEFINE_SPMM(part4_i32, int32_t, 4, XV_PART)
 DEFINE_TAIL8(tail8_u16, uint16_t)
 DEFINE_TAIL8(tail8_i32, int32_t)
-DEFINE_SPMV(spmv_u16, uint16_t, x8_u16, tail8_u16)
-DEFINE_SPMV(spmv_i32, int32_t, x8_i32, tail8_i32)
+DEFINE_TAIL8_END(tail8_end_u16, uint16_t, x8_u16)
+DEFINE_TAIL8_END(tail8_end_i32, int32_t, x8_i32)
+DEFINE_SPMV(spmv_u16, uint16_t, x8_u16, tail8_u16, tail8_end_u16)
+DEFINE_SPMV(spmv_i32, int32_t, x8_i32, tail8_i32, tail8_end_i32)
 
 void sk_spmm_f32_32x1__avx2(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
   static const sk_spmm_f32_fn part[4][2] = {{part1_u16, part1_i32}, {part2_u16, part2_i32},

@@ -286,6 +286,12 @@ def test_other_format_is_a_clear_error(csr_pair):
                                                r"model the same way"):
             int8.load_state_dict(fast.state_dict(), strict=strict)
     assert torch.equal(run(int8, x), before)
+    # the original (not accelerated) model's checkpoint
+    with pytest.raises(RuntimeError, match=r"the state_dict has 0\.weight instead: a plain "
+                                           r"torch weight: load the state_dict into the model "
+                                           r"before accelerate"):
+        int8.load_state_dict(pruned_mlp(0).state_dict())
+    assert torch.equal(run(int8, x), before)
 
 
 def _int8_state(w):
@@ -339,3 +345,26 @@ def test_int8_static_input_and_per_tensor_state_and_pickle():
     assert not np.shares_memory(alone._packed, view._packed)
     assert all(np.array_equal(a, view._state_arrays()[k])
                for k, a in alone._state_arrays().items())
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.9])
+def test_torch_dynamic_quantized_per_tensor(amount):
+    """torch's dynamic int8 Linear (per-tensor scale): dense or sparse int8,
+    scale saved 0-d."""
+    def fast(seed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = torch.ao.quantization.quantize_dynamic(pruned_mlp(seed, amount), {nn.Linear},
+                                                       dtype=torch.qint8)
+        return skt.accelerate(q, min_sparsity=0.5)
+
+    a, b = fast(0), fast(1)
+    fmt = sparsekit.SparseInt8Matrix if amount else sparsekit.QuantizedMatrix
+    assert all(type(m.layer.weight) is fmt and not m.layer.weight.per_channel
+               for m in sparsekit_modules(a).values())
+    sd = a.state_dict()
+    assert sd["0.weight.scale"].dim() == 0
+    b.load_state_dict(sd)
+    x = x_in(7, 40, seed=10)
+    assert torch.equal(run(b, x), run(a, x))
+    assert not b[0].layer.weight.per_channel

@@ -131,13 +131,15 @@ class SparsekitModule(nn.Module):
             if other and any(k.startswith(prefix + "weight") for k in missing):
                 from sparsekit.runtime.weights import describe
 
+                why = ("a plain torch weight: load the state_dict into the model before "
+                       "accelerate, then accelerate it") if other == [prefix + "weight"] else \
+                    ("it comes from a model accelerated differently (quantize, min_sparsity, "
+                     "or weights whose sparsity chose another format); accelerate the model "
+                     "the same way as the one saved")
                 error_msgs.append(
                     f"{prefix}weight: this layer's weight is {describe(self.layer.weight)} "
                     f"(keys {', '.join(k for k in sorted(keys) if 'weight' in k)}), the "
-                    f"state_dict has {', '.join(other)} instead: it comes from a model "
-                    "accelerated differently (quantize, min_sparsity, or weights whose "
-                    "sparsity chose another format); accelerate the model the same way as "
-                    "the one saved")
+                    f"state_dict has {', '.join(other)} instead: {why}")
             return
         try:
             layer, out_qparams = self._rebuilt(state_dict, prefix, want)

@@ -15,7 +15,8 @@ from torch import nn  # noqa: E402
 import sparsekit  # noqa: E402
 import sparsekit.torch as skt  # noqa: E402
 from sparsekit.runtime import layers as L  # noqa: E402
-from sparsekit.runtime.torch_modules import SparseLinear, SparsekitModule  # noqa: E402
+from sparsekit.runtime.torch_modules import (  # noqa: E402
+    ADDRESSING_ARRAYS, SparseLinear, SparsekitModule)
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -86,7 +87,7 @@ def test_round_trip_bit_identical(variant):
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_state_dict_holds_the_packed_arrays_not_a_copy(variant):
+def test_state_dict_holds_the_packed_arrays_not_a_dense_copy(variant):
     kwargs, fmt, names = VARIANTS[variant]
     fast = skt.accelerate(pruned_mlp(0), **kwargs)
     sd = fast.state_dict()
@@ -96,7 +97,9 @@ def test_state_dict_holds_the_packed_arrays_not_a_copy(variant):
         assert list(arrays) == names
         for n, a in arrays.items():
             t = sd[f"{name}.weight.{n}"]
-            assert t.data_ptr() == a.ctypes.data and t.nbytes == a.nbytes  # shared
+            assert t.nbytes == a.nbytes and np.array_equal(t.numpy(), a)
+            shared = t.data_ptr() == a.ctypes.data
+            assert shared == (n not in ADDRESSING_ARRAYS), n  # index arrays are copies
         held = sum(sd[f"{name}.weight.{n}"].nbytes for n in names)
         if fmt is sparsekit.SparseInt8Matrix:  # row sums and the g4 copy are derived
             g4 = sum(a.nbytes for a in w._g4) if w._g4 is not None else 0
@@ -368,3 +371,17 @@ def test_torch_dynamic_quantized_per_tensor(amount):
     x = x_in(7, 40, seed=10)
     assert torch.equal(run(b, x), run(a, x))
     assert not b[0].layer.weight.per_channel
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_writing_into_state_dict_index_tensors_cannot_reach_the_kernels(variant):
+    """state_dict tensors are writable; the arrays the kernels address memory
+    with are copies, so garbage written there changes nothing."""
+    kwargs, _, _ = VARIANTS[variant]
+    fast = skt.accelerate(pruned_mlp(0), **kwargs)
+    x = torch.randn(5, 40)
+    want = run(fast, x)
+    for key, t in fast.state_dict().items():
+        if key.rsplit(".", 1)[-1] in ADDRESSING_ARRAYS:
+            t.fill_(-1 if t.dtype.is_signed else 60000)
+    assert torch.equal(run(fast, x), want)

@@ -6,8 +6,11 @@ They are inference-only: they have no parameters, and calling one in training
 mode, or on an input that requires grad, raises instead of returning outputs
 with silently missing gradients.
 
-state_dict holds the packed weights themselves, as tensors sharing memory with
-them (no dense copy, as torch's own state_dict shares memory with parameters):
+state_dict holds the packed weights themselves (no dense copy): value arrays
+as tensors sharing memory with the format (as torch's own state_dict shares
+memory with parameters), the arrays that address memory (indptr, indices,
+cols) as copies, so writing into a state_dict tensor can never make a kernel
+read out of bounds:
 
     <prefix>weight.<array>   each array of the weight's format (_state_arrays):
                              CSRMatrix        data, indices, indptr
@@ -21,8 +24,8 @@ them (no dense copy, as torch's own state_dict shares memory with parameters):
 load_state_dict rebuilds the format from copies of them, checked as on
 construction; a module whose weight is in another format reports the keys
 through torch's error messages (strict or not, as torch does for a size
-mismatch). Do not write into these tensors in place: the kernels trust
-arrays validated once (load_state_dict is the way to change weights).
+mismatch). Writing into the shared value tensors in place changes the
+weights unchecked; load_state_dict is the way to change them.
 """
 import copy
 import threading
@@ -31,6 +34,9 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
+
+# a format's arrays that the kernels index memory with (state_dict copies them)
+ADDRESSING_ARRAYS = ("indptr", "indices", "cols")
 
 
 class SparsekitModule(nn.Module):
@@ -113,6 +119,8 @@ class SparsekitModule(nn.Module):
             # validated arrays are read-only; torch warns it has no such tensors
             warnings.filterwarnings("ignore", "The given NumPy array is not writable")
             for name, a in self._state_arrays().items():
+                if name.rsplit(".", 1)[-1] in ADDRESSING_ARRAYS:
+                    a = a.copy()  # torch tensors are writable: never share what addresses memory
                 destination[prefix + name] = torch.from_numpy(a)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,

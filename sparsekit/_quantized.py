@@ -12,7 +12,8 @@ import numpy as np
 
 from sparsekit._native import core as _core
 from sparsekit._validate import (
-    as_float_array, check_int8_weights, check_weight_scale, frozen, quantize_symmetric_int8,
+    as_float_array, check_int8_weights, check_shape2, check_weight_scale, frozen,
+    quantize_symmetric_int8,
 )
 
 def _aligned_empty(nbytes, dtype, align=64):
@@ -156,10 +157,7 @@ class QuantizedMatrix:
     @property
     def q(self):
         """The int8 weights as [N, K] (unpacked: a new array, not a view)."""
-        n, k = self._shape
-        k4 = (k + 3) // 4
-        panels = self._packed.reshape(-1, k4, 16, 4).transpose(0, 2, 1, 3)
-        return np.ascontiguousarray(panels.reshape(-1, k4 * 4)[:n, :k])
+        return _unpack(self._packed, *self._shape)
 
     @property
     def weight_sums(self):
@@ -186,8 +184,51 @@ class QuantizedMatrix:
                 f"{self.nbytes / max(n * k, 1):.4f} bytes/weight)")
 
     def __reduce__(self):
-        s = self._scale.copy() if self._per_channel else float(self._scale[0])
-        return (_qm_from_state, (self.q, s, self._input_scale, self._input_zero_point))
+        return (_qm_from_state_arrays, (self._shape, self._state_arrays()))
+
+    # ---- state (torch state_dict, pickle) -----------------------------------
+    def _state_arrays(self):
+        """{name: array} this weight consists of, shared (read-only, not copied):
+        the packed weights, their channel sums, the scale ([N] per channel, 0-d
+        per tensor), and a static input quantization's scale / zero point (0-d)
+        when set. QuantizedMatrix._from_state_arrays(shape, them) rebuilds it."""
+        arrays = {"packed": self._packed, "sum24": self._sum24, "scale": self.scale}
+        if self._input_scale is not None:
+            arrays["input_scale"] = np.array(self._input_scale, dtype=np.float64)
+            arrays["input_zero_point"] = np.array(self._input_zero_point, dtype=np.int64)
+        return arrays
+
+    @classmethod
+    def _from_state_arrays(cls, shape, arrays):
+        """Rebuilt from _state_arrays' arrays (e.g. read from a file): the
+        weights are unpacked and packed again, so they are checked as on
+        construction, and `packed` (zero padding included) and `sum24` must
+        come out byte for byte the same."""
+        n, k = check_shape2(shape)
+        size = _core.qmatrix_packed_bytes(n, k)
+        packed, sum24 = np.asarray(arrays["packed"]), np.asarray(arrays["sum24"])
+        if packed.dtype != np.int8 or packed.shape != (size,):
+            raise ValueError(f"packed: expected int8 [{size}] (the packed layout of a "
+                             f"[{n}, {k}] weight), got {packed.dtype} {list(packed.shape)}")
+        if sum24.dtype != np.uint8 or sum24.shape != (3 * n,):
+            raise ValueError(f"sum24: expected uint8 [{3 * n}], got {sum24.dtype} "
+                             f"{list(sum24.shape)}")
+        scale = np.asarray(arrays["scale"])
+        s, _ = check_weight_scale(scale, n)
+        if packed.size and packed.min() == -128:
+            raise ValueError("packed: values must be in [-127, 127] (-128 found)")
+        self = cls._build(_unpack(packed, n, k), (s, scale.ndim == 1 and scale.shape[0] == n))
+        if not np.array_equal(self._packed, packed):
+            raise ValueError("packed: nonzero bytes in the padding of the packed layout "
+                             "(corrupted?)")
+        if not np.array_equal(self._sum24, sum24):
+            raise ValueError("sum24: does not match the channel sums of the packed weights "
+                             "(corrupted?)")
+        if "input_scale" in arrays or "input_zero_point" in arrays:
+            self = self.with_static_input(*(
+                None if arrays.get(name) is None else np.asarray(arrays[name])[()]
+                for name in ("input_scale", "input_zero_point")))
+        return self
 
     # ---- compute ------------------------------------------------------------
     def _arrays(self):
@@ -204,7 +245,20 @@ class QuantizedMatrix:
                                   self._input_zero_point, bias, act, out)
 
 
-def _qm_from_state(q, scale, input_scale, input_zero_point):
+def _unpack(packed, n, k):
+    """int8 q [N, K] of a packed layout (panels of 16 rows x groups of 4 k)."""
+    k4 = (k + 3) // 4
+    if not n or not k:
+        return np.zeros((n, k), dtype=np.int8)
+    panels = packed.reshape(-1, k4, 16, 4).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(panels.reshape(-1, k4 * 4)[:n, :k])
+
+
+def _qm_from_state_arrays(shape, arrays):
+    return QuantizedMatrix._from_state_arrays(shape, arrays)
+
+
+def _qm_from_state(q, scale, input_scale, input_zero_point):  # pickles of sparsekit <= 0.1.0
     qm = QuantizedMatrix.from_int8(q, scale)
     if input_scale is not None:
         qm = qm.with_static_input(input_scale, input_zero_point)

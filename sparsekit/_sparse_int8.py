@@ -92,11 +92,21 @@ class SparseInt8Matrix:
     def _from_state(cls, shape, indptr, cols, values, scale, per_channel):
         """Rebuild from stored arrays (pickle), checking them fully in C."""
         n, k = (int(s) for s in shape)
-        values = np.ascontiguousarray(values, dtype=np.int8).reshape(-1, 4)
+        values, indptr = np.asarray(values), np.asarray(indptr)
+        # exact types: a cast would wrap int8 values or truncate float indices
+        if values.dtype != np.int8 or values.size % 4:
+            raise ValueError(f"values: expected int8 [nblocks, 4], got {values.dtype} "
+                             f"{list(values.shape)}")
+        if indptr.dtype.kind not in "iu":
+            raise ValueError(f"indptr: expected an integer array, got {indptr.dtype}")
+        values = np.ascontiguousarray(values).reshape(-1, 4)
         row_sums = np.zeros(n, dtype=np.int64)
         indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         if indptr.shape != (n + 1,):
             raise ValueError(f"indptr: expected length N + 1 = {n + 1}")
+        if np.shape(cols) != (len(values),):
+            raise ValueError(f"cols: expected one block column per block ({len(values)}), "
+                             f"got shape {list(np.shape(cols))}")
         counts = np.diff(indptr)
         if counts.size and counts.min() < 0 or indptr[0] != 0 or indptr[-1] != len(values):
             raise ValueError("indptr: must start at 0, be non-decreasing and end at nblocks")
@@ -116,6 +126,22 @@ class SparseInt8Matrix:
             raise ValueError(f"values/cols: corrupted sparse int8 weight at row {bad}")
         self._g4 = _groups_of_4(self)
         return self
+
+    # ---- state (torch state_dict, pickle) -----------------------------------
+    def _state_arrays(self):
+        """{name: array} this weight consists of, shared (read-only, not copied):
+        the 1x4 blocks (indptr, cols, values) and the scale ([N] per channel,
+        0-d per tensor). The row sums and the g4 copy are derived from them;
+        SparseInt8Matrix._from_state_arrays(shape, them) rebuilds all."""
+        return {"indptr": self.indptr, "cols": self.cols, "values": self.values,
+                "scale": self.scale}
+
+    @classmethod
+    def _from_state_arrays(cls, shape, arrays):
+        """Rebuilt from _state_arrays' arrays, checked in full (_from_state)."""
+        scale = np.asarray(arrays["scale"])
+        return cls._from_state(shape, arrays["indptr"], arrays["cols"], arrays["values"],
+                               scale, scale.ndim == 1 and scale.shape[0] == shape[0])
 
     # ---- views --------------------------------------------------------------
     @property

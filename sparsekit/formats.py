@@ -139,6 +139,17 @@ class CSRMatrix:
     def __reduce__(self):
         return (_csr_from_state, (self.data, self.indices, self.indptr, self._shape))
 
+    # ---- state (torch state_dict; pickle passes the same arrays) -------------
+    def _state_arrays(self):
+        """{name: array} this weight consists of, shared (read-only, not copied);
+        CSRMatrix._from_state_arrays(shape, them) rebuilds it."""
+        return {"data": self.data, "indices": self.indices, "indptr": self.indptr}
+
+    @classmethod
+    def _from_state_arrays(cls, shape, arrays):
+        """Rebuilt from _state_arrays' arrays, checked as on construction."""
+        return cls((arrays["data"], arrays["indices"], arrays["indptr"]), shape)
+
     # ---- compute ------------------------------------------------------------
     def _linear(self, x, bias, act, backend):
         n, k = self._shape

@@ -52,9 +52,17 @@ def test_minilm_every_linear_replaced_and_memory(minilm, accelerated):
     assert set(new) == set(fp32) and len(fp32) == 37
     held = sum(m.weight_nbytes() for m in new.values())
     assert held <= 0.27 * sum(fp32.values()), held / sum(fp32.values())
-    # no fp32 copy of a replaced weight stays reachable from the accelerated model
-    names = {k for k in accelerated.state_dict() if k.rsplit(".", 1)[0] in new}
-    assert not names
+    # state_dict holds each replaced layer's packed int8 arrays themselves (shared
+    # with the module), never an fp32 copy of its weight
+    sd = accelerated.state_dict()
+    for n, m in new.items():
+        keys = sorted(k[len(n) + 1:] for k in sd if k.rsplit(".", 1)[0] in (n, n + ".weight"))
+        assert keys == ["bias", "weight.packed", "weight.scale", "weight.sum24"], (n, keys)
+        arrays = m.layer.weight._state_arrays()
+        assert all(sd[f"{n}.weight.{a}"].data_ptr() == arrays[a].ctypes.data for a in arrays)
+        assert sum(sd[f"{n}.weight.{a}"].nbytes for a in arrays) == m.weight_nbytes()
+    assert not any(t.dtype == torch.float32 and t.dim() == 2 and k.rsplit(".", 2)[0] in new
+                   for k, t in sd.items())
     rep = skt.report(accelerated)
     linears = [r for r in rep if r["name"] in new]
     assert len(linears) == 37 and all("int8" in r["chosen"] for r in linears)
@@ -93,12 +101,59 @@ def test_minilm_single_sentence_batch(minilm, accelerated):
 
 # ---- saving an accelerated model ------------------------------------------------
 
+def _varied(model, seed, prune=None):
+    """A copy with every Linear weight scaled by 1 + U(0, 0.1) per element (after
+    zeroing its `prune` fraction of smallest weights) and the LayerNorms shifted:
+    other values, the same zeros, so accelerate picks the same formats."""
+    import copy
+
+    model = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                w = m.weight
+                if prune:
+                    w.masked_fill_(w.abs() <= w.abs().flatten().kthvalue(
+                        int(prune * w.numel())).values, 0)
+                w.mul_(1 + 0.1 * torch.rand(w.shape, generator=g))
+            elif isinstance(m, torch.nn.LayerNorm):
+                m.bias.add_(0.01)
+    return model
+
+
+@pytest.mark.parametrize("prune, quantize, fmt", [
+    (None, "dynamic", "dense int8"), (0.9, None, "csr fp32"), (0.9, "dynamic", "sparse int8")])
+def test_state_dict_round_trip_bit_identical(minilm, accelerated, tmp_path, prune, quantize,
+                                             fmt):
+    """fast.state_dict() saved with torch.save and loaded into the same model
+    accelerated the same way from other weights: identical embeddings (the
+    int8 model's fused query/key/value are stacked again from the loaded ones)."""
+    model, _ = minilm
+    kw = dict(quantize=quantize, min_sparsity=None if prune is None else 0.5)
+    fast = accelerated if prune is None else skt.accelerate(_varied(model, 0, prune), **kw)
+    fresh = skt.accelerate(_varied(model, 1, prune), **kw)
+    assert {r["chosen"] for r in skt.report(fast) if r["module"] != "BertModel"} == {fmt}
+    path = tmp_path / "fast.pt"
+    torch.save(fast.state_dict(), path)
+    sentences = list(SENTENCES[:6])
+    with torch.inference_mode():
+        want = fast.encode(sentences, convert_to_numpy=True)
+        assert not np.array_equal(fresh.encode(sentences, convert_to_numpy=True), want)
+        fresh.load_state_dict(torch.load(path))
+        got = fresh.encode(sentences, convert_to_numpy=True)
+    np.testing.assert_array_equal(got, want)
+    groups = [m._fused[0] for m in fresh.modules() if getattr(m, "_fused", None)]
+    assert len(groups) == (18 if quantize and prune is None else 0)
+    assert not any(g.stale for g in groups)
+
+
 def test_save_after_accelerate_refuses_a_checkpoint_without_the_weights(accelerated, tmp_path):
-    """The replaced layers keep their weights outside state_dict: save_pretrained
-    would write a checkpoint that transformers fills with random weights."""
+    """The replaced layers' state_dict keys are packed arrays transformers cannot
+    read: save_pretrained would write a checkpoint it fills with random weights."""
     bert = accelerated[0].auto_model
     with pytest.raises(RuntimeError, match=r"save_pretrained: .*Save the model before "
-                                           r"accelerate"):
+                                           r"accelerate.*state_dict.*load_state_dict"):
         bert.save_pretrained(tmp_path / "hf")
     with pytest.raises(RuntimeError, match=r"save: .*encoder\.layer\.0\.attention\.self\.query"):
         accelerated.save(str(tmp_path / "st"))  # sentence-transformers' own save

@@ -194,7 +194,8 @@ def torch_benchmark(args, rng):
     variants, notes = [], []
 
     def add(name, compression, build, baseline=False):
-        # sparsekit modules keep their packed weights outside state_dict: pickle them whole
+        # sparsekit modules pickled whole: that file loads without re-running accelerate
+        # (a state_dict needs a model accelerated the same way to load into)
         whole = "sparsekit" in name or "CSR" in name
         how = "torch.save(module)" if whole else "torch.save(state_dict)"
         try:

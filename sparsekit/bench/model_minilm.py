@@ -150,7 +150,8 @@ def minilm_benchmark(args, rng):
     add("dynamic int8", "torch", "int8 (per tensor)", q)
     accelerate = _accelerate()
     if accelerate:
-        # accelerated modules keep packed weights outside state_dict: pickle them whole
+        # pickled whole: loads without re-running accelerate (a state_dict needs a
+        # model accelerated the same way to load into)
         add("sparsekit.torch.accelerate int8", "sparsekit", "int8",
             lambda: accelerate(copy.deepcopy(ref_model), quantize="dynamic"),
             "torch.save(module)")

@@ -253,12 +253,17 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     parameters it keeps (LayerNorm, embeddings, layers left in torch) stop
     requiring grad, so a plain ``model(x)`` works without torch.no_grad().
     sparsekit.torch.report(model) lists per layer what was chosen and why.
-    Saving: accelerate is a load-time step; save the model before it. Replaced
-    layers keep their packed weights outside state_dict, so save_pretrained
-    (and sentence-transformers' save) of a model with replaced layers raises
-    rather than write a checkpoint without them; torch.save(model) pickles the
-    accelerated model whole (torch.load(path, weights_only=False)). A model
-    where only the attention was switched saves a plain checkpoint:
+    Saving: accelerate is a load-time step; save the model before it. The
+    state_dict of an accelerated model holds each replaced layer's packed
+    arrays (e.g. fc.weight.indptr / .indices / .data for CSR; see
+    sparsekit/runtime/torch_modules.py), so torch.save(fast.state_dict()) and
+    fresh.load_state_dict(...) round-trip exactly between models accelerated
+    the same way (fresh = accelerate(the same architecture, same arguments)).
+    Plain transformers cannot read those keys, so save_pretrained (and
+    sentence-transformers' save) of a model with replaced layers raises rather
+    than write a checkpoint it would fill with random weights; torch.save(model)
+    pickles the accelerated model whole (torch.load(path, weights_only=False)).
+    A model where only the attention was switched saves a plain checkpoint:
     transformers does not write the "sparsekit" attention into config.json,
     and loads it with its default attention.
     """
@@ -303,10 +308,10 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
 
 class _SaveRefused:
     """Stands in for save_pretrained / save of a Hugging Face or
-    sentence-transformers model whose layers run on sparsekit: they keep their
-    packed weights outside state_dict, so such a checkpoint would lack them and
-    transformers would load random weights in their place. Picklable, so
-    torch.save(model) still works."""
+    sentence-transformers model whose layers run on sparsekit: their state_dict
+    keys are packed arrays (weight.indptr, weight.packed ...), not the
+    `weight` transformers looks for, so it would load random weights in their
+    place. Picklable, so torch.save(model) still works."""
 
     def __init__(self, method, layers):
         self.method, self.layers = method, layers
@@ -316,10 +321,13 @@ class _SaveRefused:
         which = self.layers[0] + (f" and {n - 1} more" if n > 1 else "")
         raise RuntimeError(
             f"{self.method}: this model was accelerated by sparsekit.torch.accelerate; "
-            f"its layers on sparsekit kernels ({which}) keep their packed weights "
-            "outside the state_dict, so the checkpoint would lack them. Save the model "
-            "before accelerate (and accelerate it again after loading), or pickle the "
-            "accelerated model whole with torch.save(model, path)")
+            f"its layers on sparsekit kernels ({which}) store packed sparse / int8 "
+            "arrays in the state_dict, which transformers cannot load (it would fill "
+            "those layers with random weights). Save the model before accelerate (and "
+            "accelerate it again after loading); between accelerated models, "
+            "torch.save(model.state_dict(), path) and load_state_dict work (accelerate "
+            "the receiving model the same way); or pickle the accelerated model whole "
+            "with torch.save(model, path)")
 
 
 def _refuse_checkpoints(model):
@@ -396,9 +404,8 @@ def _dynamic_int8(m):
 def _fuse_shared_input(model, rows):
     """query/key/value (or q_proj/k_proj/v_proj) children of one module, all
     dynamic int8 with the same in_features -> one GEMM over the stacked weights
-    (see FusedLinears); each member's weight becomes a view of the stacked one."""
-    from sparsekit.formats import QuantizedMatrix
-
+    (see FusedLinears); each member's weight becomes a view of the stacked one.
+    After load_state_dict the parent's post hook stacks the new weights."""
     by_name = {r["name"]: r for r in rows}
     for name, parent in list(model.named_modules()):
         for keys in _SHARED_INPUT_NAMES:
@@ -406,22 +413,13 @@ def _fuse_shared_input(model, rows):
             if not all(_dynamic_int8(m) for m in mems) or \
                     len({m.in_features for m in mems}) != 1:
                 continue
-            ws = [m.layer.weight for m in mems]
-            stacked = QuantizedMatrix._concat_rows(ws)
-            bounds, start = [], 0
-            views = []
-            for w in ws:
-                stop = start + w.shape[0]
-                views.append(stacked._row_block(start, stop, w.per_channel))
-                bounds.append((start, stop))
-                start = stop
-            if any(v is None or not _same_weight(v, w) for v, w in zip(views, ws)):
+            got = FusedLinears.stack(mems)
+            if got is None:
                 continue  # rows not on panel boundaries: keep them apart
-            biases = [m.layer.bias if m.layer.bias is not None else
-                      np.zeros(m.out_features, np.float32) for m in mems]
-            group = FusedLinears(L.Linear(stacked, np.concatenate(biases)), bounds, name)
-            note = (f"; {'+'.join(keys)} fused into one [{start}, {mems[0].in_features}] "
-                    "int8 GEMM (input quantized once)")
+            stacked, views, bounds = got
+            group = FusedLinears(stacked, bounds, name, keys)
+            note = (f"; {'+'.join(keys)} fused into one [{bounds[-1][1]}, "
+                    f"{mems[0].in_features}] int8 GEMM (input quantized once)")
             for i, (k, m, v) in enumerate(zip(keys, mems, views)):
                 m.layer = L.Linear(v, m.layer.bias)
                 m._fused = (group, i)
@@ -431,6 +429,7 @@ def _fuse_shared_input(model, rows):
                     row["reason"] = m.reason
             parent.register_forward_pre_hook(group.arm)
             parent.register_forward_hook(group.disarm)
+            parent.register_load_state_dict_post_hook(group.reload)
             break
 
 
@@ -492,12 +491,6 @@ def _core_module():
     from sparsekit._native import AVAILABLE, core
 
     return core if AVAILABLE else None
-
-
-def _same_weight(a, b):
-    return a.shape == b.shape and a.per_channel == b.per_channel and \
-        np.array_equal(a._packed, b._packed) and np.array_equal(a._sum24, b._sum24) and \
-        np.array_equal(a.scale, b.scale)
 
 
 def _deepcopy(model):

@@ -5,13 +5,38 @@ float32 and contiguous (Tensor.numpy / torch.from_numpy share memory).
 They are inference-only: they have no parameters, and calling one in training
 mode, or on an input that requires grad, raises instead of returning outputs
 with silently missing gradients.
+
+state_dict holds the packed weights themselves (no dense copy): value arrays
+as tensors sharing memory with the format (as torch's own state_dict shares
+memory with parameters), the arrays that address memory (indptr, indices,
+cols) as copies, so writing into a state_dict tensor can never make a kernel
+read out of bounds:
+
+    <prefix>weight.<array>   each array of the weight's format (_state_arrays):
+                             CSRMatrix        data, indices, indptr
+                             QuantizedMatrix  packed, sum24, scale
+                                              (+ input_scale, input_zero_point if static)
+                             SparseInt8Matrix indptr, cols, values, scale
+                             dense float32    <prefix>weight itself
+    <prefix>bias             the layer's other arrays
+    <prefix>scale, zero_point  a quint8 output's quantization (out_qparams)
+
+load_state_dict rebuilds the format from copies of them, checked as on
+construction; a module whose weight is in another format reports the keys
+through torch's error messages (strict or not, as torch does for a size
+mismatch). Writing into the shared value tensors in place changes the
+weights unchecked; load_state_dict is the way to change them.
 """
 import copy
 import threading
+import warnings
 
 import numpy as np
 import torch
 from torch import nn
+
+# a format's arrays that the kernels index memory with (state_dict copies them)
+ADDRESSING_ARRAYS = ("indptr", "indices", "cols")
 
 
 class SparsekitModule(nn.Module):
@@ -76,6 +101,104 @@ class SparsekitModule(nn.Module):
 
         return nbytes(self.layer.weight)
 
+    # ---- state_dict (layout in the module docstring) -------------------------
+    def _state_arrays(self):
+        from sparsekit.runtime.weights import state_arrays
+
+        out = {"weight." + k if k else "weight": a
+               for k, a in state_arrays(self.layer.weight).items()}
+        out.update(self.layer.arrays())
+        if self.out_qparams is not None:
+            out["scale"] = np.array(self.out_qparams[0], dtype=np.float64)
+            out["zero_point"] = np.array(self.out_qparams[1], dtype=np.int64)
+        return out
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        with warnings.catch_warnings():
+            # validated arrays are read-only; torch warns it has no such tensors
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            for name, a in self._state_arrays().items():
+                if name.rsplit(".", 1)[-1] in ADDRESSING_ARRAYS:
+                    a = a.copy()  # torch tensors are writable: never share what addresses memory
+                destination[prefix + name] = torch.from_numpy(a)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+        want = self._state_arrays()
+        keys = {prefix + name for name in want}
+        # torch counted our keys as unexpected: they name no parameter
+        unexpected_keys[:] = [k for k in unexpected_keys if k not in keys]
+        missing = [prefix + name for name in want if prefix + name not in state_dict]
+        if missing:
+            missing_keys.extend(missing)
+            other = sorted(k for k in state_dict if k not in keys and
+                           (k == prefix + "weight" or k.startswith(prefix + "weight.")))
+            if other and any(k.startswith(prefix + "weight") for k in missing):
+                from sparsekit.runtime.weights import describe
+
+                why = ("a plain torch weight: load the state_dict into the model before "
+                       "accelerate, then accelerate it") if other == [prefix + "weight"] else \
+                    ("it comes from a model accelerated differently (quantize, min_sparsity, "
+                     "or weights whose sparsity chose another format); accelerate the model "
+                     "the same way as the one saved")
+                error_msgs.append(
+                    f"{prefix}weight: this layer's weight is {describe(self.layer.weight)} "
+                    f"(keys {', '.join(k for k in sorted(keys) if 'weight' in k)}), the "
+                    f"state_dict has {', '.join(other)} instead: {why}")
+            return
+        try:
+            layer, out_qparams = self._rebuilt(state_dict, prefix, want)
+        except (TypeError, ValueError) as e:
+            error_msgs.append(str(e))
+            return
+        self.layer, self.out_qparams, self._static = layer, out_qparams, {}
+        fused = getattr(self, "_fused", None)
+        if fused is not None:  # members run alone until the parent's post hook restacks
+            fused[0].stale = True
+
+    def _rebuilt(self, state_dict, prefix, want):
+        """(layer, out_qparams) made of copies of the state_dict's tensors for
+        the names in `want` (this module's own arrays: their dtypes, and the
+        bias' shape, are fixed by the model)."""
+        from sparsekit.quant_ops import check_static_params
+        from sparsekit.runtime.weights import describe, from_state_arrays
+
+        got = {}
+        for name, ours in want.items():
+            key, t = prefix + name, state_dict[prefix + name]
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{key}: expected a tensor, got {type(t).__name__}")
+            try:
+                a = t.detach().to("cpu").numpy()
+            except (TypeError, RuntimeError, NotImplementedError):
+                a = None
+            if a is None or a.dtype != ours.dtype:
+                raise TypeError(f"{key}: expected dtype {ours.dtype}, got {t.dtype}")
+            if not name.startswith("weight") and a.shape != ours.shape:
+                raise ValueError(f"{key}: expected shape {list(ours.shape)} (as in the "
+                                 f"current model), got {list(a.shape)}")
+            got[name] = np.array(a, order="C")  # our own copy, whatever happens to t
+        w = self.layer.weight
+        wa = {k[len("weight."):] if k != "weight" else "": a for k, a in got.items()
+              if k == "weight" or k.startswith("weight.")}
+        try:
+            new_w = from_state_arrays(w, wa)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{prefix}weight ({describe(w)} {list(w.shape)}): {e}") from None
+        try:
+            layer = type(self.layer).from_state(
+                self.layer.config(), {k: got[k] for k in self.layer.arrays()}, new_w)
+            out_qparams = None
+            if self.out_qparams is not None:  # checked, kept exact (a double, as torch's)
+                out_qparams = (float(got["scale"]), int(got["zero_point"]))
+                check_static_params(*out_qparams, None)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{prefix}{e}") from None
+        return layer, out_qparams
+
     def extra_repr(self):
         from sparsekit.runtime.weights import describe
 
@@ -134,16 +257,71 @@ class FusedLinears:
     per row, so the same for every member) but are strided views of one
     [..., sum of out_features] buffer. A member called with a different input
     (e.g. cross-attention, where key and value read the encoder states) turns
-    the fusion off for good: the members then run alone."""
+    the fusion off for good: the members then run alone.
 
-    def __init__(self, layer, bounds, parent_name=""):
+    A member that loads a state_dict gets a weight of its own and marks the
+    group stale (members run alone); the parent's load_state_dict post hook
+    (reload) then stacks the members' new weights again."""
+
+    stale = False  # class defaults for groups pickled before these existed
+    names = ()
+
+    def __init__(self, layer, bounds, parent_name="", names=()):
         self.layer = layer
         self.bounds = bounds
         self.parent_name = parent_name
+        self.names = tuple(names)  # the members' attribute names on the parent
         self.enabled = True
+        self.stale = False
         # per calling thread (a model may serve several threads at once):
         # [input tensor, its version, {member index: output slice}]
         self._calls = {}
+
+    @staticmethod
+    def stack(members):
+        """(stacked Linear, the members' weights as views of it, bounds) for
+        SparseLinear members with dynamic int8 weights of the same K, or None
+        when their rows do not fall on the stacked layout's panels."""
+        from sparsekit.formats import QuantizedMatrix
+        from sparsekit.runtime.layers import Linear
+
+        ws = [m.layer.weight for m in members]
+        stacked = QuantizedMatrix._concat_rows(ws)
+        views, bounds, start = [], [], 0
+        for w in ws:
+            stop = start + w.shape[0]
+            views.append(stacked._row_block(start, stop, w.per_channel))
+            bounds.append((start, stop))
+            start = stop
+        if any(v is None or not _same_weight(v, w) for v, w in zip(views, ws)):
+            return None
+        biases = [m.layer.bias if m.layer.bias is not None else
+                  np.zeros(m.out_features, np.float32) for m in members]
+        return Linear(stacked, np.concatenate(biases)), views, bounds
+
+    def reload(self, parent, incompatible_keys):
+        """load_state_dict post hook of the parent (runs after its children
+        loaded): members with new weights share one stacked weight again."""
+        from sparsekit.formats import QuantizedMatrix
+        from sparsekit.runtime.layers import Linear
+
+        if not self.stale:
+            return
+        members = [getattr(parent, n, None) for n in self.names]
+        if not members or not all(
+                isinstance(m, SparseLinear) and m._fused is not None and m._fused[0] is self
+                and type(m.layer) is Linear and m.layer.activation is None
+                and type(m.layer.weight) is QuantizedMatrix
+                and m.layer.weight.input_scale is None for m in members):
+            return  # members keep running alone
+        got = self.stack(members)
+        if got is None or got[2] != list(self.bounds):
+            return
+        self.layer, views, _ = got
+        for m, v in zip(members, views):
+            m.layer = Linear(v, m.layer.bias)
+        self._calls.clear()
+        self.stale = False
 
     def arm(self, module, args):
         if self.enabled:
@@ -155,7 +333,7 @@ class FusedLinears:
     def output(self, member, i, x):
         """Member i's output for x, or None: run the member alone."""
         call = self._calls.get(threading.get_ident())
-        if call is None or member.training or type(x) is not torch.Tensor or \
+        if call is None or self.stale or member.training or type(x) is not torch.Tensor or \
                 x.dtype != torch.float32 or x.device.type != "cpu" or x.is_quantized or \
                 (x.requires_grad and torch.is_grad_enabled()):
             return None
@@ -219,6 +397,12 @@ class ResidualLayerNorm:
         import copy as _copy
 
         return ResidualLayerNorm(_copy.deepcopy(self.block, memo))
+
+
+def _same_weight(a, b):
+    return a.shape == b.shape and a.per_channel == b.per_channel and \
+        np.array_equal(a._packed, b._packed) and np.array_equal(a._sum24, b._sum24) and \
+        np.array_equal(a.scale, b.scale)
 
 
 def _version(t):

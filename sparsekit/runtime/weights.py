@@ -162,3 +162,26 @@ def dense_of(w):
         return w.to_dense()
     q, scale = int8_parts(w)
     return q.astype(np.float32) * scale.reshape(-1, 1)
+
+
+def state_arrays(w):
+    """{name: array} a weight consists of, shared with it (not copied): each
+    format's own arrays (its _state_arrays), or {"": w} for a dense float32
+    array. from_state_arrays rebuilds a weight from them."""
+    if isinstance(w, np.ndarray):
+        return {"": w}
+    if hasattr(w, "_state_arrays"):
+        return w._state_arrays()
+    raise TypeError(f"weight: a {type(w).__name__} cannot list its arrays")
+
+
+def from_state_arrays(like, arrays):
+    """A weight in the format and shape of `like` made of `arrays` (named as
+    state_arrays names them), validated as on construction."""
+    if isinstance(like, np.ndarray):
+        a = np.asarray(arrays[""])
+        if a.shape != like.shape or a.dtype != np.float32:
+            raise ValueError(f"expected float32 {list(like.shape)}, got {a.dtype} "
+                             f"{list(a.shape)}")
+        return np.array(a, dtype=np.float32, order="C")
+    return type(like)._from_state_arrays(like.shape, arrays)

@@ -102,6 +102,15 @@ def test_int8_sentence_embeddings_and_formats(minilm, feed, int8):
     assert kinds[-2:] == ["MeanPool", "L2Normalize"]
 
 
+def test_accelerated_model_converts_with_its_int8_weights(minilm, feed, int8):
+    """to_runtime of an accelerate()d model keeps the int8 weights it chose
+    (q/k/v stacked from the three int8 projections, not requantized)."""
+    acc = skt.accelerate(minilm[0], quantize="dynamic")
+    rt = skt.to_runtime(acc)  # quantize=None: nothing is re-chosen for int8 layers
+    assert all("int8" in r["chosen"] for r in rt.conversion_report)
+    np.testing.assert_array_equal(rt(**feed), int8(**feed))
+
+
 def test_padding_in_a_batch_gives_the_unpadded_embedding(minilm, fp32, int8):
     model, _ = minilm
     short, long = min(SENTENCES, key=len), max(SENTENCES, key=len)

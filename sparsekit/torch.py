@@ -2,6 +2,8 @@
 
     model = sparsekit.torch.accelerate(model, quantize="dynamic")
     print(sparsekit.torch.report(model))
+    rt = sparsekit.torch.to_runtime(model)  # nn.Sequential or (sentence-transformers)
+                                            # BertModel -> torch-free runtime.Model
 
 Needs PyTorch (pip install sparsekit[torch]). Absolute imports only: this
 module's name shadows nothing, `import torch` below is the real PyTorch.

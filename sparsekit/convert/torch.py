@@ -542,11 +542,24 @@ def report(model, quantize=None, min_sparsity=None):
 
 # ---- nn.Sequential -> torch-free runtime ------------------------------------
 
-def to_runtime(model, quantize=None, min_sparsity=None):
+def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True):
     """A sparsekit.runtime.Model of an nn.Sequential (nested Sequentials
     allowed) built from Linear, Conv2d, ReLU, GELU, Sigmoid, Tanh, LayerNorm
     (last axis), Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, Identity and
-    already-accelerated modules. Dense layers below min_sparsity stay dense fp32."""
+    already-accelerated modules. Dense layers below min_sparsity stay dense fp32.
+
+    Also a Hugging Face BertModel, or a sentence-transformers model wrapping
+    one (mean pooling, optional Normalize): the runtime model takes NumPy
+    int arrays input_ids, attention_mask, token_type_ids [B, T] and returns
+    last_hidden_state [B, T, C] (BertModel; 0 at padding positions when
+    drop_padding) or the sentence embeddings [B, C]. drop_padding runs the
+    encoder on the real tokens only. Linear weights get the formats
+    accelerate would choose (quantize, min_sparsity). See
+    sparsekit/convert/bert.py."""
+    from sparsekit.convert import bert
+
+    if bert.handles(model):
+        return bert.to_runtime(model, quantize, min_sparsity, drop_padding)
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model: expected an nn.Sequential, got {type(model).__name__} "
                         "(export other models to ONNX and use sparsekit.onnx.load)")

@@ -10,12 +10,18 @@ sparsekit.runtime.torch_modules (imported only when torch is).
 from sparsekit.runtime.layers import (
     Add, AvgPool2d, Conv2d, FakeQuantize, Flatten, GELU, GlobalAvgPool2d, Identity, LayerNorm,
     Linear, MaxPool2d, ReLU, Sigmoid, Softmax, Tanh, Transpose, Reshape, AddConst, MulConst,
-    conv_weight_hwc,
+    conv_weight_hwc, AddLayerNorm, L2Normalize,
 )
 from sparsekit.runtime.model import Model
+from sparsekit.runtime.embedding import Embedding
+from sparsekit.runtime.attention import SelfAttention
+from sparsekit.runtime.sequence import MeanPool, PackTokens, UnpackTokens
 
 __all__ = [
     "Model", "Linear", "Conv2d", "ReLU", "GELU", "Sigmoid", "Tanh", "LayerNorm", "Softmax",
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Transpose", "Identity", "Add",
     "FakeQuantize", "Reshape", "AddConst", "MulConst", "conv_weight_hwc",
+    # text encoders (BERT): see sparsekit.torch.to_runtime
+    "Embedding", "SelfAttention", "AddLayerNorm", "PackTokens", "UnpackTokens", "MeanPool",
+    "L2Normalize",
 ]

@@ -299,6 +299,47 @@ class LayerNorm(Layer):
         return a
 
 
+
+@register
+class AddLayerNorm(LayerNorm):
+    """LayerNorm(a + b) over the last axis (a transformer block's residual add
+    and its LayerNorm): one pass of sparsekit's add_layernorm_f32 kernel over
+    a fresh copy of `a` when the C core is built, else NumPy."""
+
+    n_inputs = 2
+
+    def __call__(self, a, b):
+        a, b = _f32(a, "a"), _f32(b, "b")
+        if a.shape != b.shape:
+            raise ValueError(f"b: expected shape {a.shape} like a, got {b.shape}")
+        n = self.gamma.shape[0]
+        if a.ndim == 0 or a.shape[-1] != n:
+            raise ValueError(f"a: expected last dimension {n}, got {a.shape}")
+        from sparsekit._native import AVAILABLE, core
+
+        if not AVAILABLE:
+            return super().__call__(a + b)
+        y = np.array(a, dtype=np.float32, order="C")
+        core.add_layernorm_f32(y.reshape(-1, n), np.ascontiguousarray(b).reshape(-1, n),
+                               self.gamma, self.beta, self.eps)
+        return y
+
+
+@register
+class L2Normalize(Layer):
+    """x / max(||x||, eps) over the last axis (torch.nn.functional.normalize)."""
+
+    def __init__(self, eps=1e-12):
+        self.eps = float(eps)
+
+    def __call__(self, x):
+        x = _f32(x)
+        norm = np.sqrt((x.astype(np.float64) ** 2).sum(-1, keepdims=True))
+        return (x / np.maximum(norm, self.eps)).astype(np.float32)
+
+    def config(self):
+        return {"eps": self.eps}
+
 class _Pool2d(Layer):
     def __init__(self, kernel_size, stride=None, padding=0):
         self.kernel_size = _ints(kernel_size, 2, "kernel_size")

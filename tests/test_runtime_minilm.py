@@ -31,14 +31,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    model = gt_minilm.load_model().eval()
-    with torch.inference_mode():
-        ref = model.encode(list(SENTENCES), batch_size=64, convert_to_numpy=True)
-    return model, ref
-
-
-@pytest.fixture(scope="module")
 def feed(minilm):
     model, _ = minilm
     f = model.tokenize(list(SENTENCES))  # one padded batch (mixed lengths)

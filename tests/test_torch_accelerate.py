@@ -19,6 +19,7 @@ import torch.nn.utils.prune as prune  # noqa: E402
 import sparsekit  # noqa: E402
 import sparsekit.torch as skt  # noqa: E402
 from sparsekit.runtime.torch_modules import SparseConv2d, SparseLinear  # noqa: E402
+from conftest import quantize_static  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
@@ -301,14 +302,8 @@ class _Static(nn.Module):
 
 def test_torch_static_quantized_linear_conv(int8):
     torch.manual_seed(0)
-    m = _Static().eval()
-    m.qconfig = torch.ao.quantization.get_default_qconfig("x86")
-    torch.ao.quantization.fuse_modules(m, [["conv", "relu"]], inplace=True)
-    torch.ao.quantization.prepare(m, inplace=True)
-    with torch.no_grad():
-        for _ in range(4):
-            m(torch.randn(16, 1, 8, 8))
-    torch.ao.quantization.convert(m, inplace=True)
+    m = quantize_static(_Static().eval(), [["conv", "relu"]],
+                        [torch.randn(16, 1, 8, 8) for _ in range(4)])
     acc = skt.accelerate(m)
     assert isinstance(acc.conv, SparseConv2d) and isinstance(acc.fc1, SparseLinear)
     assert acc.conv.layer.activation == "relu"  # fused ConvReLU2d

@@ -17,15 +17,6 @@ from sparsekit.runtime.torch_modules import SparseLinear  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    model = gt_minilm.load_model()
-    model.eval()
-    with torch.inference_mode():
-        ref = model.encode(list(SENTENCES), batch_size=64, convert_to_numpy=True)
-    return model, ref
-
-
-@pytest.fixture(scope="module")
 def accelerated(minilm):
     model, _ = minilm
     return skt.accelerate(model, quantize="dynamic")

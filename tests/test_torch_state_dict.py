@@ -15,6 +15,7 @@ from torch import nn  # noqa: E402
 import sparsekit  # noqa: E402
 import sparsekit.torch as skt  # noqa: E402
 from sparsekit.runtime import layers as L  # noqa: E402
+from conftest import quantize_static  # noqa: E402
 from sparsekit.runtime.torch_modules import (  # noqa: E402
     ADDRESSING_ARRAYS, SparseLinear, SparsekitModule)
 
@@ -143,14 +144,8 @@ def test_conv_static_quantized_output_params():
         m = nn.Sequential(torch.ao.quantization.QuantStub(), nn.Conv2d(1, 6, 3, padding=1),
                           nn.ReLU(), nn.Flatten(), nn.Linear(6 * 6 * 6, 16),
                           torch.ao.quantization.DeQuantStub()).eval()
-        m.qconfig = torch.ao.quantization.get_default_qconfig("x86")
-        torch.ao.quantization.fuse_modules(m, [["1", "2"]], inplace=True)
-        torch.ao.quantization.prepare(m, inplace=True)
-        with torch.no_grad():
-            for _ in range(3):
-                m(torch.randn(8, 1, 6, 6))
-        torch.ao.quantization.convert(m, inplace=True)
-        return skt.accelerate(m)
+        return skt.accelerate(quantize_static(m, [["1", "2"]],
+                                              [torch.randn(8, 1, 6, 6) for _ in range(3)]))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

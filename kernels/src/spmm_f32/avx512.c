@@ -30,6 +30,7 @@
  * at most one step of 8; the last < 8 are masked instead of looped.
  */
 #include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "../internal.h"
@@ -40,6 +41,9 @@
 #define NB 64          /* weight rows per write-out block (a multiple of 16) */
 #define STREAM_MIN_FLOATS (32 * 1024) /* 128 KiB of Y rows per tile */
 #define KPANEL 512     /* widest K panel: 512 x MR floats = 64 KiB of packed tile */
+#ifndef KPANEL_G4
+#define KPANEL_G4 384  /* widest panel when K > 2 * KPANEL */
+#endif
 
 /* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
 static inline void transpose16(__m512 r[16]) {
@@ -265,6 +269,131 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     if (stream) _mm_sfence(); /* streamed stores visible before we return */    \
   }
 
+/* The last column of four consecutive nonzeros. */
+#define LAST4(ip) ((int64_t)(ip)[3])
+
+/* Row n + j's rest of one panel (from p up to e, and (CHECK) only columns
+ * below kend) into the one accumulator set A[NV]. */
+#define ROW_REST(CHECK, NV, XV, XC, COLS4, A)                                   \
+  for (; p + 4 <= e; p += 4) {                                                  \
+    int64_t c[4];                                                               \
+    COLS4(idx + p, c);                                                          \
+    if (CHECK && c[3] >= kend) break;                                           \
+    const __m512 vs = _mm512_castps128_ps512(_mm_loadu_ps(val + p));            \
+    _Pragma("GCC unroll 4") for (int u = 0; u < 4; ++u) {                       \
+      const __m512 v = _mm512_permutexvar_ps(_mm512_set1_epi32(u), vs);         \
+      _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                      \
+          A[q] = _mm512_fmadd_ps(v, XC(c[u], q), A[q]);                         \
+    }                                                                           \
+  }                                                                             \
+  for (; p < e && (!CHECK || (int64_t)idx[p] < kend); ++p) {                    \
+    const __m512 v = _mm512_set1_ps(val[p]);                                    \
+    _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                        \
+        A[q] = _mm512_fmadd_ps(v, XV(p, q), A[q]);                              \
+  }
+
+/* Weight rows n + j .. n + j + 3 over one panel ending at column kend (all
+ * but the last panel), four nonzeros of each row per step in lock step, one
+ * accumulator set per row (4 x NV zmm: 8 FMA chains at NV = 2). Against
+ * ROW_PART per row this drops the reduction of four sets and shares one loop
+ * exit among four rows, which is what made short segments (narrow panels)
+ * expensive. Each row's rest then runs alone into its set. */
+#define GROUP4(FIRST, NV, XV, XC, COLS4)                                        \
+  {                                                                             \
+    __m512 g[4][NV];                                                            \
+    int64_t pp[4], ee[4], steps = INT64_MAX;                                    \
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {                       \
+      pp[r] = cur[j + r];                                                       \
+      ee[r] = t->indptr[n + j + r + 1];                                         \
+      const int64_t s = (ee[r] - pp[r]) >> 2;                                   \
+      steps = s < steps ? s : steps;                                            \
+      _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                      \
+          g[r][q] = FIRST ? _mm512_setzero_ps()                                 \
+                          : _mm512_load_ps(buf + (j + r) * MR + 16 * q);        \
+    }                                                                           \
+    for (; steps > 0; --steps) {                                                \
+      /* columns are sorted: a row is past the panel when its 4th is */        \
+      if ((LAST4(idx + pp[0]) >= kend) | (LAST4(idx + pp[1]) >= kend) |         \
+          (LAST4(idx + pp[2]) >= kend) | (LAST4(idx + pp[3]) >= kend))          \
+        break;                                                                  \
+      _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {                     \
+        int64_t c[4];                                                           \
+        COLS4(idx + pp[r], c);                                                  \
+        const __m512 vs = _mm512_castps128_ps512(_mm_loadu_ps(val + pp[r]));    \
+        _Pragma("GCC unroll 4") for (int u = 0; u < 4; ++u) {                   \
+          const __m512 v = _mm512_permutexvar_ps(_mm512_set1_epi32(u), vs);     \
+          _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                  \
+              g[r][q] = _mm512_fmadd_ps(v, XC(c[u], q), g[r][q]);               \
+        }                                                                       \
+        pp[r] += 4;                                                             \
+      }                                                                         \
+    }                                                                           \
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {                       \
+      int64_t p = pp[r];                                                        \
+      const int64_t e = ee[r];                                                  \
+      ROW_REST(1, NV, XV, XC, COLS4, g[r])                                      \
+      cur[j + r] = p;                                                           \
+      _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                      \
+          _mm512_store_ps(buf + (j + r) * MR + 16 * q, g[r][q]);                \
+    }                                                                           \
+  }
+
+/* The block's rows over one panel that ends at kend: four at a time, then
+ * one at a time. */
+#define CHECKED_PANEL(FIRST, NV, US, XV, XC, COLS4)                             \
+  {                                                                             \
+    int64_t j = 0;                                                              \
+    for (; j + 4 <= nb; j += 4) GROUP4(FIRST, NV, XV, XC, COLS4)                \
+    for (; j < nb; ++j) ROW_PART(FIRST, 1, cur[j], cur[j] = p, NV, US, XV, XC, COLS4) \
+  }
+
+/* What both tile kernels set up: index and value arrays, masks of the
+ * partial tile's rows, and whether Y is streamed. */
+#define SPMM_SETUP(IDX_T, NV)                                                   \
+  const IDX_T *idx = (const IDX_T *)t->indices;                                 \
+  const float *val = t->values;                                                 \
+  const int64_t ld = t->mr;                                                     \
+  __mmask16 km[NV];                                                             \
+  for (int q = 0; q < NV; ++q) {                                                \
+    const int64_t live = ld - 16 * q;                                           \
+    km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);               \
+  }                                                                             \
+  (void)km;                                                                     \
+  const char *xb = (const char *)t->xp;                                         \
+  (void)xb;                                                                     \
+  __attribute__((aligned(64))) float buf[NB * MR];                              \
+  /* stream only a big Y (this tile's rows span >= 128 KiB): a small one     \
+   * is better left in L2 for whatever reads it next */                         \
+  const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0 &&       \
+                     t->mr * t->ldy >= STREAM_MIN_FLOATS;
+
+/* NAME: the tile kernel for K > 2 * KPANEL (three or more panels): panels
+ * of at most KPANEL_G4 columns (a 48 KiB slice of the packed tile), every
+ * panel but the last run four rows at a time (GROUP4), the last per row. */
+#define DEFINE_SPMM_PANELS(NAME, IDX_T, NV, US, XV, XC, COLS4)                   \
+  static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
+    SPMM_SETUP(IDX_T, NV)                                                       \
+    _Static_assert(US == 4, "one xmm load feeds the US broadcasts");            \
+    const int64_t panels = (t->k + KPANEL_G4 - 1) / KPANEL_G4;                  \
+    const int64_t kb = (t->k + panels - 1) / panels;                            \
+    int64_t cur[NB];                                                            \
+    for (int64_t n = n0; n < n1; n += NB) {                                     \
+      const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
+      for (int64_t j = 0; j < nb; ++j) cur[j] = t->indptr[n + j];               \
+      int64_t kend = kb;                                                        \
+      CHECKED_PANEL(1, NV, US, XV, XC, COLS4)                                   \
+      for (int64_t pi = 1; pi < panels - 1; ++pi) {                             \
+        kend = (pi + 1) * kb;                                                   \
+        CHECKED_PANEL(0, NV, US, XV, XC, COLS4)                                 \
+      }                                                                         \
+      /* the last panel runs to each row's end */                              \
+      for (int64_t j = 0; j < nb; ++j)                                          \
+        ROW_PART(0, 0, cur[j], (void)0, NV, US, XV, XC, COLS4)                  \
+      write_block(buf, nb, t, n, stream);                                       \
+    }                                                                           \
+    if (stream) _mm_sfence(); /* streamed stores visible before we return */    \
+  }
+
 /* ---- M == 1 ------------------------------------------------------------- */
 static inline float epilogue1(float v, const sk_spmm_f32_tile *t, int64_t n) {
   if (t->bias) v += t->bias[n];
@@ -338,14 +467,25 @@ DEFINE_SPMM(part1_u16, uint16_t, 1, 4, XV_PART, XC_PART, cols4_u16)
 DEFINE_SPMM(part1_i32, int32_t, 1, 4, XV_PART, XC_PART, cols4_i32)
 DEFINE_SPMM(part2_u16, uint16_t, 2, 4, XV_PART, XC_PART, cols4_u16)
 DEFINE_SPMM(part2_i32, int32_t, 2, 4, XV_PART, XC_PART, cols4_i32)
+DEFINE_SPMM_PANELS(panels_u16, uint16_t, MRV, U, XV_FULL, XC_FULL, cols4_u16)
+DEFINE_SPMM_PANELS(panels_i32, int32_t, MRV, U, XV_FULL, XC_FULL, cols4_i32)
+DEFINE_SPMM_PANELS(panels1_u16, uint16_t, 1, 4, XV_PART, XC_PART, cols4_u16)
+DEFINE_SPMM_PANELS(panels1_i32, int32_t, 1, 4, XV_PART, XC_PART, cols4_i32)
+DEFINE_SPMM_PANELS(panels2_u16, uint16_t, 2, 4, XV_PART, XC_PART, cols4_u16)
+DEFINE_SPMM_PANELS(panels2_i32, int32_t, 2, 4, XV_PART, XC_PART, cols4_i32)
 DEFINE_SPMV(spmv_u16, uint16_t, x4_u16)
 DEFINE_SPMV(spmv_i32, int32_t, x4_i32)
 
 void sk_spmm_f32_32x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
-  static const sk_spmm_f32_fn part[MRV][2] = {{part1_u16, part1_i32}, {part2_u16, part2_i32}};
-  const int wide = t->index_bytes != 2;
-  if (t->mr == MR) (wide ? spmm_i32 : spmm_u16)(t, n0, n1);
-  else part[(t->mr - 1) / 16][wide](t, n0, n1);
+  /* [many panels][index width]: full tile, then partial tiles of 1-16 and
+   * 17-31 rows */
+  static const sk_spmm_f32_fn full[2][2] = {{spmm_u16, spmm_i32}, {panels_u16, panels_i32}};
+  static const sk_spmm_f32_fn part[2][MRV][2] = {
+      {{part1_u16, part1_i32}, {part2_u16, part2_i32}},
+      {{panels1_u16, panels1_i32}, {panels2_u16, panels2_i32}}};
+  const int wide = t->index_bytes != 2, many = t->k > 2 * KPANEL;
+  if (t->mr == MR) full[many][wide](t, n0, n1);
+  else part[many][(t->mr - 1) / 16][wide](t, n0, n1);
 }
 
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {

@@ -142,6 +142,9 @@ int main(void) {
     run_case(isa, 80, 67, 1500, 0.1, 2, 0, 0, 1);
     run_case(isa, 96, 66, 1100, 1.0, 4, 1, 0, 2);
     run_case(isa, 32, 65, 3000, 0.01, 2, 1, 1, 1);
+    /* 512 < K <= 1024 with long segments: the same kernel in 3 panels */
+    run_case(isa, 45, 67, 700, 0.4, 4, 1, 0, 1);
+    run_case(isa, 64, 30, 1000, 0.3, 2, 0, 1, 1);
   }
   return sk_test_finish("test_spmm_f32");
 }

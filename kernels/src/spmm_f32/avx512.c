@@ -42,8 +42,9 @@
 #define STREAM_MIN_FLOATS (32 * 1024) /* 128 KiB of Y rows per tile */
 #define KPANEL 512     /* widest K panel: 512 x MR floats = 64 KiB of packed tile */
 #ifndef KPANEL_G4
-#define KPANEL_G4 384  /* widest panel when K > 2 * KPANEL */
+#define KPANEL_G4 320  /* widest panel of the GROUP4 kernels: 40 KiB of packed tile */
 #endif
+#define G4_MIN_SEGMENT 45 /* mean nonzeros per row and panel that favour GROUP4 */
 
 /* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
 static inline void transpose16(__m512 r[16]) {
@@ -367,9 +368,10 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
   const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0 &&       \
                      t->mr * t->ldy >= STREAM_MIN_FLOATS;
 
-/* NAME: the tile kernel for K > 2 * KPANEL (three or more panels): panels
- * of at most KPANEL_G4 columns (a 48 KiB slice of the packed tile), every
- * panel but the last run four rows at a time (GROUP4), the last per row. */
+/* NAME: the tile kernel for many panels or long segments (use_group4):
+ * panels of at most KPANEL_G4 columns (<= 40 KiB of the packed tile, so the
+ * slice stays in L1 next to W's stream and buf), every panel but the last
+ * run four rows at a time (GROUP4), the last per row. */
 #define DEFINE_SPMM_PANELS(NAME, IDX_T, NV, US, XV, XC, COLS4)                   \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     SPMM_SETUP(IDX_T, NV)                                                       \
@@ -476,16 +478,30 @@ DEFINE_SPMM_PANELS(panels2_i32, int32_t, 2, 4, XV_PART, XC_PART, cols4_i32)
 DEFINE_SPMV(spmv_u16, uint16_t, x4_u16)
 DEFINE_SPMV(spmv_i32, int32_t, x4_i32)
 
+/* Whether rows [n0, n1) run in GROUP4 panels. K > 2 * KPANEL: always (the
+ * 64 KiB panels of the per-row kernel spill L1; bert_ffn_down 6-17% faster).
+ * KPANEL < K <= 2 * KPANEL: only when a row has >= G4_MIN_SEGMENT nonzeros
+ * per panel; at 768 columns and 90% sparsity (26 per panel) the per-row
+ * kernel's two panels were 6% faster, at 80% (51 per panel) 6% slower. */
+static int use_group4(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
+  if (t->k > 2 * KPANEL) return 1;
+  if (t->k <= KPANEL || n1 <= n0) return 0;
+  const int64_t panels = (t->k + KPANEL_G4 - 1) / KPANEL_G4;
+  const int64_t kb = (t->k + panels - 1) / panels;
+  const double nnz = (double)(t->indptr[n1] - t->indptr[n0]);
+  return nnz * (double)kb >= (double)G4_MIN_SEGMENT * (double)(n1 - n0) * (double)t->k;
+}
+
 void sk_spmm_f32_32x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
-  /* [many panels][index width]: full tile, then partial tiles of 1-16 and
-   * 17-31 rows */
+  /* [GROUP4][index width]: full tile, then partial tiles of 1-16 and 17-31
+   * rows */
   static const sk_spmm_f32_fn full[2][2] = {{spmm_u16, spmm_i32}, {panels_u16, panels_i32}};
   static const sk_spmm_f32_fn part[2][MRV][2] = {
       {{part1_u16, part1_i32}, {part2_u16, part2_i32}},
       {{panels1_u16, panels1_i32}, {panels2_u16, panels2_i32}}};
-  const int wide = t->index_bytes != 2, many = t->k > 2 * KPANEL;
-  if (t->mr == MR) full[many][wide](t, n0, n1);
-  else part[many][(t->mr - 1) / 16][wide](t, n0, n1);
+  const int wide = t->index_bytes != 2, g4 = use_group4(t, n0, n1);
+  if (t->mr == MR) full[g4][wide](t, n0, n1);
+  else part[g4][(t->mr - 1) / 16][wide](t, n0, n1);
 }
 
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {

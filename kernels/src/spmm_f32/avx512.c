@@ -293,13 +293,13 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
         A[q] = _mm512_fmadd_ps(v, XV(p, q), A[q]);                              \
   }
 
-/* Weight rows n + j .. n + j + 3 over one panel ending at column kend (all
- * but the last panel), four nonzeros of each row per step in lock step, one
- * accumulator set per row (4 x NV zmm: 8 FMA chains at NV = 2). Against
- * ROW_PART per row this drops the reduction of four sets and shares one loop
- * exit among four rows, which is what made short segments (narrow panels)
- * expensive. Each row's rest then runs alone into its set. */
-#define GROUP4(FIRST, NV, XV, XC, COLS4)                                        \
+/* Weight rows n + j .. n + j + 3 over one panel (CHECK: it ends at column
+ * kend; else at each row's end), four nonzeros of each row per step in lock
+ * step, one accumulator set per row (4 x NV zmm: 8 FMA chains at NV = 2).
+ * Against ROW_PART per row this drops the reduction of four sets and shares
+ * one loop exit among four rows, which is what made short segments (narrow
+ * panels) expensive. Each row's rest then runs alone into its set. */
+#define GROUP4(FIRST, CHECK, NV, XV, XC, COLS4)                                \
   {                                                                             \
     __m512 g[4][NV];                                                            \
     int64_t pp[4], ee[4], steps = INT64_MAX;                                    \
@@ -314,8 +314,8 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     }                                                                           \
     for (; steps > 0; --steps) {                                                \
       /* columns are sorted: a row is past the panel when its 4th is */        \
-      if ((LAST4(idx + pp[0]) >= kend) | (LAST4(idx + pp[1]) >= kend) |         \
-          (LAST4(idx + pp[2]) >= kend) | (LAST4(idx + pp[3]) >= kend))          \
+      if (CHECK && ((LAST4(idx + pp[0]) >= kend) | (LAST4(idx + pp[1]) >= kend) |         \
+          (LAST4(idx + pp[2]) >= kend) | (LAST4(idx + pp[3]) >= kend)))         \
         break;                                                                  \
       _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {                     \
         int64_t c[4];                                                           \
@@ -332,20 +332,20 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {                       \
       int64_t p = pp[r];                                                        \
       const int64_t e = ee[r];                                                  \
-      ROW_REST(1, NV, XV, XC, COLS4, g[r])                                      \
+      ROW_REST(CHECK, NV, XV, XC, COLS4, g[r])                                  \
       cur[j + r] = p;                                                           \
       _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                      \
           _mm512_store_ps(buf + (j + r) * MR + 16 * q, g[r][q]);                \
     }                                                                           \
   }
 
-/* The block's rows over one panel that ends at kend: four at a time, then
- * one at a time. */
-#define CHECKED_PANEL(FIRST, NV, US, XV, XC, COLS4)                             \
+/* The block's rows over one panel (as in GROUP4): four at a time, then the
+ * 1-3 left one at a time. */
+#define BLOCK_PANEL(FIRST, CHECK, NV, US, XV, XC, COLS4)                        \
   {                                                                             \
     int64_t j = 0;                                                              \
-    for (; j + 4 <= nb; j += 4) GROUP4(FIRST, NV, XV, XC, COLS4)                \
-    for (; j < nb; ++j) ROW_PART(FIRST, 1, cur[j], cur[j] = p, NV, US, XV, XC, COLS4) \
+    for (; j + 4 <= nb; j += 4) GROUP4(FIRST, CHECK, NV, XV, XC, COLS4)         \
+    for (; j < nb; ++j) ROW_PART(FIRST, CHECK, cur[j], cur[j] = p, NV, US, XV, XC, COLS4) \
   }
 
 /* What both tile kernels set up: index and value arrays, masks of the
@@ -370,8 +370,8 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
 
 /* NAME: the tile kernel for many panels or long segments (use_group4):
  * panels of at most KPANEL_G4 columns (<= 40 KiB of the packed tile, so the
- * slice stays in L1 next to W's stream and buf), every panel but the last
- * run four rows at a time (GROUP4), the last per row. */
+ * slice stays in L1 next to W's stream and buf), each run over the block
+ * four rows at a time (BLOCK_PANEL). */
 #define DEFINE_SPMM_PANELS(NAME, IDX_T, NV, US, XV, XC, COLS4)                   \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     SPMM_SETUP(IDX_T, NV)                                                       \
@@ -383,14 +383,12 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       for (int64_t j = 0; j < nb; ++j) cur[j] = t->indptr[n + j];               \
       int64_t kend = kb;                                                        \
-      CHECKED_PANEL(1, NV, US, XV, XC, COLS4)                                   \
+      BLOCK_PANEL(1, 1, NV, US, XV, XC, COLS4)                                  \
       for (int64_t pi = 1; pi < panels - 1; ++pi) {                             \
         kend = (pi + 1) * kb;                                                   \
-        CHECKED_PANEL(0, NV, US, XV, XC, COLS4)                                 \
+        BLOCK_PANEL(0, 1, NV, US, XV, XC, COLS4)                                \
       }                                                                         \
-      /* the last panel runs to each row's end */                              \
-      for (int64_t j = 0; j < nb; ++j)                                          \
-        ROW_PART(0, 0, cur[j], (void)0, NV, US, XV, XC, COLS4)                  \
+      BLOCK_PANEL(0, 0, NV, US, XV, XC, COLS4) /* to each row's end */          \
       write_block(buf, nb, t, n, stream);                                       \
     }                                                                           \
     if (stream) _mm_sfence(); /* streamed stores visible before we return */    \

@@ -11,9 +11,18 @@
  * from one xmm load with vpermps beat vbroadcastss from memory (5-15%).
  * K panels: a row's nonzeros in K panels of <= 512 columns (the 64 KiB of
  * the tile they touch mostly hit L1) gained 11-16% for K = 3072 and 1-9%
- * for K = 768 (more at 70% than at 90% sparsity);
- * narrower panels lose more to a mispredicted exit per row and panel than
- * the L1 hits gain.
+ * for K = 768 (more at 70% than at 90% sparsity). Each (row, panel)
+ * segment costs ~15 cycles on top of its nonzeros (zeroing and summing the
+ * four sets, the tail, the exits), so per row narrower panels lost more than
+ * the L1 hits gained.
+ * GROUP4 panels (use_group4: K > 1024, or K > 512 with >= 45 nonzeros per
+ * row and panel): four rows in lock step, one accumulator set each (still
+ * 8 chains), so no per-row reduction and one loop exit per four rows; that
+ * pays for panels of <= 320 columns (40 KiB of tile): K = 3072 5-6% faster
+ * at 90% sparsity, 20-25% at 70%; K = 768 6-8% faster at 70% but 5% slower
+ * at 90% (26 nonzeros per panel), where the per-row kernel stays. Exact
+ * segment ends from a vector count of the indices below the panel end (no
+ * column test per step) were 5-15% slower: the count's own exits mispredict.
  * Column addresses take one shift per nonzero (c << 7 serves both loads;
  * GCC had computed c * 128 and c * 32 apart: 7-13% slower).
  * Results of NB = 64 weight rows (16 when K is one panel) collect in an L1

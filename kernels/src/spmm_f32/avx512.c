@@ -15,8 +15,8 @@
  * segment costs ~15 cycles on top of its nonzeros (zeroing and summing the
  * four sets, the tail, the exits), so per row narrower panels lost more than
  * the L1 hits gained.
- * GROUP4 panels (use_group4: K > 1024, or K > 512 with >= 45 nonzeros per
- * row and panel): four rows in lock step, one accumulator set each (still
+ * GROUP4 panels (use_group4: K > 512 and enough nonzeros per row and
+ * panel): four rows in lock step, one accumulator set each (still
  * 8 chains), so no per-row reduction and one loop exit per four rows; that
  * pays for panels of <= 320 columns (40 KiB of tile): K = 3072 5-6% faster
  * at 90% sparsity, 20-25% at 70%; K = 768 6-8% faster at 70% but 5% slower
@@ -53,7 +53,8 @@
 #ifndef KPANEL_G4
 #define KPANEL_G4 320  /* widest panel of the GROUP4 kernels: 40 KiB of packed tile */
 #endif
-#define G4_MIN_SEGMENT 45 /* mean nonzeros per row and panel that favour GROUP4 */
+#define G4_MIN_SEGMENT 45      /* see use_group4 */
+#define G4_MIN_SEGMENT_WIDE 25
 
 /* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
 static inline void transpose16(__m512 r[16]) {
@@ -485,18 +486,22 @@ DEFINE_SPMM_PANELS(panels2_i32, int32_t, 2, 4, XV_PART, XC_PART, cols4_i32)
 DEFINE_SPMV(spmv_u16, uint16_t, x4_u16)
 DEFINE_SPMV(spmv_i32, int32_t, x4_i32)
 
-/* Whether rows [n0, n1) run in GROUP4 panels. K > 2 * KPANEL: always (the
- * 64 KiB panels of the per-row kernel spill L1; bert_ffn_down 6-17% faster).
- * KPANEL < K <= 2 * KPANEL: only when a row has >= G4_MIN_SEGMENT nonzeros
- * per panel; at 768 columns and 90% sparsity (26 per panel) the per-row
- * kernel's two panels were 6% faster, at 80% (51 per panel) 6% slower. */
+/* Whether rows [n0, n1) run in GROUP4 panels: when their mean nonzeros per
+ * row and GROUP4 panel (seg) are >= G4_MIN_SEGMENT, or >= G4_MIN_SEGMENT_WIDE
+ * where the per-row kernel's panels are wider than 384 columns (> 48 KiB of
+ * tile, which spills L1). Measured against the per-row kernel at M = 128:
+ * K = 3072: seg 31 (90% sparse) 6% faster, 92 (70%) 25%, 15 (95%) 2% slower;
+ * K = 1536: seg 31 2% faster; K = 768 (per-row panels of 384): seg 26 5%
+ * slower, 51 6% faster, 77 8% faster; K = 1100 (367): seg 27 10% slower. */
 static int use_group4(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
-  if (t->k > 2 * KPANEL) return 1;
   if (t->k <= KPANEL || n1 <= n0) return 0;
   const int64_t panels = (t->k + KPANEL_G4 - 1) / KPANEL_G4;
   const int64_t kb = (t->k + panels - 1) / panels;
-  const double nnz = (double)(t->indptr[n1] - t->indptr[n0]);
-  return nnz * (double)kb >= (double)G4_MIN_SEGMENT * (double)(n1 - n0) * (double)t->k;
+  const double seg = (double)(t->indptr[n1] - t->indptr[n0]) * (double)kb /
+                     ((double)(n1 - n0) * (double)t->k);
+  const int64_t row_panels = (t->k + KPANEL - 1) / KPANEL;
+  const int64_t row_kb = (t->k + row_panels - 1) / row_panels;
+  return seg >= G4_MIN_SEGMENT || (row_kb > 384 && seg >= G4_MIN_SEGMENT_WIDE);
 }
 
 void sk_spmm_f32_32x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {

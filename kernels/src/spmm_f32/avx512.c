@@ -50,9 +50,7 @@
 #define NB 64          /* weight rows per write-out block (a multiple of 16) */
 #define STREAM_MIN_FLOATS (32 * 1024) /* 128 KiB of Y rows per tile */
 #define KPANEL 512     /* widest K panel: 512 x MR floats = 64 KiB of packed tile */
-#ifndef KPANEL_G4
 #define KPANEL_G4 320  /* widest panel of the GROUP4 kernels: 40 KiB of packed tile */
-#endif
 #define G4_MIN_SEGMENT 45      /* see use_group4 */
 #define G4_MIN_SEGMENT_WIDE 25
 
@@ -324,8 +322,8 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     }                                                                           \
     for (; steps > 0; --steps) {                                                \
       /* columns are sorted: a row is past the panel when its 4th is */        \
-      if (CHECK && ((LAST4(idx + pp[0]) >= kend) | (LAST4(idx + pp[1]) >= kend) |         \
-          (LAST4(idx + pp[2]) >= kend) | (LAST4(idx + pp[3]) >= kend)))         \
+      if (CHECK && ((LAST4(idx + pp[0]) >= kend) | (LAST4(idx + pp[1]) >= kend) | \
+                    (LAST4(idx + pp[2]) >= kend) | (LAST4(idx + pp[3]) >= kend))) \
         break;                                                                  \
       _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {                     \
         int64_t c[4];                                                           \
@@ -358,8 +356,9 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     for (; j < nb; ++j) ROW_PART(FIRST, CHECK, cur[j], cur[j] = p, NV, US, XV, XC, COLS4) \
   }
 
-/* What both tile kernels set up: index and value arrays, masks of the
- * partial tile's rows, and whether Y is streamed. */
+/* What the GROUP4 kernels set up (DEFINE_SPMM has the same inline): index
+ * and value arrays, masks of the partial tile's rows, and whether Y is
+ * streamed. */
 #define SPMM_SETUP(IDX_T, NV)                                                   \
   const IDX_T *idx = (const IDX_T *)t->indices;                                 \
   const float *val = t->values;                                                 \

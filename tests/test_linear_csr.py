@@ -88,6 +88,34 @@ def test_long_k_in_panels(isa, rng, density):
         assert_close_f32(y, reference_linear(xm, w, b, relu=True), xm, w)
 
 
+def test_many_panels_rows_in_lock_step(isa, rng):
+    """K > 512 with enough nonzeros per row and panel: the AVX-512 kernel
+    runs four rows at a time over panels of <= 320 columns. Rows of very different lengths side by side (empty, sparse,
+    dense), 1-3 rows left after the groups of four, full and partial tiles,
+    16-bit and 32-bit column indices."""
+    w = random_sparse(rng, 23, 3100, 0.1, empty_rows=(1, 8))
+    w[4] = rng.standard_normal(3100)  # a dense row next to an empty one
+    w[10, :700] = 0.0                 # a row whose first panels are empty
+    w[13, 2000:] = 0.0                # ... and one whose last ones are
+    c = CSRMatrix.from_dense(w)
+    assert c.indices.dtype == np.uint16
+    x = rng.standard_normal((77, 3100)).astype(np.float32)
+    b = rng.standard_normal(23).astype(np.float32)
+    for xm in (x, x[:64], x[:48], x[:9]):
+        assert_close_f32(sparsekit.linear(xm, c, b), reference_linear(xm, w, b), xm, w)
+    # 512 < K <= 1024 and dense enough for long segments: the same kernel
+    w = random_sparse(rng, 30, 800, 0.4, empty_rows=(5,))
+    c = CSRMatrix.from_dense(w)
+    x = rng.standard_normal((70, 800)).astype(np.float32)
+    for xm in (x, x[:32], x[:20]):
+        assert_close_f32(sparsekit.linear(xm, c), reference_linear(xm, w), xm, w)
+    wide = random_sparse(rng, 7, 70001, 0.1, empty_rows=(2,))
+    cw = CSRMatrix.from_dense(wide)
+    assert cw.indices.dtype == np.int32
+    xw = rng.standard_normal((40, 70001)).astype(np.float32)
+    assert_close_f32(sparsekit.linear(xw, cw), reference_linear(xw, wide), xw, wide)
+
+
 def test_skewed_rows_threaded(isa, rng):
     """All nonzeros in a few rows: the nnz-balanced split must stay correct."""
     w = np.zeros((400, 300), np.float32)

@@ -135,6 +135,18 @@ int main(void) {
     run_case(isa, 45, 70, 1300, 0.05, 2, 1, 1, 1);
     run_case(isa, 64, 70, 1300, 1.0, 4, 0, 0, 1);
     run_case(isa, 33, 17, 2049, 0.3, 2, 1, 0, 2);
+    /* The AVX-512 GROUP4 panels (K > 512 and >= 25-45 nonzeros per row and
+     * 320-column panel): four rows in lock step (then 1-3 single rows:
+     * N = 67), with partial tiles of 18 and 16 rows, both index widths,
+     * dense rows, and rows of very different lengths; then K > 1024 too
+     * sparse for them (the per-row kernel) */
+    run_case(isa, 50, 67, 1500, 0.1, 4, 1, 1, 1);
+    run_case(isa, 80, 67, 1500, 0.1, 2, 0, 0, 1);
+    run_case(isa, 96, 66, 1100, 1.0, 4, 1, 0, 2);
+    run_case(isa, 32, 65, 3000, 0.1, 2, 1, 1, 1);
+    run_case(isa, 32, 65, 3000, 0.01, 2, 1, 1, 1);
+    run_case(isa, 45, 67, 700, 0.4, 4, 1, 0, 1);
+    run_case(isa, 64, 30, 1000, 0.3, 2, 0, 1, 1);
   }
   return sk_test_finish("test_spmm_f32");
 }

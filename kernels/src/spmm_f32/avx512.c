@@ -11,9 +11,18 @@
  * from one xmm load with vpermps beat vbroadcastss from memory (5-15%).
  * K panels: a row's nonzeros in K panels of <= 512 columns (the 64 KiB of
  * the tile they touch mostly hit L1) gained 11-16% for K = 3072 and 1-9%
- * for K = 768 (more at 70% than at 90% sparsity);
- * narrower panels lose more to a mispredicted exit per row and panel than
- * the L1 hits gain.
+ * for K = 768 (more at 70% than at 90% sparsity). Each (row, panel)
+ * segment costs ~15 cycles on top of its nonzeros (zeroing and summing the
+ * four sets, the tail, the exits), so per row narrower panels lost more than
+ * the L1 hits gained.
+ * GROUP4 panels (use_group4: K > 512 and enough nonzeros per row and
+ * panel): four rows in lock step, one accumulator set each (still
+ * 8 chains), so no per-row reduction and one loop exit per four rows; that
+ * pays for panels of <= 320 columns (40 KiB of tile): K = 3072 5-6% faster
+ * at 90% sparsity, 20-25% at 70%; K = 768 6-8% faster at 70% but 5% slower
+ * at 90% (26 nonzeros per panel), where the per-row kernel stays. Exact
+ * segment ends from a vector count of the indices below the panel end (no
+ * column test per step) were 5-15% slower: the count's own exits mispredict.
  * Column addresses take one shift per nonzero (c << 7 serves both loads;
  * GCC had computed c * 128 and c * 32 apart: 7-13% slower).
  * Results of NB = 64 weight rows (16 when K is one panel) collect in an L1
@@ -35,6 +44,7 @@
  * 64-bit load; no gain from reducing 8 rows' sums together.
  */
 #include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "../internal.h"
@@ -45,6 +55,9 @@
 #define NB 64          /* weight rows per write-out block (a multiple of 16) */
 #define STREAM_MIN_FLOATS (32 * 1024) /* 128 KiB of Y rows per tile */
 #define KPANEL 512     /* widest K panel: 512 x MR floats = 64 KiB of packed tile */
+#define KPANEL_G4 320  /* widest panel of the GROUP4 kernels: 40 KiB of packed tile */
+#define G4_MIN_SEGMENT 45      /* see use_group4 */
+#define G4_MIN_SEGMENT_WIDE 25
 
 /* Transpose the 16x16 matrix r[0..15] in place (r[i] lane j -> r[j] lane i). */
 static inline void transpose16(__m512 r[16]) {
@@ -270,6 +283,131 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     if (stream) _mm_sfence(); /* streamed stores visible before we return */    \
   }
 
+/* The last column of four consecutive nonzeros. */
+#define LAST4(ip) ((int64_t)(ip)[3])
+
+/* Row n + j's rest of one panel (from p up to e, and (CHECK) only columns
+ * below kend) into the one accumulator set A[NV]. */
+#define ROW_REST(CHECK, NV, XV, XC, COLS4, A)                                   \
+  for (; p + 4 <= e; p += 4) {                                                  \
+    int64_t c[4];                                                               \
+    COLS4(idx + p, c);                                                          \
+    if (CHECK && c[3] >= kend) break;                                           \
+    const __m512 vs = _mm512_castps128_ps512(_mm_loadu_ps(val + p));            \
+    _Pragma("GCC unroll 4") for (int u = 0; u < 4; ++u) {                       \
+      const __m512 v = _mm512_permutexvar_ps(_mm512_set1_epi32(u), vs);         \
+      _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                      \
+          A[q] = _mm512_fmadd_ps(v, XC(c[u], q), A[q]);                         \
+    }                                                                           \
+  }                                                                             \
+  for (; p < e && (!CHECK || (int64_t)idx[p] < kend); ++p) {                    \
+    const __m512 v = _mm512_set1_ps(val[p]);                                    \
+    _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                        \
+        A[q] = _mm512_fmadd_ps(v, XV(p, q), A[q]);                              \
+  }
+
+/* Weight rows n + j .. n + j + 3 over one panel (CHECK: it ends at column
+ * kend; else at each row's end), four nonzeros of each row per step in lock
+ * step, one accumulator set per row (4 x NV zmm: 8 FMA chains at NV = 2).
+ * Against ROW_PART per row this drops the reduction of four sets and shares
+ * one loop exit among four rows, which is what made short segments (narrow
+ * panels) expensive. Each row's rest then runs alone into its set. */
+#define GROUP4(FIRST, CHECK, NV, XV, XC, COLS4)                                \
+  {                                                                             \
+    __m512 g[4][NV];                                                            \
+    int64_t pp[4], ee[4], steps = INT64_MAX;                                    \
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {                       \
+      pp[r] = cur[j + r];                                                       \
+      ee[r] = t->indptr[n + j + r + 1];                                         \
+      const int64_t s = (ee[r] - pp[r]) >> 2;                                   \
+      steps = s < steps ? s : steps;                                            \
+      _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                      \
+          g[r][q] = FIRST ? _mm512_setzero_ps()                                 \
+                          : _mm512_load_ps(buf + (j + r) * MR + 16 * q);        \
+    }                                                                           \
+    for (; steps > 0; --steps) {                                                \
+      /* columns are sorted: a row is past the panel when its 4th is */        \
+      if (CHECK && ((LAST4(idx + pp[0]) >= kend) | (LAST4(idx + pp[1]) >= kend) | \
+                    (LAST4(idx + pp[2]) >= kend) | (LAST4(idx + pp[3]) >= kend))) \
+        break;                                                                  \
+      _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {                     \
+        int64_t c[4];                                                           \
+        COLS4(idx + pp[r], c);                                                  \
+        const __m512 vs = _mm512_castps128_ps512(_mm_loadu_ps(val + pp[r]));    \
+        _Pragma("GCC unroll 4") for (int u = 0; u < 4; ++u) {                   \
+          const __m512 v = _mm512_permutexvar_ps(_mm512_set1_epi32(u), vs);     \
+          _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                  \
+              g[r][q] = _mm512_fmadd_ps(v, XC(c[u], q), g[r][q]);               \
+        }                                                                       \
+        pp[r] += 4;                                                             \
+      }                                                                         \
+    }                                                                           \
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {                       \
+      int64_t p = pp[r];                                                        \
+      const int64_t e = ee[r];                                                  \
+      ROW_REST(CHECK, NV, XV, XC, COLS4, g[r])                                  \
+      cur[j + r] = p;                                                           \
+      _Pragma("GCC unroll 8") for (int q = 0; q < NV; ++q)                      \
+          _mm512_store_ps(buf + (j + r) * MR + 16 * q, g[r][q]);                \
+    }                                                                           \
+  }
+
+/* The block's rows over one panel (as in GROUP4): four at a time, then the
+ * 1-3 left one at a time. */
+#define BLOCK_PANEL(FIRST, CHECK, NV, US, XV, XC, COLS4)                        \
+  {                                                                             \
+    int64_t j = 0;                                                              \
+    for (; j + 4 <= nb; j += 4) GROUP4(FIRST, CHECK, NV, XV, XC, COLS4)         \
+    for (; j < nb; ++j) ROW_PART(FIRST, CHECK, cur[j], cur[j] = p, NV, US, XV, XC, COLS4) \
+  }
+
+/* What the GROUP4 kernels set up (DEFINE_SPMM has the same inline): index
+ * and value arrays, masks of the partial tile's rows, and whether Y is
+ * streamed. */
+#define SPMM_SETUP(IDX_T, NV)                                                   \
+  const IDX_T *idx = (const IDX_T *)t->indices;                                 \
+  const float *val = t->values;                                                 \
+  const int64_t ld = t->mr;                                                     \
+  __mmask16 km[NV];                                                             \
+  for (int q = 0; q < NV; ++q) {                                                \
+    const int64_t live = ld - 16 * q;                                           \
+    km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);               \
+  }                                                                             \
+  (void)km;                                                                     \
+  const char *xb = (const char *)t->xp;                                         \
+  (void)xb;                                                                     \
+  __attribute__((aligned(64))) float buf[NB * MR];                              \
+  /* stream only a big Y (this tile's rows span >= 128 KiB): a small one     \
+   * is better left in L2 for whatever reads it next */                         \
+  const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0 &&       \
+                     t->mr * t->ldy >= STREAM_MIN_FLOATS;
+
+/* NAME: the tile kernel for many panels or long segments (use_group4):
+ * panels of at most KPANEL_G4 columns (<= 40 KiB of the packed tile, so the
+ * slice stays in L1 next to W's stream and buf), each run over the block
+ * four rows at a time (BLOCK_PANEL). */
+#define DEFINE_SPMM_PANELS(NAME, IDX_T, NV, US, XV, XC, COLS4)                   \
+  static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
+    SPMM_SETUP(IDX_T, NV)                                                       \
+    _Static_assert(US == 4, "one xmm load feeds the US broadcasts");            \
+    const int64_t panels = (t->k + KPANEL_G4 - 1) / KPANEL_G4;                  \
+    const int64_t kb = (t->k + panels - 1) / panels;                            \
+    int64_t cur[NB];                                                            \
+    for (int64_t n = n0; n < n1; n += NB) {                                     \
+      const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
+      for (int64_t j = 0; j < nb; ++j) cur[j] = t->indptr[n + j];               \
+      int64_t kend = kb;                                                        \
+      BLOCK_PANEL(1, 1, NV, US, XV, XC, COLS4)                                  \
+      for (int64_t pi = 1; pi < panels - 1; ++pi) {                             \
+        kend = (pi + 1) * kb;                                                   \
+        BLOCK_PANEL(0, 1, NV, US, XV, XC, COLS4)                                \
+      }                                                                         \
+      BLOCK_PANEL(0, 0, NV, US, XV, XC, COLS4) /* to each row's end */          \
+      write_block(buf, nb, t, n, stream);                                       \
+    }                                                                           \
+    if (stream) _mm_sfence(); /* streamed stores visible before we return */    \
+  }
+
 /* ---- M == 1 ------------------------------------------------------------- */
 static inline float epilogue1(float v, const sk_spmm_f32_tile *t, int64_t n) {
   if (t->bias) v += t->bias[n];
@@ -353,14 +491,43 @@ DEFINE_SPMM(part1_u16, uint16_t, 1, 4, XV_PART, XC_PART, cols4_u16)
 DEFINE_SPMM(part1_i32, int32_t, 1, 4, XV_PART, XC_PART, cols4_i32)
 DEFINE_SPMM(part2_u16, uint16_t, 2, 4, XV_PART, XC_PART, cols4_u16)
 DEFINE_SPMM(part2_i32, int32_t, 2, 4, XV_PART, XC_PART, cols4_i32)
+DEFINE_SPMM_PANELS(panels_u16, uint16_t, MRV, U, XV_FULL, XC_FULL, cols4_u16)
+DEFINE_SPMM_PANELS(panels_i32, int32_t, MRV, U, XV_FULL, XC_FULL, cols4_i32)
+DEFINE_SPMM_PANELS(panels1_u16, uint16_t, 1, 4, XV_PART, XC_PART, cols4_u16)
+DEFINE_SPMM_PANELS(panels1_i32, int32_t, 1, 4, XV_PART, XC_PART, cols4_i32)
+DEFINE_SPMM_PANELS(panels2_u16, uint16_t, 2, 4, XV_PART, XC_PART, cols4_u16)
+DEFINE_SPMM_PANELS(panels2_i32, int32_t, 2, 4, XV_PART, XC_PART, cols4_i32)
 DEFINE_SPMV(spmv_u16, uint16_t, x4_u16)
 DEFINE_SPMV(spmv_i32, int32_t, x4_i32)
 
+/* Whether rows [n0, n1) run in GROUP4 panels: when their mean nonzeros per
+ * row and GROUP4 panel (seg) are >= G4_MIN_SEGMENT, or >= G4_MIN_SEGMENT_WIDE
+ * where the per-row kernel's panels are wider than 384 columns (> 48 KiB of
+ * tile, which spills L1). Measured against the per-row kernel at M = 128:
+ * K = 3072: seg 31 (90% sparse) 6% faster, 92 (70%) 25%, 15 (95%) 2% slower;
+ * K = 1536: seg 31 2% faster; K = 768 (per-row panels of 384): seg 26 5%
+ * slower, 51 6% faster, 77 8% faster; K = 1100 (367): seg 27 10% slower. */
+static int use_group4(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
+  if (t->k <= KPANEL || n1 <= n0) return 0;
+  const int64_t panels = (t->k + KPANEL_G4 - 1) / KPANEL_G4;
+  const int64_t kb = (t->k + panels - 1) / panels;
+  const double seg = (double)(t->indptr[n1] - t->indptr[n0]) * (double)kb /
+                     ((double)(n1 - n0) * (double)t->k);
+  const int64_t row_panels = (t->k + KPANEL - 1) / KPANEL;
+  const int64_t row_kb = (t->k + row_panels - 1) / row_panels;
+  return seg >= G4_MIN_SEGMENT || (row_kb > 384 && seg >= G4_MIN_SEGMENT_WIDE);
+}
+
 void sk_spmm_f32_32x1__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {
-  static const sk_spmm_f32_fn part[MRV][2] = {{part1_u16, part1_i32}, {part2_u16, part2_i32}};
-  const int wide = t->index_bytes != 2;
-  if (t->mr == MR) (wide ? spmm_i32 : spmm_u16)(t, n0, n1);
-  else part[(t->mr - 1) / 16][wide](t, n0, n1);
+  /* [GROUP4][index width]: full tile, then partial tiles of 1-16 and 17-31
+   * rows */
+  static const sk_spmm_f32_fn full[2][2] = {{spmm_u16, spmm_i32}, {panels_u16, panels_i32}};
+  static const sk_spmm_f32_fn part[2][MRV][2] = {
+      {{part1_u16, part1_i32}, {part2_u16, part2_i32}},
+      {{panels1_u16, panels1_i32}, {panels2_u16, panels2_i32}}};
+  const int wide = t->index_bytes != 2, g4 = use_group4(t, n0, n1);
+  if (t->mr == MR) full[g4][wide](t, n0, n1);
+  else part[g4][(t->mr - 1) / 16][wide](t, n0, n1);
 }
 
 void sk_spmv_f32__avx512(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {

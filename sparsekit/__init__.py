@@ -9,6 +9,7 @@ sparsekit.info(), sparsekit.set_isa() and sparsekit.set_num_threads().
 from sparsekit._config import (
     get_isa, get_num_threads, info, set_isa, set_num_threads,
 )
+from sparsekit._config import get_thread_backoff, set_thread_backoff
 from sparsekit.formats import CSRMatrix, QuantizedMatrix
 from sparsekit.formats import SparseInt8Matrix
 from sparsekit.ops import linear
@@ -23,6 +24,7 @@ __all__ = [
     "get_num_threads", "__version__",
     "QuantizedMatrix", "quantize_rows", "int8_matmul", "quantized_linear",
     "SparseInt8Matrix", "pack", "explain", "save", "load",
+    "set_thread_backoff", "get_thread_backoff",
 ]
 
 

@@ -1,6 +1,7 @@
 """Run-time configuration: the forced ISA, thread count, and sparsekit.info().
 
-SPARSEKIT_ISA and SPARSEKIT_NUM_THREADS are read once, at import. Threads can
+SPARSEKIT_ISA, SPARSEKIT_NUM_THREADS and SPARSEKIT_THREAD_BACKOFF are read
+once, at import. Threads can
 also be limited with threadpoolctl: sparsekit registers a controller for its
 own OpenMP pool, so ``threadpool_limits(1)`` covers sparsekit's kernels too.
 """
@@ -56,6 +57,22 @@ def get_num_threads():
     return _core.get_num_threads()
 
 
+def set_thread_backoff(on):
+    """Turn the thread backoff on (the default) or off. On: when a kernel's
+    worker thread starts more than 0.5 ms late (another process holds the other
+    cores), calls run on one thread for 0.25 s (doubling up to 2 s while later
+    probes stay late), since the call would otherwise wait for the late thread.
+    Results do not change, only the thread count. Also SPARSEKIT_THREAD_BACKOFF=0."""
+    if not isinstance(on, (bool, np.bool_)):
+        raise TypeError(f"on: expected a bool, got {type(on).__name__}")
+    _core.set_thread_backoff(bool(on))
+
+
+def get_thread_backoff():
+    """Whether the thread backoff (see set_thread_backoff) is on."""
+    return _core.thread_backoff_state()["enabled"]
+
+
 def info():
     """What was detected and chosen: CPU features, ISA per kernel family, threads.
     ``compiled`` is False when the C core is missing (the Numba backend runs)."""
@@ -65,6 +82,7 @@ def info():
             "core_error": str(_CORE_ERROR), "machine": platform.machine(),
             "cpu": _cpu_model(), "cpu_features": {}, "best_isa": None, "isa": None,
             "kernels": {family: None for family in KERNEL_FAMILIES}, "num_threads": 1,
+            "thread_backoff": None,
         }
     return {
         "version": _core.VERSION,
@@ -76,7 +94,17 @@ def info():
         "isa": _core.get_isa(),
         "kernels": {family: _core.family_isa(family) for family in KERNEL_FAMILIES},
         "num_threads": _core.get_num_threads(),
+        "thread_backoff": _thread_backoff_info(),
     }
+
+
+def _thread_backoff_info():
+    s = _core.thread_backoff_state()
+    # last_late_us: how late the last late worker started (0.0 if none yet)
+    return {"enabled": s["enabled"], "active": s["active"],
+            "last_late_us": round(s["last_late_us"], 1),
+            "seconds_since_last_late": (round(s["since_last_late_s"], 3)
+                                        if s["since_last_late_s"] >= 0 else None)}
 
 
 def _package_version():
@@ -109,6 +137,11 @@ def _apply_environment():
             set_num_threads(int(threads))
         except ValueError as e:
             raise RuntimeError(f"SPARSEKIT_NUM_THREADS={threads!r}: {e}") from None
+    backoff = os.environ.get("SPARSEKIT_THREAD_BACKOFF", "").strip().lower()
+    if backoff in ("0", "off", "false", "no"):
+        set_thread_backoff(False)
+    elif backoff not in ("", "1", "on", "true", "yes"):
+        raise RuntimeError(f"SPARSEKIT_THREAD_BACKOFF={backoff!r}: expected 0 or 1")
 
 
 def _register_threadpoolctl():

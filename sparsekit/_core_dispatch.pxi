@@ -44,3 +44,14 @@ def set_num_threads(int n):
 
 def get_num_threads():
     return sk_get_num_threads()
+
+
+def set_thread_backoff(bint on):
+    sk_set_thread_backoff(on)
+
+
+def thread_backoff_state():
+    cdef sk_thread_backoff_info s
+    sk_thread_backoff_state(&s)
+    return {"enabled": bool(s.enabled), "active": bool(s.active), "window_s": s.window_s,
+            "last_late_us": s.last_late_us, "since_last_late_s": s.since_last_late_s}

@@ -16,6 +16,12 @@ cdef extern from "sparsekit.h" nogil:
     int sk_family_isa(const char *family)
     void sk_set_num_threads(int n)
     int sk_get_num_threads()
+    void sk_set_thread_backoff(int on)
+    int sk_get_thread_backoff()
+    ctypedef struct sk_thread_backoff_info:
+        int enabled, active
+        double window_s, last_late_us, since_last_late_s
+    void sk_thread_backoff_state(sk_thread_backoff_info *s)
 
     ctypedef struct sk_csr_f32:
         int64_t n, k

@@ -22,6 +22,10 @@ def _cmd_info(args):
     for family, isa in data["kernels"].items():
         print(f"  {family:<13}: {isa}")
     print(f"  threads      : {data['num_threads']}")
+    b = data["thread_backoff"]
+    print(f"  thread backoff: {'on' if b['enabled'] else 'off'}"
+          f"{' (active: 1 thread now)' if b['active'] else ''}"
+          f", last late start {b['last_late_us']:.0f} us")
     return 0
 
 

@@ -15,6 +15,16 @@ else:
     ALL_ISAS = ["scalar", "avx2", "avx512", "avx512vnni"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _threads_as_asked():
+    """Threaded paths run with the threads a test asks for even on a busy
+    machine: the thread backoff is off (tests/test_thread_backoff.py tests it)."""
+    before = sparsekit.get_thread_backoff()
+    sparsekit.set_thread_backoff(False)
+    yield
+    sparsekit.set_thread_backoff(before)
+
+
 @pytest.fixture(params=ALL_ISAS)
 def isa(request):
     name = request.param

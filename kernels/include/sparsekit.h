@@ -67,6 +67,20 @@ int sk_family_isa(const char *family);
 void sk_set_num_threads(int n);
 int sk_get_num_threads(void);
 
+/* Thread backoff (on by default): when a worker thread starts more than
+ * 0.5 ms late (another process holds the other core), calls run on one
+ * thread for 0.25 s, doubling up to 2 s while probes stay late. Results do
+ * not change; only the thread count does. */
+void sk_set_thread_backoff(int on);
+int sk_get_thread_backoff(void);
+typedef struct {
+  int enabled, active;      /* active: calls run on one thread right now */
+  double window_s;          /* current backoff window, 0 after an on-time start */
+  double last_late_us;      /* how late the last late worker started, 0 if never */
+  double since_last_late_s; /* seconds since then, -1 if never */
+} sk_thread_backoff_info;
+void sk_thread_backoff_state(sk_thread_backoff_info *s);
+
 /* ---- fp32 CSR x dense -------------------------------------------------- */
 /* A CSR weight W[N,K]: row n holds values[indptr[n] .. indptr[n+1]) at
  * columns indices[...]. Column indices are uint16 when K <= 65536

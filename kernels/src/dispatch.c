@@ -354,7 +354,7 @@ int sk_threads_for_work(double work) {
   int n = sk_get_num_threads();
   int by_work = (int)(work / SK_MIN_WORK_PER_THREAD);
   if (by_work < 1) by_work = 1;
-  return n < by_work ? n : by_work;
+  return sk_backoff_threads(n < by_work ? n : by_work);
 }
 
 void sk_split_rows(const int64_t *indptr, int64_t n, int64_t row_cost, int parts,

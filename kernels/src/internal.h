@@ -21,8 +21,22 @@ void *sk_aligned_alloc(size_t bytes);
 void sk_aligned_free(void *p);
 
 /* Threads to use for `work` multiply-adds: 1 for small problems so they do
- * not pay thread start-up, otherwise sk_get_num_threads(). */
+ * not pay thread start-up, otherwise sk_get_num_threads() (1 while the
+ * thread backoff below is active). */
 int sk_threads_for_work(double work);
+
+/* Thread backoff (thread_backoff.c): n, or 1 while the other cores are known
+ * busy. Every parallel region takes a stamp before it forks and passes it to
+ * sk_worker_check_in as the region's first statement:
+ *   const int64_t t0 = sk_region_begin(nt);
+ *   #pragma omp parallel num_threads(nt) if (nt > 1)
+ *   { sk_worker_check_in(t0); ... } */
+int sk_backoff_threads(int n);
+int64_t sk_region_begin(int nt);
+void sk_worker_check_in(int64_t stamp);
+/* Test hooks: a worker start `delay_ns` late, and a clock moved forward. */
+void sk_backoff_simulate_start(int64_t delay_ns);
+void sk_backoff_advance_clock(int64_t ns);
 
 /* Most threads a driver splits one call over (bounds arrays are sized by it). */
 #define SK_MAX_THREADS 256

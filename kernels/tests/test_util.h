@@ -13,6 +13,15 @@
 
 static int sk_test_failures = 0;
 
+/* The kernel tests run the threaded paths they ask for even on a busy
+ * machine, so the thread backoff is off (test_thread_backoff.c defines
+ * SK_TEST_THREAD_BACKOFF to test it). */
+#ifndef SK_TEST_THREAD_BACKOFF
+__attribute__((constructor)) static void sk_test_no_thread_backoff(void) {
+  sk_set_thread_backoff(0);
+}
+#endif
+
 #define CHECK(cond, ...)                                          \
   do {                                                            \
     if (!(cond)) {                                                \

@@ -218,8 +218,10 @@ int SK_ATTENTION_NAME(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
   const int threads =
       sk_threads_for_work((double)pairs * (double)(off ? tmax : tq) * (double)tkp * (double)d * 2.0);
   int bad = 0;
+  const int64_t t0 = sk_region_begin(threads);
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(| : bad)
   {
+    sk_worker_check_in(t0);
     float *scratch = malloc(sizeof(float) * (size_t)(d * tkp + SK_ATT_QB * tkp + d));
     /* every thread reaches the worksharing loop, even one whose malloc failed */
 #pragma omp for schedule(static)

@@ -56,7 +56,12 @@ static void sk_ln_row(float *y, const float *r, int64_t n, const float *gamma,
 void SK_LAYERNORM_NAME(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
                        int64_t ldr, const float *gamma, const float *beta, float eps) {
   const int threads = sk_threads_for_work((double)m * (double)n * 4.0);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (int64_t i = 0; i < m; ++i)
-    sk_ln_row(y + i * ldy, r == NULL ? NULL : r + i * ldr, n, gamma, beta, eps);
+  const int64_t t0 = sk_region_begin(threads);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    sk_worker_check_in(t0);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < m; ++i)
+      sk_ln_row(y + i * ldy, r == NULL ? NULL : r + i * ldr, n, gamma, beta, eps);
+  }
 }

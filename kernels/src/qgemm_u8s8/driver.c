@@ -173,10 +173,12 @@ static int run_fused(const sk_qgemm_u8s8_impl *impl, const sk_qgemm_u8s8_args *p
     }
     return bad;
   }
+  const int64_t t0 = sk_region_begin(nt);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
 #endif
   {
+    sk_worker_check_in(t0);
     sk_qgemm_u8s8_args lp = *p; /* own copy: `prefetch` differs per call */
     lp.prefetch_step = 128;
     int64_t known = 0;          /* tiles below are ready, as this thread knows */
@@ -265,10 +267,12 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
     sk_aligned_free(scratch);
     return bad ? SK_ERR_NONFINITE : SK_OK;
   }
+  const int64_t t0 = sk_region_begin(nt);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
 #endif
   {
+    sk_worker_check_in(t0);
     if (x) {
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4)

@@ -32,11 +32,18 @@ int sk_quantize_rows_u8(int64_t m, int64_t k, const float *x, int64_t ldx, uint8
   int bad = 0;
   /* a few operations per element: count each as two multiply-adds */
   const int nt = sk_threads_for_work((double)m * (double)k * 2.0);
+  const int64_t t0 = sk_region_begin(nt);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) reduction(| : bad) schedule(static)
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
 #endif
-  for (int64_t i = 0; i < m; ++i)
-    bad |= impl->dynamic_row(x + i * ldx, k, xq + i * ldq, scale + i, zero_point + i) != SK_OK;
+  {
+    sk_worker_check_in(t0);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t i = 0; i < m; ++i)
+      bad |= impl->dynamic_row(x + i * ldx, k, xq + i * ldq, scale + i, zero_point + i) != SK_OK;
+  }
   return bad ? SK_ERR_NONFINITE : SK_OK;
 }
 
@@ -49,10 +56,17 @@ int sk_quantize_u8(int64_t m, int64_t k, const float *x, int64_t ldx, float scal
   const sk_quantize_u8_impl *impl = sk_quantize_u8_select();
   int bad = 0;
   const int nt = sk_threads_for_work((double)m * (double)k * 2.0);
+  const int64_t t0 = sk_region_begin(nt);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) reduction(| : bad) schedule(static)
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
 #endif
-  for (int64_t i = 0; i < m; ++i)
-    bad |= impl->static_row(x + i * ldx, k, scale, zero_point, xq + i * ldq) != SK_OK;
+  {
+    sk_worker_check_in(t0);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t i = 0; i < m; ++i)
+      bad |= impl->static_row(x + i * ldx, k, scale, zero_point, xq + i * ldq) != SK_OK;
+  }
   return bad ? SK_ERR_NONFINITE : SK_OK;
 }

@@ -110,10 +110,17 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
       impl->spmv(&base, 0, w->n);
       return SK_OK;
     }
+    const int64_t t0 = sk_region_begin(nt);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+#pragma omp parallel num_threads(nt)
 #endif
-    for (int c = 0; c < parts; ++c) impl->spmv(&base, bounds[c], bounds[c + 1]);
+    {
+      sk_worker_check_in(t0);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+      for (int c = 0; c < parts; ++c) impl->spmv(&base, bounds[c], bounds[c + 1]);
+    }
     return SK_OK;
   }
 
@@ -129,23 +136,35 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
   if (nt == 1) {
     for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, w->n);
   } else if (by_tiles) {
+    const int64_t t0 = sk_region_begin(nt);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+#pragma omp parallel num_threads(nt)
 #endif
-    for (int64_t i = 0; i < tiles; ++i) {
-      run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, w->n);
+    {
+      sk_worker_check_in(t0);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+      for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, w->n);
     }
   } else {
     /* Packing is a small share of the work; doing it before the parallel
      * region saves a barrier, which costs a scheduler time slice when another
      * process holds the second core. */
     for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, 0);
+    const int64_t t0 = sk_region_begin(nt);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+#pragma omp parallel num_threads(nt)
 #endif
-    for (int c = 0; c < parts; ++c) {
-      for (int64_t i = 0; i < tiles; ++i)
-        run_tile(impl, &base, x, ldx, w->k, m, i, xp, 0, bounds[c], bounds[c + 1]);
+    {
+      sk_worker_check_in(t0);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+      for (int c = 0; c < parts; ++c) {
+        for (int64_t i = 0; i < tiles; ++i)
+          run_tile(impl, &base, x, ldx, w->k, m, i, xp, 0, bounds[c], bounds[c + 1]);
+      }
     }
   }
   sk_aligned_free(xp);

@@ -23,10 +23,12 @@ void sk_u8_spmv_run(sk_spmm_u8s8_fn spmv, const sk_spmm_u8s8_tile *base, int nt,
     spmv(base, bounds[0], bounds[1]);
     return;
   }
+  const int64_t t0 = sk_region_begin(nt);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
   {
+    sk_worker_check_in(t0);
 #ifdef _OPENMP
     const int t = omp_get_thread_num();
 #else
@@ -72,10 +74,12 @@ int sk_u8_tiles_run(const sk_u8_tiles *p, const sk_u8_source *s,
   /* tile i covers rows [m0, m0 + mr) of X and rows [m0, m0 + R) of the
    * scratch (R = its MR); row r of the scratch is X's row r. */
   int bad = 0;
+  const int64_t t0 = sk_region_begin(nt);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
   {
+    sk_worker_check_in(t0);
 #ifdef _OPENMP
     const int t = omp_get_thread_num();
 #pragma omp for schedule(static) reduction(| : bad)

@@ -8,13 +8,13 @@
  * (milliseconds), and a 2-thread call that takes 0.5 ms alone takes 7 ms.
  * Every parallel region therefore notes the time before it forks
  * (sk_region_begin) and each worker checks in as its first statement
- * (sk_worker_check_in). A worker that starts more than SK_LATE_START_NS after
- * the fork marks the machine busy: for a backoff window sk_threads_for_work
- * returns 1. After the window calls probe with the requested threads; a
- * late probe doubles the window (up to SK_BACKOFF_MAX_NS), an on-time start
- * resets it. On a quiet machine workers start within tens of microseconds
- * and nothing changes. Results do not depend on it: every kernel returns
- * bit-identical results for any thread count.
+ * (sk_worker_check_in). Two workers in a row that start more than
+ * SK_LATE_START_NS after their fork mark the machine busy: for a backoff
+ * window sk_threads_for_work returns 1. After the window, calls probe with
+ * the requested threads; a late probe doubles the window (up to
+ * SK_BACKOFF_MAX_NS), an on-time start resets it. On a quiet machine workers
+ * start within microseconds and nothing changes. Results do not depend on
+ * it: every kernel returns bit-identical results for any thread count.
  *
  * State is a handful of atomics: kernels are called from many threads.
  */
@@ -28,15 +28,18 @@
 #include <omp.h>
 #endif
 
-/* Worker start delays measured on the 2-core target (benchmarks/RESULTS.md,
- * "2 threads on a busy machine"): quiet, median ~5 us, worst ~0.1 ms (thread
- * wake-up from a futex); with a busy-looping process on the other core, a
- * late worker waits a time slice, 1-12 ms. 0.5 ms sits between the two. */
+/* Worker start delays of 2-thread regions on the 2-core target
+ * (benchmarks/RESULTS.md, "2 threads on a busy machine"): quiet, a spinning
+ * worker starts in 0.1-0.3 us, one woken from sleep within 0.07 ms; with a
+ * busy-looping process on the other core a late worker waits a time slice,
+ * 3-8 ms. 0.5 ms sits between the two. */
 #define SK_LATE_START_NS 500000LL
+#define SK_LATE_STREAK 2 /* late starts in a row that open a window */
 #define SK_BACKOFF_MIN_NS 250000000LL  /* first window: 0.25 s */
 #define SK_BACKOFF_MAX_NS 2000000000LL /* doubling stops at 2 s */
 
 static atomic_int enabled = 1;
+static atomic_int streak = 0;          /* late starts in a row */
 static _Atomic int64_t busy_until = 0; /* clock value; 0: not backing off */
 static _Atomic int64_t window = 0;     /* current window; 0: no late start since reset */
 static _Atomic int64_t last_late = 0;  /* delay of the last late start, ns */
@@ -52,6 +55,7 @@ static int64_t now_ns(void) {
 void sk_set_thread_backoff(int on) {
   atomic_store(&enabled, on != 0);
   if (!on) {
+    atomic_store(&streak, 0);
     atomic_store(&busy_until, 0);
     atomic_store(&window, 0);
   }
@@ -80,23 +84,31 @@ int sk_backoff_threads(int n) {
 }
 
 /* A worker of the region entered at `stamp` started at `t`. An on-time start
- * resets the backoff unless a worker of this or a later region was late. */
+ * resets the streak and the window unless a worker of this or a later region
+ * was late. */
 static void record_start(int64_t stamp, int64_t t) {
   if (!atomic_load_explicit(&enabled, memory_order_relaxed)) return;
   if (t - stamp <= SK_LATE_START_NS) {
-    if (atomic_load_explicit(&window, memory_order_relaxed) != 0 &&
+    if ((atomic_load_explicit(&streak, memory_order_relaxed) != 0 ||
+         atomic_load_explicit(&window, memory_order_relaxed) != 0) &&
         atomic_load(&last_late_at) < stamp) { /* skip the writes when quiet */
+      atomic_store(&streak, 0);
       atomic_store(&window, 0);
       atomic_store(&busy_until, 0);
     }
     return;
   }
+  atomic_store(&last_late, t - stamp);
+  atomic_store(&last_late_at, t);
+  /* one late start alone is a passing preemption (another process woke up
+   * for a moment): it costs that call a time slice, a window would cost the
+   * next 0.25 s their second thread. A second one in a row, or a late probe,
+   * means the other core stays busy. */
+  if (atomic_fetch_add(&streak, 1) + 1 < SK_LATE_STREAK && atomic_load(&window) == 0) return;
   int64_t w = atomic_load(&window), next;
   do {
     next = w == 0 ? SK_BACKOFF_MIN_NS : (2 * w > SK_BACKOFF_MAX_NS ? SK_BACKOFF_MAX_NS : 2 * w);
   } while (!atomic_compare_exchange_weak(&window, &w, next));
-  atomic_store(&last_late, t - stamp);
-  atomic_store(&last_late_at, t);
   atomic_store(&busy_until, t + next);
 }
 

@@ -1,6 +1,6 @@
-/* test_thread_backoff.c - the thread backoff policy (thread_backoff.c): a
- * simulated late worker start makes sk_threads_for_work return 1 for the
- * window, the window doubles up to its cap on late probes, an on-time start
+/* test_thread_backoff.c - the thread backoff policy (thread_backoff.c): two
+ * simulated late worker starts in a row make sk_threads_for_work return 1 for
+ * the window, the window doubles up to its cap on late probes, an on-time start
  * resets it, and turning the backoff off restores the thread count. The
  * clock is moved with a test hook, never slept on. */
 #define SK_TEST_THREAD_BACKOFF 1
@@ -20,6 +20,12 @@ static sk_thread_backoff_info state(void) {
   return s;
 }
 
+/* A worker start `delay` ns late in a region 1 ms after the previous one. */
+static void start(int64_t delay) {
+  sk_backoff_advance_clock(MS);
+  sk_backoff_simulate_start(delay);
+}
+
 /* Moves past the current window (and one more ms). */
 static void expire(void) { sk_backoff_advance_clock((int64_t)(state().window_s * 1e9) + MS); }
 
@@ -32,15 +38,26 @@ int main(void) {
         "fresh state is quiet");
 
   /* on time: nothing changes */
-  sk_backoff_simulate_start(20000); /* 20 us */
+  start(20000); /* 20 us */
   CHECK(sk_threads_for_work(BIG_WORK) == want, "on-time start changed the thread count");
   CHECK(sk_threads_for_work(1000.0) == 1, "small work still runs on one thread");
 
-  /* late: one thread for the first window (0.25 s), then a probe */
-  sk_backoff_simulate_start(3 * MS);
+  /* one late start is a passing preemption: nothing changes */
+  start(3 * MS);
   sk_thread_backoff_info s = state();
-  CHECK(s.active && s.window_s > 0.24 && s.window_s < 0.26, "late start: window %g s", s.window_s);
+  CHECK(!s.active && s.window_s == 0.0, "one late start opened a window");
   CHECK(s.last_late_us > 2999.0 && s.last_late_us < 3001.0, "last late %g us", s.last_late_us);
+  CHECK(s.since_last_late_s >= 0.0, "last late start has no time");
+  CHECK(sk_threads_for_work(BIG_WORK) == want, "one late start changed the thread count");
+  start(20000); /* an on-time start breaks the streak */
+  start(3 * MS);
+  CHECK(!state().active, "late starts not in a row opened a window");
+
+  /* two in a row: one thread for the first window (0.25 s), then a probe */
+  start(4 * MS);
+  s = state();
+  CHECK(s.active && s.window_s > 0.24 && s.window_s < 0.26, "late starts: window %g s", s.window_s);
+  CHECK(s.last_late_us > 3999.0 && s.last_late_us < 4001.0, "last late %g us", s.last_late_us);
   CHECK(sk_threads_for_work(BIG_WORK) == 1, "inside the window: not 1 thread");
   sk_backoff_advance_clock(200 * MS);
   CHECK(sk_threads_for_work(BIG_WORK) == 1, "200 ms into the window: not 1 thread");
@@ -52,7 +69,7 @@ int main(void) {
   /* late probes double the window up to 2 s */
   const double windows[] = {0.5, 1.0, 2.0, 2.0};
   for (int i = 0; i < 4; ++i) {
-    sk_backoff_simulate_start(2 * MS);
+    start(2 * MS);
     s = state();
     CHECK(s.window_s > windows[i] - 0.01 && s.window_s < windows[i] + 0.01,
           "late probe %d: window %g s, expected %g", i, s.window_s, windows[i]);
@@ -61,18 +78,20 @@ int main(void) {
     CHECK(sk_threads_for_work(BIG_WORK) == want, "after window %d: no probe", i);
   }
 
-  /* an on-time probe resets: the next late start backs off for 0.25 s again */
-  sk_backoff_simulate_start(10000);
+  /* an on-time probe resets: two late starts back off for 0.25 s again */
+  start(10000);
   s = state();
   CHECK(!s.active && s.window_s == 0.0, "on-time probe did not reset (window %g)", s.window_s);
   CHECK(s.last_late_us > 1999.0 && s.last_late_us < 2001.0, "reset forgot the last late start");
   CHECK(sk_threads_for_work(BIG_WORK) == want, "after reset: thread count changed");
-  sk_backoff_simulate_start(MS);
+  start(MS);
+  CHECK(!state().active, "after reset: one late start opened a window");
+  start(MS);
   s = state();
   CHECK(s.active && s.window_s > 0.24 && s.window_s < 0.26, "after reset: window %g", s.window_s);
 
   /* a region: a stamp from before the fork, a worker checking in */
-  sk_backoff_simulate_start(0);
+  start(0);
   CHECK(sk_threads_for_work(BIG_WORK) == want, "on-time start did not reset");
   CHECK(sk_region_begin(1) == 0, "a one-thread region takes no stamp");
   sk_worker_check_in(0); /* no stamp: nothing recorded */
@@ -80,7 +99,8 @@ int main(void) {
   CHECK(!state().active, "a check-in outside a worker changed the state");
 
 #ifdef _OPENMP
-  /* a real worker checking in 5 ms after a stamp */
+  /* a real worker checking in 5 ms after a stamp, the second late in a row */
+  start(5 * MS);
   const int64_t stamp = sk_region_begin(2) - 5 * MS;
   int team = 0;
 #pragma omp parallel num_threads(2)
@@ -96,18 +116,21 @@ int main(void) {
 #endif
 
   /* off: the thread count is back at once, and late starts are ignored */
-  sk_backoff_simulate_start(5 * MS);
+  start(5 * MS);
+  start(5 * MS);
   CHECK(sk_threads_for_work(BIG_WORK) == 1, "late start: not 1 thread");
   sk_set_thread_backoff(0);
   CHECK(sk_get_thread_backoff() == 0 && !state().active && !state().enabled, "off: still active");
   CHECK(sk_threads_for_work(BIG_WORK) == want, "off: thread count not restored");
-  sk_backoff_simulate_start(5 * MS);
-  CHECK(sk_threads_for_work(BIG_WORK) == want, "off: a late start changed the thread count");
+  start(5 * MS);
+  start(5 * MS);
+  CHECK(sk_threads_for_work(BIG_WORK) == want, "off: late starts changed the thread count");
   sk_set_thread_backoff(1);
   CHECK(sk_threads_for_work(BIG_WORK) == want, "back on: stale state applied");
 
   sk_set_num_threads(1); /* one thread: nothing to back off from */
-  sk_backoff_simulate_start(5 * MS);
+  start(5 * MS);
+  start(5 * MS);
   CHECK(sk_threads_for_work(BIG_WORK) == 1, "1 thread asked, got more");
   CHECK(sk_region_begin(1) == 0, "a one-thread region takes no stamp");
   return sk_test_finish("test_thread_backoff");

@@ -7,9 +7,10 @@ and between calls the calling thread does `gap` ms of other single-threaded
 work (a model's other layers), during which OpenMP's idle worker goes to sleep.
 --hog starts a busy-looping process (the "other job" on a shared machine) for
 a second pass and kills it at the end. Reports median, mean and p99 per call,
-and how many 2-thread calls ran while the thread backoff was active (the
-backoff is sparsekit's answer to the busy case; SPARSEKIT_THREAD_BACKOFF=0 or
-an older sparsekit shows the case without it).
+the mean of all calls (1- and 2-thread: the run's throughput, which a spinning
+OpenMP worker also costs the 1-thread calls), and how many 2-thread calls ran
+while the thread backoff was active (sparsekit's answer to the busy case;
+SPARSEKIT_THREAD_BACKOFF=0 or an older sparsekit shows the case without it).
 """
 import argparse
 import subprocess
@@ -57,7 +58,8 @@ def report(label, t, active, calls):
     s = {th: (np.median(v), v.mean(), np.percentile(v, 99)) for th, v in t.items()}
     print(f"| {label} | {s[1][0]:.3f} / {s[1][1]:.3f} / {s[1][2]:.2f} "
           f"| {s[2][0]:.3f} / {s[2][1]:.3f} / {s[2][2]:.2f} "
-          f"| {s[1][0] / s[2][0]:.2f}x | {s[1][1] / s[2][1]:.2f}x | {active}/{calls} |",
+          f"| {s[1][0] / s[2][0]:.2f}x | {s[1][1] / s[2][1]:.2f}x "
+          f"| {(s[1][1] + s[2][1]) / 2:.3f} | {active}/{calls} |",
           flush=True)
 
 
@@ -77,8 +79,8 @@ def main(argv=None):
     print(f"{args.shape} M={args.m} sparsity {args.sparsity}; sparsekit {sparsekit.__file__}; "
           f"backoff {sparsekit.info().get('thread_backoff')}")
     print("\n| load, gap | 1 thread ms: median / mean / p99 | 2 threads ms: median / mean / p99 "
-          "| 2 vs 1 (median) | 2 vs 1 (mean) | 2-thread calls backed off |")
-    print("|---|---|---|---|---|---|")
+          "| 2 vs 1 (median) | 2 vs 1 (mean) | all calls, mean ms | 2-thread calls backed off |")
+    print("|---|---|---|---|---|---|---|")
     gaps = [float(g) for g in args.gaps.split(",")]
     run(c, x, 20, 0)  # warm-up: thread pool, caches
     for load in ["quiet", "busy loop beside"] if args.hog else ["quiet"]:
@@ -88,8 +90,9 @@ def main(argv=None):
             time.sleep(0.3)
         try:
             for g in gaps:
+                load1 = open("/proc/loadavg").read().split()[0]
                 t, active = run(c, x, args.calls, g)
-                report(f"{load}, {g:g} ms", t, active, args.calls)
+                report(f"{load} (loadavg {load1}), {g:g} ms", t, active, args.calls)
         finally:
             if hog is not None:
                 hog.kill()

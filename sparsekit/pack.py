@@ -38,10 +38,11 @@ linearly past 128).
 Two rules override the model (both in the reason explain() prints):
 - CSR_BYTES_MARGIN: below 1/3 sparsity (1/2 for K > 65536) CSRMatrix holds
   more bytes than the dense array, and it is picked only when predicted at
-  least 1.25x faster. Measured: at 0% sparsity CSRMatrix beat dense fp32 only
-  for weights <= 256x128 (by 1.2-1.7x), tied at 384x384 (0.27-1.13x, best at
-  M = 32) and lost at every larger shape; so dense weights of BERT / MiniLM
-  shapes stay dense at every M. The margin also absorbs a CSR kernel speed-up
+  least 1.25x faster. Measured: at 0% sparsity CSRMatrix beat dense fp32 by
+  > 10% only for weights <= 256x128 (by 1.2-1.7x), tied at 384x384 and
+  1536x384 (0.27-1.13x, best at M = 32) and lost at K >= 512; so dense weights
+  of BERT / MiniLM shapes stay dense at every M (the model alone predicts at
+  most 1.16x for a dense 384x384). The margin also absorbs a CSR kernel speed-up
   the table has not seen yet (kernels keep getting faster): with CSRMatrix
   30% faster at M = 128 than measured, only 0%-sparse picks move (to dense,
   <= 1.36x slower and 1.5x smaller).
@@ -152,9 +153,9 @@ def _predict(model, key, m, n, k, units):
 # against 4 bytes per weight: 1/3 sparsity, or 1/2) it does the same multiply-adds
 # as dense BLAS plus the index work, and wins only where BLAS's per-call cost
 # dominates. Measured (1 thread, this machine, benchmarks/RESULTS.md): at 0%
-# sparsity CSRMatrix beat dense fp32 only for the small 64x64 / 256x128 weights
-# (1.2-1.7x, 256x128 at M >= 32 only); it tied at 384x384 (0.27-1.11x, best at
-# M = 32) and lost at every larger shape (0.27-0.8x), by up to 2.5x. There it is
+# sparsity CSRMatrix beat dense fp32 by > 10% only for the small 64x64 / 256x128
+# weights (1.2-1.7x, 256x128 at M >= 32 only); it tied at 384x384 and 1536x384
+# (0.27-1.13x, best at M = 32) and lost at K >= 512 (0.27-0.8x). There it is
 # taken only when predicted at least CSR_BYTES_MARGIN faster: more than the
 # model's error on the dense/CSR time ratio and than an unmeasured CSR kernel
 # speed-up (the table is a snapshot of kernels that keep getting faster), so a

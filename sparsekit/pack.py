@@ -73,12 +73,6 @@ QUANTIZE = (None, "int8")
 MEASURED = None  # the table itself is at the end of this file
 
 
-def _units(w, fmt, nnz, nblocks, ngroups=0):
-    n, k = w.shape
-    return {"dense": n * k, "csr": nnz, "qdense": n * k, "spint8": nblocks,
-            "spint8_g4": ngroups, "spint8_g4_m1": ngroups}[fmt]
-
-
 def _g4_applies(nnz, nblocks, m, isa, k=None):
     """Does SparseInt8Matrix run its groups-of-4 copy for this weight and M?
     M == 1 too where the g4 M == 1 kernel holds the row in registers (this
@@ -362,7 +356,7 @@ def _time_formats(built, x, reps):
     return {f: float(np.min(v)) for f, v in t.items()}
 
 
-def random_weight(rng, n, k, s, pattern):
+def _random_weight(rng, n, k, s, pattern):
     """A random [n, k] weight with a share s of zeros, unstructured or in 1x4 blocks."""
     w = rng.standard_normal((n, k)).astype(np.float32)
     if pattern == "unstructured":
@@ -376,7 +370,7 @@ def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE
                 seed=0, log=None, patterns=("unstructured", "1x4")):
     """Time sparsekit.linear for every candidate format. Returns one dict per
     (weight, M, format): n, k, sparsity, pattern, m, fmt, nnz, nblocks,
-    ngroups, sec - what _fit_raw fits."""
+    ngroups, sec - what _model_from_raw fits."""
     rng = np.random.default_rng(seed)
     fmts = ["dense", "csr", "spint8"] + (["qdense"] if "qdense" in _candidates("int8") else [])
     raw = []
@@ -385,7 +379,7 @@ def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE
             for pattern in patterns:
                 if pattern == "1x4" and s == 0.0:
                     continue
-                w = random_weight(rng, n, k, s, pattern)
+                w = _random_weight(rng, n, k, s, pattern)
                 nnz, nblocks, ngroups = _stats(w)
                 built = {f: _build(f, w) for f in fmts
                          if not (pattern == "1x4" and f in ("dense", "qdense"))}

@@ -35,7 +35,7 @@ sparsities and both pruning patterns (CSRMatrix: unstructured only, see
 _samples), for M in 1, 8, 32, 128; other M interpolate in log M (and scale
 linearly past 128).
 
-Two rules override the model (both in the reason explain() prints):
+Three rules override the model (each in the reason explain() prints):
 - CSR_BYTES_MARGIN: below 1/3 sparsity (1/2 for K > 65536) CSRMatrix holds
   more bytes than the dense array, and it is picked only when predicted at
   least 1.25x faster. Measured: at 0% sparsity CSRMatrix beat dense fp32 by
@@ -46,6 +46,10 @@ Two rules override the model (both in the reason explain() prints):
   the table has not seen yet (kernels keep getting faster): with CSRMatrix
   30% faster at M = 128 than measured, only 0%-sparse picks move (to dense,
   <= 1.36x slower and 1.5x smaller).
+- UNPRUNED: a weight with < 1% zeros stays dense fp32 even where CSRMatrix is
+  predicted faster: that happens only for tiny weights (up to 64x64, and
+  128x128 / 256x128 at M >= 32), where NumPy's ~1.7 us per call dominates;
+  CSRMatrix would win by <= ~20 us per call and hold 1.5x the bytes.
 - ALWAYS_SPARSE: a weight >= 99% sparse always gets the sparse format.
 
 Regenerate the table on a new machine with ``python -m sparsekit.pack --measure``
@@ -155,6 +159,12 @@ def _predict(model, key, m, n, k, units):
 # speed-up (the table is a snapshot of kernels that keep getting faster), so a
 # dense weight (the MiniLM / BERT shapes) stays dense at every M.
 CSR_BYTES_MARGIN = 1.25
+# A weight with fewer zeros than this was not pruned: it keeps dense fp32 even
+# where CSRMatrix would be faster. That is only for tiny weights, where a NumPy
+# BLAS call's ~1.7 us fixed cost dominates (measured at 0% sparsity: 3x7 .. 64x64
+# at every M, 128x128 / 256x128 at M >= 32, CSRMatrix 1.3-2.7x faster, by at
+# most ~20 us per call at M = 128), and CSRMatrix would hold 1.5x the bytes.
+UNPRUNED = 0.01
 
 
 def _csr_more_bytes(k):
@@ -268,6 +278,11 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None):
     sparsity = 1 - nnz / max(n * k, 1)
     if others and pred[choice] <= 0:  # an empty weight: nothing to compute
         reason = f"{FORMAT_NAMES[choice]}: the weight is empty ({n}x{k}), every format is free"
+    elif choice == "csr" and "dense" in pred and n * k and sparsity < UNPRUNED:
+        reason = (f"{FORMAT_NAMES['dense']}: {sparsity:.1%} zeros (< {UNPRUNED:.0%}), an "
+                  f"unpruned weight stays dense (CSRMatrix, predicted "
+                  f"{pred['dense'] / pred['csr']:.2f}x faster, would hold 1.5x the bytes)")
+        choice = "dense"
     elif (choice == "csr" and "dense" in pred and sparsity < _csr_more_bytes(k)
           and pred["dense"] < CSR_BYTES_MARGIN * pred["csr"]):
         reason = (f"{FORMAT_NAMES['dense']}: at {sparsity:.1%} sparsity CSRMatrix holds more "

@@ -239,9 +239,15 @@ def test_dense_384x384_stays_dense_and_explains_why(rng):
     assert ex["choice"] == "dense" and "<- chosen" in text
     assert text.index("dense ndarray") < text.index("<- chosen")  # the marked line
     if ex["predicted_us"]["csr"] < ex["predicted_us"]["dense"]:
-        assert "more bytes" in ex["reason"] and f"{CSR_BYTES_MARGIN}x" in ex["reason"]
+        assert "unpruned" in ex["reason"] and "1.5x the bytes" in ex["reason"]
     else:
         assert "faster" in ex["reason"]
+    # 10% zeros: pruned, but CSRMatrix still holds more bytes: the margin decides
+    w.flat[rng.choice(w.size, w.size // 10, replace=False)] = 0
+    ex = sparsekit.explain(w, m=128)
+    assert ex["choice"] == "dense"
+    if ex["predicted_us"]["csr"] < ex["predicted_us"]["dense"]:
+        assert "more bytes" in ex["reason"] and f"{CSR_BYTES_MARGIN}x" in ex["reason"]
     assert "weight 384x384, sparsity 0.0%" in text and "M = 128" in text
 
 
@@ -280,12 +286,16 @@ def test_csr_bytes_margin_rule():
         return {"isa": MEASURED["isa"], "source": "test model", "coef": {
             "dense": {1: (0.0, 1.0, 0.0)}, "csr": {1: (0.0, csr_per_nnz, 0.0)}}}
 
-    slightly = model(1 / (CSR_BYTES_MARGIN - 0.05))  # CSR 1.2x faster at 0%
-    clearly = model(1 / (CSR_BYTES_MARGIN + 0.05))
-    ex = _decide(n, k, n * k, 0, 0, None, 1, slightly)
+    nnz = int(n * k * 0.9)  # 10% sparse: pruned, more bytes in CSR than dense
+    slightly = model(1 / 0.9 / (CSR_BYTES_MARGIN - 0.05))  # CSR predicted 1.2x faster
+    clearly = model(1 / 0.9 / (CSR_BYTES_MARGIN + 0.05))
+    ex = _decide(n, k, nnz, 0, 0, None, 1, slightly)
     assert ex["choice"] == "dense" and "more bytes" in ex["reason"]
     assert ex["predicted_us"]["csr"] < ex["predicted_us"]["dense"]
-    assert _decide(n, k, n * k, 0, 0, None, 1, clearly)["choice"] == "csr"
+    assert _decide(n, k, nnz, 0, 0, None, 1, clearly)["choice"] == "csr"
+    # no zeros: dense whatever the margin (UNPRUNED)
+    ex = _decide(n, k, n * k, 0, 0, None, 1, model(0.1))
+    assert ex["choice"] == "dense" and "unpruned" in ex["reason"]
     # 40% sparse: fewer bytes than dense, a 1.1x predicted win is enough
     nnz = int(n * k * 0.6)
     assert _decide(n, k, nnz, 0, 0, None, 1, model(1 / 0.6 / 1.1))["choice"] == "csr"
@@ -334,3 +344,19 @@ def test_pack_follows_the_documented_crossover(rng, row):
     at = _decide(n, k, round(n * k * (1 - s_c)), 1, 1, None, m)
     below = _decide(n, k, round(n * k * (1 - s_c + 0.01)), 1, 1, None, m)
     assert at["choice"] == "csr" and below["choice"] == "dense"
+
+
+def test_unpruned_tiny_weight_stays_dense(rng):
+    """CSRMatrix is predicted (and measured) faster for tiny weights even
+    without zeros; an unpruned weight (< 1% zeros) stays dense anyway, a
+    pruned one of the same size goes to CSR."""
+    from sparsekit.pack import UNPRUNED
+
+    w = rng.standard_normal((16, 16)).astype(np.float32)
+    for m in (1, 32, 128):
+        ex = sparsekit.explain(w, m=m)
+        assert ex["predicted_us"]["csr"] < ex["predicted_us"]["dense"]  # the model's view
+        assert ex["choice"] == "dense" and "unpruned" in ex["reason"], ex["reason"]
+        assert isinstance(sparsekit.pack(w, m=m), np.ndarray)
+    w.flat[rng.choice(w.size, int(0.2 * w.size), replace=False)] = 0  # 20% pruned
+    assert 0.2 >= UNPRUNED and isinstance(sparsekit.pack(w, m=32), CSRMatrix)

@@ -162,7 +162,7 @@ CSR_BYTES_MARGIN = 1.25
 # A weight with fewer zeros than this was not pruned: it keeps dense fp32 even
 # where CSRMatrix would be faster. That is only for tiny weights, where a NumPy
 # BLAS call's ~1.7 us fixed cost dominates (measured at 0% sparsity: 3x7 .. 64x64
-# at every M, 128x128 / 256x128 at M >= 32, CSRMatrix 1.3-2.7x faster, by at
+# at every M, 128x128 / 256x128 at M >= 32, CSRMatrix 1.2-2.8x faster, by at
 # most ~20 us per call at M = 128), and CSRMatrix would hold 1.5x the bytes.
 UNPRUNED = 0.01
 

@@ -9,27 +9,53 @@ target machine (table below), not guessed. For each candidate format the time
 of one ``sparsekit.linear`` call with M activation rows is modelled as
 
     t(M) = overhead(M) + per_unit(M) * units + per_row(M) * N + per_act(M) * M * K
-           + per_big_unit(M) * units * units / 1e6    (CSRMatrix only)
+           + per_big_unit(M) * units * units / 1e6    (fp32 formats only)
+           + per_unit_log2k(M) * units * log2(K)      (CSRMatrix only)
 
 where ``units`` is what the format's kernel iterates over: N*K for the dense
 formats, the nonzeros for CSRMatrix, the kept 1x4 blocks for SparseInt8Matrix
 (so unstructured pruning is charged for the zeros inside its blocks), and M*K
 is the activation matrix (read, and for the int8 formats quantized to u8, once
-per call whatever the sparsity: what dominates small or very sparse layers); the
-last term is there because CSRMatrix's cost per nonzero grows with the number
-of nonzeros (the weight falls out of cache; measured at M=128: 1.7 ns per nonzero
-for 256x128 at 0% sparsity, 2.5 / 3.2 / 5.4 ns for 3072x768 at 80 / 50 / 0%) - except
-where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 33,
-AVX-512 VNNI): there it is the groups, with coefficients of their own
+per call whatever the sparsity: what dominates small or very sparse layers).
+The units^2 term is there because the fp32 cost per weight / nonzero grows with
+the weight (it falls out of L2, and other work evicts it from L3: CSRMatrix at
+M=128 1.6 ns per nonzero for 256x128 at 0% sparsity, 2.5 / 4.5 ns for 3072x768
+at 50 / 0%; dense fp32 at M=8 0.25 ns per weight at 384x384, 0.25-0.38 ns at
+3072x768). The log2(K) term is CSRMatrix's cost per nonzero growing with K: the
+packed activation rows a nonzero reads leave L1 (M=128, 0% sparsity: 2.2-2.4 ns per
+nonzero at 384x384 and 1536x384, 3.6-3.7 ns at 128x512 and 384x1536); without it
+the model put a dense 128x512 weight into CSR at M >= 32, 1.3-1.7x slower.
+Where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 33,
+AVX-512 VNNI) its units are the groups, with coefficients of their own
 ("spint8_g4", measured at M = 128 and used unscaled below it: conservative;
 "spint8_g4_m1" for its M == 1 kernel, AVX-512 VBMI and K <= 1024). The
 coefficients were fitted (non-negative least squares, relative error) to
-timings of every format at large and small shapes, sparsities and both pruning
-patterns, for
-M in 1, 8, 32, 128; other M interpolate in log M (and scale linearly past 128).
+timings of every format at large and small shapes (64x64 .. 3072x768), 8
+sparsities and both pruning patterns (CSRMatrix: unstructured only, see
+_samples), for M in 1, 8, 32, 128; other M interpolate in log M (and scale
+linearly past 128).
+
+Three rules override the model (each in the reason explain() prints):
+- CSR_BYTES_MARGIN: below 1/3 sparsity (1/2 for K > 65536) CSRMatrix holds
+  more bytes than the dense array, and it is picked only when predicted at
+  least 1.25x faster. Measured: at 0% sparsity CSRMatrix beat dense fp32 by
+  > 10% only for weights <= 256x128 (by 1.2-1.7x), tied at 384x384 and
+  1536x384 (0.27-1.13x, best at M = 32) and lost at K >= 512; so dense weights
+  of BERT / MiniLM shapes stay dense at every M (the model alone predicts at
+  most 1.16x for a dense 384x384). The margin also absorbs a CSR kernel speed-up
+  the table has not seen yet (kernels keep getting faster): with CSRMatrix
+  30% faster at M = 128 than measured, only 0%-sparse picks move (to dense,
+  <= 1.36x slower and 1.5x smaller).
+- UNPRUNED: a weight with < 1% zeros stays dense fp32 even where CSRMatrix is
+  predicted faster: that happens only for tiny weights (up to 64x64, and
+  128x128 / 256x128 at M >= 32), where NumPy's ~1.7 us per call dominates;
+  CSRMatrix would win by <= ~20 us per call and hold 1.5x the bytes.
+- ALWAYS_SPARSE: a weight >= 99% sparse always gets the sparse format.
 
 Regenerate the table on a new machine with ``python -m sparsekit.pack --measure``
-and pass it as ``model=`` (or paste it here).
+and pass it as ``model=`` (or paste it here); a long run can be split with
+``--shapes ... --save part.json`` and fitted with ``--fit part1.json part2.json``.
+``benchmarks/pack_accuracy.py`` checks the picks against fresh timings.
 """
 import math
 import sys
@@ -42,17 +68,13 @@ QUANTIZE = (None, "int8")
 
 # ---- the measured model -----------------------------------------------------
 # Produced by: python -m sparsekit.pack --measure --reps 15  (1 thread, threadpoolctl
-# limits, interleaved rounds, fastest round per case: the VM is shared). Machine: 2-core AMD EPYC VM (Zen 5: family 26),
-# spmm_u8s8 on avx512vnni, NumPy's OpenBLAS for dense fp32.
+# limits, interleaved rounds, fastest round per case: the VM is shared).
+# Machine: 2-core AMD EPYC VM (Zen 5: family 26), spmm_u8s8 on avx512vnni,
+# NumPy's OpenBLAS for dense fp32.
 # coef[format][M] = (overhead_us, per_unit_ns, per_row_ns, per_activation_ns,
-#                     per_big_unit_ns)  (missing trailing ones in older tables = 0)
+#                     per_big_unit_ns, per_unit_log2k_ns)
+#                   (missing trailing ones in older tables = 0)
 MEASURED = None  # the table itself is at the end of this file
-
-
-def _units(w, fmt, nnz, nblocks, ngroups=0):
-    n, k = w.shape
-    return {"dense": n * k, "csr": nnz, "qdense": n * k, "spint8": nblocks,
-            "spint8_g4": ngroups, "spint8_g4_m1": ngroups}[fmt]
 
 
 def _g4_applies(nnz, nblocks, m, isa, k=None):
@@ -89,15 +111,15 @@ FORMAT_NAMES = {"dense": "dense ndarray (fp32, NumPy BLAS)", "csr": "CSRMatrix (
 
 def _coef_at(table, m):
     """(overhead_us, per_unit_ns, per_row_ns, per_activation_ns,
-    per_big_unit_ns) at M rows from the measured Ms."""
-    table = {int(k): (tuple(v) + (0.0, 0.0))[:5] for k, v in table.items()}
+    per_big_unit_ns, per_unit_log2k_ns) at M rows from the measured Ms."""
+    table = {int(k): (tuple(v) + (0.0,) * 6)[:6] for k, v in table.items()}
     ms = sorted(table)
     if m <= ms[0]:
         return table[ms[0]]
     if m >= ms[-1]:
-        o, a, b, c, d = table[ms[-1]]
+        o, a, b, c, d, e = table[ms[-1]]
         f = m / ms[-1]
-        return (o, a * f, b * f, c, d * f)  # c is per activation element: M*K already scales
+        return (o, a * f, b * f, c, d * f, e * f)  # c is per activation element: M*K already scales
     for lo, hi in zip(ms, ms[1:]):
         if lo <= m <= hi:
             t = (math.log(m) - math.log(lo)) / (math.log(hi) - math.log(lo))
@@ -105,15 +127,49 @@ def _coef_at(table, m):
     raise AssertionError("unreachable")
 
 
+def _log2k_units(key, units, k):
+    """units * log2(K): CSRMatrix's cost per nonzero grows with K (the packed
+    activation rows a nonzero reads fall out of L1)."""
+    return units * math.log2(k) if key == "csr" and k > 0 else 0.0
+
+
 def _big_units(key, units):
-    """units * (units / 1e6): CSRMatrix's extra cost per nonzero in big weights."""
-    return units * units * 1e-6 if key == "csr" else 0.0
+    """units * (units / 1e6): the fp32 formats' extra cost per weight (per
+    nonzero) in big weights, which fall out of L2 / are evicted from L3."""
+    return units * units * 1e-6 if key in ("csr", "dense") else 0.0
 
 
 def _predict(model, key, m, n, k, units):
     """Modelled microseconds of one linear() call."""
-    o, a, b, c, d = _coef_at(model["coef"][key], m)
-    return o + (a * units + b * n + c * m * k + d * _big_units(key, units)) * 1e-3
+    o, a, b, c, d, e = _coef_at(model["coef"][key], m)
+    return o + (a * units + b * n + c * m * k + d * _big_units(key, units)
+                + e * _log2k_units(key, units, k)) * 1e-3
+
+
+# Below the sparsity where CSRMatrix holds more bytes than the dense array (its
+# 4-byte value + 2-byte column per nonzero, 4-byte columns past K = 65536,
+# against 4 bytes per weight: 1/3 sparsity, or 1/2) it does the same multiply-adds
+# as dense BLAS plus the index work, and wins only where BLAS's per-call cost
+# dominates. Measured (1 thread, this machine, benchmarks/RESULTS.md): at 0%
+# sparsity CSRMatrix beat dense fp32 by > 10% only for the small 64x64 / 256x128
+# weights (1.2-1.7x, 256x128 at M >= 32 only); it tied at 384x384 and 1536x384
+# (0.27-1.13x, best at M = 32) and lost at K >= 512 (0.27-0.8x). There it is
+# taken only when predicted at least CSR_BYTES_MARGIN faster: more than the
+# model's error on the dense/CSR time ratio and than an unmeasured CSR kernel
+# speed-up (the table is a snapshot of kernels that keep getting faster), so a
+# dense weight (the MiniLM / BERT shapes) stays dense at every M.
+CSR_BYTES_MARGIN = 1.25
+# A weight with fewer zeros than this was not pruned: it keeps dense fp32 even
+# where CSRMatrix would be faster. That is only for tiny weights, where a NumPy
+# BLAS call's ~1.7 us fixed cost dominates (measured at 0% sparsity: 3x7 .. 64x64
+# at every M, 128x128 / 256x128 at M >= 32, CSRMatrix 1.2-2.8x faster, by at
+# most ~20 us per call at M = 128), and CSRMatrix would hold 1.5x the bytes.
+UNPRUNED = 0.01
+
+
+def _csr_more_bytes(k):
+    """Sparsity below which CSRMatrix holds more bytes than the dense fp32 array."""
+    return 1 - 4 / (4 + (2 if k <= 65536 else 4))
 
 
 # Past this sparsity a sparse format is taken whatever the model says: its work
@@ -172,25 +228,39 @@ def explain(w, quantize=None, m=128, model=None):
     return _explain(w, quantize, m, model)
 
 
-def _explain(w, quantize, m, model):
-    from sparsekit._native import core as _core
-
-    model = MEASURED if model is None else model
+def _stats(w):
+    """(nnz, kept 1x4 blocks, groups of 4 nonzeros per row) of w [N, K]."""
     n, k = w.shape
     nz = w != 0
-    nnz = int(nz.sum())
     kq = (k + 3) // 4
     padded = np.zeros((n, kq * 4), dtype=bool)
     padded[:, :k] = nz
     nblocks = int(padded.reshape(n, kq, 4).any(axis=2).sum())
+    return int(nz.sum()), nblocks, _ngroups(nz)
+
+
+def _explain(w, quantize, m, model):
+    n, k = w.shape
+    nnz, nblocks, ngroups = _stats(w)
+    return _decide(n, k, nnz, nblocks, ngroups, quantize, m, model)
+
+
+def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None):
+    """The Explanation for an [n, k] weight with these counts (isa: the
+    spmm_u8s8 ISA, default this CPU's)."""
+    from sparsekit._native import core as _core
+
+    model = MEASURED if model is None else model
     notes = []
     if quantize == "int8" and "qdense" not in _candidates(quantize):
         notes.append("QuantizedMatrix is not built into this sparsekit: not a candidate")
-    isa = _core.family_isa("spmm_u8s8")
+    isa = _core.family_isa("spmm_u8s8") if isa is None else isa
     if quantize == "int8" and isa != model["isa"]:
         notes.append(f"model measured with spmm_u8s8 on {model['isa']}; this CPU runs "
                      f"{isa}: re-measure (python -m sparsekit.pack --measure) for exact choices")
     pred = {}
+    units = {"dense": n * k, "qdense": n * k, "csr": nnz, "spint8": nblocks,
+             "spint8_g4": ngroups, "spint8_g4_m1": ngroups}
     for fmt in _candidates(quantize):
         if fmt not in model["coef"]:
             notes.append(f"the model has no timings for {FORMAT_NAMES[fmt]}: not a candidate")
@@ -202,12 +272,24 @@ def _explain(w, quantize, m, model):
                 notes.append("SparseInt8Matrix would run its groups-of-4 copy (unstructured "
                              f"weights, {'M == 1' if m == 1 else 'M >= 33'}): predicted "
                              "from the g4 timings")
-        pred[fmt] = _predict(model, key, m, n, k, _units(w, key, nnz, nblocks, _ngroups(nz)))
+        pred[fmt] = _predict(model, key, m, n, k, units[key])
     choice = min(pred, key=pred.get)
     others = sorted((f for f in pred if f != choice), key=pred.get)
     sparsity = 1 - nnz / max(n * k, 1)
     if others and pred[choice] <= 0:  # an empty weight: nothing to compute
         reason = f"{FORMAT_NAMES[choice]}: the weight is empty ({n}x{k}), every format is free"
+    elif choice == "csr" and "dense" in pred and n * k and sparsity < UNPRUNED:
+        reason = (f"{FORMAT_NAMES['dense']}: {sparsity:.1%} zeros (< {UNPRUNED:.0%}), an "
+                  f"unpruned weight stays dense (CSRMatrix, predicted "
+                  f"{pred['dense'] / pred['csr']:.2f}x faster, would hold 1.5x the bytes)")
+        choice = "dense"
+    elif (choice == "csr" and "dense" in pred and sparsity < _csr_more_bytes(k)
+          and pred["dense"] < CSR_BYTES_MARGIN * pred["csr"]):
+        reason = (f"{FORMAT_NAMES['dense']}: at {sparsity:.1%} sparsity CSRMatrix holds more "
+                  f"bytes than the dense array (below {_csr_more_bytes(k):.0%}) and is predicted "
+                  f"only {pred['dense'] / pred['csr']:.2f}x faster (< {CSR_BYTES_MARGIN}x, "
+                  f"the margin it needs there)")
+        choice = "dense"
     elif SPARSE_OF.get(choice) in pred and n * k and sparsity >= ALWAYS_SPARSE:
         choice = SPARSE_OF[choice]
         reason = (f"{FORMAT_NAMES[choice]}: {sparsity:.1%} sparse (>= {ALWAYS_SPARSE:.0%}): "
@@ -215,7 +297,7 @@ def _explain(w, quantize, m, model):
     elif others:
         nxt = others[0]
         reason = (f"{FORMAT_NAMES[choice]} is predicted {pred[nxt] / pred[choice]:.2f}x faster "
-                  f"than {FORMAT_NAMES[nxt]} at {1 - nnz / max(n * k, 1):.1%} sparsity "
+                  f"than {FORMAT_NAMES[nxt]} at {sparsity:.1%} sparsity "
                   f"and M = {m}")
     else:
         reason = f"{FORMAT_NAMES[choice]} is the only candidate"
@@ -248,9 +330,9 @@ def pack(w, quantize=None, m=128, model=None):
 # ---- measuring the model ----------------------------------------------------
 # large (BERT FFN) and small layers: the small ones pin the fixed per-call cost
 # and the activation term, which the large ones cannot tell apart
-MEASURE_SHAPES = ((3072, 768), (768, 3072), (1536, 384), (256, 128), (384, 384), (128, 512),
-                  (64, 64))
-MEASURE_SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)
+MEASURE_SHAPES = ((3072, 768), (768, 3072), (1536, 384), (384, 1536), (256, 128), (384, 384),
+                  (128, 512), (64, 64))
+MEASURE_SPARSITIES = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 MEASURE_MS = (1, 8, 32, 128)
 
 
@@ -266,60 +348,103 @@ def _build(fmt, w):
     return formats.SparseInt8Matrix.from_float(w)
 
 
-def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS, reps=7,
-            seed=0, log=None):
-    """Time sparsekit.linear for every candidate format and fit the model.
-    Returns the model dict (what MEASURED holds)."""
+def _time_formats(built, x, reps):
+    """Seconds per sparsekit.linear(x, obj) for each built format: interleaved
+    rounds, the fastest round (the least disturbed by other tenants)."""
     import time
 
     import sparsekit
-    from sparsekit._native import core as _core
 
+    n, k = next(iter(built.values())).shape
+    m = x.shape[0]
+    inner = max(1, int(2e-3 / max(1e-6, 1e-9 * n * k * m / 4)))
+    inner = min(inner, 50)
+    t = {f: [] for f in built}
+    for obj in built.values():
+        sparsekit.linear(x, obj)  # warm up
+    for _ in range(reps):
+        for f, obj in built.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                sparsekit.linear(x, obj)
+            t[f].append((time.perf_counter() - t0) / inner)
+    return {f: float(np.min(v)) for f, v in t.items()}
+
+
+def _random_weight(rng, n, k, s, pattern):
+    """A random [n, k] weight with a share s of zeros, unstructured or in 1x4 blocks."""
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    if pattern == "unstructured":
+        keep = rng.random((n, k)) >= s
+    else:
+        keep = np.repeat(rng.random((n, (k + 3) // 4)) >= s, 4, axis=1)[:, :k]
+    return np.where(keep, w, 0).astype(np.float32)
+
+
+def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS, reps=7,
+                seed=0, log=None, patterns=("unstructured", "1x4")):
+    """Time sparsekit.linear for every candidate format. Returns one dict per
+    (weight, M, format): n, k, sparsity, pattern, m, fmt, nnz, nblocks,
+    ngroups, sec - what _model_from_raw fits."""
     rng = np.random.default_rng(seed)
     fmts = ["dense", "csr", "spint8"] + (["qdense"] if "qdense" in _candidates("int8") else [])
-    samples = {f: {m: [] for m in ms} for f in fmts}  # (units, n, m*k, units^2/1e6, seconds)
-    samples["spint8_g4"] = {m: [] for m in ms}  # where SparseInt8Matrix runs g4
-    samples["spint8_g4_m1"] = {m: [] for m in ms}  # ... and its M == 1 g4 kernel
-    isa = _core.family_isa("spmm_u8s8")
+    raw = []
     for n, k in shapes:
         for s in sparsities:
-            for pattern in ("unstructured", "1x4"):
+            for pattern in patterns:
                 if pattern == "1x4" and s == 0.0:
                     continue
-                w = rng.standard_normal((n, k)).astype(np.float32)
-                if pattern == "unstructured":
-                    keep = rng.random((n, k)) >= s
-                else:
-                    keep = np.repeat(rng.random((n, (k + 3) // 4)) >= s, 4, axis=1)[:, :k]
-                w = np.where(keep, w, 0).astype(np.float32)
-                ex = _explain(w, "int8", 1, _UNIT_MODEL)
-                nnz, nblocks = ex["nnz"], ex["nblocks"]
-                ngroups = _ngroups(w != 0)
+                w = _random_weight(rng, n, k, s, pattern)
+                nnz, nblocks, ngroups = _stats(w)
                 built = {f: _build(f, w) for f in fmts
                          if not (pattern == "1x4" and f in ("dense", "qdense"))}
                 for m in ms:
                     x = rng.standard_normal((m, k)).astype(np.float32)
-                    inner = max(1, int(2e-3 / max(1e-6, 1e-9 * n * k * m / 4)))
-                    inner = min(inner, 50)
-                    t = {f: [] for f in built}
-                    for f, obj in built.items():
-                        sparsekit.linear(x, obj)  # warm up
-                    for _ in range(reps):
-                        for f, obj in built.items():
-                            t0 = time.perf_counter()
-                            for _ in range(inner):
-                                sparsekit.linear(x, obj)
-                            t[f].append((time.perf_counter() - t0) / inner)
-                    for f in built:  # the fastest round: the least disturbed by other tenants
-                        sec = float(np.min(t[f]))
-                        key = (_spint8_key({"coef": samples}, nnz, nblocks, m, isa, k)
-                               if f == "spint8" else f)
-                        u = _units(w, key, nnz, nblocks, ngroups)
-                        samples[key][m].append((u, n, m * k, _big_units(key, u), sec))
+                    for f, sec in _time_formats(built, x, reps).items():
+                        raw.append(dict(n=n, k=k, sparsity=s, pattern=pattern, m=m, fmt=f,
+                                        nnz=nnz, nblocks=nblocks, ngroups=ngroups, sec=sec))
                         if log:
                             log(f"{n}x{k} s={s:.2f} {pattern:>12} M={m:<4} {f:>7} "
                                 f"{sec * 1e6:9.1f} us")
-    return {"isa": _core.family_isa("spmm_u8s8"), "coef": _fit(samples),
+    return raw
+
+
+def _samples(raw, isa):
+    """raw timings -> samples[key][m] = [(units, n, m*k, big units, log2k units,
+    seconds)]. CSRMatrix from unstructured weights only: at the same nonzeros
+    1x4-pruned ones run up to ~35% faster (neighbouring activation rows), which
+    the units do not tell apart; fitted to those, the model would under-predict
+    unstructured weights, the common case (so 1x4 weights in CSR are over-predicted:
+    the safe side)."""
+    samples = {}
+    for r in raw:
+        n, k, m, f = r["n"], r["k"], r["m"], r["fmt"]
+        if f == "csr" and r.get("pattern", "unstructured") != "unstructured":
+            continue
+        key = f
+        if f == "spint8" and _g4_applies(r["nnz"], r["nblocks"], m, isa, k):
+            key = "spint8_g4_m1" if m == 1 else "spint8_g4"
+        u = {"dense": n * k, "qdense": n * k, "csr": r["nnz"], "spint8": r["nblocks"],
+             "spint8_g4": r["ngroups"], "spint8_g4_m1": r["ngroups"]}[key]
+        samples.setdefault(key, {}).setdefault(m, []).append(
+            (u, n, m * k, _big_units(key, u), _log2k_units(key, u, k), r["sec"]))
+    return samples
+
+
+def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS, reps=7,
+            seed=0, log=None):
+    """Time sparsekit.linear for every candidate format and fit the model.
+    Returns the model dict (what MEASURED holds)."""
+    raw = measure_raw(shapes, sparsities, ms, reps, seed, log)
+    return _model_from_raw(raw)
+
+
+def _model_from_raw(raw):
+    import sparsekit
+    from sparsekit._native import core as _core
+
+    isa = _core.family_isa("spmm_u8s8")
+    return {"isa": isa, "coef": _fit(_samples(raw, isa)),
             "source": f"measured by `python -m sparsekit.pack --measure` on "
                       f"{sparsekit.info()['cpu']} (1 thread)"}
 
@@ -334,8 +459,8 @@ def _fit(samples):
             continue
         coef[f] = {}
         for m, rows in per_m.items():
-            a = np.array([[1.0, u * 1e-3, n * 1e-3, mk * 1e-3, du * 1e-3]
-                          for u, n, mk, du, _ in rows])  # us
+            a = np.array([[1.0, u * 1e-3, n * 1e-3, mk * 1e-3, du * 1e-3, lk * 1e-3]
+                          for u, n, mk, du, lk, _ in rows])  # us
             b = np.array([sec * 1e6 for *_, sec in rows])
             # relative error matters, not absolute: weight each row by 1/t
             x, _ = nnls(a / b[:, None], np.ones_like(b))
@@ -343,43 +468,30 @@ def _fit(samples):
     return coef
 
 
-# a model with unit coefficients, used to count nnz / blocks while measuring
-_UNIT_MODEL = {"isa": None, "source": "", "coef": {
-    f: {1: (0.0, 1.0, 0.0)} for f in ("dense", "csr", "qdense", "spint8")}}
-
-
 def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32, 128)):
-    """Lowest sparsity (in steps of 1%) at which each sparse format is
-    predicted to beat its dense counterpart, per shape and M: CSRMatrix vs
-    dense fp32, SparseInt8Matrix vs QuantizedMatrix for unstructured pruning
-    (a share 1 - s^4 of the 1x4 blocks is kept) and for 1x4-block pruning."""
+    """Lowest sparsity (in steps of 1%) from which pack picks the sparse format,
+    per shape and M (the rules included): CSRMatrix vs dense fp32,
+    SparseInt8Matrix vs QuantizedMatrix for unstructured pruning (a share
+    1 - s^4 of the 1x4 blocks is kept) and for 1x4-block pruning."""
     model = MEASURED if model is None else model
-    cases = (("csr", "dense", "csr"), ("spint8", "qdense", "spint8"),
-             ("spint8", "qdense", "spint8_1x4"))
+    cases = ((None, "csr", "csr"), ("int8", "spint8", "spint8"),
+             ("int8", "spint8", "spint8_1x4"))
     out = []
     for n, k in shapes:
         kq = (k + 3) // 4
         for m in ms:
             row = {"shape": f"{n}x{k}", "m": m}
-            for sparse, dense, col in cases:
+            for quantize, sparse, col in cases:
                 row[col] = None
-                if dense not in model["coef"] or sparse not in model["coef"]:
-                    continue
                 for pct in range(0, 100):
                     s = pct / 100
-                    units = {"dense": n * k, "qdense": n * k, "csr": n * k * (1 - s),
-                             "spint8": n * kq * ((1 - s) if col == "spint8_1x4"
-                                                 else (1 - s ** 4)),
-                             "spint8_g4": n * math.ceil(k * (1 - s) / 4)}
-                    units["spint8_g4_m1"] = units["spint8_g4"]
-                    fill = (1 - s) / (1 - s ** 4) if s < 1 else 1.0
-                    t = {}
-                    for f in (sparse, dense):
-                        key = f
-                        if f == "spint8" and col == "spint8":
-                            key = _spint8_key(model, fill * 4, 1, m, model["isa"], k)
-                        t[f] = _predict(model, key, m, n, k, units[key])
-                    if t[sparse] < t[dense]:
+                    nnz = round(n * k * (1 - s))
+                    kept = (1 - s) if col == "spint8_1x4" else (1 - s ** 4)
+                    nblocks = max(1, round(n * kq * kept)) if nnz else 0
+                    ngroups = n * math.ceil(k * (1 - s) / 4)
+                    ex = _decide(n, k, nnz, nblocks, ngroups, quantize, m, model,
+                                 model["isa"])
+                    if ex["choice"] == sparse:
                         row[col] = s
                         break
             out.append(row)
@@ -388,70 +500,83 @@ def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32,
 
 def _main(argv):
     import argparse
+    import json
     import pprint
 
     ap = argparse.ArgumentParser(prog="python -m sparsekit.pack")
     ap.add_argument("--measure", action="store_true",
                     help="time every format and print the fitted model (paste as MEASURED)")
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--shapes", default=None,
+                    help="measure only these shapes, e.g. 3072x768,384x384 (to split a long "
+                         "run; save each part with --save and fit them together with --fit)")
+    ap.add_argument("--save", default=None, help="also write the raw timings to this JSON file")
+    ap.add_argument("--fit", nargs="+", default=None, metavar="JSON",
+                    help="fit the model from raw timings saved by --save (no timing)")
     args = ap.parse_args(argv)
-    if not args.measure:
+    if args.fit:
+        raw = [r for path in args.fit for r in json.load(open(path))]
+    elif args.measure:
+        from threadpoolctl import threadpool_limits
+
+        import sparsekit
+
+        shapes = MEASURE_SHAPES if args.shapes is None else tuple(
+            tuple(int(v) for v in sh.split("x")) for sh in args.shapes.split(","))
+        sparsekit.set_num_threads(1)
+        with threadpool_limits(1):
+            raw = measure_raw(shapes, reps=args.reps, log=lambda s: print(s, file=sys.stderr))
+        if args.save:
+            with open(args.save, "w") as f:
+                json.dump(raw, f)
+    else:
         for row in crossover_table():
             print(row)
         return
-    from threadpoolctl import threadpool_limits
-
-    import sparsekit
-
-    sparsekit.set_num_threads(1)
-    with threadpool_limits(1):
-        model = measure(reps=args.reps, log=lambda s: print(s, file=sys.stderr))
+    model = _model_from_raw(raw)
     print("MEASURED = " + pprint.pformat(model, width=100))
     for row in crossover_table(model):
         print("#", row)
 
 
 # ---- the measured table (output of `python -m sparsekit.pack --measure`) -----
-MEASURED = {'coef': {'csr': {1: (2.2954, 0.1609, 2.2258, 0.1251, 0.0086),
-                  8: (2.417, 0.3451, 1.7614, 0.1861, 0.0297),
-                  32: (2.2428, 0.4317, 4.3907, 0.1319, 0.3062),
-                  128: (2.1416, 1.7355, 13.9655, 0.1042, 1.161)},
-          'dense': {1: (1.5011, 0.043, 0.0, 0.0, 0.0),
-                    8: (1.7628, 0.2462, 0.0, 0.0, 0.0),
-                    32: (1.8857, 0.6209, 0.0, 0.0, 0.0),
-                    128: (2.2683, 2.1004, 0.0, 0.0, 0.0)},
-          'qdense': {1: (2.4422, 0.0102, 0.0, 0.0, 0.0),
-                     8: (3.0436, 0.0199, 0.4867, 0.0356, 0.0),
-                     32: (3.3007, 0.0704, 3.0001, 0.091, 0.0),
-                     128: (4.1542, 0.2638, 14.1648, 0.112, 0.0)},
-          'spint8': {1: (1.1826, 0.1853, 0.4124, 1.392, 0.0),
-                     8: (4.6344, 0.3365, 2.8496, 0.2015, 0.0),
-                     32: (4.5132, 0.5309, 2.6418, 0.2441, 0.0),
-                     128: (5.1087, 1.9677, 12.0972, 0.2285, 0.0)},
-          'spint8_g4': {128: (5.1707, 2.9596, 12.7333, 0.1853, 0.0)},
-          'spint8_g4_m1': {1: (1.6006, 0.1921, 0.7766, 0.2306, 0.0)}},
+MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
+                  8: (0.8306, 0.0, 2.4847, 0.0904, 0.1559, 0.0381),
+                  32: (0.6447, 0.0, 4.6223, 0.097, 0.2714, 0.054),
+                  128: (0.8903, 0.0, 11.2573, 0.0902, 0.7711, 0.2166)},
+          'dense': {1: (1.6611, 0.0349, 0.3249, 0.0, 0.0069, 0.0),
+                    8: (1.7076, 0.2181, 1.0672, 0.2858, 0.0243, 0.0),
+                    32: (1.65, 0.5729, 2.6639, 0.1529, 0.0431, 0.0),
+                    128: (1.4608, 2.02, 7.2527, 0.0875, 0.0748, 0.0)},
+          'qdense': {1: (2.413, 0.0098, 0.0, 0.0, 0.0, 0.0),
+                     8: (2.162, 0.0219, 0.0, 0.0, 0.0, 0.0),
+                     32: (2.6842, 0.0786, 0.0, 0.0078, 0.0, 0.0),
+                     128: (3.9607, 0.2903, 4.5817, 0.0346, 0.0, 0.0)},
+          'spint8': {1: (1.2472, 0.2036, 0.1889, 1.167, 0.0, 0.0),
+                     8: (2.9061, 0.3275, 2.8718, 0.1232, 0.0, 0.0),
+                     32: (2.9118, 0.5238, 4.8732, 0.106, 0.0, 0.0),
+                     128: (4.2778, 1.9417, 13.224, 0.1117, 0.0, 0.0)},
+          'spint8_g4': {128: (3.3434, 2.8037, 18.9378, 0.1336, 0.0, 0.0)},
+          'spint8_g4_m1': {1: (1.6482, 0.1842, 0.8316, 0.1864, 0.0, 0.0)}},
  'isa': 'avx512vnni',
  'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
-# The M = 1 entries of spint8 and spint8_g4_m1 come from a later run of the same
-# command (--reps 15, load average ~4.5-5 on 2 cores) after the M = 1 sparse int8
-# kernels and the per-call overhead were reworked (that run's M = 1 entries of
-# the other formats agreed with these within 5%); the rest is the quiet run below
-# (its M = 1 crossover rows recomputed with the new entries).
-# Crossover (printed by the same command, --reps 15, 2026-11-28, quiet machine,
-# load average ~2-2.8 on 2 cores, with the small shapes, the M*K activation term,
-# CSRMatrix's nnz^2 term and a 64x64 shape): lowest sparsity at which the sparse format is
-# predicted to beat its dense counterpart (csr: vs dense fp32; spint8: vs
-# QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4
-# blocks). Measured in the same run, CSRMatrix beats dense fp32 on these shapes
-# from 50% (M = 8..128; the next sparsity measured below is 0%) and 80% (M = 1).
-# {'shape': '3072x768', 'm': 1, 'csr': 0.77, 'spint8': 0.81, 'spint8_1x4': 0.79}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.82}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.33, 'spint8': 0.84, 'spint8_1x4': 0.49}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.39, 'spint8': 0.65, 'spint8_1x4': 0.47}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.75, 'spint8': 0.95, 'spint8_1x4': 0.82}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.38, 'spint8': 0.95, 'spint8_1x4': 0.81}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.33, 'spint8': 0.85, 'spint8_1x4': 0.53}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.39, 'spint8': 0.67, 'spint8_1x4': 0.51}
+# Fitted (`python -m sparsekit.pack --fit run1.json run2.json`) to two runs of
+# `python -m sparsekit.pack --measure --reps 15 --save runN.json` on 2026-11-28
+# (13:13 and 13:15 UTC, load average 0.5-1 on 2 cores, each ~12 s under the
+# benchmark lock), main at 2083962 (after the fp32 M = 1 tail change), 8 shapes x
+# 8 sparsities x 2 patterns x M in 1, 8, 32, 128. Checked against a third and
+# fourth run with another seed (benchmarks/pack_accuracy.py, results in
+# benchmarks/RESULTS.md). Lowest sparsity from which pack picks the sparse format
+# (csr: vs dense fp32; spint8: vs QuantizedMatrix, unstructured; spint8_1x4: vs
+# QuantizedMatrix, pruned in 1x4 blocks):
+# {'shape': '3072x768', 'm': 1, 'csr': 0.71, 'spint8': 0.81, 'spint8_1x4': 0.82}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.51, 'spint8': 0.95, 'spint8_1x4': 0.79}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'spint8': 0.83, 'spint8_1x4': 0.46}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.34, 'spint8': 0.62, 'spint8_1x4': 0.44}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.71, 'spint8': 0.96, 'spint8_1x4': 0.83}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.55, 'spint8': 0.94, 'spint8_1x4': 0.77}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'spint8': 0.82, 'spint8_1x4': 0.45}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'spint8': 0.62, 'spint8_1x4': 0.44}
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

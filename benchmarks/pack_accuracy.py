@@ -1,0 +1,111 @@
+"""Predicted vs measured for sparsekit.pack: does it pick the fastest format?
+
+    flock /work/wt/bench.lock python benchmarks/pack_accuracy.py --shapes 384x384 \
+        --save acc_384.json                      # time (1 thread, under the lock)
+    python benchmarks/pack_accuracy.py --load acc_*.json   # score the model, no timing
+
+Times every format (dense fp32, CSRMatrix, QuantizedMatrix, SparseInt8Matrix)
+on random unstructured weights at each shape x sparsity x M with the same
+method as `python -m sparsekit.pack --measure` (interleaved rounds, fastest
+round; a different seed from the fit), then, for quantize=None (dense vs CSR)
+and quantize="int8" (QuantizedMatrix vs SparseInt8Matrix), compares pack's
+pick with the measured fastest. A pick counts as right when it is the fastest
+or within --tol (10%) of it. --model FILE scores a model printed by --measure
+(a Python file with MEASURED = {...}) instead of the one in sparsekit/pack.py.
+"""
+import argparse
+import json
+import sys
+
+import numpy as np
+
+import importlib
+
+P = importlib.import_module("sparsekit.pack")  # the module (sparsekit.pack is the function)
+
+SHAPES = ((3072, 768), (768, 3072), (1536, 384), (384, 1536), (384, 384), (256, 128),
+          (128, 512), (64, 64))
+SPARSITIES = (0.0, 0.5, 0.7, 0.9)
+MS = (1, 8, 32, 128)
+PAIRS = {None: ("dense", "csr"), "int8": ("qdense", "spint8")}
+
+
+def score(raw, model, tol, isa, show=True):
+    """Rows (case, pick, fastest, ok) for every timed case and quantize mode."""
+    cases = {}
+    for r in raw:
+        key = (r["n"], r["k"], r["sparsity"], r.get("pattern", "unstructured"), r["m"])
+        cases.setdefault(key, dict(r, t={}))["t"][r["fmt"]] = r["sec"] * 1e6
+    out = []
+    for (n, k, s, _, m), c in sorted(cases.items()):
+        for q, pair in PAIRS.items():
+            if not all(f in c["t"] for f in pair):
+                continue
+            ex = P._decide(n, k, c["nnz"], c["nblocks"], c["ngroups"], q, m, model, isa)
+            pick = ex["choice"]
+            fastest = min(pair, key=c["t"].get)
+            ratio = c["t"][pick] / c["t"][fastest]
+            ok = ratio <= 1 + tol
+            out.append(dict(n=n, k=k, s=s, m=m, q=q, pick=pick, fastest=fastest, ratio=ratio,
+                            ok=ok, pred={f: ex["predicted_us"].get(f) for f in pair},
+                            meas={f: c["t"][f] for f in pair}))
+            if show:
+                cells = "  ".join(f"{f} {ex['predicted_us'].get(f, float('nan')):8.1f} / "
+                                  f"{c['t'][f]:8.1f}" for f in pair)
+                print(f"{n:>4}x{k:<4} {s:4.0%} M={m:<3} {str(q):>4}  {cells}  pick {pick:>6} "
+                      f"{'ok' if ok else 'WRONG'} ({ratio:.2f}x the fastest)")
+    return out
+
+
+def _load_model(path):
+    ns = {}
+    exec(open(path).read(), ns)
+    return ns["MEASURED"]
+
+
+def main(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shapes", default=None, help="e.g. 384x384,3072x768 (default: all)")
+    ap.add_argument("--sparsities", default=None, help="e.g. 0.4,0.5 (default: 0,.5,.7,.9)")
+    ap.add_argument("--ms", default=None, help="e.g. 8,32 (default: 1,8,32,128)")
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--save", default=None, help="write the raw timings here")
+    ap.add_argument("--load", nargs="+", default=None, help="score saved timings, no timing")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--tol", type=float, default=0.10)
+    args = ap.parse_args(argv)
+    from sparsekit._native import core as _core
+
+    isa = _core.family_isa("spmm_u8s8")
+    if args.load:
+        raw = [r for p in args.load for r in json.load(open(p))]
+    else:
+        from threadpoolctl import threadpool_limits
+
+        import sparsekit
+
+        shapes = SHAPES if args.shapes is None else tuple(
+            tuple(int(v) for v in sh.split("x")) for sh in args.shapes.split(","))
+        sparsekit.set_num_threads(1)
+        with threadpool_limits(1):
+            sp = SPARSITIES if args.sparsities is None else tuple(
+                float(v) for v in args.sparsities.split(","))
+            ms = MS if args.ms is None else tuple(int(v) for v in args.ms.split(","))
+            raw = P.measure_raw(shapes, sp, ms, reps=args.reps, seed=1,
+                                patterns=("unstructured",))
+        if args.save:
+            with open(args.save, "w") as f:
+                json.dump(raw, f)
+    model = P.MEASURED if args.model is None else _load_model(args.model)
+    rows = score(raw, model, args.tol, isa)
+    for q in PAIRS:
+        sel = [r for r in rows if r["q"] == q]
+        if sel:
+            bad = [r for r in sel if not r["ok"]]
+            print(f"quantize={q}: {len(sel) - len(bad)} / {len(sel)} picks within "
+                  f"{args.tol:.0%} of the measured fastest; worst "
+                  f"{max(r['ratio'] for r in sel):.2f}x")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -222,32 +222,37 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
         _mm512_store_ps(buf + j * MR + 16 * q, a[0][q]);                        \
   }
 
+/* What every tile kernel sets up: index and value arrays, masks of the partial tile's rows, and whether Y is
+ * streamed. */
+#define SPMM_SETUP(IDX_T, NV)                                                   \
+  const IDX_T *idx = (const IDX_T *)t->indices;                                 \
+  const float *val = t->values;                                                 \
+  const int64_t ld = t->mr;                                                     \
+  __mmask16 km[NV];                                                             \
+  for (int q = 0; q < NV; ++q) {                                                \
+    const int64_t live = ld - 16 * q;                                           \
+    km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);               \
+  }                                                                             \
+  (void)km;                                                                     \
+  const char *xb = (const char *)t->xp;                                         \
+  (void)xb;                                                                     \
+  __attribute__((aligned(64))) float buf[NB * MR];                              \
+  /* stream only a big Y (this tile's rows span >= 128 KiB): a small one     \
+   * is better left in L2 for whatever reads it next */                         \
+  const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0 &&       \
+                     t->mr * t->ldy >= STREAM_MIN_FLOATS;
+
 /* Blocks of NB weight rows. K > KPANEL is cut into equal panels run one
  * after the other over the block (each row keeps a cursor into its nonzeros
  * and its partial sums in buf), so the slice of the packed tile in use is at
  * most 64 KiB: mostly L1 hits instead of L2 line fills. */
 #define DEFINE_SPMM(NAME, IDX_T, NV, US, XV, XC, COLS4)                          \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
-    const IDX_T *idx = (const IDX_T *)t->indices;                               \
-    const float *val = t->values;                                               \
-    const int64_t ld = t->mr;                                                   \
-    __mmask16 km[NV];                                                           \
-    for (int q = 0; q < NV; ++q) {                                              \
-      const int64_t live = ld - 16 * q;                                         \
-      km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);             \
-    }                                                                           \
-    (void)km;                                                                   \
-    const char *xb = (const char *)t->xp;                                       \
-    (void)xb;                                                                   \
+    SPMM_SETUP(IDX_T, NV)                                                       \
     _Static_assert(US == 4, "one xmm load feeds the US broadcasts");            \
     const int64_t panels = t->k > KPANEL ? (t->k + KPANEL - 1) / KPANEL : 1;    \
     const int64_t kb = (t->k + panels - 1) / panels;                            \
-    __attribute__((aligned(64))) float buf[NB * MR];                            \
     int64_t cur[NB];                                                            \
-    /* stream only a big Y (this tile's rows span >= 128 KiB): a small one   \
-     * is better left in L2 for whatever reads it next */                       \
-    const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0 &&     \
-                       t->mr * t->ldy >= STREAM_MIN_FLOATS;                     \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \
       if (panels == 1) {                                                        \
@@ -360,27 +365,6 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
     for (; j + 4 <= nb; j += 4) GROUP4(FIRST, CHECK, NV, XV, XC, COLS4)         \
     for (; j < nb; ++j) ROW_PART(FIRST, CHECK, cur[j], cur[j] = p, NV, US, XV, XC, COLS4) \
   }
-
-/* What the GROUP4 kernels set up (DEFINE_SPMM has the same inline): index
- * and value arrays, masks of the partial tile's rows, and whether Y is
- * streamed. */
-#define SPMM_SETUP(IDX_T, NV)                                                   \
-  const IDX_T *idx = (const IDX_T *)t->indices;                                 \
-  const float *val = t->values;                                                 \
-  const int64_t ld = t->mr;                                                     \
-  __mmask16 km[NV];                                                             \
-  for (int q = 0; q < NV; ++q) {                                                \
-    const int64_t live = ld - 16 * q;                                           \
-    km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);               \
-  }                                                                             \
-  (void)km;                                                                     \
-  const char *xb = (const char *)t->xp;                                         \
-  (void)xb;                                                                     \
-  __attribute__((aligned(64))) float buf[NB * MR];                              \
-  /* stream only a big Y (this tile's rows span >= 128 KiB): a small one     \
-   * is better left in L2 for whatever reads it next */                         \
-  const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0 &&       \
-                     t->mr * t->ldy >= STREAM_MIN_FLOATS;
 
 /* NAME: the tile kernel for many panels or long segments (use_group4):
  * panels of at most KPANEL_G4 columns (<= 40 KiB of the packed tile, so the

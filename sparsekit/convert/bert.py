@@ -2,6 +2,7 @@
 (no torch at run time). Used by sparsekit.torch.to_runtime.
 
     inputs: input_ids, attention_mask, token_type_ids   (NumPy ints [B, T])
+    PrepareMask (attention_mask checked once: the "mask" every layer reads)
     Embedding ─► LayerNorm ─► PackTokens (drop_padding)
     per encoder layer:
         SelfAttention (query/key/value: one fused [3C, C] weight)
@@ -28,9 +29,11 @@ from sparsekit.runtime.attention import SelfAttention
 from sparsekit.runtime.embedding import Embedding
 from sparsekit.runtime.model import Model
 from sparsekit.runtime.sequence import MeanPool, PackTokens, UnpackTokens
+from sparsekit.runtime.token_mask import PrepareMask
 from sparsekit.runtime.torch_modules import SparsekitModule
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+MASK = "mask"  # the TokenMask of PrepareMask
 # config.hidden_act -> (Linear activation, separate runtime layer)
 _ACTS = {"gelu": ("gelu", None), "relu": ("relu", None),
          "gelu_new": (None, "tanh"), "gelu_pytorch_tanh": (None, "tanh")}
@@ -68,7 +71,7 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True):
     if rest is None:
         out = "last_hidden_state"
         if drop_padding:
-            b.add(UnpackTokens(), [h, "attention_mask"], out)
+            b.add(UnpackTokens(), [h, MASK], out)
         else:
             b.add(L.Identity(), [h], out)
     else:
@@ -110,19 +113,20 @@ class _Builder:
 
     def encoder(self, bert, drop_padding):
         emb = bert.embeddings
+        self.add(PrepareMask(), ["attention_mask"], MASK)
         self.add(Embedding(_param(emb.word_embeddings.weight),
                            _param(emb.position_embeddings.weight),
                            _param(emb.token_type_embeddings.weight)),
                  ["input_ids", "token_type_ids"], "embeddings.sum")
         h = self.add(_layer_norm(emb.LayerNorm), ["embeddings.sum"], "embeddings")
         if drop_padding:
-            h = self.add(PackTokens(), [h, "attention_mask"], "embeddings.packed")
+            h = self.add(PackTokens(), [h, MASK], "embeddings.packed")
         act, separate = _ACTS[bert.config.hidden_act]
         for i, layer in enumerate(bert.encoder.layer):
             p = f"encoder.layer.{i}"
             att = layer.attention
             self.add(self.attention(f"{p}.attention.self", att.self),
-                     [h, "attention_mask"], f"{p}.attention.self")
+                     [h, MASK], f"{p}.attention.self")
             self.add(self.linear(f"{p}.attention.output.dense", att.output.dense),
                      [f"{p}.attention.self"], f"{p}.attention.output.dense")
             h = self.add(_add_layer_norm(att.output.LayerNorm),
@@ -193,7 +197,7 @@ class _Builder:
         modes = (mode,) if isinstance(mode, str) else tuple(mode or ())
         if modes != ("mean",):
             raise ValueError(f"model[1]: Pooling mode {mode!r} is not supported (only 'mean')")
-        out = self.add(MeanPool(), [h, "attention_mask"], "pooled")
+        out = self.add(MeanPool(), [h, MASK], "pooled")
         for i, m in enumerate(modules[1:], start=2):
             if type(m).__name__ != "Normalize":
                 raise ValueError(f"model[{i}]: sentence-transformers module "

@@ -16,6 +16,7 @@ from sparsekit.runtime.model import Model
 from sparsekit.runtime.embedding import Embedding
 from sparsekit.runtime.attention import SelfAttention
 from sparsekit.runtime.sequence import MeanPool, PackTokens, UnpackTokens
+from sparsekit.runtime.token_mask import PrepareMask, TokenMask
 
 __all__ = [
     "Model", "Linear", "Conv2d", "ReLU", "GELU", "Sigmoid", "Tanh", "LayerNorm", "Softmax",
@@ -23,5 +24,5 @@ __all__ = [
     "FakeQuantize", "Reshape", "AddConst", "MulConst", "conv_weight_hwc",
     # text encoders (BERT): see sparsekit.torch.to_runtime
     "Embedding", "SelfAttention", "AddLayerNorm", "PackTokens", "UnpackTokens", "MeanPool",
-    "L2Normalize",
+    "L2Normalize", "PrepareMask", "TokenMask",
 ]

@@ -18,7 +18,7 @@ query, then key, then value), so save / load handle it like a Linear's.
 import numpy as np
 
 from sparsekit.runtime.layers import Layer, Linear, register
-from sparsekit.runtime.token_mask import keep_for, offsets_of
+from sparsekit.runtime.token_mask import mask_for
 
 
 def _core():
@@ -61,7 +61,7 @@ class SelfAttention(Layer):
         if h.ndim not in (2, 3) or h.shape[-1] != c:
             raise ValueError(f"hidden: expected [batch, tokens, {c}] or packed [N, {c}], "
                              f"got shape {h.shape}")
-        keep = keep_for(h, attention_mask)
+        tm = mask_for(h, attention_mask)
         qkv = self.qkv(h)
         lead = h.shape[:-1] if h.ndim == 3 else (1,) + h.shape[:1]
         q, k, v = (qkv[..., i * c:(i + 1) * c].reshape(lead + (nh, c // nh))
@@ -69,11 +69,10 @@ class SelfAttention(Layer):
         out = np.empty(lead + (nh, c // nh), np.float32)
         if h.ndim == 3:
             b, t = lead
-            add = np.where(keep, np.float32(0), np.float32(-np.inf))[:, None, :]
-            mask = None if keep.all() else np.broadcast_to(add, (b, t, t))
+            mask = None if tm.full else np.broadcast_to(tm.additive, (b, t, t))
             _core().attention_f32(q, k, v, mask, self.scale, out)
         else:
-            _core().attention_f32(q, k, v, None, self.scale, out, offsets_of(keep))
+            _core().attention_f32(q, k, v, None, self.scale, out, tm.offsets)
         return out.reshape(h.shape)
 
     def config(self):

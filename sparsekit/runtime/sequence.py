@@ -14,7 +14,7 @@ import numpy as np
 
 from sparsekit._validate import as_float_array
 from sparsekit.runtime.layers import Layer, register
-from sparsekit.runtime.token_mask import keep_for, offsets_of
+from sparsekit.runtime.token_mask import mask_for
 
 
 def _hidden(x):
@@ -33,9 +33,9 @@ class PackTokens(Layer):
         h = _hidden(hidden)
         if h.ndim != 3:
             raise ValueError(f"hidden: expected [batch, tokens, C], got shape {h.shape}")
-        keep = keep_for(h, attention_mask)
+        tm = mask_for(h, attention_mask)
         flat = h.reshape(-1, h.shape[2])
-        return flat if keep.all() else flat[keep.reshape(-1)]
+        return flat if tm.full else np.take(flat, tm.rows, axis=0)
 
 
 @register
@@ -49,12 +49,12 @@ class UnpackTokens(Layer):
         p = _hidden(packed)
         if p.ndim != 2:
             raise ValueError(f"packed: expected [N, C], got shape {p.shape}")
-        keep = keep_for(p, attention_mask)
-        b, t = keep.shape
-        if keep.all():
+        tm = mask_for(p, attention_mask)
+        b, t = tm.shape
+        if tm.full:
             return p.reshape(b, t, p.shape[1])
         out = np.zeros((b * t, p.shape[1]), np.float32)
-        out[keep.reshape(-1)] = p
+        out[tm.rows] = p
         return out.reshape(b, t, p.shape[1])
 
 
@@ -68,12 +68,13 @@ class MeanPool(Layer):
 
     def __call__(self, hidden, attention_mask):
         h = _hidden(hidden)
-        keep = keep_for(h, attention_mask)
+        tm = mask_for(h, attention_mask)
+        keep = tm.keep
         counts = np.maximum(keep.sum(1, dtype=np.float32), np.float32(1e-9))[:, None]
         if h.ndim == 3:
             s = np.einsum("btc,bt->bc", h, keep.astype(np.float32))
         else:
-            off = offsets_of(keep)
+            off = tm.offsets
             s = np.zeros((keep.shape[0], h.shape[1]), np.float32)
             for b in range(keep.shape[0]):
                 if off[b + 1] > off[b]:

@@ -156,8 +156,10 @@ def test_bad_inputs_raise_clear_errors(fp32, feed):
     with pytest.raises(ValueError, match="input_ids: 513 tokens exceed the 512 positions"):
         z = np.zeros((1, 513), np.int64)
         fp32(input_ids=z, attention_mask=z + 1, token_type_ids=z)
+    with pytest.raises(ValueError, match=r"expected 3 input.*missing \['attention_mask'\]"):
+        fp32(ok["input_ids"])
     with pytest.raises(ValueError, match="expected 3 input"):
-        fp32(ok["input_ids"], ok["attention_mask"])
+        fp32(*ok.values(), ok["input_ids"])
 
 
 def test_unsupported_models_are_named():
@@ -184,8 +186,8 @@ def test_unsupported_pooling_is_named(minilm):
     import copy
 
     model = copy.deepcopy(minilm[0])
-    model[1].pooling_mode = ("cls",)
-    with pytest.raises(ValueError, match=r"Pooling mode .*cls.* is not supported"):
+    model[1].pooling_mode = ("cls", "weightedmean")
+    with pytest.raises(ValueError, match=r"Pooling mode 'weightedmean' is not supported"):
         skt.to_runtime(model)
 
 

@@ -85,6 +85,8 @@ class ClsPool(Layer):
         b = tm.shape[0]
         out = np.zeros((b, h.shape[-1]), np.float32)
         if h.ndim == 3:
+            if not h.shape[1]:
+                return out
             some = tm.keep.any(1)
             first = tm.keep.argmax(1)
             out[some] = h[np.arange(b)[some], first[some]]

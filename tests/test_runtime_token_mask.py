@@ -110,3 +110,20 @@ def test_graphs_without_prepare_mask_still_load_and_run(tmp_path):
         loaded_old(**dict(feed, attention_mask=feed["attention_mask"] * 2))
     with pytest.raises(ValueError, match="attention_mask: expected only 0"):
         loaded_new(**dict(feed, attention_mask=feed["attention_mask"] * 2))
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("kind", ["packed", "padded"])
+def test_files_written_before_prepare_mask_load_and_run(kind):
+    """tests/data/bert_v1_*.spk were written by sparsekit before PrepareMask
+    (tests/data/make_bert_v1.py, a tiny random BertModel, checked against
+    torch then): they load, feed the raw mask to each layer, and give the
+    outputs they gave then."""
+    m = sparsekit.load(DATA / f"bert_v1_{kind}.spk")
+    kinds = [type(n[0]).__name__ for n in m.nodes]
+    assert "PrepareMask" not in kinds and kinds.count("SelfAttention") == 2
+    assert m.optional_inputs == []
+    feed = dict(np.load(DATA / "bert_v1_inputs.npz"))
+    np.testing.assert_array_equal(m(**feed), np.load(DATA / f"bert_v1_{kind}_out.npy"))

@@ -104,9 +104,11 @@ def save(model_or_layers, path):
         if layer.weight is not None:
             entry["weight"] = _encode_weight(layer.weight, wr)
         nodes.append(entry)
-    header = json.dumps({"format": "sparsekit-model", "version": VERSION,
-                         "inputs": model.inputs, "outputs": model.outputs, "nodes": nodes,
-                         "arrays": wr.table}, separators=(",", ":")).encode()
+    head = {"format": "sparsekit-model", "version": VERSION, "inputs": model.inputs,
+            "outputs": model.outputs, "nodes": nodes, "arrays": wr.table}
+    if getattr(model, "optional_inputs", None):  # absent unless used: older files unchanged
+        head["optional_inputs"] = model.optional_inputs
+    header = json.dumps(head, separators=(",", ":")).encode()
     prefix = _PREFIX.pack(MAGIC, VERSION, zlib.crc32(header), len(header))
     pad = (-(len(prefix) + len(header))) % ALIGN
     tmp = f"{path}.tmp{os.getpid()}" if isinstance(path, str) else \
@@ -238,7 +240,8 @@ def load(path):
             w = _decode_weight(e["weight"], arrays) if "weight" in e else None
             layer = cls.from_state(dict(e["config"]), arrs, w)
             nodes.append((layer, list(e["inputs"]), str(e["output"])))
-        return Model.graph(nodes, header["inputs"], header["outputs"])
+        return Model.graph(nodes, header["inputs"], header["outputs"],
+                           header.get("optional_inputs", []))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
             RecursionError) as ex:
         raise _bad(path, f"{type(ex).__name__}: {ex}") from None

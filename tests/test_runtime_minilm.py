@@ -156,8 +156,10 @@ def test_bad_inputs_raise_clear_errors(fp32, feed):
     with pytest.raises(ValueError, match="input_ids: 513 tokens exceed the 512 positions"):
         z = np.zeros((1, 513), np.int64)
         fp32(input_ids=z, attention_mask=z + 1, token_type_ids=z)
+    with pytest.raises(ValueError, match=r"expected 3 input.*missing \['attention_mask'\]"):
+        fp32(ok["input_ids"])
     with pytest.raises(ValueError, match="expected 3 input"):
-        fp32(ok["input_ids"], ok["attention_mask"])
+        fp32(*ok.values(), ok["input_ids"])
 
 
 def test_unsupported_models_are_named():
@@ -184,8 +186,8 @@ def test_unsupported_pooling_is_named(minilm):
     import copy
 
     model = copy.deepcopy(minilm[0])
-    model[1].pooling_mode = ("cls",)
-    with pytest.raises(ValueError, match=r"Pooling mode .*cls.* is not supported"):
+    model[1].pooling_mode = ("cls", "weightedmean")
+    with pytest.raises(ValueError, match=r"Pooling mode 'weightedmean' is not supported"):
         skt.to_runtime(model)
 
 
@@ -236,3 +238,18 @@ def test_saved_model_runs_bit_identical_without_torch(minilm, feed, fp32, int8, 
                        timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     np.testing.assert_array_equal(np.load(out), want)
+
+
+def test_the_mask_is_checked_once(fp32, feed):
+    """One PrepareMask node reads the user's attention_mask; every other
+    mask-taking node reads its TokenMask. The graph as written before
+    PrepareMask (raw mask to every layer) gives the same outputs."""
+    readers = [type(n[0]).__name__ for n in fp32.nodes if "attention_mask" in n[1]]
+    assert readers == ["PrepareMask"]
+    mask_name = fp32.nodes[0][2]
+    users = [type(n[0]).__name__ for n in fp32.nodes if mask_name in n[1]]
+    assert users == ["PackTokens"] + ["SelfAttention"] * 6 + ["MeanPool"]
+    old_nodes = [(layer, ["attention_mask" if i == mask_name else i for i in ins], out)
+                 for layer, ins, out in fp32.nodes[1:]]
+    old = sparsekit.runtime.Model.graph(old_nodes, fp32.inputs, fp32.outputs)
+    np.testing.assert_array_equal(old(**feed), fp32(**feed))

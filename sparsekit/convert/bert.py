@@ -2,20 +2,27 @@
 (no torch at run time). Used by sparsekit.torch.to_runtime.
 
     inputs: input_ids, attention_mask, token_type_ids   (NumPy ints [B, T])
+    PrepareMask (attention_mask checked once: the "mask" every layer reads)
     Embedding ─► LayerNorm ─► PackTokens (drop_padding)
     per encoder layer:
         SelfAttention (query/key/value: one fused [3C, C] weight)
         Linear (attention.output.dense) ─► AddLayerNorm(· , layer input)
         Linear + GELU (intermediate) ─► Linear (output.dense) ─► AddLayerNorm
     BertModel:             ─► UnpackTokens ─► "last_hidden_state" [B, T, C]
-    SentenceTransformer:   ─► MeanPool ─► L2Normalize (if it has Normalize)
+                           ─► ClsPool ─► Linear ─► Tanh ─► "pooler_output" [B, C]
+    SentenceTransformer:   ─► MeanPool / MaxPool / ClsPool (Concat if several)
+                           ─► Dense modules (Linear + activation), Normalize
+                              (L2Normalize), in the model's order
                            ─► "sentence_embedding" [B, C]
+                           ─► UnpackTokens ─► "token_embeddings" [B, T, C]
+    (outputs= picks which; token_type_ids may be omitted: all 0)
 
 Each Linear's weight format is chosen as sparsekit.torch.accelerate chooses it
 (convert.torch._plan / runtime.weights.pack_float): dense fp32, CSR fp32 for
 pruned weights, int8 with quantize="dynamic". Anything this graph does not
 compute (other model types, relative position embeddings, decoders, cross
-attention, other activations or pooling modes) raises a ValueError naming it.
+attention, other activations, pooling modes or sentence-transformers modules)
+raises a ValueError naming it.
 """
 import numpy as np
 import torch
@@ -27,10 +34,16 @@ from sparsekit.runtime import weights as W
 from sparsekit.runtime.attention import SelfAttention
 from sparsekit.runtime.embedding import Embedding
 from sparsekit.runtime.model import Model
-from sparsekit.runtime.sequence import MeanPool, PackTokens, UnpackTokens
+from sparsekit.runtime.pooling import ClsPool, Concat, MaxPool, MeanPool
+from sparsekit.runtime.sequence import PackTokens, UnpackTokens
+from sparsekit.runtime.token_mask import PrepareMask
 from sparsekit.runtime.torch_modules import SparsekitModule
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+MASK = "mask"  # the TokenMask of PrepareMask
+# the outputs to_runtime offers; the first is the default
+BERT_OUTPUTS = ("last_hidden_state", "pooler_output")
+SENTENCE_OUTPUTS = ("sentence_embedding", "token_embeddings")
 # config.hidden_act -> (Linear activation, separate runtime layer)
 _ACTS = {"gelu": ("gelu", None), "relu": ("relu", None),
          "gelu_new": (None, "tanh"), "gelu_pytorch_tanh": (None, "tanh")}
@@ -55,7 +68,7 @@ def _sentence_parts(model):
     return model[0].auto_model, list(model)[1:]
 
 
-def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True):
+def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outputs=None):
     """See sparsekit.torch.to_runtime. Returns a runtime Model; its
     `conversion_report` lists what was chosen per Linear and why."""
     W.check_quantize(quantize)
@@ -63,19 +76,39 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True):
     parts = _sentence_parts(model)
     bert, rest = (model, None) if parts is None else parts
     _check_bert(bert)
+    names = _output_names(outputs, BERT_OUTPUTS if rest is None else SENTENCE_OUTPUTS)
     b = _Builder(quantize, min_sparsity)
     h = b.encoder(bert, drop_padding)
-    if rest is None:
-        out = "last_hidden_state"
-        if drop_padding:
-            b.add(UnpackTokens(), [h, "attention_mask"], out)
+    for name in names:
+        if name in ("last_hidden_state", "token_embeddings"):
+            if drop_padding:
+                b.add(UnpackTokens(), [h, MASK], name)
+            else:
+                b.add(L.Identity(), [h], name)
+        elif name == "pooler_output":
+            b.pooler(bert, h)
         else:
-            b.add(L.Identity(), [h], out)
-    else:
-        out = b.sentence_head(rest, h)
-    m = Model.graph(b.nodes, INPUTS, [out])
+            b.sentence_head(rest, h)
+    m = Model.graph(b.nodes, INPUTS, names, optional=["token_type_ids"])
     m.conversion_report = b.rows
     return m
+
+
+def _output_names(outputs, allowed):
+    """The list of output names asked for (default: the first allowed)."""
+    if outputs is None:
+        return [allowed[0]]
+    names = [outputs] if isinstance(outputs, str) else list(outputs)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"outputs: expected a name or a list of names from {list(allowed)}, "
+                         f"got {outputs!r}")
+    for n in names:
+        if n not in allowed:
+            raise ValueError(f"outputs: {n!r} is not an output of this model (it has "
+                             f"{list(allowed)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"outputs: {names} names an output twice")
+    return names
 
 
 def _check_bert(bert):
@@ -110,19 +143,20 @@ class _Builder:
 
     def encoder(self, bert, drop_padding):
         emb = bert.embeddings
+        self.add(PrepareMask(), ["attention_mask"], MASK)
         self.add(Embedding(_param(emb.word_embeddings.weight),
                            _param(emb.position_embeddings.weight),
                            _param(emb.token_type_embeddings.weight)),
                  ["input_ids", "token_type_ids"], "embeddings.sum")
         h = self.add(_layer_norm(emb.LayerNorm), ["embeddings.sum"], "embeddings")
         if drop_padding:
-            h = self.add(PackTokens(), [h, "attention_mask"], "embeddings.packed")
+            h = self.add(PackTokens(), [h, MASK], "embeddings.packed")
         act, separate = _ACTS[bert.config.hidden_act]
         for i, layer in enumerate(bert.encoder.layer):
             p = f"encoder.layer.{i}"
             att = layer.attention
             self.add(self.attention(f"{p}.attention.self", att.self),
-                     [h, "attention_mask"], f"{p}.attention.self")
+                     [h, MASK], f"{p}.attention.self")
             self.add(self.linear(f"{p}.attention.output.dense", att.output.dense),
                      [f"{p}.attention.self"], f"{p}.attention.output.dense")
             h = self.add(_add_layer_norm(att.output.LayerNorm),
@@ -182,25 +216,88 @@ class _Builder:
         scale = getattr(sa, "scaling", None)
         return SelfAttention(wfmt, np.concatenate(bs), heads, scale)
 
+    def pooler(self, bert, h):
+        """BertModel's pooler_output: tanh(dense(first token))."""
+        pooler = getattr(bert, "pooler", None)
+        if pooler is None:
+            raise ValueError("outputs: 'pooler_output' needs the model's pooler, and this "
+                             "model has none (add_pooling_layer=False)")
+        act = getattr(pooler, "activation", None)
+        if type(act) is not nn.Tanh:
+            raise ValueError(f"model: pooler activation {type(act).__name__} is not "
+                             "supported (only Tanh, as in BertPooler)")
+        first = self.add(ClsPool(), [h, MASK], "pooler.first_token")
+        dense = self.add(self.linear("pooler.dense", pooler.dense), [first], "pooler.dense")
+        return self.add(L.Tanh(), [dense], "pooler_output")
+
     def sentence_head(self, modules, h):
-        """sentence-transformers modules after the transformer: mean Pooling,
-        then an optional Normalize."""
+        """sentence-transformers modules after the transformer: Pooling (modes
+        cls, max, mean, concatenated in the order given), then Dense and
+        Normalize modules in any order."""
         if not modules or type(modules[0]).__name__ != "Pooling":
             raise ValueError("model: expected a sentence-transformers Pooling module after "
                              "the transformer")
-        pool = modules[0]
-        mode = getattr(pool, "pooling_mode", None)
+        mode = getattr(modules[0], "pooling_mode", None)
         modes = (mode,) if isinstance(mode, str) else tuple(mode or ())
-        if modes != ("mean",):
-            raise ValueError(f"model[1]: Pooling mode {mode!r} is not supported (only 'mean')")
-        out = self.add(MeanPool(), [h, "attention_mask"], "pooled")
+        if not modes:
+            raise ValueError(f"model[1]: Pooling mode {mode!r} is not supported")
+        out = None
+        for k in modes:
+            if k not in _POOLS:
+                raise ValueError(f"model[1]: Pooling mode {k!r} is not supported (supported: "
+                                 f"{', '.join(repr(p) for p in _POOLS)})")
+            pooled = self.add(_POOLS[k](), [h, MASK], f"pooled.{k}")
+            out = pooled if out is None else self.add(Concat(), [out, pooled],
+                                                      f"pooled.{len(self.nodes)}")
         for i, m in enumerate(modules[1:], start=2):
-            if type(m).__name__ != "Normalize":
-                raise ValueError(f"model[{i}]: sentence-transformers module "
-                                 f"{type(m).__name__} is not supported by the runtime")
-            out = self.add(L.L2Normalize(), [out], f"normalized{i}")
+            kind = type(m).__name__
+            _check_sentence_io(m, i, kind)
+            if kind == "Normalize":
+                out = self.add(L.L2Normalize(), [out], f"normalized{i}")
+            elif kind == "Dense":
+                if getattr(m, "use_residual", False):
+                    raise ValueError(f"model[{i}]: Dense with use_residual=True is not "
+                                     "supported by the runtime")
+                act, separate = _dense_activation(m, i)
+                out = self.add(self.linear(f"{i}.linear", m.linear, act), [out], f"{i}.linear")
+                if separate is not None:
+                    out = self.add(separate, [out], f"{i}.activation")
+            else:
+                raise ValueError(f"model[{i}]: sentence-transformers module {kind} is not "
+                                 "supported by the runtime (Pooling, Dense, Normalize only)")
         self.nodes[-1] = (self.nodes[-1][0], self.nodes[-1][1], "sentence_embedding")
         return "sentence_embedding"
+
+
+_POOLS = {"cls": ClsPool, "max": MaxPool, "mean": MeanPool}
+
+
+def _check_sentence_io(m, i, kind):
+    """Dense / Normalize must read and write the sentence embedding."""
+    for attr in ("module_input_name", "module_output_name"):
+        name = getattr(m, attr, "sentence_embedding")
+        if name not in (None, "sentence_embedding"):
+            raise ValueError(f"model[{i}]: {kind} with {attr}={name!r} is not supported "
+                             "(only 'sentence_embedding')")
+
+
+def _dense_activation(m, i):
+    """(Linear activation, separate runtime layer) of a sentence-transformers
+    Dense module's activation_function."""
+    a = getattr(m, "activation_function", None)
+    kind = type(a)
+    if a is None or kind is nn.Identity:
+        return None, None
+    if kind is nn.ReLU:
+        return "relu", None
+    if kind is nn.GELU:
+        return ("gelu", None) if a.approximate == "none" else (None, L.GELU("tanh"))
+    if kind is nn.Tanh:
+        return None, L.Tanh()
+    if kind is nn.Sigmoid:
+        return None, L.Sigmoid()
+    raise ValueError(f"model[{i}]: Dense activation_function {a!r} is not supported by the "
+                     "runtime (Identity, ReLU, GELU, Tanh, Sigmoid)")
 
 
 def _param(p):

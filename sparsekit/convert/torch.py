@@ -542,24 +542,37 @@ def report(model, quantize=None, min_sparsity=None):
 
 # ---- nn.Sequential -> torch-free runtime ------------------------------------
 
-def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True):
+def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outputs=None):
     """A sparsekit.runtime.Model of an nn.Sequential (nested Sequentials
     allowed) built from Linear, Conv2d, ReLU, GELU, Sigmoid, Tanh, LayerNorm
     (last axis), Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, Identity and
     already-accelerated modules. Dense layers below min_sparsity stay dense fp32.
 
     Also a Hugging Face BertModel, or a sentence-transformers model wrapping
-    one (mean pooling, optional Normalize): the runtime model takes NumPy
-    int arrays input_ids, attention_mask, token_type_ids [B, T] and returns
-    last_hidden_state [B, T, C] (BertModel; 0 at padding positions when
-    drop_padding) or the sentence embeddings [B, C]. drop_padding runs the
-    encoder on the real tokens only. Linear weights get the formats
-    accelerate would choose (quantize, min_sparsity). See
+    one (Pooling with modes "mean", "max", "cls" or several of them, then
+    Dense and Normalize modules): the runtime model takes NumPy int arrays
+    input_ids, attention_mask [B, T] and optionally token_type_ids (left out:
+    all 0, as in Hugging Face). `outputs` names what it returns, one name
+    (an array) or a list of names (a tuple in that order):
+
+    - BertModel: "last_hidden_state" [B, T, C] (the default; 0 at padding
+      positions when drop_padding) and "pooler_output" [B, C] (tanh of the
+      pooler's Linear on each sequence's first real token: Hugging Face's
+      position 0 for right-padded input, as BERT tokenizers pad);
+    - sentence-transformers: "sentence_embedding" [B, C'] (the default) and
+      "token_embeddings" [B, T, C] (the transformer's last hidden state).
+
+    drop_padding runs the encoder on the real tokens only. Linear weights get
+    the formats accelerate would choose (quantize, min_sparsity). Anything
+    else in the model raises a ValueError naming it. See
     sparsekit/convert/bert.py."""
     from sparsekit.convert import bert
 
     if bert.handles(model):
-        return bert.to_runtime(model, quantize, min_sparsity, drop_padding)
+        return bert.to_runtime(model, quantize, min_sparsity, drop_padding, outputs)
+    if outputs is not None:
+        raise ValueError("outputs: only for BERT and sentence-transformers models (an "
+                         "nn.Sequential has one output)")
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model: expected an nn.Sequential, got {type(model).__name__} "
                         "(export other models to ONNX and use sparsekit.onnx.load)")

@@ -15,7 +15,9 @@ from sparsekit.runtime.layers import (
 from sparsekit.runtime.model import Model
 from sparsekit.runtime.embedding import Embedding
 from sparsekit.runtime.attention import SelfAttention
-from sparsekit.runtime.sequence import MeanPool, PackTokens, UnpackTokens
+from sparsekit.runtime.sequence import PackTokens, UnpackTokens
+from sparsekit.runtime.pooling import ClsPool, Concat, MaxPool, MeanPool
+from sparsekit.runtime.token_mask import PrepareMask, TokenMask
 
 __all__ = [
     "Model", "Linear", "Conv2d", "ReLU", "GELU", "Sigmoid", "Tanh", "LayerNorm", "Softmax",
@@ -23,5 +25,5 @@ __all__ = [
     "FakeQuantize", "Reshape", "AddConst", "MulConst", "conv_weight_hwc",
     # text encoders (BERT): see sparsekit.torch.to_runtime
     "Embedding", "SelfAttention", "AddLayerNorm", "PackTokens", "UnpackTokens", "MeanPool",
-    "L2Normalize",
+    "L2Normalize", "PrepareMask", "TokenMask", "MaxPool", "ClsPool", "Concat",
 ]

@@ -7,6 +7,7 @@ attention_f32 kernel, with query, key and value as one fused Linear.
                                                        for int8 quantized) once
         └ q, k, v = column blocks of qkv, viewed as [.., T, heads, C / heads]
         └ attention_f32: softmax(scale * q . k + mask) @ v per head
+          (runtime.attention_numpy when the C core is not built)
              padded: masked keys get -inf (weigh exactly 0)
              packed: each sequence attends to its own tokens only (offsets)
         ─► [B, T, C] or [N, C]
@@ -18,13 +19,15 @@ query, then key, then value), so save / load handle it like a Linear's.
 import numpy as np
 
 from sparsekit.runtime.layers import Layer, Linear, register
-from sparsekit.runtime.token_mask import keep_for, offsets_of
+from sparsekit.runtime.token_mask import mask_for
 
 
 def _core():
-    from sparsekit._native import core
+    """The C core, or None when it is not built (then attention runs in NumPy:
+    runtime.attention_numpy)."""
+    from sparsekit import _native
 
-    return core  # raises ImportError naming the cause when the C core is missing
+    return _native.core if _native.AVAILABLE else None
 
 
 @register
@@ -61,19 +64,25 @@ class SelfAttention(Layer):
         if h.ndim not in (2, 3) or h.shape[-1] != c:
             raise ValueError(f"hidden: expected [batch, tokens, {c}] or packed [N, {c}], "
                              f"got shape {h.shape}")
-        keep = keep_for(h, attention_mask)
+        tm = mask_for(h, attention_mask)
         qkv = self.qkv(h)
         lead = h.shape[:-1] if h.ndim == 3 else (1,) + h.shape[:1]
         q, k, v = (qkv[..., i * c:(i + 1) * c].reshape(lead + (nh, c // nh))
                    for i in range(3))
+        core = _core()
+        if core is None:
+            from sparsekit.runtime.attention_numpy import attention
+
+            out = attention(q, k, v, self.scale, None if h.ndim == 2 or tm.full else tm.keep,
+                            tm.offsets if h.ndim == 2 else None)
+            return np.ascontiguousarray(out).reshape(h.shape)
         out = np.empty(lead + (nh, c // nh), np.float32)
         if h.ndim == 3:
             b, t = lead
-            add = np.where(keep, np.float32(0), np.float32(-np.inf))[:, None, :]
-            mask = None if keep.all() else np.broadcast_to(add, (b, t, t))
-            _core().attention_f32(q, k, v, mask, self.scale, out)
+            mask = None if tm.full else np.broadcast_to(tm.additive, (b, t, t))
+            core.attention_f32(q, k, v, mask, self.scale, out)
         else:
-            _core().attention_f32(q, k, v, None, self.scale, out, offsets_of(keep))
+            core.attention_f32(q, k, v, None, self.scale, out, tm.offsets)
         return out.reshape(h.shape)
 
     def config(self):

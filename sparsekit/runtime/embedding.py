@@ -1,6 +1,6 @@
 """BERT-style input embeddings: token + absolute position + token type.
 
-    input_ids [B, T], token_type_ids [B, T] (ints)
+    input_ids [B, T], token_type_ids [B, T] (ints; None: all 0)
         └ word[input_ids] + token_type[token_type_ids] + position[0:T] ─► [B, T, C]
 
 Positions are 0..T-1 in every row whatever the padding (as Hugging Face's
@@ -27,7 +27,8 @@ def _table(a, name, width=None):
 class Embedding(Layer):
     """Sum of three lookups: word [V, C], position [P, C] and token_type
     [types, C] tables. Inputs: input_ids and token_type_ids, integer [B, T]
-    with T <= P."""
+    with T <= P; token_type_ids None means all 0 (as in Hugging Face's
+    BertModel)."""
 
     n_inputs = 2
 
@@ -39,8 +40,8 @@ class Embedding(Layer):
 
     def __call__(self, input_ids, token_type_ids):
         ids = int_ids(input_ids, "input_ids")
-        types = int_ids(token_type_ids, "token_type_ids")
-        if types.shape != ids.shape:
+        types = None if token_type_ids is None else int_ids(token_type_ids, "token_type_ids")
+        if types is not None and types.shape != ids.shape:
             raise ValueError(f"token_type_ids: expected shape {ids.shape} like input_ids, "
                              f"got {types.shape}")
         t = ids.shape[1]
@@ -48,10 +49,13 @@ class Embedding(Layer):
             raise ValueError(f"input_ids: {t} tokens exceed the {self.position.shape[0]} "
                              "positions of the model (truncate in the tokenizer)")
         check_range(ids, self.word.shape[0], "input_ids")
-        check_range(types, self.token_type.shape[0], "token_type_ids")
         # summed in Hugging Face's order: (word + token type) + position
         out = np.take(self.word, ids, axis=0)
-        out += np.take(self.token_type, types, axis=0)
+        if types is None:
+            out += self.token_type[0]
+        else:
+            check_range(types, self.token_type.shape[0], "token_type_ids")
+            out += np.take(self.token_type, types, axis=0)
         out += self.position[:t]
         return out
 

@@ -5,6 +5,10 @@ order. Model([l1, l2, ...]) chains layers; Model.graph(...) wires residuals:
 
     m = Model.graph([(Linear(w1), ["x"], "h"), (ReLU(), ["h"], "r"),
                      (Add(), ["r", "x"], "y")], inputs=["x"], outputs=["y"])
+
+Inputs named in `optional` may be left out of a call; the layers reading
+them get None (e.g. Embedding's token_type_ids: all type 0, as in Hugging
+Face's BertModel).
 """
 import copy
 
@@ -17,7 +21,7 @@ class Model:
     ``Model([layer, ...])`` runs the layers in sequence on one input;
     ``Model.graph(nodes, inputs, outputs)`` wires named tensors (residuals).
     ``model(x)`` (or ``model(**{name: x})``) returns the output, or a tuple when
-    there are several. ``summary()`` lists each node's weight format and size;
+    there are several; `optional_inputs` may be omitted (their layers get None). ``summary()`` lists each node's weight format and size;
     ``sparsekit.save(model, path)`` / ``sparsekit.load(path)`` store it.
     """
 
@@ -32,15 +36,18 @@ class Model:
         self._init(nodes, inputs, [prev])
 
     @classmethod
-    def graph(cls, nodes, inputs, outputs):
+    def graph(cls, nodes, inputs, outputs, optional=()):
         m = cls.__new__(cls)
         m._init([(layer, list(ins), out) for layer, ins, out in nodes], list(inputs),
-                 list(outputs))
+                 list(outputs), list(optional))
         return m
 
-    def _init(self, nodes, inputs, outputs):
+    def _init(self, nodes, inputs, outputs, optional=()):
         if not inputs:
             raise ValueError("inputs: a model needs at least one input")
+        for o in optional:
+            if o not in inputs:
+                raise ValueError(f"optional: {o!r} is not one of the inputs {inputs}")
         known = set(inputs)
         for i, node in enumerate(nodes):
             layer, ins, out = node
@@ -61,20 +68,31 @@ class Model:
         self.nodes = nodes
         self.inputs = inputs
         self.outputs = outputs
+        self.optional_inputs = [n for n in inputs if n in optional]
 
     @property
     def layers(self):
         return [n[0] for n in self.nodes]
 
     def __call__(self, *args, **kwargs):
-        if len(args) + len(kwargs) != len(self.inputs):
+        if len(args) > len(self.inputs):
             raise ValueError(f"expected {len(self.inputs)} input(s) {self.inputs}, "
-                             f"got {len(args) + len(kwargs)}")
+                             f"got {len(args)}")
         env = dict(zip(self.inputs, args))
+        twice = sorted(set(env) & set(kwargs))
+        if twice:
+            raise ValueError(f"input(s) {twice} given by position and by name")
         env.update(kwargs)
         unknown = set(env) - set(self.inputs)
         if unknown:
             raise ValueError(f"unknown input(s) {sorted(unknown)}; expected {self.inputs}")
+        missing = [n for n in self.inputs if n not in env and n not in self.optional_inputs]
+        if missing:
+            raise ValueError(f"expected {len(self.inputs)} input(s) {self.inputs}, missing "
+                             f"{missing}" + (f" (optional: {self.optional_inputs})"
+                                             if self.optional_inputs else ""))
+        for n in self.optional_inputs:
+            env.setdefault(n, None)
         # drop a tensor after its last use so peak memory stays at a few activations
         last = {}
         for i, (_, ins, _) in enumerate(self.nodes):
@@ -103,7 +121,9 @@ class Model:
         return "\n".join(lines)
 
     def __repr__(self):
-        return f"Model({len(self.nodes)} nodes, inputs={self.inputs}, outputs={self.outputs})"
+        opt = f", optional_inputs={self.optional_inputs}" if self.optional_inputs else ""
+        return (f"Model({len(self.nodes)} nodes, inputs={self.inputs}{opt}, "
+                f"outputs={self.outputs})")
 
 
 def fuse_relu(layers):

@@ -1,10 +1,9 @@
-"""Layers over token sequences with an attention mask: dropping padding, putting
-it back, mean pooling.
+"""Layers over token sequences with an attention mask: dropping padding and
+putting it back (the pools over a sequence's tokens: runtime/pooling.py).
 
     hidden [B, T, C] ──PackTokens(mask)──► real tokens [N, C] (row-major order)
     [N, C] ──(per-token layers: Linear, AddLayerNorm, SelfAttention packed)──►
     [N, C] ──UnpackTokens(mask)──► [B, T, C], 0 at padding positions
-    [B, T, C] or [N, C] ──MeanPool(mask)──► [B, C]
 
 Packing lets every per-token layer run on the N real tokens instead of B * T
 rows; a token's result does not depend on other rows except through attention,
@@ -14,7 +13,7 @@ import numpy as np
 
 from sparsekit._validate import as_float_array
 from sparsekit.runtime.layers import Layer, register
-from sparsekit.runtime.token_mask import keep_for, offsets_of
+from sparsekit.runtime.token_mask import mask_for
 
 
 def _hidden(x):
@@ -33,9 +32,9 @@ class PackTokens(Layer):
         h = _hidden(hidden)
         if h.ndim != 3:
             raise ValueError(f"hidden: expected [batch, tokens, C], got shape {h.shape}")
-        keep = keep_for(h, attention_mask)
+        tm = mask_for(h, attention_mask)
         flat = h.reshape(-1, h.shape[2])
-        return flat if keep.all() else flat[keep.reshape(-1)]
+        return flat if tm.full else np.take(flat, tm.rows, axis=0)
 
 
 @register
@@ -49,33 +48,14 @@ class UnpackTokens(Layer):
         p = _hidden(packed)
         if p.ndim != 2:
             raise ValueError(f"packed: expected [N, C], got shape {p.shape}")
-        keep = keep_for(p, attention_mask)
-        b, t = keep.shape
-        if keep.all():
+        tm = mask_for(p, attention_mask)
+        b, t = tm.shape
+        if tm.full:
             return p.reshape(b, t, p.shape[1])
         out = np.zeros((b * t, p.shape[1]), np.float32)
-        out[keep.reshape(-1)] = p
+        out[tm.rows] = p
         return out.reshape(b, t, p.shape[1])
 
 
-@register
-class MeanPool(Layer):
-    """Mean of each sequence's real tokens (sentence-transformers' mean
-    pooling: sum over mask / max(count, 1e-9); a sequence with no token gives
-    0). hidden [B, T, C] or packed [N, C]; returns [B, C]."""
-
-    n_inputs = 2
-
-    def __call__(self, hidden, attention_mask):
-        h = _hidden(hidden)
-        keep = keep_for(h, attention_mask)
-        counts = np.maximum(keep.sum(1, dtype=np.float32), np.float32(1e-9))[:, None]
-        if h.ndim == 3:
-            s = np.einsum("btc,bt->bc", h, keep.astype(np.float32))
-        else:
-            off = offsets_of(keep)
-            s = np.zeros((keep.shape[0], h.shape[1]), np.float32)
-            for b in range(keep.shape[0]):
-                if off[b + 1] > off[b]:
-                    s[b] = h[off[b]:off[b + 1]].sum(0)
-        return s / counts
+# MeanPool lived here first; sparsekit.runtime.pooling has the pools now
+from sparsekit.runtime.pooling import MeanPool  # noqa: E402,F401

@@ -1,0 +1,109 @@
+"""Pooling a sequence's tokens into one vector (sentence-transformers'
+Pooling modes, BERT's pooler input), padded [B, T, C] or packed [N, C]
+hidden states with the attention mask (raw or a TokenMask):
+
+    MeanPool  mean of the real tokens (no token: 0)
+    MaxPool   per channel max over the real tokens (no token: -inf, as
+              sentence-transformers' masked_fill(-inf).max)
+    ClsPool   the first real token: the [CLS] token of right-padded BERT
+              batches (no token: 0)
+    Concat    [a, b] along the last axis (several pooling modes at once)
+    ─► [B, C]
+"""
+import numpy as np
+
+from sparsekit._validate import as_float_array
+from sparsekit.runtime.layers import Layer, register
+from sparsekit.runtime.token_mask import mask_for
+
+
+def _hidden(x):
+    if type(x) is np.ndarray and x.dtype == np.float32:
+        return x
+    return as_float_array(x, "hidden")
+
+
+@register
+class MeanPool(Layer):
+    """Mean of each sequence's real tokens (sentence-transformers' mean
+    pooling: sum over mask / max(count, 1e-9); a sequence with no token gives
+    0). hidden [B, T, C] or packed [N, C]; returns [B, C]."""
+
+    n_inputs = 2
+
+    def __call__(self, hidden, attention_mask):
+        h = _hidden(hidden)
+        tm = mask_for(h, attention_mask)
+        keep = tm.keep
+        counts = np.maximum(keep.sum(1, dtype=np.float32), np.float32(1e-9))[:, None]
+        if h.ndim == 3:
+            s = np.einsum("btc,bt->bc", h, keep.astype(np.float32))
+        else:
+            off = tm.offsets
+            s = np.zeros((keep.shape[0], h.shape[1]), np.float32)
+            for b in range(keep.shape[0]):
+                if off[b + 1] > off[b]:
+                    s[b] = h[off[b]:off[b + 1]].sum(0)
+        return s / counts
+
+
+@register
+class MaxPool(Layer):
+    """Per channel max over each sequence's real tokens (sentence-transformers'
+    max pooling; a sequence with no token gives -inf). hidden [B, T, C] or
+    packed [N, C]; returns [B, C]."""
+
+    n_inputs = 2
+
+    def __call__(self, hidden, attention_mask):
+        h = _hidden(hidden)
+        tm = mask_for(h, attention_mask)
+        out = np.full((tm.shape[0], h.shape[-1]), -np.inf, np.float32)
+        if h.ndim == 3:
+            if h.shape[1]:
+                np.max(np.where(tm.keep[..., None], h, np.float32(-np.inf)), axis=1, out=out)
+            return out
+        counts = np.diff(tm.offsets)
+        some = counts > 0
+        if some.any():  # reduceat from each non-empty start to the next one
+            out[some] = np.maximum.reduceat(h, tm.offsets[:-1][some], axis=0)
+        return out
+
+
+@register
+class ClsPool(Layer):
+    """Each sequence's first real token (sentence-transformers' "cls"
+    pooling; for the right-padded batches of BERT tokenizers, position 0 as in
+    BertModel's pooler). A sequence with no token gives 0. hidden [B, T, C]
+    or packed [N, C]; returns [B, C]."""
+
+    n_inputs = 2
+
+    def __call__(self, hidden, attention_mask):
+        h = _hidden(hidden)
+        tm = mask_for(h, attention_mask)
+        b = tm.shape[0]
+        out = np.zeros((b, h.shape[-1]), np.float32)
+        if h.ndim == 3:
+            if not h.shape[1]:
+                return out
+            some = tm.keep.any(1)
+            first = tm.keep.argmax(1)
+            out[some] = h[np.arange(b)[some], first[some]]
+        else:
+            some = np.diff(tm.offsets) > 0
+            out[some] = h[tm.offsets[:-1][some]]
+        return out
+
+
+@register
+class Concat(Layer):
+    """[a, b] joined along the last axis (same leading shape)."""
+
+    n_inputs = 2
+
+    def __call__(self, a, b):
+        a, b = _hidden(a), _hidden(b)
+        if a.shape[:-1] != b.shape[:-1]:
+            raise ValueError(f"b: expected leading shape {a.shape[:-1]} like a, got {b.shape}")
+        return np.concatenate([a, b], axis=-1)

@@ -67,6 +67,31 @@ def test_pooler_output_and_hidden_states_match_torch(minilm, feed, drop_padding)
     assert [r["name"] for r in only.conversion_report][-1] == "pooler.dense"
 
 
+def left_padded(feed):
+    """The same sentences padded on the left (pad id 0, type 0)."""
+    keep = feed["attention_mask"].astype(bool)
+    out = {k: np.zeros_like(v) for k, v in feed.items()}
+    for b, row in enumerate(keep):
+        n = int(row.sum())
+        for k in feed:
+            out[k][b, out[k].shape[1] - n:] = feed[k][b, row]
+    return out
+
+
+def test_pooler_is_position_zero_with_left_padding(minilm, feed):
+    """HF's pooler takes position 0 even when it is padding: the padded
+    runtime matches it; the packed one has no row there and says so."""
+    bert = minilm[0][0].auto_model
+    left = left_padded(feed)
+    assert not left["attention_mask"][:, 0].all()
+    want = torch_bert(bert, left).pooler_output.numpy()
+    padded = skt.to_runtime(bert, outputs="pooler_output", drop_padding=False)
+    np.testing.assert_allclose(padded(**left), want, rtol=0, atol=ATOL)
+    packed = skt.to_runtime(bert, outputs="pooler_output")
+    with pytest.raises(ValueError, match="starts with padding.*drop_padding=False"):
+        packed(**left)
+
+
 def test_token_type_ids_may_be_left_out(minilm, feed, tmp_path):
     bert = minilm[0][0].auto_model
     rt = skt.to_runtime(bert, outputs=("last_hidden_state", "pooler_output"))

@@ -1,6 +1,7 @@
 """Runtime pools over a sequence's tokens (MeanPool, MaxPool, ClsPool, Concat)
 against plain NumPy references, padded and packed, with the raw mask and a
-TokenMask, sequences without tokens and masks that do not start with a token;
+TokenMask, sequences without tokens and masks that do not start with a token
+(cls pooling: position 0, left padding refused when packed);
 Model's optional inputs; save / load of both."""
 import numpy as np
 import pytest
@@ -10,17 +11,16 @@ from sparsekit import runtime as R
 
 MASK = np.array([[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1],
                  [0, 0, 1, 1, 0, 0]])
+RIGHT = np.array([[1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
 
 
 def refs(h, mask):
     keep = mask.astype(bool)
     mx = np.full((len(h), h.shape[2]), -np.inf, np.float32)
-    cls = np.zeros((len(h), h.shape[2]), np.float32)
     for b in range(len(h)):
         if keep[b].any():
             mx[b] = h[b][keep[b]].max(0)
-            cls[b] = h[b][np.flatnonzero(keep[b])[0]]
-    return mx, cls
+    return mx, h[:, 0].copy()
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -31,8 +31,20 @@ def test_max_and_cls_pool_match_reference(rng, packed, checked):
     mask = R.PrepareMask()(MASK) if checked else MASK
     x = R.PackTokens()(h, mask) if packed else h
     np.testing.assert_array_equal(R.MaxPool()(x, mask), mx)
-    np.testing.assert_array_equal(R.ClsPool()(x, mask), cls)
-    assert np.isneginf(R.MaxPool()(x, mask)[1]).all() and not R.ClsPool()(x, mask)[1].any()
+    assert np.isneginf(R.MaxPool()(x, mask)[1]).all()
+    if packed:  # rows 1 and 3 start with padding: position 0 has no packed row
+        with pytest.raises(ValueError, match="attention_mask: sequence 1 starts with padding"):
+            R.ClsPool()(x, mask)
+    else:
+        np.testing.assert_array_equal(R.ClsPool()(x, mask), cls)
+
+
+@pytest.mark.parametrize("checked", [False, True])
+def test_cls_pool_is_position_zero_padded_and_packed(rng, checked):
+    h = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    mask = R.PrepareMask()(RIGHT) if checked else RIGHT
+    np.testing.assert_array_equal(R.ClsPool()(h, mask), h[:, 0])
+    np.testing.assert_array_equal(R.ClsPool()(R.PackTokens()(h, mask), mask), h[:, 0])
 
 
 def test_pools_of_empty_and_single_token_batches():
@@ -71,19 +83,19 @@ def test_optional_inputs_and_save_load(rng, tmp_path):
              (R.Concat(), ["cls", "max"], "out")]
     inputs = ["input_ids", "attention_mask", "token_type_ids"]
     model = R.Model.graph(nodes, inputs, ["out"], optional=["token_type_ids"])
-    ids = rng.integers(0, 9, MASK.shape)
+    ids = rng.integers(0, 9, RIGHT.shape)
     e = emb(ids, np.zeros_like(ids))
-    mx, cls = refs(e, MASK)
+    mx, cls = refs(e, RIGHT)
     want = np.hstack([cls, mx])
-    np.testing.assert_array_equal(model(ids, MASK), want)
-    np.testing.assert_array_equal(model(ids, MASK, np.zeros_like(ids)), want)
-    ones = model(ids, MASK, np.ones_like(ids))
+    np.testing.assert_array_equal(model(ids, RIGHT), want)
+    np.testing.assert_array_equal(model(ids, RIGHT, np.zeros_like(ids)), want)
+    ones = model(ids, RIGHT, np.ones_like(ids))
     assert not np.array_equal(ones, want)
     sparsekit.save(model, tmp_path / "m.spk")
     loaded = sparsekit.load(tmp_path / "m.spk")
     assert loaded.optional_inputs == ["token_type_ids"]
-    np.testing.assert_array_equal(loaded(input_ids=ids, attention_mask=MASK), want)
-    np.testing.assert_array_equal(loaded(ids, MASK, np.ones_like(ids)), ones)
+    np.testing.assert_array_equal(loaded(input_ids=ids, attention_mask=RIGHT), want)
+    np.testing.assert_array_equal(loaded(ids, RIGHT, np.ones_like(ids)), ones)
     with pytest.raises(ValueError, match=r"missing \['attention_mask'\] \(optional: "):
         loaded(input_ids=ids)
     with pytest.raises(ValueError, match="optional: 'mask' is not one of the inputs"):
@@ -93,4 +105,4 @@ def test_optional_inputs_and_save_load(rng, tmp_path):
     sparsekit.save(plain, tmp_path / "p.spk")
     assert b"optional_inputs" not in (tmp_path / "p.spk").read_bytes()
     with pytest.raises(ValueError, match=r"missing \['token_type_ids'\]$"):
-        sparsekit.load(tmp_path / "p.spk")(ids, MASK)
+        sparsekit.load(tmp_path / "p.spk")(ids, RIGHT)

@@ -557,8 +557,10 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
 
     - BertModel: "last_hidden_state" [B, T, C] (the default; 0 at padding
       positions when drop_padding) and "pooler_output" [B, C] (tanh of the
-      pooler's Linear on each sequence's first real token: Hugging Face's
-      position 0 for right-padded input, as BERT tokenizers pad);
+      pooler's Linear on position 0, the [CLS] token, as in Hugging Face;
+      with drop_padding position 0 must be a real token, i.e. right-padded
+      input as BERT tokenizers give, and left padding raises; cls pooling
+      of sentence-transformers models alike);
     - sentence-transformers: "sentence_embedding" [B, C'] (the default) and
       "token_embeddings" [B, T, C] (the transformer's last hidden state).
 

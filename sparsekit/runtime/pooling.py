@@ -5,8 +5,8 @@ hidden states with the attention mask (raw or a TokenMask):
     MeanPool  mean of the real tokens (no token: 0)
     MaxPool   per channel max over the real tokens (no token: -inf, as
               sentence-transformers' masked_fill(-inf).max)
-    ClsPool   the first real token: the [CLS] token of right-padded BERT
-              batches (no token: 0)
+    ClsPool   position 0 (the [CLS] token), as BertModel's pooler and
+              sentence-transformers' cls pooling take it
     Concat    [a, b] along the last axis (several pooling modes at once)
     ─► [B, C]
 """
@@ -72,28 +72,32 @@ class MaxPool(Layer):
 
 @register
 class ClsPool(Layer):
-    """Each sequence's first real token (sentence-transformers' "cls"
-    pooling; for the right-padded batches of BERT tokenizers, position 0 as in
-    BertModel's pooler). A sequence with no token gives 0. hidden [B, T, C]
-    or packed [N, C]; returns [B, C]."""
+    """Each sequence's position 0 (the [CLS] token), exactly what BertModel's
+    pooler and sentence-transformers' "cls" pooling take. Padded hidden
+    [B, T, C]: hidden[:, 0] whatever the mask says. Packed [N, C] (padding
+    dropped): position 0 must then be a real token of every sequence, as it
+    is in the right-padded batches of BERT tokenizers; a left-padded
+    sequence raises (convert with drop_padding=False for those). No tokens at
+    all (T = 0) gives 0. Returns [B, C]."""
 
     n_inputs = 2
 
     def __call__(self, hidden, attention_mask):
         h = _hidden(hidden)
         tm = mask_for(h, attention_mask)
-        b = tm.shape[0]
-        out = np.zeros((b, h.shape[-1]), np.float32)
+        b, t = tm.shape
+        if not t:
+            return np.zeros((b, h.shape[-1]), np.float32)
         if h.ndim == 3:
-            if not h.shape[1]:
-                return out
-            some = tm.keep.any(1)
-            first = tm.keep.argmax(1)
-            out[some] = h[np.arange(b)[some], first[some]]
-        else:
-            some = np.diff(tm.offsets) > 0
-            out[some] = h[tm.offsets[:-1][some]]
-        return out
+            return np.ascontiguousarray(h[:, 0])
+        starts = tm.keep[:, 0]
+        if not starts.all():
+            raise ValueError(
+                f"attention_mask: sequence {int(np.argmin(starts))} starts with padding; "
+                "cls pooling takes position 0 and packed hidden states (padding dropped) "
+                "have no row for it. Pad on the right (as BERT tokenizers do) or convert "
+                "with drop_padding=False")
+        return h[tm.offsets[:-1]]
 
 
 @register

@@ -8,6 +8,11 @@
  * put the bit there); the slot's bit 7 (shifted to the sign and spread)
  * clears empty slots, so inf/NaN in x never reaches a row that does not use
  * that column. Rows of x go in pairs that share the index work.
+ * Measured on Zen 5 (forced AVX2, M = 1, 90% sparsity): ~0.9 cycles per
+ * nonzero, 0.8-1.0x the AVX2 CSR kernel (the ~12 shuffle/blend/shift ops per
+ * 8 slots are the cost); 1.1-1.2x at 70% and 1.0-2.0x at M = 2. Measured
+ * slower: the window in registers instead of vpermps from memory (same or
+ * worse), a masked vgatherdps per 8 slots (2x slower).
  */
 #include <immintrin.h>
 

@@ -164,6 +164,18 @@ class SlicedEllMatrix:
         return (_sell_from_state, (self.group_ptr, self.window, self.index, self.values,
                                    self._shape))
 
+    # ---- state (torch state_dict; pickle passes the same arrays) -------------
+    def _state_arrays(self):
+        """{name: array} this weight consists of, shared (read-only, not copied)."""
+        return {"group_ptr": self.group_ptr, "window": self.window, "index": self.index,
+                "values": self.values}
+
+    @classmethod
+    def _from_state_arrays(cls, shape, arrays):
+        """Rebuilt from _state_arrays' arrays, checked as on construction."""
+        return cls((arrays["group_ptr"], arrays["window"], arrays["index"],
+                    arrays["values"]), shape)
+
     # ---- internals ----------------------------------------------------------
     def _entries(self):
         """(rows, cols, values) of the used slots, each row's in column order."""

@@ -173,6 +173,16 @@ def test_pickle_and_read_only(rng):
     assert s.index.ctypes.data % 64 == 0 and s.values.ctypes.data % 64 == 0
 
 
+def test_state_arrays_round_trip(rng):
+    from sparsekit.runtime.weights import from_state_arrays, state_arrays
+
+    w = random_sparse(rng, 30, 50, 0.3)
+    s = SlicedEllMatrix.from_dense(w)
+    s2 = from_state_arrays(s, {k: np.array(v) for k, v in state_arrays(s).items()})
+    assert isinstance(s2, SlicedEllMatrix)
+    np.testing.assert_array_equal(s2.to_dense(), w)
+
+
 def test_memory_at_90_percent_bert_ffn_up(rng):
     w = random_sparse(rng, 3072, 768, 0.1)
     s = SlicedEllMatrix.from_dense(w)

@@ -2,9 +2,11 @@
 sparsekit.linear with it on every ISA path against a float64 NumPy reference.
 Tolerance: |err| <= 1e-5 * (sum_k |x_k w_k| + 1), as for CSRMatrix."""
 import pickle
+import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import sparsekit
 from sparsekit import CSRMatrix, SlicedEllMatrix
@@ -111,6 +113,41 @@ def test_gelu_activation(rng):
     y = sparsekit.linear(x, s, activation="gelu")
     np.testing.assert_allclose(y, sparsekit.linear(x, CSRMatrix.from_dense(w),
                                                    activation="gelu"), rtol=1e-5, atol=1e-6)
+
+
+def test_concurrent_python_threads_identical(rng):
+    w = random_sparse(rng, 300, 200, 0.1)
+    s = SlicedEllMatrix.from_dense(w)
+    xs = [rng.standard_normal((1 + i % 3, 200)).astype(np.float32) for i in range(8)]
+    expected = [sparsekit.linear(x, s) for x in xs]
+    results = [None] * 8
+
+    def work(i):
+        for _ in range(5):
+            results[i] = sparsekit.linear(xs[i], s)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 40), k=st.integers(0, 80), m=st.integers(0, 9),
+       density=st.sampled_from([0.0, 0.05, 0.3, 0.9, 1.0]), seed=st.integers(0, 2**32 - 1),
+       relu=st.booleans())
+def test_property_matches_reference(n, k, m, density, seed, relu):
+    rng = np.random.default_rng(seed)
+    w = random_sparse(rng, n, k, density)
+    s = SlicedEllMatrix.from_dense(w)
+    np.testing.assert_array_equal(s.to_dense(), w)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    y = sparsekit.linear(x, s, b, activation="relu" if relu else None)
+    assert_close_f32(y, reference_linear(x, w, b, relu=relu), x, w)
 
 
 # ---- the format ------------------------------------------------------------

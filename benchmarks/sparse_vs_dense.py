@@ -99,8 +99,20 @@ def make_sparsekit(w, x, threads):
     return (lambda: sparsekit.linear(x, c)), f"sparsekit.linear, CSRMatrix ({c.indices.dtype})"
 
 
+SELL_MAX_M = 8  # SlicedEllMatrix is a small-M format (CSR's tiled kernel wins above)
+
+
+def make_sparsekit_sell(w, x, threads):
+    note = f"sparsekit.linear, SlicedEllMatrix (timed at M <= {SELL_MAX_M} only)"
+    if x.shape[0] > SELL_MAX_M:
+        return None, note
+    s = sparsekit.SlicedEllMatrix.from_dense(w)
+    return (lambda: sparsekit.linear(x, s)), note
+
+
 MAKERS = {"numpy": make_numpy, "onnxruntime": make_onnxruntime, "scipy": make_scipy,
-          "torch": make_torch, "sparsekit": make_sparsekit}
+          "torch": make_torch, "sparsekit": make_sparsekit,
+          "sparsekit_sell": make_sparsekit_sell}
 
 
 def set_threads(threads):
@@ -143,6 +155,8 @@ def run_config(shape, m, sparsity, threads, repeats, target_s, rng, notes, clock
     row["speedup_vs_peers"] = {p: ratio_median(t, p, "sparsekit") for p in peers}
     c = sparsekit.CSRMatrix.from_dense(w)
     row["bytes_per_weight"] = c.nbytes / (n * k)
+    if "sparsekit_sell" in t:
+        row["sell_bytes_per_weight"] = sparsekit.SlicedEllMatrix.from_csr(c).nbytes / (n * k)
     return row
 
 
@@ -196,10 +210,11 @@ def markdown(rows, scaling, notes, meta):
     for w in meta["warnings"]:
         out.append(f"- WARNING: {w}")
     out.append("")
-    systems = [s for s in ("numpy", "onnxruntime", "scipy", "torch", "sparsekit")
-               if any(s in r["seconds"] for r in rows)]
+    systems = [s for s in ("numpy", "onnxruntime", "scipy", "torch", "sparsekit",
+                           "sparsekit_sell") if any(s in r["seconds"] for r in rows)]
+    sell = "sparsekit_sell" in systems
     head = ["shape", "M", "sparsity", "threads", "best dense", "dense ms"] + systems + \
-           ["sk vs best sparse peer", "bytes/weight"]
+           ["sk vs best sparse peer", "bytes/weight"] + (["sell bytes/weight"] if sell else [])
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     for r in rows:
@@ -208,12 +223,15 @@ def markdown(rows, scaling, notes, meta):
         for s in systems:
             v = r["speedup_vs_best_dense"].get(s)
             cell = "-" if v is None else fmt_ratio(v)
-            if s == "sparsekit" and v is not None:
-                cell = f"**{cell}** ±{r['spread']['sparsekit'] * 100:.0f}%"
+            if s in ("sparsekit", "sparsekit_sell") and v is not None:
+                cell = f"**{cell}** ±{r['spread'][s] * 100:.0f}%"
             cells.append(cell)
         peers = r["speedup_vs_peers"]
         cells.append(fmt_ratio(min(peers.values())) if peers else "-")
         cells.append(f"{r['bytes_per_weight']:.3f}")
+        if sell:
+            v = r.get("sell_bytes_per_weight")
+            cells.append("-" if v is None else f"{v:.3f}")
         out.append("| " + " | ".join(cells) + " |")
     if scaling:
         out += ["", "### sparsekit, 2 threads vs 1 (interleaved in one run, wall time)", "",
@@ -242,6 +260,14 @@ def targets(rows, scaling):
             detail = ", ".join(f"{s} {v:.2f}x" for s, v in got.items())
             lines.append(f"M={m}, {sp:.0%} sparse, >= {need}x fastest dense: "
                          f"{'MET' if ok else 'MISSED'} ({detail})")
+        got = {r["shape"]: r["speedup_vs_best_dense"].get("sparsekit_sell") for r in one
+               if r["m"] == m and abs(r["sparsity"] - sp) < 1e-9
+               and "sparsekit_sell" in r["speedup_vs_best_dense"]}
+        if got:
+            ok = all(v >= need for v in got.values())
+            detail = ", ".join(f"{s} {v:.2f}x" for s, v in got.items())
+            lines.append(f"M={m}, {sp:.0%} sparse, >= {need}x fastest dense, with a "
+                         f"SlicedEllMatrix: {'MET' if ok else 'MISSED'} ({detail})")
     m, sp, need = TARGET_PEERS
     got = {(r["shape"], p): v for r in one if r["m"] == m and abs(r["sparsity"] - sp) < 1e-9
            for p, v in r["speedup_vs_peers"].items()}
@@ -328,7 +354,11 @@ def main(argv=None):
                     rows.append(row)
                     print(f"{shape:14s} M={m:<4d} sparsity={sp:.2f} threads={th}: sparsekit "
                           f"{row['speedup_vs_best_dense']['sparsekit']:.2f}x fastest dense "
-                          f"({row['best_dense']})", file=sys.stderr, flush=True)
+                          f"({row['best_dense']})"
+                          + (f", SlicedEllMatrix "
+                             f"{row['speedup_vs_best_dense']['sparsekit_sell']:.2f}x"
+                             if "sparsekit_sell" in row["seconds"] else ""),
+                          file=sys.stderr, flush=True)
     if not args.no_scaling and (os.cpu_count() or 1) >= 2:
         for shape in shapes:
             scaling.append(run_scaling(shape, 128, 0.9, repeats, target_s, rng))

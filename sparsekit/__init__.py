@@ -12,6 +12,7 @@ from sparsekit._config import (
 from sparsekit._config import get_thread_backoff, set_thread_backoff
 from sparsekit.formats import CSRMatrix, QuantizedMatrix
 from sparsekit.formats import SparseInt8Matrix
+from sparsekit.formats import SlicedEllMatrix
 from sparsekit.ops import linear
 from sparsekit.pack import explain, pack
 from sparsekit.quant_ops import int8_matmul, quantize_rows, quantized_linear
@@ -24,7 +25,7 @@ __all__ = [
     "get_num_threads", "__version__",
     "QuantizedMatrix", "quantize_rows", "int8_matmul", "quantized_linear",
     "SparseInt8Matrix", "pack", "explain", "save", "load",
-    "set_thread_backoff", "get_thread_backoff",
+    "set_thread_backoff", "get_thread_backoff", "SlicedEllMatrix",
 ]
 
 

@@ -1,5 +1,5 @@
 # Declarations of the C core (kernels/include/sparsekit.h) for Cython.
-from libc.stdint cimport int64_t, int32_t, uint8_t, int8_t, uint16_t
+from libc.stdint cimport int64_t, int32_t, uint8_t, int8_t, uint16_t, uint32_t
 
 cdef extern from "sparsekit.h" nogil:
     ctypedef int sk_isa
@@ -33,6 +33,21 @@ cdef extern from "sparsekit.h" nogil:
     int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row)
     int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ldx,
                           const float *bias, sk_activation act, float *y, int64_t ldy)
+
+    # ---- fp32 sliced ELL with 32-column windows (spmv_sell_f32) ----
+    ctypedef struct sk_sell_f32:
+        int64_t n, k
+        const int64_t *group_ptr
+        const uint32_t *window
+        const uint32_t *index
+        const float *values
+
+    int64_t sk_sell_f32_count_groups(const sk_csr_f32 *w)
+    int sk_sell_f32_from_csr(const sk_csr_f32 *w, int64_t *group_ptr, uint32_t *window,
+                             uint32_t *index, float *values)
+    int sk_sell_f32_validate(const sk_sell_f32 *w, int64_t *bad_group)
+    int sk_linear_sell_f32(const sk_sell_f32 *w, int64_t m, const float *x, int64_t ldx,
+                           const float *bias, sk_activation act, float *y, int64_t ldy)
 
     # ---- u8 activation quantization and the int8 GEMM (qgemm_u8s8) ----
     int SK_ERR_NONFINITE

@@ -183,3 +183,6 @@ from sparsekit._quantized import QuantizedMatrix  # noqa: E402  (int8 weights)
 
 # Sparse int8 (pruned + quantized, 1x4 blocks) lives in its own module.
 from sparsekit._sparse_int8 import SparseInt8Matrix  # noqa: E402,F401
+
+# fp32 sliced ELL for small M (mainly M = 1) lives in its own module.
+from sparsekit._sliced_ell import SlicedEllMatrix  # noqa: E402,F401

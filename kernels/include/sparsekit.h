@@ -286,6 +286,51 @@ int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
                           const float *x, int64_t ldx, const float *bias,
                           sk_activation act, float *y, int64_t ldy);
 
+/* ---- fp32 sliced ELL with 32-column windows (small M, mainly M = 1) ----
+ * W[N,K] in slices of 16 rows (lane i of slice s is row 16 s + i). Each slice
+ * is a run of "groups": group g covers the 32 columns [window[g],
+ * window[g] + 32) and holds up to 4 nonzeros ("steps") of each of the 16
+ * rows, so a kernel gathers x for 16 rows at once with one register permute
+ * (vpermt2ps) per step instead of 16 loads.
+ *   group_ptr[s] .. group_ptr[s + 1]: the groups of slice s (slices + 1
+ *                  entries, slices = ceil(N / 16), group_ptr[0] == 0)
+ *   window[g]:     first column; window[g] + 32 <= K when K >= 32, else 0
+ *   index[16 g + i]: lane i's 4 steps, byte j = step j: bits 0-4 the column
+ *                  offset in the window, bit 7 set when the slot holds a
+ *                  nonzero; an empty slot's byte is 0
+ *   values[64 g + 16 j + i]: lane i's step j (0 in an empty slot)
+ * Each row's nonzeros appear in column order (groups, then steps); rows past
+ * N in the last slice have none. sk_sell_f32_from_csr builds this greedily:
+ * a group starts at the smallest column any of its rows has left (moved down
+ * to K - 32 if needed) and takes each row's next <= 4 nonzeros inside the
+ * window. At 90% sparsity ~57% of the slots are filled: ~0.88 bytes per
+ * dense weight (values 4, index 1, window 4/64 per slot). */
+typedef struct {
+  int64_t n, k;
+  const int64_t *group_ptr;
+  const uint32_t *window;
+  const uint32_t *index;
+  const float *values;
+} sk_sell_f32;
+
+/* Groups sk_sell_f32_from_csr makes of the valid CSR w (-1: bad arguments). */
+int64_t sk_sell_f32_count_groups(const sk_csr_f32 *w);
+/* Build the sliced ELL of the valid CSR w into group_ptr (ceil(N/16) + 1),
+ * window (G), index (16 G) and values (64 G), G = sk_sell_f32_count_groups(w). */
+int sk_sell_f32_from_csr(const sk_csr_f32 *w, int64_t *group_ptr, uint32_t *window,
+                         uint32_t *index, float *values);
+/* Check a sliced ELL as described above (sizes from group_ptr). Returns SK_OK
+ * or SK_ERR_FORMAT; `bad_group` (if not NULL) receives the first bad group
+ * (or -1 when group_ptr itself is bad). */
+int sk_sell_f32_validate(const sk_sell_f32 *w, int64_t *bad_group);
+
+/* Y[m, n] = act(sum_k X[m, k] * W[n, k] + bias[n]), as sk_linear_csr_f32.
+ * Each group's indices and values are loaded once for up to 4 rows of X, so
+ * it suits M <= ~8; larger M is correct but a CSRMatrix is faster there.
+ * No scratch memory. */
+int sk_linear_sell_f32(const sk_sell_f32 *w, int64_t m, const float *x, int64_t ldx,
+                       const float *bias, sk_activation act, float *y, int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif

@@ -320,6 +320,24 @@ int sk_add_layernorm_f32(int64_t m, int64_t n, float *y, int64_t ldy, const floa
   return SK_OK;
 }
 
+static const sk_sell_f32_fn spmv_sell_f32_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = sk_spmv_sell_f32__scalar,
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = sk_spmv_sell_f32__avx2,
+    [SK_ISA_AVX512] = sk_spmv_sell_f32__avx512,
+#endif
+};
+
+static int spmv_sell_f32_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = spmv_sell_f32_impls[i] != NULL;
+  return resolve(has);
+}
+
+sk_sell_f32_fn sk_spmv_sell_f32_select(void) {
+  return spmv_sell_f32_impls[spmv_sell_f32_isa()];
+}
+
 int sk_family_isa(const char *family) {
   if (strcmp(family ? family : "", "qgemm_u8s8") == 0) return qgemm_u8s8_isa();
   if (family == NULL) return -1;
@@ -329,6 +347,7 @@ int sk_family_isa(const char *family) {
   if (strcmp(family, "gelu_f32") == 0) return gelu_f32_isa();
   if (strcmp(family, "attention_f32") == 0) return attention_f32_isa();
   if (strcmp(family, "layernorm_f32") == 0) return layernorm_f32_isa();
+  if (strcmp(family, "spmv_sell_f32") == 0) return spmv_sell_f32_isa();
   return -1;
 }
 

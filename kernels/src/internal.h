@@ -396,4 +396,25 @@ void sk_spmv_u8s8_g4_1x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int
  * K <= 1024), 0 when it runs the portable one. */
 int sk_spmv_u8s8_g4_fast(int64_t k);
 
+/* ---- spmv_sell_f32: sliced-ELL fp32 weight (sparsekit.h) x small M ------
+ * A kernel runs slices [s0, s1) for all m rows of x (in blocks of up to 4
+ * rows that share each group's loads) and writes y[i * ldy + 16 s + lane]
+ * = act(sum + bias) for the slice's rows < N. Windows past K (K < 32 only)
+ * must be read masked. */
+typedef void (*sk_sell_f32_fn)(const sk_sell_f32 *w, int64_t s0, int64_t s1, int64_t m,
+                               const float *x, int64_t ldx, const float *bias,
+                               sk_activation act, float *y, int64_t ldy);
+sk_sell_f32_fn sk_spmv_sell_f32_select(void);
+void sk_spmv_sell_f32__scalar(const sk_sell_f32 *w, int64_t s0, int64_t s1, int64_t m,
+                              const float *x, int64_t ldx, const float *bias,
+                              sk_activation act, float *y, int64_t ldy);
+#ifdef SK_ARCH_X86
+void sk_spmv_sell_f32__avx2(const sk_sell_f32 *w, int64_t s0, int64_t s1, int64_t m,
+                            const float *x, int64_t ldx, const float *bias,
+                            sk_activation act, float *y, int64_t ldy);
+void sk_spmv_sell_f32__avx512(const sk_sell_f32 *w, int64_t s0, int64_t s1, int64_t m,
+                              const float *x, int64_t ldx, const float *bias,
+                              sk_activation act, float *y, int64_t ldy);
+#endif
+
 #endif /* SK_INTERNAL_H */

@@ -4,12 +4,15 @@
         --save acc_384.json                      # time (1 thread, under the lock)
     python benchmarks/pack_accuracy.py --load acc_*.json   # score the model, no timing
 
-Times every format (dense fp32, CSRMatrix, QuantizedMatrix, SparseInt8Matrix)
-on random unstructured weights at each shape x sparsity x M with the same
-method as `python -m sparsekit.pack --measure` (interleaved rounds, fastest
-round; a different seed from the fit), then, for quantize=None (dense vs CSR)
-and quantize="int8" (QuantizedMatrix vs SparseInt8Matrix), compares pack's
-pick with the measured fastest. A pick counts as right when it is the fastest
+Times every format (dense fp32, CSRMatrix, SlicedEllMatrix, QuantizedMatrix,
+SparseInt8Matrix) on random unstructured weights at each shape x sparsity x M
+with the same method as `python -m sparsekit.pack --measure` (interleaved
+rounds, fastest round; a different seed from the fit), then, for
+quantize=None (dense vs CSR vs SlicedEllMatrix; SlicedEllMatrix only where
+pack would consider it: its kernel on AVX-512, M <= SELL_MAX_M) and
+quantize="int8" (QuantizedMatrix vs SparseInt8Matrix), compares pack's pick
+with the measured fastest candidate. Timings saved before SlicedEllMatrix
+existed score dense vs CSR as before. A pick counts as right when it is the fastest
 or within --tol (10%) of it. --model FILE scores a model printed by --measure
 (a Python file with MEASURED = {...}) instead of the one in sparsekit/pack.py.
 """
@@ -27,10 +30,10 @@ SHAPES = ((3072, 768), (768, 3072), (1536, 384), (384, 1536), (384, 384), (256, 
           (128, 512), (64, 64))
 SPARSITIES = (0.0, 0.5, 0.7, 0.9)
 MS = (1, 8, 32, 128)
-PAIRS = {None: ("dense", "csr"), "int8": ("qdense", "spint8")}
+PAIRS = {None: ("dense", "csr", "sell"), "int8": ("qdense", "spint8")}
 
 
-def score(raw, model, tol, isa, show=True):
+def score(raw, model, tol, isa, show=True, sell_isa=None):
     """Rows (case, pick, fastest, ok) for every timed case and quantize mode."""
     cases = {}
     for r in raw:
@@ -38,10 +41,14 @@ def score(raw, model, tol, isa, show=True):
         cases.setdefault(key, dict(r, t={}))["t"][r["fmt"]] = r["sec"] * 1e6
     out = []
     for (n, k, s, _, m), c in sorted(cases.items()):
-        for q, pair in PAIRS.items():
-            if not all(f in c["t"] for f in pair):
+        for q, cands in PAIRS.items():
+            slots = 64 * c["sell_groups"] if "sell_groups" in c else None
+            pair = tuple(f for f in cands if f in c["t"] and not (
+                f == "sell" and (slots is None or not P._sell_wanted(q, m, sell_isa))))
+            if len(pair) < 2:
                 continue
-            ex = P._decide(n, k, c["nnz"], c["nblocks"], c["ngroups"], q, m, model, isa)
+            ex = P._decide(n, k, c["nnz"], c["nblocks"], c["ngroups"], q, m, model, isa,
+                           slots=slots, sell_isa=sell_isa)
             pick = ex["choice"]
             fastest = min(pair, key=c["t"].get)
             ratio = c["t"][pick] / c["t"][fastest]
@@ -77,6 +84,7 @@ def main(argv):
     from sparsekit._native import core as _core
 
     isa = _core.family_isa("spmm_u8s8")
+    sell_isa = _core.family_isa("spmv_sell_f32")
     if args.load:
         raw = [r for p in args.load for r in json.load(open(p))]
     else:
@@ -97,14 +105,16 @@ def main(argv):
             with open(args.save, "w") as f:
                 json.dump(raw, f)
     model = P.MEASURED if args.model is None else _load_model(args.model)
-    rows = score(raw, model, args.tol, isa)
+    rows = score(raw, model, args.tol, isa, sell_isa=sell_isa)
     for q in PAIRS:
-        sel = [r for r in rows if r["q"] == q]
-        if sel:
-            bad = [r for r in sel if not r["ok"]]
-            print(f"quantize={q}: {len(sel) - len(bad)} / {len(sel)} picks within "
-                  f"{args.tol:.0%} of the measured fastest; worst "
-                  f"{max(r['ratio'] for r in sel):.2f}x")
+        for m in (None,) + tuple(sorted({r["m"] for r in rows})):
+            sel = [r for r in rows if r["q"] == q and m in (None, r["m"])]
+            if sel:
+                bad = [r for r in sel if not r["ok"]]
+                fmts = sorted({f for r in sel for f in r["meas"]})
+                print(f"quantize={q}{'' if m is None else f', M={m}'} ({'/'.join(fmts)}): "
+                      f"{len(sel) - len(bad)} / {len(sel)} picks within {args.tol:.0%} of "
+                      f"the measured fastest; worst {max(r['ratio'] for r in sel):.2f}x")
 
 
 if __name__ == "__main__":

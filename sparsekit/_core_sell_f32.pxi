@@ -44,6 +44,19 @@ cdef int fill_sell(sk_sell_f32 *w, cnp.ndarray group_ptr, cnp.ndarray window,
     return 0
 
 
+def sell_count_groups(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray data,
+                      int64_t n, int64_t k):
+    """Groups sell_from_csr would make of a valid CSR (sparsekit.pack's units)."""
+    cdef sk_csr_f32 c
+    cdef int64_t groups
+    fill_csr(&c, indptr, indices, data, n, k)
+    with nogil:
+        groups = sk_sell_f32_count_groups(&c)
+    if groups < 0:
+        raise ValueError("csr: bad arguments")
+    return groups
+
+
 def sell_from_csr(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray data,
                   int64_t n, int64_t k):
     """(group_ptr, window, index [G, 16], values [G, 4, 16]) of a valid CSR."""

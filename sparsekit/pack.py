@@ -105,6 +105,7 @@ def _ngroups(nz):
 
 
 FORMAT_NAMES = {"dense": "dense ndarray (fp32, NumPy BLAS)", "csr": "CSRMatrix (sparse fp32)",
+                "sell": "SlicedEllMatrix (sparse fp32, sliced ELL)",
                 "qdense": "QuantizedMatrix (dense int8)",
                 "spint8": "SparseInt8Matrix (sparse int8, 1x4 blocks)"}
 
@@ -127,6 +128,35 @@ def _coef_at(table, m):
     raise AssertionError("unreachable")
 
 
+# spmv_sell_f32 ISAs where SlicedEllMatrix is faster than CSRMatrix: its
+# AVX-512 kernel gathers x for 16 rows with one register permute (2-4x CSR at
+# M = 1..8). The AVX2 kernel needs ~12 vector ops per 8 slots: 0.8-1.0x the AVX2
+# CSR kernel at M = 1 (benchmarks/RESULTS.md, "SlicedEllMatrix"); the scalar one
+# is the reference loop. Elsewhere it is not a candidate.
+SELL_ISAS = ("avx512",)
+# SlicedEllMatrix is a candidate up to this M only: its kernel reads W once per
+# 4 rows of x (CSRMatrix's tiled kernel once per 64-row tile), so it lost to
+# CSRMatrix at every measured M >= 32 (see the table's "sell" rows), and the
+# log-M interpolation between M = 8 and 32 is not trusted past the middle.
+SELL_MAX_M = 16
+
+
+def _sell_groups(w):
+    """Groups of 16 rows x 4 steps SlicedEllMatrix.from_dense(w) would hold."""
+    from sparsekit.formats import CSRMatrix
+    from sparsekit._native import core as _core
+
+    c = CSRMatrix.from_dense(w)
+    n, k = w.shape
+    return int(_core.sell_count_groups(c.indptr, c.indices, c.data, n, k))
+
+
+def _sell_bytes(n, slots):
+    """Bytes of a SlicedEllMatrix with `slots` slots (4-byte value + 1 index byte
+    per slot, a 4-byte window per group of 64, the slice pointers)."""
+    return 5 * slots + 4 * (slots // 64) + 8 * ((n + 15) // 16 + 1)
+
+
 def _log2k_units(key, units, k):
     """units * log2(K): CSRMatrix's cost per nonzero grows with K (the packed
     activation rows a nonzero reads fall out of L1)."""
@@ -136,7 +166,7 @@ def _log2k_units(key, units, k):
 def _big_units(key, units):
     """units * (units / 1e6): the fp32 formats' extra cost per weight (per
     nonzero) in big weights, which fall out of L2 / are evicted from L3."""
-    return units * units * 1e-6 if key in ("csr", "dense") else 0.0
+    return units * units * 1e-6 if key in ("csr", "dense", "sell") else 0.0
 
 
 def _predict(model, key, m, n, k, units):
@@ -182,7 +212,7 @@ def _candidates(quantize):
     from sparsekit import formats
 
     if quantize is None:
-        return ["dense", "csr"]
+        return ["dense", "csr", "sell"]
     cands = ["spint8"]
     if getattr(formats, "QuantizedMatrix", None) is not None:
         cands.insert(0, "qdense")
@@ -209,6 +239,12 @@ class Explanation(dict):
                  f"sparsity {self['sparsity']:.1%}, 1x4 block fill {self['block_fill']:.2f}, "
                  f"M = {self['m']} rows per call, quantize = {self['quantize']!r}",
                  "  predicted time per linear() call:"]
+        if self.get("slots"):
+            n, k = self["shape"]
+            lines.insert(2, f"  SlicedEllMatrix: {self['slots']} slots, {self['sell_fill']:.0%} "
+                            f"hold a nonzero, {_sell_bytes(n, self['slots']) / (n * k):.2f} "
+                            f"bytes per weight (CSRMatrix "
+                            f"{(6 if k <= 65536 else 8) * self['nnz'] / (n * k):.2f}, dense 4)")
         for fmt, t in sorted(self["predicted_us"].items(), key=lambda kv: kv[1]):
             mark = "  <- chosen" if fmt == self["choice"] else ""
             lines.append(f"    {FORMAT_NAMES[fmt]:<45} {t:10.1f} us{mark}")
@@ -242,12 +278,30 @@ def _stats(w):
 def _explain(w, quantize, m, model):
     n, k = w.shape
     nnz, nblocks, ngroups = _stats(w)
-    return _decide(n, k, nnz, nblocks, ngroups, quantize, m, model)
+    slots = None
+    if _sell_wanted(quantize, m, _sell_isa()):
+        slots = 64 * _sell_groups(w)
+    return _decide(n, k, nnz, nblocks, ngroups, quantize, m, model, slots=slots)
 
 
-def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None):
+def _sell_isa():
+    """The ISA of this CPU's spmv_sell_f32 kernels (None without the C core)."""
+    from sparsekit._native import AVAILABLE, core as _core
+
+    return _core.family_isa("spmv_sell_f32") if AVAILABLE else None
+
+
+def _sell_wanted(quantize, m, sell_isa):
+    """Is SlicedEllMatrix a candidate (before asking whether the model has it)?"""
+    return quantize is None and m <= SELL_MAX_M and sell_isa in SELL_ISAS
+
+
+def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slots=None,
+            sell_isa=None):
     """The Explanation for an [n, k] weight with these counts (isa: the
-    spmm_u8s8 ISA, default this CPU's)."""
+    spmm_u8s8 ISA, sell_isa: the spmv_sell_f32 ISA, default this CPU's;
+    slots: 64 x the groups of its SlicedEllMatrix, None: not counted, and
+    then SlicedEllMatrix is no candidate)."""
     from sparsekit._native import core as _core
 
     model = MEASURED if model is None else model
@@ -260,8 +314,21 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None):
                      f"{isa}: re-measure (python -m sparsekit.pack --measure) for exact choices")
     pred = {}
     units = {"dense": n * k, "qdense": n * k, "csr": nnz, "spint8": nblocks,
-             "spint8_g4": ngroups, "spint8_g4_m1": ngroups}
+             "spint8_g4": ngroups, "spint8_g4_m1": ngroups, "sell": slots}
+    sell_isa = _sell_isa() if sell_isa is None else sell_isa
     for fmt in _candidates(quantize):
+        if fmt == "sell":
+            why = None
+            if sell_isa not in SELL_ISAS:
+                why = (f"its kernel runs on {sell_isa} here (spmv_sell_f32), where it is no "
+                       "faster than CSRMatrix")
+            elif m > SELL_MAX_M:
+                why = f"a format for M <= {SELL_MAX_M} (SELL_MAX_M); CSRMatrix wins above"
+            elif slots is None:
+                why = "its slots were not counted"
+            if why:
+                notes.append(f"{FORMAT_NAMES[fmt]}: not a candidate: {why}")
+                continue
         if fmt not in model["coef"]:
             notes.append(f"the model has no timings for {FORMAT_NAMES[fmt]}: not a candidate")
             continue
@@ -290,6 +357,19 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None):
                   f"only {pred['dense'] / pred['csr']:.2f}x faster (< {CSR_BYTES_MARGIN}x, "
                   f"the margin it needs there)")
         choice = "dense"
+    elif choice == "sell" and "dense" in pred and n * k and sparsity < UNPRUNED:
+        reason = (f"{FORMAT_NAMES['dense']}: {sparsity:.1%} zeros (< {UNPRUNED:.0%}), an "
+                  f"unpruned weight stays dense ({FORMAT_NAMES['sell']}, predicted "
+                  f"{pred['dense'] / pred['sell']:.2f}x faster, would hold "
+                  f"{_sell_bytes(n, slots) / (4 * n * k):.2f}x the bytes)")
+        choice = "dense"
+    elif (choice == "sell" and "dense" in pred and _sell_bytes(n, slots) > 4 * n * k
+          and pred["dense"] < CSR_BYTES_MARGIN * pred["sell"]):
+        reason = (f"{FORMAT_NAMES['dense']}: at {sparsity:.1%} sparsity SlicedEllMatrix holds "
+                  f"{_sell_bytes(n, slots) / (4 * n * k):.2f}x the bytes of the dense array "
+                  f"and is predicted only {pred['dense'] / pred['sell']:.2f}x faster "
+                  f"(< {CSR_BYTES_MARGIN}x, the margin it needs there)")
+        choice = "dense"
     elif SPARSE_OF.get(choice) in pred and n * k and sparsity >= ALWAYS_SPARSE:
         choice = SPARSE_OF[choice]
         reason = (f"{FORMAT_NAMES[choice]}: {sparsity:.1%} sparse (>= {ALWAYS_SPARSE:.0%}): "
@@ -305,15 +385,18 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None):
         choice=choice, choice_name=FORMAT_NAMES[choice], shape=(n, k), m=m, quantize=quantize,
         nnz=nnz, nblocks=nblocks, sparsity=sparsity,
         block_fill=nnz / (4 * nblocks) if nblocks else 1.0, predicted_us=pred, reason=reason,
+        slots=slots, sell_fill=(nnz / slots if slots else None),
         notes=notes, model=model["source"])
 
 
 def pack(w, quantize=None, m=128, model=None):
     """The weight w [N, K] (out, in; zeros = pruned) in the format this CPU
     runs fastest for ``sparsekit.linear`` with about ``m`` activation rows per
-    call: a dense float32 ndarray or CSRMatrix (quantize=None), or a
-    QuantizedMatrix or SparseInt8Matrix (quantize="int8", per-channel
-    symmetric int8). ``sparsekit.explain`` shows the choice and the reason."""
+    call: a dense float32 ndarray, CSRMatrix or SlicedEllMatrix (quantize=None;
+    SlicedEllMatrix only for m <= SELL_MAX_M on CPUs whose spmv_sell_f32
+    kernel is AVX-512), or a QuantizedMatrix or SparseInt8Matrix
+    (quantize="int8", per-channel symmetric int8). ``sparsekit.explain``
+    shows the choice and the reason."""
     from sparsekit import formats
 
     w, m = _check(w, quantize, m)
@@ -322,6 +405,8 @@ def pack(w, quantize=None, m=128, model=None):
         return w.astype(np.float32, copy=True)
     if choice == "csr":
         return formats.CSRMatrix.from_dense(w)
+    if choice == "sell":
+        return formats.SlicedEllMatrix.from_dense(w)
     if choice == "qdense":
         return formats.QuantizedMatrix.from_float(w)
     return formats.SparseInt8Matrix.from_float(w)
@@ -343,6 +428,8 @@ def _build(fmt, w):
         return w
     if fmt == "csr":
         return formats.CSRMatrix.from_dense(w)
+    if fmt == "sell":
+        return formats.SlicedEllMatrix.from_dense(w)
     if fmt == "qdense":
         return formats.QuantizedMatrix.from_float(w)
     return formats.SparseInt8Matrix.from_float(w)
@@ -381,13 +468,19 @@ def _random_weight(rng, n, k, s, pattern):
     return np.where(keep, w, 0).astype(np.float32)
 
 
+def all_formats():
+    """Every format this build can time."""
+    return ["dense", "csr", "sell", "spint8"] + (
+        ["qdense"] if "qdense" in _candidates("int8") else [])
+
+
 def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS, reps=7,
-                seed=0, log=None, patterns=("unstructured", "1x4")):
-    """Time sparsekit.linear for every candidate format. Returns one dict per
-    (weight, M, format): n, k, sparsity, pattern, m, fmt, nnz, nblocks,
-    ngroups, sec - what _model_from_raw fits."""
+                seed=0, log=None, patterns=("unstructured", "1x4"), fmts=None):
+    """Time sparsekit.linear for every candidate format (or those in fmts).
+    Returns one dict per (weight, M, format): n, k, sparsity, pattern, m, fmt,
+    nnz, nblocks, ngroups, sell_groups, sec - what _model_from_raw fits."""
     rng = np.random.default_rng(seed)
-    fmts = ["dense", "csr", "spint8"] + (["qdense"] if "qdense" in _candidates("int8") else [])
+    fmts = all_formats() if fmts is None else list(fmts)
     raw = []
     for n, k in shapes:
         for s in sparsities:
@@ -396,13 +489,15 @@ def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE
                     continue
                 w = _random_weight(rng, n, k, s, pattern)
                 nnz, nblocks, ngroups = _stats(w)
+                sell_groups = _sell_groups(w)
                 built = {f: _build(f, w) for f in fmts
                          if not (pattern == "1x4" and f in ("dense", "qdense"))}
                 for m in ms:
                     x = rng.standard_normal((m, k)).astype(np.float32)
                     for f, sec in _time_formats(built, x, reps).items():
                         raw.append(dict(n=n, k=k, sparsity=s, pattern=pattern, m=m, fmt=f,
-                                        nnz=nnz, nblocks=nblocks, ngroups=ngroups, sec=sec))
+                                        nnz=nnz, nblocks=nblocks, ngroups=ngroups,
+                                        sell_groups=sell_groups, sec=sec))
                         if log:
                             log(f"{n}x{k} s={s:.2f} {pattern:>12} M={m:<4} {f:>7} "
                                 f"{sec * 1e6:9.1f} us")
@@ -425,7 +520,8 @@ def _samples(raw, isa):
         if f == "spint8" and _g4_applies(r["nnz"], r["nblocks"], m, isa, k):
             key = "spint8_g4_m1" if m == 1 else "spint8_g4"
         u = {"dense": n * k, "qdense": n * k, "csr": r["nnz"], "spint8": r["nblocks"],
-             "spint8_g4": r["ngroups"], "spint8_g4_m1": r["ngroups"]}[key]
+             "spint8_g4": r["ngroups"], "spint8_g4_m1": r["ngroups"],
+             "sell": 64 * r.get("sell_groups", 0)}[key]
         samples.setdefault(key, {}).setdefault(m, []).append(
             (u, n, m * k, _big_units(key, u), _log2k_units(key, u, k), r["sec"]))
     return samples
@@ -444,7 +540,8 @@ def _model_from_raw(raw):
     from sparsekit._native import core as _core
 
     isa = _core.family_isa("spmm_u8s8")
-    return {"isa": isa, "coef": _fit(_samples(raw, isa)),
+    return {"isa": isa, "sell_isa": _core.family_isa("spmv_sell_f32"),
+            "coef": _fit(_samples(raw, isa)),
             "source": f"measured by `python -m sparsekit.pack --measure` on "
                       f"{sparsekit.info()['cpu']} (1 thread)"}
 
@@ -470,15 +567,20 @@ def _fit(samples):
 
 def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32, 128)):
     """Lowest sparsity (in steps of 1%) from which pack picks the sparse format,
-    per shape and M (the rules included): CSRMatrix vs dense fp32,
-    SparseInt8Matrix vs QuantizedMatrix for unstructured pruning (a share
-    1 - s^4 of the 1x4 blocks is kept) and for 1x4-block pruning."""
+    per shape and M (the rules included): a sparse fp32 format (CSRMatrix or
+    SlicedEllMatrix) vs dense fp32, SlicedEllMatrix alone ("sell", unstructured,
+    on the ISA the model was measured with), SparseInt8Matrix vs
+    QuantizedMatrix for unstructured pruning (a share 1 - s^4 of the 1x4 blocks
+    is kept) and for 1x4-block pruning."""
     model = MEASURED if model is None else model
-    cases = ((None, "csr", "csr"), ("int8", "spint8", "spint8"),
-             ("int8", "spint8", "spint8_1x4"))
+    cases = ((None, ("csr", "sell"), "csr"), (None, ("sell",), "sell"),
+             ("int8", ("spint8",), "spint8"), ("int8", ("spint8",), "spint8_1x4"))
+    sell_isa = model.get("sell_isa", "avx512")
     out = []
     for n, k in shapes:
         kq = (k + 3) // 4
+        uniform = np.random.default_rng(0).random((n, k), dtype=np.float32)
+        slots_at = {}  # pct -> slots of an unstructured weight at that sparsity
         for m in ms:
             row = {"shape": f"{n}x{k}", "m": m}
             for quantize, sparse, col in cases:
@@ -489,9 +591,15 @@ def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32,
                     kept = (1 - s) if col == "spint8_1x4" else (1 - s ** 4)
                     nblocks = max(1, round(n * kq * kept)) if nnz else 0
                     ngroups = n * math.ceil(k * (1 - s) / 4)
+                    slots = None
+                    if _sell_wanted(quantize, m, sell_isa):
+                        if pct not in slots_at:
+                            slots_at[pct] = 64 * _sell_groups(
+                                (uniform >= s).astype(np.float32))
+                        slots = slots_at[pct]
                     ex = _decide(n, k, nnz, nblocks, ngroups, quantize, m, model,
-                                 model["isa"])
-                    if ex["choice"] == sparse:
+                                 model["isa"], slots=slots, sell_isa=sell_isa)
+                    if ex["choice"] in sparse:
                         row[col] = s
                         break
             out.append(row)
@@ -513,6 +621,12 @@ def _main(argv):
     ap.add_argument("--save", default=None, help="also write the raw timings to this JSON file")
     ap.add_argument("--fit", nargs="+", default=None, metavar="JSON",
                     help="fit the model from raw timings saved by --save (no timing)")
+    ap.add_argument("--formats", default=None,
+                    help="time (with --measure) and fit only these formats, e.g. sell (of dense, "
+                         "csr, sell, spint8, qdense); the others keep their coefficients "
+                         "from MEASURED")
+    ap.add_argument("--ms", default=None, help="time only these M, e.g. 1,8 (default "
+                                               "1,8,32,128)")
     args = ap.parse_args(argv)
     if args.fit:
         raw = [r for path in args.fit for r in json.load(open(path))]
@@ -525,7 +639,10 @@ def _main(argv):
             tuple(int(v) for v in sh.split("x")) for sh in args.shapes.split(","))
         sparsekit.set_num_threads(1)
         with threadpool_limits(1):
-            raw = measure_raw(shapes, reps=args.reps, log=lambda s: print(s, file=sys.stderr))
+            raw = measure_raw(shapes, ms=MEASURE_MS if args.ms is None else tuple(
+                int(v) for v in args.ms.split(",")), reps=args.reps,
+                log=lambda s: print(s, file=sys.stderr),
+                fmts=None if args.formats is None else args.formats.split(","))
         if args.save:
             with open(args.save, "w") as f:
                 json.dump(raw, f)
@@ -534,6 +651,14 @@ def _main(argv):
             print(row)
         return
     model = _model_from_raw(raw)
+    if args.formats:  # fit these formats only; the others keep MEASURED's coefficients
+        fitted = set(args.formats.split(","))
+        fitted |= {key for key in model["coef"] if key.split("_")[0] in fitted}
+        coef = {f: dict(v) for f, v in MEASURED["coef"].items()}
+        coef.update({f: v for f, v in model["coef"].items() if f in fitted})
+        model = dict(MEASURED, coef=coef, sell_isa=model["sell_isa"])
+        print(f"# fitted: {sorted(fitted & set(coef))}; the others' coefficients from "
+              "MEASURED")
     print("MEASURED = " + pprint.pformat(model, width=100))
     for row in crossover_table(model):
         print("#", row)
@@ -552,6 +677,10 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
                      8: (2.162, 0.0219, 0.0, 0.0, 0.0, 0.0),
                      32: (2.6842, 0.0786, 0.0, 0.0078, 0.0, 0.0),
                      128: (3.9607, 0.2903, 4.5817, 0.0346, 0.0, 0.0)},
+          'sell': {1: (0.6865, 0.0285, 0.3602, 0.0631, 0.0436, 0.0),
+                   8: (0.6817, 0.1367, 1.1613, 0.0631, 0.0529, 0.0),
+                   32: (0.4862, 0.5564, 4.9387, 0.0585, 0.08, 0.0),
+                   128: (0.3239, 2.2751, 19.3796, 0.0339, 0.1085, 0.0)},
           'spint8': {1: (1.2472, 0.2036, 0.1889, 1.167, 0.0, 0.0),
                      8: (2.9061, 0.3275, 2.8718, 0.1232, 0.0, 0.0),
                      32: (2.9118, 0.5238, 4.8732, 0.106, 0.0, 0.0),
@@ -559,6 +688,7 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
           'spint8_g4': {128: (3.3434, 2.8037, 18.9378, 0.1336, 0.0, 0.0)},
           'spint8_g4_m1': {1: (1.6482, 0.1842, 0.8316, 0.1864, 0.0, 0.0)}},
  'isa': 'avx512vnni',
+ 'sell_isa': 'avx512',
  'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
 # Fitted (`python -m sparsekit.pack --fit run1.json run2.json`) to two runs of
 # `python -m sparsekit.pack --measure --reps 15 --save runN.json` on 2026-11-28

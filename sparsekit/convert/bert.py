@@ -68,16 +68,18 @@ def _sentence_parts(model):
     return model[0].auto_model, list(model)[1:]
 
 
-def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outputs=None):
+def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outputs=None,
+               m=None):
     """See sparsekit.torch.to_runtime. Returns a runtime Model; its
     `conversion_report` lists what was chosen per Linear and why."""
     W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
+    rows = W.check_m(m)
     parts = _sentence_parts(model)
     bert, rest = (model, None) if parts is None else parts
     _check_bert(bert)
     names = _output_names(outputs, BERT_OUTPUTS if rest is None else SENTENCE_OUTPUTS)
-    b = _Builder(quantize, min_sparsity)
+    b = _Builder(quantize, min_sparsity, rows)
     h = b.encoder(bert, drop_padding)
     for name in names:
         if name in ("last_hidden_state", "token_embeddings"):
@@ -133,8 +135,8 @@ def _check_bert(bert):
 
 
 class _Builder:
-    def __init__(self, quantize, min_sparsity):
-        self.quantize, self.min_sparsity = quantize, min_sparsity
+    def __init__(self, quantize, min_sparsity, m=None):
+        self.quantize, self.min_sparsity, self.m = quantize, min_sparsity, m
         self.nodes, self.rows = [], T.Report()
 
     def add(self, layer, ins, out):
@@ -179,7 +181,7 @@ class _Builder:
             chosen = W.describe(layer.weight)
         else:
             with torch.no_grad():
-                new, chosen, reason = T._plan(m, self.quantize, self.min_sparsity)
+                new, chosen, reason = T._plan(m, self.quantize, self.min_sparsity, rows=self.m)
             if new is not None and new.out_qparams is None:
                 layer = new.layer
             elif isinstance(m, nn.Linear):  # dense wins: keep its fp32 weight
@@ -205,7 +207,7 @@ class _Builder:
         if ints is not None:  # already int8 (accelerated): keep those values
             wfmt, reason = W.pack_int8(*ints, min_sparsity=self.min_sparsity)
         else:
-            wfmt, reason = W.pack_float(stacked, self.quantize, self.min_sparsity)
+            wfmt, reason = W.pack_float(stacked, self.quantize, self.min_sparsity, m=self.m)
         self.rows.append({"name": f"{name}.query+key+value", "module": "SelfAttention",
                           "chosen": W.describe(wfmt),
                           "reason": f"one fused [{stacked.shape[0]}, {stacked.shape[1]}] "

@@ -78,9 +78,9 @@ def _same_pads(size, k, s, d, name):
 
 
 class _Builder:
-    def __init__(self, quantize, min_sparsity):
+    def __init__(self, quantize, min_sparsity, m=None):
         self.nodes, self.count = [], 0
-        self.quantize, self.min_sparsity = quantize, min_sparsity
+        self.quantize, self.min_sparsity, self.m = quantize, min_sparsity, m
         self.report = []
         self.moved = {}  # (tensor, layout) -> transposed tensor, made once
 
@@ -100,8 +100,10 @@ class _Builder:
             self.moved[(name, want)] = self.emit(L.Transpose(axes), [name])
         return (self.moved[(name, want)], want, nd)
 
-    def weight(self, w, what):
-        fmt, why = W.pack_float(w, self.quantize, self.min_sparsity)
+    def weight(self, w, what, conv=False):
+        """A conv's rows per call are output pixels: it keeps pack's default M."""
+        fmt, why = W.pack_float(w, self.quantize, self.min_sparsity,
+                                m=None if conv else self.m)
         self.report.append((what, why))
         return fmt
 
@@ -154,7 +156,7 @@ def _convert_layer(b, layer, ins, out_ndim):
             raise ValueError(f"layer {layer.name!r}: padding={cfg['padding']!r} unsupported")
         act = _activation(layer)
         what = f"{layer.name} ({note})" if note else layer.name
-        name = b.emit(L.Conv2d(b.weight(w, what), _np(layer.bias) if layer.use_bias else None,
+        name = b.emit(L.Conv2d(b.weight(w, what, conv=True), _np(layer.bias) if layer.use_bias else None,
                                in_channels=cin, kernel_size=(kh, kw), stride=st, padding=pads,
                                dilation=dl, activation="relu" if act == "relu" else None),
                       [x[0]])
@@ -222,18 +224,23 @@ def _convert_layer(b, layer, ins, out_ndim):
                      "sparsekit.keras")
 
 
-def convert(model, quantize=None, min_sparsity=None):
+def convert(model, quantize=None, min_sparsity=None, m=None):
     """A sparsekit.runtime.Model computing what `model` (Keras 3 Sequential or
     Functional) computes, with inputs and outputs in Keras's layout.
     Pruned Dense / Conv2D kernels (>= min_sparsity zeros) become CSR, or int8
-    with quantize="dynamic"; `model.report` lists the per-layer choices."""
+    with quantize="dynamic"; `model.report` lists the per-layer choices.
+    m: about how many rows each Dense gets per call (None: sparsekit.pack's
+    default, 128); m=1 (one sample at a time) picks SlicedEllMatrix for sparse
+    fp32 Dense kernels where pack predicts it fastest (see
+    sparsekit.torch.accelerate)."""
     import keras
 
     W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
+    rows = W.check_m(m)
     if not isinstance(model, keras.Model):
         raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
-    b = _Builder(quantize, min_sparsity)
+    b = _Builder(quantize, min_sparsity, rows)
     if isinstance(model, keras.Sequential):
         if not model.built or not model.inputs:
             raise ValueError("model: build the Sequential model with an Input shape first")

@@ -50,7 +50,8 @@ class IntAcc:  # MatMulInteger / ConvInteger result waiting for its scale
 
 
 class _Builder:
-    def __init__(self, min_sparsity, quantize):
+    def __init__(self, min_sparsity, quantize, m=None):
+        self.m = m  # rows per MatMul / Gemm call for sparsekit.pack (None: its default)
         self.nodes = []
         self.vals = {}
         self.uses = {}
@@ -68,9 +69,10 @@ class _Builder:
         return Tensor(name)
 
     # -- weights --------------------------------------------------------------
-    def weight_from_const(self, c, transpose, what):
+    def weight_from_const(self, c, transpose, what, conv=False):
         """(format, reason) for a weight const; transpose: stored [K, N]; 4-D
-        conv weights go to the runtime's (kh, kw, in) column order."""
+        conv weights go to the runtime's (kh, kw, in) column order (a conv's
+        rows per call are output pixels: it keeps pack's default M)."""
         if c.q is not None and c.q.dtype == np.int8 and _zero_zp(c):
             q = c.q.T if transpose else _rows(c.q)
             out_axis = 1 if transpose else 0
@@ -81,7 +83,8 @@ class _Builder:
         w = c.value.astype(np.float32)
         w = w.T if transpose else _rows(w)
         quant = "dynamic" if c.q is not None or self.quantize == "dynamic" else None
-        fmt, why = W.pack_float(np.ascontiguousarray(w), quant, self.min_sparsity)
+        fmt, why = W.pack_float(np.ascontiguousarray(w), quant, self.min_sparsity,
+                                m=None if conv else self.m)
         self.report.append((what, why))
         return fmt
 
@@ -145,16 +148,20 @@ def _read_model(path_or_model):
         raise ValueError(f"path_or_model: {what} is not a valid ONNX model ({e})") from None
 
 
-def load(path_or_model, quantize=None, min_sparsity=None):
+def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     """A sparsekit.runtime.Model running the ONNX model (a path, bytes or a
     ModelProto). Float MatMul/Gemm/Conv weights become CSR when sparse
     (>= min_sparsity zeros) or, with quantize="dynamic", int8; int8 weights
-    (QDQ, QOperator, dynamic quantization) are read as int8 as they are."""
+    (QDQ, QOperator, dynamic quantization) are read as int8 as they are.
+    m: about how many rows each MatMul / Gemm gets per call (None:
+    sparsekit.pack's default, 128); m=1 picks SlicedEllMatrix for sparse fp32
+    weights where pack predicts it fastest (see sparsekit.torch.accelerate)."""
     W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
+    rows = W.check_m(m)
     model = _read_model(path_or_model)
     g = model.graph
-    b = _Builder(min_sparsity, quantize)
+    b = _Builder(min_sparsity, quantize, rows)
     for init in g.initializer:
         b.vals[init.name] = Const(numpy_helper.to_array(init))
     inputs = [i.name for i in g.input if i.name not in b.vals]
@@ -250,7 +257,7 @@ def _linear(b, node, x, wconst, transpose, bias=None, what=None):
 def _conv(b, node, x, wconst, attrs, bias=None):
     w = wconst.value
     geo = _conv_geometry(attrs, w.shape[2:], node.name)
-    fmt = b.weight_from_const(wconst, False, node.name or node.output[0])
+    fmt = b.weight_from_const(wconst, False, node.name or node.output[0], conv=True)
     return b.emit(L.Conv2d(_static_input(fmt, x), bias, in_channels=w.shape[1], **geo),
                   [x.name])
 

@@ -169,8 +169,10 @@ def _parents(model):
     return out
 
 
-def _plan(m, quantize, min_sparsity, parent=None):
-    """(replacement module or None, chosen, reason) for one module."""
+def _plan(m, quantize, min_sparsity, parent=None, rows=None):
+    """(replacement module or None, chosen, reason) for one module. rows: the
+    activation rows per call of a Linear (accelerate's m; None: pack's
+    default); a conv's rows are its output pixels, so it keeps the default."""
     if isinstance(parent, _WEIGHT_READERS) and isinstance(m, nn.Linear):
         return None, "kept", (f"{type(parent).__name__} reads this layer's weight directly "
                               "(fused kernel / fast path)")
@@ -199,10 +201,12 @@ def _plan(m, quantize, min_sparsity, parent=None):
     act = "relu" if any(c is not None and isinstance(m, c) for c in (_Q_LINEAR_RELU,
                                                                      _Q_CONV_RELU)) else None
     bias = _bias(m)
+    if kind != "linear":
+        rows = None
     if qw is not None:  # already int8: run sparsekit's own 8-bit activation path
         q, scale, per = _int8_weight(qw)
         if q is None:  # scale holds the dequantized float weight
-            wfmt, reason = W.pack_float(_rows(scale), "dynamic", min_sparsity)
+            wfmt, reason = W.pack_float(_rows(scale), "dynamic", min_sparsity, m=rows)
             reason = f"{src}, {per}: {reason}"
         else:
             wfmt, reason = W.pack_int8(_rows(q), scale, min_sparsity)
@@ -212,7 +216,8 @@ def _plan(m, quantize, min_sparsity, parent=None):
         nm = _nm_pattern(w)
         if nm:
             how = ", ".join(filter(None, [how, f"{nm} pattern"]))
-        wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=False)
+        wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=False,
+                                    m=rows)
         reason = f"{src}{' (' + how + ')' if how else ''}: {reason}"
         if wfmt is None:
             return None, "kept", reason
@@ -225,10 +230,12 @@ def _plan(m, quantize, min_sparsity, parent=None):
 
 # ---- public ----------------------------------------------------------------
 
-def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padding=True):
+def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padding=True,
+               m=None):
     """Return `model` with its Linear / Conv2d layers running on sparsekit.
 
-    quantize: None keeps fp32 (sparse layers become CSR); "dynamic" turns fp32
+    quantize: None keeps fp32 (sparse layers become CSR, or SlicedEllMatrix
+        for small m, below); "dynamic" turns fp32
         layers into int8 (per-channel weights, per-row dynamic activations).
         Layers that are already int8 in torch (ao dynamic / static quantized)
         are always read as int8.
@@ -236,6 +243,14 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         None: sparsekit.pack's measured cost model decides when this build has
         it, else 0.7 (fp32) / 0.8 (int8). With quantize=None, layers where
         dense wins stay as they are (torch's dense kernel is as fast).
+    m: about how many rows each Linear gets per call (tokens x batch; None:
+        sparsekit.pack's default, 128), passed to sparsekit.pack as its `m`.
+        Say m=1 for decode-style use (batch 1, one token per call): sparse fp32
+        layers then become SlicedEllMatrix where pack predicts it fastest (M <=
+        sparsekit.pack.SELL_MAX_M on CPUs whose spmv_sell_f32 kernel is
+        AVX-512: 2-4x CSRMatrix at M = 1..8), int8 layers get pack's M = 1
+        choices. The model still runs any M, only slower where the guess is
+        far off. Conv2d layers keep the default (their rows are output pixels).
     inplace: modify `model` itself instead of a deep copy.
     drop_padding: in Hugging Face encoders (below), run the layers on the real
         tokens of a padded batch only; the encoder output is then 0 at padding
@@ -271,6 +286,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
+    rows_per_call = W.check_m(m)
     if not inplace:
         model = _deepcopy(model)
     rows = Report()
@@ -284,7 +300,8 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         if any(name.startswith(t + ".") for t in targets):
             continue  # inside a module being replaced
         with torch.no_grad():
-            new, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name))
+            new, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name),
+                                        rows_per_call)
         if chosen is None:
             continue
         rows.append({"name": name or "(root)", "module": type(m).__name__, "chosen": chosen,
@@ -514,10 +531,10 @@ def _set_submodule(model, name, new):
     setattr(parent, child, new)
 
 
-def report(model, quantize=None, min_sparsity=None):
+def report(model, quantize=None, min_sparsity=None, m=None):
     """Per-layer rows (name, module, chosen, reason); print it for a table.
     For a model accelerate() returned, the choices it made; for any other model,
-    what accelerate(model, quantize, min_sparsity) would choose."""
+    what accelerate(model, quantize, min_sparsity, m=m) would choose."""
     rows = getattr(model, _REPORT_ATTR, None)
     if rows is not None:
         return rows
@@ -525,6 +542,7 @@ def report(model, quantize=None, min_sparsity=None):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
+    rows_per_call = W.check_m(m)
     rows = Report()
     parents = _parents(model)
     for name, m in model.named_modules():
@@ -533,7 +551,8 @@ def report(model, quantize=None, min_sparsity=None):
                          "chosen": W.describe(m.layer.weight), "reason": m.reason})
             continue
         with torch.no_grad():
-            _, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name))
+            _, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name),
+                                      rows_per_call)
         if chosen is not None:
             rows.append({"name": name or "(root)", "module": type(m).__name__,
                          "chosen": chosen, "reason": reason})
@@ -542,7 +561,8 @@ def report(model, quantize=None, min_sparsity=None):
 
 # ---- nn.Sequential -> torch-free runtime ------------------------------------
 
-def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outputs=None):
+def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outputs=None,
+               m=None):
     """A sparsekit.runtime.Model of an nn.Sequential (nested Sequentials
     allowed) built from Linear, Conv2d, ReLU, GELU, Sigmoid, Tanh, LayerNorm
     (last axis), Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, Identity and
@@ -565,13 +585,14 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
       "token_embeddings" [B, T, C] (the transformer's last hidden state).
 
     drop_padding runs the encoder on the real tokens only. Linear weights get
-    the formats accelerate would choose (quantize, min_sparsity). Anything
+    the formats accelerate would choose (quantize, min_sparsity, m: the rows
+    per Linear call, e.g. m=1 for one token at a time, see accelerate). Anything
     else in the model raises a ValueError naming it. See
     sparsekit/convert/bert.py."""
     from sparsekit.convert import bert
 
     if bert.handles(model):
-        return bert.to_runtime(model, quantize, min_sparsity, drop_padding, outputs)
+        return bert.to_runtime(model, quantize, min_sparsity, drop_padding, outputs, m=m)
     if outputs is not None:
         raise ValueError("outputs: only for BERT and sentence-transformers models (an "
                          "nn.Sequential has one output)")
@@ -580,9 +601,10 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
                         "(export other models to ONNX and use sparsekit.onnx.load)")
     W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
+    rows = W.check_m(m)
     out = []
-    for i, m in enumerate(_flatten_seq(model)):
-        out.extend(_runtime_layer(i, m, quantize, min_sparsity))
+    for i, mod in enumerate(_flatten_seq(model)):
+        out.extend(_runtime_layer(i, mod, quantize, min_sparsity, rows))
     return Model(fuse_relu(out))
 
 
@@ -594,13 +616,13 @@ def _flatten_seq(seq):
             yield m
 
 
-def _runtime_layer(i, m, quantize, min_sparsity):
+def _runtime_layer(i, m, quantize, min_sparsity, rows=None):
     if isinstance(m, SparsekitModule):
         return [m.layer]
     if isinstance(m, (nn.Linear, nn.Conv2d)) or (
             _DYN_LINEAR is not None and isinstance(m, _DYN_LINEAR)):
         with torch.no_grad():
-            new, chosen, reason = _plan(m, quantize, min_sparsity)
+            new, chosen, reason = _plan(m, quantize, min_sparsity, rows=rows)
         if new is not None and new.out_qparams is None:
             return [new.layer]
         if isinstance(m, nn.Linear):

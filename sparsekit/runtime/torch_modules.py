@@ -9,14 +9,15 @@ with silently missing gradients.
 state_dict holds the packed weights themselves (no dense copy): value arrays
 as tensors sharing memory with the format (as torch's own state_dict shares
 memory with parameters), the arrays that address memory (indptr, indices,
-cols) as copies, so writing into a state_dict tensor can never make a kernel
-read out of bounds:
+cols; group_ptr, window, index) as copies, so writing into a state_dict
+tensor can never make a kernel read out of bounds:
 
     <prefix>weight.<array>   each array of the weight's format (_state_arrays):
                              CSRMatrix        data, indices, indptr
                              QuantizedMatrix  packed, sum24, scale
                                               (+ input_scale, input_zero_point if static)
                              SparseInt8Matrix indptr, cols, values, scale
+                             SlicedEllMatrix  group_ptr, window, index, values
                              dense float32    <prefix>weight itself
     <prefix>bias             the layer's other arrays
     <prefix>scale, zero_point  a quint8 output's quantization (out_qparams)
@@ -36,7 +37,9 @@ import torch
 from torch import nn
 
 # a format's arrays that the kernels index memory with (state_dict copies them)
-ADDRESSING_ARRAYS = ("indptr", "indices", "cols")
+# (SlicedEllMatrix: group_ptr, window and index; its values are shared like
+# CSR's data: the kernel masks unused slots by their index bits, not values)
+ADDRESSING_ARRAYS = ("indptr", "indices", "cols", "group_ptr", "window", "index")
 
 
 class SparsekitModule(nn.Module):

@@ -1,6 +1,8 @@
 """Choosing and describing the weight format of one layer.
 
     dense float [N, K] ──pack_float──► CSRMatrix        (sparse enough, fp32)
+                                      SlicedEllMatrix  (sparse fp32, m <= ~16 rows per
+                                                        call, AVX-512)
                                       QuantizedMatrix  (quantize="dynamic", dense int8)
                                       SparseInt8Matrix (quantize="dynamic", sparse int8)
                                       ndarray          (dense fp32: NumPy/BLAS)
@@ -58,23 +60,52 @@ def check_min_sparsity(min_sparsity):
     return float(min_sparsity)
 
 
-def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True):
+def check_m(m):
+    """None (pack's default, 128) or the activation rows per call, an int >= 1."""
+    if m is None:
+        return None
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
+        raise TypeError(f"m: expected None or an int (activation rows per call: tokens x "
+                        f"batch), got {m!r}")
+    if m < 1:
+        raise ValueError(f"m: expected at least 1 row per call, got {m}")
+    return int(m)
+
+
+def _sell_for(m):
+    """Does a sparse fp32 weight run M = m rows per call faster as a
+    SlicedEllMatrix than as a CSRMatrix on this CPU (sparsekit.pack's rule)?"""
+    import importlib
+
+    if m is None or not hasattr(sparsekit, "SlicedEllMatrix"):
+        return False
+    P = importlib.import_module("sparsekit.pack")  # the module (sparsekit.pack is the function)
+    return P._sell_wanted(None, m, P._sell_isa())
+
+
+def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None):
     """Pick a format for a float weight [N, K]. Returns (weight, reason); weight
     is None when nothing beats dense fp32 and keep_dense is False (the caller
     keeps its own dense layer).
 
     With min_sparsity=None and a build that has sparsekit.pack (its cost model
-    was measured on the target CPU), pack decides; otherwise a sparse format is
-    used from min_sparsity zeros on (defaults above)."""
+    was measured on the target CPU), pack decides for about `m` activation rows
+    per call (None: pack's default, 128); otherwise a sparse format is used
+    from min_sparsity zeros on (defaults above): CSRMatrix, or SlicedEllMatrix
+    where pack would consider it (m <= sparsekit.pack.SELL_MAX_M, its kernel on
+    AVX-512)."""
     check_quantize(quantize)
+    m = check_m(m)
     w = np.ascontiguousarray(w, dtype=np.float32)
     s = sparsity(w)
     if quantize is not None:
         _need_int8("quantize='dynamic'")
     if min_sparsity is None and hasattr(sparsekit, "pack"):
-        fmt = sparsekit.pack(w, quantize=None if quantize is None else "int8")
+        kw = {} if m is None else {"m": m}
+        fmt = sparsekit.pack(w, quantize=None if quantize is None else "int8", **kw)
         kind = describe(fmt)
-        why = f"{kind} (sparsity {s:.0%}; sparsekit.pack's measured cost model)"
+        rows = "" if m is None else f", M = {m}"
+        why = f"{kind} (sparsity {s:.0%}{rows}; sparsekit.pack's measured cost model)"
         if quantize is not None:
             why += ", per-channel weights, per-row dynamic activations"
         if isinstance(fmt, np.ndarray):
@@ -83,6 +114,9 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True):
         return fmt, why
     if quantize is None:
         lim = DEFAULT_MIN_SPARSITY if min_sparsity is None else min_sparsity
+        if s >= lim and s > 0 and _sell_for(m):
+            return (sparsekit.SlicedEllMatrix.from_dense(w),
+                    f"sliced ell fp32 (sparsity {s:.0%} >= {lim:.0%}, M = {m})")
         if s >= lim and s > 0:
             return sparsekit.CSRMatrix.from_dense(w), f"csr fp32 (sparsity {s:.0%} >= {lim:.0%})"
         why = f"dense fp32 (sparsity {s:.0%} < {lim:.0%}: dense BLAS is as fast)"
@@ -126,7 +160,8 @@ def describe(w):
     """Short name of a weight's format, for reports."""
     if isinstance(w, np.ndarray):
         return "dense fp32"
-    for attr, name in (("CSRMatrix", "csr fp32"), ("QuantizedMatrix", "dense int8"),
+    for attr, name in (("CSRMatrix", "csr fp32"), ("SlicedEllMatrix", "sliced ell fp32"),
+                       ("QuantizedMatrix", "dense int8"),
                        ("SparseInt8Matrix", "sparse int8")):
         cls = getattr(sparsekit, attr, None)
         if cls is not None and isinstance(w, cls):

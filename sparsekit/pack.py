@@ -1,6 +1,7 @@
 """sparsekit.pack / sparsekit.explain: pick the fastest weight format.
 
     w_fast = sparsekit.pack(w)                    # dense ndarray or CSRMatrix
+    w_fast = sparsekit.pack(w, m=1)               # ... or SlicedEllMatrix (1 row per call)
     w_fast = sparsekit.pack(w, quantize="int8")   # QuantizedMatrix or SparseInt8Matrix
     print(sparsekit.explain(w, quantize="int8"))  # what was chosen and why
 
@@ -13,8 +14,11 @@ of one ``sparsekit.linear`` call with M activation rows is modelled as
            + per_unit_log2k(M) * units * log2(K)      (CSRMatrix only)
 
 where ``units`` is what the format's kernel iterates over: N*K for the dense
-formats, the nonzeros for CSRMatrix, the kept 1x4 blocks for SparseInt8Matrix
-(so unstructured pruning is charged for the zeros inside its blocks), and M*K
+formats, the nonzeros for CSRMatrix, the slots for SlicedEllMatrix (64 per
+group of 16 rows x 4 steps, `_core.sell_count_groups`: so the padding its
+32-column windows leave is charged, ~43% of the slots at 90% sparsity), the
+kept 1x4 blocks for SparseInt8Matrix (so unstructured pruning is charged for
+the zeros inside its blocks), and M*K
 is the activation matrix (read, and for the int8 formats quantized to u8, once
 per call whatever the sparsity: what dominates small or very sparse layers).
 The units^2 term is there because the fp32 cost per weight / nonzero grows with
@@ -35,6 +39,19 @@ sparsities and both pruning patterns (CSRMatrix: unstructured only, see
 _samples), for M in 1, 8, 32, 128; other M interpolate in log M (and scale
 linearly past 128).
 
+SlicedEllMatrix ("sell") is a candidate only where its kernel is fast and
+M is small (SELL_ISAS, SELL_MAX_M; explain() notes why it is left out):
+- its spmv_sell_f32 kernels must run on AVX-512 (sparsekit.info()["kernels"]
+  ["spmv_sell_f32"], forced ISAs included): the AVX2 one measured 0.8-1.0x the
+  CSR kernel at M = 1, the scalar one is the reference loop;
+- M <= SELL_MAX_M = 16. Measured (the "sell" fit below, 64 unstructured cases
+  per M): fastest fp32 format in 56 / 57 cases at M = 1 / 8 (2-3x CSRMatrix at
+  90%), but in only 14 at M = 32 and 7 at M = 128, there by <= 1.46x (mid
+  sparsities, K = 3072) while holding 1.4x CSRMatrix's bytes at 90%; the CSR
+  kernels' large-M tiles keep improving, so M >= 32 stays with CSRMatrix.
+Its fit is as good as the others' (predicted / measured median 0.98-1.01,
+5-95% 0.8-1.2 at M = 1, 0.9-1.06 above).
+
 Three rules override the model (each in the reason explain() prints):
 - CSR_BYTES_MARGIN: below 1/3 sparsity (1/2 for K > 65536) CSRMatrix holds
   more bytes than the dense array, and it is picked only when predicted at
@@ -46,8 +63,11 @@ Three rules override the model (each in the reason explain() prints):
   the table has not seen yet (kernels keep getting faster): with CSRMatrix
   30% faster at M = 128 than measured, only 0%-sparse picks move (to dense,
   <= 1.36x slower and 1.5x smaller).
-- UNPRUNED: a weight with < 1% zeros stays dense fp32 even where CSRMatrix is
-  predicted faster: that happens only for tiny weights (up to 64x64, and
+  SlicedEllMatrix gets the same margin wherever it holds more bytes than the
+  dense array (5 bytes per slot: below ~30% sparsity).
+- UNPRUNED: a weight with < 1% zeros stays dense fp32 even where CSRMatrix (or
+  SlicedEllMatrix: 1.2-2.2x dense fp32 at M <= 8 for weights up to 384x1536)
+  is predicted faster: that happens only for tiny weights (up to 64x64, and
   128x128 / 256x128 at M >= 32), where NumPy's ~1.7 us per call dominates;
   CSRMatrix would win by <= ~20 us per call and hold 1.5x the bytes.
 - ALWAYS_SPARSE: a weight >= 99% sparse always gets the sparse format.
@@ -567,13 +587,14 @@ def _fit(samples):
 
 def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32, 128)):
     """Lowest sparsity (in steps of 1%) from which pack picks the sparse format,
-    per shape and M (the rules included): a sparse fp32 format (CSRMatrix or
-    SlicedEllMatrix) vs dense fp32, SlicedEllMatrix alone ("sell", unstructured,
-    on the ISA the model was measured with), SparseInt8Matrix vs
-    QuantizedMatrix for unstructured pruning (a share 1 - s^4 of the 1x4 blocks
-    is kept) and for 1x4-block pruning."""
+    per shape and M (the rules included): CSRMatrix vs dense fp32 where
+    SlicedEllMatrix is no candidate (M > SELL_MAX_M, or its kernel not on
+    AVX-512), SlicedEllMatrix (unstructured, where it is a candidate; None
+    above SELL_MAX_M), SparseInt8Matrix vs QuantizedMatrix for unstructured
+    pruning (a share 1 - s^4 of the 1x4 blocks is kept) and for 1x4-block
+    pruning."""
     model = MEASURED if model is None else model
-    cases = ((None, ("csr", "sell"), "csr"), (None, ("sell",), "sell"),
+    cases = ((None, ("csr",), "csr"), (None, ("sell",), "sell"),
              ("int8", ("spint8",), "spint8"), ("int8", ("spint8",), "spint8_1x4"))
     sell_isa = model.get("sell_isa", "avx512")
     out = []
@@ -592,11 +613,13 @@ def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32,
                     nblocks = max(1, round(n * kq * kept)) if nnz else 0
                     ngroups = n * math.ceil(k * (1 - s) / 4)
                     slots = None
-                    if _sell_wanted(quantize, m, sell_isa):
+                    if col == "sell" and _sell_wanted(quantize, m, sell_isa):
                         if pct not in slots_at:
                             slots_at[pct] = 64 * _sell_groups(
                                 (uniform >= s).astype(np.float32))
                         slots = slots_at[pct]
+                    if col == "sell" and slots is None:
+                        break  # not a candidate at this M
                     ex = _decide(n, k, nnz, nblocks, ngroups, quantize, m, model,
                                  model["isa"], slots=slots, sell_isa=sell_isa)
                     if ex["choice"] in sparse:
@@ -696,17 +719,27 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
 # benchmark lock), main at 2083962 (after the fp32 M = 1 tail change), 8 shapes x
 # 8 sparsities x 2 patterns x M in 1, 8, 32, 128. Checked against a third and
 # fourth run with another seed (benchmarks/pack_accuracy.py, results in
-# benchmarks/RESULTS.md). Lowest sparsity from which pack picks the sparse format
-# (csr: vs dense fp32; spint8: vs QuantizedMatrix, unstructured; spint8_1x4: vs
-# QuantizedMatrix, pruned in 1x4 blocks):
-# {'shape': '3072x768', 'm': 1, 'csr': 0.71, 'spint8': 0.81, 'spint8_1x4': 0.82}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.51, 'spint8': 0.95, 'spint8_1x4': 0.79}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'spint8': 0.83, 'spint8_1x4': 0.46}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.34, 'spint8': 0.62, 'spint8_1x4': 0.44}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.71, 'spint8': 0.96, 'spint8_1x4': 0.83}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.55, 'spint8': 0.94, 'spint8_1x4': 0.77}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'spint8': 0.82, 'spint8_1x4': 0.45}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'spint8': 0.62, 'spint8_1x4': 0.44}
+# benchmarks/RESULTS.md).
+# "sell" (SlicedEllMatrix, spmv_sell_f32 on avx512) was fitted later, alone
+# (`--fit all_*.json --formats sell`: the other formats keep the coefficients
+# above), to four runs of `--measure --reps 15` timing every format interleaved
+# as above (two per half of the shapes, 2026-11-28 15:14-15:15 UTC, load average
+# 3-4 on 2 cores from other engineers' jobs, each run 25-35 s under the lock),
+# branch sellint; its units are slots (64 per group). Scored on pack_accuracy's
+# own runs (seed 1): benchmarks/RESULTS.md, "SlicedEllMatrix in the framework
+# layers". Lowest sparsity from which pack picks the sparse format (csr:
+# CSRMatrix vs dense fp32 where SlicedEllMatrix is no candidate; sell:
+# SlicedEllMatrix, M <= SELL_MAX_M on AVX-512, None above; spint8: vs
+# QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4
+# blocks):
+# {'shape': '3072x768', 'm': 1, 'csr': 0.71, 'sell': 0.46, 'spint8': 0.81, 'spint8_1x4': 0.82}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.51, 'sell': 0.14, 'spint8': 0.95, 'spint8_1x4': 0.79}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.83, 'spint8_1x4': 0.46}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.34, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.71, 'sell': 0.45, 'spint8': 0.96, 'spint8_1x4': 0.83}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.55, 'sell': 0.12, 'spint8': 0.94, 'spint8_1x4': 0.77}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.82, 'spint8_1x4': 0.45}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44}
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

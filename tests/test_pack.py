@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 import sparsekit
-from sparsekit import CSRMatrix, SparseInt8Matrix
+from sparsekit import CSRMatrix, SlicedEllMatrix, SparseInt8Matrix
 from sparsekit.pack import MEASURED, crossover_table
 
 from conftest import reference_linear
 
-FP32 = (np.ndarray, CSRMatrix)
+FP32 = (np.ndarray, CSRMatrix, SlicedEllMatrix)
 INT8 = tuple(c for c in (getattr(sparsekit, "QuantizedMatrix", None), SparseInt8Matrix) if c)
 
 
@@ -326,7 +326,11 @@ def test_pack_follows_the_documented_crossover(rng, row):
     (exact zero counts; +-3% covers the random 1x4-block count)."""
     n, k = (int(v) for v in row["shape"].split("x"))
     m = row["m"]
-    for quantize, col, sparse in ((None, "csr", CSRMatrix), ("int8", "spint8", SparseInt8Matrix)):
+    from sparsekit.pack import _sell_isa, _sell_wanted
+
+    # where SlicedEllMatrix is a candidate on this CPU its column is the crossover
+    fp32 = "sell" if _sell_wanted(None, m, _sell_isa()) else "csr"
+    for quantize, col in ((None, fp32), ("int8", "spint8")):
         s_c = row[col]
         if s_c is None:
             continue
@@ -336,13 +340,14 @@ def test_pack_follows_the_documented_crossover(rng, row):
             w = rng.standard_normal((n, k)).astype(np.float32)
             w.flat[rng.choice(w.size, int(round(s * w.size)), replace=False)] = 0
             ex = sparsekit.explain(w, quantize=quantize, m=m)
-            assert (ex["choice"] in ("csr", "spint8")) == want_sparse, (col, s, ex["reason"])
-    # the fp32 crossover itself, with exact counts
+            assert (ex["choice"] in ("csr", "sell", "spint8")) == want_sparse, \
+                (col, s, ex["reason"])
+    # the CSRMatrix / dense crossover itself, with exact counts (no SlicedEllMatrix)
     from sparsekit.pack import _decide
 
     s_c = row["csr"]
-    at = _decide(n, k, round(n * k * (1 - s_c)), 1, 1, None, m)
-    below = _decide(n, k, round(n * k * (1 - s_c + 0.01)), 1, 1, None, m)
+    at = _decide(n, k, round(n * k * (1 - s_c)), 1, 1, None, m, sell_isa="avx2")
+    below = _decide(n, k, round(n * k * (1 - s_c + 0.01)), 1, 1, None, m, sell_isa="avx2")
     assert at["choice"] == "csr" and below["choice"] == "dense"
 
 

@@ -30,6 +30,10 @@ VARIANTS = {
     "int8": (dict(quantize="dynamic", min_sparsity=1.0), sparsekit.QuantizedMatrix,
              ["packed", "sum24", "scale"]),
 }
+if sparsekit.info()["kernels"].get("spmv_sell_f32") == "avx512":  # m=1 picks it there only
+    VARIANTS["sliced_ell"] = (dict(quantize=None, min_sparsity=0.5, m=1),
+                              sparsekit.SlicedEllMatrix,
+                              ["group_ptr", "window", "index", "values"])
 
 
 def pruned_mlp(seed, amount=0.9):

@@ -2,6 +2,7 @@
 where its kernel is AVX-512, the framework converters take the rows per call
 (m=), drop-in torch modules run and (re)load it, and sparsekit.save / load
 round-trip it."""
+import importlib
 import json
 import struct
 
@@ -77,11 +78,8 @@ def test_pack_rule_does_not_depend_on_this_cpu(bert_ffn):
         assert any(f"runs on {isa}" in note for note in ex["notes"])
     # the model says so too: without the M rule it ranks CSRMatrix first at M >= 32
     # for this 90%-sparse BERT weight
+    P = importlib.import_module("sparsekit.pack")  # the module (sparsekit.pack is the function)
     for m in (32, 128):
-        import sparsekit.pack as _  # noqa: F401
-        import importlib
-
-        P = importlib.import_module("sparsekit.pack")
         assert P._predict(P.MEASURED, "sell", m, n, k, slots) > \
             P._predict(P.MEASURED, "csr", m, n, k, nnz)
     # an unpruned weight stays dense even where SlicedEllMatrix is predicted faster
@@ -165,6 +163,22 @@ def test_accelerate_m1_equals_default():
         skt.accelerate(model, m=0)
     with pytest.raises(TypeError, match="m: "):
         skt.to_runtime(model, m="one")
+
+
+def test_conv_keeps_the_default_m():
+    """A conv's rows per call are its output pixels: m= is for Linear layers."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(8, 32, 3), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(32 * 4 * 4, 40)).eval()
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for m in (model[0], model[3]):
+            m.weight[torch.from_numpy(rng.random(tuple(m.weight.shape)) < 0.9)] = 0
+    fast = skt.accelerate(model, min_sparsity=0.5, m=1)
+    assert type(fast[0].layer.weight) is CSRMatrix and type(fast[3].layer.weight) is WANT
+    x = torch.randn(1, 8, 6, 6)
+    with torch.inference_mode():
+        close(fast(x).numpy(), model(x).numpy())
 
 
 def test_accelerate_m1_int8():
@@ -329,3 +343,20 @@ def test_onnx_load_m1(rng):
     x = rng.standard_normal((1, 64)).astype(np.float32)
     close(rt1(x), x @ w)
     close(rt1(x), rt(x))
+
+
+def test_keras_convert_m1(rng):
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # as tests/test_keras_convert.py
+    keras = pytest.importorskip("keras")
+    import sparsekit.keras  # noqa: F401
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(48, use_bias=False)])
+    kernel = pruned(rng, 48, 64).T  # Keras kernels are [in, out]
+    model.layers[0].set_weights([kernel])
+    rt1 = sparsekit.keras.convert(model, m=1)
+    weights = [layer.weight for layer, _, _ in rt1.nodes if layer.weight is not None]
+    assert [type(w) for w in weights] == [WANT]
+    x = rng.standard_normal((1, 64)).astype(np.float32)
+    close(rt1(x), x @ kernel)

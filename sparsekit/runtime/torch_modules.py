@@ -145,7 +145,7 @@ class SparsekitModule(nn.Module):
                 why = ("a plain torch weight: load the state_dict into the model before "
                        "accelerate, then accelerate it") if other == [prefix + "weight"] else \
                     ("it comes from a model accelerated differently (quantize, min_sparsity, "
-                     "or weights whose sparsity chose another format); accelerate the model "
+                     "m, or weights whose sparsity chose another format); accelerate the model "
                      "the same way as the one saved")
                 error_msgs.append(
                     f"{prefix}weight: this layer's weight is {describe(self.layer.weight)} "

@@ -27,7 +27,7 @@ class CSRMatrix:
     ``CSRMatrix.from_scipy(m)``, or ``CSRMatrix((data, indices, indptr), shape)``.
     """
 
-    __slots__ = ("_shape", "data", "indices", "indptr")
+    __slots__ = ("_shape", "data", "indices", "indptr", "_shared")
 
     def __init__(self, arrays, shape):
         try:
@@ -73,6 +73,12 @@ class CSRMatrix:
         self.data = frozen(np.array(data, dtype=np.float32, order="C"))
         self.indices = frozen(np.array(indices, dtype=index_dtype, order="C"))
         self.indptr = frozen(np.array(indptr, dtype=np.int64, order="C"))
+        # The AVX-512 kernel's shared-column layout (columns used by 2-4 rows of
+        # a group of 4 loaded once), built once here where that kernel would use
+        # it (AVX-512 CPU, density >= 17%), else None; it holds a copy of the
+        # values, counted in nbytes.
+        self._shared = (_core.csr_shared_build(self.indptr, self.indices, self.data, n, k)
+                        if _COMPILED else None)
 
     # ---- constructors -------------------------------------------------------
     @classmethod
@@ -112,7 +118,9 @@ class CSRMatrix:
 
     @property
     def nbytes(self):
-        return self.data.nbytes + self.indices.nbytes + self.indptr.nbytes
+        """Bytes of the CSR arrays plus the shared-column layout, if built."""
+        shared = self._shared.nbytes if self._shared is not None else 0
+        return self.data.nbytes + self.indices.nbytes + self.indptr.nbytes + shared
 
     def to_dense(self):
         n, k = self._shape
@@ -162,7 +170,7 @@ class CSRMatrix:
 
             return linear_csr(self.indptr, self.indices, self.data, n, x, bias, act)
         return _core.linear_csr_f32(self.indptr, self.indices, self.data, n, k, x, bias,
-                                    act, None)
+                                    act, None, self._shared)
 
     def _linear_fast(self, x, bias, act):
         """linear() in one C call when x is float32 [K] or [M, K] with unit-stride
@@ -172,7 +180,7 @@ class CSRMatrix:
             return None
         n, k = self._shape
         return _core.linear_csr_f32_fast(self.indptr, self.indices, self.data, n, k, x, bias,
-                                         act)
+                                         act, self._shared)
 
 
 def _csr_from_state(data, indices, indptr, shape):

@@ -110,15 +110,48 @@ static void test_shared_layout(void) {
   sk_csr_f32 w = {70, 1000, c.indptr, c.indices, 2, c.values};
   sk_csr_f32_shared *s = sk_csr_f32_shared_build(&w, 1);
   CHECK(s != NULL && s->panels == 3 && s->groups == 18, "layout shape");
-  int64_t quads = 0, pairs = 0, singles = 0;
-  for (int64_t i = 0; i < s->groups * s->panels; ++i) {
-    quads += s->cnt[i * 8];
-    for (int m = 1; m < 4; ++m) pairs += s->cnt[i * 8 + m];
-    for (int r = 4; r < 8; ++r) singles += s->cnt[i * 8 + r];
+  /* the steps put back where they belong give W: every nonzero once */
+  static const int pair_rows[3][4] = {{0, 1, 2, 3}, {0, 2, 1, 3}, {0, 3, 1, 2}};
+  float *back = calloc((size_t)(72 * 1000), sizeof(float));
+  int64_t quads = 0, pairs = 0, singles = 0, wi = 0, ci = 0, twice = 0;
+#define PUT(row, col, v)                                                        \
+  do {                                                                          \
+    float *b_ = &back[(row) * 1000 + (col)];                                    \
+    twice += *b_ != 0.0f;                                                       \
+    *b_ = (v);                                                                  \
+  } while (0)
+  for (int64_t g = 0; g < s->groups; ++g) {
+    CHECK(s->wstart[g] == wi && s->cstart[g] == ci, "group starts");
+    for (int64_t pi = 0; pi < s->panels; ++pi) {
+      const uint16_t *cnt = s->cnt + (g * s->panels + pi) * 8;
+      const int64_t k0 = pi * s->kb, k1 = k0 + s->kb;
+      for (int q = 0; q < cnt[0]; ++q, wi += 4, ++ci, ++quads)
+        for (int r = 0; r < 4; ++r) PUT(4 * g + r, s->c[ci], s->w[wi + r]);
+      for (int m = 0; m < 3; ++m)
+        for (int q = 0; q < cnt[1 + m]; ++q, wi += 4, ci += 2, ++pairs)
+          for (int h = 0; h < 4; ++h)
+            PUT(4 * g + pair_rows[m][h], s->c[ci + h / 2], s->w[wi + pair_rows[m][h]]);
+      for (int r = 0; r < 4; ++r)
+        for (int q = 0; q < cnt[4 + r]; ++q, ++wi, ++ci, ++singles) {
+          CHECK(s->c[ci] >= k0 && s->c[ci] < k1, "column in its panel");
+          PUT(4 * g + r, s->c[ci], s->w[wi]);
+        }
+    }
   }
+#undef PUT
+  CHECK(s->wstart[s->groups] == wi && s->cstart[s->groups] == ci, "lengths");
+  int same = twice == 0;
+  for (int64_t r = 0; r < 70; ++r)
+    for (int64_t p = c.indptr[r]; p < c.indptr[r + 1]; ++p) {
+      const int64_t j = ((uint16_t *)c.indices)[p];
+      same &= back[r * 1000 + j] == c.values[p];
+      back[r * 1000 + j] = 0;
+    }
+  for (int64_t i = 0; i < 72 * 1000; ++i) same &= back[i] == 0;
+  CHECK(same, "the layout puts back to W");
+  free(back);
   CHECK(4 * quads + 4 * pairs + singles == c.nnz, "every nonzero once");
   CHECK(quads > 0 && pairs > 0 && singles > 0, "all kinds of steps");
-  CHECK(s->cstart[s->groups] == quads + 2 * pairs + singles, "columns");
   CHECK(sk_csr_f32_shared_nbytes(s) >= 4 * c.nnz, "nbytes");
   float x[1000] = {0}, y[70];
   sk_csr_f32 other = w;

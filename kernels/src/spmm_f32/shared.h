@@ -19,7 +19,9 @@
 
 #include "../internal.h"
 
+#ifndef SK_SHARED_KPANEL
 #define SK_SHARED_KPANEL 384 /* widest panel: 48 KiB of a 32-row packed tile */
+#endif
 
 struct sk_csr_f32_shared {
   int64_t n, k, nnz;

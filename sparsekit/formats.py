@@ -75,7 +75,7 @@ class CSRMatrix:
         self.indptr = frozen(np.array(indptr, dtype=np.int64, order="C"))
         # The AVX-512 kernel's shared-column layout (columns used by 2-4 rows of
         # a group of 4 loaded once), built once here where that kernel would use
-        # it (AVX-512 CPU, density >= 17%), else None; it holds a copy of the
+        # it (AVX-512 CPU, density 17-35%), else None; it holds a copy of the
         # values, counted in nbytes.
         self._shared = (_core.csr_shared_build(self.indptr, self.indices, self.data, n, k)
                         if _COMPILED else None)

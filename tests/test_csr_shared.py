@@ -41,13 +41,16 @@ def test_forced_layout_every_isa(isa, rng, density):
 def test_built_where_used(rng):
     dense = CSRMatrix.from_dense(random_sparse(rng, 64, 300, 0.3))
     sparse = CSRMatrix.from_dense(random_sparse(rng, 64, 300, 0.05))
+    full = CSRMatrix.from_dense(random_sparse(rng, 64, 300, 0.5))  # would outgrow dense
     wide = CSRMatrix.from_dense(random_sparse(rng, 8, 70000, 0.3))  # int32 indices
     avx512 = _core.cpu_supports("avx512")
     assert (dense._shared is not None) == avx512
-    assert sparse._shared is None and wide._shared is None
+    assert sparse._shared is None and wide._shared is None and full._shared is None
+    assert forced(full) is not None
     if avx512:  # nbytes counts it: a copy of the values, <= one uint16 per nonzero
         arrays = dense.data.nbytes + dense.indices.nbytes + dense.indptr.nbytes
         assert 4 * dense.nnz <= dense.nbytes - arrays <= 6 * dense.nnz + 4096
+        assert dense.nbytes <= 4 * 64 * 300  # no bigger than dense fp32
 
 
 def test_ninety_percent_keeps_its_bytes(rng):

@@ -158,14 +158,21 @@ static void test_shared_layout(void) {
   other.n = 69;
   CHECK(sk_linear_csr_f32_shared(&other, s, 1, x, 1000, NULL, SK_ACT_NONE, y, 70) ==
             SK_ERR_ARGUMENT, "layout of another weight");
-  sk_csr_f32_shared *auto_s = sk_csr_f32_shared_build(&w, 0);
-  CHECK((auto_s != NULL) == (sk_cpu_supports(SK_ISA_AVX512) != 0), "built where used");
-  sk_csr_f32_shared_free(auto_s);
+  sk_csr_f32_shared_free(s);
+  free_csr(&c);
+  c = make_csr(70, 1000, 0.3, 2); /* 24% dense (every 5th row empty) */
+  w.indptr = c.indptr, w.indices = c.indices, w.values = c.values;
+  s = sk_csr_f32_shared_build(&w, 0);
+  CHECK((s != NULL) == (sk_cpu_supports(SK_ISA_AVX512) != 0), "built where used");
   sk_csr_f32_shared_free(s);
   free_csr(&c);
   c = make_csr(70, 1000, 0.05, 2);
   w.indptr = c.indptr, w.indices = c.indices, w.values = c.values;
   CHECK(sk_csr_f32_shared_build(&w, 0) == NULL, "too sparse: not built");
+  free_csr(&c);
+  c = make_csr(70, 1000, 0.6, 2);
+  w.indptr = c.indptr, w.indices = c.indices, w.values = c.values;
+  CHECK(sk_csr_f32_shared_build(&w, 0) == NULL, "too dense: not built");
   free_csr(&c);
 }
 

@@ -7,8 +7,9 @@
  * bound it. Within a group of 4 rows a column that 2-4 of the rows use can
  * be loaded once and FMA'd into each of them. At 30% density that cuts the
  * loads per nonzero to ~0.7 and made the kernel 15-30% faster (M = 128); at
- * 10% (few shared columns, more loops per group) it was 5-35% slower, so the
- * layout is built only above SK_SHARED_MIN_DENSITY.
+ * 10% it was 10-12% faster for K >= 768 but would double the bytes of a
+ * 90%-sparse weight (issue 2 caps it at 0.65 per dense weight), so the layout
+ * is built only from SK_SHARED_MIN_DENSITY to SK_SHARED_MAX_DENSITY.
  *
  * Per (group, panel), each column in use gets its set of rows:
  *   4 rows  -> a quad step;
@@ -25,6 +26,9 @@
 #include "shared.h"
 
 #define SK_SHARED_MIN_DENSITY 0.17
+/* Above this the weight with its layout (~11.5 bytes per nonzero) would take
+ * more bytes than the dense fp32 array: not built. */
+#define SK_SHARED_MAX_DENSITY 0.35
 
 /* pair id of rows a < b: (0,1) 0, (0,2) 1, (0,3) 2, (1,2) 3, (1,3) 4, (2,3) 5 */
 static const int PAIR_ID[4][4] = {{-1, 0, 1, 2}, {0, -1, 3, 4}, {1, 3, -1, 5}, {2, 4, 5, -1}};
@@ -138,7 +142,8 @@ sk_csr_f32_shared *sk_csr_f32_shared_build(const sk_csr_f32 *w, int force) {
 #else
     return NULL; /* only the AVX-512 kernel reads it */
 #endif
-    if ((double)nnz < SK_SHARED_MIN_DENSITY * (double)n * (double)k) return NULL;
+    const double density = (double)nnz / ((double)n * (double)k);
+    if (density < SK_SHARED_MIN_DENSITY || density > SK_SHARED_MAX_DENSITY) return NULL;
   }
   sk_csr_f32_shared *s = calloc(1, sizeof *s);
   if (s == NULL) return NULL;

@@ -121,7 +121,7 @@ def shared_csr(w):
 
 def make_sparsekit_shared(w, x, threads):
     note = (f"sparsekit.linear, CSRMatrix.with_shared_columns() (timed at M >= {SHARED_MIN_M} "
-            "where the layout is built: AVX-512, density 17-35%)")
+            "where the layout is built: AVX-512, density 17-35%, 5-35% for K > 512)")
     c = shared_csr(w) if x.shape[0] >= SHARED_MIN_M else None
     if c is None:
         return None, note

@@ -146,7 +146,8 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x,
  * that kernel). Built once per weight; it holds a copy of the values (4 bytes
  * per nonzero), at most one uint16 column per nonzero and 16 bytes per 4 rows
  * and 384-column panel (sk_csr_f32_shared_nbytes). Returns NULL where it would
- * not be used (no AVX-512 on this CPU; density below 17%, or above 35% where
+ * not be used (no AVX-512 on this CPU; density below 17% (5% for K > 512),
+ * or above 35% where
  * W with the layout would outgrow dense fp32; all skipped when `force`), for
  * int32 indices or an empty or invalid w, and when out of memory. */
 typedef struct sk_csr_f32_shared sk_csr_f32_shared;

@@ -110,9 +110,33 @@ def make_sparsekit_sell(w, x, threads):
     return (lambda: sparsekit.linear(x, s)), note
 
 
+SHARED_MIN_M = 32  # the shared-column layout feeds the tiled kernel (M >= 32 here)
+
+
+def shared_csr(w):
+    """CSRMatrix.with_shared_columns() of w, or None where it builds no layout."""
+    c = sparsekit.CSRMatrix.from_dense(w).with_shared_columns()
+    return c if c.shared_columns else None
+
+
+def make_sparsekit_shared(w, x, threads):
+    note = (f"sparsekit.linear, CSRMatrix.with_shared_columns() (timed at M >= {SHARED_MIN_M} "
+            "where the layout is built: AVX-512, density 17-35%, 5-35% for K > 512)")
+    c = shared_csr(w) if x.shape[0] >= SHARED_MIN_M else None
+    if c is None:
+        return None, note
+    return (lambda: sparsekit.linear(x, c)), note
+
+
 MAKERS = {"numpy": make_numpy, "onnxruntime": make_onnxruntime, "scipy": make_scipy,
           "torch": make_torch, "sparsekit": make_sparsekit,
-          "sparsekit_sell": make_sparsekit_sell}
+          "sparsekit_sell": make_sparsekit_sell, "sparsekit_shared": make_sparsekit_shared}
+# sparsekit's other fp32 formats, timed beside CSRMatrix where they apply:
+# system -> (name in the target lines, bytes per dense weight of w)
+VARIANTS = {"sparsekit_sell": ("a SlicedEllMatrix",
+                               lambda w: sparsekit.SlicedEllMatrix.from_dense(w).nbytes / w.size),
+            "sparsekit_shared": ("CSRMatrix.with_shared_columns()",
+                                 lambda w: shared_csr(w).nbytes / w.size)}
 
 
 def set_threads(threads):
@@ -155,8 +179,7 @@ def run_config(shape, m, sparsity, threads, repeats, target_s, rng, notes, clock
     row["speedup_vs_peers"] = {p: ratio_median(t, p, "sparsekit") for p in peers}
     c = sparsekit.CSRMatrix.from_dense(w)
     row["bytes_per_weight"] = c.nbytes / (n * k)
-    if "sparsekit_sell" in t:
-        row["sell_bytes_per_weight"] = sparsekit.SlicedEllMatrix.from_csr(c).nbytes / (n * k)
+    row["variant_bytes_per_weight"] = {v: VARIANTS[v][1](w) for v in VARIANTS if v in t}
     return row
 
 
@@ -210,11 +233,11 @@ def markdown(rows, scaling, notes, meta):
     for w in meta["warnings"]:
         out.append(f"- WARNING: {w}")
     out.append("")
-    systems = [s for s in ("numpy", "onnxruntime", "scipy", "torch", "sparsekit",
-                           "sparsekit_sell") if any(s in r["seconds"] for r in rows)]
-    sell = "sparsekit_sell" in systems
+    systems = [s for s in ("numpy", "onnxruntime", "scipy", "torch", "sparsekit") + tuple(VARIANTS)
+               if any(s in r["seconds"] for r in rows)]
+    variants = [v for v in VARIANTS if v in systems]
     head = ["shape", "M", "sparsity", "threads", "best dense", "dense ms"] + systems + \
-           ["sk vs best sparse peer", "bytes/weight"] + (["sell bytes/weight"] if sell else [])
+           ["sk vs best sparse peer", "bytes/weight"] + [f"{v} bytes/weight" for v in variants]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     for r in rows:
@@ -223,14 +246,14 @@ def markdown(rows, scaling, notes, meta):
         for s in systems:
             v = r["speedup_vs_best_dense"].get(s)
             cell = "-" if v is None else fmt_ratio(v)
-            if s in ("sparsekit", "sparsekit_sell") and v is not None:
+            if s.startswith("sparsekit") and v is not None:
                 cell = f"**{cell}** ±{r['spread'][s] * 100:.0f}%"
             cells.append(cell)
         peers = r["speedup_vs_peers"]
         cells.append(fmt_ratio(min(peers.values())) if peers else "-")
         cells.append(f"{r['bytes_per_weight']:.3f}")
-        if sell:
-            v = r.get("sell_bytes_per_weight")
+        for variant in variants:
+            v = r.get("variant_bytes_per_weight", {}).get(variant)
             cells.append("-" if v is None else f"{v:.3f}")
         out.append("| " + " | ".join(cells) + " |")
     if scaling:
@@ -260,14 +283,15 @@ def targets(rows, scaling):
             detail = ", ".join(f"{s} {v:.2f}x" for s, v in got.items())
             lines.append(f"M={m}, {sp:.0%} sparse, >= {need}x fastest dense: "
                          f"{'MET' if ok else 'MISSED'} ({detail})")
-        got = {r["shape"]: r["speedup_vs_best_dense"].get("sparsekit_sell") for r in one
-               if r["m"] == m and abs(r["sparsity"] - sp) < 1e-9
-               and "sparsekit_sell" in r["speedup_vs_best_dense"]}
-        if got:
-            ok = all(v >= need for v in got.values())
-            detail = ", ".join(f"{s} {v:.2f}x" for s, v in got.items())
-            lines.append(f"M={m}, {sp:.0%} sparse, >= {need}x fastest dense, with a "
-                         f"SlicedEllMatrix: {'MET' if ok else 'MISSED'} ({detail})")
+        for variant, (label, _) in VARIANTS.items():
+            got = {r["shape"]: r["speedup_vs_best_dense"][variant] for r in one
+                   if r["m"] == m and abs(r["sparsity"] - sp) < 1e-9
+                   and variant in r["speedup_vs_best_dense"]}
+            if got:
+                ok = all(v >= need for v in got.values())
+                detail = ", ".join(f"{s} {v:.2f}x" for s, v in got.items())
+                lines.append(f"M={m}, {sp:.0%} sparse, >= {need}x fastest dense, with "
+                             f"{label}: {'MET' if ok else 'MISSED'} ({detail})")
     m, sp, need = TARGET_PEERS
     got = {(r["shape"], p): v for r in one if r["m"] == m and abs(r["sparsity"] - sp) < 1e-9
            for p, v in r["speedup_vs_peers"].items()}
@@ -355,9 +379,8 @@ def main(argv=None):
                     print(f"{shape:14s} M={m:<4d} sparsity={sp:.2f} threads={th}: sparsekit "
                           f"{row['speedup_vs_best_dense']['sparsekit']:.2f}x fastest dense "
                           f"({row['best_dense']})"
-                          + (f", SlicedEllMatrix "
-                             f"{row['speedup_vs_best_dense']['sparsekit_sell']:.2f}x"
-                             if "sparsekit_sell" in row["seconds"] else ""),
+                          + "".join(f", {VARIANTS[v][0]} {row['speedup_vs_best_dense'][v]:.2f}x"
+                                    for v in VARIANTS if v in row["seconds"]),
                           file=sys.stderr, flush=True)
     if not args.no_scaling and (os.cpu_count() or 1) >= 2:
         for shape in shapes:

@@ -69,12 +69,61 @@ cdef cnp.ndarray empty_aligned_f32(int64_t m, int64_t n):
     return buf[off:off + m * n].reshape(m, n)
 
 
+cdef class CsrShared:
+    """The shared-column layout of one CSR weight (kernels/src/spmm_f32/shared.h),
+    owned here and freed with this object. Build with csr_shared_build; it must
+    only be passed along with the arrays it was built from (the C side checks
+    shape and nnz)."""
+    cdef sk_csr_f32_shared *ptr
+    cdef object arrays  # the (indptr, indices, data) it was built from
+
+    def __dealloc__(self):
+        sk_csr_f32_shared_free(self.ptr)
+        self.ptr = NULL
+
+    @property
+    def nbytes(self):
+        return sk_csr_f32_shared_nbytes(self.ptr)
+
+
+def csr_shared_build(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray data,
+                     int64_t n, int64_t k, bint force=False):
+    """The weight's shared-column layout, or None where the kernels would not use
+    it (see sk_csr_f32_shared_build; force: build it whenever possible)."""
+    cdef sk_csr_f32 w
+    cdef sk_csr_f32_shared *p
+    fill_csr(&w, indptr, indices, data, n, k)
+    with nogil:
+        p = sk_csr_f32_shared_build(&w, 1 if force else 0)
+    if p == NULL:
+        return None
+    cdef CsrShared s = CsrShared.__new__(CsrShared)
+    s.ptr = p
+    s.arrays = (indptr, indices, data)
+    return s
+
+
+cdef const sk_csr_f32_shared *shared_ptr(object shared, cnp.ndarray indptr,
+                                          cnp.ndarray indices, cnp.ndarray data) except? NULL:
+    """The layout's pointer (NULL for None); it must come from these very arrays."""
+    if shared is None:
+        return NULL
+    if not isinstance(shared, CsrShared):
+        raise TypeError("shared: expected a CsrShared or None")
+    cdef CsrShared s = <CsrShared>shared
+    a = s.arrays
+    if a[0] is not indptr or a[1] is not indices or a[2] is not data:
+        raise ValueError("shared: built from other arrays")
+    return s.ptr
+
+
 def linear_csr_f32(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray data,
                    int64_t n, int64_t k, cnp.ndarray x, object bias, int act,
-                   cnp.ndarray out=None):
+                   cnp.ndarray out=None, object shared=None):
     """out[M, N] = act(x[M, K] @ W.T + bias) with W the CSR (indptr, indices, data);
-    out=None allocates a 64-byte aligned result."""
+    out=None allocates a 64-byte aligned result; shared: W's CsrShared or None."""
     cdef sk_csr_f32 w
+    cdef const sk_csr_f32_shared *ps = shared_ptr(shared, indptr, indices, data)
     cdef int64_t m = x.shape[0] if x.ndim == 2 else -1
     cdef int64_t ldx = 0, ldy = 0
     cdef const float *px
@@ -96,19 +145,21 @@ def linear_csr_f32(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray data,
     if act != 0 and act != 1:
         raise ValueError("activation: expected 0 (none) or 1 (relu)")
     with nogil:
-        rc = sk_linear_csr_f32(&w, m, px, ldx, pb, <sk_activation>act, py, ldy)
+        rc = sk_linear_csr_f32_shared(&w, ps, m, px, ldx, pb, <sk_activation>act, py, ldy)
     check(rc)
     return out
 
 
 def linear_csr_f32_fast(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray data,
-                        int64_t n, int64_t k, object x, object bias, int act):
+                        int64_t n, int64_t k, object x, object bias, int act,
+                        object shared=None):
     """sparsekit.linear's common case in one call, for the per-call cost of
     small layers (M = 1): x a float32 ndarray [K] or [M, K] with unit-stride
     rows, bias None or a contiguous float32 [N], act 0 or 1. Returns y
     ([N] or [M, N]), or None when the input needs the general path in ops.py
-    (conversion, other shapes, or an error to report)."""
+    (conversion, other shapes, or an error to report). shared: W's CsrShared or None."""
     cdef sk_csr_f32 w
+    cdef const sk_csr_f32_shared *ps = shared_ptr(shared, indptr, indices, data)
     cdef cnp.ndarray xa, out
     cdef int64_t m, ldx, rows
     cdef const float *pb = NULL
@@ -149,7 +200,7 @@ def linear_csr_f32_fast(cnp.ndarray indptr, cnp.ndarray indices, cnp.ndarray dat
     else:
         out = empty_aligned_f32(m, n)
     with nogil:
-        rc = sk_linear_csr_f32(&w, m, <const float *>cnp.PyArray_DATA(xa), ldx, pb,
-                               <sk_activation>act, <float *>cnp.PyArray_DATA(out), n)
+        rc = sk_linear_csr_f32_shared(&w, ps, m, <const float *>cnp.PyArray_DATA(xa), ldx, pb,
+                                      <sk_activation>act, <float *>cnp.PyArray_DATA(out), n)
     check(rc)
     return out

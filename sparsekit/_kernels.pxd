@@ -33,6 +33,14 @@ cdef extern from "sparsekit.h" nogil:
     int sk_csr_f32_validate(const sk_csr_f32 *w, int64_t *bad_row)
     int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ldx,
                           const float *bias, sk_activation act, float *y, int64_t ldy)
+    ctypedef struct sk_csr_f32_shared:
+        pass
+    sk_csr_f32_shared *sk_csr_f32_shared_build(const sk_csr_f32 *w, int force)
+    void sk_csr_f32_shared_free(sk_csr_f32_shared *s)
+    int64_t sk_csr_f32_shared_nbytes(const sk_csr_f32_shared *s)
+    int sk_linear_csr_f32_shared(const sk_csr_f32 *w, const sk_csr_f32_shared *s, int64_t m,
+                                 const float *x, int64_t ldx, const float *bias,
+                                 sk_activation act, float *y, int64_t ldy)
 
     # ---- fp32 sliced ELL with 32-column windows (spmv_sell_f32) ----
     ctypedef struct sk_sell_f32:

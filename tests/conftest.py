@@ -104,3 +104,24 @@ def assert_close_f32(got, ref, x, w, rtol=1e-5):
     assert got.dtype == np.float32
     assert got.shape == np.shape(ref)
     assert np.all(err <= rtol * (scale + 1.0)), f"max err {err.max() if err.size else 0}"
+
+
+def assert_threads_agree(w, xs, n_threads=8, calls=5):
+    """sparsekit.linear(x, w) from n_threads Python threads at once (the GIL
+    is released in the kernels) equals the single-threaded result, bit for bit."""
+    import threading
+
+    expected = [sparsekit.linear(x, w) for x in xs]
+    results = [None] * len(xs)
+
+    def work(i):
+        for _ in range(calls):
+            results[i] = sparsekit.linear(xs[i], w)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)

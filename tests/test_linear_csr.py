@@ -1,7 +1,6 @@
 """sparsekit.linear with a CSRMatrix on every ISA path against a float64
 NumPy reference. Tolerance: |err| <= 1e-5 * (sum_k |x_k w_k| + 1), the
 float32 accumulation bound for these sizes."""
-import threading
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import sparsekit
 from sparsekit import CSRMatrix
-from conftest import assert_close_f32, random_sparse, reference_linear
+from conftest import assert_close_f32, assert_threads_agree, random_sparse, reference_linear
 
 SIZES = [0, 1, 2, 3, 7, 15, 16, 17, 31, 33, 65, 127]
 
@@ -260,20 +259,7 @@ def test_concurrent_python_threads_identical(rng):
     w = random_sparse(rng, 512, 256, 0.1)
     c = CSRMatrix.from_dense(w)
     xs = [rng.standard_normal((64, 256)).astype(np.float32) for _ in range(8)]
-    expected = [sparsekit.linear(x, c) for x in xs]
-    results = [None] * 8
-
-    def work(i):
-        for _ in range(5):
-            results[i] = sparsekit.linear(xs[i], c)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for got, want in zip(results, expected):
-        np.testing.assert_array_equal(got, want)
+    assert_threads_agree(c, xs)
 
 
 @settings(max_examples=60, deadline=None)

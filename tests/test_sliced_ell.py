@@ -2,7 +2,6 @@
 sparsekit.linear with it on every ISA path against a float64 NumPy reference.
 Tolerance: |err| <= 1e-5 * (sum_k |x_k w_k| + 1), as for CSRMatrix."""
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 import sparsekit
 from sparsekit import CSRMatrix, SlicedEllMatrix
-from conftest import assert_close_f32, random_sparse, reference_linear
+from conftest import assert_close_f32, assert_threads_agree, random_sparse, reference_linear
 
 SIZES_N = [0, 1, 2, 15, 16, 17, 33, 127]
 SIZES_K = [0, 1, 3, 17, 31, 32, 33, 65, 127]
@@ -119,20 +118,7 @@ def test_concurrent_python_threads_identical(rng):
     w = random_sparse(rng, 300, 200, 0.1)
     s = SlicedEllMatrix.from_dense(w)
     xs = [rng.standard_normal((1 + i % 3, 200)).astype(np.float32) for i in range(8)]
-    expected = [sparsekit.linear(x, s) for x in xs]
-    results = [None] * 8
-
-    def work(i):
-        for _ in range(5):
-            results[i] = sparsekit.linear(xs[i], s)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for got, want in zip(results, expected):
-        np.testing.assert_array_equal(got, want)
+    assert_threads_agree(s, xs)
 
 
 @settings(max_examples=40, deadline=None)

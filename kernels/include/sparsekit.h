@@ -140,6 +140,27 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x,
                       int64_t ldx, const float *bias, sk_activation act,
                       float *y, int64_t ldy);
 
+/* Optional derived layout of a CSR weight for the AVX-512 kernel at M > 1:
+ * within each group of 4 rows, a column that 2-4 of the rows use is loaded
+ * once and multiplied into each of them (the loads of X, not the FMAs, bound
+ * that kernel). Built once per weight; it holds a copy of the values (4 bytes
+ * per nonzero), at most one uint16 column per nonzero and 16 bytes per 4 rows
+ * and 384-column panel (sk_csr_f32_shared_nbytes). Returns NULL where it would
+ * not be used (no AVX-512 on this CPU; density below 17% (5% for K > 512),
+ * or above 35% where
+ * W with the layout would outgrow dense fp32; all skipped when `force`), for
+ * int32 indices or an empty or invalid w, and when out of memory. */
+typedef struct sk_csr_f32_shared sk_csr_f32_shared;
+sk_csr_f32_shared *sk_csr_f32_shared_build(const sk_csr_f32 *w, int force);
+void sk_csr_f32_shared_free(sk_csr_f32_shared *s);
+int64_t sk_csr_f32_shared_nbytes(const sk_csr_f32_shared *s);
+
+/* sk_linear_csr_f32 that may use the layout `s` built from this w (NULL: none);
+ * a layout of another shape or nnz is rejected (SK_ERR_ARGUMENT). */
+int sk_linear_csr_f32_shared(const sk_csr_f32 *w, const sk_csr_f32_shared *s, int64_t m,
+                             const float *x, int64_t ldx, const float *bias,
+                             sk_activation act, float *y, int64_t ldy);
+
 /* ---- u8 activation quantization (asymmetric, per row) ------------------ *
  * The exact math, identical on every ISA and in sparsekit's Python reference
  * (quantize_rows_reference; all float32 unless said; rint = round half to

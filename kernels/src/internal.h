@@ -68,6 +68,7 @@ typedef struct {
   float *y;
   int64_t ldy;
   int64_t k; /* columns of W: rows of the packed tile */
+  const sk_csr_f32_shared *shared; /* W's shared-column layout, or NULL */
 } sk_spmm_f32_tile;
 
 typedef void (*sk_spmm_f32_fn)(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1);

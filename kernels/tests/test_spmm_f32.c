@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "test_util.h"
+#include "spmm_f32/shared.h"
 
 typedef struct {
   int64_t n, k, nnz;
@@ -43,8 +44,9 @@ static int64_t col(const csr *c, int64_t p) {
 
 /* aligned_y: Y 64-byte aligned with a row stride of a multiple of 16 floats
  * (the AVX-512 kernel then streams full 16-float runs past the caches). */
+/* shared: through sk_linear_csr_f32_shared with the layout built (forced) */
 static void run_case_y(int isa, int64_t m, int64_t n, int64_t k, double density, int ib,
-                       int use_bias, int relu, int threads, int aligned_y) {
+                       int use_bias, int relu, int threads, int aligned_y, int shared) {
   csr c = make_csr(n, k, density, ib);
   const int64_t ldx = k + 3; /* strided rows */
   const int64_t ldy = aligned_y ? (n + 5 + 15) / 16 * 16 : n + 5;
@@ -58,9 +60,12 @@ static void run_case_y(int isa, int64_t m, int64_t n, int64_t k, double density,
   sk_csr_f32 w = {n, k, c.indptr, c.indices, ib, c.values};
   CHECK(sk_csr_f32_validate(&w, NULL) == SK_OK, "validate");
   sk_set_num_threads(threads);
-  int rc = sk_linear_csr_f32(&w, m, x, ldx, use_bias ? bias : NULL,
-                             relu ? SK_ACT_RELU : SK_ACT_NONE, y, ldy);
+  sk_csr_f32_shared *s = shared ? sk_csr_f32_shared_build(&w, 1) : NULL;
+  CHECK(!shared || (s != NULL) == (ib == 2 && n > 0 && k > 0), "shared build");
+  int rc = sk_linear_csr_f32_shared(&w, s, m, x, ldx, use_bias ? bias : NULL,
+                                    relu ? SK_ACT_RELU : SK_ACT_NONE, y, ldy);
   CHECK(rc == SK_OK, "rc=%d", rc);
+  sk_csr_f32_shared_free(s);
   int bad = 0;
   for (int64_t i = 0; i < m && !bad; ++i) {
     for (int64_t r = 0; r < ldy; ++r) {
@@ -78,16 +83,97 @@ static void run_case_y(int isa, int64_t m, int64_t n, int64_t k, double density,
       if (fabs(got - ref) > 1e-5 * (mag + 1.0)) bad = 1;
     }
   }
-  CHECK(!bad, "isa=%s m=%lld n=%lld k=%lld density=%.2f ib=%d bias=%d relu=%d t=%d al=%d",
+  CHECK(!bad, "isa=%s m=%lld n=%lld k=%lld density=%.2f ib=%d bias=%d relu=%d t=%d al=%d sh=%d",
         sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, density, ib,
-        use_bias, relu, threads, aligned_y);
+        use_bias, relu, threads, aligned_y, shared);
   free(x); free(y); free(bias); free_csr(&c);
 }
 
 static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, int ib,
                      int use_bias, int relu, int threads) {
-  run_case_y(isa, m, n, k, density, ib, use_bias, relu, threads, 0);
-  run_case_y(isa, m, n, k, density, ib, use_bias, relu, threads, 1);
+  run_case_y(isa, m, n, k, density, ib, use_bias, relu, threads, 0, 0);
+  run_case_y(isa, m, n, k, density, ib, use_bias, relu, threads, 1, 0);
+}
+
+static void run_case_shared(int isa, int64_t m, int64_t n, int64_t k, double density,
+                            int use_bias, int relu, int threads) {
+  run_case_y(isa, m, n, k, density, 2, use_bias, relu, threads, 0, 1);
+  run_case_y(isa, m, n, k, density, 2, use_bias, relu, threads, 1, 1);
+}
+
+/* The shared-column layout: every nonzero once, each kind of step present at
+ * these densities (so the kernel's quad and pair paths run in the cases
+ * below), built only where it is used unless forced, and a layout of
+ * another weight rejected. */
+static void test_shared_layout(void) {
+  csr c = make_csr(70, 1000, 0.6, 2);
+  sk_csr_f32 w = {70, 1000, c.indptr, c.indices, 2, c.values};
+  sk_csr_f32_shared *s = sk_csr_f32_shared_build(&w, 1);
+  CHECK(s != NULL && s->panels == 3 && s->groups == 18, "layout shape");
+  /* the steps put back where they belong give W: every nonzero once */
+  static const int pair_rows[3][4] = {{0, 1, 2, 3}, {0, 2, 1, 3}, {0, 3, 1, 2}};
+  float *back = calloc((size_t)(72 * 1000), sizeof(float));
+  int64_t quads = 0, pairs = 0, singles = 0, wi = 0, ci = 0, twice = 0;
+#define PUT(row, col, v)                                                        \
+  do {                                                                          \
+    float *b_ = &back[(row) * 1000 + (col)];                                    \
+    twice += *b_ != 0.0f;                                                       \
+    *b_ = (v);                                                                  \
+  } while (0)
+  for (int64_t g = 0; g < s->groups; ++g) {
+    CHECK(s->wstart[g] == wi && s->cstart[g] == ci, "group starts");
+    for (int64_t pi = 0; pi < s->panels; ++pi) {
+      const uint16_t *cnt = s->cnt + (g * s->panels + pi) * 8;
+      const int64_t k0 = pi * s->kb, k1 = k0 + s->kb;
+      for (int q = 0; q < cnt[0]; ++q, wi += 4, ++ci, ++quads)
+        for (int r = 0; r < 4; ++r) PUT(4 * g + r, s->c[ci], s->w[wi + r]);
+      for (int m = 0; m < 3; ++m)
+        for (int q = 0; q < cnt[1 + m]; ++q, wi += 4, ci += 2, ++pairs)
+          for (int h = 0; h < 4; ++h)
+            PUT(4 * g + pair_rows[m][h], s->c[ci + h / 2], s->w[wi + pair_rows[m][h]]);
+      for (int r = 0; r < 4; ++r)
+        for (int q = 0; q < cnt[4 + r]; ++q, ++wi, ++ci, ++singles) {
+          CHECK(s->c[ci] >= k0 && s->c[ci] < k1, "column in its panel");
+          PUT(4 * g + r, s->c[ci], s->w[wi]);
+        }
+    }
+  }
+#undef PUT
+  CHECK(s->wstart[s->groups] == wi && s->cstart[s->groups] == ci, "lengths");
+  int same = twice == 0;
+  for (int64_t r = 0; r < 70; ++r)
+    for (int64_t p = c.indptr[r]; p < c.indptr[r + 1]; ++p) {
+      const int64_t j = ((uint16_t *)c.indices)[p];
+      same &= back[r * 1000 + j] == c.values[p];
+      back[r * 1000 + j] = 0;
+    }
+  for (int64_t i = 0; i < 72 * 1000; ++i) same &= back[i] == 0;
+  CHECK(same, "the layout puts back to W");
+  free(back);
+  CHECK(4 * quads + 4 * pairs + singles == c.nnz, "every nonzero once");
+  CHECK(quads > 0 && pairs > 0 && singles > 0, "all kinds of steps");
+  CHECK(sk_csr_f32_shared_nbytes(s) >= 4 * c.nnz, "nbytes");
+  float x[1000] = {0}, y[70];
+  sk_csr_f32 other = w;
+  other.n = 69;
+  CHECK(sk_linear_csr_f32_shared(&other, s, 1, x, 1000, NULL, SK_ACT_NONE, y, 70) ==
+            SK_ERR_ARGUMENT, "layout of another weight");
+  sk_csr_f32_shared_free(s);
+  free_csr(&c);
+  c = make_csr(70, 1000, 0.3, 2); /* 24% dense (every 5th row empty) */
+  w.indptr = c.indptr, w.indices = c.indices, w.values = c.values;
+  s = sk_csr_f32_shared_build(&w, 0);
+  CHECK((s != NULL) == (sk_cpu_supports(SK_ISA_AVX512) != 0), "built where used");
+  sk_csr_f32_shared_free(s);
+  free_csr(&c);
+  c = make_csr(70, 1000, 0.05, 2);
+  w.indptr = c.indptr, w.indices = c.indices, w.values = c.values;
+  CHECK(sk_csr_f32_shared_build(&w, 0) == NULL, "too sparse: not built");
+  free_csr(&c);
+  c = make_csr(70, 1000, 0.6, 2);
+  w.indptr = c.indptr, w.indices = c.indices, w.values = c.values;
+  CHECK(sk_csr_f32_shared_build(&w, 0) == NULL, "too dense: not built");
+  free_csr(&c);
 }
 
 static void test_validate(void) {
@@ -111,6 +197,7 @@ int main(void) {
   static const int64_t ks[] = {1, 5, 31, 100};
   static const double densities[] = {0.0, 0.1, 0.5, 1.0};
   test_validate();
+  test_shared_layout();
   CHECK(sk_set_isa((sk_isa)99) == SK_ERR_ARGUMENT, "bad isa");
   FOR_EACH_ISA(isa) {
     CHECK(sk_family_isa("spmm_f32") >= 0, "family isa");
@@ -147,6 +234,25 @@ int main(void) {
     run_case(isa, 32, 65, 3000, 0.01, 2, 1, 1, 1);
     run_case(isa, 45, 67, 700, 0.4, 4, 1, 0, 1);
     run_case(isa, 64, 30, 1000, 0.3, 2, 0, 1, 1);
+    /* The shared-column layout (AVX-512 reads it, the others ignore it):
+     * groups of 4 rows with 1-3 rows left (N), blocks of 64 rows, row chunks
+     * of 2 threads, one or several 384-column panels, partial tiles of both
+     * widths, density 0 to 1 (1: every column a quad step) */
+    {
+      static const int64_t sm[] = {1, 2, 17, 32, 33, 70};
+      static const int64_t sn[] = {1, 6, 67, 130};
+      static const int64_t sk[] = {1, 100, 385, 1000};
+      static const double sd[] = {0.0, 0.3, 1.0};
+      for (size_t a = 0; a < sizeof sm / sizeof *sm; ++a)
+        for (size_t b = 0; b < sizeof sn / sizeof *sn; ++b)
+          for (size_t c = 0; c < sizeof sk / sizeof *sk; ++c)
+            for (size_t d = 0; d < sizeof sd / sizeof *sd; ++d) {
+              const int v = (int)(a + b + c + d);
+              run_case_shared(isa, sm[a], sn[b], sk[c], sd[d], v % 2, v % 3 == 0, 1 + (v % 2));
+            }
+      run_case_shared(isa, 130, 3000, 700, 0.3, 1, 1, 2); /* threads split rows */
+      run_case_shared(isa, 128, 1030, 800, 0.2, 1, 0, 2); /* ... or whole tiles; streamed Y */
+    }
   }
   return sk_test_finish("test_spmm_f32");
 }

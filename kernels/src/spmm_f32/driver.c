@@ -8,9 +8,13 @@
  *   the micro-kernel over its rows for every tile -> Y[M,N]
  *
  * M == 1 skips packing and runs the spmv kernel straight on x.
+ * A weight's shared-column layout (shared.h), when given, rides along in the
+ * tile for the kernels that read it (AVX-512); row chunks start at multiples
+ * of 16, so they never split its groups of 4 rows.
  */
 
 #include "../internal.h"
+#include "shared.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -75,7 +79,16 @@ static void run_tile(const sk_spmm_f32_impl *impl, const sk_spmm_f32_tile *base,
 
 int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ldx,
                       const float *bias, sk_activation act, float *y, int64_t ldy) {
+  return sk_linear_csr_f32_shared(w, NULL, m, x, ldx, bias, act, y, ldy);
+}
+
+int sk_linear_csr_f32_shared(const sk_csr_f32 *w, const sk_csr_f32_shared *s, int64_t m,
+                             const float *x, int64_t ldx, const float *bias,
+                             sk_activation act, float *y, int64_t ldy) {
   if (w == NULL || m < 0 || (m > 0 && (x == NULL || y == NULL))) return SK_ERR_ARGUMENT;
+  if (s != NULL && (s->n != w->n || s->k != w->k || s->nnz != w->indptr[w->n] ||
+                    w->index_bytes != 2))
+    return SK_ERR_ARGUMENT;
   if (ldx < w->k || ldy < w->n) return SK_ERR_ARGUMENT;
   if (act != SK_ACT_NONE && act != SK_ACT_RELU) return SK_ERR_ARGUMENT;
   if (m == 0 || w->n == 0) return SK_OK;
@@ -102,7 +115,7 @@ int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ld
     }
 
   sk_spmm_f32_tile base = {w->indptr, w->indices, w->index_bytes, w->values,
-                           x, 1, bias, act, y, ldy, w->k};
+                           x, 1, bias, act, y, ldy, w->k, s};
   /* One thread runs without an OpenMP region: entering one costs more than a
    * tiny layer's whole kernel. */
   if (m == 1) {

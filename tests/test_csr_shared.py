@@ -22,10 +22,11 @@ def forced(c):
 
 @pytest.mark.parametrize("density", [0.0, 0.1, 0.3, 1.0])
 def test_forced_layout_every_isa(isa, rng, density):
-    """Groups of 4 rows with 1-3 left over, one or several 384-column panels,
+    """Groups of 4 rows with 1-3 left over, one or several panels (<= 384 columns),
     full and partial 32-row tiles, quad / pair / single steps (density 1: all
     quads), bias and relu."""
-    for m, n, k in [(2, 5, 100), (17, 67, 385), (33, 6, 1000), (130, 70, 400), (64, 131, 20)]:
+    for m, n, k in [(2, 5, 100), (17, 67, 385), (33, 6, 1000), (130, 70, 400), (64, 131, 20),
+                    (70, 300, 700)]:  # 1 thread: W in chunks of 128 rows over the tiles
         w = random_sparse(rng, n, k, density, empty_rows=(0, n // 2))
         c = CSRMatrix.from_dense(w)
         s = forced(c)

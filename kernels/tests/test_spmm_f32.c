@@ -109,7 +109,9 @@ static void test_shared_layout(void) {
   csr c = make_csr(70, 1000, 0.6, 2);
   sk_csr_f32 w = {70, 1000, c.indptr, c.indices, 2, c.values};
   sk_csr_f32_shared *s = sk_csr_f32_shared_build(&w, 1);
-  CHECK(s != NULL && s->panels == 3 && s->groups == 18, "layout shape");
+  /* dense (>= 17%): panels of <= 320 columns, W run in row chunks */
+  CHECK(s != NULL && s->panels == 4 && s->groups == 18 && s->chunk_rows == SK_SHARED_CHUNK_ROWS,
+        "layout shape");
   /* the steps put back where they belong give W: every nonzero once */
   static const int pair_rows[3][4] = {{0, 1, 2, 3}, {0, 2, 1, 3}, {0, 3, 1, 2}};
   float *back = calloc((size_t)(72 * 1000), sizeof(float));
@@ -169,6 +171,9 @@ static void test_shared_layout(void) {
   c = make_csr(70, 1000, 0.05, 2);
   w.indptr = c.indptr, w.indices = c.indices, w.values = c.values;
   CHECK(sk_csr_f32_shared_build(&w, 0) == NULL, "too sparse: not built");
+  s = sk_csr_f32_shared_build(&w, 1); /* forced, sparse: 384-column panels, tile by tile */
+  CHECK(s != NULL && s->panels == 3 && s->chunk_rows == 0, "sparse layout shape");
+  sk_csr_f32_shared_free(s);
   free_csr(&c);
   c = make_csr(70, 1000, 0.6, 2);
   w.indptr = c.indptr, w.indices = c.indices, w.values = c.values;
@@ -236,7 +241,8 @@ int main(void) {
     run_case(isa, 64, 30, 1000, 0.3, 2, 0, 1, 1);
     /* The shared-column layout (AVX-512 reads it, the others ignore it):
      * groups of 4 rows with 1-3 rows left (N), blocks of 64 rows, row chunks
-     * of 2 threads, one or several 384-column panels, partial tiles of both
+     * of 2 threads, one or several panels (<= 384 columns, <= 320 from 17%
+     * density), partial tiles of both
      * widths, density 0 to 1 (1: every column a quad step) */
     {
       static const int64_t sm[] = {1, 2, 17, 32, 33, 70};
@@ -252,6 +258,10 @@ int main(void) {
             }
       run_case_shared(isa, 130, 3000, 700, 0.3, 1, 1, 2); /* threads split rows */
       run_case_shared(isa, 128, 1030, 800, 0.2, 1, 0, 2); /* ... or whole tiles; streamed Y */
+      /* 1 thread, dense layout: chunks of 128 rows (the last short) over
+       * all tiles, the last one partial; 3 panels of <= 320 columns */
+      run_case_shared(isa, 100, 300, 700, 0.3, 1, 1, 1);
+      run_case_shared(isa, 70, 260, 385, 0.2, 0, 0, 1);
     }
   }
   return sk_test_finish("test_spmm_f32");

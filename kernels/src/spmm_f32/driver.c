@@ -7,6 +7,8 @@
  *   of equal cost (nonzeros + per-row work), taken dynamically; a chunk runs
  *   the micro-kernel over its rows for every tile -> Y[M,N]
  *
+ * One thread and a dense shared layout (chunk_rows, shared.h): pack every
+ * tile first, then each chunk of W rows over all tiles.
  * M == 1 skips packing and runs the spmv kernel straight on x.
  * A weight's shared-column layout (shared.h), when given, rides along in the
  * tile for the kernels that read it (AVX-512); row chunks start at multiples
@@ -146,7 +148,15 @@ int sk_linear_csr_f32_shared(const sk_csr_f32 *w, const sk_csr_f32_shared *s, in
    * runs all of W over them (no barrier, each core's L2 holds only its tiles).
    * Otherwise pack first, then split W's rows. */
   const int by_tiles = nt > 1 && (tiles >= 4 * nt || (tiles % nt == 0 && m % MR == 0));
-  if (nt == 1) {
+  if (nt == 1 && s != NULL && s->chunk_rows > 0 && tiles > 1) {
+    /* a dense layout: each chunk of W rows over all tiles, so the chunk is
+     * read from L3 once and from L2 by the other tiles (shared.h) */
+    for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, 0);
+    for (int64_t n0 = 0; n0 < w->n; n0 += s->chunk_rows) {
+      const int64_t n1 = w->n - n0 < s->chunk_rows ? w->n : n0 + s->chunk_rows;
+      for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 0, n0, n1);
+    }
+  } else if (nt == 1) {
     for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, w->n);
   } else if (by_tiles) {
     const int64_t t0 = sk_region_begin(nt);

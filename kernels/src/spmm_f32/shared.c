@@ -156,7 +156,10 @@ sk_csr_f32_shared *sk_csr_f32_shared_build(const sk_csr_f32 *w, int force) {
   s->k = k;
   s->nnz = nnz;
   s->groups = (n + 3) / 4;
-  s->panels = (k + SK_SHARED_KPANEL - 1) / SK_SHARED_KPANEL;
+  const int dense = (double)nnz >= SK_SHARED_DENSE * (double)n * (double)k;
+  const int64_t kpanel = dense ? SK_SHARED_KPANEL_DENSE : SK_SHARED_KPANEL;
+  s->chunk_rows = dense ? SK_SHARED_CHUNK_ROWS : 0;
+  s->panels = (k + kpanel - 1) / kpanel;
   s->kb = (k + s->panels - 1) / s->panels;
   s->cnt = malloc((size_t)(s->groups * s->panels * 8) * sizeof(uint16_t));
   s->wstart = malloc((size_t)(s->groups + 1) * sizeof(int64_t));

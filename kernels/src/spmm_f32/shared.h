@@ -22,10 +22,23 @@
 #ifndef SK_SHARED_KPANEL
 #define SK_SHARED_KPANEL 384 /* widest panel: 48 KiB of a 32-row packed tile */
 #endif
+/* From this density on the panels are at most SK_SHARED_KPANEL_DENSE columns
+ * and the driver runs W in chunks of SK_SHARED_CHUNK_ROWS rows over all tiles
+ * (chunk_rows): at 30% density W (~5.4 bytes per nonzero) is far larger than
+ * L2, and tile by tile each tile streamed all of it from L3, where the many
+ * short (group, panel) pieces of narrow panels each start a new stream. A
+ * chunk's W (~160 KiB at K = 768) stays in L2 for the other tiles, and then
+ * narrower panels (40 KiB of tile, which leaves L1 room for W and buf) pay.
+ * Measured at M = 128, 30% density, tile kernel A/B: 5-7% on all three BERT /
+ * MiniLM shapes; at 10% both changes were 2-9% slower, so not there. */
+#define SK_SHARED_DENSE 0.17
+#define SK_SHARED_KPANEL_DENSE 320
+#define SK_SHARED_CHUNK_ROWS 128
 
 struct sk_csr_f32_shared {
   int64_t n, k, nnz;
   int64_t groups, panels, kb;
+  int64_t chunk_rows; /* > 0: the driver runs W rows in chunks of this many over all tiles */
   uint16_t *cnt;   /* [groups * panels][8], see above */
   int64_t *wstart; /* [groups + 1] */
   int64_t *cstart; /* [groups + 1] */

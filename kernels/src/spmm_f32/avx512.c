@@ -39,13 +39,19 @@
  * FMA'd into each (quad steps, and pair steps of the three ways to split 4
  * rows into 2 pairs), the rest run as singles (lock step + per-row rests),
  * one accumulator set per row throughout, exact counts (no column tests),
- * panels of <= 384 columns. ~0.7 column loads per nonzero instead of 1:
+ * panels of <= 384 columns (<= 320 from 17% density, where the driver also
+ * runs W in 128-row chunks over all tiles, so W comes from L2: shared.h).
+ * ~0.7 column loads per nonzero instead of 1:
  * 15-30% faster at 30% density, 10-12% at 10% on K >= 768 (but there the
  * layout would double the weight's bytes, so it is not built). Measured
  * slower: singles evened out by splitting weights (5-15%), the rests as a
  * masked lock step (8-12%), triples as masked quad steps (3-9%), pair loops
  * unrolled by 2 (4%), singles before the pair steps (2-5%); quads as pairs:
- * same.
+ * same. Also slower or no gain (30% density): broadcasts from memory (2-3%;
+ * half of them: 1-3%), each row's rest as masked 4-steps (4-5%), two
+ * accumulator sets for the rests, software prefetch of x columns 4-8 pair
+ * steps ahead (2-6%) or of the next group's W (NTA: 2-5%; T0: 0-2%),
+ * 32- or 128-row blocks.
  *
  * spmv (M == 1): a gather per 16 nonzeros was 2x slower on this core, so
  * x[col] is built from scalar loads and vinsertps, 16 nonzeros per step, then

@@ -149,7 +149,7 @@ class CSRMatrix:
         """This weight (the same read-only arrays, not copied) plus the AVX-512
         kernel's shared-column layout: rows in groups of 4, a column used by
         2-4 rows of a group is loaded once for all of them. At M >= 32 and 70%
-        sparsity ``linear`` runs 10-17% faster (benchmarks/RESULTS.md, "shared
+        sparsity ``linear`` runs 15-24% faster (benchmarks/RESULTS.md, "shared
         columns"), but the layout holds a second copy of the values and indices:
         about 3.4 bytes per dense weight at 70% instead of 1.8 (dense fp32: 4),
         counted in ``nbytes``. It is built only where the kernel uses it

@@ -18,6 +18,7 @@ from sparsekit import _core
 from sparsekit import _native
 from sparsekit import runtime as R
 from sparsekit.runtime.attention_numpy import attention
+from test_without_core import BLOCK_CORE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,16 +109,6 @@ def test_self_attention_without_core_matches_with_core(isa, rng, monkeypatch):
     for g, w_ in zip(got, want):
         close(g, w_)
     assert not got[0][2].any()  # a sequence without tokens
-
-
-BLOCK_CORE = textwrap.dedent("""
-    import importlib.abc, sys
-    class BlockCore(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "sparsekit._core":
-                raise ImportError("no compiled extension (blocked by the test)")
-    sys.meta_path.insert(0, BlockCore())
-""")
 
 
 def test_converted_bert_runs_without_the_core(tmp_path):

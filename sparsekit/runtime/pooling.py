@@ -12,15 +12,9 @@ hidden states with the attention mask (raw or a TokenMask):
 """
 import numpy as np
 
-from sparsekit._validate import as_float_array
 from sparsekit.runtime.layers import Layer, register
+from sparsekit.runtime.sequence import as_hidden
 from sparsekit.runtime.token_mask import mask_for
-
-
-def _hidden(x):
-    if type(x) is np.ndarray and x.dtype == np.float32:
-        return x
-    return as_float_array(x, "hidden")
 
 
 @register
@@ -32,7 +26,7 @@ class MeanPool(Layer):
     n_inputs = 2
 
     def __call__(self, hidden, attention_mask):
-        h = _hidden(hidden)
+        h = as_hidden(hidden)
         tm = mask_for(h, attention_mask)
         keep = tm.keep
         counts = np.maximum(keep.sum(1, dtype=np.float32), np.float32(1e-9))[:, None]
@@ -56,7 +50,7 @@ class MaxPool(Layer):
     n_inputs = 2
 
     def __call__(self, hidden, attention_mask):
-        h = _hidden(hidden)
+        h = as_hidden(hidden)
         tm = mask_for(h, attention_mask)
         out = np.full((tm.shape[0], h.shape[-1]), -np.inf, np.float32)
         if h.ndim == 3:
@@ -83,7 +77,7 @@ class ClsPool(Layer):
     n_inputs = 2
 
     def __call__(self, hidden, attention_mask):
-        h = _hidden(hidden)
+        h = as_hidden(hidden)
         tm = mask_for(h, attention_mask)
         b, t = tm.shape
         if not t:
@@ -107,7 +101,7 @@ class Concat(Layer):
     n_inputs = 2
 
     def __call__(self, a, b):
-        a, b = _hidden(a), _hidden(b)
+        a, b = as_hidden(a), as_hidden(b)
         if a.shape[:-1] != b.shape[:-1]:
             raise ValueError(f"b: expected leading shape {a.shape[:-1]} like a, got {b.shape}")
         return np.concatenate([a, b], axis=-1)

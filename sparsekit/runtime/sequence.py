@@ -16,7 +16,9 @@ from sparsekit.runtime.layers import Layer, register
 from sparsekit.runtime.token_mask import mask_for
 
 
-def _hidden(x):
+def as_hidden(x):
+    """Hidden states as float32 (ndarrays that are already float32 pass as they
+    are: the per-layer fast path); the text layers and pools share it."""
     if type(x) is np.ndarray and x.dtype == np.float32:
         return x
     return as_float_array(x, "hidden")
@@ -29,7 +31,7 @@ class PackTokens(Layer):
     n_inputs = 2
 
     def __call__(self, hidden, attention_mask):
-        h = _hidden(hidden)
+        h = as_hidden(hidden)
         if h.ndim != 3:
             raise ValueError(f"hidden: expected [batch, tokens, C], got shape {h.shape}")
         tm = mask_for(h, attention_mask)
@@ -45,7 +47,7 @@ class UnpackTokens(Layer):
     n_inputs = 2
 
     def __call__(self, packed, attention_mask):
-        p = _hidden(packed)
+        p = as_hidden(packed)
         if p.ndim != 2:
             raise ValueError(f"packed: expected [N, C], got shape {p.shape}")
         tm = mask_for(p, attention_mask)

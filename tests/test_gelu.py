@@ -23,7 +23,8 @@ def gelu_ref(x):
 
 def assert_gelu_close(got, ref):
     assert got.dtype == np.float32
-    err = np.abs(got.astype(np.float64) - ref)
+    with np.errstate(invalid="ignore"):  # inf - inf: those lanes pass by got == ref
+        err = np.abs(got.astype(np.float64) - ref)
     ok = (err <= 1e-6 * np.abs(ref) + 1e-40) | (np.isnan(got) & np.isnan(ref)) | (got == ref)
     assert ok.all(), (np.flatnonzero(~ok)[:5], got[~ok][:5], ref[~ok][:5])
 

@@ -242,11 +242,9 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
         _mm512_store_ps(buf + j * MR + 16 * q, a[0][q]);                        \
   }
 
-/* What every tile kernel sets up: index and value arrays, masks of the partial tile's rows, and whether Y is
- * streamed. */
-#define SPMM_SETUP(IDX_T, NV)                                                   \
-  const IDX_T *idx = (const IDX_T *)t->indices;                                 \
-  const float *val = t->values;                                                 \
+/* What every tile kernel sets up: masks of the partial tile's rows, the
+ * packed x, the partial-sum buffer, and whether Y is streamed. */
+#define SPMM_TILE_SETUP(NV)                                                     \
   const int64_t ld = t->mr;                                                     \
   __mmask16 km[NV];                                                             \
   for (int q = 0; q < NV; ++q) {                                                \
@@ -261,6 +259,12 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
    * is better left in L2 for whatever reads it next */                         \
   const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0 &&       \
                      t->mr * t->ldy >= STREAM_MIN_FLOATS;
+
+/* ... and the CSR kernels' index and value arrays */
+#define SPMM_SETUP(IDX_T, NV)                                                   \
+  const IDX_T *idx = (const IDX_T *)t->indices;                                 \
+  const float *val = t->values;                                                 \
+  SPMM_TILE_SETUP(NV)
 
 /* Blocks of NB weight rows. K > KPANEL is cut into equal panels run one
  * after the other over the block (each row keeps a cursor into its nonzeros
@@ -517,18 +521,7 @@ static inline void cols4_i32(const int32_t *idx, int64_t c[4]) {
 #define DEFINE_SPMM_SHARED(NAME, NV, XV, XC)                                    \
   static void NAME(const sk_spmm_f32_tile *t, int64_t n0, int64_t n1) {         \
     const sk_csr_f32_shared *L = t->shared;                                     \
-    const int64_t ld = t->mr;                                                   \
-    __mmask16 km[NV];                                                           \
-    for (int q = 0; q < NV; ++q) {                                              \
-      const int64_t live = ld - 16 * q;                                         \
-      km[q] = (__mmask16)(live >= 16 ? 0xffff : (1u << live) - 1);             \
-    }                                                                           \
-    (void)km;                                                                   \
-    const char *xb = (const char *)t->xp;                                       \
-    (void)xb;                                                                   \
-    __attribute__((aligned(64))) float buf[NB * MR];                            \
-    const int stream = ((uintptr_t)t->y & 63) == 0 && (t->ldy & 15) == 0 &&     \
-                       t->mr * t->ldy >= STREAM_MIN_FLOATS;                     \
+    SPMM_TILE_SETUP(NV)                                                         \
     int64_t wc[NB / 4], cc[NB / 4];                                             \
     for (int64_t n = n0; n < n1; n += NB) {                                     \
       const int64_t nb = n1 - n < NB ? n1 - n : NB;                             \

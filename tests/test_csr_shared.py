@@ -39,6 +39,25 @@ def test_forced_layout_every_isa(isa, rng, density):
         assert_close_f32(y, reference_linear(x, w), x, w)
 
 
+def test_threads_give_the_same_bits(isa, rng):
+    """2 threads: W rows split over threads (M <= 32), whole tiles per thread
+    in groups of 1-4, each group W chunk by chunk (M = 64 ... 300, the dense
+    layout's order), a partial last tile: all bit-identical to 1 thread."""
+    w = random_sparse(rng, 300, 700, 0.3, empty_rows=(0, 5, 299))
+    c = CSRMatrix.from_dense(w)
+    s = forced(c)
+    b = rng.standard_normal(300).astype(np.float32)
+    for m in (1, 20, 64, 128, 160, 300):
+        x = rng.standard_normal((m, 700)).astype(np.float32)
+        ys = []
+        for threads in (1, 2):
+            sparsekit.set_num_threads(threads)
+            ys.append(_core.linear_csr_f32(c.indptr, c.indices, c.data, 300, 700, x, b, 1,
+                                           None, s))
+        np.testing.assert_array_equal(ys[1], ys[0])
+        assert_close_f32(ys[0], reference_linear(x, w, b, relu=True), x, w)
+
+
 def test_opt_in_and_built_where_used(rng):
     plain = CSRMatrix.from_dense(random_sparse(rng, 64, 300, 0.3))
     assert not plain.shared_columns  # never built unless asked for

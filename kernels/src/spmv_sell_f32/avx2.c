@@ -12,13 +12,15 @@
  * else the slot's bit 7 (shifted to the sign) clears x in empty slots and
  * inf/NaN never reaches a row that does not use that column. The check is
  * done only where it is cheap next to the groups it saves work on.
- * Measured on Zen 5 (forced AVX2, M = 1, 1 thread, 90% sparsity): ~0.7
- * cycles per nonzero unmasked, ~0.9 masked; the CSR AVX2 kernel 0.7-0.9
- * (benchmarks/RESULTS.md, "SlicedEllMatrix on AVX2"). The cost is the ~11
- * shuffle/blend/shift ops per 8 slots, and a window of 32 columns needs 4
- * permutes per 8 slots at any layout of the steps. Measured slower: a masked
- * vgatherdps per 8 slots (2x slower), the window's quarters held in
- * registers instead of vpermps from memory (same).
+ * Measured on Zen 5 (forced AVX2, M = 1, 1 thread; benchmarks/RESULTS.md,
+ * "SlicedEllMatrix on AVX2"): 0.71-0.73 cycles per nonzero at 90% sparsity
+ * unmasked, 0.9 masked (as the kernel before the check); against the AVX2
+ * CSR kernel 1.0-1.26x at 90%, 1.4-1.5x at 80%, 0.7-1.07x at 95%. The cost
+ * is the ~11 shift/permute/blend ops per 8 slots: a 32-column window needs 4
+ * vpermps + 3 blends per 8 slots whatever the steps' order. Measured no
+ * faster: software prefetch 4 or 8 groups ahead, vpaddd for one of the
+ * shifts, vpermps from memory instead of the quarters in registers; slower:
+ * vgatherdps per 8 slots (2x, masked or not).
  */
 #include <immintrin.h>
 

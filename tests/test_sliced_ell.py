@@ -70,6 +70,35 @@ def test_nonfinite_x_in_unused_columns_does_not_leak(isa, rng):
         assert_close_f32(y[:, ~first], ok, x[:, 10:], w[~first, 10:])
 
 
+@pytest.mark.parametrize("bad_rows", [(0,), (1,), (2, 3), (4,)])
+@pytest.mark.parametrize("col", [0, 300 - 32])
+def test_nonfinite_x_in_some_rows(isa, rng, bad_rows, col):
+    """inf/NaN in some rows of x only, in column `col` (0 or K - 32: the first
+    and last column a window starts at): used by the first row of each slice
+    and by no row in the 33 columns before it, so a window starts there and
+    the other rows' empty slots point at it. The finite rows of x are exact,
+    and no empty slot turns a row NaN (the AVX2 kernel skips its mask for
+    rows of x that are all finite, and must keep it for the others)."""
+    n, k, m = 80, 300, 5
+    w = random_sparse(rng, n, k, 0.2)
+    w[:, max(col - 33, 0):col + 1] = 0.0
+    w[::16, col] = -2.0
+    s = SlicedEllMatrix.from_dense(w)
+    assert (s.window == col).any()
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    for r in bad_rows:
+        x[r, col] = np.inf if r % 2 else np.nan
+    y = sparsekit.linear(x, s)
+    good = [r for r in range(m) if r not in bad_rows]
+    assert_close_f32(y[good], reference_linear(x[good], w), x[good], w)
+    first = np.arange(n) % 16 == 0
+    bad = list(bad_rows)
+    assert np.all(~np.isfinite(y[np.ix_(bad, first)]))
+    xz = x[bad]
+    xz[:, col] = 0.0  # the other rows' weight there is 0
+    assert_close_f32(y[np.ix_(bad, ~first)], reference_linear(xz, w[~first]), xz, w[~first])
+
+
 def test_bias_relu_threads_and_big_shape(isa, rng):
     w = random_sparse(rng, 1000, 768, 0.1)
     s = SlicedEllMatrix.from_dense(w)

@@ -2,8 +2,9 @@
  * sk_linear_sell_f32) against a double-precision CSR reference loop, on every
  * ISA this CPU runs: tails in M/N/K (N not a multiple of 16, K below and not a
  * multiple of 32), empty rows, density 0 and 1, both CSR index widths, bias
- * and relu, strided x/y, 1 and 2 threads, inf/NaN in x columns no row uses,
- * and corrupted layouts the validator must reject. */
+ * and relu, strided x/y, 1 and 2 threads, inf/NaN in x columns no row uses
+ * (in some rows of x, next to finite ones), and corrupted layouts the
+ * validator must reject. */
 #include <math.h>
 #include <string.h>
 
@@ -80,8 +81,12 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density, i
   float *y = malloc((size_t)(m * ldy + 1) * 4);
   float *bias = malloc((size_t)(n + 1) * 4);
   for (int64_t i = 0; i < m * ldx; ++i) x[i] = rng_f32();
-  for (int64_t i = 0; i < m; ++i) /* columns most rows do not use: must not leak */
-    for (int64_t j = 0; j < unused; ++j) x[i * ldx + j] = j % 2 ? NAN : INFINITY;
+  /* columns most rows do not use: must not leak. Rows 0 and 3 of each 4
+   * only, so rows of finite x (the AVX2 kernel's unmasked path) run next to
+   * others, in both orders within a pair of rows. */
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < unused && i % 4 % 3 == 0; ++j)
+      x[i * ldx + j] = j % 2 ? NAN : INFINITY;
   for (int64_t i = 0; i < m * ldy; ++i) y[i] = 1234.5f; /* sentinel */
   for (int64_t i = 0; i < n; ++i) bias[i] = rng_f32();
   sk_set_num_threads(threads);
@@ -206,6 +211,7 @@ int main(void) {
     run_case(isa, 1, 3000, 700, 0.1, 2, 1, 0, 2, 0); /* big enough to thread */
     run_case(isa, 3, 3000, 700, 0.1, 4, 1, 1, 2, 40);
     run_case(isa, 8, 100, 3072, 0.3, 2, 0, 1, 2, 0);
+    run_case(isa, 7, 200, 300, 0.2, 2, 1, 0, 1, 20); /* K small next to the groups */
     run_case(isa, 0, 10, 10, 0.5, 2, 1, 1, 1, 0);
   }
   return sk_test_finish("test_spmv_sell_f32");

@@ -3,6 +3,15 @@
     w = sparsekit.CSRMatrix.from_dense(pruned_weight)   # validate + pack once
     y = sparsekit.linear(x, w, bias, activation="relu") # y = relu(x @ w.T + bias)
 
+Weight formats: CSRMatrix and SlicedEllMatrix (pruned fp32; the latter for
+1-16 rows per call), QuantizedMatrix and SparseInt8Matrix (int8, dense and
+pruned); sparsekit.pack(w, quantize=None | "int8", m=rows per call) picks the
+fastest one here and sparsekit.explain(...) says why. Int8 building blocks:
+quantize_rows, int8_matmul, quantized_linear. Whole models: sparsekit.torch,
+sparsekit.onnx, sparsekit.keras (imported on first use), sparsekit.runtime,
+sparsekit.save / sparsekit.load (docs/FORMAT.md); compression methods:
+`from sparsekit import compress`.
+
 The C core (kernels/) picks the best instruction set at run time; see
 sparsekit.info(), sparsekit.set_isa() and sparsekit.set_num_threads().
 """

@@ -25,7 +25,9 @@ def set_isa(name):
     it that the family has). Raises RuntimeError if this CPU lacks it.
     ``set_isa("auto")`` goes back to the default, the best ISA this CPU has.
     Names (case-insensitive): "auto", "scalar", "avx2", "avx512", "avx512vnni",
-    "neon"; anything else raises ValueError."""
+    "neon"; anything else raises ValueError, a non-str TypeError. Returns None;
+    info()["kernels"] shows what each family then runs. Without the compiled
+    C core it raises ImportError."""
     if not isinstance(name, str):
         raise TypeError(f"name: expected a str, got {type(name).__name__}")
     key = name.strip().lower()
@@ -42,7 +44,10 @@ def get_isa():
 
 
 def set_num_threads(n):
-    """Use `n` threads in sparsekit's kernels (n >= 1)."""
+    """Use `n` threads in sparsekit's kernels (n >= 1); problems too small to
+    split still run on one. Raises TypeError for a non-int (bools included),
+    ValueError for n < 1, ImportError without the compiled C core. Also
+    SPARSEKIT_NUM_THREADS (read at import) and threadpoolctl's limits."""
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
     if n < 1:
@@ -59,10 +64,12 @@ def get_num_threads():
 
 def set_thread_backoff(on):
     """Turn the thread backoff on (the default) or off. On: when a kernel's
-    worker thread starts more than 0.5 ms late (another process holds the other
-    cores), calls run on one thread for 0.25 s (doubling up to 2 s while later
-    probes stay late), since the call would otherwise wait for the late thread.
-    Results do not change, only the thread count. Also SPARSEKIT_THREAD_BACKOFF=0."""
+    worker thread starts more than 0.5 ms late twice in a row (another process
+    holds the other cores), calls run on one thread for 0.25 s (doubling up to
+    2 s while later probes stay late), since the call would otherwise wait for
+    the late thread. Results do not change, only the thread count. Also
+    SPARSEKIT_THREAD_BACKOFF=0 (read at import). `on` must be a bool
+    (TypeError otherwise); info()["thread_backoff"] shows the state."""
     if not isinstance(on, (bool, np.bool_)):
         raise TypeError(f"on: expected a bool, got {type(on).__name__}")
     _core.set_thread_backoff(bool(on))
@@ -75,7 +82,13 @@ def get_thread_backoff():
 
 def info():
     """What was detected and chosen: CPU features, ISA per kernel family, threads.
-    ``compiled`` is False when the C core is missing (the Numba backend runs)."""
+
+    Returns a dict with the keys "version", "compiled", "machine", "cpu",
+    "cpu_features" ({isa: bool}), "best_isa", "isa" (the ceiling in force),
+    "kernels" ({family: isa it runs}), "num_threads" and "thread_backoff"
+    ({"enabled", "active", "last_late_us", "seconds_since_last_late"}).
+    ``compiled`` is False when the C core is missing (the Numba backend runs):
+    then "core_error" says why, and the ISA, kernel and backoff entries are None."""
     if not _COMPILED:
         return {
             "version": _package_version(), "compiled": False,

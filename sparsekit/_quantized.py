@@ -27,10 +27,13 @@ class QuantizedMatrix:
     """A quantized weight W[N, K] (out, in) ~ q * scale, q int8 in [-127, 127].
 
     Build one with ``QuantizedMatrix.from_float(w, per_channel=True)`` or
-    ``QuantizedMatrix.from_int8(q, scale)``. ``sparsekit.linear(x, qw)`` then
+    ``QuantizedMatrix.from_int8(q, scale)`` (the constructor itself raises
+    TypeError). ``sparsekit.linear(x, qw)`` then
     runs fp32 in / fp32 out with the activations quantized to u8 per row
     inside; ``qw.with_static_input(scale, zero_point)`` switches that to a
-    fixed (calibrated) per-tensor activation quantization.
+    fixed (calibrated) per-tensor activation quantization. Read back with
+    ``.q``, ``.scale``, ``.dequantize()``; picklable; K <= 65536. Needs the
+    compiled C core (ImportError without it).
     """
 
     _fused_gelu = True  # linear(..., activation="gelu") runs in the GEMM epilogue
@@ -67,7 +70,9 @@ class QuantizedMatrix:
     def from_float(cls, w, per_channel=True):
         """Quantize a float [N, K] weight: scale = max|w| / 127 per output
         channel (or over the whole tensor), q = clip(rint(w / scale), -127, 127)
-        in float32 (round half to even). All-zero channels get scale 1."""
+        in float32 (round half to even). All-zero channels get scale 1.
+        Raises TypeError for a non-float w or non-bool per_channel, ValueError
+        for NaN / infinity, a w that is not 2-D, or K > 65536."""
         w = as_float_array(w, "w", ndim=2, allow_nan=False)
         q, scale = quantize_symmetric_int8(w, per_channel)
         return cls._build(q, (np.ascontiguousarray(scale), bool(per_channel)))
@@ -75,14 +80,21 @@ class QuantizedMatrix:
     @classmethod
     def from_int8(cls, q, scale):
         """Wrap already-quantized weights (for importers): integer q [N, K] with
-        values in [-127, 127] and a positive scale, scalar or per channel [N]."""
+        values in [-127, 127] and a positive scale, scalar or per channel [N].
+        Raises TypeError for a non-integer q or non-numeric scale, ValueError
+        for values outside [-127, 127], a scale of another shape or <= 0, or
+        K > 65536."""
         arr = check_int8_weights(q)
         s, per = check_weight_scale(scale, arr.shape[0])
         return cls._build(arr.astype(np.int8), (s, per))
 
     def with_static_input(self, scale, zero_point):
         """The same weight with a static per-tensor u8 activation quantization
-        (scale, zero_point) for linear(); (None, None) goes back to dynamic."""
+        (scale, zero_point) for linear(); (None, None) goes back to dynamic.
+        Returns a new QuantizedMatrix sharing the packed weights. Raises
+        ValueError when only one is None, for scale <= 0 or a zero point
+        outside [0, 255], TypeError for non-scalar values (the messages call
+        them input_scale / input_zero_point)."""
         from sparsekit.quant_ops import check_static_params
 
         other = object.__new__(type(self))
@@ -135,10 +147,12 @@ class QuantizedMatrix:
     # ---- views --------------------------------------------------------------
     @property
     def shape(self):
+        """(N, K) = (out, in)."""
         return self._shape
 
     @property
     def per_channel(self):
+        """True: one scale per output channel; False: one for the tensor."""
         return self._per_channel
 
     @property
@@ -148,10 +162,12 @@ class QuantizedMatrix:
 
     @property
     def input_scale(self):
+        """The static activation scale (with_static_input), or None: dynamic."""
         return self._input_scale
 
     @property
     def input_zero_point(self):
+        """The static activation zero point (with_static_input), or None."""
         return self._input_zero_point
 
     @property
@@ -168,6 +184,7 @@ class QuantizedMatrix:
 
     @property
     def nbytes(self):
+        """Bytes held: packed weights (padded), channel sums and scales."""
         return self._packed.nbytes + self._sum24.nbytes + self._scale.nbytes
 
     def dequantize(self):

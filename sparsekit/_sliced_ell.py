@@ -40,7 +40,11 @@ class SlicedEllMatrix:
     Build one with ``SlicedEllMatrix.from_csr(csr)``, ``.from_dense(w)``
     (exact zeros dropped), ``.from_scipy(m)``, or from its four arrays:
     ``SlicedEllMatrix((group_ptr, window, index, values), shape)`` (checked:
-    each row's columns in rising order, windows inside K, unused slots zero).
+    each row's columns in rising order, windows inside K, unused slots zero;
+    TypeError / ValueError naming the array otherwise). Read back with
+    ``.to_csr()`` / ``.to_dense()``; ``.nnz``, ``.density``, ``.nbytes``,
+    ``.fill``; picklable. Needs the compiled C core (ImportError without it).
+    ``sparsekit.pack(w, m=1)`` picks it where it is the fastest format.
     """
 
     __slots__ = ("_shape", "group_ptr", "window", "index", "values", "_nnz", "_csr")
@@ -88,7 +92,8 @@ class SlicedEllMatrix:
     # ---- constructors -------------------------------------------------------
     @classmethod
     def from_csr(cls, csr):
-        """The sliced ELL of a CSRMatrix (same values, same order per row)."""
+        """The sliced ELL of a CSRMatrix (same values, same order per row).
+        Raises TypeError when `csr` is not a sparsekit.CSRMatrix."""
         from sparsekit.formats import CSRMatrix
 
         if not isinstance(csr, CSRMatrix):
@@ -99,14 +104,17 @@ class SlicedEllMatrix:
 
     @classmethod
     def from_dense(cls, w):
-        """Of a dense [N, K] weight; exact zeros are dropped (pruned)."""
+        """Of a dense float [N, K] weight; exact zeros are dropped (pruned).
+        Raises as CSRMatrix.from_dense (TypeError for a non-float w,
+        ValueError for NaN / infinity or not 2-D)."""
         from sparsekit.formats import CSRMatrix
 
         return cls.from_csr(CSRMatrix.from_dense(w))
 
     @classmethod
     def from_scipy(cls, m):
-        """Of any scipy.sparse matrix (duplicates summed, explicit zeros dropped)."""
+        """Of any scipy.sparse matrix (duplicates summed, explicit zeros dropped).
+        Raises TypeError when `m` is not a scipy.sparse matrix or array."""
         from sparsekit.formats import CSRMatrix
 
         return cls.from_csr(CSRMatrix.from_scipy(m))
@@ -114,19 +122,24 @@ class SlicedEllMatrix:
     # ---- views --------------------------------------------------------------
     @property
     def shape(self):
+        """(N, K) = (out, in)."""
         return self._shape
 
     @property
     def nnz(self):
+        """Number of stored nonzeros (padding slots not counted)."""
         return self._nnz
 
     @property
     def density(self):
+        """nnz / (N * K) (0.0 for an empty shape)."""
         n, k = self._shape
         return self._nnz / (n * k) if n * k else 0.0
 
     @property
     def nbytes(self):
+        """Bytes of the four arrays, padding slots included (~0.88 bytes per
+        dense weight at 90% sparsity, where CSR holds ~0.61)."""
         return (self.group_ptr.nbytes + self.window.nbytes + self.index.nbytes
                 + self.values.nbytes)
 
@@ -148,6 +161,7 @@ class SlicedEllMatrix:
         return CSRMatrix((vals[order], cols[order], indptr), (n, k))
 
     def to_dense(self):
+        """The weight as a dense float32 [N, K] array (a new array)."""
         n, k = self._shape
         out = np.zeros((n, k), dtype=np.float32)
         rows, cols, vals = self._entries()

@@ -28,12 +28,16 @@ from sparsekit._validate import (
 class SparseInt8Matrix:
     """A pruned int8 weight W[N, K] (out, in) for the sparse int8 kernels.
 
-    ``W ~= q * scale[:, None]`` with ``q`` symmetric int8 in [-127, 127];
-    zeros in ``q`` are pruned. Build one with
-    ``SparseInt8Matrix.from_float(w)`` (zeros of ``w`` = pruned) or
-    ``SparseInt8Matrix.from_int8(q, scale)``. ``.q`` and ``.scale`` read back
-    as for QuantizedMatrix. ``sparsekit.linear(x, w)`` quantizes x per row
-    (u8) inside the kernel; ``sparsekit.int8_matmul(xq, zp, w)`` is exact int32.
+    ``W ~= q * scale[:, None]`` (per channel) or ``q * scale`` (per tensor)
+    with ``q`` symmetric int8 in [-127, 127]; zeros in ``q`` are pruned.
+    Build one with ``SparseInt8Matrix.from_float(w)`` (zeros of ``w`` =
+    pruned) or ``SparseInt8Matrix.from_int8(q, scale)`` (the constructor
+    itself raises TypeError). ``.q``, ``.scale`` and ``.dequantize()`` read
+    back as for QuantizedMatrix; ``.block_fill`` and ``.bytes_per_weight``
+    say what the layout costs; picklable. ``sparsekit.linear(x, w)``
+    quantizes x per row (u8) inside the kernel; ``sparsekit.int8_matmul(xq,
+    zp, w)`` is exact int32 (``sparsekit.quantized_linear`` takes a
+    QuantizedMatrix only). Needs the compiled C core.
     """
 
     __slots__ = ("_shape", "indptr", "cols", "values", "row_sums", "_wscale",
@@ -50,7 +54,8 @@ class SparseInt8Matrix:
         symmetric int8: scale = max|w| / 127 per output row (per_channel) or
         for the whole tensor (at least FLT_MIN); q = round-half-even(w / scale),
         in float32 exactly as QuantizedMatrix.from_float. An all-zero row gets
-        scale 1."""
+        scale 1. Raises TypeError for a non-float w or non-bool per_channel,
+        ValueError for NaN / infinity or a w that is not 2-D."""
         w = as_float_array(w, "w", ndim=2, allow_nan=False)
         q, scale = quantize_symmetric_int8(w, per_channel)  # as QuantizedMatrix.from_float
         scale = np.broadcast_to(scale, (w.shape[0],))
@@ -59,7 +64,9 @@ class SparseInt8Matrix:
     @classmethod
     def from_int8(cls, q, scale):
         """From already-quantized int8 q [N, K] in [-127, 127] and a scale that
-        is a scalar (per-tensor) or [N] (per output channel)."""
+        is a scalar (per-tensor) or [N] (per output channel). Raises TypeError
+        for a non-integer q, ValueError for values outside [-127, 127] or a
+        scale of another shape or <= 0."""
         q = check_int8_weights(q)
         scale, per_channel = check_weight_scale(scale, q.shape[0])
         return cls._build(q, np.broadcast_to(scale, (q.shape[0],)), per_channel)
@@ -146,6 +153,7 @@ class SparseInt8Matrix:
     # ---- views --------------------------------------------------------------
     @property
     def shape(self):
+        """(N, K) = (out, in)."""
         return self._shape
 
     @property
@@ -155,6 +163,7 @@ class SparseInt8Matrix:
 
     @property
     def per_channel(self):
+        """True: one scale per output channel; False: one for the tensor."""
         return self._per_channel
 
     @property
@@ -173,14 +182,17 @@ class SparseInt8Matrix:
 
     @property
     def nblocks(self):
+        """Number of stored 1x4 blocks (4 weight slots each)."""
         return int(self.indptr[-1])
 
     @property
     def nnz(self):
+        """Number of nonzero weights."""
         return self._nnz
 
     @property
     def density(self):
+        """nnz / (N * K) (0.0 for an empty shape)."""
         n, k = self._shape
         return self._nnz / (n * k) if n * k else 0.0
 
@@ -198,6 +210,7 @@ class SparseInt8Matrix:
 
     @property
     def bytes_per_weight(self):
+        """nbytes / (N * K): memory per dense weight (dense int8: ~1.0)."""
         n, k = self._shape
         return self.nbytes / max(n * k, 1)
 

@@ -1,4 +1,5 @@
-"""Command line: `sparsekit info` (also `python -m sparsekit info`)."""
+"""Command line: `sparsekit info`, `sparsekit bench`, `sparsekit bench-model`
+(also `python -m sparsekit ...`); `sparsekit COMMAND --help` for each."""
 import argparse
 import json
 import sys

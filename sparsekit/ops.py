@@ -20,13 +20,21 @@ def linear(x, w, bias=None, activation=None, backend="auto"):
 
     x: float array [..., K] (1-D [K] gives 1-D [N]); float64/float16 inputs and
        non-contiguous rows are converted to contiguous float32 (one copy of x).
-    w: a sparsekit weight format of shape (N, K), e.g. CSRMatrix, or a dense
-       float array [N, K] (computed with NumPy).
+    w: a sparsekit weight format of shape (N, K): CSRMatrix, SlicedEllMatrix,
+       QuantizedMatrix (x quantized to u8 per row inside) or SparseInt8Matrix;
+       or a dense float array [N, K] (computed with NumPy).
     bias: None or float array [N].
     activation: None, "relu" or "gelu" (exact erf GELU, within 1e-6 relative;
        fused into the int8 kernel for a QuantizedMatrix).
-    backend: "auto" or "c" (compiled kernels), or "numba" (portable JIT path).
+    backend: "auto" or "c" (compiled kernels), or "numba" (portable JIT path:
+       CSRMatrix and SlicedEllMatrix only; "auto" uses it for a CSRMatrix when
+       the C core is not built).
     Returns float32 [..., N].
+    Raises TypeError for a non-float x, bias or dense w, a scipy.sparse w
+    (convert it once with CSRMatrix.from_scipy) or another unknown w;
+    ValueError for a last axis of x other than K, a bias not of shape [N], an
+    unknown activation or backend, or backend="numba" with an int8 format;
+    ImportError for backend="numba" without Numba, or "c" without the C core.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {list(ACTIVATIONS)}, got {activation!r}")

@@ -56,8 +56,11 @@ def quantize_rows(x, scale=None, zero_point=None):
     row's range widened to hold 0; round half to even. Static: pass a scalar
     `scale` and `zero_point` (from calibration) used for every row.
     Returns (xq uint8 [..., K], scale float32 [...], zero_point int32 [...]),
-    with x ~ (xq - zero_point[..., None]) * scale[..., None].
-    NaN or infinity in x raises ValueError.
+    with x ~ (xq - zero_point[..., None]) * scale[..., None] (for 1-D x, scale
+    and zero_point are 0-d arrays). NaN or infinity in x raises ValueError, as
+    do only one of scale / zero_point, scale <= 0 or zero_point outside
+    [0, 255]; a non-float x, a non-scalar scale or non-int zero_point raise
+    TypeError.
     """
     x2, lead = _rows(x, "x")
     m, k = x2.shape
@@ -152,7 +155,10 @@ def int8_matmul(xq, x_zero_point, qw):
 
     xq: uint8 [..., K]; x_zero_point: an int in [0, 255] or one per row [...];
     qw: a QuantizedMatrix or SparseInt8Matrix (its scales are not applied).
-    Bit-identical to an int64 reference on every ISA.
+    Bit-identical to an int64 reference on every ISA. Raises TypeError for a
+    non-uint8 xq, a non-integer zero point or another qw; ValueError for a
+    last axis of xq other than K, or zero points outside [0, 255] or not of
+    shape xq.shape[:-1].
     """
     if type(qw) is not QuantizedMatrix:
         from sparsekit._sparse_int8 import SparseInt8Matrix
@@ -173,9 +179,14 @@ def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,
     """Linear layer on already-quantized u8 activations (static int8 chains).
 
     y = activation((xq - x_zero_point) @ qw.q.T * (x_scale * qw.scale) + bias),
-    x_scale / x_zero_point scalars or one per row. Returns float32 [..., N],
+    with xq uint8 [..., K], x_scale (> 0) / x_zero_point ([0, 255]) scalars or
+    one per row [...], qw a QuantizedMatrix (a SparseInt8Matrix raises
+    TypeError: use sparsekit.linear or int8_matmul for it), bias None or
+    float [N], activation None, "relu" or "gelu". Returns float32 [..., N],
     or, with out_scale / out_zero_point, the u8 requantization
     clip(rint(y / out_scale) + out_zero_point, 0, 255) (round half to even).
+    Raises TypeError / ValueError naming the argument for wrong dtypes or
+    shapes, only one of out_scale / out_zero_point, or "gelu" with u8 output.
     """
     from sparsekit.formats import ACTIVATIONS
 

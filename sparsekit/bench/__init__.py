@@ -8,7 +8,11 @@
     sweep.py    groups (layer × threads) → checked, timed, speedup vs best dense fp32
     machine.py  CPU, ISA chosen, threads, versions, environment warnings
     schema.py   results.json schema + validator;  report.py / plot.py  md, json, png
-    run.py      `sparsekit bench`;  model.py  `sparsekit bench-model`;  cli.py  arguments
+    run.py      `sparsekit bench`;  cli.py  its arguments (and bench-model's registration)
+    model.py    `sparsekit bench-model` (variants timed alike);  model_cli.py  its arguments
+    model_digits.py / model_minilm.py / model_files.py
+                --model digits, --model minilm, --torch / --onnx / --sparsekit FILE
+    torch_csr.py  CSRLinear for builds without sparsekit.torch;  progress.py  the bar
 
 Nothing here is imported by `import sparsekit`: optional peers stay optional.
 """

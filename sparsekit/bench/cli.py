@@ -124,9 +124,10 @@ def add_bench(sub):
                    help="auto (every installed peer), none, or a comma list of numpy, "
                         "scipy, torch, onnxruntime")
     p.add_argument("--repeat", type=_arg(_positive_int), metavar="R",
-                   help="interleaved rounds per measurement (default 9, --quick 5)")
+                   help="interleaved rounds per measurement (default 9, --quick 7)")
     p.add_argument("--min-time", type=_positive, metavar="SECONDS",
-                   help="shortest sample; fast calls repeat to fill it (default 0.005)")
+                   help="shortest sample; fast calls repeat to fill it (default 0.005, "
+                        "--quick 0.003)")
     p.add_argument("--cold", action="store_true",
                    help="flush the caches before every timed call, as when a model streams "
                         "many layers' weights from memory (default: warm, weights reused)")

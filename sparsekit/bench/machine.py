@@ -13,7 +13,8 @@ VERSIONED = ("sparsekit", "numpy", "scipy", "torch", "onnxruntime", "onnx", "thr
 OPENBLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 OPENBLAS_NOTE = ("{vars} set in the environment: OpenBLAS (NumPy's BLAS) reads it at import "
                  "and may run other kernels than a user gets. For a fair NumPy baseline run "
-                 "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE sparsekit bench ...`")
+                 "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE sparsekit bench ...` "
+                 "(or bench-model)")
 
 
 def _version(dist):

@@ -1,4 +1,5 @@
-"""bench-model --onnx FILE / --sparsekit FILE: models from files.
+"""bench-model --onnx FILE / --sparsekit FILE / --torch FILE|MODULE:FACTORY:
+models from files.
 
 These need the converters and runtime (sparsekit.onnx.load, sparsekit.load,
 sparsekit.save); on a build without them the command says so and exits with

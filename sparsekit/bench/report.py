@@ -120,7 +120,7 @@ def _notes(doc):
 
 # what sparsekit.pack chose, in the summary cells
 _SHORT = {"ndarray": "[dense]", "CSRMatrix": "[csr]", "QuantizedMatrix": "[int8]",
-          "SparseInt8Matrix": "[sparse-int8]"}
+          "SparseInt8Matrix": "[sparse-int8]", "SlicedEllMatrix": "[sliced-ell]"}
 
 
 def _summary_table(key, rows):

@@ -8,9 +8,13 @@
 calibrate() runs the calibration batches once with hooks that feed each
 layer's input and output to an observer (min/max, percentile, MSE, entropy),
 computes per-output-channel int8 weight scales, and attaches a QuantParams to
-every layer as `module.sparsekit_qparams` (the converters read it to build
-static int8 layers). A second pass measures each layer's output error when
-only that layer is quantized (the report).
+every layer as `module.sparsekit_qparams` (get_qparams). A second pass
+measures each layer's output error when only that layer is quantized (the
+report). fake_quantize() evaluates the model with them. sparsekit's
+converters do not read them (yet): sparsekit.torch.accelerate(quantize=
+"dynamic") quantizes activations per row at run time; for a static layer pass
+the input parameters yourself, QuantizedMatrix.from_float(w)
+.with_static_input(qp.input_scale, qp.input_zero_point).
 
 Conventions (DESIGN.md): weights symmetric int8 in [-127, 127], per output
 channel by default; activations u8 asymmetric with a zero point in [0, 255].

@@ -227,12 +227,17 @@ def _convert_layer(b, layer, ins, out_ndim):
 def convert(model, quantize=None, min_sparsity=None, m=None):
     """A sparsekit.runtime.Model computing what `model` (Keras 3 Sequential or
     Functional) computes, with inputs and outputs in Keras's layout.
-    Pruned Dense / Conv2D kernels (>= min_sparsity zeros) become CSR, or int8
-    with quantize="dynamic"; `model.report` lists the per-layer choices.
-    m: about how many rows each Dense gets per call (None: sparsekit.pack's
-    default, 128); m=1 (one sample at a time) picks SlicedEllMatrix for sparse
-    fp32 Dense kernels where pack predicts it fastest (see
-    sparsekit.torch.accelerate)."""
+    Pruned Dense / Conv2D kernels become a sparse format when sparse enough,
+    or int8 with quantize="dynamic" (quantize: None or "dynamic");
+    min_sparsity: None (the default: sparsekit.pack's measured cost model
+    decides, as in sparsekit.torch.accelerate) or a fraction of zeros from
+    which a sparse format is used. The returned model's `.report` lists the
+    per-layer choices. m: about how many rows each Dense gets per call (None:
+    sparsekit.pack's default, 128); m=1 (one sample at a time) picks
+    SlicedEllMatrix for sparse fp32 Dense kernels where pack predicts it
+    fastest. Raises TypeError when `model` is not a keras.Model, ValueError
+    for an unsupported layer (naming it), an unbuilt Sequential, or a bad
+    quantize / min_sparsity / m (TypeError for a non-int m)."""
     import keras
 
     W.check_quantize(quantize)

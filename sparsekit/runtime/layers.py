@@ -482,8 +482,8 @@ class FakeQuantize(Layer):
 
 @register
 class Reshape(Layer):
-    """Reshape keeping the batch: shape entries follow ONNX (0 copies the
-    input's size at that axis, -1 is inferred)."""
+    """Reshape to `shape`, whose entries follow ONNX (0 copies the input's
+    size at that axis, e.g. the batch; -1 is inferred)."""
 
     def __init__(self, shape):
         self.shape = [int(s) for s in shape]

@@ -66,7 +66,9 @@ SHARED_MIN_M, SHARED_MIN_DENSITY; explain() notes why it is left out):
   would double a 90%-sparse weight's 0.61 bytes per weight and measured
   0.96-1.03x CSR on the BERT shapes at M = 128.
 Its units are the nonzeros (as CSRMatrix's), its coefficients fitted relative
-to CSRMatrix's (see the table). Measured 1.05-1.3x plain CSR at 65-82%
+to CSRMatrix's (see the table), timed at M = 8, 32, 128 (below 8 its M = 8
+coefficients apply unscaled: conservative, and there SlicedEllMatrix is the
+faster candidate on the same CPUs). Measured 1.05-1.3x plain CSR at 65-82%
 sparsity and M >= 32 on all but the smallest weights (64x64: 0.96-1.07x);
 picked for the BERT shapes from 66% to 83% sparsity at M >= 32. Memory: the
 layout holds a second copy of the values and ~0.7 uint16 columns per nonzero,

@@ -155,7 +155,9 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     (QDQ, QOperator, dynamic quantization) are read as int8 as they are.
     m: about how many rows each MatMul / Gemm gets per call (None:
     sparsekit.pack's default, 128); m=1 picks SlicedEllMatrix for sparse fp32
-    weights where pack predicts it fastest (see sparsekit.torch.accelerate)."""
+    weights where pack predicts it fastest, m >= 2 a CSRMatrix with its
+    shared-column layout at 65-83% sparsity on AVX-512 where pack predicts
+    that (see sparsekit.torch.accelerate)."""
     W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)

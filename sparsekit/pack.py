@@ -329,8 +329,8 @@ class Explanation(dict):
                             f"{(6 if k <= 65536 else 8) * self['nnz'] / (n * k):.2f}, dense 4)")
         if self.get("shared_bytes"):
             n, k = self["shape"]
-            lines.insert(2, f"  CSRMatrix with shared columns: {self['shared_bytes'] / (n * k):.2f} "
-                            f"bytes per weight (CSRMatrix "
+            lines.insert(2, f"  CSRMatrix with shared columns: "
+                            f"{self['shared_bytes'] / (n * k):.2f} bytes per weight (CSRMatrix "
                             f"{(6 if k <= 65536 else 8) * self['nnz'] / (n * k):.2f}, dense 4)")
         for fmt, t in sorted(self["predicted_us"].items(), key=lambda kv: kv[1]):
             mark = "  <- chosen" if fmt == self["choice"] else ""
@@ -655,7 +655,9 @@ def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE
                 shared_bytes = built["csr_shared"].nbytes if "csr_shared" in built else None
                 for m in ms:
                     x = rng.standard_normal((m, k)).astype(np.float32)
-                    for f, sec in _time_formats(built, x, reps).items():
+                    timed = {f: obj for f, obj in built.items()  # M = 1 ignores the layout
+                             if not (f == "csr_shared" and m < SHARED_MIN_M)}
+                    for f, sec in _time_formats(timed, x, reps).items():
                         raw.append(dict(n=n, k=k, sparsity=s, pattern=pattern, m=m, fmt=f,
                                         nnz=nnz, nblocks=nblocks, ngroups=ngroups,
                                         sell_groups=sell_groups, shared_bytes=shared_bytes,
@@ -949,9 +951,10 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
 # layers".
 # "csr_shared" (CSRMatrix.with_shared_columns(), spmm_f32 on avx512) was fitted
 # later still, alone and relative to the CSRMatrix coefficients above (`--fit
-# run1_a.json run1_b.json run2_a.json run2_b.json --formats csr_shared`, see _samples: the CSR kernels now run ~10%
-# faster at M >= 32 than the csr rows predict, so fitted directly the layout's
-# gain would be over-predicted by as much), to two runs per half of the shapes of
+# run1_a.json run1_b.json run2_a.json run2_b.json --formats csr_shared`, see
+# _samples: the CSR kernels now run ~10% faster at M >= 32 than the csr rows
+# predict, so fitted directly the layout's gain would be over-predicted by as
+# much), to two runs per half of the shapes of
 # `--measure --reps 15 --formats dense,csr,csr_shared --patterns unstructured
 # --ms 8,32,128 --sparsities 0.65,0.7,0.75,0.8,0.82,0.85,0.9,0.95` (2026-11-28
 # 16:43 UTC, load average 1.2-1.4 on 2 cores, 6-15 s per run under the lock),

@@ -273,7 +273,7 @@ CSR_BYTES_MARGIN = 1.25
 UNPRUNED = 0.01
 
 
-def csr_bytes(n, k, nnz):
+def _csr_bytes(n, k, nnz):
     """Bytes of a CSRMatrix: 4-byte value + 2-byte column (4 past K = 65536)
     per nonzero, 8-byte row pointers."""
     return (4 + (2 if k <= 65536 else 4)) * nnz + 8 * (n + 1)
@@ -477,7 +477,7 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
         if gain < SHARED_MIN_GAIN:
             shared_why = (f"{FORMAT_NAMES['csr']}: the shared-column layout is predicted only "
                           f"{gain:.2f}x faster (< {SHARED_MIN_GAIN}x, SHARED_MIN_GAIN) and "
-                          f"would hold {shared_bytes / max(csr_bytes(n, k, nnz), 1):.1f}x "
+                          f"would hold {shared_bytes / max(_csr_bytes(n, k, nnz), 1):.1f}x "
                           f"CSRMatrix's bytes")
             choice = "csr"
         elif "dense" in pred and shared_bytes > 4 * n * k and \

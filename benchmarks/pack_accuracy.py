@@ -4,12 +4,14 @@
         --save acc_384.json                      # time (1 thread, under the lock)
     python benchmarks/pack_accuracy.py --load acc_*.json   # score the model, no timing
 
-Times every format (dense fp32, CSRMatrix, SlicedEllMatrix, QuantizedMatrix,
-SparseInt8Matrix) on random unstructured weights at each shape x sparsity x M
-with the same method as `python -m sparsekit.pack --measure` (interleaved
-rounds, fastest round; a different seed from the fit), then, for
-quantize=None (dense vs CSR vs SlicedEllMatrix; SlicedEllMatrix only where
-pack would consider it: its kernel on AVX-512, M <= SELL_MAX_M) and
+Times every format (dense fp32, CSRMatrix, SlicedEllMatrix, CSRMatrix with
+shared columns, QuantizedMatrix, SparseInt8Matrix) on random unstructured
+weights at each shape x sparsity x M with the same method as `python -m
+sparsekit.pack --measure` (interleaved rounds, fastest round; a different seed
+from the fit), then, for quantize=None (dense vs CSR vs SlicedEllMatrix vs
+CSR with shared columns; SlicedEllMatrix only where pack would consider it:
+its kernel on AVX-512, M <= SELL_MAX_M; the shared columns where the layout
+is built, M >= SHARED_MIN_M, density >= SHARED_MIN_DENSITY) and
 quantize="int8" (QuantizedMatrix vs SparseInt8Matrix), compares pack's pick
 with the measured fastest candidate. Timings saved before SlicedEllMatrix
 existed score dense vs CSR as before. A pick counts as right when it is the fastest
@@ -30,10 +32,16 @@ SHAPES = ((3072, 768), (768, 3072), (1536, 384), (384, 1536), (384, 384), (256, 
           (128, 512), (64, 64))
 SPARSITIES = (0.0, 0.5, 0.7, 0.9)
 MS = (1, 8, 32, 128)
-PAIRS = {None: ("dense", "csr", "sell"), "int8": ("qdense", "spint8")}
+PAIRS = {None: ("dense", "csr", "sell", "csr_shared"), "int8": ("qdense", "spint8")}
 
 
-def score(raw, model, tol, isa, show=True, sell_isa=None):
+def _shared_candidate(c, q, m, shared_isa):
+    """Is CSRMatrix with shared columns a candidate of pack for this case?"""
+    return (c.get("shared_bytes") is not None and P._shared_wanted(q, m, shared_isa)
+            and c["nnz"] >= P.SHARED_MIN_DENSITY * c["n"] * c["k"])
+
+
+def score(raw, model, tol, isa, show=True, sell_isa=None, shared_isa=None):
     """Rows (case, pick, fastest, ok) for every timed case and quantize mode."""
     cases = {}
     for r in raw:
@@ -43,12 +51,16 @@ def score(raw, model, tol, isa, show=True, sell_isa=None):
     for (n, k, s, _, m), c in sorted(cases.items()):
         for q, cands in PAIRS.items():
             slots = 64 * c["sell_groups"] if "sell_groups" in c else None
+            shared = _shared_candidate(c, q, m, shared_isa)
             pair = tuple(f for f in cands if f in c["t"] and not (
-                f == "sell" and (slots is None or not P._sell_wanted(q, m, sell_isa))))
+                f == "sell" and (slots is None or not P._sell_wanted(q, m, sell_isa)))
+                and not (f == "csr_shared" and not shared))
             if len(pair) < 2:
                 continue
             ex = P._decide(n, k, c["nnz"], c["nblocks"], c["ngroups"], q, m, model, isa,
-                           slots=slots, sell_isa=sell_isa)
+                           slots=slots, sell_isa=sell_isa,
+                           shared_bytes=c["shared_bytes"] if shared else None,
+                           shared_isa=shared_isa)
             pick = ex["choice"]
             fastest = min(pair, key=c["t"].get)
             ratio = c["t"][pick] / c["t"][fastest]
@@ -59,7 +71,7 @@ def score(raw, model, tol, isa, show=True, sell_isa=None):
             if show:
                 cells = "  ".join(f"{f} {ex['predicted_us'].get(f, float('nan')):8.1f} / "
                                   f"{c['t'][f]:8.1f}" for f in pair)
-                print(f"{n:>4}x{k:<4} {s:4.0%} M={m:<3} {str(q):>4}  {cells}  pick {pick:>6} "
+                print(f"{n:>4}x{k:<4} {s:4.0%} M={m:<3} {str(q):>4}  {cells}  pick {pick:>10} "
                       f"{'ok' if ok else 'WRONG'} ({ratio:.2f}x the fastest)")
     return out
 
@@ -85,6 +97,7 @@ def main(argv):
 
     isa = _core.family_isa("spmm_u8s8")
     sell_isa = _core.family_isa("spmv_sell_f32")
+    shared_isa = _core.family_isa("spmm_f32")
     if args.load:
         raw = [r for p in args.load for r in json.load(open(p))]
     else:
@@ -105,7 +118,7 @@ def main(argv):
             with open(args.save, "w") as f:
                 json.dump(raw, f)
     model = P.MEASURED if args.model is None else _load_model(args.model)
-    rows = score(raw, model, args.tol, isa, sell_isa=sell_isa)
+    rows = score(raw, model, args.tol, isa, sell_isa=sell_isa, shared_isa=shared_isa)
     for q in PAIRS:
         for m in (None,) + tuple(sorted({r["m"] for r in rows})):
             sel = [r for r in rows if r["q"] == q and m in (None, r["m"])]

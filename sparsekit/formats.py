@@ -156,8 +156,11 @@ class CSRMatrix:
         (AVX-512 CPU, uint16 indices, density 17-35%, or 5-35% for K > 512,
         where it also gains 4-13% at 90% sparsity: 1.2 bytes per dense weight
         instead of CSR's 0.61); elsewhere the result has
-        none and ``shared_columns`` is False. Pickle keeps it; torch
-        state_dicts and sparsekit.save store the CSR arrays only."""
+        none and ``shared_columns`` is False. sparsekit.pack picks it where
+        its cost model predicts it faster (AVX-512, M >= 2, 17-35% density).
+        Pickle, torch state_dicts (key ``shared_columns``) and sparsekit.save
+        keep it: the layout is derived data, so they store the CSR arrays and a
+        flag, and loading rebuilds it (where this CPU uses it)."""
         out = object.__new__(CSRMatrix)
         out._shape, out.data, out.indices, out.indptr = (self._shape, self.data,
                                                          self.indices, self.indptr)
@@ -174,14 +177,30 @@ class CSRMatrix:
 
     # ---- state (torch state_dict; pickle passes the same arrays) -------------
     def _state_arrays(self):
-        """{name: array} this weight consists of, shared (read-only, not copied);
-        CSRMatrix._from_state_arrays(shape, them) rebuilds it."""
-        return {"data": self.data, "indices": self.indices, "indptr": self.indptr}
+        """{name: array} this weight consists of, shared (read-only, not copied),
+        plus "shared_columns" (uint8 1) when it carries the layout (rebuilt,
+        not stored); CSRMatrix._from_state_arrays(shape, them) rebuilds it."""
+        out = {"data": self.data, "indices": self.indices, "indptr": self.indptr}
+        if self._shared is not None:
+            out["shared_columns"] = np.ones((), np.uint8)
+        return out
 
     @classmethod
     def _from_state_arrays(cls, shape, arrays):
-        """Rebuilt from _state_arrays' arrays, checked as on construction."""
-        return cls((arrays["data"], arrays["indices"], arrays["indptr"]), shape)
+        """Rebuilt from _state_arrays' arrays, checked as on construction; an
+        optional "shared_columns" flag (0 or 1, one integer or bool) asks for
+        the layout (built where with_shared_columns builds one)."""
+        csr = cls((arrays["data"], arrays["indices"], arrays["indptr"]), shape)
+        flag = arrays.get("shared_columns")
+        if flag is None:
+            return csr
+        flag = np.asarray(flag)
+        if flag.dtype.kind not in "biu":
+            raise TypeError(f"shared_columns: expected an integer or bool flag, got {flag.dtype}")
+        if flag.size != 1 or flag.reshape(-1)[0] not in (0, 1):
+            raise ValueError(f"shared_columns: expected one flag 0 or 1, got "
+                             f"{flag.reshape(-1)[:4].tolist()} (shape {list(flag.shape)})")
+        return csr.with_shared_columns() if flag.reshape(-1)[0] else csr
 
     # ---- compute ------------------------------------------------------------
     def _linear(self, x, bias, act, backend):

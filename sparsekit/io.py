@@ -21,6 +21,12 @@ at 90% sparsity, the one sparse fp32 layout a reader has to know, and files that
 older readers still load (as CSRMatrix, same outputs); the rebuild costs a few
 ms per BERT-size layer (benchmarks/RESULTS.md, "SlicedEllMatrix in the
 framework layers").
+
+A CSRMatrix with its shared-column layout (CSRMatrix.with_shared_columns, which
+sparsekit.pack picks at 65-83% sparsity on AVX-512) is stored as its CSR with
+"shared_columns": true, and the layout is rebuilt on load (where this CPU uses
+it): the layout is derived data and ~0.9x the CSR's bytes again. Readers that
+predate the key ignore it and run the weight as plain CSR (same results).
 """
 import json
 import math
@@ -71,9 +77,12 @@ def _encode_weight(w, wr):
     kind = W.describe(w)
     if kind == "dense fp32":
         return {"kind": "dense_f32", "shape": [n, k], "values": wr.add(np.asarray(w, np.float32))}
-    if kind == "csr fp32":
-        return {"kind": "csr_f32", "shape": [n, k], "data": wr.add(w.data),
-                "indices": wr.add(w.indices), "indptr": wr.add(w.indptr)}
+    if kind in ("csr fp32", "csr shared fp32"):
+        e = {"kind": "csr_f32", "shape": [n, k], "data": wr.add(w.data),
+             "indices": wr.add(w.indices), "indptr": wr.add(w.indptr)}
+        if w.shared_columns:  # the layout is rebuilt on load (module docstring)
+            e["shared_columns"] = True
+        return e
     if kind == "sliced ell fp32":  # its CSR, rebuilt on load (module docstring)
         c = w.to_csr()
         return {"kind": "csr_f32", "shape": [n, k], "runtime": kind, "data": wr.add(c.data),
@@ -188,11 +197,17 @@ def _decode_weight(e, arrays):
     if kind == "csr_f32":
         csr = sparsekit.CSRMatrix((get("data"), get("indices"), get("indptr")), (n, k))
         runtime = e.get("runtime", "csr fp32")
+        shared = e.get("shared_columns", False)
+        if not isinstance(shared, bool):
+            raise ValueError(f"weight: shared_columns must be true or false, got {shared!r}")
+        if shared and runtime != "csr fp32":
+            raise ValueError(f"weight: shared_columns is for a csr_f32 weight run as CSR, "
+                             f"not with runtime {runtime!r}")
         if runtime == "sliced ell fp32":
             return sparsekit.SlicedEllMatrix.from_csr(csr)
         if runtime != "csr fp32":
             raise ValueError(f"weight: unknown csr_f32 runtime {runtime!r}")
-        return csr
+        return csr.with_shared_columns() if shared else csr
     if kind == "int8":
         scale = get("scale")
         if e["storage"] == "dense":

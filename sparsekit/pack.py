@@ -2,6 +2,7 @@
 
     w_fast = sparsekit.pack(w)                    # dense ndarray or CSRMatrix
     w_fast = sparsekit.pack(w, m=1)               # ... or SlicedEllMatrix (1 row per call)
+    w_fast = sparsekit.pack(w70)                  # a 70%-sparse w: CSRMatrix with shared columns
     w_fast = sparsekit.pack(w, quantize="int8")   # QuantizedMatrix or SparseInt8Matrix
     print(sparsekit.explain(w, quantize="int8"))  # what was chosen and why
 
@@ -51,6 +52,33 @@ M is small (SELL_ISAS, SELL_MAX_M; explain() notes why it is left out):
   kernels' large-M tiles keep improving, so M >= 32 stays with CSRMatrix.
 Its fit is as good as the others' (predicted / measured median 0.98-1.01,
 5-95% 0.8-1.2 at M = 1, 0.9-1.06 above).
+
+CSRMatrix with its shared-column layout ("csr_shared",
+CSRMatrix.with_shared_columns(): rows in groups of 4, a column 2-4 of them use
+loaded once) is a candidate where the layout is built and read (SHARED_ISAS,
+SHARED_MIN_M, SHARED_MIN_DENSITY; explain() notes why it is left out):
+- the spmm_f32 kernels must run on AVX-512 (sparsekit.info()["kernels"]
+  ["spmm_f32"], forced ISAs included): the AVX2 and scalar kernels ignore it;
+- M >= SHARED_MIN_M = 2 (M = 1 runs the spmv kernel, which ignores it too);
+- with_shared_columns() must build it for this weight (the C core's rule:
+  uint16 indices, density 17-35%, or 5-35% for K > 512), and pack asks for it
+  only from SHARED_MIN_DENSITY = 17% density (<= 83% sparsity): below, it
+  would double a 90%-sparse weight's 0.61 bytes per weight and measured
+  0.96-1.03x CSR on the BERT shapes at M = 128.
+Its units are the nonzeros (as CSRMatrix's), its coefficients fitted relative
+to CSRMatrix's (see the table), timed at M = 8, 32, 128 (below 8 its M = 8
+coefficients apply unscaled: conservative, and there SlicedEllMatrix is the
+faster candidate on the same CPUs). Measured 1.05-1.3x plain CSR at 65-82%
+sparsity and M >= 32 on all but the smallest weights (64x64: 0.96-1.07x);
+picked for the BERT shapes from 66% to 83% sparsity at M >= 32. Memory: the
+layout holds a second copy of the values and ~0.7 uint16 columns per nonzero,
+~1.9x CSR's bytes (3.4 instead of 1.8 bytes per dense weight at 70%; dense
+fp32 is 4), so pack takes it only where predicted at least SHARED_MIN_GAIN =
+1.05x faster than plain CSR (more than the model's error on that ratio), and
+like CSRMatrix it needs CSR_BYTES_MARGIN over dense wherever it would hold
+more bytes than the dense array. To keep CSR's bytes: CSRMatrix.from_dense(w),
+a model without "csr_shared", or the converters' min_sparsity= (which
+bypasses pack and never builds the layout).
 
 Three rules override the model (each in the reason explain() prints):
 - CSR_BYTES_MARGIN: below 1/3 sparsity (1/2 for K > 65536) CSRMatrix holds
@@ -125,6 +153,7 @@ def _ngroups(nz):
 
 
 FORMAT_NAMES = {"dense": "dense ndarray (fp32, NumPy BLAS)", "csr": "CSRMatrix (sparse fp32)",
+                "csr_shared": "CSRMatrix with shared columns (sparse fp32)",
                 "sell": "SlicedEllMatrix (sparse fp32, sliced ELL)",
                 "qdense": "QuantizedMatrix (dense int8)",
                 "spint8": "SparseInt8Matrix (sparse int8, 1x4 blocks)"}
@@ -161,6 +190,33 @@ SELL_ISAS = ("avx512",)
 SELL_MAX_M = 16
 
 
+# spmm_f32 ISAs whose kernel reads CSRMatrix's shared-column layout
+# (CSRMatrix.with_shared_columns): only the AVX-512 tile kernel does; the AVX2
+# and scalar ones run the plain CSR. Elsewhere "csr_shared" is no candidate.
+SHARED_ISAS = ("avx512",)
+# M = 1 runs the spmv kernel, which does not read the layout either.
+SHARED_MIN_M = 2
+# pack takes the layout only from this density on (<= 83% sparsity), though
+# with_shared_columns() builds it from 5% density for K > 512. Below it the
+# layout doubles CSR's bytes (0.61 -> 1.2 per dense weight at 90%, against
+# issue 2's 0.65), and measured through linear() (1 thread, interleaved with
+# CSR) it gained least: 0.96-1.02x on 3072x768 at 85-90%, 0.98-1.03x on
+# 768x3072 at M = 128 (1.1-1.3x only on 768x3072 / 384x1536 at M <= 32),
+# which its units (nonzeros) do not tell apart from the 1.1-1.3x at 65-82%.
+SHARED_MIN_DENSITY = 0.17
+# ... and only where predicted at least this much faster than plain CSR: it
+# holds ~1.9x CSR's bytes (3.4 instead of 1.8 per dense weight at 70%), and
+# the model's csr / csr_shared ratio is off by up to ~7% (5-95% of the fit).
+SHARED_MIN_GAIN = 1.05
+
+
+def _shared_isa():
+    """The ISA of this CPU's spmm_f32 kernels (None without the C core)."""
+    from sparsekit._native import AVAILABLE, core as _core
+
+    return _core.family_isa("spmm_f32") if AVAILABLE else None
+
+
 def _sell_groups(w):
     """Groups of 16 rows x 4 steps SlicedEllMatrix.from_dense(w) would hold."""
     from sparsekit.formats import CSRMatrix
@@ -180,13 +236,13 @@ def _sell_bytes(n, slots):
 def _log2k_units(key, units, k):
     """units * log2(K): CSRMatrix's cost per nonzero grows with K (the packed
     activation rows a nonzero reads fall out of L1)."""
-    return units * math.log2(k) if key == "csr" and k > 0 else 0.0
+    return units * math.log2(k) if key in ("csr", "csr_shared") and k > 0 else 0.0
 
 
 def _big_units(key, units):
     """units * (units / 1e6): the fp32 formats' extra cost per weight (per
     nonzero) in big weights, which fall out of L2 / are evicted from L3."""
-    return units * units * 1e-6 if key in ("csr", "dense", "sell") else 0.0
+    return units * units * 1e-6 if key in ("csr", "csr_shared", "dense", "sell") else 0.0
 
 
 def _predict(model, key, m, n, k, units):
@@ -217,6 +273,12 @@ CSR_BYTES_MARGIN = 1.25
 UNPRUNED = 0.01
 
 
+def _csr_bytes(n, k, nnz):
+    """Bytes of a CSRMatrix: 4-byte value + 2-byte column (4 past K = 65536)
+    per nonzero, 8-byte row pointers."""
+    return (4 + (2 if k <= 65536 else 4)) * nnz + 8 * (n + 1)
+
+
 def _csr_more_bytes(k):
     """Sparsity below which CSRMatrix holds more bytes than the dense fp32 array."""
     return 1 - 4 / (4 + (2 if k <= 65536 else 4))
@@ -232,7 +294,7 @@ def _candidates(quantize):
     from sparsekit import formats
 
     if quantize is None:
-        return ["dense", "csr", "sell"]
+        return ["dense", "csr", "sell", "csr_shared"]
     cands = ["spint8"]
     if getattr(formats, "QuantizedMatrix", None) is not None:
         cands.insert(0, "qdense")
@@ -265,6 +327,11 @@ class Explanation(dict):
                             f"hold a nonzero, {_sell_bytes(n, self['slots']) / (n * k):.2f} "
                             f"bytes per weight (CSRMatrix "
                             f"{(6 if k <= 65536 else 8) * self['nnz'] / (n * k):.2f}, dense 4)")
+        if self.get("shared_bytes"):
+            n, k = self["shape"]
+            lines.insert(2, f"  CSRMatrix with shared columns: "
+                            f"{self['shared_bytes'] / (n * k):.2f} bytes per weight (CSRMatrix "
+                            f"{(6 if k <= 65536 else 8) * self['nnz'] / (n * k):.2f}, dense 4)")
         for fmt, t in sorted(self["predicted_us"].items(), key=lambda kv: kv[1]):
             mark = "  <- chosen" if fmt == self["choice"] else ""
             lines.append(f"    {FORMAT_NAMES[fmt]:<45} {t:10.1f} us{mark}")
@@ -296,12 +363,27 @@ def _stats(w):
 
 
 def _explain(w, quantize, m, model):
+    return _explain_built(w, quantize, m, model)[0]
+
+
+def _explain_built(w, quantize, m, model):
+    """(Explanation, the CSRMatrix of w with its shared-column layout or None):
+    the layout is built to find out whether with_shared_columns() makes one
+    for w (the C core's rule), and pack returns it when chosen."""
     n, k = w.shape
     nnz, nblocks, ngroups = _stats(w)
-    slots = None
+    slots = shared = None
     if _sell_wanted(quantize, m, _sell_isa()):
         slots = 64 * _sell_groups(w)
-    return _decide(n, k, nnz, nblocks, ngroups, quantize, m, model, slots=slots)
+    if _shared_wanted(quantize, m, _shared_isa()) and n * k and \
+            SHARED_MIN_DENSITY * n * k <= nnz <= 0.5 * n * k:
+        from sparsekit.formats import CSRMatrix
+
+        shared = CSRMatrix.from_dense(w).with_shared_columns()
+        if not shared.shared_columns:
+            shared = None
+    return _decide(n, k, nnz, nblocks, ngroups, quantize, m, model, slots=slots,
+                   shared_bytes=None if shared is None else shared.nbytes), shared
 
 
 def _sell_isa():
@@ -316,12 +398,20 @@ def _sell_wanted(quantize, m, sell_isa):
     return quantize is None and m <= SELL_MAX_M and sell_isa in SELL_ISAS
 
 
+def _shared_wanted(quantize, m, shared_isa):
+    """Is CSRMatrix's shared-column layout a candidate (before asking whether
+    it is built for the weight and the model has it)?"""
+    return quantize is None and m >= SHARED_MIN_M and shared_isa in SHARED_ISAS
+
+
 def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slots=None,
-            sell_isa=None):
+            sell_isa=None, shared_bytes=None, shared_isa=None):
     """The Explanation for an [n, k] weight with these counts (isa: the
-    spmm_u8s8 ISA, sell_isa: the spmv_sell_f32 ISA, default this CPU's;
-    slots: 64 x the groups of its SlicedEllMatrix, None: not counted, and
-    then SlicedEllMatrix is no candidate)."""
+    spmm_u8s8 ISA, sell_isa: the spmv_sell_f32 ISA, shared_isa: the spmm_f32
+    ISA, default this CPU's; slots: 64 x the groups of its SlicedEllMatrix,
+    None: not counted, and then SlicedEllMatrix is no candidate;
+    shared_bytes: CSRMatrix.nbytes with the shared-column layout, None: no
+    layout is built (or not asked), and then it is no candidate)."""
     from sparsekit._native import core as _core
 
     model = MEASURED if model is None else model
@@ -334,9 +424,28 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
                      f"{isa}: re-measure (python -m sparsekit.pack --measure) for exact choices")
     pred = {}
     units = {"dense": n * k, "qdense": n * k, "csr": nnz, "spint8": nblocks,
-             "spint8_g4": ngroups, "spint8_g4_m1": ngroups, "sell": slots}
+             "spint8_g4": ngroups, "spint8_g4_m1": ngroups, "sell": slots, "csr_shared": nnz}
     sell_isa = _sell_isa() if sell_isa is None else sell_isa
+    shared_isa = _shared_isa() if shared_isa is None else shared_isa
     for fmt in _candidates(quantize):
+        if fmt == "csr_shared":
+            if not 0.01 * n * k <= nnz <= 0.5 * n * k:
+                continue  # never built there (at most 35% density): not worth a note
+            why = None
+            if shared_isa not in SHARED_ISAS:
+                why = (f"the spmm_f32 kernel runs on {shared_isa} here; only the AVX-512 one "
+                       "reads the layout")
+            elif m < SHARED_MIN_M:
+                why = "M = 1 runs the spmv kernel, which does not read the layout"
+            elif nnz < SHARED_MIN_DENSITY * n * k:
+                why = (f"pack takes it from {SHARED_MIN_DENSITY:.0%} density on "
+                       "(SHARED_MIN_DENSITY: below, it doubles CSR's bytes for the least gain)")
+            elif shared_bytes is None:
+                why = ("CSRMatrix.with_shared_columns() builds no layout for this weight "
+                       "(density, K, or CPU)")
+            if why:
+                notes.append(f"{FORMAT_NAMES[fmt]}: not a candidate: {why}")
+                continue
         if fmt == "sell":
             why = None
             if sell_isa not in SELL_ISAS:
@@ -361,8 +470,24 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
                              "from the g4 timings")
         pred[fmt] = _predict(model, key, m, n, k, units[key])
     choice = min(pred, key=pred.get)
-    others = sorted((f for f in pred if f != choice), key=pred.get)
     sparsity = 1 - nnz / max(n * k, 1)
+    shared_why = None
+    if choice == "csr_shared" and "csr" in pred:
+        gain = pred["csr"] / pred["csr_shared"]
+        if gain < SHARED_MIN_GAIN:
+            shared_why = (f"{FORMAT_NAMES['csr']}: the shared-column layout is predicted only "
+                          f"{gain:.2f}x faster (< {SHARED_MIN_GAIN}x, SHARED_MIN_GAIN) and "
+                          f"would hold {shared_bytes / max(_csr_bytes(n, k, nnz), 1):.1f}x "
+                          f"CSRMatrix's bytes")
+            choice = "csr"
+        elif "dense" in pred and shared_bytes > 4 * n * k and \
+                pred["dense"] < CSR_BYTES_MARGIN * pred["csr_shared"]:
+            shared_why = (f"{FORMAT_NAMES['csr']}: with the shared-column layout it would "
+                          f"hold {shared_bytes / (4 * n * k):.2f}x the dense array's bytes and "
+                          f"is predicted only {pred['dense'] / pred['csr_shared']:.2f}x faster "
+                          f"than dense (< {CSR_BYTES_MARGIN}x)")
+            choice = "csr"
+    others = sorted((f for f in pred if f != choice), key=pred.get)
     if others and pred[choice] <= 0:  # an empty weight: nothing to compute
         reason = f"{FORMAT_NAMES[choice]}: the weight is empty ({n}x{k}), every format is free"
     elif choice == "csr" and "dense" in pred and n * k and sparsity < UNPRUNED:
@@ -394,6 +519,8 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
         choice = SPARSE_OF[choice]
         reason = (f"{FORMAT_NAMES[choice]}: {sparsity:.1%} sparse (>= {ALWAYS_SPARSE:.0%}): "
                   f"a sparse format is taken whatever the model predicts")
+    elif shared_why:
+        reason = shared_why
     elif others:
         nxt = others[0]
         reason = (f"{FORMAT_NAMES[choice]} is predicted {pred[nxt] / pred[choice]:.2f}x faster "
@@ -405,7 +532,7 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
         choice=choice, choice_name=FORMAT_NAMES[choice], shape=(n, k), m=m, quantize=quantize,
         nnz=nnz, nblocks=nblocks, sparsity=sparsity,
         block_fill=nnz / (4 * nblocks) if nblocks else 1.0, predicted_us=pred, reason=reason,
-        slots=slots, sell_fill=(nnz / slots if slots else None),
+        slots=slots, sell_fill=(nnz / slots if slots else None), shared_bytes=shared_bytes,
         notes=notes, model=model["source"])
 
 
@@ -414,15 +541,21 @@ def pack(w, quantize=None, m=128, model=None):
     runs fastest for ``sparsekit.linear`` with about ``m`` activation rows per
     call: a dense float32 ndarray, CSRMatrix or SlicedEllMatrix (quantize=None;
     SlicedEllMatrix only for m <= SELL_MAX_M on CPUs whose spmv_sell_f32
-    kernel is AVX-512), or a QuantizedMatrix or SparseInt8Matrix
+    kernel is AVX-512; a CSRMatrix may carry its shared-column layout,
+    ``shared_columns`` True, at 65-83% sparsity and m >= 2 on CPUs whose
+    spmm_f32 kernel is AVX-512: ~1.9x CSR's bytes for 5-30% speed), or a
+    QuantizedMatrix or SparseInt8Matrix
     (quantize="int8", per-channel symmetric int8). ``sparsekit.explain``
     shows the choice and the reason."""
     from sparsekit import formats
 
     w, m = _check(w, quantize, m)
-    choice = _explain(w, quantize, m, model)["choice"]
+    ex, shared = _explain_built(w, quantize, m, model)
+    choice = ex["choice"]
     if choice == "dense":
         return w.astype(np.float32, copy=True)
+    if choice == "csr_shared":
+        return shared
     if choice == "csr":
         return formats.CSRMatrix.from_dense(w)
     if choice == "sell":
@@ -448,6 +581,9 @@ def _build(fmt, w):
         return w
     if fmt == "csr":
         return formats.CSRMatrix.from_dense(w)
+    if fmt == "csr_shared":  # None where no layout is built: nothing to time
+        c = formats.CSRMatrix.from_dense(w).with_shared_columns()
+        return c if c.shared_columns else None
     if fmt == "sell":
         return formats.SlicedEllMatrix.from_dense(w)
     if fmt == "qdense":
@@ -489,16 +625,19 @@ def _random_weight(rng, n, k, s, pattern):
 
 
 def all_formats():
-    """Every format this build can time."""
+    """Every format this build can time (csr_shared where its kernel reads it)."""
     return ["dense", "csr", "sell", "spint8"] + (
-        ["qdense"] if "qdense" in _candidates("int8") else [])
+        ["qdense"] if "qdense" in _candidates("int8") else []) + (
+        ["csr_shared"] if _shared_isa() in SHARED_ISAS else [])
 
 
 def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS, reps=7,
                 seed=0, log=None, patterns=("unstructured", "1x4"), fmts=None):
     """Time sparsekit.linear for every candidate format (or those in fmts).
     Returns one dict per (weight, M, format): n, k, sparsity, pattern, m, fmt,
-    nnz, nblocks, ngroups, sell_groups, sec - what _model_from_raw fits."""
+    nnz, nblocks, ngroups, sell_groups, shared_bytes (bytes of the CSRMatrix
+    with its shared-column layout, None where none is built; csr_shared is
+    timed only where one is), sec - what _model_from_raw fits."""
     rng = np.random.default_rng(seed)
     fmts = all_formats() if fmts is None else list(fmts)
     raw = []
@@ -512,38 +651,65 @@ def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE
                 sell_groups = _sell_groups(w)
                 built = {f: _build(f, w) for f in fmts
                          if not (pattern == "1x4" and f in ("dense", "qdense"))}
+                built = {f: obj for f, obj in built.items() if obj is not None}
+                shared_bytes = built["csr_shared"].nbytes if "csr_shared" in built else None
                 for m in ms:
                     x = rng.standard_normal((m, k)).astype(np.float32)
-                    for f, sec in _time_formats(built, x, reps).items():
+                    timed = {f: obj for f, obj in built.items()  # M = 1 ignores the layout
+                             if not (f == "csr_shared" and m < SHARED_MIN_M)}
+                    for f, sec in _time_formats(timed, x, reps).items():
                         raw.append(dict(n=n, k=k, sparsity=s, pattern=pattern, m=m, fmt=f,
                                         nnz=nnz, nblocks=nblocks, ngroups=ngroups,
-                                        sell_groups=sell_groups, sec=sec))
+                                        sell_groups=sell_groups, shared_bytes=shared_bytes,
+                                        sec=sec))
                         if log:
                             log(f"{n}x{k} s={s:.2f} {pattern:>12} M={m:<4} {f:>7} "
                                 f"{sec * 1e6:9.1f} us")
     return raw
 
 
-def _samples(raw, isa):
+def _samples(raw, isa, csr_base=None):
     """raw timings -> samples[key][m] = [(units, n, m*k, big units, log2k units,
     seconds)]. CSRMatrix from unstructured weights only: at the same nonzeros
     1x4-pruned ones run up to ~35% faster (neighbouring activation rows), which
     the units do not tell apart; fitted to those, the model would under-predict
     unstructured weights, the common case (so 1x4 weights in CSR are over-predicted:
-    the safe side)."""
+    the safe side). The same for csr_shared, and only from SHARED_MIN_DENSITY on
+    (where pack considers it).
+    csr_base: a model whose CSRMatrix coefficients stay (csr_shared fitted
+    alone): each csr_shared time is then scaled by csr_base's CSRMatrix
+    prediction over the CSRMatrix time of the same weight and M in the same
+    run, so the model's csr / csr_shared ratio is the measured one even where
+    csr_base's CSR table has drifted from today's CSR kernel (measured: the
+    CSR kernels ran ~10% faster at M >= 32 than that table predicts)."""
     samples = {}
+    last_csr = {}  # (n, k, sparsity, pattern, m) -> the CSRMatrix time just before
     for r in raw:
         n, k, m, f = r["n"], r["k"], r["m"], r["fmt"]
-        if f == "csr" and r.get("pattern", "unstructured") != "unstructured":
+        pattern = r.get("pattern", "unstructured")
+        if f == "csr":
+            last_csr[(n, k, r["sparsity"], pattern, m)] = r["sec"]
+        if f in ("csr", "csr_shared") and pattern != "unstructured":
             continue
+        sec = r["sec"]
+        if f == "csr_shared":
+            if r["nnz"] < SHARED_MIN_DENSITY * n * k:
+                continue
+            if csr_base is not None:
+                csr_sec = last_csr.get((n, k, r["sparsity"], pattern, m))
+                if csr_sec is None:
+                    raise ValueError("csr_shared fitted alone needs the CSRMatrix timings "
+                                     "of the same run (--formats csr,csr_shared)")
+                sec *= _predict(csr_base, "csr", m, n, k, r["nnz"]) * 1e-6 / csr_sec
         key = f
         if f == "spint8" and _g4_applies(r["nnz"], r["nblocks"], m, isa, k):
             key = "spint8_g4_m1" if m == 1 else "spint8_g4"
-        u = {"dense": n * k, "qdense": n * k, "csr": r["nnz"], "spint8": r["nblocks"],
+        u = {"dense": n * k, "qdense": n * k, "csr": r["nnz"], "csr_shared": r["nnz"],
+             "spint8": r["nblocks"],
              "spint8_g4": r["ngroups"], "spint8_g4_m1": r["ngroups"],
              "sell": 64 * r.get("sell_groups", 0)}[key]
         samples.setdefault(key, {}).setdefault(m, []).append(
-            (u, n, m * k, _big_units(key, u), _log2k_units(key, u, k), r["sec"]))
+            (u, n, m * k, _big_units(key, u), _log2k_units(key, u, k), sec))
     return samples
 
 
@@ -555,13 +721,14 @@ def measure(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS,
     return _model_from_raw(raw)
 
 
-def _model_from_raw(raw):
+def _model_from_raw(raw, csr_base=None):
     import sparsekit
     from sparsekit._native import core as _core
 
     isa = _core.family_isa("spmm_u8s8")
     return {"isa": isa, "sell_isa": _core.family_isa("spmv_sell_f32"),
-            "coef": _fit(_samples(raw, isa)),
+            "shared_isa": _core.family_isa("spmm_f32"),
+            "coef": _fit(_samples(raw, isa, csr_base)),
             "source": f"measured by `python -m sparsekit.pack --measure` on "
                       f"{sparsekit.info()['cpu']} (1 thread)"}
 
@@ -592,7 +759,10 @@ def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32,
     AVX-512), SlicedEllMatrix (unstructured, where it is a candidate; None
     above SELL_MAX_M), SparseInt8Matrix vs QuantizedMatrix for unstructured
     pruning (a share 1 - s^4 of the 1x4 blocks is kept) and for 1x4-block
-    pruning."""
+    pruning. And "shared": the (lowest, highest) sparsity at which pack picks
+    CSRMatrix with shared columns for an unstructured weight (all fp32
+    candidates, SlicedEllMatrix where it is one), None where it never does;
+    it builds the layouts, so it is None on CPUs without AVX-512."""
     model = MEASURED if model is None else model
     cases = ((None, ("csr",), "csr"), (None, ("sell",), "sell"),
              ("int8", ("spint8",), "spint8"), ("int8", ("spint8",), "spint8_1x4"))
@@ -625,8 +795,42 @@ def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32,
                     if ex["choice"] in sparse:
                         row[col] = s
                         break
+            row["shared"] = _shared_range(model, n, k, m, uniform, slots_at)
             out.append(row)
     return out
+
+
+_SHARED_AT = {}  # (n, k, sparsity in percent) -> (nnz, nbytes with the layout or None)
+
+
+def _shared_range(model, n, k, m, uniform, slots_at):
+    """crossover_table's "shared" column for one shape and M (slots_at: the
+    SlicedEllMatrix slots per sparsity in percent)."""
+    from sparsekit.formats import CSRMatrix
+
+    sell_isa = model.get("sell_isa", "avx512")
+    shared_isa = model.get("shared_isa", "avx512")
+    if "csr_shared" not in model["coef"] or not _shared_wanted(None, m, shared_isa):
+        return None
+    picked = []
+    for pct in range(50, 100):  # the layout is never built above 35% density
+        s = pct / 100
+        if (n, k, pct) not in _SHARED_AT:  # the same uniform weights in every call
+            c = CSRMatrix.from_dense((uniform >= s).astype(np.float32)).with_shared_columns()
+            _SHARED_AT[(n, k, pct)] = (c.nnz, c.nbytes if c.shared_columns else None)
+        nnz, shared_bytes = _SHARED_AT[(n, k, pct)]
+        if shared_bytes is None:
+            continue
+        slots = None
+        if _sell_wanted(None, m, sell_isa):
+            if pct not in slots_at:
+                slots_at[pct] = 64 * _sell_groups((uniform >= s).astype(np.float32))
+            slots = slots_at[pct]
+        ex = _decide(n, k, nnz, 1, 1, None, m, model, model["isa"], slots=slots,
+                     sell_isa=sell_isa, shared_bytes=shared_bytes, shared_isa=shared_isa)
+        if ex["choice"] == "csr_shared":
+            picked.append(s)
+    return (min(picked), max(picked)) if picked else None
 
 
 def _main(argv):
@@ -646,10 +850,15 @@ def _main(argv):
                     help="fit the model from raw timings saved by --save (no timing)")
     ap.add_argument("--formats", default=None,
                     help="time (with --measure) and fit only these formats, e.g. sell (of dense, "
-                         "csr, sell, spint8, qdense); the others keep their coefficients "
-                         "from MEASURED")
+                         "csr, csr_shared, sell, spint8, qdense); the others keep their "
+                         "coefficients from MEASURED")
     ap.add_argument("--ms", default=None, help="time only these M, e.g. 1,8 (default "
                                                "1,8,32,128)")
+    ap.add_argument("--sparsities", default=None,
+                    help="time only these sparsities, e.g. 0.7,0.8 (default "
+                         + ",".join(str(v) for v in MEASURE_SPARSITIES) + ")")
+    ap.add_argument("--patterns", default=None,
+                    help="time only these pruning patterns (unstructured, 1x4; default both)")
     args = ap.parse_args(argv)
     if args.fit:
         raw = [r for path in args.fit for r in json.load(open(path))]
@@ -662,10 +871,15 @@ def _main(argv):
             tuple(int(v) for v in sh.split("x")) for sh in args.shapes.split(","))
         sparsekit.set_num_threads(1)
         with threadpool_limits(1):
-            raw = measure_raw(shapes, ms=MEASURE_MS if args.ms is None else tuple(
-                int(v) for v in args.ms.split(",")), reps=args.reps,
+            raw = measure_raw(
+                shapes, MEASURE_SPARSITIES if args.sparsities is None else tuple(
+                    float(v) for v in args.sparsities.split(",")),
+                ms=MEASURE_MS if args.ms is None else tuple(
+                    int(v) for v in args.ms.split(",")), reps=args.reps,
                 log=lambda s: print(s, file=sys.stderr),
-                fmts=None if args.formats is None else args.formats.split(","))
+                fmts=None if args.formats is None else args.formats.split(","),
+                patterns=("unstructured", "1x4") if args.patterns is None else tuple(
+                    args.patterns.split(",")))
         if args.save:
             with open(args.save, "w") as f:
                 json.dump(raw, f)
@@ -673,13 +887,16 @@ def _main(argv):
         for row in crossover_table():
             print(row)
         return
-    model = _model_from_raw(raw)
+    fitted = set(args.formats.split(",")) if args.formats else None
+    # csr_shared without csr: relative to MEASURED's CSRMatrix table (_samples)
+    model = _model_from_raw(raw, MEASURED if fitted and "csr_shared" in fitted
+                            and "csr" not in fitted else None)
     if args.formats:  # fit these formats only; the others keep MEASURED's coefficients
-        fitted = set(args.formats.split(","))
         fitted |= {key for key in model["coef"] if key.split("_")[0] in fitted}
         coef = {f: dict(v) for f, v in MEASURED["coef"].items()}
         coef.update({f: v for f, v in model["coef"].items() if f in fitted})
-        model = dict(MEASURED, coef=coef, sell_isa=model["sell_isa"])
+        model = dict(MEASURED, coef=coef, sell_isa=model["sell_isa"],
+                     shared_isa=model["shared_isa"])
         print(f"# fitted: {sorted(fitted & set(coef))}; the others' coefficients from "
               "MEASURED")
     print("MEASURED = " + pprint.pformat(model, width=100))
@@ -692,6 +909,9 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
                   8: (0.8306, 0.0, 2.4847, 0.0904, 0.1559, 0.0381),
                   32: (0.6447, 0.0, 4.6223, 0.097, 0.2714, 0.054),
                   128: (0.8903, 0.0, 11.2573, 0.0902, 0.7711, 0.2166)},
+          'csr_shared': {8: (0.7498, 0.144, 2.4234, 0.222, 0.1946, 0.0157),
+                         32: (0.609, 0.0, 6.5386, 0.0875, 0.3528, 0.0419),
+                         128: (0.808, 0.0, 18.3199, 0.0627, 0.47, 0.18)},
           'dense': {1: (1.6611, 0.0349, 0.3249, 0.0, 0.0069, 0.0),
                     8: (1.7076, 0.2181, 1.0672, 0.2858, 0.0243, 0.0),
                     32: (1.65, 0.5729, 2.6639, 0.1529, 0.0431, 0.0),
@@ -712,6 +932,7 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
           'spint8_g4_m1': {1: (1.6482, 0.1842, 0.8316, 0.1864, 0.0, 0.0)}},
  'isa': 'avx512vnni',
  'sell_isa': 'avx512',
+ 'shared_isa': 'avx512',
  'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
 # Fitted (`python -m sparsekit.pack --fit run1.json run2.json`) to two runs of
 # `python -m sparsekit.pack --measure --reps 15 --save runN.json` on 2026-11-28
@@ -727,19 +948,35 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
 # 3-4 on 2 cores from other engineers' jobs, each run 25-35 s under the lock),
 # branch sellint; its units are slots (64 per group). Scored on pack_accuracy's
 # own runs (seed 1): benchmarks/RESULTS.md, "SlicedEllMatrix in the framework
-# layers". Lowest sparsity from which pack picks the sparse format (csr:
+# layers".
+# "csr_shared" (CSRMatrix.with_shared_columns(), spmm_f32 on avx512) was fitted
+# later still, alone and relative to the CSRMatrix coefficients above (`--fit
+# run1_a.json run1_b.json run2_a.json run2_b.json --formats csr_shared`, see
+# _samples: the CSR kernels now run ~10% faster at M >= 32 than the csr rows
+# predict, so fitted directly the layout's gain would be over-predicted by as
+# much), to two runs per half of the shapes of
+# `--measure --reps 15 --formats dense,csr,csr_shared --patterns unstructured
+# --ms 8,32,128 --sparsities 0.65,0.7,0.75,0.8,0.82,0.85,0.9,0.95` (2026-11-28
+# 16:43 UTC, load average 1.2-1.4 on 2 cores, 6-15 s per run under the lock),
+# branch sharedpack; units: nonzeros, samples from SHARED_MIN_DENSITY on.
+# Predicted / measured csr-to-csr_shared time ratio: median 1.00 at M = 8, 32,
+# 128, 5-95% 0.94-1.08 (M = 8), 0.95-1.05 (M = 32, 128). Scored on
+# pack_accuracy's own runs (seed 1): benchmarks/RESULTS.md, "Shared columns in
+# sparsekit.pack". Lowest sparsity from which pack picks the sparse format (csr:
 # CSRMatrix vs dense fp32 where SlicedEllMatrix is no candidate; sell:
 # SlicedEllMatrix, M <= SELL_MAX_M on AVX-512, None above; spint8: vs
 # QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4
-# blocks):
-# {'shape': '3072x768', 'm': 1, 'csr': 0.71, 'sell': 0.46, 'spint8': 0.81, 'spint8_1x4': 0.82}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.51, 'sell': 0.14, 'spint8': 0.95, 'spint8_1x4': 0.79}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.83, 'spint8_1x4': 0.46}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.34, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.71, 'sell': 0.45, 'spint8': 0.96, 'spint8_1x4': 0.83}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.55, 'sell': 0.12, 'spint8': 0.94, 'spint8_1x4': 0.77}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.82, 'spint8_1x4': 0.45}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44}
+# blocks); shared: the sparsities at which pack picks CSRMatrix with shared
+# columns (AVX-512, M >= SHARED_MIN_M, where the layout is built and at
+# density >= SHARED_MIN_DENSITY; at M <= SELL_MAX_M SlicedEllMatrix wins):
+# {'shape': '3072x768', 'm': 1, 'csr': 0.71, 'sell': 0.46, 'spint8': 0.81, 'spint8_1x4': 0.82, 'shared': None}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.51, 'sell': 0.14, 'spint8': 0.95, 'spint8_1x4': 0.79, 'shared': None}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.83, 'spint8_1x4': 0.46, 'shared': (0.66, 0.83)}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.34, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.71, 'sell': 0.45, 'spint8': 0.96, 'spint8_1x4': 0.83, 'shared': None}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.55, 'sell': 0.12, 'spint8': 0.94, 'spint8_1x4': 0.77, 'shared': None}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.82, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

@@ -158,7 +158,9 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     sparsekit.torch.accelerate) or a fraction of zeros from which a sparse
     format is used. m: about how many rows each MatMul / Gemm gets per call
     (None: sparsekit.pack's default, 128); m=1 picks SlicedEllMatrix for
-    sparse fp32 weights where pack predicts it fastest. The returned model's
+    sparse fp32 weights where pack predicts it fastest, m >= 2 a CSRMatrix
+    with its shared-column layout at 65-83% sparsity on AVX-512 where pack
+    predicts that (see sparsekit.torch.accelerate). The returned model's
     `.report` lists (node name, format chosen and why) per weight layer.
     Raises ValueError for an unsupported op (naming the node and listing the
     supported ones), a malformed node or file, or a bad quantize /

@@ -14,6 +14,8 @@ tensor can never make a kernel read out of bounds:
 
     <prefix>weight.<array>   each array of the weight's format (_state_arrays):
                              CSRMatrix        data, indices, indptr
+                                              (+ shared_columns, uint8 1, if it has
+                                              the layout: rebuilt on load)
                              QuantizedMatrix  packed, sum24, scale
                                               (+ input_scale, input_zero_point if static)
                              SparseInt8Matrix indptr, cols, values, scale
@@ -23,7 +25,11 @@ tensor can never make a kernel read out of bounds:
     <prefix>scale, zero_point  a quint8 output's quantization (out_qparams)
 
 load_state_dict rebuilds the format from copies of them, checked as on
-construction; a module whose weight is in another format reports the keys
+construction. The shared_columns flag is optional both ways: with it the
+flag decides whether a CSR weight gets its layout (where the CPU uses it),
+without it the module keeps its own weight's choice (a state_dict saved on a
+CPU without AVX-512 or before the flag existed still loads, with the layout
+if this module had one). A module whose weight is in another format reports the keys
 through torch's error messages (strict or not, as torch does for a size
 mismatch). Writing into the shared value tensors in place changes the
 weights unchecked; load_state_dict is the way to change them.
@@ -130,7 +136,14 @@ class SparsekitModule(nn.Module):
                               unexpected_keys, error_msgs):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
                                       missing_keys, unexpected_keys, error_msgs)
+        from sparsekit.runtime.weights import optional_state_arrays
+
         want = self._state_arrays()
+        # keys the weight may come with or without (CSR's shared_columns flag)
+        for name, like in optional_state_arrays(self.layer.weight).items():
+            want.pop("weight." + name, None)
+            if prefix + "weight." + name in state_dict:
+                want["weight." + name] = like
         keys = {prefix + name for name in want}
         # torch counted our keys as unexpected: they name no parameter
         unexpected_keys[:] = [k for k in unexpected_keys if k not in keys]

@@ -43,8 +43,10 @@ linearly past 128).
 SlicedEllMatrix ("sell") is a candidate only where its kernel is fast and
 M is small (SELL_ISAS, SELL_MAX_M; explain() notes why it is left out):
 - its spmv_sell_f32 kernels must run on AVX-512 (sparsekit.info()["kernels"]
-  ["spmv_sell_f32"], forced ISAs included): the AVX2 one measured 0.8-1.0x the
-  CSR kernel at M = 1, the scalar one is the reference loop;
+  ["spmv_sell_f32"], forced ISAs included): the AVX2 one measured 1.0-1.26x the
+  CSR kernel at M = 1 and 90% sparsity (1.4-1.5x at 80%, 0.7-1.1x at 95%),
+  too close for pack's fp32 coefficients, which were fitted on AVX-512 only;
+  the scalar one is the reference loop;
 - M <= SELL_MAX_M = 16. Measured (the "sell" fit below, 64 unstructured cases
   per M): fastest fp32 format in 56 / 57 cases at M = 1 / 8 (2-3x CSRMatrix at
   90%), but in only 14 at M = 32 and 7 at M = 128, there by <= 1.46x (mid
@@ -179,9 +181,10 @@ def _coef_at(table, m):
 
 # spmv_sell_f32 ISAs where SlicedEllMatrix is faster than CSRMatrix: its
 # AVX-512 kernel gathers x for 16 rows with one register permute (2-4x CSR at
-# M = 1..8). The AVX2 kernel needs ~12 vector ops per 8 slots: 0.8-1.0x the AVX2
-# CSR kernel at M = 1 (benchmarks/RESULTS.md, "SlicedEllMatrix"); the scalar one
-# is the reference loop. Elsewhere it is not a candidate.
+# M = 1..8). The AVX2 kernel needs ~2.4 vector ops per nonzero (4 vpermps + 3
+# blends per 8 slots): 1.0-1.26x the AVX2 CSR kernel at M = 1 and 90%
+# (benchmarks/RESULTS.md, "SlicedEllMatrix on AVX2"); the scalar one is the
+# reference loop. Elsewhere it is not a candidate.
 SELL_ISAS = ("avx512",)
 # SlicedEllMatrix is a candidate up to this M only: its kernel reads W once per
 # 4 rows of x (CSRMatrix's tiled kernel once per 64-row tile), so it lost to

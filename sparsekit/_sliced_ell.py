@@ -24,7 +24,7 @@ import numpy as np
 
 from sparsekit._native import AVAILABLE as _COMPILED
 from sparsekit._native import core as _core
-from sparsekit._validate import as_float_array, check_shape2, frozen
+from sparsekit._validate import as_float_array, check_shape2, frozen, integer_array
 
 LANES, STEPS, WIDTH = 16, 4, 32
 
@@ -72,6 +72,9 @@ class SlicedEllMatrix:
         window = _int_array(window, "window", np.uint32)
         index = _int_array(index, "index", np.uint32)
         values = as_float_array(values, "values")
+        if groups == 0:  # an empty list ([]) stands for an empty array of any shape
+            window, index, values = (a.reshape(want) if a.size == 0 else a for a, want in (
+                (window, (0,)), (index, (0, LANES)), (values, (0, STEPS, LANES))))
         for name, a, want in (("window", window, (groups,)), ("index", index, (groups, LANES)),
                               ("values", values, (groups, STEPS, LANES))):
             if a.shape != want:
@@ -256,9 +259,7 @@ class SlicedEllMatrix:
 
 def _int_array(a, name, dtype):
     """`a` as an integer array of `dtype`, every value representable."""
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
+    arr = integer_array(a, name)
     info = np.iinfo(dtype)
     if arr.size and (arr.min() < info.min or arr.max() > info.max):
         raise ValueError(f"{name}: values must fit {np.dtype(dtype).name}")

@@ -19,11 +19,20 @@ def as_float_array(a, name, ndim=None, allow_nan=True):
     return arr
 
 
-def as_index_array(a, name):
-    """`a` as an int64 1-D array; float (NaN) or non-integer input is rejected."""
+def integer_array(a, name):
+    """np.asarray(a), which must hold integers. Empty input counts as integer
+    (np.asarray([]) is float64); non-empty float input is rejected."""
     arr = np.asarray(a)
+    if arr.size == 0 and arr.dtype.kind == "f":
+        return arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
+    return arr
+
+
+def as_index_array(a, name):
+    """`a` as an int64 1-D array; float (NaN) or non-integer input is rejected."""
+    arr = integer_array(a, name)
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:

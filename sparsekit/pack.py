@@ -72,7 +72,7 @@ Three rules override the model (each in the reason explain() prints):
   CSRMatrix would win by <= ~20 us per call and hold 1.5x the bytes.
 - ALWAYS_SPARSE: a weight >= 99% sparse always gets the sparse format.
 
-Regenerate the table on a new machine with ``python -m sparsekit.pack --measure``
+Regenerate the table on a new machine with ``sparsekit pack --measure``
 and pass it as ``model=`` (or paste it here); a long run can be split with
 ``--shapes ... --save part.json`` and fitted with ``--fit part1.json part2.json``.
 ``benchmarks/pack_accuracy.py`` checks the picks against fresh timings.
@@ -331,7 +331,7 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
     isa = _core.family_isa("spmm_u8s8") if isa is None else isa
     if quantize == "int8" and isa != model["isa"]:
         notes.append(f"model measured with spmm_u8s8 on {model['isa']}; this CPU runs "
-                     f"{isa}: re-measure (python -m sparsekit.pack --measure) for exact choices")
+                     f"{isa}: re-measure (sparsekit pack --measure) for exact choices")
     pred = {}
     units = {"dense": n * k, "qdense": n * k, "csr": nnz, "spint8": nblocks,
              "spint8_g4": ngroups, "spint8_g4_m1": ngroups, "sell": slots}
@@ -562,7 +562,7 @@ def _model_from_raw(raw):
     isa = _core.family_isa("spmm_u8s8")
     return {"isa": isa, "sell_isa": _core.family_isa("spmv_sell_f32"),
             "coef": _fit(_samples(raw, isa)),
-            "source": f"measured by `python -m sparsekit.pack --measure` on "
+            "source": f"measured by `sparsekit pack --measure` on "
                       f"{sparsekit.info()['cpu']} (1 thread)"}
 
 
@@ -629,15 +629,14 @@ def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32,
     return out
 
 
-def _main(argv):
-    import argparse
-    import json
-    import pprint
-
-    ap = argparse.ArgumentParser(prog="python -m sparsekit.pack")
+def _cli_arguments(ap):
+    """The options of `sparsekit pack` (sparsekit/cli.py); without --measure
+    or --fit it prints the crossover table of MEASURED."""
     ap.add_argument("--measure", action="store_true",
                     help="time every format and print the fitted model (paste as MEASURED)")
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=7,
+                    help="timed rounds per case with --measure (formats interleaved; the "
+                         "fastest round is kept; default 7)")
     ap.add_argument("--shapes", default=None,
                     help="measure only these shapes, e.g. 3072x768,384x384 (to split a long "
                          "run; save each part with --save and fit them together with --fit)")
@@ -650,7 +649,22 @@ def _main(argv):
                          "from MEASURED")
     ap.add_argument("--ms", default=None, help="time only these M, e.g. 1,8 (default "
                                                "1,8,32,128)")
-    args = ap.parse_args(argv)
+
+
+def _main(argv):
+    """`python -m sparsekit.pack ...`: the same as `sparsekit pack ...`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m sparsekit.pack")
+    _cli_arguments(ap)
+    _cli_run(ap.parse_args(argv))
+
+
+def _cli_run(args):
+    """Run `sparsekit pack` with parsed `args` (see _cli_arguments)."""
+    import json
+    import pprint
+
     if args.fit:
         raw = [r for path in args.fit for r in json.load(open(path))]
     elif args.measure:
@@ -687,7 +701,7 @@ def _main(argv):
         print("#", row)
 
 
-# ---- the measured table (output of `python -m sparsekit.pack --measure`) -----
+# ---- the measured table (output of `sparsekit pack --measure`) --------------
 MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
                   8: (0.8306, 0.0, 2.4847, 0.0904, 0.1559, 0.0381),
                   32: (0.6447, 0.0, 4.6223, 0.097, 0.2714, 0.054),

@@ -1,5 +1,6 @@
 """API problems found by the docs audit, one test (or a few) per fix."""
 import os
+import re
 import subprocess
 import sys
 
@@ -54,3 +55,27 @@ def test_compress_and_datasets_are_lazy_attributes():
 def test_unknown_attribute_is_still_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         sparsekit.nonexistent
+
+
+# ---- sparsekit.pack is the function; its cost-model CLI is `sparsekit pack` --
+def test_pack_cli_runs_without_runpy_warning():
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-W", "error", "-m", "sparsekit", "pack"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert "'shape': '3072x768'" in p.stdout.splitlines()[0]
+    help_text = _run(None, "-m", "sparsekit", "pack", "--help")
+    assert re.search(r"--reps REPS\s+\S", help_text)  # every option says what it does
+    assert "usage: python -m sparsekit.pack" in _run(None, "-m", "sparsekit.pack", "--help")
+
+
+def test_docstrings_name_no_attribute_of_the_pack_function():
+    """sparsekit.pack is the function: `sparsekit.pack.SELL_MAX_M` does not exist."""
+    named = set()
+    for folder, _, files in os.walk(os.path.join(ROOT, "sparsekit")):
+        for f in files:
+            if f.endswith(".py"):
+                with open(os.path.join(folder, f), encoding="utf-8") as fh:
+                    named |= set(re.findall(r"sparsekit\.pack\.(\w+)", fh.read()))
+    assert not [n for n in named if not hasattr(sparsekit.pack, n)], named
+    assert sparsekit.pack.__module__ == "sparsekit.pack"  # still the function

@@ -247,7 +247,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         sparsekit.pack's default, 128), passed to sparsekit.pack as its `m`.
         Say m=1 for decode-style use (batch 1, one token per call): sparse fp32
         layers then become SlicedEllMatrix where pack predicts it fastest (M <=
-        sparsekit.pack.SELL_MAX_M on CPUs whose spmv_sell_f32 kernel is
+        SELL_MAX_M of sparsekit/pack.py on CPUs whose spmv_sell_f32 kernel is
         AVX-512: 2-4x CSRMatrix at M = 1..8), int8 layers get pack's M = 1
         choices. The model still runs any M, only slower where the guess is
         far off. Conv2d layers keep the default (their rows are output pixels).

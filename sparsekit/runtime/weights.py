@@ -92,7 +92,7 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None):
     was measured on the target CPU), pack decides for about `m` activation rows
     per call (None: pack's default, 128); otherwise a sparse format is used
     from min_sparsity zeros on (defaults above): CSRMatrix, or SlicedEllMatrix
-    where pack would consider it (m <= sparsekit.pack.SELL_MAX_M, its kernel on
+    where pack would consider it (m <= SELL_MAX_M of sparsekit/pack.py, its kernel on
     AVX-512)."""
     check_quantize(quantize)
     m = check_m(m)

@@ -85,6 +85,7 @@ import numpy as np
 from sparsekit._validate import as_float_array
 
 QUANTIZE = (None, "int8")
+QUANTIZE_SYNONYMS = {"dynamic": "int8"}  # the converters' spelling (sparsekit.torch ...)
 
 # ---- the measured model -----------------------------------------------------
 # Produced by: python -m sparsekit.pack --measure --reps 15  (1 thread, threadpoolctl
@@ -240,14 +241,15 @@ def _candidates(quantize):
 
 
 def _check(w, quantize, m):
-    if quantize not in QUANTIZE:
-        raise ValueError(f"quantize: expected None or 'int8', got {quantize!r}")
+    if quantize not in QUANTIZE + tuple(QUANTIZE_SYNONYMS):
+        raise ValueError(f"quantize: expected None or 'int8' (or its synonym 'dynamic'), "
+                         f"got {quantize!r}")
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
         raise TypeError(f"m: expected an int (activation rows per call), got {m!r}")
     if m < 1:
         raise ValueError(f"m: expected at least 1 row, got {m}")
     w = as_float_array(w, "w", ndim=2, allow_nan=False)
-    return np.ascontiguousarray(w), int(m)
+    return np.ascontiguousarray(w), QUANTIZE_SYNONYMS.get(quantize, quantize), int(m)
 
 
 class Explanation(dict):
@@ -280,7 +282,7 @@ def explain(w, quantize=None, m=128, model=None):
 
     Returns an Explanation (a dict: choice, predicted_us per candidate,
     sparsity, block_fill, reason, ...) whose str() is a readable report."""
-    w, m = _check(w, quantize, m)
+    w, quantize, m = _check(w, quantize, m)
     return _explain(w, quantize, m, model)
 
 
@@ -415,11 +417,12 @@ def pack(w, quantize=None, m=128, model=None):
     call: a dense float32 ndarray, CSRMatrix or SlicedEllMatrix (quantize=None;
     SlicedEllMatrix only for m <= SELL_MAX_M on CPUs whose spmv_sell_f32
     kernel is AVX-512), or a QuantizedMatrix or SparseInt8Matrix
-    (quantize="int8", per-channel symmetric int8). ``sparsekit.explain``
-    shows the choice and the reason."""
+    (quantize="int8", per-channel symmetric int8; "dynamic", the converters'
+    spelling, means the same: activations are quantized per row at run time).
+    ``sparsekit.explain`` shows the choice and the reason."""
     from sparsekit import formats
 
-    w, m = _check(w, quantize, m)
+    w, quantize, m = _check(w, quantize, m)
     choice = _explain(w, quantize, m, model)["choice"]
     if choice == "dense":
         return w.astype(np.float32, copy=True)

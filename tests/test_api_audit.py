@@ -79,3 +79,38 @@ def test_docstrings_name_no_attribute_of_the_pack_function():
                     named |= set(re.findall(r"sparsekit\.pack\.(\w+)", fh.read()))
     assert not [n for n in named if not hasattr(sparsekit.pack, n)], named
     assert sparsekit.pack.__module__ == "sparsekit.pack"  # still the function
+
+
+# ---- quantize: "int8" (pack) and "dynamic" (converters) are synonyms ---------
+def test_pack_and_explain_accept_the_converters_spelling():
+    w = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    for m in (1, 128):
+        a, b = sparsekit.pack(w, quantize="dynamic", m=m), sparsekit.pack(w, quantize="int8", m=m)
+        assert type(a) is type(b)
+        np.testing.assert_array_equal(a.dequantize(), b.dequantize())
+        assert sparsekit.explain(w, quantize="dynamic", m=m) == \
+            sparsekit.explain(w, quantize="int8", m=m)
+    with pytest.raises(ValueError, match="^quantize: .*'int8'.*'dynamic'"):
+        sparsekit.pack(w, quantize="int4")
+
+
+def test_converters_accept_packs_spelling():
+    from sparsekit.runtime import weights as W
+
+    assert W.check_quantize("int8") == W.check_quantize("dynamic") == "dynamic"
+    assert W.check_quantize(None) is None
+    with pytest.raises(ValueError, match="^quantize: .*'dynamic'.*'int8'"):
+        W.check_quantize("int4")
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Linear(32, 16), torch.nn.ReLU())
+    x = torch.randn(4, 32)
+    a = sparsekit.torch.accelerate(model, quantize="int8")
+    b = sparsekit.torch.accelerate(model, quantize="dynamic")
+    assert [r["chosen"] for r in sparsekit.torch.report(a)] == \
+        [r["chosen"] for r in sparsekit.torch.report(b)]
+    assert "int8" in sparsekit.torch.report(a)[0]["chosen"]
+    with torch.no_grad():
+        np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+    rt = sparsekit.torch.to_runtime(model, quantize="int8")
+    np.testing.assert_array_equal(rt(x.numpy()), sparsekit.torch.to_runtime(
+        model, quantize="dynamic")(x.numpy()))

@@ -236,7 +236,8 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
 
     quantize: None keeps fp32 (sparse layers become CSR, or SlicedEllMatrix
         for small m, below); "dynamic" turns fp32
-        layers into int8 (per-channel weights, per-row dynamic activations).
+        layers into int8 (per-channel weights, per-row dynamic activations;
+        "int8", sparsekit.pack's spelling, means the same).
         Layers that are already int8 in torch (ao dynamic / static quantized)
         are always read as int8.
     min_sparsity: fraction of zeros from which a sparse format is used.
@@ -284,7 +285,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    W.check_quantize(quantize)
+    quantize = W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
     if not inplace:
@@ -540,7 +541,7 @@ def report(model, quantize=None, min_sparsity=None, m=None):
         return rows
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    W.check_quantize(quantize)
+    quantize = W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
     rows = Report()
@@ -599,7 +600,7 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model: expected an nn.Sequential, got {type(model).__name__} "
                         "(export other models to ONNX and use sparsekit.onnx.load)")
-    W.check_quantize(quantize)
+    quantize = W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)
     out = []

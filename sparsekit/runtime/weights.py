@@ -23,6 +23,7 @@ DEFAULT_MIN_SPARSITY = 0.7
 # Sparse int8 pays an index per nonzero; below this, dense int8 wins.
 DEFAULT_MIN_SPARSITY_INT8 = 0.8
 QUANTIZE_MODES = (None, "dynamic")
+QUANTIZE_SYNONYMS = {"int8": "dynamic"}  # sparsekit.pack's spelling
 
 
 def sparsity(w):
@@ -46,8 +47,11 @@ def _need_int8(what):
 
 
 def check_quantize(quantize):
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"quantize: expected one of {QUANTIZE_MODES}, got {quantize!r}")
+    """`quantize` in its canonical spelling ("int8" is read as "dynamic")."""
+    if quantize not in QUANTIZE_MODES + tuple(QUANTIZE_SYNONYMS):
+        raise ValueError(f"quantize: expected one of {QUANTIZE_MODES} (or 'int8', a synonym "
+                         f"of 'dynamic'), got {quantize!r}")
+    return QUANTIZE_SYNONYMS.get(quantize, quantize)
 
 
 def check_min_sparsity(min_sparsity):
@@ -94,7 +98,7 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None):
     from min_sparsity zeros on (defaults above): CSRMatrix, or SlicedEllMatrix
     where pack would consider it (m <= SELL_MAX_M of sparsekit/pack.py, its kernel on
     AVX-512)."""
-    check_quantize(quantize)
+    quantize = check_quantize(quantize)
     m = check_m(m)
     w = np.ascontiguousarray(w, dtype=np.float32)
     s = sparsity(w)

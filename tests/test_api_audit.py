@@ -114,3 +114,42 @@ def test_converters_accept_packs_spelling():
     rt = sparsekit.torch.to_runtime(model, quantize="int8")
     np.testing.assert_array_equal(rt(x.numpy()), sparsekit.torch.to_runtime(
         model, quantize="dynamic")(x.numpy()))
+
+
+# ---- io.load: an unknown int8 runtime value is an error, like csr_f32's -------
+def test_load_rejects_an_unknown_int8_runtime(tmp_path):
+    from sparsekit import runtime as R
+    from test_io import _rewrite_header
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((6, 8)).astype(np.float32)
+    w[:, ::2] = 0
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    layers = [R.Linear(sparsekit.QuantizedMatrix.from_float(w)), R.ReLU(),
+              R.Linear(sparsekit.SparseInt8Matrix.from_float(w[:, :6]))]
+    p = tmp_path / "m.spk"
+    sparsekit.save(layers, p)
+    want = sparsekit.load(p)(x)
+    blob = p.read_bytes()
+
+    def runtime(value):
+        def edit(h):
+            w = h["nodes"][2]["weight"]
+            if value is None:
+                del w["runtime"]
+            else:
+                w["runtime"] = value
+        return edit
+
+    for value, cls in (("dense int8", sparsekit.QuantizedMatrix),
+                       (None, sparsekit.QuantizedMatrix),
+                       ("sparse int8", sparsekit.SparseInt8Matrix)):
+        p.write_bytes(_rewrite_header(blob, runtime(value)))
+        m = sparsekit.load(p)
+        assert isinstance(m.nodes[2][0].weight, cls)
+        np.testing.assert_allclose(m(x), want, rtol=1e-5, atol=1e-5)
+    for value in ("sparse int4", "csr fp32", 7):
+        p.write_bytes(_rewrite_header(blob, runtime(value)))
+        with pytest.raises(ValueError, match=r"nodes\[2\]\.weight: unknown int8 runtime "
+                                             + re.escape(repr(value))):
+            sparsekit.load(p)

@@ -153,3 +153,27 @@ def test_load_rejects_an_unknown_int8_runtime(tmp_path):
         with pytest.raises(ValueError, match=r"nodes\[2\]\.weight: unknown int8 runtime "
                                              + re.escape(repr(value))):
             sparsekit.load(p)
+
+
+# ---- runtime/weights.py: wrong type -> TypeError, bad value -> ValueError -----
+def test_min_sparsity_errors_follow_the_design_rule():
+    from sparsekit.runtime import weights as W
+
+    for bad in ("0.5", [0.5], True, np.bool_(True), object()):
+        with pytest.raises(TypeError, match="^min_sparsity: "):
+            W.check_min_sparsity(bad)
+    for bad in (-0.1, 1.5, float("nan"), np.float32(2)):
+        with pytest.raises(ValueError, match="^min_sparsity: "):
+            W.check_min_sparsity(bad)
+    for ok in (0, 1, 0.5, np.float32(0.25), np.int64(1)):
+        assert W.check_min_sparsity(ok) == float(ok)
+    assert type(W.check_min_sparsity(np.float32(0.25))) is float
+
+
+def test_pack_int8_q_errors_follow_the_design_rule():
+    from sparsekit.runtime import weights as W
+
+    with pytest.raises(TypeError, match="^q: .*dtype float32"):
+        W.pack_int8(np.zeros((2, 3), np.float32), 1.0)
+    with pytest.raises(ValueError, match=r"^q: .*shape \(6,\)"):
+        W.pack_int8(np.zeros(6, np.int8), 1.0)

@@ -238,7 +238,8 @@ def convert(model, quantize=None, min_sparsity=None, m=None):
     SlicedEllMatrix for sparse fp32 Dense kernels where pack predicts it
     fastest. Raises TypeError when `model` is not a keras.Model, ValueError
     for an unsupported layer (naming it), an unbuilt Sequential, or a bad
-    quantize / min_sparsity / m (TypeError for a non-int m)."""
+    quantize / min_sparsity / m (TypeError for a non-number min_sparsity or a
+    non-int m)."""
     import keras
 
     quantize = W.check_quantize(quantize)

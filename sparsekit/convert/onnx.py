@@ -163,8 +163,8 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     `.report` lists (node name, format chosen and why) per weight layer.
     Raises ValueError for an unsupported op (naming the node and listing the
     supported ones), a malformed node or file, or a bad quantize /
-    min_sparsity / m; TypeError for another kind of path_or_model or a
-    non-int m."""
+    min_sparsity / m; TypeError for another kind of path_or_model, a
+    non-number min_sparsity or a non-int m."""
     quantize = W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)

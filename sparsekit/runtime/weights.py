@@ -55,10 +55,15 @@ def check_quantize(quantize):
 
 
 def check_min_sparsity(min_sparsity):
+    """None or a fraction of zeros in [0, 1] as a float: TypeError for a
+    non-number (bools included), ValueError outside [0, 1] (NaN included)."""
     if min_sparsity is None:
         return None
-    if isinstance(min_sparsity, bool) or not isinstance(min_sparsity, (int, float)) \
-            or not 0.0 <= min_sparsity <= 1.0:
+    if isinstance(min_sparsity, (bool, np.bool_)) or \
+            not isinstance(min_sparsity, (int, float, np.integer, np.floating)):
+        raise TypeError(f"min_sparsity: expected None or a number in [0, 1], "
+                        f"got {min_sparsity!r}")
+    if not 0.0 <= min_sparsity <= 1.0:
         raise ValueError(f"min_sparsity: expected None or a number in [0, 1], "
                          f"got {min_sparsity!r}")
     return float(min_sparsity)
@@ -139,8 +144,10 @@ def pack_int8(q, scale, min_sparsity=None):
     per-tensor (scalar) or per-channel [N] scale. Returns (weight, reason)."""
     _need_int8("int8 weight")
     q = np.ascontiguousarray(q)
-    if q.dtype != np.int8 or q.ndim != 2:
-        raise TypeError(f"q: expected a 2-D int8 array, got {q.dtype} {q.shape}")
+    if q.dtype != np.int8:
+        raise TypeError(f"q: expected a 2-D int8 array, got dtype {q.dtype}")
+    if q.ndim != 2:
+        raise ValueError(f"q: expected a 2-D int8 array, got shape {q.shape}")
     scale = np.asarray(scale, dtype=np.float32).reshape(-1)
     per = "per-channel" if scale.size > 1 else "per-tensor"
     if scale.size == 1:

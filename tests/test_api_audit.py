@@ -177,3 +177,35 @@ def test_pack_int8_q_errors_follow_the_design_rule():
         W.pack_int8(np.zeros((2, 3), np.float32), 1.0)
     with pytest.raises(ValueError, match=r"^q: .*shape \(6,\)"):
         W.pack_int8(np.zeros(6, np.int8), 1.0)
+
+
+# ---- sparsekit bench: --m is honoured with --quick, refused where it has no effect
+def _bench_layers(monkeypatch, argv):
+    import sparsekit.bench.run
+    from sparsekit.cli import main
+
+    seen = {}
+    monkeypatch.setattr(sparsekit.bench.run, "run_bench",
+                        lambda layers, **kw: seen.setdefault("layers", layers) and 0)
+    assert main(["bench", "--no-progress"] + argv) == 0
+    return [(la.n, la.k, la.m) for la in seen["layers"]]
+
+
+def test_bench_quick_honours_m(monkeypatch):
+    assert _bench_layers(monkeypatch, ["--quick"]) == [(3072, 768, 128), (3072, 768, 1)]
+    assert _bench_layers(monkeypatch, ["--quick", "--m", "8"]) == [(3072, 768, 8)]
+    assert _bench_layers(monkeypatch, ["--quick", "--m", "2,16"]) == \
+        [(3072, 768, 2), (3072, 768, 16)]
+    assert {m for _, _, m in _bench_layers(monkeypatch, ["--m", "4"])} == {4}
+    assert (16, 32, 4) in _bench_layers(monkeypatch, ["--shape", "16,32,4", "--preset",
+                                                      "minilm", "--m", "2"])
+
+
+@pytest.mark.parametrize("argv", [["--shape", "16,32,4", "--m", "8"],
+                                  ["--quick", "--shape", "16,32,4", "--m", "8"],
+                                  ["--preset", "resnet50", "--m", "8"]])
+def test_bench_m_without_effect_is_a_usage_error(monkeypatch, capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        _bench_layers(monkeypatch, argv)
+    assert e.value.code == 2
+    assert "argument --m: " in capsys.readouterr().err

@@ -209,3 +209,16 @@ def test_bench_m_without_effect_is_a_usage_error(monkeypatch, capsys, argv):
         _bench_layers(monkeypatch, argv)
     assert e.value.code == 2
     assert "argument --m: " in capsys.readouterr().err
+
+
+# ---- to_runtime: dense layers are dense int8 with quantize="dynamic" -----------
+def test_to_runtime_dense_layers_follow_quantize_as_documented():
+    torch = pytest.importorskip("torch")
+    from sparsekit.runtime import weights as W
+
+    doc = " ".join(sparsekit.torch.to_runtime.__doc__.split())
+    assert "stay dense: fp32 with quantize=None, dense int8" in doc
+    model = torch.nn.Sequential(torch.nn.Linear(32, 16))  # 0% sparse
+    for quantize, want in ((None, "dense fp32"), ("dynamic", "dense int8")):
+        rt = sparsekit.torch.to_runtime(model, quantize=quantize, min_sparsity=0.5)
+        assert [W.describe(layer.weight) for layer, _, _ in rt.nodes] == [want]

@@ -567,7 +567,9 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     """A sparsekit.runtime.Model of an nn.Sequential (nested Sequentials
     allowed) built from Linear, Conv2d, ReLU, GELU, Sigmoid, Tanh, LayerNorm
     (last axis), Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, Identity and
-    already-accelerated modules. Dense layers below min_sparsity stay dense fp32.
+    already-accelerated modules. Layers not sparse enough for a sparse format
+    (see min_sparsity in accelerate) stay dense: fp32 with quantize=None, dense
+    int8 (QuantizedMatrix) with quantize="dynamic".
 
     Also a Hugging Face BertModel, or a sentence-transformers model wrapping
     one (Pooling with modes "mean", "max", "cls" or several of them, then

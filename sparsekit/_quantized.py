@@ -32,7 +32,8 @@ class QuantizedMatrix:
     runs fp32 in / fp32 out with the activations quantized to u8 per row
     inside; ``qw.with_static_input(scale, zero_point)`` switches that to a
     fixed (calibrated) per-tensor activation quantization. Read back with
-    ``.q``, ``.scale``, ``.dequantize()``; picklable; K <= 65536. Needs the
+    ``.q``, ``.scale``, ``.dequantize()`` (alias ``.to_dense()``, as in the fp32
+    formats); picklable; K <= 65536. Needs the
     compiled C core (ImportError without it).
     """
 
@@ -191,6 +192,11 @@ class QuantizedMatrix:
         """float32 [N, K] = q * scale."""
         s = self._scale if self._per_channel else self._scale[:1]
         return (self.q.astype(np.float32) * s.reshape(-1, 1)).astype(np.float32)
+
+    def to_dense(self):
+        """The weight as a dense float32 [N, K] array: dequantize() under the
+        name every weight format has."""
+        return self.dequantize()
 
     def __repr__(self):
         n, k = self._shape

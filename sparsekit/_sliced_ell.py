@@ -42,7 +42,7 @@ class SlicedEllMatrix:
     ``SlicedEllMatrix((group_ptr, window, index, values), shape)`` (checked:
     each row's columns in rising order, windows inside K, unused slots zero;
     TypeError / ValueError naming the array otherwise). Read back with
-    ``.to_csr()`` / ``.to_dense()``; ``.nnz``, ``.density``, ``.nbytes``,
+    ``.to_csr()`` / ``.to_dense()`` / ``.to_scipy()``; ``.nnz``, ``.density``, ``.nbytes``,
     ``.fill``; picklable. Needs the compiled C core (ImportError without it).
     ``sparsekit.pack(w, m=1)`` picks it where it is the fastest format.
     """
@@ -170,6 +170,15 @@ class SlicedEllMatrix:
         rows, cols, vals = self._entries()
         out[rows, cols] = vals
         return out
+
+    def to_scipy(self):
+        """The weight as a new scipy.sparse.csr_matrix (float32, int32 indices,
+        columns sorted); ImportError without SciPy."""
+        try:
+            import scipy.sparse  # noqa: F401
+        except ImportError as e:
+            raise ImportError("SlicedEllMatrix.to_scipy needs SciPy: pip install scipy") from e
+        return self.to_csr().to_scipy()
 
     def __repr__(self):
         n, k = self._shape

@@ -180,6 +180,11 @@ class SparseInt8Matrix:
         """The fp32 weight q * scale as a dense [N, K] array."""
         return self.q.astype(np.float32) * self._wscale[:, None]
 
+    def to_dense(self):
+        """The weight as a dense float32 [N, K] array: dequantize() under the
+        name every weight format has."""
+        return self.dequantize()
+
     @property
     def nblocks(self):
         """Number of stored 1x4 blocks (4 weight slots each)."""

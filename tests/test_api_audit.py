@@ -222,3 +222,34 @@ def test_to_runtime_dense_layers_follow_quantize_as_documented():
     for quantize, want in ((None, "dense fp32"), ("dynamic", "dense int8")):
         rt = sparsekit.torch.to_runtime(model, quantize=quantize, min_sparsity=0.5)
         assert [W.describe(layer.weight) for layer, _, _ in rt.nodes] == [want]
+
+
+# ---- counterparts: to_dense on the int8 formats, to_scipy on SlicedEllMatrix ---
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("shape", [(5, 12), (0, 8), (3, 0)])
+def test_int8_formats_have_to_dense(per_channel, shape):
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal(shape).astype(np.float32)
+    w[rng.random(shape) < 0.6] = 0
+    for cls in (sparsekit.QuantizedMatrix, sparsekit.SparseInt8Matrix):
+        qw = cls.from_float(w, per_channel=per_channel)
+        d = qw.to_dense()
+        assert d.dtype == np.float32 and d.shape == shape
+        np.testing.assert_array_equal(d, qw.dequantize())
+        if shape[0]:
+            scale = np.asarray(qw.scale, np.float64).reshape(-1, 1)
+            np.testing.assert_allclose(d, np.asarray(qw.q, np.float64) * scale, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(37, 70), (0, 5), (16, 0), (1, 1)])
+def test_sliced_ell_to_scipy_round_trips(shape):
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal(shape).astype(np.float32)
+    w[rng.random(shape) < 0.8] = 0
+    s = sparsekit.SlicedEllMatrix.from_dense(w)
+    m = s.to_scipy()
+    assert sp.issparse(m) and m.format == "csr" and m.shape == shape
+    assert m.dtype == np.float32 and m.nnz == np.count_nonzero(w) and m.has_sorted_indices
+    np.testing.assert_array_equal(m.toarray(), w)
+    np.testing.assert_array_equal(sparsekit.SlicedEllMatrix.from_scipy(m).to_dense(), w)

@@ -98,7 +98,11 @@ def _encode_weight(w, wr):
 
 
 def save(model_or_layers, path):
-    """Write a runtime Model (or a list of layers, run in sequence) to `path`."""
+    """Write model_or_layers, a sparsekit.runtime.Model (or a list of runtime
+    layers, run in sequence), to the file `path` (str, bytes or os.PathLike;
+    replaced if it exists) in the format of docs/FORMAT.md. Raises TypeError
+    for anything else (framework models: convert them first, e.g. with
+    sparsekit.torch.to_runtime or sparsekit.onnx.load) or a non-path `path`."""
     model = model_or_layers
     if isinstance(model, (list, tuple)):
         model = Model(list(model))
@@ -222,8 +226,10 @@ def _decode_weight(e, arrays, where="weight"):
 
 
 def load(path):
-    """Read a model written by sparsekit.save; returns a runtime Model.
-    Raises ValueError for a truncated, corrupted or unknown file."""
+    """Read the model file `path` (str, bytes or os.PathLike) written by
+    sparsekit.save; returns a runtime Model. Raises TypeError for a non-path
+    `path` (a file descriptor int included), OSError when the file cannot be
+    read, ValueError for a truncated, corrupted or unknown file."""
     path = _check_path(path)
     with open(path, "rb") as f:
         blob = f.read()

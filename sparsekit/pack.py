@@ -281,7 +281,8 @@ def explain(w, quantize=None, m=128, model=None):
     """Why sparsekit.pack(w, quantize, m) picks the format it picks.
 
     Returns an Explanation (a dict: choice, predicted_us per candidate,
-    sparsity, block_fill, reason, ...) whose str() is a readable report."""
+    sparsity, block_fill, reason, ...) whose str() is a readable report.
+    Arguments and errors as for pack (model: the cost model, as there)."""
     w, quantize, m = _check(w, quantize, m)
     return _explain(w, quantize, m, model)
 
@@ -419,7 +420,14 @@ def pack(w, quantize=None, m=128, model=None):
     kernel is AVX-512), or a QuantizedMatrix or SparseInt8Matrix
     (quantize="int8", per-channel symmetric int8; "dynamic", the converters'
     spelling, means the same: activations are quantized per row at run time).
-    ``sparsekit.explain`` shows the choice and the reason."""
+    ``sparsekit.explain`` shows the choice and the reason.
+
+    model: the cost model to decide with; None (the default) is MEASURED, the
+    table measured on the target machine (sparsekit/pack.py); pass the dict
+    ``sparsekit pack --measure`` prints (or ``measure()`` in that module
+    returns) to decide for another CPU. Raises TypeError for a non-float w or
+    non-int m, ValueError for a w that is not 2-D or holds NaN / infinity, an
+    m < 1 or an unknown quantize."""
     from sparsekit import formats
 
     w, quantize, m = _check(w, quantize, m)

@@ -5,6 +5,11 @@
     w_fast = sparsekit.pack(w, quantize="int8")   # QuantizedMatrix or SparseInt8Matrix
     print(sparsekit.explain(w, quantize="int8"))  # what was chosen and why
 
+``sparsekit.pack`` is the function, also after ``import sparsekit.pack as p``;
+this module's names are reached with ``from sparsekit.pack import SELL_MAX_M``
+(or ``importlib.import_module("sparsekit.pack")``). Its command line is
+``sparsekit pack`` (``python -m sparsekit.pack`` works too, with a runpy warning).
+
 The choice comes from a cost model whose coefficients were MEASURED on the
 target machine (table below), not guessed. For each candidate format the time
 of one ``sparsekit.linear`` call with M activation rows is modelled as

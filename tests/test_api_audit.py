@@ -253,3 +253,15 @@ def test_sliced_ell_to_scipy_round_trips(shape):
     assert m.dtype == np.float32 and m.nnz == np.count_nonzero(w) and m.has_sorted_indices
     np.testing.assert_array_equal(m.toarray(), w)
     np.testing.assert_array_equal(sparsekit.SlicedEllMatrix.from_scipy(m).to_dense(), w)
+
+
+def test_pack_module_names_are_reached_as_its_docstring_says():
+    import importlib
+
+    mod = importlib.import_module("sparsekit.pack")
+    from sparsekit.pack import SELL_MAX_M
+
+    assert SELL_MAX_M == mod.SELL_MAX_M and "from sparsekit.pack import SELL_MAX_M" in mod.__doc__
+    import sparsekit.pack as p
+
+    assert p is sparsekit.pack and callable(p)  # the function, as the docstring warns

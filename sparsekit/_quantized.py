@@ -204,7 +204,8 @@ class QuantizedMatrix:
         inp = "dynamic" if self._input_scale is None else \
             f"static({self._input_scale:g}, {self._input_zero_point})"
         return (f"QuantizedMatrix(shape=({n}, {k}), {mode}, input={inp}, "
-                f"{self.nbytes / max(n * k, 1):.4f} bytes/weight)")
+                + (f"{self.nbytes / (n * k):.4f} bytes/weight)" if n * k else
+                   f"{self.nbytes} bytes, no weights)"))
 
     def __reduce__(self):
         return (_qm_from_state_arrays, (self._shape, self._state_arrays()))

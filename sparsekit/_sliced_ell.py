@@ -184,7 +184,8 @@ class SlicedEllMatrix:
         n, k = self._shape
         return (f"SlicedEllMatrix(shape=({n}, {k}), nnz={self.nnz}, "
                 f"density={self.density:.3f}, fill={self.fill:.3f}, "
-                f"{self.nbytes / max(n * k, 1):.3f} bytes/weight)")
+                + (f"{self.nbytes / (n * k):.3f} bytes/weight)" if n * k else
+                   f"{self.nbytes} bytes, no weights)"))
 
     def __reduce__(self):
         return (_sell_from_state, (self.group_ptr, self.window, self.index, self.values,

@@ -225,7 +225,8 @@ class SparseInt8Matrix:
         return (f"SparseInt8Matrix(shape=({n}, {k}), blocks={blocks}, nnz={self._nnz}, "
                 f"density={self.density:.3f}, block_fill={self.block_fill:.2f}, "
                 f"scale={'per-channel' if self._per_channel else 'per-tensor'}, "
-                f"{self.bytes_per_weight:.3f} bytes/weight)")
+                + (f"{self.bytes_per_weight:.3f} bytes/weight)" if n * k else
+                   f"{self.nbytes} bytes, no weights)"))
 
     def __reduce__(self):
         return (_sparse_int8_from_state, (self._shape, self.indptr, self.cols, self.values,

@@ -151,7 +151,9 @@ class CSRMatrix:
     def __repr__(self):
         n, k = self._shape
         return (f"CSRMatrix(shape=({n}, {k}), nnz={self.nnz}, density={self.density:.3f}, "
-                f"index={self.indices.dtype}, {self.nbytes / max(n * k, 1):.3f} bytes/weight)")
+                f"index={self.indices.dtype}, "
+                + (f"{self.nbytes / (n * k):.3f} bytes/weight)" if n * k else
+                   f"{self.nbytes} bytes, no weights)"))
 
     def __reduce__(self):
         return (_csr_from_state, (self.data, self.indices, self.indptr, self._shape,

@@ -265,3 +265,18 @@ def test_pack_module_names_are_reached_as_its_docstring_says():
     import sparsekit.pack as p
 
     assert p is sparsekit.pack and callable(p)  # the function, as the docstring warns
+
+
+# ---- reprs: bytes per weight only when there are weights ---------------------
+@pytest.mark.parametrize("shape", [(3, 0), (0, 4), (0, 0), (2, 3)])
+def test_reprs_without_weights_show_no_bytes_per_weight(shape):
+    w = np.zeros(shape, np.float32)
+    for make in (sparsekit.CSRMatrix.from_dense, sparsekit.SlicedEllMatrix.from_dense,
+                 sparsekit.QuantizedMatrix.from_float, sparsekit.SparseInt8Matrix.from_float):
+        obj = make(w)
+        text = repr(obj)
+        if 0 in shape:
+            assert "bytes/weight" not in text and f"{obj.nbytes} bytes, no weights)" in text
+        else:
+            per = re.search(r"([0-9.]+) bytes/weight\)$", text)
+            assert per and float(per.group(1)) == pytest.approx(obj.nbytes / w.size, abs=1e-3)

@@ -205,7 +205,9 @@ class CSRMatrix:
             try:
                 from sparsekit._numba.spmm import linear_csr
             except ImportError as e:
-                raise ImportError("backend='numba' needs Numba: pip install sparsekit[numba]"
+                raise ImportError("backend='numba' needs Numba: "
+                                  'pip install "sparsekit[numba]" '
+                                  '(from a clone: pip install -e ".[numba]")'
                                   ) from e
 
             return linear_csr(self.indptr, self.indices, self.data, n, x, bias, act)

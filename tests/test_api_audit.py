@@ -280,3 +280,20 @@ def test_reprs_without_weights_show_no_bytes_per_weight(shape):
         else:
             per = re.search(r"([0-9.]+) bytes/weight\)$", text)
             assert per and float(per.group(1)) == pytest.approx(obj.nbytes / w.size, abs=1e-3)
+
+
+# ---- install hints work in a shell and from a clone ---------------------------
+def test_install_hints_are_quoted_and_name_the_clone_spelling():
+    hints = 0
+    for folder, _, files in os.walk(os.path.join(ROOT, "sparsekit")):
+        for f in files:
+            if not f.endswith(".py"):
+                continue
+            with open(os.path.join(folder, f), encoding="utf-8") as fh:
+                text = fh.read()
+            for m in re.finditer(r"pip install (\S*)sparsekit\[(\w+)\]", text):
+                assert m.group(1) == '"', f"{f}: unquoted {m.group(0)!r} (a shell globs [...])"
+                near = text[m.end():m.end() + 120]
+                assert f'pip install -e ".[{m.group(2)}]"' in near, f"{f}: {m.group(0)}"
+                hints += 1
+    assert hints >= 6

@@ -76,6 +76,8 @@ def _to_numpy(a):
 def check_int8_weights(q):
     """Already-quantized weights `q` as int8 [N, K], values in [-127, 127]."""
     arr = _to_numpy(q)
+    if arr.size == 0 and arr.dtype.kind == "f":  # np.asarray([[], []]) is float64
+        arr = arr.astype(np.int8)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"q: expected an integer (int8) array, got dtype {arr.dtype}")
     if arr.ndim != 2:

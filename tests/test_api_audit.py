@@ -32,6 +32,14 @@ def test_empty_lists_are_accepted_as_index_arrays():
     np.testing.assert_array_equal(s.to_dense(), np.zeros((3, 4), np.float32))
 
 
+def test_empty_lists_are_accepted_as_int8_weights():
+    for cls in (sparsekit.QuantizedMatrix, sparsekit.SparseInt8Matrix):
+        w = cls.from_int8([[], []], 1.0)
+        assert w.shape == (2, 0) and w.to_dense().shape == (2, 0)
+        with pytest.raises(TypeError, match="^q: expected an integer"):
+            cls.from_int8([[1.0]], 1.0)
+
+
 def test_non_empty_float_index_arrays_are_still_refused():
     with pytest.raises(TypeError, match="^indices: expected an integer array"):
         sparsekit.CSRMatrix(([1.0], [0.0], [0, 1]), (1, 4))

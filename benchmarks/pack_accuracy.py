@@ -6,8 +6,8 @@
 
 Times every format (dense fp32, CSRMatrix, SlicedEllMatrix, CSRMatrix with
 shared columns, QuantizedMatrix, SparseInt8Matrix) on random unstructured
-weights at each shape x sparsity x M with the same method as `python -m
-sparsekit.pack --measure` (interleaved rounds, fastest round; a different seed
+weights at each shape x sparsity x M with the same method as `sparsekit pack
+--measure` (interleaved rounds, fastest round; a different seed
 from the fit), then, for quantize=None (dense vs CSR vs SlicedEllMatrix vs
 CSR with shared columns; SlicedEllMatrix only where pack would consider it:
 its kernel on AVX-512, M <= SELL_MAX_M; the shared columns where the layout

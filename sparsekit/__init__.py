@@ -40,7 +40,7 @@ __all__ = [
 
 def __getattr__(name):
     # framework importers load on first use: `import sparsekit` needs none of them
-    if name in ("torch", "onnx", "keras", "runtime"):
+    if name in ("torch", "onnx", "keras", "runtime", "compress", "datasets"):
         import importlib
 
         return importlib.import_module(f"sparsekit.{name}")

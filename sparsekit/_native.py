@@ -18,6 +18,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess test
             raise ImportError(
                 f"sparsekit's compiled C core is unavailable ({IMPORT_ERROR}); build it "
                 "with `pip install -e .`. Without it only CSRMatrix with the Numba backend "
-                "(pip install sparsekit[numba]) runs.")
+                '(pip install "sparsekit[numba]"; from a clone: pip install -e ".[numba]") '
+                "runs.")
 
     core = _MissingCore()

@@ -32,7 +32,8 @@ class QuantizedMatrix:
     runs fp32 in / fp32 out with the activations quantized to u8 per row
     inside; ``qw.with_static_input(scale, zero_point)`` switches that to a
     fixed (calibrated) per-tensor activation quantization. Read back with
-    ``.q``, ``.scale``, ``.dequantize()``; picklable; K <= 65536. Needs the
+    ``.q``, ``.scale``, ``.dequantize()`` (alias ``.to_dense()``, as in the fp32
+    formats); picklable; K <= 65536. Needs the
     compiled C core (ImportError without it).
     """
 
@@ -192,13 +193,19 @@ class QuantizedMatrix:
         s = self._scale if self._per_channel else self._scale[:1]
         return (self.q.astype(np.float32) * s.reshape(-1, 1)).astype(np.float32)
 
+    def to_dense(self):
+        """The weight as a dense float32 [N, K] array: dequantize() under the
+        name every weight format has."""
+        return self.dequantize()
+
     def __repr__(self):
         n, k = self._shape
         mode = "per-channel" if self._per_channel else "per-tensor"
         inp = "dynamic" if self._input_scale is None else \
             f"static({self._input_scale:g}, {self._input_zero_point})"
         return (f"QuantizedMatrix(shape=({n}, {k}), {mode}, input={inp}, "
-                f"{self.nbytes / max(n * k, 1):.4f} bytes/weight)")
+                + (f"{self.nbytes / (n * k):.4f} bytes/weight)" if n * k else
+                   f"{self.nbytes} bytes, no weights)"))
 
     def __reduce__(self):
         return (_qm_from_state_arrays, (self._shape, self._state_arrays()))

@@ -24,7 +24,7 @@ import numpy as np
 
 from sparsekit._native import AVAILABLE as _COMPILED
 from sparsekit._native import core as _core
-from sparsekit._validate import as_float_array, check_shape2, frozen
+from sparsekit._validate import as_float_array, check_shape2, frozen, integer_array
 
 LANES, STEPS, WIDTH = 16, 4, 32
 
@@ -42,7 +42,7 @@ class SlicedEllMatrix:
     ``SlicedEllMatrix((group_ptr, window, index, values), shape)`` (checked:
     each row's columns in rising order, windows inside K, unused slots zero;
     TypeError / ValueError naming the array otherwise). Read back with
-    ``.to_csr()`` / ``.to_dense()``; ``.nnz``, ``.density``, ``.nbytes``,
+    ``.to_csr()`` / ``.to_dense()`` / ``.to_scipy()``; ``.nnz``, ``.density``, ``.nbytes``,
     ``.fill``; picklable. Needs the compiled C core (ImportError without it).
     ``sparsekit.pack(w, m=1)`` picks it where it is the fastest format.
     """
@@ -72,6 +72,9 @@ class SlicedEllMatrix:
         window = _int_array(window, "window", np.uint32)
         index = _int_array(index, "index", np.uint32)
         values = as_float_array(values, "values")
+        if groups == 0:  # an empty list ([]) stands for an empty array of any shape
+            window, index, values = (a.reshape(want) if a.size == 0 else a for a, want in (
+                (window, (0,)), (index, (0, LANES)), (values, (0, STEPS, LANES))))
         for name, a, want in (("window", window, (groups,)), ("index", index, (groups, LANES)),
                               ("values", values, (groups, STEPS, LANES))):
             if a.shape != want:
@@ -168,11 +171,21 @@ class SlicedEllMatrix:
         out[rows, cols] = vals
         return out
 
+    def to_scipy(self):
+        """The weight as a new scipy.sparse.csr_matrix (float32, int32 indices,
+        columns sorted); ImportError without SciPy."""
+        try:
+            import scipy.sparse  # noqa: F401
+        except ImportError as e:
+            raise ImportError("SlicedEllMatrix.to_scipy needs SciPy: pip install scipy") from e
+        return self.to_csr().to_scipy()
+
     def __repr__(self):
         n, k = self._shape
         return (f"SlicedEllMatrix(shape=({n}, {k}), nnz={self.nnz}, "
                 f"density={self.density:.3f}, fill={self.fill:.3f}, "
-                f"{self.nbytes / max(n * k, 1):.3f} bytes/weight)")
+                + (f"{self.nbytes / (n * k):.3f} bytes/weight)" if n * k else
+                   f"{self.nbytes} bytes, no weights)"))
 
     def __reduce__(self):
         return (_sell_from_state, (self.group_ptr, self.window, self.index, self.values,
@@ -256,9 +269,7 @@ class SlicedEllMatrix:
 
 def _int_array(a, name, dtype):
     """`a` as an integer array of `dtype`, every value representable."""
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
+    arr = integer_array(a, name)
     info = np.iinfo(dtype)
     if arr.size and (arr.min() < info.min or arr.max() > info.max):
         raise ValueError(f"{name}: values must fit {np.dtype(dtype).name}")

@@ -180,6 +180,11 @@ class SparseInt8Matrix:
         """The fp32 weight q * scale as a dense [N, K] array."""
         return self.q.astype(np.float32) * self._wscale[:, None]
 
+    def to_dense(self):
+        """The weight as a dense float32 [N, K] array: dequantize() under the
+        name every weight format has."""
+        return self.dequantize()
+
     @property
     def nblocks(self):
         """Number of stored 1x4 blocks (4 weight slots each)."""
@@ -220,7 +225,8 @@ class SparseInt8Matrix:
         return (f"SparseInt8Matrix(shape=({n}, {k}), blocks={blocks}, nnz={self._nnz}, "
                 f"density={self.density:.3f}, block_fill={self.block_fill:.2f}, "
                 f"scale={'per-channel' if self._per_channel else 'per-tensor'}, "
-                f"{self.bytes_per_weight:.3f} bytes/weight)")
+                + (f"{self.bytes_per_weight:.3f} bytes/weight)" if n * k else
+                   f"{self.nbytes} bytes, no weights)"))
 
     def __reduce__(self):
         return (_sparse_int8_from_state, (self._shape, self.indptr, self.cols, self.values,

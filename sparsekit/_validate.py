@@ -19,11 +19,20 @@ def as_float_array(a, name, ndim=None, allow_nan=True):
     return arr
 
 
-def as_index_array(a, name):
-    """`a` as an int64 1-D array; float (NaN) or non-integer input is rejected."""
+def integer_array(a, name):
+    """np.asarray(a), which must hold integers. Empty input counts as integer
+    (np.asarray([]) is float64); non-empty float input is rejected."""
     arr = np.asarray(a)
+    if arr.size == 0 and arr.dtype.kind == "f":
+        return arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
+    return arr
+
+
+def as_index_array(a, name):
+    """`a` as an int64 1-D array; float (NaN) or non-integer input is rejected."""
+    arr = integer_array(a, name)
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
@@ -67,6 +76,8 @@ def _to_numpy(a):
 def check_int8_weights(q):
     """Already-quantized weights `q` as int8 [N, K], values in [-127, 127]."""
     arr = _to_numpy(q)
+    if arr.size == 0 and arr.dtype.kind == "f":  # np.asarray([[], []]) is float64
+        arr = arr.astype(np.int8)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"q: expected an integer (int8) array, got dtype {arr.dtype}")
     if arr.ndim != 2:

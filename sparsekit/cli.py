@@ -1,5 +1,5 @@
-"""Command line: `sparsekit info`, `sparsekit bench`, `sparsekit bench-model`
-(also `python -m sparsekit ...`); `sparsekit COMMAND --help` for each."""
+"""Command line: `sparsekit info`, `sparsekit bench`, `sparsekit bench-model`,
+`sparsekit pack` (also `python -m sparsekit ...`); `sparsekit COMMAND --help` for each."""
 import argparse
 import json
 import sys
@@ -30,12 +30,22 @@ def _cmd_info(args):
     return 0
 
 
+def _pack_module():
+    import importlib
+
+    return importlib.import_module("sparsekit.pack")  # sparsekit.pack is the function
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="sparsekit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="print detected CPU features and chosen kernels")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_info)
+    p = sub.add_parser("pack", help="print sparsekit.pack's crossover table, or re-measure "
+                                    "its cost model on this CPU (--measure)")
+    _pack_module()._cli_arguments(p)
+    p.set_defaults(func=lambda args: _pack_module()._cli_run(args) or 0)
     from sparsekit.bench.cli import add_subcommands  # bench, bench-model
 
     add_subcommands(sub)

@@ -47,6 +47,8 @@ _PREFIX = struct.Struct("<8sIIQ")
 DTYPES = {"float32": "<f4", "int8": "i1", "uint16": "<u2", "int32": "<i4", "int64": "<i8"}
 # a sparse int8 weight is stored as CSR when it saves space (values + uint16 index)
 _CSR_STORE_MIN_SPARSITY = 0.5
+# the kernel format the saver ran an int8 weight as (W.describe); absent = dense
+INT8_RUNTIMES = ("dense int8", "sparse int8")
 
 
 class _Writer:
@@ -105,7 +107,11 @@ def _encode_weight(w, wr):
 
 
 def save(model_or_layers, path):
-    """Write a runtime Model (or a list of layers, run in sequence) to `path`."""
+    """Write model_or_layers, a sparsekit.runtime.Model (or a list of runtime
+    layers, run in sequence), to the file `path` (str, bytes or os.PathLike;
+    replaced if it exists) in the format of docs/FORMAT.md. Raises TypeError
+    for anything else (framework models: convert them first, e.g. with
+    sparsekit.torch.to_runtime or sparsekit.onnx.load) or a non-path `path`."""
     model = model_or_layers
     if isinstance(model, (list, tuple)):
         model = Model(list(model))
@@ -178,7 +184,7 @@ def _read_arrays(path, table, data):
     return out
 
 
-def _decode_weight(e, arrays):
+def _decode_weight(e, arrays, where="weight"):
     def get(name):
         i = e[name]
         if not isinstance(i, int) or not 0 <= i < len(arrays):
@@ -209,6 +215,9 @@ def _decode_weight(e, arrays):
             raise ValueError(f"weight: unknown csr_f32 runtime {runtime!r}")
         return csr.with_shared_columns() if shared else csr
     if kind == "int8":
+        if e.get("runtime", "dense int8") not in INT8_RUNTIMES:
+            raise ValueError(f"{where}: unknown int8 runtime {e['runtime']!r} (expected "
+                             f"one of {INT8_RUNTIMES} or none)")
         scale = get("scale")
         if e["storage"] == "dense":
             q = get("values")
@@ -232,8 +241,10 @@ def _decode_weight(e, arrays):
 
 
 def load(path):
-    """Read a model written by sparsekit.save; returns a runtime Model.
-    Raises ValueError for a truncated, corrupted or unknown file."""
+    """Read the model file `path` (str, bytes or os.PathLike) written by
+    sparsekit.save; returns a runtime Model. Raises TypeError for a non-path
+    `path` (a file descriptor int included), OSError when the file cannot be
+    read, ValueError for a truncated, corrupted or unknown file."""
     path = _check_path(path)
     with open(path, "rb") as f:
         blob = f.read()
@@ -269,7 +280,8 @@ def load(path):
                 if not isinstance(idx, int) or not 0 <= idx < len(arrays):
                     raise ValueError(f"nodes[{i}].{name}: bad array index {idx!r}")
                 arrs[name] = arrays[idx]
-            w = _decode_weight(e["weight"], arrays) if "weight" in e else None
+            w = _decode_weight(e["weight"], arrays, f"nodes[{i}].weight") \
+                if "weight" in e else None
             layer = cls.from_state(dict(e["config"]), arrs, w)
             nodes.append((layer, list(e["inputs"]), str(e["output"])))
         return Model.graph(nodes, header["inputs"], header["outputs"],

@@ -3,7 +3,8 @@ pruning wrappers) into the torch-free runtime.
 
     model = sparsekit.keras.convert(keras_model)   # a sparsekit.runtime.Model
 
-Needs Keras 3 (pip install sparsekit[keras]).
+Needs Keras 3 (pip install "sparsekit[keras]", or from a clone
+pip install -e ".[keras]").
 """
 import importlib.util
 
@@ -15,7 +16,9 @@ except ImportError as e:
     except (ImportError, ValueError):
         _installed = False
     if not _installed:
-        raise ImportError("sparsekit.keras needs Keras 3: pip install sparsekit[keras]") from e
+        raise ImportError("sparsekit.keras needs Keras 3: "
+                          'pip install "sparsekit[keras]" '
+                          '(from a clone: pip install -e ".[keras]")') from e
     # Keras is there but its backend is not (default: TensorFlow)
     raise ImportError(f"sparsekit.keras: Keras is installed but cannot load its backend ({e}); "
                       "install that backend or choose another, e.g. KERAS_BACKEND=torch "

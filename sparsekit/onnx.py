@@ -4,12 +4,15 @@ torch-free runtime.
     model = sparsekit.onnx.load("model.onnx")   # a sparsekit.runtime.Model
     y = model(x)
 
-Needs the onnx package (pip install sparsekit[onnx]).
+Needs the onnx package (pip install "sparsekit[onnx]", or from a clone
+pip install -e ".[onnx]").
 """
 try:
     import onnx as _onnx  # noqa: F401  (the real onnx package, absolute import)
 except ImportError as e:
-    raise ImportError("sparsekit.onnx needs the onnx package: pip install sparsekit[onnx]") from e
+    raise ImportError("sparsekit.onnx needs the onnx package: "
+                      'pip install "sparsekit[onnx]" '
+                      '(from a clone: pip install -e ".[onnx]")') from e
 
 from sparsekit.convert.onnx import load  # noqa: E402
 

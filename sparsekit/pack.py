@@ -6,6 +6,11 @@
     w_fast = sparsekit.pack(w, quantize="int8")   # QuantizedMatrix or SparseInt8Matrix
     print(sparsekit.explain(w, quantize="int8"))  # what was chosen and why
 
+``sparsekit.pack`` is the function, also after ``import sparsekit.pack as p``;
+this module's names are reached with ``from sparsekit.pack import SELL_MAX_M``
+(or ``importlib.import_module("sparsekit.pack")``). Its command line is
+``sparsekit pack`` (``python -m sparsekit.pack`` works too, with a runpy warning).
+
 The choice comes from a cost model whose coefficients were MEASURED on the
 target machine (table below), not guessed. For each candidate format the time
 of one ``sparsekit.linear`` call with M activation rows is modelled as
@@ -102,7 +107,7 @@ Three rules override the model (each in the reason explain() prints):
   CSRMatrix would win by <= ~20 us per call and hold 1.5x the bytes.
 - ALWAYS_SPARSE: a weight >= 99% sparse always gets the sparse format.
 
-Regenerate the table on a new machine with ``python -m sparsekit.pack --measure``
+Regenerate the table on a new machine with ``sparsekit pack --measure``
 and pass it as ``model=`` (or paste it here); a long run can be split with
 ``--shapes ... --save part.json`` and fitted with ``--fit part1.json part2.json``.
 ``benchmarks/pack_accuracy.py`` checks the picks against fresh timings.
@@ -115,6 +120,7 @@ import numpy as np
 from sparsekit._validate import as_float_array
 
 QUANTIZE = (None, "int8")
+QUANTIZE_SYNONYMS = {"dynamic": "int8"}  # the converters' spelling (sparsekit.torch ...)
 
 # ---- the measured model -----------------------------------------------------
 # Produced by: python -m sparsekit.pack --measure --reps 15  (1 thread, threadpoolctl
@@ -305,14 +311,15 @@ def _candidates(quantize):
 
 
 def _check(w, quantize, m):
-    if quantize not in QUANTIZE:
-        raise ValueError(f"quantize: expected None or 'int8', got {quantize!r}")
+    if quantize not in QUANTIZE + tuple(QUANTIZE_SYNONYMS):
+        raise ValueError(f"quantize: expected None or 'int8' (or its synonym 'dynamic'), "
+                         f"got {quantize!r}")
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
         raise TypeError(f"m: expected an int (activation rows per call), got {m!r}")
     if m < 1:
         raise ValueError(f"m: expected at least 1 row, got {m}")
     w = as_float_array(w, "w", ndim=2, allow_nan=False)
-    return np.ascontiguousarray(w), int(m)
+    return np.ascontiguousarray(w), QUANTIZE_SYNONYMS.get(quantize, quantize), int(m)
 
 
 class Explanation(dict):
@@ -349,8 +356,9 @@ def explain(w, quantize=None, m=128, model=None):
     """Why sparsekit.pack(w, quantize, m) picks the format it picks.
 
     Returns an Explanation (a dict: choice, predicted_us per candidate,
-    sparsity, block_fill, reason, ...) whose str() is a readable report."""
-    w, m = _check(w, quantize, m)
+    sparsity, block_fill, reason, ...) whose str() is a readable report.
+    Arguments and errors as for pack (model: the cost model, as there)."""
+    w, quantize, m = _check(w, quantize, m)
     return _explain(w, quantize, m, model)
 
 
@@ -424,7 +432,7 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
     isa = _core.family_isa("spmm_u8s8") if isa is None else isa
     if quantize == "int8" and isa != model["isa"]:
         notes.append(f"model measured with spmm_u8s8 on {model['isa']}; this CPU runs "
-                     f"{isa}: re-measure (python -m sparsekit.pack --measure) for exact choices")
+                     f"{isa}: re-measure (sparsekit pack --measure) for exact choices")
     pred = {}
     units = {"dense": n * k, "qdense": n * k, "csr": nnz, "spint8": nblocks,
              "spint8_g4": ngroups, "spint8_g4_m1": ngroups, "sell": slots, "csr_shared": nnz}
@@ -547,12 +555,20 @@ def pack(w, quantize=None, m=128, model=None):
     kernel is AVX-512; a CSRMatrix may carry its shared-column layout,
     ``shared_columns`` True, at 65-83% sparsity and m >= 2 on CPUs whose
     spmm_f32 kernel is AVX-512: ~1.9x CSR's bytes for 5-30% speed), or a
-    QuantizedMatrix or SparseInt8Matrix
-    (quantize="int8", per-channel symmetric int8). ``sparsekit.explain``
-    shows the choice and the reason."""
+    QuantizedMatrix or SparseInt8Matrix (quantize="int8", per-channel
+    symmetric int8; "dynamic", the converters' spelling, means the same:
+    activations are quantized per row at run time). ``sparsekit.explain``
+    shows the choice and the reason.
+
+    model: the cost model to decide with; None (the default) is MEASURED, the
+    table measured on the target machine (sparsekit/pack.py); pass the dict
+    ``sparsekit pack --measure`` prints (or ``measure()`` in that module
+    returns) to decide for another CPU. Raises TypeError for a non-float w or
+    non-int m, ValueError for a w that is not 2-D or holds NaN / infinity, an
+    m < 1 or an unknown quantize."""
     from sparsekit import formats
 
-    w, m = _check(w, quantize, m)
+    w, quantize, m = _check(w, quantize, m)
     ex, shared = _explain_built(w, quantize, m, model)
     choice = ex["choice"]
     if choice == "dense":
@@ -732,7 +748,7 @@ def _model_from_raw(raw, csr_base=None):
     return {"isa": isa, "sell_isa": _core.family_isa("spmv_sell_f32"),
             "shared_isa": _core.family_isa("spmm_f32"),
             "coef": _fit(_samples(raw, isa, csr_base)),
-            "source": f"measured by `python -m sparsekit.pack --measure` on "
+            "source": f"measured by `sparsekit pack --measure` on "
                       f"{sparsekit.info()['cpu']} (1 thread)"}
 
 
@@ -836,15 +852,14 @@ def _shared_range(model, n, k, m, uniform, slots_at):
     return (min(picked), max(picked)) if picked else None
 
 
-def _main(argv):
-    import argparse
-    import json
-    import pprint
-
-    ap = argparse.ArgumentParser(prog="python -m sparsekit.pack")
+def _cli_arguments(ap):
+    """The options of `sparsekit pack` (sparsekit/cli.py); without --measure
+    or --fit it prints the crossover table of MEASURED."""
     ap.add_argument("--measure", action="store_true",
                     help="time every format and print the fitted model (paste as MEASURED)")
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=7,
+                    help="timed rounds per case with --measure (formats interleaved; the "
+                         "fastest round is kept; default 7)")
     ap.add_argument("--shapes", default=None,
                     help="measure only these shapes, e.g. 3072x768,384x384 (to split a long "
                          "run; save each part with --save and fit them together with --fit)")
@@ -862,7 +877,22 @@ def _main(argv):
                          + ",".join(str(v) for v in MEASURE_SPARSITIES) + ")")
     ap.add_argument("--patterns", default=None,
                     help="time only these pruning patterns (unstructured, 1x4; default both)")
-    args = ap.parse_args(argv)
+
+
+def _main(argv):
+    """`python -m sparsekit.pack ...`: the same as `sparsekit pack ...`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m sparsekit.pack")
+    _cli_arguments(ap)
+    _cli_run(ap.parse_args(argv))
+
+
+def _cli_run(args):
+    """Run `sparsekit pack` with parsed `args` (see _cli_arguments)."""
+    import json
+    import pprint
+
     if args.fit:
         raw = [r for path in args.fit for r in json.load(open(path))]
     elif args.measure:
@@ -907,7 +937,7 @@ def _main(argv):
         print("#", row)
 
 
-# ---- the measured table (output of `python -m sparsekit.pack --measure`) -----
+# ---- the measured table (output of `sparsekit pack --measure`) --------------
 MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
                   8: (0.8306, 0.0, 2.4847, 0.0904, 0.1559, 0.0381),
                   32: (0.6447, 0.0, 4.6223, 0.097, 0.2714, 0.054),

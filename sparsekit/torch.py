@@ -5,13 +5,16 @@
     rt = sparsekit.torch.to_runtime(model)  # nn.Sequential or (sentence-transformers)
                                             # BertModel -> torch-free runtime.Model
 
-Needs PyTorch (pip install sparsekit[torch]). Absolute imports only: this
+Needs PyTorch (pip install "sparsekit[torch]", or from a clone
+pip install -e ".[torch]"). Absolute imports only: this
 module's name shadows nothing, `import torch` below is the real PyTorch.
 """
 try:
     import torch as _torch  # noqa: F401  (the real PyTorch, absolute import)
 except ImportError as e:
-    raise ImportError("sparsekit.torch needs PyTorch: pip install sparsekit[torch]") from e
+    raise ImportError("sparsekit.torch needs PyTorch: "
+                      'pip install "sparsekit[torch]" '
+                      '(from a clone: pip install -e ".[torch]")') from e
 
 from sparsekit.convert.torch import accelerate, report, to_runtime  # noqa: E402
 

@@ -105,7 +105,7 @@ def test_keras_without_its_backend_says_which_backend():
     if r.returncode == 3:
         pytest.skip("TensorFlow is installed: its backend loads")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "KERAS_BACKEND" in r.stdout and "pip install sparsekit[keras]" not in r.stdout
+    assert "KERAS_BACKEND" in r.stdout and "sparsekit[keras]" not in r.stdout
 
 
 def test_missing_numba_and_scipy_name_what_to_install():
@@ -118,7 +118,7 @@ def test_missing_numba_and_scipy_name_what_to_install():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=_env(), timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "pip install sparsekit[numba]" in r.stdout and "needs SciPy" in r.stdout
+    assert 'pip install "sparsekit[numba]"' in r.stdout and "needs SciPy" in r.stdout
 
 
 def test_onnx_load_bad_sources(tmp_path):

@@ -252,4 +252,4 @@ def test_import_without_torch_names_the_extra():
             "try:\n    import sparsekit.compress\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert "pip install sparsekit[torch]" in out
+    assert 'pip install "sparsekit[torch]"' in out

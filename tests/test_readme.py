@@ -53,8 +53,8 @@ def _sparsekit_commands(text):
     out = []
     for span in spans:
         for part in span.replace("\n", " ").split("&&"):
-            m = re.search(r"(?:^|\s)sparsekit\s+((?:info|bench-model|bench)\b.*)", part)
-            args = shlex.split(m.group(1)) if m else []
+            m = re.search(r"(?:^|\s)sparsekit\s+((?:info|bench-model|bench|pack)\b.*)", part)
+            args = shlex.split(m.group(1), comments=True) if m else []
             if len(args) > 1 or args == ["info"]:  # not a bare name (`sparsekit bench`)
                 out.append(args)
     return out

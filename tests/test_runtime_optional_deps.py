@@ -65,4 +65,4 @@ def test_importers_name_their_extra(mod, extra):
     """)
     lines = out.splitlines()
     assert len(lines) == 2
-    assert all(f"pip install {extra}" in line for line in lines), out
+    assert all(f'pip install "{extra}"' in line for line in lines), out

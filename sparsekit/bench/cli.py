@@ -109,7 +109,8 @@ def add_bench(sub):
     p.add_argument("--shape", type=_shape, action="append", metavar="N,K,M",
                    help="a layer Y[M,N] = X[M,K]·W[N,K]ᵀ (repeatable)")
     p.add_argument("--m", type=_list_of(_positive_int, "integers"), metavar="M,...",
-                   help="tokens M for the transformer presets (default 1,128)")
+                   help="tokens M for the transformer presets and --quick's layer (default "
+                        "1,128; --quick 128,1); a --shape N,K,M has its own M")
     p.add_argument("--sparsity", type=_list_of(_sparsity, "sparsities"),
                    help="fractions of zero weights in [0, 1) (default 0.5,0.7,0.9,0.95)")
     p.add_argument("--pattern", type=_list_of(parse_pattern, "patterns"),
@@ -134,7 +135,7 @@ def add_bench(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of weights, inputs and order")
     p.add_argument("--quick", action="store_true",
                    help="a small sweep that runs in under a minute: bert-base ffn_up "
-                        "(3072x768) at M=128 and M=1; 50-95%% sparse; 1 thread")
+                        "(3072x768) at M=128 and M=1 (or at --m); 50-95%% sparse; 1 thread")
     p.add_argument("--out", metavar="DIR",
                    help="write DIR/results.md, DIR/results.json, DIR/speedup.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -156,10 +157,18 @@ def _cmd_bench(args):
     layers = list(args.shape or [])
     for name in args.preset or []:
         layers += shapes.preset_layers(name, args.m or shapes.DEFAULT_M)
+    m_used = any(name in shapes.M_PRESETS for name in args.preset or [])
     if not layers:
+        m_used = True
         layers = list(QUICK["layers"]) if args.quick else [
             la for name in DEFAULT["preset"]
             for la in shapes.preset_layers(name, args.m or shapes.DEFAULT_M)]
+        if args.quick and args.m:  # --quick's one weight shape at the M asked for
+            layers = [layers[0]._replace(m=m) for m in args.m]
+    if args.m and not m_used:
+        parser.error("argument --m: sets M of the transformer presets "
+                     f"({', '.join(shapes.M_PRESETS)}) and of --quick's layer; a --shape "
+                     "N,K,M gives its own M and resnet50's M is fixed")
     peers_mode, peer_libs = args.peers
     try:
         return run_bench(

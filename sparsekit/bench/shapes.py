@@ -33,6 +33,7 @@ _RESNET50 = [
 ]
 
 PRESETS = tuple(_TRANSFORMERS) + ("resnet50",)
+M_PRESETS = tuple(_TRANSFORMERS)  # the presets whose M comes from --m
 
 
 def preset_layers(name, m_values=DEFAULT_M):

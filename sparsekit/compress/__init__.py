@@ -12,7 +12,8 @@
     distill      kd_loss (Hinton) and distill(teacher, student, data, ...)
 
 Pruned weights stay plain tensors with zeros, which sparsekit's converters
-pick up. Needs PyTorch: pip install sparsekit[torch].
+pick up. Needs PyTorch: pip install "sparsekit[torch]", or from a clone
+pip install -e ".[torch]".
 """
 from sparsekit.compress._torch import torch  # noqa: F401  (clear error without torch)
 from sparsekit.compress.prune import (

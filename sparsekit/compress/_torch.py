@@ -5,7 +5,9 @@ try:
     from torch import nn
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
-        "sparsekit.compress needs PyTorch: pip install sparsekit[torch]"
+        "sparsekit.compress needs PyTorch: "
+        'pip install "sparsekit[torch]" '
+        '(from a clone: pip install -e ".[torch]")'
     ) from exc
 
 __all__ = ["torch", "nn", "WEIGHT_LAYERS", "weight_layers", "call_model", "as_name_filter"]

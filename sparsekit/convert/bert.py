@@ -72,7 +72,7 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
                m=None):
     """See sparsekit.torch.to_runtime. Returns a runtime Model; its
     `conversion_report` lists what was chosen per Linear and why."""
-    W.check_quantize(quantize)
+    quantize = W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)
     parts = _sentence_parts(model)

@@ -228,7 +228,8 @@ def convert(model, quantize=None, min_sparsity=None, m=None):
     """A sparsekit.runtime.Model computing what `model` (Keras 3 Sequential or
     Functional) computes, with inputs and outputs in Keras's layout.
     Pruned Dense / Conv2D kernels become a sparse format when sparse enough,
-    or int8 with quantize="dynamic" (quantize: None or "dynamic");
+    or int8 with quantize="dynamic" (quantize: None or "dynamic"; "int8",
+    sparsekit.pack's spelling, means the same);
     min_sparsity: None (the default: sparsekit.pack's measured cost model
     decides, as in sparsekit.torch.accelerate) or a fraction of zeros from
     which a sparse format is used. The returned model's `.report` lists the
@@ -239,10 +240,11 @@ def convert(model, quantize=None, min_sparsity=None, m=None):
     sparsity on AVX-512 where pack predicts that (see
     sparsekit.torch.accelerate). Raises TypeError when `model` is not a keras.Model, ValueError
     for an unsupported layer (naming it), an unbuilt Sequential, or a bad
-    quantize / min_sparsity / m (TypeError for a non-int m)."""
+    quantize / min_sparsity / m (TypeError for a non-number min_sparsity or a
+    non-int m)."""
     import keras
 
-    W.check_quantize(quantize)
+    quantize = W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)
     if not isinstance(model, keras.Model):

@@ -153,7 +153,8 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     binary file or a ModelProto). Float MatMul/Gemm/Conv weights become a
     sparse format when sparse enough, or, with quantize="dynamic", int8;
     int8 weights (QDQ, QOperator, dynamic quantization) are read as int8 as
-    they are. quantize: None or "dynamic". min_sparsity: None (the default:
+    they are. quantize: None or "dynamic" ("int8", sparsekit.pack's spelling,
+    means the same). min_sparsity: None (the default:
     sparsekit.pack's measured cost model decides, as in
     sparsekit.torch.accelerate) or a fraction of zeros from which a sparse
     format is used. m: about how many rows each MatMul / Gemm gets per call
@@ -164,9 +165,9 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     `.report` lists (node name, format chosen and why) per weight layer.
     Raises ValueError for an unsupported op (naming the node and listing the
     supported ones), a malformed node or file, or a bad quantize /
-    min_sparsity / m; TypeError for another kind of path_or_model or a
-    non-int m."""
-    W.check_quantize(quantize)
+    min_sparsity / m; TypeError for another kind of path_or_model, a
+    non-number min_sparsity or a non-int m."""
+    quantize = W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)
     model = _read_model(path_or_model)

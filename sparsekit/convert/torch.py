@@ -236,7 +236,8 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
 
     quantize: None keeps fp32 (sparse layers become CSR, or SlicedEllMatrix
         for small m, below); "dynamic" turns fp32
-        layers into int8 (per-channel weights, per-row dynamic activations).
+        layers into int8 (per-channel weights, per-row dynamic activations;
+        "int8", sparsekit.pack's spelling, means the same).
         Layers that are already int8 in torch (ao dynamic / static quantized)
         are always read as int8.
     min_sparsity: fraction of zeros from which a sparse format is used.
@@ -247,7 +248,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         sparsekit.pack's default, 128), passed to sparsekit.pack as its `m`.
         Say m=1 for decode-style use (batch 1, one token per call): sparse fp32
         layers then become SlicedEllMatrix where pack predicts it fastest (M <=
-        sparsekit.pack.SELL_MAX_M on CPUs whose spmv_sell_f32 kernel is
+        SELL_MAX_M of sparsekit/pack.py on CPUs whose spmv_sell_f32 kernel is
         AVX-512: 2-4x CSRMatrix at M = 1..8), int8 layers get pack's M = 1
         choices. At the default (and any m >= 2) 65-83%-sparse fp32 layers
         get a CSRMatrix with its shared-column layout where pack predicts it
@@ -289,7 +290,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    W.check_quantize(quantize)
+    quantize = W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
     if not inplace:
@@ -545,7 +546,7 @@ def report(model, quantize=None, min_sparsity=None, m=None):
         return rows
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    W.check_quantize(quantize)
+    quantize = W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
     rows = Report()
@@ -571,7 +572,9 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     """A sparsekit.runtime.Model of an nn.Sequential (nested Sequentials
     allowed) built from Linear, Conv2d, ReLU, GELU, Sigmoid, Tanh, LayerNorm
     (last axis), Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, Identity and
-    already-accelerated modules. Dense layers below min_sparsity stay dense fp32.
+    already-accelerated modules. Layers not sparse enough for a sparse format
+    (see min_sparsity in accelerate) stay dense: fp32 with quantize=None, dense
+    int8 (QuantizedMatrix) with quantize="dynamic".
 
     Also a Hugging Face BertModel, or a sentence-transformers model wrapping
     one (Pooling with modes "mean", "max", "cls" or several of them, then
@@ -604,7 +607,7 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model: expected an nn.Sequential, got {type(model).__name__} "
                         "(export other models to ONNX and use sparsekit.onnx.load)")
-    W.check_quantize(quantize)
+    quantize = W.check_quantize(quantize)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)
     out = []

@@ -26,6 +26,7 @@ DEFAULT_MIN_SPARSITY = 0.7
 # Sparse int8 pays an index per nonzero; below this, dense int8 wins.
 DEFAULT_MIN_SPARSITY_INT8 = 0.8
 QUANTIZE_MODES = (None, "dynamic")
+QUANTIZE_SYNONYMS = {"int8": "dynamic"}  # sparsekit.pack's spelling
 
 
 def sparsity(w):
@@ -49,15 +50,23 @@ def _need_int8(what):
 
 
 def check_quantize(quantize):
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"quantize: expected one of {QUANTIZE_MODES}, got {quantize!r}")
+    """`quantize` in its canonical spelling ("int8" is read as "dynamic")."""
+    if quantize not in QUANTIZE_MODES + tuple(QUANTIZE_SYNONYMS):
+        raise ValueError(f"quantize: expected one of {QUANTIZE_MODES} (or 'int8', a synonym "
+                         f"of 'dynamic'), got {quantize!r}")
+    return QUANTIZE_SYNONYMS.get(quantize, quantize)
 
 
 def check_min_sparsity(min_sparsity):
+    """None or a fraction of zeros in [0, 1] as a float: TypeError for a
+    non-number (bools included), ValueError outside [0, 1] (NaN included)."""
     if min_sparsity is None:
         return None
-    if isinstance(min_sparsity, bool) or not isinstance(min_sparsity, (int, float)) \
-            or not 0.0 <= min_sparsity <= 1.0:
+    if isinstance(min_sparsity, (bool, np.bool_)) or \
+            not isinstance(min_sparsity, (int, float, np.integer, np.floating)):
+        raise TypeError(f"min_sparsity: expected None or a number in [0, 1], "
+                        f"got {min_sparsity!r}")
+    if not 0.0 <= min_sparsity <= 1.0:
         raise ValueError(f"min_sparsity: expected None or a number in [0, 1], "
                          f"got {min_sparsity!r}")
     return float(min_sparsity)
@@ -97,9 +106,9 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None):
     shared-column layout (described "csr shared fp32"); otherwise a sparse
     format is used from min_sparsity zeros on (defaults above): CSRMatrix
     (plain: the layout's ~1.9x bytes are pack's call), or SlicedEllMatrix
-    where pack would consider it (m <= sparsekit.pack.SELL_MAX_M, its kernel on
+    where pack would consider it (m <= SELL_MAX_M of sparsekit/pack.py, its kernel on
     AVX-512)."""
-    check_quantize(quantize)
+    quantize = check_quantize(quantize)
     m = check_m(m)
     w = np.ascontiguousarray(w, dtype=np.float32)
     s = sparsity(w)
@@ -140,8 +149,10 @@ def pack_int8(q, scale, min_sparsity=None):
     per-tensor (scalar) or per-channel [N] scale. Returns (weight, reason)."""
     _need_int8("int8 weight")
     q = np.ascontiguousarray(q)
-    if q.dtype != np.int8 or q.ndim != 2:
-        raise TypeError(f"q: expected a 2-D int8 array, got {q.dtype} {q.shape}")
+    if q.dtype != np.int8:
+        raise TypeError(f"q: expected a 2-D int8 array, got dtype {q.dtype}")
+    if q.ndim != 2:
+        raise ValueError(f"q: expected a 2-D int8 array, got shape {q.shape}")
     scale = np.asarray(scale, dtype=np.float32).reshape(-1)
     per = "per-channel" if scale.size > 1 else "per-tensor"
     if scale.size == 1:

@@ -41,8 +41,8 @@ def test_forced_layout_every_isa(isa, rng, density):
 
 def test_threads_give_the_same_bits(isa, rng):
     """2 threads: W rows split over threads (M <= 32), whole tiles per thread
-    in groups of 1-4, each group W chunk by chunk (M = 64 ... 300, the dense
-    layout's order), a partial last tile: all bit-identical to 1 thread."""
+    (M = 64 ... 300), a partial last tile: all bit-identical to 1 thread (W
+    chunk by chunk over all tiles, the dense layout's order)."""
     w = random_sparse(rng, 300, 700, 0.3, empty_rows=(0, 5, 299))
     c = CSRMatrix.from_dense(w)
     s = forced(c)

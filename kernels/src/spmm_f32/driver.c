@@ -7,9 +7,8 @@
  *   of equal cost (nonzeros + per-row work), taken dynamically; a chunk runs
  *   the micro-kernel over its rows for every tile -> Y[M,N]
  *
- * A dense shared layout (chunk_rows, shared.h): pack the tiles first, then
- * each chunk of W rows over all of them (one thread), or over each thread's
- * group of up to 4 tiles (whole tiles per thread).
+ * One thread and a dense shared layout (chunk_rows, shared.h): pack every
+ * tile first, then each chunk of W rows over all tiles.
  * M == 1 skips packing and runs the spmv kernel straight on x.
  * A weight's shared-column layout (shared.h), when given, rides along in the
  * tile for the kernels that read it (AVX-512); row chunks start at multiples
@@ -78,19 +77,6 @@ static void run_tile(const sk_spmm_f32_impl *impl, const sk_spmm_f32_tile *base,
   tile.mr = mr;
   tile.y = base->y + m0 * base->ldy;
   impl->spmm(&tile, n0, n1);
-}
-
-/* Tiles [i0, i1): pack each, then run every chunk of `chunk` W rows over all
- * of them, so a chunk is read from L3 once and from L2 by the other tiles
- * (the shared-column layout's dense order, shared.h). */
-static void run_tiles_chunked(const sk_spmm_f32_impl *impl, const sk_spmm_f32_tile *base,
-                              const float *x, int64_t ldx, int64_t k, int64_t m, int64_t n,
-                              int64_t i0, int64_t i1, float *xp, int64_t chunk) {
-  for (int64_t i = i0; i < i1; ++i) run_tile(impl, base, x, ldx, k, m, i, xp, 1, 0, 0);
-  for (int64_t n0 = 0; n0 < n; n0 += chunk) {
-    const int64_t n1 = n - n0 < chunk ? n : n0 + chunk;
-    for (int64_t i = i0; i < i1; ++i) run_tile(impl, base, x, ldx, k, m, i, xp, 0, n0, n1);
-  }
 }
 
 int sk_linear_csr_f32(const sk_csr_f32 *w, int64_t m, const float *x, int64_t ldx,
@@ -162,27 +148,13 @@ int sk_linear_csr_f32_shared(const sk_csr_f32 *w, const sk_csr_f32_shared *s, in
    * runs all of W over them (no barrier, each core's L2 holds only its tiles).
    * Otherwise pack first, then split W's rows. */
   const int by_tiles = nt > 1 && (tiles >= 4 * nt || (tiles % nt == 0 && m % MR == 0));
-  const int64_t chunk = s != NULL ? s->chunk_rows : 0;
-  if (nt == 1 && chunk > 0 && tiles > 1) {
-    run_tiles_chunked(impl, &base, x, ldx, w->k, m, w->n, 0, tiles, xp, chunk);
-  } else if (by_tiles && chunk > 0) {
-    /* the same per thread, over groups of up to 4 of its tiles */
-    int64_t per = tiles / nt;
-    per = per < 1 ? 1 : per > 4 ? 4 : per;
-    const int64_t groups = (tiles + per - 1) / per;
-    const int64_t t0 = sk_region_begin(nt);
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-    {
-      sk_worker_check_in(t0);
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-      for (int64_t g = 0; g < groups; ++g) {
-        const int64_t i1 = (g + 1) * per < tiles ? (g + 1) * per : tiles;
-        run_tiles_chunked(impl, &base, x, ldx, w->k, m, w->n, g * per, i1, xp, chunk);
-      }
+  if (nt == 1 && s != NULL && s->chunk_rows > 0 && tiles > 1) {
+    /* a dense layout: each chunk of W rows over all tiles, so the chunk is
+     * read from L3 once and from L2 by the other tiles (shared.h) */
+    for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, 0);
+    for (int64_t n0 = 0; n0 < w->n; n0 += s->chunk_rows) {
+      const int64_t n1 = w->n - n0 < s->chunk_rows ? w->n : n0 + s->chunk_rows;
+      for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 0, n0, n1);
     }
   } else if (nt == 1) {
     for (int64_t i = 0; i < tiles; ++i) run_tile(impl, &base, x, ldx, w->k, m, i, xp, 1, 0, w->n);

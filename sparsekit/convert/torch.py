@@ -216,8 +216,11 @@ def _plan(m, quantize, min_sparsity, parent=None, rows=None):
         nm = _nm_pattern(w)
         if nm:
             how = ", ".join(filter(None, [how, f"{nm} pattern"]))
-        wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=False,
-                                    m=rows)
+        if quantize == "static":
+            wfmt, reason = _pack_static(m, w, min_sparsity, rows)
+        else:
+            wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=False,
+                                        m=rows)
         reason = f"{src}{' (' + how + ')' if how else ''}: {reason}"
         if wfmt is None:
             return None, "kept", reason
@@ -226,6 +229,80 @@ def _plan(m, quantize, min_sparsity, parent=None, rows=None):
     cls = SparseLinear if kind == "linear" else SparseConv2d
     mod = cls(layer, reason=reason, source=src, out_qparams=static)
     return mod, W.describe(wfmt), reason
+
+
+# ---- quantize="static": the parameters sparsekit.compress.calibrate attached --
+
+def _qparams_attr():
+    from sparsekit.compress.quantize import QPARAMS_ATTR
+
+    return QPARAMS_ATTR
+
+
+def _pack_static(m, w, min_sparsity, rows):
+    """(format, reason) of an fp32 Linear / Conv2d for quantize="static": with
+    calibrate's QuantParams, the weight quantized with its weight scales (as
+    compress.fake_quantize does) and the input with its scale / zero point;
+    without them, as quantize=None (fp32; None when dense fp32 wins)."""
+    from sparsekit.compress.quantize import quantize_weight
+
+    qp = getattr(m, _qparams_attr(), None)
+    if qp is None:
+        wfmt, reason = W.pack_float(_rows(w), None, min_sparsity, keep_dense=False, m=rows)
+        return wfmt, (f"not calibrated (no {_qparams_attr()}; run "
+                      f"sparsekit.compress.calibrate): fp32 as with quantize=None, {reason}")
+    n = w.shape[0]
+    try:
+        ws = np.asarray(qp.weight_scale, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError, AttributeError):
+        raise TypeError(f"{_qparams_attr()}.weight_scale: expected a float array, got "
+                        f"{getattr(qp, 'weight_scale', None)!r}") from None
+    if ws.size not in (1, n) or not (np.isfinite(ws).all() and (ws > 0).all()):
+        raise ValueError(f"{_qparams_attr()}.weight_scale: expected 1 or {n} (out features) "
+                         f"finite scales > 0, got {ws.size} values (was the layer changed "
+                         "after calibrate? run calibrate again)")
+    q = quantize_weight(torch.from_numpy(w), torch.from_numpy(ws)).numpy()
+    try:
+        wfmt, reason = W.pack_int8_static(_rows(q), ws if ws.size > 1 else ws.reshape(()),
+                                          qp.input_scale, qp.input_zero_point, min_sparsity,
+                                          m=rows)
+    except (TypeError, ValueError) as e:  # the input parameters, named as on QuantParams
+        raise type(e)(f"{_qparams_attr()}.{e}") from None
+    return wfmt, f"{reason}, calibrated ({getattr(qp, 'observer', '?')} observer)"
+
+
+def _has_qparams(model):
+    attr = _qparams_attr()
+    return any(getattr(m, attr, None) is not None for m in model.modules()
+               if isinstance(m, (nn.Linear, nn.Conv2d)))
+
+
+def _check_quantize(quantize, model):
+    """check_quantize, plus "static" (torch converters only): that needs at
+    least one layer calibrate() gave parameters to."""
+    if not (isinstance(quantize, str) and quantize == "static"):
+        try:
+            W.check_quantize(quantize)
+        except ValueError:
+            raise ValueError(f"quantize: expected one of {W.QUANTIZE_MODES + ('static',)}, "
+                             f"got {quantize!r}") from None
+        return
+    if not _has_qparams(model):
+        raise ValueError(
+            f"quantize: 'static' runs each Linear / Conv2d with the parameters "
+            f"sparsekit.compress.calibrate(model, batches) attaches to it "
+            f"(module.{_qparams_attr()}), and no Linear / Conv2d of this model has them: "
+            "calibrate the model first, or use quantize='dynamic'")
+
+
+def _plan_named(name, m, quantize, min_sparsity, parent=None, rows=None):
+    """_plan, with errors in a layer's calibration parameters naming the layer."""
+    try:
+        return _plan(m, quantize, min_sparsity, parent, rows)
+    except (TypeError, ValueError) as e:
+        if quantize != "static" or _qparams_attr() not in str(e):
+            raise
+        raise type(e)(f"model: layer {name or '(root)'!r}: {e}") from None
 
 
 # ---- public ----------------------------------------------------------------
@@ -284,7 +361,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    W.check_quantize(quantize)
+    _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
     if not inplace:
@@ -300,8 +377,8 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         if any(name.startswith(t + ".") for t in targets):
             continue  # inside a module being replaced
         with torch.no_grad():
-            new, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name),
-                                        rows_per_call)
+            new, chosen, reason = _plan_named(name, m, quantize, min_sparsity,
+                                              parents.get(name), rows_per_call)
         if chosen is None:
             continue
         rows.append({"name": name or "(root)", "module": type(m).__name__, "chosen": chosen,
@@ -540,7 +617,7 @@ def report(model, quantize=None, min_sparsity=None, m=None):
         return rows
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    W.check_quantize(quantize)
+    _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
     rows = Report()
@@ -551,8 +628,8 @@ def report(model, quantize=None, min_sparsity=None, m=None):
                          "chosen": W.describe(m.layer.weight), "reason": m.reason})
             continue
         with torch.no_grad():
-            _, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name),
-                                      rows_per_call)
+            _, chosen, reason = _plan_named(name, m, quantize, min_sparsity,
+                                            parents.get(name), rows_per_call)
         if chosen is not None:
             rows.append({"name": name or "(root)", "module": type(m).__name__,
                          "chosen": chosen, "reason": reason})
@@ -592,6 +669,11 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     from sparsekit.convert import bert
 
     if bert.handles(model):
+        if isinstance(quantize, str) and quantize == "static":
+            raise ValueError("quantize: 'static' is not supported for BERT models in "
+                             "to_runtime (their query/key/value run as one stacked weight); "
+                             "use sparsekit.torch.accelerate(model, quantize='static'), or "
+                             "quantize='dynamic' here")
         return bert.to_runtime(model, quantize, min_sparsity, drop_padding, outputs, m=m)
     if outputs is not None:
         raise ValueError("outputs: only for BERT and sentence-transformers models (an "
@@ -599,12 +681,12 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model: expected an nn.Sequential, got {type(model).__name__} "
                         "(export other models to ONNX and use sparsekit.onnx.load)")
-    W.check_quantize(quantize)
+    _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)
     out = []
     for i, mod in enumerate(_flatten_seq(model)):
-        out.extend(_runtime_layer(i, mod, quantize, min_sparsity, rows))
+        out.extend(_runtime_layer_named(i, mod, quantize, min_sparsity, rows))
     return Model(fuse_relu(out))
 
 
@@ -614,6 +696,16 @@ def _flatten_seq(seq):
             yield from _flatten_seq(m)
         else:
             yield m
+
+
+def _runtime_layer_named(i, m, quantize, min_sparsity, rows=None):
+    """_runtime_layer, with errors in calibration parameters naming the layer."""
+    try:
+        return _runtime_layer(i, m, quantize, min_sparsity, rows)
+    except (TypeError, ValueError) as e:
+        if quantize != "static" or _qparams_attr() not in str(e):
+            raise
+        raise type(e)(f"model[{i}]: {e}") from None
 
 
 def _runtime_layer(i, m, quantize, min_sparsity, rows=None):

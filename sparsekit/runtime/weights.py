@@ -156,6 +156,38 @@ def pack_int8(q, scale, min_sparsity=None):
             f"dense int8 (sparsity {s:.0%}), {per} weights read as-is")
 
 
+def pack_int8_static(q, scale, input_scale, input_zero_point, min_sparsity=None, m=None):
+    """A static int8 format for an already-quantized symmetric weight q [N, K]
+    (scale: scalar or [N]) whose input is quantized with the fixed per-tensor
+    u8 (input_scale, input_zero_point), e.g. from sparsekit.compress.calibrate.
+    Dense or sparse int8 is decided as pack_float(quantize="dynamic") decides,
+    on q's zeros: sparsekit.pack's cost model for about m rows per call when
+    min_sparsity is None and the build has it, else sparse from min_sparsity
+    zeros on. Returns (QuantizedMatrix or SparseInt8Matrix with_static_input,
+    reason)."""
+    _need_int8("quantize='static'")
+    m = check_m(m)
+    q = np.ascontiguousarray(q)
+    if q.dtype != np.int8 or q.ndim != 2:
+        raise TypeError(f"q: expected a 2-D int8 array, got {q.dtype} {q.shape}")
+    s = sparsity(q)
+    if min_sparsity is None and hasattr(sparsekit, "explain"):
+        ex = sparsekit.explain(q.astype(np.float32), quantize="int8",
+                               **({} if m is None else {"m": m}))
+        sparse = ex["choice"] == "spint8"
+        rows = "" if m is None else f", M = {m}"
+        why = f"(sparsity {s:.0%}{rows}; sparsekit.pack's measured cost model)"
+    else:
+        lim = DEFAULT_MIN_SPARSITY_INT8 if min_sparsity is None else min_sparsity
+        sparse = has_sparse_int8() and s >= lim and s > 0
+        why = f"(sparsity {s:.0%} {'>=' if sparse else '<'} {lim:.0%})"
+    cls = sparsekit.SparseInt8Matrix if sparse else sparsekit.QuantizedMatrix
+    w = cls.from_int8(q, scale).with_static_input(input_scale, input_zero_point)
+    per = "per-channel" if w.per_channel else "per-tensor"
+    return w, (f"{describe(w)} {why}, {per} weights, static activations (scale "
+               f"{w.input_scale:.4g}, zero point {w.input_zero_point})")
+
+
 def describe(w):
     """Short name of a weight's format, for reports."""
     if isinstance(w, np.ndarray):

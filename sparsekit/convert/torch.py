@@ -10,7 +10,9 @@ and torch.ao.pruning's squash_mask), torch.nn.utils.prune's live
 weight_orig * weight_mask, parametrized weights (ao.pruning before squash),
 torch.ao dynamic quantized Linear (per-tensor or per-channel int8 from the
 packed params) and static quantized Linear / Conv2d (+ fused ReLU variants),
-whose quint8 output scale / zero point are kept.
+whose quint8 output scale / zero point are kept. With quantize="static", fp32
+layers that sparsekit.compress.calibrate gave parameters (sparsekit_qparams)
+become static int8 (_pack_static).
 """
 import copy
 import sys
@@ -313,7 +315,17 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
 
     quantize: None keeps fp32 (sparse layers become CSR, or SlicedEllMatrix
         for small m, below); "dynamic" turns fp32
-        layers into int8 (per-channel weights, per-row dynamic activations).
+        layers into int8 (per-channel weights, per-row dynamic activations);
+        "static" runs the parameters sparsekit.compress.calibrate attached
+        (module.sparsekit_qparams): each calibrated fp32 Linear / Conv2d
+        becomes int8 with its weight quantized by the calibrated weight scales
+        (as compress.fake_quantize does) and its input quantized with the
+        calibrated per-tensor scale / zero point inside the kernel, dense
+        (QuantizedMatrix) or sparse (SparseInt8Matrix) as "dynamic" decides;
+        outputs stay fp32 and match fake_quantize up to float rounding.
+        Layers without parameters (calibrate's skip, never called) run as with
+        None, and report() says so; ValueError when no Linear / Conv2d has
+        them, or when a layer's parameters are invalid (naming the layer).
         Layers that are already int8 in torch (ao dynamic / static quantized)
         are always read as int8.
     min_sparsity: fraction of zeros from which a sparse format is used.
@@ -350,7 +362,11 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     arrays (e.g. fc.weight.indptr / .indices / .data for CSR; see
     sparsekit/runtime/torch_modules.py), so torch.save(fast.state_dict()) and
     fresh.load_state_dict(...) round-trip exactly between models accelerated
-    the same way (fresh = accelerate(the same architecture, same arguments)).
+    the same way (fresh = accelerate(the same architecture, same arguments);
+    quantize="static" layers also store weight.input_scale / .input_zero_point,
+    and the receiving model needs calibrate()'s parameters to be accelerated
+    with quantize="static" at all: any calibration does, the state_dict's
+    values replace them).
     Plain transformers cannot read those keys, so save_pretrained (and
     sentence-transformers' save) of a model with replaced layers raises rather
     than write a checkpoint it would fill with random weights; torch.save(model)
@@ -663,9 +679,10 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
 
     drop_padding runs the encoder on the real tokens only. Linear weights get
     the formats accelerate would choose (quantize, min_sparsity, m: the rows
-    per Linear call, e.g. m=1 for one token at a time, see accelerate). Anything
-    else in the model raises a ValueError naming it. See
-    sparsekit/convert/bert.py."""
+    per Linear call, e.g. m=1 for one token at a time, see accelerate;
+    quantize="static", calibrate()'s parameters, for nn.Sequential only: BERT
+    models raise a ValueError, use accelerate). Anything else in the model
+    raises a ValueError naming it. See sparsekit/convert/bert.py."""
     from sparsekit.convert import bert
 
     if bert.handles(model):

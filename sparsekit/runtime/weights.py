@@ -7,6 +7,7 @@
                                       SparseInt8Matrix (quantize="dynamic", sparse int8)
                                       ndarray          (dense fp32: NumPy/BLAS)
     int8 q [N, K] + scale ──pack_int8──► QuantizedMatrix / SparseInt8Matrix
+      + calibrated input scale / zero point ──pack_int8_static──► the same, with_static_input
 
 Every choice comes with a reason string, so converters can report per layer
 what was chosen and why. The int8 formats live on other modules of sparsekit

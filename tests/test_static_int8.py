@@ -229,6 +229,26 @@ def test_accelerate_static_linear_and_conv_match_fake_quantize(isa):
         assert float((got - fq).abs().max()) <= 1e-5 * float(fq.abs().max())
 
 
+def test_accelerate_static_gelu_fused_into_dense_int8():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 40), nn.GELU(), nn.Linear(40, 8)).eval()
+    _calibrated(model, [torch.randn(16, 24) for _ in range(2)])
+    fast = skt.accelerate(model, quantize="static")
+    if sparsekit.info()["kernels"].get("gelu_f32") in (None, "scalar"):
+        pytest.skip("no vector GELU kernel here: accelerate does not fuse")
+    assert fast[0].layer.activation == "gelu" and type(fast[1]) is nn.Identity
+    assert fast[0].layer.weight.input_scale is not None
+    assert "GELU fused" in skt.report(fast)[0]["reason"]
+    x = torch.randn(30, 24)
+    with torch.no_grad():
+        h = fast[0](x)
+        with compress.fake_quantize(model):
+            ref = nn.functional.gelu(model[0](x))
+    # the GELU (within 1e-6 relative) of an output within 8 eps32 * S of fake_quantize
+    assert float((h - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
+    _assert_close_to_fake(fast[2](h), model[2], h)
+
+
 @pytest.fixture(scope="module")
 def digits_mlp():
     """(a pruned digits MLP with calibrate()'s parameters, test inputs, labels)."""

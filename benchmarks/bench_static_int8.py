@@ -76,7 +76,7 @@ def main(argv=None):
     except ImportError:
         have_torch = False
     rng = np.random.default_rng(0)
-    print(f"| case | dynamic µs | static µs | static / dynamic |\n|---|---|---|---|")
+    print("| case | dynamic µs | static µs | static / dynamic |\n|---|---|---|---|")
     with threadpool_limits(1):
         cases = list(layer_cases(rng, ms)) + (list(mlp_cases(ms)) if have_torch else [])
         for name, fns in cases:

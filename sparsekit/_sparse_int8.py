@@ -325,7 +325,6 @@ class SparseInt8Matrix:
         return _core.linear_u8s8_bsr_f32(self.indptr, self.cols, self.values, self.row_sums,
                                          self._wscale, n, k, x, bias, act)
 
-
     def _linear_static(self, x, bias, act):
         """Static input quantization: the kernels' u8 quantization with the
         fixed (scale, zero point), the exact int32 product, then the

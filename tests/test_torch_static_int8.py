@@ -60,13 +60,18 @@ def test_accelerate_static_linear_and_conv_match_fake_quantize(isa):
     with torch.no_grad():
         lin[0].weight[torch.rand(37, 70) < 0.85] = 0
     conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, stride=2)).eval()
-    for model, shape, sparse in ((lin, (40, 70), 0.5), (lin, (40, 70), 1.0),
-                                 (conv, (2, 3, 9, 9), 1.0)):
-        _calibrated(model, [torch.randn(*shape) for _ in range(3)])
+    with torch.no_grad():
+        conv[0].weight[torch.rand(8, 3, 3, 3) < 0.7] = 0
+    for model, shape, sparse, per_channel in (
+            (lin, (40, 70), 0.5, True), (lin, (40, 70), 1.0, True), (lin, (40, 70), 0.5, False),
+            (lin, (40, 70), 1.0, False), (conv, (2, 3, 9, 9), 1.0, True),
+            (conv, (2, 3, 9, 9), 0.5, False)):
+        _calibrated(model, [torch.randn(*shape) for _ in range(3)], per_channel=per_channel)
         fast = skt.accelerate(model, quantize="static", min_sparsity=sparse)
         assert type(fast[0]) is (SparseConv2d if model is conv else SparseLinear)
         w = fast[0].layer.weight
         assert type(w) is (SparseInt8Matrix if sparse < 1 else QuantizedMatrix)
+        assert w.per_channel == per_channel
         assert w.input_zero_point == model[0].sparsekit_qparams.input_zero_point
         x = torch.randn(*shape) * 1.3  # wider than calibration: some values clip
         with torch.no_grad():

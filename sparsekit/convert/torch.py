@@ -321,8 +321,11 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         becomes int8 with its weight quantized by the calibrated weight scales
         (as compress.fake_quantize does) and its input quantized with the
         calibrated per-tensor scale / zero point inside the kernel, dense
-        (QuantizedMatrix) or sparse (SparseInt8Matrix) as "dynamic" decides;
-        outputs stay fp32 and match fake_quantize up to float rounding.
+        (QuantizedMatrix) or sparse (SparseInt8Matrix) as "dynamic" decides
+        (the sparse format charged its static path's NumPy epilogue, see
+        runtime.weights.pack_int8_static: pruned layers run 1.1-1.8x slower
+        static than dynamic for now); outputs stay fp32 and match
+        fake_quantize up to float rounding.
         Layers without parameters (calibrate's skip, never called) run as with
         None, and report() says so; ValueError when no Linear / Conv2d has
         them, or when a layer's parameters are invalid (naming the layer).

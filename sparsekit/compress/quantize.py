@@ -4,17 +4,25 @@
     qp = get_qparams(model.fc1)         # QuantParams attached to the module
     with fake_quantize(model):          # evaluate the int8 model in fp32
         accuracy(model)
+    fast = sparsekit.torch.accelerate(model, quantize="static")  # ... on the int8 kernels
 
 calibrate() runs the calibration batches once with hooks that feed each
 layer's input and output to an observer (min/max, percentile, MSE, entropy),
 computes per-output-channel int8 weight scales, and attaches a QuantParams to
 every layer as `module.sparsekit_qparams` (get_qparams). A second pass
 measures each layer's output error when only that layer is quantized (the
-report). fake_quantize() evaluates the model with them. sparsekit's
-converters do not read them (yet): sparsekit.torch.accelerate(quantize=
-"dynamic") quantizes activations per row at run time; for a static layer pass
-the input parameters yourself, QuantizedMatrix.from_float(w)
-.with_static_input(qp.input_scale, qp.input_zero_point).
+report). fake_quantize() evaluates the model with them.
+
+sparsekit.torch.accelerate(model, quantize="static") (and to_runtime for an
+nn.Sequential) runs them: each calibrated Linear / Conv2d gets its weight
+quantized with weight_scale exactly as here (quantize_weight) and its input
+quantized with (input_scale, input_zero_point) inside the int8 kernels
+(QuantizedMatrix / SparseInt8Matrix.with_static_input). It computes what
+fake_quantize simulates up to float rounding (exact integer sums there,
+float32 GEMM here). The output parameters are not used (outputs stay fp32);
+layers without QuantParams run as with quantize=None. For one weight by hand:
+QuantizedMatrix.from_int8(q, qp.weight_scale).with_static_input(
+qp.input_scale, qp.input_zero_point).
 
 Conventions (DESIGN.md): weights symmetric int8 in [-127, 127], per output
 channel by default; activations u8 asymmetric with a zero point in [0, 255].

@@ -10,7 +10,9 @@ and torch.ao.pruning's squash_mask), torch.nn.utils.prune's live
 weight_orig * weight_mask, parametrized weights (ao.pruning before squash),
 torch.ao dynamic quantized Linear (per-tensor or per-channel int8 from the
 packed params) and static quantized Linear / Conv2d (+ fused ReLU variants),
-whose quint8 output scale / zero point are kept.
+whose quint8 output scale / zero point are kept. With quantize="static", fp32
+layers that sparsekit.compress.calibrate gave parameters (sparsekit_qparams)
+become static int8 (_pack_static).
 """
 import copy
 import sys
@@ -216,8 +218,11 @@ def _plan(m, quantize, min_sparsity, parent=None, rows=None):
         nm = _nm_pattern(w)
         if nm:
             how = ", ".join(filter(None, [how, f"{nm} pattern"]))
-        wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=False,
-                                    m=rows)
+        if quantize == "static":
+            wfmt, reason = _pack_static(m, w, min_sparsity, rows)
+        else:
+            wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=False,
+                                        m=rows)
         reason = f"{src}{' (' + how + ')' if how else ''}: {reason}"
         if wfmt is None:
             return None, "kept", reason
@@ -226,6 +231,80 @@ def _plan(m, quantize, min_sparsity, parent=None, rows=None):
     cls = SparseLinear if kind == "linear" else SparseConv2d
     mod = cls(layer, reason=reason, source=src, out_qparams=static)
     return mod, W.describe(wfmt), reason
+
+
+# ---- quantize="static": the parameters sparsekit.compress.calibrate attached --
+
+def _qparams_attr():
+    from sparsekit.compress.quantize import QPARAMS_ATTR
+
+    return QPARAMS_ATTR
+
+
+def _pack_static(m, w, min_sparsity, rows):
+    """(format, reason) of an fp32 Linear / Conv2d for quantize="static": with
+    calibrate's QuantParams, the weight quantized with its weight scales (as
+    compress.fake_quantize does) and the input with its scale / zero point;
+    without them, as quantize=None (fp32; None when dense fp32 wins)."""
+    from sparsekit.compress.quantize import quantize_weight
+
+    qp = getattr(m, _qparams_attr(), None)
+    if qp is None:
+        wfmt, reason = W.pack_float(_rows(w), None, min_sparsity, keep_dense=False, m=rows)
+        return wfmt, (f"not calibrated (no {_qparams_attr()}; run "
+                      f"sparsekit.compress.calibrate): fp32 as with quantize=None, {reason}")
+    n = w.shape[0]
+    try:
+        ws = np.asarray(qp.weight_scale, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError, AttributeError):
+        raise TypeError(f"{_qparams_attr()}.weight_scale: expected a float array, got "
+                        f"{getattr(qp, 'weight_scale', None)!r}") from None
+    if ws.size not in (1, n) or not (np.isfinite(ws).all() and (ws > 0).all()):
+        raise ValueError(f"{_qparams_attr()}.weight_scale: expected 1 or {n} (out features) "
+                         f"finite scales > 0, got {ws.size} values (was the layer changed "
+                         "after calibrate? run calibrate again)")
+    q = quantize_weight(torch.from_numpy(w), torch.from_numpy(ws)).numpy()
+    try:
+        wfmt, reason = W.pack_int8_static(_rows(q), ws if ws.size > 1 else ws.reshape(()),
+                                          qp.input_scale, qp.input_zero_point, min_sparsity,
+                                          m=rows)
+    except (TypeError, ValueError) as e:  # the input parameters, named as on QuantParams
+        raise type(e)(f"{_qparams_attr()}.{e}") from None
+    return wfmt, f"{reason}, calibrated ({getattr(qp, 'observer', '?')} observer)"
+
+
+def _has_qparams(model):
+    attr = _qparams_attr()
+    return any(getattr(m, attr, None) is not None for m in model.modules()
+               if isinstance(m, (nn.Linear, nn.Conv2d)))
+
+
+def _check_quantize(quantize, model):
+    """check_quantize (the canonical spelling), plus "static" (torch converters
+    only): that needs at least one layer calibrate() gave parameters to."""
+    if not (isinstance(quantize, str) and quantize == "static"):
+        try:
+            return W.check_quantize(quantize)
+        except ValueError:
+            raise ValueError(f"quantize: expected one of {W.QUANTIZE_MODES + ('static',)} "
+                             f"(or 'int8', a synonym of 'dynamic'), got {quantize!r}") from None
+    if not _has_qparams(model):
+        raise ValueError(
+            f"quantize: 'static' runs each Linear / Conv2d with the parameters "
+            f"sparsekit.compress.calibrate(model, batches) attaches to it "
+            f"(module.{_qparams_attr()}), and no Linear / Conv2d of this model has them: "
+            "calibrate the model first, or use quantize='dynamic'")
+    return quantize
+
+
+def _plan_named(name, m, quantize, min_sparsity, parent=None, rows=None):
+    """_plan, with errors in a layer's calibration parameters naming the layer."""
+    try:
+        return _plan(m, quantize, min_sparsity, parent, rows)
+    except (TypeError, ValueError) as e:
+        if quantize != "static" or _qparams_attr() not in str(e):
+            raise
+        raise type(e)(f"model: layer {name or '(root)'!r}: {e}") from None
 
 
 # ---- public ----------------------------------------------------------------
@@ -237,7 +316,20 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     quantize: None keeps fp32 (sparse layers become CSR, or SlicedEllMatrix
         for small m, below); "dynamic" turns fp32
         layers into int8 (per-channel weights, per-row dynamic activations;
-        "int8", sparsekit.pack's spelling, means the same).
+        "int8", sparsekit.pack's spelling, means the same);
+        "static" runs the parameters sparsekit.compress.calibrate attached
+        (module.sparsekit_qparams): each calibrated fp32 Linear / Conv2d
+        becomes int8 with its weight quantized by the calibrated weight scales
+        (as compress.fake_quantize does) and its input quantized with the
+        calibrated per-tensor scale / zero point inside the kernel, dense
+        (QuantizedMatrix) or sparse (SparseInt8Matrix) as "dynamic" decides
+        (the sparse format charged its static path's NumPy epilogue, see
+        runtime.weights.pack_int8_static: pruned layers run 1.1-1.8x slower
+        static than dynamic for now); outputs stay fp32 and match
+        fake_quantize up to float rounding.
+        Layers without parameters (calibrate's skip, never called) run as with
+        None, and report() says so; ValueError when no Linear / Conv2d has
+        them, or when a layer's parameters are invalid (naming the layer).
         Layers that are already int8 in torch (ao dynamic / static quantized)
         are always read as int8.
     min_sparsity: fraction of zeros from which a sparse format is used.
@@ -279,7 +371,11 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     for its shared-column layout, rebuilt on load; see
     sparsekit/runtime/torch_modules.py), so torch.save(fast.state_dict()) and
     fresh.load_state_dict(...) round-trip exactly between models accelerated
-    the same way (fresh = accelerate(the same architecture, same arguments)).
+    the same way (fresh = accelerate(the same architecture, same arguments);
+    quantize="static" layers also store weight.input_scale / .input_zero_point,
+    and the receiving model needs calibrate()'s parameters to be accelerated
+    with quantize="static" at all: any calibration does, the state_dict's
+    values replace them).
     Plain transformers cannot read those keys, so save_pretrained (and
     sentence-transformers' save) of a model with replaced layers raises rather
     than write a checkpoint it would fill with random weights; torch.save(model)
@@ -290,7 +386,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    quantize = W.check_quantize(quantize)
+    quantize = _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
     if not inplace:
@@ -306,8 +402,8 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         if any(name.startswith(t + ".") for t in targets):
             continue  # inside a module being replaced
         with torch.no_grad():
-            new, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name),
-                                        rows_per_call)
+            new, chosen, reason = _plan_named(name, m, quantize, min_sparsity,
+                                              parents.get(name), rows_per_call)
         if chosen is None:
             continue
         rows.append({"name": name or "(root)", "module": type(m).__name__, "chosen": chosen,
@@ -546,7 +642,7 @@ def report(model, quantize=None, min_sparsity=None, m=None):
         return rows
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    quantize = W.check_quantize(quantize)
+    quantize = _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
     rows = Report()
@@ -557,8 +653,8 @@ def report(model, quantize=None, min_sparsity=None, m=None):
                          "chosen": W.describe(m.layer.weight), "reason": m.reason})
             continue
         with torch.no_grad():
-            _, chosen, reason = _plan(m, quantize, min_sparsity, parents.get(name),
-                                      rows_per_call)
+            _, chosen, reason = _plan_named(name, m, quantize, min_sparsity,
+                                            parents.get(name), rows_per_call)
         if chosen is not None:
             rows.append({"name": name or "(root)", "module": type(m).__name__,
                          "chosen": chosen, "reason": reason})
@@ -594,12 +690,18 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
 
     drop_padding runs the encoder on the real tokens only. Linear weights get
     the formats accelerate would choose (quantize, min_sparsity, m: the rows
-    per Linear call, e.g. m=1 for one token at a time, see accelerate). Anything
-    else in the model raises a ValueError naming it. See
-    sparsekit/convert/bert.py."""
+    per Linear call, e.g. m=1 for one token at a time, see accelerate;
+    quantize="static", calibrate()'s parameters, for nn.Sequential only: BERT
+    models raise a ValueError, use accelerate). Anything else in the model
+    raises a ValueError naming it. See sparsekit/convert/bert.py."""
     from sparsekit.convert import bert
 
     if bert.handles(model):
+        if isinstance(quantize, str) and quantize == "static":
+            raise ValueError("quantize: 'static' is not supported for BERT models in "
+                             "to_runtime (their query/key/value run as one stacked weight); "
+                             "use sparsekit.torch.accelerate(model, quantize='static'), or "
+                             "quantize='dynamic' here")
         return bert.to_runtime(model, quantize, min_sparsity, drop_padding, outputs, m=m)
     if outputs is not None:
         raise ValueError("outputs: only for BERT and sentence-transformers models (an "
@@ -607,12 +709,12 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model: expected an nn.Sequential, got {type(model).__name__} "
                         "(export other models to ONNX and use sparsekit.onnx.load)")
-    quantize = W.check_quantize(quantize)
+    quantize = _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)
     out = []
     for i, mod in enumerate(_flatten_seq(model)):
-        out.extend(_runtime_layer(i, mod, quantize, min_sparsity, rows))
+        out.extend(_runtime_layer_named(i, mod, quantize, min_sparsity, rows))
     return Model(fuse_relu(out))
 
 
@@ -622,6 +724,16 @@ def _flatten_seq(seq):
             yield from _flatten_seq(m)
         else:
             yield m
+
+
+def _runtime_layer_named(i, m, quantize, min_sparsity, rows=None):
+    """_runtime_layer, with errors in calibration parameters naming the layer."""
+    try:
+        return _runtime_layer(i, m, quantize, min_sparsity, rows)
+    except (TypeError, ValueError) as e:
+        if quantize != "static" or _qparams_attr() not in str(e):
+            raise
+        raise type(e)(f"model[{i}]: {e}") from None
 
 
 def _runtime_layer(i, m, quantize, min_sparsity, rows=None):

@@ -19,6 +19,7 @@ tensor can never make a kernel read out of bounds:
                              QuantizedMatrix  packed, sum24, scale
                                               (+ input_scale, input_zero_point if static)
                              SparseInt8Matrix indptr, cols, values, scale
+                                              (+ input_scale, input_zero_point if static)
                              SlicedEllMatrix  group_ptr, window, index, values
                              dense float32    <prefix>weight itself
     <prefix>bias             the layer's other arrays

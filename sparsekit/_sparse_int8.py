@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from sparsekit._native import core as _core
-from sparsekit.quant_ops import _ZP, _per_row  # zero points: scalar or one per row
+from sparsekit.quant_ops import _per_row  # zero points: scalar or one per row
 from sparsekit._validate import (
     as_float_array, check_int8_weights, check_weight_scale, frozen, quantize_symmetric_int8,
 )
@@ -43,8 +43,7 @@ class SparseInt8Matrix:
     """
 
     __slots__ = ("_shape", "indptr", "cols", "values", "row_sums", "_wscale",
-                 "_per_channel", "_nnz", "_g4", "_input_scale", "_input_zero_point",
-                 "_static_scale")
+                 "_per_channel", "_nnz", "_g4", "_input_scale", "_input_zero_point")
 
     def __init__(self, *args, **kwargs):
         raise TypeError("SparseInt8Matrix: use SparseInt8Matrix.from_float(w) or "
@@ -78,8 +77,10 @@ class SparseInt8Matrix:
         """The same weight with a static per-tensor u8 activation quantization
         (scale, zero_point), e.g. calibrated, for linear(); (None, None) goes
         back to dynamic (per row). Returns a new SparseInt8Matrix sharing the
-        arrays. linear(x, w, bias, activation) is then bit-identical to
-        quantizing x yourself and dequantizing the exact int32 product::
+        arrays. linear(x, w, bias, activation) then runs in the kernels (the
+        same speed as dynamic) and is bit-identical to quantizing x yourself
+        and dequantizing the exact int32 product (on x86; a compiler that
+        fuses the multiply-add, as on aarch64, may differ in the last bit)::
 
             xq, _, _ = sparsekit.quantize_rows(x, scale, zero_point)
             acc = sparsekit.int8_matmul(xq, zero_point, w).astype(np.float32)
@@ -94,14 +95,12 @@ class SparseInt8Matrix:
         for name in self.__slots__:
             setattr(other, name, getattr(self, name))
         if scale is None and zero_point is None:
-            other._input_scale = other._input_zero_point = other._static_scale = None
+            other._input_scale = other._input_zero_point = None
         elif scale is None or zero_point is None:
             raise ValueError("scale/zero_point: give both (static) or neither (dynamic)")
         else:
             s, z = check_static_params(scale, zero_point, "input")
             other._input_scale, other._input_zero_point = s, z
-            # the dequantization factor per output channel, one float32 product
-            other._static_scale = frozen(np.float32(s) * self._wscale)
         return other
 
     @classmethod
@@ -126,7 +125,7 @@ class SparseInt8Matrix:
         self._per_channel = per_channel
         self._nnz = int(np.count_nonzero(q))
         self._g4 = _groups_of_4(self)
-        self._input_scale = self._input_zero_point = self._static_scale = None
+        self._input_scale = self._input_zero_point = None
         return self
 
     @classmethod
@@ -166,7 +165,7 @@ class SparseInt8Matrix:
         if bad >= 0:
             raise ValueError(f"values/cols: corrupted sparse int8 weight at row {bad}")
         self._g4 = _groups_of_4(self)
-        self._input_scale = self._input_zero_point = self._static_scale = None
+        self._input_scale = self._input_zero_point = None
         return self
 
     # ---- state (torch state_dict, pickle) -----------------------------------
@@ -333,24 +332,19 @@ class SparseInt8Matrix:
                                          self._wscale, n, k, x, bias, act)
 
     def _linear_static(self, x, bias, act):
-        """Static input quantization: the kernels' u8 quantization with the
-        fixed (scale, zero point), the exact int32 product, then the
-        dequantizing epilogue in NumPy, float32. No C kernel takes a static
-        scale for sparse int8 yet, and the epilogue's passes over the [M, N]
-        output cost about as much as the product itself at M = 128, 90%
-        sparse (1536 x 384: ~55 us + ~50 us; dynamic, fused: ~63 us)."""
-        if act != 0 and act != 1:
-            raise ValueError("activation: expected 0 (none) or 1 (relu)")
-        xq = np.empty(x.shape, dtype=np.uint8)
-        _core.quantize_u8_static(x, self._input_scale, self._input_zero_point, xq)
-        # astype then in place: faster than casting inside np.multiply (measured)
-        y = self._int8_matmul(xq, _ZP[self._input_zero_point]).astype(np.float32)
-        y *= self._static_scale
-        if bias is not None:
-            y += bias
-        if act == 1:
-            np.maximum(y, 0, out=y)
-        return y
+        """Static input quantization in the kernels: x quantized with the fixed
+        (scale, zero point) as quantize_u8_static does, the exact int32
+        product, then acc * (float32(scale) * w.scale) + bias (then relu),
+        all float32: the same numbers as int8_matmul plus that epilogue in
+        NumPy, in one pass."""
+        n, k = self._shape
+        s, zp = self._input_scale, self._input_zero_point
+        if self._g4 is not None and self._runs_g4(x.shape[0]):
+            return _core.linear_u8s8_g4_f32(*self._g4, self.row_sums, self._wscale, n, k, x,
+                                            bias, act, x_scale=s, x_zp=zp)
+        return _core.linear_u8s8_bsr_f32(self.indptr, self.cols, self.values, self.row_sums,
+                                         self._wscale, n, k, x, bias, act, x_scale=s,
+                                         x_zp=zp)
 
 
 # Unstructured weights leave 1x4 blocks mostly empty (90% sparsity: block_fill

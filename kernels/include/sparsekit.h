@@ -281,6 +281,15 @@ int sk_linear_u8s8_bsr_f32(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t 
                            const float *x, int64_t ldx, const float *bias,
                            sk_activation act, float *y, int64_t ldy);
 
+/* The same with static (per-tensor) activation quantization: x is quantized
+ * with x_scale > 0 and x_zp in [0, 255] as sk_quantize_u8 does, then
+ * y[m, n] = act(acc * (x_scale * wscale[n]) + bias[n]). SK_ERR_NONFINITE if
+ * x holds NaN or infinity. Scratch: one u8 copy of x, 4 bytes per row. */
+int sk_linear_u8s8_bsr_f32_static(const sk_bsr_s8_1x4 *w, const float *wscale, int64_t m,
+                                  const float *x, int64_t ldx, float x_scale, int32_t x_zp,
+                                  const float *bias, sk_activation act, float *y,
+                                  int64_t ldy);
+
 /* Unstructured int8 weight as groups of 4 nonzeros of one row at any k
  * ("g4"): group p of row n, p in [indptr[n], indptr[n+1]), adds
  * values[4p + j] * x[kidx[4p + j]] for j < 4; kidx < K, the last group of a row
@@ -306,6 +315,9 @@ int sk_spmm_u8s8_g4_s32(const sk_csr_s8_g4 *w, int64_t m, const uint8_t *xq,
 int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
                           const float *x, int64_t ldx, const float *bias,
                           sk_activation act, float *y, int64_t ldy);
+int sk_linear_u8s8_g4_f32_static(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
+                                 const float *x, int64_t ldx, float x_scale, int32_t x_zp,
+                                 const float *bias, sk_activation act, float *y, int64_t ldy);
 
 /* ---- fp32 sliced ELL with 32-column windows (small M, mainly M = 1) ----
  * W[N,K] in slices of 16 rows (lane i of slice s is row 16 s + i). Each slice

@@ -334,6 +334,12 @@ int sk_u8_source_run_quantized(const void *w, int64_t k, int64_t m, const float 
                                int64_t ldx, sk_u8_source_fn run, const float *wscale,
                                const float *bias, sk_activation act, float *y,
                                int64_t ldy);
+/* The same with static (per-tensor) quantization: x_scale > 0 (finite),
+ * x_zp in [0, 255], sk_quantize_u8; every row's scale is x_scale. */
+int sk_u8_source_run_static(const void *w, int64_t k, int64_t m, const float *x,
+                            int64_t ldx, float x_scale, int32_t x_zp, sk_u8_source_fn run,
+                            const float *wscale, const float *bias, sk_activation act,
+                            float *y, int64_t ldy);
 /* Per-row zero points and scales (NULL for int32 output) padded with zeros
  * to `rows` >= m rows, so a tile kernel may read whole tiles (with xf: rows
  * < m are left for sk_u8_source_quantize_row). */

@@ -137,6 +137,33 @@ static void linear_case(int isa, int64_t m, int64_t n, int64_t k, int ib, int th
   free(x); free(y); free(ws); free(bias); free(xs); free(zp); free(xq); free_bsr(&b);
 }
 
+/* static input: sk_linear_u8s8_bsr_f32_static equals
+ * sk_quantize_u8 + sk_spmm_u8s8_s32 + acc * (x_scale * ws) + bias (relu), up
+ * to a fused multiply-add. */
+static void linear_static_case(int isa, int64_t m, int64_t n, int64_t k, int ib,
+                               float x_scale, int32_t x_zp) {
+  bsr b = make_bsr(n, k, 0.4, 0, ib);
+  sk_bsr_s8_1x4 w = {n, k, b.indptr, b.cols, ib, b.values, b.row_sums};
+  float *x = malloc((size_t)(m * k + 1) * 4), *y = malloc((size_t)(m * n + 1) * 4);
+  float *ws = malloc((size_t)(n + 1) * 4), *bias = malloc((size_t)(n + 1) * 4);
+  uint8_t *xq = malloc((size_t)(m * k + 1));
+  int32_t *acc = malloc((size_t)(m * n + 1) * 4);
+  for (int64_t i = 0; i < m * k; ++i) x[i] = rng_f32() * (float)(1 + i % 5);
+  for (int64_t j = 0; j < n; ++j) {
+    ws[j] = 0.002f + (float)(rng_u32() % 100) * 1e-4f;
+    bias[j] = rng_f32();
+  }
+  CHECK(sk_linear_u8s8_bsr_f32_static(&w, ws, m, x, k, x_scale, x_zp, bias, SK_ACT_RELU, y,
+                                      n) == SK_OK, "static rc");
+  CHECK(sk_quantize_u8(m, k, x, k, x_scale, x_zp, xq, k) == SK_OK, "quantize");
+  CHECK(sk_spmm_u8s8_s32(&w, m, xq, k, &x_zp, 0, acc, n) == SK_OK, "s32 rc");
+  CHECK(!check_static_f32(acc, x_scale, ws, bias, m, n, y), "static isa=%s m=%lld n=%lld k=%lld ib=%d", sk_isa_name((sk_isa)isa),
+        (long long)m, (long long)n, (long long)k, ib);
+  CHECK(sk_linear_u8s8_bsr_f32_static(&w, ws, m, x, k, -1.0f, x_zp, NULL, SK_ACT_NONE, y, n) ==
+            SK_ERR_ARGUMENT, "static scale < 0");
+  free(x); free(y); free(ws); free(bias); free(xq); free(acc); free_bsr(&b);
+}
+
 static void test_validate(void) {
   int64_t indptr[3] = {0, 2, 3};
   uint16_t cols[3] = {1, 1, 0}; /* row 0 has a duplicate */
@@ -210,6 +237,9 @@ int main(void) {
     linear_case(isa, 5, 40, 130, 4, 1);
     linear_case(isa, 37, 70, 99, 2, 2);
     linear_case(isa, 64, 33, 257, 4, 1);
+    linear_static_case(isa, 1, 37, 61, 2, 0.03f, 128);
+    linear_static_case(isa, 37, 70, 99, 4, 0.01f, 0);
+    linear_static_case(isa, 130, 50, 257, 2, 0.02f, 255);
   }
   return sk_test_finish("test_spmm_u8s8");
 }

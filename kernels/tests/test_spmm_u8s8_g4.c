@@ -4,6 +4,7 @@
  * all-zero and dense weights, rows whose last group is padded, tails in M
  * (across the 64- and 8-row tiles), N and K, strided x/y, 1 and 2 threads, the
  * float path; validation of bad weights. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -128,6 +129,36 @@ static void test_validate(void) {
   CHECK(sk_spmm_u8s8_g4_s32(&w, 1, x, 65537, &zp, 0, y, 2) == SK_ERR_ARGUMENT, "K > 65536");
 }
 
+/* static input: sk_linear_u8s8_g4_f32_static equals
+ * sk_quantize_u8 + the int32 path + acc * (x_scale * ws) + bias (relu), up to
+ * a fused multiply-add, and
+ * rejects a bad scale / zero point and non-finite x. */
+static void run_linear_static(int64_t m, int64_t n, int64_t k, float x_scale, int32_t x_zp) {
+  g4 b = make_g4(n, k, 0.2);
+  sk_csr_s8_g4 w = {n, k, b.indptr, b.kidx, b.values, b.row_sums};
+  float *x = malloc((size_t)(m * k + 1) * 4), *y = malloc((size_t)(m * n + 1) * 4);
+  float *ws = malloc((size_t)n * 4), *bias = malloc((size_t)n * 4);
+  uint8_t *xq = malloc((size_t)(m * k + 1));
+  int32_t *acc = malloc((size_t)(m * n + 1) * 4);
+  for (int64_t i = 0; i < m * k; ++i) x[i] = (float)((int)(rng_u32() % 2001) - 1000) / 100.0f;
+  for (int64_t j = 0; j < n; ++j) ws[j] = 0.01f * (float)(1 + j % 7), bias[j] = (float)(j % 5) - 2.0f;
+  CHECK(sk_linear_u8s8_g4_f32_static(&w, ws, m, x, k, x_scale, x_zp, bias, SK_ACT_RELU, y,
+                                     n) == SK_OK, "static rc");
+  CHECK(sk_quantize_u8(m, k, x, k, x_scale, x_zp, xq, k) == SK_OK, "quantize");
+  CHECK(sk_spmm_u8s8_g4_s32(&w, m, xq, k, &x_zp, 0, acc, n) == SK_OK, "s32 rc");
+  CHECK(!check_static_f32(acc, x_scale, ws, bias, m, n, y), "static m=%lld n=%lld k=%lld", (long long)m, (long long)n, (long long)k);
+  CHECK(sk_linear_u8s8_g4_f32_static(&w, ws, m, x, k, 0.0f, x_zp, bias, SK_ACT_NONE, y, n) ==
+            (m > 0 ? SK_ERR_ARGUMENT : SK_OK), "static scale 0");
+  CHECK(sk_linear_u8s8_g4_f32_static(&w, ws, m, x, k, x_scale, 256, bias, SK_ACT_NONE, y, n) ==
+            (m > 0 ? SK_ERR_ARGUMENT : SK_OK), "static zero point 256");
+  if (m > 0 && k > 0) {
+    x[m * k - 1] = NAN;
+    CHECK(sk_linear_u8s8_g4_f32_static(&w, ws, m, x, k, x_scale, x_zp, NULL, SK_ACT_NONE, y,
+                                       n) == SK_ERR_NONFINITE, "static NaN");
+  }
+  free(x); free(y); free(ws); free(bias); free(xq); free(acc); free_g4(&b);
+}
+
 int main(void) {
   static const int64_t ms[] = {1, 2, 7, 8, 9, 63, 64, 65, 130};
   static const int64_t ns[] = {1, 3, 16, 17, 40};
@@ -160,6 +191,9 @@ int main(void) {
       run_case(isa, 1, 300, k1[c], 0.2, 0, 2);
     }
     run_linear(1, 70, 1000);
+    run_linear_static(67, 45, 99, 0.05f, 100);
+    run_linear_static(1, 45, 99, 0.02f, 0);
+    run_linear_static(130, 70, 1000, 0.013f, 255);
   }
   return sk_test_finish("test_spmm_u8s8_g4");
 }

@@ -3,6 +3,8 @@
 #ifndef SK_TEST_UTIL_H
 #define SK_TEST_UTIL_H
 
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -105,6 +107,23 @@ static inline s32_case s32_case_make(int64_t m, int64_t k, int64_t ldy) {
 static inline void s32_case_free(s32_case *c) {
   free(c->x);
   free(c->y);
+}
+
+/* The static-input float outputs y[m, n] against the int32 results acc of the
+ * same quantized x: relu(acc * (x_scale * ws[n]) + bias[n]) in float32, with
+ * one rounding of slack (a compiler may fuse the multiply-add; aarch64 does).
+ * Returns 1 if bad. */
+static inline int check_static_f32(const int32_t *acc, float x_scale, const float *ws,
+                                   const float *bias, int64_t m, int64_t n, const float *y) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const float scale = x_scale * ws[j], prod = (float)acc[i * n + j] * scale;
+      float ref = prod + bias[j];
+      if (ref < 0.0f) ref = 0.0f;
+      if (fabsf(ref - y[i * n + j]) > FLT_EPSILON * (fabsf(prod) + fabsf(bias[j])) + 1e-30f)
+        return 1;
+    }
+  return 0;
 }
 
 /* The int32 outputs y[m, n] (row stride ldy; columns n..ldy must still hold

@@ -323,10 +323,8 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         (as compress.fake_quantize does) and its input quantized with the
         calibrated per-tensor scale / zero point inside the kernel, dense
         (QuantizedMatrix) or sparse (SparseInt8Matrix) as "dynamic" decides
-        (the sparse format charged its static path's NumPy epilogue, see
-        runtime.weights.pack_int8_static: pruned layers run 1.1-1.8x slower
-        static than dynamic for now); outputs stay fp32 and match
-        fake_quantize up to float rounding.
+        (runtime.weights.pack_int8_static), at the same speed as dynamic;
+        outputs stay fp32 and match fake_quantize up to float rounding.
         Layers without parameters (calibrate's skip, never called) run as with
         None, and report() says so; ValueError when no Linear / Conv2d has
         them, or when a layer's parameters are invalid (naming the layer).

@@ -173,23 +173,15 @@ def pack_int8(q, scale, min_sparsity=None):
             f"dense int8 (sparsity {s:.0%}), {per} weights read as-is")
 
 
-# SparseInt8Matrix's static path dequantizes in NumPy (no C kernel takes a
-# static scale for it yet): about this much more than its fused dynamic path,
-# (us per call, us per output element), measured with
-# benchmarks/bench_static_int8.py (RESULTS.md: 1536x384 and 384x1536 at 90%,
-# M = 1 / 128: +2.7-2.9 us, +0.17-0.29 ns per element of the [M, N] output)
-STATIC_SPARSE_EPILOGUE_US = (2.8, 0.25e-3)
-
-
 def pack_int8_static(q, scale, input_scale, input_zero_point, min_sparsity=None, m=None):
     """A static int8 format for an already-quantized symmetric weight q [N, K]
     (scale: scalar or [N]) whose input is quantized with the fixed per-tensor
     u8 (input_scale, input_zero_point), e.g. from sparsekit.compress.calibrate.
     Dense or sparse int8 is decided as pack_float(quantize="dynamic") decides,
     on q's zeros: sparsekit.pack's cost model for about m rows per call (None:
-    pack's default) when min_sparsity is None and the build has it, with the
-    sparse format charged its static epilogue (STATIC_SPARSE_EPILOGUE_US),
-    else sparse from min_sparsity zeros on. Returns (QuantizedMatrix or
+    pack's default) when min_sparsity is None and the build has it (the static
+    kernels run as fast as the dynamic ones it was measured on), else sparse
+    from min_sparsity zeros on. Returns (QuantizedMatrix or
     SparseInt8Matrix with_static_input, reason)."""
     _need_int8("quantize='static'")
     m = check_m(m)
@@ -203,16 +195,6 @@ def pack_int8_static(q, scale, input_scale, input_zero_point, min_sparsity=None,
         sparse = ex["choice"] == "spint8"
         rows = "" if m is None else f", M = {m}"
         why = f"(sparsity {s:.0%}{rows}; sparsekit.pack's measured cost model)"
-        pred = ex.get("predicted_us", {})
-        if sparse and "qdense" in pred and "spint8" in pred and \
-                s < getattr(_pack_module(), "ALWAYS_SPARSE", 1.0):
-            fixed, per = STATIC_SPARSE_EPILOGUE_US
-            sparse_us = pred["spint8"] + fixed + per * ex["m"] * q.shape[0]
-            if pred["qdense"] < sparse_us:
-                sparse = False
-                why = (f"(sparsity {s:.0%}{rows}; sparsekit.pack's measured cost model with "
-                       f"sparse int8's static epilogue: {pred['qdense']:.1f} us dense, "
-                       f"{sparse_us:.1f} us sparse)")
     else:
         lim = DEFAULT_MIN_SPARSITY_INT8 if min_sparsity is None else min_sparsity
         sparse = has_sparse_int8() and s >= lim and s > 0
@@ -222,12 +204,6 @@ def pack_int8_static(q, scale, input_scale, input_zero_point, min_sparsity=None,
     per = "per-channel" if w.per_channel else "per-tensor"
     return w, (f"{describe(w)} {why}, {per} weights, static activations (scale "
                f"{w.input_scale:.4g}, zero point {w.input_zero_point})")
-
-
-def _pack_module():
-    import importlib
-
-    return importlib.import_module("sparsekit.pack")  # the module (sparsekit.pack is the function)
 
 
 def describe(w):

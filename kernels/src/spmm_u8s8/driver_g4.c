@@ -170,3 +170,14 @@ int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
   }
   return sk_u8_source_run_quantized(w, w->k, m, x, ldx, run, wscale, bias, act, y, ldy);
 }
+
+int sk_linear_u8s8_g4_f32_static(const sk_csr_s8_g4 *w, const float *wscale, int64_t m, const float *x,
+                                 int64_t ldx, float x_scale, int32_t x_zp, const float *bias,
+                                 sk_activation act, float *y, int64_t ldy) {
+  int rc = check_weight(w);
+  if (rc == SK_OK) rc = sk_u8_check_f32(w->k, w->n, wscale, m, x, ldx, act, y, ldy);
+  if (rc != SK_OK) return rc;
+  if (m == 0 || w->n == 0) return SK_OK;
+  return sk_u8_source_run_static(w, w->k, m, x, ldx, x_scale, x_zp, run, wscale, bias, act,
+                                 y, ldy);
+}

@@ -4,6 +4,8 @@
  * caller's u8 rows, quantizing fp32 rows into them, and the per-row zero
  * points / scales padded to whole tiles.
  */
+#include <float.h>
+
 #include "../internal.h"
 
 int sk_u8_source_check(int64_t m, int64_t k, const uint8_t *xq, int64_t ldx,
@@ -51,6 +53,42 @@ int sk_u8_source_run_quantized(const void *w, int64_t k, int64_t m, const float 
     sk_aligned_free(xq);
     sk_aligned_free(xs);
     sk_aligned_free(zp);
+  }
+  return rc;
+}
+
+int sk_u8_source_run_static(const void *w, int64_t k, int64_t m, const float *x,
+                            int64_t ldx, float x_scale, int32_t x_zp, sk_u8_source_fn run,
+                            const float *wscale, const float *bias, sk_activation act,
+                            float *y, int64_t ldy) {
+  if (!(x_scale > 0.0f) || !(x_scale <= FLT_MAX) || x_zp < 0 || x_zp > 255)
+    return SK_ERR_ARGUMENT;
+  /* one short row lives on the stack, as in sk_u8_source_run_quantized */
+  __attribute__((aligned(64))) uint8_t row[SK_U8_ROW_STACK];
+  const int one = m == 1 && k <= SK_U8_ROW_STACK;
+  uint8_t *xq = one ? row : (uint8_t *)sk_aligned_alloc((size_t)(m * (k > 0 ? k : 1)));
+  float *xs = one ? &x_scale : (float *)sk_aligned_alloc((size_t)m * sizeof(float));
+  int rc = SK_ERR_NOMEM;
+  if (xq != NULL && xs != NULL) {
+    if (sk_threads_for_work((double)m * (double)k * 2.0) == 1) {
+      /* sk_quantize_u8's row loop without its parallel region (~1 us) */
+      const sk_quantize_u8_impl *q = sk_quantize_u8_select();
+      rc = SK_OK;
+      for (int64_t i = 0; i < m && rc == SK_OK; ++i)
+        rc = q->static_row(x + i * ldx, k, x_scale, x_zp, xq + i * k) == SK_OK
+                 ? SK_OK : SK_ERR_NONFINITE;
+    } else {
+      rc = sk_quantize_u8(m, k, x, ldx, x_scale, x_zp, xq, k);
+    }
+    if (rc == SK_OK) {
+      for (int64_t i = 0; i < m; ++i) xs[i] = x_scale;
+      const sk_u8_source s = {xq, k, &x_zp, 0, xs};
+      rc = run(w, m, &s, wscale, bias, act, y, ldy);
+    }
+  }
+  if (!one) {
+    sk_aligned_free(xq);
+    sk_aligned_free(xs);
   }
   return rc;
 }

@@ -43,7 +43,8 @@ class SparseInt8Matrix:
     """
 
     __slots__ = ("_shape", "indptr", "cols", "values", "row_sums", "_wscale",
-                 "_per_channel", "_nnz", "_g4", "_input_scale", "_input_zero_point")
+                 "_scale0", "_per_channel", "_nnz", "_g4", "_input_scale",
+                 "_input_zero_point")
 
     def __init__(self, *args, **kwargs):
         raise TypeError("SparseInt8Matrix: use SparseInt8Matrix.from_float(w) or "
@@ -60,7 +61,6 @@ class SparseInt8Matrix:
         ValueError for NaN / infinity or a w that is not 2-D."""
         w = as_float_array(w, "w", ndim=2, allow_nan=False)
         q, scale = quantize_symmetric_int8(w, per_channel)  # as QuantizedMatrix.from_float
-        scale = np.broadcast_to(scale, (w.shape[0],))
         return cls._build(q, scale, bool(per_channel))
 
     @classmethod
@@ -71,7 +71,7 @@ class SparseInt8Matrix:
         scale of another shape or <= 0."""
         q = check_int8_weights(q)
         scale, per_channel = check_weight_scale(scale, q.shape[0])
-        return cls._build(q, np.broadcast_to(scale, (q.shape[0],)), per_channel)
+        return cls._build(q, scale, per_channel)
 
     def with_static_input(self, scale, zero_point):
         """The same weight with a static per-tensor u8 activation quantization
@@ -121,8 +121,7 @@ class SparseInt8Matrix:
         self.cols = frozen(cols.astype(np.uint16 if kq <= 65536 else np.int32))
         self.values = frozen(np.ascontiguousarray(blocks[rows, cols]))
         self.row_sums = frozen(q.sum(axis=1, dtype=np.int64).astype(np.int32))
-        self._wscale = frozen(np.ascontiguousarray(scale, dtype=np.float32))
-        self._per_channel = per_channel
+        self._set_scale(scale, per_channel)
         self._nnz = int(np.count_nonzero(q))
         self._g4 = _groups_of_4(self)
         self._input_scale = self._input_zero_point = None
@@ -158,8 +157,7 @@ class SparseInt8Matrix:
         self.values = frozen(values)
         self.row_sums = frozen(row_sums.astype(np.int32))
         scale, _ = check_weight_scale(scale, n)
-        self._wscale = frozen(np.ascontiguousarray(np.broadcast_to(scale, (n,))))
-        self._per_channel = bool(per_channel)
+        self._set_scale(scale, bool(per_channel))
         self._nnz = int(np.count_nonzero(values))
         bad = _core.bsr_s8_validate(self.indptr, self.cols, self.values, self.row_sums, n, k)
         if bad >= 0:
@@ -199,10 +197,23 @@ class SparseInt8Matrix:
         """(N, K) = (out, in)."""
         return self._shape
 
+    def _set_scale(self, scale, per_channel):
+        """The kernels' scale per row, and a per-tensor scale itself (kept
+        apart: at N = 0 there is no row to read it from)."""
+        scale = np.asarray(scale, dtype=np.float32)
+        n = self._shape[0]
+        self._wscale = frozen(np.ascontiguousarray(np.broadcast_to(
+            scale if per_channel else scale.reshape(-1)[:1], (n,))))
+        # (an empty per-tensor scale: a pickle of an N = 0 weight from before
+        # this was kept; it has no weights, so scale 1 as for an all-zero one)
+        self._scale0 = None if per_channel else frozen(
+            (scale.reshape(-1)[:1] if scale.size else np.ones(1, np.float32)).reshape(()))
+        self._per_channel = per_channel
+
     @property
     def scale(self):
         """float32 [N] per-channel scales, or a float32 scalar (per-tensor)."""
-        return self._wscale if self._per_channel else self._wscale[:1].reshape(())
+        return self._wscale if self._per_channel else self._scale0
 
     @property
     def per_channel(self):
@@ -287,7 +298,7 @@ class SparseInt8Matrix:
             f"static({self._input_scale:g}, {self._input_zero_point})"
 
     def __reduce__(self):
-        args = (self._shape, self.indptr, self.cols, self.values, self._wscale,
+        args = (self._shape, self.indptr, self.cols, self.values, self.scale,
                 self._per_channel)
         if self._input_scale is not None:
             args += (self._input_scale, self._input_zero_point)

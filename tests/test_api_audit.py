@@ -305,3 +305,15 @@ def test_install_hints_are_quoted_and_name_the_clone_spelling():
                 assert f'pip install -e ".[{m.group(2)}]"' in near, f"{f}: {m.group(0)}"
                 hints += 1
     assert hints >= 6
+
+
+def test_per_tensor_sparse_int8_keeps_its_scale_without_rows():
+    """A per-tensor SparseInt8Matrix with N = 0 still has its scale (it used to
+    read it from the first row): .scale, pickle and the state arrays."""
+    import pickle
+
+    w = sparsekit.SparseInt8Matrix.from_int8(np.zeros((0, 8), np.int8), 0.25)
+    assert not w.per_channel and w.scale.shape == () and w.scale == np.float32(0.25)
+    back = pickle.loads(pickle.dumps(w))
+    assert back.scale.shape == () and back.scale == np.float32(0.25)
+    assert sparsekit.linear(np.ones((2, 8), np.float32), w).shape == (2, 0)

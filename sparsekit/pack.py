@@ -226,12 +226,13 @@ def _shared_isa():
     return _core.family_isa("spmm_f32") if AVAILABLE else None
 
 
-def _sell_groups(w):
-    """Groups of 16 rows x 4 steps SlicedEllMatrix.from_dense(w) would hold."""
+def _sell_groups(w, c=None):
+    """Groups of 16 rows x 4 steps SlicedEllMatrix.from_dense(w) would hold
+    (c: w as a CSRMatrix, if already built)."""
     from sparsekit.formats import CSRMatrix
     from sparsekit._native import core as _core
 
-    c = CSRMatrix.from_dense(w)
+    c = CSRMatrix.from_dense(w) if c is None else c
     n, k = w.shape
     return int(_core.sell_count_groups(c.indptr, c.indices, c.data, n, k))
 
@@ -378,23 +379,26 @@ def _explain(w, quantize, m, model):
 
 
 def _explain_built(w, quantize, m, model):
-    """(Explanation, the CSRMatrix of w with its shared-column layout or None):
-    the layout is built to find out whether with_shared_columns() makes one
-    for w (the C core's rule), and pack returns it when chosen."""
+    """(Explanation, w as a CSRMatrix or None, the CSRMatrix of w with its
+    shared-column layout or None): SlicedEllMatrix's slots are counted on the
+    CSR, and the layout is built to find out whether with_shared_columns()
+    makes one for w (the C core's rule); pack returns what it built."""
+    from sparsekit.formats import CSRMatrix
+
     n, k = w.shape
     nnz, nblocks, ngroups = _stats(w)
-    slots = shared = None
+    slots = csr = shared = None
     if _sell_wanted(quantize, m, _sell_isa()):
-        slots = 64 * _sell_groups(w)
+        csr = CSRMatrix.from_dense(w)
+        slots = 64 * _sell_groups(w, csr)
     if _shared_wanted(quantize, m, _shared_isa()) and n * k and \
             SHARED_MIN_DENSITY * n * k <= nnz <= 0.5 * n * k:
-        from sparsekit.formats import CSRMatrix
-
-        shared = CSRMatrix.from_dense(w).with_shared_columns()
+        csr = CSRMatrix.from_dense(w) if csr is None else csr
+        shared = csr.with_shared_columns()
         if not shared.shared_columns:
             shared = None
     return _decide(n, k, nnz, nblocks, ngroups, quantize, m, model, slots=slots,
-                   shared_bytes=None if shared is None else shared.nbytes), shared
+                   shared_bytes=None if shared is None else shared.nbytes), csr, shared
 
 
 def _sell_isa():
@@ -569,16 +573,18 @@ def pack(w, quantize=None, m=128, model=None):
     from sparsekit import formats
 
     w, quantize, m = _check(w, quantize, m)
-    ex, shared = _explain_built(w, quantize, m, model)
+    ex, csr, shared = _explain_built(w, quantize, m, model)
     choice = ex["choice"]
     if choice == "dense":
         return w.astype(np.float32, copy=True)
     if choice == "csr_shared":
         return shared
+    if choice in ("csr", "sell") and csr is None:
+        csr = formats.CSRMatrix.from_dense(w)
     if choice == "csr":
-        return formats.CSRMatrix.from_dense(w)
+        return csr
     if choice == "sell":
-        return formats.SlicedEllMatrix.from_dense(w)
+        return formats.SlicedEllMatrix.from_csr(csr)
     if choice == "qdense":
         return formats.QuantizedMatrix.from_float(w)
     return formats.SparseInt8Matrix.from_float(w)

@@ -51,6 +51,10 @@ def test_sequential_cnn_pruned(rng):
     assert len(linear_like) == 5
     assert all(isinstance(a.weight, sparsekit.CSRMatrix) for a in linear_like)
     assert len(r.report) == 5 and "csr" in r.report[0][1]
+    table = str(r.report).splitlines()  # prints as a table: a header, one line per layer
+    assert len(table) == 6 and table[0].split() == ["layer", "format", "(why)"]
+    assert all(line.startswith(name) and why in line for line, (name, why) in
+               zip(table[1:], r.report))
 
 
 def test_dense_kernel_layout(rng):

@@ -81,7 +81,7 @@ class _Builder:
     def __init__(self, quantize, min_sparsity, m=None):
         self.nodes, self.count = [], 0
         self.quantize, self.min_sparsity, self.m = quantize, min_sparsity, m
-        self.report = []
+        self.report = W.WeightReport()
         self.moved = {}  # (tensor, layout) -> transposed tensor, made once
 
     def emit(self, layer, ins):
@@ -233,7 +233,7 @@ def convert(model, quantize=None, min_sparsity=None, m=None):
     min_sparsity: None (the default: sparsekit.pack's measured cost model
     decides, as in sparsekit.torch.accelerate) or a fraction of zeros from
     which a sparse format is used. The returned model's `.report` lists the
-    per-layer choices. m: about how many rows each Dense gets per call (None:
+    per-layer choices ((layer, format and why) tuples; print it for a table). m: about how many rows each Dense gets per call (None:
     sparsekit.pack's default, 128); m=1 (one sample at a time) picks
     SlicedEllMatrix for sparse fp32 Dense kernels where pack predicts it
     fastest, m >= 2 a CSRMatrix with its shared-column layout at 65-83%

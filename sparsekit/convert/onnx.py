@@ -59,7 +59,7 @@ class _Builder:
         self.min_sparsity = min_sparsity
         self.quantize = quantize
         self.producer = {}  # runtime tensor name -> index in self.nodes
-        self.report = []
+        self.report = W.WeightReport()
 
     def emit(self, layer, ins, name=None):
         name = name or f"v{self.count}"
@@ -162,7 +162,8 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     sparse fp32 weights where pack predicts it fastest, m >= 2 a CSRMatrix
     with its shared-column layout at 65-83% sparsity on AVX-512 where pack
     predicts that (see sparsekit.torch.accelerate). The returned model's
-    `.report` lists (node name, format chosen and why) per weight layer.
+    `.report` lists (node name, format chosen and why) per weight layer
+    (a list of tuples; print it for a table).
     Raises ValueError for an unsupported op (naming the node and listing the
     supported ones), a malformed node or file, or a bad quantize /
     min_sparsity / m; TypeError for another kind of path_or_model, a

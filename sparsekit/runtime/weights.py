@@ -206,6 +206,18 @@ def pack_int8_static(q, scale, input_scale, input_zero_point, min_sparsity=None,
                f"{w.input_scale:.4g}, zero point {w.input_zero_point})")
 
 
+class WeightReport(list):
+    """(layer name, format chosen and why) per weight layer of an imported
+    model (onnx.load, keras.convert): a list of tuples that prints as a table."""
+
+    def __str__(self):
+        if not self:
+            return "(no weight layers)"
+        width = max(len(name) for name, _ in self)
+        return "\n".join([f"{'layer':<{width}}  format (why)"] +
+                         [f"{name:<{width}}  {why}" for name, why in self])
+
+
 def describe(w):
     """Short name of a weight's format, for reports."""
     if isinstance(w, np.ndarray):

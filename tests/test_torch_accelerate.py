@@ -344,6 +344,17 @@ def test_to_runtime_matches_torch(rng):
     with torch.no_grad():
         np.testing.assert_allclose(r(x.numpy()), model(x).numpy(), rtol=1e-5, atol=1e-5)
     assert sum(type(a).__name__ == "ReLU" for a in r.layers) == 0  # fused into kernels
+    # what to_runtime chose per weight layer, as report() rows, like accelerate's
+    weights = [i for i, m in enumerate(model) if isinstance(m, (nn.Linear, nn.Conv2d))]
+    rows = skt.report(r)
+    assert rows is r.conversion_report and [row["name"] for row in rows] == \
+        [str(i) for i in weights]
+    held = [a for a in r.layers if getattr(a, "weight", None) is not None]
+    assert all(row["chosen"] == sparsekit.runtime.weights.describe(layer.weight)
+               for row, layer in zip(rows, held))
+    assert str(rows).splitlines()[0].split()[:2] == ["layer", "module"]
+    with pytest.raises(TypeError, match="no conversion report"):
+        skt.report(sparsekit.runtime.Model(list(r.layers)))
     with pytest.raises(TypeError, match="Sequential"):
         skt.to_runtime(_Static())
     with pytest.raises(ValueError, match="LSTM"):

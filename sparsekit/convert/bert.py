@@ -92,7 +92,7 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
         else:
             b.sentence_head(rest, h)
     m = Model.graph(b.nodes, INPUTS, names, optional=["token_type_ids"])
-    m.conversion_report = b.rows
+    m.conversion_report = T.Report(b.rows)
     return m
 
 

@@ -633,10 +633,19 @@ def _set_submodule(model, name, new):
 
 def report(model, quantize=None, min_sparsity=None, m=None):
     """Per-layer rows (name, module, chosen, reason); print it for a table.
-    For a model accelerate() returned, the choices it made; for any other model,
-    what accelerate(model, quantize, min_sparsity, m=m) would choose."""
+    For a model accelerate() returned, the choices it made; for a runtime Model
+    from to_runtime, the choices to_runtime made (its `conversion_report`; from
+    onnx.load / keras.convert, their `.report`); for any other model, what
+    accelerate(model, quantize, min_sparsity, m=m) would choose."""
     rows = getattr(model, _REPORT_ATTR, None)
     if rows is not None:
+        return rows
+    if isinstance(model, Model):  # the runtime: what its converter chose
+        rows = getattr(model, "conversion_report", None)
+        rows = getattr(model, "report", None) if rows is None else rows
+        if rows is None:
+            raise TypeError("model: this runtime Model carries no conversion report (only "
+                            "models from to_runtime, onnx.load or keras.convert do)")
         return rows
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -668,7 +677,9 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     (last axis), Softmax, MaxPool2d, AvgPool2d, Flatten, Dropout, Identity and
     already-accelerated modules. Layers not sparse enough for a sparse format
     (see min_sparsity in accelerate) stay dense: fp32 with quantize=None, dense
-    int8 (QuantizedMatrix) with quantize="dynamic".
+    int8 (QuantizedMatrix) with quantize="dynamic". The returned model's
+    `conversion_report` (also ``report(rt)``) lists each weight layer's format
+    and why, as report() does for accelerate.
 
     Also a Hugging Face BertModel, or a sentence-transformers model wrapping
     one (Pooling with modes "mean", "max", "cls" or several of them, then
@@ -710,10 +721,12 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     quantize = _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)
-    out = []
+    out, log = [], Report()
     for i, mod in enumerate(_flatten_seq(model)):
-        out.extend(_runtime_layer_named(i, mod, quantize, min_sparsity, rows))
-    return Model(fuse_relu(out))
+        out.extend(_runtime_layer_named(i, mod, quantize, min_sparsity, rows, log))
+    rt = Model(fuse_relu(out))
+    rt.conversion_report = log
+    return rt
 
 
 def _flatten_seq(seq):
@@ -724,31 +737,41 @@ def _flatten_seq(seq):
             yield m
 
 
-def _runtime_layer_named(i, m, quantize, min_sparsity, rows=None):
+def _runtime_layer_named(i, m, quantize, min_sparsity, rows=None, log=None):
     """_runtime_layer, with errors in calibration parameters naming the layer."""
     try:
-        return _runtime_layer(i, m, quantize, min_sparsity, rows)
+        return _runtime_layer(i, m, quantize, min_sparsity, rows, log)
     except (TypeError, ValueError) as e:
         if quantize != "static" or _qparams_attr() not in str(e):
             raise
         raise type(e)(f"model[{i}]: {e}") from None
 
 
-def _runtime_layer(i, m, quantize, min_sparsity, rows=None):
+def _runtime_layer(i, m, quantize, min_sparsity, rows=None, log=None):
+    """The runtime layers for module m (model[i]); a weight layer's choice is
+    appended to `log` (rows as report() gives them)."""
+    def logged(layer, chosen, reason):
+        if log is not None:
+            log.append({"name": str(i), "module": type(m).__name__, "chosen": chosen,
+                        "reason": reason})
+        return [layer]
+
     if isinstance(m, SparsekitModule):
-        return [m.layer]
+        return logged(m.layer, W.describe(m.layer.weight), "already accelerated: " + m.reason)
     if isinstance(m, (nn.Linear, nn.Conv2d)) or (
             _DYN_LINEAR is not None and isinstance(m, _DYN_LINEAR)):
         with torch.no_grad():
             new, chosen, reason = _plan(m, quantize, min_sparsity, rows=rows)
         if new is not None and new.out_qparams is None:
-            return [new.layer]
+            return logged(new.layer, chosen, reason)
         if isinstance(m, nn.Linear):
             w, _ = _float_weight(m)
-            return [L.Linear(w, _bias(m))]
+            layer = L.Linear(w, _bias(m))
+            return logged(layer, W.describe(layer.weight), reason)
         if isinstance(m, nn.Conv2d) and _conv_unsupported(m) is None:
             w, _ = _float_weight(m)
-            return [_make_layer("conv", _rows(w), _bias(m), m, None)]
+            layer = _make_layer("conv", _rows(w), _bias(m), m, None)
+            return logged(layer, W.describe(layer.weight), reason)
         raise ValueError(f"model[{i}]: {type(m).__name__} cannot run in the runtime: {reason}")
     simple = {nn.ReLU: L.ReLU, nn.Sigmoid: L.Sigmoid, nn.Tanh: L.Tanh, nn.Identity: L.Identity,
               nn.Dropout: L.Identity}

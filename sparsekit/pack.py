@@ -312,6 +312,8 @@ def _candidates(quantize):
 
 
 def _check(w, quantize, m):
+    if quantize is not None and not isinstance(quantize, str):
+        raise TypeError(f"quantize: expected None or a string, got {type(quantize).__name__}")
     if quantize not in QUANTIZE + tuple(QUANTIZE_SYNONYMS):
         raise ValueError(f"quantize: expected None or 'int8' (or its synonym 'dynamic'), "
                          f"got {quantize!r}")
@@ -567,8 +569,8 @@ def pack(w, quantize=None, m=128, model=None):
     model: the cost model to decide with; None (the default) is MEASURED, the
     table measured on the target machine (sparsekit/pack.py); pass the dict
     ``sparsekit pack --measure`` prints (or ``measure()`` in that module
-    returns) to decide for another CPU. Raises TypeError for a non-float w or
-    non-int m, ValueError for a w that is not 2-D or holds NaN / infinity, an
+    returns) to decide for another CPU. Raises TypeError for a non-float w,
+    non-int m or non-string quantize, ValueError for a w that is not 2-D or holds NaN / infinity, an
     m < 1 or an unknown quantize."""
     from sparsekit import formats
 

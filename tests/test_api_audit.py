@@ -100,6 +100,11 @@ def test_pack_and_explain_accept_the_converters_spelling():
             sparsekit.explain(w, quantize="int8", m=m)
     with pytest.raises(ValueError, match="^quantize: .*'int8'.*'dynamic'"):
         sparsekit.pack(w, quantize="int4")
+    for bad in (8, True):  # a wrong type is a TypeError (DESIGN.md)
+        with pytest.raises(TypeError, match="^quantize: expected None or a string"):
+            sparsekit.pack(w, quantize=bad)
+        with pytest.raises(TypeError, match="^quantize: expected None or a string"):
+            sparsekit.explain(w, quantize=bad)
 
 
 def test_converters_accept_packs_spelling():
@@ -109,6 +114,8 @@ def test_converters_accept_packs_spelling():
     assert W.check_quantize(None) is None
     with pytest.raises(ValueError, match="^quantize: .*'dynamic'.*'int8'"):
         W.check_quantize("int4")
+    with pytest.raises(TypeError, match="^quantize: expected None or a string"):
+        W.check_quantize(8)
     torch = pytest.importorskip("torch")
     model = torch.nn.Sequential(torch.nn.Linear(32, 16), torch.nn.ReLU())
     x = torch.randn(4, 32)
@@ -119,6 +126,8 @@ def test_converters_accept_packs_spelling():
     assert "int8" in sparsekit.torch.report(a)[0]["chosen"]
     with torch.no_grad():
         np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+    with pytest.raises(TypeError, match="^quantize: expected None or a string"):
+        sparsekit.torch.accelerate(model, quantize=8)
     rt = sparsekit.torch.to_runtime(model, quantize="int8")
     np.testing.assert_array_equal(rt(x.numpy()), sparsekit.torch.to_runtime(
         model, quantize="dynamic")(x.numpy()))

@@ -51,7 +51,10 @@ def _need_int8(what):
 
 
 def check_quantize(quantize):
-    """`quantize` in its canonical spelling ("int8" is read as "dynamic")."""
+    """`quantize` in its canonical spelling ("int8" is read as "dynamic"):
+    TypeError for a non-string, ValueError for an unknown mode."""
+    if quantize is not None and not isinstance(quantize, str):
+        raise TypeError(f"quantize: expected None or a string, got {type(quantize).__name__}")
     if quantize not in QUANTIZE_MODES + tuple(QUANTIZE_SYNONYMS):
         raise ValueError(f"quantize: expected one of {QUANTIZE_MODES} (or 'int8', a synonym "
                          f"of 'dynamic'), got {quantize!r}")

@@ -125,3 +125,25 @@ def assert_threads_agree(w, xs, n_threads=8, calls=5):
         t.join()
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
+
+
+def pruned_mlp(k, seed=0, sparsity=0.9):
+    """nn.Sequential(Linear(k, 256), ReLU, Linear(256, 64)) in eval mode with
+    about `sparsity` of each weight's entries set to zero (seeded)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(k, 256), nn.ReLU(), nn.Linear(256, 64)).eval()
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for m in (model[0], model[2]):
+            m.weight[torch.from_numpy(rng.random(tuple(m.weight.shape)) < sparsity)] = 0
+    return model
+
+
+def accelerated_weights(model):
+    """The sparsekit weights of an accelerated torch model, in module order."""
+    from sparsekit.runtime.torch_modules import SparsekitModule
+
+    return [m.layer.weight for m in model.modules() if isinstance(m, SparsekitModule)]

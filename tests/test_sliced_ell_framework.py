@@ -126,21 +126,11 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import sparsekit.torch as skt  # noqa: E402
-from sparsekit.runtime.torch_modules import SparsekitModule  # noqa: E402
+from conftest import accelerated_weights as weights_of, pruned_mlp  # noqa: E402
 
 
 def mlp(seed=0, s=0.9):
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(96, 256), nn.ReLU(), nn.Linear(256, 64)).eval()
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for m in (model[0], model[2]):
-            m.weight[torch.from_numpy(rng.random(tuple(m.weight.shape)) < s)] = 0
-    return model
-
-
-def weights_of(model):
-    return [m.layer.weight for m in model.modules() if isinstance(m, SparsekitModule)]
+    return pruned_mlp(96, seed, s)
 
 
 WANT = SlicedEllMatrix if SELL_FAST else CSRMatrix

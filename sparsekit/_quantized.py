@@ -11,6 +11,7 @@ for K >= 350 with N a multiple of 16.
 import numpy as np
 
 from sparsekit._native import core as _core
+from sparsekit._static_input import StaticInput
 from sparsekit._validate import (
     as_float_array, check_int8_weights, check_shape2, check_weight_scale, frozen,
     quantize_symmetric_int8,
@@ -23,7 +24,7 @@ def _aligned_empty(nbytes, dtype, align=64):
     return raw[off:off + nbytes].view(dtype)
 
 
-class QuantizedMatrix:
+class QuantizedMatrix(StaticInput):
     """A quantized weight W[N, K] (out, in) ~ q * scale, q int8 in [-127, 127].
 
     Build one with ``QuantizedMatrix.from_float(w, per_channel=True)`` or
@@ -96,19 +97,7 @@ class QuantizedMatrix:
         ValueError when only one is None, for scale <= 0 or a zero point
         outside [0, 255], TypeError for non-scalar values (the messages call
         them input_scale / input_zero_point)."""
-        from sparsekit.quant_ops import check_static_params
-
-        other = object.__new__(type(self))
-        for name in self.__slots__:
-            setattr(other, name, getattr(self, name))
-        if scale is None and zero_point is None:
-            other._input_scale = other._input_zero_point = None
-        elif scale is None or zero_point is None:
-            raise ValueError("scale/zero_point: give both (static) or neither (dynamic)")
-        else:
-            other._input_scale, other._input_zero_point = check_static_params(
-                scale, zero_point, "input")
-        return other
+        return self._static_copy(scale, zero_point)
 
     @classmethod
     def _concat_rows(cls, mats):
@@ -162,16 +151,6 @@ class QuantizedMatrix:
         return self._scale if self._per_channel else self._scale.reshape(())
 
     @property
-    def input_scale(self):
-        """The static activation scale (with_static_input), or None: dynamic."""
-        return self._input_scale
-
-    @property
-    def input_zero_point(self):
-        """The static activation zero point (with_static_input), or None."""
-        return self._input_zero_point
-
-    @property
     def q(self):
         """The int8 weights as [N, K] (unpacked: a new array, not a view)."""
         return _unpack(self._packed, *self._shape)
@@ -201,9 +180,7 @@ class QuantizedMatrix:
     def __repr__(self):
         n, k = self._shape
         mode = "per-channel" if self._per_channel else "per-tensor"
-        inp = "dynamic" if self._input_scale is None else \
-            f"static({self._input_scale:g}, {self._input_zero_point})"
-        return (f"QuantizedMatrix(shape=({n}, {k}), {mode}, input={inp}, "
+        return (f"QuantizedMatrix(shape=({n}, {k}), {mode}, input={self._input_repr()}, "
                 + (f"{self.nbytes / (n * k):.4f} bytes/weight)" if n * k else
                    f"{self.nbytes} bytes, no weights)"))
 

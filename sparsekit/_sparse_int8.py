@@ -20,12 +20,13 @@ import math
 import numpy as np
 
 from sparsekit._native import core as _core
+from sparsekit._static_input import StaticInput
 from sparsekit.quant_ops import _per_row  # zero points: scalar or one per row
 from sparsekit._validate import (
     as_float_array, check_int8_weights, check_weight_scale, frozen, quantize_symmetric_int8,
 )
 
-class SparseInt8Matrix:
+class SparseInt8Matrix(StaticInput):
     """A pruned int8 weight W[N, K] (out, in) for the sparse int8 kernels.
 
     ``W ~= q * scale[:, None]`` (per channel) or ``q * scale`` (per tensor)
@@ -89,19 +90,7 @@ class SparseInt8Matrix:
         Raises ValueError when only one is None, for scale <= 0 or a zero
         point outside [0, 255], TypeError for non-scalar values (the messages
         call them input_scale / input_zero_point)."""
-        from sparsekit.quant_ops import check_static_params
-
-        other = object.__new__(type(self))
-        for name in self.__slots__:
-            setattr(other, name, getattr(self, name))
-        if scale is None and zero_point is None:
-            other._input_scale = other._input_zero_point = None
-        elif scale is None or zero_point is None:
-            raise ValueError("scale/zero_point: give both (static) or neither (dynamic)")
-        else:
-            s, z = check_static_params(scale, zero_point, "input")
-            other._input_scale, other._input_zero_point = s, z
-        return other
+        return self._static_copy(scale, zero_point)
 
     @classmethod
     def _build(cls, q, scale, per_channel):
@@ -221,16 +210,6 @@ class SparseInt8Matrix:
         return self._per_channel
 
     @property
-    def input_scale(self):
-        """The static activation scale (with_static_input), or None: dynamic."""
-        return self._input_scale
-
-    @property
-    def input_zero_point(self):
-        """The static activation zero point (with_static_input), or None."""
-        return self._input_zero_point
-
-    @property
     def q(self):
         """The int8 weights as a dense [N, K] array."""
         n, k = self._shape
@@ -292,10 +271,6 @@ class SparseInt8Matrix:
                 f"input={self._input_repr()}, "
                 + (f"{self.bytes_per_weight:.3f} bytes/weight)" if n * k else
                    f"{self.nbytes} bytes, no weights)"))
-
-    def _input_repr(self):
-        return "dynamic" if self._input_scale is None else \
-            f"static({self._input_scale:g}, {self._input_zero_point})"
 
     def __reduce__(self):
         args = (self._shape, self.indptr, self.cols, self.values, self.scale,

@@ -20,9 +20,14 @@ def _public_api():
             continue  # __version__
         yield name, obj
         if inspect.isclass(obj):
-            for attr, value in vars(obj).items():
-                # methods and properties; __slots__ array attributes are
-                # described in the class docstring
+            # the class's own and those it inherits from sparsekit's classes
+            # (not object's); methods and properties: __slots__ array
+            # attributes are described in the class docstring
+            members = {}
+            for base in reversed(obj.__mro__):
+                if base.__module__.startswith("sparsekit"):
+                    members.update(vars(base))
+            for attr, value in members.items():
                 if not attr.startswith("_") and (
                         callable(value) or isinstance(value, (property, classmethod))):
                     yield f"{name}.{attr}", value

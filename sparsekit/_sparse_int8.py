@@ -38,9 +38,9 @@ class SparseInt8Matrix(StaticInput):
     say what the layout costs; picklable. ``sparsekit.linear(x, w)``
     quantizes x per row (u8) inside the kernel; ``w.with_static_input(scale,
     zero_point)`` switches that to a fixed (calibrated) per-tensor
-    quantization; ``sparsekit.int8_matmul(xq, zp, w)`` is exact int32
-    (``sparsekit.quantized_linear`` takes a QuantizedMatrix only). Needs the
-    compiled C core.
+    quantization; ``sparsekit.int8_matmul(xq, zp, w)`` is exact int32 and
+    ``sparsekit.quantized_linear`` runs it on already-quantized u8 input.
+    Needs the compiled C core.
     """
 
     __slots__ = ("_shape", "indptr", "cols", "values", "row_sums", "_wscale",

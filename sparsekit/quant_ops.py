@@ -160,12 +160,9 @@ def int8_matmul(xq, x_zero_point, qw):
     last axis of xq other than K, or zero points outside [0, 255] or not of
     shape xq.shape[:-1].
     """
-    if type(qw) is not QuantizedMatrix:
-        from sparsekit._sparse_int8 import SparseInt8Matrix
-
-        if isinstance(qw, SparseInt8Matrix):  # pruned int8: same contract, sparse kernel
-            return qw.int8_matmul(xq, x_zero_point)
-        qw = _weight(qw, "a QuantizedMatrix or SparseInt8Matrix")
+    if _sparse_int8_weight(qw):  # pruned int8: same contract, sparse kernel
+        return qw.int8_matmul(xq, x_zero_point)
+    qw = _weight(qw, "a QuantizedMatrix or SparseInt8Matrix")
     n, k = qw._shape
     a, lead = _u8_rows(xq, k)
     zp = _per_row(x_zero_point, a.shape[0], lead, "x_zero_point", "zp")
@@ -180,17 +177,21 @@ def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,
 
     y = activation((xq - x_zero_point) @ qw.q.T * (x_scale * qw.scale) + bias),
     with xq uint8 [..., K], x_scale (> 0) / x_zero_point ([0, 255]) scalars or
-    one per row [...], qw a QuantizedMatrix (a SparseInt8Matrix raises
-    TypeError: use sparsekit.linear or int8_matmul for it), bias None or
-    float [N], activation None, "relu" or "gelu". Returns float32 [..., N],
+    one per row [...], qw a QuantizedMatrix or a SparseInt8Matrix, bias None
+    or float [N], activation None, "relu" or "gelu". Returns float32 [..., N],
     or, with out_scale / out_zero_point, the u8 requantization
     clip(rint(y / out_scale) + out_zero_point, 0, 255) (round half to even).
-    Raises TypeError / ValueError naming the argument for wrong dtypes or
-    shapes, only one of out_scale / out_zero_point, or "gelu" with u8 output.
+    Both weight formats give bit-identical results for the same q and scale
+    (a SparseInt8Matrix runs its exact int32 kernel, then the same epilogue,
+    in the same float32 operation order, in NumPy). Raises TypeError /
+    ValueError naming the argument for wrong dtypes or shapes, only one of
+    out_scale / out_zero_point, or "gelu" with u8 output.
     """
     from sparsekit.formats import ACTIVATIONS
 
-    qw = _weight(qw)
+    sparse = _sparse_int8_weight(qw)
+    if not sparse:
+        qw = _weight(qw, "a QuantizedMatrix or SparseInt8Matrix")
     n, k = qw.shape
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {list(ACTIVATIONS)}, got {activation!r}")
@@ -199,18 +200,51 @@ def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,
     zp = _per_row(x_zero_point, m, lead, "x_zero_point", "zp")
     sc = _per_row(x_scale, m, lead, "x_scale", "scale")
     b = check_bias(bias, n)
-    if out_scale is None and out_zero_point is None:
+    if (out_scale is None) != (out_zero_point is None):
+        raise ValueError("out_scale/out_zero_point: give both (u8 out) or neither (fp32 out)")
+    if out_scale is not None and activation == "gelu":
+        raise ValueError("activation: 'gelu' is available with fp32 output only "
+                         "(no out_scale/out_zero_point)")
+    if out_scale is not None:
+        out_scale, out_zero_point = check_static_params(out_scale, out_zero_point, "out")
+    if sparse:
+        out = _sparse_epilogue(qw._int8_matmul(np.ascontiguousarray(a), zp), sc, qw._wscale, b,
+                               activation, out_scale, out_zero_point)
+    elif out_scale is None:
         out = np.empty((m, n), dtype=np.float32)
         _core.qgemm_dequant(qw._arrays(), n, k, a, zp, sc, b, ACTIVATIONS[activation],
                             None, 0, out)
-    elif out_scale is None or out_zero_point is None:
-        raise ValueError("out_scale/out_zero_point: give both (u8 out) or neither (fp32 out)")
-    elif activation == "gelu":
-        raise ValueError("activation: 'gelu' is available with fp32 output only "
-                         "(no out_scale/out_zero_point)")
     else:
-        os_, oz = check_static_params(out_scale, out_zero_point, "out")
         out = np.empty((m, n), dtype=np.uint8)
         _core.qgemm_dequant(qw._arrays(), n, k, a, zp, sc, b, ACTIVATIONS[activation],
-                            os_, oz, out)
+                            out_scale, out_zero_point, out)
     return out.reshape(lead + (n,))
+
+
+def _sparse_int8_weight(qw):
+    """Whether qw is a SparseInt8Matrix (imported lazily: it needs the C core)."""
+    if type(qw) is QuantizedMatrix:
+        return False
+    from sparsekit._sparse_int8 import SparseInt8Matrix
+
+    return isinstance(qw, SparseInt8Matrix)
+
+
+def _sparse_epilogue(acc, x_scale, w_scale, bias, activation, out_scale, out_zero_point):
+    """quantized_linear's epilogue on the exact int32 [M, N] of a sparse
+    weight, in the C epilogue's float32 order (qgemm_u8s8/scalar.c):
+    float(acc) * (x_scale * w_scale), + bias, relu as y > 0 ? y : 0 (NaN and
+    -0 give +0), gelu by the same C kernel; u8 out: rint(y / out_scale) +
+    zero point, clamped with NaN -> 0."""
+    y = acc.astype(np.float32)
+    y *= x_scale[:, None] * w_scale[None, :]
+    if bias is not None:
+        y += bias
+    if activation == "relu":
+        y = np.where(y > 0, y, np.float32(0))
+    elif activation == "gelu":
+        _core.gelu_f32(y)
+    if out_scale is None:
+        return y
+    r = np.rint(y / np.float32(out_scale)) + np.float32(out_zero_point)
+    return np.where(r >= 0, np.minimum(r, np.float32(255)), np.float32(0)).astype(np.uint8)

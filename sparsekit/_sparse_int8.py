@@ -335,9 +335,9 @@ class SparseInt8Matrix(StaticInput):
 
 # Unstructured weights leave 1x4 blocks mostly empty (90% sparsity: block_fill
 # 0.29); below G4_MAX_FILL a second copy as groups of 4 nonzeros at any k (g4,
-# full groups) is kept, and calls with M >= G4_MIN_M rows run it on AVX-512
-# VNNI (1 / fill fewer multiplies; the 1x4 path stays for small M and other
-# ISAs). Measured on bert_ffn_up (benchmarks/RESULTS.md): g4 is 1.3-1.6x faster
+# full groups) is kept on CPUs with AVX-512 VNNI, and calls with M >= G4_MIN_M
+# rows run it there (1 / fill fewer multiplies; the 1x4 path stays for small M
+# and other ISAs). Measured on bert_ffn_up (benchmarks/RESULTS.md): g4 is 1.3-1.6x faster
 # at M >= 48 for 70-90% unstructured; at M <= 32 the 1x4 kernel's 32-row tile
 # wins (g4 tiles are 64 rows); at fill 0.53 (50% unstructured) they tie.
 # M == 1 runs g4 too where its kernel holds the row in registers (AVX-512
@@ -347,12 +347,20 @@ G4_MAX_FILL = 0.5
 G4_MIN_M = 33
 
 
+def _g4_cpu():
+    """Whether this CPU has AVX-512 VNNI, the only ISA whose kernels read the
+    g4 copy (see _runs_g4): elsewhere (AVX2, NEON) it would only cost memory,
+    0.33 of the 0.85 bytes per weight of a 90%-sparse unstructured weight."""
+    return _core.cpu_supports("avx512vnni")
+
+
 def _groups_of_4(w):
     """(indptr, kidx, values) of w's nonzeros as groups of 4 per row, each
     row's last group padded with value 0 at column 0; None when w's blocks are
-    well filled (or K > 65536, the uint16 column range)."""
+    well filled, K > 65536 (the uint16 column range) or this CPU would never
+    run it (_g4_cpu)."""
     n, k = w._shape
-    if w.nblocks == 0 or w.block_fill >= G4_MAX_FILL or k > 65536:
+    if w.nblocks == 0 or w.block_fill >= G4_MAX_FILL or k > 65536 or not _g4_cpu():
         return None
     flat = w.values.reshape(-1)
     nz = np.flatnonzero(flat)  # row-major: sorted by row, then by k

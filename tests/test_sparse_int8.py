@@ -11,6 +11,40 @@ import sparsekit
 from sparsekit import SparseInt8Matrix
 from sparsekit.quant_ops import quantize_rows_reference
 
+@pytest.fixture(autouse=True)
+def g4_on_every_cpu(monkeypatch):
+    """Weights keep their g4 copy on any CPU here, so the portable g4 kernels
+    (forced ISAs, and CPUs without AVX-512 VNNI, where the library leaves the
+    copy out) are checked too; test_g4_only_where_vnni_runs_it checks the
+    library's own rule."""
+    import sparsekit._sparse_int8 as si
+
+    monkeypatch.setattr(si, "_g4_cpu", lambda: True)
+
+
+def test_g4_only_where_vnni_runs_it(monkeypatch, rng):
+    """Without AVX-512 VNNI no kernel reads the g4 copy: it is not built,
+    the bytes are those of the 1x4 blocks alone, results do not change."""
+    import sparsekit._sparse_int8 as si
+    from sparsekit._native import core
+
+    monkeypatch.undo()
+    assert si._g4_cpu() == core.cpu_supports("avx512vnni")
+    q = unstructured_q(rng, 40, 300, 0.1)
+    xq = random_xq(rng, 50, 300)
+    with_g4 = SparseInt8Matrix.from_int8(q, 0.5) if si._g4_cpu() else None
+    monkeypatch.setattr(si, "_g4_cpu", lambda: False)
+    w = SparseInt8Matrix.from_int8(q, 0.5)
+    assert w._g4 is None and "blocks=1x4," in repr(w)
+    assert w.nbytes == sum(a.nbytes for a in (w.indptr, w.cols, w.values, w.row_sums, w._wscale))
+    back = pickle.loads(pickle.dumps(w))
+    assert back._g4 is None
+    np.testing.assert_array_equal(w.int8_matmul(xq, 9), ref_int8(xq, 9, q))
+    if with_g4 is not None:
+        assert with_g4._g4 is not None and with_g4.nbytes > w.nbytes
+        np.testing.assert_array_equal(with_g4.int8_matmul(xq, 9), w.int8_matmul(xq, 9))
+
+
 SHAPES = [(1, 1, 1), (1, 5, 7), (2, 17, 31), (7, 40, 100), (64, 16, 4), (65, 33, 129),
           (130, 70, 257), (3, 9, 4099)]
 

@@ -53,7 +53,7 @@ static inline __attribute__((always_inline)) float32x4_t gather(uint8x16x4_t lo,
   return vreinterpretq_f32_u8(vqtbx4q_u8(vqtbl4q_u8(lo, ilo), hi, ihi));
 }
 
-/* act(acc + bias) of row r's slice s into y (lanes < N only). */
+/* act(acc + bias) of one row's slice s into y (lanes < N only). */
 static inline __attribute__((always_inline)) void store_slice(
     const sk_sell_f32 *w, int64_t s, float32x4_t a0, float32x4_t a1, float32x4_t a2,
     float32x4_t a3, const float *bias, sk_activation act, float *y) {

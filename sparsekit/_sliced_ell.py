@@ -18,7 +18,10 @@ on Zen 5, i.e. 2-3.5x the CSR kernel at M = 1. The price is padding: at 90%
 sparsity ~57% of the slots hold a nonzero (~0.88 bytes per dense weight, CSR
 0.61); at 70% ~85% (~1.8 bytes, as CSR). For M > 1 each group's loads serve
 up to 4 rows of x, which still beats CSR up to M ~ 8; above that use a
-CSRMatrix (its tiled kernel wins).
+CSRMatrix (its tiled kernel wins). On AVX2 the window is gathered with
+permutes and blends (about CSR's speed at M = 1); on ARM a NEON kernel
+gathers it with TBL/TBX byte lookups (tested under qemu; its speed is not
+measured, so sparsekit.pack does not pick this format there).
 """
 import numpy as np
 

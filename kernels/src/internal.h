@@ -423,5 +423,10 @@ void sk_spmv_sell_f32__avx512(const sk_sell_f32 *w, int64_t s0, int64_t s1, int6
                               const float *x, int64_t ldx, const float *bias,
                               sk_activation act, float *y, int64_t ldy);
 #endif
+#ifdef SK_ARCH_ARM64
+void sk_spmv_sell_f32__neon(const sk_sell_f32 *w, int64_t s0, int64_t s1, int64_t m,
+                            const float *x, int64_t ldx, const float *bias,
+                            sk_activation act, float *y, int64_t ldy);
+#endif
 
 #endif /* SK_INTERNAL_H */

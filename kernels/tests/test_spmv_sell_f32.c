@@ -1,7 +1,8 @@
 /* C tests of the sliced ELL (sk_sell_f32_from_csr, sk_sell_f32_validate,
  * sk_linear_sell_f32) against a double-precision CSR reference loop, on every
- * ISA this CPU runs: tails in M/N/K (N not a multiple of 16, K below and not a
- * multiple of 32), empty rows, density 0 and 1, both CSR index widths, bias
+ * ISA this CPU runs (NEON on AArch64: under qemu in tests/test_c_core.py):
+ * tails in M/N/K (N not a multiple of 16, K below and not a multiple of 32),
+ * empty rows, density 0 and 1, both CSR index widths, bias
  * and relu, strided x/y, 1 and 2 threads, inf/NaN in x columns no row uses
  * (in some rows of x, next to finite ones), and corrupted layouts the
  * validator must reject. */
@@ -200,6 +201,10 @@ int main(void) {
   test_validate();
   FOR_EACH_ISA(isa) {
     CHECK(sk_family_isa("spmv_sell_f32") >= 0, "family isa");
+    /* every ISA with a kernel runs its own (AVX-512 VNNI runs AVX-512's) */
+    if (isa == SK_ISA_SCALAR || isa == SK_ISA_AVX2 || isa == SK_ISA_AVX512 || isa == SK_ISA_NEON)
+      CHECK(sk_family_isa("spmv_sell_f32") == isa, "isa %s runs %d", sk_isa_name((sk_isa)isa),
+            sk_family_isa("spmv_sell_f32"));
     for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
       for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
         for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c)

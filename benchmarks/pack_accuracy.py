@@ -10,13 +10,24 @@ weights at each shape x sparsity x M with the same method as `sparsekit pack
 --measure` (interleaved rounds, fastest round; a different seed
 from the fit), then, for quantize=None (dense vs CSR vs SlicedEllMatrix vs
 CSR with shared columns; SlicedEllMatrix only where pack would consider it:
-its kernel on AVX-512, M <= SELL_MAX_M; the shared columns where the layout
+its kernel on AVX-512 with M <= SELL_MAX_M or on AVX2 with M <=
+SELL_MAX_M_AVX2; the shared columns where the layout
 is built, M >= SHARED_MIN_M, density >= SHARED_MIN_DENSITY) and
 quantize="int8" (QuantizedMatrix vs SparseInt8Matrix), compares pack's pick
-with the measured fastest candidate. Timings saved before SlicedEllMatrix
+with the measured fastest candidate (--truth all: the fastest timed format of
+the mode, a candidate of pack or not, so that pickers with different
+candidates are scored alike). Timings saved before SlicedEllMatrix
 existed score dense vs CSR as before. A pick counts as right when it is the fastest
-or within --tol (10%) of it. --model FILE scores a model printed by --measure
-(a Python file with MEASURED = {...}) instead of the one in sparsekit/pack.py.
+or within --tol (10%) of it. Picks are pack's with the table it uses on this
+CPU (MEASURED or MEASURED_AVX2, by the ISA of the kernels: score saved timings
+under the SPARSEKIT_ISA they were timed with); --model FILE scores a model
+printed by --measure (a Python file with MEASURED = {...}) instead, --old pack
+as it was before MEASURED_AVX2 (MEASURED everywhere, SlicedEllMatrix on
+AVX-512 only).
+
+    SPARSEKIT_ISA=avx2 OPENBLAS_CORETYPE=Haswell flock /work/wt/bench.lock \
+        python benchmarks/pack_accuracy.py --ms 1,2,4,8,32,128 --save acc_avx2.json
+    SPARSEKIT_ISA=avx2 python benchmarks/pack_accuracy.py --load acc_avx2.json --truth all [--old]
 """
 import argparse
 import json

@@ -229,11 +229,12 @@ SELL_ISAS = ("avx512", "avx2")
 # lost to CSRMatrix at every measured M >= 32 (see the table's "sell" rows), and
 # the log-M interpolation between M = 8 and 32 is not trusted past the middle.
 SELL_MAX_M = 16
-# ... and up to this M where its kernel runs on AVX2 (MEASURED_AVX2's "sell"
-# rows, 64 unstructured cases per M, two runs): fastest of dense / CSR / sell
-# in 34-35 cases at M = 1 and 37 at M = 2 (1.3-1.5x / 1.7-2.2x CSR at 70%,
-# 1.0-1.2x / 1.0-1.35x at 90%), 19-21 at M = 4 (mostly 50% sparsity, by <=
-# 1.47x; 0.55-0.76x CSR at 90%) and none at M = 8 (0.3-0.5x CSR at 90%).
+# ... and up to this M where its kernel runs on AVX2 (MEASURED_AVX2's runs, 64
+# unstructured cases per M and run): fastest of dense / CSR / sell in 34-35
+# cases at M = 1 and 49-50 at M = 2 (1.08-1.47x / 1.16-2.19x CSR at 70%,
+# 0.98-1.2x / 0.99-1.34x at 90%), 7 at M = 4 (0.53-0.96x CSR at 90%) and none
+# at M = 8 (0.29-0.84x at 90%); the model ranks sell first at M <= 2 and CSR
+# from M = 3 for a 90%-sparse BERT FFN weight (tests/test_pack_avx2.py).
 SELL_MAX_M_AVX2 = 2
 
 

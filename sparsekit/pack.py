@@ -12,8 +12,9 @@ this module's names are reached with ``from sparsekit.pack import SELL_MAX_M``
 ``sparsekit pack`` (``python -m sparsekit.pack`` works too, with a runpy warning).
 
 The choice comes from a cost model whose coefficients were MEASURED on the
-target machine (tables below, one per ISA), not guessed. For each candidate format the time
-of one ``sparsekit.linear`` call with M activation rows is modelled as
+target machine (tables below, one per ISA), not guessed. For each candidate
+format the time of one ``sparsekit.linear`` call with M activation rows is
+modelled as
 
     t(M) = overhead(M) + per_unit(M) * units + per_row(M) * N + per_act(M) * M * K
            + per_big_unit(M) * units * units / 1e6    (fp32 formats only)
@@ -263,7 +264,7 @@ SHARED_MIN_DENSITY = 0.17
 SHARED_MIN_GAIN = 1.05
 
 
-# Which measured table pack decides with (model=None): the first of TABLES
+# Which measured table pack decides with (model=None): the first of TABLE_NAMES
 # whose kernels run on this CPU (forced ISAs included) for the families that
 # time the candidates of that quantize mode (TABLE_FAMILIES); else MEASURED,
 # measured with the AVX-512 kernels (also where they run on scalar / NEON: no
@@ -874,7 +875,8 @@ def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32,
     per shape and M (the rules included): CSRMatrix vs dense fp32 where
     SlicedEllMatrix is no candidate (M above SELL_MAX_M / SELL_MAX_M_AVX2 for
     the model's "sell_isa", or that ISA not in SELL_ISAS), SlicedEllMatrix
-    (unstructured, where it is a candidate; None above), SparseInt8Matrix vs QuantizedMatrix for unstructured
+    (unstructured, where it is a candidate; None above), SparseInt8Matrix vs
+    QuantizedMatrix for unstructured
     pruning (a share 1 - s^4 of the 1x4 blocks is kept) and for 1x4-block
     pruning. And "shared": the (lowest, highest) sparsity at which pack picks
     CSRMatrix with shared columns for an unstructured weight (all fp32
@@ -1111,7 +1113,6 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
 # {'shape': '768x3072', 'm': 8, 'csr': 0.55, 'sell': 0.12, 'spint8': 0.94, 'spint8_1x4': 0.77, 'shared': None}
 # {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.82, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
 # {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
-
 
 
 # ---- the AVX2 table (output of `sparsekit pack --measure` with SPARSEKIT_ISA=avx2) ----

@@ -12,8 +12,9 @@ this module's names are reached with ``from sparsekit.pack import SELL_MAX_M``
 ``sparsekit pack`` (``python -m sparsekit.pack`` works too, with a runpy warning).
 
 The choice comes from a cost model whose coefficients were MEASURED on the
-target machine (table below), not guessed. For each candidate format the time
-of one ``sparsekit.linear`` call with M activation rows is modelled as
+target machine (tables below, one per ISA), not guessed. For each candidate
+format the time of one ``sparsekit.linear`` call with M activation rows is
+modelled as
 
     t(M) = overhead(M) + per_unit(M) * units + per_row(M) * N + per_act(M) * M * K
            + per_big_unit(M) * units * units / 1e6    (fp32 formats only)
@@ -46,19 +47,29 @@ _samples), for M in 1, 8, 32, 128; other M interpolate in log M (and scale
 linearly past 128).
 
 SlicedEllMatrix ("sell") is a candidate only where its kernel is fast and
-M is small (SELL_ISAS, SELL_MAX_M; explain() notes why it is left out):
-- its spmv_sell_f32 kernels must run on AVX-512 (sparsekit.info()["kernels"]
-  ["spmv_sell_f32"], forced ISAs included): the AVX2 one measured 1.0-1.26x the
-  CSR kernel at M = 1 and 90% sparsity (1.4-1.5x at 80%, 0.7-1.1x at 95%),
-  too close for pack's fp32 coefficients, which were fitted on AVX-512 only;
-  the scalar one is the reference loop;
-- M <= SELL_MAX_M = 16. Measured (the "sell" fit below, 64 unstructured cases
-  per M): fastest fp32 format in 56 / 57 cases at M = 1 / 8 (2-3x CSRMatrix at
-  90%), but in only 14 at M = 32 and 7 at M = 128, there by <= 1.46x (mid
-  sparsities, K = 3072) while holding 1.4x CSRMatrix's bytes at 90%; the CSR
-  kernels' large-M tiles keep improving, so M >= 32 stays with CSRMatrix.
-Its fit is as good as the others' (predicted / measured median 0.98-1.01,
-5-95% 0.8-1.2 at M = 1, 0.9-1.06 above).
+M is small (SELL_ISAS, SELL_MAX_M, SELL_MAX_M_AVX2; explain() notes why it is
+left out):
+- its spmv_sell_f32 kernels must run on AVX-512 or AVX2 (sparsekit.info()
+  ["kernels"]["spmv_sell_f32"], forced ISAs included); the scalar one is the
+  reference loop;
+- AVX-512: M <= SELL_MAX_M = 16. Measured (the "sell" fit below, 64
+  unstructured cases per M): fastest fp32 format in 56 / 57 cases at M = 1 / 8
+  (2-3x CSRMatrix at 90%), but in only 14 at M = 32 and 7 at M = 128, there by
+  <= 1.46x (mid sparsities, K = 3072) while holding 1.4x CSRMatrix's bytes at
+  90%; the CSR kernels' large-M tiles keep improving, so M >= 32 stays with
+  CSRMatrix. Its fit is as good as the others' (predicted / measured median
+  0.98-1.01, 5-95% 0.8-1.2 at M = 1, 0.9-1.06 above).
+- AVX2: M <= SELL_MAX_M_AVX2 = 2, decided by MEASURED_AVX2 (two runs, 64
+  unstructured cases per M): fastest of dense / CSR / sell in 34-35 cases at
+  M = 1 (CSRMatrix / sell 1.08-1.47x at 70%, 0.98-1.2x at 90%, 0.67-1.11x at
+  95%) and 49-50 at M = 2 (1.16-2.19x at 70%, 0.99-1.34x at 90%, 0.73-1.1x at
+  95%), but in 7 at M = 4 (0.53-0.96x at 90%) and none at M = 8 (0.29-0.84x):
+  its kernel builds each step from 4 vpermps + 3 blends per 8 slots where the
+  AVX-512 one needs one permute per 16. The model separates the close cases:
+  predicted / measured CSRMatrix-to-sell time ratio median 1.01 / 1.02, 5-95%
+  0.98-1.04 / 0.93-1.15 at M = 1 / 2; so a 90%-sparse BERT FFN weight
+  (3072x768) goes to sell at M = 1 and 2 (predicted 1.07x / 1.3x CSR) and a
+  95%-sparse one stays CSR.
 
 CSRMatrix with its shared-column layout ("csr_shared",
 CSRMatrix.with_shared_columns(): rows in groups of 4, a column 2-4 of them use
@@ -87,6 +98,28 @@ more bytes than the dense array. To keep CSR's bytes: CSRMatrix.from_dense(w),
 a model without "csr_shared", or the converters' min_sparsity= (which
 bypasses pack and never builds the layout).
 
+Which table: MEASURED was measured with the AVX-512 kernels (spmm_f32 and
+spmv_sell_f32 on avx512, spmm_u8s8 on avx512vnni), MEASURED_AVX2 with every
+kernel family forced to AVX2 (SPARSEKIT_ISA=avx2). pack takes, per quantize
+mode, the table whose kernels run here (sparsekit.info()["kernels"], forced
+ISAs included; TABLE_FAMILIES): MEASURED_AVX2 for fp32 where spmm_f32 and
+spmv_sell_f32 run avx2, for int8 where spmm_u8s8 and qgemm_u8s8 do;
+MEASURED everywhere else: AVX-512 CPUs (unchanged; an AVX-512 CPU without
+VNNI runs spmm_u8s8 on avx2 but qgemm_u8s8 on avx512, so its int8 choices
+stay with MEASURED too, as before), and scalar or NEON kernels, which have no
+table of their own and keep what pack did before (explain() notes that the
+table was measured on another ISA: re-measure). ``model=`` overrides the
+table; explain() names the one it used ("table:") and warns only where the
+table's ISA (its "isa" for int8, "shared_isa", the spmm_f32 one, for fp32)
+is not the one running. MEASURED_AVX2 was measured on the same Zen 5 VM with
+NumPy's OpenBLAS on its Haswell (AVX2) kernels, OPENBLAS_CORETYPE=Haswell, as
+an AVX2 CPU runs it (left to itself OpenBLAS runs its SkylakeX kernels here:
+1.6-1.9x slower at M = 2-8 on 3072x768 and 768x3072, 1.5-1.6x faster at M = 128).
+On AVX2 QuantizedMatrix's kernel (qgemm_u8s8) is slow at M >= 32 (3072x768 at
+M = 32: 1.13 ms, as slow as SparseInt8Matrix on the unpruned weight), so
+there SparseInt8Matrix is picked from 3-7% sparsity for 1x4-block pruning
+and 40-51% for unstructured (crossovers under MEASURED_AVX2 below).
+
 Three rules override the model (each in the reason explain() prints):
 - CSR_BYTES_MARGIN: below 1/3 sparsity (1/2 for K > 65536) CSRMatrix holds
   more bytes than the dense array, and it is picked only when predicted at
@@ -108,7 +141,8 @@ Three rules override the model (each in the reason explain() prints):
 - ALWAYS_SPARSE: a weight >= 99% sparse always gets the sparse format.
 
 Regenerate the table on a new machine with ``sparsekit pack --measure``
-and pass it as ``model=`` (or paste it here); a long run can be split with
+and pass it as ``model=`` (or paste it here: MEASURED, or MEASURED_AVX2 from
+a run with SPARSEKIT_ISA=avx2); a long run can be split with
 ``--shapes ... --save part.json`` and fitted with ``--fit part1.json part2.json``.
 ``benchmarks/pack_accuracy.py`` checks the picks against fresh timings.
 """
@@ -185,18 +219,29 @@ def _coef_at(table, m):
     raise AssertionError("unreachable")
 
 
-# spmv_sell_f32 ISAs where SlicedEllMatrix is faster than CSRMatrix: its
-# AVX-512 kernel gathers x for 16 rows with one register permute (2-4x CSR at
-# M = 1..8). The AVX2 kernel needs ~2.4 vector ops per nonzero (4 vpermps + 3
-# blends per 8 slots): 1.0-1.26x the AVX2 CSR kernel at M = 1 and 90%
-# (benchmarks/RESULTS.md, "SlicedEllMatrix on AVX2"); the scalar one is the
+# spmv_sell_f32 ISAs where SlicedEllMatrix can beat CSRMatrix: its AVX-512
+# kernel gathers x for 16 rows with one register permute (2-4x CSR at M =
+# 1..8); the AVX2 one builds each step from 4 vpermps + 3 blends per 8 slots,
+# which pays off at small M only (SELL_MAX_M_AVX2); the scalar one is the
 # reference loop. Elsewhere it is not a candidate.
-SELL_ISAS = ("avx512",)
-# SlicedEllMatrix is a candidate up to this M only: its kernel reads W once per
-# 4 rows of x (CSRMatrix's tiled kernel once per 64-row tile), so it lost to
-# CSRMatrix at every measured M >= 32 (see the table's "sell" rows), and the
-# log-M interpolation between M = 8 and 32 is not trusted past the middle.
+SELL_ISAS = ("avx512", "avx2")
+# SlicedEllMatrix is a candidate up to this M only (AVX-512): its kernel reads W
+# once per 4 rows of x (CSRMatrix's tiled kernel once per 64-row tile), so it
+# lost to CSRMatrix at every measured M >= 32 (see the table's "sell" rows), and
+# the log-M interpolation between M = 8 and 32 is not trusted past the middle.
 SELL_MAX_M = 16
+# ... and up to this M where its kernel runs on AVX2 (MEASURED_AVX2's runs, 64
+# unstructured cases per M and run): fastest of dense / CSR / sell in 34-35
+# cases at M = 1 and 49-50 at M = 2 (1.08-1.47x / 1.16-2.19x CSR at 70%,
+# 0.98-1.2x / 0.99-1.34x at 90%), 7 at M = 4 (0.53-0.96x CSR at 90%) and none
+# at M = 8 (0.29-0.84x at 90%); the model ranks sell first at M <= 2 and CSR
+# from M = 3 for a 90%-sparse BERT FFN weight (tests/test_pack_avx2.py).
+SELL_MAX_M_AVX2 = 2
+
+
+def _sell_max_m(sell_isa):
+    """The largest M at which SlicedEllMatrix is a candidate on this spmv_sell_f32 ISA."""
+    return SELL_MAX_M_AVX2 if sell_isa == "avx2" else SELL_MAX_M
 
 
 # spmm_f32 ISAs whose kernel reads CSRMatrix's shared-column layout
@@ -217,6 +262,34 @@ SHARED_MIN_DENSITY = 0.17
 # holds ~1.9x CSR's bytes (3.4 instead of 1.8 per dense weight at 70%), and
 # the model's csr / csr_shared ratio is off by up to ~7% (5-95% of the fit).
 SHARED_MIN_GAIN = 1.05
+
+
+# Which measured table pack decides with (model=None): the first of TABLE_NAMES
+# whose kernels run on this CPU (forced ISAs included) for the families that
+# time the candidates of that quantize mode (TABLE_FAMILIES); else MEASURED,
+# measured with the AVX-512 kernels (also where they run on scalar / NEON: no
+# table for those, explain() says to re-measure).
+TABLE_FAMILIES = {None: ("spmm_f32", "spmv_sell_f32"), "int8": ("spmm_u8s8", "qgemm_u8s8")}
+TABLE_NAMES = ("MEASURED_AVX2",)
+
+
+def _running_kernels():
+    """{family: ISA its kernels run on here} for the TABLE_FAMILIES (None
+    without the C core)."""
+    from sparsekit._native import AVAILABLE, core as _core
+
+    fams = {f for fs in TABLE_FAMILIES.values() for f in fs}
+    return {f: (_core.family_isa(f) if AVAILABLE else None) for f in fams}
+
+
+def _table(quantize, kernels):
+    """(name, model) of the measured table for `quantize` where the kernel
+    families run on the ISAs in `kernels` ({family: ISA})."""
+    for name in TABLE_NAMES:
+        table = globals()[name]
+        if all(kernels.get(f) == table["kernels"][f] for f in TABLE_FAMILIES[quantize]):
+            return name, table
+    return "MEASURED", MEASURED
 
 
 def _shared_isa():
@@ -325,6 +398,12 @@ def _check(w, quantize, m):
     return np.ascontiguousarray(w), QUANTIZE_SYNONYMS.get(quantize, quantize), int(m)
 
 
+TABLE_DOC = {"MEASURED": "MEASURED (sparsekit/pack.py; measured with the AVX-512 kernels)",
+             "MEASURED_AVX2": "MEASURED_AVX2 (sparsekit/pack.py; measured with every kernel "
+                              "family on AVX2)",
+             "model=": "the model= passed in"}
+
+
 class Explanation(dict):
     """The decision of sparsekit.pack as a dict, printed as a short report."""
 
@@ -352,6 +431,7 @@ class Explanation(dict):
             lines.append(f"  note: {note}")
         lines.append(f"  reason: {self['reason']}")
         lines.append(f"  model: {self['model']}")
+        lines.append(f"  table: {TABLE_DOC.get(self['table'], self['table'])}")
         return "\n".join(lines)
 
 
@@ -412,7 +492,7 @@ def _sell_isa():
 
 def _sell_wanted(quantize, m, sell_isa):
     """Is SlicedEllMatrix a candidate (before asking whether the model has it)?"""
-    return quantize is None and m <= SELL_MAX_M and sell_isa in SELL_ISAS
+    return quantize is None and sell_isa in SELL_ISAS and m <= _sell_max_m(sell_isa)
 
 
 def _shared_wanted(quantize, m, shared_isa):
@@ -425,25 +505,32 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
             sell_isa=None, shared_bytes=None, shared_isa=None):
     """The Explanation for an [n, k] weight with these counts (isa: the
     spmm_u8s8 ISA, sell_isa: the spmv_sell_f32 ISA, shared_isa: the spmm_f32
-    ISA, default this CPU's; slots: 64 x the groups of its SlicedEllMatrix,
+    ISA, default this CPU's; model None: the table for these ISAs, _table;
+    slots: 64 x the groups of its SlicedEllMatrix,
     None: not counted, and then SlicedEllMatrix is no candidate;
     shared_bytes: CSRMatrix.nbytes with the shared-column layout, None: no
     layout is built (or not asked), and then it is no candidate)."""
-    from sparsekit._native import core as _core
-
-    model = MEASURED if model is None else model
+    kernels = _running_kernels()
+    kernels.update({f: v for f, v in (("spmm_u8s8", isa), ("spmv_sell_f32", sell_isa),
+                                      ("spmm_f32", shared_isa)) if v is not None})
+    isa, sell_isa, shared_isa = (kernels["spmm_u8s8"], kernels["spmv_sell_f32"],
+                                 kernels["spmm_f32"])
+    if model is None:
+        table, model = _table(quantize, kernels)
+    else:
+        table = "model="
     notes = []
     if quantize == "int8" and "qdense" not in _candidates(quantize):
         notes.append("QuantizedMatrix is not built into this sparsekit: not a candidate")
-    isa = _core.family_isa("spmm_u8s8") if isa is None else isa
     if quantize == "int8" and isa != model["isa"]:
         notes.append(f"model measured with spmm_u8s8 on {model['isa']}; this CPU runs "
                      f"{isa}: re-measure (sparsekit pack --measure) for exact choices")
+    if quantize is None and model.get("shared_isa", shared_isa) != shared_isa:
+        notes.append(f"model measured with spmm_f32 on {model['shared_isa']}; this CPU runs "
+                     f"{shared_isa}: re-measure (sparsekit pack --measure) for exact choices")
     pred = {}
     units = {"dense": n * k, "qdense": n * k, "csr": nnz, "spint8": nblocks,
              "spint8_g4": ngroups, "spint8_g4_m1": ngroups, "sell": slots, "csr_shared": nnz}
-    sell_isa = _sell_isa() if sell_isa is None else sell_isa
-    shared_isa = _shared_isa() if shared_isa is None else shared_isa
     for fmt in _candidates(quantize):
         if fmt == "csr_shared":
             if not 0.01 * n * k <= nnz <= 0.5 * n * k:
@@ -468,8 +555,10 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
             if sell_isa not in SELL_ISAS:
                 why = (f"its kernel runs on {sell_isa} here (spmv_sell_f32), where it is no "
                        "faster than CSRMatrix")
-            elif m > SELL_MAX_M:
-                why = f"a format for M <= {SELL_MAX_M} (SELL_MAX_M); CSRMatrix wins above"
+            elif m > _sell_max_m(sell_isa):
+                why = (f"a format for M <= {_sell_max_m(sell_isa)} on {sell_isa} ("
+                       f"{'SELL_MAX_M_AVX2' if sell_isa == 'avx2' else 'SELL_MAX_M'}); "
+                       "CSRMatrix wins above")
             elif slots is None:
                 why = "its slots were not counted"
             if why:
@@ -550,7 +639,7 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
         nnz=nnz, nblocks=nblocks, sparsity=sparsity,
         block_fill=nnz / (4 * nblocks) if nblocks else 1.0, predicted_us=pred, reason=reason,
         slots=slots, sell_fill=(nnz / slots if slots else None), shared_bytes=shared_bytes,
-        notes=notes, model=model["source"])
+        notes=notes, model=model["source"], table=table)
 
 
 def pack(w, quantize=None, m=128, model=None):
@@ -558,7 +647,8 @@ def pack(w, quantize=None, m=128, model=None):
     runs fastest for ``sparsekit.linear`` with about ``m`` activation rows per
     call: a dense float32 ndarray, CSRMatrix or SlicedEllMatrix (quantize=None;
     SlicedEllMatrix only for m <= SELL_MAX_M on CPUs whose spmv_sell_f32
-    kernel is AVX-512; a CSRMatrix may carry its shared-column layout,
+    kernel is AVX-512, m <= SELL_MAX_M_AVX2 where it is AVX2; a CSRMatrix may
+    carry its shared-column layout,
     ``shared_columns`` True, at 65-83% sparsity and m >= 2 on CPUs whose
     spmm_f32 kernel is AVX-512: ~1.9x CSR's bytes for 5-30% speed), or a
     QuantizedMatrix or SparseInt8Matrix (quantize="int8", per-channel
@@ -566,8 +656,9 @@ def pack(w, quantize=None, m=128, model=None):
     activations are quantized per row at run time). ``sparsekit.explain``
     shows the choice and the reason.
 
-    model: the cost model to decide with; None (the default) is MEASURED, the
-    table measured on the target machine (sparsekit/pack.py); pass the dict
+    model: the cost model to decide with; None (the default) is the table
+    measured for the ISA this CPU's kernels run (MEASURED for AVX-512,
+    MEASURED_AVX2 for AVX2, see sparsekit/pack.py); pass the dict
     ``sparsekit pack --measure`` prints (or ``measure()`` in that module
     returns) to decide for another CPU. Raises TypeError for a non-float w,
     non-int m or non-string quantize, ValueError for a w that is not 2-D or holds NaN / infinity, an
@@ -754,7 +845,7 @@ def _model_from_raw(raw, csr_base=None):
 
     isa = _core.family_isa("spmm_u8s8")
     return {"isa": isa, "sell_isa": _core.family_isa("spmv_sell_f32"),
-            "shared_isa": _core.family_isa("spmm_f32"),
+            "shared_isa": _core.family_isa("spmm_f32"), "kernels": _running_kernels(),
             "coef": _fit(_samples(raw, isa, csr_base)),
             "source": f"measured by `sparsekit pack --measure` on "
                       f"{sparsekit.info()['cpu']} (1 thread)"}
@@ -782,9 +873,10 @@ def _fit(samples):
 def crossover_table(model=None, shapes=((3072, 768), (768, 3072)), ms=(1, 8, 32, 128)):
     """Lowest sparsity (in steps of 1%) from which pack picks the sparse format,
     per shape and M (the rules included): CSRMatrix vs dense fp32 where
-    SlicedEllMatrix is no candidate (M > SELL_MAX_M, or its kernel not on
-    AVX-512), SlicedEllMatrix (unstructured, where it is a candidate; None
-    above SELL_MAX_M), SparseInt8Matrix vs QuantizedMatrix for unstructured
+    SlicedEllMatrix is no candidate (M above SELL_MAX_M / SELL_MAX_M_AVX2 for
+    the model's "sell_isa", or that ISA not in SELL_ISAS), SlicedEllMatrix
+    (unstructured, where it is a candidate; None above), SparseInt8Matrix vs
+    QuantizedMatrix for unstructured
     pruning (a share 1 - s^4 of the 1x4 blocks is kept) and for 1x4-block
     pruning. And "shared": the (lowest, highest) sparsity at which pack picks
     CSRMatrix with shared columns for an unstructured weight (all fp32
@@ -924,22 +1016,25 @@ def _cli_run(args):
         if args.save:
             with open(args.save, "w") as f:
                 json.dump(raw, f)
-    else:
-        for row in crossover_table():
+    # the table pack uses for fp32 on this CPU (forced ISAs included)
+    base_name, base = _table(None, _running_kernels())
+    if not (args.fit or args.measure):
+        for row in crossover_table(base):
             print(row)
+        print(f"# {base_name}: the table pack uses for fp32 on this CPU")
         return
     fitted = set(args.formats.split(",")) if args.formats else None
-    # csr_shared without csr: relative to MEASURED's CSRMatrix table (_samples)
-    model = _model_from_raw(raw, MEASURED if fitted and "csr_shared" in fitted
+    # csr_shared without csr: relative to the table's CSRMatrix coefficients (_samples)
+    model = _model_from_raw(raw, base if fitted and "csr_shared" in fitted
                             and "csr" not in fitted else None)
-    if args.formats:  # fit these formats only; the others keep MEASURED's coefficients
+    if args.formats:  # fit these formats only; the others keep the table's coefficients
         fitted |= {key for key in model["coef"] if key.split("_")[0] in fitted}
-        coef = {f: dict(v) for f, v in MEASURED["coef"].items()}
+        coef = {f: dict(v) for f, v in base["coef"].items()}
         coef.update({f: v for f, v in model["coef"].items() if f in fitted})
-        model = dict(MEASURED, coef=coef, sell_isa=model["sell_isa"],
+        model = dict(base, coef=coef, sell_isa=model["sell_isa"],
                      shared_isa=model["shared_isa"])
         print(f"# fitted: {sorted(fitted & set(coef))}; the others' coefficients from "
-              "MEASURED")
+              f"{base_name}")
     print("MEASURED = " + pprint.pformat(model, width=100))
     for row in crossover_table(model):
         print("#", row)
@@ -1018,6 +1113,69 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
 # {'shape': '768x3072', 'm': 8, 'csr': 0.55, 'sell': 0.12, 'spint8': 0.94, 'spint8_1x4': 0.77, 'shared': None}
 # {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.82, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
 # {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
+
+
+# ---- the AVX2 table (output of `sparsekit pack --measure` with SPARSEKIT_ISA=avx2) ----
+# Fitted (`sparsekit pack --fit` on the 8 files) to two rounds, each of
+#   SPARSEKIT_ISA=avx2 OPENBLAS_CORETYPE=Haswell flock /work/wt/bench.lock \
+#       python -m sparsekit.pack --measure --reps 15 --shapes <half> [--ms 2,4] --save <f>
+# (the 8 shapes in two halves, M in 1, 8, 32, 128 and again in 2, 4; 8
+# sparsities x 2 patterns; every format interleaved; OPENBLAS_L2_SIZE unset),
+# 2026-11-28 19:17-19:20 UTC, branch avx2pack on main 4033330, load average
+# 5.5-6.7 on the 2 cores (other engineers' jobs outside the lock: absolute
+# times are the loaded machine's, the two rounds agree within 1.5% median,
+# 5-95% of the per-case round-1 / round-2 ratios 0.92-1.13 for dense, 0.95-1.08
+# for the others). Predicted / measured median 0.99-1.03 for every format and
+# M, 5-95% within 0.86-1.12 except dense at M = 1 (0.63-1.23) and 128
+# (0.72-1.22), csr / qdense / sell at M = 128 (0.59-1.12). Scored on
+# pack_accuracy's own runs: benchmarks/RESULTS.md, "pack on AVX2".
+# Lowest sparsity from which pack picks the sparse format with this table (the
+# columns as for MEASURED above; "sell" at M <= SELL_MAX_M_AVX2 only):
+#   {'shape': '3072x768', 'm': 1, 'csr': 0.67, 'sell': 0.51, 'spint8': 0.98, 'spint8_1x4': 0.89, 'shared': None}
+#   {'shape': '3072x768', 'm': 8, 'csr': 0.45, 'sell': None, 'spint8': 0.93, 'spint8_1x4': 0.75, 'shared': None}
+#   {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.46, 'spint8_1x4': 0.05, 'shared': None}
+#   {'shape': '3072x768', 'm': 128, 'csr': 0.36, 'sell': None, 'spint8': 0.4, 'spint8_1x4': 0.03, 'shared': None}
+#   {'shape': '768x3072', 'm': 1, 'csr': 0.67, 'sell': 0.51, 'spint8': 0.97, 'spint8_1x4': 0.88, 'shared': None}
+#   {'shape': '768x3072', 'm': 8, 'csr': 0.53, 'sell': None, 'spint8': 0.94, 'spint8_1x4': 0.75, 'shared': None}
+#   {'shape': '768x3072', 'm': 32, 'csr': 0.37, 'sell': None, 'spint8': 0.51, 'spint8_1x4': 0.07, 'shared': None}
+#   {'shape': '768x3072', 'm': 128, 'csr': 0.42, 'sell': None, 'spint8': 0.45, 'spint8_1x4': 0.05, 'shared': None}
+MEASURED_AVX2 = {'coef': {'csr': {1: (0.6496, 0.1335, 1.9168, 0.0, 0.0079, 0.003),
+                       2: (0.8636, 0.1865, 0.3716, 0.0, 0.0377, 0.0253),
+                       4: (0.9744, 0.0709, 0.614, 0.0186, 0.0503, 0.039),
+                       8: (1.0227, 0.0263, 0.9174, 0.1407, 0.0476, 0.0449),
+                       32: (0.7085, 0.1521, 5.3225, 0.0909, 0.0632, 0.0726),
+                       128: (0.6274, 0.9671, 16.9996, 0.1134, 0.6617, 0.2381)},
+               'dense': {1: (1.6394, 0.0342, 0.4032, 0.0, 0.0103, 0.0),
+                         2: (1.617, 0.1888, 0.0, 0.4428, 0.0321, 0.0),
+                         4: (1.752, 0.1564, 0.5932, 0.0909, 0.0282, 0.0),
+                         8: (1.7945, 0.2293, 0.626, 0.0432, 0.0238, 0.0),
+                         32: (1.9009, 0.6075, 0.0, 0.0173, 0.0375, 0.0),
+                         128: (0.4323, 1.9485, 19.2581, 0.1397, 0.3273, 0.0)},
+               'qdense': {1: (2.5497, 0.0187, 0.2075, 0.0, 0.0, 0.0),
+                          2: (2.0593, 0.0303, 0.0, 0.0, 0.0, 0.0),
+                          4: (2.1593, 0.0599, 0.0, 0.0, 0.0, 0.0),
+                          8: (2.3371, 0.1142, 1.3211, 0.0, 0.0, 0.0),
+                          32: (3.0486, 0.4312, 8.9931, 0.0456, 0.0, 0.0),
+                          128: (6.9056, 1.8224, 20.9266, 0.0, 0.0, 0.0)},
+               'sell': {1: (0.7009, 0.0948, 0.2464, 0.1008, 0.0128, 0.0),
+                        2: (0.7264, 0.1871, 0.4364, 0.0419, 0.0104, 0.0),
+                        4: (0.7566, 0.3726, 0.5984, 0.0403, 0.0273, 0.0),
+                        8: (0.7596, 0.7484, 1.0992, 0.0443, 0.0284, 0.0),
+                        32: (0.4481, 2.8392, 7.6874, 0.1513, 0.5339, 0.0),
+                        128: (1.0439, 11.6671, 14.3456, 0.0734, 5.8562, 0.0)},
+               'spint8': {1: (1.4858, 0.5605, 2.8624, 0.4079, 0.0, 0.0),
+                          2: (2.7289, 1.7357, 1.9319, 0.4249, 0.0, 0.0),
+                          4: (2.7715, 1.7418, 2.1415, 0.3509, 0.0, 0.0),
+                          8: (2.7731, 1.7564, 2.8372, 0.3194, 0.0, 0.0),
+                          32: (3.0073, 1.8076, 6.3959, 0.2636, 0.0, 0.0),
+                          128: (3.9849, 7.4111, 23.7748, 0.2658, 0.0, 0.0)}},
+                 'isa': 'avx2',
+                 'kernels': {'qgemm_u8s8': 'avx2', 'spmm_f32': 'avx2', 'spmm_u8s8': 'avx2',
+                             'spmv_sell_f32': 'avx2'},
+                 'sell_isa': 'avx2',
+                 'shared_isa': 'avx2',
+                 'source': 'measured by `sparsekit pack --measure` with SPARSEKIT_ISA=avx2 '
+                           'on AMD EPYC (1 thread)'}
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

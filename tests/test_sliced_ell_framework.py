@@ -13,6 +13,8 @@ import sparsekit
 from sparsekit import CSRMatrix, SlicedEllMatrix
 from sparsekit._native import core
 from sparsekit.pack import SELL_MAX_M, _decide, _sell_groups
+
+P_ = importlib.import_module("sparsekit.pack")  # the module (sparsekit.pack is the function)
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.layers import Linear
 
@@ -60,7 +62,8 @@ def test_pack_picks_sell_at_m1_not_at_m128(bert_ffn):
 
 def test_pack_rule_does_not_depend_on_this_cpu(bert_ffn):
     """The decision with the counts given: SlicedEllMatrix where its kernel
-    is AVX-512 and M <= SELL_MAX_M, never on AVX2 / scalar or above."""
+    is AVX-512 and M <= SELL_MAX_M (AVX2: M <= SELL_MAX_M_AVX2, see
+    tests/test_pack_avx2.py), never on scalar / NEON or above."""
     n, k = bert_ffn.shape
     nnz = int(np.count_nonzero(bert_ffn))
     slots = 64 * _sell_groups(bert_ffn)
@@ -72,7 +75,10 @@ def test_pack_rule_does_not_depend_on_this_cpu(bert_ffn):
     assert pick(8, "avx512")["choice"] == "sell"
     for m in (SELL_MAX_M + 1, 32, 128):
         assert pick(m, "avx512")["choice"] == "csr"
-    for isa in ("avx2", "scalar", "neon"):
+    ex = _decide(n, k, nnz, 1, 1, None, P_.SELL_MAX_M_AVX2 + 1, slots=slots,
+                 sell_isa="avx2", shared_isa="avx2")
+    assert "sell" not in ex["predicted_us"] and any("M <= " in n for n in ex["notes"])
+    for isa in ("scalar", "neon"):
         ex = pick(1, isa)
         assert ex["choice"] in ("csr", "dense") and "sell" not in ex["predicted_us"]
         assert any(f"runs on {isa}" in note for note in ex["notes"])
@@ -87,16 +93,16 @@ def test_pack_rule_does_not_depend_on_this_cpu(bert_ffn):
     assert ex["choice"] == "dense" and "unpruned" in ex["reason"]
 
 
-def test_forced_avx2_picks_csr_or_dense(bert_ffn):
+def test_forced_avx2_picks_csr_or_dense_above_its_sell_max_m(bert_ffn):
     if not core.cpu_supports("avx2"):
         pytest.skip("no AVX2")
     before = sparsekit.get_isa()
     sparsekit.set_isa("avx2")
     try:
         assert sparsekit.info()["kernels"]["spmv_sell_f32"] == "avx2"
-        for m in (1, 8):
+        for m in (P_.SELL_MAX_M_AVX2 + 1, 8):
             assert isinstance(sparsekit.pack(bert_ffn, m=m), (CSRMatrix, np.ndarray))
-        assert isinstance(W.pack_float(bert_ffn, min_sparsity=0.5, m=1)[0], CSRMatrix)
+        assert isinstance(W.pack_float(bert_ffn, min_sparsity=0.5, m=8)[0], CSRMatrix)
     finally:
         sparsekit.set_isa(before)
 

@@ -103,6 +103,9 @@ def test_forced_avx2_picks_csr_or_dense_above_its_sell_max_m(bert_ffn):
         for m in (P_.SELL_MAX_M_AVX2 + 1, 8):
             assert isinstance(sparsekit.pack(bert_ffn, m=m), (CSRMatrix, np.ndarray))
         assert isinstance(W.pack_float(bert_ffn, min_sparsity=0.5, m=8)[0], CSRMatrix)
+        # without the cost model (min_sparsity=) AVX2 keeps CSR even at M = 1:
+        # its SlicedEllMatrix wins there only at some sparsities
+        assert isinstance(W.pack_float(bert_ffn, min_sparsity=0.5, m=1)[0], CSRMatrix)
     finally:
         sparsekit.set_isa(before)
 

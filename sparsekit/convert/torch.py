@@ -339,8 +339,9 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         Say m=1 for decode-style use (batch 1, one token per call): sparse fp32
         layers then become SlicedEllMatrix where pack predicts it fastest (M <=
         SELL_MAX_M of sparsekit/pack.py on CPUs whose spmv_sell_f32 kernel is
-        AVX-512: 2-4x CSRMatrix at M = 1..8), int8 layers get pack's M = 1
-        choices. At the default (and any m >= 2) 65-83%-sparse fp32 layers
+        AVX-512: 2-4x CSRMatrix at M = 1..8; M <= SELL_MAX_M_AVX2 = 2 where it
+        is AVX2, at the sparsities the model says), int8 layers get pack's
+        M = 1 choices. At the default (and any m >= 2) 65-83%-sparse fp32 layers
         get a CSRMatrix with its shared-column layout where pack predicts it
         faster (AVX-512; 1.05-1.3x plain CSR, ~1.9x its bytes; reported as
         "csr shared fp32"; min_sparsity= gives plain CSR). The model still

@@ -90,13 +90,19 @@ def check_m(m):
 
 def _sell_for(m):
     """Does a sparse fp32 weight run M = m rows per call faster as a
-    SlicedEllMatrix than as a CSRMatrix on this CPU (sparsekit.pack's rule)?"""
+    SlicedEllMatrix than as a CSRMatrix on this CPU, whatever its sparsity?
+    Only where its kernel is AVX-512 (m <= SELL_MAX_M of sparsekit.pack):
+    2-4x CSR at M = 1..8. The AVX2 kernel wins at M <= 2 only at some
+    sparsities (1.1-2.2x CSR at 70%, 0.98-1.34x at 90%, 0.67x at 95%), which
+    only pack's cost model tells apart, so the min_sparsity= path (no model)
+    keeps CSRMatrix there."""
     import importlib
 
     if m is None or not hasattr(sparsekit, "SlicedEllMatrix"):
         return False
     P = importlib.import_module("sparsekit.pack")  # the module (sparsekit.pack is the function)
-    return P._sell_wanted(None, m, P._sell_isa())
+    isa = P._sell_isa()
+    return isa == "avx512" and P._sell_wanted(None, m, isa)
 
 
 def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None):
@@ -110,8 +116,8 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None):
     shared-column layout (described "csr shared fp32"); otherwise a sparse
     format is used from min_sparsity zeros on (defaults above): CSRMatrix
     (plain: the layout's ~1.9x bytes are pack's call), or SlicedEllMatrix
-    where pack would consider it (m <= SELL_MAX_M of sparsekit/pack.py, its kernel on
-    AVX-512)."""
+    where it wins at any sparsity (m <= SELL_MAX_M of sparsekit/pack.py, its
+    kernel on AVX-512; on AVX2 only pack's model picks it, see _sell_for)."""
     quantize = check_quantize(quantize)
     m = check_m(m)
     w = np.ascontiguousarray(w, dtype=np.float32)

@@ -337,14 +337,17 @@ class SparseInt8Matrix(StaticInput):
 # 0.29); below G4_MAX_FILL a second copy as groups of 4 nonzeros at any k (g4,
 # full groups) is kept on CPUs with AVX-512 VNNI, and calls with M >= G4_MIN_M
 # rows run it there (1 / fill fewer multiplies; the 1x4 path stays for small M
-# and other ISAs). Measured on bert_ffn_up (benchmarks/RESULTS.md): g4 is 1.3-1.6x faster
-# at M >= 48 for 70-90% unstructured; at M <= 32 the 1x4 kernel's 32-row tile
-# wins (g4 tiles are 64 rows); at fill 0.53 (50% unstructured) they tie.
+# and other ISAs). The 1x4 kernel works in 16-row tiles, the g4 one in 64-row
+# tiles, so from M = 17 (a second 1x4 tile) g4 wins: measured (int8_matmul and
+# linear, 1 and 2 threads, bert_ffn_up / bert_ffn_down / minilm_ffn_up at 70%
+# and 90% unstructured, M = 17..32, benchmarks/RESULTS.md "g4 from M = 17")
+# 1.03-1.35x faster, except bert_ffn_up at 70% (0.97-0.99x); at M <= 16 the
+# 1x4 kernel is 1.1-1.9x faster; at fill 0.53 (50% unstructured) they tie.
 # M == 1 runs g4 too where its kernel holds the row in registers (AVX-512
 # VNNI + VBMI, K <= 1024): the lookups are per group of 4 nonzeros, not per
 # mostly empty block.
 G4_MAX_FILL = 0.5
-G4_MIN_M = 33
+G4_MIN_M = 17
 
 
 def _g4_cpu():

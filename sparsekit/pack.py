@@ -36,10 +36,11 @@ at 50 / 0%; dense fp32 at M=8 0.25 ns per weight at 384x384, 0.25-0.38 ns at
 packed activation rows a nonzero reads leave L1 (M=128, 0% sparsity: 2.2-2.4 ns per
 nonzero at 384x384 and 1536x384, 3.6-3.7 ns at 128x512 and 384x1536); without it
 the model put a dense 128x512 weight into CSR at M >= 32, 1.3-1.7x slower.
-Where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 33,
+Where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 17,
 AVX-512 VNNI) its units are the groups, with coefficients of their own
-("spint8_g4", measured at M = 128 and used unscaled below it: conservative;
-"spint8_g4_m1" for its M == 1 kernel, AVX-512 VBMI and K <= 1024). The
+("spint8_g4", measured at M = 128 and scaled below it by the kernel's 64-row
+tiles, G4_TILE_ROWS; "spint8_g4_m1" for its M == 1 kernel, AVX-512 VBMI and
+K <= 1024). The
 coefficients were fitted (non-negative least squares, relative error) to
 timings of every format at large and small shapes (64x64 .. 3072x768), 8
 sparsities and both pruning patterns (CSRMatrix: unstructured only, see
@@ -182,7 +183,7 @@ def _g4_applies(nnz, nblocks, m, isa, k=None):
 
 def _spint8_key(model, nnz, nblocks, m, isa, k):
     """The model entry that times SparseInt8Matrix: its 1x4 blocks, its g4
-    tiles (M >= 33, "spint8_g4") or its g4 M == 1 kernel ("spint8_g4_m1")."""
+    tiles (M >= G4_MIN_M, "spint8_g4") or its g4 M == 1 kernel ("spint8_g4_m1")."""
     if not _g4_applies(nnz, nblocks, m, isa, k):
         return "spint8"
     key = "spint8_g4_m1" if m == 1 else "spint8_g4"
@@ -328,9 +329,31 @@ def _big_units(key, units):
     return units * units * 1e-6 if key in ("csr", "csr_shared", "dense", "sell") else 0.0
 
 
+# SparseInt8Matrix's g4 kernel runs 64-row tiles of x: below M = 128 its time is
+# that of ceil(M / 64) tiles, measured (benchmarks/bench_g4_crossover.py
+# --scaling; 3 BERT / MiniLM shapes and 256x256, 70% and 90%) at 0.42-0.59 of
+# its M = 128 time for M = 17..64 and 0.87-1.02 for M = 65..96. "spint8_g4" is
+# timed at M = 128 only, so below it its per-unit and per-row terms are scaled
+# by the share of tiles (the per-activation term, quantizing x, scales with M
+# by itself).
+G4_TILE_ROWS = 64
+
+
+def _g4_min_m():
+    from sparsekit._sparse_int8 import G4_MIN_M
+
+    return G4_MIN_M
+
+
 def _predict(model, key, m, n, k, units):
     """Modelled microseconds of one linear() call."""
-    o, a, b, c, d, e = _coef_at(model["coef"][key], m)
+    table = model["coef"][key]
+    o, a, b, c, d, e = _coef_at(table, m)
+    low = min(int(x) for x in table)
+    if key == "spint8_g4" and m < low:
+        tiles = lambda rows: -(-rows // G4_TILE_ROWS)  # noqa: E731
+        f = min(1.0, tiles(m) / tiles(low))
+        a, b, d, e = a * f, b * f, d * f, e * f
     return o + (a * units + b * n + c * m * k + d * _big_units(key, units)
                 + e * _log2k_units(key, units, k)) * 1e-3
 
@@ -572,7 +595,8 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
             key = _spint8_key(model, nnz, nblocks, m, isa, k)
             if key != "spint8":
                 notes.append("SparseInt8Matrix would run its groups-of-4 copy (unstructured "
-                             f"weights, {'M == 1' if m == 1 else 'M >= 33'}): predicted "
+                             f"weights, {'M == 1' if m == 1 else f'M >= {_g4_min_m()}'}): "
+                             "predicted "
                              "from the g4 timings")
         pred[fmt] = _predict(model, key, m, n, k, units[key])
     choice = min(pred, key=pred.get)
@@ -1107,11 +1131,11 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
 # density >= SHARED_MIN_DENSITY; at M <= SELL_MAX_M SlicedEllMatrix wins):
 # {'shape': '3072x768', 'm': 1, 'csr': 0.71, 'sell': 0.46, 'spint8': 0.81, 'spint8_1x4': 0.82, 'shared': None}
 # {'shape': '3072x768', 'm': 8, 'csr': 0.51, 'sell': 0.14, 'spint8': 0.95, 'spint8_1x4': 0.79, 'shared': None}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.83, 'spint8_1x4': 0.46, 'shared': (0.66, 0.83)}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.82, 'spint8_1x4': 0.46, 'shared': (0.66, 0.83)}
 # {'shape': '3072x768', 'm': 128, 'csr': 0.34, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
 # {'shape': '768x3072', 'm': 1, 'csr': 0.71, 'sell': 0.45, 'spint8': 0.96, 'spint8_1x4': 0.83, 'shared': None}
 # {'shape': '768x3072', 'm': 8, 'csr': 0.55, 'sell': 0.12, 'spint8': 0.94, 'spint8_1x4': 0.77, 'shared': None}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.82, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.81, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
 # {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
 
 

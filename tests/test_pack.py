@@ -83,8 +83,9 @@ def test_custom_model_changes_the_choice(rng):
 
 
 def test_g4_timings_used_where_sparse_int8_runs_groups_of_4(rng):
-    """Unstructured weights (block fill < 0.5) at M >= 33 on AVX-512 VNNI are
-    predicted per group of 4 nonzeros from the model's spint8_g4 entry."""
+    """Unstructured weights (block fill < 0.5) at M >= G4_MIN_M on AVX-512 VNNI
+    are predicted per group of 4 nonzeros from the model's spint8_g4 entry,
+    timed at M = 128 and scaled by the kernel's 64-row tiles below it."""
     import sparsekit._sparse_int8 as si
 
     w = np.where(rng.random((64, 96)) < 0.1, 1.0, 0.0).astype(np.float32)
@@ -93,10 +94,12 @@ def test_g4_timings_used_where_sparse_int8_runs_groups_of_4(rng):
              "coef": {"qdense": flat, "spint8": flat, "spint8_g4": {128: (0.0, 2.0, 0.0)}}}
     ngroups = int(((np.count_nonzero(w, axis=1) + 3) // 4).sum())
     g4 = sparsekit._core.family_isa("spmm_u8s8") == "avx512vnni"
-    ex = sparsekit.explain(w, quantize="int8", m=si.G4_MIN_M, model=model)
-    if g4:
-        assert ex["predicted_us"]["spint8"] == pytest.approx(2.0 * ngroups * 1e-3)
-        assert any("groups-of-4" in note for note in ex["notes"])
+    # one 64-row tile of two up to M = 64, both from 65, linear past 128
+    for m, share in ((si.G4_MIN_M, 0.5), (64, 0.5), (65, 1.0), (128, 1.0), (256, 2.0)):
+        ex = sparsekit.explain(w, quantize="int8", m=m, model=model)
+        if g4:
+            assert ex["predicted_us"]["spint8"] == pytest.approx(2.0 * share * ngroups * 1e-3)
+            assert any(f"M >= {si.G4_MIN_M}" in note for note in ex["notes"])
     ex = sparsekit.explain(w, quantize="int8", m=si.G4_MIN_M - 1, model=model)
     assert ex["predicted_us"]["spint8"] == pytest.approx(ex["nblocks"] * 1e-3)
 

@@ -1,7 +1,7 @@
 """sparsekit.quantized_linear with a SparseInt8Matrix: bit-identical to the
 same q and scale as a QuantizedMatrix (the dense int8 path, whose epilogue
 tests/test_qgemm.py checks against NumPy), on every ISA, for both sparse
-kernels (1x4 blocks at small M, the groups-of-4 copy at M >= 33 on VNNI),
+kernels (1x4 blocks at small M, the groups-of-4 copy at M >= 17 on VNNI),
 fp32 and u8 outputs, per-row and scalar activation parameters."""
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ def both_formats(q, scale):
     return SparseInt8Matrix.from_int8(q, scale), QuantizedMatrix.from_int8(q, scale)
 
 
-@pytest.mark.parametrize("m", [0, 1, 3, 33, 70])
+@pytest.mark.parametrize("m", [0, 1, 3, 16, 17, 70])
 @pytest.mark.parametrize("sparsity,blocks", [(0.9, False), (0.7, False), (0.8, True)])
 def test_fp32_out_matches_dense_int8_bit_for_bit(isa, m, sparsity, blocks):
     rng = np.random.default_rng(m + int(sparsity * 10) + blocks)

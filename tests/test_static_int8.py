@@ -52,7 +52,7 @@ def test_sparse_static_bit_identical_to_quantize_then_int8_matmul(isa, rng, bloc
             for scale, zp in ((0.021, 117), (0.05, 0), (0.003, 255)):
                 sw = base.with_static_input(scale, zp)
                 assert sw.input_scale == float(np.float32(scale)) and sw.input_zero_point == zp
-                for m in (1, 3, 40, 100):  # 1x4 tiles, g4 tiles (M >= 33) and M == 1
+                for m in (1, 3, 40, 100):  # 1x4 tiles, g4 tiles (M >= 17) and M == 1
                     x = (rng.standard_normal((m, k)) * 1.5).astype(np.float32)
                     x[0, : min(k, 3)] = (-1e3, 1e3, 0.0)[: min(k, 3)]  # clipped to 0 / 255
                     bias = rng.standard_normal(n).astype(np.float32)

@@ -24,10 +24,10 @@ running sparsekit.compress.calibrate's parameters (convert.torch._pack_static;
 layers without them: fp32, as with quantize=None). query, key and value read
 the same hidden states, so calibrate gives them the same input scale / zero
 point: their stacked weight takes that one (they must be equal as the kernel
-uses them, float32 scale and int zero point; _static_qkv). Anything this graph does not
-compute (other model types, relative position embeddings, decoders, cross
-attention, other activations, pooling modes or sentence-transformers modules)
-raises a ValueError naming it.
+uses them, float32 scale and int zero point; _Builder._static_qkv). Anything
+this graph does not compute (other model types, relative position embeddings,
+decoders, cross attention, other activations, pooling modes or
+sentence-transformers modules) raises a ValueError naming it.
 """
 import numpy as np
 import torch
@@ -242,7 +242,7 @@ class _Builder:
         keys = ("query", "key", "value")
         if all(qp is None for qp in qps):
             wfmt, reason = W.pack_float(stacked, None, self.min_sparsity, m=self.m)
-            return wfmt, f"{T.not_calibrated_reason()}: fp32 as with quantize=None, {reason}"
+            return wfmt, f"{T._not_calibrated_reason()}: fp32 as with quantize=None, {reason}"
         missing = [k for k, qp in zip(keys, qps) if qp is None]
         if missing:
             have = [k for k, qp in zip(keys, qps) if qp is not None]
@@ -257,7 +257,7 @@ class _Builder:
         qs, scales, inputs = [], [], []
         for k, qp, w in zip(keys, qps, ws):
             try:
-                q, s = T.static_int8_weight(qp, w)
+                q, s = T._static_int8_weight(qp, w)
                 inputs.append(check_static_params(qp.input_scale, qp.input_zero_point,
                                                   "input"))
             except (TypeError, ValueError) as e:
@@ -280,8 +280,8 @@ class _Builder:
         else:  # one scale per stacked row
             scale = np.concatenate([np.broadcast_to(s, (q.shape[0],))
                                     for s, q in zip(scales, qs)])
-        wfmt, reason = T.pack_static_input(np.concatenate(qs), scale, qps[0], self.min_sparsity,
-                                           self.m)
+        wfmt, reason = T._pack_static_input(np.concatenate(qs), scale, qps[0],
+                                            self.min_sparsity, self.m)
         if per_tensor and scale.ndim:
             reason += " (query / key / value's own per-tensor scales, one per stacked row)"
         observers = sorted({str(getattr(qp, "observer", "?")) for qp in qps})

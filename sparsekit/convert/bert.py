@@ -19,10 +19,15 @@
 
 Each Linear's weight format is chosen as sparsekit.torch.accelerate chooses it
 (convert.torch._plan / runtime.weights.pack_float): dense fp32, CSR fp32 for
-pruned weights, int8 with quantize="dynamic". Anything this graph does not
-compute (other model types, relative position embeddings, decoders, cross
-attention, other activations, pooling modes or sentence-transformers modules)
-raises a ValueError naming it.
+pruned weights, int8 with quantize="dynamic", and with quantize="static" int8
+running sparsekit.compress.calibrate's parameters (convert.torch._pack_static;
+layers without them: fp32, as with quantize=None). query, key and value read
+the same hidden states, so calibrate gives them the same input scale / zero
+point: their stacked weight takes that one (they must be equal as the kernel
+uses them, float32 scale and int zero point; _Builder._static_qkv). Anything
+this graph does not compute (other model types, relative position embeddings,
+decoders, cross attention, other activations, pooling modes or
+sentence-transformers modules) raises a ValueError naming it.
 """
 import numpy as np
 import torch
@@ -72,7 +77,7 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
                m=None):
     """See sparsekit.torch.to_runtime. Returns a runtime Model; its
     `conversion_report` lists what was chosen per Linear and why."""
-    quantize = W.check_quantize(quantize)
+    quantize = T._check_quantize(quantize, model)  # "static": some layer is calibrated
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)
     parts = _sentence_parts(model)
@@ -181,7 +186,8 @@ class _Builder:
             chosen = W.describe(layer.weight)
         else:
             with torch.no_grad():
-                new, chosen, reason = T._plan(m, self.quantize, self.min_sparsity, rows=self.m)
+                new, chosen, reason = T._plan_named(name, m, self.quantize, self.min_sparsity,
+                                                    rows=self.m)
             if new is not None and new.out_qparams is None:
                 layer = new.layer
             elif isinstance(m, nn.Linear):  # dense wins: keep its fp32 weight
@@ -203,9 +209,16 @@ class _Builder:
             b = T._bias(m) if not isinstance(m, SparsekitModule) else m.layer.bias
             bs.append(np.zeros(ws[-1].shape[0], np.float32) if b is None else b)
         stacked = np.concatenate(ws)
-        ints = _int8_rows(mods)
+        ints = _int8_rows(name, mods)
         if ints is not None:  # already int8 (accelerated): keep those values
-            wfmt, reason = W.pack_int8(*ints, min_sparsity=self.min_sparsity)
+            q, scale, static = ints
+            wfmt, reason = W.pack_int8(q, scale, min_sparsity=self.min_sparsity)
+            if static is not None:  # accelerated with quantize="static"
+                wfmt = wfmt.with_static_input(*static)
+                reason += f", static activations (scale {static[0]:.4g}, zero point " \
+                          f"{static[1]})"
+        elif self.quantize == "static":
+            wfmt, reason = self._static_qkv(name, mods, ws, stacked)
         else:
             wfmt, reason = W.pack_float(stacked, self.quantize, self.min_sparsity, m=self.m)
         self.rows.append({"name": f"{name}.query+key+value", "module": "SelfAttention",
@@ -217,6 +230,63 @@ class _Builder:
             raise ValueError(f"model: {name} has no num_attention_heads")
         scale = getattr(sa, "scaling", None)
         return SelfAttention(wfmt, np.concatenate(bs), heads, scale)
+
+    def _static_qkv(self, name, mods, ws, stacked):
+        """(format, reason) of the stacked query/key/value weight for
+        quantize="static": each projection's weight quantized with its own
+        calibrated weight scales (as accelerate does for each), the input with
+        their common input scale / zero point. None calibrated: fp32, as
+        quantize=None; some: ValueError (one weight cannot be half static)."""
+        attr = T._qparams_attr()
+        qps = [getattr(m, attr, None) if isinstance(m, nn.Linear) else None for m in mods]
+        keys = ("query", "key", "value")
+        if all(qp is None for qp in qps):
+            wfmt, reason = W.pack_float(stacked, None, self.min_sparsity, m=self.m)
+            return wfmt, f"{T._not_calibrated_reason()}: fp32 as with quantize=None, {reason}"
+        missing = [k for k, qp in zip(keys, qps) if qp is None]
+        if missing:
+            have = [k for k, qp in zip(keys, qps) if qp is not None]
+            raise ValueError(
+                f"model: layer {name!r}: {' and '.join(missing)} {_has(missing)} no {attr} "
+                f"while {' and '.join(have)} {_has(have)}: "
+                "query, key and value run as one stacked weight in the runtime, so "
+                "quantize='static' needs calibrate's parameters on all three (calibrate "
+                "them all, or skip all three for fp32)")
+        from sparsekit.quant_ops import check_static_params
+
+        qs, scales, inputs = [], [], []
+        for k, qp, w in zip(keys, qps, ws):
+            try:
+                q, s = T._static_int8_weight(qp, w)
+                inputs.append(check_static_params(qp.input_scale, qp.input_zero_point,
+                                                  "input"))
+            except (TypeError, ValueError) as e:
+                msg = str(e) if str(e).startswith(attr) else f"{attr}.{e}"
+                raise type(e)(f"model: layer '{name}.{k}': {msg}") from None
+            qs.append(q)
+            scales.append(s)
+        if any(p != inputs[0] for p in inputs[1:]):
+            got = ", ".join(f"{k} (scale {s!r}, zero point {z})"
+                            for k, (s, z) in zip(keys, inputs))
+            raise ValueError(
+                f"model: layer {name!r}: query, key and value were calibrated with different "
+                f"input parameters ({got}); they read the same hidden states and run as one "
+                "stacked weight whose input is quantized once, so they need the same "
+                "input_scale / input_zero_point (sparsekit.compress.calibrate gives them "
+                f"that; calibrate again, or set all three {attr} to one of them)")
+        per_tensor = all(s.size == 1 for s in scales)
+        if per_tensor and all(s[0] == scales[0][0] for s in scales):
+            scale = scales[0].reshape(())
+        else:  # one scale per stacked row
+            scale = np.concatenate([np.broadcast_to(s, (q.shape[0],))
+                                    for s, q in zip(scales, qs)])
+        wfmt, reason = T._pack_static_input(np.concatenate(qs), scale, qps[0],
+                                            self.min_sparsity, self.m)
+        if per_tensor and scale.ndim:
+            reason += " (query / key / value's own per-tensor scales, one per stacked row)"
+        observers = sorted({str(getattr(qp, "observer", "?")) for qp in qps})
+        return wfmt, (f"{reason}, calibrated ({'/'.join(observers)} observer), one input "
+                      "quantization for query, key and value (same calibrated parameters)")
 
     def pooler(self, bert, h):
         """BertModel's pooler_output: tanh(dense(first token))."""
@@ -325,15 +395,29 @@ def _float_linear(name, m):
                      "query / key / value from nn.Linear or accelerated layers only")
 
 
-def _int8_rows(mods):
-    """(q [3C, C], per-row scale [3C]) when every projection was already
-    accelerated with an int8 weight, else None."""
-    parts = []
+def _has(names):
+    return "has" if len(names) == 1 else "have"
+
+
+def _int8_rows(name, mods):
+    """(q [3C, C], per-row scale [3C], static input (scale, zero point) or None)
+    when every projection was already accelerated with an int8 weight, else
+    None. Static inputs (accelerate's quantize="static") must be the same for
+    all three: the stacked weight quantizes its input once."""
+    parts, inputs = [], []
     for m in mods:
         w = m.layer.weight if isinstance(m, SparsekitModule) else None
         if w is None or "int8" not in W.describe(w):
             return None
         q, scale = W.int8_parts(w)
         parts.append((q, np.broadcast_to(scale.reshape(-1), (q.shape[0],))))
+        s = getattr(w, "input_scale", None)
+        inputs.append(None if s is None else (s, w.input_zero_point))
+    if any(p != inputs[0] for p in inputs[1:]):
+        got = ", ".join(f"{k}: {'dynamic' if p is None else 'static(%r, %d)' % p}"
+                        for k, p in zip(("query", "key", "value"), inputs))
+        raise ValueError(f"model: layer {name!r}: the accelerated query, key and value "
+                         f"quantize their input differently ({got}); the runtime runs them "
+                         "as one stacked weight whose input is quantized once")
     return (np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]).astype(np.float32))
+            np.concatenate([p[1] for p in parts]).astype(np.float32), inputs[0])

@@ -246,13 +246,27 @@ def _pack_static(m, w, min_sparsity, rows):
     calibrate's QuantParams, the weight quantized with its weight scales (as
     compress.fake_quantize does) and the input with its scale / zero point;
     without them, as quantize=None (fp32; None when dense fp32 wins)."""
-    from sparsekit.compress.quantize import quantize_weight
-
     qp = getattr(m, _qparams_attr(), None)
     if qp is None:
         wfmt, reason = W.pack_float(_rows(w), None, min_sparsity, keep_dense=False, m=rows)
-        return wfmt, (f"not calibrated (no {_qparams_attr()}; run "
-                      f"sparsekit.compress.calibrate): fp32 as with quantize=None, {reason}")
+        return wfmt, f"{_not_calibrated_reason()}: fp32 as with quantize=None, {reason}"
+    q, ws = _static_int8_weight(qp, w)
+    wfmt, reason = _pack_static_input(_rows(q), ws if ws.size > 1 else ws.reshape(()), qp,
+                                     min_sparsity, rows)
+    return wfmt, f"{reason}, calibrated ({getattr(qp, 'observer', '?')} observer)"
+
+
+def _not_calibrated_reason():
+    return (f"not calibrated (no {_qparams_attr()}; run "
+            "sparsekit.compress.calibrate)")
+
+
+def _static_int8_weight(qp, w):
+    """(int8 q, weight scales float32 [1] or [out]) of the float weight w with
+    calibrate's QuantParams qp, as compress.quantize_weight gives them; a
+    TypeError / ValueError naming the bad field otherwise."""
+    from sparsekit.compress.quantize import quantize_weight
+
     n = w.shape[0]
     try:
         ws = np.asarray(qp.weight_scale, dtype=np.float32).reshape(-1)
@@ -263,14 +277,17 @@ def _pack_static(m, w, min_sparsity, rows):
         raise ValueError(f"{_qparams_attr()}.weight_scale: expected 1 or {n} (out features) "
                          f"finite scales > 0, got {ws.size} values (was the layer changed "
                          "after calibrate? run calibrate again)")
-    q = quantize_weight(torch.from_numpy(w), torch.from_numpy(ws)).numpy()
+    return quantize_weight(torch.from_numpy(w), torch.from_numpy(ws)).numpy(), ws
+
+
+def _pack_static_input(q, scale, qp, min_sparsity, rows):
+    """runtime.weights.pack_int8_static with qp's input scale / zero point;
+    their errors named as on QuantParams."""
     try:
-        wfmt, reason = W.pack_int8_static(_rows(q), ws if ws.size > 1 else ws.reshape(()),
-                                          qp.input_scale, qp.input_zero_point, min_sparsity,
-                                          m=rows)
-    except (TypeError, ValueError) as e:  # the input parameters, named as on QuantParams
+        return W.pack_int8_static(q, scale, qp.input_scale, qp.input_zero_point, min_sparsity,
+                                  m=rows)
+    except (TypeError, ValueError) as e:
         raise type(e)(f"{_qparams_attr()}.{e}") from None
-    return wfmt, f"{reason}, calibrated ({getattr(qp, 'observer', '?')} observer)"
 
 
 def _has_qparams(model):
@@ -700,18 +717,20 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
 
     drop_padding runs the encoder on the real tokens only. Linear weights get
     the formats accelerate would choose (quantize, min_sparsity, m: the rows
-    per Linear call, e.g. m=1 for one token at a time, see accelerate;
-    quantize="static", calibrate()'s parameters, for nn.Sequential only: BERT
-    models raise a ValueError, use accelerate). Anything else in the model
-    raises a ValueError naming it. See sparsekit/convert/bert.py."""
+    per Linear call, e.g. m=1 for one token at a time, see accelerate).
+    quantize="static" runs calibrate()'s parameters as accelerate does, for
+    nn.Sequential and BERT models alike: calibrated Linears become static
+    int8, the others fp32 as with quantize=None (the report says "not
+    calibrated"); a model with no calibrated Linear raises a ValueError. In
+    BERT, query / key / value run as one stacked weight with one input
+    quantization: calibrate gives the three the same input scale / zero
+    point (they read the same hidden states); calibrating only some of them,
+    or giving them different input parameters by hand, raises a ValueError.
+    Anything else in the model raises a ValueError naming it. See
+    sparsekit/convert/bert.py."""
     from sparsekit.convert import bert
 
     if bert.handles(model):
-        if isinstance(quantize, str) and quantize == "static":
-            raise ValueError("quantize: 'static' is not supported for BERT models in "
-                             "to_runtime (their query/key/value run as one stacked weight); "
-                             "use sparsekit.torch.accelerate(model, quantize='static'), or "
-                             "quantize='dynamic' here")
         return bert.to_runtime(model, quantize, min_sparsity, drop_padding, outputs, m=m)
     if outputs is not None:
         raise ValueError("outputs: only for BERT and sentence-transformers models (an "

@@ -252,6 +252,9 @@ static const sk_gelu_f32_fn gelu_f32_impls[SK_ISA_COUNT] = {
     [SK_ISA_AVX2] = sk_gelu_f32__avx2,
     [SK_ISA_AVX512] = sk_gelu_f32__avx512,
 #endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = sk_gelu_f32__neon,
+#endif
 };
 
 static int gelu_f32_isa(void) {

@@ -152,6 +152,9 @@ void sk_gelu_f32__scalar(float *y, int64_t n);
 void sk_gelu_f32__avx2(float *y, int64_t n);
 void sk_gelu_f32__avx512(float *y, int64_t n);
 #endif
+#ifdef SK_ARCH_ARM64
+void sk_gelu_f32__neon(float *y, int64_t n);
+#endif
 
 /* ---- attention_f32: softmax attention, one (batch, head) per thread ------ */
 typedef int (*sk_attention_f32_fn)(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,

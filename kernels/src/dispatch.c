@@ -305,6 +305,9 @@ static const sk_add_layernorm_f32_fn layernorm_f32_impls[SK_ISA_COUNT] = {
     [SK_ISA_AVX2] = sk_add_layernorm_f32__avx2,
     [SK_ISA_AVX512] = sk_add_layernorm_f32__avx512,
 #endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = sk_add_layernorm_f32__neon,
+#endif
 };
 
 static int layernorm_f32_isa(void) {

@@ -180,6 +180,10 @@ void sk_add_layernorm_f32__avx2(int64_t m, int64_t n, float *y, int64_t ldy, con
 void sk_add_layernorm_f32__avx512(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
                                   int64_t ldr, const float *gamma, const float *beta, float eps);
 #endif
+#ifdef SK_ARCH_ARM64
+void sk_add_layernorm_f32__neon(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
+                                int64_t ldr, const float *gamma, const float *beta, float eps);
+#endif
 
 /* ---- qgemm_u8s8: u8 x packed s8 -> s32, then an epilogue ---------------
  * Micro-kernel contract: rows [m0, m0 + mr) of A (mr <= MR) times output

@@ -275,6 +275,9 @@ static const sk_attention_f32_fn attention_f32_impls[SK_ISA_COUNT] = {
     [SK_ISA_AVX2] = sk_attention_f32__avx2,
     [SK_ISA_AVX512] = sk_attention_f32__avx512,
 #endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = sk_attention_f32__neon,
+#endif
 };
 
 static int attention_f32_isa(void) {

@@ -167,6 +167,10 @@ int sk_attention_f32__avx2(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64
 int sk_attention_f32__avx512(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
                              float scale, const sk_attention_f32_args *a);
 #endif
+#ifdef SK_ARCH_ARM64
+int sk_attention_f32__neon(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
+                           float scale, const sk_attention_f32_args *a);
+#endif
 
 /* ---- layernorm_f32: residual add + LayerNorm over rows ------------------ */
 typedef void (*sk_add_layernorm_f32_fn)(int64_t m, int64_t n, float *y, int64_t ldy,

@@ -101,6 +101,9 @@ static void queries(const sk_attention_f32_args *a, int64_t b, int64_t h, int64_
         hi[r] = vfmaq_n_f32(hi[r], k1, qi[r][c]);
       }
     }
+    /* unrolled: lo / hi stay registers (a loop over r would keep them in
+     * memory, stored on every step of the loop above) */
+#pragma GCC unroll 4
     for (int r = 0; r < QB; ++r) {
       float *sr = s + r * tkp + jb;
       vst1q_f32(sr, lo[r]);
@@ -185,7 +188,9 @@ static void queries(const sk_attention_f32_args *a, int64_t b, int64_t h, int64_
         hi[r] = vfmaq_n_f32(hi[r], v1, s[r * tkp + j]);
       }
     }
-    for (int r = nq - 1; r >= 0; --r) {
+#pragma GCC unroll 4
+    for (int r = QB - 1; r >= 0; --r) { /* unrolled, as above */
+      if (r >= nq) continue;
       vst1q_f32(oi[r] + c0, vmulq_n_f32(lo[r], inv[r]));
       vst1q_f32(oi[r] + c0 + 4, vmulq_n_f32(hi[r], inv[r]));
     }
@@ -197,7 +202,9 @@ static void queries(const sk_attention_f32_args *a, int64_t b, int64_t h, int64_
       const float32x4_t v0 = vld1q_f32(vb + j * ldv + c0);
       for (int r = 0; r < QB; ++r) o[r] = vfmaq_n_f32(o[r], v0, s[r * tkp + j]);
     }
-    for (int r = nq - 1; r >= 0; --r) vst1q_f32(oi[r] + c0, vmulq_n_f32(o[r], inv[r]));
+#pragma GCC unroll 4
+    for (int r = QB - 1; r >= 0; --r)
+      if (r < nq) vst1q_f32(oi[r] + c0, vmulq_n_f32(o[r], inv[r]));
     c0 += 4;
   }
   for (; c0 < d; ++c0)

@@ -160,8 +160,8 @@ def test_runtime_linear_gelu_save_load(tmp_path):
 
 
 def test_info_names_the_gelu_kernel(isa):
-    want = {"scalar": "scalar", "avx2": "avx2"}.get(isa, "avx512")
-    assert sparsekit.info()["kernels"]["gelu_f32"] == (want if isa != "neon" else "scalar")
+    want = {"scalar": "scalar", "avx2": "avx2", "neon": "neon"}.get(isa, "avx512")
+    assert sparsekit.info()["kernels"]["gelu_f32"] == want
 
 
 def test_gelu_fallback_without_compiled_core(monkeypatch):

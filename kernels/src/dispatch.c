@@ -252,6 +252,9 @@ static const sk_gelu_f32_fn gelu_f32_impls[SK_ISA_COUNT] = {
     [SK_ISA_AVX2] = sk_gelu_f32__avx2,
     [SK_ISA_AVX512] = sk_gelu_f32__avx512,
 #endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = sk_gelu_f32__neon,
+#endif
 };
 
 static int gelu_f32_isa(void) {
@@ -271,6 +274,9 @@ static const sk_attention_f32_fn attention_f32_impls[SK_ISA_COUNT] = {
 #ifdef SK_ARCH_X86
     [SK_ISA_AVX2] = sk_attention_f32__avx2,
     [SK_ISA_AVX512] = sk_attention_f32__avx512,
+#endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = sk_attention_f32__neon,
 #endif
 };
 
@@ -301,6 +307,9 @@ static const sk_add_layernorm_f32_fn layernorm_f32_impls[SK_ISA_COUNT] = {
 #ifdef SK_ARCH_X86
     [SK_ISA_AVX2] = sk_add_layernorm_f32__avx2,
     [SK_ISA_AVX512] = sk_add_layernorm_f32__avx512,
+#endif
+#ifdef SK_ARCH_ARM64
+    [SK_ISA_NEON] = sk_add_layernorm_f32__neon,
 #endif
 };
 

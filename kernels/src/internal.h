@@ -152,6 +152,9 @@ void sk_gelu_f32__scalar(float *y, int64_t n);
 void sk_gelu_f32__avx2(float *y, int64_t n);
 void sk_gelu_f32__avx512(float *y, int64_t n);
 #endif
+#ifdef SK_ARCH_ARM64
+void sk_gelu_f32__neon(float *y, int64_t n);
+#endif
 
 /* ---- attention_f32: softmax attention, one (batch, head) per thread ------ */
 typedef int (*sk_attention_f32_fn)(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
@@ -163,6 +166,10 @@ int sk_attention_f32__avx2(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64
                            float scale, const sk_attention_f32_args *a);
 int sk_attention_f32__avx512(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
                              float scale, const sk_attention_f32_args *a);
+#endif
+#ifdef SK_ARCH_ARM64
+int sk_attention_f32__neon(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d,
+                           float scale, const sk_attention_f32_args *a);
 #endif
 
 /* ---- layernorm_f32: residual add + LayerNorm over rows ------------------ */
@@ -176,6 +183,10 @@ void sk_add_layernorm_f32__avx2(int64_t m, int64_t n, float *y, int64_t ldy, con
                                 int64_t ldr, const float *gamma, const float *beta, float eps);
 void sk_add_layernorm_f32__avx512(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
                                   int64_t ldr, const float *gamma, const float *beta, float eps);
+#endif
+#ifdef SK_ARCH_ARM64
+void sk_add_layernorm_f32__neon(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
+                                int64_t ldr, const float *gamma, const float *beta, float eps);
 #endif
 
 /* ---- qgemm_u8s8: u8 x packed s8 -> s32, then an epilogue ---------------

@@ -99,6 +99,9 @@ static void packed(int isa, int64_t h, int64_t d) {
 int main(void) {
   const int64_t dims[] = {1, 3, 4, 8, 15, 16, 17, 32, 33};
   FOR_EACH_ISA(isa) {
+    /* NEON has its own kernel (neon.c): make sure it is the one running */
+    if (isa == SK_ISA_NEON)
+      CHECK(sk_family_isa("attention_f32") == SK_ISA_NEON, "NEON kernel not registered");
     for (size_t i = 0; i < sizeof dims / sizeof *dims; ++i) {
       padded(isa, 2, 2, dims[i], dims[(i + 3) % 9]);
       packed(isa, 3, dims[i]);

@@ -1,7 +1,8 @@
 /* test_layernorm_f32.c - sk_add_layernorm_f32 against a double reference on
  * every ISA: row lengths around the vector widths, row strides, NULL residual /
  * gamma / beta, a sentinel column past each row that must stay untouched.
- * Tolerance 1e-5 (inputs in [-1, 1] plus an offset of 4: normalised values are O(1)). */
+ * Tolerance 1e-5 (inputs in [-1, 1] plus an offset of 4: normalised values are O(1)),
+ * every ISA including NEON (neon.c sums as avx512.c does). */
 #include <math.h>
 #include <string.h>
 
@@ -38,6 +39,9 @@ static void run(int isa, int64_t m, int64_t n, int with_r, int with_gb) {
 
 int main(void) {
   FOR_EACH_ISA(isa) {
+    /* NEON has its own kernel (neon.c): make sure it is the one running */
+    if (isa == SK_ISA_NEON)
+      CHECK(sk_family_isa("layernorm_f32") == SK_ISA_NEON, "NEON kernel not registered");
     for (int64_t n = 1; n <= 40; ++n) {
       run(isa, 3, n, 1, 1);
       run(isa, 2, n, n % 2, (n / 2) % 2);

@@ -498,7 +498,8 @@ def _fuse_gelu(model, rows):
     epilogue (the GELU module becomes nn.Identity): BERT-style blocks
     (`dense` then `intermediate_act_fn`) and nn.Sequential neighbours. Not
     done when the GELU kernel chosen is the scalar one (no vector kernel for
-    this CPU, e.g. ARM so far): torch's vectorised GELU is faster there."""
+    this CPU; x86 has AVX2 / AVX-512 ones, ARM a NEON one): torch's vectorised
+    GELU is faster there."""
     from sparsekit._config import info
 
     if info()["kernels"].get("gelu_f32") in (None, "scalar"):

@@ -308,11 +308,11 @@ def test_csr_bytes_margin_rule():
 
 
 def _documented_crossovers():
-    """The crossover rows written under MEASURED in sparsekit/pack.py."""
+    """The crossover rows written under MEASURED in sparsekit/_pack_tables.py."""
     import ast
     import importlib
 
-    src = open(importlib.import_module("sparsekit.pack").__file__).read()
+    src = open(importlib.import_module("sparsekit._pack_tables").__file__).read()
     tail = src[src.index("# ---- the measured table"):]
     return [ast.literal_eval(line[2:]) for line in tail.splitlines()
             if line.startswith("# {'shape'")]

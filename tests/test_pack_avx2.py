@@ -178,7 +178,9 @@ def test_forced_avx2_packs_what_the_avx2_model_predicts(forced, bert_ffn_up):
 
 
 def test_documented_avx2_crossover_table_is_the_models():
-    src = open(P.__file__).read()
+    import importlib
+
+    src = open(importlib.import_module("sparsekit._pack_tables").__file__).read()
     tail = src[src.index("# ---- the AVX2 table"):]
     import ast
 
@@ -200,7 +202,7 @@ def test_explain_warns_only_where_the_table_isa_differs(forced, bert_ffn_up, qua
     forced("avx2")
     ex = sparsekit.explain(w, quantize=quantize, m=8)
     assert ex["table"] == "MEASURED_AVX2" and not _notes(ex)
-    assert "table: MEASURED_AVX2 (sparsekit/pack.py; measured with every kernel family " \
+    assert "table: MEASURED_AVX2 (sparsekit/_pack_tables.py; measured with every kernel family " \
            "on AVX2)" in str(ex)
     ex = sparsekit.explain(w, quantize=quantize, m=8, model=P.MEASURED)  # an AVX-512 table
     family = "spmm_f32" if quantize is None else "spmm_u8s8"

@@ -23,30 +23,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sparsekit.convert.onnx_generic import generic, generic_ops, inferred_dtypes, np_dtype
+from sparsekit.convert.onnx_values import Const, DynParam, IntAcc, Tensor
 from sparsekit.runtime import layers as L
+from sparsekit.runtime.array_ops import FUNCS
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.model import Model
-
-
-class Const:
-    def __init__(self, value, q=None, scale=None, axis=None, zp=None):
-        self.value = np.asarray(value)
-        self.q, self.scale, self.axis, self.zp = q, scale, axis, zp  # int8 origin (QDQ)
-
-
-class Tensor:
-    def __init__(self, name, quant=None):
-        self.name, self.quant = name, quant  # quant: (scale, zp, signed) or "dynamic"
-
-
-class DynParam:  # DynamicQuantizeLinear's scale / zero point
-    def __init__(self, source, wscale=None):
-        self.source, self.wscale = source, wscale
-
-
-class IntAcc:  # MatMulInteger / ConvInteger result waiting for its scale
-    def __init__(self, spec):
-        self.spec = spec
 
 
 class _Builder:
@@ -60,6 +42,7 @@ class _Builder:
         self.quantize = quantize
         self.producer = {}  # runtime tensor name -> index in self.nodes
         self.report = W.WeightReport()
+        self.dtypes = {}  # ONNX value name -> dtype from ONNX type inference
 
     def emit(self, layer, ins, name=None):
         name = name or f"v{self.count}"
@@ -176,9 +159,11 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     b = _Builder(min_sparsity, quantize, rows)
     for init in g.initializer:
         b.vals[init.name] = Const(numpy_helper.to_array(init))
-    inputs = [i.name for i in g.input if i.name not in b.vals]
-    for name in inputs:
-        b.vals[name] = Tensor(name)
+    b.dtypes = inferred_dtypes(model)
+    inputs = [i for i in g.input if i.name not in b.vals]
+    for i in inputs:
+        b.vals[i.name] = _graph_input(b, i)
+    inputs = [i.name for i in inputs]
     for node in g.node:
         for i in node.input:
             b.uses[i] = b.uses.get(i, 0) + 1
@@ -217,6 +202,25 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
 
 
 # ---- helpers -----------------------------------------------------------------
+
+def _graph_input(b, vi):
+    """A float input as it is; an integer / bool one (token ids, masks) cast
+    to its declared dtype first, so callers may pass int32 or lists."""
+    t = vi.type.tensor_type
+    dt = np_dtype(t.elem_type) if vi.type.HasField("tensor_type") and t.elem_type else None
+    if dt is None or dt.kind == "f":
+        return Tensor(vi.name)
+    from sparsekit.runtime.array_ops import ArrayOp
+
+    out = b.emit(ArrayOp("Cast", {"to": dt.name}), [vi.name], name=vi.name + ":" + dt.name)
+    out.dtype = dt
+    return out
+
+
+def _all_float(ins):
+    """No input is an integer / bool runtime tensor (those go to ArrayOp)."""
+    return all(not isinstance(v, Tensor) or v.is_float for v in ins)
+
 
 def _need_tensor(v, node, what="input"):
     if not isinstance(v, Tensor):
@@ -294,14 +298,10 @@ def _with_int8(c, q, scale, zp, axis):
 
 def _matmul(b, node, ins, a):
     x, w = ins
-    if isinstance(x, Tensor) and isinstance(w, Const):
-        if w.value.ndim != 2:
-            raise ValueError(f"node {node.name!r}: MatMul weight must be 2-D")
+    if isinstance(x, Tensor) and x.is_float and isinstance(w, Const) and w.value.ndim == 2 \
+            and w.value.dtype.kind == "f":
         return _linear(b, node, x, w, transpose=True)
-    if isinstance(x, Const) and isinstance(w, Const):
-        return Const(x.value @ w.value)
-    raise ValueError(f"node {node.name!r}: MatMul of two computed tensors is not supported "
-                     "(only x @ constant weight)")
+    return generic(b, node, ins, a)  # two activations (attention), or constants
 
 
 def _gemm(b, node, ins, a):
@@ -332,8 +332,9 @@ def _conv_op(b, node, ins, a):
 def _add(b, node, ins, a):
     x, y = ins
     xn = node.input[0]
-    if isinstance(x, Const) and isinstance(y, Const):
-        return Const(x.value + y.value)
+    if not _all_float(ins) or isinstance(x, Const) and isinstance(y, Const) or \
+            any(isinstance(v, Const) and v.value.dtype.kind != "f" for v in ins):
+        return generic(b, node, ins, a)
     if isinstance(x, Const):
         x, y, xn = y, x, node.input[1]
     if isinstance(x, Tensor) and isinstance(y, Const):
@@ -346,8 +347,9 @@ _MUL_ORDER = {IntAcc: 0, Tensor: 1, DynParam: 2, Const: 3}
 
 def _mul(b, node, ins, a):
     x, y = sorted(ins, key=lambda v: _MUL_ORDER.get(type(v), 9))
-    if isinstance(x, Const) and isinstance(y, Const):
-        return Const(x.value * y.value)
+    if not _all_float(ins) or isinstance(x, Const) and isinstance(y, Const) or \
+            isinstance(x, Tensor) and isinstance(y, Tensor):
+        return generic(b, node, ins, a)
     if isinstance(x, DynParam) and isinstance(y, Const):  # x_scale * w_scale
         return DynParam(x.source, wscale=np.asarray(y.value, np.float32))
     if isinstance(x, IntAcc) and isinstance(y, DynParam) and y.wscale is not None:
@@ -399,12 +401,10 @@ def _cast(b, node, ins, a):
     v = ins[0]
     if isinstance(v, IntAcc):
         return v
-    if isinstance(v, Const):
-        return Const(v.value.astype(onnx.helper.tensor_dtype_to_np_dtype(a["to"])))
-    to = onnx.helper.tensor_dtype_to_np_dtype(a["to"])
-    if to.kind != "f":
-        raise ValueError(f"node {node.name!r}: Cast of a tensor to {to} is not supported")
-    return v
+    to = np_dtype(a["to"])
+    if isinstance(v, Tensor) and v.is_float and to.kind == "f":
+        return v  # the runtime computes in float32
+    return generic(b, node, ins, a)
 
 
 def _quantize_linear(b, node, ins, a):
@@ -530,6 +530,8 @@ def _qlinear_add(b, node, ins, a):  # A, As, Azp, B, Bs, Bzp, Cs, Czp
 
 def _simple(layer_fn):
     def h(b, node, ins, a):
+        if node.op_type in FUNCS and not (isinstance(ins[0], Tensor) and ins[0].is_float):
+            return generic(b, node, ins, a)  # constants or integer tensors
         x = _need_tensor(ins[0], node)
         out = b.emit(layer_fn(a, node), [x.name])
         out.quant = x.quant if layer_fn in _QUANT_PRESERVING else None
@@ -558,20 +560,21 @@ def _flatten(a, node):
 
 
 def _reshape(b, node, ins, a):
-    shape = _need_const(ins[1], node, "shape")
-    if isinstance(ins[0], Const):
-        return Const(ins[0].value.reshape(shape))
-    x = _need_tensor(ins[0], node)
+    if not (isinstance(ins[0], Tensor) and ins[0].is_float and isinstance(ins[1], Const)):
+        return generic(b, node, ins, a)  # a computed shape, integer data, or constants
+    shape = ins[1].value
+    x = ins[0]
     out = b.emit(L.Reshape([int(s) for s in shape]), [x.name])
     out.quant = x.quant
     return out
 
 
 def _transpose(b, node, ins, a):
-    if isinstance(ins[0], Const):
-        return Const(np.transpose(ins[0].value, a.get("perm")))
-    x = _need_tensor(ins[0], node)
-    return b.emit(L.Transpose(a["perm"]), [x.name])
+    if not (isinstance(ins[0], Tensor) and ins[0].is_float):
+        return generic(b, node, ins, a)
+    x = ins[0]
+    out = b.emit(L.Transpose(a["perm"]), [x.name])
+    return out
 
 
 def _layernorm(b, node, ins, a):
@@ -584,9 +587,13 @@ def _layernorm(b, node, ins, a):
 
 
 def _constant(b, node, ins, a):
-    if "value" not in a:
-        raise ValueError(f"node {node.name!r}: Constant without a tensor value")
-    return Const(numpy_helper.to_array(a["value"]))
+    if "value" in a:
+        return Const(numpy_helper.to_array(a["value"]))
+    for k, dt in (("value_int", np.int64), ("value_ints", np.int64),
+                  ("value_float", np.float32), ("value_floats", np.float32)):
+        if k in a:
+            return Const(np.asarray(a[k], dt))
+    raise ValueError(f"node {node.name!r}: Constant without a tensor or number value")
 
 
 def _softmax(a, node):
@@ -600,6 +607,8 @@ def _gelu(a, node):
 
 def _relu(b, node, ins, a):
     """ReLU, fused into the Linear/Conv before it when nothing else reads its output."""
+    if not (isinstance(ins[0], Tensor) and ins[0].is_float):
+        return generic(b, node, ins, a)
     x = _need_tensor(ins[0], node)
     idx = b.producer.get(x.name)
     if idx is not None and b.uses.get(node.input[0], 0) <= 1 and x.quant is None:
@@ -621,6 +630,7 @@ _flat = _flatten
 _QUANT_PRESERVING.add(_flat)
 
 _OPS = {
+    **generic_ops(),
     "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv_op, "Add": _add, "Mul": _mul,
     "Relu": _relu, "Sigmoid": _simple(lambda a, n: L.Sigmoid()),
     "Tanh": _simple(lambda a, n: L.Tanh()), "Gelu": _simple(_gelu),

@@ -29,6 +29,7 @@ from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import FUNCS
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.model import Model
+from sparsekit.runtime.tensor_quant import TensorQuantLinear
 
 
 class _Builder:
@@ -394,7 +395,10 @@ def _finish_integer(b, node, spec, scale):
     x = Tensor(spec["x"])
     if conv:
         return _conv(b, onode, x, wconst, spec["attrs"])
-    return _linear(b, onode, x, wconst, transpose=True)
+    fmt = b.weight_from_const(wconst, True, onode.name or onode.output[0])
+    if hasattr(fmt, "with_static_input"):  # per-tensor input, as the file asks
+        return b.emit(TensorQuantLinear(fmt), [x.name])
+    return b.emit(L.Linear(fmt), [x.name])
 
 
 def _cast(b, node, ins, a):
@@ -431,7 +435,9 @@ def _dequantize_linear(b, node, ins, a):
     x, s = ins[0], ins[1]
     zp = ins[2].value if len(ins) > 2 and ins[2] is not None else None
     s = _need_const(s, node, "x_scale")
-    if isinstance(x, Tensor):  # runtime tensors already hold the dequantized value
+    if isinstance(x, Tensor) and not x.is_float:  # e.g. Gather from a uint8 table
+        return generic(b, node, ins, a)
+    if isinstance(x, Tensor):  # runtime float tensors already hold the dequantized value
         return Tensor(x.name, x.quant if isinstance(x.quant, tuple) else None)
     q = _need_const(x, node, "x")
     ax = a.get("axis", 1)

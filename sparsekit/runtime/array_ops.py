@@ -154,6 +154,17 @@ def _flatten(ins, a):
     return x.reshape(int(np.prod(x.shape[:ax])), -1)
 
 
+def _dequantize(ins, a):
+    x, scale, zp = ins[0], ins[1], _opt(ins, 2)
+    shape = [1] * x.ndim
+    if scale.size > 1:  # per axis
+        ax = a.get("axis", 1)
+        shape[ax + x.ndim if ax < 0 else ax] = -1
+    zf = 0 if zp is None else zp.astype(np.float32).reshape(shape if zp.size > 1 else ())
+    return ((x.astype(np.float32) - zf) * scale.reshape(shape if scale.size > 1 else ())
+            ).astype(scale.dtype)
+
+
 def _where(ins, a):
     return np.where(*ins)
 
@@ -204,7 +215,7 @@ FUNCS = {
     "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
     "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min),
     "ReduceProd": _reduce(np.prod),
-    "MatMul": _matmul, "Softmax": _softmax,
+    "MatMul": _matmul, "Softmax": _softmax, "DequantizeLinear": _dequantize,
 }
 
 

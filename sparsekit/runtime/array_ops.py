@@ -261,18 +261,22 @@ class ArrayOp(Layer):
         return run(self.op, self.attrs, ins)[self.output]
 
     def config(self):
-        dtypes = {k: v.dtype.name for k, v in self.consts.items()}
+        # dtype and shape as well: the file stores a few dtypes, and 0-d as 1-d
+        dtypes = {k: [v.dtype.name, list(v.shape)] for k, v in self.consts.items()}
         return {"op": self.op, "attrs": self.attrs, "slots": self.slots,
-                "output": self.output, "const_dtypes": dtypes}
+                "output": self.output, "consts": dtypes}
 
     def arrays(self):
         return {k: v.astype(_STORED.get(v.dtype.name, v.dtype)) for k, v in self.consts.items()}
 
     @classmethod
     def from_state(cls, config, arrays, weight):
-        dtypes = config.get("const_dtypes", {})
-        consts = {k: np.asarray(v).astype(dtypes.get(k, np.asarray(v).dtype))
-                  for k, v in arrays.items()}
+        meta = config.get("consts", {})
+        consts = {}
+        for k, v in arrays.items():
+            v = np.asarray(v)
+            dtype, shape = meta.get(k, (v.dtype.name, v.shape))
+            consts[k] = v.astype(dtype).reshape(shape)
         return cls(config["op"], config.get("attrs"), config.get("slots", ("x",)), consts,
                    config.get("output", 0))
 

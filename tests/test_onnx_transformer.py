@@ -110,6 +110,9 @@ def test_fp32_matches_ort(files, batch, t):
     # LayerNorm-scaled hidden states (observed ~1e-6)
     np.testing.assert_allclose(got, _ort(files["fp32"], feed), rtol=0, atol=1e-5)
     assert len(m.report) == 12 and all("fp32" in why for _, why in m.report)
+    # the exported erf GELU (Div, Erf, Add, Mul, Mul) runs in the FFN Linear
+    assert sum(getattr(a, "activation", None) == "gelu" for a in m.layers) == 2
+    assert not any(isinstance(a, ArrayOp) and a.op == "Erf" for a in m.layers)
 
 
 def test_integer_inputs_of_other_dtypes(files):

@@ -4,18 +4,32 @@ The graph is walked once in topological order. Every ONNX value becomes one of
 
     Const     an initializer or something folded from them (int8 weights keep
               their q and scale when they came through DequantizeLinear)
-    Tensor    a runtime tensor (float32). A quantized ONNX tensor (uint8/int8
-              after QuantizeLinear, QLinear*) is held as its dequantized float
-              value, which FakeQuantize layers keep on the same grid
+    Tensor    a runtime tensor: float32 for what the weight layers compute (a
+              quantized ONNX tensor, uint8/int8 after QuantizeLinear or
+              QLinear*, is held as its dequantized float value, which
+              FakeQuantize layers keep on the same grid); the ONNX dtype
+              (int64, bool ...) for integer graph inputs and NumPy ops
     markers   DynamicQuantizeLinear's scale/zero point, integer accumulators
               (MatMulInteger/ConvInteger -> Cast -> Mul by scale) on their way
               to one int8 Linear / Conv2d
 
-and each compute node becomes runtime layers: MatMul/Gemm/Conv (fp32: CSR when
-sparse, else dense), QDQ int8 weights, MatMulInteger / ConvInteger with
-DynamicQuantizeLinear, QLinearMatMul, QLinearConv, QGemm; plus elementwise,
-pooling and shape ops. Bias adds are folded into the layer before them.
-Anything else raises ValueError naming the op.
+and each compute node becomes runtime layers: MatMul/Gemm/Conv with a
+constant weight (fp32: a sparse format when sparse, else dense; or int8),
+QDQ int8 weights, MatMulInteger / ConvInteger with DynamicQuantizeLinear (a
+MatMulInteger's input quantized per tensor, as ONNX Runtime does:
+runtime.tensor_quant), QLinearMatMul, QLinearConv, QGemm, LayerNormalization,
+Softmax, GELU, pooling. Bias adds are folded into the layer before them, a
+ReLU into its kernel.
+
+Every other op in runtime.array_ops.FUNCS runs as NumPy (onnx_generic):
+folded at load time when its inputs are constants, else an ArrayOp node that
+works on any dtype. That covers what torch.onnx.export writes for a
+transformer with dynamic axes: Shape, Gather (embeddings too), Unsqueeze,
+Squeeze, Concat, Slice, Reshape with a computed shape, Expand, Where, Equal
+and the other comparisons, And/Or/Not, IsNaN, Cast (bool, int64 ...),
+ConstantOfShape, Range, Sub, Div, Pow, Sqrt, Erf, Exp, ReduceMean/Sum/Max,
+MatMul of two activations, Split, Tile, Clip ...
+Anything else raises ValueError naming the op and the node.
 """
 import os
 
@@ -23,6 +37,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sparsekit.convert.onnx_fuse import fuse_erf_gelu
 from sparsekit.convert.onnx_generic import generic, generic_ops, inferred_dtypes, np_dtype
 from sparsekit.convert.onnx_values import Const, DynParam, IntAcc, Tensor
 from sparsekit.runtime import layers as L
@@ -137,7 +152,13 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     binary file or a ModelProto). Float MatMul/Gemm/Conv weights become a
     sparse format when sparse enough, or, with quantize="dynamic", int8;
     int8 weights (QDQ, QOperator, dynamic quantization) are read as int8 as
-    they are. quantize: None or "dynamic" ("int8", sparsekit.pack's spelling,
+    they are (ORT quantize_dynamic files: each MatMulInteger's input is
+    quantized per tensor, as the file asks). Transformer exports
+    (torch.onnx.export of a BERT with dynamic axes) load too: shape
+    arithmetic, masks and the elementwise ops run as NumPy on int64 / bool /
+    float32 arrays (see sparsekit.convert.onnx for the list of ops); integer
+    inputs such as input_ids may be given as int32, int64 or lists.
+    quantize: None or "dynamic" ("int8", sparsekit.pack's spelling,
     means the same). min_sparsity: None (the default:
     sparsekit.pack's measured cost model decides, as in
     sparsekit.torch.accelerate) or a fraction of zeros from which a sparse
@@ -161,6 +182,8 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     for init in g.initializer:
         b.vals[init.name] = Const(numpy_helper.to_array(init))
     b.dtypes = inferred_dtypes(model)
+    model = fuse_erf_gelu(model)  # after inference: Gelu is an opset-20 op
+    g = model.graph
     inputs = [i for i in g.input if i.name not in b.vals]
     for i in inputs:
         b.vals[i.name] = _graph_input(b, i)
@@ -611,18 +634,38 @@ def _gelu(a, node):
     return L.GELU(approx.decode() if isinstance(approx, bytes) else approx)
 
 
+def _fuse_activation(b, node, x, act, kinds):
+    """Tensor of x's Linear/Conv with `act` in its epilogue, or None when x has
+    other readers or another producer."""
+    idx = b.producer.get(x.name)
+    if idx is not None and b.uses.get(node.input[0], 0) <= 1 and x.quant is None:
+        layer = b.nodes[idx][0]
+        if isinstance(layer, kinds) and layer.activation is None:
+            layer.activation = act
+            return Tensor(x.name)
+    return None
+
+
 def _relu(b, node, ins, a):
     """ReLU, fused into the Linear/Conv before it when nothing else reads its output."""
     if not (isinstance(ins[0], Tensor) and ins[0].is_float):
         return generic(b, node, ins, a)
     x = _need_tensor(ins[0], node)
-    idx = b.producer.get(x.name)
-    if idx is not None and b.uses.get(node.input[0], 0) <= 1 and x.quant is None:
-        layer = b.nodes[idx][0]
-        if isinstance(layer, (L.Linear, L.Conv2d)) and layer.activation is None:
-            layer.activation = "relu"
-            return Tensor(x.name)
-    return b.emit(L.ReLU(), [x.name])
+    return _fuse_activation(b, node, x, "relu", (L.Linear, L.Conv2d)) or \
+        b.emit(L.ReLU(), [x.name])
+
+
+def _gelu_op(b, node, ins, a):
+    """GELU (exact erf form), fused into the Linear before it like ReLU."""
+    x = _need_tensor(ins[0], node)
+    if not x.is_float:
+        raise ValueError(f"node {node.name!r}: Gelu of a {x.dtype} tensor")
+    layer = _gelu(a, node)
+    if layer.approximate == "none":
+        fused = _fuse_activation(b, node, x, "gelu", (L.Linear,))
+        if fused is not None:
+            return fused
+    return b.emit(layer, [x.name])
 
 
 def _identity(b, node, ins, a):
@@ -639,7 +682,7 @@ _OPS = {
     **generic_ops(),
     "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv_op, "Add": _add, "Mul": _mul,
     "Relu": _relu, "Sigmoid": _simple(lambda a, n: L.Sigmoid()),
-    "Tanh": _simple(lambda a, n: L.Tanh()), "Gelu": _simple(_gelu),
+    "Tanh": _simple(lambda a, n: L.Tanh()), "Gelu": _gelu_op,
     "Softmax": _simple(_softmax), "MaxPool": _simple(_maxpool),
     "AveragePool": _simple(_pool(L.AvgPool2d)),
     "GlobalAveragePool": _simple(lambda a, n: L.GlobalAvgPool2d(True)),

@@ -113,6 +113,10 @@ def test_fp32_matches_ort(files, batch, t):
     # the exported erf GELU (Div, Erf, Add, Mul, Mul) runs in the FFN Linear
     assert sum(getattr(a, "activation", None) == "gelu" for a in m.layers) == 2
     assert not any(isinstance(a, ArrayOp) and a.op == "Erf" for a in m.layers)
+    # embeddings and the 4 residual adds each run with their LayerNorm
+    assert sum(isinstance(a, sparsekit.runtime.layers.BroadcastAddLayerNorm)
+               for a in m.layers) == 5
+    assert not any(type(a) is sparsekit.runtime.layers.LayerNorm for a in m.layers)
 
 
 def test_integer_inputs_of_other_dtypes(files):
@@ -271,3 +275,18 @@ def test_float_ops_match_ort(rng):
     got = m(x)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("b_shape", [(3, 5, 8), (1, 5, 8), (8,)])
+def test_broadcast_add_layernorm(rng, b_shape):
+    from sparsekit.runtime.layers import BroadcastAddLayerNorm
+
+    a = rng.standard_normal((3, 5, 8)).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    g, be = rng.standard_normal(8).astype(np.float32), rng.standard_normal(8).astype(np.float32)
+    s = a.astype(np.float64) + b
+    mu = s.mean(-1, keepdims=True)
+    want = (s - mu) / np.sqrt(((s - mu) ** 2).mean(-1, keepdims=True) + 1e-12) * g + be
+    got = BroadcastAddLayerNorm(g, be, 1e-12)(a, b)
+    assert got.shape == a.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

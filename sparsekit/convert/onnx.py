@@ -599,11 +599,9 @@ def _reshape(b, node, ins, a):
 
 
 def _transpose(b, node, ins, a):
-    if not (isinstance(ins[0], Tensor) and ins[0].is_float):
-        return generic(b, node, ins, a)
-    x = ins[0]
-    out = b.emit(L.Transpose(a["perm"]), [x.name])
-    return out
+    # ArrayOp: a view (the runtime's Transpose copies), which the next MatMul,
+    # Mul or Reshape reads or copies once anyway (attention's head split / merge)
+    return generic(b, node, ins, a)
 
 
 def _layernorm(b, node, ins, a):
@@ -612,7 +610,14 @@ def _layernorm(b, node, ins, a):
         raise ValueError(f"node {node.name!r}: LayerNormalization only over the last axis")
     gamma = _need_const(ins[1], node, "scale")
     beta = ins[2].value if len(ins) > 2 and ins[2] is not None else None
-    return b.emit(L.LayerNorm(gamma, beta, a.get("epsilon", 1e-5)), [x.name])
+    eps = a.get("epsilon", 1e-5)
+    idx = b.producer.get(x.name)
+    if idx is not None and b.uses.get(node.input[0], 0) <= 1 and x.quant is None and \
+            type(b.nodes[idx][0]) is L.Add:  # residual add + LayerNorm: one kernel pass
+        _, add_ins, name = b.nodes[idx]
+        b.nodes[idx] = (L.BroadcastAddLayerNorm(gamma, beta, eps), add_ins, name)
+        return Tensor(name)
+    return b.emit(L.LayerNorm(gamma, beta, eps), [x.name])
 
 
 def _constant(b, node, ins, a):

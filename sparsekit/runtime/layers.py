@@ -523,3 +523,15 @@ class MulConst(Layer):
 
     def arrays(self):
         return {"value": self.value}
+
+
+@register
+class BroadcastAddLayerNorm(AddLayerNorm):
+    """AddLayerNorm whose two inputs may broadcast (an imported graph's shapes
+    are known only at run time, e.g. BERT's embeddings: [B, T, H] + [1, T, H]):
+    the add_layernorm kernel when the shapes agree, else LayerNorm(a + b)."""
+
+    def __call__(self, a, b):
+        if np.shape(a) == np.shape(b):
+            return super().__call__(a, b)
+        return LayerNorm.__call__(self, _f32(a, "a") + _f32(b, "b"))

@@ -420,6 +420,9 @@ def _finish_integer(b, node, spec, scale):
         return _conv(b, onode, x, wconst, spec["attrs"])
     fmt = b.weight_from_const(wconst, True, onode.name or onode.output[0])
     if hasattr(fmt, "with_static_input"):  # per-tensor input, as the file asks
+        what, why = b.report[-1]
+        b.report[-1] = (what, why.replace("per-row dynamic activations",
+                                          "per-tensor dynamic activations as in the file"))
         return b.emit(TensorQuantLinear(fmt), [x.name])
     return b.emit(L.Linear(fmt), [x.name])
 

@@ -71,6 +71,9 @@ def files(tmp_path_factory):
     out["int8"] = str(d / "bert_int8.onnx")
     with _quiet():
         quantize_dynamic(out["fp32"], out["int8"], weight_type=QuantType.QInt8)
+        out["int8 per channel"] = str(d / "bert_int8_pc.onnx")
+        quantize_dynamic(out["fp32"], out["int8 per channel"], weight_type=QuantType.QInt8,
+                         per_channel=True)
     return out
 
 
@@ -148,6 +151,15 @@ def test_dynamic_int8_matches_ort(files, batch, t):
     mask = feed["attention_mask"]
     ref = _pool(_ort(files["fp32"], feed), mask)
     assert ((_pool(got, mask) * ref).sum(1) >= 0.99).all()
+
+
+def test_dynamic_int8_per_channel_weights(files):
+    m = sko.load(files["int8 per channel"])
+    assert len(m.report) == 12 and all("per-channel weights read as-is" in why
+                                       for _, why in m.report)
+    feed = _feed(3, 11)
+    np.testing.assert_allclose(m(**feed), _ort(files["int8 per channel"], feed),
+                               rtol=0, atol=1e-4)
 
 
 def test_per_tensor_input_quantization_is_what_makes_it_match(files):

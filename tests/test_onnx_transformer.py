@@ -302,3 +302,28 @@ def test_broadcast_add_layernorm(rng, b_shape):
     got = BroadcastAddLayerNorm(g, be, 1e-12)(a, b)
     assert got.shape == a.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("half,fused", [(0.5, True), (0.25, False)])
+def test_erf_gelu_chain_fused_only_when_exact(rng, half, fused):
+    """MatMul, Add bias, then x * half * (1 + erf(x / sqrt 2)): the GELU runs in
+    the Linear only for half = 0.5; another constant stays as NumPy ops."""
+    f = TensorProto.FLOAT
+    inits = [("w", rng.standard_normal((8, 6)).astype(np.float32)),
+             ("b", rng.standard_normal(6).astype(np.float32)),
+             ("r2", np.array(np.sqrt(2), np.float32)), ("one", np.array(1, np.float32)),
+             ("h", np.array(half, np.float32))]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]),
+             helper.make_node("Add", ["xw", "b"], ["z"]),
+             helper.make_node("Div", ["z", "r2"], ["zd"]),
+             helper.make_node("Erf", ["zd"], ["e"]),
+             helper.make_node("Add", ["e", "one"], ["e1"]),
+             helper.make_node("Mul", ["z", "e1"], ["m"]),
+             helper.make_node("Mul", ["m", "h"], ["y"])]
+    x = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    m, want = _run_graph(nodes, [helper.make_tensor_value_info("x", f, [None, None, 8])],
+                         [helper.make_tensor_value_info("y", f, None)], {"x": x}, inits)
+    lin = [a for a in m.layers if isinstance(a, sparsekit.runtime.Linear)]
+    assert len(lin) == 1 and (lin[0].activation == "gelu") == fused
+    assert any(isinstance(a, ArrayOp) and a.op == "Erf" for a in m.layers) != fused
+    np.testing.assert_allclose(m(x), want[0], rtol=1e-5, atol=1e-5)

@@ -95,8 +95,7 @@ def _dense_linear(x, w, bias, act, backend):
     if x.ndim == 0 or x.shape[-1] != k:
         raise ValueError(f"x: expected last dimension K = {k} (w is {n}x{k}), "
                          f"got shape {x.shape}")
-    # one GEMM over all rows: x @ w.T on a 3-D x would run one small GEMM per batch item
-    y = (x.reshape(-1, k) @ w.T).reshape(x.shape[:-1] + (n,))
+    y = x @ w.T
     b = check_bias(bias, n)
     if b is not None:
         y += b

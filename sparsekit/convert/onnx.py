@@ -291,7 +291,7 @@ def _static_input(fmt, x):
 
 def _linear(b, node, x, wconst, transpose, bias=None, what=None):
     fmt = b.weight_from_const(wconst, transpose, what or node.name or node.output[0])
-    return b.emit(L.Linear(_static_input(fmt, x), bias), [x.name])
+    return b.emit(L.RowsLinear(_static_input(fmt, x), bias), [x.name])
 
 
 def _conv(b, node, x, wconst, attrs, bias=None):

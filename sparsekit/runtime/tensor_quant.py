@@ -1,0 +1,45 @@
+"""TensorQuantLinear: an int8 Linear whose input is quantized per tensor, per
+call, the way ONNX DynamicQuantizeLinear does (ONNX Runtime's dynamic int8).
+
+sparsekit's own dynamic int8 quantizes each row (token) of the input with its
+own range, which is more accurate; a file made by
+onnxruntime.quantization.quantize_dynamic asks for one (scale, zero point)
+over the whole tensor, and this layer follows the file so the results agree
+with ONNX Runtime's: range widened to hold 0, scale = range / 255, zero point
+and values rounded half to even, then the weight's exact int32 kernel with
+that static input quantization.
+"""
+import numpy as np
+
+import sparsekit
+
+from sparsekit.runtime.layers import Linear, register
+
+
+def tensor_params(x):
+    """(scale, zero point) of DynamicQuantizeLinear over all of x."""
+    lo = np.float32(min(float(x.min()), 0.0) if x.size else 0.0)
+    hi = np.float32(max(float(x.max()), 0.0) if x.size else 0.0)
+    scale = float((hi - lo) / np.float32(255.0))  # float32 arithmetic, as ORT
+    if scale == 0.0:  # an all-zero input: any scale gives q = zp = 0
+        return 1.0, 0
+    zp = int(np.clip(np.rint(-lo / np.float32(scale)), 0, 255))
+    return scale, zp
+
+
+@register
+class TensorQuantLinear(Linear):
+    """y = x @ W.T + b with W an int8 format (QuantizedMatrix / SparseInt8Matrix)
+    and x quantized to u8 with one scale and zero point per call (see module)."""
+
+    def __init__(self, weight, bias=None, activation=None):
+        super().__init__(weight, bias, activation)
+        if not hasattr(self.weight, "with_static_input"):
+            raise TypeError("weight: expected an int8 format with with_static_input "
+                            f"(QuantizedMatrix, SparseInt8Matrix), got "
+                            f"{type(self.weight).__name__}")
+
+    def __call__(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        w = self.weight.with_static_input(*tensor_params(x))
+        return sparsekit.linear(x, w, self.bias, self.activation)

@@ -67,3 +67,26 @@ def random_sparse_weight(rng, n, k, sparsity):
     w = rng.standard_normal((n, k)).astype(np.float32)
     w[rng.random((n, k)) < sparsity] = 0.0
     return w
+
+
+def median_batch_times(systems, batches, repeats):
+    """Model-level timing: {(system, batch): median seconds} by wall clock and
+    by process CPU time (every system runs on the calling process's threads, so
+    CPU time leaves out time preempted by other jobs). systems: {name: f(input)};
+    batches: {batch size: [inputs]}, round r feeding inputs[r % len]. One warm-up
+    call each, then `repeats` rounds, every system once per batch per round."""
+    wall = {(s, b): [] for s in systems for b in batches}
+    cpu = {(s, b): [] for s in systems for b in batches}
+    for f in systems.values():
+        for inputs in batches.values():
+            f(inputs[0])
+    for r in range(repeats):
+        for b, inputs in batches.items():
+            for s, f in systems.items():
+                x = inputs[r % len(inputs)]
+                c0, t0 = time.process_time(), time.perf_counter()
+                f(x)
+                wall[(s, b)].append(time.perf_counter() - t0)
+                cpu[(s, b)].append(time.process_time() - c0)
+    med = lambda data: {key: statistics.median(v) for key, v in data.items()}  # noqa: E731
+    return med(wall), med(cpu)

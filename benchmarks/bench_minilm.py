@@ -17,12 +17,14 @@ time when other jobs share the cores).
 import argparse
 import copy
 import os
-import statistics
+import sys
 import tempfile
-import time
 import warnings
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import median_batch_times  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
@@ -158,23 +160,10 @@ def main():
     for k in ("(tokenizer alone)", "(tokenizers pkg alone)"):
         cos[k] = float("nan")
     batches = {1: [[s] for s in sentences[:8]], 32: [sentences[:32]]}
-    times = {(k, b): [] for k in systems for b in batches}
-    cpu = {(k, b): [] for k in systems for b in batches}
     with threadpool_limits(args.threads):
-        for f in systems.values():  # warm-up
-            for b in batches.values():
-                f(b[0])
-        for r in range(args.repeats):
-            for b, inputs in batches.items():
-                for k, f in systems.items():
-                    s = inputs[r % len(inputs)]
-                    c0, t0 = time.process_time(), time.perf_counter()
-                    f(s)
-                    times[(k, b)].append(time.perf_counter() - t0)
-                    cpu[(k, b)].append(time.process_time() - c0)
-    for clock, data in (("wall", times), ("process CPU", cpu)):
-        report(args, systems, cos, {key: statistics.median(v) for key, v in data.items()},
-               clock, len(sentences))
+        wall, cpu = median_batch_times(systems, batches, args.repeats)
+    for clock, med in (("wall", wall), ("process CPU", cpu)):
+        report(args, systems, cos, med, clock, len(sentences))
 
     fp32_bytes = sum(m.weight.numel() * 4 for m in model.modules()
                      if isinstance(m, torch.nn.Linear))

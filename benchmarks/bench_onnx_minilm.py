@@ -17,12 +17,15 @@ fused attention, per-row int8) is timed too, for reference.
 """
 import argparse
 import os
-import statistics
+import sys
 import tempfile
 import time
 import warnings
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import median_batch_times  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
@@ -149,22 +152,9 @@ def main():
     for k, q in (("fp32", None), ("int8", "dynamic")):
         rt = skt.to_runtime(bert, quantize=q)
         systems[f"(sparsekit.torch.to_runtime {k})"] = lambda fd, m=rt: m(**fd)
-    wall = {(s, b): [] for s in systems for b in batches}
-    cpu = {(s, b): [] for s in systems for b in batches}
     with threadpool_limits(1):
-        for f in systems.values():
-            for b in batches.values():
-                f(b[0])
-        for r in range(args.repeats):
-            for b, inputs in batches.items():
-                for s, f in systems.items():
-                    fd = inputs[r % len(inputs)]
-                    c0, t0 = time.process_time(), time.perf_counter()
-                    f(fd)
-                    wall[(s, b)].append(time.perf_counter() - t0)
-                    cpu[(s, b)].append(time.process_time() - c0)
-    for clock, data in (("wall", wall), ("process CPU", cpu)):
-        med = {key: statistics.median(v) for key, v in data.items()}
+        wall, cpu = median_batch_times(systems, batches, args.repeats)
+    for clock, med in (("wall", wall), ("process CPU", cpu)):
         print(f"\n1 thread, {args.repeats} interleaved rounds, median {clock} ms per batch "
               f"(pre-tokenized; batch 32: T = {batches[32][0]['input_ids'].shape[1]})")
         print(f"{'system':<36} {'batch 1':>9} {'batch 32':>9}")

@@ -94,7 +94,6 @@ def minilm(repeats):
     import torch
 
     import sparsekit.torch as skt
-    from sparsekit import compress
     from sparsekit.datasets import SENTENCES
 
     st, bert, tok = calibrated_minilm()
@@ -111,14 +110,28 @@ def minilm(repeats):
               f"{t['static']['median'] * 1e6:.0f} | "
               f"{ratio_median(t, 'static', 'dynamic'):.2f} |", flush=True)
 
-    def embed(model):
-        with torch.inference_mode():
-            return model.encode(list(SENTENCES), batch_size=32, convert_to_numpy=True)
-    ref = embed(st)
-    with compress.fake_quantize(bert):
-        fq = embed(st)
+    ref, fq = reference_embeddings(st, bert)
     print_cosines((("dynamic", embed(fast["dynamic"])), ("static", embed(fast["static"])),
                    ("fake_quantize", fq)), ref)
+
+
+def embed(model):
+    """A sentence-transformers model's embeddings of SENTENCES."""
+    import torch
+
+    from sparsekit.datasets import SENTENCES
+
+    with torch.inference_mode():
+        return model.encode(list(SENTENCES), batch_size=32, convert_to_numpy=True)
+
+
+def reference_embeddings(st, bert):
+    """(fp32 embeddings, compress.fake_quantize's) of the calibrated model."""
+    from sparsekit import compress
+
+    ref = embed(st)
+    with compress.fake_quantize(bert):
+        return ref, embed(st)
 
 
 def minilm_runtime(repeats):
@@ -126,10 +139,7 @@ def minilm_runtime(repeats):
     "static") (sentence embeddings from NumPy token ids, drop_padding): time
     per batch at batch 1 and 32, and the embeddings' cosine to fp32 (the
     torch model's encode) on SENTENCES, with compress.fake_quantize's."""
-    import torch
-
     import sparsekit.torch as skt
-    from sparsekit import compress
     from sparsekit.datasets import SENTENCES
 
     st, bert, _ = calibrated_minilm()
@@ -148,12 +158,7 @@ def minilm_runtime(repeats):
               f"{t['dynamic']['median'] * 1e6:.0f} | {t['static']['median'] * 1e6:.0f} | "
               f"{ratio_median(t, 'static', 'dynamic'):.2f} |", flush=True)
 
-    def embed(model):
-        with torch.inference_mode():
-            return model.encode(list(SENTENCES), batch_size=32, convert_to_numpy=True)
-    ref = embed(st)
-    with compress.fake_quantize(bert):
-        fq = embed(st)
+    ref, fq = reference_embeddings(st, bert)
     every = feed(SENTENCES)
     print_cosines([(f"to_runtime {q}", rt(**every)) for q, rt in rts.items()] +
                   [("fake_quantize", fq)], ref)

@@ -34,13 +34,12 @@ def cosines(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def ort_encoder(model, tmp, per_channel):
-    """An encode(sentences) running the transformer in ONNX Runtime (dynamic int8)."""
-    import onnxruntime as ort
+def export_hidden(bert, feats, path):
+    """torch.onnx.export of a BertModel's last hidden state (opset 17, dynamic
+    batch and sequence axes), with example inputs `feats` (a dict of tensors)."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    bert = model[0].auto_model
+    names = ["input_ids", "attention_mask", "token_type_ids"]
 
     class Hidden(torch.nn.Module):  # keyword call: BertModel's positional order varies
         def __init__(self):
@@ -51,18 +50,25 @@ def ort_encoder(model, tmp, per_channel):
             return self.bert(input_ids=input_ids, attention_mask=attention_mask,
                              token_type_ids=token_type_ids).last_hidden_state
 
-    feats = model.tokenize(["a warm-up sentence for export"])
+    with torch.no_grad():
+        torch.onnx.export(Hidden().eval(), tuple(feats[n] for n in names), path,
+                          input_names=names, output_names=["hidden"],
+                          dynamic_axes={n: {0: "b", 1: "t"} for n in names + ["hidden"]},
+                          dynamo=False, opset_version=17)
+
+
+def ort_encoder(model, tmp, per_channel):
+    """An encode(sentences) running the transformer in ONNX Runtime (dynamic int8)."""
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    args = tuple(feats[n] for n in names)
     f32 = os.path.join(tmp, "minilm.onnx")
     q8 = os.path.join(tmp, f"minilm_int8_{int(per_channel)}.onnx")
     if not os.path.exists(f32):
-        with torch.no_grad():
-            torch.onnx.export(Hidden().eval(), args, f32, input_names=names,
-                              output_names=["hidden"],
-                              dynamic_axes={n: {0: "b", 1: "t"}
-                                            for n in names + ["hidden"]},
-                              dynamo=False, opset_version=17)
+        export_hidden(model[0].auto_model, model.tokenize(["a warm-up sentence for export"]),
+                      f32)
     quantize_dynamic(f32, q8, weight_type=QuantType.QInt8, per_channel=per_channel)
     from sparsekit.bench.systems import ort_session_options
 

@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import median_batch_times  # noqa: E402
+from bench_minilm import export_hidden  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
@@ -48,21 +49,7 @@ def export(model, path, sparsity=None):
                     cut = w.abs().flatten().kthvalue(int(sparsity * w.numel())).values
                     w[w.abs() <= cut] = 0
 
-    class Hidden(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
-
-    feats = model.tokenize(["a warm-up sentence for export"])
-    with torch.no_grad():
-        torch.onnx.export(Hidden().eval(), tuple(feats[n] for n in NAMES), path,
-                          input_names=NAMES, output_names=["hidden"],
-                          dynamic_axes={n: {0: "b", 1: "t"} for n in NAMES + ["hidden"]},
-                          dynamo=False, opset_version=17)
+    export_hidden(bert, model.tokenize(["a warm-up sentence for export"]), path)
 
 
 def mean_pool(h, mask):

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "../internal.h"
+#include "keys.h"
 #include "../vec_f32.h"
 
 /* keys per block: one native vector (wider generic vectors than the ISA has
@@ -184,20 +185,11 @@ static void sk_att_head(const sk_attention_f32_args *a, int64_t b, int64_t h, in
                         int64_t tk, int64_t d, float scale, float *kt, float *s,
                         float *acc) {
   const int64_t tkp = (tk + SK_VF_L - 1) / SK_VF_L * SK_VF_L;
-  if (tk == 0) { /* no keys: every query fully masked */
-    for (int64_t i = 0; i < tq; ++i)
-      memset(a->out + b * a->out_stride[0] + i * a->out_stride[1] + h * a->out_stride[2], 0,
-             sizeof(float) * (size_t)d);
+  if (tk == 0) {
+    sk_att_zero_head(a, b, h, tq, d);
     return;
   }
-  /* kt[c, j] = scale * k[j, c], keys padded with zeros to tkp */
-  const float *kb = a->k + b * a->k_stride[0] + h * a->k_stride[2];
-  for (int64_t j = 0; j < tk; ++j) {
-    const float *kr = kb + j * a->k_stride[1];
-    for (int64_t c = 0; c < d; ++c) kt[c * tkp + j] = kr[c] * scale;
-  }
-  for (int64_t c = 0; c < d; ++c)
-    for (int64_t j = tk; j < tkp; ++j) kt[c * tkp + j] = 0.0f;
+  sk_att_pack_keys(a, b, h, tk, tkp, d, scale, kt);
   for (int64_t i0 = 0; i0 < tq; i0 += SK_ATT_QB) {
     const int nq = tq - i0 < SK_ATT_QB ? (int)(tq - i0) : SK_ATT_QB;
     sk_att_queries(a, b, h, i0, nq, tk, d, kt, s, acc);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "keys.h"
 
 #define KB 8 /* keys per block */
 #define QB 4 /* queries per step: independent FMA chains sharing loads */
@@ -218,20 +219,11 @@ static void queries(const sk_attention_f32_args *a, int64_t b, int64_t h, int64_
 static void head(const sk_attention_f32_args *a, int64_t b, int64_t h, int64_t tq, int64_t tk,
                  int64_t d, float scale, float *kt, float *s) {
   const int64_t tkp = padded(tk);
-  if (tk == 0) { /* no keys: every query fully masked */
-    for (int64_t i = 0; i < tq; ++i)
-      memset(a->out + b * a->out_stride[0] + i * a->out_stride[1] + h * a->out_stride[2], 0,
-             sizeof(float) * (size_t)d);
+  if (tk == 0) {
+    sk_att_zero_head(a, b, h, tq, d);
     return;
   }
-  /* kt[c, j] = scale * k[j, c], keys padded with zeros to tkp */
-  const float *kb = a->k + b * a->k_stride[0] + h * a->k_stride[2];
-  for (int64_t j = 0; j < tk; ++j) {
-    const float *kr = kb + j * a->k_stride[1];
-    for (int64_t c = 0; c < d; ++c) kt[c * tkp + j] = kr[c] * scale;
-  }
-  for (int64_t c = 0; c < d; ++c)
-    for (int64_t j = tk; j < tkp; ++j) kt[c * tkp + j] = 0.0f;
+  sk_att_pack_keys(a, b, h, tk, tkp, d, scale, kt);
   for (int64_t i0 = 0; i0 < tq; i0 += QB) {
     const int nq = tq - i0 < QB ? (int)(tq - i0) : QB;
     queries(a, b, h, i0, nq, tk, d, kt, s);

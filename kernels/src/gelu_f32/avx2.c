@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "../internal.h"
+#include "erfc_poly.h"
 
 static inline __m256 pow2i(__m256i k) { /* 2^k, k in [-126, 127] */
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
@@ -19,16 +20,8 @@ static inline __m256 gelu8(__m256 x) {
   const __m256 z = _mm256_mul_ps(ax, _mm256_set1_ps(0.70710678118654752f));
   const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
                                  _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f)));
-  __m256 q = _mm256_set1_ps(0.17087277f);
-  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-0.82215223f));
-  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.48851587f));
-  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-1.13520398f));
-  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0.27886807f));
-  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-0.18628806f));
-  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0.09678418f));
-  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0.37409196f));
-  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.00002368f));
-  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-1.26551223f));
+  __m256 q = SK_ERFC_POLY(_mm256_fmadd_ps, _mm256_set1_ps, t);
+  q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(SK_ERFC_P0));
   const __m256 xx = _mm256_mul_ps(ax, ax);
   const __m256 zz = _mm256_mul_ps(xx, _mm256_set1_ps(0.5f));
   const __m256 err = _mm256_mul_ps(_mm256_fmsub_ps(ax, ax, xx), _mm256_set1_ps(0.5f));
@@ -37,10 +30,10 @@ static inline __m256 gelu8(__m256 x) {
   const __m256 b = _mm256_sub_ps(q, err);
   /* exp(a + b) = mant * 2^n */
   const __m256 n = _mm256_round_ps(
-      _mm256_mul_ps(_mm256_add_ps(a, b), _mm256_set1_ps(1.44269504088896341f)),
+      _mm256_mul_ps(_mm256_add_ps(a, b), _mm256_set1_ps(SK_LOG2E)),
       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), a);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(SK_LN2_HI), a);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(SK_LN2_LO), r);
   r = _mm256_add_ps(r, b);
   __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));

@@ -14,18 +14,19 @@
 #include <immintrin.h>
 
 #include "../internal.h"
+#include "erfc_poly.h"
 
 /* exp(a + b) = *mant * 2^n for a + b in [-104, 89] (caller clamps), |b| small;
  * the caller scales the mantissa first, so only a denormal final result loses
  * bits. */
 static inline __m512 exp_sum(__m512 a, __m512 b, __m512 *mant) {
   const __m512 n = _mm512_roundscale_ps(
-      _mm512_mul_ps(_mm512_add_ps(a, b), _mm512_set1_ps(1.44269504088896341f)),
+      _mm512_mul_ps(_mm512_add_ps(a, b), _mm512_set1_ps(SK_LOG2E)),
       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   /* ln2 split: the high part has few bits, so n * hi is exact and a - n*hi
    * has no rounding error when it is small */
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), a);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SK_LN2_HI), a);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SK_LN2_LO), r);
   r = _mm512_add_ps(r, b);
   /* e^r, |r| <= 0.35: Taylor to degree 6 (truncation < 1.3e-7 relative) */
   __m512 p = _mm512_set1_ps(1.0f / 720.0f);
@@ -52,16 +53,8 @@ static inline __m512 gelu16(__m512 x) {
   __m512 t = _mm512_rcp14_ps(d);
   t = _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(1.0f)), t);
   /* P(t) - ln 2: the constant term absorbs the 1/2 of erfc / 2 */
-  __m512 q = _mm512_set1_ps(0.17087277f);
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-0.82215223f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.48851587f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-1.13520398f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.27886807f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-0.18628806f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.09678418f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.37409196f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.00002368f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-1.26551223f - 0.69314718056f));
+  __m512 q = SK_ERFC_POLY(_mm512_fmadd_ps, _mm512_set1_ps, t);
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(SK_ERFC_P0 - 0.69314718056f));
   /* -z^2 = -x^2 / 2 from x itself (rounding z first would cost 2 z^2 ulp in
    * the exponent): a + the FMA rounding error folded into b is exact; below
    * -104 the exp is 0 in float anyway */

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "erfc_poly.h"
 
 static inline float32x4_t pow2i(int32x4_t k) { /* 2^k, k in [-126, 127] */
   return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(k, vdupq_n_s32(127)), 23));
@@ -34,16 +35,8 @@ static inline float32x4_t gelu4(float32x4_t x) {
   const float32x4_t z = vmulq_f32(ax, vdupq_n_f32(0.70710678118654752f));
   const float32x4_t t =
       vdivq_f32(vdupq_n_f32(1.0f), fma4(z, vdupq_n_f32(0.5f), vdupq_n_f32(1.0f)));
-  float32x4_t q = vdupq_n_f32(0.17087277f);
-  q = fma4(q, t, vdupq_n_f32(-0.82215223f));
-  q = fma4(q, t, vdupq_n_f32(1.48851587f));
-  q = fma4(q, t, vdupq_n_f32(-1.13520398f));
-  q = fma4(q, t, vdupq_n_f32(0.27886807f));
-  q = fma4(q, t, vdupq_n_f32(-0.18628806f));
-  q = fma4(q, t, vdupq_n_f32(0.09678418f));
-  q = fma4(q, t, vdupq_n_f32(0.37409196f));
-  q = fma4(q, t, vdupq_n_f32(1.00002368f));
-  q = fma4(q, t, vdupq_n_f32(-1.26551223f));
+  float32x4_t q = SK_ERFC_POLY(fma4, vdupq_n_f32, t);
+  q = fma4(q, t, vdupq_n_f32(SK_ERFC_P0));
   const float32x4_t xx = vmulq_f32(ax, ax);
   const float32x4_t zz = vmulq_f32(xx, vdupq_n_f32(0.5f));
   /* fl(ax * ax - xx): the exact rounding error of xx */
@@ -52,9 +45,9 @@ static inline float32x4_t gelu4(float32x4_t x) {
   const float32x4_t b = vsubq_f32(q, err);
   /* exp(a + b) = p * 2^n */
   const float32x4_t n =
-      vrndnq_f32(vmulq_f32(vaddq_f32(a, b), vdupq_n_f32(1.44269504088896341f)));
-  float32x4_t r = vfmsq_f32(a, n, vdupq_n_f32(0.693145751953125f));
-  r = vfmsq_f32(r, n, vdupq_n_f32(1.428606765330187e-06f));
+      vrndnq_f32(vmulq_f32(vaddq_f32(a, b), vdupq_n_f32(SK_LOG2E)));
+  float32x4_t r = vfmsq_f32(a, n, vdupq_n_f32(SK_LN2_HI));
+  r = vfmsq_f32(r, n, vdupq_n_f32(SK_LN2_LO));
   r = vaddq_f32(r, b);
   float32x4_t p = vdupq_n_f32(1.0f / 5040.0f);
   p = fma4(p, r, vdupq_n_f32(1.0f / 720.0f));

@@ -284,7 +284,8 @@ def _fold_bias(b, t, bias, onnx_name):
 def _static_input(fmt, x):
     """An int8 weight reading a u8-quantized input runs on exactly its integers
     (static per-tensor input quantization) when the format supports it."""
-    if isinstance(x.quant, tuple) and not x.quant[2] and hasattr(fmt, "with_static_input"):
+    if isinstance(x.quant, tuple) and not x.quant[2] and np.isfinite(x.quant[0]) and \
+            hasattr(fmt, "with_static_input"):
         return fmt.with_static_input(x.quant[0], x.quant[1])
     return fmt
 
@@ -494,14 +495,6 @@ def _qweight(node, ins, wi):
     return q, s, zp
 
 
-def _qlinear_matmul(b, node, ins, a):
-    x = _need_tensor(ins[0], node)
-    q, s, zp = _qweight(node, ins, 3)
-    c = _dequantize_linear(b, node, [Const(q), Const(s), Const(zp)], {"axis": 1})
-    t = _linear(b, node, x, c, transpose=True)
-    return _qlinear_out(b, t, ins, 6, 7)
-
-
 def _qgemm(b, node, ins, a):  # com.microsoft QGemm (ORT static quantization of Gemm)
     x = _need_tensor(ins[0], node)
     q, s, zp = _qweight(node, ins, 3)
@@ -542,22 +535,6 @@ def _qlinear_global_avgpool(b, node, ins, a):
         raise ValueError(f"node {node.name!r}: channels_last QLinearGlobalAveragePool")
     t = b.emit(L.GlobalAvgPool2d(True), [x.name])
     return _qlinear_out(b, t, ins, 3, 4)
-
-
-def _qlinear_softmax(b, node, ins, a):
-    x = _need_tensor(ins[0], node)
-    t = b.emit(L.Softmax(a.get("axis", -1)), [x.name])
-    return _qlinear_out(b, t, ins, 3, 4)
-
-
-def _qlinear_add(b, node, ins, a):  # A, As, Azp, B, Bs, Bzp, Cs, Czp
-    x, y = ins[0], ins[3]
-    if isinstance(y, Const):
-        t = _fold_bias(b, _need_tensor(x, node), _dequantize_linear(
-            b, node, [y, ins[4], ins[5]], {}).value, node.input[0])
-    else:
-        t = b.emit(L.Add(), [_need_tensor(x, node).name, _need_tensor(y, node).name])
-    return _qlinear_out(b, t, ins, 6, 7)
 
 
 def _simple(layer_fn):
@@ -701,7 +678,13 @@ _OPS = {
     "DynamicQuantizeLinear": _dynamic_quantize,
     "MatMulInteger": lambda b, n, i, a: _integer_op(b, n, i, a, conv=False),
     "ConvInteger": lambda b, n, i, a: _integer_op(b, n, i, a, conv=True),
-    "QLinearMatMul": _qlinear_matmul, "QLinearAveragePool": _qlinear_avgpool,
-    "QLinearGlobalAveragePool": _qlinear_global_avgpool, "QLinearAdd": _qlinear_add,
-    "QLinearSoftmax": _qlinear_softmax, "QLinearConv": _qlinear_conv, "QGemm": _qgemm,
+    "QLinearAveragePool": _qlinear_avgpool,
+    "QLinearGlobalAveragePool": _qlinear_global_avgpool,
+    "QLinearConv": _qlinear_conv, "QGemm": _qgemm,
 }
+
+# QLinearMatMul / QLinearAdd / QLinearMul / QLinearSoftmax (static QOperator
+# transformers): sparsekit.convert.onnx_static
+from sparsekit.convert import onnx_static as _static  # noqa: E402
+
+_OPS.update(_static.OPS)

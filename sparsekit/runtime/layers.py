@@ -458,14 +458,20 @@ class Add(Layer):
 @register
 class FakeQuantize(Layer):
     """Round to a uint8/int8 grid and back: (clip(round(x/s) + zp) - zp) * s.
-    Stands for a quantized activation tensor (static quantization, QDQ)."""
+    Stands for a quantized activation tensor (static quantization, QDQ).
+
+    Follows ONNX Runtime's QuantizeLinear / DequantizeLinear where ONNX leaves
+    it open: NaN quantizes to the lowest code (0 or -128), and an infinite
+    scale (ORT's calibration gives one to tensors holding -inf, such as a
+    BERT's additive attention mask) is allowed: x / inf rounds to the zero
+    point, and dequantizing multiplies by inf (so 0 * inf is NaN), as there."""
 
     def __init__(self, scale, zero_point=0, signed=False):
         self.scale = float(scale)
         self.zero_point = int(zero_point)
         self.signed = bool(signed)
-        if not (self.scale > 0 and math.isfinite(self.scale)):
-            raise ValueError(f"scale: expected a positive finite number, got {scale}")
+        if not self.scale > 0:  # NaN fails too
+            raise ValueError(f"scale: expected a positive number (or inf), got {scale}")
         lo, hi = (-128, 127) if self.signed else (0, 255)
         if not lo <= self.zero_point <= hi:
             raise ValueError(f"zero_point: expected in [{lo}, {hi}], got {zero_point}")
@@ -473,8 +479,16 @@ class FakeQuantize(Layer):
     def __call__(self, x):
         x = _f32(x)
         lo, hi = (-128, 127) if self.signed else (0, 255)
-        q = np.clip(np.rint(x / np.float32(self.scale)) + self.zero_point, lo, hi)
-        return ((q - self.zero_point) * np.float32(self.scale)).astype(np.float32)
+        s = np.float32(self.scale)
+        # clip(rint(x / s) + zp) - zp == clip(rint(x / s), lo - zp, hi - zp): the
+        # same integers in float32, two passes fewer; fmax / fmin send NaN to lo
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.divide(x, s, dtype=np.float32)
+            np.rint(t, out=t)
+            np.fmax(t, np.float32(lo - self.zero_point), out=t)
+            np.fmin(t, np.float32(hi - self.zero_point), out=t)
+            t *= s
+        return t
 
     def config(self):
         return {"scale": self.scale, "zero_point": self.zero_point, "signed": self.signed}

@@ -1,0 +1,102 @@
+"""QOperator ops of ONNX Runtime's static quantization (quantize_static with
+QuantFormat.QOperator) for transformers, on top of sparsekit.convert.onnx.
+
+A quantized tensor is held in the runtime as its dequantized float32 value
+(see sparsekit.convert.onnx), so each QLinear op here is: its inputs as float
+values (a uint8 / int8 constant dequantized at load time; an integer runtime
+tensor, e.g. a Gather from a uint8 embedding table, dequantized by an ArrayOp
+with the op's own scale and zero point), the float op, then a FakeQuantize
+onto the output grid:
+
+    QLinearMatMul  constant int8 B: an int8 Linear whose input is quantized
+                   with the file's static scale / zero point (exact int32, as
+                   ORT); two activations (attention's Q.K^T and P.V): MatMul
+                   of the two dequantized tensors
+    QLinearAdd     a constant operand (ORT writes the bias first) is an
+                   AddConst, two tensors an Add (broadcasting: the mask)
+    QLinearMul     a constant operand is a MulConst, two tensors a NumPy Mul
+    QLinearSoftmax Softmax
+
+The float paths round differently from ORT's integer requantization only when
+a value lands within float32 rounding of a .5 boundary of the output grid,
+which then differs by one step.
+"""
+import numpy as np
+
+from sparsekit.convert.onnx_values import Const, Tensor
+from sparsekit.runtime import layers as L
+from sparsekit.runtime.array_ops import ArrayOp
+
+
+def _zp(ins, i):
+    return np.asarray(ins[i].value) if len(ins) > i and ins[i] is not None else \
+        np.zeros((), np.uint8)
+
+
+def qinput(b, node, ins, i):
+    """Input i of a QLinear op (its scale and zero point at i + 1, i + 2) as a
+    float Const or a float runtime Tensor."""
+    v = ins[i]
+    s = np.asarray(O._need_const(ins[i + 1], node, f"input {i + 1} (scale)"), np.float32)
+    zp = _zp(ins, i + 2)
+    if isinstance(v, Const):
+        return O._dequantize_linear(b, node, [v, Const(s), Const(zp)], {})
+    t = O._need_tensor(v, node)
+    if t.is_float:  # the runtime's dequantized value already
+        return t
+    if t.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+        raise ValueError(f"node {node.name!r} ({node.op_type}): input {node.input[i]!r} is "
+                         f"{t.dtype}, expected uint8 or int8")
+    out = b.emit(ArrayOp("DequantizeLinear", {}, ["x", "s", "z"], {"s": s, "z": zp}), [t.name])
+    if s.size == 1:
+        out.quant = (float(s.reshape(-1)[0]), int(zp.reshape(-1)[0]), zp.dtype == np.int8)
+    return out
+
+
+def qlinear_matmul(b, node, ins, a):  # A, As, Azp, B, Bs, Bzp, Ys, Yzp
+    x = O._need_tensor(qinput(b, node, ins, 0), node, "A")
+    if isinstance(ins[3], Const):  # int8 weight: static int8 Linear
+        q, s, zp = O._qweight(node, ins, 3)
+        c = O._dequantize_linear(b, node, [Const(q), Const(s), Const(zp)], {"axis": 1})
+        t = O._linear(b, node, x, c, transpose=True)
+    else:  # two activations (attention)
+        y = O._need_tensor(qinput(b, node, ins, 3), node, "B")
+        t = b.emit(ArrayOp("MatMul", slots=("x", "x")), [x.name, y.name])
+    return O._qlinear_out(b, t, ins, 6, 7)
+
+
+def _binary(b, node, ins, const_layer, tensor_op):
+    x, y = qinput(b, node, ins, 0), qinput(b, node, ins, 3)
+    xn = node.input[0]
+    if isinstance(x, Const):
+        x, y, xn = y, x, node.input[3]
+    x = O._need_tensor(x, node, "A or B")
+    if isinstance(y, Const):
+        t = const_layer(x, y.value.astype(np.float32), xn)
+    else:
+        t = tensor_op(x, y)
+    return O._qlinear_out(b, t, ins, 6, 7)
+
+
+def qlinear_add(b, node, ins, a):  # com.microsoft: A, As, Azp, B, Bs, Bzp, Cs, Czp
+    return _binary(b, node, ins, lambda x, c, xn: O._fold_bias(b, x, c, xn),
+                   lambda x, y: b.emit(L.Add(), [x.name, y.name]))
+
+
+def qlinear_mul(b, node, ins, a):  # com.microsoft: A, As, Azp, B, Bs, Bzp, Cs, Czp
+    return _binary(b, node, ins, lambda x, c, xn: b.emit(L.MulConst(c), [x.name]),
+                   lambda x, y: b.emit(ArrayOp("Mul", slots=("x", "x")), [x.name, y.name]))
+
+
+def qlinear_softmax(b, node, ins, a):  # com.microsoft: X, Xs, Xzp, Ys, Yzp
+    x = O._need_tensor(qinput(b, node, ins, 0), node)
+    t = b.emit(L.Softmax(a.get("axis", -1)), [x.name])
+    return O._qlinear_out(b, t, ins, 3, 4)
+
+
+OPS = {"QLinearMatMul": qlinear_matmul, "QLinearAdd": qlinear_add, "QLinearMul": qlinear_mul,
+       "QLinearSoftmax": qlinear_softmax}
+
+# last: the handlers use sparsekit.convert.onnx's helpers at call time, and that
+# module registers OPS when it is imported (either module may be imported first)
+from sparsekit.convert import onnx as O  # noqa: E402

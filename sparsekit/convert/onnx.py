@@ -15,8 +15,8 @@ The graph is walked once in topological order. Every ONNX value becomes one of
 
 and each compute node becomes runtime layers: MatMul/Gemm/Conv with a
 constant weight (fp32: a sparse format when sparse, else dense; or int8),
-QDQ int8 weights, MatMulInteger / ConvInteger with DynamicQuantizeLinear (a
-MatMulInteger's input quantized per tensor, as ONNX Runtime does:
+QDQ int8 weights, MatMulInteger / ConvInteger with DynamicQuantizeLinear
+(their input quantized per tensor, as ONNX Runtime does:
 runtime.tensor_quant), QLinearMatMul, QLinearConv, QGemm, LayerNormalization,
 Softmax, GELU, pooling. Bias adds are folded into the layer before them, a
 ReLU into its kernel.
@@ -44,7 +44,7 @@ from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import FUNCS
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.model import Model
-from sparsekit.runtime.tensor_quant import TensorQuantLinear
+from sparsekit.runtime.tensor_quant import TensorQuantConv2d, TensorQuantLinear
 
 
 class _Builder:
@@ -295,12 +295,17 @@ def _linear(b, node, x, wconst, transpose, bias=None, what=None):
     return b.emit(L.RowsLinear(_static_input(fmt, x), bias), [x.name])
 
 
-def _conv(b, node, x, wconst, attrs, bias=None):
+def _conv(b, node, x, wconst, attrs, bias=None, per_tensor=False):
+    """per_tensor: the input quantized per tensor per call when the weight is
+    int8 (ConvInteger after DynamicQuantizeLinear, as the file asks)."""
     w = wconst.value
     geo = _conv_geometry(attrs, w.shape[2:], node.name)
     fmt = b.weight_from_const(wconst, False, node.name or node.output[0], conv=True)
-    return b.emit(L.Conv2d(_static_input(fmt, x), bias, in_channels=w.shape[1], **geo),
-                  [x.name])
+    cls = L.Conv2d
+    if per_tensor and hasattr(fmt, "with_static_input"):
+        cls = TensorQuantConv2d
+        _per_tensor_report(b)
+    return b.emit(cls(_static_input(fmt, x), bias, in_channels=w.shape[1], **geo), [x.name])
 
 
 def _fake_quant(b, t, scale, zp):
@@ -401,6 +406,12 @@ def _integer_op(b, node, ins, a, conv):
                    "attrs": a})
 
 
+def _per_tensor_report(b):
+    what, why = b.report[-1]
+    b.report[-1] = (what, why.replace(", per-row dynamic activations", "") +
+                    ", per-tensor dynamic activations as in the file")
+
+
 def _finish_integer(b, node, spec, scale):
     """IntAcc * (x_scale * w_scale): the float result of one int8 layer."""
     q, conv, onode = spec["q"], spec["conv"], spec["node"]
@@ -418,12 +429,10 @@ def _finish_integer(b, node, spec, scale):
     _with_int8(wconst, q, deq_scale, spec["wzp"], axis if deq_scale.size > 1 else None)
     x = Tensor(spec["x"])
     if conv:
-        return _conv(b, onode, x, wconst, spec["attrs"])
+        return _conv(b, onode, x, wconst, spec["attrs"], per_tensor=True)
     fmt = b.weight_from_const(wconst, True, onode.name or onode.output[0])
     if hasattr(fmt, "with_static_input"):  # per-tensor input, as the file asks
-        what, why = b.report[-1]
-        b.report[-1] = (what, why.replace("per-row dynamic activations",
-                                          "per-tensor dynamic activations as in the file"))
+        _per_tensor_report(b)
         return b.emit(TensorQuantLinear(fmt), [x.name])
     return b.emit(L.Linear(fmt), [x.name])
 
@@ -452,6 +461,7 @@ def _quantize_linear(b, node, ins, a):
         q = np.clip(np.rint(v / s.reshape(shp)) + zp.reshape(shp if zp.size > 1 else ()),
                     info.min, info.max).astype(zp.dtype)
         return Const(q)
+    _static.warn_infinite_scale(node, s)
     if np.size(s) != 1:
         raise ValueError(f"node {node.name!r}: per-axis QuantizeLinear of activations "
                          "is not supported")

@@ -21,11 +21,35 @@ The float paths round differently from ORT's integer requantization only when
 a value lands within float32 rounding of a .5 boundary of the output grid,
 which then differs by one step.
 """
+import warnings
+
 import numpy as np
 
 from sparsekit.convert.onnx_values import Const, Tensor
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
+
+
+def warn_infinite_scale(node, scale):
+    """ORT's MinMax calibration gives scale inf to a tensor holding -inf (the
+    additive attention mask of a torch.onnx.export BERT and the scores it is
+    added to); dequantized, every value is then NaN or +-inf (0 * inf), which
+    sparsekit runs as ONNX defines it (as ORT does with graph optimizations
+    off) but which is no longer the float model."""
+    s = np.asarray(scale, np.float32)
+    if s.size and not np.all(np.isfinite(s)):
+        warnings.warn(f"node {node.name or node.output[0]!r} ({node.op_type}): quantization "
+                      "scale is not finite (calibration saw -inf, e.g. an attention mask); "
+                      "the tensor dequantizes to NaN / inf. Quantize without this node "
+                      "(quantize_static(..., nodes_to_exclude=[...])) to keep the float "
+                      "model's meaning", RuntimeWarning, stacklevel=2)
+
+
+def _out(b, node, t, ins, si, zi):
+    """The op's float result onto its output grid (scale ins[si], zero point ins[zi])."""
+    if len(ins) > si and ins[si] is not None:
+        warn_infinite_scale(node, ins[si].value)
+    return O._qlinear_out(b, t, ins, si, zi)
 
 
 def _zp(ins, i):
@@ -62,7 +86,7 @@ def qlinear_matmul(b, node, ins, a):  # A, As, Azp, B, Bs, Bzp, Ys, Yzp
     else:  # two activations (attention)
         y = O._need_tensor(qinput(b, node, ins, 3), node, "B")
         t = b.emit(ArrayOp("MatMul", slots=("x", "x")), [x.name, y.name])
-    return O._qlinear_out(b, t, ins, 6, 7)
+    return _out(b, node, t, ins, 6, 7)
 
 
 def _binary(b, node, ins, const_layer, tensor_op):
@@ -75,7 +99,7 @@ def _binary(b, node, ins, const_layer, tensor_op):
         t = const_layer(x, y.value.astype(np.float32), xn)
     else:
         t = tensor_op(x, y)
-    return O._qlinear_out(b, t, ins, 6, 7)
+    return _out(b, node, t, ins, 6, 7)
 
 
 def qlinear_add(b, node, ins, a):  # com.microsoft: A, As, Azp, B, Bs, Bzp, Cs, Czp
@@ -91,7 +115,7 @@ def qlinear_mul(b, node, ins, a):  # com.microsoft: A, As, Azp, B, Bs, Bzp, Cs, 
 def qlinear_softmax(b, node, ins, a):  # com.microsoft: X, Xs, Xzp, Ys, Yzp
     x = O._need_tensor(qinput(b, node, ins, 0), node)
     t = b.emit(L.Softmax(a.get("axis", -1)), [x.name])
-    return O._qlinear_out(b, t, ins, 3, 4)
+    return _out(b, node, t, ins, 3, 4)
 
 
 OPS = {"QLinearMatMul": qlinear_matmul, "QLinearAdd": qlinear_add, "QLinearMul": qlinear_mul,

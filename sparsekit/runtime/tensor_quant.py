@@ -1,5 +1,6 @@
-"""TensorQuantLinear: an int8 Linear whose input is quantized per tensor, per
-call, the way ONNX DynamicQuantizeLinear does (ONNX Runtime's dynamic int8).
+"""TensorQuantLinear / TensorQuantConv2d: an int8 Linear / Conv2d whose input
+is quantized per tensor, per call, the way ONNX DynamicQuantizeLinear does
+(ONNX Runtime's dynamic int8: MatMulInteger / ConvInteger).
 
 sparsekit's own dynamic int8 quantizes each row (token) of the input with its
 own range, which is more accurate; a file made by
@@ -13,7 +14,7 @@ import numpy as np
 
 import sparsekit
 
-from sparsekit.runtime.layers import Linear, register
+from sparsekit.runtime.layers import Conv2d, Linear, _f32, register
 
 
 def tensor_params(x):
@@ -27,6 +28,12 @@ def tensor_params(x):
     return scale, zp
 
 
+def _check_int8(weight):
+    if not hasattr(weight, "with_static_input"):
+        raise TypeError("weight: expected an int8 format with with_static_input "
+                        f"(QuantizedMatrix, SparseInt8Matrix), got {type(weight).__name__}")
+
+
 @register
 class TensorQuantLinear(Linear):
     """y = x @ W.T + b with W an int8 format (QuantizedMatrix / SparseInt8Matrix)
@@ -34,12 +41,32 @@ class TensorQuantLinear(Linear):
 
     def __init__(self, weight, bias=None, activation=None):
         super().__init__(weight, bias, activation)
-        if not hasattr(self.weight, "with_static_input"):
-            raise TypeError("weight: expected an int8 format with with_static_input "
-                            f"(QuantizedMatrix, SparseInt8Matrix), got "
-                            f"{type(self.weight).__name__}")
+        _check_int8(self.weight)
 
     def __call__(self, x):
         x = np.ascontiguousarray(x, dtype=np.float32)
         w = self.weight.with_static_input(*tensor_params(x))
         return sparsekit.linear(x, w, self.bias, self.activation)
+
+
+@register
+class TensorQuantConv2d(Conv2d):
+    """Conv2d with an int8 weight whose input is quantized with one scale and
+    zero point over the whole NCHW input per call (ORT's ConvInteger after
+    DynamicQuantizeLinear). Padding is 0.0, which quantizes to the zero point,
+    as ConvInteger pads with it."""
+
+    def __init__(self, weight, bias=None, in_channels=None, kernel_size=None, stride=1,
+                 padding=0, dilation=1, activation=None):
+        super().__init__(weight, bias, in_channels, kernel_size, stride, padding, dilation,
+                         activation)
+        _check_int8(self.weight)
+
+    def __call__(self, x):
+        x = _f32(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"x: expected NCHW with C = {self.in_channels}, got {x.shape}")
+        w = self.weight.with_static_input(*tensor_params(x))
+        rows, oh, ow = self._patches(x)
+        y = sparsekit.linear(rows, w, self.bias, self.activation)
+        return y.reshape(x.shape[0], oh, ow, self.out_channels).transpose(0, 3, 1, 2)

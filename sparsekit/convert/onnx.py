@@ -183,6 +183,7 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
         b.vals[init.name] = Const(numpy_helper.to_array(init))
     b.dtypes = inferred_dtypes(model)
     model = fuse_erf_gelu(model)  # after inference: Gelu is an opset-20 op
+    model = _static.fuse_qdq_add(model)  # QDQ Adds ORT runs as MLAS QLinearAdd
     g = model.graph
     inputs = [i for i in g.input if i.name not in b.vals]
     for i in inputs:

@@ -407,7 +407,7 @@ def test_qlinear_add_rounds_as_mlas(case):
         assert np.mean(spec != want) > 0.03  # observed 0.40 (constant 1.0), 0.066
 
 
-def test_qdq_add_with_ties_runs_as_ort_fuses_it(rng):
+def test_qdq_add_with_ties_runs_as_ort_fuses_it(rng, monkeypatch):
     """DequantizeLinear x2 -> Add -> QuantizeLinear with tie-prone scales (a
     QDQ BERT's erf + 1) becomes one QLinearAdd, as ORT's optimizer makes it:
     equal to ORT's default session, not to ONNX's round-half-even."""
@@ -426,13 +426,39 @@ def test_qdq_add_with_ties_runs_as_ort_fuses_it(rng):
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", f, [None, 8])],
                           [helper.make_tensor_value_info("out", f, [None, 8])], inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    import sparsekit.convert.onnx_static as S
+    from sparsekit.runtime.qlinear import LookupTable
+
     x = rng.uniform(-1, 1, (50, 8)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    m = sko.load(model)  # x's quantization, the add and its requantization: one table
+    assert [type(a) for a in m.layers] == [LookupTable]
+    np.testing.assert_array_equal(m(x), want)
+    monkeypatch.setattr(S, "fold_lookup_tables", lambda nodes, outputs: nodes)
     m = sko.load(model)
     assert sum(isinstance(a, QLinearAdd) for a in m.layers) == 1
     got = m(x)
-    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_array_equal(got, want)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     plain = ort.InferenceSession(model.SerializeToString(), opts).run(None, {"x": x})[0]
     assert np.mean(got != plain) > 0.2  # ONNX's rounding: the ties go to even
+
+
+@pytest.mark.parametrize("name", ["qdq nomask", "qop pc"])
+def test_lookup_tables_change_nothing(files, monkeypatch, name):
+    """Each GELU between two quantized MatMuls (Div, Erf, Add, Mul, Mul and
+    their requantizations) is one LookupTable over the FFN output's uint8
+    code; the outputs are bit-identical to running those layers."""
+    import sparsekit.convert.onnx_static as S
+    from sparsekit.runtime.qlinear import LookupTable
+
+    folded = _load(files[name])
+    assert sum(isinstance(a, LookupTable) for a in folded.layers) == 2
+    assert not any(getattr(a, "op", None) == "Erf" for a in folded.layers)
+    monkeypatch.setattr(S, "fold_lookup_tables", lambda nodes, outputs: nodes)
+    plain = _load(files[name])
+    assert len(plain.nodes) > len(folded.nodes)
+    for batch, t in SHAPES:
+        feed = _feed(batch, t)
+        np.testing.assert_array_equal(folded(**feed), plain(**feed))

@@ -221,7 +221,8 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
             raise ValueError(f"output {o.name!r}: is not a computed tensor "
                              f"({type(v).__name__}); constant outputs are not supported")
         outputs.append(v.name)
-    m = Model.graph(_static.drop_requantization(b.nodes, outputs), inputs, outputs)
+    nodes = _static.drop_requantization(_static.fold_lookup_tables(b.nodes, outputs), outputs)
+    m = Model.graph(nodes, inputs, outputs)
     m.report = b.report
     return m
 

@@ -36,7 +36,7 @@ import numpy as np
 from sparsekit.convert.onnx_values import Const
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
-from sparsekit.runtime.qlinear import QLinearAdd
+from sparsekit.runtime.qlinear import LookupTable, QLinearAdd
 
 
 def warn_infinite_scale(node, scale):
@@ -239,6 +239,68 @@ def fuse_qdq_add(model):
         elif id(n) not in drop:
             out.graph.node.append(n)
     return out
+
+
+# ArrayOps that work element by element (with size-1 constants)
+_ELEMENTWISE = {"Erf", "Div", "Mul", "Add", "Sub", "Sqrt", "Exp", "Log", "Tanh", "Sigmoid",
+                "Relu", "Neg", "Abs", "Pow", "Reciprocal", "Floor", "Ceil", "Clip"}
+
+
+def _elementwise(layer):
+    if type(layer) in (L.FakeQuantize, L.ReLU, L.Sigmoid, L.Tanh, L.GELU, L.Add):
+        return True
+    if type(layer) in (L.AddConst, L.MulConst):
+        return layer.value.size == 1 and layer.value.ndim <= 1
+    if type(layer) is QLinearAdd:
+        return all(c is None or c.size == 1 and c.ndim <= 1 for c in (layer.a, layer.b))
+    if type(layer) is ArrayOp:
+        return layer.op in _ELEMENTWISE and layer.output == 0 and all(
+            c.size == 1 and c.ndim <= 1 for c in layer.consts.values())
+    return False
+
+
+def fold_lookup_tables(nodes, outputs):
+    """nodes where each tensor that is an elementwise function of one uint8
+    quantized tensor (FakeQuantize's input x, scale s, zero point z) is one
+    runtime.qlinear.LookupTable on x, its 256 values computed by the same
+    layers at load time; the layers it replaces drop out when nothing else
+    reads them. A FakeQuantize of x stays as it is (cheaper than a lookup)."""
+    src = {}  # tensor -> (x, s, z, table [256], derived)
+    for layer, ins, out in nodes:
+        if type(layer) is L.FakeQuantize and not layer.signed and np.isfinite(layer.scale):
+            if ins[0] in src:  # requantizing a function of an earlier source
+                x, s, z, table, _ = src[ins[0]]
+                src[out] = (x, s, z, layer(table), True)
+            else:
+                grid = (np.arange(256, dtype=np.float32) - np.float32(layer.zero_point)) \
+                    * np.float32(layer.scale)
+                src[out] = (ins[0], layer.scale, layer.zero_point, grid, False)
+        elif ins and _elementwise(layer) and all(i in src for i in ins) and \
+                len({src[i][:3] for i in ins}) == 1:
+            x, s, z = src[ins[0]][:3]
+            try:
+                with np.errstate(all="ignore"):
+                    table = np.asarray(layer(*[src[i][3] for i in ins]))
+            except (ValueError, TypeError):
+                continue
+            if table.shape == (256,) and table.dtype == np.float32:
+                src[out] = (x, s, z, table, True)
+    swapped = [(LookupTable(s, z, table), [x], out) if out in src and src[out][4]
+               else (layer, ins, out)
+               for (layer, ins, out) in nodes
+               for x, s, z, table, _ in [src.get(out, (None,) * 5)]]
+    return _live(swapped, outputs)
+
+
+def _live(nodes, outputs):
+    """nodes without those whose outputs nothing reads."""
+    need = set(outputs)
+    keep = []
+    for layer, ins, out in reversed(nodes):
+        if out in need:
+            keep.append((layer, ins, out))
+            need.update(ins)
+    return keep[::-1]
 
 
 def drop_requantization(nodes, outputs):

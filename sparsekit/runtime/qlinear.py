@@ -82,3 +82,57 @@ class QLinearAdd(Layer):
     def from_state(cls, config, arrays, weight):
         return cls(config["a_params"], config["b_params"], config["out_params"],
                    config.get("signed", False), arrays.get("a"), arrays.get("b"))
+
+
+@register
+class LookupTable(Layer):
+    """y = table[q], q = the uint8 code of x on the grid (scale, zero point)
+    (clip(rint(x / scale) + zero point), NaN to 0, as FakeQuantize).
+
+    What a chain of elementwise layers reading one uint8-quantized tensor
+    becomes (sparsekit.convert.onnx_static.fold_lookup_tables): the chain's
+    output takes at most 256 values, so it is computed once per code at load
+    time, by the same layers, and looked up at run time (BERT's GELU between
+    two quantized MatMuls: Div, Erf, Add, Mul, Mul and their requantizations
+    in one pass)."""
+
+    def __init__(self, scale, zero_point, table):
+        self.scale, self.zero_point = float(scale), int(zero_point)
+        if not (self.scale > 0 and np.isfinite(self.scale)):
+            raise ValueError(f"scale: expected a finite number > 0, got {scale}")
+        if not 0 <= self.zero_point <= 255:
+            raise ValueError(f"zero_point: expected 0..255, got {zero_point}")
+        self.table = np.ascontiguousarray(table, np.float32).reshape(-1)
+        if self.table.size != 256:
+            raise ValueError(f"table: expected 256 values, got {self.table.size}")
+
+    def codes(self, x):
+        x = _f32(x)
+        s = np.float32(self.scale)
+        if x.ndim and x.size:
+            from sparsekit._native import AVAILABLE, core
+
+            if AVAILABLE:
+                q = np.empty(x.shape, np.uint8)
+                try:
+                    core.quantize_u8_static(np.ascontiguousarray(x).reshape(-1, x.shape[-1]),
+                                            s, self.zero_point, q.reshape(-1, x.shape[-1]))
+                    return q
+                except ValueError:  # NaN or inf: the NumPy rule below
+                    pass
+        with np.errstate(invalid="ignore"):
+            t = np.rint(np.divide(x, s, dtype=np.float32)) + np.float32(self.zero_point)
+        return np.fmin(np.fmax(t, np.float32(0)), np.float32(255)).astype(np.uint8)
+
+    def __call__(self, x):
+        return np.take(self.table, self.codes(x))
+
+    def config(self):
+        return {"scale": self.scale, "zero_point": self.zero_point}
+
+    def arrays(self):
+        return {"table": self.table}
+
+    @classmethod
+    def from_state(cls, config, arrays, weight):
+        return cls(config["scale"], config["zero_point"], arrays["table"])

@@ -178,8 +178,10 @@ def main():
             print(f"  {k:<28} {'; '.join(errs)}\n    all {len(sentences)} in one batch: "
                   f"cos vs ORT same file min {(e_sk * e_ox).sum(1).min():.6f} median "
                   f"{np.median((e_sk * e_ox).sum(1)):.6f}; vs ORT fp32 min "
-                  f"{(e_sk * ref32).sum(1).min():.6f} (ORT itself vs ORT fp32 "
-                  f"{(e_ox * ref32).sum(1).min():.6f})\n    one at a time: cos vs ORT same "
+                  f"{(e_sk * ref32).sum(1).min():.6f} median "
+                  f"{np.median((e_sk * ref32).sum(1)):.6f} (ORT itself vs ORT fp32 "
+                  f"{(e_ox * ref32).sum(1).min():.6f}, median "
+                  f"{np.median((e_ox * ref32).sum(1)):.6f})\n    one at a time: cos vs ORT same "
                   f"file min {min(one):.6f} median {np.median(one):.6f}")
             if k in ox_plain:
                 e_pl = mean_pool(ox_plain[k].run(None, all_feed)[0], all_feed["attention_mask"])

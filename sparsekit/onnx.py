@@ -1,5 +1,5 @@
 """sparsekit.onnx: import ONNX models (fp32 pruned, QDQ, QOperator, ORT dynamic
-int8; MLPs, CNNs and transformers such as a BERT from torch.onnx.export with
+and static int8; MLPs, CNNs and transformers such as a BERT from torch.onnx.export with
 dynamic batch and sequence axes) into the torch-free runtime. MatMul / Gemm /
 Conv weights become sparsekit formats; shape arithmetic, masks and the other
 elementwise ops run as NumPy (see sparsekit.convert.onnx for the op list).

@@ -152,8 +152,10 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     binary file or a ModelProto). Float MatMul/Gemm/Conv weights become a
     sparse format when sparse enough, or, with quantize="dynamic", int8;
     int8 weights (QDQ, QOperator, dynamic quantization) are read as int8 as
-    they are (ORT quantize_dynamic files: each MatMulInteger's input is
-    quantized per tensor, as the file asks). Transformer exports
+    they are (ORT quantize_dynamic files: each MatMulInteger's / ConvInteger's
+    input is quantized per tensor, as the file asks; ORT quantize_static
+    files, transformers too: each MatMul's input with the file's static
+    scale and zero point, see sparsekit.convert.onnx_static). Transformer exports
     (torch.onnx.export of a BERT with dynamic axes) load too: shape
     arithmetic, masks and the elementwise ops run as NumPy on int64 / bool /
     float32 arrays (see sparsekit.convert.onnx for the list of ops); integer

@@ -221,11 +221,11 @@ def fuse_qdq_add(model):
             continue
         from onnx import helper
 
-        q = users[0]
-        replace[id(add)] = helper.make_node(
+        q = users[0]  # (nodes are keyed by their first output: names are unique)
+        replace[add.output[0]] = helper.make_node(
             "QLinearAdd", list(pa[:3]) + list(pb[:3]) + [pc[1], pc[2]], [q.output[0]],
             name=(add.name or add.output[0]) + "/qlinear", domain="com.microsoft")
-        drop.add(id(q))
+        drop.add(q.output[0])
     if not replace:
         return model
     import onnx
@@ -234,9 +234,10 @@ def fuse_qdq_add(model):
     out.CopyFrom(model)
     del out.graph.node[:]
     for n in g.node:
-        if id(n) in replace:
-            out.graph.node.append(replace[id(n)])
-        elif id(n) not in drop:
+        key = n.output[0] if n.output else None
+        if key in replace:
+            out.graph.node.append(replace[key])
+        elif key not in drop:
             out.graph.node.append(n)
     return out
 

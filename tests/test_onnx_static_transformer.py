@@ -1,7 +1,7 @@
 """sparsekit.onnx.load on a BERT quantized statically by ONNX Runtime
 (quantize_static, calibrated on random token batches): QDQ and QOperator,
-per-tensor and per-channel int8 weights, with and without ORT's
-quant_pre_process, against ONNX Runtime on the same file; ConvInteger's
+per-tensor and per-channel int8 weights, uint8 and int8 activations, with
+and without ORT's quant_pre_process, against ONNX Runtime on the same file; ConvInteger's
 input quantized per tensor as the file asks.
 
 What "the same as ORT" means here: sparsekit computes what the ONNX
@@ -91,11 +91,16 @@ def _feed(batch, t, seed=0):
             "token_type_ids": (np.arange(t)[None] >= t // 2).astype(np.int64).repeat(batch, 0)}
 
 
-# name: (QDQ?, per-channel weights, quant_pre_process first, mask nodes excluded)
-VARIANTS = {"qdq": (True, False, True, False), "qdq pc": (True, True, False, False),
-            "qop": (False, False, False, False), "qop pc": (False, True, True, False),
-            "qdq nomask": (True, False, False, True), "qdq pc nomask": (True, True, True, True),
-            "qop nomask": (False, False, False, True)}
+# name: (QDQ?, per-channel weights, quant_pre_process first, mask nodes excluded,
+#        int8 activations (ORT's S8S8) instead of uint8)
+VARIANTS = {"qdq": (True, False, True, False, False), "qdq pc": (True, True, False, False, False),
+            "qop": (False, False, False, False, False),
+            "qop pc": (False, True, True, False, False),
+            "qdq nomask": (True, False, False, True, False),
+            "qdq pc nomask": (True, True, True, True, False),
+            "qop nomask": (False, False, False, True, False),
+            "qdq s8 nomask": (True, False, False, True, True),
+            "qop s8 nomask": (False, True, False, True, True)}
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +126,12 @@ def files(tmp_path_factory):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, (qdq, pc, pre, nomask) in VARIANTS.items():
+        for name, (qdq, pc, pre, nomask, s8) in VARIANTS.items():
             out[name] = str(d / (name.replace(" ", "_") + ".onnx"))
             quantize_static(out["pre" if pre else "fp32"], out[name], Reader(),
                             quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
                             per_channel=pc, weight_type=QuantType.QInt8,
-                            activation_type=QuantType.QUInt8,
+                            activation_type=QuantType.QInt8 if s8 else QuantType.QUInt8,
                             nodes_to_exclude=mask_nodes if nomask else [])
     return out
 
@@ -155,7 +160,8 @@ def _cos(a, b, mask):
 SHAPES = [(1, 5), (3, 11), (2, 19)]  # calibration used (4, 9); the export (1, 7)
 
 
-@pytest.mark.parametrize("name", ["qdq", "qdq pc", "qdq nomask", "qdq pc nomask"])
+@pytest.mark.parametrize("name", ["qdq", "qdq pc", "qdq nomask", "qdq pc nomask",
+                                  "qdq s8 nomask"])
 def test_qdq_matches_ort(files, name):
     m = _load(files[name])
     for batch, t in SHAPES:
@@ -193,26 +199,28 @@ def _file_params(path):
         if w is None or w.op_type != "DequantizeLinear" or w.input[0] not in inits:
             continue
         assert x.op_type == "DequantizeLinear"
-        out[w.input[0]] = (inits[w.input[0]], float(inits[x.input[1]]), int(inits[x.input[2]]))
+        out[w.input[0]] = (inits[w.input[0]], float(inits[x.input[1]]), inits[x.input[2]])
     return out
 
 
-@pytest.mark.parametrize("name", ["qdq", "qdq pc"])
+@pytest.mark.parametrize("name", ["qdq", "qdq pc", "qdq s8 nomask"])
 def test_qdq_matmuls_run_static_int8(files, name):
     """Each weight MatMul is one int8 Linear with the file's int8 weight and
     the file's static input scale / zero point (the u8 input ORT computes)."""
     m = _load(files[name])
     lin = [a for a in m.layers if isinstance(a, R.Linear)]
     assert len(lin) == 12 and all(isinstance(a.weight, sparsekit.QuantizedMatrix) for a in lin)
-    want = {(q.T.tobytes(), s, z) for q, s, z in _file_params(files[name]).values()}
+    # (int8 activations run as the u8 codes q + 128: the zero point moves by 128)
+    want = {(q.T.tobytes(), s, int(z) + (128 if np.asarray(z).dtype == np.int8 else 0))
+            for q, s, z in _file_params(files[name]).values()}
     got = {(np.ascontiguousarray(a.weight.q).tobytes(), a.weight.input_scale,
             a.weight.input_zero_point) for a in lin}
     assert len(want) == 12 and got == want
-    per_channel = name.endswith("pc")
+    per_channel = " pc" in name
     assert all((np.size(a.weight.scale) > 1) == per_channel for a in lin)
 
 
-@pytest.mark.parametrize("name", ["qop", "qop pc", "qop nomask"])
+@pytest.mark.parametrize("name", ["qop", "qop pc", "qop nomask", "qop s8 nomask"])
 def test_qoperator_matches_ort(files, name):
     ops = {n.op_type for n in onnx.load(files[name]).graph.node}
     assert {"QLinearMatMul", "QLinearAdd", "QLinearMul"} <= ops

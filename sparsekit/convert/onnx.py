@@ -286,11 +286,13 @@ def _fold_bias(b, t, bias, onnx_name):
 
 
 def _static_input(fmt, x):
-    """An int8 weight reading a u8-quantized input runs on exactly its integers
-    (static per-tensor input quantization) when the format supports it."""
-    if isinstance(x.quant, tuple) and not x.quant[2] and np.isfinite(x.quant[0]) and \
+    """An int8 weight reading a quantized input runs on exactly its integers
+    (static per-tensor input quantization) when the format supports it; an
+    int8 input as the u8 codes q + 128 with zero point zp + 128 (the same
+    values: the kernels' u8 x s8 products give the same sums)."""
+    if isinstance(x.quant, tuple) and np.isfinite(x.quant[0]) and \
             hasattr(fmt, "with_static_input"):
-        return fmt.with_static_input(x.quant[0], x.quant[1])
+        return fmt.with_static_input(x.quant[0], x.quant[1] + (128 if x.quant[2] else 0))
     return fmt
 
 

@@ -10,7 +10,7 @@ onto the output grid:
 
     QLinearMatMul  constant int8 B: an int8 Linear whose input is quantized
                    with the file's static scale / zero point (exact int32, as
-                   ORT); two activations (attention's Q.K^T and P.V): MatMul
+                   ORT; int8 activations as the u8 codes q + 128); two activations (attention's Q.K^T and P.V): MatMul
                    of the two dequantized tensors
     QLinearAdd     a constant operand (ORT writes the bias first) is an
                    AddConst, two tensors an Add (broadcasting: the mask);
@@ -318,13 +318,14 @@ def drop_requantization(nodes, outputs):
             readers.setdefault(n, []).append(i)
     drop = {}
     for layer, ins, out in nodes:
-        if type(layer) is not L.FakeQuantize or layer.signed or out in outputs:
+        if type(layer) is not L.FakeQuantize or out in outputs:
             continue
         rs = readers.get(out, [])
+        zp = layer.zero_point + (128 if layer.signed else 0)  # int8: as u8 codes q + 128
         if rs and all(isinstance(nodes[r][0], L.Linear) and
                       getattr(nodes[r][0].weight, "input_scale", None) is not None and
                       np.float32(nodes[r][0].weight.input_scale) == np.float32(layer.scale) and
-                      nodes[r][0].weight.input_zero_point == layer.zero_point for r in rs):
+                      nodes[r][0].weight.input_zero_point == zp for r in rs):
             drop[out] = ins[0]
     return [(layer, [drop.get(n, n) for n in ins], out)
             for layer, ins, out in nodes if out not in drop]

@@ -10,8 +10,9 @@ onto the output grid:
 
     QLinearMatMul  constant int8 B: an int8 Linear whose input is quantized
                    with the file's static scale / zero point (exact int32, as
-                   ORT; int8 activations as the u8 codes q + 128); two activations (attention's Q.K^T and P.V): MatMul
-                   of the two dequantized tensors
+                   ORT; int8 activations as the u8 codes q + 128); two
+                   activations (attention's Q.K^T and P.V): MatMul of the two
+                   dequantized tensors
     QLinearAdd     a constant operand (ORT writes the bias first) is an
                    AddConst, two tensors an Add (broadcasting: the mask);
                    with scales that allow exact .5 ties, runtime.qlinear's

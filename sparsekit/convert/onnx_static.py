@@ -141,17 +141,12 @@ def _mlas_add(b, node, ins):
     (there ONNX's and MLAS's rounding differ; elsewhere the float path below
     gives the same codes but at float rounding), else None."""
     params = [_scalar_params(ins, i) for i in (1, 4, 6)]
-    if any(p is None for p in params) or isinstance(ins[0], Const) == isinstance(ins[3], Const) \
-            and isinstance(ins[0], Const) or not ties_possible(*(p[0] for p in params)):
+    consts = {key: ins[i].value for key, i in (("a", 0), ("b", 3)) if isinstance(ins[i], Const)}
+    if len(consts) == 2 or any(c.dtype.kind not in "iu" for c in consts.values()) or \
+            any(p is None for p in params) or not ties_possible(*(p[0] for p in params)):
         return None
-    consts, names = {}, []
-    for key, i in (("a", 0), ("b", 3)):
-        if isinstance(ins[i], Const):
-            if ins[i].value.dtype.kind not in "iu":
-                return None
-            consts[key] = ins[i].value
-        else:
-            names.append(O._need_tensor(qinput(b, node, ins, i), node).name)
+    names = [O._need_tensor(qinput(b, node, ins, i), node).name
+             for key, i in (("a", 0), ("b", 3)) if key not in consts]
     signed = _zp(ins, 7).dtype == np.int8
     out = b.emit(QLinearAdd(*params, signed=signed, **consts), names)
     out.quant = params[2] + (signed,)

@@ -26,7 +26,8 @@ from threadpoolctl import threadpool_limits
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from _harness import interleaved, random_sparse_weight, ratio_median  # noqa: E402
+from _harness import (interleaved, random_sparse_weight, ratio_median, thread_clock,  # noqa: E402
+                      wall_clock)
 from gen import generate  # noqa: E402
 from sparse_vs_dense import SHAPES, make_onnxruntime, shared_csr  # noqa: E402
 
@@ -113,6 +114,8 @@ def main():
                          "(rows per chunk, K block, prefetch next block's code and values, "
                          "non-temporal Y stores)")
     ap.add_argument("--no-peers", action="store_true", help="jit and ORT only")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: the thread's CPU time (leaves out preemption on a busy machine)")
     a = ap.parse_args()
     rng = np.random.default_rng(0)
     sparsekit.set_num_threads(1)
@@ -145,10 +148,12 @@ def main():
                     if cs is not None:
                         fns["sk_shared"] = lambda: sparsekit.linear(x, cs)
                 with threadpool_limits(limits=1):
-                    t = interleaved(fns, repeats=a.repeats, target_s=a.target_s)
+                    t = interleaved(fns, repeats=a.repeats, target_s=a.target_s,
+                                    clock=thread_clock if a.clock == "cpu" else wall_clock)
                 ref = "onnxruntime"
                 parts = [f"{name} {t[name]['median'] * 1e3:.3f} ms "
-                         f"({ratio_median(t, ref, name):.2f}x ORT, spread {t[name]['spread']:.0%})"
+                         f"({ratio_median(t, ref, name):.2f}x ORT, spread {t[name]['spread']:.0%}; "
+                         f"min {t[name]['min'] * 1e3:.3f} ms, {t[ref]['min'] / t[name]['min']:.2f}x)"
                          for name in fns]
                 print(f"  M={m}: " + "; ".join(parts), flush=True)
                 nnz = jits[next(iter(jits))].stats["nnz"]

@@ -68,12 +68,16 @@ def emit_chunk(w_chunk, k, fname, kb, nacc, vals_out, interleave=False, ablate=(
                 disp = (li - base - 128) * 4
                 acc = acc_of[r]
                 op = "vmulps" if i == starts[r] else "vfmadd231ps"
+                if op == "vmulps" and seen[r] and "seed" in ablate:
+                    # start from the row's partial (a load) instead of adding it at the end
+                    body.append(f"    vmovaps {r * 64}(%r9), %zmm{acc}")
+                    op = "vfmadd231ps"
                 body.append(f"    {op} {disp}(%rax){{1to16}}, %zmm{nacc + j}, %zmm{acc}")
             else:  # row end
                 acc = acc_of[r]
                 if "no_y" in ablate:  # timing ablation: wrong results
                     continue
-                if seen[r]:
+                if seen[r] and "seed" not in ablate:
                     body.append(f"    vaddps {r * 64}(%r9), %zmm{acc}, %zmm{acc}")
                 body.append(f"    vmovaps %zmm{acc}, {r * 64}(%r9)")
         for r in row_list:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from _harness import (interleaved, random_sparse_weight, ratio_median, thread_clock,  # noqa: E402
                       wall_clock)
-from gen import generate  # noqa: E402
+from gen import generate, generate_t  # noqa: E402
 from sparse_vs_dense import SHAPES, make_onnxruntime, shared_csr  # noqa: E402
 
 import sparsekit  # noqa: E402
@@ -49,14 +49,20 @@ class JitLinear:
     def __init__(self, w, workdir, rows=64, kb=24, interleave=False, tag="w", ablate=(),
                  prefetch=False, stream_y=False):
         self.n, self.k = w.shape
-        self.rows = rows
-        text, vals, st = generate(w, rows, kb, interleave, ablate, prefetch)
+        # rows == "t": gen.generate_t (24 rows in registers per K panel of kb columns)
+        self.scheme = "t" if rows == "t" else "b"
+        self.rows = self.n if self.scheme == "t" else rows
+        if self.scheme == "t":
+            text, vals, st = generate_t(w, kb)
+        else:
+            text, vals, st = generate(w, rows, kb, interleave, ablate, prefetch)
         s = workdir / f"{tag}.S"
         s.write_text(text)
-        hobj = workdir / f"harness{int(stream_y)}.o"
+        src = "harness2.c" if self.scheme == "t" else "harness.c"
+        hobj = workdir / f"{src[:-2]}_{int(stream_y)}.o"
         if not hobj.exists():
             subprocess.run(["gcc", *CFLAGS, *(["-DJIT_STREAM_Y"] if stream_y else []),
-                            "-c", str(HERE / "harness.c"), "-o", str(hobj)], check=True)
+                            "-c", str(HERE / src), "-o", str(hobj)], check=True)
         t0 = time.perf_counter()
         obj = workdir / f"{tag}.o"
         subprocess.run(["gcc", "-c", str(s), "-o", str(obj)], check=True)
@@ -112,7 +118,7 @@ def main():
     ap.add_argument("--variants", default="64:30:1:1",
                     help="comma list of rows:kb:prefetch:stream_y, one jit system each "
                          "(rows per chunk, K block, prefetch next block's code and values, "
-                         "non-temporal Y stores)")
+                         "non-temporal Y stores); rows 't': gen.generate_t with K panels of kb")
     ap.add_argument("--no-peers", action="store_true", help="jit and ORT only")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: the thread's CPU time (leaves out preemption on a busy machine)")
@@ -126,7 +132,9 @@ def main():
             w = random_sparse_weight(rng, n, k, sp)
             jits = {}
             for v in a.variants.split(","):
-                rows, kb, pf, sy = map(int, v.split(":"))
+                p = v.split(":")
+                rows = p[0] if p[0] == "t" else int(p[0])
+                kb, pf, sy = map(int, p[1:4])
                 j = JitLinear(w, workdir, rows, kb, False, tag=f"{shape}_{sp}_{v.replace(':', '_')}",
                               prefetch=bool(pf), stream_y=bool(sy))
                 check(j, w, rng)

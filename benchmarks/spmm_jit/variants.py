@@ -36,7 +36,8 @@ def main():
     js = {}
     for name in sys.argv[4].split(","):
         p = name.split(":")
-        rows, kb, pf, st = map(int, p[:4])
+        rows = p[0] if p[0] == "t" else int(p[0])
+        kb, pf, st = map(int, p[1:4])
         ab = tuple(p[4].split("+")) if len(p) > 4 else ()
         ww = np.zeros_like(w) if "zeroW" in ab else w
         ab = tuple(a for a in ab if a != "zeroW")

@@ -53,7 +53,7 @@ class JitLinear:
         self.scheme = "t" if rows == "t" else "b"
         self.rows = self.n if self.scheme == "t" else rows
         if self.scheme == "t":
-            text, vals, st = generate_t(w, kb)
+            text, vals, st = generate_t(w, kb, prefetch)
         else:
             text, vals, st = generate(w, rows, kb, interleave, ablate, prefetch)
         s = workdir / f"{tag}.S"

@@ -197,14 +197,26 @@ def generate(w, rows=64, kb=24, interleave=False, ablate=(), prefetch=False):
 GROUP = 24
 
 
-def emit_group(w_grp, k, k0, kw, n0, n_all, fname, first_panel, vals_out):
-    """One (panel, group) function; rdi = xp, rsi = yt [T][N][16], rdx = vals, rcx = ntiles."""
+def emit_group(w_grp, k, k0, kw, n0, n_all, fname, first_panel, vals_out, prefetch=False):
+    """One (panel, group) function; rdi = xp, rsi = yt [T][N][16], rdx = vals, rcx = ntiles.
+    prefetch: spread the next function's code and values (assumed about this one's
+    size) over 8 tile passes."""
     g = w_grp.shape[0]
     sub = w_grp[:, k0:k0 + kw]
     cc, rr = np.nonzero(sub.T)  # column-major: code order
     vals = sub[rr, cc]
-    lines = ["    .p2align 6", f"{fname}:",
-             f"    leaq {k0 * 64}(%rdi), %r8",
+    pre = []
+    lines = ["    .p2align 6", f"{fname}:"]
+    if prefetch:
+        code_lines = -(-(7 * (vals.size + kw + 2 * g)) // 64)
+        val_lines = -(-(4 * vals.size) // 64) + 1
+        pc, pv = -(-code_lines // 8), -(-val_lines // 8)
+        lines += ["    pushq %r12", "    pushq %r13", f"    leaq .L{fname}_end(%rip), %r12",
+                  f"    leaq {vals.size * 4}(%rdx), %r13"]
+        pre = ([f"    prefetcht1 {i * 64}(%r12)" for i in range(pc)] +
+               [f"    prefetcht0 {i * 64}(%r13)" for i in range(pv)] +
+               [f"    addq ${pc * 64}, %r12", f"    addq ${pv * 64}, %r13"])
+    lines += [f"    leaq {k0 * 64}(%rdi), %r8",
              f"    leaq {n0 * 64}(%rsi), %r9",
              "    movq %rcx, %r10",
              "    .p2align 4",
@@ -214,6 +226,7 @@ def emit_group(w_grp, k, k0, kw, n0, n_all, fname, first_panel, vals_out):
     for r in range(g):
         lines.append(f"    vpxord %zmm{r}, %zmm{r}, %zmm{r}" if first_panel
                      else f"    vmovaps {r * 64}(%r9), %zmm{r}")
+    lines += pre
     starts = np.searchsorted(cc, np.arange(kw + 1))
     vbase, xbase, tmp = 0, 0, 0
     for j in range(kw):
@@ -236,12 +249,15 @@ def emit_group(w_grp, k, k0, kw, n0, n_all, fname, first_panel, vals_out):
               f"    addq ${n_all * 64}, %r9",
               "    decq %r10",
               f"    jnz .L{fname}_t",
-              "    vzeroupper", "    ret"]
+              f".L{fname}_end:"]
+    if prefetch:
+        lines += ["    popq %r13", "    popq %r12"]
+    lines += ["    vzeroupper", "    ret"]
     vals_out.append(np.asarray(vals, dtype=np.float32))
     return lines, int(vals.size)
 
 
-def generate_t(w, panel=384):
+def generate_t(w, panel=384, prefetch=False):
     """(assembly, values, stats) of the rows-in-registers variant; harness entry jit2_linear."""
     w = np.ascontiguousarray(w, dtype=np.float32)
     n, k = w.shape
@@ -258,7 +274,7 @@ def generate_t(w, panel=384):
             names.append(fname)
             voff.append(total)
             lines, nz = emit_group(w[gi * GROUP:(gi + 1) * GROUP], k, k0, kw, gi * GROUP, n,
-                                   fname, p == 0, vals)
+                                   fname, p == 0, vals, prefetch)
             out += lines
             total += nz
     out += ["    .section .data.rel.ro,\"aw\"", "    .p2align 3", "    .globl jit2_fns",

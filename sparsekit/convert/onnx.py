@@ -39,6 +39,7 @@ from onnx import numpy_helper
 
 from sparsekit.convert.onnx_fuse import fuse_erf_gelu
 from sparsekit.convert.onnx_generic import generic, generic_ops, inferred_dtypes, np_dtype
+from sparsekit.convert.onnx_shapes import cache_shapes
 from sparsekit.convert.onnx_values import Const, DynParam, IntAcc, Tensor
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import FUNCS
@@ -220,7 +221,8 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
             raise ValueError(f"output {o.name!r}: is not a computed tensor "
                              f"({type(v).__name__}); constant outputs are not supported")
         outputs.append(v.name)
-    m = Model.graph(b.nodes, inputs, outputs)
+    # shape arithmetic: computed once per distinct tuple of input shapes (onnx_shapes)
+    m = Model.graph(cache_shapes(b.nodes, outputs), inputs, outputs)
     m.report = b.report
     return m
 

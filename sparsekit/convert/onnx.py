@@ -244,8 +244,10 @@ def _graph_input(b, vi):
 
 
 def _all_float(ins):
-    """No input is an integer / bool runtime tensor (those go to ArrayOp)."""
-    return all(not isinstance(v, Tensor) or v.is_float for v in ins)
+    """Every runtime tensor input is one the float layers compute (float32); an
+    integer, bool or float64 one goes to ArrayOp, in its own dtype (so float64
+    shape arithmetic stays exact, and cacheable: onnx_shapes)."""
+    return all(not isinstance(v, Tensor) or v.is_float and v.dtype != np.float64 for v in ins)
 
 
 def _need_tensor(v, node, what="input"):
@@ -434,8 +436,9 @@ def _cast(b, node, ins, a):
     if isinstance(v, IntAcc):
         return v
     to = np_dtype(a["to"])
-    if isinstance(v, Tensor) and v.is_float and to.kind == "f":
-        return v  # the runtime computes in float32
+    if isinstance(v, Tensor) and v.is_float and to.kind == "f" and \
+            np.float64 not in (v.dtype, to):
+        return v  # the runtime computes in float32 (float64: an ArrayOp, as ONNX says)
     return generic(b, node, ins, a)
 
 

@@ -13,10 +13,11 @@ ids) is not static and still runs on every call.
     Shape(h) -> Gather -> Unsqueeze --> Concat --> Reshape(x, .)   (before)
     ShapeFunction(h) -------------------------> Reshape(x, .)      (after)
 
-Identical static ops on the same inputs are merged first (an export repeats
-Shape(h) -> Gather for every head split), then each static value read by a
-non-static node (or a graph output) becomes one ShapeFunction holding the
-static ops behind it, in their original order; the other static nodes go.
+Identical ArrayOps on the same inputs are merged first (an export repeats
+Shape(h) -> Gather for every head split, and the attention mask's Where for
+every layer), then each static value read by a non-static node (or a graph
+output) becomes one ShapeFunction holding the static ops behind it, in their
+original order; the other static nodes go.
 """
 import json
 
@@ -34,8 +35,10 @@ def _static_names(nodes):
 
 
 def _signature(op):
-    """What makes two ArrayOps compute the same function."""
-    consts = tuple(sorted((k, v.dtype.str, v.shape, v.tobytes()) for k, v in op.consts.items()))
+    """What makes two ArrayOps compute the same function (a large constant
+    compares by identity: an embedding table is not worth hashing)."""
+    consts = tuple(sorted((k, v.dtype.str, v.shape, v.tobytes() if v.size <= 256 else id(v))
+                          for k, v in op.consts.items()))
     return (op.op, json.dumps(op.attrs, sort_keys=True, default=repr), tuple(op.slots),
             op.output, consts)
 
@@ -44,21 +47,20 @@ def cache_shapes(nodes, outputs):
     """`nodes` (runtime.Model.graph's (layer, inputs, output) list) with its
     static values computed by ShapeFunctions; the same values on every call."""
     static = _static_names(nodes)
-    if not static:
-        return list(nodes)
     keep = set(outputs)
-    alias, seen = {}, {}  # duplicate static value -> the first one computing it
+    alias, seen = {}, {}  # output of a duplicate ArrayOp -> the first one's
     by_name = {}
     for i, (layer, ins, out) in enumerate(nodes):
         ins = [alias.get(n, n) for n in ins]
-        if out in static:
+        if type(layer) is ArrayOp:
             key = (_signature(layer), tuple(ins))
             if key in seen and out not in keep:
                 alias[out] = seen[key]
                 continue
             seen.setdefault(key, out)
+        if out in static:
             by_name[out] = (i, layer, ins)
-    frontier = {n for layer, ins, out in nodes if out not in static
+    frontier = {n for layer, ins, out in nodes if out not in static and out not in alias
                 for n in (alias.get(m, m) for m in ins) if n in static}
     frontier |= {o for o in outputs if o in static}
 
@@ -78,6 +80,8 @@ def cache_shapes(nodes, outputs):
 
     out_nodes = []
     for layer, ins, out in nodes:
+        if out in alias:
+            continue
         if out in static:
             if out in frontier:
                 fn, ext = program(out)

@@ -22,7 +22,7 @@ import sparsekit.convert.onnx as onnx_import  # noqa: E402
 import sparsekit.onnx as sko  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from sparsekit.runtime.array_ops import ArrayOp  # noqa: E402
-from sparsekit.runtime.shape_function import ShapeFunction  # noqa: E402
+from sparsekit.runtime.shape_function import CACHE_BYTES, ShapeFunction  # noqa: E402
 from test_onnx_transformer import _export, _feed, _ort  # noqa: E402
 
 # (batch, tokens) in an order that revisits shapes and changes one axis at a time
@@ -97,6 +97,13 @@ def test_cache_is_bounded():
     for n in [1, 2, 3, 1, 4, 2]:
         np.testing.assert_array_equal(fn(np.zeros(n)), [n])
         assert len(fn._cache) <= 2
+    # in bytes too: float32 zeros of the input's shape, 1 MiB each
+    zeros = ShapeFunction([(ArrayOp("Shape"), [0]), (ArrayOp("ConstantOfShape"), [1])], 1)
+    for n in range(8):
+        x = np.broadcast_to(np.float32(n), (n + 1, 1 << 18))  # its shape is all that is read
+        assert zeros(x).shape == x.shape
+        assert sum(v.nbytes for v in zeros._cache.values()) <= max(CACHE_BYTES, (n + 1) << 20)
+    assert len(zeros._cache) < 8
 
 
 def test_program_reads_inputs_only_through_their_shape():

@@ -15,8 +15,9 @@ built, so a file cannot say otherwise): the shapes are the whole cache key.
 A cached value is shared by every call that hits it, so arrays are cached
 read-only (a layer writing into its input fails loudly instead of changing
 later calls' results). Lookups are one dict read; a miss computes outside the
-lock and inserts under it, evicting the oldest entry when full (FIFO), so
-concurrent calls with different shapes each get their own shapes' value.
+lock and inserts under it, evicting the oldest entries (FIFO) beyond
+cache_size entries or CACHE_BYTES, so concurrent calls with different shapes
+each get their own shapes' value and memory stays bounded.
 """
 import threading
 
@@ -29,7 +30,13 @@ from sparsekit.runtime.layers import Layer, register
 # the ShapeFunction's inputs
 SHAPE_READERS = ("Shape", "Size")
 CACHE_SIZE = 64  # distinct input-shape tuples kept per ShapeFunction
+CACHE_BYTES = 4 << 20  # and at most this many bytes of values (a position-embedding slice
+# is [1, T, C] float32), bar the newest
 _LOCK = threading.Lock()  # guards cache inserts and evictions (all instances: misses are rare)
+
+
+def _nbytes(v):
+    return v.nbytes if type(v) is np.ndarray else 0
 
 
 def _frozen(v):
@@ -70,7 +77,7 @@ class ShapeFunction(Layer):
         self.cache_size = int(cache_size)
         if self.cache_size < 1:
             raise ValueError(f"cache_size: expected >= 1, got {cache_size}")
-        self._cache = {}
+        self._cache, self._nbytes = {}, 0
 
     def __call__(self, *xs):
         key = tuple([x.shape if type(x) is np.ndarray else
@@ -80,9 +87,12 @@ class ShapeFunction(Layer):
             out = self.compute(*xs)
             with _LOCK:
                 cache = self._cache
-                cache[key] = out
-                while len(cache) > self.cache_size:
-                    del cache[next(iter(cache))]
+                if key not in cache:  # (another thread may have added it meanwhile)
+                    cache[key] = out
+                    self._nbytes += _nbytes(out)
+                while len(cache) > self.cache_size or \
+                        self._nbytes > CACHE_BYTES and len(cache) > 1:
+                    self._nbytes -= _nbytes(cache.pop(next(iter(cache))))
         return out
 
     def compute(self, *xs):
@@ -94,7 +104,7 @@ class ShapeFunction(Layer):
 
     def clear_cache(self):
         with _LOCK:
-            self._cache = {}
+            self._cache, self._nbytes = {}, 0
 
     def config(self):
         return {"n_inputs": self.n_inputs, "cache_size": self.cache_size,

@@ -183,6 +183,31 @@ def test_float64_array_op_constant_saves_exactly(tmp_path):
     np.testing.assert_array_equal(back(x), x * c)
 
 
+def test_static_graph_output_is_a_fresh_array():
+    """A graph output computed from shapes only is not served from the cache:
+    the caller may write into it. The Reshape target next to it is cached."""
+    i64 = TensorProto.INT64
+    inits = [("zero", np.array([0], np.int64)), ("minus1", np.array([-1], np.int64))]
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+             helper.make_node("Concat", ["n", "minus1"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["y"]),
+             helper.make_node("Concat", ["s", "minus1"], ["s2"], axis=0)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     [None, None, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                           helper.make_tensor_value_info("s2", i64, None)],
+                          [numpy_helper.from_array(v, k) for k, v in inits])
+    m = sko.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert len(_shape_functions(m)) == 1
+    for shape in [(2, 3, 2), (2, 5, 2), (2, 3, 2)]:
+        x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+        y, s2 = m(x)
+        np.testing.assert_array_equal(y, x.reshape(shape[0], -1))
+        np.testing.assert_array_equal(s2, list(shape) + [-1])
+        s2[0] = 99  # the caller's own array
+
+
 def test_threads_with_different_shapes(files, monkeypatch):
     """Concurrent calls, each shape from several threads, caches small enough
     to evict while other threads read: every result is its own shape's."""

@@ -15,9 +15,10 @@ ids) is not static and still runs on every call.
 
 Identical ArrayOps on the same inputs are merged first (an export repeats
 Shape(h) -> Gather for every head split, and the attention mask's Where for
-every layer), then each static value read by a non-static node (or a graph
-output) becomes one ShapeFunction holding the static ops behind it, in their
-original order; the other static nodes go.
+every layer), then each static value read by a non-static node becomes one
+ShapeFunction holding the static ops behind it, in their original order; the
+other static nodes go, except those a static graph output needs (it stays
+uncached: its caller may write into it).
 """
 import json
 
@@ -62,7 +63,14 @@ def cache_shapes(nodes, outputs):
             by_name[out] = (i, layer, ins)
     frontier = {n for layer, ins, out in nodes if out not in static and out not in alias
                 for n in (alias.get(m, m) for m in ins) if n in static}
-    frontier |= {o for o in outputs if o in static}
+    # a static graph output and what it needs stay plain nodes: the caller gets
+    # a fresh array each call, never the cache's (read-only, shared) one
+    plain, todo = set(), [o for o in outputs if o in static]
+    while todo:
+        n = todo.pop()
+        if n not in plain:
+            plain.add(n)
+            todo.extend(m for m in by_name[n][2] if m in static)
 
     def program(name):
         """The ShapeFunction computing static value `name`, and the tensors it reads."""
@@ -82,7 +90,7 @@ def cache_shapes(nodes, outputs):
     for layer, ins, out in nodes:
         if out in alias:
             continue
-        if out in static:
+        if out in static and out not in plain:
             if out in frontier:
                 fn, ext = program(out)
                 out_nodes.append((fn, ext, out))

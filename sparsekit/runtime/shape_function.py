@@ -52,7 +52,8 @@ class ShapeFunction(Layer):
     program: a list of (ArrayOp, refs) run in order; refs index the values
     known so far: 0 .. n_inputs-1 are the layer's inputs (readable only by
     Shape / Size ops), n_inputs + j the output of program[j]. The layer's
-    output is the last op's. cache_size: distinct input-shape tuples kept."""
+    output is the last op's. cache_size: distinct input-shape tuples kept
+    (and at most CACHE_BYTES of values, the newest always)."""
 
     def __init__(self, program, n_inputs, cache_size=CACHE_SIZE):
         self.n_inputs = int(n_inputs)

@@ -59,15 +59,20 @@ def test_identical_to_uncached_graph(files, kind, monkeypatch):
     fns = _shape_functions(m)
     assert fns and not any(isinstance(a, ArrayOp) and a.op in ("Shape", "Concat", "Unsqueeze")
                            for a in m.layers)
-    assert len(m.nodes) < 0.6 * len(ref.nodes)  # tiny BERT: 160 -> 78 nodes
-    for i, (b, t) in enumerate(SHAPES):
-        feed = _feed(b, t, seed=i)
+    assert len(m.nodes) < 0.6 * len(ref.nodes)  # tiny BERT: 160 -> 77 nodes
+    feeds = [_feed(b, t, seed=i) for i, (b, t) in enumerate(SHAPES)]
+    for feed in feeds:
         got = m(**feed)
-        np.testing.assert_array_equal(got, ref(**feed), err_msg=f"{kind} {(b, t)}")
+        np.testing.assert_array_equal(got, ref(**feed), err_msg=kind)
         if kind == "fp32":
             np.testing.assert_allclose(got, _ort(files[kind], feed), rtol=0, atol=1e-5)
-    # one entry per distinct shape seen, at most: each ran its program once per shape
     assert all(0 < len(f._cache) <= len(set(SHAPES)) for f in fns)
+    # every shape seen: the shape code does not run again (new data, same shapes)
+    with monkeypatch.context() as mp:
+        mp.setattr(ShapeFunction, "compute", lambda *a: pytest.fail("cache miss"))
+        for i, feed in enumerate(feeds):
+            feed = _feed(*feed["input_ids"].shape, seed=100 + i)
+            np.testing.assert_array_equal(m(**feed), ref(**feed), err_msg=kind)
 
 
 def test_same_batch_other_length_is_not_stale(files, monkeypatch):

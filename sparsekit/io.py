@@ -38,15 +38,14 @@ import numpy as np
 
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.layers import LAYERS, Layer
-# the ONNX importer's layers, registered for load() in a process that never imported it
-from sparsekit.runtime import array_ops, qlinear, tensor_quant  # noqa: E402,F401
 from sparsekit.runtime.model import Model
 
 MAGIC = b"SPKMODEL"
 VERSION = 1
 ALIGN = 64
 _PREFIX = struct.Struct("<8sIIQ")
-DTYPES = {"float32": "<f4", "int8": "i1", "uint16": "<u2", "int32": "<i4", "int64": "<i8"}
+DTYPES = {"float32": "<f4", "int8": "i1", "uint16": "<u2", "int32": "<i4", "int64": "<i8",
+          "float64": "<f8"}  # float64: constants of an imported graph's shape code
 # a sparse int8 weight is stored as CSR when it saves space (values + uint16 index)
 _CSR_STORE_MIN_SPARSITY = 0.5
 # the kernel format the saver ran an int8 weight as (W.describe); absent = dense

@@ -12,7 +12,8 @@ import pytest
 import sparsekit
 from sparsekit.runtime import Linear, Model
 
-DTYPES = {"float32": "<f4", "int8": "i1", "uint16": "<u2", "int32": "<i4", "int64": "<i8"}
+DTYPES = {"float32": "<f4", "int8": "i1", "uint16": "<u2", "int32": "<i4", "int64": "<i8",
+          "float64": "<f8"}
 
 
 def read_spk(path):

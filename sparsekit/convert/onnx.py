@@ -39,6 +39,7 @@ from onnx import numpy_helper
 
 from sparsekit.convert.onnx_fuse import fuse_erf_gelu
 from sparsekit.convert.onnx_generic import generic, generic_ops, inferred_dtypes, np_dtype
+from sparsekit.convert.onnx_shapes import cache_shapes
 from sparsekit.convert.onnx_values import Const, DynParam, IntAcc, Tensor
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import FUNCS
@@ -224,7 +225,8 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
                              f"({type(v).__name__}); constant outputs are not supported")
         outputs.append(v.name)
     nodes = _static.drop_requantization(_static.fold_lookup_tables(b.nodes, outputs), outputs)
-    m = Model.graph(nodes, inputs, outputs)
+    # shape arithmetic: computed once per distinct tuple of input shapes (onnx_shapes)
+    m = Model.graph(cache_shapes(nodes, outputs), inputs, outputs)
     m.report = b.report
     return m
 
@@ -246,8 +248,10 @@ def _graph_input(b, vi):
 
 
 def _all_float(ins):
-    """No input is an integer / bool runtime tensor (those go to ArrayOp)."""
-    return all(not isinstance(v, Tensor) or v.is_float for v in ins)
+    """Every runtime tensor input is one the float layers compute (float32); an
+    integer, bool or float64 one goes to ArrayOp, in its own dtype (so float64
+    shape arithmetic stays exact, and cacheable: onnx_shapes)."""
+    return all(not isinstance(v, Tensor) or v.is_float and v.dtype != np.float64 for v in ins)
 
 
 def _need_tensor(v, node, what="input"):
@@ -448,8 +452,9 @@ def _cast(b, node, ins, a):
     if isinstance(v, IntAcc):
         return v
     to = np_dtype(a["to"])
-    if isinstance(v, Tensor) and v.is_float and to.kind == "f":
-        return v  # the runtime computes in float32
+    if isinstance(v, Tensor) and v.is_float and to.kind == "f" and \
+            np.float64 not in (v.dtype, to):
+        return v  # the runtime computes in float32 (float64: an ArrayOp, as ONNX says)
     return generic(b, node, ins, a)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 import sparsekit
 
+from sparsekit.formats import ACTIVATIONS
 from sparsekit.runtime.layers import Conv2d, Linear, _f32, register
 
 
@@ -24,7 +25,8 @@ def tensor_params(x):
     scale = float((hi - lo) / np.float32(255.0))  # float32 arithmetic, as ORT
     if scale == 0.0:  # an all-zero input: any scale gives q = zp = 0
         return 1.0, 0
-    zp = int(np.clip(np.rint(-lo / np.float32(scale)), 0, 255))
+    # round() of the float32 quotient: half to even, as np.rint (and cheaper)
+    zp = min(max(round(float(-lo / np.float32(scale))), 0), 255)
     return scale, zp
 
 
@@ -46,6 +48,12 @@ class TensorQuantLinear(Linear):
     def __call__(self, x):
         x = np.ascontiguousarray(x, dtype=np.float32)
         w = self.weight.with_static_input(*tensor_params(x))
+        k = self.in_features
+        if x.ndim >= 2 and x.size and x.shape[-1] == k and \
+                (self.activation != "gelu" or getattr(w, "_fused_gelu", False)):
+            # Linear's lean path: weight and bias were validated at construction
+            y = w._linear(x.reshape(-1, k), self.bias, ACTIVATIONS[self.activation], "auto")
+            return y.reshape(x.shape[:-1] + (self.out_features,))
         return sparsekit.linear(x, w, self.bias, self.activation)
 
 

@@ -1,0 +1,103 @@
+"""Static int8 chains in the runtime: a Linear whose output only feeds an int8
+Linear with a static input quantization hands it u8 integers, not fp32.
+
+    x fp32 ─quantize─► u8 ─int8 GEMM, bias, GELU, requantize─► U8Activations
+    U8Activations ─int8 GEMM on its integers (its scale, zero point)─► fp32
+
+A Linear with `out_quant=(scale, zero_point)` (the next Linear's static input
+quantization; convert/bert.py sets it on BERT's FFN up-projection, whose GELU
+output is the down-projection's input) returns U8Activations; any Linear with
+an int8 weight takes them. The bytes are exactly the next layer's own static
+quantization of the fp32 output (sk_qgemm_u8s8_u8 with GELU: quantize(gelu(y))
+bit for bit), so a chained model computes the same numbers as the unchained
+one, without writing the [tokens, 4C] fp32 tensor and reading it twice
+(GELU, then quantize).
+"""
+import math
+
+import numpy as np
+
+from sparsekit.formats import ACTIVATIONS
+
+
+class U8Activations:
+    """A u8 activation tensor between runtime layers: q uint8 [..., N] with
+    x ~ (q - zero_point) * scale (one scale and zero point for the tensor)."""
+
+    __slots__ = ("q", "scale", "zero_point")
+
+    def __init__(self, q, scale, zero_point):
+        self.q, self.scale, self.zero_point = q, scale, zero_point
+
+    @property
+    def shape(self):
+        return self.q.shape
+
+    def dequantize(self):
+        """(q - zero_point) * scale as float32."""
+        return (self.q.astype(np.float32) - np.float32(self.zero_point)) * \
+            np.float32(self.scale)
+
+    def __repr__(self):
+        return (f"U8Activations(shape={self.q.shape}, scale={self.scale:g}, "
+                f"zero_point={self.zero_point})")
+
+
+def check_out_quant(weight, out_quant):
+    """(float scale, int zero point) of a Linear's u8 output; the weight must be
+    an int8 format (the requantization is its kernel's epilogue)."""
+    from sparsekit.quant_ops import check_static_params
+
+    if not hasattr(weight, "with_static_input"):
+        raise TypeError("out_quant: u8 output needs an int8 weight (QuantizedMatrix or "
+                        f"SparseInt8Matrix), got {type(weight).__name__}")
+    if isinstance(out_quant, (str, bytes)) or not hasattr(out_quant, "__len__") or \
+            len(out_quant) != 2:
+        raise ValueError(f"out_quant: expected (scale, zero_point), got {out_quant!r}")
+    return check_static_params(out_quant[0], out_quant[1], "out")
+
+
+def run(layer, x):
+    """layer(x) for a Linear with u8 output or u8 input (U8Activations)."""
+    from sparsekit._quantized import QuantizedMatrix
+    from sparsekit.quant_ops import quantize_rows, quantized_linear
+    from sparsekit.runtime.layers import _f32
+
+    w, n = layer.weight, layer.out_features
+    if type(x) is U8Activations:
+        if not hasattr(w, "with_static_input"):  # a float weight: the values
+            return layer._call_f32(x.dequantize())
+        lead, k = x.q.shape[:-1], x.q.shape[-1]
+        q = x.q.reshape(math.prod(lead), k)
+        sc, zp = x.scale, x.zero_point
+    else:
+        x = _f32(x)
+        lead, k = x.shape[:-1], x.shape[-1]
+        if k != layer.in_features:
+            raise ValueError(f"x: expected last dimension {layer.in_features}, got {x.shape}")
+        # the static quantization the weight would do inside (or per row)
+        q, sc, zp = quantize_rows(x.reshape(math.prod(lead), k), w.input_scale,
+                                  w.input_zero_point)
+        if w.input_scale is not None:  # one scale / zero point: keep the scalars
+            sc, zp = w.input_scale, w.input_zero_point
+    os, oz = layer.out_quant if layer.out_quant is not None else (None, None)
+    if type(w) is QuantizedMatrix and k == layer.in_features and q.flags.c_contiguous \
+            and type(sc) is float:
+        y = _dense_int8(w, q, sc, zp, layer.bias, ACTIVATIONS[layer.activation], os, oz)
+    else:
+        y = quantized_linear(q, sc, zp, w, layer.bias, layer.activation, os, oz)
+    y = y.reshape(lead + (n,))
+    return y if os is None else U8Activations(y, os, oz)
+
+
+def _dense_int8(w, q, scale, zero_point, bias, act, out_scale, out_zp):
+    """quantized_linear for a QuantizedMatrix and a per-tensor input, without
+    re-validating what the layer validated at construction."""
+    from sparsekit._native import core
+    from sparsekit.quant_ops import _ZP
+
+    (n, k), m = w.shape, q.shape[0]
+    out = np.empty((m, n), dtype=np.float32 if out_scale is None else np.uint8)
+    core.qgemm_dequant(w._arrays(), n, k, q, _ZP[zero_point], np.full(1, scale, np.float32),
+                       bias, act, out_scale, 0 if out_zp is None else out_zp, out)
+    return out

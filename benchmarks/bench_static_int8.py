@@ -6,6 +6,8 @@ one thread, interleaved repeats, medians; ratios static / dynamic per repeat.
     HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --minilm   # + MiniLM (~1 min)
     HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --runtime --no-layers
         # MiniLM in the torch-free runtime (to_runtime) only (~40 s)
+    HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --chain --no-layers
+        # to_runtime(static) with / without its int8 chains (runtime.int8_chain)
 
 One layer through sparsekit.linear (QuantizedMatrix and SparseInt8Matrix, the
 static one from with_static_input), and a small MLP 384-1536-384 (GELU, 90%
@@ -164,6 +166,31 @@ def minilm_runtime(repeats):
                   [("fake_quantize", fq)], ref)
 
 
+def minilm_chain(repeats):
+    """to_runtime(quantize="static") with its int8 chains (BERT's FFN: the
+    up-projection's GELU output handed to the down-projection as u8,
+    runtime.int8_chain) against the same model unchained (fp32 between them):
+    time per batch at batch 1 and 32; the outputs must be identical."""
+    import sparsekit.torch as skt
+    from sparsekit.datasets import SENTENCES
+    from sparsekit.runtime.int8_chain import without_chains
+
+    st, _, _ = calibrated_minilm()
+    chained = skt.to_runtime(st, quantize="static")
+    rts = {"unchained": without_chains(chained), "chained": chained}
+    n = sum(getattr(layer, "out_quant", None) is not None for layer in chained.layers)
+    print("| case | unchained µs | chained µs | chained / unchained |\n|---|---|---|---|")
+    for b in (1, 32):
+        f = st.tokenize(list(SENTENCES[:b]))
+        inp = {k: f[k].numpy() for k in ("input_ids", "attention_mask", "token_type_ids")}
+        assert np.array_equal(chained(**inp), rts["unchained"](**inp))
+        t = interleaved({q: lambda rt=rt, inp=inp: rt(**inp) for q, rt in rts.items()},
+                        repeats=repeats, target_s=0.05)
+        print(f"| MiniLM to_runtime static ({n} FFN chains), batch {b} | "
+              f"{t['unchained']['median'] * 1e6:.0f} | {t['chained']['median'] * 1e6:.0f} | "
+              f"{ratio_median(t, 'chained', 'unchained'):.2f} |", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=21)
@@ -172,6 +199,9 @@ def main(argv=None):
                     help="also all-MiniLM-L6-v2 (HF_HUB_OFFLINE=1; speed and cosine to fp32)")
     ap.add_argument("--runtime", action="store_true",
                     help="also all-MiniLM-L6-v2 in the torch-free runtime (to_runtime)")
+    ap.add_argument("--chain", action="store_true",
+                    help="also MiniLM to_runtime(static) with against without its int8 "
+                         "chains (runtime.int8_chain)")
     ap.add_argument("--no-layers", action="store_true",
                     help="skip the single-layer and MLP cases")
     args = ap.parse_args(argv)
@@ -199,6 +229,8 @@ def main(argv=None):
             minilm(args.repeats)
         if args.runtime:
             minilm_runtime(args.repeats)
+        if args.chain:
+            minilm_chain(args.repeats)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ kernel sk_gelu_f32 (as the other int8 GELU tests: the kernel's own accuracy
 is tested in test_gelu.py), then rint(y / out_scale) + out_zero_point clamped
 to [0, 255], all in float32 (quantize_rows' static math).
 """
-import copy
-
 import numpy as np
 import pytest
 
@@ -17,7 +15,7 @@ import sparsekit
 from sparsekit import _core
 from sparsekit.quant_ops import int8_matmul, quantize_rows, quantized_linear
 from sparsekit.runtime import layers as L
-from sparsekit.runtime.int8_chain import U8Activations
+from sparsekit.runtime.int8_chain import U8Activations, without_chains
 
 if not hasattr(sparsekit, "SparseInt8Matrix"):
     pytest.skip("this build has no int8 kernels", allow_module_level=True)
@@ -158,17 +156,6 @@ def _tiny_calibrated_bert():
     return bert, feed(5)
 
 
-def _unchained(model):
-    m = copy.copy(model)
-    m.nodes = []
-    for layer, ins, out in model.nodes:
-        if isinstance(layer, L.Linear) and layer.out_quant is not None:
-            layer = copy.copy(layer)
-            layer.out_quant = None
-        m.nodes.append((layer, ins, out))
-    return m
-
-
 @pytest.fixture(scope="module")
 def static_bert():
     """(runtime model of a tiny calibrated BertModel, feed), converted with
@@ -195,7 +182,7 @@ def test_static_bert_runtime_chains_ffn_bit_for_bit(isa, static_bert, tmp_path):
             assert layer.out_quant == (w.input_scale, w.input_zero_point)
     rows = [r for r in m.conversion_report if "u8 chain" in r["reason"]]
     assert len(rows) == 4
-    got, ref = m(**feed), _unchained(m)(**feed)
+    got, ref = m(**feed), without_chains(m)(**feed)
     for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)
     path = tmp_path / "bert.sk"

@@ -101,3 +101,20 @@ def _dense_int8(w, q, scale, zero_point, bias, act, out_scale, out_zp):
     core.qgemm_dequant(w._arrays(), n, k, q, _ZP[zero_point], np.full(1, scale, np.float32),
                        bias, act, out_scale, 0 if out_zp is None else out_zp, out)
     return out
+
+
+def without_chains(model):
+    """A copy of a runtime Model whose Linears output fp32 again (out_quant
+    dropped; weights shared): the unchained model, for comparisons."""
+    import copy
+
+    from sparsekit.runtime.layers import Linear
+
+    m = copy.copy(model)
+    m.nodes = []
+    for layer, ins, out in model.nodes:
+        if isinstance(layer, Linear) and layer.out_quant is not None:
+            layer = copy.copy(layer)
+            layer.out_quant = None
+        m.nodes.append((layer, list(ins), out))
+    return m

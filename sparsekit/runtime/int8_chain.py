@@ -17,7 +17,11 @@ import math
 
 import numpy as np
 
+from sparsekit._native import core as _core
+from sparsekit._quantized import QuantizedMatrix
+from sparsekit._validate import as_float_array, kernel_rows
 from sparsekit.formats import ACTIVATIONS
+from sparsekit.quant_ops import _ZP, check_static_params, quantize_rows, quantized_linear
 
 
 class U8Activations:
@@ -46,8 +50,6 @@ class U8Activations:
 def check_out_quant(weight, out_quant):
     """(float scale, int zero point) of a Linear's u8 output; the weight must be
     an int8 format (the requantization is its kernel's epilogue)."""
-    from sparsekit.quant_ops import check_static_params
-
     if not hasattr(weight, "with_static_input"):
         raise TypeError("out_quant: u8 output needs an int8 weight (QuantizedMatrix or "
                         f"SparseInt8Matrix), got {type(weight).__name__}")
@@ -59,48 +61,38 @@ def check_out_quant(weight, out_quant):
 
 def run(layer, x):
     """layer(x) for a Linear with u8 output or u8 input (U8Activations)."""
-    from sparsekit._quantized import QuantizedMatrix
-    from sparsekit.quant_ops import quantize_rows, quantized_linear
-    from sparsekit.runtime.layers import _f32
-
     w, n = layer.weight, layer.out_features
     if type(x) is U8Activations:
         if not hasattr(w, "with_static_input"):  # a float weight: the values
             return layer._call_f32(x.dequantize())
         lead, k = x.q.shape[:-1], x.q.shape[-1]
-        q = x.q.reshape(math.prod(lead), k)
+        q = kernel_rows(x.q.reshape(math.prod(lead), k))
         sc, zp = x.scale, x.zero_point
     else:
-        x = _f32(x)
-        lead, k = x.shape[:-1], x.shape[-1]
-        if k != layer.in_features:
+        if not (type(x) is np.ndarray and x.dtype == np.float32):
+            x = as_float_array(x, "x")
+        if x.ndim == 0 or x.shape[-1] != layer.in_features:
             raise ValueError(f"x: expected last dimension {layer.in_features}, got {x.shape}")
-        # the static quantization the weight would do inside (or per row)
-        q, sc, zp = quantize_rows(x.reshape(math.prod(lead), k), w.input_scale,
-                                  w.input_zero_point)
-        if w.input_scale is not None:  # one scale / zero point: keep the scalars
-            sc, zp = w.input_scale, w.input_zero_point
+        lead, k = x.shape[:-1], x.shape[-1]
+        x2 = x.reshape(math.prod(lead), k)
+        sc, zp = w.input_scale, w.input_zero_point
+        if sc is None:  # a dynamic weight: per-row parameters
+            q, sc, zp = quantize_rows(x2)
+        else:  # the static quantization the weight would do inside
+            q = np.empty(x2.shape, dtype=np.uint8)
+            _core.quantize_u8_static(kernel_rows(x2), sc, zp, q)
     os, oz = layer.out_quant if layer.out_quant is not None else (None, None)
-    if type(w) is QuantizedMatrix and k == layer.in_features and q.flags.c_contiguous \
-            and type(sc) is float:
-        y = _dense_int8(w, q, sc, zp, layer.bias, ACTIVATIONS[layer.activation], os, oz)
+    if type(w) is QuantizedMatrix and type(sc) is float and k == layer.in_features:
+        # what quantized_linear does, without re-validating what the layer
+        # validated at construction
+        out = np.empty((q.shape[0], n), dtype=np.float32 if os is None else np.uint8)
+        _core.qgemm_dequant(w._arrays(), n, k, q, _ZP[zp], np.full(1, sc, np.float32),
+                            layer.bias, ACTIVATIONS[layer.activation], os,
+                            0 if oz is None else oz, out)
     else:
-        y = quantized_linear(q, sc, zp, w, layer.bias, layer.activation, os, oz)
-    y = y.reshape(lead + (n,))
-    return y if os is None else U8Activations(y, os, oz)
-
-
-def _dense_int8(w, q, scale, zero_point, bias, act, out_scale, out_zp):
-    """quantized_linear for a QuantizedMatrix and a per-tensor input, without
-    re-validating what the layer validated at construction."""
-    from sparsekit._native import core
-    from sparsekit.quant_ops import _ZP
-
-    (n, k), m = w.shape, q.shape[0]
-    out = np.empty((m, n), dtype=np.float32 if out_scale is None else np.uint8)
-    core.qgemm_dequant(w._arrays(), n, k, q, _ZP[zero_point], np.full(1, scale, np.float32),
-                       bias, act, out_scale, 0 if out_zp is None else out_zp, out)
-    return out
+        out = quantized_linear(q, sc, zp, w, layer.bias, layer.activation, os, oz)
+    out = out.reshape(lead + (n,))
+    return out if os is None else U8Activations(out, os, oz)
 
 
 def without_chains(model):

@@ -103,6 +103,7 @@ typedef struct {
 static void gelu_u8_tile(sk_qgemm_u8s8_fn fn, const sk_qgemm_u8s8_args *p, int64_t m0,
                          int64_t rows, int64_t n0, int64_t cols, const post_op *post) {
   _Alignas(64) float buf[GELU_U8_TILE];
+  _Alignas(64) uint8_t qbuf[GELU_U8_TILE];
   sk_qgemm_u8s8_args t = *p;
   t.a = p->a + m0 * p->lda;
   t.a_zp = p->a_zp + m0 * p->zp_stride;
@@ -117,14 +118,14 @@ static void gelu_u8_tile(sk_qgemm_u8s8_fn fn, const sk_qgemm_u8s8_args *p, int64
   t.c = buf;
   t.ldc = cols;
   fn(&t, 0, rows, 0, cols);
-  for (int64_t i = 0; i < rows; ++i) {
-    float *y = buf + i * cols;
-    post->gelu(y, cols);
-    /* a non-finite y (only from scales near FLT_MAX) is clamped as the u8
-     * epilogue clamps it (+inf -> 255, NaN -> 0), not reported */
-    (void)post->requant(y, cols, post->out_scale, post->out_zp,
-                        post->yq + (m0 + i) * post->ldyq + n0);
-  }
+  /* the tile is contiguous (ldc == cols): one call each for all its rows
+   * (per-row calls cost more than the work at 48 columns) */
+  post->gelu(buf, rows * cols);
+  /* a non-finite y (only from scales near FLT_MAX) is clamped as the u8
+   * epilogue clamps it (+inf -> 255, NaN -> 0), not reported */
+  (void)post->requant(buf, rows * cols, post->out_scale, post->out_zp, qbuf);
+  for (int64_t i = 0; i < rows; ++i)
+    memcpy(post->yq + (m0 + i) * post->ldyq + n0, qbuf + i * cols, (size_t)cols);
 }
 
 /* One micro-kernel call on rows [m0, m0 + rows) x columns [n0, n0 + cols),

@@ -14,7 +14,7 @@ import pytest
 import sparsekit
 from sparsekit import _core
 from sparsekit.quant_ops import int8_matmul, quantize_rows, quantized_linear
-from sparsekit.runtime import layers as L
+from sparsekit.runtime import int8_chain, layers as L
 from sparsekit.runtime.int8_chain import U8Activations, without_chains
 
 if not hasattr(sparsekit, "SparseInt8Matrix"):
@@ -99,7 +99,13 @@ def test_linear_out_quant_checks():
         lin(np.ones((2, 5), np.float32))
 
 
-def test_linear_chain_layers(isa):
+@pytest.fixture
+def always_chain(monkeypatch):
+    """Chains at any size (by default only large outputs are u8)."""
+    monkeypatch.setattr(int8_chain, "CHAIN_MIN_BYTES", 0)
+
+
+def test_linear_chain_layers(isa, always_chain):
     """Linear(out_quant) -> Linear on u8: the same numbers as the fp32 chain
     (static and dynamic up-projection input, dense and sparse down weight,
     [B, T, C] input); a float weight takes U8Activations as their values."""
@@ -126,7 +132,28 @@ def test_linear_chain_layers(isa):
             np.testing.assert_array_equal(h.q, quantize_rows(y32, os, oz)[0])
             np.testing.assert_array_equal(down(h), down(y32))
     dense = L.Linear(w2, b2)
-    np.testing.assert_array_equal(dense(h), dense(h.dequantize()))
+    values = (h.q.astype(np.float32) - np.float32(oz)) * np.float32(os)
+    np.testing.assert_array_equal(dense(h), dense(values))
+
+
+def test_chain_only_for_large_outputs():
+    """Below CHAIN_MIN_BYTES of fp32 output a Linear with out_quant returns
+    fp32 (the chain does not pay there), from it u8; the down-projection's
+    result is the same either way."""
+    rng = np.random.default_rng(4)
+    n = 1024
+    rows = int8_chain.CHAIN_MIN_BYTES // (4 * n)
+    w1 = sparsekit.QuantizedMatrix.from_float(rng.standard_normal((n, 8)).astype(np.float32))
+    w1 = w1.with_static_input(0.05, 100)
+    w2 = sparsekit.QuantizedMatrix.from_float(rng.standard_normal((8, n)).astype(np.float32))
+    w2 = w2.with_static_input(0.02, 3)
+    up = L.Linear(w1, None, "gelu", out_quant=(0.02, 3))
+    down = L.Linear(w2)
+    for m, kind in ((rows - 1, np.ndarray), (rows, U8Activations)):
+        x = rng.standard_normal((m, 8)).astype(np.float32)
+        h = up(x)
+        assert type(h) is kind
+        np.testing.assert_array_equal(down(h), down(L.Linear(w1, None, "gelu")(x)))
 
 
 torch = pytest.importorskip("torch")
@@ -171,10 +198,11 @@ def static_bert():
     return m, feed
 
 
-def test_static_bert_runtime_chains_ffn_bit_for_bit(isa, static_bert, tmp_path):
+def test_static_bert_runtime_chains_ffn_bit_for_bit(isa, static_bert, always_chain, tmp_path):
     m, feed = static_bert
     ups = [l for l in m.layers if isinstance(l, L.Linear) and l.out_quant is not None]
     assert len(ups) == 2  # one FFN per encoder layer
+    assert type(ups[0](np.zeros((3, ups[0].in_features), np.float32))) is U8Activations
     downs = {n[1][0]: n[0] for n in m.nodes}
     for layer, ins, out in m.nodes:
         if layer in ups:

@@ -186,8 +186,8 @@ class _Builder:
     def _chain_int8(self, up, down):
         """BERT's FFN with a GELU up-projection and both weights dense int8, the
         down-projection's input static: the up-projection outputs u8 with that
-        quantization (runtime.int8_chain; the same numbers, the fp32 GELU
-        output never leaves the cache). Sparse int8 weights are left as they
+        quantization when its output is large (runtime.int8_chain; the same
+        numbers, the fp32 GELU output never leaves the cache). Sparse int8 weights are left as they
         are (their u8-output epilogue runs in NumPy, slower than the fp32
         kernel path)."""
         from sparsekit._quantized import QuantizedMatrix
@@ -195,10 +195,14 @@ class _Builder:
         if up.activation != "gelu" or type(up.weight) is not QuantizedMatrix or \
                 type(down.weight) is not QuantizedMatrix or down.weight.input_scale is None:
             return
+        from sparsekit.runtime.int8_chain import CHAIN_MIN_BYTES
+
         up.out_quant = (down.weight.input_scale, down.weight.input_zero_point)
+        rows = -(-CHAIN_MIN_BYTES // (4 * up.out_features))
         for row in self.rows[-2:]:
-            row["reason"] += "; u8 chain: the up-projection's GELU output is requantized " \
-                "in its epilogue for the down-projection (int8 in, no fp32 between)"
+            row["reason"] += f"; u8 chain from {rows} tokens: the up-projection's GELU " \
+                "output requantized in its epilogue for the down-projection (int8 in, no " \
+                "fp32 between)"
 
     def linear(self, name, m, activation=None):
         """A runtime Linear with the format accelerate would choose for m."""

@@ -6,8 +6,9 @@ Linear with a static input quantization hands it u8 integers, not fp32.
 
 A Linear with `out_quant=(scale, zero_point)` (the next Linear's static input
 quantization; convert/bert.py sets it on BERT's FFN up-projection, whose GELU
-output is the down-projection's input) returns U8Activations; any Linear with
-an int8 weight takes them. The bytes are exactly the next layer's own static
+output is the down-projection's input) returns U8Activations when its fp32
+output would be large (CHAIN_MIN_BYTES; smaller ones stay fp32, where the
+chain does not pay); any Linear with an int8 weight takes them. The bytes are exactly the next layer's own static
 quantization of the fp32 output (sk_qgemm_u8s8_u8 with GELU: quantize(gelu(y))
 bit for bit), so a chained model computes the same numbers as the unchained
 one, without writing the [tokens, 4C] fp32 tensor and reading it twice
@@ -59,6 +60,18 @@ def check_out_quant(weight, out_quant):
     return check_static_params(out_quant[0], out_quant[1], "out")
 
 
+# The chain pays only when the fp32 tensor it keeps from memory is large: the
+# requantization costs the same in the up-projection's epilogue as in the
+# down-projection's own quantizing pass, which overlaps its GEMM, so what is
+# saved is the fp32 tensor's trip out of and back into the caches. Measured
+# (MiniLM's FFN 384-1536-384, dense int8 static, GELU, 1 thread, interleaved
+# medians; benchmarks/RESULTS.md "int8 chain"): chained / unchained 1.19 at
+# M = 1, 1.10 at 15, 1.03 at 128, 1.00 at 485-640 rows (3-4 MB of fp32),
+# 0.98 at 1024, 0.93 at 2000. Below this many bytes of fp32 output a Linear
+# with out_quant returns fp32 (the same numbers downstream either way).
+CHAIN_MIN_BYTES = 4 << 20
+
+
 def run(layer, x):
     """layer(x) for a Linear with u8 output or u8 input (U8Activations)."""
     w, n = layer.weight, layer.out_features
@@ -74,6 +87,8 @@ def run(layer, x):
         if x.ndim == 0 or x.shape[-1] != layer.in_features:
             raise ValueError(f"x: expected last dimension {layer.in_features}, got {x.shape}")
         lead, k = x.shape[:-1], x.shape[-1]
+        if layer.out_quant is not None and math.prod(lead) * n * 4 < CHAIN_MIN_BYTES:
+            return layer._call_f32(x)  # small: fp32 out (see CHAIN_MIN_BYTES)
         x2 = x.reshape(math.prod(lead), k)
         sc, zp = w.input_scale, w.input_zero_point
         if sc is None:  # a dynamic weight: per-row parameters

@@ -75,7 +75,8 @@ def _check_weight(weight):
 class Linear(Layer):
     """y = act(x @ W.T + b) over the last axis; W is [out, in].
 
-    out_quant=(scale, zero_point), for an int8 W: the output is u8
+    out_quant=(scale, zero_point), for an int8 W: a large output (at least
+    runtime.int8_chain.CHAIN_MIN_BYTES in fp32) is u8
     (runtime.int8_chain.U8Activations) quantized with them, for a next int8
     Linear that takes its integers; a u8 input is taken the same way."""
 

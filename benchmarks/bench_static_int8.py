@@ -23,7 +23,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import interleaved, ratio_median  # noqa: E402
+from _harness import interleaved, ratio_median, thread_clock, wall_clock  # noqa: E402
 
 import sparsekit  # noqa: E402
 
@@ -169,26 +169,42 @@ def minilm_runtime(repeats):
 def minilm_chain(repeats):
     """to_runtime(quantize="static") with its int8 chains (BERT's FFN: the
     up-projection's GELU output handed to the down-projection as u8,
-    runtime.int8_chain) against the same model unchained (fp32 between them):
-    time per batch at batch 1 and 32; the outputs must be identical."""
+    runtime.int8_chain) against the same model unchained (fp32 between them),
+    and with the chain forced at every size (CHAIN_MIN_BYTES = 0): time per
+    batch at batch 1, 32 and 128 (SENTENCES repeated), by wall time and by
+    the thread's CPU time; the outputs must be identical."""
     import sparsekit.torch as skt
     from sparsekit.datasets import SENTENCES
-    from sparsekit.runtime.int8_chain import without_chains
+    from sparsekit.runtime import int8_chain
 
     st, _, _ = calibrated_minilm()
     chained = skt.to_runtime(st, quantize="static")
-    rts = {"unchained": without_chains(chained), "chained": chained}
+    unchained = int8_chain.without_chains(chained)
     n = sum(getattr(layer, "out_quant", None) is not None for layer in chained.layers)
-    print("| case | unchained µs | chained µs | chained / unchained |\n|---|---|---|---|")
-    for b in (1, 32):
-        f = st.tokenize(list(SENTENCES[:b]))
+
+    def forced(inp):
+        saved, int8_chain.CHAIN_MIN_BYTES = int8_chain.CHAIN_MIN_BYTES, 0
+        try:
+            return chained(**inp)
+        finally:
+            int8_chain.CHAIN_MIN_BYTES = saved
+    print(f"{n} FFN chains (u8 from {int8_chain.CHAIN_MIN_BYTES >> 20} MiB of fp32 output)")
+    print("| batch (tokens) | clock | unchained µs | chained µs | forced µs | chained / unchained "
+          "| forced / unchained |\n|---|---|---|---|---|---|---|")
+    for b in (1, 32, 128):
+        f = st.tokenize([SENTENCES[i % len(SENTENCES)] for i in range(b)])
         inp = {k: f[k].numpy() for k in ("input_ids", "attention_mask", "token_type_ids")}
-        assert np.array_equal(chained(**inp), rts["unchained"](**inp))
-        t = interleaved({q: lambda rt=rt, inp=inp: rt(**inp) for q, rt in rts.items()},
-                        repeats=repeats, target_s=0.05)
-        print(f"| MiniLM to_runtime static ({n} FFN chains), batch {b} | "
-              f"{t['unchained']['median'] * 1e6:.0f} | {t['chained']['median'] * 1e6:.0f} | "
-              f"{ratio_median(t, 'chained', 'unchained'):.2f} |", flush=True)
+        ref = unchained(**inp)
+        assert np.array_equal(chained(**inp), ref) and np.array_equal(forced(inp), ref)
+        fns = {"unchained": lambda inp=inp: unchained(**inp),
+               "chained": lambda inp=inp: chained(**inp), "forced": lambda inp=inp: forced(inp)}
+        for clock_name, clock in (("wall", wall_clock), ("cpu", thread_clock)):
+            t = interleaved(fns, repeats=repeats, target_s=0.05, clock=clock)
+            print(f"| {b} ({int(inp['attention_mask'].sum())}) | {clock_name} | "
+                  f"{t['unchained']['median'] * 1e6:.0f} | {t['chained']['median'] * 1e6:.0f} | "
+                  f"{t['forced']['median'] * 1e6:.0f} | "
+                  f"{ratio_median(t, 'chained', 'unchained'):.3f} | "
+                  f"{ratio_median(t, 'forced', 'unchained'):.3f} |", flush=True)
 
 
 def main(argv=None):

@@ -7,7 +7,8 @@ one thread, interleaved repeats, medians; ratios static / dynamic per repeat.
     HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --runtime --no-layers
         # MiniLM in the torch-free runtime (to_runtime) only (~40 s)
     HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --chain --no-layers
-        # to_runtime(static) with / without its int8 chains (runtime.int8_chain)
+        # int8 chains (runtime.int8_chain): the FFN pair by rows, then MiniLM
+        # to_runtime(static) with / without them (~1 min)
 
 One layer through sparsekit.linear (QuantizedMatrix and SparseInt8Matrix, the
 static one from with_static_input), and a small MLP 384-1536-384 (GELU, 90%
@@ -166,6 +167,38 @@ def minilm_runtime(repeats):
                   [("fake_quantize", fq)], ref)
 
 
+def ffn_chain_cases(rng, repeats):
+    """MiniLM's FFN shape (384-1536-384, dense int8, static, GELU) as two
+    runtime Linears: the up-projection's output fp32 (unchained) against u8
+    (out_quant, forced at every size), same results, at M rows."""
+    from sparsekit.runtime import int8_chain
+    from sparsekit.runtime import layers as L
+
+    w1 = sparsekit.QuantizedMatrix.from_float(
+        rng.standard_normal((1536, 384)).astype(np.float32) * 0.05).with_static_input(0.02, 128)
+    w2 = sparsekit.QuantizedMatrix.from_float(
+        rng.standard_normal((384, 1536)).astype(np.float32) * 0.05).with_static_input(0.01, 20)
+    b1, b2 = rng.standard_normal(1536).astype(np.float32), rng.standard_normal(384).astype(
+        np.float32)
+    up, down = L.Linear(w1, b1, "gelu"), L.Linear(w2, b2)
+    up_u8 = L.Linear(w1, b1, "gelu", out_quant=(0.01, 20))
+    saved, int8_chain.CHAIN_MIN_BYTES = int8_chain.CHAIN_MIN_BYTES, 0
+    try:
+        print("| FFN 384-1536-384 rows | unchained µs | chained µs | chained / unchained |\n"
+              "|---|---|---|---|")
+        for m in (1, 15, 128, 485, 1024, 2000):
+            x = rng.standard_normal((m, 384)).astype(np.float32)
+            assert np.array_equal(down(up(x)), down(up_u8(x)))
+            t = interleaved({"unchained": lambda x=x: down(up(x)),
+                             "chained": lambda x=x: down(up_u8(x))},
+                            repeats=repeats, target_s=0.05, clock=thread_clock)
+            print(f"| {m} | {t['unchained']['median'] * 1e6:.1f} | "
+                  f"{t['chained']['median'] * 1e6:.1f} | "
+                  f"{ratio_median(t, 'chained', 'unchained'):.3f} |", flush=True)
+    finally:
+        int8_chain.CHAIN_MIN_BYTES = saved
+
+
 def minilm_chain(repeats):
     """to_runtime(quantize="static") with its int8 chains (BERT's FFN: the
     up-projection's GELU output handed to the down-projection as u8,
@@ -246,6 +279,7 @@ def main(argv=None):
         if args.runtime:
             minilm_runtime(args.repeats)
         if args.chain:
+            ffn_chain_cases(rng, args.repeats)
             minilm_chain(args.repeats)
 
 

@@ -65,10 +65,11 @@ def check_out_quant(weight, out_quant):
 # down-projection's own quantizing pass, which overlaps its GEMM, so what is
 # saved is the fp32 tensor's trip out of and back into the caches. Measured
 # (MiniLM's FFN 384-1536-384, dense int8 static, GELU, 1 thread, interleaved
-# medians; benchmarks/RESULTS.md "int8 chain"): chained / unchained 1.19 at
-# M = 1, 1.10 at 15, 1.03 at 128, 1.00 at 485-640 rows (3-4 MB of fp32),
-# 0.98 at 1024, 0.93 at 2000. Below this many bytes of fp32 output a Linear
-# with out_quant returns fp32 (the same numbers downstream either way).
+# medians; benchmarks/RESULTS.md "Static int8 chain"): chained / unchained
+# 1.19 at M = 1, 1.1 at 15, 1.02-1.03 at 128, 1.00-1.02 at 485-640 rows
+# (3-4 MB of fp32), 0.98-0.99 at 1024, 0.93 at 2000. Below this many bytes of
+# fp32 output a Linear with out_quant returns fp32 (the same numbers
+# downstream either way).
 CHAIN_MIN_BYTES = 4 << 20
 
 

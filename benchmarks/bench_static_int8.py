@@ -6,6 +6,9 @@ one thread, interleaved repeats, medians; ratios static / dynamic per repeat.
     HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --minilm   # + MiniLM (~1 min)
     HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --runtime --no-layers
         # MiniLM in the torch-free runtime (to_runtime) only (~40 s)
+    HF_HUB_OFFLINE=1 python benchmarks/bench_static_int8.py --chain --no-layers
+        # int8 chains (runtime.int8_chain): the FFN pair by rows, then MiniLM
+        # to_runtime(static) with / without them (~1 min)
 
 One layer through sparsekit.linear (QuantizedMatrix and SparseInt8Matrix, the
 static one from with_static_input), and a small MLP 384-1536-384 (GELU, 90%
@@ -21,7 +24,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import interleaved, ratio_median  # noqa: E402
+from _harness import interleaved, ratio_median, thread_clock, wall_clock  # noqa: E402
 
 import sparsekit  # noqa: E402
 
@@ -164,6 +167,79 @@ def minilm_runtime(repeats):
                   [("fake_quantize", fq)], ref)
 
 
+def ffn_chain_cases(rng, repeats):
+    """MiniLM's FFN shape (384-1536-384, dense int8, static, GELU) as two
+    runtime Linears: the up-projection's output fp32 (unchained) against u8
+    (out_quant, forced at every size), same results, at M rows."""
+    from sparsekit.runtime import int8_chain
+    from sparsekit.runtime import layers as L
+
+    w1 = sparsekit.QuantizedMatrix.from_float(
+        rng.standard_normal((1536, 384)).astype(np.float32) * 0.05).with_static_input(0.02, 128)
+    w2 = sparsekit.QuantizedMatrix.from_float(
+        rng.standard_normal((384, 1536)).astype(np.float32) * 0.05).with_static_input(0.01, 20)
+    b1, b2 = rng.standard_normal(1536).astype(np.float32), rng.standard_normal(384).astype(
+        np.float32)
+    up, down = L.Linear(w1, b1, "gelu"), L.Linear(w2, b2)
+    up_u8 = L.Linear(w1, b1, "gelu", out_quant=(0.01, 20))
+    saved, int8_chain.CHAIN_MIN_BYTES = int8_chain.CHAIN_MIN_BYTES, 0
+    try:
+        print("| FFN 384-1536-384 rows | unchained µs | chained µs | chained / unchained |\n"
+              "|---|---|---|---|")
+        for m in (1, 15, 128, 485, 1024, 2000):
+            x = rng.standard_normal((m, 384)).astype(np.float32)
+            assert np.array_equal(down(up(x)), down(up_u8(x)))
+            t = interleaved({"unchained": lambda x=x: down(up(x)),
+                             "chained": lambda x=x: down(up_u8(x))},
+                            repeats=repeats, target_s=0.05, clock=thread_clock)
+            print(f"| {m} | {t['unchained']['median'] * 1e6:.1f} | "
+                  f"{t['chained']['median'] * 1e6:.1f} | "
+                  f"{ratio_median(t, 'chained', 'unchained'):.3f} |", flush=True)
+    finally:
+        int8_chain.CHAIN_MIN_BYTES = saved
+
+
+def minilm_chain(repeats):
+    """to_runtime(quantize="static") with its int8 chains (BERT's FFN: the
+    up-projection's GELU output handed to the down-projection as u8,
+    runtime.int8_chain) against the same model unchained (fp32 between them),
+    and with the chain forced at every size (CHAIN_MIN_BYTES = 0): time per
+    batch at batch 1, 32 and 128 (SENTENCES repeated), by wall time and by
+    the thread's CPU time; the outputs must be identical."""
+    import sparsekit.torch as skt
+    from sparsekit.datasets import SENTENCES
+    from sparsekit.runtime import int8_chain
+
+    st, _, _ = calibrated_minilm()
+    chained = skt.to_runtime(st, quantize="static")
+    unchained = int8_chain.without_chains(chained)
+    n = sum(getattr(layer, "out_quant", None) is not None for layer in chained.layers)
+
+    def forced(inp):
+        saved, int8_chain.CHAIN_MIN_BYTES = int8_chain.CHAIN_MIN_BYTES, 0
+        try:
+            return chained(**inp)
+        finally:
+            int8_chain.CHAIN_MIN_BYTES = saved
+    print(f"{n} FFN chains (u8 from {int8_chain.CHAIN_MIN_BYTES >> 20} MiB of fp32 output)")
+    print("| batch (tokens) | clock | unchained µs | chained µs | forced µs | chained / unchained "
+          "| forced / unchained |\n|---|---|---|---|---|---|---|")
+    for b in (1, 32, 128):
+        f = st.tokenize([SENTENCES[i % len(SENTENCES)] for i in range(b)])
+        inp = {k: f[k].numpy() for k in ("input_ids", "attention_mask", "token_type_ids")}
+        ref = unchained(**inp)
+        assert np.array_equal(chained(**inp), ref) and np.array_equal(forced(inp), ref)
+        fns = {"unchained": lambda inp=inp: unchained(**inp),
+               "chained": lambda inp=inp: chained(**inp), "forced": lambda inp=inp: forced(inp)}
+        for clock_name, clock in (("wall", wall_clock), ("cpu", thread_clock)):
+            t = interleaved(fns, repeats=repeats, target_s=0.05, clock=clock)
+            print(f"| {b} ({int(inp['attention_mask'].sum())}) | {clock_name} | "
+                  f"{t['unchained']['median'] * 1e6:.0f} | {t['chained']['median'] * 1e6:.0f} | "
+                  f"{t['forced']['median'] * 1e6:.0f} | "
+                  f"{ratio_median(t, 'chained', 'unchained'):.3f} | "
+                  f"{ratio_median(t, 'forced', 'unchained'):.3f} |", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=21)
@@ -172,6 +248,9 @@ def main(argv=None):
                     help="also all-MiniLM-L6-v2 (HF_HUB_OFFLINE=1; speed and cosine to fp32)")
     ap.add_argument("--runtime", action="store_true",
                     help="also all-MiniLM-L6-v2 in the torch-free runtime (to_runtime)")
+    ap.add_argument("--chain", action="store_true",
+                    help="also MiniLM to_runtime(static) with against without its int8 "
+                         "chains (runtime.int8_chain)")
     ap.add_argument("--no-layers", action="store_true",
                     help="skip the single-layer and MLP cases")
     args = ap.parse_args(argv)
@@ -199,6 +278,9 @@ def main(argv=None):
             minilm(args.repeats)
         if args.runtime:
             minilm_runtime(args.repeats)
+        if args.chain:
+            ffn_chain_cases(rng, args.repeats)
+            minilm_chain(args.repeats)
 
 
 if __name__ == "__main__":

@@ -180,12 +180,15 @@ def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,
     one per row [...], qw a QuantizedMatrix or a SparseInt8Matrix, bias None
     or float [N], activation None, "relu" or "gelu". Returns float32 [..., N],
     or, with out_scale / out_zero_point, the u8 requantization
-    clip(rint(y / out_scale) + out_zero_point, 0, 255) (round half to even).
+    clip(rint(y / out_scale) + out_zero_point, 0, 255) (round half to even),
+    bit for bit quantize_rows(y, out_scale, out_zero_point) of the fp32
+    result (with "gelu" too: the chain of a static BERT FFN, whose GELU
+    output is the down-projection's input, never leaves the cache in fp32).
     Both weight formats give bit-identical results for the same q and scale
     (a SparseInt8Matrix runs its exact int32 kernel, then the same epilogue,
     in the same float32 operation order, in NumPy). Raises TypeError /
-    ValueError naming the argument for wrong dtypes or shapes, only one of
-    out_scale / out_zero_point, or "gelu" with u8 output.
+    ValueError naming the argument for wrong dtypes or shapes, or only one
+    of out_scale / out_zero_point.
     """
     from sparsekit.formats import ACTIVATIONS
 
@@ -202,9 +205,6 @@ def quantized_linear(xq, x_scale, x_zero_point, qw, bias=None, activation=None,
     b = check_bias(bias, n)
     if (out_scale is None) != (out_zero_point is None):
         raise ValueError("out_scale/out_zero_point: give both (u8 out) or neither (fp32 out)")
-    if out_scale is not None and activation == "gelu":
-        raise ValueError("activation: 'gelu' is available with fp32 output only "
-                         "(no out_scale/out_zero_point)")
     if out_scale is not None:
         out_scale, out_zero_point = check_static_params(out_scale, out_zero_point, "out")
     if sparse:

@@ -93,8 +93,8 @@ typedef struct {
   const float *values;   /* nnz entries                                 */
 } sk_csr_f32;
 
-/* SK_ACT_GELU is the exact (erf) GELU, x * Phi(x); so far only the fp32
- * outputs of the int8 GEMM (sk_qgemm_u8s8_f32, sk_linear_qgemm_u8s8) take it. */
+/* SK_ACT_GELU is the exact (erf) GELU, x * Phi(x); so far only the int8 GEMM
+ * (sk_qgemm_u8s8_f32 / _u8, sk_linear_qgemm_u8s8) takes it. */
 typedef enum { SK_ACT_NONE = 0, SK_ACT_RELU = 1, SK_ACT_GELU = 2 } sk_activation;
 
 /* y[i] = gelu(y[i]) = 0.5 * y[i] * erfc(-y[i] / sqrt(2)) in place, i < n: within
@@ -229,7 +229,10 @@ int sk_qgemm_u8s8_f32(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64
 
 /* Requantizing epilogue for static int8 chains, u8 out:
  *   yq[i, n] = (uint8)clamp(rint(y[i, n] / out_scale) + out_zp, 0, 255)
- * with y as in sk_qgemm_u8s8_f32; out_scale > 0, out_zp in [0, 255]. */
+ * with y as in sk_qgemm_u8s8_f32; out_scale > 0, out_zp in [0, 255]. With
+ * SK_ACT_GELU, yq is bit for bit sk_quantize_u8 (out_scale, out_zp) of
+ * sk_qgemm_u8s8_f32's GELU output (a non-finite y clamps: +inf -> 255,
+ * NaN -> 0, no error), without that fp32 output leaving the cache. */
 int sk_qgemm_u8s8_u8(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_t lda,
                      const int32_t *a_zp, int64_t zp_stride, const float *a_scale,
                      int64_t scale_stride, const float *bias, sk_activation act,

@@ -197,7 +197,9 @@ void sk_add_layernorm_f32__neon(int64_t m, int64_t n, float *y, int64_t ldy, con
  * (the packed weights are zero past K, so A's bytes there never matter but
  * must not be read past the row). The epilogue writes
  *   S32: c - zp*sum24;  F32: act(float(..) * (a_scale * w_scale) + bias);
- *   U8: F32 requantized with out_scale / out_zp (round half to even). */
+ *   U8: F32 requantized with out_scale / out_zp (round half to even).
+ * GELU is not theirs: the driver applies it to finished fp32 tiles (with
+ * u8 output, to an fp32 tile buffer it then requantizes). */
 enum { SK_QOUT_S32 = 0, SK_QOUT_F32 = 1, SK_QOUT_U8 = 2 };
 
 typedef struct {

@@ -8,6 +8,7 @@
         SelfAttention (query/key/value: one fused [3C, C] weight)
         Linear (attention.output.dense) ─► AddLayerNorm(· , layer input)
         Linear + GELU (intermediate) ─► Linear (output.dense) ─► AddLayerNorm
+        (static int8: intermediate hands output.dense u8, runtime.int8_chain)
     BertModel:             ─► UnpackTokens ─► "last_hidden_state" [B, T, C]
                            ─► ClsPool ─► Linear ─► Tanh ─► "pooler_output" [B, C]
     SentenceTransformer:   ─► MeanPool / MaxPool / ClsPool (Concat if several)
@@ -169,15 +170,39 @@ class _Builder:
             h = self.add(_add_layer_norm(att.output.LayerNorm),
                          [f"{p}.attention.output.dense", h], f"{p}.attention.output")
             up = f"{p}.intermediate.dense"
-            self.add(self.linear(up, layer.intermediate.dense, act), [h], up)
+            up_layer = self.linear(up, layer.intermediate.dense, act)
+            self.add(up_layer, [h], up)
             if separate:
                 self.add(L.GELU(separate), [up], up + ".act")
                 up += ".act"
-            self.add(self.linear(f"{p}.output.dense", layer.output.dense), [up],
-                     f"{p}.output.dense")
+            down = self.linear(f"{p}.output.dense", layer.output.dense)
+            self.add(down, [up], f"{p}.output.dense")
+            if not separate:
+                self._chain_int8(up_layer, down)
             h = self.add(_add_layer_norm(layer.output.LayerNorm),
                          [f"{p}.output.dense", h], f"{p}.output")
         return h
+
+    def _chain_int8(self, up, down):
+        """BERT's FFN with a GELU up-projection and both weights dense int8, the
+        down-projection's input static: the up-projection outputs u8 with that
+        quantization when its output is large (runtime.int8_chain; the same
+        numbers, the fp32 GELU output never leaves the cache). Sparse int8 weights are left as they
+        are (their u8-output epilogue runs in NumPy, slower than the fp32
+        kernel path)."""
+        from sparsekit._quantized import QuantizedMatrix
+
+        if up.activation != "gelu" or type(up.weight) is not QuantizedMatrix or \
+                type(down.weight) is not QuantizedMatrix or down.weight.input_scale is None:
+            return
+        from sparsekit.runtime.int8_chain import CHAIN_MIN_BYTES
+
+        up.out_quant = (down.weight.input_scale, down.weight.input_zero_point)
+        rows = -(-CHAIN_MIN_BYTES // (4 * up.out_features))
+        for row in self.rows[-2:]:
+            row["reason"] += f"; u8 chain from {rows} tokens: the up-projection's GELU " \
+                "output requantized in its epilogue for the down-projection (int8 in, no " \
+                "fp32 between)"
 
     def linear(self, name, m, activation=None):
         """A runtime Linear with the format accelerate would choose for m."""

@@ -17,6 +17,8 @@ import numpy as np
 import sparsekit
 from sparsekit._validate import as_float_array, check_bias
 from sparsekit.formats import ACTIVATIONS
+from sparsekit.runtime import int8_chain
+from sparsekit.runtime.int8_chain import U8Activations
 
 LAYERS = {}
 
@@ -71,17 +73,30 @@ def _check_weight(weight):
 
 @register
 class Linear(Layer):
-    """y = act(x @ W.T + b) over the last axis; W is [out, in]."""
+    """y = act(x @ W.T + b) over the last axis; W is [out, in].
 
-    def __init__(self, weight, bias=None, activation=None):
+    out_quant=(scale, zero_point), for an int8 W: a large output (at least
+    runtime.int8_chain.CHAIN_MIN_BYTES in fp32) is u8
+    (runtime.int8_chain.U8Activations) quantized with them, for a next int8
+    Linear that takes its integers; a u8 input is taken the same way."""
+
+    def __init__(self, weight, bias=None, activation=None, out_quant=None):
         self.weight = _check_weight(weight)
         self.out_features, self.in_features = self.weight.shape
         self.bias = check_bias(bias, self.out_features)
         if activation not in (None, "relu", "gelu"):
             raise ValueError(f"activation: expected None, 'relu' or 'gelu', got {activation!r}")
         self.activation = activation
+        self.out_quant = None
+        if out_quant is not None:
+            self.out_quant = int8_chain.check_out_quant(self.weight, out_quant)
 
     def __call__(self, x):
+        if self.out_quant is not None or type(x) is U8Activations:
+            return int8_chain.run(self, x)
+        return self._call_f32(x)
+
+    def _call_f32(self, x):
         w = self.weight
         if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim >= 2 and \
                 x.flags.c_contiguous and x.shape[-1] == self.in_features and \
@@ -94,7 +109,9 @@ class Linear(Layer):
         return sparsekit.linear(x, w, self.bias, self.activation)
 
     def config(self):
-        return {"activation": self.activation}
+        if self.out_quant is None:
+            return {"activation": self.activation}
+        return {"activation": self.activation, "out_quant": list(self.out_quant)}
 
     def arrays(self):
         return {} if self.bias is None else {"bias": self.bias}
@@ -575,6 +592,8 @@ class RowsLinear(Linear):
     batch item (the ONNX importer's MatMul layers get [batch, tokens, K])."""
 
     def __call__(self, x):
+        if type(x) is U8Activations or self.out_quant is not None:
+            return super().__call__(x)  # int8_chain runs [..., K] as rows itself
         x = np.asarray(x)
         if x.ndim > 2:
             y = super().__call__(x.reshape(-1, x.shape[-1]))

@@ -78,6 +78,69 @@ static int quantize_rows(const sk_quantize_u8_impl *qimpl, const float *x, int64
   return bad;
 }
 
+/* What follows each micro-kernel call: nothing, GELU on the finished fp32
+ * tile (the micro-kernels apply only RELU), or, for GELU with u8 output, the
+ * chain below. */
+typedef struct {
+  sk_gelu_f32_fn gelu;                   /* NULL: no post-op            */
+  sk_quantize_row_u8_static_fn requant;  /* non-NULL: GELU then u8 out  */
+  uint8_t *yq;
+  int64_t ldyq;
+  float out_scale;
+  int32_t out_zp;
+} post_op;
+
+/* Tiles of at most this many floats (MR x NR, or the GEMV's columns) go
+ * through the GELU + u8 chain; every impl's tiles fit (checked in run). */
+#define GELU_U8_TILE 512
+
+/* GELU with u8 output: the tile is computed in fp32 into a buffer in L1 by
+ * the micro-kernel's f32 epilogue (with every pointer rebased to the tile,
+ * so its row and column offsets are 0), then GELU'd and requantized by the
+ * static row quantizer that sk_quantize_u8 uses: the bytes are exactly
+ * quantize(gelu(y)) of the fp32-output path on every ISA, and the fp32 tile
+ * never leaves the cache. */
+static void gelu_u8_tile(sk_qgemm_u8s8_fn fn, const sk_qgemm_u8s8_args *p, int64_t m0,
+                         int64_t rows, int64_t n0, int64_t cols, const post_op *post) {
+  _Alignas(64) float buf[GELU_U8_TILE];
+  _Alignas(64) uint8_t qbuf[GELU_U8_TILE];
+  sk_qgemm_u8s8_args t = *p;
+  t.a = p->a + m0 * p->lda;
+  t.a_zp = p->a_zp + m0 * p->zp_stride;
+  t.a_scale = p->a_scale + m0 * p->as_stride;
+  t.b = p->b + (n0 / 16) * p->k4 * 64;
+  t.sum24 = p->sum24 + 3 * n0;
+  t.w_scale = p->w_scale + n0 * p->ws_stride;
+  t.bias = p->bias ? p->bias + n0 : NULL;
+  t.n = cols;
+  t.act = SK_ACT_NONE;
+  t.out = SK_QOUT_F32;
+  t.c = buf;
+  t.ldc = cols;
+  fn(&t, 0, rows, 0, cols);
+  /* the tile is contiguous (ldc == cols): one call each for all its rows
+   * (per-row calls cost more than the work at 48 columns) */
+  post->gelu(buf, rows * cols);
+  /* a non-finite y (only from scales near FLT_MAX) is clamped as the u8
+   * epilogue clamps it (+inf -> 255, NaN -> 0), not reported */
+  (void)post->requant(buf, rows * cols, post->out_scale, post->out_zp, qbuf);
+  for (int64_t i = 0; i < rows; ++i)
+    memcpy(post->yq + (m0 + i) * post->ldyq + n0, qbuf + i * cols, (size_t)cols);
+}
+
+/* One micro-kernel call on rows [m0, m0 + rows) x columns [n0, n0 + cols),
+ * then its post-op while the tile is in L1. */
+static void run_tile(sk_qgemm_u8s8_fn fn, const sk_qgemm_u8s8_args *p, int64_t m0,
+                     int64_t rows, int64_t n0, int64_t cols, const post_op *post) {
+  if (post->requant) {
+    gelu_u8_tile(fn, p, m0, rows, n0, cols, post);
+    return;
+  }
+  fn(p, m0, rows, n0, cols);
+  for (int64_t i = 0; post->gelu && i < rows; ++i)
+    post->gelu((float *)p->c + (m0 + i) * p->ldc + n0, cols);
+}
+
 /* fp32 input, M > 1: no separate quantization pass. Each row tile is
  * quantized by the first thread that needs it, right before its
  * micro-kernel, and that micro-kernel prefetches the next tile's fp32 rows
@@ -137,7 +200,7 @@ static int ready_tile(const fused_ctx *f, int64_t t) {
 }
 
 static int run_fused(const sk_qgemm_u8s8_impl *impl, const sk_qgemm_u8s8_args *p, int nt,
-                     int64_t blocks, const fused_ctx *f, sk_gelu_f32_fn gelu) {
+                     int64_t blocks, const fused_ctx *f, const post_op *post) {
   const int64_t n = p->n, m = f->m, mr = f->mr;
   for (int64_t t = 0; t < f->tiles; ++t) atomic_init(&f->state[t], 0);
   int bad = 0;
@@ -156,9 +219,7 @@ static int run_fused(const sk_qgemm_u8s8_impl *impl, const sk_qgemm_u8s8_args *p
         const int64_t n0 = b * impl->nr, cols = n - n0 < impl->nr ? n - n0 : impl->nr;
         lp.prefetch_step = (int)(128 / lead);
         lp.prefetch = pf ? (const char *)(f->x + (m0 + mr) * f->ldx) + b * 64 * lp.kfull : NULL;
-        impl->gemm(&lp, m0, rows, n0, cols);
-        for (int64_t i = 0; gelu && i < rows; ++i)
-          gelu((float *)lp.c + (m0 + i) * lp.ldc + n0, cols);
+        run_tile(impl->gemm, &lp, m0, rows, n0, cols, post);
       }
     }
     lp.prefetch = NULL;
@@ -166,9 +227,7 @@ static int run_fused(const sk_qgemm_u8s8_impl *impl, const sk_qgemm_u8s8_args *p
       const int64_t n0 = b * impl->nr, cols = n - n0 < impl->nr ? n - n0 : impl->nr;
       for (int64_t m0 = 0; m0 < m; m0 += mr) {
         const int64_t rows = m - m0 < mr ? m - m0 : mr;
-        impl->gemm(&lp, m0, rows, n0, cols);
-        for (int64_t i = 0; gelu && i < rows; ++i)
-          gelu((float *)lp.c + (m0 + i) * lp.ldc + n0, cols);
+        run_tile(impl->gemm, &lp, m0, rows, n0, cols, post);
       }
     }
     return bad;
@@ -197,9 +256,7 @@ static int run_fused(const sk_qgemm_u8s8_impl *impl, const sk_qgemm_u8s8_args *p
               atomic_load_explicit(&f->state[t + 1], memory_order_relaxed) == 0)
             lp.prefetch = f->x + (m0 + mr) * f->ldx;
         }
-        impl->gemm(&lp, m0, rows, n0, cols);
-        for (int64_t i = 0; gelu && i < rows; ++i)
-          gelu((float *)lp.c + (m0 + i) * lp.ldc + n0, cols);
+        run_tile(impl->gemm, &lp, m0, rows, n0, cols, post);
       }
     }
   }
@@ -256,14 +313,28 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
   if (nt > blocks) nt = (int)blocks;
   const sk_quantize_u8_impl *qimpl = sk_quantize_u8_select();
   /* GELU is not in the micro-kernels' epilogues (they apply only RELU): it
-   * is a post-op on each finished fp32 tile, the same for every ISA */
-  const sk_gelu_f32_fn gelu =
-      p->act == SK_ACT_GELU && p->out == SK_QOUT_F32 ? sk_gelu_f32_select() : NULL;
+   * is a post-op on each finished fp32 tile, the same for every ISA; with
+   * u8 output the tile is fp32 in a buffer first (gelu_u8_tile) */
+  post_op post = {NULL, NULL, NULL, 0, 0.0f, 0};
+  if (p->act == SK_ACT_GELU) {
+    post.gelu = sk_gelu_f32_select();
+    if (p->out == SK_QOUT_U8) {
+      if ((int64_t)impl->mr * impl->nr > GELU_U8_TILE || impl->gemv_nr > GELU_U8_TILE) {
+        if (scratch) sk_aligned_free(scratch);
+        return SK_ERR_UNSUPPORTED; /* a new impl with bigger tiles: raise the bound */
+      }
+      post.requant = qimpl->static_row;
+      post.yq = (uint8_t *)p->c;
+      post.ldyq = p->ldc;
+      post.out_scale = p->out_scale;
+      post.out_zp = (int32_t)p->out_zp;
+    }
+  }
   int bad = 0;
   if (x && m > 1) {
     const fused_ctx f = {qimpl, x, ldx, k, m, impl->mr, tiles, x_scale, x_zp,
                          xq, rs, rz, (atomic_int *)(rz + m)};
-    bad = run_fused(impl, p, nt, blocks, &f, gelu);
+    bad = run_fused(impl, p, nt, blocks, &f, &post);
     sk_aligned_free(scratch);
     return bad ? SK_ERR_NONFINITE : SK_OK;
   }
@@ -289,15 +360,11 @@ static int run(const sk_qmatrix_s8 *w, int64_t m, sk_qgemm_u8s8_args *p, const f
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t n0 = b * nr, cols = n - n0 < nr ? n - n0 : nr;
       if (m == 1) {
-        impl->gemv(p, 0, 1, n0, cols);
-        if (gelu) gelu((float *)p->c + n0, cols);
+        run_tile(impl->gemv, p, 0, 1, n0, cols, &post);
       } else {
         for (int64_t m0 = 0; m0 < m; m0 += impl->mr) {
           const int64_t rows = m - m0 < impl->mr ? m - m0 : impl->mr;
-          impl->gemm(p, m0, rows, n0, cols);
-          /* the post-op runs on the tile while it is still in L1 */
-          for (int64_t i = 0; gelu && i < rows; ++i)
-            gelu((float *)p->c + (m0 + i) * p->ldc + n0, cols);
+          run_tile(impl->gemm, p, m0, rows, n0, cols, &post);
         }
       }
     }
@@ -364,7 +431,6 @@ int sk_qgemm_u8s8_u8(const sk_qmatrix_s8 *w, int64_t m, const uint8_t *a, int64_
   if (m > 0 && w->n > 0 && a_scale == NULL) return SK_ERR_ARGUMENT;
   if (!(out_scale > 0.0f) || !(out_scale <= FLT_MAX) || out_zp < 0 || out_zp > 255)
     return SK_ERR_ARGUMENT;
-  if (act == SK_ACT_GELU) return SK_ERR_ARGUMENT; /* fp32 outputs only, so far */
   p.out = SK_QOUT_U8;
   p.c = yq;
   p.ldc = ldyq;

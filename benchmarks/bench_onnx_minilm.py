@@ -149,7 +149,7 @@ def main():
         t0 = time.perf_counter()
         sk[k] = sparsekit.onnx.load(f)
         print(f"{k}: sparsekit.onnx.load {time.perf_counter() - t0:.2f} s; formats: "
-              + ", ".join(sorted({why.split(' (')[0] for _, why in sk[k].report})))
+              + ", ".join(sorted({row["chosen"] for row in sk[k].report})))
         ox[k] = ort.InferenceSession(f, opts, providers=["CPUExecutionProvider"])
         if "QDQ" in k:
             ox_plain[k] = ort.InferenceSession(f, plain, providers=["CPUExecutionProvider"])

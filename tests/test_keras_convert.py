@@ -50,10 +50,11 @@ def test_sequential_cnn_pruned(rng):
     linear_like = [a for a in r.layers if isinstance(a, (R.Linear, R.Conv2d))]
     assert len(linear_like) == 5
     assert all(isinstance(a.weight, sparsekit.CSRMatrix) for a in linear_like)
-    assert len(r.report) == 5 and "csr" in r.report[0][1]
+    assert len(r.report) == 5 and r.report[0]["chosen"] == "csr fp32"
+    assert [row["module"] for row in r.report] == ["Conv2D", "Conv2D", "Conv2D", "Dense", "Dense"]
     table = str(r.report).splitlines()  # prints as a table: a header, one line per layer
-    assert len(table) == 6 and table[0].split() == ["layer", "format", "(why)"]
-    assert all(line.startswith(name) and why in line for line, (name, why) in
+    assert len(table) == 6 and table[0].split() == ["name", "module", "chosen", "reason"]
+    assert all(line.startswith(row["name"]) and row["reason"] in line for line, row in
                zip(table[1:], r.report))
 
 
@@ -108,7 +109,7 @@ def test_prune_low_magnitude_wrapper_mask(rng):
     x = rng.standard_normal((5, 20)).astype(np.float32)
     close(r(x), kout(m, x))
     assert isinstance(r.layers[0].weight, sparsekit.CSRMatrix)
-    assert "mask applied" in r.report[0][0]
+    assert "mask applied" in r.report[0]["name"]
     k = keras.ops.convert_to_numpy(wrapped.layer.kernel)
     np.testing.assert_array_equal(r.layers[0].weight.to_dense(), (k * mask).T)
 

@@ -106,7 +106,7 @@ def test_fp32_matches_ort(files, batch, t):
     # float32 throughout, same op order up to BLAS summation: 1e-5 absolute on
     # LayerNorm-scaled hidden states (observed ~1e-6)
     np.testing.assert_allclose(got, _ort(files["fp32"], feed), rtol=0, atol=1e-5)
-    assert len(m.report) == 12 and all("fp32" in why for _, why in m.report)
+    assert len(m.report) == 12 and all("fp32" in row["reason"] for row in m.report)
     # the exported erf GELU (Div, Erf, Add, Mul, Mul) runs in the FFN Linear
     assert sum(getattr(a, "activation", None) == "gelu" for a in m.layers) == 2
     assert not any(isinstance(a, ArrayOp) and a.op == "Erf" for a in m.layers)
@@ -149,8 +149,8 @@ def test_dynamic_int8_matches_ort(files, batch, t):
 
 def test_dynamic_int8_per_channel_weights(files):
     m = sko.load(files["int8 per channel"])
-    assert len(m.report) == 12 and all("per-channel weights read as-is" in why
-                                       for _, why in m.report)
+    assert len(m.report) == 12 and all("per-channel weights read as-is" in row["reason"]
+                                       for row in m.report)
     feed = _feed(3, 11)
     np.testing.assert_allclose(m(**feed), _ort(files["int8 per channel"], feed),
                                rtol=0, atol=1e-4)
@@ -172,15 +172,16 @@ def test_per_tensor_input_quantization_is_what_makes_it_match(files):
 def test_pruned_export_runs_sparse(files):
     m = sko.load(files["pruned"], min_sparsity=0.5)
     assert len(m.report) == 12
-    for name, why in m.report:
-        assert "MatMul" in name and "sparsity 80%" in why and "dense" not in why
+    for row in m.report:
+        assert row["module"] == "MatMul" and "MatMul" in row["name"]
+        assert "sparsity 80%" in row["reason"] and row["chosen"] == "csr fp32"
     sparse = [a.weight for a in m.layers if isinstance(a, sparsekit.runtime.Linear)]
     assert len(sparse) == 12 and not any(isinstance(w, np.ndarray) for w in sparse)
     for batch, t in SHAPES:
         feed = _feed(batch, t)
         np.testing.assert_allclose(m(**feed), _ort(files["pruned"], feed), rtol=0, atol=1e-5)
     dense = sko.load(files["pruned"], min_sparsity=1.0)
-    assert all("dense fp32" in why for _, why in dense.report)
+    assert all(row["chosen"] == "dense fp32" for row in dense.report)
 
 
 def test_quantize_on_import(files):

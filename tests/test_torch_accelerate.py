@@ -352,7 +352,7 @@ def test_to_runtime_matches_torch(rng):
     held = [a for a in r.layers if getattr(a, "weight", None) is not None]
     assert all(row["chosen"] == sparsekit.runtime.weights.describe(layer.weight)
                for row, layer in zip(rows, held))
-    assert str(rows).splitlines()[0].split()[:2] == ["layer", "module"]
+    assert str(rows).splitlines()[0].split()[:2] == ["name", "module"]
     with pytest.raises(TypeError, match="no conversion report"):
         skt.report(sparsekit.runtime.Model(list(r.layers)))
     with pytest.raises(TypeError, match="Sequential"):

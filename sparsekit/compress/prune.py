@@ -18,7 +18,7 @@ from sparsekit.compress.allocation import (
 from sparsekit.compress.masks import (
     check_sparsity, global_masks, mask_from_scores, parse_pattern,
 )
-from sparsekit.compress.report import Report
+from sparsekit._report import Report
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
 SCOPES = ("layer", "global")

@@ -36,7 +36,7 @@ import numpy as np
 
 from sparsekit.compress._torch import call_model, nn, torch, weight_layers
 from sparsekit.compress.observers import make_observer
-from sparsekit.compress.report import Report
+from sparsekit._report import Report
 
 QPARAMS_ATTR = "sparsekit_qparams"
 

@@ -98,7 +98,7 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
         else:
             b.sentence_head(rest, h)
     m = Model.graph(b.nodes, INPUTS, names, optional=["token_type_ids"])
-    m.conversion_report = T.Report(b.rows)
+    m.conversion_report = W.LayerReport(b.rows)
     return m
 
 
@@ -143,7 +143,7 @@ def _check_bert(bert):
 class _Builder:
     def __init__(self, quantize, min_sparsity, m=None):
         self.quantize, self.min_sparsity, self.m = quantize, min_sparsity, m
-        self.nodes, self.rows = [], T.Report()
+        self.nodes, self.rows = [], W.LayerReport()
 
     def add(self, layer, ins, out):
         self.nodes.append((layer, ins, out))

@@ -81,7 +81,7 @@ class _Builder:
     def __init__(self, quantize, min_sparsity, m=None):
         self.nodes, self.count = [], 0
         self.quantize, self.min_sparsity, self.m = quantize, min_sparsity, m
-        self.report = W.WeightReport()
+        self.report = W.LayerReport()
         self.moved = {}  # (tensor, layout) -> transposed tensor, made once
 
     def emit(self, layer, ins):
@@ -100,11 +100,11 @@ class _Builder:
             self.moved[(name, want)] = self.emit(L.Transpose(axes), [name])
         return (self.moved[(name, want)], want, nd)
 
-    def weight(self, w, what, conv=False):
+    def weight(self, w, what, module, conv=False):
         """A conv's rows per call are output pixels: it keeps pack's default M."""
         fmt, why = W.pack_float(w, self.quantize, self.min_sparsity,
                                 m=None if conv else self.m)
-        self.report.append((what, why))
+        self.report.append(W.report_row(what, module, fmt, why))
         return fmt
 
 
@@ -126,7 +126,7 @@ def _convert_layer(b, layer, ins, out_ndim):
         bias = _np(layer.bias) if layer.use_bias else None
         act = _activation(layer)
         what = f"{layer.name} ({note})" if note else layer.name
-        name = b.emit(L.Linear(b.weight(np.ascontiguousarray(kernel.T), what), bias,
+        name = b.emit(L.Linear(b.weight(np.ascontiguousarray(kernel.T), what, kind), bias,
                                "relu" if act == "relu" else None), [x[0]])
         if act not in ("linear", "relu"):
             name = b.emit(_ACTS[act](), [name])
@@ -156,7 +156,7 @@ def _convert_layer(b, layer, ins, out_ndim):
             raise ValueError(f"layer {layer.name!r}: padding={cfg['padding']!r} unsupported")
         act = _activation(layer)
         what = f"{layer.name} ({note})" if note else layer.name
-        name = b.emit(L.Conv2d(b.weight(w, what, conv=True), _np(layer.bias) if layer.use_bias else None,
+        name = b.emit(L.Conv2d(b.weight(w, what, kind, conv=True), _np(layer.bias) if layer.use_bias else None,
                                in_channels=cin, kernel_size=(kh, kw), stride=st, padding=pads,
                                dilation=dl, activation="relu" if act == "relu" else None),
                       [x[0]])
@@ -233,7 +233,9 @@ def convert(model, quantize=None, min_sparsity=None, m=None):
     min_sparsity: None (the default: sparsekit.pack's measured cost model
     decides, as in sparsekit.torch.accelerate) or a fraction of zeros from
     which a sparse format is used. The returned model's `.report` lists the
-    per-layer choices ((layer, format and why) tuples; print it for a table). m: about how many rows each Dense gets per call (None:
+    per-layer choices (dict rows "name", "module", "chosen", "reason", as
+    sparsekit.torch.report; print it for a table). m: about how many rows each
+    Dense gets per call (None:
     sparsekit.pack's default, 128); m=1 (one sample at a time) picks
     SlicedEllMatrix for sparse fp32 Dense kernels where pack predicts it
     fastest, m >= 2 a CSRMatrix with its shared-column layout at 65-83%

@@ -58,7 +58,7 @@ class _Builder:
         self.min_sparsity = min_sparsity
         self.quantize = quantize
         self.producer = {}  # runtime tensor name -> index in self.nodes
-        self.report = W.WeightReport()
+        self.report = W.LayerReport()
         self.dtypes = {}  # ONNX value name -> dtype from ONNX type inference
 
     def emit(self, layer, ins, name=None):
@@ -69,7 +69,7 @@ class _Builder:
         return Tensor(name)
 
     # -- weights --------------------------------------------------------------
-    def weight_from_const(self, c, transpose, what, conv=False):
+    def weight_from_const(self, c, transpose, what, module, conv=False):
         """(format, reason) for a weight const; transpose: stored [K, N]; 4-D
         conv weights go to the runtime's (kh, kw, in) column order (a conv's
         rows per call are output pixels: it keeps pack's default M)."""
@@ -78,14 +78,14 @@ class _Builder:
             out_axis = 1 if transpose else 0
             if np.size(c.scale) == 1 or c.axis == out_axis:
                 fmt, why = W.pack_int8(np.ascontiguousarray(q), c.scale, self.min_sparsity)
-                self.report.append((what, why))
+                self.report.append(W.report_row(what, module, fmt, why))
                 return fmt
         w = c.value.astype(np.float32)
         w = w.T if transpose else _rows(w)
         quant = "dynamic" if c.q is not None or self.quantize == "dynamic" else None
         fmt, why = W.pack_float(np.ascontiguousarray(w), quant, self.min_sparsity,
                                 m=None if conv else self.m)
-        self.report.append((what, why))
+        self.report.append(W.report_row(what, module, fmt, why))
         return fmt
 
 
@@ -170,8 +170,9 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     sparse fp32 weights where pack predicts it fastest, m >= 2 a CSRMatrix
     with its shared-column layout at 65-83% sparsity on AVX-512 where pack
     predicts that (see sparsekit.torch.accelerate). The returned model's
-    `.report` lists (node name, format chosen and why) per weight layer
-    (a list of tuples; print it for a table).
+    `.report` lists per weight layer its node name, op type, format chosen and why
+    (dict rows "name", "module", "chosen", "reason", as sparsekit.torch.report;
+    print it for a table).
     Raises ValueError for an unsupported op (naming the node and listing the
     supported ones), a malformed node or file, or a bad quantize /
     min_sparsity / m; TypeError for another kind of path_or_model, a
@@ -301,7 +302,8 @@ def _static_input(fmt, x):
 
 
 def _linear(b, node, x, wconst, transpose, bias=None, what=None):
-    fmt = b.weight_from_const(wconst, transpose, what or node.name or node.output[0])
+    fmt = b.weight_from_const(wconst, transpose, what or node.name or node.output[0],
+                              node.op_type)
     return b.emit(L.RowsLinear(_static_input(fmt, x), bias), [x.name])
 
 
@@ -310,7 +312,8 @@ def _conv(b, node, x, wconst, attrs, bias=None, per_tensor=False):
     int8 (ConvInteger after DynamicQuantizeLinear, as the file asks)."""
     w = wconst.value
     geo = _conv_geometry(attrs, w.shape[2:], node.name)
-    fmt = b.weight_from_const(wconst, False, node.name or node.output[0], conv=True)
+    fmt = b.weight_from_const(wconst, False, node.name or node.output[0], node.op_type,
+                              conv=True)
     cls = L.Conv2d
     if per_tensor and hasattr(fmt, "with_static_input"):
         cls = TensorQuantConv2d
@@ -355,7 +358,7 @@ def _gemm(b, node, ins, a):
     if c is not None:
         bias = np.broadcast_to(_need_const(c, node, "C").astype(np.float32),
                                (w.value.shape[0 if a.get("transB", 0) else 1],)).copy()
-    fmt = b.weight_from_const(w, not a.get("transB", 0), node.name)
+    fmt = b.weight_from_const(w, not a.get("transB", 0), node.name, node.op_type)
     return b.emit(L.Linear(_static_input(fmt, x), bias), [x.name])
 
 
@@ -417,9 +420,9 @@ def _integer_op(b, node, ins, a, conv):
 
 
 def _per_tensor_report(b):
-    what, why = b.report[-1]
-    b.report[-1] = (what, why.replace(", per-row dynamic activations", "") +
-                    ", per-tensor dynamic activations as in the file")
+    row = b.report[-1]
+    row["reason"] = (row["reason"].replace(", per-row dynamic activations", "") +
+                     ", per-tensor dynamic activations as in the file")
 
 
 def _finish_integer(b, node, spec, scale):
@@ -440,7 +443,7 @@ def _finish_integer(b, node, spec, scale):
     x = Tensor(spec["x"])
     if conv:
         return _conv(b, onode, x, wconst, spec["attrs"], per_tensor=True)
-    fmt = b.weight_from_const(wconst, True, onode.name or onode.output[0])
+    fmt = b.weight_from_const(wconst, True, onode.name or onode.output[0], onode.op_type)
     if hasattr(fmt, "with_static_input"):  # per-tensor input, as the file asks
         _per_tensor_report(b)
         return b.emit(TensorQuantLinear(fmt), [x.name])

@@ -34,20 +34,6 @@ from sparsekit.runtime.torch_modules import (
 _REPORT_ATTR = "_sparsekit_report"
 
 
-class Report(list):
-    """Rows (name, module type, chosen, reason), printable as a table."""
-
-    def __str__(self):
-        if not self:
-            return "(no Linear / Conv2d layers found)"
-        w = max(len(r["name"]) for r in self)
-        t = max(len(r["module"]) for r in self)
-        lines = [f"{'layer':<{w}}  {'module':<{t}}  chosen: reason"]
-        for r in self:
-            lines.append(f"{r['name']:<{w}}  {r['module']:<{t}}  {r['chosen']}: {r['reason']}")
-        return "\n".join(lines)
-
-
 # ---- reading weights -------------------------------------------------------
 
 def _qmod(name):
@@ -410,7 +396,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     rows_per_call = W.check_m(m)
     if not inplace:
         model = _deepcopy(model)
-    rows = Report()
+    rows = W.LayerReport()
     targets = []
     parents = _parents(model)
     for name, m in model.named_modules():
@@ -522,7 +508,7 @@ def report(model, quantize=None, min_sparsity=None, m=None):
     quantize = _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
-    rows = Report()
+    rows = W.LayerReport()
     parents = _parents(model)
     for name, m in model.named_modules():
         if isinstance(m, SparsekitModule):
@@ -593,7 +579,7 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     quantize = _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows = W.check_m(m)
-    out, log = [], Report()
+    out, log = [], W.LayerReport()
     for i, mod in enumerate(_flatten_seq(model)):
         out.extend(_runtime_layer_named(i, mod, quantize, min_sparsity, rows, log))
     rt = Model(fuse_relu(out))

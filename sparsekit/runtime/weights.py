@@ -20,6 +20,7 @@ with a clear RuntimeError rather than silently running fp32.
 import numpy as np
 
 import sparsekit
+from sparsekit._report import Report
 
 # Below this fraction of zeros a CSR fp32 weight is not faster than dense BLAS
 # at typical batch sizes (DESIGN.md: ~2x at 90%, nothing at M=1 below 90%).
@@ -215,16 +216,21 @@ def pack_int8_static(q, scale, input_scale, input_zero_point, min_sparsity=None,
                f"{w.input_scale:.4g}, zero point {w.input_zero_point})")
 
 
-class WeightReport(list):
-    """(layer name, format chosen and why) per weight layer of an imported
-    model (onnx.load, keras.convert): a list of tuples that prints as a table."""
+class LayerReport(Report):
+    """What each converter chose per weight layer and why: dict rows
+    {"name", "module", "chosen", "reason"} (sparsekit.torch.report, to_runtime's
+    conversion_report, onnx.load's and keras.convert's .report), printed as a table."""
+
+    columns = ("name", "module", "chosen", "reason")
 
     def __str__(self):
-        if not self:
-            return "(no weight layers)"
-        width = max(len(name) for name, _ in self)
-        return "\n".join([f"{'layer':<{width}}  format (why)"] +
-                         [f"{name:<{width}}  {why}" for name, why in self])
+        return super().__str__() if self else "(no weight layers)"
+
+
+def report_row(name, module, fmt, why):
+    """A LayerReport row for a weight packed as fmt (None: left as it was)."""
+    return {"name": name, "module": module,
+            "chosen": "kept" if fmt is None else describe(fmt), "reason": why}
 
 
 def describe(w):

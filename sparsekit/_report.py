@@ -1,4 +1,5 @@
-"""A list of per-layer dicts that prints as a table."""
+"""A list of per-layer dicts that prints as a table (compression results,
+converters' per-layer choices)."""
 
 
 class Report(list):

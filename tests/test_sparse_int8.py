@@ -15,11 +15,13 @@ from sparsekit.quant_ops import quantize_rows_reference
 def g4_on_every_cpu(monkeypatch):
     """Weights keep their g4 copy on any CPU here, so the portable g4 kernels
     (forced ISAs, and CPUs without AVX-512 VNNI, where the library leaves the
-    copy out) are checked too; test_g4_only_where_vnni_runs_it checks the
-    library's own rule."""
+    copy out) are checked too, and their 1x4 blocks next to it (the g4-only
+    weights have tests of their own, see g4_only); test_g4_only_where_vnni_runs_it
+    checks the library's own rule."""
     import sparsekit._sparse_int8 as si
 
     monkeypatch.setattr(si, "_g4_cpu", lambda: True)
+    monkeypatch.setattr(si, "_g4_only", lambda w: False)
 
 
 def test_g4_only_where_vnni_runs_it(monkeypatch, rng):
@@ -41,7 +43,9 @@ def test_g4_only_where_vnni_runs_it(monkeypatch, rng):
     assert back._g4 is None
     np.testing.assert_array_equal(w.int8_matmul(xq, 9), ref_int8(xq, 9, q))
     if with_g4 is not None:
-        assert with_g4._g4 is not None and with_g4.nbytes > w.nbytes
+        # both copies, or (AVX-512 VBMI too, block fill < G4_ONLY_FILL) g4 alone
+        assert with_g4._g4 is not None
+        assert (with_g4.nbytes < w.nbytes) == (with_g4._bsr is None) == core.g4_vbmi_cpu()
         np.testing.assert_array_equal(with_g4.int8_matmul(xq, 9), w.int8_matmul(xq, 9))
 
 

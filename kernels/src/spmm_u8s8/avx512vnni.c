@@ -651,3 +651,146 @@ void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int6
     default: spmv_i32_p8(t, n0, n1); return;
   }
 }
+
+/* g4 for small M (2..16 rows, AVX-512 VBMI): the tile is X transposed in
+ * natural row order, 16 bytes per k (xt[k * 16 + i]). A group's 4 columns
+ * (16 rows each) are loaded into the lanes of one zmm (an xmm load and
+ * three inserts from memory) and one vpermb turns them into dwords
+ * (x[i, k0], x[i, k1], x[i, k2], x[i, k3]) for the 16 rows: one vpdpbusd per
+ * group of 4 nonzeros, where the 16-row 1x4 kernel needs one per kept block
+ * (~3.4 per 4 nonzeros at 90% unstructured). */
+#define G4S_MR 16
+
+static inline VBMI __attribute__((always_inline)) __m512i g4s_x(const uint8_t *xt,
+                                                                 const uint16_t *kp,
+                                                                 __m512i perm) {
+  uint64_t k4;
+  memcpy(&k4, kp, 8);
+  __m512i v = _mm512_castsi128_si512(
+      _mm_load_si128((const __m128i *)(xt + (k4 & 0xffff) * G4S_MR)));
+  v = _mm512_inserti32x4(v, _mm_load_si128((const __m128i *)(xt + ((k4 >> 16) & 0xffff) * G4S_MR)), 1);
+  v = _mm512_inserti32x4(v, _mm_load_si128((const __m128i *)(xt + ((k4 >> 32) & 0xffff) * G4S_MR)), 2);
+  v = _mm512_inserti32x4(v, _mm_load_si128((const __m128i *)(xt + (k4 >> 48) * G4S_MR)), 3);
+  return _mm512_permutexvar_epi8(perm, v);
+}
+
+/* Variant: two vpermt2b from the zero-extended xmm loads, columns 0-1 into
+ * bytes 0-1 of each dword, columns 2-3 into bytes 2-3 (the rest zeroed), each
+ * vpdpbusd'd on its own: 2 shuffles per group instead of 4. */
+static inline VBMI __attribute__((always_inline)) void g4s_step2(
+    const uint8_t *xt, const uint16_t *kp, const int8_t *wp, __m512i i01, __m512i i23,
+    __m512i *a, __m512i *b) {
+  uint64_t k4;
+  memcpy(&k4, kp, 8);
+  const __m512i x0 = _mm512_castsi128_si512(
+      _mm_load_si128((const __m128i *)(xt + (k4 & 0xffff) * G4S_MR)));
+  const __m512i x1 = _mm512_castsi128_si512(
+      _mm_load_si128((const __m128i *)(xt + ((k4 >> 16) & 0xffff) * G4S_MR)));
+  const __m512i x2 = _mm512_castsi128_si512(
+      _mm_load_si128((const __m128i *)(xt + ((k4 >> 32) & 0xffff) * G4S_MR)));
+  const __m512i x3 = _mm512_castsi128_si512(
+      _mm_load_si128((const __m128i *)(xt + (k4 >> 48) * G4S_MR)));
+  const __m512i w = _mm512_set1_epi32(load_dword(wp));
+  *a = dpbusd(*a, _mm512_maskz_permutex2var_epi8(0x3333333333333333ull, x0, i01, x1), w);
+  *b = dpbusd(*b, _mm512_maskz_permutex2var_epi8(0xccccccccccccccccull, x2, i23, x3), w);
+}
+
+static VBMI void g4_spmm16(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  const uint16_t *kidx = (const uint16_t *)t->cols;
+  const int8_t *values = t->values;
+  const uint8_t *xt = t->xp;
+  __m512i perm;
+  {
+    __attribute__((aligned(64))) uint8_t idx[64];
+    for (int i = 0; i < 16; ++i)
+      for (int j = 0; j < 4; ++j) idx[4 * i + j] = (uint8_t)(16 * j + i);
+    perm = _mm512_load_si512((const void *)idx);
+  }
+  __m512i i01, i23;
+  {
+    __attribute__((aligned(64))) uint8_t u[64], v[64];
+    for (int i = 0; i < 16; ++i) {
+      u[4 * i] = (uint8_t)i, u[4 * i + 1] = (uint8_t)(64 + i), u[4 * i + 2] = u[4 * i + 3] = 0;
+      v[4 * i + 2] = (uint8_t)i, v[4 * i + 3] = (uint8_t)(64 + i), v[4 * i] = v[4 * i + 1] = 0;
+    }
+    i01 = _mm512_load_si512((const void *)u);
+    i23 = _mm512_load_si512((const void *)v);
+  }
+  (void)i01, (void)i23;
+  const sk_ep ep = ep_of(t);
+  const __m512i zp = _mm512_load_si512((const void *)t->zp);
+  const __m512 xs = ep.fp ? _mm512_loadu_ps(t->xscale) : _mm512_setzero_ps();
+  __attribute__((aligned(64))) uint32_t buf[16 * 16];
+  uint32_t *y = (uint32_t *)t->y;
+  for (int64_t n = n0; n < n1; n += 16) {
+    const int64_t nb = n1 - n < 16 ? n1 - n : 16;
+    __m512i r[16];
+    for (int64_t j = 0; j < nb; ++j) {
+      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+      int64_t p = t->indptr[n + j];
+      const int64_t e = t->indptr[n + j + 1];
+#ifdef G4S_TWO
+      for (; p + 2 <= e; p += 2) {
+        g4s_step2(xt, kidx + 4 * p, values + 4 * p, i01, i23, &a0, &a1);
+        g4s_step2(xt, kidx + 4 * p + 4, values + 4 * p + 4, i01, i23, &a2, &a3);
+      }
+      if (p < e) g4s_step2(xt, kidx + 4 * p, values + 4 * p, i01, i23, &a0, &a1), ++p;
+#endif
+      for (; p + 4 <= e; p += 4) {
+        a0 = dpbusd(a0, g4s_x(xt, kidx + 4 * p, perm), _mm512_set1_epi32(load_dword(values + 4 * p)));
+        a1 = dpbusd(a1, g4s_x(xt, kidx + 4 * p + 4, perm),
+                    _mm512_set1_epi32(load_dword(values + 4 * p + 4)));
+        a2 = dpbusd(a2, g4s_x(xt, kidx + 4 * p + 8, perm),
+                    _mm512_set1_epi32(load_dword(values + 4 * p + 8)));
+        a3 = dpbusd(a3, g4s_x(xt, kidx + 4 * p + 12, perm),
+                    _mm512_set1_epi32(load_dword(values + 4 * p + 12)));
+      }
+      for (; p < e; ++p)
+        a0 = dpbusd(a0, g4s_x(xt, kidx + 4 * p, perm), _mm512_set1_epi32(load_dword(values + 4 * p)));
+      r[j] = epilogue_r(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                        zp, xs, &ep, n + j);
+    }
+    if (nb == 16 && t->mr == 16) {
+      transpose16(r);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_si512((void *)(y + i * t->ldy + n), r[i]);
+    } else {
+      for (int64_t j = 0; j < nb; ++j) _mm512_store_si512((void *)(buf + j * 16), r[j]);
+      for (int64_t i = 0; i < t->mr; ++i)
+        for (int64_t j = 0; j < nb; ++j) y[i * t->ldy + n + j] = buf[j * 16 + i];
+    }
+  }
+}
+
+VBMI void sk_spmm_u8s8_g4_16x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0,
+                                           int64_t n1) {
+  g4_spmm16(t, n0, n1);
+}
+
+/* The 16-row g4 tile: rows [0, mr) of x into xt[c * 16 + i] for c < k, zero
+ * rows past mr. Per 64 columns: the 16 rows as 16 zmm, transposed as dwords
+ * (zmm c: columns 4c..4c+3 of the 16 rows), one vpermb per zmm into the 4
+ * columns' 16-byte runs, stored as one line. */
+VBMI void sk_g4_pack16__avx512vbmi(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
+                                   uint8_t *xt) {
+  __m512i perm;
+  {
+    __attribute__((aligned(64))) uint8_t idx[64];
+    for (int j = 0; j < 4; ++j)
+      for (int i = 0; i < 16; ++i) idx[16 * j + i] = (uint8_t)(4 * i + j);
+    perm = _mm512_load_si512((const void *)idx);
+  }
+  for (int64_t c0 = 0; c0 < k; c0 += 64) {
+    const int64_t kc = k - c0 < 64 ? k - c0 : 64;
+    const __mmask64 km = kc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << kc) - 1);
+    __m512i r[16];
+    for (int64_t i = 0; i < 16; ++i)
+      r[i] = i < mr ? _mm512_maskz_loadu_epi8(km, x + i * ldx + c0) : _mm512_setzero_si512();
+    transpose16(r);
+    for (int64_t c = 0; c < 16 && 4 * c < kc; ++c) {
+      const __m512i v = _mm512_permutexvar_epi8(perm, r[c]);
+      uint8_t *d = xt + (c0 + 4 * c) * G4S_MR;
+      if (4 * c + 4 <= kc) _mm512_storeu_si512((void *)d, v);
+      else _mm512_mask_storeu_epi8(d, ~(__mmask64)0 >> (64 - 16 * (kc - 4 * c)), v);
+    }
+  }
+}

@@ -63,13 +63,30 @@ int sk_spmv_u8s8_g4_fast(int64_t k) {
 #endif
 }
 
+int sk_g4_small_fast(void) {
+#ifdef SK_ARCH_X86
+  return sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI &&
+         __builtin_cpu_supports("avx512vbmi");
+#else
+  return 0;
+#endif
+}
+
+int sk_g4_vbmi_cpu(void) {
+#ifdef SK_ARCH_X86
+  return sk_cpu_supports(SK_ISA_AVX512VNNI) && __builtin_cpu_supports("avx512vbmi");
+#else
+  return 0;
+#endif
+}
+
 /* pack_tile_t (or the VNNI packer) for the shared scaffold: fp32 rows are
  * quantized first into thread t's u8 rows, held behind the tiles in the same
  * block (a second ~100 KB block per call made glibc trim and re-fault the
  * heap). */
 typedef struct {
   int64_t k, kp, rows_alloc;
-  int vnni;
+  int vnni, small; /* small: the 16-row VBMI tile */
 } pack_ctx;
 
 static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, int R,
@@ -87,6 +104,10 @@ static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, 
     x = u8, ldx = c->kp;
   }
 #ifdef SK_ARCH_X86
+  if (c->small) {
+    sk_g4_pack16__avx512vbmi(x, ldx, c->k, mr, xt);
+    return rc;
+  }
   if (c->vnni) {
     sk_g4_pack64__avx512vnni(x, ldx, c->k, mr, xt);
     return rc;
@@ -122,10 +143,14 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   }
 
 #ifdef SK_ARCH_X86
-  const int MR = vnni ? 64 : 8;
-  const sk_spmm_u8s8_fn kernel = vnni ? sk_spmm_u8s8_g4_64x4__avx512vnni
-                                      : sk_spmm_u8s8_g4_8x4__scalar;
+  /* M <= 16: one 16-row tile (the 64-row one would do 4x the work) */
+  const int small = vnni && m <= 16 && sk_g4_small_fast();
+  const int MR = small ? 16 : vnni ? 64 : 8;
+  const sk_spmm_u8s8_fn kernel = small  ? sk_spmm_u8s8_g4_16x4__avx512vbmi
+                                 : vnni ? sk_spmm_u8s8_g4_64x4__avx512vnni
+                                        : sk_spmm_u8s8_g4_8x4__scalar;
 #else
+  const int small = 0;
   const int MR = 8;
   const sk_spmm_u8s8_fn kernel = sk_spmm_u8s8_g4_8x4__scalar;
 #endif
@@ -135,7 +160,7 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   const int64_t ntiles = (m + MR - 1) / MR, rows_alloc = ntiles * MR;
   const int64_t kp = w->k > 0 ? w->k : 1;
   const int64_t rows_u8 = s->xf ? (int64_t)nt * MR : 0; /* fp32 rows: see pack() */
-  const pack_ctx ctx = {w->k, kp, rows_alloc, vnni};
+  const pack_ctx ctx = {w->k, kp, rows_alloc, vnni, small};
   const sk_u8_tiles tiles = {m, ntiles, ntiles, MR, MR, w->k,
                              (size_t)((rows_alloc + rows_u8) * kp), kernel, kernel, pack, &ctx};
   return sk_u8_tiles_run(&tiles, s, &base, nt, bounds);

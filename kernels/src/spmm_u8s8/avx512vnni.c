@@ -658,7 +658,11 @@ void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int6
  * three inserts from memory) and one vpermb turns them into dwords
  * (x[i, k0], x[i, k1], x[i, k2], x[i, k3]) for the 16 rows: one vpdpbusd per
  * group of 4 nonzeros, where the 16-row 1x4 kernel needs one per kept block
- * (~3.4 per 4 nonzeros at 90% unstructured). */
+ * (~3.4 per 4 nonzeros at 90% unstructured). ~2.7 cycles per group here,
+ * most of it the loads and inserts; slower or the same (exact, measured):
+ * two 256-bit pairs and vpermt2b, four broadcasts and blends, merge-masked
+ * loads (1.4x slower), two vpermt2b halves with two vpdpbusd, weights as
+ * embedded broadcasts, 16-bit index loads, 2 groups in flight instead of 4. */
 #define G4S_MR 16
 
 static inline VBMI __attribute__((always_inline)) __m512i g4s_x(const uint8_t *xt,
@@ -674,27 +678,6 @@ static inline VBMI __attribute__((always_inline)) __m512i g4s_x(const uint8_t *x
   return _mm512_permutexvar_epi8(perm, v);
 }
 
-/* Variant: two vpermt2b from the zero-extended xmm loads, columns 0-1 into
- * bytes 0-1 of each dword, columns 2-3 into bytes 2-3 (the rest zeroed), each
- * vpdpbusd'd on its own: 2 shuffles per group instead of 4. */
-static inline VBMI __attribute__((always_inline)) void g4s_step2(
-    const uint8_t *xt, const uint16_t *kp, const int8_t *wp, __m512i i01, __m512i i23,
-    __m512i *a, __m512i *b) {
-  uint64_t k4;
-  memcpy(&k4, kp, 8);
-  const __m512i x0 = _mm512_castsi128_si512(
-      _mm_load_si128((const __m128i *)(xt + (k4 & 0xffff) * G4S_MR)));
-  const __m512i x1 = _mm512_castsi128_si512(
-      _mm_load_si128((const __m128i *)(xt + ((k4 >> 16) & 0xffff) * G4S_MR)));
-  const __m512i x2 = _mm512_castsi128_si512(
-      _mm_load_si128((const __m128i *)(xt + ((k4 >> 32) & 0xffff) * G4S_MR)));
-  const __m512i x3 = _mm512_castsi128_si512(
-      _mm_load_si128((const __m128i *)(xt + (k4 >> 48) * G4S_MR)));
-  const __m512i w = _mm512_set1_epi32(load_dword(wp));
-  *a = dpbusd(*a, _mm512_maskz_permutex2var_epi8(0x3333333333333333ull, x0, i01, x1), w);
-  *b = dpbusd(*b, _mm512_maskz_permutex2var_epi8(0xccccccccccccccccull, x2, i23, x3), w);
-}
-
 static VBMI void g4_spmm16(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
   const uint16_t *kidx = (const uint16_t *)t->cols;
   const int8_t *values = t->values;
@@ -706,17 +689,6 @@ static VBMI void g4_spmm16(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
       for (int j = 0; j < 4; ++j) idx[4 * i + j] = (uint8_t)(16 * j + i);
     perm = _mm512_load_si512((const void *)idx);
   }
-  __m512i i01, i23;
-  {
-    __attribute__((aligned(64))) uint8_t u[64], v[64];
-    for (int i = 0; i < 16; ++i) {
-      u[4 * i] = (uint8_t)i, u[4 * i + 1] = (uint8_t)(64 + i), u[4 * i + 2] = u[4 * i + 3] = 0;
-      v[4 * i + 2] = (uint8_t)i, v[4 * i + 3] = (uint8_t)(64 + i), v[4 * i] = v[4 * i + 1] = 0;
-    }
-    i01 = _mm512_load_si512((const void *)u);
-    i23 = _mm512_load_si512((const void *)v);
-  }
-  (void)i01, (void)i23;
   const sk_ep ep = ep_of(t);
   const __m512i zp = _mm512_load_si512((const void *)t->zp);
   const __m512 xs = ep.fp ? _mm512_loadu_ps(t->xscale) : _mm512_setzero_ps();
@@ -729,13 +701,6 @@ static VBMI void g4_spmm16(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
       __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
       int64_t p = t->indptr[n + j];
       const int64_t e = t->indptr[n + j + 1];
-#ifdef G4S_TWO
-      for (; p + 2 <= e; p += 2) {
-        g4s_step2(xt, kidx + 4 * p, values + 4 * p, i01, i23, &a0, &a1);
-        g4s_step2(xt, kidx + 4 * p + 4, values + 4 * p + 4, i01, i23, &a2, &a3);
-      }
-      if (p < e) g4s_step2(xt, kidx + 4 * p, values + 4 * p, i01, i23, &a0, &a1), ++p;
-#endif
       for (; p + 4 <= e; p += 4) {
         a0 = dpbusd(a0, g4s_x(xt, kidx + 4 * p, perm), _mm512_set1_epi32(load_dword(values + 4 * p)));
         a1 = dpbusd(a1, g4s_x(xt, kidx + 4 * p + 4, perm),

@@ -37,10 +37,11 @@ packed activation rows a nonzero reads leave L1 (M=128, 0% sparsity: 2.2-2.4 ns 
 nonzero at 384x384 and 1536x384, 3.6-3.7 ns at 128x512 and 384x1536); without it
 the model put a dense 128x512 weight into CSR at M >= 32, 1.3-1.7x slower.
 Where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 17,
-AVX-512 VNNI) its units are the groups, with coefficients of their own
+AVX-512 VNNI; every M > 1 for a weight that keeps only that copy, block fill
+< 0.35 with VBMI too) its units are the groups, with coefficients of their own
 ("spint8_g4", measured at M = 128 and scaled below it by the kernel's 64-row
-tiles, G4_TILE_ROWS; "spint8_g4_m1" for its M == 1 kernel, AVX-512 VBMI and
-K <= 1024). The
+tiles, G4_TILE_ROWS, and G4_SMALL_SHARE for the 16-row kernel at M <= 16;
+"spint8_g4_m1" for its M == 1 kernel, AVX-512 VBMI and K <= 1024). The
 coefficients were fitted (non-negative least squares, relative error) to
 timings of every format at large and small shapes (64x64 .. 3072x768), 8
 sparsities and both pruning patterns (CSRMatrix: unstructured only, see
@@ -172,14 +173,21 @@ from sparsekit._pack_tables import MEASURED, MEASURED_AVX2  # noqa: E402,F401
 def _g4_applies(nnz, nblocks, m, isa, k=None):
     """Does SparseInt8Matrix run its groups-of-4 copy for this weight and M?
     M == 1 too where the g4 M == 1 kernel holds the row in registers (this
-    CPU, K <= 1024; k None: not asked)."""
+    CPU, K <= 1024; k None: not asked), and M = 2..16 where the weight keeps
+    only its g4 copy (block fill < G4_ONLY_FILL, AVX-512 VBMI too: the 16-row
+    kernel, see G4_SMALL_SHARE). Such a weight at M == 1 with K > 1024 runs
+    the portable g4 kernel, which has no timings of its own: predicted from
+    the 1x4 blocks (measured 1.2-1.3x slower at 80-90%, the estimate errs
+    high)."""
     from sparsekit._native import core as _core
-    from sparsekit._sparse_int8 import G4_MAX_FILL, G4_MIN_M
+    from sparsekit._sparse_int8 import G4_MAX_FILL, G4_MIN_M, G4_ONLY_FILL
 
     fill = nnz / (4 * nblocks) if nblocks else 1.0
     if isa != "avx512vnni" or fill >= G4_MAX_FILL:
         return False
-    return m >= G4_MIN_M or (m == 1 and k is not None and _core.g4_spmv_fast(k))
+    if m >= G4_MIN_M or (m == 1 and k is not None and _core.g4_spmv_fast(k)):
+        return True
+    return m > 1 and fill < G4_ONLY_FILL and _core.g4_vbmi_cpu()
 
 
 def _spint8_key(model, nnz, nblocks, m, isa, k):
@@ -338,6 +346,11 @@ def _big_units(key, units):
 # by the share of tiles (the per-activation term, quantizing x, scales with M
 # by itself).
 G4_TILE_ROWS = 64
+# A g4-only weight (see _g4_applies) runs M = 2..16 (below G4_MIN_M) on the
+# 16-row kernel: measured (benchmarks/RESULTS.md "g4 only") at 0.48-0.72 of the
+# 64-row kernel's one-tile time (M = 17) on the BERT / MiniLM shapes at 70-90%,
+# so there the one-tile scaling is multiplied by G4_SMALL_SHARE.
+G4_SMALL_SHARE = 0.6
 
 
 def _g4_min_m():
@@ -354,6 +367,8 @@ def _predict(model, key, m, n, k, units):
     if key == "spint8_g4" and m < low:
         tiles = lambda rows: -(-rows // G4_TILE_ROWS)  # noqa: E731
         f = min(1.0, tiles(m) / tiles(low))
+        if m < _g4_min_m() <= low:  # the 16-row kernel (a g4-only weight)
+            f *= G4_SMALL_SHARE
         a, b, d, e = a * f, b * f, d * f, e * f
     return o + (a * units + b * n + c * m * k + d * _big_units(key, units)
                 + e * _log2k_units(key, units, k)) * 1e-3
@@ -595,10 +610,10 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
         if fmt == "spint8":
             key = _spint8_key(model, nnz, nblocks, m, isa, k)
             if key != "spint8":
+                when = ("M == 1" if m == 1 else f"M >= {_g4_min_m()}" if m >= _g4_min_m()
+                        else "its only copy at this block fill, 16-row kernel")
                 notes.append("SparseInt8Matrix would run its groups-of-4 copy (unstructured "
-                             f"weights, {'M == 1' if m == 1 else f'M >= {_g4_min_m()}'}): "
-                             "predicted "
-                             "from the g4 timings")
+                             f"weights, {when}): predicted from the g4 timings")
         pred[fmt] = _predict(model, key, m, n, k, units[key])
     choice = min(pred, key=pred.get)
     sparsity = 1 - nnz / max(n * k, 1)

@@ -219,7 +219,7 @@ def g4_vbmi_cpu():
 
 def g4_spmv_fast(int64_t k):
     """True when g4 at M == 1 has a vector kernel for this K (AVX-512 VNNI +
-    VBMI, K <= 1024): unstructured weights then run it instead of 1x4 blocks."""
+    VBMI, K <= 32768): unstructured weights then run it instead of 1x4 blocks."""
     return sk_spmv_u8s8_g4_fast(k) != 0
 
 

@@ -387,19 +387,20 @@ class SparseInt8Matrix(StaticInput):
 # and 90% unstructured, M = 17..32, benchmarks/RESULTS.md "g4 from M = 17")
 # 1.03-1.35x faster, except bert_ffn_up at 70% (0.97-0.99x); at M <= 16 the
 # 1x4 kernel is 1.1-1.9x faster; at fill 0.53 (50% unstructured) they tie.
-# M == 1 runs g4 too where its kernel holds the row in registers (AVX-512
-# VNNI + VBMI, K <= 1024): the lookups are per group of 4 nonzeros, not per
-# mostly empty block.
+# M == 1 runs g4 too where it has a vector kernel (AVX-512 VNNI + VBMI, K <=
+# 32768; the row in registers up to K = 1024, above it in L1, looked up per
+# 128-byte window of the columns each 16 groups span): the lookups are per
+# group of 4 nonzeros, not per mostly empty block (K = 1536..4096: 2.5-4.2x
+# the 1x4 gathers, RESULTS.md "g4 only").
 G4_MAX_FILL = 0.5
 G4_MIN_M = 17
-# Below G4_ONLY_FILL the g4 copy is all a weight keeps (no 1x4 blocks: 0.53
-# bytes per weight at 90% instead of 0.85) where this CPU has AVX-512 VNNI and
+# Below G4_ONLY_FILL the g4 copy is all a weight keeps (no 1x4 blocks: 0.32
+# bytes per weight at 90% instead of 0.85, bert_ffn_up) where this CPU has AVX-512 VNNI and
 # VBMI, whose g4 kernels are then at least as fast as the 1x4 ones at every M:
 # the 16-row g4 kernel at M = 2..16, measured (benchmarks/RESULTS.md "g4
 # only", 1 thread, bert_ffn_up / bert_ffn_down / minilm_ffn_up) 1.05-1.6x the
 # 1x4 kernel at 80% and 90% unstructured (block fill 0.34 / 0.29) but
-# 0.95-0.98x for minilm_ffn_up at 70% (fill 0.39), hence the cut; M = 1 with K
-# > 1024 (the portable g4 kernel against the 1x4 gathers) 1.2-1.3x at 80-90%.
+# 0.95-0.98x for minilm_ffn_up at 70% (fill 0.39), hence the cut.
 # A weight above the cut keeps both copies and the rules above.
 G4_ONLY_FILL = 0.35
 

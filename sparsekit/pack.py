@@ -41,7 +41,8 @@ AVX-512 VNNI; every M > 1 for a weight that keeps only that copy, block fill
 < 0.35 with VBMI too) its units are the groups, with coefficients of their own
 ("spint8_g4", measured at M = 128 and scaled below it by the kernel's 64-row
 tiles, G4_TILE_ROWS, and G4_SMALL_SHARE for the 16-row kernel at M <= 16;
-"spint8_g4_m1" for its M == 1 kernel, AVX-512 VBMI and K <= 1024). The
+"spint8_g4_m1" for its M == 1 kernels, AVX-512 VBMI and K <= 32768, timed at
+K <= 1024 only). The
 coefficients were fitted (non-negative least squares, relative error) to
 timings of every format at large and small shapes (64x64 .. 3072x768), 8
 sparsities and both pruning patterns (CSRMatrix: unstructured only, see
@@ -172,13 +173,11 @@ from sparsekit._pack_tables import MEASURED, MEASURED_AVX2  # noqa: E402,F401
 
 def _g4_applies(nnz, nblocks, m, isa, k=None):
     """Does SparseInt8Matrix run its groups-of-4 copy for this weight and M?
-    M == 1 too where the g4 M == 1 kernel holds the row in registers (this
-    CPU, K <= 1024; k None: not asked), and M = 2..16 where the weight keeps
-    only its g4 copy (block fill < G4_ONLY_FILL, AVX-512 VBMI too: the 16-row
-    kernel, see G4_SMALL_SHARE). Such a weight at M == 1 with K > 1024 runs
-    the portable g4 kernel, which has no timings of its own: predicted from
-    the 1x4 blocks (measured 1.2-1.3x slower at 80-90%, the estimate errs
-    high)."""
+    M == 1 too where a g4 M == 1 vector kernel runs (this CPU, K <= 32768; k
+    None: not asked; the one for K > 1024 is predicted from "spint8_g4_m1",
+    measured at K <= 1024, and G4_WIDE_FACTOR), and M = 2..16 where the weight keeps only its g4
+    copy (block fill < G4_ONLY_FILL, AVX-512 VBMI too: the 16-row kernel, see
+    G4_SMALL_SHARE)."""
     from sparsekit._native import core as _core
     from sparsekit._sparse_int8 import G4_MAX_FILL, G4_MIN_M, G4_ONLY_FILL
 
@@ -351,6 +350,12 @@ G4_TILE_ROWS = 64
 # 64-row kernel's one-tile time (M = 17) on the BERT / MiniLM shapes at 70-90%,
 # so there the one-tile scaling is multiplied by G4_SMALL_SHARE.
 G4_SMALL_SHARE = 0.6
+# The g4 M == 1 kernel for K > 1024 (the row in L1, not in registers) is timed
+# by "spint8_g4_m1" (measured at K <= 1024) with its per-group term times
+# G4_WIDE_FACTOR: per group it measured 1.24 / 1.45 / 1.66 / 1.8x the
+# register kernel's at 70 / 80 / 90 / 95% (768x3072 against 3072x768, RESULTS.md
+# "g4 only"); sparser rows span more windows per 16 groups.
+G4_WIDE_FACTOR = 1.6
 
 
 def _g4_min_m():
@@ -370,6 +375,8 @@ def _predict(model, key, m, n, k, units):
         if m < _g4_min_m() <= low:  # the 16-row kernel (a g4-only weight)
             f *= G4_SMALL_SHARE
         a, b, d, e = a * f, b * f, d * f, e * f
+    if key == "spint8_g4_m1" and k > 1024:
+        a *= G4_WIDE_FACTOR
     return o + (a * units + b * n + c * m * k + d * _big_units(key, units)
                 + e * _log2k_units(key, units, k)) * 1e-3
 

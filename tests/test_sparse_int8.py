@@ -390,7 +390,8 @@ def test_g4_two_threads_exact(rng):
 # ---- M == 1: every table size of the register lookups ----------------------
 # The AVX-512 VNNI M == 1 kernels hold the activation row in registers for
 # K <= 1024 (1x4 blocks: pairs of zmm by ceil(K/128); g4 with VBMI: 128-byte
-# windows) and gather beyond; rows are summed 16 at a time with a scalar tail.
+# windows) and gather beyond (1x4) or read the windows from L1 (g4, K <=
+# 32768); rows are summed 16 at a time with a scalar tail.
 M1_K = [1, 9, 100, 128, 129, 255, 256, 300, 513, 640, 768, 771, 1000, 1024, 1025, 2051]
 
 
@@ -403,8 +404,11 @@ def test_m1_1x4_exact_every_table_size(isa, rng, k):
         np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))
 
 
-@pytest.mark.parametrize("k", M1_K)
+@pytest.mark.parametrize("k", M1_K + [4099, 32768, 32769])
 def test_m1_g4_exact_every_table_size(isa, rng, k):
+    """K <= 1024: the row in registers; 1024 < K <= 32768: the wide kernel
+    (windows of the row in L1, one byte of window id); past it the portable
+    loop."""
     from sparsekit._native import core
 
     q = unstructured_q(rng, 41, k, 0.1 if k > 9 else 0.2, empty_rows=(1, 16, 17))
@@ -413,7 +417,7 @@ def test_m1_g4_exact_every_table_size(isa, rng, k):
         pytest.skip("well-filled blocks: no g4 copy")
     runs_g4 = w._runs_g4(1)
     assert runs_g4 == core.g4_spmv_fast(k)
-    assert not runs_g4 or (isa == "avx512vnni" and k <= 1024)
+    assert not runs_g4 or (isa == "avx512vnni" and k <= 32768)
     xq = random_xq(rng, 1, k)
     for zp in (0, 128, 255):
         np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))

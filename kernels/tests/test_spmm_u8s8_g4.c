@@ -188,14 +188,17 @@ int main(void) {
     run_case(isa, 16, 300, 3000, 0.1, 1, 2); /* 16-row tile, wide K, threads */
     run_case(isa, 9, 100, 4100, 0.05, 0, 1);
     /* M == 1 with every register-table size of the AVX-512 VBMI kernel (K <=
-     * 1024: 2, 4, 6, 8 windows of 128 bytes) and past it, 16-row epilogue
+     * 1024: 2, 4, 6, 8 windows of 128 bytes), the wide kernel past it (up to
+     * K = 32768: 256 windows) and the portable one beyond, 16-row epilogue
      * tails, two threads */
-    static const int64_t k1[] = {129, 300, 700, 1000, 1024, 1025, 2047};
+    static const int64_t k1[] = {129, 300, 700, 1000, 1024, 1025, 2047, 4099, 32768, 32769};
     for (size_t c = 0; c < sizeof k1 / sizeof *k1; ++c) {
       run_case(isa, 1, 37, k1[c], 0.1, 0, 1);
       run_case(isa, 1, 300, k1[c], 0.2, 0, 2);
     }
     run_linear(1, 70, 1000);
+    run_linear(1, 70, 3000); /* the wide M == 1 kernel, float epilogue */
+    run_case(isa, 1, 50, 32768, 0.002, 1, 1); /* groups spanning many windows */
     run_linear_static(67, 45, 99, 0.05f, 100);
     run_linear_static(1, 45, 99, 0.02f, 0);
     run_linear_static(12, 45, 99, 0.02f, 17);

@@ -429,6 +429,60 @@ void sk_spmv_u8s8_g4_1x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int
   else g4_spmv_p8(t, n0, n1);
 }
 
+/* g4 at M == 1 for 1024 < K <= 32768 (AVX-512 VBMI): the row (xp, zero-padded
+ * by the driver to whole 128-byte windows) stays in memory and each row is
+ * summed on its own, 16 groups a step. A row's groups are sorted by k, so the
+ * 16 groups of a step need only the windows from that of the first group's
+ * first column to that of the last group's largest: each is one vpermi2b of
+ * its two zmm from L1, merged into the bytes whose column lies in it (window
+ * id k >> 7, one byte). The padded slots of a row's last group (value 0, k 0)
+ * may read anything. */
+static VBMI void g4_spmv_wide(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  const uint16_t *kidx = (const uint16_t *)t->cols;
+  __m512i even, odd;
+  {
+    __attribute__((aligned(64))) uint8_t e[64], o[64];
+    for (int i = 0; i < 64; ++i) e[i] = (uint8_t)(2 * i), o[i] = (uint8_t)(2 * i + 1);
+    even = _mm512_load_si512((const void *)e);
+    odd = _mm512_load_si512((const void *)o);
+  }
+  const __m512i one = _mm512_set1_epi8(1);
+  for (int64_t n = n0; n < n1; ++n) {
+    __m512i acc = _mm512_setzero_si512();
+    const int64_t e = t->indptr[n + 1];
+    for (int64_t p = t->indptr[n]; p < e; p += 16) {
+      const int64_t cnt = e - p < 16 ? e - p : 16;
+      const __mmask16 k = (__mmask16)((1u << cnt) - 1);
+      const __mmask64 kw = ~(__mmask64)0 >> (64 - 4 * cnt);
+      const __m512i k0 = _mm512_maskz_loadu_epi16((__mmask32)kw, kidx + 4 * p);
+      const __m512i k1 = _mm512_maskz_loadu_epi16((__mmask32)(kw >> 32), kidx + 4 * p + 32);
+      const __m512i lo = _mm512_permutex2var_epi8(k0, even, k1);
+      const __m512i hi = _mm512_permutex2var_epi8(k0, odd, k1);
+      /* window = k >> 7 = 2 * hi + bit 7 of lo */
+      const __m512i win = _mm512_mask_add_epi8(_mm512_add_epi8(hi, hi), _mm512_movepi8_mask(lo),
+                                               _mm512_add_epi8(hi, hi), one);
+      const uint16_t *last = kidx + 4 * (p + cnt - 1);
+      uint16_t kmax = last[0];
+      for (int j = 1; j < 4; ++j) kmax = last[j] > kmax ? last[j] : kmax;
+      const int w0 = kidx[4 * p] >> 7, w1 = kmax >> 7;
+      __m512i xv = _mm512_setzero_si512();
+      for (int w = w0; w <= w1; ++w) {
+        const __m512i r = _mm512_permutex2var_epi8(
+            _mm512_load_si512((const void *)(t->xp + 128 * w)), lo,
+            _mm512_load_si512((const void *)(t->xp + 128 * w + 64)));
+        xv = _mm512_mask_mov_epi8(xv, _mm512_cmpeq_epi8_mask(win, _mm512_set1_epi8((char)w)), r);
+      }
+      acc = dpbusd(acc, xv, _mm512_maskz_loadu_epi32(k, t->values + 4 * p));
+    }
+    spmv_out(t, n, (uint32_t)_mm512_reduce_add_epi32(acc));
+  }
+}
+
+VBMI void sk_spmv_u8s8_g4_wide__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0,
+                                           int64_t n1) {
+  g4_spmv_wide(t, n0, n1);
+}
+
 /* The small tile: MR = 16 rows (one zmm per block), for M below 64 and the
  * rows left over past the 32-row tiles. 4 accumulators over blocks p % 4. */
 #define DEFINE_SPMM16(NAME, IDX_T)                                              \

@@ -55,7 +55,7 @@ static void pack_tile_t(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, in
 int sk_spmv_u8s8_g4_fast(int64_t k) {
 #ifdef SK_ARCH_X86
   /* the VNNI ISA is selected only when the OS saves the zmm state */
-  return k <= 1024 && sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI &&
+  return k <= 32768 && sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI &&
          __builtin_cpu_supports("avx512vbmi");
 #else
   (void)k;
@@ -135,10 +135,23 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
     base.zp = s->zp;
     base.xscale = s->xscale;
     sk_spmm_u8s8_fn spmv = sk_spmv_u8s8_g4_1x4__scalar;
+    uint8_t *row = NULL;
 #ifdef SK_ARCH_X86
-    if (sk_spmv_u8s8_g4_fast(w->k)) spmv = sk_spmv_u8s8_g4_1x4__avx512vbmi;
+    if (sk_spmv_u8s8_g4_fast(w->k) && w->k <= 1024) {
+      spmv = sk_spmv_u8s8_g4_1x4__avx512vbmi; /* the row in registers */
+    } else if (sk_spmv_u8s8_g4_fast(w->k)) {
+      /* the wide kernel reads whole 128-byte windows: a zero-padded copy */
+      const int64_t padded = (w->k + 127) / 128 * 128;
+      row = (uint8_t *)sk_aligned_alloc((size_t)padded);
+      if (row == NULL) return SK_ERR_NOMEM;
+      memcpy(row, s->xq, (size_t)w->k);
+      memset(row + w->k, 0, (size_t)(padded - w->k));
+      base.xp = row;
+      spmv = sk_spmv_u8s8_g4_wide__avx512vbmi;
+    }
 #endif
     sk_u8_spmv_run(spmv, &base, nt, bounds);
+    sk_aligned_free(row);
     return SK_OK;
   }
 

@@ -346,7 +346,7 @@ def _big_units(key, units):
 # by itself).
 G4_TILE_ROWS = 64
 # A g4-only weight (see _g4_applies) runs M = 2..16 (below G4_MIN_M) on the
-# 16-row kernel: measured (benchmarks/RESULTS.md "g4 only") at 0.48-0.72 of the
+# 16-row kernel: measured (benchmarks/RESULTS.md "g4 only") at 0.50-0.73 of the
 # 64-row kernel's one-tile time (M = 17) on the BERT / MiniLM shapes at 70-90%,
 # so there the one-tile scaling is multiplied by G4_SMALL_SHARE.
 G4_SMALL_SHARE = 0.6

@@ -6,8 +6,10 @@
  *   W rows split into per-thread ranges of equal cost (groups + per-row work)
  *   each thread: for every tile, micro-kernel over its rows -> Y
  *
- * AVX-512 VNNI runs 64-row tiles; every other ISA the portable kernel (8 rows;
- * M == 1 reads the row in place). Same contract and results as driver.c.
+ * AVX-512 VNNI runs 64-row tiles, and with VBMI one 16-row tile for M = 2..16
+ * and its own M == 1 kernels (the row in registers for K <= 1024, in a padded
+ * copy up to K = 32768); every other ISA the portable kernel (8 rows; M == 1
+ * reads the row in place). Same contract and results as driver.c.
  */
 #include <string.h>
 

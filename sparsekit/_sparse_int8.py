@@ -14,6 +14,11 @@ One block is what one vpdpbusd lane multiplies: 4 u8 activations x 4 s8
 weights. A block is kept if any of its 4 weights is nonzero, so unstructured
 pruning pays for the zeros inside kept blocks; ``block_fill`` (nonzeros /
 (4 * blocks)) says how much. Pruning in 1x4 blocks gives block_fill == 1.
+
+Unstructured weights (block_fill < G4_MAX_FILL) on CPUs with AVX-512 VNNI also
+hold their nonzeros as groups of 4 at any k (the g4 copy, _groups_of_4); below
+G4_ONLY_FILL, where the CPU has VBMI too, that copy is all they hold and the 1x4
+arrays above are rebuilt from it when read (see the notes at G4_MAX_FILL).
 """
 import math
 

@@ -392,3 +392,22 @@ def test_unpruned_tiny_weight_stays_dense(rng):
         assert isinstance(sparsekit.pack(w, m=m), np.ndarray)
     w.flat[rng.choice(w.size, int(0.2 * w.size), replace=False)] = 0  # 20% pruned
     assert 0.2 >= UNPRUNED and isinstance(sparsekit.pack(w, m=32), CSRMatrix)
+
+
+def test_g4_m1_wide_k_scaled(rng):
+    """At M == 1 with 1024 < K <= 32768 the g4 kernel reads the row from L1:
+    predicted from spint8_g4_m1 with its per-group term times G4_WIDE_FACTOR."""
+    from sparsekit._native import core
+    from sparsekit.pack import G4_WIDE_FACTOR
+
+    w = np.where(rng.random((16, 2000)) < 0.1, 1.0, 0.0).astype(np.float32)
+    flat = {m: (0.0, 1.0, 0.0) for m in (1, 128)}
+    model = {"isa": "avx512vnni", "source": "test model",
+             "coef": {"qdense": flat, "spint8": flat, "spint8_g4_m1": {1: (0.0, 3.0, 0.0)}}}
+    ngroups = int(((np.count_nonzero(w, axis=1) + 3) // 4).sum())
+    ex = sparsekit.explain(w, quantize="int8", m=1, model=model)
+    if sparsekit._core.family_isa("spmm_u8s8") == "avx512vnni" and core.g4_spmv_fast(2000):
+        assert ex["predicted_us"]["spint8"] == pytest.approx(
+            3.0 * G4_WIDE_FACTOR * ngroups * 1e-3)
+    else:
+        assert ex["predicted_us"]["spint8"] == pytest.approx(ex["nblocks"] * 1e-3)

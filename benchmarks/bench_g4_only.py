@@ -64,7 +64,8 @@ def main(argv=None):
           f"{core.g4_small_fast()}; {args.rounds} interleaved rounds x 5 calls, medians (us); "
           "ratio = 1x4 time / g4 time" + ("; old = --old-core's g4" if old else ""))
     print("| shape | sparsity | fill | B/w as built | B/w both copies | M | 1x4 us | g4 us |"
-          + (" old g4 us |" if old else "") + " 1x4/g4 |" + (" 1x4/old g4 | old/new g4 |" if old else ""))
+          + (" old g4 us |" if old else "") + " 1x4/g4 |"
+          + (" 1x4/old g4 | old/new g4 |" if old else ""))
     print("|---" * (10 + (3 if old else 0)) + "|")
     for name, n, k in SHAPES:
         for sp in (float(s) for s in args.sparsities.split(",")):
@@ -95,7 +96,8 @@ def main(argv=None):
                 if old is not None:
                     cells += [f"{t[0] / t[2]:.2f}", f"{t[2] / t[1]:.2f}"]
                 print(f"| {name} | {sp:.0%} | {w.block_fill:.2f} | {w.bytes_per_weight:.3f} | "
-                      f"{both.bytes_per_weight:.3f} | {m} | " + " | ".join(cells) + " |", flush=True)
+                      f"{both.bytes_per_weight:.3f} | {m} | " + " | ".join(cells) + " |",
+                      flush=True)
 
 
 if __name__ == "__main__":

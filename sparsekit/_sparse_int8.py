@@ -111,7 +111,8 @@ class SparseInt8Matrix(StaticInput):
         np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
         self = object.__new__(cls)
         self._shape = (n, k)
-        self._set_blocks(frozen(indptr), frozen(cols.astype(np.uint16 if kq <= 65536 else np.int32)),
+        self._set_blocks(frozen(indptr),
+                         frozen(cols.astype(np.uint16 if kq <= 65536 else np.int32)),
                          frozen(np.ascontiguousarray(blocks[rows, cols])))
         self.row_sums = frozen(q.sum(axis=1, dtype=np.int64).astype(np.int32))
         self._set_scale(scale, per_channel)

@@ -204,9 +204,22 @@ def g4_fast():
     return sk_family_isa(b"spmm_u8s8") == 3  # SK_ISA_AVX512VNNI
 
 
+def g4_small_fast():
+    """True when g4 at M = 2..16 has its 16-row kernel (AVX-512 VNNI selected,
+    and VBMI): with g4_spmv_fast, every M has a g4 kernel at least as fast as
+    the 1x4 one for weights of block fill < G4_ONLY_FILL."""
+    return sk_g4_small_fast() != 0
+
+
+def g4_vbmi_cpu():
+    """True when this CPU could run every g4 kernel (AVX-512 VNNI usable and
+    VBMI), whatever ISA is selected now."""
+    return sk_g4_vbmi_cpu() != 0
+
+
 def g4_spmv_fast(int64_t k):
     """True when g4 at M == 1 has a vector kernel for this K (AVX-512 VNNI +
-    VBMI, K <= 1024): unstructured weights then run it instead of 1x4 blocks."""
+    VBMI, K <= 32768): unstructured weights then run it instead of 1x4 blocks."""
     return sk_spmv_u8s8_g4_fast(k) != 0
 
 

@@ -147,3 +147,5 @@ cdef extern from "../kernels/src/internal.h" nogil:
                                      const float *bias, sk_activation act, float *y,
                                      int64_t ldy)
     int sk_spmv_u8s8_g4_fast(int64_t k)
+    int sk_g4_small_fast()
+    int sk_g4_vbmi_cpu()

@@ -14,6 +14,11 @@ One block is what one vpdpbusd lane multiplies: 4 u8 activations x 4 s8
 weights. A block is kept if any of its 4 weights is nonzero, so unstructured
 pruning pays for the zeros inside kept blocks; ``block_fill`` (nonzeros /
 (4 * blocks)) says how much. Pruning in 1x4 blocks gives block_fill == 1.
+
+Unstructured weights (block_fill < G4_MAX_FILL) on CPUs with AVX-512 VNNI also
+hold their nonzeros as groups of 4 at any k (the g4 copy, _groups_of_4); below
+G4_ONLY_FILL, where the CPU has VBMI too, that copy is all they hold and the 1x4
+arrays above are rebuilt from it when read (see the notes at G4_MAX_FILL).
 """
 import math
 
@@ -43,7 +48,7 @@ class SparseInt8Matrix(StaticInput):
     Needs the compiled C core.
     """
 
-    __slots__ = ("_shape", "indptr", "cols", "values", "row_sums", "_wscale",
+    __slots__ = ("_shape", "_bsr", "_nblocks", "row_sums", "_wscale",
                  "_scale0", "_per_channel", "_nnz", "_g4", "_input_scale",
                  "_input_zero_point")
 
@@ -106,13 +111,13 @@ class SparseInt8Matrix(StaticInput):
         np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
         self = object.__new__(cls)
         self._shape = (n, k)
-        self.indptr = frozen(indptr)
-        self.cols = frozen(cols.astype(np.uint16 if kq <= 65536 else np.int32))
-        self.values = frozen(np.ascontiguousarray(blocks[rows, cols]))
+        self._set_blocks(frozen(indptr),
+                         frozen(cols.astype(np.uint16 if kq <= 65536 else np.int32)),
+                         frozen(np.ascontiguousarray(blocks[rows, cols])))
         self.row_sums = frozen(q.sum(axis=1, dtype=np.int64).astype(np.int32))
         self._set_scale(scale, per_channel)
         self._nnz = int(np.count_nonzero(q))
-        self._g4 = _groups_of_4(self)
+        self._set_g4()
         self._input_scale = self._input_zero_point = None
         return self
 
@@ -141,9 +146,7 @@ class SparseInt8Matrix(StaticInput):
         np.add.at(row_sums, np.repeat(np.arange(n), counts), values.sum(axis=1, dtype=np.int64))
         self = object.__new__(cls)
         self._shape = (n, k)
-        self.indptr = frozen(indptr)
-        self.cols = frozen(np.ascontiguousarray(cols))
-        self.values = frozen(values)
+        self._set_blocks(frozen(indptr), frozen(np.ascontiguousarray(cols)), frozen(values))
         self.row_sums = frozen(row_sums.astype(np.int32))
         scale, _ = check_weight_scale(scale, n)
         self._set_scale(scale, bool(per_channel))
@@ -151,9 +154,47 @@ class SparseInt8Matrix(StaticInput):
         bad = _core.bsr_s8_validate(self.indptr, self.cols, self.values, self.row_sums, n, k)
         if bad >= 0:
             raise ValueError(f"values/cols: corrupted sparse int8 weight at row {bad}")
-        self._g4 = _groups_of_4(self)
+        self._set_g4()
         self._input_scale = self._input_zero_point = None
         return self
+
+    def _set_blocks(self, indptr, cols, values):
+        self._bsr = (indptr, cols, values)
+        self._nblocks = int(indptr[-1])
+
+    def _set_g4(self):
+        """The g4 copy where this CPU's kernels read it; the 1x4 blocks are
+        then dropped where g4 runs every M at least as fast (_g4_only)."""
+        self._g4 = _groups_of_4(self)
+        if self._g4 is not None and _g4_only(self):
+            self._bsr = None
+
+    def _blocks(self, keep=False):
+        """(indptr, cols, values) of the 1x4 blocks: held, or rebuilt from the
+        g4 copy (a g4-only weight); keep=True holds the rebuilt ones (a call
+        on an ISA without g4 kernels, e.g. a forced one, runs 1x4 from then
+        on)."""
+        if self._bsr is not None:
+            return self._bsr
+        bsr = _blocks_of_g4(self)
+        if keep:
+            self._bsr = bsr
+        return bsr
+
+    @property
+    def indptr(self):
+        """int64 [N + 1]: row pointers of the 1x4 blocks."""
+        return self._blocks()[0]
+
+    @property
+    def cols(self):
+        """uint16 (int32 past 65536 blocks) [nblocks]: block column k // 4."""
+        return self._blocks()[1]
+
+    @property
+    def values(self):
+        """int8 [nblocks, 4]: the 4 weights of each block."""
+        return self._blocks()[2]
 
     # ---- state (torch state_dict, pickle) -----------------------------------
     def _state_arrays(self):
@@ -215,8 +256,9 @@ class SparseInt8Matrix(StaticInput):
         n, k = self._shape
         kq = (k + 3) // 4
         out = np.zeros((n, kq, 4), dtype=np.int8)
-        rows = np.repeat(np.arange(n), np.diff(self.indptr))
-        out[rows, self.cols.astype(np.int64)] = self.values
+        indptr, cols, values = self._blocks()
+        rows = np.repeat(np.arange(n), np.diff(indptr))
+        out[rows, cols.astype(np.int64)] = values
         return out.reshape(n, kq * 4)[:, :k].copy()
 
     def dequantize(self):
@@ -230,8 +272,9 @@ class SparseInt8Matrix(StaticInput):
 
     @property
     def nblocks(self):
-        """Number of stored 1x4 blocks (4 weight slots each)."""
-        return int(self.indptr[-1])
+        """Number of 1x4 blocks (4 weight slots each) holding a nonzero
+        (also for a g4-only weight, which keeps none)."""
+        return self._nblocks
 
     @property
     def nnz(self):
@@ -251,10 +294,11 @@ class SparseInt8Matrix(StaticInput):
 
     @property
     def nbytes(self):
-        """Bytes of every array held, the g4 copy (if any) included."""
+        """Bytes of every array held: the 1x4 blocks and the g4 copy, either
+        or both."""
         g4 = sum(a.nbytes for a in self._g4) if self._g4 is not None else 0
-        return (self.indptr.nbytes + self.cols.nbytes + self.values.nbytes
-                + self.row_sums.nbytes + self._wscale.nbytes + g4)
+        bsr = sum(a.nbytes for a in self._bsr) if self._bsr is not None else 0
+        return bsr + self.row_sums.nbytes + self._wscale.nbytes + g4
 
     @property
     def bytes_per_weight(self):
@@ -264,7 +308,7 @@ class SparseInt8Matrix(StaticInput):
 
     def __repr__(self):
         n, k = self._shape
-        blocks = "1x4+g4" if self._g4 is not None else "1x4"
+        blocks = ("1x4" if self._g4 is None else "g4" if self._bsr is None else "1x4+g4")
         return (f"SparseInt8Matrix(shape=({n}, {k}), blocks={blocks}, nnz={self._nnz}, "
                 f"density={self.density:.3f}, block_fill={self.block_fill:.2f}, "
                 f"scale={'per-channel' if self._per_channel else 'per-tensor'}, "
@@ -273,8 +317,9 @@ class SparseInt8Matrix(StaticInput):
                    f"{self.nbytes} bytes, no weights)"))
 
     def __reduce__(self):
-        args = (self._shape, self.indptr, self.cols, self.values, self.scale,
-                self._per_channel)
+        # the 1x4 blocks (rebuilt for a g4-only weight): the format every
+        # version reads; the g4 copy is derived from them on load
+        args = (self._shape, *self._blocks(), self.scale, self._per_channel)
         if self._input_scale is not None:
             args += (self._input_scale, self._input_zero_point)
         return (_sparse_int8_from_state, args)
@@ -296,11 +341,16 @@ class SparseInt8Matrix(StaticInput):
         n, k = self._shape
         if self._g4 is not None and self._runs_g4(xq.shape[0]):
             return _core.spmm_u8s8_g4_s32(*self._g4, self.row_sums, n, k, xq, zero_point)
-        return _core.spmm_u8s8_s32(self.indptr, self.cols, self.values, self.row_sums, n, k,
-                                   xq, zero_point)
+        return _core.spmm_u8s8_s32(*self._blocks(keep=True), self.row_sums, n, k, xq,
+                                   zero_point)
 
     def _runs_g4(self, m):
-        """Whether a call with m rows runs the g4 copy (see G4_MIN_M)."""
+        """Whether a call with m rows runs the g4 copy: every M for a g4-only
+        weight where the selected ISA has the g4 kernels (AVX-512 VNNI +
+        VBMI; else its 1x4 blocks are rebuilt, see _blocks), else M >=
+        G4_MIN_M and M == 1 where that kernel holds the row in registers."""
+        if self._bsr is None:
+            return _core.g4_small_fast()
         return (_core.g4_spmv_fast(self._shape[1]) if m == 1
                 else m >= G4_MIN_M and _core.g4_fast())
 
@@ -314,7 +364,7 @@ class SparseInt8Matrix(StaticInput):
         if self._g4 is not None and self._runs_g4(x.shape[0]):
             return _core.linear_u8s8_g4_f32(*self._g4, self.row_sums, self._wscale, n, k, x,
                                             bias, act)
-        return _core.linear_u8s8_bsr_f32(self.indptr, self.cols, self.values, self.row_sums,
+        return _core.linear_u8s8_bsr_f32(*self._blocks(keep=True), self.row_sums,
                                          self._wscale, n, k, x, bias, act)
 
     def _linear_static(self, x, bias, act):
@@ -328,7 +378,7 @@ class SparseInt8Matrix(StaticInput):
         if self._g4 is not None and self._runs_g4(x.shape[0]):
             return _core.linear_u8s8_g4_f32(*self._g4, self.row_sums, self._wscale, n, k, x,
                                             bias, act, x_scale=s, x_zp=zp)
-        return _core.linear_u8s8_bsr_f32(self.indptr, self.cols, self.values, self.row_sums,
+        return _core.linear_u8s8_bsr_f32(*self._blocks(keep=True), self.row_sums,
                                          self._wscale, n, k, x, bias, act, x_scale=s,
                                          x_zp=zp)
 
@@ -343,11 +393,22 @@ class SparseInt8Matrix(StaticInput):
 # and 90% unstructured, M = 17..32, benchmarks/RESULTS.md "g4 from M = 17")
 # 1.03-1.35x faster, except bert_ffn_up at 70% (0.97-0.99x); at M <= 16 the
 # 1x4 kernel is 1.1-1.9x faster; at fill 0.53 (50% unstructured) they tie.
-# M == 1 runs g4 too where its kernel holds the row in registers (AVX-512
-# VNNI + VBMI, K <= 1024): the lookups are per group of 4 nonzeros, not per
-# mostly empty block.
+# M == 1 runs g4 too where it has a vector kernel (AVX-512 VNNI + VBMI, K <=
+# 32768; the row in registers up to K = 1024, above it in L1, looked up per
+# 128-byte window of the columns each 16 groups span): the lookups are per
+# group of 4 nonzeros, not per mostly empty block (K = 1536..4096: 2.5-4.2x
+# the 1x4 gathers, RESULTS.md "g4 only").
 G4_MAX_FILL = 0.5
 G4_MIN_M = 17
+# Below G4_ONLY_FILL the g4 copy is all a weight keeps (no 1x4 blocks: 0.32
+# bytes per weight at 90% instead of 0.85, bert_ffn_up) where this CPU has AVX-512 VNNI and
+# VBMI, whose g4 kernels are then at least as fast as the 1x4 ones at every M:
+# the 16-row g4 kernel at M = 2..16, measured (benchmarks/RESULTS.md "g4
+# only", 1 thread, bert_ffn_up / bert_ffn_down / minilm_ffn_up) 1.05-1.6x the
+# 1x4 kernel at 80% and 90% unstructured (block fill 0.34 / 0.29) but
+# 0.95-0.98x for minilm_ffn_up at 70% (fill 0.39), hence the cut.
+# A weight above the cut keeps both copies and the rules above.
+G4_ONLY_FILL = 0.35
 
 
 def _g4_cpu():
@@ -355,6 +416,29 @@ def _g4_cpu():
     g4 copy (see _runs_g4): elsewhere (AVX2, NEON) it would only cost memory,
     0.33 of the 0.85 bytes per weight of a 90%-sparse unstructured weight."""
     return _core.cpu_supports("avx512vnni")
+
+
+def _g4_only(w):
+    """Whether w, which has its g4 copy, keeps nothing else (G4_ONLY_FILL)."""
+    return w.block_fill < G4_ONLY_FILL and _core.g4_vbmi_cpu()
+
+
+def _blocks_of_g4(w):
+    """(indptr, cols, values) of w's 1x4 blocks rebuilt from its g4 copy:
+    the same arrays _build made (the g4 padding has value 0 and is skipped)."""
+    n, k = w._shape
+    kq = (k + 3) // 4
+    g_indptr, kidx, gvals = w._g4
+    nz = np.flatnonzero(gvals)  # sorted by row, then k (the g4 order)
+    row = np.repeat(np.arange(n), 4 * np.diff(g_indptr))[nz]
+    kk = kidx[nz].astype(np.int64)
+    key, inv = np.unique(row * kq + kk // 4, return_inverse=True)
+    values = np.zeros((key.size, 4), dtype=np.int8)
+    values[inv.reshape(-1), kk % 4] = gvals[nz]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(key // kq, minlength=n), out=indptr[1:])
+    cols = (key % kq).astype(np.uint16 if kq <= 65536 else np.int32)
+    return frozen(indptr), frozen(cols), frozen(values)
 
 
 def _groups_of_4(w):
@@ -365,11 +449,12 @@ def _groups_of_4(w):
     n, k = w._shape
     if w.nblocks == 0 or w.block_fill >= G4_MAX_FILL or k > 65536 or not _g4_cpu():
         return None
-    flat = w.values.reshape(-1)
+    b_indptr, b_cols, b_values = w._bsr
+    flat = b_values.reshape(-1)
     nz = np.flatnonzero(flat)  # row-major: sorted by row, then by k
     blk = nz // 4
-    kk = w.cols.astype(np.int64)[blk] * 4 + nz % 4
-    row = np.repeat(np.arange(n), np.diff(w.indptr))[blk]
+    kk = b_cols.astype(np.int64)[blk] * 4 + nz % 4
+    row = np.repeat(np.arange(n), np.diff(b_indptr))[blk]
     count = np.bincount(row, minlength=n)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum((count + 3) // 4, out=indptr[1:])

@@ -37,10 +37,12 @@ packed activation rows a nonzero reads leave L1 (M=128, 0% sparsity: 2.2-2.4 ns 
 nonzero at 384x384 and 1536x384, 3.6-3.7 ns at 128x512 and 384x1536); without it
 the model put a dense 128x512 weight into CSR at M >= 32, 1.3-1.7x slower.
 Where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 17,
-AVX-512 VNNI) its units are the groups, with coefficients of their own
+AVX-512 VNNI; every M > 1 for a weight that keeps only that copy, block fill
+< 0.35 with VBMI too) its units are the groups, with coefficients of their own
 ("spint8_g4", measured at M = 128 and scaled below it by the kernel's 64-row
-tiles, G4_TILE_ROWS; "spint8_g4_m1" for its M == 1 kernel, AVX-512 VBMI and
-K <= 1024). The
+tiles, G4_TILE_ROWS, and G4_SMALL_SHARE for the 16-row kernel at M <= 16;
+"spint8_g4_m1" for its M == 1 kernels, AVX-512 VBMI and K <= 32768, timed at
+K <= 1024 only). The
 coefficients were fitted (non-negative least squares, relative error) to
 timings of every format at large and small shapes (64x64 .. 3072x768), 8
 sparsities and both pruning patterns (CSRMatrix: unstructured only, see
@@ -171,15 +173,20 @@ from sparsekit._pack_tables import MEASURED, MEASURED_AVX2  # noqa: E402,F401
 
 def _g4_applies(nnz, nblocks, m, isa, k=None):
     """Does SparseInt8Matrix run its groups-of-4 copy for this weight and M?
-    M == 1 too where the g4 M == 1 kernel holds the row in registers (this
-    CPU, K <= 1024; k None: not asked)."""
+    M == 1 too where a g4 M == 1 vector kernel runs (this CPU, K <= 32768; k
+    None: not asked; the one for K > 1024 is predicted from "spint8_g4_m1",
+    measured at K <= 1024, and G4_WIDE_FACTOR), and M = 2..16 where the weight keeps only its g4
+    copy (block fill < G4_ONLY_FILL, AVX-512 VBMI too: the 16-row kernel, see
+    G4_SMALL_SHARE)."""
     from sparsekit._native import core as _core
-    from sparsekit._sparse_int8 import G4_MAX_FILL, G4_MIN_M
+    from sparsekit._sparse_int8 import G4_MAX_FILL, G4_MIN_M, G4_ONLY_FILL
 
     fill = nnz / (4 * nblocks) if nblocks else 1.0
     if isa != "avx512vnni" or fill >= G4_MAX_FILL:
         return False
-    return m >= G4_MIN_M or (m == 1 and k is not None and _core.g4_spmv_fast(k))
+    if m >= G4_MIN_M or (m == 1 and k is not None and _core.g4_spmv_fast(k)):
+        return True
+    return m > 1 and fill < G4_ONLY_FILL and _core.g4_vbmi_cpu()
 
 
 def _spint8_key(model, nnz, nblocks, m, isa, k):
@@ -338,6 +345,17 @@ def _big_units(key, units):
 # by the share of tiles (the per-activation term, quantizing x, scales with M
 # by itself).
 G4_TILE_ROWS = 64
+# A g4-only weight (see _g4_applies) runs M = 2..16 (below G4_MIN_M) on the
+# 16-row kernel: measured (benchmarks/RESULTS.md "g4 only") at 0.50-0.73 of the
+# 64-row kernel's one-tile time (M = 17) on the BERT / MiniLM shapes at 70-90%,
+# so there the one-tile scaling is multiplied by G4_SMALL_SHARE.
+G4_SMALL_SHARE = 0.6
+# The g4 M == 1 kernel for K > 1024 (the row in L1, not in registers) is timed
+# by "spint8_g4_m1" (measured at K <= 1024) with its per-group term times
+# G4_WIDE_FACTOR: per group it measured 1.24 / 1.45 / 1.66 / 1.8x the
+# register kernel's at 70 / 80 / 90 / 95% (768x3072 against 3072x768, RESULTS.md
+# "g4 only"); sparser rows span more windows per 16 groups.
+G4_WIDE_FACTOR = 1.6
 
 
 def _g4_min_m():
@@ -354,7 +372,11 @@ def _predict(model, key, m, n, k, units):
     if key == "spint8_g4" and m < low:
         tiles = lambda rows: -(-rows // G4_TILE_ROWS)  # noqa: E731
         f = min(1.0, tiles(m) / tiles(low))
+        if m < _g4_min_m() <= low:  # the 16-row kernel (a g4-only weight)
+            f *= G4_SMALL_SHARE
         a, b, d, e = a * f, b * f, d * f, e * f
+    if key == "spint8_g4_m1" and k > 1024:
+        a *= G4_WIDE_FACTOR
     return o + (a * units + b * n + c * m * k + d * _big_units(key, units)
                 + e * _log2k_units(key, units, k)) * 1e-3
 
@@ -595,10 +617,10 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
         if fmt == "spint8":
             key = _spint8_key(model, nnz, nblocks, m, isa, k)
             if key != "spint8":
+                when = ("M == 1" if m == 1 else f"M >= {_g4_min_m()}" if m >= _g4_min_m()
+                        else "its only copy at this block fill, 16-row kernel")
                 notes.append("SparseInt8Matrix would run its groups-of-4 copy (unstructured "
-                             f"weights, {'M == 1' if m == 1 else f'M >= {_g4_min_m()}'}): "
-                             "predicted "
-                             "from the g4 timings")
+                             f"weights, {when}): predicted from the g4 timings")
         pred[fmt] = _predict(model, key, m, n, k, units[key])
     choice = min(pred, key=pred.get)
     sparsity = 1 - nnz / max(n * k, 1)

@@ -100,7 +100,24 @@ def test_g4_timings_used_where_sparse_int8_runs_groups_of_4(rng):
         if g4:
             assert ex["predicted_us"]["spint8"] == pytest.approx(2.0 * share * ngroups * 1e-3)
             assert any(f"M >= {si.G4_MIN_M}" in note for note in ex["notes"])
-    ex = sparsekit.explain(w, quantize="int8", m=si.G4_MIN_M - 1, model=model)
+    # below G4_MIN_M: the 1x4 blocks, or (a weight that keeps only its g4
+    # copy: block fill < G4_ONLY_FILL, VBMI too) the 16-row g4 kernel
+    from sparsekit.pack import G4_SMALL_SHARE
+
+    g4_only = g4 and sparsekit._core.g4_vbmi_cpu()
+    for m in (2, si.G4_MIN_M - 1):
+        ex = sparsekit.explain(w, quantize="int8", m=m, model=model)
+        assert ex["block_fill"] < si.G4_ONLY_FILL
+        if g4_only:
+            assert ex["predicted_us"]["spint8"] == pytest.approx(
+                2.0 * 0.5 * G4_SMALL_SHARE * ngroups * 1e-3)
+            assert any("16-row kernel" in note for note in ex["notes"])
+        else:
+            assert ex["predicted_us"]["spint8"] == pytest.approx(ex["nblocks"] * 1e-3)
+    # a weight above G4_ONLY_FILL keeps its 1x4 blocks for M < G4_MIN_M
+    w2 = np.where(rng.random((64, 96)) < 0.3, 1.0, 0.0).astype(np.float32)
+    ex = sparsekit.explain(w2, quantize="int8", m=si.G4_MIN_M - 1, model=model)
+    assert si.G4_ONLY_FILL <= ex["block_fill"] < si.G4_MAX_FILL
     assert ex["predicted_us"]["spint8"] == pytest.approx(ex["nblocks"] * 1e-3)
 
 
@@ -375,3 +392,22 @@ def test_unpruned_tiny_weight_stays_dense(rng):
         assert isinstance(sparsekit.pack(w, m=m), np.ndarray)
     w.flat[rng.choice(w.size, int(0.2 * w.size), replace=False)] = 0  # 20% pruned
     assert 0.2 >= UNPRUNED and isinstance(sparsekit.pack(w, m=32), CSRMatrix)
+
+
+def test_g4_m1_wide_k_scaled(rng):
+    """At M == 1 with 1024 < K <= 32768 the g4 kernel reads the row from L1:
+    predicted from spint8_g4_m1 with its per-group term times G4_WIDE_FACTOR."""
+    from sparsekit._native import core
+    from sparsekit.pack import G4_WIDE_FACTOR
+
+    w = np.where(rng.random((16, 2000)) < 0.1, 1.0, 0.0).astype(np.float32)
+    flat = {m: (0.0, 1.0, 0.0) for m in (1, 128)}
+    model = {"isa": "avx512vnni", "source": "test model",
+             "coef": {"qdense": flat, "spint8": flat, "spint8_g4_m1": {1: (0.0, 3.0, 0.0)}}}
+    ngroups = int(((np.count_nonzero(w, axis=1) + 3) // 4).sum())
+    ex = sparsekit.explain(w, quantize="int8", m=1, model=model)
+    if sparsekit._core.family_isa("spmm_u8s8") == "avx512vnni" and core.g4_spmv_fast(2000):
+        assert ex["predicted_us"]["spint8"] == pytest.approx(
+            3.0 * G4_WIDE_FACTOR * ngroups * 1e-3)
+    else:
+        assert ex["predicted_us"]["spint8"] == pytest.approx(ex["nblocks"] * 1e-3)

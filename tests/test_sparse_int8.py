@@ -15,11 +15,13 @@ from sparsekit.quant_ops import quantize_rows_reference
 def g4_on_every_cpu(monkeypatch):
     """Weights keep their g4 copy on any CPU here, so the portable g4 kernels
     (forced ISAs, and CPUs without AVX-512 VNNI, where the library leaves the
-    copy out) are checked too; test_g4_only_where_vnni_runs_it checks the
-    library's own rule."""
+    copy out) are checked too, and their 1x4 blocks next to it (the g4-only
+    weights have tests of their own, see g4_only); test_g4_only_where_vnni_runs_it
+    checks the library's own rule."""
     import sparsekit._sparse_int8 as si
 
     monkeypatch.setattr(si, "_g4_cpu", lambda: True)
+    monkeypatch.setattr(si, "_g4_only", lambda w: False)
 
 
 def test_g4_only_where_vnni_runs_it(monkeypatch, rng):
@@ -41,7 +43,9 @@ def test_g4_only_where_vnni_runs_it(monkeypatch, rng):
     assert back._g4 is None
     np.testing.assert_array_equal(w.int8_matmul(xq, 9), ref_int8(xq, 9, q))
     if with_g4 is not None:
-        assert with_g4._g4 is not None and with_g4.nbytes > w.nbytes
+        # both copies, or (AVX-512 VBMI too, block fill < G4_ONLY_FILL) g4 alone
+        assert with_g4._g4 is not None
+        assert (with_g4.nbytes < w.nbytes) == (with_g4._bsr is None) == core.g4_vbmi_cpu()
         np.testing.assert_array_equal(with_g4.int8_matmul(xq, 9), w.int8_matmul(xq, 9))
 
 
@@ -386,7 +390,8 @@ def test_g4_two_threads_exact(rng):
 # ---- M == 1: every table size of the register lookups ----------------------
 # The AVX-512 VNNI M == 1 kernels hold the activation row in registers for
 # K <= 1024 (1x4 blocks: pairs of zmm by ceil(K/128); g4 with VBMI: 128-byte
-# windows) and gather beyond; rows are summed 16 at a time with a scalar tail.
+# windows) and gather beyond (1x4) or read the windows from L1 (g4, K <=
+# 32768); rows are summed 16 at a time with a scalar tail.
 M1_K = [1, 9, 100, 128, 129, 255, 256, 300, 513, 640, 768, 771, 1000, 1024, 1025, 2051]
 
 
@@ -399,8 +404,11 @@ def test_m1_1x4_exact_every_table_size(isa, rng, k):
         np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))
 
 
-@pytest.mark.parametrize("k", M1_K)
+@pytest.mark.parametrize("k", M1_K + [4099, 32768, 32769])
 def test_m1_g4_exact_every_table_size(isa, rng, k):
+    """K <= 1024: the row in registers; 1024 < K <= 32768: the wide kernel
+    (windows of the row in L1, one byte of window id); past it the portable
+    loop."""
     from sparsekit._native import core
 
     q = unstructured_q(rng, 41, k, 0.1 if k > 9 else 0.2, empty_rows=(1, 16, 17))
@@ -409,7 +417,7 @@ def test_m1_g4_exact_every_table_size(isa, rng, k):
         pytest.skip("well-filled blocks: no g4 copy")
     runs_g4 = w._runs_g4(1)
     assert runs_g4 == core.g4_spmv_fast(k)
-    assert not runs_g4 or (isa == "avx512vnni" and k <= 1024)
+    assert not runs_g4 or (isa == "avx512vnni" and k <= 32768)
     xq = random_xq(rng, 1, k)
     for zp in (0, 128, 255):
         np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))
@@ -471,3 +479,115 @@ def test_linear_rejects_one_nonfinite_row(isa, rng, m, pattern):
             np.testing.assert_allclose(sparsekit.linear(x, w), ref, rtol=1e-5, atol=1e-4)
     finally:
         sparsekit.set_num_threads(before)
+
+
+# ---- g4 only: unstructured weights of low block fill keep no 1x4 blocks ----
+# (where this CPU has AVX-512 VNNI and VBMI; the fixture makes every weight
+# with a g4 copy g4-only on any CPU, so forced ISAs without g4 kernels check
+# the rebuilt 1x4 blocks)
+
+@pytest.fixture
+def g4_only(monkeypatch):
+    import sparsekit._sparse_int8 as si
+
+    monkeypatch.setattr(si, "_g4_only", lambda w: True)
+
+
+def both_copies(q, scale, monkeypatch):
+    """The same weight with its 1x4 blocks kept next to the g4 copy."""
+    import sparsekit._sparse_int8 as si
+
+    with monkeypatch.context() as mp:
+        mp.setattr(si, "_g4_only", lambda w: False)
+        return SparseInt8Matrix.from_int8(q, scale)
+
+
+G4_ONLY_MS = [0, 1, 2, 3, 7, 15, 16, 17, 31, 33, 65]
+
+
+@pytest.mark.parametrize("n,k", [(37, 77), (16, 130), (50, 1030), (33, 2051)])
+def test_g4_only_exact_every_isa(isa, g4_only, monkeypatch, rng, n, k):
+    """Exact int32 at every M (the 16-row g4 tile, the 64-row one, M == 1 in
+    registers or not, M == 0) and the same floats as the two-copy weight; an
+    ISA without g4 kernels runs the rebuilt 1x4 blocks and keeps them."""
+    from sparsekit._native import core
+
+    q = unstructured_q(rng, n, k, 0.1, empty_rows=(1, 16))
+    q[0, :4] = -127
+    w = SparseInt8Matrix.from_int8(q, np.float32(0.01))
+    assert w._g4 is not None and w._bsr is None and "blocks=g4," in repr(w)
+    for m in G4_ONLY_MS:
+        xq = random_xq(rng, m, k)
+        if m:
+            xq[0] = 255
+        for zp in (0, 255, rng.integers(0, 256, size=m)):
+            np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))
+    runs_g4 = core.g4_small_fast()
+    assert (w._bsr is None) == runs_g4
+    assert runs_g4 == (isa == "avx512vnni" and core.g4_vbmi_cpu())
+    w2 = both_copies(q, np.float32(0.01), monkeypatch)
+    bias = rng.standard_normal(n).astype(np.float32)
+    for m in (1, 2, 16, 17):
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        np.testing.assert_array_equal(sparsekit.linear(x, w, bias=bias, activation="relu"),
+                                      sparsekit.linear(x, w2, bias=bias, activation="relu"))
+        s = w.with_static_input(0.05, 3)
+        np.testing.assert_array_equal(sparsekit.linear(x, s, bias=bias),
+                                      sparsekit.linear(x, w2.with_static_input(0.05, 3), bias=bias))
+
+
+def test_g4_only_blocks_rebuilt_exactly(g4_only, monkeypatch, rng):
+    """indptr / cols / values of a g4-only weight are those it was built
+    from (dtypes too); its bytes are the g4 copy's; pickles in the format
+    every version reads, both ways."""
+    q = unstructured_q(rng, 60, 301, 0.1, empty_rows=(1, 2, 59))
+    w = SparseInt8Matrix.from_int8(q, 0.5)
+    w2 = both_copies(q, 0.5, monkeypatch)
+    assert w._bsr is None and w2._bsr is not None
+    for a, b in zip((w.indptr, w.cols, w.values), w2._bsr):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    assert w._bsr is None  # reading them does not keep them
+    assert w.nblocks == w2.nblocks and w.block_fill == w2.block_fill and w.nnz == w2.nnz
+    np.testing.assert_array_equal(w.q, q)
+    assert w.nbytes == w.row_sums.nbytes + w._wscale.nbytes + sum(a.nbytes for a in w._g4)
+    assert w.nbytes < w2.nbytes
+    xq = random_xq(rng, 20, 301)
+    # an old pickle (both copies: the same reduce arguments) loads as g4-only
+    back = pickle.loads(pickle.dumps(w2))
+    assert back._bsr is None
+    np.testing.assert_array_equal(back.int8_matmul(xq, 5), ref_int8(xq, 5, q))
+    # and a g4-only weight pickles as the 1x4 blocks
+    red, red2 = w.__reduce__(), w2.__reduce__()
+    assert red[0] is red2[0] and len(red[1]) == len(red2[1])
+    for a, b in zip(red[1], red2[1]):
+        np.testing.assert_array_equal(a, b)
+    with monkeypatch.context() as mp:
+        import sparsekit._sparse_int8 as si
+
+        mp.setattr(si, "_g4_only", lambda w: False)
+        back2 = pickle.loads(pickle.dumps(w.with_static_input(0.1, 7)))
+    assert back2._bsr is not None and back2.input_scale == pytest.approx(0.1)
+    np.testing.assert_array_equal(back2.int8_matmul(xq, 5), ref_int8(xq, 5, q))
+    # torch state arrays round trip
+    again = SparseInt8Matrix._from_state_arrays(w.shape, w._state_arrays())
+    np.testing.assert_array_equal(again.q, q)
+
+
+def test_g4_only_rule(monkeypatch, rng):
+    """The library's own rule: g4 alone below G4_ONLY_FILL where this CPU has
+    AVX-512 VNNI and VBMI, both copies above it."""
+    import sparsekit._sparse_int8 as si
+    from sparsekit._native import core
+
+    monkeypatch.undo()
+    sparse = SparseInt8Matrix.from_int8(unstructured_q(rng, 64, 512, 0.1), 0.5)  # fill ~0.29
+    middle = SparseInt8Matrix.from_int8(unstructured_q(rng, 64, 512, 0.3), 0.5)  # fill ~0.39
+    assert sparse.block_fill < si.G4_ONLY_FILL <= middle.block_fill < si.G4_MAX_FILL
+    vnni = si._g4_cpu()
+    assert (sparse._bsr is None) == (vnni and core.g4_vbmi_cpu())
+    assert (sparse._g4 is not None) == vnni and (middle._g4 is not None) == vnni
+    assert middle._bsr is not None
+    if sparse._bsr is None:
+        assert sparse._runs_g4(1) and sparse._runs_g4(2) and sparse._runs_g4(16)
+        assert sparse.bytes_per_weight < middle.bytes_per_weight

@@ -409,12 +409,25 @@ void sk_spmv_u8s8_g4_1x4__scalar(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t
 void sk_spmm_u8s8_g4_64x4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_g4_pack64__avx512vnni(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
                               uint8_t *xt);
+/* Small M (2..16 rows) with AVX-512 VBMI: one 16-row tile in natural row
+ * order, xp[k * 16 + i] (pos(i) = i), packed by sk_g4_pack16__avx512vbmi. */
+void sk_spmm_u8s8_g4_16x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_g4_pack16__avx512vbmi(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
+                              uint8_t *xt);
+/* M == 1 for 1024 < K <= 32768 with AVX-512 VBMI: the row in memory, zero-padded
+ * to whole 128-byte windows (xp 64-byte aligned). */
+void sk_spmv_u8s8_g4_wide__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 /* M == 1 with the row in registers (vpermi2b): needs AVX-512 VBMI, K <= 1024. */
 void sk_spmv_u8s8_g4_1x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 #endif
 /* 1 when g4 at M == 1 runs a vector kernel for this K (AVX-512 VNNI + VBMI,
- * K <= 1024), 0 when it runs the portable one. */
+ * K <= 32768: the row in registers up to 1024, the wide kernel above), 0 when
+ * it runs the portable one. */
 int sk_spmv_u8s8_g4_fast(int64_t k);
+/* 1 when g4 at M = 2..16 runs its 16-row vector kernel (AVX-512 VNNI + VBMI). */
+int sk_g4_small_fast(void);
+/* 1 when this CPU has AVX-512 VNNI (usable) and VBMI, whatever is selected. */
+int sk_g4_vbmi_cpu(void);
 
 /* ---- spmv_sell_f32: sliced-ELL fp32 weight (sparsekit.h) x small M ------
  * A kernel runs slices [s0, s1) for all m rows of x (in blocks of up to 4

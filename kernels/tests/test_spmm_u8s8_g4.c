@@ -2,7 +2,7 @@
  * against an int64 reference loop on every ISA this CPU runs: exact int32 with
  * extremes (x 0 and 255, q -127 and 127, zero points 0/128/255), empty rows,
  * all-zero and dense weights, rows whose last group is padded, tails in M
- * (across the 64- and 8-row tiles), N and K, strided x/y, 1 and 2 threads, the
+ * (across the 16-, 64- and 8-row tiles), N and K, strided x/y, 1 and 2 threads, the
  * float path; validation of bad weights. */
 #include <float.h>
 #include <math.h>
@@ -160,9 +160,10 @@ static void run_linear_static(int64_t m, int64_t n, int64_t k, float x_scale, in
 }
 
 int main(void) {
-  static const int64_t ms[] = {1, 2, 7, 8, 9, 63, 64, 65, 130};
+  /* M = 2..16: one 16-row tile on AVX-512 VBMI (3, 15: partial; 16 full) */
+  static const int64_t ms[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 130};
   static const int64_t ns[] = {1, 3, 16, 17, 40};
-  static const int64_t ks[] = {1, 4, 5, 31, 100};
+  static const int64_t ks[] = {1, 4, 5, 31, 100, 130};
   static const double densities[] = {0.0, 0.1, 0.5, 1.0};
   test_validate();
   FOR_EACH_ISA(isa) {
@@ -182,17 +183,25 @@ int main(void) {
     run_case_ld(isa, 70, 4003, 50, 0.1, 1, 2, 4003);
     run_linear(67, 45, 99);
     run_linear(1, 45, 99);
+    run_linear(16, 45, 99); /* the 16-row tile from fp32 rows */
+    run_linear(5, 33, 200);
+    run_case(isa, 16, 300, 3000, 0.1, 1, 2); /* 16-row tile, wide K, threads */
+    run_case(isa, 9, 100, 4100, 0.05, 0, 1);
     /* M == 1 with every register-table size of the AVX-512 VBMI kernel (K <=
-     * 1024: 2, 4, 6, 8 windows of 128 bytes) and past it, 16-row epilogue
+     * 1024: 2, 4, 6, 8 windows of 128 bytes), the wide kernel past it (up to
+     * K = 32768: 256 windows) and the portable one beyond, 16-row epilogue
      * tails, two threads */
-    static const int64_t k1[] = {129, 300, 700, 1000, 1024, 1025, 2047};
+    static const int64_t k1[] = {129, 300, 700, 1000, 1024, 1025, 2047, 4099, 32768, 32769};
     for (size_t c = 0; c < sizeof k1 / sizeof *k1; ++c) {
       run_case(isa, 1, 37, k1[c], 0.1, 0, 1);
       run_case(isa, 1, 300, k1[c], 0.2, 0, 2);
     }
     run_linear(1, 70, 1000);
+    run_linear(1, 70, 3000); /* the wide M == 1 kernel, float epilogue */
+    run_case(isa, 1, 50, 32768, 0.002, 1, 1); /* groups spanning many windows */
     run_linear_static(67, 45, 99, 0.05f, 100);
     run_linear_static(1, 45, 99, 0.02f, 0);
+    run_linear_static(12, 45, 99, 0.02f, 17);
     run_linear_static(130, 70, 1000, 0.013f, 255);
   }
   return sk_test_finish("test_spmm_u8s8_g4");

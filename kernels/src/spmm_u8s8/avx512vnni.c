@@ -429,6 +429,60 @@ void sk_spmv_u8s8_g4_1x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int
   else g4_spmv_p8(t, n0, n1);
 }
 
+/* g4 at M == 1 for 1024 < K <= 32768 (AVX-512 VBMI): the row (xp, zero-padded
+ * by the driver to whole 128-byte windows) stays in memory and each row is
+ * summed on its own, 16 groups a step. A row's groups are sorted by k, so the
+ * 16 groups of a step need only the windows from that of the first group's
+ * first column to that of the last group's largest: each is one vpermi2b of
+ * its two zmm from L1, merged into the bytes whose column lies in it (window
+ * id k >> 7, one byte). The padded slots of a row's last group (value 0, k 0)
+ * may read anything. */
+static VBMI void g4_spmv_wide(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  const uint16_t *kidx = (const uint16_t *)t->cols;
+  __m512i even, odd;
+  {
+    __attribute__((aligned(64))) uint8_t e[64], o[64];
+    for (int i = 0; i < 64; ++i) e[i] = (uint8_t)(2 * i), o[i] = (uint8_t)(2 * i + 1);
+    even = _mm512_load_si512((const void *)e);
+    odd = _mm512_load_si512((const void *)o);
+  }
+  const __m512i one = _mm512_set1_epi8(1);
+  for (int64_t n = n0; n < n1; ++n) {
+    __m512i acc = _mm512_setzero_si512();
+    const int64_t e = t->indptr[n + 1];
+    for (int64_t p = t->indptr[n]; p < e; p += 16) {
+      const int64_t cnt = e - p < 16 ? e - p : 16;
+      const __mmask16 k = (__mmask16)((1u << cnt) - 1);
+      const __mmask64 kw = ~(__mmask64)0 >> (64 - 4 * cnt);
+      const __m512i k0 = _mm512_maskz_loadu_epi16((__mmask32)kw, kidx + 4 * p);
+      const __m512i k1 = _mm512_maskz_loadu_epi16((__mmask32)(kw >> 32), kidx + 4 * p + 32);
+      const __m512i lo = _mm512_permutex2var_epi8(k0, even, k1);
+      const __m512i hi = _mm512_permutex2var_epi8(k0, odd, k1);
+      /* window = k >> 7 = 2 * hi + bit 7 of lo */
+      const __m512i win = _mm512_mask_add_epi8(_mm512_add_epi8(hi, hi), _mm512_movepi8_mask(lo),
+                                               _mm512_add_epi8(hi, hi), one);
+      const uint16_t *last = kidx + 4 * (p + cnt - 1);
+      uint16_t kmax = last[0];
+      for (int j = 1; j < 4; ++j) kmax = last[j] > kmax ? last[j] : kmax;
+      const int w0 = kidx[4 * p] >> 7, w1 = kmax >> 7;
+      __m512i xv = _mm512_setzero_si512();
+      for (int w = w0; w <= w1; ++w) {
+        const __m512i r = _mm512_permutex2var_epi8(
+            _mm512_load_si512((const void *)(t->xp + 128 * w)), lo,
+            _mm512_load_si512((const void *)(t->xp + 128 * w + 64)));
+        xv = _mm512_mask_mov_epi8(xv, _mm512_cmpeq_epi8_mask(win, _mm512_set1_epi8((char)w)), r);
+      }
+      acc = dpbusd(acc, xv, _mm512_maskz_loadu_epi32(k, t->values + 4 * p));
+    }
+    spmv_out(t, n, (uint32_t)_mm512_reduce_add_epi32(acc));
+  }
+}
+
+VBMI void sk_spmv_u8s8_g4_wide__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0,
+                                           int64_t n1) {
+  g4_spmv_wide(t, n0, n1);
+}
+
 /* The small tile: MR = 16 rows (one zmm per block), for M below 64 and the
  * rows left over past the 32-row tiles. 4 accumulators over blocks p % 4. */
 #define DEFINE_SPMM16(NAME, IDX_T)                                              \
@@ -649,5 +703,113 @@ void sk_spmv_u8s8_1x1c4__avx512vnni(const sk_spmm_u8s8_tile *t, int64_t n0, int6
     case 2: spmv_i32_p4(t, n0, n1); return;
     case 3: spmv_i32_p6(t, n0, n1); return;
     default: spmv_i32_p8(t, n0, n1); return;
+  }
+}
+
+/* g4 for small M (2..16 rows, AVX-512 VBMI): the tile is X transposed in
+ * natural row order, 16 bytes per k (xt[k * 16 + i]). A group's 4 columns
+ * (16 rows each) are loaded into the lanes of one zmm (an xmm load and
+ * three inserts from memory) and one vpermb turns them into dwords
+ * (x[i, k0], x[i, k1], x[i, k2], x[i, k3]) for the 16 rows: one vpdpbusd per
+ * group of 4 nonzeros, where the 16-row 1x4 kernel needs one per kept block
+ * (~3.4 per 4 nonzeros at 90% unstructured). ~2.7 cycles per group here,
+ * most of it the loads and inserts; slower or the same (exact, measured):
+ * two 256-bit pairs and vpermt2b, four broadcasts and blends, merge-masked
+ * loads (1.4x slower), two vpermt2b halves with two vpdpbusd, weights as
+ * embedded broadcasts, 16-bit index loads, 2 groups in flight instead of 4. */
+#define G4S_MR 16
+
+static inline VBMI __attribute__((always_inline)) __m512i g4s_x(const uint8_t *xt,
+                                                                 const uint16_t *kp,
+                                                                 __m512i perm) {
+  uint64_t k4;
+  memcpy(&k4, kp, 8);
+  __m512i v = _mm512_castsi128_si512(
+      _mm_load_si128((const __m128i *)(xt + (k4 & 0xffff) * G4S_MR)));
+  v = _mm512_inserti32x4(v, _mm_load_si128((const __m128i *)(xt + ((k4 >> 16) & 0xffff) * G4S_MR)), 1);
+  v = _mm512_inserti32x4(v, _mm_load_si128((const __m128i *)(xt + ((k4 >> 32) & 0xffff) * G4S_MR)), 2);
+  v = _mm512_inserti32x4(v, _mm_load_si128((const __m128i *)(xt + (k4 >> 48) * G4S_MR)), 3);
+  return _mm512_permutexvar_epi8(perm, v);
+}
+
+static VBMI void g4_spmm16(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
+  const uint16_t *kidx = (const uint16_t *)t->cols;
+  const int8_t *values = t->values;
+  const uint8_t *xt = t->xp;
+  __m512i perm;
+  {
+    __attribute__((aligned(64))) uint8_t idx[64];
+    for (int i = 0; i < 16; ++i)
+      for (int j = 0; j < 4; ++j) idx[4 * i + j] = (uint8_t)(16 * j + i);
+    perm = _mm512_load_si512((const void *)idx);
+  }
+  const sk_ep ep = ep_of(t);
+  const __m512i zp = _mm512_load_si512((const void *)t->zp);
+  const __m512 xs = ep.fp ? _mm512_loadu_ps(t->xscale) : _mm512_setzero_ps();
+  __attribute__((aligned(64))) uint32_t buf[16 * 16];
+  uint32_t *y = (uint32_t *)t->y;
+  for (int64_t n = n0; n < n1; n += 16) {
+    const int64_t nb = n1 - n < 16 ? n1 - n : 16;
+    __m512i r[16];
+    for (int64_t j = 0; j < nb; ++j) {
+      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+      int64_t p = t->indptr[n + j];
+      const int64_t e = t->indptr[n + j + 1];
+      for (; p + 4 <= e; p += 4) {
+        a0 = dpbusd(a0, g4s_x(xt, kidx + 4 * p, perm), _mm512_set1_epi32(load_dword(values + 4 * p)));
+        a1 = dpbusd(a1, g4s_x(xt, kidx + 4 * p + 4, perm),
+                    _mm512_set1_epi32(load_dword(values + 4 * p + 4)));
+        a2 = dpbusd(a2, g4s_x(xt, kidx + 4 * p + 8, perm),
+                    _mm512_set1_epi32(load_dword(values + 4 * p + 8)));
+        a3 = dpbusd(a3, g4s_x(xt, kidx + 4 * p + 12, perm),
+                    _mm512_set1_epi32(load_dword(values + 4 * p + 12)));
+      }
+      for (; p < e; ++p)
+        a0 = dpbusd(a0, g4s_x(xt, kidx + 4 * p, perm), _mm512_set1_epi32(load_dword(values + 4 * p)));
+      r[j] = epilogue_r(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                        zp, xs, &ep, n + j);
+    }
+    if (nb == 16 && t->mr == 16) {
+      transpose16(r);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_si512((void *)(y + i * t->ldy + n), r[i]);
+    } else {
+      for (int64_t j = 0; j < nb; ++j) _mm512_store_si512((void *)(buf + j * 16), r[j]);
+      for (int64_t i = 0; i < t->mr; ++i)
+        for (int64_t j = 0; j < nb; ++j) y[i * t->ldy + n + j] = buf[j * 16 + i];
+    }
+  }
+}
+
+VBMI void sk_spmm_u8s8_g4_16x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0,
+                                           int64_t n1) {
+  g4_spmm16(t, n0, n1);
+}
+
+/* The 16-row g4 tile: rows [0, mr) of x into xt[c * 16 + i] for c < k, zero
+ * rows past mr. Per 64 columns: the 16 rows as 16 zmm, transposed as dwords
+ * (zmm c: columns 4c..4c+3 of the 16 rows), one vpermb per zmm into the 4
+ * columns' 16-byte runs, stored as one line. */
+VBMI void sk_g4_pack16__avx512vbmi(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
+                                   uint8_t *xt) {
+  __m512i perm;
+  {
+    __attribute__((aligned(64))) uint8_t idx[64];
+    for (int j = 0; j < 4; ++j)
+      for (int i = 0; i < 16; ++i) idx[16 * j + i] = (uint8_t)(4 * i + j);
+    perm = _mm512_load_si512((const void *)idx);
+  }
+  for (int64_t c0 = 0; c0 < k; c0 += 64) {
+    const int64_t kc = k - c0 < 64 ? k - c0 : 64;
+    const __mmask64 km = kc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << kc) - 1);
+    __m512i r[16];
+    for (int64_t i = 0; i < 16; ++i)
+      r[i] = i < mr ? _mm512_maskz_loadu_epi8(km, x + i * ldx + c0) : _mm512_setzero_si512();
+    transpose16(r);
+    for (int64_t c = 0; c < 16 && 4 * c < kc; ++c) {
+      const __m512i v = _mm512_permutexvar_epi8(perm, r[c]);
+      uint8_t *d = xt + (c0 + 4 * c) * G4S_MR;
+      if (4 * c + 4 <= kc) _mm512_storeu_si512((void *)d, v);
+      else _mm512_mask_storeu_epi8(d, ~(__mmask64)0 >> (64 - 16 * (kc - 4 * c)), v);
+    }
   }
 }

@@ -6,8 +6,10 @@
  *   W rows split into per-thread ranges of equal cost (groups + per-row work)
  *   each thread: for every tile, micro-kernel over its rows -> Y
  *
- * AVX-512 VNNI runs 64-row tiles; every other ISA the portable kernel (8 rows;
- * M == 1 reads the row in place). Same contract and results as driver.c.
+ * AVX-512 VNNI runs 64-row tiles, and with VBMI one 16-row tile for M = 2..16
+ * and its own M == 1 kernels (the row in registers for K <= 1024, in a padded
+ * copy up to K = 32768); every other ISA the portable kernel (8 rows; M == 1
+ * reads the row in place). Same contract and results as driver.c.
  */
 #include <string.h>
 
@@ -55,10 +57,27 @@ static void pack_tile_t(const uint8_t *x, int64_t ldx, int64_t k, int64_t m0, in
 int sk_spmv_u8s8_g4_fast(int64_t k) {
 #ifdef SK_ARCH_X86
   /* the VNNI ISA is selected only when the OS saves the zmm state */
-  return k <= 1024 && sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI &&
+  return k <= 32768 && sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI &&
          __builtin_cpu_supports("avx512vbmi");
 #else
   (void)k;
+  return 0;
+#endif
+}
+
+int sk_g4_small_fast(void) {
+#ifdef SK_ARCH_X86
+  return sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI &&
+         __builtin_cpu_supports("avx512vbmi");
+#else
+  return 0;
+#endif
+}
+
+int sk_g4_vbmi_cpu(void) {
+#ifdef SK_ARCH_X86
+  return sk_cpu_supports(SK_ISA_AVX512VNNI) && __builtin_cpu_supports("avx512vbmi");
+#else
   return 0;
 #endif
 }
@@ -69,7 +88,7 @@ int sk_spmv_u8s8_g4_fast(int64_t k) {
  * heap). */
 typedef struct {
   int64_t k, kp, rows_alloc;
-  int vnni;
+  int vnni, small; /* small: the 16-row VBMI tile */
 } pack_ctx;
 
 static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, int R,
@@ -87,6 +106,10 @@ static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, 
     x = u8, ldx = c->kp;
   }
 #ifdef SK_ARCH_X86
+  if (c->small) {
+    sk_g4_pack16__avx512vbmi(x, ldx, c->k, mr, xt);
+    return rc;
+  }
   if (c->vnni) {
     sk_g4_pack64__avx512vnni(x, ldx, c->k, mr, xt);
     return rc;
@@ -114,18 +137,35 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
     base.zp = s->zp;
     base.xscale = s->xscale;
     sk_spmm_u8s8_fn spmv = sk_spmv_u8s8_g4_1x4__scalar;
+    uint8_t *row = NULL;
 #ifdef SK_ARCH_X86
-    if (sk_spmv_u8s8_g4_fast(w->k)) spmv = sk_spmv_u8s8_g4_1x4__avx512vbmi;
+    if (sk_spmv_u8s8_g4_fast(w->k) && w->k <= 1024) {
+      spmv = sk_spmv_u8s8_g4_1x4__avx512vbmi; /* the row in registers */
+    } else if (sk_spmv_u8s8_g4_fast(w->k)) {
+      /* the wide kernel reads whole 128-byte windows: a zero-padded copy */
+      const int64_t padded = (w->k + 127) / 128 * 128;
+      row = (uint8_t *)sk_aligned_alloc((size_t)padded);
+      if (row == NULL) return SK_ERR_NOMEM;
+      memcpy(row, s->xq, (size_t)w->k);
+      memset(row + w->k, 0, (size_t)(padded - w->k));
+      base.xp = row;
+      spmv = sk_spmv_u8s8_g4_wide__avx512vbmi;
+    }
 #endif
     sk_u8_spmv_run(spmv, &base, nt, bounds);
+    sk_aligned_free(row);
     return SK_OK;
   }
 
 #ifdef SK_ARCH_X86
-  const int MR = vnni ? 64 : 8;
-  const sk_spmm_u8s8_fn kernel = vnni ? sk_spmm_u8s8_g4_64x4__avx512vnni
-                                      : sk_spmm_u8s8_g4_8x4__scalar;
+  /* M <= 16: one 16-row tile (the 64-row one would do 4x the work) */
+  const int small = vnni && m <= 16 && sk_g4_small_fast();
+  const int MR = small ? 16 : vnni ? 64 : 8;
+  const sk_spmm_u8s8_fn kernel = small  ? sk_spmm_u8s8_g4_16x4__avx512vbmi
+                                 : vnni ? sk_spmm_u8s8_g4_64x4__avx512vnni
+                                        : sk_spmm_u8s8_g4_8x4__scalar;
 #else
+  const int small = 0;
   const int MR = 8;
   const sk_spmm_u8s8_fn kernel = sk_spmm_u8s8_g4_8x4__scalar;
 #endif
@@ -135,7 +175,7 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   const int64_t ntiles = (m + MR - 1) / MR, rows_alloc = ntiles * MR;
   const int64_t kp = w->k > 0 ? w->k : 1;
   const int64_t rows_u8 = s->xf ? (int64_t)nt * MR : 0; /* fp32 rows: see pack() */
-  const pack_ctx ctx = {w->k, kp, rows_alloc, vnni};
+  const pack_ctx ctx = {w->k, kp, rows_alloc, vnni, small};
   const sk_u8_tiles tiles = {m, ntiles, ntiles, MR, MR, w->k,
                              (size_t)((rows_alloc + rows_u8) * kp), kernel, kernel, pack, &ctx};
   return sk_u8_tiles_run(&tiles, s, &base, nt, bounds);

@@ -37,6 +37,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sparsekit.convert.onnx_attention import OPS as _ATTENTION_OPS, fuse_attention
 from sparsekit.convert.onnx_fuse import fuse_erf_gelu
 from sparsekit.convert.onnx_generic import generic, generic_ops, inferred_dtypes, np_dtype
 from sparsekit.convert.onnx_shapes import cache_shapes
@@ -187,6 +188,7 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
         b.vals[init.name] = Const(numpy_helper.to_array(init))
     b.dtypes = inferred_dtypes(model)
     model = fuse_erf_gelu(model)  # after inference: Gelu is an opset-20 op
+    model = fuse_attention(model, b.dtypes)  # q . k, mask, Softmax, . v: one kernel call
     model = _static.fuse_qdq_add(model)  # QDQ Adds ORT runs as MLAS QLinearAdd
     g = model.graph
     inputs = [i for i in g.input if i.name not in b.vals]
@@ -712,3 +714,4 @@ _OPS = {
 from sparsekit.convert import onnx_static as _static  # noqa: E402
 
 _OPS.update(_static.OPS)
+_OPS.update(_ATTENTION_OPS)

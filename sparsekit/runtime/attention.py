@@ -94,3 +94,82 @@ class SelfAttention(Layer):
     @classmethod
     def from_state(cls, config, arrays, weight):
         return cls(weight, arrays.get("bias"), **config)
+
+
+@register
+class HeadsAttention(Layer):
+    """softmax(scale * q @ kt + mask) @ v on heads already split, as an ONNX
+    export writes scaled dot-product attention (sparsekit.convert.onnx_attention):
+
+        q [B, H, Tq, D], kt [B, H, D, Tk] (keys transposed), v [B, H, Tk, D],
+        mask (masked=True) additive, broadcasting to [B, H, Tq, Tk]
+        ─► [B, H, Tq, D] (a view of a [B, Tq, H, D] array: the export's
+           Transpose + Reshape back to [B, Tq, C] then copy nothing)
+
+    nan_to_zero: a probability that is NaN (a query whose keys are all -inf)
+    becomes 0, as the export's IsNaN + Where after its Softmax do; without it
+    such a query gives NaN, as a plain Softmax does. Runs attention_f32 when
+    the shapes fit it (4-D, one mask for every head, float32); otherwise the
+    graph's own ops in NumPy."""
+
+    def __init__(self, scale, nan_to_zero=True, masked=True):
+        self.scale = float(scale)
+        if not np.isfinite(self.scale):
+            raise ValueError(f"scale: expected a finite number, got {scale}")
+        self.nan_to_zero = bool(nan_to_zero)
+        self.masked = bool(masked)
+        self.n_inputs = 4 if self.masked else 3
+
+    def __call__(self, q, kt, v, mask=None):
+        from sparsekit._validate import as_float_array
+
+        q, kt, v = (a if type(a) is np.ndarray and a.dtype == np.float32 else
+                    as_float_array(a, n) for a, n in ((q, "q"), (kt, "kt"), (v, "v")))
+        m = None if mask is None else np.asarray(mask)
+        out = self._kernel(q, kt, v, m)
+        return self._numpy(q, kt, v, m) if out is None else out
+
+    def _kernel(self, q, kt, v, mask):
+        """attention_f32's result, or None when the shapes or the mask do not fit it."""
+        core = _core()
+        if core is None or q.ndim != 4 or kt.ndim != 4 or v.ndim != 4:
+            return None
+        b, h, tq, d = q.shape
+        tk = kt.shape[3]
+        if kt.shape != (b, h, d, tk) or v.shape != (b, h, tk, d) or min(q.shape) == 0 or \
+                tk == 0:
+            return None
+        m3 = None
+        if mask is not None:
+            if mask.dtype != np.float32 or mask.ndim > 4 or \
+                    (mask.ndim >= 3 and mask.shape[-3] != 1):
+                return None  # per-head masks, other dtypes: the graph's ops
+            try:
+                m3 = np.broadcast_to(mask, (b, 1, tq, tk))[:, 0]
+            except ValueError:
+                return None
+            if tk > 1 and m3.strides[2] != 4:
+                m3 = np.ascontiguousarray(m3)
+            if not self.nan_to_zero and np.isneginf(m3).all(-1).any():
+                return None  # the graph gives NaN there, the kernel 0
+        qb, kb, vb = q.transpose(0, 2, 1, 3), kt.transpose(0, 3, 1, 2), v.transpose(0, 2, 1, 3)
+        if d > 1:
+            qb, kb, vb = (a if a.strides[3] == 4 else np.ascontiguousarray(a)
+                          for a in (qb, kb, vb))
+        out = np.empty((b, tq, h, d), np.float32)
+        core.attention_f32(qb, kb, vb, m3, self.scale, out)
+        return out.transpose(0, 2, 1, 3)
+
+    def _numpy(self, q, kt, v, mask):
+        s = np.matmul(q, kt)
+        s *= np.float32(self.scale)
+        if mask is not None:
+            s = s + mask
+        e = np.exp(s - s.max(-1, keepdims=True))
+        p = e / e.sum(-1, keepdims=True)
+        if self.nan_to_zero:
+            p[np.isnan(p)] = 0
+        return np.matmul(p, v)
+
+    def config(self):
+        return {"scale": self.scale, "nan_to_zero": self.nan_to_zero, "masked": self.masked}

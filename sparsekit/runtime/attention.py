@@ -165,8 +165,9 @@ class HeadsAttention(Layer):
         s *= np.float32(self.scale)
         if mask is not None:
             s = s + mask
-        e = np.exp(s - s.max(-1, keepdims=True))
-        p = e / e.sum(-1, keepdims=True)
+        with np.errstate(invalid="ignore"):  # all keys -inf: NaN, as the graph's Softmax
+            e = np.exp(s - s.max(-1, keepdims=True))
+            p = e / e.sum(-1, keepdims=True)
         if self.nan_to_zero:
             p[np.isnan(p)] = 0
         return np.matmul(p, v)

@@ -108,8 +108,9 @@ def fuse_attention(model, dtypes):
                 dtypes.get(pv.output[0]) != np.float32:
             continue
         inner = {o for n in chain[1:] for o in n.output}  # values only the chain reads
+        ids = {id(n) for n in chain}
         if inner & outputs or mask in inner or any(
-                r not in chain for o in inner for r in readers.get(o, [])):
+                id(r) not in ids for o in inner for r in readers.get(o, [])):
             continue
         scale = s_q * s_k * s_scores
         replace[pv.output[0]] = helper.make_node(

@@ -211,19 +211,36 @@ def test_other_graphs_are_left_as_they_are(rng, variant):
 
 @pytest.mark.parametrize("mask_shape", [None, (B, 1, T, T), (B, 1, 1, T), (1, 1, T, T),
                                         (T, T), (B, H, T, T)])
-def test_layer_kernel_matches_numpy_path(rng, mask_shape):
+def test_layer_kernel_matches_numpy_path(rng, isa, mask_shape):
+    _kernel_vs_numpy(rng, (B, H, T, T, D), mask_shape)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (3, 2, 5, 9, 17), (1, 4, 13, 7, 3)])
+def test_layer_odd_shapes(rng, isa, shape):
+    """Tails of every loop: one token, Tq != Tk, D not a multiple of a vector."""
+    b, h, tq, tk, _ = shape
+    _kernel_vs_numpy(rng, shape, (b, 1, tq, tk))
+
+
+def _kernel_vs_numpy(rng, shape, mask_shape):
+    b, h, tq, tk, d = shape
     layer = HeadsAttention(0.3)
-    q = rng.standard_normal((B, H, T, D)).astype(np.float32)
-    kt = rng.standard_normal((B, H, T, D)).astype(np.float32).transpose(0, 1, 3, 2)
-    v = rng.standard_normal((B, H, T, D)).astype(np.float32)
+    q = rng.standard_normal((b, h, tq, d)).astype(np.float32)
+    kt = rng.standard_normal((b, h, tk, d)).astype(np.float32).transpose(0, 1, 3, 2)
+    v = rng.standard_normal((b, h, tk, d)).astype(np.float32)
     mask = None
     if mask_shape is not None:
         mask = np.where(rng.random(mask_shape) < 0.3, np.float32(-np.inf),
                         rng.standard_normal(mask_shape).astype(np.float32))
     want = layer._numpy(q, kt, v, mask)
     fast = layer._kernel(q, kt, v, mask)
-    assert (fast is None) == (mask_shape == (B, H, T, T))  # per-head masks: NumPy
+    per_head = mask_shape is not None and len(mask_shape) == 4 and mask_shape[1] > 1
+    assert (fast is None) == per_head  # per-head masks: NumPy
     np.testing.assert_allclose(layer(q, kt, v, mask), want, rtol=0, atol=1e-5)
+
+
+def test_layer_checks_and_registers():
     assert sparsekit.runtime.layers.LAYERS["HeadsAttention"] is HeadsAttention
+    assert HeadsAttention(0.5, masked=False).n_inputs == 3
     with pytest.raises(ValueError, match="scale"):
         HeadsAttention(float("inf"))

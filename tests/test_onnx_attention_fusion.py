@@ -104,7 +104,7 @@ def _vi(name, shape):
 
 
 def _attention_graph(mask_heads=1, guard=True, q_scale="mul", softmax_axis=-1,
-                     scores_out=False, masked=True):
+                     scores_out=False, masked=True, opset=17):
     """q.k (scaled as asked), + mask, Softmax, [IsNaN, Where], . v."""
     c = np.float32(D ** -0.25)
     inits = {"c": np.array(c), "zero": np.array([0.0], np.float32),
@@ -128,7 +128,8 @@ def _attention_graph(mask_heads=1, guard=True, q_scale="mul", softmax_axis=-1,
     if masked:
         nodes.append(helper.make_node("Add", ["mask", s], ["s2"]))
         s = "s2"
-    nodes.append(helper.make_node("Softmax", [s], ["p0"], axis=softmax_axis))
+    nodes.append(helper.make_node("Softmax", [s], ["p0"], **(
+        {} if softmax_axis is None else {"axis": softmax_axis})))
     p = "p0"
     if guard:
         nodes += [helper.make_node("IsNaN", ["p0"], ["nan"]),
@@ -141,7 +142,7 @@ def _attention_graph(mask_heads=1, guard=True, q_scale="mul", softmax_axis=-1,
     outputs = [_vi("out", [B, H, T, D])] + ([_vi("s0", [B, H, T, T])] if scores_out else [])
     g = helper.make_graph(nodes, "attn", inputs, outputs,
                           [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 
 def _inputs(rng, mask_heads=1, causal=False, dead_row=False):
@@ -174,13 +175,16 @@ def _check(model, feed, fused, atol=1e-5):
 
 @pytest.mark.parametrize("variant", [
     dict(), dict(causal=True), dict(mask_heads=H), dict(q_scale="div"), dict(q_scale=None),
-    dict(dead_row=True), dict(mask_heads=H, dead_row=True), dict(q_scale="per_head")])
+    dict(dead_row=True), dict(mask_heads=H, dead_row=True), dict(q_scale="per_head"),
+    dict(softmax_axis=None), dict(opset=11)])
 def test_attention_graphs_fuse_with_any_additive_mask(rng, variant):
     """The mask is the graph's own value: causal, padding or per head (NumPy
     there: the kernel takes one mask for all heads) all give the graph's result;
     a scale that is not one number stays a Mul before the fused layer."""
     heads = variant.get("mask_heads", 1)
-    model = _attention_graph(mask_heads=heads, q_scale=variant.get("q_scale", "mul"))
+    model = _attention_graph(mask_heads=heads, q_scale=variant.get("q_scale", "mul"),
+                             softmax_axis=variant.get("softmax_axis", -1),
+                             opset=variant.get("opset", 17))
     _, (got,) = _check(model, _inputs(rng, heads, variant.get("causal", False),
                                       variant.get("dead_row", False)), fused=1)
     assert np.isfinite(got).all()
@@ -207,6 +211,20 @@ def test_other_graphs_are_left_as_they_are(rng, variant):
     """Scores also a graph output, Softmax over queries: not this attention,
     not fused, still run as the graph says."""
     _check(_attention_graph(**variant), _inputs(rng), fused=0)
+
+
+def test_opset_11_softmax_without_axis_is_not_attention():
+    """Before opset 13 Softmax's default axis is 1 (heads and scores
+    flattened together): the pass leaves it (the importer's Softmax itself
+    does not implement that default: not compared with ORT here)."""
+    from sparsekit.convert.onnx_attention import fuse_attention
+    from sparsekit.convert.onnx_generic import inferred_dtypes
+
+    for opset, fused in ((11, False), (13, True)):
+        model = _attention_graph(softmax_axis=None, opset=opset)
+        out = fuse_attention(model, inferred_dtypes(model))
+        assert (out is not model) == fused
+        assert any(n.op_type == "SparsekitAttention" for n in out.graph.node) == fused
 
 
 @pytest.mark.parametrize("mask_shape", [None, (B, 1, T, T), (B, 1, 1, T), (1, 1, T, T),

@@ -49,6 +49,7 @@ def fuse_attention(model, dtypes):
         for i in n.input:
             readers.setdefault(i, []).append(n)
     outputs = {o.name for o in g.output}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
 
     def producer(name, *ops):
         n = made.get(name)
@@ -84,9 +85,9 @@ def fuse_attention(model, dtypes):
             chain += [guard, isnan]
             p, nan_to_zero = guard.input[2], True
         sm = producer(p, "Softmax")
-        if sm is None or helper.get_attribute_value(
-                next((a for a in sm.attribute if a.name == "axis"),
-                     helper.make_attribute("axis", -1))) != -1:
+        axis = next((helper.get_attribute_value(a) for a in sm.attribute if a.name == "axis"),
+                    -1 if opset >= 13 else 1) if sm is not None else None
+        if axis != -1:  # (before opset 13, Softmax's default axis is 1: the flattened rest)
             continue
         chain.append(sm)
         x, mask = sm.input[0], None

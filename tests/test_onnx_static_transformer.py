@@ -41,6 +41,7 @@ import sparsekit.onnx as sko  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from sparsekit import runtime as R  # noqa: E402
 from sparsekit.runtime.tensor_quant import TensorQuantConv2d  # noqa: E402
+from test_onnx_transformer import _export as export_bert  # noqa: E402
 
 NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 VOCAB, HIDDEN = 60, 32
@@ -50,35 +51,8 @@ MASK_NODES = ("attention/self/Where", "attention/self/Add", "attention/self/Soft
 
 def _export(path):
     """A tiny BERT with weights large enough that attention is not uniform
-    (initializer_range 0.2) and non-zero biases, exported as
-    test_onnx_transformer does (opset 17, dynamic batch and sequence)."""
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=48,
-                                  max_position_embeddings=24, initializer_range=0.2)
-    bert = transformers.BertModel(cfg).eval()
-    with torch.no_grad():
-        for name, p in bert.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0, 0.1)
-
-    class Hidden(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
-
-    ids = torch.randint(0, VOCAB, (1, 7))
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's tracer warnings
-        torch.onnx.export(Hidden().eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids)),
-                          str(path), input_names=NAMES, output_names=["hidden"],
-                          dynamic_axes={n: {0: "b", 1: "t"} for n in NAMES + ["hidden"]},
-                          dynamo=False, opset_version=17)
-    return str(path)
+    (initializer_range 0.2) and non-zero biases."""
+    return export_bert(path, initializer_range=0.2, bias_std=0.1)
 
 
 def _feed(batch, t, seed=0):

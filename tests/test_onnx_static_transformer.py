@@ -49,6 +49,20 @@ VOCAB, HIDDEN = 60, 32
 MASK_NODES = ("attention/self/Where", "attention/self/Add", "attention/self/Softmax")
 
 
+def _calibration_reader():
+    """ORT's calibration input: 4 padded batches of random tokens."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([_feed(4, 9, seed=s) for s in range(4)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    return Reader()
+
+
 def _export(path):
     """A tiny BERT with weights large enough that attention is not uniform
     (initializer_range 0.2) and non-zero biases."""
@@ -79,8 +93,7 @@ VARIANTS = {"qdq": (True, False, True, False, False), "qdq pc": (True, True, Fal
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     d = tmp_path_factory.mktemp("onnxbert_static")
@@ -91,18 +104,11 @@ def files(tmp_path_factory):
                   if n.name.endswith(MASK_NODES)]
     assert len(mask_nodes) == 6
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([_feed(4, 9, seed=s) for s in range(4)])
-
-        def get_next(self):
-            return next(self.it, None)
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, (qdq, pc, pre, nomask, s8) in VARIANTS.items():
             out[name] = str(d / (name.replace(" ", "_") + ".onnx"))
-            quantize_static(out["pre" if pre else "fp32"], out[name], Reader(),
+            quantize_static(out["pre" if pre else "fp32"], out[name], _calibration_reader(),
                             quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
                             per_channel=pc, weight_type=QuantType.QInt8,
                             activation_type=QuantType.QInt8 if s8 else QuantType.QUInt8,
@@ -454,8 +460,7 @@ def test_lookup_tables_change_nothing(files, monkeypatch, name):
 def test_finite_mask_quantizes_softmax(files, tmp_path):
     """With a finite mask (-1e4, as older exports write it) every node is
     quantized with finite scales: QLinearSoftmax included, no warning."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     model = onnx.load(files["fp32"])
     patched = 0
@@ -469,16 +474,9 @@ def test_finite_mask_quantizes_softmax(files, tmp_path):
     f, q = str(tmp_path / "finite.onnx"), str(tmp_path / "finite_qop.onnx")
     onnx.save(model, f)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([_feed(4, 9, seed=s) for s in range(4)])
-
-        def get_next(self):
-            return next(self.it, None)
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_static(f, q, Reader(), quant_format=QuantFormat.QOperator,
+        quantize_static(f, q, _calibration_reader(), quant_format=QuantFormat.QOperator,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
     assert "QLinearSoftmax" in {n.op_type for n in onnx.load(q).graph.node}
     with warnings.catch_warnings():

@@ -16,6 +16,23 @@ import numpy as np
 thread_clock = time.thread_time  # CPU time of the calling thread only
 wall_clock = time.perf_counter
 
+# the issue's FFN weight shapes (name, N out, K in)
+FFN_SHAPES = [("bert_ffn_up", 3072, 768), ("bert_ffn_down", 768, 3072),
+              ("minilm_ffn_up", 1536, 384)]
+
+
+def round_times(fns, rounds, reps=5):
+    """Seconds per call of each function in every round (a list per function),
+    the functions interleaved within each round, `reps` calls per timing."""
+    out = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, f in enumerate(fns):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                f()
+            out[i].append((time.perf_counter() - t0) / reps)
+    return out
+
 
 def calibrate(fn, target_s=0.02, max_inner=10_000, clock=wall_clock):
     """How many back-to-back calls of `fn` take about `target_s` seconds."""

@@ -14,23 +14,17 @@ time at each M as a share of its M = 128 time: what sparsekit.pack scales its
 AVX-512 VNNI (elsewhere the g4 copy is not built).
 """
 import argparse
-import time
 
 import numpy as np
 
-SHAPES = [("bert_ffn_up", 3072, 768), ("bert_ffn_down", 768, 3072), ("minilm_ffn_up", 1536, 384)]
+from _harness import FFN_SHAPES, round_times
+
+SHAPES = FFN_SHAPES
 
 
 def best_time(fns, reps=5, rounds=15):
     """Best seconds per call of each function, rounds interleaved."""
-    out = [[] for _ in fns]
-    for _ in range(rounds):
-        for i, f in enumerate(fns):
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                f()
-            out[i].append((time.perf_counter() - t0) / reps)
-    return [min(o) for o in out]
+    return [min(o) for o in round_times(fns, rounds, reps)]
 
 
 def main(argv=None):
@@ -60,6 +54,8 @@ def main(argv=None):
                 print(f"{name} {sp:.0%}: no g4 copy (block fill {w.block_fill:.2f}, or no VNNI)")
                 continue
             zp = np.array([7], np.int32)
+            # the 1x4 arrays once (a g4-only weight rebuilds them on every access)
+            blocks = (w.indptr, w.cols, w.values)
             cells = {}
             for m in ms:
                 xq = rng.integers(0, 256, (m, k)).astype(np.uint8)
@@ -67,8 +63,7 @@ def main(argv=None):
                 if args.scaling:
                     cells[m] = best_time([g4])[0]
                 else:
-                    blk = lambda: core.spmm_u8s8_s32(w.indptr, w.cols, w.values,  # noqa: E731
-                                                     w.row_sums, n, k, xq, zp)
+                    blk = lambda: core.spmm_u8s8_s32(*blocks, w.row_sums, n, k, xq, zp)  # noqa: E731
                     a, b = best_time([blk, g4])
                     cells[m] = a / b
             if args.scaling:

@@ -16,23 +16,17 @@ AVX-512 VNNI + VBMI) and with both copies. Needs AVX-512 VNNI + VBMI (the
 """
 import argparse
 import importlib.util
-import time
 
 import numpy as np
 
-SHAPES = [("bert_ffn_up", 3072, 768), ("bert_ffn_down", 768, 3072), ("minilm_ffn_up", 1536, 384)]
+from _harness import FFN_SHAPES, round_times
+
+SHAPES = FFN_SHAPES
 
 
 def median_times(fns, rounds, reps=5):
     """Median seconds per call of each function, rounds interleaved."""
-    out = [[] for _ in fns]
-    for _ in range(rounds):
-        for i, f in enumerate(fns):
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                f()
-            out[i].append((time.perf_counter() - t0) / reps)
-    return [float(np.median(o)) for o in out]
+    return [float(np.median(o)) for o in round_times(fns, rounds, reps)]
 
 
 def load_core(path):

@@ -41,6 +41,7 @@ import sparsekit.onnx as sko  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from sparsekit import runtime as R  # noqa: E402
 from sparsekit.runtime.tensor_quant import TensorQuantConv2d  # noqa: E402
+from test_onnx_transformer import _export as export_bert  # noqa: E402
 
 NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 VOCAB, HIDDEN = 60, 32
@@ -48,37 +49,24 @@ VOCAB, HIDDEN = 60, 32
 MASK_NODES = ("attention/self/Where", "attention/self/Add", "attention/self/Softmax")
 
 
+def _calibration_reader():
+    """ORT's calibration input: 4 padded batches of random tokens."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([_feed(4, 9, seed=s) for s in range(4)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    return Reader()
+
+
 def _export(path):
     """A tiny BERT with weights large enough that attention is not uniform
-    (initializer_range 0.2) and non-zero biases, exported as
-    test_onnx_transformer does (opset 17, dynamic batch and sequence)."""
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=48,
-                                  max_position_embeddings=24, initializer_range=0.2)
-    bert = transformers.BertModel(cfg).eval()
-    with torch.no_grad():
-        for name, p in bert.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0, 0.1)
-
-    class Hidden(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
-
-    ids = torch.randint(0, VOCAB, (1, 7))
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's tracer warnings
-        torch.onnx.export(Hidden().eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids)),
-                          str(path), input_names=NAMES, output_names=["hidden"],
-                          dynamic_axes={n: {0: "b", 1: "t"} for n in NAMES + ["hidden"]},
-                          dynamo=False, opset_version=17)
-    return str(path)
+    (initializer_range 0.2) and non-zero biases."""
+    return export_bert(path, initializer_range=0.2, bias_std=0.1)
 
 
 def _feed(batch, t, seed=0):
@@ -105,8 +93,7 @@ VARIANTS = {"qdq": (True, False, True, False, False), "qdq pc": (True, True, Fal
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     d = tmp_path_factory.mktemp("onnxbert_static")
@@ -117,18 +104,11 @@ def files(tmp_path_factory):
                   if n.name.endswith(MASK_NODES)]
     assert len(mask_nodes) == 6
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([_feed(4, 9, seed=s) for s in range(4)])
-
-        def get_next(self):
-            return next(self.it, None)
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, (qdq, pc, pre, nomask, s8) in VARIANTS.items():
             out[name] = str(d / (name.replace(" ", "_") + ".onnx"))
-            quantize_static(out["pre" if pre else "fp32"], out[name], Reader(),
+            quantize_static(out["pre" if pre else "fp32"], out[name], _calibration_reader(),
                             quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
                             per_channel=pc, weight_type=QuantType.QInt8,
                             activation_type=QuantType.QInt8 if s8 else QuantType.QUInt8,
@@ -480,8 +460,7 @@ def test_lookup_tables_change_nothing(files, monkeypatch, name):
 def test_finite_mask_quantizes_softmax(files, tmp_path):
     """With a finite mask (-1e4, as older exports write it) every node is
     quantized with finite scales: QLinearSoftmax included, no warning."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     model = onnx.load(files["fp32"])
     patched = 0
@@ -495,16 +474,9 @@ def test_finite_mask_quantizes_softmax(files, tmp_path):
     f, q = str(tmp_path / "finite.onnx"), str(tmp_path / "finite_qop.onnx")
     onnx.save(model, f)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([_feed(4, 9, seed=s) for s in range(4)])
-
-        def get_next(self):
-            return next(self.it, None)
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_static(f, q, Reader(), quant_format=QuantFormat.QOperator,
+        quantize_static(f, q, _calibration_reader(), quant_format=QuantFormat.QOperator,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
     assert "QLinearSoftmax" in {n.op_type for n in onnx.load(q).graph.node}
     with warnings.catch_warnings():

@@ -23,12 +23,21 @@ NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 VOCAB = 60
 
 
-def _export(path, sparsity=None):
+def _export(path, sparsity=None, initializer_range=0.02, bias_std=None):
+    """A tiny BERT exported with dynamic batch and sequence axes (opset 17);
+    sparsity: its encoder Linears pruned by magnitude; bias_std: biases drawn
+    N(0, bias_std) instead of zero."""
     torch.manual_seed(0)
     cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
                                   num_attention_heads=4, intermediate_size=48,
-                                  max_position_embeddings=24)
+                                  max_position_embeddings=24,
+                                  initializer_range=initializer_range)
     bert = transformers.BertModel(cfg).eval()
+    if bias_std:
+        with torch.no_grad():
+            for name, p in bert.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(0, bias_std)
     if sparsity:
         with torch.no_grad():
             for m in bert.encoder.modules():

@@ -32,7 +32,9 @@ def files(tmp_path_factory):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     d = tmp_path_factory.mktemp("onnxattn")
-    out = {"fp32": _export(d / "bert.onnx"), "pruned": _export(d / "pruned.onnx", 0.8)}
+    out = {"fp32": _export(d / "bert.onnx"), "pruned": _export(d / "pruned.onnx", 0.8),
+           # weights and biases 10x the default init: peaked, not near-uniform attention
+           "sharp": _export(d / "sharp.onnx", initializer_range=0.2, bias_std=0.1)}
     out["int8"] = str(d / "bert_int8.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -50,7 +52,7 @@ def _n_fused(m):
     return sum(isinstance(a, HeadsAttention) for a in m.layers)
 
 
-@pytest.mark.parametrize("kind", ["fp32", "int8", "pruned"])
+@pytest.mark.parametrize("kind", ["fp32", "int8", "pruned", "sharp"])
 def test_bert_attention_fused_and_matches(files, kind, monkeypatch):
     m, ref = sko.load(files[kind]), _unfused(files[kind], monkeypatch)
     assert _n_fused(m) == 2 and _n_fused(ref) == 0  # one per layer

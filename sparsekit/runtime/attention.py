@@ -144,10 +144,13 @@ class HeadsAttention(Layer):
             if mask.dtype != np.float32 or mask.ndim > 4 or \
                     (mask.ndim >= 3 and mask.shape[-3] != 1):
                 return None  # per-head masks, other dtypes: the graph's ops
-            try:
-                m3 = np.broadcast_to(mask, (b, 1, tq, tk))[:, 0]
-            except ValueError:
-                return None
+            if mask.shape == (b, 1, tq, tk):  # the export's expanded mask: no broadcast_to
+                m3 = mask[:, 0]
+            else:
+                try:
+                    m3 = np.broadcast_to(mask, (b, 1, tq, tk))[:, 0]
+                except ValueError:
+                    return None
             if tk > 1 and m3.strides[2] != 4:
                 m3 = np.ascontiguousarray(m3)
             if not self.nan_to_zero and np.isneginf(m3).all(-1).any():

@@ -125,6 +125,19 @@ class LookupTable(Layer):
         return np.fmin(np.fmax(t, np.float32(0)), np.float32(255)).astype(np.uint8)
 
     def __call__(self, x):
+        x = _f32(x)
+        if x.ndim and x.size:
+            from sparsekit._native import AVAILABLE, core
+
+            if AVAILABLE:  # quantize and look up in one C pass
+                t = np.empty(x.shape, np.float32)
+                try:
+                    core.quantize_lookup(np.ascontiguousarray(x).reshape(-1, x.shape[-1]),
+                                         np.float32(self.scale), self.zero_point, self.table,
+                                         t.reshape(-1, x.shape[-1]))
+                    return t
+                except ValueError:  # NaN or inf: codes' NumPy rule
+                    pass
         return np.take(self.table, self.codes(x))
 
     def config(self):

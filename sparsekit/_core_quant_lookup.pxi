@@ -1,0 +1,102 @@
+# Static u8 quantization followed by dequantization ((q - zp) * scale in
+# float32) or a 256-entry float32 lookup, in chunks of rows that stay in L2
+# (included by _core.pyx): the runtime's FakeQuantize in one call instead of
+# the quantizer plus NumPy's convert / subtract / multiply passes,
+# LookupTable, and a per-column bias added between two of them (a quantized
+# MatMul's output, + bias, requantized). setup.py builds this module with
+# -ffp-contract=off: a product and the bias added to it round separately, as
+# the layers they replace round them.
+from libc.stdlib cimport malloc, free
+
+cdef enum:
+    QL_CHUNK = 16384  # floats per chunk: 64 KiB of f32 scratch + 16 KiB of codes
+
+
+cdef const float *f32_table(cnp.ndarray t, str name) except NULL:
+    if cnp.PyArray_TYPE(t) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(t) != 1 or \
+            cnp.PyArray_DIMS(t)[0] != 256 or not cnp.PyArray_IS_C_CONTIGUOUS(t):
+        raise ValueError(f"{name}: expected contiguous float32 [256]")
+    return <const float *>cnp.PyArray_DATA(t)
+
+
+cdef int check_static_params(float scale, int32_t zp, str name) except -1:
+    if not (scale > 0 and scale <= 3.4028234663852886e38):
+        raise ValueError(f"{name}: expected a finite float > 0, got {scale}")
+    if zp < 0 or zp > 255:
+        raise ValueError(f"{name} zero point: expected 0..255, got {zp}")
+    return 0
+
+
+cdef inline void dequantize_codes(const uint8_t *q, int64_t n, float scale, int32_t zp,
+                                  const float *table, float *y) noexcept nogil:
+    cdef int64_t i
+    if table != NULL:
+        for i in range(n):
+            y[i] = table[q[i]]
+    else:
+        for i in range(n):
+            y[i] = <float>(<int32_t>q[i] - zp) * scale
+
+
+def quantize_lookup(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray table,
+                    cnp.ndarray out, cnp.ndarray bias=None, float scale2=1.0,
+                    int32_t zp2=0, cnp.ndarray table2=None):
+    """out[m, k] = v(q(x[m, k])), q = clip(rint(x / scale) + zp, 0, 255) as
+    sk_quantize_u8 computes it, v(q) = table[q], or (float)(q - zp) * scale
+    in float32 if table is None. With bias (float32 [K]):
+    out = v2(q2(v(q(x)) + bias[k])), q2 and v2 on (scale2, zp2, table2).
+    x: float32 [M, K] with contiguous rows; out: C-contiguous float32 [M, K].
+    ValueError if x or the biased values hold NaN or infinity (out is then
+    partly written)."""
+    cdef int64_t m = x.shape[0] if x.ndim == 2 else -1
+    cdef int64_t k = x.shape[1] if x.ndim == 2 else -1
+    cdef int64_t ldx = 0
+    cdef const float *px = f32_rows(x, m, k, "x", &ldx)
+    cdef const float *pt = f32_table(table, "table") if table is not None else NULL
+    cdef const float *pt2 = NULL
+    cdef const float *pb = NULL
+    check_static_params(scale, zp, "scale")
+    if cnp.PyArray_TYPE(out) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(out) != 2 or \
+            cnp.PyArray_DIMS(out)[0] != m or cnp.PyArray_DIMS(out)[1] != k or \
+            not cnp.PyArray_IS_C_CONTIGUOUS(out) or not out.flags.writeable:
+        raise ValueError(f"out: expected writeable C-contiguous float32 [{m}, {k}]")
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    if bias is not None:
+        pb = <const float *>vec_of(bias, cnp.NPY_FLOAT32, k, "bias")
+        if table2 is not None:
+            pt2 = f32_table(table2, "table2")
+        check_static_params(scale2, zp2, "scale2")
+    if m == 0 or k == 0:
+        return
+    cdef int64_t rows = QL_CHUNK // k if k < QL_CHUNK else 1
+    cdef int64_t cap = rows * k, r0, nr, i, j, n
+    cdef uint8_t *q = <uint8_t *>malloc(cap)
+    cdef float *f = <float *>malloc(cap * sizeof(float)) if pb != NULL else NULL
+    cdef int rc = SK_OK
+    if q == NULL or (pb != NULL and f == NULL):
+        free(q)
+        free(f)
+        raise MemoryError("quantize_lookup: scratch allocation failed")
+    with nogil:
+        r0 = 0
+        while r0 < m:
+            nr = rows if m - r0 > rows else m - r0
+            n = nr * k
+            rc = sk_quantize_u8(nr, k, px + r0 * ldx, ldx, scale, zp, q, k)
+            if rc != SK_OK:
+                break
+            if pb == NULL:
+                dequantize_codes(q, n, scale, zp, pt, po + r0 * k)
+            else:
+                dequantize_codes(q, n, scale, zp, pt, f)
+                for i in range(nr):
+                    for j in range(k):
+                        f[i * k + j] += pb[j]
+                rc = sk_quantize_u8(nr, k, f, k, scale2, zp2, q, k)
+                if rc != SK_OK:
+                    break
+                dequantize_codes(q, n, scale2, zp2, pt2, po + r0 * k)
+            r0 += nr
+    free(q)
+    free(f)
+    check_quant(rc)

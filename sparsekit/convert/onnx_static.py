@@ -37,7 +37,9 @@ import numpy as np
 from sparsekit.convert.onnx_values import Const
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
-from sparsekit.runtime.qlinear import LookupTable, QLinearAdd
+from sparsekit._quantized import QuantizedMatrix
+from sparsekit.runtime.qlinear import (BiasRequantize, Int8LinearRequantize, LookupTable,
+                                      QLinearAdd)
 
 
 def warn_infinite_scale(node, scale):
@@ -325,6 +327,57 @@ def drop_requantization(nodes, outputs):
             drop[out] = ins[0]
     return [(layer, [drop.get(n, n) for n in ins], out)
             for layer, ins, out in nodes if out not in drop]
+
+
+def fuse_bias_requantize(nodes, outputs):
+    """nodes with each chain FakeQuantize -> AddConst (float32 [K] bias) ->
+    FakeQuantize or LookupTable (uint8 grids, finite scales; the middle
+    tensors read by nothing else) as one runtime.qlinear.BiasRequantize: a
+    quantized MatMul's output grid, its bias Add and the requantization (the
+    Q, K, V and output projections of a QDQ BERT, the FFN's GELU table);
+    with the static int8 Linear before it (no bias or activation, its
+    output read by nothing else) as one runtime.qlinear.Int8LinearRequantize."""
+    readers = {}
+    for layer, ins, out in nodes:
+        for n in ins:
+            readers[n] = readers.get(n, 0) + 1
+    made = {n[2]: n for n in nodes}
+
+    def only_reader(name):
+        return name not in outputs and readers.get(name) == 1
+
+    def u8_grid(layer):
+        return (type(layer) is L.FakeQuantize and not layer.signed or
+                type(layer) is LookupTable) and np.isfinite(layer.scale)
+
+    fused, gone = {}, set()
+    for layer, ins, out in nodes:
+        if not u8_grid(layer) or len(ins) != 1 or ins[0] not in made:
+            continue
+        add, add_ins, add_out = made[ins[0]]
+        if type(add) is not L.AddConst or add.value.dtype != np.float32 or \
+                add.value.ndim != 1 or add.value.size < 2 or not only_reader(add_out) or \
+                add_ins[0] not in made:
+            continue
+        first, first_ins, first_out = made[add_ins[0]]
+        if type(first) is not L.FakeQuantize or first.signed or \
+                not np.isfinite(first.scale) or not only_reader(first_out):
+            continue
+        table = layer.table if type(layer) is LookupTable else None
+        args = ((first.scale, first.zero_point), add.value, (layer.scale, layer.zero_point), table)
+        gone.update((add_out, first_out))
+        lin = made.get(first_ins[0])
+        if lin is not None and type(lin[0]) in (L.Linear, L.RowsLinear) and \
+                type(lin[0].weight) is QuantizedMatrix and \
+                lin[0].weight.input_scale is not None and lin[0].bias is None and \
+                lin[0].activation is None and lin[0].out_quant is None and \
+                lin[0].out_features == add.value.size and only_reader(lin[2]):
+            # the int8 GEMM's epilogue makes the first grid's codes
+            fused[out] = (Int8LinearRequantize(lin[0].weight, *args), lin[1], out)
+            gone.add(lin[2])
+        else:
+            fused[out] = (BiasRequantize(*args), first_ins, out)
+    return [fused.get(out, (layer, ins, out)) for layer, ins, out in nodes if out not in gone]
 
 
 OPS = {"QLinearMatMul": qlinear_matmul, "QLinearAdd": qlinear_add, "QLinearMul": qlinear_mul,

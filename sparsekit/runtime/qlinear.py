@@ -21,6 +21,7 @@ the grid) and returns (c - zc) * sc.
 """
 import numpy as np
 
+from sparsekit.runtime import layers as L
 from sparsekit.runtime.layers import Layer, _f32, register
 
 
@@ -149,3 +150,137 @@ class LookupTable(Layer):
     @classmethod
     def from_state(cls, config, arrays, weight):
         return cls(config["scale"], config["zero_point"], arrays["table"])
+
+
+@register
+class BiasRequantize(Layer):
+    """FakeQuantize(scale, zero_point), + bias along the last axis, then
+    FakeQuantize(out_scale, out_zero_point) (or, with a table, the
+    LookupTable on that grid) in one C call over L2-sized chunks.
+
+    A quantized MatMul's output in a QDQ / QOperator transformer: the int8
+    product on its grid, the bias Add, the requantization
+    (sparsekit.convert.onnx_static.fuse_bias_requantize). The same floats
+    as the three layers it replaces: each step rounds in float32 as they do
+    (the C core is built without FMA contraction); NaN / inf anywhere, or a
+    last axis that is not the bias's, runs those layers instead."""
+
+    def __init__(self, params, bias, out_params, table=None):
+        (s, z), (so, zo) = params, out_params
+        self.first = L.FakeQuantize(s, z)
+        if not np.isfinite(self.first.scale):
+            raise ValueError(f"params: expected a finite scale, got {s}")
+        self.bias = np.ascontiguousarray(bias, np.float32)
+        if self.bias.ndim != 1 or not self.bias.size:
+            raise ValueError(f"bias: expected a non-empty 1-D array, got shape {self.bias.shape}")
+        self.last = L.FakeQuantize(so, zo) if table is None else LookupTable(so, zo, table)
+        if not np.isfinite(self.last.scale):
+            raise ValueError(f"out_params: expected a finite scale, got {so}")
+
+    def __call__(self, x):
+        x = _f32(x)
+        if x.ndim and x.size and x.shape[-1] == self.bias.size:
+            from sparsekit._native import AVAILABLE, core
+
+            if AVAILABLE:
+                t = np.empty(x.shape, np.float32)
+                last = self.last
+                try:
+                    core.quantize_lookup(
+                        np.ascontiguousarray(x).reshape(-1, x.shape[-1]),
+                        np.float32(self.first.scale), self.first.zero_point, None,
+                        t.reshape(-1, x.shape[-1]), self.bias, np.float32(last.scale),
+                        last.zero_point, getattr(last, "table", None))
+                    return t
+                except ValueError:  # NaN or inf: the layers' own rules
+                    pass
+        return self.last(self.first(x) + self.bias)
+
+    def config(self):
+        return {"params": [self.first.scale, self.first.zero_point],
+                "out_params": [self.last.scale, self.last.zero_point]}
+
+    def arrays(self):
+        a = {"bias": self.bias}
+        if isinstance(self.last, LookupTable):
+            a["table"] = self.last.table
+        return a
+
+    @classmethod
+    def from_state(cls, config, arrays, weight):
+        return cls(config["params"], arrays["bias"], config["out_params"], arrays.get("table"))
+
+
+@register
+class Int8LinearRequantize(Layer):
+    """A static int8 Linear without bias or activation whose output only
+    feeds a BiasRequantize, in one layer: the GEMM's requantizing epilogue
+    (sk_qgemm_u8s8_u8, bit for bit the static quantizer of the fp32 output
+    the Linear would return) writes the u8 codes on the BiasRequantize's
+    first grid, and the bias and requantization run on those codes. The
+    [rows, N] fp32 tensor is never written, nor read and divided again.
+
+    weight: a QuantizedMatrix with a static input quantization; params,
+    bias, out_params, table: as BiasRequantize."""
+
+    def __init__(self, weight, params, bias, out_params, table=None):
+        from sparsekit._quantized import QuantizedMatrix
+
+        if type(weight) is not QuantizedMatrix or weight.input_scale is None:
+            raise TypeError("weight: expected a QuantizedMatrix with a static input "
+                            f"quantization, got {type(weight).__name__}")
+        self.linear = L.RowsLinear(weight)
+        self.requant = BiasRequantize(params, bias, out_params, table)
+        if self.requant.bias.size != self.linear.out_features:
+            raise ValueError(f"bias: expected {self.linear.out_features} values, "
+                             f"got {self.requant.bias.size}")
+
+    @property
+    def weight(self):
+        return self.linear.weight
+
+    def __call__(self, x):
+        lin, rq = self.linear, self.requant
+        k, n = lin.in_features, lin.out_features
+        if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim >= 1 and \
+                x.shape[-1] == k and x.size:
+            from sparsekit._native import AVAILABLE, core
+
+            if AVAILABLE:
+                from sparsekit._validate import kernel_rows
+                from sparsekit.formats import ACTIVATIONS
+                from sparsekit.quant_ops import _ZP
+
+                w = lin.weight
+                x2 = kernel_rows(x.reshape(-1, k))
+                q = np.empty(x2.shape, np.uint8)
+                try:
+                    core.quantize_u8_static(x2, w.input_scale, w.input_zero_point, q)
+                except ValueError:  # NaN or inf in x: the layers' own path
+                    pass
+                else:
+                    codes = np.empty((q.shape[0], n), np.uint8)
+                    first, last = rq.first, rq.last
+                    core.qgemm_dequant(w._arrays(), n, k, q, _ZP[w.input_zero_point],
+                                       np.full(1, w.input_scale, np.float32), None,
+                                       ACTIVATIONS[None], first.scale, first.zero_point, codes)
+                    t = np.empty(codes.shape, np.float32)
+                    try:  # stage 1 cannot fail on codes; stage 2 on an inf sum
+                        core.quantize_lookup(codes, np.float32(first.scale), first.zero_point,
+                                             None, t, rq.bias, np.float32(last.scale),
+                                             last.zero_point, getattr(last, "table", None))
+                        return t.reshape(x.shape[:-1] + (n,))
+                    except ValueError:
+                        pass
+        return rq(lin(x))
+
+    def config(self):
+        return self.requant.config()
+
+    def arrays(self):
+        return self.requant.arrays()
+
+    @classmethod
+    def from_state(cls, config, arrays, weight):
+        return cls(weight, config["params"], arrays["bias"], config["out_params"],
+                   arrays.get("table"))

@@ -15,6 +15,8 @@ import math
 import numpy as np
 
 import sparsekit
+from sparsekit._native import AVAILABLE as _NATIVE
+from sparsekit._native import core as _core
 from sparsekit._validate import as_float_array, check_bias
 from sparsekit.formats import ACTIVATIONS
 from sparsekit.runtime import int8_chain
@@ -499,12 +501,10 @@ class FakeQuantize(Layer):
         if not self.signed and self.scale < math.inf and x.ndim and x.size:
             # uint8: the C static quantizer (the int8 kernels' own, the same
             # integers) and the dequantization in one call, in L2-sized chunks
-            from sparsekit._native import AVAILABLE, core
-
-            if AVAILABLE:
+            if _NATIVE:
                 t = np.empty(x.shape, np.float32)
                 try:
-                    core.quantize_lookup(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), s,
+                    _core.quantize_lookup(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), s,
                                          self.zero_point, None,
                                          t.reshape(-1, x.shape[-1]))
                 except ValueError:  # NaN or inf in x: the NumPy path says what ORT does

@@ -21,6 +21,10 @@ the grid) and returns (c - zc) * sc.
 """
 import numpy as np
 
+from sparsekit._native import AVAILABLE, core
+from sparsekit._validate import kernel_rows
+from sparsekit.formats import ACTIVATIONS
+from sparsekit.quant_ops import _ZP
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.layers import Layer, _f32, register
 
@@ -111,8 +115,6 @@ class LookupTable(Layer):
         x = _f32(x)
         s = np.float32(self.scale)
         if x.ndim and x.size:
-            from sparsekit._native import AVAILABLE, core
-
             if AVAILABLE:
                 q = np.empty(x.shape, np.uint8)
                 try:
@@ -128,8 +130,6 @@ class LookupTable(Layer):
     def __call__(self, x):
         x = _f32(x)
         if x.ndim and x.size:
-            from sparsekit._native import AVAILABLE, core
-
             if AVAILABLE:  # quantize and look up in one C pass
                 t = np.empty(x.shape, np.float32)
                 try:
@@ -180,8 +180,6 @@ class BiasRequantize(Layer):
     def __call__(self, x):
         x = _f32(x)
         if x.ndim and x.size and x.shape[-1] == self.bias.size:
-            from sparsekit._native import AVAILABLE, core
-
             if AVAILABLE:
                 t = np.empty(x.shape, np.float32)
                 last = self.last
@@ -231,6 +229,7 @@ class Int8LinearRequantize(Layer):
                             f"quantization, got {type(weight).__name__}")
         self.linear = L.RowsLinear(weight)
         self.requant = BiasRequantize(params, bias, out_params, table)
+        self._x_scale = np.full(1, weight.input_scale, np.float32)
         if self.requant.bias.size != self.linear.out_features:
             raise ValueError(f"bias: expected {self.linear.out_features} values, "
                              f"got {self.requant.bias.size}")
@@ -244,13 +243,7 @@ class Int8LinearRequantize(Layer):
         k, n = lin.in_features, lin.out_features
         if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim >= 1 and \
                 x.shape[-1] == k and x.size:
-            from sparsekit._native import AVAILABLE, core
-
             if AVAILABLE:
-                from sparsekit._validate import kernel_rows
-                from sparsekit.formats import ACTIVATIONS
-                from sparsekit.quant_ops import _ZP
-
                 w = lin.weight
                 x2 = kernel_rows(x.reshape(-1, k))
                 q = np.empty(x2.shape, np.uint8)
@@ -262,8 +255,8 @@ class Int8LinearRequantize(Layer):
                     codes = np.empty((q.shape[0], n), np.uint8)
                     first, last = rq.first, rq.last
                     core.qgemm_dequant(w._arrays(), n, k, q, _ZP[w.input_zero_point],
-                                       np.full(1, w.input_scale, np.float32), None,
-                                       ACTIVATIONS[None], first.scale, first.zero_point, codes)
+                                       self._x_scale, None, ACTIVATIONS[None], first.scale,
+                                       first.zero_point, codes)
                     t = np.empty(codes.shape, np.float32)
                     try:  # stage 1 cannot fail on codes; stage 2 on an inf sum
                         core.quantize_lookup(codes, np.float32(first.scale), first.zero_point,

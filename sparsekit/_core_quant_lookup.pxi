@@ -53,10 +53,15 @@ cdef extern from *:
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < k; ++j) y[r * k + j] += bias[j];
     }
+    static void sk_ql_lookup_u8(const uint8_t *restrict q, int64_t n,
+                                const uint8_t *restrict table, uint8_t *restrict y) {
+      for (int64_t i = 0; i < n; ++i) y[i] = table[q[i]];
+    }
     """
     void sk_ql_dequantize(const uint8_t *q, int64_t n, float scale, int32_t zp,
                           const float *table, float *y) nogil
     void sk_ql_add_bias(float *y, int64_t rows, int64_t k, const float *bias) nogil
+    void sk_ql_lookup_u8(const uint8_t *q, int64_t n, const uint8_t *table, uint8_t *y) nogil
 
 
 def quantize_lookup(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray table,
@@ -68,7 +73,8 @@ def quantize_lookup(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray table,
     out = v2(q2(v(q(x)) + bias[k])), q2 and v2 on (scale2, zp2, table2).
     x: float32 [M, K] with contiguous rows, or C-contiguous uint8 [M, K]:
     the codes q themselves (an int8 GEMM's requantizing epilogue made them);
-    out: C-contiguous float32 [M, K].
+    out: C-contiguous float32 [M, K], or uint8 [M, K] with a uint8 [256]
+    last table (table, or table2 with bias): codes looked up, not floats.
     ValueError if x or the biased values hold NaN or infinity (out is then
     partly written)."""
     cdef int64_t m = x.shape[0] if x.ndim == 2 else -1
@@ -82,20 +88,37 @@ def quantize_lookup(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray table,
         pq = u8_rows(x, m, k, "x", &ldx)
     else:
         px = f32_rows(x, m, k, "x", &ldx)
-    cdef const float *pt = f32_table(table, "table") if table is not None else NULL
+    cdef bint u8_out = cnp.PyArray_TYPE(out) == cnp.NPY_UINT8
+    cdef const float *pt = NULL
+    if table is not None and not (u8_out and bias is None):
+        pt = f32_table(table, "table")
     cdef const float *pt2 = NULL
     cdef const float *pb = NULL
     check_static_params(scale, zp, "scale")
-    if cnp.PyArray_TYPE(out) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(out) != 2 or \
+    if (cnp.PyArray_TYPE(out) != cnp.NPY_FLOAT32 and not u8_out) or cnp.PyArray_NDIM(out) != 2 or \
             cnp.PyArray_DIMS(out)[0] != m or cnp.PyArray_DIMS(out)[1] != k or \
             not cnp.PyArray_IS_C_CONTIGUOUS(out) or not out.flags.writeable:
-        raise ValueError(f"out: expected writeable C-contiguous float32 [{m}, {k}]")
-    cdef float *po = <float *>cnp.PyArray_DATA(out)
+        raise ValueError(f"out: expected writeable C-contiguous float32 or uint8 [{m}, {k}]")
+    cdef float *po = NULL
+    cdef uint8_t *pou = NULL
+    cdef const uint8_t *pcode = NULL
     if bias is not None:
         pb = <const float *>vec_of(bias, cnp.NPY_FLOAT32, k, "bias")
-        if table2 is not None:
+        if table2 is not None and not u8_out:
             pt2 = f32_table(table2, "table2")
         check_static_params(scale2, zp2, "scale2")
+    if u8_out:
+        last = table2 if bias is not None else table
+        if last is None or cnp.PyArray_TYPE(last) != cnp.NPY_UINT8 or \
+                cnp.PyArray_NDIM(last) != 1 or cnp.PyArray_DIMS(last)[0] != 256 or \
+                not cnp.PyArray_IS_C_CONTIGUOUS(last):
+            raise ValueError("table: a uint8 out needs a contiguous uint8 [256] last table")
+        pcode = <const uint8_t *>cnp.PyArray_DATA(last)
+        pou = <uint8_t *>cnp.PyArray_DATA(out)
+        if bias is None:
+            pt = NULL
+    else:
+        po = <float *>cnp.PyArray_DATA(out)
     if m == 0 or k == 0:
         return
     cdef int64_t rows = QL_CHUNK // k if k < QL_CHUNK else 1
@@ -121,14 +144,20 @@ def quantize_lookup(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray table,
                     break
                 q1 = q
             if pb == NULL:
-                sk_ql_dequantize(q1, n, scale, zp, pt, po + r0 * k)
+                if pou != NULL:
+                    sk_ql_lookup_u8(q1, n, pcode, pou + r0 * k)
+                else:
+                    sk_ql_dequantize(q1, n, scale, zp, pt, po + r0 * k)
             else:
                 sk_ql_dequantize(q1, n, scale, zp, pt, f)
                 sk_ql_add_bias(f, nr, k, pb)
                 rc = sk_quantize_u8(nr, k, f, k, scale2, zp2, q, k)
                 if rc != SK_OK:
                     break
-                sk_ql_dequantize(q, n, scale2, zp2, pt2, po + r0 * k)
+                if pou != NULL:
+                    sk_ql_lookup_u8(q, n, pcode, pou + r0 * k)
+                else:
+                    sk_ql_dequantize(q, n, scale2, zp2, pt2, po + r0 * k)
             r0 += nr
     free(q)
     free(f)

@@ -74,8 +74,9 @@ def test_non_finite_takes_the_layers_path():
     # a finite x whose biased sum overflows to inf in stage 2
     big = BiasRequantize((3e38, 0), np.full(2, 3e38, np.float32), (1.0, 0))
     xb = np.array([[1e38, 2e38]], np.float32)
-    np.testing.assert_array_equal(big(xb), L.FakeQuantize(1.0, 0)(
-        L.FakeQuantize(3e38, 0)(xb) + np.float32(3e38)))
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(big(xb), L.FakeQuantize(1.0, 0)(
+            L.FakeQuantize(3e38, 0)(xb) + np.float32(3e38)))
 
 
 def test_quantize_lookup_checks_arguments():
@@ -131,3 +132,43 @@ def test_int8_linear_requantize_matches_layers(isa, m):
                     fused(xn)
             else:
                 np.testing.assert_array_equal(fused(xn), want)
+
+
+def test_codes_handed_to_the_next_int8_linear(isa):
+    """An Int8LinearRequantize ending in a table with out_codes hands the next
+    static int8 Linears the codes they would compute from its floats: the
+    same results downstream, whether that Linear is plain or fused."""
+    from sparsekit.runtime.int8_chain import U8Activations
+    from sparsekit.runtime.qlinear import codes_for
+
+    rng = np.random.default_rng(11)
+    n, k, n2 = 48, 33, 20
+    w = sparsekit.QuantizedMatrix.from_float(
+        rng.standard_normal((n, k)).astype(np.float32)).with_static_input(0.02, 128)
+    w2 = sparsekit.QuantizedMatrix.from_float(
+        rng.standard_normal((n2, n)).astype(np.float32)).with_static_input(0.013, 9)
+    x = (rng.standard_normal((5, 7, k)) * 1.5).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    # a table off the next grid (some values round, some clip)
+    table = (rng.standard_normal(256) * 1.5).astype(np.float32)
+    y = L.RowsLinear(w)(x)
+    p1, p2 = (float(np.abs(y).max() / 90), 100), (0.04, 120)
+    plain = Int8LinearRequantize(w, p1, bias, p2, table)
+    coded = Int8LinearRequantize(w, p1, bias, p2, table, out_codes=(0.013, 9))
+    f, c = plain(x), coded(x)
+    assert type(c) is U8Activations and c.q.shape == f.shape
+    np.testing.assert_array_equal(c.q, codes_for(table, 0.013, 9)[LookupTable(
+        *p2, table).codes(L.AddConst(bias)(L.FakeQuantize(*p1)(y)))])
+    np.testing.assert_array_equal(L.RowsLinear(w2)(c), L.RowsLinear(w2)(f))
+    nxt = Int8LinearRequantize(w2, (0.05, 100), rng.standard_normal(n2).astype(np.float32),
+                               (0.03, 50))
+    np.testing.assert_array_equal(nxt(c), nxt(f))
+    # a u8 input on another grid runs the layers (the Linear takes its codes)
+    other = U8Activations(c.q, 0.5, 9)
+    np.testing.assert_array_equal(nxt(other), nxt.requant(nxt.linear(other)))
+    assert codes_for(np.full(256, np.inf, np.float32), 1.0, 0) is None
+    with pytest.raises(ValueError, match="out_codes"):
+        Int8LinearRequantize(w, p1, bias, p2, None, out_codes=(0.013, 9))
+    out = np.empty((2, 3), np.uint8)
+    with pytest.raises(ValueError, match="uint8"):
+        core.quantize_lookup(np.zeros((2, 3), np.float32), 1.0, 0, None, out)

@@ -39,7 +39,7 @@ from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
 from sparsekit._quantized import QuantizedMatrix
 from sparsekit.runtime.qlinear import (BiasRequantize, Int8LinearRequantize, LookupTable,
-                                      QLinearAdd)
+                                      QLinearAdd, codes_for)
 
 
 def warn_infinite_scale(node, scale):
@@ -377,7 +377,51 @@ def fuse_bias_requantize(nodes, outputs):
             gone.add(lin[2])
         else:
             fused[out] = (BiasRequantize(*args), first_ins, out)
-    return [fused.get(out, (layer, ins, out)) for layer, ins, out in nodes if out not in gone]
+    nodes = [fused.get(out, (layer, ins, out)) for layer, ins, out in nodes if out not in gone]
+    return _hand_codes(nodes, outputs)
+
+
+def _static_grid(layer):
+    """(float32 scale, zero point) of an int8 Linear's static input, or None."""
+    if type(layer) is Int8LinearRequantize:
+        w = layer.weight
+    elif type(layer) in (L.Linear, L.RowsLinear) and type(layer.weight) is QuantizedMatrix:
+        w = layer.weight
+    else:
+        return None
+    if w.input_scale is None:
+        return None
+    return np.float32(w.input_scale), w.input_zero_point
+
+
+def _hand_codes(nodes, outputs):
+    """nodes where an Int8LinearRequantize ending in a table (the FFN's GELU)
+    whose every reader is an int8 Linear with one static input grid hands
+    them U8Activations on it: the [rows, 4C] float tensor is not written,
+    nor read and divided again by the down-projection."""
+    readers = {}
+    for layer, ins, out in nodes:
+        for n in ins:
+            readers.setdefault(n, []).append(layer)
+    done = []
+    for layer, ins, out in nodes:
+        rs = readers.get(out, [])
+        grids = {_static_grid(r) for r in rs}
+        if type(layer) is Int8LinearRequantize and isinstance(layer.requant.last, LookupTable) \
+                and out not in outputs and rs and len(grids) == 1 and None not in grids:
+            (s, z), = grids
+            table = layer.requant.last.table
+            if codes_for(table, s, z) is not None:
+                layer = _with_codes(layer, s, z)
+        done.append((layer, ins, out))
+    return done
+
+
+def _with_codes(layer, s, z):
+    rq = layer.requant
+    return Int8LinearRequantize(layer.weight, (rq.first.scale, rq.first.zero_point), rq.bias,
+                                (rq.last.scale, rq.last.zero_point), rq.last.table,
+                                (float(s), int(z)))
 
 
 OPS = {"QLinearMatMul": qlinear_matmul, "QLinearAdd": qlinear_add, "QLinearMul": qlinear_mul,

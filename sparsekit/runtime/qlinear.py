@@ -26,6 +26,7 @@ from sparsekit._validate import kernel_rows
 from sparsekit.formats import ACTIVATIONS
 from sparsekit.quant_ops import _ZP
 from sparsekit.runtime import layers as L
+from sparsekit.runtime.int8_chain import U8Activations
 from sparsekit.runtime.layers import Layer, _f32, register
 
 
@@ -219,9 +220,13 @@ class Int8LinearRequantize(Layer):
     [rows, N] fp32 tensor is never written, nor read and divided again.
 
     weight: a QuantizedMatrix with a static input quantization; params,
-    bias, out_params, table: as BiasRequantize."""
+    bias, out_params, table: as BiasRequantize. out_codes=(scale, zero
+    point), with a table: return U8Activations on that grid, the next int8
+    Linears' static input quantization of the looked-up values (codes_for),
+    instead of the floats, for readers that are all such Linears. A
+    U8Activations input on the weight's own input grid is taken as it is."""
 
-    def __init__(self, weight, params, bias, out_params, table=None):
+    def __init__(self, weight, params, bias, out_params, table=None, out_codes=None):
         from sparsekit._quantized import QuantizedMatrix
 
         if type(weight) is not QuantizedMatrix or weight.input_scale is None:
@@ -230,6 +235,12 @@ class Int8LinearRequantize(Layer):
         self.linear = L.RowsLinear(weight)
         self.requant = BiasRequantize(params, bias, out_params, table)
         self._x_scale = np.full(1, weight.input_scale, np.float32)
+        self.out_codes, self._code_table = None, None
+        if out_codes is not None:
+            codes = codes_for(table, *out_codes)
+            if codes is None:
+                raise ValueError("out_codes: needs a table of finite values")
+            self.out_codes, self._code_table = (float(out_codes[0]), int(out_codes[1])), codes
         if self.requant.bias.size != self.linear.out_features:
             raise ValueError(f"bias: expected {self.linear.out_features} values, "
                              f"got {self.requant.bias.size}")
@@ -241,34 +252,50 @@ class Int8LinearRequantize(Layer):
     def __call__(self, x):
         lin, rq = self.linear, self.requant
         k, n = lin.in_features, lin.out_features
-        if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim >= 1 and \
-                x.shape[-1] == k and x.size:
-            if AVAILABLE:
-                w = lin.weight
-                x2 = kernel_rows(x.reshape(-1, k))
-                q = np.empty(x2.shape, np.uint8)
-                try:
-                    core.quantize_u8_static(x2, w.input_scale, w.input_zero_point, q)
-                except ValueError:  # NaN or inf in x: the layers' own path
-                    pass
-                else:
-                    codes = np.empty((q.shape[0], n), np.uint8)
-                    first, last = rq.first, rq.last
-                    core.qgemm_dequant(w._arrays(), n, k, q, _ZP[w.input_zero_point],
-                                       self._x_scale, None, ACTIVATIONS[None], first.scale,
-                                       first.zero_point, codes)
-                    t = np.empty(codes.shape, np.float32)
-                    try:  # stage 1 cannot fail on codes; stage 2 on an inf sum
-                        core.quantize_lookup(codes, np.float32(first.scale), first.zero_point,
-                                             None, t, rq.bias, np.float32(last.scale),
-                                             last.zero_point, getattr(last, "table", None))
-                        return t.reshape(x.shape[:-1] + (n,))
-                    except ValueError:
-                        pass
-        return rq(lin(x))
+        w = lin.weight
+        q = None
+        if type(x) is U8Activations:
+            if x.q.ndim >= 1 and x.q.shape[-1] == k and x.q.size and \
+                    np.float32(x.scale) == np.float32(w.input_scale) and \
+                    x.zero_point == w.input_zero_point:
+                q, lead = kernel_rows(x.q.reshape(-1, k)), x.q.shape[:-1]
+        elif type(x) is np.ndarray and x.dtype == np.float32 and x.ndim >= 1 and \
+                x.shape[-1] == k and x.size and AVAILABLE:
+            x2 = kernel_rows(x.reshape(-1, k))
+            q, lead = np.empty(x2.shape, np.uint8), x.shape[:-1]
+            try:
+                core.quantize_u8_static(x2, w.input_scale, w.input_zero_point, q)
+            except ValueError:  # NaN or inf in x: the layers' own path
+                q = None
+        if q is not None and AVAILABLE:
+            codes = np.empty((q.shape[0], n), np.uint8)
+            first, last = rq.first, rq.last
+            core.qgemm_dequant(w._arrays(), n, k, q, _ZP[w.input_zero_point],
+                               self._x_scale, None, ACTIVATIONS[None], first.scale,
+                               first.zero_point, codes)
+            u8 = self._code_table is not None
+            t = np.empty(codes.shape, np.uint8 if u8 else np.float32)
+            try:  # stage 1 cannot fail on codes; stage 2 on an inf sum
+                core.quantize_lookup(codes, np.float32(first.scale), first.zero_point,
+                                     None, t, rq.bias, np.float32(last.scale),
+                                     last.zero_point,
+                                     self._code_table if u8 else getattr(last, "table", None))
+            except ValueError:
+                pass
+            else:
+                t = t.reshape(lead + (n,))
+                return U8Activations(t, *self.out_codes) if u8 else t
+        y = rq(lin(x))
+        if self._code_table is None:
+            return y
+        q = LookupTable(self.out_codes[0], self.out_codes[1], np.zeros(256)).codes(y)
+        return U8Activations(q, *self.out_codes)
 
     def config(self):
-        return self.requant.config()
+        c = self.requant.config()
+        if self.out_codes is not None:
+            c["out_codes"] = list(self.out_codes)
+        return c
 
     def arrays(self):
         return self.requant.arrays()
@@ -276,4 +303,19 @@ class Int8LinearRequantize(Layer):
     @classmethod
     def from_state(cls, config, arrays, weight):
         return cls(weight, config["params"], arrays["bias"], config["out_params"],
-                   arrays.get("table"))
+                   arrays.get("table"), config.get("out_codes"))
+
+
+def codes_for(table, scale, zero_point):
+    """uint8 [256]: the static u8 code on (scale, zero_point) of each value of
+    a float32 table, clip(rint(t / scale) + zero_point, 0, 255) in float32
+    as every static int8 Linear computes it (sk_quantize_u8), so a Linear
+    handed code_table[q] computes what it would from table[q]; None if a
+    value is not finite (the quantizer's error path)."""
+    if table is None:
+        return None
+    t = np.asarray(table, np.float32)
+    if t.shape != (256,) or not np.isfinite(t).all() or not 0 <= int(zero_point) <= 255:
+        return None
+    q = np.rint(np.divide(t, np.float32(scale), dtype=np.float32)) + np.float32(int(zero_point))
+    return np.clip(q, np.float32(0), np.float32(255)).astype(np.uint8)

@@ -33,7 +33,8 @@ cdef extern from *:
      * statement and the module is built with -ffp-contract=off, so every
      * step rounds in float32 as the NumPy layers do. On GCC / x86-64 Linux
      * each loop is also built for AVX2 and AVX-512 (picked at load time by
-     * the ifunc resolver): SSE2 alone converts u8 -> float ~4x slower. */
+     * the ifunc resolver): with SSE2 alone a FakeQuantize of 608 x 384
+     * measured 42 us instead of 36. */
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define SK_QL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
     #else

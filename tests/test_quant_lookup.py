@@ -172,3 +172,22 @@ def test_codes_handed_to_the_next_int8_linear(isa):
     out = np.empty((2, 3), np.uint8)
     with pytest.raises(ValueError, match="uint8"):
         core.quantize_lookup(np.zeros((2, 3), np.float32), 1.0, 0, None, out)
+
+
+def test_fusion_pass_on_back_to_back_chains():
+    """FakeQuantize -> AddConst -> FakeQuantize -> AddConst -> FakeQuantize:
+    the first chain fuses, the second (whose first FakeQuantize is the first
+    chain's output) stays as it is; the graph still computes the same."""
+    from sparsekit.convert.onnx_static import fuse_bias_requantize
+    from sparsekit.runtime.model import Model
+
+    rng = np.random.default_rng(5)
+    b1, b2 = (rng.standard_normal((2, 6)) * 0.3).astype(np.float32)
+    nodes = [(L.FakeQuantize(0.02, 100), ["x"], "a"), (L.AddConst(b1), ["a"], "b"),
+             (L.FakeQuantize(0.03, 90), ["b"], "c"), (L.AddConst(b2), ["c"], "d"),
+             (L.FakeQuantize(0.04, 80), ["d"], "e")]
+    fused = fuse_bias_requantize(nodes, ["e"])
+    assert [type(a) for a, _, _ in fused] == [BiasRequantize, L.AddConst, L.FakeQuantize]
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    np.testing.assert_array_equal(Model.graph(fused, ["x"], ["e"])(x),
+                                  Model.graph(nodes, ["x"], ["e"])(x))

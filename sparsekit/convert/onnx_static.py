@@ -360,7 +360,8 @@ def fuse_bias_requantize(nodes, outputs):
                 add_ins[0] not in made:
             continue
         first, first_ins, first_out = made[add_ins[0]]
-        if type(first) is not L.FakeQuantize or first.signed or \
+        if first_out in fused or first_ins[0] in gone or \
+                type(first) is not L.FakeQuantize or first.signed or \
                 not np.isfinite(first.scale) or not only_reader(first_out):
             continue
         table = layer.table if type(layer) is LookupTable else None

@@ -18,6 +18,11 @@ scales, ties included: identical.
 The runtime holds a quantized tensor as its dequantized float32 value, so
 the layer recovers the integer codes (rint(x / s) + zp: exact for values on
 the grid) and returns (c - zc) * sc.
+
+Also here, the other layers of statically quantized ONNX graphs: LookupTable
+(an elementwise chain on one u8 tensor), BiasRequantize (output grid, bias,
+requantization of a quantized MatMul) and Int8LinearRequantize (the same
+with its int8 Linear, through the GEMM's u8 epilogue).
 """
 import numpy as np
 

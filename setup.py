@@ -62,7 +62,7 @@ core = Extension(
     depends=kernel_sources() + glob(os.path.join("kernels", "**", "*.h"), recursive=True)
     + glob(os.path.join("sparsekit", "*.pxi")) + glob(os.path.join("sparsekit", "*.pxd")),
     include_dirs=[numpy.get_include(), "kernels/include"],
-    extra_compile_args=["-O3", "-fopenmp", "-Wno-unused-function"],
+    extra_compile_args=["-O3", "-fopenmp", "-Wno-unused-function", "-ffp-contract=off"],
     extra_link_args=["-fopenmp"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )

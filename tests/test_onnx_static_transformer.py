@@ -187,12 +187,21 @@ def _file_params(path):
     return out
 
 
+def _linears(m):
+    """The model's Linears, those fused with their output's requantization
+    (Int8LinearRequantize) included."""
+    from sparsekit.runtime.qlinear import Int8LinearRequantize
+
+    return [a.linear if isinstance(a, Int8LinearRequantize) else a for a in m.layers
+            if isinstance(a, (R.Linear, Int8LinearRequantize))]
+
+
 @pytest.mark.parametrize("name", ["qdq", "qdq pc", "qdq s8 nomask"])
 def test_qdq_matmuls_run_static_int8(files, name):
     """Each weight MatMul is one int8 Linear with the file's int8 weight and
     the file's static input scale / zero point (the u8 input ORT computes)."""
     m = _load(files[name])
-    lin = [a for a in m.layers if isinstance(a, R.Linear)]
+    lin = _linears(m)
     assert len(lin) == 12 and all(isinstance(a.weight, sparsekit.QuantizedMatrix) for a in lin)
     # (int8 activations run as the u8 codes q + 128: the zero point moves by 128)
     want = {(q.T.tobytes(), s, int(z) + (128 if np.asarray(z).dtype == np.int8 else 0))
@@ -209,7 +218,7 @@ def test_qoperator_matches_ort(files, name):
     ops = {n.op_type for n in onnx.load(files[name]).graph.node}
     assert {"QLinearMatMul", "QLinearAdd", "QLinearMul"} <= ops
     m = _load(files[name])
-    lin = [a for a in m.layers if isinstance(a, R.Linear)]
+    lin = _linears(m)
     assert len(lin) == 12 and all(a.weight.input_scale is not None for a in lin)
     for batch, t in SHAPES:
         feed = _feed(batch, t)
@@ -447,7 +456,9 @@ def test_lookup_tables_change_nothing(files, monkeypatch, name):
     from sparsekit.runtime.qlinear import LookupTable
 
     folded = _load(files[name])
-    assert sum(isinstance(a, LookupTable) for a in folded.layers) == 2
+    # (each inside the BiasRequantize of its FFN up-projection's output)
+    tables = [getattr(getattr(a, "requant", a), "last", a) for a in folded.layers]
+    assert sum(isinstance(a, LookupTable) for a in tables) == 2
     assert not any(getattr(a, "op", None) == "Erf" for a in folded.layers)
     monkeypatch.setattr(S, "fold_lookup_tables", lambda nodes, outputs: nodes)
     plain = _load(files[name])
@@ -490,3 +501,31 @@ def test_finite_mask_quantizes_softmax(files, tmp_path):
         assert np.mean(np.abs(got - want) <= 1e-5) >= 0.9
         # quantizing the softmax costs accuracy (observed cos >= 0.94 vs fp32)
         assert (_cos(got, _ort(f, feed), feed["attention_mask"]) >= 0.9).all()
+
+
+@pytest.mark.parametrize("name", ["qdq nomask", "qdq", "qop nomask", "qop pc", "qdq s8 nomask"])
+def test_bias_requantize_changes_nothing(files, monkeypatch, tmp_path, name):
+    """Each quantized MatMul's output grid, bias Add and requantization is one
+    BiasRequantize, fused with its static int8 Linear (Int8LinearRequantize:
+    u8 GEMM epilogue) where it has one; outputs bit-identical to the layers
+    they replace, and the fused model survives sparsekit.save / load."""
+    import sparsekit.convert.onnx_static as S
+    from sparsekit.runtime.qlinear import BiasRequantize, Int8LinearRequantize
+
+    fused = _load(files[name])
+    kinds = [type(a) for a in fused.layers]
+    s8 = "s8" in name  # int8 activations: FakeQuantize on int8 grids, not fused
+    assert (kinds.count(Int8LinearRequantize) + kinds.count(BiasRequantize) > 0) != s8
+    if not s8:
+        assert kinds.count(Int8LinearRequantize) >= 8
+    monkeypatch.setattr(S, "fuse_bias_requantize", lambda nodes, outputs: nodes)
+    plain = _load(files[name])
+    assert len(plain.nodes) > len(fused.nodes) or s8
+    for batch, t in SHAPES:
+        feed = _feed(batch, t)
+        np.testing.assert_array_equal(fused(**feed), plain(**feed))
+    if not s8:
+        sparsekit.save(fused, tmp_path / "fused.skm")
+        again = sparsekit.load(tmp_path / "fused.skm")
+        feed = _feed(*SHAPES[0])
+        np.testing.assert_array_equal(again(**feed), plain(**feed))

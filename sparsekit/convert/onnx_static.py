@@ -37,7 +37,9 @@ import numpy as np
 from sparsekit.convert.onnx_values import Const
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
-from sparsekit.runtime.qlinear import LookupTable, QLinearAdd
+from sparsekit._quantized import QuantizedMatrix
+from sparsekit.runtime.qlinear import (BiasRequantize, Int8LinearRequantize, LookupTable,
+                                      QLinearAdd, codes_for)
 
 
 def warn_infinite_scale(node, scale):
@@ -325,6 +327,102 @@ def drop_requantization(nodes, outputs):
             drop[out] = ins[0]
     return [(layer, [drop.get(n, n) for n in ins], out)
             for layer, ins, out in nodes if out not in drop]
+
+
+def fuse_bias_requantize(nodes, outputs):
+    """nodes with each chain FakeQuantize -> AddConst (float32 [K] bias) ->
+    FakeQuantize or LookupTable (uint8 grids, finite scales; the middle
+    tensors read by nothing else) as one runtime.qlinear.BiasRequantize: a
+    quantized MatMul's output grid, its bias Add and the requantization (the
+    Q, K, V and output projections of a QDQ BERT, the FFN's GELU table);
+    with the static int8 Linear before it (no bias or activation, its
+    output read by nothing else) as one runtime.qlinear.Int8LinearRequantize."""
+    readers = {}
+    for layer, ins, out in nodes:
+        for n in ins:
+            readers[n] = readers.get(n, 0) + 1
+    made = {n[2]: n for n in nodes}
+
+    def only_reader(name):
+        return name not in outputs and readers.get(name) == 1
+
+    def u8_grid(layer):
+        return (type(layer) is L.FakeQuantize and not layer.signed or
+                type(layer) is LookupTable) and np.isfinite(layer.scale)
+
+    fused, gone = {}, set()
+    for layer, ins, out in nodes:
+        if not u8_grid(layer) or len(ins) != 1 or ins[0] not in made:
+            continue
+        add, add_ins, add_out = made[ins[0]]
+        if type(add) is not L.AddConst or add.value.dtype != np.float32 or \
+                add.value.ndim != 1 or add.value.size < 2 or not only_reader(add_out) or \
+                add_ins[0] not in made:
+            continue
+        first, first_ins, first_out = made[add_ins[0]]
+        if first_out in fused or first_ins[0] in gone or \
+                type(first) is not L.FakeQuantize or first.signed or \
+                not np.isfinite(first.scale) or not only_reader(first_out):
+            continue
+        table = layer.table if type(layer) is LookupTable else None
+        args = ((first.scale, first.zero_point), add.value, (layer.scale, layer.zero_point), table)
+        gone.update((add_out, first_out))
+        lin = made.get(first_ins[0])
+        if lin is not None and type(lin[0]) in (L.Linear, L.RowsLinear) and \
+                type(lin[0].weight) is QuantizedMatrix and \
+                lin[0].weight.input_scale is not None and lin[0].bias is None and \
+                lin[0].activation is None and lin[0].out_quant is None and \
+                lin[0].out_features == add.value.size and only_reader(lin[2]):
+            # the int8 GEMM's epilogue makes the first grid's codes
+            fused[out] = (Int8LinearRequantize(lin[0].weight, *args), lin[1], out)
+            gone.add(lin[2])
+        else:
+            fused[out] = (BiasRequantize(*args), first_ins, out)
+    nodes = [fused.get(out, (layer, ins, out)) for layer, ins, out in nodes if out not in gone]
+    return _hand_codes(nodes, outputs)
+
+
+def _static_grid(layer):
+    """(float32 scale, zero point) of an int8 Linear's static input, or None."""
+    if type(layer) is Int8LinearRequantize:
+        w = layer.weight
+    elif type(layer) in (L.Linear, L.RowsLinear) and type(layer.weight) is QuantizedMatrix:
+        w = layer.weight
+    else:
+        return None
+    if w.input_scale is None:
+        return None
+    return np.float32(w.input_scale), w.input_zero_point
+
+
+def _hand_codes(nodes, outputs):
+    """nodes where an Int8LinearRequantize ending in a table (the FFN's GELU)
+    whose every reader is an int8 Linear with one static input grid hands
+    them U8Activations on it: the [rows, 4C] float tensor is not written,
+    nor read and divided again by the down-projection."""
+    readers = {}
+    for layer, ins, out in nodes:
+        for n in ins:
+            readers.setdefault(n, []).append(layer)
+    done = []
+    for layer, ins, out in nodes:
+        rs = readers.get(out, [])
+        grids = {_static_grid(r) for r in rs}
+        if type(layer) is Int8LinearRequantize and isinstance(layer.requant.last, LookupTable) \
+                and out not in outputs and rs and len(grids) == 1 and None not in grids:
+            (s, z), = grids
+            table = layer.requant.last.table
+            if codes_for(table, s, z) is not None:
+                layer = _with_codes(layer, s, z)
+        done.append((layer, ins, out))
+    return done
+
+
+def _with_codes(layer, s, z):
+    rq = layer.requant
+    return Int8LinearRequantize(layer.weight, (rq.first.scale, rq.first.zero_point), rq.bias,
+                                (rq.last.scale, rq.last.zero_point), rq.last.table,
+                                (float(s), int(z)))
 
 
 OPS = {"QLinearMatMul": qlinear_matmul, "QLinearAdd": qlinear_add, "QLinearMul": qlinear_mul,

@@ -15,6 +15,8 @@ import math
 import numpy as np
 
 import sparsekit
+from sparsekit._native import AVAILABLE as _NATIVE
+from sparsekit._native import core as _core
 from sparsekit._validate import as_float_array, check_bias
 from sparsekit.formats import ACTIVATIONS
 from sparsekit.runtime import int8_chain
@@ -498,20 +500,16 @@ class FakeQuantize(Layer):
         s = np.float32(self.scale)
         if not self.signed and self.scale < math.inf and x.ndim and x.size:
             # uint8: the C static quantizer (the int8 kernels' own, the same
-            # integers) and one float conversion, ~3.5x fewer passes than below
-            from sparsekit._native import AVAILABLE, core
-
-            if AVAILABLE:
-                q = np.empty(x.shape, np.uint8)
+            # integers) and the dequantization in one call, in L2-sized chunks
+            if _NATIVE:
+                t = np.empty(x.shape, np.float32)
                 try:
-                    core.quantize_u8_static(np.ascontiguousarray(x).reshape(-1, x.shape[-1]),
-                                            s, self.zero_point, q.reshape(-1, x.shape[-1]))
+                    _core.quantize_lookup(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), s,
+                                         self.zero_point, None,
+                                         t.reshape(-1, x.shape[-1]))
                 except ValueError:  # NaN or inf in x: the NumPy path says what ORT does
                     pass
                 else:
-                    t = q.astype(np.float32)
-                    t -= np.float32(self.zero_point)
-                    t *= s
                     return t
         lo, hi = (-128, 127) if self.signed else (0, 255)
         # clip(rint(x / s) + zp) - zp == clip(rint(x / s), lo - zp, hi - zp): the

@@ -18,9 +18,20 @@ scales, ties included: identical.
 The runtime holds a quantized tensor as its dequantized float32 value, so
 the layer recovers the integer codes (rint(x / s) + zp: exact for values on
 the grid) and returns (c - zc) * sc.
+
+Also here, the other layers of statically quantized ONNX graphs: LookupTable
+(an elementwise chain on one u8 tensor), BiasRequantize (output grid, bias,
+requantization of a quantized MatMul) and Int8LinearRequantize (the same
+with its int8 Linear, through the GEMM's u8 epilogue).
 """
 import numpy as np
 
+from sparsekit._native import AVAILABLE, core
+from sparsekit._validate import kernel_rows
+from sparsekit.formats import ACTIVATIONS
+from sparsekit.quant_ops import _ZP
+from sparsekit.runtime import layers as L
+from sparsekit.runtime.int8_chain import U8Activations
 from sparsekit.runtime.layers import Layer, _f32, register
 
 
@@ -110,8 +121,6 @@ class LookupTable(Layer):
         x = _f32(x)
         s = np.float32(self.scale)
         if x.ndim and x.size:
-            from sparsekit._native import AVAILABLE, core
-
             if AVAILABLE:
                 q = np.empty(x.shape, np.uint8)
                 try:
@@ -125,6 +134,17 @@ class LookupTable(Layer):
         return np.fmin(np.fmax(t, np.float32(0)), np.float32(255)).astype(np.uint8)
 
     def __call__(self, x):
+        x = _f32(x)
+        if x.ndim and x.size:
+            if AVAILABLE:  # quantize and look up in one C pass
+                t = np.empty(x.shape, np.float32)
+                try:
+                    core.quantize_lookup(np.ascontiguousarray(x).reshape(-1, x.shape[-1]),
+                                         np.float32(self.scale), self.zero_point, self.table,
+                                         t.reshape(-1, x.shape[-1]))
+                    return t
+                except ValueError:  # NaN or inf: codes' NumPy rule
+                    pass
         return np.take(self.table, self.codes(x))
 
     def config(self):
@@ -136,3 +156,171 @@ class LookupTable(Layer):
     @classmethod
     def from_state(cls, config, arrays, weight):
         return cls(config["scale"], config["zero_point"], arrays["table"])
+
+
+@register
+class BiasRequantize(Layer):
+    """FakeQuantize(scale, zero_point), + bias along the last axis, then
+    FakeQuantize(out_scale, out_zero_point) (or, with a table, the
+    LookupTable on that grid) in one C call over L2-sized chunks.
+
+    A quantized MatMul's output in a QDQ / QOperator transformer: the int8
+    product on its grid, the bias Add, the requantization
+    (sparsekit.convert.onnx_static.fuse_bias_requantize). The same floats
+    as the three layers it replaces: each step rounds in float32 as they do
+    (the C core is built without FMA contraction); NaN / inf anywhere, or a
+    last axis that is not the bias's, runs those layers instead."""
+
+    def __init__(self, params, bias, out_params, table=None):
+        (s, z), (so, zo) = params, out_params
+        self.first = L.FakeQuantize(s, z)
+        if not np.isfinite(self.first.scale):
+            raise ValueError(f"params: expected a finite scale, got {s}")
+        self.bias = np.ascontiguousarray(bias, np.float32)
+        if self.bias.ndim != 1 or not self.bias.size:
+            raise ValueError(f"bias: expected a non-empty 1-D array, got shape {self.bias.shape}")
+        self.last = L.FakeQuantize(so, zo) if table is None else LookupTable(so, zo, table)
+        if not np.isfinite(self.last.scale):
+            raise ValueError(f"out_params: expected a finite scale, got {so}")
+
+    def __call__(self, x):
+        x = _f32(x)
+        if x.ndim and x.size and x.shape[-1] == self.bias.size:
+            if AVAILABLE:
+                t = np.empty(x.shape, np.float32)
+                last = self.last
+                try:
+                    core.quantize_lookup(
+                        np.ascontiguousarray(x).reshape(-1, x.shape[-1]),
+                        np.float32(self.first.scale), self.first.zero_point, None,
+                        t.reshape(-1, x.shape[-1]), self.bias, np.float32(last.scale),
+                        last.zero_point, getattr(last, "table", None))
+                    return t
+                except ValueError:  # NaN or inf: the layers' own rules
+                    pass
+        return self.last(self.first(x) + self.bias)
+
+    def config(self):
+        return {"params": [self.first.scale, self.first.zero_point],
+                "out_params": [self.last.scale, self.last.zero_point]}
+
+    def arrays(self):
+        a = {"bias": self.bias}
+        if isinstance(self.last, LookupTable):
+            a["table"] = self.last.table
+        return a
+
+    @classmethod
+    def from_state(cls, config, arrays, weight):
+        return cls(config["params"], arrays["bias"], config["out_params"], arrays.get("table"))
+
+
+@register
+class Int8LinearRequantize(Layer):
+    """A static int8 Linear without bias or activation whose output only
+    feeds a BiasRequantize, in one layer: the GEMM's requantizing epilogue
+    (sk_qgemm_u8s8_u8, bit for bit the static quantizer of the fp32 output
+    the Linear would return) writes the u8 codes on the BiasRequantize's
+    first grid, and the bias and requantization run on those codes. The
+    [rows, N] fp32 tensor is never written, nor read and divided again.
+
+    weight: a QuantizedMatrix with a static input quantization; params,
+    bias, out_params, table: as BiasRequantize. out_codes=(scale, zero
+    point), with a table: return U8Activations on that grid, the next int8
+    Linears' static input quantization of the looked-up values (codes_for),
+    instead of the floats, for readers that are all such Linears. A
+    U8Activations input on the weight's own input grid is taken as it is."""
+
+    def __init__(self, weight, params, bias, out_params, table=None, out_codes=None):
+        from sparsekit._quantized import QuantizedMatrix
+
+        if type(weight) is not QuantizedMatrix or weight.input_scale is None:
+            raise TypeError("weight: expected a QuantizedMatrix with a static input "
+                            f"quantization, got {type(weight).__name__}")
+        self.linear = L.RowsLinear(weight)
+        self.requant = BiasRequantize(params, bias, out_params, table)
+        self._x_scale = np.full(1, weight.input_scale, np.float32)
+        self.out_codes, self._code_table = None, None
+        if out_codes is not None:
+            codes = codes_for(table, *out_codes)
+            if codes is None:
+                raise ValueError("out_codes: needs a table of finite values")
+            self.out_codes, self._code_table = (float(out_codes[0]), int(out_codes[1])), codes
+        if self.requant.bias.size != self.linear.out_features:
+            raise ValueError(f"bias: expected {self.linear.out_features} values, "
+                             f"got {self.requant.bias.size}")
+
+    @property
+    def weight(self):
+        return self.linear.weight
+
+    def __call__(self, x):
+        lin, rq = self.linear, self.requant
+        k, n = lin.in_features, lin.out_features
+        w = lin.weight
+        q = None
+        if type(x) is U8Activations:
+            if x.q.ndim >= 1 and x.q.shape[-1] == k and x.q.size and \
+                    np.float32(x.scale) == np.float32(w.input_scale) and \
+                    x.zero_point == w.input_zero_point:
+                q, lead = kernel_rows(x.q.reshape(-1, k)), x.q.shape[:-1]
+        elif type(x) is np.ndarray and x.dtype == np.float32 and x.ndim >= 1 and \
+                x.shape[-1] == k and x.size and AVAILABLE:
+            x2 = kernel_rows(x.reshape(-1, k))
+            q, lead = np.empty(x2.shape, np.uint8), x.shape[:-1]
+            try:
+                core.quantize_u8_static(x2, w.input_scale, w.input_zero_point, q)
+            except ValueError:  # NaN or inf in x: the layers' own path
+                q = None
+        if q is not None and AVAILABLE:
+            codes = np.empty((q.shape[0], n), np.uint8)
+            first, last = rq.first, rq.last
+            core.qgemm_dequant(w._arrays(), n, k, q, _ZP[w.input_zero_point],
+                               self._x_scale, None, ACTIVATIONS[None], first.scale,
+                               first.zero_point, codes)
+            u8 = self._code_table is not None
+            t = np.empty(codes.shape, np.uint8 if u8 else np.float32)
+            try:  # stage 1 cannot fail on codes; stage 2 on an inf sum
+                core.quantize_lookup(codes, np.float32(first.scale), first.zero_point,
+                                     None, t, rq.bias, np.float32(last.scale),
+                                     last.zero_point,
+                                     self._code_table if u8 else getattr(last, "table", None))
+            except ValueError:
+                pass
+            else:
+                t = t.reshape(lead + (n,))
+                return U8Activations(t, *self.out_codes) if u8 else t
+        y = rq(lin(x))
+        if self._code_table is None:
+            return y
+        q = LookupTable(self.out_codes[0], self.out_codes[1], np.zeros(256)).codes(y)
+        return U8Activations(q, *self.out_codes)
+
+    def config(self):
+        c = self.requant.config()
+        if self.out_codes is not None:
+            c["out_codes"] = list(self.out_codes)
+        return c
+
+    def arrays(self):
+        return self.requant.arrays()
+
+    @classmethod
+    def from_state(cls, config, arrays, weight):
+        return cls(weight, config["params"], arrays["bias"], config["out_params"],
+                   arrays.get("table"), config.get("out_codes"))
+
+
+def codes_for(table, scale, zero_point):
+    """uint8 [256]: the static u8 code on (scale, zero_point) of each value of
+    a float32 table, clip(rint(t / scale) + zero_point, 0, 255) in float32
+    as every static int8 Linear computes it (sk_quantize_u8), so a Linear
+    handed code_table[q] computes what it would from table[q]; None if a
+    value is not finite (the quantizer's error path)."""
+    if table is None:
+        return None
+    t = np.asarray(table, np.float32)
+    if t.shape != (256,) or not np.isfinite(t).all() or not 0 <= int(zero_point) <= 255:
+        return None
+    q = np.rint(np.divide(t, np.float32(scale), dtype=np.float32)) + np.float32(int(zero_point))
+    return np.clip(q, np.float32(0), np.float32(255)).astype(np.uint8)

@@ -20,11 +20,10 @@ number, Softmax is not over the last axis, or its values are not float32
 (quantized attention: QDQ / QOperator files never match, their MatMuls read
 DequantizeLinear outputs).
 """
-import onnx
 from onnx import helper
 import numpy as np
 
-from sparsekit.convert.onnx_fuse import _consts
+from sparsekit.convert.onnx_fuse import _consts, readers_of, rebuild
 from sparsekit.runtime.attention import HeadsAttention
 
 OP = "SparsekitAttention"
@@ -44,10 +43,7 @@ def fuse_attention(model, dtypes):
     g = model.graph
     consts = _consts(g)
     made = {o: n for n in g.node for o in n.output}
-    readers = {}
-    for n in g.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    readers = readers_of(g)
     outputs = {o.name for o in g.output}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
 
@@ -120,16 +116,7 @@ def fuse_attention(model, dtypes):
         drop.update(n.output[0] for n in chain)
     if not replace:
         return model
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    del out.graph.node[:]
-    for n in g.node:
-        key = n.output[0] if n.output else None
-        if key in replace:
-            out.graph.node.append(replace[key])
-        elif key not in drop:
-            out.graph.node.append(n)
-    return out
+    return rebuild(model, replace, drop)
 
 
 def _attention(b, node, ins, a):

@@ -9,6 +9,31 @@ import onnx
 from onnx import helper, numpy_helper
 
 
+def rebuild(model, replace, drop):
+    """A copy of model whose nodes are keyed by their first output (output
+    names are unique): replace[key] takes that node's place, nodes keyed in
+    drop are left out, the others kept in order."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    for n in model.graph.node:
+        key = n.output[0] if n.output else None
+        if key in replace:
+            out.graph.node.append(replace[key])
+        elif key not in drop:
+            out.graph.node.append(n)
+    return out
+
+
+def readers_of(graph):
+    """value name -> the nodes that read it (once per input slot)."""
+    out = {}
+    for n in graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
 def _consts(graph):
     out = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     for n in graph.node:
@@ -40,10 +65,7 @@ def fuse_erf_gelu(model):
             uses[i] = uses.get(i, 0) + 1
     for o in g.output:
         uses[o.name] = uses.get(o.name, 0) + 1
-    by_input = {}
-    for n in g.node:
-        for i in n.input:
-            by_input.setdefault(i, []).append(n)
+    by_input = readers_of(g)
 
     def only_user(name, op):
         users = by_input.get(name, [])
@@ -76,14 +98,5 @@ def fuse_erf_gelu(model):
                                              name=(half.name or half.output[0]) + "/gelu")
     if not replace:
         return model
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    del out.graph.node[:]
-    for n in g.node:
-        key = n.output[0] if n.output else None
-        if key in replace:
-            out.graph.node.append(replace[key])
-        elif key not in drop:
-            out.graph.node.append(n)
-    return out
+    return rebuild(model, replace, drop)
 

@@ -181,13 +181,12 @@ def fuse_qdq_add(model):
     optimizer fuses it (and then rounds as MLAS does); `model` if none.
     Elsewhere QDQ runs as ONNX defines it, which gives the same codes up to
     float rounding."""
+    from sparsekit.convert.onnx_fuse import readers_of, rebuild  # onnx: optional
+
     g = model.graph
     consts = {i.name: i for i in g.initializer}
     made = {o: n for n in g.node for o in n.output}
-    readers = {}
-    for n in g.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    readers = readers_of(g)
     outs = {o.name for o in g.output}
 
     def scalar(name):
@@ -226,18 +225,7 @@ def fuse_qdq_add(model):
         drop.add(q.output[0])
     if not replace:
         return model
-    import onnx
-
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    del out.graph.node[:]
-    for n in g.node:
-        key = n.output[0] if n.output else None
-        if key in replace:
-            out.graph.node.append(replace[key])
-        elif key not in drop:
-            out.graph.node.append(n)
-    return out
+    return rebuild(model, replace, drop)
 
 
 # ArrayOps that work element by element (with size-1 constants)

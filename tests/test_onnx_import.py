@@ -247,3 +247,20 @@ def test_qlinear_matmul_graph(tmp_path, rng, int8):
     assert len(lin) == 2 and all(a.weight.input_scale is not None for a in lin)
     step = _last_scale(q)
     assert np.abs(m(x) - ref).max() <= 1.01 * step
+
+
+@pytest.mark.parametrize("opset,attrs", [(11, {}), (11, {"axis": 2}), (11, {"axis": -1}),
+                                         (12, {"axis": 0}), (13, {}), (13, {"axis": 1})])
+def test_softmax_axis_by_opset(rng, tmp_path, opset, attrs):
+    """Before opset 13 Softmax runs over the input coerced to 2-D at `axis`
+    (default 1): the axes from there on as one; from 13 over `axis` alone
+    (default -1). Against ORT, and after save / load."""
+    model = _graph([helper.make_node("Softmax", ["x"], ["y"], **attrs)], {},
+                   [2, 3, 4], [2, 3, 4])
+    model.opset_import[0].version = opset
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32) * 3
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    m = sko.load(model)
+    np.testing.assert_allclose(m(x), ref, rtol=1e-5, atol=1e-7)
+    sparsekit.save(m, tmp_path / "s.spk")
+    np.testing.assert_array_equal(sparsekit.load(tmp_path / "s.spk")(x), m(x))

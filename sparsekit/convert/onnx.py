@@ -61,6 +61,7 @@ class _Builder:
         self.producer = {}  # runtime tensor name -> index in self.nodes
         self.report = W.LayerReport()
         self.dtypes = {}  # ONNX value name -> dtype from ONNX type inference
+        self.opset = 13  # the default ONNX domain's opset version
 
     def emit(self, layer, ins, name=None):
         name = name or f"v{self.count}"
@@ -187,6 +188,7 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     for init in g.initializer:
         b.vals[init.name] = Const(numpy_helper.to_array(init))
     b.dtypes = inferred_dtypes(model)
+    b.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     model = fuse_erf_gelu(model)  # after inference: Gelu is an opset-20 op
     model = fuse_attention(model, b.dtypes)  # q . k, mask, Softmax, . v: one kernel call
     model = _static.fuse_qdq_add(model)  # QDQ Adds ORT runs as MLAS QLinearAdd
@@ -637,8 +639,12 @@ def _constant(b, node, ins, a):
     raise ValueError(f"node {node.name!r}: Constant without a tensor or number value")
 
 
-def _softmax(a, node):
-    return L.Softmax(a.get("axis", -1))
+def _softmax(b, node, ins, a):
+    """Before opset 13 Softmax runs over the input coerced to 2-D at `axis`
+    (default 1): all the axes from there on as one."""
+    legacy = b.opset < 13
+    layer = L.Softmax(a.get("axis", 1 if legacy else -1), flatten=legacy)
+    return _simple(lambda a, node: layer)(b, node, ins, a)
 
 
 def _gelu(a, node):
@@ -695,7 +701,7 @@ _OPS = {
     "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv_op, "Add": _add, "Mul": _mul,
     "Relu": _relu, "Sigmoid": _simple(lambda a, n: L.Sigmoid()),
     "Tanh": _simple(lambda a, n: L.Tanh()), "Gelu": _gelu_op,
-    "Softmax": _simple(_softmax), "MaxPool": _simple(_maxpool),
+    "Softmax": _softmax, "MaxPool": _simple(_maxpool),
     "AveragePool": _simple(_pool(L.AvgPool2d)),
     "GlobalAveragePool": _simple(lambda a, n: L.GlobalAvgPool2d(True)),
     "Flatten": _simple(_flat), "Reshape": _reshape, "Transpose": _transpose,

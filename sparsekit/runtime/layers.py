@@ -276,16 +276,25 @@ class GELU(Layer):
 
 @register
 class Softmax(Layer):
-    def __init__(self, axis=-1):
+    """Softmax over `axis`; flatten=True: over all the axes from `axis` on as
+    one (ONNX Softmax before opset 13, which coerces the input to 2-D there)."""
+
+    def __init__(self, axis=-1, flatten=False):
         self.axis = int(axis)
+        self.flatten = bool(flatten)
 
     def __call__(self, x):
         x = _f32(x)
-        e = np.exp(x - x.max(axis=self.axis, keepdims=True))
-        return e / e.sum(axis=self.axis, keepdims=True)
+        shape, axis = x.shape, self.axis
+        if self.flatten and x.ndim:
+            axis = axis % x.ndim
+            x = x.reshape(shape[:axis] + (-1,))
+            axis = -1
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return (e / e.sum(axis=axis, keepdims=True)).reshape(shape)
 
     def config(self):
-        return {"axis": self.axis}
+        return {"axis": self.axis, "flatten": self.flatten}
 
 
 @register

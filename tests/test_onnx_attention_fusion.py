@@ -22,23 +22,16 @@ from sparsekit.runtime.array_ops import ArrayOp  # noqa: E402
 from sparsekit.runtime.attention import HeadsAttention  # noqa: E402
 from sparsekit.runtime.layers import Softmax  # noqa: E402
 
-from test_onnx_transformer import _export, _feed, _ort  # noqa: E402
+from test_onnx_transformer import _export, _feed, _ort, _quantize_dynamic  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    import warnings
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     d = tmp_path_factory.mktemp("onnxattn")
     out = {"fp32": _export(d / "bert.onnx"), "pruned": _export(d / "pruned.onnx", 0.8),
            # weights and biases 10x the default init: peaked, not near-uniform attention
            "sharp": _export(d / "sharp.onnx", initializer_range=0.2, bias_std=0.1)}
-    out["int8"] = str(d / "bert_int8.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(out["fp32"], out["int8"], weight_type=QuantType.QInt8)
+    out["int8"] = _quantize_dynamic(out["fp32"], d / "bert_int8.onnx")
     return out
 
 

@@ -5,7 +5,6 @@ gives, across changing shapes, after save / load, from several threads; a
 graph whose shape code has float64 constants saves."""
 import subprocess
 import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import sparsekit.onnx as sko  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from sparsekit.runtime.array_ops import ArrayOp  # noqa: E402
 from sparsekit.runtime.shape_function import CACHE_BYTES, ShapeFunction  # noqa: E402
-from test_onnx_transformer import _export, _feed, _ort  # noqa: E402
+from test_onnx_transformer import _export, _feed, _ort, _quantize_dynamic  # noqa: E402
 
 # (batch, tokens) in an order that revisits shapes and changes one axis at a time
 SHAPES = [(1, 5), (1, 9), (3, 9), (3, 5), (1, 5), (2, 19), (2, 4), (1, 9), (3, 9)]
@@ -31,13 +30,9 @@ SHAPES = [(1, 5), (1, 9), (3, 9), (3, 5), (1, 5), (2, 19), (2, 4), (1, 9), (3, 9
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     d = tmp_path_factory.mktemp("shapecache")
-    out = {"fp32": _export(d / "bert.onnx"), "int8": str(d / "bert_int8.onnx")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(out["fp32"], out["int8"], weight_type=QuantType.QInt8)
+    out = {"fp32": _export(d / "bert.onnx")}
+    out["int8"] = _quantize_dynamic(out["fp32"], d / "bert_int8.onnx")
     return out
 
 

@@ -64,19 +64,23 @@ def _export(path, sparsity=None, initializer_range=0.02, bias_std=None):
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def _quantize_dynamic(fp32, path, per_channel=False):
+    """ORT quantize_dynamic of the fp32 file (int8 weights) written to path."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    d = tmp_path_factory.mktemp("onnxbert")
-    out = {"fp32": _export(d / "bert.onnx"), "pruned": _export(d / "pruned.onnx", 0.8)}
-    out["int8"] = str(d / "bert_int8.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_dynamic(out["fp32"], out["int8"], weight_type=QuantType.QInt8)
-        out["int8 per channel"] = str(d / "bert_int8_pc.onnx")
-        quantize_dynamic(out["fp32"], out["int8 per channel"], weight_type=QuantType.QInt8,
-                         per_channel=True)
+        quantize_dynamic(fp32, str(path), weight_type=QuantType.QInt8, per_channel=per_channel)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("onnxbert")
+    out = {"fp32": _export(d / "bert.onnx"), "pruned": _export(d / "pruned.onnx", 0.8)}
+    out["int8"] = _quantize_dynamic(out["fp32"], d / "bert_int8.onnx")
+    out["int8 per channel"] = _quantize_dynamic(out["fp32"], d / "bert_int8_pc.onnx",
+                                                per_channel=True)
     return out
 
 

@@ -414,6 +414,11 @@ void sk_g4_pack64__avx512vnni(const uint8_t *x, int64_t ldx, int64_t k, int64_t 
 void sk_spmm_u8s8_g4_16x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
 void sk_g4_pack16__avx512vbmi(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
                               uint8_t *xt);
+/* M = 17..32 (and a last tile of 17..32 rows) with AVX-512 VBMI: one 32-row
+ * tile in natural row order, xp[k * 32 + i], packed by sk_g4_pack32__avx512vbmi. */
+void sk_spmm_u8s8_g4_32x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);
+void sk_g4_pack32__avx512vbmi(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
+                              uint8_t *xt);
 /* M == 1 for 1024 < K <= 32768 with AVX-512 VBMI: the row in memory, zero-padded
  * to whole 128-byte windows (xp 64-byte aligned). */
 void sk_spmv_u8s8_g4_wide__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1);

@@ -2,7 +2,8 @@
  * against an int64 reference loop on every ISA this CPU runs: exact int32 with
  * extremes (x 0 and 255, q -127 and 127, zero points 0/128/255), empty rows,
  * all-zero and dense weights, rows whose last group is padded, tails in M
- * (across the 16-, 64- and 8-row tiles), N and K, strided x/y, 1 and 2 threads, the
+ * (across the 16-, 32-, 64- and 8-row tiles, and a last tile of 16 or 32 rows
+ * after 64-row ones), N and K, strided x/y, 1 and 2 threads, the
  * float path; validation of bad weights. */
 #include <float.h>
 #include <math.h>
@@ -160,8 +161,10 @@ static void run_linear_static(int64_t m, int64_t n, int64_t k, float x_scale, in
 }
 
 int main(void) {
-  /* M = 2..16: one 16-row tile on AVX-512 VBMI (3, 15: partial; 16 full) */
-  static const int64_t ms[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 130};
+  /* M = 2..16: one 16-row tile on AVX-512 VBMI (3, 15: partial; 16 full),
+   * 17..32 one 32-row tile (17, 24: rows 16.. partial), past 64 a last tile
+   * of 16 (65, 80, 130) or 32 rows (96) or 64 (97) */
+  static const int64_t ms[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 24, 32, 33, 63, 64, 65, 80, 96, 97, 130};
   static const int64_t ns[] = {1, 3, 16, 17, 40};
   static const int64_t ks[] = {1, 4, 5, 31, 100, 130};
   static const double densities[] = {0.0, 0.1, 0.5, 1.0};
@@ -184,6 +187,12 @@ int main(void) {
     run_linear(67, 45, 99);
     run_linear(1, 45, 99);
     run_linear(16, 45, 99); /* the 16-row tile from fp32 rows */
+    run_linear(20, 45, 99); /* the 32-row tile from fp32 rows */
+    run_linear(90, 45, 99); /* a 64-row tile, then a 32-row one */
+    run_case(isa, 96, 300, 1500, 0.1, 0, 2); /* 64 + 32 rows, threads */
+    run_case(isa, 24, 300, 3000, 0.1, 1, 2); /* 32-row tile, wide K, threads */
+    sk_set_num_threads(2);
+    run_linear(80, 700, 900); /* fp32 rows of tiles of 64 and 16 rows, threads */
     run_linear(5, 33, 200);
     run_case(isa, 16, 300, 3000, 0.1, 1, 2); /* 16-row tile, wide K, threads */
     run_case(isa, 9, 100, 4100, 0.05, 0, 1);
@@ -202,6 +211,7 @@ int main(void) {
     run_linear_static(67, 45, 99, 0.05f, 100);
     run_linear_static(1, 45, 99, 0.02f, 0);
     run_linear_static(12, 45, 99, 0.02f, 17);
+    run_linear_static(30, 45, 99, 0.02f, 17);
     run_linear_static(130, 70, 1000, 0.013f, 255);
   }
   return sk_test_finish("test_spmm_u8s8_g4");

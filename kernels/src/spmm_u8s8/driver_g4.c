@@ -6,8 +6,9 @@
  *   W rows split into per-thread ranges of equal cost (groups + per-row work)
  *   each thread: for every tile, micro-kernel over its rows -> Y
  *
- * AVX-512 VNNI runs 64-row tiles, and with VBMI one 16-row tile for M = 2..16
- * and its own M == 1 kernels (the row in registers for K <= 1024, in a padded
+ * AVX-512 VNNI runs 64-row tiles, and with VBMI one 16-row tile for M = 2..16,
+ * one 32-row tile for M = 17..32 (as the last tile past 64 rows too) and its
+ * own M == 1 kernels (the row in registers for K <= 1024, in a padded
  * copy up to K = 32768); every other ISA the portable kernel (8 rows; M == 1
  * reads the row in place). Same contract and results as driver.c.
  */
@@ -88,7 +89,8 @@ int sk_g4_vbmi_cpu(void) {
  * heap). */
 typedef struct {
   int64_t k, kp, rows_alloc;
-  int vnni, small; /* small: the 16-row VBMI tile */
+  int vnni, vbmi; /* vbmi: tiles of 16 and 32 rows in natural order */
+  int MR;         /* the largest tile: each thread's fp32 rows are MR apart */
 } pack_ctx;
 
 static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, int R,
@@ -98,7 +100,7 @@ static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, 
   const uint8_t *x = s->xf ? NULL : s->xq + m0 * s->ldx;
   int64_t ldx = s->ldx;
   if (s->xf) {
-    uint8_t *u8 = scratch + (c->rows_alloc + (int64_t)t * R) * c->kp;
+    uint8_t *u8 = scratch + (c->rows_alloc + (int64_t)t * c->MR) * c->kp;
     for (int64_t r = 0; r < mr; ++r)
       if (sk_u8_source_quantize_row(s, m0 + r, c->k, u8 + r * c->kp, zp + m0 + r,
                                     xs + m0 + r) != SK_OK)
@@ -106,8 +108,12 @@ static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, 
     x = u8, ldx = c->kp;
   }
 #ifdef SK_ARCH_X86
-  if (c->small) {
+  if (c->vbmi && R == 16) {
     sk_g4_pack16__avx512vbmi(x, ldx, c->k, mr, xt);
+    return rc;
+  }
+  if (c->vbmi && R == 32) {
+    sk_g4_pack32__avx512vbmi(x, ldx, c->k, mr, xt);
     return rc;
   }
   if (c->vnni) {
@@ -157,27 +163,40 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
     return SK_OK;
   }
 
+  /* AVX-512 VNNI: 64-row tiles. With VBMI, M <= 16 is one 16-row tile and
+   * M = 17..32 one 32-row tile (the 64-row kernel would do 2-4x the work,
+   * at a higher cost per group), and past 64 rows a last tile of <= 16 or
+   * <= 32 rows gets those kernels too. */
+  int MR = 8, MS = 8;
+  int64_t nbig = (m + 7) / 8;
+  sk_spmm_u8s8_fn big = sk_spmm_u8s8_g4_8x4__scalar, small = big;
 #ifdef SK_ARCH_X86
-  /* M <= 16: one 16-row tile (the 64-row one would do 4x the work) */
-  const int small = vnni && m <= 16 && sk_g4_small_fast();
-  const int MR = small ? 16 : vnni ? 64 : 8;
-  const sk_spmm_u8s8_fn kernel = small  ? sk_spmm_u8s8_g4_16x4__avx512vbmi
-                                 : vnni ? sk_spmm_u8s8_g4_64x4__avx512vnni
-                                        : sk_spmm_u8s8_g4_8x4__scalar;
+  const int vbmi = vnni && sk_g4_small_fast();
+  if (vnni) {
+    MR = MS = 64;
+    big = small = sk_spmm_u8s8_g4_64x4__avx512vnni;
+    nbig = (m + 63) / 64;
+    const int64_t rest = m % 64;
+    if (vbmi && rest > 0 && rest <= 32) {
+      nbig = m / 64;
+      MS = rest <= 16 ? 16 : 32;
+      small = MS == 16 ? sk_spmm_u8s8_g4_16x4__avx512vbmi : sk_spmm_u8s8_g4_32x4__avx512vbmi;
+      if (nbig == 0) MR = MS, big = small;
+    }
+  }
 #else
-  const int small = 0;
-  const int MR = 8;
-  const sk_spmm_u8s8_fn kernel = sk_spmm_u8s8_g4_8x4__scalar;
+  const int vbmi = 0;
 #endif
   /* an output of 1 MiB or more (a core's L2 here) goes out to memory anyway:
    * stream it (bert_ffn_up at M = 128, 1.5 MB: 8% faster) */
   base.stream_y = (double)m * (double)w->n * 4.0 >= (double)(1 << 20);
-  const int64_t ntiles = (m + MR - 1) / MR, rows_alloc = ntiles * MR;
+  const int64_t ntiles = nbig + (nbig * MR < m ? 1 : 0);
+  const int64_t rows_alloc = nbig * MR + (ntiles - nbig) * MS;
   const int64_t kp = w->k > 0 ? w->k : 1;
   const int64_t rows_u8 = s->xf ? (int64_t)nt * MR : 0; /* fp32 rows: see pack() */
-  const pack_ctx ctx = {w->k, kp, rows_alloc, vnni, small};
-  const sk_u8_tiles tiles = {m, ntiles, ntiles, MR, MR, w->k,
-                             (size_t)((rows_alloc + rows_u8) * kp), kernel, kernel, pack, &ctx};
+  const pack_ctx ctx = {w->k, kp, rows_alloc, vnni, vbmi, MR};
+  const sk_u8_tiles tiles = {m, nbig, ntiles, MR, MS, w->k,
+                             (size_t)((rows_alloc + rows_u8) * kp), big, small, pack, &ctx};
   return sk_u8_tiles_run(&tiles, s, &base, nt, bounds);
 }
 

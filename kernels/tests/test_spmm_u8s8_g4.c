@@ -196,6 +196,17 @@ int main(void) {
     run_linear(5, 33, 200);
     run_case(isa, 16, 300, 3000, 0.1, 1, 2); /* 16-row tile, wide K, threads */
     run_case(isa, 9, 100, 4100, 0.05, 0, 1);
+    /* M = 2, 3 as rows of the M == 1 kernel (AVX-512 VBMI: K <= 1024, or the
+     * wide kernel at M = 2 and density >= 0.15) or the 16-row tile */
+    run_case(isa, 2, 100, 4100, 0.3, 1, 1);
+    run_case(isa, 2, 300, 2000, 0.3, 0, 2);
+    run_case(isa, 2, 100, 4100, 0.05, 0, 1);
+    run_case(isa, 3, 100, 4100, 0.3, 1, 1);
+    run_case(isa, 3, 300, 1000, 0.3, 1, 2);
+    run_case_ld(isa, 2, 37, 700, 0.4, 1, 1, 50);
+    run_linear(2, 45, 99);
+    run_linear(3, 70, 1000);
+    run_linear(2, 70, 3000);
     /* M == 1 with every register-table size of the AVX-512 VBMI kernel (K <=
      * 1024: 2, 4, 6, 8 windows of 128 bytes), the wide kernel past it (up to
      * K = 32768: 256 windows) and the portable one beyond, 16-row epilogue
@@ -212,6 +223,8 @@ int main(void) {
     run_linear_static(1, 45, 99, 0.02f, 0);
     run_linear_static(12, 45, 99, 0.02f, 17);
     run_linear_static(30, 45, 99, 0.02f, 17);
+    run_linear_static(2, 45, 99, 0.02f, 17);
+    run_linear_static(2, 45, 3000, 0.02f, 200);
     run_linear_static(130, 70, 1000, 0.013f, 255);
   }
   return sk_test_finish("test_spmm_u8s8_g4");

@@ -125,6 +125,18 @@ static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, 
   return rc;
 }
 
+/* M = 2..3: the M == 1 kernel once per row beats a 16-row tile where it
+ * holds the row in registers (K <= 1024: one row ~0.25-0.3 of the 16-row
+ * tile's time, benchmarks/RESULTS.md "g4 at M = 2..32"); the wide one (K >
+ * 1024) at M = 2 only, and only for weights of >= 15% density: at 90%
+ * sparsity its rows take ~0.5 of the 16-row tile. Needs u8 rows (fp32 rows
+ * are quantized first). */
+static int rows_by_spmv(const sk_csr_s8_g4 *w, int64_t m) {
+  if (m < 2 || m > 3 || !sk_spmv_u8s8_g4_fast(w->k)) return 0;
+  if (w->k <= 1024) return 1;
+  return m == 2 && 4.0 * (double)w->indptr[w->n] >= 0.15 * (double)w->n * (double)w->k;
+}
+
 static int run(const void *weight, int64_t m, const sk_u8_source *s,
                const float *wscale, const float *bias, sk_activation act, void *y,
                int64_t ldy) {
@@ -137,28 +149,34 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
 
   sk_spmm_u8s8_tile base = {w->indptr, w->kidx, 2, w->values, w->row_sums,
                             NULL, 0, 1, NULL, NULL, wscale, bias, act, y, ldy};
-  if (m == 1) { /* the row itself is the [K][1] tile */
-    base.xp = s->xq;
+  if (m == 1 || (s->xf == NULL && rows_by_spmv(w, m))) { /* each row is a [K][1] tile */
     base.xp_bytes = w->k;
-    base.zp = s->zp;
-    base.xscale = s->xscale;
     sk_spmm_u8s8_fn spmv = sk_spmv_u8s8_g4_1x4__scalar;
     uint8_t *row = NULL;
+    int64_t padded = 0;
 #ifdef SK_ARCH_X86
     if (sk_spmv_u8s8_g4_fast(w->k) && w->k <= 1024) {
       spmv = sk_spmv_u8s8_g4_1x4__avx512vbmi; /* the row in registers */
     } else if (sk_spmv_u8s8_g4_fast(w->k)) {
       /* the wide kernel reads whole 128-byte windows: a zero-padded copy */
-      const int64_t padded = (w->k + 127) / 128 * 128;
+      padded = (w->k + 127) / 128 * 128;
       row = (uint8_t *)sk_aligned_alloc((size_t)padded);
       if (row == NULL) return SK_ERR_NOMEM;
-      memcpy(row, s->xq, (size_t)w->k);
       memset(row + w->k, 0, (size_t)(padded - w->k));
-      base.xp = row;
       spmv = sk_spmv_u8s8_g4_wide__avx512vbmi;
     }
 #endif
-    sk_u8_spmv_run(spmv, &base, nt, bounds);
+    for (int64_t i = 0; i < m; ++i) {
+      base.xp = s->xq + i * s->ldx;
+      if (row) {
+        memcpy(row, base.xp, (size_t)w->k);
+        base.xp = row;
+      }
+      base.zp = s->zp + (s->zp_per_row ? i : 0);
+      base.xscale = s->xscale ? s->xscale + i : NULL;
+      base.y = (char *)y + (size_t)(i * ldy) * 4;
+      sk_u8_spmv_run(spmv, &base, nt, bounds);
+    }
     sk_aligned_free(row);
     return SK_OK;
   }
@@ -223,7 +241,7 @@ int sk_linear_u8s8_g4_f32(const sk_csr_s8_g4 *w, const float *wscale, int64_t m,
   if (rc == SK_OK) rc = sk_u8_check_f32(w->k, w->n, wscale, m, x, ldx, act, y, ldy);
   if (rc != SK_OK) return rc;
   if (m == 0 || w->n == 0) return SK_OK;
-  if (m > 1) { /* quantize while packing */
+  if (m > 1 && !rows_by_spmv(w, m)) { /* quantize while packing */
     const sk_u8_source s = {NULL, ldx, NULL, 1, NULL, x};
     return run(w, m, &s, wscale, bias, act, y, ldy);
   }

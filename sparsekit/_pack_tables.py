@@ -75,11 +75,11 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
 # density >= SHARED_MIN_DENSITY; at M <= SELL_MAX_M SlicedEllMatrix wins):
 # {'shape': '3072x768', 'm': 1, 'csr': 0.71, 'sell': 0.46, 'spint8': 0.81, 'spint8_1x4': 0.82, 'shared': None}
 # {'shape': '3072x768', 'm': 8, 'csr': 0.51, 'sell': 0.14, 'spint8': 0.94, 'spint8_1x4': 0.79, 'shared': None}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.82, 'spint8_1x4': 0.46, 'shared': (0.66, 0.83)}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.74, 'spint8_1x4': 0.46, 'shared': (0.66, 0.83)}
 # {'shape': '3072x768', 'm': 128, 'csr': 0.34, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
 # {'shape': '768x3072', 'm': 1, 'csr': 0.71, 'sell': 0.45, 'spint8': 0.87, 'spint8_1x4': 0.83, 'shared': None}
 # {'shape': '768x3072', 'm': 8, 'csr': 0.55, 'sell': 0.12, 'spint8': 0.92, 'spint8_1x4': 0.77, 'shared': None}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.81, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.73, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
 # {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
 
 

@@ -17,8 +17,9 @@ pruning pays for the zeros inside kept blocks; ``block_fill`` (nonzeros /
 
 Unstructured weights (block_fill < G4_MAX_FILL) on CPUs with AVX-512 VNNI also
 hold their nonzeros as groups of 4 at any k (the g4 copy, _groups_of_4); below
-G4_ONLY_FILL, where the CPU has VBMI too, that copy is all they hold and the 1x4
-arrays above are rebuilt from it when read (see the notes at G4_MAX_FILL).
+G4_ONLY_FILL (G4_ONLY_FILL_MID for long rows of K <= G4_MID_MAX_K), where the
+CPU has VBMI too, that copy is all they hold and the 1x4 arrays above are
+rebuilt from it when read (see the notes at G4_MAX_FILL).
 """
 import math
 
@@ -403,12 +404,38 @@ G4_MIN_M = 17
 # Below G4_ONLY_FILL the g4 copy is all a weight keeps (no 1x4 blocks: 0.32
 # bytes per weight at 90% instead of 0.85, bert_ffn_up) where this CPU has AVX-512 VNNI and
 # VBMI, whose g4 kernels are then at least as fast as the 1x4 ones at every M:
-# the 16-row g4 kernel at M = 2..16, measured (benchmarks/RESULTS.md "g4
-# only", 1 thread, bert_ffn_up / bert_ffn_down / minilm_ffn_up) 1.05-1.6x the
-# 1x4 kernel at 80% and 90% unstructured (block fill 0.34 / 0.29) but
-# 0.95-0.98x for minilm_ffn_up at 70% (fill 0.39), hence the cut.
-# A weight above the cut keeps both copies and the rules above.
+# M = 2..3 the M == 1 kernel once per row (K <= 1024; M = 2 for K > 1024),
+# M = 2..16 the 16-row g4 kernel, M = 17..32 the 32-row one, measured
+# (benchmarks/RESULTS.md "g4 only" and "g4 at M = 2..32", 1 thread,
+# bert_ffn_up / bert_ffn_down / minilm_ffn_up) 1.08-2.4x the 1x4 kernels at 80%
+# and 90% unstructured (block fill 0.34 / 0.29).
 G4_ONLY_FILL = 0.35
+# From there to G4_ONLY_FILL_MID (about 65-78% unstructured) the 16-row g4
+# kernel, bound by its 5 loads per group (one 8-byte index load, four 16-byte
+# columns, a quarter of a weight load) against the 1x4 kernel's 2.25 per
+# block, is as fast as the 1x4 one only where rows are long (it costs ~12
+# cycles more per row) and its 16-byte-per-column tile stays in L1: measured
+# at fill 0.39-0.42, M = 4..16, 1.02-1.11x for 3072x768, 768x3072 and
+# 384x1536 (>= 192 nonzeros per row, K <= 3072) but 0.93-0.99x for 1536x384
+# and 384x384 (115-130 per row) and 0.98-1.00x for 1024x4096 (a 64 KiB tile);
+# at fill 0.43-0.46 0.85-1.02x everywhere. So weights of G4_ONLY_FILL <= fill <
+# G4_ONLY_FILL_MID keep g4 alone only with K <= G4_MID_MAX_K and at least
+# G4_MID_MIN_ROW_NNZ nonzeros per row on average (0.66 instead of 2.06 bytes
+# per weight at 70% for bert_ffn_up); others keep both copies and the rules
+# above.
+G4_ONLY_FILL_MID = 0.42
+G4_MID_MAX_K = 3072
+G4_MID_MIN_ROW_NNZ = 192
+
+
+def g4_only_shape_rule(n, k, nnz, fill):
+    """The block-fill / shape part of the g4-only rule (the CPU part is
+    _core.g4_vbmi_cpu()): fill < G4_ONLY_FILL, or fill < G4_ONLY_FILL_MID for
+    K <= G4_MID_MAX_K and >= G4_MID_MIN_ROW_NNZ nonzeros per row."""
+    if fill < G4_ONLY_FILL:
+        return True
+    return (fill < G4_ONLY_FILL_MID and k <= G4_MID_MAX_K and n > 0
+            and nnz >= G4_MID_MIN_ROW_NNZ * n)
 
 
 def _g4_cpu():
@@ -419,8 +446,10 @@ def _g4_cpu():
 
 
 def _g4_only(w):
-    """Whether w, which has its g4 copy, keeps nothing else (G4_ONLY_FILL)."""
-    return w.block_fill < G4_ONLY_FILL and _core.g4_vbmi_cpu()
+    """Whether w, which has its g4 copy, keeps nothing else (G4_ONLY_FILL,
+    G4_ONLY_FILL_MID: g4_only_shape_rule)."""
+    n, k = w._shape
+    return g4_only_shape_rule(n, k, w.nnz, w.block_fill) and _core.g4_vbmi_cpu()
 
 
 def _blocks_of_g4(w):

@@ -171,28 +171,44 @@ QUANTIZE_SYNONYMS = {"dynamic": "int8"}  # the converters' spelling (sparsekit.t
 from sparsekit._pack_tables import MEASURED, MEASURED_AVX2  # noqa: E402,F401
 
 
-def _g4_applies(nnz, nblocks, m, isa, k=None):
+def _g4_applies(nnz, nblocks, m, isa, k=None, n=None):
     """Does SparseInt8Matrix run its groups-of-4 copy for this weight and M?
     M == 1 too where a g4 M == 1 vector kernel runs (this CPU, K <= 32768; k
     None: not asked; the one for K > 1024 is predicted from "spint8_g4_m1",
     measured at K <= 1024, and G4_WIDE_FACTOR), and M = 2..16 where the weight keeps only its g4
-    copy (block fill < G4_ONLY_FILL, AVX-512 VBMI too: the 16-row kernel, see
-    G4_SMALL_SHARE)."""
+    copy (block fill < G4_ONLY_FILL, or < G4_ONLY_FILL_MID for the shapes of
+    g4_only_shape_rule when n and k are given; AVX-512 VBMI too: the 16-row
+    kernel, see G4_SMALL_SHARE, or rows of the M == 1 kernel, _g4_rows_by_m1)."""
     from sparsekit._native import core as _core
-    from sparsekit._sparse_int8 import G4_MAX_FILL, G4_MIN_M, G4_ONLY_FILL
+    from sparsekit._sparse_int8 import (
+        G4_MAX_FILL, G4_MIN_M, G4_ONLY_FILL, g4_only_shape_rule,
+    )
 
     fill = nnz / (4 * nblocks) if nblocks else 1.0
     if isa != "avx512vnni" or fill >= G4_MAX_FILL:
         return False
     if m >= G4_MIN_M or (m == 1 and k is not None and _core.g4_spmv_fast(k)):
         return True
-    return m > 1 and fill < G4_ONLY_FILL and _core.g4_vbmi_cpu()
+    only = (g4_only_shape_rule(n, k, nnz, fill) if n is not None and k is not None
+            else fill < G4_ONLY_FILL)
+    return m > 1 and only and _core.g4_vbmi_cpu()
 
 
-def _spint8_key(model, nnz, nblocks, m, isa, k):
+def _g4_rows_by_m1(m, n, k, ngroups):
+    """Whether a g4 call with M = 2..3 runs the M == 1 kernel once per row
+    (driver_g4.c's rows_by_spmv: K <= 1024 at M <= 3, the wide kernel at M ==
+    2 for >= 15% density)."""
+    from sparsekit._native import core as _core
+
+    if not 2 <= m <= 3 or not _core.g4_spmv_fast(k):
+        return False
+    return k <= 1024 or (m == 2 and 4 * ngroups >= 0.15 * n * k)
+
+
+def _spint8_key(model, nnz, nblocks, m, isa, k, n=None):
     """The model entry that times SparseInt8Matrix: its 1x4 blocks, its g4
     tiles (M >= G4_MIN_M, "spint8_g4") or its g4 M == 1 kernel ("spint8_g4_m1")."""
-    if not _g4_applies(nnz, nblocks, m, isa, k):
+    if not _g4_applies(nnz, nblocks, m, isa, k, n):
         return "spint8"
     key = "spint8_g4_m1" if m == 1 else "spint8_g4"
     return key if key in model["coef"] else "spint8"
@@ -345,17 +361,37 @@ def _big_units(key, units):
 # by the share of tiles (the per-activation term, quantizing x, scales with M
 # by itself).
 G4_TILE_ROWS = 64
-# A g4-only weight (see _g4_applies) runs M = 2..16 (below G4_MIN_M) on the
-# 16-row kernel: measured (benchmarks/RESULTS.md "g4 only") at 0.50-0.73 of the
-# 64-row kernel's one-tile time (M = 17) on the BERT / MiniLM shapes at 70-90%,
-# so there the one-tile scaling is multiplied by G4_SMALL_SHARE.
+# With AVX-512 VBMI a tile of <= 16 rows (M = 2..16, or the last tile past 64
+# rows) runs the 16-row kernel and one of 17..32 rows the 32-row kernel:
+# measured (benchmarks/RESULTS.md "g4 only" and "g4 at M = 2..32") at
+# 0.48-0.74 (16-row) and 0.63-0.80 (32-row) of the 64-row kernel's one-tile
+# time on the BERT / MiniLM shapes at 60-90%, so such a tile counts as
+# G4_SMALL_SHARE / G4_MID_SHARE of a 64-row one. (Not fitted by `--measure`,
+# which times M = 1, 8, 32, 128: a table measured with g4-only weights at M = 8
+# or with the 32-row kernel at M = 32 holds those Ms itself, and the shares
+# apply only below its lowest measured M.) M = 2..3 where the M == 1 kernel
+# runs once per row (_g4_rows_by_m1) is M times its "spint8_g4_m1" time.
 G4_SMALL_SHARE = 0.6
+G4_MID_SHARE = 0.72
 # The g4 M == 1 kernel for K > 1024 (the row in L1, not in registers) is timed
 # by "spint8_g4_m1" (measured at K <= 1024) with its per-group term times
 # G4_WIDE_FACTOR: per group it measured 1.24 / 1.45 / 1.66 / 1.8x the
 # register kernel's at 70 / 80 / 90 / 95% (768x3072 against 3072x768, RESULTS.md
 # "g4 only"); sparser rows span more windows per 16 groups.
 G4_WIDE_FACTOR = 1.6
+
+
+def _g4_tile_units(m):
+    """The g4 tiles of an M-row call in 64-row tiles: the last one of <= 16 /
+    <= 32 rows at G4_SMALL_SHARE / G4_MID_SHARE where AVX-512 VBMI runs it."""
+    from sparsekit._native import core as _core
+
+    full, rest = divmod(m, G4_TILE_ROWS)
+    if rest == 0:
+        return full
+    if not _core.g4_vbmi_cpu():
+        return full + 1
+    return full + (G4_SMALL_SHARE if rest <= 16 else G4_MID_SHARE if rest <= 32 else 1.0)
 
 
 def _g4_min_m():
@@ -371,12 +407,13 @@ def _predict(model, key, m, n, k, units):
     low = min(int(x) for x in table)
     if key == "spint8_g4" and m < low:
         tiles = lambda rows: -(-rows // G4_TILE_ROWS)  # noqa: E731
-        f = min(1.0, tiles(m) / tiles(low))
-        if m < _g4_min_m() <= low:  # the 16-row kernel (a g4-only weight)
-            f *= G4_SMALL_SHARE
+        f = min(1.0, _g4_tile_units(m) / tiles(low))
         a, b, d, e = a * f, b * f, d * f, e * f
     if key == "spint8_g4_m1" and k > 1024:
         a *= G4_WIDE_FACTOR
+    if (key == "spint8_g4" and _g4_rows_by_m1(m, n, k, units)
+            and "spint8_g4_m1" in model["coef"]):  # units: the groups
+        return m * _predict(model, "spint8_g4_m1", 1, n, k, units)
     return o + (a * units + b * n + c * m * k + d * _big_units(key, units)
                 + e * _log2k_units(key, units, k)) * 1e-3
 
@@ -615,9 +652,12 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
             continue
         key = fmt
         if fmt == "spint8":
-            key = _spint8_key(model, nnz, nblocks, m, isa, k)
+            key = _spint8_key(model, nnz, nblocks, m, isa, k, n)
             if key != "spint8":
                 when = ("M == 1" if m == 1 else f"M >= {_g4_min_m()}" if m >= _g4_min_m()
+                        else "its only copy at this block fill, the M == 1 kernel per row"
+                        if _g4_rows_by_m1(m, n, k, units[key])
+                        and "spint8_g4_m1" in model["coef"]
                         else "its only copy at this block fill, 16-row kernel")
                 notes.append("SparseInt8Matrix would run its groups-of-4 copy (unstructured "
                              f"weights, {when}): predicted from the g4 timings")

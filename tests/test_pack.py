@@ -94,16 +94,22 @@ def test_g4_timings_used_where_sparse_int8_runs_groups_of_4(rng):
              "coef": {"qdense": flat, "spint8": flat, "spint8_g4": {128: (0.0, 2.0, 0.0)}}}
     ngroups = int(((np.count_nonzero(w, axis=1) + 3) // 4).sum())
     g4 = sparsekit._core.family_isa("spmm_u8s8") == "avx512vnni"
-    # one 64-row tile of two up to M = 64, both from 65, linear past 128
-    for m, share in ((si.G4_MIN_M, 0.5), (64, 0.5), (65, 1.0), (128, 1.0), (256, 2.0)):
+    # one 64-row tile of two up to M = 64, both from 65, linear past 128; with
+    # AVX-512 VBMI a tile of 17..32 rows is the 32-row kernel (G4_MID_SHARE of
+    # a 64-row one) and a last tile of <= 16 rows the 16-row one
+    from sparsekit.pack import G4_MID_SHARE, G4_SMALL_SHARE
+
+    vbmi = sparsekit._core.g4_vbmi_cpu()
+    mid, small = (G4_MID_SHARE, G4_SMALL_SHARE) if vbmi else (1.0, 1.0)
+    for m, share in ((si.G4_MIN_M, 0.5 * mid), (32, 0.5 * mid), (33, 0.5), (64, 0.5),
+                     (65, 0.5 * (1 + small)), (96, 0.5 * (1 + mid)), (97, 1.0), (128, 1.0),
+                     (256, 2.0)):
         ex = sparsekit.explain(w, quantize="int8", m=m, model=model)
         if g4:
             assert ex["predicted_us"]["spint8"] == pytest.approx(2.0 * share * ngroups * 1e-3)
             assert any(f"M >= {si.G4_MIN_M}" in note for note in ex["notes"])
     # below G4_MIN_M: the 1x4 blocks, or (a weight that keeps only its g4
     # copy: block fill < G4_ONLY_FILL, VBMI too) the 16-row g4 kernel
-    from sparsekit.pack import G4_SMALL_SHARE
-
     g4_only = g4 and sparsekit._core.g4_vbmi_cpu()
     for m in (2, si.G4_MIN_M - 1):
         ex = sparsekit.explain(w, quantize="int8", m=m, model=model)
@@ -114,6 +120,16 @@ def test_g4_timings_used_where_sparse_int8_runs_groups_of_4(rng):
             assert any("16-row kernel" in note for note in ex["notes"])
         else:
             assert ex["predicted_us"]["spint8"] == pytest.approx(ex["nblocks"] * 1e-3)
+    # with an M == 1 entry, M = 2..3 at K <= 1024 is that kernel once per row
+    if g4_only and sparsekit._core.g4_spmv_fast(96):
+        model["coef"]["spint8_g4_m1"] = {1: (0.5, 3.0, 0.0)}
+        for m in (2, 3):
+            ex = sparsekit.explain(w, quantize="int8", m=m, model=model)
+            assert ex["predicted_us"]["spint8"] == pytest.approx(m * (0.5 + 3.0 * ngroups * 1e-3))
+            assert any("M == 1 kernel per row" in note for note in ex["notes"])
+        ex = sparsekit.explain(w, quantize="int8", m=4, model=model)
+        assert ex["predicted_us"]["spint8"] == pytest.approx(
+            2.0 * 0.5 * G4_SMALL_SHARE * ngroups * 1e-3)
     # a weight above G4_ONLY_FILL keeps its 1x4 blocks for M < G4_MIN_M
     w2 = np.where(rng.random((64, 96)) < 0.3, 1.0, 0.0).astype(np.float32)
     ex = sparsekit.explain(w2, quantize="int8", m=si.G4_MIN_M - 1, model=model)

@@ -502,7 +502,7 @@ def both_copies(q, scale, monkeypatch):
         return SparseInt8Matrix.from_int8(q, scale)
 
 
-G4_ONLY_MS = [0, 1, 2, 3, 7, 15, 16, 17, 31, 33, 65]
+G4_ONLY_MS = [0, 1, 2, 3, 7, 15, 16, 17, 31, 32, 33, 65, 96, 97]
 
 
 @pytest.mark.parametrize("n,k", [(37, 77), (16, 130), (50, 1030), (33, 2051)])
@@ -591,3 +591,60 @@ def test_g4_only_rule(monkeypatch, rng):
     if sparse._bsr is None:
         assert sparse._runs_g4(1) and sparse._runs_g4(2) and sparse._runs_g4(16)
         assert sparse.bytes_per_weight < middle.bytes_per_weight
+
+
+# ---- block fill 0.35-0.5 (about 50-78% unstructured) ------------------------
+# The g4 kernels at every M on weights of the fills where g4-only now reaches
+# (G4_ONLY_FILL_MID) and beyond: the 16-row tile (M = 4..16), rows of the M == 1
+# kernel (M = 2..3; the wide one at K > 1024 for M = 2 at >= 15% density), the
+# 32-row tile (17..32) and the last tiles of 16 / 32 rows after 64-row ones.
+MID_MS = [1, 2, 3, 4, 16, 17, 24, 32, 33, 64, 80, 96, 97]
+
+
+@pytest.mark.parametrize("density,k", [(0.30, 200), (0.35, 1030), (0.45, 77), (0.42, 2051)])
+def test_g4_only_exact_at_mid_fill(isa, g4_only, rng, density, k):
+    q = unstructured_q(rng, 41, k, density, empty_rows=(1, 16, 40))
+    q[0, :4] = 127
+    w = SparseInt8Matrix.from_int8(q, np.float32(0.01))
+    assert 0.35 <= w.block_fill < 0.5 and w._bsr is None
+    for m in MID_MS:
+        xq = random_xq(rng, m, k)
+        xq[0] = 255
+        for zp in (0, 255, rng.integers(0, 256, size=m)):
+            np.testing.assert_array_equal(w.int8_matmul(xq, zp), ref_int8(xq, zp, q))
+    for m in (2, 3, 20):
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        np.testing.assert_allclose(sparsekit.linear(x, w), dequantized_reference(x, w, None, False),
+                                   rtol=1e-5, atol=1e-4)
+
+
+def test_g4_only_mid_fill_rule(monkeypatch, rng):
+    """Between G4_ONLY_FILL and G4_ONLY_FILL_MID a weight keeps g4 alone (on
+    an AVX-512 VNNI + VBMI CPU) only with K <= G4_MID_MAX_K and long rows;
+    from G4_ONLY_FILL_MID on it keeps both copies."""
+    import sparsekit._sparse_int8 as si
+    from sparsekit._native import core
+
+    monkeypatch.undo()
+    vbmi = si._g4_cpu() and core.g4_vbmi_cpu()
+    cases = [  # (n, k, density, g4 alone on a VBMI CPU)
+        (40, 1024, 0.3, True),    # fill ~0.39, 307 nonzeros per row
+        (40, 512, 0.3, False),    # fill ~0.39, 154 per row: short rows
+        (20, 4096, 0.3, False),   # fill ~0.39, K past G4_MID_MAX_K
+        (40, 1024, 0.4, False),   # fill ~0.46: past G4_ONLY_FILL_MID
+    ]
+    for n, k, density, alone in cases:
+        q = unstructured_q(rng, n, k, density, empty_rows=())
+        w = SparseInt8Matrix.from_int8(q, 0.5)
+        assert si.G4_ONLY_FILL <= w.block_fill < si.G4_MAX_FILL
+        assert (w.block_fill < si.G4_ONLY_FILL_MID) == (density < 0.4)
+        assert si.g4_only_shape_rule(n, k, w.nnz, w.block_fill) == alone
+        assert (w._bsr is None) == (alone and vbmi)
+        xq = random_xq(rng, 5, k)
+        np.testing.assert_array_equal(w.int8_matmul(xq, 3), ref_int8(xq, 3, q))
+    # the rule's edges
+    assert si.g4_only_shape_rule(10, 3072, 1920, 0.41)
+    assert not si.g4_only_shape_rule(10, 3073, 1920, 0.41)
+    assert not si.g4_only_shape_rule(10, 3072, 1919, 0.41)
+    assert not si.g4_only_shape_rule(10, 3072, 1920, si.G4_ONLY_FILL_MID)
+    assert si.g4_only_shape_rule(10, 100000, 5, 0.3) and not si.g4_only_shape_rule(0, 8, 0, 0.4)

@@ -3,6 +3,7 @@
     python benchmarks/bench_g4_only.py                          # ~1.5 minutes
     python benchmarks/bench_g4_only.py --ms 1,2,16 --sparsities 0.7
     python benchmarks/bench_g4_only.py --old-core path/to/_core.so   # + another build's g4
+    python benchmarks/bench_g4_only.py --linear     # sparsekit.linear, as built vs both copies
 
 For each weight (random N(0,1) values pruned at random: unstructured) and M:
 the 1x4-block kernel and the g4 kernel through the C entry points that
@@ -42,6 +43,10 @@ def main(argv=None):
     ap.add_argument("--sparsities", default="0.7,0.8,0.9")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--old-core", default=None, help="another build's _core .so (its g4 kernel)")
+    ap.add_argument("--shapes", default=None,
+                    help="NxK,... instead of the three FFN shapes (N out, K in)")
+    ap.add_argument("--linear", action="store_true",
+                    help="sparsekit.linear on the weight as built vs with both copies")
     args = ap.parse_args(argv)
     import sparsekit
     import sparsekit._sparse_int8 as si
@@ -57,11 +62,18 @@ def main(argv=None):
     print(f"1 thread, spmm_u8s8 on {core.family_isa('spmm_u8s8')}, g4 kernels at every M: "
           f"{core.g4_small_fast()}; {args.rounds} interleaved rounds x 5 calls, medians (us); "
           "ratio = 1x4 time / g4 time" + ("; old = --old-core's g4" if old else ""))
-    print("| shape | sparsity | fill | B/w as built | B/w both copies | M | 1x4 us | g4 us |"
-          + (" old g4 us |" if old else "") + " 1x4/g4 |"
-          + (" 1x4/old g4 | old/new g4 |" if old else ""))
-    print("|---" * (10 + (3 if old else 0)) + "|")
-    for name, n, k in SHAPES:
+    if args.linear:
+        print("| shape | sparsity | fill | B/w as built | B/w both copies | M | "
+              "both copies us | as built us | both / built |")
+        print("|---" * 9 + "|")
+    else:
+        print("| shape | sparsity | fill | B/w as built | B/w both copies | M | 1x4 us | g4 us |"
+              + (" old g4 us |" if old else "") + " 1x4/g4 |"
+              + (" 1x4/old g4 | old/new g4 |" if old else ""))
+        print("|---" * (10 + (3 if old else 0)) + "|")
+    shapes = SHAPES if args.shapes is None else [
+        (v, *(int(d) for d in v.split("x"))) for v in args.shapes.split(",")]
+    for name, n, k in shapes:
         for sp in (float(s) for s in args.sparsities.split(",")):
             wf = rng.standard_normal((n, k)).astype(np.float32)
             wf[rng.random(wf.shape) < sp] = 0
@@ -77,6 +89,16 @@ def main(argv=None):
                 continue
             blocks = w._blocks()
             zp = np.array([7], np.int32)
+            if args.linear:
+                for m in ms:
+                    x = rng.standard_normal((m, k)).astype(np.float32)
+                    fns = [lambda: sparsekit.linear(x, both), lambda: sparsekit.linear(x, w)]
+                    assert np.array_equal(fns[0](), fns[1]())
+                    t = median_times(fns, args.rounds)
+                    print(f"| {name} | {sp:.0%} | {w.block_fill:.2f} | {w.bytes_per_weight:.3f} | "
+                          f"{both.bytes_per_weight:.3f} | {m} | {t[0] * 1e6:.1f} | "
+                          f"{t[1] * 1e6:.1f} | {t[0] / t[1]:.2f} |", flush=True)
+                continue
             for m in ms:
                 xq = rng.integers(0, 256, (m, k)).astype(np.uint8)
                 fns = [lambda: core.spmm_u8s8_s32(*blocks, w.row_sums, n, k, xq, zp),

@@ -217,6 +217,12 @@ def g4_vbmi_cpu():
     return sk_g4_vbmi_cpu() != 0
 
 
+def g4_rows_fast(int64_t m, int64_t n, int64_t k, int64_t ngroups):
+    """True when a g4 call with m (2..3) rows runs its M == 1 kernel once per
+    row (K <= 1024, or M == 2 at >= 15% density; AVX-512 VNNI + VBMI)."""
+    return sk_g4_rows_fast(m, n, k, ngroups) != 0
+
+
 def g4_spmv_fast(int64_t k):
     """True when g4 at M == 1 has a vector kernel for this K (AVX-512 VNNI +
     VBMI, K <= 32768): unstructured weights then run it instead of 1x4 blocks."""

@@ -149,3 +149,4 @@ cdef extern from "../kernels/src/internal.h" nogil:
     int sk_spmv_u8s8_g4_fast(int64_t k)
     int sk_g4_small_fast()
     int sk_g4_vbmi_cpu()
+    int sk_g4_rows_fast(int64_t m, int64_t n, int64_t k, int64_t ngroups)

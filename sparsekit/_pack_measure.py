@@ -153,7 +153,8 @@ def _samples(raw, isa, csr_base=None):
                                      "of the same run (--formats csr,csr_shared)")
                 sec *= _predict(csr_base, "csr", m, n, k, r["nnz"]) * 1e-6 / csr_sec
         key = f
-        if f == "spint8" and _g4_applies(r["nnz"], r["nblocks"], m, isa, k, n):
+        if f == "spint8" and _g4_applies(r["nnz"], r["nblocks"], m, isa, k, n,
+                                         r["ngroups"]):
             key = "spint8_g4_m1" if m == 1 else "spint8_g4"
         u = {"dense": n * k, "qdense": n * k, "csr": r["nnz"], "csr_shared": r["nnz"],
              "spint8": r["nblocks"],

@@ -349,11 +349,15 @@ class SparseInt8Matrix(StaticInput):
         """Whether a call with m rows runs the g4 copy: every M for a g4-only
         weight where the selected ISA has the g4 kernels (AVX-512 VNNI +
         VBMI; else its 1x4 blocks are rebuilt, see _blocks), else M >=
-        G4_MIN_M and M == 1 where that kernel holds the row in registers."""
+        G4_MIN_M, M == 1 where g4 has a vector M == 1 kernel and M = 2..3
+        where that kernel runs once per row (_core.g4_rows_fast)."""
         if self._bsr is None:
             return _core.g4_small_fast()
-        return (_core.g4_spmv_fast(self._shape[1]) if m == 1
-                else m >= G4_MIN_M and _core.g4_fast())
+        n, k = self._shape
+        if m <= 3:  # M == 1, or M = 2..3 as rows of the M == 1 kernel
+            return (_core.g4_spmv_fast(k) if m == 1
+                    else _core.g4_rows_fast(m, n, k, int(self._g4[0][-1])))
+        return m >= G4_MIN_M and _core.g4_fast()
 
     def _linear(self, x, bias, act, backend):
         if backend == "numba":

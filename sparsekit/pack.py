@@ -171,14 +171,16 @@ QUANTIZE_SYNONYMS = {"dynamic": "int8"}  # the converters' spelling (sparsekit.t
 from sparsekit._pack_tables import MEASURED, MEASURED_AVX2  # noqa: E402,F401
 
 
-def _g4_applies(nnz, nblocks, m, isa, k=None, n=None):
+def _g4_applies(nnz, nblocks, m, isa, k=None, n=None, ngroups=None):
     """Does SparseInt8Matrix run its groups-of-4 copy for this weight and M?
     M == 1 too where a g4 M == 1 vector kernel runs (this CPU, K <= 32768; k
     None: not asked; the one for K > 1024 is predicted from "spint8_g4_m1",
     measured at K <= 1024, and G4_WIDE_FACTOR), and M = 2..16 where the weight keeps only its g4
     copy (block fill < G4_ONLY_FILL, or < G4_ONLY_FILL_MID for the shapes of
     g4_only_shape_rule when n and k are given; AVX-512 VBMI too: the 16-row
-    kernel, see G4_SMALL_SHARE, or rows of the M == 1 kernel, _g4_rows_by_m1)."""
+    kernel, see G4_SMALL_SHARE, or rows of the M == 1 kernel, _g4_rows_by_m1),
+    and M = 2..3 for any weight with a g4 copy where that kernel runs once per
+    row (n, k and ngroups given)."""
     from sparsekit._native import core as _core
     from sparsekit._sparse_int8 import (
         G4_MAX_FILL, G4_MIN_M, G4_ONLY_FILL, g4_only_shape_rule,
@@ -189,6 +191,8 @@ def _g4_applies(nnz, nblocks, m, isa, k=None, n=None):
         return False
     if m >= G4_MIN_M or (m == 1 and k is not None and _core.g4_spmv_fast(k)):
         return True
+    if None not in (n, k, ngroups) and _g4_rows_by_m1(m, n, k, ngroups):
+        return True
     only = (g4_only_shape_rule(n, k, nnz, fill) if n is not None and k is not None
             else fill < G4_ONLY_FILL)
     return m > 1 and only and _core.g4_vbmi_cpu()
@@ -196,19 +200,16 @@ def _g4_applies(nnz, nblocks, m, isa, k=None, n=None):
 
 def _g4_rows_by_m1(m, n, k, ngroups):
     """Whether a g4 call with M = 2..3 runs the M == 1 kernel once per row
-    (driver_g4.c's rows_by_spmv: K <= 1024 at M <= 3, the wide kernel at M ==
-    2 for >= 15% density)."""
+    (the kernels' own rule, _core.g4_rows_fast)."""
     from sparsekit._native import core as _core
 
-    if not 2 <= m <= 3 or not _core.g4_spmv_fast(k):
-        return False
-    return k <= 1024 or (m == 2 and 4 * ngroups >= 0.15 * n * k)
+    return _core.g4_rows_fast(m, n, k, ngroups)
 
 
-def _spint8_key(model, nnz, nblocks, m, isa, k, n=None):
+def _spint8_key(model, nnz, nblocks, m, isa, k, n=None, ngroups=None):
     """The model entry that times SparseInt8Matrix: its 1x4 blocks, its g4
     tiles (M >= G4_MIN_M, "spint8_g4") or its g4 M == 1 kernel ("spint8_g4_m1")."""
-    if not _g4_applies(nnz, nblocks, m, isa, k, n):
+    if not _g4_applies(nnz, nblocks, m, isa, k, n, ngroups):
         return "spint8"
     key = "spint8_g4_m1" if m == 1 else "spint8_g4"
     return key if key in model["coef"] else "spint8"
@@ -652,10 +653,10 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
             continue
         key = fmt
         if fmt == "spint8":
-            key = _spint8_key(model, nnz, nblocks, m, isa, k, n)
+            key = _spint8_key(model, nnz, nblocks, m, isa, k, n, units["spint8_g4"])
             if key != "spint8":
                 when = ("M == 1" if m == 1 else f"M >= {_g4_min_m()}" if m >= _g4_min_m()
-                        else "its only copy at this block fill, the M == 1 kernel per row"
+                        else "M = 2..3, the M == 1 kernel once per row"
                         if _g4_rows_by_m1(m, n, k, units[key])
                         and "spint8_g4_m1" in model["coef"]
                         else "its only copy at this block fill, 16-row kernel")

@@ -126,7 +126,7 @@ def test_g4_timings_used_where_sparse_int8_runs_groups_of_4(rng):
         for m in (2, 3):
             ex = sparsekit.explain(w, quantize="int8", m=m, model=model)
             assert ex["predicted_us"]["spint8"] == pytest.approx(m * (0.5 + 3.0 * ngroups * 1e-3))
-            assert any("M == 1 kernel per row" in note for note in ex["notes"])
+            assert any("M == 1 kernel once per row" in note for note in ex["notes"])
         ex = sparsekit.explain(w, quantize="int8", m=4, model=model)
         assert ex["predicted_us"]["spint8"] == pytest.approx(
             2.0 * 0.5 * G4_SMALL_SHARE * ngroups * 1e-3)

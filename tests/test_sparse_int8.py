@@ -648,3 +648,28 @@ def test_g4_only_mid_fill_rule(monkeypatch, rng):
     assert not si.g4_only_shape_rule(10, 3072, 1919, 0.41)
     assert not si.g4_only_shape_rule(10, 3072, 1920, si.G4_ONLY_FILL_MID)
     assert si.g4_only_shape_rule(10, 100000, 5, 0.3) and not si.g4_only_shape_rule(0, 8, 0, 0.4)
+
+
+def test_both_copies_run_g4_rows_at_m2_m3(isa, rng):
+    """A weight with both copies runs g4 at M = 2..3 exactly where the M == 1
+    kernel runs once per row (g4_rows_fast: AVX-512 VNNI + VBMI, K <= 1024,
+    or M == 2 on the wide kernel at >= 15% density), its 1x4 blocks elsewhere;
+    the int32 results are exact either way."""
+    from sparsekit._native import core
+
+    for n, k, density in ((30, 300, 0.3), (20, 2000, 0.3), (20, 2000, 0.1)):
+        q = unstructured_q(rng, n, k, density)
+        w = SparseInt8Matrix.from_int8(q, np.float32(0.02))
+        assert w._g4 is not None and w._bsr is not None
+        ngroups = int(w._g4[0][-1])
+        for m in (2, 3, 4):
+            rows = core.g4_rows_fast(m, n, k, ngroups)
+            assert rows == (m <= 3 and isa == "avx512vnni" and core.g4_vbmi_cpu()
+                            and (k <= 1024 or (m == 2 and 4 * ngroups >= 0.15 * n * k)))
+            assert w._runs_g4(m) == rows
+            xq = random_xq(rng, m, k)
+            np.testing.assert_array_equal(w.int8_matmul(xq, 200), ref_int8(xq, 200, q))
+            x = rng.standard_normal((m, k)).astype(np.float32)
+            np.testing.assert_allclose(sparsekit.linear(x, w),
+                                       dequantized_reference(x, w, None, False),
+                                       rtol=1e-5, atol=1e-4)

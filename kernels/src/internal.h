@@ -433,6 +433,9 @@ int sk_spmv_u8s8_g4_fast(int64_t k);
 int sk_g4_small_fast(void);
 /* 1 when this CPU has AVX-512 VNNI (usable) and VBMI, whatever is selected. */
 int sk_g4_vbmi_cpu(void);
+/* 1 when a g4 call with m rows (2..3) runs the M == 1 kernel once per row
+ * (K <= 1024, or M == 2 at >= 15% density, ngroups groups over n x k). */
+int sk_g4_rows_fast(int64_t m, int64_t n, int64_t k, int64_t ngroups);
 
 /* ---- spmv_sell_f32: sliced-ELL fp32 weight (sparsekit.h) x small M ------
  * A kernel runs slices [s0, s1) for all m rows of x (in blocks of up to 4

@@ -129,12 +129,16 @@ static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, 
  * holds the row in registers (K <= 1024: one row ~0.25-0.3 of the 16-row
  * tile's time, benchmarks/RESULTS.md "g4 at M = 2..32"); the wide one (K >
  * 1024) at M = 2 only, and only for weights of >= 15% density: at 90%
- * sparsity its rows take ~0.5 of the 16-row tile. Needs u8 rows (fp32 rows
- * are quantized first). */
+ * sparsity its rows take ~0.5 of the 16-row tile. */
+int sk_g4_rows_fast(int64_t m, int64_t n, int64_t k, int64_t ngroups) {
+  if (m < 2 || m > 3 || !sk_spmv_u8s8_g4_fast(k)) return 0;
+  if (k <= 1024) return 1;
+  return m == 2 && 4.0 * (double)ngroups >= 0.15 * (double)n * (double)k;
+}
+
+/* Needs u8 rows (fp32 rows are quantized first). */
 static int rows_by_spmv(const sk_csr_s8_g4 *w, int64_t m) {
-  if (m < 2 || m > 3 || !sk_spmv_u8s8_g4_fast(w->k)) return 0;
-  if (w->k <= 1024) return 1;
-  return m == 2 && 4.0 * (double)w->indptr[w->n] >= 0.15 * (double)w->n * (double)w->k;
+  return sk_g4_rows_fast(m, w->n, w->k, w->indptr[w->n]);
 }
 
 static int run(const void *weight, int64_t m, const sk_u8_source *s,

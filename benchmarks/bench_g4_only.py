@@ -61,7 +61,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     print(f"1 thread, spmm_u8s8 on {core.family_isa('spmm_u8s8')}, g4 kernels at every M: "
           f"{core.g4_small_fast()}; {args.rounds} interleaved rounds x 5 calls, medians (us); "
-          "ratio = 1x4 time / g4 time" + ("; old = --old-core's g4" if old else ""))
+          + ("ratio = both-copies time / as-built time" if args.linear else
+             "ratio = 1x4 time / g4 time" + ("; old = --old-core's g4" if old else "")))
     if args.linear:
         print("| shape | sparsity | fill | B/w as built | B/w both copies | M | "
               "both copies us | as built us | both / built |")

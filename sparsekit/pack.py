@@ -406,9 +406,8 @@ def _predict(model, key, m, n, k, units):
     table = model["coef"][key]
     o, a, b, c, d, e = _coef_at(table, m)
     low = min(int(x) for x in table)
-    if key == "spint8_g4" and m < low:
-        tiles = lambda rows: -(-rows // G4_TILE_ROWS)  # noqa: E731
-        f = min(1.0, _g4_tile_units(m) / tiles(low))
+    if key == "spint8_g4" and m < low:  # relative to the tiles of the lowest measured M
+        f = min(1.0, _g4_tile_units(m) / _g4_tile_units(low))
         a, b, d, e = a * f, b * f, d * f, e * f
     if key == "spint8_g4_m1" and k > 1024:
         a *= G4_WIDE_FACTOR

@@ -156,14 +156,13 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
   if (m == 1 || (s->xf == NULL && rows_by_spmv(w, m))) { /* each row is a [K][1] tile */
     base.xp_bytes = w->k;
     sk_spmm_u8s8_fn spmv = sk_spmv_u8s8_g4_1x4__scalar;
-    uint8_t *row = NULL;
-    int64_t padded = 0;
+    uint8_t *row = NULL; /* the wide kernel's zero-padded copy of each row */
 #ifdef SK_ARCH_X86
     if (sk_spmv_u8s8_g4_fast(w->k) && w->k <= 1024) {
       spmv = sk_spmv_u8s8_g4_1x4__avx512vbmi; /* the row in registers */
     } else if (sk_spmv_u8s8_g4_fast(w->k)) {
       /* the wide kernel reads whole 128-byte windows: a zero-padded copy */
-      padded = (w->k + 127) / 128 * 128;
+      const int64_t padded = (w->k + 127) / 128 * 128;
       row = (uint8_t *)sk_aligned_alloc((size_t)padded);
       if (row == NULL) return SK_ERR_NOMEM;
       memset(row + w->k, 0, (size_t)(padded - w->k));

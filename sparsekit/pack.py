@@ -37,12 +37,14 @@ packed activation rows a nonzero reads leave L1 (M=128, 0% sparsity: 2.2-2.4 ns 
 nonzero at 384x384 and 1536x384, 3.6-3.7 ns at 128x512 and 384x1536); without it
 the model put a dense 128x512 weight into CSR at M >= 32, 1.3-1.7x slower.
 Where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 17,
-AVX-512 VNNI; every M > 1 for a weight that keeps only that copy, block fill
-< 0.35 with VBMI too) its units are the groups, with coefficients of their own
-("spint8_g4", measured at M = 128 and scaled below it by the kernel's 64-row
-tiles, G4_TILE_ROWS, and G4_SMALL_SHARE for the 16-row kernel at M <= 16;
-"spint8_g4_m1" for its M == 1 kernels, AVX-512 VBMI and K <= 32768, timed at
-K <= 1024 only). The
+AVX-512 VNNI; M = 2..3 where its M == 1 kernel runs once per row; every M > 1
+for a weight that keeps only that copy, block fill < 0.35, or < 0.42 for long
+rows of K <= 3072, with VBMI too) its units are the groups, with coefficients
+of their own ("spint8_g4", measured at M = 128 and scaled below it by the
+kernel's 64-row tiles, G4_TILE_ROWS, with G4_SMALL_SHARE / G4_MID_SHARE for
+the 16- / 32-row kernels' tiles; "spint8_g4_m1" for its M == 1 kernels,
+AVX-512 VBMI and K <= 32768, timed at K <= 1024 only, M times it for the rows
+at M = 2..3). The
 coefficients were fitted (non-negative least squares, relative error) to
 timings of every format at large and small shapes (64x64 .. 3072x768), 8
 sparsities and both pruning patterns (CSRMatrix: unstructured only, see

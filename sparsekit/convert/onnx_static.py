@@ -38,6 +38,7 @@ from sparsekit.convert.onnx_values import Const
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
 from sparsekit._quantized import QuantizedMatrix
+from sparsekit.runtime.quant_layernorm import QuantLayerNorm
 from sparsekit.runtime.qlinear import (BiasRequantize, Int8LinearRequantize, LookupTable,
                                       QLinearAdd, codes_for)
 
@@ -411,6 +412,56 @@ def _with_codes(layer, s, z):
     return Int8LinearRequantize(layer.weight, (rq.first.scale, rq.first.zero_point), rq.bias,
                                 (rq.last.scale, rq.last.zero_point), rq.last.table,
                                 (float(s), int(z)))
+
+
+def _shape_only(layer):
+    """An ArrayOp that reads only its input's shape."""
+    return type(layer) is ArrayOp and layer.op in ("Shape", "Size")
+
+
+def fuse_quant_layernorm(nodes, outputs):
+    """nodes with each Add -> FakeQuantize -> LayerNorm -> FakeQuantize
+    (uint8 grids, finite scales; the Add, its grid and the LayerNorm read by
+    nothing else but, for the LayerNorm, Shape / Size ops) as one
+    runtime.quant_layernorm.QuantLayerNorm at the LayerNorm's place (the end
+    of each transformer block and the embeddings of a QDQ / QOperator BERT);
+    without the Add when the first grid's input comes from anything else.
+    Shape readers of the LayerNorm read the fused output (the same shape)."""
+    readers = {}
+    for i, (layer, ins, out) in enumerate(nodes):
+        for n in ins:
+            readers.setdefault(n, []).append(i)
+    made = {out: i for i, (layer, ins, out) in enumerate(nodes)}
+
+    def u8_fq(i):
+        layer = nodes[i][0]
+        return type(layer) is L.FakeQuantize and not layer.signed and np.isfinite(layer.scale)
+
+    def only(name, i):  # node i is the one reader of name
+        return name not in outputs and readers.get(name) == [i]
+
+    fused, gone, rename = {}, set(), {}
+    for li, (ln, ins, out) in enumerate(nodes):
+        if type(ln) is not L.LayerNorm or out in outputs or ins[0] not in made:
+            continue
+        f1 = made[ins[0]]
+        rs = readers.get(out, [])
+        last = [r for r in rs if not _shape_only(nodes[r][0])]
+        if not u8_fq(f1) or not only(ins[0], li) or len(last) != 1 or not u8_fq(last[0]):
+            continue
+        src = nodes[f1][1][0]
+        a = made.get(src)
+        add = a is not None and type(nodes[a][0]) is L.Add and only(src, f1)
+        f2 = nodes[last[0]]
+        layer = QuantLayerNorm((nodes[f1][0].scale, nodes[f1][0].zero_point), ln.gamma,
+                               ln.beta, ln.eps, (f2[0].scale, f2[0].zero_point), add=add)
+        fused[li] = (layer, list(nodes[a][1]) if add else [src], f2[2])
+        gone.update({f1, last[0]} | ({a} if add else set()))
+        rename[out] = f2[2]
+    if not fused:
+        return nodes
+    return [fused.get(i) or (layer, [rename.get(n, n) for n in ins], out)
+            for i, (layer, ins, out) in enumerate(nodes) if i not in gone]
 
 
 OPS = {"QLinearMatMul": qlinear_matmul, "QLinearAdd": qlinear_add, "QLinearMul": qlinear_mul,

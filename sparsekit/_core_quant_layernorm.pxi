@@ -12,7 +12,7 @@ cdef extern from *:
      * loops_utils.h.src: FLOAT_pairwise_sum), the summation order that
      * x.sum(axis=-1) and x.mean(axis=-1) use; tests/test_quant_layernorm.py
      * checks it against NumPy. */
-    static float sk_qln_pairwise(const float *a, int64_t n) {
+    SK_QL_CLONES static float sk_qln_pairwise(const float *a, int64_t n) {
       if (n < 8) {
         float res = -0.0f;
         for (int64_t i = 0; i < n; ++i) res += a[i];

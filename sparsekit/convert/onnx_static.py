@@ -298,21 +298,29 @@ def drop_requantization(nodes, outputs):
     (q = clip(rint(x / s) + zp) either way, as ORT's QuantizeLinear), so the
     rounding pass before it is redundant. A QDQ BERT has one before every
     weight MatMul (the LayerNorm outputs feeding Q, K and V, the attention
-    context, the GELU output)."""
+    context, the GELU output). Reshape / Transpose between the two move the
+    values unchanged, and Shape / Size readers need only the shape."""
     readers = {}
     for i, (layer, ins, out) in enumerate(nodes):
         for n in ins:
             readers.setdefault(n, []).append(i)
     drop = {}
+
+    def only_linears(name, scale, zp):  # through views; Shape ops read the shape only
+        rs = readers.get(name, [])
+        return name not in outputs and bool(rs) and all(
+            isinstance(nodes[r][0], L.Linear) and
+            getattr(nodes[r][0].weight, "input_scale", None) is not None and
+            np.float32(nodes[r][0].weight.input_scale) == np.float32(scale) and
+            nodes[r][0].weight.input_zero_point == zp or _shape_only(nodes[r][0]) or
+            _view_of(nodes[r], name) and only_linears(nodes[r][2], scale, zp) for r in rs)
+
     for layer, ins, out in nodes:
         if type(layer) is not L.FakeQuantize or out in outputs:
             continue
-        rs = readers.get(out, [])
         zp = layer.zero_point + (128 if layer.signed else 0)  # int8: as u8 codes q + 128
-        if rs and all(isinstance(nodes[r][0], L.Linear) and
-                      getattr(nodes[r][0].weight, "input_scale", None) is not None and
-                      np.float32(nodes[r][0].weight.input_scale) == np.float32(layer.scale) and
-                      nodes[r][0].weight.input_zero_point == zp for r in rs):
+        if any(not _shape_only(nodes[r][0]) for r in readers.get(out, [])) and \
+                only_linears(out, layer.scale, zp):
             drop[out] = ins[0]
     return [(layer, [drop.get(n, n) for n in ins], out)
             for layer, ins, out in nodes if out not in drop]
@@ -461,6 +469,77 @@ def fuse_quant_layernorm(nodes, outputs):
     if not fused:
         return nodes
     return [fused.get(i) or (layer, [rename.get(n, n) for n in ins], out)
+            for i, (layer, ins, out) in enumerate(nodes) if i not in gone]
+
+
+_VIEWS = ("Reshape", "Transpose")  # ArrayOps that move values without changing them
+
+
+def _view_of(node, name):
+    """Whether node is a view op whose data input (and only that) is `name`."""
+    layer, ins, out = node
+    return type(layer) is ArrayOp and layer.op in _VIEWS and layer.slots[:1] == ["x"] and \
+        ins[0] == name and name not in ins[1:]
+
+
+def fold_into_requantize(nodes, outputs):
+    """nodes where the elementwise layers after a BiasRequantize /
+    Int8LinearRequantize (its output grid, through Reshape / Transpose) are
+    one table on that grid in it: attention's scale (MulConst by a scalar)
+    and its requantization (FakeQuantize) on Q and K of a QDQ / QOperator
+    BERT. The table holds the chain's value for each of the 256 codes,
+    computed by the same layers at load time (as fold_lookup_tables); the
+    views then move the final values. Every tensor on the way is read by
+    nothing else but Shape / Size ops, which read the last one instead (the
+    same shape)."""
+    readers = {}
+    for i, (layer, ins, out) in enumerate(nodes):
+        for n in ins:
+            readers.setdefault(n, []).append(i)
+
+    def next_reader(name):  # the one reader that is not a Shape op, or None
+        rs = [r for r in readers.get(name, []) if not _shape_only(nodes[r][0])]
+        return rs[0] if name not in outputs and len(rs) == 1 else None
+
+    swap, gone, rename = {}, set(), {}
+    for pi, (p, ins, out) in enumerate(nodes):
+        rq = p.requant if type(p) is Int8LinearRequantize else p
+        if type(p) not in (Int8LinearRequantize, BiasRequantize) or \
+                getattr(p, "out_codes", None) is not None:
+            continue
+        last, cur, r = pi, out, next_reader(out)
+        while r is not None and _view_of(nodes[r], cur):
+            last, cur = r, nodes[r][2]
+            r = next_reader(cur)
+        chain = []
+        while r is not None and nodes[r][0].n_inputs == 1 and nodes[r][1] == [cur] and \
+                (_elementwise(nodes[r][0]) or type(nodes[r][0]) is LookupTable):
+            chain.append(r)
+            cur = nodes[r][2]
+            r = next_reader(cur)
+        if not chain:
+            continue
+        z, s = np.float32(rq.last.zero_point), np.float32(rq.last.scale)
+        table = rq.last.table if type(rq.last) is LookupTable else \
+            (np.arange(256, dtype=np.float32) - z) * s
+        try:
+            with np.errstate(all="ignore"):
+                for c in chain:
+                    table = np.asarray(nodes[c][0](table))
+        except (ValueError, TypeError):
+            continue
+        if table.shape != (256,) or table.dtype != np.float32:
+            continue
+        args = ((rq.first.scale, rq.first.zero_point), rq.bias,
+                (rq.last.scale, rq.last.zero_point), table)
+        swap[pi] = Int8LinearRequantize(p.weight, *args) if type(p) is Int8LinearRequantize \
+            else BiasRequantize(*args)
+        gone.update(chain)
+        rename.update({nodes[c][2]: cur for c in chain[:-1]})
+        rename[nodes[last][2]] = cur  # the last view (or the source) writes the chain's output
+    if not gone:
+        return nodes
+    return [(swap.get(i, layer), [rename.get(n, n) for n in ins], rename.get(out, out))
             for i, (layer, ins, out) in enumerate(nodes) if i not in gone]
 
 

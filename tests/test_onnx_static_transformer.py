@@ -537,24 +537,28 @@ def test_bias_requantize_changes_nothing(files, monkeypatch, tmp_path, name):
                                   "qdq s8 nomask"])
 def test_block_fusions_change_nothing(files, monkeypatch, tmp_path, name):
     """The residual Add, its grid, LayerNorm and its grid are one
-    QuantLayerNorm; attention's scale and requantization of Q and K are a
+    QuantLayerNorm; the scores' grid, mask, Softmax, NaN -> 0 and the
+    probabilities' grid one QuantSoftmax; attention's scale and requantization of Q and K are a
     table in their projection's requantization; the attention context's
     grid before the output projection is dropped (through the views): the
     outputs are bit-identical to the model without these passes, also after
     sparsekit.save / load."""
     import sparsekit.convert.onnx_static as S
     from sparsekit.runtime.qlinear import LookupTable
-    from sparsekit.runtime.quant_layernorm import QuantLayerNorm
+    from sparsekit.runtime.quant_norm import QuantLayerNorm, QuantSoftmax
 
     fused = _load(files[name])
     kinds = [type(a) for a in fused.layers]
     s8 = "s8" in name  # int8 grids: not fused
+    # attention probabilities (not with the mask quantized: infinite scales)
+    assert kinds.count(QuantSoftmax) == (2 if "nomask" in name and not s8 else 0)
     # embeddings + 2 per layer (QOperator: the last LayerNorm is the float output)
     assert (kinds.count(QuantLayerNorm) == (5 if "qdq" in name else 4)) != s8
     lasts = [getattr(getattr(a, "requant", None), "last", None) for a in fused.layers]
     assert (sum(isinstance(t, LookupTable) for t in lasts) == 6) != s8  # Q, K, GELU per layer
     monkeypatch.setattr(S, "fuse_quant_layernorm", lambda nodes, outputs: nodes)
     monkeypatch.setattr(S, "fold_into_requantize", lambda nodes, outputs: nodes)
+    monkeypatch.setattr(S, "fuse_quant_softmax", lambda nodes, outputs: nodes)
     monkeypatch.setattr(S, "_VIEWS", ())  # drop_requantization stops at views
     plain = _load(files[name])
     assert len(plain.nodes) > len(fused.nodes) or s8

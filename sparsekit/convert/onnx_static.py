@@ -38,7 +38,7 @@ from sparsekit.convert.onnx_values import Const
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
 from sparsekit._quantized import QuantizedMatrix
-from sparsekit.runtime.quant_layernorm import QuantLayerNorm
+from sparsekit.runtime.quant_norm import QuantLayerNorm, QuantSoftmax
 from sparsekit.runtime.qlinear import (BiasRequantize, Int8LinearRequantize, LookupTable,
                                       QLinearAdd, codes_for)
 
@@ -431,7 +431,7 @@ def fuse_quant_layernorm(nodes, outputs):
     """nodes with each Add -> FakeQuantize -> LayerNorm -> FakeQuantize
     (uint8 grids, finite scales; the Add, its grid and the LayerNorm read by
     nothing else but, for the LayerNorm, Shape / Size ops) as one
-    runtime.quant_layernorm.QuantLayerNorm at the LayerNorm's place (the end
+    runtime.quant_norm.QuantLayerNorm at the LayerNorm's place (the end
     of each transformer block and the embeddings of a QDQ / QOperator BERT);
     without the Add when the first grid's input comes from anything else.
     Shape readers of the LayerNorm read the fused output (the same shape)."""
@@ -470,6 +470,73 @@ def fuse_quant_layernorm(nodes, outputs):
         return nodes
     return [fused.get(i) or (layer, [rename.get(n, n) for n in ins], out)
             for i, (layer, ins, out) in enumerate(nodes) if i not in gone]
+
+
+def fuse_quant_softmax(nodes, outputs):
+    """nodes with each FakeQuantize -> Add (a mask) -> Softmax (last axis) ->
+    [IsNaN -> Where (NaN to a constant)] -> FakeQuantize (uint8 grids, finite
+    scales, every tensor on the way read only by the next) as one
+    runtime.quant_norm.QuantSoftmax at the Softmax's place: the attention
+    probabilities of a QDQ / QOperator BERT."""
+    readers = {}
+    for i, (layer, ins, out) in enumerate(nodes):
+        for n in ins:
+            readers.setdefault(n, []).append(i)
+    made = {out: i for i, (layer, ins, out) in enumerate(nodes)}
+
+    def u8_fq(i):
+        layer = nodes[i][0]
+        return type(layer) is L.FakeQuantize and not layer.signed and np.isfinite(layer.scale)
+
+    def sole(name):  # index of the one reader of name, or None
+        rs = readers.get(name, [])
+        return rs[0] if name not in outputs and len(rs) == 1 else None
+
+    def op(i, name):
+        return type(nodes[i][0]) is ArrayOp and nodes[i][0].op == name
+
+    fused, gone = {}, set()
+    for si, (sm, ins, out) in enumerate(nodes):
+        if type(sm) is not L.Softmax or sm.axis != -1 or sm.flatten or out in outputs or \
+                ins[0] not in made:
+            continue
+        src, mask, drop = made[ins[0]], None, set()
+        if type(nodes[src][0]) is L.Add and sole(ins[0]) == si:
+            a, b = nodes[src][1]
+            for x, y in ((a, b), (b, a)):
+                if x in made and u8_fq(made[x]) and sole(x) == src:
+                    drop.add(src)
+                    src, mask = made[x], y
+                    break
+            else:
+                continue
+        elif not (u8_fq(src) and sole(ins[0]) == si):
+            continue
+        rs, nan_to = readers.get(out, []), None
+        if len(rs) == 2 and {op(r, "IsNaN") for r in rs} == {True, False}:
+            isnan, where = sorted(rs, key=lambda r: not op(r, "IsNaN"))
+            w = nodes[where][0]
+            if not (op(where, "Where") and w.slots[0] == "x" and w.slots[2] == "x" and
+                    w.slots[1] in w.consts and w.consts[w.slots[1]].size == 1 and
+                    nodes[where][1] == [nodes[isnan][2], out] and
+                    nodes[isnan][1] == [out] and sole(nodes[isnan][2]) == where):
+                continue
+            nan_to = float(w.consts[w.slots[1]].reshape(-1)[0])
+            drop.update((isnan, where))
+            last = sole(nodes[where][2])
+        else:
+            last = sole(out)
+        if last is None or not u8_fq(last):
+            continue
+        first, f2 = nodes[src][0], nodes[last][0]
+        layer = QuantSoftmax((first.scale, first.zero_point), (f2.scale, f2.zero_point),
+                             mask=mask is not None, nan_to=nan_to)
+        fused[si] = (layer, [nodes[src][1][0]] + ([mask] if mask is not None else []),
+                     nodes[last][2])
+        gone.update(drop | {src, last})
+    if not fused:
+        return nodes
+    return [fused.get(i) or n for i, n in enumerate(nodes) if i not in gone]
 
 
 _VIEWS = ("Reshape", "Transpose")  # ArrayOps that move values without changing them

@@ -1,16 +1,17 @@
-"""QuantLayerNorm (core.quant_layernorm) and the pass that builds it: bit for
-bit the NumPy layers it replaces (Add, FakeQuantize, LayerNorm, FakeQuantize)
-on every ISA, with chunk boundaries, broadcasting, NaN / inf (the layers'
+"""QuantLayerNorm (core.quant_layernorm), QuantSoftmax (core.quant_softmax_*)
+and the passes that build them: bit for bit the NumPy layers they replace
+(Add, FakeQuantize, LayerNorm / Softmax, IsNaN -> Where, FakeQuantize) on
+every ISA, with chunk boundaries, broadcasting, NaN / inf (the layers'
 path), and the graph patterns that must not be fused."""
 import numpy as np
 import pytest
 
 import sparsekit
 from sparsekit._native import AVAILABLE, core
-from sparsekit.convert.onnx_static import fuse_quant_layernorm
+from sparsekit.convert.onnx_static import fuse_quant_layernorm, fuse_quant_softmax
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
-from sparsekit.runtime.quant_layernorm import QuantLayerNorm
+from sparsekit.runtime.quant_norm import QuantLayerNorm, QuantSoftmax
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="needs the C core")
 
@@ -146,3 +147,110 @@ def test_pass_leaves_what_it_must_not_fuse(change):
         assert fused[1][0].n_inputs == 1
         return
     assert fuse_quant_layernorm(nodes, outputs) == nodes
+
+
+def _softmax_layers(x, mask, p1, p2, nan_to):
+    t = L.FakeQuantize(*p1)(x)
+    y = L.Softmax(-1)(t if mask is None else L.Add()(t, mask))
+    if nan_to is not None:
+        y = ArrayOp("Where", slots=("x", "c", "x"), consts={"c": np.float32([nan_to])})(
+            ArrayOp("IsNaN")(y), y)
+    return L.FakeQuantize(*p2)(y)
+
+
+def _scores(rng, shape):
+    return (rng.standard_normal(shape) * 12).astype(np.float32)
+
+
+def _masks(rng, shape):
+    """[B, 1, 1, T], [B, 1, Tq, T], [1, 1, 1, T], the full shape; a row masked out."""
+    b, h, tq, t = shape
+    out = []
+    for ms in ((b, 1, 1, t), (b, 1, tq, t), (1, 1, 1, t), shape, (1, 1, tq, t)):
+        m = np.where(rng.random(ms) < 0.25, -np.inf, 0).astype(np.float32)
+        m.reshape(-1, t)[0] = -np.inf  # all masked: NaN probabilities
+        out.append(m)
+    out.append(np.where(rng.random((b, 1, 1, t)) < 0.3, np.finfo(np.float32).min,
+                        0).astype(np.float32))
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:invalid value")
+@pytest.mark.parametrize("shape", [(2, 3, 5, 5), (4, 12, 19, 19), (1, 2, 1, 7), (3, 2, 40, 600)])
+def test_softmax_matches_the_layers(isa, shape):
+    rng = np.random.default_rng(sum(shape))
+    x = _scores(rng, shape)
+    p1, p2 = (0.365, 143), (1 / 255, 0)
+    for mask in _masks(rng, shape) + [None]:
+        for nan_to in (0.0, None, 0.5):
+            layer = QuantSoftmax(p1, p2, mask=mask is not None, nan_to=nan_to)
+            args = (x,) if mask is None else (x, mask)
+            np.testing.assert_array_equal(layer(*args), _softmax_layers(x, mask, p1, p2, nan_to))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value")
+def test_softmax_other_broadcasts_and_nonfinite_take_the_layers_path():
+    rng = np.random.default_rng(4)
+    x = _scores(rng, (2, 3, 4, 6))
+    p1, p2 = (0.2, 100), (1 / 255, 0)
+    layer = QuantSoftmax(p1, p2, nan_to=0.0)
+    for mask in (np.zeros((2, 3, 1, 6), np.float32), np.zeros(6, np.float32),
+                 np.zeros((2, 3, 4, 6)), np.full((2, 1, 1, 6), np.nan, np.float32)):
+        np.testing.assert_array_equal(layer(x, mask), _softmax_layers(x, mask, p1, p2, 0.0))
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    mask = np.zeros((2, 1, 1, 6), np.float32)
+    np.testing.assert_array_equal(layer(bad, mask), _softmax_layers(bad, mask, p1, p2, 0.0))
+    with pytest.raises(ValueError, match="mask"):
+        core.quant_softmax_shift(x.reshape(-1, 6), 0.2, 100, mask.reshape(-1, 6), 1, 1,
+                                 np.empty((24, 6), np.float32))
+
+
+def _attention(extra=()):
+    """FakeQuantize -> Add(mask) -> Softmax -> IsNaN -> Where -> FakeQuantize -> MatMul."""
+    return [(L.FakeQuantize(0.365, 143), ["s"], "f1"), (L.Add(), ["f1", "mask"], "a"),
+            (L.Softmax(-1), ["a"], "p"), (ArrayOp("IsNaN"), ["p"], "n"),
+            (ArrayOp("Where", slots=("x", "c", "x"), consts={"c": np.float32([0])}),
+             ["n", "p"], "w"),
+            (L.FakeQuantize(1 / 255, 0), ["w"], "f2"),
+            (ArrayOp("MatMul", slots=("x", "x")), ["f2", "v"], "y"), *extra]
+
+
+def _run_attention(nodes, outputs, rng):
+    feed = {"s": _scores(rng, (2, 3, 5, 5)), "mask": _masks(rng, (2, 3, 5, 5))[0],
+            "v": rng.standard_normal((2, 3, 5, 4)).astype(np.float32)}
+    return sparsekit.runtime.Model.graph(nodes, ["s", "mask", "v"], outputs)(**feed)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value")
+def test_softmax_pass_fuses_and_keeps_the_values():
+    nodes = _attention()
+    fused = fuse_quant_softmax(nodes, ["y"])
+    assert [type(n[0]) for n in fused] == [QuantSoftmax, ArrayOp]
+    assert fused[0][1] == ["s", "mask"] and fused[0][0].nan_to == 0.0
+    for seed in range(3):
+        np.testing.assert_array_equal(_run_attention(fused, ["y"], np.random.default_rng(seed)),
+                                      _run_attention(nodes, ["y"], np.random.default_rng(seed)))
+
+
+@pytest.mark.parametrize("change", ["fq two readers", "softmax read by a layer", "axis 1",
+                                    "where of another const slot", "signed grid",
+                                    "isnan output"])
+def test_softmax_pass_leaves_what_it_must_not_fuse(change):
+    nodes, outputs = _attention(), ["y"]
+    if change == "fq two readers":
+        nodes.append((L.MulConst(np.float32(3)), ["f1"], "z"))
+        outputs.append("z")
+    elif change == "softmax read by a layer":
+        nodes.append((L.MulConst(np.float32(3)), ["p"], "z"))
+        outputs.append("z")
+    elif change == "axis 1":
+        nodes[2] = (L.Softmax(1), ["a"], "p")
+    elif change == "where of another const slot":  # Where(isnan, p, c): not NaN -> c
+        nodes[4] = (ArrayOp("Where", slots=("x", "x", "c"), consts={"c": np.float32([0])}),
+                    ["n", "p"], "w")
+    elif change == "signed grid":
+        nodes[5] = (L.FakeQuantize(1 / 255, 0, signed=True), ["w"], "f2")
+    else:
+        outputs.append("n")
+    assert fuse_quant_softmax(nodes, outputs) == nodes

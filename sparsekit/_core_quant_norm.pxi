@@ -142,3 +142,144 @@ def quant_layernorm(cnp.ndarray a, cnp.ndarray b, float scale, int32_t zp,
     free(q)
     free(f)
     check_quant(rc)
+
+
+# Attention probabilities of a static file: FakeQuantize(scores) + mask, the
+# row max subtracted (quant_softmax_shift); NumPy's exp in between (the
+# caller: np.exp's own float32 values); then / the row's pairwise sum, NaN
+# to a constant (the export's IsNaN -> Where) and the output grid
+# (quant_softmax_finish). runtime.quant_norm.QuantSoftmax.
+
+cdef extern from *:
+    """
+    /* d = v - max(v) per row, v = x + mask row (r / outer) * inner + r % inner
+     * (a mask broadcast over heads, and over query rows when inner is 1);
+     * NaN in v makes the max NaN, as NumPy's max propagates it. */
+    SK_QL_CLONES static void sk_qsm_shift(float *restrict v, int64_t rows, int64_t t,
+                                          const float *restrict mask, int64_t outer,
+                                          int64_t inner, int64_t r0) {
+      for (int64_t r = 0; r < rows; ++r) {
+        float *x = v + r * t;
+        if (mask) {
+          const int64_t g = r0 + r;
+          const float *mk = mask + ((g / outer) * inner + g % inner) * t;
+          for (int64_t j = 0; j < t; ++j) x[j] = x[j] + mk[j];
+        }
+        float m = x[0];
+        int nan = 0;
+        for (int64_t j = 0; j < t; ++j) {
+          nan |= x[j] != x[j];
+          m = x[j] > m ? x[j] : m;
+        }
+        if (nan) m = NAN;
+        for (int64_t j = 0; j < t; ++j) x[j] = x[j] - m;
+      }
+    }
+
+    /* y = e / (0 + pairwise sum of the row), NaN -> nan_to when replace */
+    SK_QL_CLONES static void sk_qsm_divide(const float *restrict e, int64_t rows, int64_t t,
+                                           int replace, float nan_to, float *restrict y) {
+      for (int64_t r = 0; r < rows; ++r) {
+        float s = 0.0f;
+        s += sk_qln_pairwise(e + r * t, t);
+        for (int64_t j = 0; j < t; ++j) {
+          float v = e[r * t + j] / s;
+          y[r * t + j] = (replace && v != v) ? nan_to : v;
+        }
+      }
+    }
+    """
+    void sk_qsm_shift(float *v, int64_t rows, int64_t t, const float *mask, int64_t outer,
+                      int64_t inner, int64_t r0) nogil
+    void sk_qsm_divide(const float *e, int64_t rows, int64_t t, int replace, float nan_to,
+                       float *y) nogil
+
+
+cdef int check_f32_2d(cnp.ndarray v, int64_t m, int64_t k, str name) except -1:
+    if cnp.PyArray_TYPE(v) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(v) != 2 or \
+            v.shape[0] != m or v.shape[1] != k or not cnp.PyArray_IS_C_CONTIGUOUS(v):
+        raise ValueError(f"{name}: expected C-contiguous float32 [{m}, {k}]")
+    return 0
+
+
+def quant_softmax_shift(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray mask,
+                        int64_t outer, int64_t inner, cnp.ndarray out):
+    """out = v - rowmax(v), v = F(x) + mask[(r // outer) * inner + r % inner]
+    for rows r of C-contiguous float32 x [M, T], F the static u8
+    FakeQuantize on (scale, zp), mask float32 [ceil(M / outer) * inner, T]
+    or None. ValueError if x holds NaN or infinity."""
+    cdef int64_t m = x.shape[0] if x.ndim == 2 else -1
+    cdef int64_t t = x.shape[1] if x.ndim == 2 else -1
+    check_f32_2d(x, m, t, "x")
+    check_f32_2d(out, m, t, "out")
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    check_static_params(scale, zp, "scale")
+    cdef const float *pm = NULL
+    if mask is not None:
+        if outer < 1 or inner < 1:
+            raise ValueError(f"outer/inner: expected >= 1, got {outer}, {inner}")
+        check_f32_2d(mask, (m + outer - 1) // outer * inner, t, "mask")
+        pm = <const float *>cnp.PyArray_DATA(mask)
+    if m == 0 or t == 0:
+        return
+    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    cdef int64_t rows = QL_CHUNK // t if t < QL_CHUNK else 1
+    cdef int64_t r0, nr
+    cdef uint8_t *q = <uint8_t *>malloc(rows * t)
+    cdef int rc = SK_OK
+    if q == NULL:
+        raise MemoryError("quant_softmax_shift: scratch allocation failed")
+    with nogil:
+        r0 = 0
+        while r0 < m:
+            nr = rows if m - r0 > rows else m - r0
+            # (elementwise: the chunk as one row, not nr short ones)
+            rc = sk_quantize_u8(1, nr * t, px + r0 * t, nr * t, scale, zp, q, nr * t)
+            if rc != SK_OK:
+                break
+            sk_ql_dequantize(q, nr * t, scale, zp, NULL, po + r0 * t)
+            sk_qsm_shift(po + r0 * t, nr, t, pm, outer, inner, r0)
+            r0 += nr
+    free(q)
+    check_quant(rc)
+
+
+def quant_softmax_finish(cnp.ndarray e, object nan_to, float scale, int32_t zp,
+                         cnp.ndarray out):
+    """out = F(y), y = e / (0 + pairwise sum of its row) for C-contiguous
+    float32 e [M, T] (NaN in y replaced by nan_to unless None), F the
+    static u8 FakeQuantize on (scale, zp). ValueError if a y to quantize is
+    NaN or infinite (out is then partly written)."""
+    cdef int64_t m = e.shape[0] if e.ndim == 2 else -1
+    cdef int64_t t = e.shape[1] if e.ndim == 2 else -1
+    check_f32_2d(e, m, t, "e")
+    check_f32_2d(out, m, t, "out")
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    check_static_params(scale, zp, "scale")
+    cdef int replace = nan_to is not None
+    cdef float fill = <float>nan_to if replace else 0.0
+    if m == 0 or t == 0:
+        return
+    cdef const float *pe = <const float *>cnp.PyArray_DATA(e)
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    cdef int64_t rows = QL_CHUNK // t if t < QL_CHUNK else 1
+    cdef int64_t r0, nr
+    cdef uint8_t *q = <uint8_t *>malloc(rows * t)
+    cdef int rc = SK_OK
+    if q == NULL:
+        raise MemoryError("quant_softmax_finish: scratch allocation failed")
+    with nogil:
+        r0 = 0
+        while r0 < m:
+            nr = rows if m - r0 > rows else m - r0
+            sk_qsm_divide(pe + r0 * t, nr, t, replace, fill, po + r0 * t)
+            rc = sk_quantize_u8(1, nr * t, po + r0 * t, nr * t, scale, zp, q, nr * t)
+            if rc != SK_OK:
+                break
+            sk_ql_dequantize(q, nr * t, scale, zp, NULL, po + r0 * t)
+            r0 += nr
+    free(q)
+    check_quant(rc)

@@ -19,10 +19,14 @@ cdef extern from *:
         return res;
       }
       if (n <= 128) {  /* r[0..7] as one 8-lane vector: the same adds per lane */
-        typedef float sk_v8f __attribute__((vector_size(32), aligned(4)));
-        sk_v8f r = *(const sk_v8f *)a;
+        typedef float sk_v8f __attribute__((vector_size(32)));
+        sk_v8f r, v;
         int64_t i;
-        for (i = 8; i < n - (n % 8); i += 8) r += *(const sk_v8f *)(a + i);
+        memcpy(&r, a, sizeof r);  /* (unaligned loads, no aliasing question) */
+        for (i = 8; i < n - (n % 8); i += 8) {
+          memcpy(&v, a + i, sizeof v);
+          r += v;
+        }
         float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
         for (; i < n; ++i) res += a[i];
         return res;

@@ -24,7 +24,7 @@ which sparsekit follows for QDQ; ORT's default session fuses QDQ groups
 into MLAS kernels that break requantization ties differently).
 
     HF_HUB_OFFLINE=1 flock /work/wt/bench.lock python benchmarks/bench_onnx_minilm.py \\
-        [--repeats 15] [--check-only] [--static]
+        [--repeats 15] [--check-only] [--static] [--only NAME,...] [--no-check]
 """
 import argparse
 import os
@@ -109,6 +109,10 @@ def main():
     ap.add_argument("--check-only", action="store_true")
     ap.add_argument("--static", action="store_true",
                     help="ORT quantize_static files instead (see the module)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated parts of file names (e.g. 'QDQ,QOperator'): "
+                         "check and time only the files whose name holds one")
+    ap.add_argument("--no-check", action="store_true", help="skip the accuracy lines")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -139,6 +143,12 @@ def main():
         files["fp32 pruned 80%"] = os.path.join(tmp, "minilm_pruned.onnx")
         export(model, files["fp32 pruned 80%"], sparsity=0.8)
 
+    if args.only:
+        keep = [k for k in files if any(p in k for p in args.only.split(","))]
+        files = {k: files[k] for k in keep + (["fp32"] if "fp32" not in keep else [])}
+        timed = set(keep)
+    else:
+        timed = set(files)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     plain = ort.SessionOptions()  # ONNX's definitions: no QDQ fusion into MLAS kernels
@@ -161,10 +171,14 @@ def main():
     all_feed = feed(sentences)
     ref32 = mean_pool(ox["fp32"].run(None, all_feed)[0], all_feed["attention_mask"])
     with threadpool_limits(1):
+        if args.no_check:
+            files_checked = []
+        else:
+            files_checked = [k for k in files if k in timed]
         print(f"\nmax |hidden - ORT| on the same file; min cosine of mean-pooled "
               f"embeddings over {len(sentences)} sentences (T = "
               f"{all_feed['input_ids'].shape[1]}, padded)")
-        for k in files:
+        for k in files_checked:
             errs = []
             for name, fd in probes.items():
                 errs.append(f"{name} {np.abs(sk[k](**fd) - ox[k].run(None, fd)[0]).max():.2e}")
@@ -196,7 +210,7 @@ def main():
 
     batches = {1: [feed([s]) for s in sentences[:8]], 32: [feed(sentences[:32])]}
     systems = {}
-    for k in files:
+    for k in [k for k in files if k in timed]:
         systems[f"sparsekit {k}"] = lambda fd, m=sk[k]: m(**fd)
         systems[f"ORT {k}"] = lambda fd, s=ox[k]: s.run(None, fd)
     import sparsekit.torch as skt
@@ -213,7 +227,7 @@ def main():
         print(f"{'system':<42} {'batch 1':>9} {'batch 32':>9}")
         for s in systems:
             print(f"{s:<42} {med[(s, 1)] * 1e3:9.2f} {med[(s, 32)] * 1e3:9.2f}")
-        for k in files:
+        for k in [k for k in files if k in timed]:
             a, o = f"sparsekit {k}", f"ORT {k}"
             print(f"  ORT / sparsekit, {k:<28}: batch 1 {med[(o, 1)] / med[(a, 1)]:5.2f}x, "
                   f"batch 32 {med[(o, 32)] / med[(a, 32)]:5.2f}x")

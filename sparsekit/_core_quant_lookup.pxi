@@ -163,3 +163,90 @@ def quantize_lookup(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray table,
     free(q)
     free(f)
     check_quant(rc)
+
+
+def int8_requantize(tuple warrays, int64_t n, int64_t k, cnp.ndarray x, float x_scale,
+                    int32_t x_zp, float scale, int32_t zp, cnp.ndarray bias, float scale2,
+                    int32_t zp2, cnp.ndarray table2, cnp.ndarray out):
+    """runtime.qlinear.Int8LinearRequantize in one call: x (float32 [M, K]
+    with contiguous rows, quantized on (x_scale, x_zp) as sk_quantize_u8
+    does, or uint8 [M, K] codes on that grid with contiguous rows) through the int8
+    GEMM whose epilogue writes u8 codes on (scale, zp) (sk_qgemm_u8s8_u8,
+    no bias, no activation), then quantize_lookup's second stage: + bias
+    (float32 [N]), codes on (scale2, zp2), out = their dequantized value,
+    table2[code] (float32 [256]) or, for a uint8 out, table2[code] (uint8
+    [256]). The same calls as the layer's three; ValueError if x or a
+    biased value is NaN or infinite (out is then partly written)."""
+    cdef sk_qmatrix_s8 w
+    cdef int64_t m = x.shape[0] if x.ndim == 2 else -1
+    cdef int64_t ldx = 0
+    cdef const float *px = NULL
+    cdef const uint8_t *pq = NULL
+    fill_qmatrix(&w, warrays, n, k)
+    if cnp.PyArray_TYPE(x) == cnp.NPY_UINT8:
+        pq = u8_rows(x, m, k, "x", &ldx)
+    else:
+        px = f32_rows(x, m, k, "x", &ldx)
+    check_static_params(x_scale, x_zp, "x_scale")
+    check_static_params(scale, zp, "scale")
+    check_static_params(scale2, zp2, "scale2")
+    cdef const float *pb = <const float *>vec_of(bias, cnp.NPY_FLOAT32, n, "bias")
+    cdef bint u8_out = cnp.PyArray_TYPE(out) == cnp.NPY_UINT8
+    if (cnp.PyArray_TYPE(out) != cnp.NPY_FLOAT32 and not u8_out) or cnp.PyArray_NDIM(out) != 2 or \
+            cnp.PyArray_DIMS(out)[0] != m or cnp.PyArray_DIMS(out)[1] != n or \
+            not cnp.PyArray_IS_C_CONTIGUOUS(out) or not out.flags.writeable:
+        raise ValueError(f"out: expected writeable C-contiguous float32 or uint8 [{m}, {n}]")
+    cdef const float *pt = NULL
+    cdef const uint8_t *pcode = NULL
+    if u8_out:
+        if table2 is None or cnp.PyArray_TYPE(table2) != cnp.NPY_UINT8 or \
+                cnp.PyArray_NDIM(table2) != 1 or cnp.PyArray_DIMS(table2)[0] != 256 or \
+                not cnp.PyArray_IS_C_CONTIGUOUS(table2):
+            raise ValueError("table2: a uint8 out needs a contiguous uint8 [256] table")
+        pcode = <const uint8_t *>cnp.PyArray_DATA(table2)
+    elif table2 is not None:
+        pt = f32_table(table2, "table2")
+    if m == 0 or n == 0:
+        return
+    cdef int32_t xzp = x_zp
+    cdef float xs = x_scale
+    cdef int64_t rows = QL_CHUNK // n if n < QL_CHUNK else 1
+    cdef int64_t cap = rows * n, r0, nr, cnt
+    cdef uint8_t *qx = <uint8_t *>malloc(m * k) if pq == NULL and k > 0 else NULL
+    cdef uint8_t *codes = <uint8_t *>malloc(m * n)
+    cdef uint8_t *q2 = <uint8_t *>malloc(cap)
+    cdef float *f = <float *>malloc(cap * sizeof(float))
+    cdef int rc = SK_OK
+    if codes == NULL or q2 == NULL or f == NULL or (pq == NULL and k > 0 and qx == NULL):
+        free(qx)
+        free(codes)
+        free(q2)
+        free(f)
+        raise MemoryError("int8_requantize: scratch allocation failed")
+    with nogil:
+        if pq == NULL:
+            rc = sk_quantize_u8(m, k, px, ldx, xs, xzp, qx, k)
+            pq = qx
+            ldx = k
+        if rc == SK_OK:
+            rc = sk_qgemm_u8s8_u8(&w, m, pq, ldx, &xzp, 0, &xs, 0, NULL, <sk_activation>0,
+                                  scale, zp, codes, n)
+        r0 = 0
+        while rc == SK_OK and r0 < m:
+            nr = rows if m - r0 > rows else m - r0
+            cnt = nr * n
+            sk_ql_dequantize(codes + r0 * n, cnt, scale, zp, NULL, f)
+            sk_ql_add_bias(f, nr, n, pb)
+            rc = sk_quantize_u8(nr, n, f, n, scale2, zp2, q2, n)
+            if rc != SK_OK:
+                break
+            if u8_out:
+                sk_ql_lookup_u8(q2, cnt, pcode, <uint8_t *>cnp.PyArray_DATA(out) + r0 * n)
+            else:
+                sk_ql_dequantize(q2, cnt, scale2, zp2, pt, <float *>cnp.PyArray_DATA(out) + r0 * n)
+            r0 += nr
+    free(qx)
+    free(codes)
+    free(q2)
+    free(f)
+    check_quant(rc)

@@ -455,6 +455,8 @@ def test_lookup_tables_change_nothing(files, monkeypatch, name):
     import sparsekit.convert.onnx_static as S
     from sparsekit.runtime.qlinear import LookupTable
 
+    # (attention's scale becomes a table too: test_block_fusions_change_nothing)
+    monkeypatch.setattr(S, "fold_into_requantize", lambda nodes, outputs: nodes)
     folded = _load(files[name])
     # (each inside the BiasRequantize of its FFN up-projection's output)
     tables = [getattr(getattr(a, "requant", a), "last", a) for a in folded.layers]
@@ -529,3 +531,40 @@ def test_bias_requantize_changes_nothing(files, monkeypatch, tmp_path, name):
         again = sparsekit.load(tmp_path / "fused.skm")
         feed = _feed(*SHAPES[0])
         np.testing.assert_array_equal(again(**feed), plain(**feed))
+
+
+@pytest.mark.parametrize("name", ["qdq nomask", "qdq", "qop nomask", "qop pc", "qdq pc nomask",
+                                  "qdq s8 nomask"])
+def test_block_fusions_change_nothing(files, monkeypatch, tmp_path, name):
+    """The residual Add, its grid, LayerNorm and its grid are one
+    QuantLayerNorm; the scores' grid, mask, Softmax, NaN -> 0 and the
+    probabilities' grid one QuantSoftmax; attention's scale and requantization of Q and K are a
+    table in their projection's requantization; the attention context's
+    grid before the output projection is dropped (through the views): the
+    outputs are bit-identical to the model without these passes, also after
+    sparsekit.save / load."""
+    import sparsekit.convert.onnx_static as S
+    from sparsekit.runtime.qlinear import LookupTable
+    from sparsekit.runtime.quant_norm import QuantLayerNorm, QuantSoftmax
+
+    fused = _load(files[name])
+    kinds = [type(a) for a in fused.layers]
+    s8 = "s8" in name  # int8 grids: not fused
+    # attention probabilities (not with the mask quantized: infinite scales)
+    assert kinds.count(QuantSoftmax) == (2 if "nomask" in name and not s8 else 0)
+    # embeddings + 2 per layer (QOperator: the last LayerNorm is the float output)
+    assert (kinds.count(QuantLayerNorm) == (5 if "qdq" in name else 4)) != s8
+    lasts = [getattr(getattr(a, "requant", None), "last", None) for a in fused.layers]
+    assert (sum(isinstance(t, LookupTable) for t in lasts) == 6) != s8  # Q, K, GELU per layer
+    monkeypatch.setattr(S, "fuse_quant_layernorm", lambda nodes, outputs: nodes)
+    monkeypatch.setattr(S, "fold_into_requantize", lambda nodes, outputs: nodes)
+    monkeypatch.setattr(S, "fuse_quant_softmax", lambda nodes, outputs: nodes)
+    monkeypatch.setattr(S, "_VIEWS", ())  # drop_requantization stops at views
+    plain = _load(files[name])
+    assert len(plain.nodes) > len(fused.nodes) or s8
+    for batch, t in SHAPES:
+        feed = _feed(batch, t)
+        np.testing.assert_array_equal(fused(**feed), plain(**feed))
+    sparsekit.save(fused, tmp_path / "fused.skm")
+    feed = _feed(*SHAPES[1])
+    np.testing.assert_array_equal(sparsekit.load(tmp_path / "fused.skm")(**feed), plain(**feed))

@@ -191,3 +191,47 @@ def test_fusion_pass_on_back_to_back_chains():
     x = rng.standard_normal((3, 6)).astype(np.float32)
     np.testing.assert_array_equal(Model.graph(fused, ["x"], ["e"])(x),
                                   Model.graph(nodes, ["x"], ["e"])(x))
+
+
+def test_int8_requantize_one_call(isa):
+    """core.int8_requantize (Int8LinearRequantize's one C call) equals the
+    three calls it replaces: u8 codes with padded rows, an infinite biased
+    value (ValueError, the layer runs its layers), and its argument errors."""
+    rng = np.random.default_rng(21)
+    n, k, m = 24, 19, 9
+    w = sparsekit.QuantizedMatrix.from_float(
+        rng.standard_normal((n, k)).astype(np.float32)).with_static_input(0.02, 128)
+    wide = rng.integers(0, 256, (m, k + 5), dtype=np.uint8)
+    q = wide[:, :k]  # rows with a stride past k
+    bias = rng.standard_normal(n).astype(np.float32)
+    from sparsekit.formats import ACTIVATIONS
+    from sparsekit.quant_ops import _ZP
+
+    codes = np.empty((m, n), np.uint8)
+    core.qgemm_dequant(w._arrays(), n, k, np.ascontiguousarray(q), _ZP[128],
+                       np.full(1, 0.02, np.float32), None, ACTIVATIONS[None], 0.07, 100, codes)
+    want = np.empty((m, n), np.float32)
+    core.quantize_lookup(codes, np.float32(0.07), 100, None, want, bias, np.float32(0.05), 140)
+    got = np.empty((m, n), np.float32)
+    core.int8_requantize(w._arrays(), n, k, q, 0.02, 128, 0.07, 100, bias, 0.05, 140, None, got)
+    np.testing.assert_array_equal(got, want)
+    huge = bias.copy()
+    huge[3] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        core.int8_requantize(w._arrays(), n, k, q, 0.02, 128, 0.07, 100, huge, 0.05, 140, None,
+                             got)
+    layer = Int8LinearRequantize(w, (0.07, 100), huge, (0.05, 140))
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    np.testing.assert_array_equal(layer(x), layer.requant(layer.linear(x)))
+    with pytest.raises(ValueError, match="bias"):
+        core.int8_requantize(w._arrays(), n, k, q, 0.02, 128, 0.07, 100, bias[:3], 0.05, 140,
+                             None, got)
+    with pytest.raises(ValueError, match="table2"):
+        core.int8_requantize(w._arrays(), n, k, q, 0.02, 128, 0.07, 100, bias, 0.05, 140, None,
+                             np.empty((m, n), np.uint8))
+    with pytest.raises(ValueError, match="out"):
+        core.int8_requantize(w._arrays(), n, k, q, 0.02, 128, 0.07, 100, bias, 0.05, 140, None,
+                             np.empty((m, n + 1), np.float32))
+    with pytest.raises(ValueError, match="x_scale"):
+        core.int8_requantize(w._arrays(), n, k, q, np.inf, 128, 0.07, 100, bias, 0.05, 140,
+                             None, got)

@@ -231,6 +231,8 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
         outputs.append(v.name)
     nodes = _static.drop_requantization(_static.fold_lookup_tables(b.nodes, outputs), outputs)
     nodes = _static.fuse_bias_requantize(nodes, outputs)
+    nodes = _static.fold_into_requantize(_static.fuse_quant_layernorm(nodes, outputs), outputs)
+    nodes = _static.fuse_quant_softmax(nodes, outputs)
     # shape arithmetic: computed once per distinct tuple of input shapes (onnx_shapes)
     m = Model.graph(cache_shapes(nodes, outputs), inputs, outputs)
     m.report = b.report

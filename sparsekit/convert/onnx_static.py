@@ -26,7 +26,11 @@ onto the output grid:
 The float paths round differently from ORT's integer requantization only when
 a value lands within float32 rounding of a .5 boundary of the output grid,
 which then differs by one step. drop_requantization removes the rounding
-passes a static int8 Linear makes redundant.
+passes a static int8 Linear makes redundant; fuse_bias_requantize,
+fuse_quant_layernorm, fold_into_requantize and fuse_quant_softmax run what
+is left between the grids (bias, residual Add + LayerNorm, attention's
+scale, mask + Softmax) in fewer, C passes, bit-identical to the layers they
+replace.
 """
 import warnings
 from fractions import Fraction
@@ -38,6 +42,7 @@ from sparsekit.convert.onnx_values import Const
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
 from sparsekit._quantized import QuantizedMatrix
+from sparsekit.runtime.quant_norm import QuantLayerNorm, QuantSoftmax
 from sparsekit.runtime.qlinear import (BiasRequantize, Int8LinearRequantize, LookupTable,
                                       QLinearAdd, codes_for)
 
@@ -297,21 +302,29 @@ def drop_requantization(nodes, outputs):
     (q = clip(rint(x / s) + zp) either way, as ORT's QuantizeLinear), so the
     rounding pass before it is redundant. A QDQ BERT has one before every
     weight MatMul (the LayerNorm outputs feeding Q, K and V, the attention
-    context, the GELU output)."""
+    context, the GELU output). Reshape / Transpose between the two move the
+    values unchanged, and Shape / Size readers need only the shape."""
     readers = {}
     for i, (layer, ins, out) in enumerate(nodes):
         for n in ins:
             readers.setdefault(n, []).append(i)
     drop = {}
+
+    def only_linears(name, scale, zp):  # through views; Shape ops read the shape only
+        rs = readers.get(name, [])
+        return name not in outputs and bool(rs) and all(
+            isinstance(nodes[r][0], L.Linear) and
+            getattr(nodes[r][0].weight, "input_scale", None) is not None and
+            np.float32(nodes[r][0].weight.input_scale) == np.float32(scale) and
+            nodes[r][0].weight.input_zero_point == zp or _shape_only(nodes[r][0]) or
+            _view_of(nodes[r], name) and only_linears(nodes[r][2], scale, zp) for r in rs)
+
     for layer, ins, out in nodes:
         if type(layer) is not L.FakeQuantize or out in outputs:
             continue
-        rs = readers.get(out, [])
         zp = layer.zero_point + (128 if layer.signed else 0)  # int8: as u8 codes q + 128
-        if rs and all(isinstance(nodes[r][0], L.Linear) and
-                      getattr(nodes[r][0].weight, "input_scale", None) is not None and
-                      np.float32(nodes[r][0].weight.input_scale) == np.float32(layer.scale) and
-                      nodes[r][0].weight.input_zero_point == zp for r in rs):
+        if any(not _shape_only(nodes[r][0]) for r in readers.get(out, [])) and \
+                only_linears(out, layer.scale, zp):
             drop[out] = ins[0]
     return [(layer, [drop.get(n, n) for n in ins], out)
             for layer, ins, out in nodes if out not in drop]
@@ -411,6 +424,195 @@ def _with_codes(layer, s, z):
     return Int8LinearRequantize(layer.weight, (rq.first.scale, rq.first.zero_point), rq.bias,
                                 (rq.last.scale, rq.last.zero_point), rq.last.table,
                                 (float(s), int(z)))
+
+
+def _shape_only(layer):
+    """An ArrayOp that reads only its input's shape."""
+    return type(layer) is ArrayOp and layer.op in ("Shape", "Size")
+
+
+def fuse_quant_layernorm(nodes, outputs):
+    """nodes with each Add -> FakeQuantize -> LayerNorm -> FakeQuantize
+    (uint8 grids, finite scales; the Add, its grid and the LayerNorm read by
+    nothing else but, for the LayerNorm, Shape / Size ops) as one
+    runtime.quant_norm.QuantLayerNorm at the LayerNorm's place (the end
+    of each transformer block and the embeddings of a QDQ / QOperator BERT);
+    without the Add when the first grid's input comes from anything else.
+    Shape readers of the LayerNorm read the fused output (the same shape)."""
+    readers = {}
+    for i, (layer, ins, out) in enumerate(nodes):
+        for n in ins:
+            readers.setdefault(n, []).append(i)
+    made = {out: i for i, (layer, ins, out) in enumerate(nodes)}
+
+    def u8_fq(i):
+        layer = nodes[i][0]
+        return type(layer) is L.FakeQuantize and not layer.signed and np.isfinite(layer.scale)
+
+    def only(name, i):  # node i is the one reader of name
+        return name not in outputs and readers.get(name) == [i]
+
+    fused, gone, rename = {}, set(), {}
+    for li, (ln, ins, out) in enumerate(nodes):
+        if type(ln) is not L.LayerNorm or out in outputs or ins[0] not in made:
+            continue
+        f1 = made[ins[0]]
+        rs = readers.get(out, [])
+        last = [r for r in rs if not _shape_only(nodes[r][0])]
+        if not u8_fq(f1) or not only(ins[0], li) or len(last) != 1 or not u8_fq(last[0]):
+            continue
+        src = nodes[f1][1][0]
+        a = made.get(src)
+        add = a is not None and type(nodes[a][0]) is L.Add and only(src, f1)
+        f2 = nodes[last[0]]
+        layer = QuantLayerNorm((nodes[f1][0].scale, nodes[f1][0].zero_point), ln.gamma,
+                               ln.beta, ln.eps, (f2[0].scale, f2[0].zero_point), add=add)
+        fused[li] = (layer, list(nodes[a][1]) if add else [src], f2[2])
+        gone.update({f1, last[0]} | ({a} if add else set()))
+        rename[out] = f2[2]
+    if not fused:
+        return nodes
+    return [fused.get(i) or (layer, [rename.get(n, n) for n in ins], out)
+            for i, (layer, ins, out) in enumerate(nodes) if i not in gone]
+
+
+def fuse_quant_softmax(nodes, outputs):
+    """nodes with each FakeQuantize -> Add (a mask) -> Softmax (last axis) ->
+    [IsNaN -> Where (NaN to a constant)] -> FakeQuantize (uint8 grids, finite
+    scales, every tensor on the way read only by the next) as one
+    runtime.quant_norm.QuantSoftmax at the Softmax's place: the attention
+    probabilities of a QDQ / QOperator BERT."""
+    readers = {}
+    for i, (layer, ins, out) in enumerate(nodes):
+        for n in ins:
+            readers.setdefault(n, []).append(i)
+    made = {out: i for i, (layer, ins, out) in enumerate(nodes)}
+
+    def u8_fq(i):
+        layer = nodes[i][0]
+        return type(layer) is L.FakeQuantize and not layer.signed and np.isfinite(layer.scale)
+
+    def sole(name):  # index of the one reader of name, or None
+        rs = readers.get(name, [])
+        return rs[0] if name not in outputs and len(rs) == 1 else None
+
+    def op(i, name):
+        return type(nodes[i][0]) is ArrayOp and nodes[i][0].op == name
+
+    fused, gone = {}, set()
+    for si, (sm, ins, out) in enumerate(nodes):
+        if type(sm) is not L.Softmax or sm.axis != -1 or sm.flatten or out in outputs or \
+                ins[0] not in made:
+            continue
+        src, mask, drop = made[ins[0]], None, set()
+        if type(nodes[src][0]) is L.Add and sole(ins[0]) == si:
+            a, b = nodes[src][1]
+            for x, y in ((a, b), (b, a)):
+                if x in made and u8_fq(made[x]) and sole(x) == src:
+                    drop.add(src)
+                    src, mask = made[x], y
+                    break
+            else:
+                continue
+        elif not (u8_fq(src) and sole(ins[0]) == si):
+            continue
+        rs, nan_to = readers.get(out, []), None
+        if len(rs) == 2 and {op(r, "IsNaN") for r in rs} == {True, False}:
+            isnan, where = sorted(rs, key=lambda r: not op(r, "IsNaN"))
+            w = nodes[where][0]
+            if not (op(where, "Where") and len(w.slots) == 3 and w.slots[0] == "x" and
+                    w.slots[2] == "x" and
+                    w.slots[1] in w.consts and w.consts[w.slots[1]].size == 1 and
+                    nodes[where][1] == [nodes[isnan][2], out] and
+                    nodes[isnan][1] == [out] and sole(nodes[isnan][2]) == where):
+                continue
+            nan_to = float(w.consts[w.slots[1]].reshape(-1)[0])
+            drop.update((isnan, where))
+            last = sole(nodes[where][2])
+        else:
+            last = sole(out)
+        if last is None or not u8_fq(last):
+            continue
+        first, f2 = nodes[src][0], nodes[last][0]
+        layer = QuantSoftmax((first.scale, first.zero_point), (f2.scale, f2.zero_point),
+                             mask=mask is not None, nan_to=nan_to)
+        fused[si] = (layer, [nodes[src][1][0]] + ([mask] if mask is not None else []),
+                     nodes[last][2])
+        gone.update(drop | {src, last})
+    if not fused:
+        return nodes
+    return [fused.get(i) or n for i, n in enumerate(nodes) if i not in gone]
+
+
+_VIEWS = ("Reshape", "Transpose")  # ArrayOps that move values without changing them
+
+
+def _view_of(node, name):
+    """Whether node is a view op whose data input (and only that) is `name`."""
+    layer, ins, out = node
+    return type(layer) is ArrayOp and layer.op in _VIEWS and layer.slots[:1] == ["x"] and \
+        ins[0] == name and name not in ins[1:]
+
+
+def fold_into_requantize(nodes, outputs):
+    """nodes where the elementwise layers after a BiasRequantize /
+    Int8LinearRequantize (its output grid, through Reshape / Transpose) are
+    one table on that grid in it: attention's scale (MulConst by a scalar)
+    and its requantization (FakeQuantize) on Q and K of a QDQ / QOperator
+    BERT. The table holds the chain's value for each of the 256 codes,
+    computed by the same layers at load time (as fold_lookup_tables); the
+    views then move the final values. Every tensor on the way is read by
+    nothing else but Shape / Size ops, which read the last one instead (the
+    same shape)."""
+    readers = {}
+    for i, (layer, ins, out) in enumerate(nodes):
+        for n in ins:
+            readers.setdefault(n, []).append(i)
+
+    def next_reader(name):  # the one reader that is not a Shape op, or None
+        rs = [r for r in readers.get(name, []) if not _shape_only(nodes[r][0])]
+        return rs[0] if name not in outputs and len(rs) == 1 else None
+
+    swap, gone, rename = {}, set(), {}
+    for pi, (p, ins, out) in enumerate(nodes):
+        rq = p.requant if type(p) is Int8LinearRequantize else p
+        if type(p) not in (Int8LinearRequantize, BiasRequantize) or \
+                getattr(p, "out_codes", None) is not None:
+            continue
+        last, cur, r = pi, out, next_reader(out)
+        while r is not None and _view_of(nodes[r], cur):
+            last, cur = r, nodes[r][2]
+            r = next_reader(cur)
+        chain = []
+        while r is not None and nodes[r][0].n_inputs == 1 and nodes[r][1] == [cur] and \
+                (_elementwise(nodes[r][0]) or type(nodes[r][0]) is LookupTable):
+            chain.append(r)
+            cur = nodes[r][2]
+            r = next_reader(cur)
+        if not chain:
+            continue
+        z, s = np.float32(rq.last.zero_point), np.float32(rq.last.scale)
+        table = rq.last.table if type(rq.last) is LookupTable else \
+            (np.arange(256, dtype=np.float32) - z) * s
+        try:
+            with np.errstate(all="ignore"):
+                for c in chain:
+                    table = np.asarray(nodes[c][0](table))
+        except (ValueError, TypeError):
+            continue
+        if table.shape != (256,) or table.dtype != np.float32:
+            continue
+        args = ((rq.first.scale, rq.first.zero_point), rq.bias,
+                (rq.last.scale, rq.last.zero_point), table)
+        swap[pi] = Int8LinearRequantize(p.weight, *args) if type(p) is Int8LinearRequantize \
+            else BiasRequantize(*args)
+        gone.update(chain)
+        rename.update({nodes[c][2]: cur for c in chain[:-1]})
+        rename[nodes[last][2]] = cur  # the last view (or the source) writes the chain's output
+    if not gone:
+        return nodes
+    return [(swap.get(i, layer), [rename.get(n, n) for n in ins], rename.get(out, out))
+            for i, (layer, ins, out) in enumerate(nodes) if i not in gone]
 
 
 OPS = {"QLinearMatMul": qlinear_matmul, "QLinearAdd": qlinear_add, "QLinearMul": qlinear_mul,

@@ -20,6 +20,7 @@ from sparsekit.runtime.pooling import ClsPool, Concat, MaxPool, MeanPool
 from sparsekit.runtime.token_mask import PrepareMask, TokenMask
 # imported for their layers' registration (sparsekit.load of ONNX imports)
 from sparsekit.runtime import array_ops, qlinear, shape_function, tensor_quant  # noqa: F401,E402
+from sparsekit.runtime import quant_norm  # noqa: F401,E402
 
 __all__ = [
     "Model", "Linear", "Conv2d", "ReLU", "GELU", "Sigmoid", "Tanh", "LayerNorm", "Softmax",

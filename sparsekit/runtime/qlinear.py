@@ -28,8 +28,6 @@ import numpy as np
 
 from sparsekit._native import AVAILABLE, core
 from sparsekit._validate import kernel_rows
-from sparsekit.formats import ACTIVATIONS
-from sparsekit.quant_ops import _ZP
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.int8_chain import U8Activations
 from sparsekit.runtime.layers import Layer, _f32, register
@@ -258,34 +256,28 @@ class Int8LinearRequantize(Layer):
         lin, rq = self.linear, self.requant
         k, n = lin.in_features, lin.out_features
         w = lin.weight
-        q = None
+        xin = None
         if type(x) is U8Activations:
             if x.q.ndim >= 1 and x.q.shape[-1] == k and x.q.size and \
                     np.float32(x.scale) == np.float32(w.input_scale) and \
                     x.zero_point == w.input_zero_point:
-                q, lead = kernel_rows(x.q.reshape(-1, k)), x.q.shape[:-1]
+                xin, lead = kernel_rows(x.q.reshape(-1, k)), x.q.shape[:-1]
         elif type(x) is np.ndarray and x.dtype == np.float32 and x.ndim >= 1 and \
-                x.shape[-1] == k and x.size and AVAILABLE:
-            x2 = kernel_rows(x.reshape(-1, k))
-            q, lead = np.empty(x2.shape, np.uint8), x.shape[:-1]
-            try:
-                core.quantize_u8_static(x2, w.input_scale, w.input_zero_point, q)
-            except ValueError:  # NaN or inf in x: the layers' own path
-                q = None
-        if q is not None and AVAILABLE:
-            codes = np.empty((q.shape[0], n), np.uint8)
-            first, last = rq.first, rq.last
-            core.qgemm_dequant(w._arrays(), n, k, q, _ZP[w.input_zero_point],
-                               self._x_scale, None, ACTIVATIONS[None], first.scale,
-                               first.zero_point, codes)
+                x.shape[-1] == k and x.size:
+            xin, lead = kernel_rows(x.reshape(-1, k)), x.shape[:-1]
+        if xin is not None and AVAILABLE:
+            # quantize x, the GEMM with its u8 epilogue, bias and requantization
+            # in one C call (the same kernels as the three layers)
             u8 = self._code_table is not None
-            t = np.empty(codes.shape, np.uint8 if u8 else np.float32)
-            try:  # stage 1 cannot fail on codes; stage 2 on an inf sum
-                core.quantize_lookup(codes, np.float32(first.scale), first.zero_point,
-                                     None, t, rq.bias, np.float32(last.scale),
+            first, last = rq.first, rq.last
+            t = np.empty((xin.shape[0], n), np.uint8 if u8 else np.float32)
+            try:
+                core.int8_requantize(w._arrays(), n, k, xin, w.input_scale, w.input_zero_point,
+                                     first.scale, first.zero_point, rq.bias, last.scale,
                                      last.zero_point,
-                                     self._code_table if u8 else getattr(last, "table", None))
-            except ValueError:
+                                     self._code_table if u8 else getattr(last, "table", None),
+                                     t)
+            except ValueError:  # NaN or inf in x or in a biased value: the layers' path
                 pass
             else:
                 t = t.reshape(lead + (n,))

@@ -1,0 +1,289 @@
+# A static file's residual block end, FakeQuantize(LayerNorm(FakeQuantize(a + b))),
+# in one pass over L2-sized chunks of rows (included by _core.pyx, after
+# _core_quant_lookup.pxi, whose dequantizer it reuses). Bit for bit the NumPy
+# layers: the sums follow NumPy's float32 pairwise summation along a
+# contiguous row (0 + pairwise(row), 8 accumulators in blocks of <= 128), the
+# mean is sum / k, and every step rounds in float32 (the module is built with
+# -ffp-contract=off).
+
+cdef extern from *:
+    """
+    /* NumPy's pairwise sum of a contiguous float32 row (numpy/_core/src/umath/
+     * loops_utils.h.src: FLOAT_pairwise_sum), the summation order that
+     * x.sum(axis=-1) and x.mean(axis=-1) use; tests/test_quant_layernorm.py
+     * checks it against NumPy. */
+    SK_QL_CLONES static float sk_qln_pairwise(const float *a, int64_t n) {
+      if (n < 8) {
+        float res = -0.0f;
+        for (int64_t i = 0; i < n; ++i) res += a[i];
+        return res;
+      }
+      if (n <= 128) {  /* r[0..7] as one 8-lane vector: the same adds per lane */
+        typedef float sk_v8f __attribute__((vector_size(32)));
+        sk_v8f r, v;
+        int64_t i;
+        memcpy(&r, a, sizeof r);  /* (unaligned loads, no aliasing question) */
+        for (i = 8; i < n - (n % 8); i += 8) {
+          memcpy(&v, a + i, sizeof v);
+          r += v;
+        }
+        float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; ++i) res += a[i];
+        return res;
+      }
+      int64_t n2 = n / 2;
+      n2 -= n2 % 8;
+      return sk_qln_pairwise(a, n2) + sk_qln_pairwise(a + n2, n - n2);
+    }
+
+    /* LayerNorm of each row of v [rows, k] in place, as runtime.layers.LayerNorm:
+     * mu = sum / k; d = v - mu; var = sum(d * d) / k; d / sqrt(var + eps) * gamma
+     * (+ beta). sq: k floats of scratch. */
+    SK_QL_CLONES static void sk_qln_layernorm(float *v, int64_t rows, int64_t k, const float *gamma,
+                                              const float *beta, float eps, float *sq) {
+      const float fk = (float)k;
+      for (int64_t r = 0; r < rows; ++r) {
+        float *x = v + r * k;
+        float s = 0.0f;
+        s += sk_qln_pairwise(x, k);
+        const float mu = s / fk;
+        for (int64_t j = 0; j < k; ++j) {
+          x[j] = x[j] - mu;
+          sq[j] = x[j] * x[j];
+        }
+        float s2 = 0.0f;
+        s2 += sk_qln_pairwise(sq, k);
+        const float den = sqrtf(s2 / fk + eps);
+        for (int64_t j = 0; j < k; ++j) {
+          float y = x[j] / den;
+          y = y * gamma[j];
+          x[j] = beta ? y + beta[j] : y;
+        }
+      }
+    }
+
+    SK_QL_CLONES static void sk_qln_add(const float *restrict a, const float *restrict b, int64_t n,
+                                        float *restrict t) {
+      for (int64_t i = 0; i < n; ++i) t[i] = a[i] + b[i];
+    }
+    """
+    void sk_qln_layernorm(float *v, int64_t rows, int64_t k, const float *gamma,
+                          const float *beta, float eps, float *sq) nogil
+    void sk_qln_add(const float *a, const float *b, int64_t n, float *t) nogil
+    float sk_qln_pairwise(const float *a, int64_t n) nogil
+
+
+def pairwise_sum_f32(cnp.ndarray x):
+    """NumPy's float32 sum of a contiguous float32 [n] (0 + pairwise), as
+    the fused LayerNorm computes it (for tests)."""
+    if cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(x) != 1 or \
+            not cnp.PyArray_IS_C_CONTIGUOUS(x):
+        raise ValueError("x: expected contiguous float32 [n]")
+    cdef float s = 0.0
+    s += sk_qln_pairwise(<const float *>cnp.PyArray_DATA(x), x.shape[0])
+    return s
+
+
+def quant_layernorm(cnp.ndarray a, cnp.ndarray b, float scale, int32_t zp,
+                    cnp.ndarray gamma, cnp.ndarray beta, float eps, float scale2,
+                    int32_t zp2, cnp.ndarray out):
+    """out = F2(LayerNorm(F1(a + b))) over rows of C-contiguous float32
+    [M, K] a and b (b may be None: F1(a)), F1 / F2 the static u8
+    FakeQuantize on (scale, zp) / (scale2, zp2) (sk_quantize_u8's integers,
+    dequantized as (q - zp) * scale), LayerNorm with gamma, beta (float32 [K],
+    beta may be None) and eps as runtime.layers.LayerNorm. ValueError if a
+    value to quantize is NaN or infinite (out is then partly written)."""
+    cdef int64_t m = a.shape[0] if a.ndim == 2 else -1
+    cdef int64_t k = a.shape[1] if a.ndim == 2 else -1
+    for name, v in (("a", a), ("b", b), ("out", out)):
+        if v is None and name == "b":
+            continue
+        if cnp.PyArray_TYPE(v) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(v) != 2 or \
+                v.shape[0] != m or v.shape[1] != k or not cnp.PyArray_IS_C_CONTIGUOUS(v):
+            raise ValueError(f"{name}: expected C-contiguous float32 [{m}, {k}]")
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    check_static_params(scale, zp, "scale")
+    check_static_params(scale2, zp2, "scale2")
+    cdef const float *pg = <const float *>vec_of(gamma, cnp.NPY_FLOAT32, k, "gamma")
+    cdef const float *pb = NULL
+    if beta is not None:
+        pb = <const float *>vec_of(beta, cnp.NPY_FLOAT32, k, "beta")
+    cdef const float *pa = <const float *>cnp.PyArray_DATA(a)
+    cdef const float *pb2 = NULL if b is None else <const float *>cnp.PyArray_DATA(b)
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    if m == 0 or k == 0:
+        return
+    cdef int64_t rows = QL_CHUNK // k if k < QL_CHUNK else 1
+    cdef int64_t cap = rows * k, r0, nr, n
+    cdef uint8_t *q = <uint8_t *>malloc(cap)
+    cdef float *f = <float *>malloc((cap + k) * sizeof(float))
+    cdef const float *src
+    cdef int rc = SK_OK
+    if q == NULL or f == NULL:
+        free(q)
+        free(f)
+        raise MemoryError("quant_layernorm: scratch allocation failed")
+    with nogil:
+        r0 = 0
+        while r0 < m:
+            nr = rows if m - r0 > rows else m - r0
+            n = nr * k
+            src = pa + r0 * k
+            if pb2 != NULL:
+                sk_qln_add(src, pb2 + r0 * k, n, f)
+                src = f
+            rc = sk_quantize_u8(nr, k, src, k, scale, zp, q, k)
+            if rc != SK_OK:
+                break
+            sk_ql_dequantize(q, n, scale, zp, NULL, f)
+            sk_qln_layernorm(f, nr, k, pg, pb, eps, f + cap)
+            rc = sk_quantize_u8(nr, k, f, k, scale2, zp2, q, k)
+            if rc != SK_OK:
+                break
+            sk_ql_dequantize(q, n, scale2, zp2, NULL, po + r0 * k)
+            r0 += nr
+    free(q)
+    free(f)
+    check_quant(rc)
+
+
+# Attention probabilities of a static file: FakeQuantize(scores) + mask, the
+# row max subtracted (quant_softmax_shift); NumPy's exp in between (the
+# caller: np.exp's own float32 values); then / the row's pairwise sum, NaN
+# to a constant (the export's IsNaN -> Where) and the output grid
+# (quant_softmax_finish). runtime.quant_norm.QuantSoftmax.
+
+cdef extern from *:
+    """
+    /* d = v - max(v) per row, v = x + mask row (r / outer) * inner + r % inner
+     * (a mask broadcast over heads, and over query rows when inner is 1);
+     * NaN in v makes the max NaN, as NumPy's max propagates it. */
+    SK_QL_CLONES static void sk_qsm_shift(float *restrict v, int64_t rows, int64_t t,
+                                          const float *restrict mask, int64_t outer,
+                                          int64_t inner, int64_t r0) {
+      for (int64_t r = 0; r < rows; ++r) {
+        float *x = v + r * t;
+        if (mask) {
+          const int64_t g = r0 + r;
+          const float *mk = mask + ((g / outer) * inner + g % inner) * t;
+          for (int64_t j = 0; j < t; ++j) x[j] = x[j] + mk[j];
+        }
+        float m = x[0];
+        int nan = 0;
+        for (int64_t j = 0; j < t; ++j) {
+          nan |= x[j] != x[j];
+          m = x[j] > m ? x[j] : m;
+        }
+        if (nan) m = NAN;
+        for (int64_t j = 0; j < t; ++j) x[j] = x[j] - m;
+      }
+    }
+
+    /* y = e / (0 + pairwise sum of the row), NaN -> nan_to when replace */
+    SK_QL_CLONES static void sk_qsm_divide(const float *restrict e, int64_t rows, int64_t t,
+                                           int replace, float nan_to, float *restrict y) {
+      for (int64_t r = 0; r < rows; ++r) {
+        float s = 0.0f;
+        s += sk_qln_pairwise(e + r * t, t);
+        for (int64_t j = 0; j < t; ++j) {
+          float v = e[r * t + j] / s;
+          y[r * t + j] = (replace && v != v) ? nan_to : v;
+        }
+      }
+    }
+    """
+    void sk_qsm_shift(float *v, int64_t rows, int64_t t, const float *mask, int64_t outer,
+                      int64_t inner, int64_t r0) nogil
+    void sk_qsm_divide(const float *e, int64_t rows, int64_t t, int replace, float nan_to,
+                       float *y) nogil
+
+
+cdef int check_f32_2d(cnp.ndarray v, int64_t m, int64_t k, str name) except -1:
+    if cnp.PyArray_TYPE(v) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(v) != 2 or \
+            v.shape[0] != m or v.shape[1] != k or not cnp.PyArray_IS_C_CONTIGUOUS(v):
+        raise ValueError(f"{name}: expected C-contiguous float32 [{m}, {k}]")
+    return 0
+
+
+def quant_softmax_shift(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray mask,
+                        int64_t outer, int64_t inner, cnp.ndarray out):
+    """out = v - rowmax(v), v = F(x) + mask[(r // outer) * inner + r % inner]
+    for rows r of C-contiguous float32 x [M, T], F the static u8
+    FakeQuantize on (scale, zp), mask float32 [ceil(M / outer) * inner, T]
+    or None. ValueError if x holds NaN or infinity."""
+    cdef int64_t m = x.shape[0] if x.ndim == 2 else -1
+    cdef int64_t t = x.shape[1] if x.ndim == 2 else -1
+    check_f32_2d(x, m, t, "x")
+    check_f32_2d(out, m, t, "out")
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    check_static_params(scale, zp, "scale")
+    cdef const float *pm = NULL
+    if mask is not None:
+        if outer < 1 or inner < 1:
+            raise ValueError(f"outer/inner: expected >= 1, got {outer}, {inner}")
+        check_f32_2d(mask, (m + outer - 1) // outer * inner, t, "mask")
+        pm = <const float *>cnp.PyArray_DATA(mask)
+    if m == 0 or t == 0:
+        return
+    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    cdef int64_t rows = QL_CHUNK // t if t < QL_CHUNK else 1
+    cdef int64_t r0, nr
+    cdef uint8_t *q = <uint8_t *>malloc(rows * t)
+    cdef int rc = SK_OK
+    if q == NULL:
+        raise MemoryError("quant_softmax_shift: scratch allocation failed")
+    with nogil:
+        r0 = 0
+        while r0 < m:
+            nr = rows if m - r0 > rows else m - r0
+            # (elementwise: the chunk as one row, not nr short ones)
+            rc = sk_quantize_u8(1, nr * t, px + r0 * t, nr * t, scale, zp, q, nr * t)
+            if rc != SK_OK:
+                break
+            sk_ql_dequantize(q, nr * t, scale, zp, NULL, po + r0 * t)
+            sk_qsm_shift(po + r0 * t, nr, t, pm, outer, inner, r0)
+            r0 += nr
+    free(q)
+    check_quant(rc)
+
+
+def quant_softmax_finish(cnp.ndarray e, object nan_to, float scale, int32_t zp,
+                         cnp.ndarray out):
+    """out = F(y), y = e / (0 + pairwise sum of its row) for C-contiguous
+    float32 e [M, T] (NaN in y replaced by nan_to unless None), F the
+    static u8 FakeQuantize on (scale, zp). ValueError if a y to quantize is
+    NaN or infinite (out is then partly written)."""
+    cdef int64_t m = e.shape[0] if e.ndim == 2 else -1
+    cdef int64_t t = e.shape[1] if e.ndim == 2 else -1
+    check_f32_2d(e, m, t, "e")
+    check_f32_2d(out, m, t, "out")
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    check_static_params(scale, zp, "scale")
+    cdef int replace = nan_to is not None
+    cdef float fill = <float>nan_to if replace else 0.0
+    if m == 0 or t == 0:
+        return
+    cdef const float *pe = <const float *>cnp.PyArray_DATA(e)
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    cdef int64_t rows = QL_CHUNK // t if t < QL_CHUNK else 1
+    cdef int64_t r0, nr
+    cdef uint8_t *q = <uint8_t *>malloc(rows * t)
+    cdef int rc = SK_OK
+    if q == NULL:
+        raise MemoryError("quant_softmax_finish: scratch allocation failed")
+    with nogil:
+        r0 = 0
+        while r0 < m:
+            nr = rows if m - r0 > rows else m - r0
+            sk_qsm_divide(pe + r0 * t, nr, t, replace, fill, po + r0 * t)
+            rc = sk_quantize_u8(1, nr * t, po + r0 * t, nr * t, scale, zp, q, nr * t)
+            if rc != SK_OK:
+                break
+            sk_ql_dequantize(q, nr * t, scale, zp, NULL, po + r0 * t)
+            r0 += nr
+    free(q)
+    check_quant(rc)

@@ -37,6 +37,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sparsekit import _dense_f32
 from sparsekit.convert.onnx_attention import OPS as _ATTENTION_OPS, fuse_attention
 from sparsekit.convert.onnx_fuse import fuse_erf_gelu
 from sparsekit.convert.onnx_generic import generic, generic_ops, inferred_dtypes, np_dtype
@@ -87,6 +88,9 @@ class _Builder:
         quant = "dynamic" if c.q is not None or self.quantize == "dynamic" else None
         fmt, why = W.pack_float(np.ascontiguousarray(w), quant, self.min_sparsity,
                                 m=None if conv else self.m)
+        if isinstance(fmt, np.ndarray) and not conv and _dense_f32.wanted():
+            fmt = _dense_f32.PackedDenseMatrix(fmt)  # BLAS repacks it on every call
+            why += ", packed once for sparsekit's fp32 GEMM"
         self.report.append(W.report_row(what, module, fmt, why))
         return fmt
 

@@ -40,6 +40,7 @@ from onnx import numpy_helper
 from sparsekit import _dense_f32
 from sparsekit.convert.onnx_attention import OPS as _ATTENTION_OPS, fuse_attention
 from sparsekit.convert.onnx_fuse import fuse_erf_gelu
+from sparsekit.convert.onnx_qkv import fuse_qkv_attention
 from sparsekit.convert.onnx_generic import generic, generic_ops, inferred_dtypes, np_dtype
 from sparsekit.convert.onnx_shapes import cache_shapes
 from sparsekit.convert.onnx_values import Const, DynParam, IntAcc, Tensor
@@ -235,6 +236,7 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
         outputs.append(v.name)
     nodes = _static.drop_requantization(_static.fold_lookup_tables(b.nodes, outputs), outputs)
     nodes = _static.fuse_bias_requantize(nodes, outputs)
+    nodes = fuse_qkv_attention(nodes, outputs)  # q, k, v projections: one GEMM
     # shape arithmetic: computed once per distinct tuple of input shapes (onnx_shapes)
     m = Model.graph(cache_shapes(nodes, outputs), inputs, outputs)
     m.report = b.report

@@ -177,3 +177,71 @@ class HeadsAttention(Layer):
 
     def config(self):
         return {"scale": self.scale, "nan_to_zero": self.nan_to_zero, "masked": self.masked}
+
+
+def _onnx_reshape(x, shape):
+    """ONNX Reshape (allowzero=0: a 0 keeps x's size on that axis)."""
+    return x.reshape([x.shape[i] if v == 0 else v for i, v in enumerate(shape)])
+
+
+@register
+class QKVHeadsAttention(Layer):
+    """An ONNX export's self-attention from the hidden states on: query, key
+    and value projections as one Linear (weight [3C, C], rows query, key,
+    value), each C-column block reshaped to heads and transposed as the
+    export does, then HeadsAttention (sparsekit.convert.onnx_qkv):
+
+        hidden [B, T, C] ─ Linear [3C, C] ─ q | k | v   (column blocks, views)
+        q, v ─ Reshape(shape_q / shape_v) ─ Transpose(0, 2, 1, 3)
+        k ─ Reshape(shape_k) ─ Transpose(0, 2, 3, 1)
+        ─► HeadsAttention(q, kt, v [, mask])             [B, H, T, D]
+
+    The shapes are ONNX Reshape targets (allowzero=0), given per block as a
+    list of ints or None, then read from the next runtime input (the
+    export's computed shapes) after hidden and the mask. per_tensor: the
+    input is quantized per tensor per call (TensorQuantLinear, ORT dynamic
+    int8 files) instead of runtime.Linear's per row."""
+
+    def __init__(self, weight, bias=None, scale=1.0, nan_to_zero=True, masked=True,
+                 shapes=(None, None, None), per_tensor=False):
+        from sparsekit.runtime.layers import RowsLinear
+        from sparsekit.runtime.tensor_quant import TensorQuantLinear
+
+        self.per_tensor = bool(per_tensor)
+        self.qkv = (TensorQuantLinear if self.per_tensor else RowsLinear)(weight, bias)
+        self.weight, self.bias = self.qkv.weight, self.qkv.bias
+        n3, c = self.weight.shape
+        if n3 % 3:
+            raise ValueError(f"weight: expected [3 C, C'] (query, key, value rows), got "
+                             f"{tuple(self.weight.shape)}")
+        self.block = n3 // 3
+        self.attention = HeadsAttention(scale, nan_to_zero, masked)
+        if len(shapes) != 3:
+            raise ValueError(f"shapes: expected 3 entries (query, key, value), got {shapes!r}")
+        self.shapes = [None if v is None else [int(a) for a in v] for v in shapes]
+        self.n_inputs = 1 + int(self.attention.masked) + sum(v is None for v in self.shapes)
+
+    def __call__(self, hidden, *rest):
+        rest = list(rest)
+        mask = rest.pop(0) if self.attention.masked else None
+        qkv = self.qkv(hidden)
+        c = self.block
+        heads = []
+        for i, (shape, perm) in enumerate(zip(self.shapes, ((0, 2, 1, 3), (0, 2, 3, 1),
+                                                            (0, 2, 1, 3)))):
+            if shape is None:
+                shape = [int(v) for v in np.ravel(rest.pop(0))]
+            heads.append(_onnx_reshape(qkv[..., i * c:(i + 1) * c], shape).transpose(perm))
+        return self.attention(*heads, mask)
+
+    def config(self):
+        a = self.attention
+        return {"scale": a.scale, "nan_to_zero": a.nan_to_zero, "masked": a.masked,
+                "shapes": self.shapes, "per_tensor": self.per_tensor}
+
+    def arrays(self):
+        return {} if self.bias is None else {"bias": self.bias}
+
+    @classmethod
+    def from_state(cls, config, arrays, weight):
+        return cls(weight, arrays.get("bias"), **config)

@@ -217,16 +217,44 @@ def test_layer_runs_any_reshape_target(rng):
     w = rng.standard_normal((3 * C, C)).astype(np.float32)
     b = rng.standard_normal(3 * C).astype(np.float32)
     h = rng.standard_normal((B, T, C)).astype(np.float32)
-    for shapes in ([[0, 0, H, D]] * 3, [[B, T, 2, C // 2]] * 3, [[0, -1, 1, C]] * 3):
+    calls = []
+
+    class Spy(HeadsAttention):  # counts the calls that leave the one-kernel path
+        def __call__(self, *args):
+            calls.append(1)
+            return super().__call__(*args)
+
+    # the first two run as one kernel call on views, the third (an inferred
+    # axis) through HeadsAttention
+    for shapes, fallback in (([[0, 0, H, D]] * 3, 0), ([[B, T, 2, C // 2]] * 3, 0),
+                             ([[0, -1, 1, C]] * 3, 1)):
         layer = QKVHeadsAttention(w, b, 0.5, True, False, shapes)
+        layer.attention.__class__ = Spy
+        del calls[:]
         qkv = h @ w.T + b
         q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(
             [h.shape[j] if s == 0 else s for j, s in enumerate(shapes[i])]) for i in range(3))
         want = HeadsAttention(0.5, True, False)(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 3, 1),
                                                 v.transpose(0, 2, 1, 3))
         np.testing.assert_allclose(layer(h), want, rtol=1e-5, atol=1e-5)
+        assert len(calls) == fallback
     layer = QKVHeadsAttention(w, b, 0.5, True, True, [None, [0, 0, H, D], None])
     assert layer.n_inputs == 4  # hidden, mask, two computed shapes
+    layer.attention.__class__ = Spy
+    shape = np.array([B, T, H, D], np.int64)
+    keep = rng.random((B, 1, 1, T)) < 0.7
+    keep[..., 0] = True
+    for mask, fallback in ((np.where(keep, 0, -np.inf).astype(np.float32), 1),  # broadcast
+                           (np.broadcast_to(np.where(keep, 0, -np.inf).astype(np.float32),
+                                            (B, 1, T, T)), 0)):
+        del calls[:]
+        got = layer(h, mask, shape, shape)
+        assert len(calls) == fallback
+        qkv = h @ w.T + b
+        q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(B, T, H, D) for i in range(3))
+        want = HeadsAttention(0.5)(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 3, 1),
+                                   v.transpose(0, 2, 1, 3), mask)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="^weight: "):
         QKVHeadsAttention(w[:-1], None)
     with pytest.raises(ValueError, match="^shapes: "):

@@ -226,6 +226,9 @@ class QKVHeadsAttention(Layer):
         mask = rest.pop(0) if self.attention.masked else None
         qkv = self.qkv(hidden)
         c = self.block
+        fast = self._kernel(qkv, mask, rest)
+        if fast is not None:
+            return fast
         heads = []
         for i, (shape, perm) in enumerate(zip(self.shapes, ((0, 2, 1, 3), (0, 2, 3, 1),
                                                             (0, 2, 1, 3)))):
@@ -233,6 +236,39 @@ class QKVHeadsAttention(Layer):
                 shape = [int(v) for v in np.ravel(rest.pop(0))]
             heads.append(_onnx_reshape(qkv[..., i * c:(i + 1) * c], shape).transpose(perm))
         return self.attention(*heads, mask)
+
+    def _kernel(self, qkv, mask, shape_inputs):
+        """The usual case in one attention_f32 call on column blocks of qkv
+        [B, T, 3C] (views, no copies): every target is [B, T, H, C / H]
+        (0 keeps B / T), mask None or float32 [B, 1, T, T] with its last axis
+        contiguous, NaN probabilities as 0. Else None: HeadsAttention on the
+        graph's reshapes and transposes (the same values)."""
+        core = _core()
+        if core is None or qkv.ndim != 3 or not self.attention.nan_to_zero or \
+                type(qkv) is not np.ndarray:
+            return None
+        b, t, c = qkv.shape[0], qkv.shape[1], self.block
+        target = None
+        it = iter(shape_inputs)
+        for shape in self.shapes:
+            s = [int(v) for v in np.ravel(next(it))] if shape is None else shape
+            if len(s) != 4 or s[0] not in (0, b) or s[1] not in (0, t) or \
+                    s[2] < 1 or s[3] < 1 or s[2] * s[3] != c or target not in (None, s[2:]):
+                return None
+            target = s[2:]
+        m3 = None
+        if mask is not None:
+            if type(mask) is not np.ndarray or mask.dtype != np.float32 or \
+                    mask.shape != (b, 1, t, t):
+                return None
+            m3 = mask[:, 0]
+            if t > 1 and m3.strides[2] != 4:
+                return None
+        h, d = target
+        q, k, v = (qkv[..., i * c:(i + 1) * c].reshape(b, t, h, d) for i in range(3))
+        out = np.empty((b, t, h, d), np.float32)
+        core.attention_f32(q, k, v, m3, self.attention.scale, out)
+        return out.transpose(0, 2, 1, 3)
 
     def config(self):
         a = self.attention

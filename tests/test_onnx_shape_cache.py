@@ -70,6 +70,25 @@ def test_identical_to_uncached_graph(files, kind, monkeypatch):
             np.testing.assert_array_equal(m(**feed), ref(**feed), err_msg=kind)
 
 
+def test_layers_share_one_function_per_program(files, monkeypatch):
+    """Every layer computes its Reshape targets with the same ops from another
+    tensor of the same shape: one ShapeFunction (one cache) serves them all,
+    so a new input shape runs each distinct program once per call."""
+    m = sko.load(files["int8"])
+    fns = _shape_functions(m)
+    distinct = {id(f): f for f in fns}
+    assert len(distinct) < len(fns)
+    calls = []
+    compute = ShapeFunction.compute
+    with monkeypatch.context() as mp:
+        mp.setattr(ShapeFunction, "compute", lambda self, *xs: calls.append(1) or
+                   compute(self, *xs))
+        feed = _feed(2, 13, seed=3)
+        got = m(**feed)
+    assert len(calls) == len(distinct)  # one run per program, not per node
+    np.testing.assert_array_equal(got, _uncached(files["int8"], monkeypatch)(**feed))
+
+
 def test_same_batch_other_length_is_not_stale(files, monkeypatch):
     """The key must hold every axis of every shape read: same batch, another
     sequence length (and the reverse) must not reuse the first call's shapes."""

@@ -86,6 +86,9 @@ def cache_shapes(nodes, outputs):
         return ShapeFunction([(by_name[n][1], [index[m] for m in by_name[n][2]]) for n in ops],
                              len(ext)), ext
 
+    shared = {}  # one ShapeFunction (and cache) per distinct program: each layer's
+    # Reshape targets are the same ops on another tensor of the same shape, so a
+    # new input shape is computed once, not once per layer
     out_nodes = []
     for layer, ins, out in nodes:
         if out in alias:
@@ -93,6 +96,8 @@ def cache_shapes(nodes, outputs):
         if out in static and out not in plain:
             if out in frontier:
                 fn, ext = program(out)
+                key = (fn.n_inputs, tuple((_signature(op), tuple(refs)) for op, refs in fn.program))
+                fn = shared.setdefault(key, fn)
                 out_nodes.append((fn, ext, out))
             continue
         out_nodes.append((layer, [alias.get(n, n) for n in ins], out))

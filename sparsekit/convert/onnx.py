@@ -202,6 +202,7 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     for i in inputs:
         b.vals[i.name] = _graph_input(b, i)
     inputs = [i.name for i in inputs]
+    int_inputs = [b.vals[i].name for i in inputs if b.vals[i].name != i]  # their casts
     for node in g.node:
         for i in node.input:
             b.uses[i] = b.uses.get(i, 0) + 1
@@ -238,7 +239,8 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     nodes = _static.fuse_bias_requantize(nodes, outputs)
     nodes = fuse_qkv_attention(nodes, outputs)  # q, k, v projections: one GEMM
     # shape arithmetic: computed once per distinct tuple of input shapes (onnx_shapes)
-    m = Model.graph(cache_shapes(nodes, outputs), inputs, outputs)
+    # (the attention mask too: computed once per distinct integer input it reads)
+    m = Model.graph(cache_shapes(nodes, outputs, by_value=int_inputs), inputs, outputs)
     m.report = b.report
     return m
 

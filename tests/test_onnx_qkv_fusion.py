@@ -224,10 +224,12 @@ def test_layer_runs_any_reshape_target(rng):
             calls.append(1)
             return super().__call__(*args)
 
-    # the first two run as one kernel call on views, the third (an inferred
-    # axis) through HeadsAttention
+    # heads of the tokens (the heads' count given, another one, or inferred as
+    # the export writes it) run as one kernel call on views; other axes (each
+    # token its own sequence here) through HeadsAttention
     for shapes, fallback in (([[0, 0, H, D]] * 3, 0), ([[B, T, 2, C // 2]] * 3, 0),
-                             ([[0, -1, 1, C]] * 3, 1)):
+                             ([[0, 0, -1, D]] * 3, 0), ([[B * T, 1, H, D]] * 3, 1),
+                             ([[0, -1, 1, C]] * 3, 0)):
         layer = QKVHeadsAttention(w, b, 0.5, True, False, shapes)
         layer.attention.__class__ = Spy
         del calls[:]

@@ -16,6 +16,8 @@ The output projection (BERT's attention.output.dense) is a separate Linear.
 The weight is stored as one [3C, C] matrix in any sparsekit format (rows:
 query, then key, then value), so save / load handle it like a Linear's.
 """
+import math
+
 import numpy as np
 
 from sparsekit.runtime.layers import Layer, Linear, register
@@ -179,6 +181,14 @@ class HeadsAttention(Layer):
         return {"scale": self.scale, "nan_to_zero": self.nan_to_zero, "masked": self.masked}
 
 
+def _ints(v):
+    """A shape tensor's entries as Python ints (tolist: ~50x faster than int()
+    of each NumPy scalar)."""
+    if type(v) is np.ndarray and v.ndim == 1 and v.dtype.kind == "i":
+        return v.tolist()
+    return [int(a) for a in np.ravel(v).tolist()]
+
+
 def _onnx_reshape(x, shape):
     """ONNX Reshape (allowzero=0: a 0 keeps x's size on that axis)."""
     return x.reshape([x.shape[i] if v == 0 else v for i, v in enumerate(shape)])
@@ -233,7 +243,7 @@ class QKVHeadsAttention(Layer):
         for i, (shape, perm) in enumerate(zip(self.shapes, ((0, 2, 1, 3), (0, 2, 3, 1),
                                                             (0, 2, 1, 3)))):
             if shape is None:
-                shape = [int(v) for v in np.ravel(rest.pop(0))]
+                shape = _ints(rest.pop(0))
             heads.append(_onnx_reshape(qkv[..., i * c:(i + 1) * c], shape).transpose(perm))
         return self.attention(*heads, mask)
 
@@ -241,19 +251,28 @@ class QKVHeadsAttention(Layer):
         """The usual case in one attention_f32 call on column blocks of qkv
         [B, T, 3C] (views, no copies): every target is [B, T, H, C / H]
         (0 keeps B / T), mask None or float32 [B, 1, T, T] with its last axis
-        contiguous, NaN probabilities as 0. Else None: HeadsAttention on the
-        graph's reshapes and transposes (the same values)."""
+        contiguous (and, without nan_to_zero, no query whose keys are all
+        -inf). Else None: HeadsAttention on the graph's reshapes and
+        transposes (the same values)."""
         core = _core()
-        if core is None or qkv.ndim != 3 or not self.attention.nan_to_zero or \
-                type(qkv) is not np.ndarray:
+        if core is None or type(qkv) is not np.ndarray or qkv.ndim != 3:
             return None
         b, t, c = qkv.shape[0], qkv.shape[1], self.block
+        if b * t * c == 0:
+            return None
         target = None
         it = iter(shape_inputs)
         for shape in self.shapes:
-            s = [int(v) for v in np.ravel(next(it))] if shape is None else shape
-            if len(s) != 4 or s[0] not in (0, b) or s[1] not in (0, t) or \
-                    s[2] < 1 or s[3] < 1 or s[2] * s[3] != c or target not in (None, s[2:]):
+            s = _ints(next(it)) if shape is None else list(shape)
+            if len(s) != 4:
+                return None
+            s = [(b, t, c)[i] if v == 0 and i < 3 else v for i, v in enumerate(s)]
+            if s.count(-1) == 1:  # the one inferred axis (the export's heads)
+                known = -math.prod(s)
+                if known <= 0 or (b * t * c) % known:
+                    return None
+                s[s.index(-1)] = b * t * c // known
+            if s[:2] != [b, t] or min(s) < 1 or s[2] * s[3] != c or target not in (None, s[2:]):
                 return None
             target = s[2:]
         m3 = None
@@ -264,6 +283,8 @@ class QKVHeadsAttention(Layer):
             m3 = mask[:, 0]
             if t > 1 and m3.strides[2] != 4:
                 return None
+            if not self.attention.nan_to_zero and np.isneginf(m3).all(-1).any():
+                return None  # a query with no key: the graph gives NaN there, the kernel 0
         h, d = target
         q, k, v = (qkv[..., i * c:(i + 1) * c].reshape(b, t, h, d) for i in range(3))
         out = np.empty((b, t, h, d), np.float32)

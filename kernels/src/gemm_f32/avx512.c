@@ -2,7 +2,10 @@
  * gemm_f32/avx512.c - 12 x 32 tile: 24 zmm accumulators, two weight loads and
  * 12 broadcasts of packed X per k (the broadcasts fold into the FMAs), so the
  * FMA ports, not loads, bound it. A tile of fewer rows runs the same code
- * instantiated for its row count (the accumulators stay in registers).
+ * instantiated for its row count (the accumulators stay in registers). A
+ * block's first tile also prefetches the next panel: at a few rows the
+ * weights stream from memory, and the hardware prefetchers stop at each
+ * 4 KiB page (MiniLM at batch 1: ~15% less time per GEMM from memory).
  */
 #include <immintrin.h>
 
@@ -11,10 +14,15 @@
 static inline __attribute__((always_inline)) void tile(const int MR, const float *xp,
                                                        const float *wp, int64_t k,
                                                        const float *bias, int64_t nn, int relu,
-                                                       float *y, int64_t ldy) {
+                                                       float *y, int64_t ldy,
+                                                       const char *next) {
   __m512 c0[12], c1[12];
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
   for (int64_t kk = 0; kk < k; ++kk) {
+    if (next) { /* the next panel, 128 bytes per k: two lines */
+      _mm_prefetch(next + kk * 128, _MM_HINT_T0);
+      _mm_prefetch(next + kk * 128 + 64, _MM_HINT_T0);
+    }
     const __m512 w0 = _mm512_loadu_ps(wp + kk * 32), w1 = _mm512_loadu_ps(wp + kk * 32 + 16);
     const float *xk = xp + kk * MR;
     for (int i = 0; i < MR; ++i) {
@@ -48,10 +56,12 @@ static inline __attribute__((always_inline)) void tile(const int MR, const float
 }
 
 void sk_gemm_f32_tile__avx512(const float *xp, int64_t mr, const float *wp, int64_t k,
-                              const float *bias, int64_t nn, int relu, float *y, int64_t ldy) {
+                              const float *bias, int64_t nn, int relu, float *y, int64_t ldy,
+                              const float *next) {
+  const char *pf = (const char *)next;
   switch (mr) {
 #define CASE(R) \
-  case R: tile(R, xp, wp, k, bias, nn, relu, y, ldy); break;
+  case R: tile(R, xp, wp, k, bias, nn, relu, y, ldy, pf); break;
     CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
     CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
 #undef CASE

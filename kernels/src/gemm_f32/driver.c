@@ -61,14 +61,16 @@ static void pack_x(const float *x, int64_t ldx, int64_t rows, int64_t k, int mr_
 static void panels(const sk_gemm_f32_impl *impl, sk_gelu_f32_fn gelu, int64_t n, int64_t k,
                    const float *packed, const float *xp, int64_t rows, const float *bias,
                    sk_activation act, float *y, int64_t ldy, int64_t p0, int64_t p1) {
+  const int64_t npanels = (n + PANEL - 1) / PANEL;
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t n0 = p * PANEL, nn = n - n0 < PANEL ? n - n0 : PANEL;
     const int64_t tiles = tile_count(rows, impl->mr);
     for (int64_t t = 0; t < tiles; ++t) {
       const int64_t r0 = tile_start(t, rows, tiles), mr = tile_start(t + 1, rows, tiles) - r0;
       float *yt = y + r0 * ldy + n0;
+      const float *next = t == 0 && p + 1 < npanels ? packed + (p + 1) * k * PANEL : NULL;
       impl->tile(xp + r0 * k, mr, packed + p * k * PANEL, k, bias ? bias + n0 : NULL, nn,
-                 act == SK_ACT_RELU, yt, ldy);
+                 act == SK_ACT_RELU, yt, ldy, next);
       if (act == SK_ACT_GELU)
         for (int64_t i = 0; i < mr; ++i) gelu(yt + i * ldy, nn);
     }

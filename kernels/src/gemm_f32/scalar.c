@@ -5,7 +5,9 @@
 #include "../internal.h"
 
 void sk_gemm_f32_tile__scalar(const float *xp, int64_t mr, const float *wp, int64_t k,
-                              const float *bias, int64_t nn, int relu, float *y, int64_t ldy) {
+                              const float *bias, int64_t nn, int relu, float *y, int64_t ldy,
+                              const float *next) {
+  (void)next;
   for (int64_t i = 0; i < mr; ++i)
     for (int64_t j = 0; j < nn; ++j) {
       float acc = 0.0f;

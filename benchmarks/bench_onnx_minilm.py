@@ -25,6 +25,7 @@ into MLAS kernels that break requantization ties differently).
 
     HF_HUB_OFFLINE=1 flock /work/wt/bench.lock python benchmarks/bench_onnx_minilm.py \\
         [--repeats 15] [--check-only] [--static] [--only NAME,...] [--no-check]
+        [--batch 1] [--batch 32]
 """
 import argparse
 import os
@@ -113,6 +114,8 @@ def main():
                     help="comma-separated parts of file names (e.g. 'QDQ,QOperator'): "
                          "check and time only the files whose name holds one")
     ap.add_argument("--no-check", action="store_true", help="skip the accuracy lines")
+    ap.add_argument("--batch", type=int, choices=(1, 32), action="append",
+                    help="time only this batch size (repeatable; default 1 and 32)")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -209,6 +212,7 @@ def main():
         return
 
     batches = {1: [feed([s]) for s in sentences[:8]], 32: [feed(sentences[:32])]}
+    batches = {b: v for b, v in batches.items() if b in (args.batch or batches)}
     systems = {}
     for k in [k for k in files if k in timed]:
         systems[f"sparsekit {k}"] = lambda fd, m=sk[k]: m(**fd)
@@ -222,15 +226,16 @@ def main():
     with threadpool_limits(1):
         wall, cpu = median_batch_times(systems, batches, args.repeats)
     for clock, med in (("wall", wall), ("process CPU", cpu)):
+        t32 = f"; batch 32: T = {batches[32][0]['input_ids'].shape[1]}" if 32 in batches else ""
         print(f"\n1 thread, {args.repeats} interleaved rounds, median {clock} ms per batch "
-              f"(pre-tokenized; batch 32: T = {batches[32][0]['input_ids'].shape[1]})")
-        print(f"{'system':<42} {'batch 1':>9} {'batch 32':>9}")
+              f"(pre-tokenized{t32})")
+        print(f"{'system':<42}" + "".join(f" {f'batch {b}':>9}" for b in batches))
         for s in systems:
-            print(f"{s:<42} {med[(s, 1)] * 1e3:9.2f} {med[(s, 32)] * 1e3:9.2f}")
+            print(f"{s:<42}" + "".join(f" {med[(s, b)] * 1e3:9.2f}" for b in batches))
         for k in [k for k in files if k in timed]:
             a, o = f"sparsekit {k}", f"ORT {k}"
-            print(f"  ORT / sparsekit, {k:<28}: batch 1 {med[(o, 1)] / med[(a, 1)]:5.2f}x, "
-                  f"batch 32 {med[(o, 32)] / med[(a, 32)]:5.2f}x")
+            print(f"  ORT / sparsekit, {k:<28}: " + ", ".join(
+                f"batch {b} {med[(o, b)] / med[(a, b)]:5.2f}x" for b in batches))
 
 
 if __name__ == "__main__":

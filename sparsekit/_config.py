@@ -14,7 +14,7 @@ from sparsekit._native import AVAILABLE as _COMPILED, IMPORT_ERROR as _CORE_ERRO
 from sparsekit._native import core as _core
 
 KERNEL_FAMILIES = ("spmm_f32", "quantize_u8", "qgemm_u8s8", "spmm_u8s8", "gelu_f32",
-                   "attention_f32", "layernorm_f32", "spmv_sell_f32")
+                   "attention_f32", "layernorm_f32", "spmv_sell_f32", "gemm_f32")
 ISA_NAMES = (tuple(_core.isa_names()) if _COMPILED
              else ("scalar", "avx2", "avx512", "avx512vnni", "neon"))
 _MAX_THREADS = 2**31 - 1

@@ -36,6 +36,7 @@ cdef int check(int rc) except -1:
 include "_core_dispatch.pxi"
 include "_core_spmm_f32.pxi"
 include "_core_sell_f32.pxi"
+include "_core_gemm_f32.pxi"
 include "_core_qgemm.pxi"
 include "_core_spint8.pxi"
 include "_core_attention.pxi"

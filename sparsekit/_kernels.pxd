@@ -57,6 +57,13 @@ cdef extern from "sparsekit.h" nogil:
     int sk_linear_sell_f32(const sk_sell_f32 *w, int64_t m, const float *x, int64_t ldx,
                            const float *bias, sk_activation act, float *y, int64_t ldy)
 
+    # ---- dense fp32 GEMM with a packed weight (gemm_f32) ----
+    int64_t sk_gemm_f32_packed_floats(int64_t n, int64_t k)
+    int sk_gemm_f32_pack(int64_t n, int64_t k, const float *w, int64_t ldw, float *packed)
+    int sk_linear_gemm_f32(int64_t n, int64_t k, const float *packed, int64_t m,
+                           const float *x, int64_t ldx, const float *bias, sk_activation act,
+                           float *y, int64_t ldy)
+
     # ---- u8 activation quantization and the int8 GEMM (qgemm_u8s8) ----
     int SK_ERR_NONFINITE
     int sk_quantize_rows_u8(int64_t m, int64_t k, const float *x, int64_t ldx, uint8_t *xq,

@@ -238,12 +238,19 @@ class QuantizedMatrix(StaticInput):
     def _linear(self, x, bias, act, backend):
         if backend == "numba":
             raise ValueError("backend: the numba backend has no int8 path; use 'auto' or 'c'")
+        if self._input_scale is None:
+            return self._linear_input(x, 0.0, 0, bias, act)
+        return self._linear_input(x, self._input_scale, self._input_zero_point, bias, act)
+
+    def _linear_input(self, x, scale, zero_point, bias, act):
+        """x [M, K] (unit-stride rows) times this weight with the input quantized
+        by (scale, zero_point), checked as with_static_input checks them (scale
+        0.0: per row, dynamic), without the copy with_static_input makes (a
+        per-call input quantization: runtime.tensor_quant)."""
         n, k = self._shape
         out = np.empty((x.shape[0], n), dtype=np.float32)
-        if self._input_scale is None:
-            return _core.linear_qgemm(self._kernel_arrays, n, k, x, 0.0, 0, bias, act, out)
-        return _core.linear_qgemm(self._kernel_arrays, n, k, x, self._input_scale,
-                                  self._input_zero_point, bias, act, out)
+        return _core.linear_qgemm(self._kernel_arrays, n, k, x, scale, zero_point, bias, act,
+                                  out)
 
 
 def _unpack(packed, n, k):

@@ -36,6 +36,7 @@ import zlib
 
 import numpy as np
 
+from sparsekit import _dense_f32
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.layers import LAYERS, Layer
 from sparsekit.runtime.model import Model
@@ -79,7 +80,10 @@ def _encode_weight(w, wr):
     n, k = w.shape
     kind = W.describe(w)
     if kind == "dense fp32":
-        return {"kind": "dense_f32", "shape": [n, k], "values": wr.add(np.asarray(w, np.float32))}
+        e = {"kind": "dense_f32", "shape": [n, k], "values": wr.add(np.asarray(w, np.float32))}
+        if not isinstance(w, np.ndarray):  # a PackedDenseMatrix: packed again on load
+            e["runtime"] = "packed dense fp32"
+        return e
     if kind in ("csr fp32", "csr shared fp32"):
         e = {"kind": "csr_f32", "shape": [n, k], "data": wr.add(w.data),
              "indices": wr.add(w.indices), "indptr": wr.add(w.indptr)}
@@ -200,6 +204,11 @@ def _decode_weight(e, arrays, where="weight"):
         v = get("values")
         if v.shape != (n, k):
             raise ValueError(f"weight: values shape {v.shape} != {(n, k)}")
+        runtime = e.get("runtime", "dense fp32")
+        if runtime not in ("dense fp32", "packed dense fp32"):
+            raise ValueError(f"weight: unknown dense_f32 runtime {runtime!r}")
+        if runtime == "packed dense fp32" and _dense_f32.wanted():
+            return _dense_f32.PackedDenseMatrix(v)
         return v.copy()
     if kind == "csr_f32":
         csr = sparsekit.CSRMatrix((get("data"), get("indices"), get("indptr")), (n, k))

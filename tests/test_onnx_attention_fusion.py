@@ -19,7 +19,7 @@ import sparsekit.onnx as sko  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from sparsekit.convert import onnx as conv_onnx  # noqa: E402
 from sparsekit.runtime.array_ops import ArrayOp  # noqa: E402
-from sparsekit.runtime.attention import HeadsAttention  # noqa: E402
+from sparsekit.runtime.attention import HeadsAttention, QKVHeadsAttention  # noqa: E402
 from sparsekit.runtime.layers import Softmax  # noqa: E402
 
 from test_onnx_transformer import _export, _feed, _ort, _quantize_dynamic  # noqa: E402
@@ -42,7 +42,8 @@ def _unfused(path, monkeypatch):
 
 
 def _n_fused(m):
-    return sum(isinstance(a, HeadsAttention) for a in m.layers)
+    """Attention layers, with or without their projections (onnx_qkv)."""
+    return sum(isinstance(a, (HeadsAttention, QKVHeadsAttention)) for a in m.layers)
 
 
 @pytest.mark.parametrize("kind", ["fp32", "int8", "pruned", "sharp"])
@@ -83,8 +84,10 @@ def test_fused_model_saves_and_loads(files, tmp_path):
     path = tmp_path / "bert.spk"
     sparsekit.save(m, path)
     back = sparsekit.load(path)
-    assert [a.config() for a in back.layers if isinstance(a, HeadsAttention)] == \
-        [a.config() for a in m.layers if isinstance(a, HeadsAttention)]
+    kinds = (HeadsAttention, QKVHeadsAttention)
+    assert [a.config() for a in back.layers if isinstance(a, kinds)] == \
+        [a.config() for a in m.layers if isinstance(a, kinds)]
+    assert any(isinstance(a, QKVHeadsAttention) for a in back.layers)
     feed = _feed(3, 11)
     np.testing.assert_array_equal(back(**feed), m(**feed))
 

@@ -39,7 +39,7 @@ def files(tmp_path_factory):
 def _uncached(path, monkeypatch):
     """The importer's graph without the shape pass (every node on every call)."""
     with monkeypatch.context() as mp:
-        mp.setattr(onnx_import, "cache_shapes", lambda nodes, outputs: list(nodes))
+        mp.setattr(onnx_import, "cache_shapes", lambda nodes, outputs, by_value=(): list(nodes))
         return sko.load(path)
 
 
@@ -61,13 +61,85 @@ def test_identical_to_uncached_graph(files, kind, monkeypatch):
         np.testing.assert_array_equal(got, ref(**feed), err_msg=kind)
         if kind == "fp32":
             np.testing.assert_allclose(got, _ort(files[kind], feed), rtol=0, atol=1e-5)
-    assert all(0 < len(f._cache) <= len(set(SHAPES)) for f in fns)
+    # (the attention mask and token types are cached by value: test_mask_cached_by_value)
+    assert all(0 < len(f._cache) <= len(set(SHAPES)) for f in fns if not f.by_value)
     # every shape seen: the shape code does not run again (new data, same shapes)
+    compute = ShapeFunction.compute
     with monkeypatch.context() as mp:
-        mp.setattr(ShapeFunction, "compute", lambda *a: pytest.fail("cache miss"))
+        mp.setattr(ShapeFunction, "compute", lambda self, *a: compute(self, *a)
+                   if self.by_value else pytest.fail("cache miss"))
         for i, feed in enumerate(feeds):
             feed = _feed(*feed["input_ids"].shape, seed=100 + i)
             np.testing.assert_array_equal(m(**feed), ref(**feed), err_msg=kind)
+
+
+def test_layers_share_one_function_per_program(files, monkeypatch):
+    """Every layer computes its Reshape targets with the same ops from another
+    tensor of the same shape: one ShapeFunction (one cache) serves them all,
+    so a new input shape runs each distinct program once per call."""
+    m = sko.load(files["int8"])
+    fns = _shape_functions(m)
+    distinct = {id(f): f for f in fns}
+    assert len(distinct) < len(fns)
+    calls = []
+    compute = ShapeFunction.compute
+    with monkeypatch.context() as mp:
+        mp.setattr(ShapeFunction, "compute", lambda self, *xs: calls.append(1) or
+                   compute(self, *xs))
+        feed = _feed(2, 13, seed=3)
+        got = m(**feed)
+    assert len(calls) == len(distinct)  # one run per program, not per node
+    np.testing.assert_array_equal(got, _uncached(files["int8"], monkeypatch)(**feed))
+
+
+@pytest.mark.parametrize("kind", ["fp32", "int8"])
+def test_mask_cached_by_value(files, kind, monkeypatch):
+    """The export's attention mask (from attention_mask's values) and token
+    type embeddings are ShapeFunctions keyed by those values too: the same
+    mask is computed once, another mask (same shape) again, and the values are
+    what the uncached graph gives. The word embeddings, a lookup of token ids
+    in a big table, are not cached (onnx_shapes.LOOKUP_MAX)."""
+    m, ref = sko.load(files[kind]), _uncached(files[kind], monkeypatch)
+    valued = [f for f in _shape_functions(m) if f.by_value]
+    assert len(valued) == 2
+    assert any(isinstance(a, ArrayOp) and a.op == "Gather" and a.consts and
+               max(v.size for v in a.consts.values()) > 1024 for a in m.layers)
+    runs = []
+    compute = ShapeFunction.compute
+    with monkeypatch.context() as mp:
+        mp.setattr(ShapeFunction, "compute", lambda self, *a: runs.append(self.by_value)
+                   or compute(self, *a))
+        base = _feed(3, 9, seed=1)
+        other = {k: v.copy() for k, v in base.items()}
+        other["attention_mask"][1, 4:] = 0  # another padding, same shapes
+        other["token_type_ids"][0] = 1
+        for feed, misses in ((base, 10), (dict(base, input_ids=other["input_ids"]), 0),
+                             (other, 2), (base, 0), (other, 0)):
+            del runs[:]
+            got = m(**feed)
+            np.testing.assert_array_equal(got, ref(**feed))
+            if misses == 10:  # first call: every program runs
+                assert len(runs) >= 2 and sum(bool(r) for r in runs) == 2
+            else:
+                assert len(runs) == misses and all(runs)
+
+
+def test_by_value_inputs_join_the_key():
+    add = ArrayOp("Add", {}, ["x", "x"])
+    fn = ShapeFunction([(ArrayOp("Shape"), [1]), (ArrayOp("Cast", {"to": "int64"}), [0]),
+                        (ArrayOp("ReduceSum", {"keepdims": 0}, ["x"]), [3]), (add, [2, 4])], 2,
+                       by_value=[0])
+    assert fn.config()["by_value"] == [0]
+    for m, x, want in [([1, 1, 0], np.zeros((2, 5)), [4, 7]),
+                       ([1, 1, 1], np.zeros((2, 5)), [5, 8]),
+                       ([1, 1, 0], np.ones((2, 5)), [4, 7]),
+                       ([1, 1, 0], np.zeros((3, 5)), [5, 7])]:
+        np.testing.assert_array_equal(fn(np.array(m, np.int64), x), want)
+    assert len(fn._cache) == 3  # the third call hits the first's entry: x read by shape
+    with pytest.raises(ValueError, match="by_value: expected input indices"):
+        ShapeFunction([(ArrayOp("Shape"), [0])], 1, by_value=[1])
+    with pytest.raises(ValueError, match="reads input 0"):
+        ShapeFunction([(ArrayOp("Neg"), [0])], 1, by_value=[])
 
 
 def test_same_batch_other_length_is_not_stale(files, monkeypatch):

@@ -16,6 +16,7 @@ import sparsekit  # noqa: E402
 import sparsekit.onnx as sko  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from sparsekit.runtime.array_ops import ArrayOp  # noqa: E402
+from sparsekit.runtime.attention import QKVHeadsAttention  # noqa: E402
 from sparsekit.runtime.shape_function import ShapeFunction  # noqa: E402
 from sparsekit.runtime.tensor_quant import TensorQuantLinear  # noqa: E402
 
@@ -140,16 +141,19 @@ def test_integer_inputs_of_other_dtypes(files):
 @pytest.mark.parametrize("batch,t", SHAPES)
 def test_dynamic_int8_matches_ort(files, batch, t):
     m = sko.load(files["int8"])
-    lin = [a for a in m.layers if isinstance(a, TensorQuantLinear)]
-    assert len(lin) == 12
-    assert all(isinstance(a.weight, sparsekit.QuantizedMatrix) for a in lin)
+    # query, key and value run as one stacked weight per layer (onnx_qkv)
+    qkv = [a.qkv for a in m.layers if isinstance(a, QKVHeadsAttention)]
+    lin = [a for a in m.layers if isinstance(a, TensorQuantLinear)] + qkv
+    assert len(qkv) == 2 and len(lin) == 8
+    assert all(isinstance(a, TensorQuantLinear) and isinstance(a.weight, sparsekit.QuantizedMatrix)
+               for a in lin)
     # the file's int8 weights, unchanged ([K, N] in the file, [N, K] here)
     g = onnx.load(files["int8"]).graph
     q = [numpy_helper.to_array(i) for i in g.initializer
          if i.data_type == TensorProto.INT8 and i.dims and len(i.dims) == 2]
     assert len(q) == 12
-    assert {a.weight.q.T.tobytes() for a in lin} == {np.ascontiguousarray(x).tobytes()
-                                                     for x in q}
+    ours = [w for a in lin for w in np.split(a.weight.q, 3 if a in qkv else 1)]
+    assert {w.T.tobytes() for w in ours} == {np.ascontiguousarray(x).tobytes() for x in q}
     feed = _feed(batch, t)
     got, want = m(**feed), _ort(files["int8"], feed)
     # both quantize each MatMul's input per tensor and multiply exactly in
@@ -179,6 +183,8 @@ def test_per_tensor_input_quantization_is_what_makes_it_match(files):
         if isinstance(layer, TensorQuantLinear):
             m.nodes[i] = (sparsekit.runtime.Linear(layer.weight, layer.bias, layer.activation),
                           ins, out)
+        elif isinstance(layer, QKVHeadsAttention):
+            layer.qkv = sparsekit.runtime.layers.RowsLinear(layer.weight, layer.bias)
     assert np.abs(m(**feed) - want).max() > 1e-4  # the tolerance above
 
 

@@ -150,6 +150,24 @@ def test_model_sequential_and_residual(rng):
     assert "Linear" in seq.summary()
 
 
+def test_model_follows_nodes_changed_after_a_call(rng):
+    """Which tensors a call lets go of (after their last use) is worked out
+    once; a node replaced, an input list edited in place or other outputs
+    afterwards are followed, not run with the old plan."""
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    m = R.Model.graph([(R.ReLU(), ["x"], "a"), (R.Tanh(), ["a"], "b"), (R.Sigmoid(), ["b"], "y")],
+                      inputs=["x"], outputs=["y"])
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    close(m(x), sig(np.tanh(np.maximum(x, 0))))
+    m.nodes[2] = (R.Add(), ["b", "a"], "y")  # "a" is now read after "b" is made
+    close(m(x), np.tanh(np.maximum(x, 0)) + np.maximum(x, 0))
+    m.nodes[1][1][0] = "x"  # in place: b = tanh(x)
+    close(m(x), np.tanh(x) + np.maximum(x, 0))
+    m.outputs = ["y", "b"]
+    y, b = m(x)
+    close(b, np.tanh(x))
+
+
 def test_model_rejects_bad_graphs(rng):
     with pytest.raises(ValueError, match="not produced"):
         R.Model.graph([(R.ReLU(), ["nope"], "y")], inputs=["x"], outputs=["y"])

@@ -367,6 +367,22 @@ int sk_sell_f32_validate(const sk_sell_f32 *w, int64_t *bad_group);
 int sk_linear_sell_f32(const sk_sell_f32 *w, int64_t m, const float *x, int64_t ldx,
                        const float *bias, sk_activation act, float *y, int64_t ldy);
 
+/* ---- dense fp32 GEMM with a packed weight (small M first) -------------
+ * W[N, K] packed once in panels of 32 rows, k-major inside a panel:
+ *   packed[(p * K + k) * 32 + j] = W[32 p + j, k]   (0 for rows past N)
+ * sk_gemm_f32_packed_floats(n, k) floats, 64-byte aligned for the kernels.
+ * sk_linear_gemm_f32: Y[m, n] = act(sum_k X[m, k] * W[n, k] + bias[n])
+ * (act: none, relu or gelu; bias may be NULL), each sum in k order. Each
+ * weight panel is read once per block of up to ~64 KiB of X (so once for the
+ * few rows of a transformer at batch 1: BLAS packs the weight on every call).
+ * Scratch: one packed copy of a block of X. Returns SK_OK, SK_ERR_ARGUMENT
+ * or SK_ERR_NOMEM. */
+int64_t sk_gemm_f32_packed_floats(int64_t n, int64_t k);
+int sk_gemm_f32_pack(int64_t n, int64_t k, const float *w, int64_t ldw, float *packed);
+int sk_linear_gemm_f32(int64_t n, int64_t k, const float *packed, int64_t m, const float *x,
+                       int64_t ldx, const float *bias, sk_activation act, float *y,
+                       int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif

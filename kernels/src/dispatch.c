@@ -350,6 +350,21 @@ sk_sell_f32_fn sk_spmv_sell_f32_select(void) {
   return spmv_sell_f32_impls[spmv_sell_f32_isa()];
 }
 
+static const sk_gemm_f32_impl gemm_f32_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = {4, sk_gemm_f32_tile__scalar},
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX512] = {12, sk_gemm_f32_tile__avx512},
+#endif
+};
+
+static int gemm_f32_isa(void) {
+  int has[SK_ISA_COUNT];
+  for (int i = 0; i < SK_ISA_COUNT; ++i) has[i] = gemm_f32_impls[i].tile != NULL;
+  return resolve(has);
+}
+
+const sk_gemm_f32_impl *sk_gemm_f32_select(void) { return &gemm_f32_impls[gemm_f32_isa()]; }
+
 int sk_family_isa(const char *family) {
   if (strcmp(family ? family : "", "qgemm_u8s8") == 0) return qgemm_u8s8_isa();
   if (family == NULL) return -1;
@@ -360,6 +375,7 @@ int sk_family_isa(const char *family) {
   if (strcmp(family, "attention_f32") == 0) return attention_f32_isa();
   if (strcmp(family, "layernorm_f32") == 0) return layernorm_f32_isa();
   if (strcmp(family, "spmv_sell_f32") == 0) return spmv_sell_f32_isa();
+  if (strcmp(family, "gemm_f32") == 0) return gemm_f32_isa();
   return -1;
 }
 

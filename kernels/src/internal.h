@@ -463,4 +463,27 @@ void sk_spmv_sell_f32__neon(const sk_sell_f32 *w, int64_t s0, int64_t s1, int64_
                             sk_activation act, float *y, int64_t ldy);
 #endif
 
+/* ---- gemm_f32: dense fp32 with a packed weight (layout in sparsekit.h) ----
+ * Tile kernel: mr <= MR rows of X packed k-major (xp[k * mr + i]) times one
+ * weight panel (32 columns, k-major); writes the nn <= 32 valid columns of
+ * y[i * ldy + j], bias (NULL: none; its nn entries) and relu added. GELU is
+ * applied by the driver after the tile (sk_gelu_f32_select). next: a panel
+ * to prefetch meanwhile (the following one, for a block's first tile), or NULL. */
+typedef void (*sk_gemm_f32_fn)(const float *xp, int64_t mr, const float *wp, int64_t k,
+                               const float *bias, int64_t nn, int relu, float *y,
+                               int64_t ldy, const float *next);
+typedef struct {
+  int mr;              /* rows per tile */
+  sk_gemm_f32_fn tile; /* tile kernel */
+} sk_gemm_f32_impl;
+const sk_gemm_f32_impl *sk_gemm_f32_select(void);
+void sk_gemm_f32_tile__scalar(const float *xp, int64_t mr, const float *wp, int64_t k,
+                              const float *bias, int64_t nn, int relu, float *y, int64_t ldy,
+                              const float *next);
+#ifdef SK_ARCH_X86
+void sk_gemm_f32_tile__avx512(const float *xp, int64_t mr, const float *wp, int64_t k,
+                              const float *bias, int64_t nn, int relu, float *y, int64_t ldy,
+                              const float *next);
+#endif
+
 #endif /* SK_INTERNAL_H */

@@ -37,8 +37,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sparsekit import _dense_f32
 from sparsekit.convert.onnx_attention import OPS as _ATTENTION_OPS, fuse_attention
 from sparsekit.convert.onnx_fuse import fuse_erf_gelu
+from sparsekit.convert.onnx_qkv import fuse_qkv_attention
 from sparsekit.convert.onnx_generic import generic, generic_ops, inferred_dtypes, np_dtype
 from sparsekit.convert.onnx_shapes import cache_shapes
 from sparsekit.convert.onnx_values import Const, DynParam, IntAcc, Tensor
@@ -87,6 +89,9 @@ class _Builder:
         quant = "dynamic" if c.q is not None or self.quantize == "dynamic" else None
         fmt, why = W.pack_float(np.ascontiguousarray(w), quant, self.min_sparsity,
                                 m=None if conv else self.m)
+        if isinstance(fmt, np.ndarray) and not conv and _dense_f32.wanted():
+            fmt = _dense_f32.PackedDenseMatrix(fmt)  # BLAS repacks it on every call
+            why += ", packed once for sparsekit's fp32 GEMM"
         self.report.append(W.report_row(what, module, fmt, why))
         return fmt
 
@@ -197,6 +202,7 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     for i in inputs:
         b.vals[i.name] = _graph_input(b, i)
     inputs = [i.name for i in inputs]
+    int_inputs = [b.vals[i].name for i in inputs if b.vals[i].name != i]  # their casts
     for node in g.node:
         for i in node.input:
             b.uses[i] = b.uses.get(i, 0) + 1
@@ -233,8 +239,10 @@ def load(path_or_model, quantize=None, min_sparsity=None, m=None):
     nodes = _static.fuse_bias_requantize(nodes, outputs)
     nodes = _static.fold_into_requantize(_static.fuse_quant_layernorm(nodes, outputs), outputs)
     nodes = _static.fuse_quant_softmax(nodes, outputs)
+    nodes = fuse_qkv_attention(nodes, outputs)  # q, k, v projections: one GEMM
     # shape arithmetic: computed once per distinct tuple of input shapes (onnx_shapes)
-    m = Model.graph(cache_shapes(nodes, outputs), inputs, outputs)
+    # (the attention mask too: computed once per distinct integer input it reads)
+    m = Model.graph(cache_shapes(nodes, outputs, by_value=int_inputs), inputs, outputs)
     m.report = b.report
     return m
 

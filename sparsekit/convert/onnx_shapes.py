@@ -26,11 +26,24 @@ from sparsekit.runtime.array_ops import ArrayOp
 from sparsekit.runtime.shape_function import SHAPE_READERS, ShapeFunction
 
 
-def _static_names(nodes):
-    static = set()
+# an op reading a by_value input with a constant of more values than this (a
+# lookup of token ids in a vocabulary's embeddings: other ids every call) is
+# not cached; BERT's token type table (2 x hidden) is
+LOOKUP_MAX = 1024
+
+
+def _static_names(nodes, by_value=()):
+    static, valued = set(), set(by_value)  # valued: depends on a by_value input's contents
     for layer, ins, out in nodes:
-        if type(layer) is ArrayOp and (layer.op in SHAPE_READERS or
-                                       ins and all(n in static for n in ins)):
+        if type(layer) is not ArrayOp:
+            continue
+        if layer.op in SHAPE_READERS:
+            static.add(out)
+        elif ins and all(n in static or n in valued for n in ins):
+            if any(n in valued for n in ins):
+                if any(v.size > LOOKUP_MAX for v in layer.consts.values()):
+                    continue
+                valued.add(out)
             static.add(out)
     return static
 
@@ -44,10 +57,13 @@ def _signature(op):
             op.output, consts)
 
 
-def cache_shapes(nodes, outputs):
+def cache_shapes(nodes, outputs, by_value=()):
     """`nodes` (runtime.Model.graph's (layer, inputs, output) list) with its
-    static values computed by ShapeFunctions; the same values on every call."""
-    static = _static_names(nodes)
+    static values computed by ShapeFunctions; the same values on every call.
+    by_value: names of small integer tensors (the importer's integer graph
+    inputs, e.g. attention_mask) whose contents a cached value may depend on
+    too, keyed by those contents (ShapeFunction's by_value)."""
+    static = _static_names(nodes, by_value)
     keep = set(outputs)
     alias, seen = {}, {}  # output of a duplicate ArrayOp -> the first one's
     by_name = {}
@@ -83,9 +99,14 @@ def cache_shapes(nodes, outputs):
         ops = sorted(need, key=lambda n: by_name[n][0])
         ext = list(dict.fromkeys(m for n in ops for m in by_name[n][2] if m not in static))
         index = {m: k for k, m in enumerate(ext + ops)}
+        values = {index[m] for n in ops for m in by_name[n][2]
+                  if m not in static and by_name[n][1].op not in SHAPE_READERS}
         return ShapeFunction([(by_name[n][1], [index[m] for m in by_name[n][2]]) for n in ops],
-                             len(ext)), ext
+                             len(ext), by_value=values), ext
 
+    shared = {}  # one ShapeFunction (and cache) per distinct program: each layer's
+    # Reshape targets are the same ops on another tensor of the same shape, so a
+    # new input shape is computed once, not once per layer
     out_nodes = []
     for layer, ins, out in nodes:
         if out in alias:
@@ -93,6 +114,9 @@ def cache_shapes(nodes, outputs):
         if out in static and out not in plain:
             if out in frontier:
                 fn, ext = program(out)
+                key = (fn.n_inputs, tuple(fn.by_value),
+                       tuple((_signature(op), tuple(refs)) for op, refs in fn.program))
+                fn = shared.setdefault(key, fn)
                 out_nodes.append((fn, ext, out))
             continue
         out_nodes.append((layer, [alias.get(n, n) for n in ins], out))

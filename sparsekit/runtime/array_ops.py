@@ -61,7 +61,7 @@ def _slice(ins, a):
 
 
 def _reshape(ins, a):
-    x, shape = ins[0], [int(s) for s in np.ravel(ins[1])]
+    x, shape = ins[0], [int(s) for s in np.ravel(ins[1]).tolist()]  # (tolist: fast ints)
     if not a.get("allowzero", 0):
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
     return x.reshape(shape)

@@ -16,6 +16,8 @@ The output projection (BERT's attention.output.dense) is a separate Linear.
 The weight is stored as one [3C, C] matrix in any sparsekit format (rows:
 query, then key, then value), so save / load handle it like a Linear's.
 """
+import math
+
 import numpy as np
 
 from sparsekit.runtime.layers import Layer, Linear, register
@@ -177,3 +179,126 @@ class HeadsAttention(Layer):
 
     def config(self):
         return {"scale": self.scale, "nan_to_zero": self.nan_to_zero, "masked": self.masked}
+
+
+def _ints(v):
+    """A shape tensor's entries as Python ints (tolist: ~50x faster than int()
+    of each NumPy scalar)."""
+    if type(v) is np.ndarray and v.ndim == 1 and v.dtype.kind == "i":
+        return v.tolist()
+    return [int(a) for a in np.ravel(v).tolist()]
+
+
+def _onnx_reshape(x, shape):
+    """ONNX Reshape (allowzero=0: a 0 keeps x's size on that axis)."""
+    return x.reshape([x.shape[i] if v == 0 else v for i, v in enumerate(shape)])
+
+
+@register
+class QKVHeadsAttention(Layer):
+    """An ONNX export's self-attention from the hidden states on: query, key
+    and value projections as one Linear (weight [3C, C], rows query, key,
+    value), each C-column block reshaped to heads and transposed as the
+    export does, then HeadsAttention (sparsekit.convert.onnx_qkv):
+
+        hidden [B, T, C] ─ Linear [3C, C] ─ q | k | v   (column blocks, views)
+        q, v ─ Reshape(shape_q / shape_v) ─ Transpose(0, 2, 1, 3)
+        k ─ Reshape(shape_k) ─ Transpose(0, 2, 3, 1)
+        ─► HeadsAttention(q, kt, v [, mask])             [B, H, T, D]
+
+    The shapes are ONNX Reshape targets (allowzero=0), given per block as a
+    list of ints or None, then read from the next runtime input (the
+    export's computed shapes) after hidden and the mask. per_tensor: the
+    input is quantized per tensor per call (TensorQuantLinear, ORT dynamic
+    int8 files) instead of runtime.Linear's per row."""
+
+    def __init__(self, weight, bias=None, scale=1.0, nan_to_zero=True, masked=True,
+                 shapes=(None, None, None), per_tensor=False):
+        from sparsekit.runtime.layers import RowsLinear
+        from sparsekit.runtime.tensor_quant import TensorQuantLinear
+
+        self.per_tensor = bool(per_tensor)
+        self.qkv = (TensorQuantLinear if self.per_tensor else RowsLinear)(weight, bias)
+        self.weight, self.bias = self.qkv.weight, self.qkv.bias
+        n3, c = self.weight.shape
+        if n3 % 3:
+            raise ValueError(f"weight: expected [3 C, C'] (query, key, value rows), got "
+                             f"{tuple(self.weight.shape)}")
+        self.block = n3 // 3
+        self.attention = HeadsAttention(scale, nan_to_zero, masked)
+        if len(shapes) != 3:
+            raise ValueError(f"shapes: expected 3 entries (query, key, value), got {shapes!r}")
+        self.shapes = [None if v is None else [int(a) for a in v] for v in shapes]
+        self.n_inputs = 1 + int(self.attention.masked) + sum(v is None for v in self.shapes)
+
+    def __call__(self, hidden, *rest):
+        rest = list(rest)
+        mask = rest.pop(0) if self.attention.masked else None
+        qkv = self.qkv(hidden)
+        c = self.block
+        fast = self._kernel(qkv, mask, rest)
+        if fast is not None:
+            return fast
+        heads = []
+        for i, (shape, perm) in enumerate(zip(self.shapes, ((0, 2, 1, 3), (0, 2, 3, 1),
+                                                            (0, 2, 1, 3)))):
+            if shape is None:
+                shape = _ints(rest.pop(0))
+            heads.append(_onnx_reshape(qkv[..., i * c:(i + 1) * c], shape).transpose(perm))
+        return self.attention(*heads, mask)
+
+    def _kernel(self, qkv, mask, shape_inputs):
+        """The usual case in one attention_f32 call on column blocks of qkv
+        [B, T, 3C] (views, no copies): every target is [B, T, H, C / H]
+        (0 keeps B / T), mask None or float32 [B, 1, T, T] with its last axis
+        contiguous (and, without nan_to_zero, no query whose keys are all
+        -inf). Else None: HeadsAttention on the graph's reshapes and
+        transposes (the same values)."""
+        core = _core()
+        if core is None or type(qkv) is not np.ndarray or qkv.ndim != 3:
+            return None
+        b, t, c = qkv.shape[0], qkv.shape[1], self.block
+        if b * t * c == 0:
+            return None
+        target = None
+        it = iter(shape_inputs)
+        for shape in self.shapes:
+            s = _ints(next(it)) if shape is None else list(shape)
+            if len(s) != 4:
+                return None
+            s = [(b, t, c)[i] if v == 0 and i < 3 else v for i, v in enumerate(s)]
+            if s.count(-1) == 1:  # the one inferred axis (the export's heads)
+                known = -math.prod(s)
+                if known <= 0 or (b * t * c) % known:
+                    return None
+                s[s.index(-1)] = b * t * c // known
+            if s[:2] != [b, t] or min(s) < 1 or s[2] * s[3] != c or target not in (None, s[2:]):
+                return None
+            target = s[2:]
+        m3 = None
+        if mask is not None:
+            if type(mask) is not np.ndarray or mask.dtype != np.float32 or \
+                    mask.shape != (b, 1, t, t):
+                return None
+            m3 = mask[:, 0]
+            if t > 1 and m3.strides[2] != 4:
+                return None
+            if not self.attention.nan_to_zero and np.isneginf(m3).all(-1).any():
+                return None  # a query with no key: the graph gives NaN there, the kernel 0
+        h, d = target
+        q, k, v = (qkv[..., i * c:(i + 1) * c].reshape(b, t, h, d) for i in range(3))
+        out = np.empty((b, t, h, d), np.float32)
+        core.attention_f32(q, k, v, m3, self.attention.scale, out)
+        return out.transpose(0, 2, 1, 3)
+
+    def config(self):
+        a = self.attention
+        return {"scale": a.scale, "nan_to_zero": a.nan_to_zero, "masked": a.masked,
+                "shapes": self.shapes, "per_tensor": self.per_tensor}
+
+    def arrays(self):
+        return {} if self.bias is None else {"bias": self.bias}
+
+    @classmethod
+    def from_state(cls, config, arrays, weight):
+        return cls(weight, arrays.get("bias"), **config)

@@ -12,6 +12,10 @@ it has not seen.
 
 The program reads its inputs only through Shape and Size (checked when it is
 built, so a file cannot say otherwise): the shapes are the whole cache key.
+Inputs listed in by_value may be read by any op; their dtype, shape and
+bytes join the key (the importer uses it for the attention mask built from
+an integer graph input: the same mask, e.g. all ones at batch 1, is computed
+once).
 A cached value is shared by every call that hits it, so arrays are cached
 read-only (a layer writing into its input fails loudly instead of changing
 later calls' results). Lookups are one dict read; a miss computes outside the
@@ -39,6 +43,12 @@ def _nbytes(v):
     return v.nbytes if type(v) is np.ndarray else 0
 
 
+def _value_key(x):
+    """What identifies an input read by value: dtype, shape and bytes."""
+    x = np.asarray(x)
+    return x.dtype.str, x.shape, x.tobytes()
+
+
 def _frozen(v):
     if type(v) is np.ndarray:
         v.flags.writeable = False
@@ -55,10 +65,14 @@ class ShapeFunction(Layer):
     output is the last op's. cache_size: distinct input-shape tuples kept
     (and at most CACHE_BYTES of values, the newest always)."""
 
-    def __init__(self, program, n_inputs, cache_size=CACHE_SIZE):
+    def __init__(self, program, n_inputs, cache_size=CACHE_SIZE, by_value=()):
         self.n_inputs = int(n_inputs)
         if self.n_inputs < 0:
             raise ValueError(f"n_inputs: expected >= 0, got {n_inputs}")
+        self.by_value = sorted({int(i) for i in by_value})
+        if any(not 0 <= i < self.n_inputs for i in self.by_value):
+            raise ValueError(f"by_value: expected input indices below {self.n_inputs}, "
+                             f"got {by_value}")
         self.program = [(op, [int(r) for r in refs]) for op, refs in program]
         if not self.program:
             raise ValueError("program: expected at least one op")
@@ -72,9 +86,11 @@ class ShapeFunction(Layer):
                 if not 0 <= r < self.n_inputs + j:
                     raise ValueError(f"program[{j}]: ref {r} is not an input or an "
                                      "earlier op")
-                if r < self.n_inputs and op.op not in SHAPE_READERS:
+                if r < self.n_inputs and op.op not in SHAPE_READERS and \
+                        r not in self.by_value:
                     raise ValueError(f"program[{j}]: {op.op} reads input {r}; inputs may "
-                                     f"be read only by {' / '.join(SHAPE_READERS)}")
+                                     f"be read only by {' / '.join(SHAPE_READERS)} (or "
+                                     "any op: those in by_value)")
         self.cache_size = int(cache_size)
         if self.cache_size < 1:
             raise ValueError(f"cache_size: expected >= 1, got {cache_size}")
@@ -83,6 +99,8 @@ class ShapeFunction(Layer):
     def __call__(self, *xs):
         key = tuple([x.shape if type(x) is np.ndarray else
                      None if x is None else np.shape(x) for x in xs])
+        if self.by_value:
+            key += tuple(_value_key(xs[i]) for i in self.by_value)
         out = self._cache.get(key, self)  # self: no entry (a cached value may be None)
         if out is self:
             out = self.compute(*xs)
@@ -108,8 +126,11 @@ class ShapeFunction(Layer):
             self._cache, self._nbytes = {}, 0
 
     def config(self):
-        return {"n_inputs": self.n_inputs, "cache_size": self.cache_size,
-                "program": [{"op": op.config(), "refs": refs} for op, refs in self.program]}
+        cfg = {"n_inputs": self.n_inputs, "cache_size": self.cache_size,
+               "program": [{"op": op.config(), "refs": refs} for op, refs in self.program]}
+        if self.by_value:
+            cfg["by_value"] = self.by_value
+        return cfg
 
     def arrays(self):
         return {f"{j}.{k}": v for j, (op, _) in enumerate(self.program)
@@ -123,7 +144,8 @@ class ShapeFunction(Layer):
             per_op.setdefault(int(j), {})[name] = v
         program = [(ArrayOp.from_state(p["op"], per_op.get(j, {}), None), p["refs"])
                    for j, p in enumerate(config["program"])]
-        return cls(program, config["n_inputs"], config.get("cache_size", CACHE_SIZE))
+        return cls(program, config["n_inputs"], config.get("cache_size", CACHE_SIZE),
+                   config.get("by_value", ()))
 
     def __repr__(self):
         return f"ShapeFunction({len(self.program)} ops, last {self.program[-1][0].op})"

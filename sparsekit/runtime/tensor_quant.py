@@ -10,23 +10,46 @@ with ONNX Runtime's: range widened to hold 0, scale = range / 255, zero point
 and values rounded half to even, then the weight's exact int32 kernel with
 that static input quantization.
 """
+import math
+import struct
+
 import numpy as np
 
 import sparsekit
 
 from sparsekit.formats import ACTIVATIONS
-from sparsekit.runtime.layers import Conv2d, Linear, _f32, register
+from sparsekit.runtime.layers import Conv2d, Linear, _f32 as _as_f32, register
+
+_QM = getattr(sparsekit, "QuantizedMatrix", None)
+
+
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce
+_F32 = struct.Struct("f")
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _f32(v):
+    """v rounded to float32 (a Python float; inf past the float32 range)."""
+    try:
+        return _F32.unpack(_F32.pack(v))[0]
+    except OverflowError:
+        return math.copysign(math.inf, v)
 
 
 def tensor_params(x):
-    """(scale, zero point) of DynamicQuantizeLinear over all of x."""
-    lo = np.float32(min(float(x.min()), 0.0) if x.size else 0.0)
-    hi = np.float32(max(float(x.max()), 0.0) if x.size else 0.0)
-    scale = float((hi - lo) / np.float32(255.0))  # float32 arithmetic, as ORT
+    """(scale, zero point) of DynamicQuantizeLinear over all of x, in float32
+    arithmetic as ORT: each float32 operation is done in double and rounded
+    to float32, which gives the float32 result exactly (53 >= 2 * 24 + 2
+    bits: no double-rounding error for + - * /)."""
+    lo = min(float(_MIN(x, None)), 0.0) if x.size else 0.0
+    hi = max(float(_MAX(x, None)), 0.0) if x.size else 0.0
+    scale = _f32(_f32(hi - lo) / 255.0)
     if scale == 0.0:  # an all-zero input: any scale gives q = zp = 0
         return 1.0, 0
+    if not math.isfinite(scale):
+        return scale, 0  # (NaN or inf: linear() rejects the scale, naming it)
     # round() of the float32 quotient: half to even, as np.rint (and cheaper)
-    zp = min(max(round(float(-lo / np.float32(scale))), 0), 255)
+    zp = min(max(round(_f32(-lo / scale)), 0), 255)
     return scale, zp
 
 
@@ -47,8 +70,15 @@ class TensorQuantLinear(Linear):
 
     def __call__(self, x):
         x = np.ascontiguousarray(x, dtype=np.float32)
-        w = self.weight.with_static_input(*tensor_params(x))
+        scale, zp = tensor_params(x)
         k = self.in_features
+        if type(self.weight) is _QM and self.weight.input_scale is None and \
+                0.0 < scale <= _FLT_MAX and x.ndim >= 2 and x.size and x.shape[-1] == k:
+            # QuantizedMatrix with the checks with_static_input makes, without its copy
+            y = self.weight._linear_input(x.reshape(-1, k), scale, zp, self.bias,
+                                          ACTIVATIONS[self.activation])
+            return y.reshape(x.shape[:-1] + (self.out_features,))
+        w = self.weight.with_static_input(scale, zp)
         if x.ndim >= 2 and x.size and x.shape[-1] == k and \
                 (self.activation != "gelu" or getattr(w, "_fused_gelu", False)):
             # Linear's lean path: weight and bias were validated at construction
@@ -71,7 +101,7 @@ class TensorQuantConv2d(Conv2d):
         _check_int8(self.weight)
 
     def __call__(self, x):
-        x = _f32(x)
+        x = _as_f32(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x: expected NCHW with C = {self.in_channels}, got {x.shape}")
         w = self.weight.with_static_input(*tensor_params(x))

@@ -20,6 +20,7 @@ with a clear RuntimeError rather than silently running fp32.
 import numpy as np
 
 import sparsekit
+from sparsekit._dense_f32 import PackedDenseMatrix
 from sparsekit._report import Report
 
 # Below this fraction of zeros a CSR fp32 weight is not faster than dense BLAS
@@ -235,7 +236,7 @@ def report_row(name, module, fmt, why):
 
 def describe(w):
     """Short name of a weight's format, for reports."""
-    if isinstance(w, np.ndarray):
+    if isinstance(w, (np.ndarray, PackedDenseMatrix)):  # packed: the same values
         return "dense fp32"
     if getattr(w, "shared_columns", False):  # a CSRMatrix with its shared-column layout
         return "csr shared fp32"

@@ -1,0 +1,89 @@
+/* test_gemm_f32.c - sk_linear_gemm_f32 against a double reference on every
+ * ISA: N around the 32-column panel, M around the 12-row tile and the X
+ * block (K = 2000: 8 rows per block), K = 0 and 1, bias, relu / gelu, row
+ * strides; exact sentinels around y (nothing written outside its rows'
+ * n columns); argument errors. Tolerance: 1e-5 of sum |x w| (+ 1e-6 |y| for
+ * GELU's own error). Under ASan (test_c_core.py) the masked tails of each
+ * panel are checked to stay inside the buffers. */
+#include <string.h>
+
+#include "test_util.h"
+
+static double gelu(double v) { return v < -20.0 ? 0.0 : 0.5 * v * erfc(-v / sqrt(2.0)); }
+
+static void check_case(int isa, int64_t m, int64_t n, int64_t k, int with_bias, int act) {
+  const int64_t ldx = k + 3, ldy = n + 5;
+  float *w = malloc((size_t)(n * k + 1) * sizeof *w);
+  float *x = malloc((size_t)(m * ldx + 1) * sizeof *x);
+  float *bias = malloc((size_t)(n + 1) * sizeof *bias);
+  float *y = malloc((size_t)(m * ldy + 1) * sizeof *y);
+  const int64_t floats = sk_gemm_f32_packed_floats(n, k);
+  float *packed = malloc((size_t)(floats + 1) * sizeof *packed);
+  for (int64_t i = 0; i < n * k; ++i) w[i] = rng_f32();
+  for (int64_t i = 0; i < m * ldx; ++i) x[i] = rng_f32();
+  for (int64_t i = 0; i < n; ++i) bias[i] = rng_f32();
+  for (int64_t i = 0; i < m * ldy; ++i) y[i] = 777.0f;
+  CHECK(sk_gemm_f32_pack(n, k, w, k, packed) == SK_OK, "pack");
+  const int rc = sk_linear_gemm_f32(n, k, packed, m, x, ldx, with_bias ? bias : NULL,
+                                    (sk_activation)act, y, ldy);
+  CHECK(rc == SK_OK, "isa %d m %lld n %lld k %lld: rc %d", isa, (long long)m, (long long)n,
+        (long long)k, rc);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < ldy; ++j) {
+      const float got = y[i * ldy + j];
+      if (j >= n) {
+        CHECK(got == 777.0f, "isa %d: wrote y[%lld, %lld] past n", isa, (long long)i,
+              (long long)j);
+        continue;
+      }
+      double ref = with_bias ? bias[j] : 0.0, mag = 1.0;
+      for (int64_t kk = 0; kk < k; ++kk) {
+        ref += (double)x[i * ldx + kk] * w[j * k + kk];
+        mag += fabs((double)x[i * ldx + kk] * w[j * k + kk]);
+      }
+      if (act == SK_ACT_RELU) ref = ref > 0 ? ref : 0;
+      if (act == SK_ACT_GELU) ref = gelu(ref);
+      CHECK(fabs(got - ref) <= 1e-5 * mag + 1e-6 * fabs(ref),
+            "isa %d m %lld n %lld k %lld act %d: y[%lld, %lld] = %.9g, want %.9g", isa,
+            (long long)m, (long long)n, (long long)k, act, (long long)i, (long long)j, got,
+            ref);
+    }
+  free(w);
+  free(x);
+  free(bias);
+  free(y);
+  free(packed);
+}
+
+int main(void) {
+  const int64_t ns[] = {1, 31, 32, 33, 70};
+  const int64_t ms[] = {1, 5, 12, 13, 25};
+  const int64_t ks[] = {0, 1, 17, 2000};
+  FOR_EACH_ISA(isa) {
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; ++a)
+      for (size_t b = 0; b < sizeof ms / sizeof *ms; ++b)
+        for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c)
+          check_case(isa, ms[b], ns[a], ks[c], (int)((a + b + c) % 2), (int)((a + c) % 3));
+    for (int threads = 1; threads <= 3; ++threads) {
+      sk_set_num_threads(threads);
+      check_case(isa, 30, 200, 300, 1, SK_ACT_GELU);
+    }
+    sk_set_num_threads(0);
+  }
+  float w[4] = {1, 2, 3, 4}, x[2] = {1, 1}, y[2] = {0, 0}, packed[64];
+  CHECK(sk_gemm_f32_packed_floats(-1, 2) == -1, "negative n");
+  CHECK(sk_gemm_f32_pack(2, 2, w, 1, packed) == SK_ERR_ARGUMENT, "ldw < k");
+  CHECK(sk_gemm_f32_pack(2, 2, NULL, 2, packed) == SK_ERR_ARGUMENT, "null w");
+  CHECK(sk_gemm_f32_pack(2, 2, w, 2, packed) == SK_OK, "pack 2x2");
+  CHECK(sk_linear_gemm_f32(2, 2, packed, 1, x, 2, NULL, (sk_activation)7, y, 2) ==
+            SK_ERR_ARGUMENT, "bad activation");
+  CHECK(sk_linear_gemm_f32(2, 2, packed, 2, x, 1, NULL, SK_ACT_NONE, y, 2) == SK_ERR_ARGUMENT,
+        "ldx < k");
+  CHECK(sk_linear_gemm_f32(2, 2, NULL, 1, x, 2, NULL, SK_ACT_NONE, y, 2) == SK_ERR_ARGUMENT,
+        "null packed");
+  CHECK(sk_linear_gemm_f32(2, 2, packed, 0, NULL, 2, NULL, SK_ACT_NONE, NULL, 2) == SK_OK,
+        "m = 0 is a no-op");
+  CHECK(sk_linear_gemm_f32(2, 2, packed, 1, x, 2, NULL, SK_ACT_NONE, y, 2) == SK_OK &&
+            y[0] == 3.0f && y[1] == 7.0f, "2x2: %g %g", y[0], y[1]);
+  return sk_test_finish("test_gemm_f32");
+}

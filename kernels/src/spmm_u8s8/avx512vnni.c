@@ -732,17 +732,25 @@ static inline VBMI __attribute__((always_inline)) __m512i g4s_x(const uint8_t *x
   return _mm512_permutexvar_epi8(perm, v);
 }
 
+/* vpermb index between 16 dwords and 4 runs of 16 bytes: byte j of dword i
+ * goes to byte i of run j (inverse: back from the runs to the dwords). */
+static VBMI __m512i byte_runs_perm(int inverse) {
+  __attribute__((aligned(64))) uint8_t idx[64];
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 4; ++j) {
+      if (inverse)
+        idx[4 * i + j] = (uint8_t)(16 * j + i);
+      else
+        idx[16 * j + i] = (uint8_t)(4 * i + j);
+    }
+  return _mm512_load_si512((const void *)idx);
+}
+
 static VBMI void g4_spmm16(const sk_spmm_u8s8_tile *t, int64_t n0, int64_t n1) {
   const uint16_t *kidx = (const uint16_t *)t->cols;
   const int8_t *values = t->values;
   const uint8_t *xt = t->xp;
-  __m512i perm;
-  {
-    __attribute__((aligned(64))) uint8_t idx[64];
-    for (int i = 0; i < 16; ++i)
-      for (int j = 0; j < 4; ++j) idx[4 * i + j] = (uint8_t)(16 * j + i);
-    perm = _mm512_load_si512((const void *)idx);
-  }
+  const __m512i perm = byte_runs_perm(1);
   const sk_ep ep = ep_of(t);
   const __m512i zp = _mm512_load_si512((const void *)t->zp);
   const __m512 xs = ep.fp ? _mm512_loadu_ps(t->xscale) : _mm512_setzero_ps();
@@ -791,13 +799,7 @@ VBMI void sk_spmm_u8s8_g4_16x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n
  * columns' 16-byte runs, stored as one line. */
 VBMI void sk_g4_pack16__avx512vbmi(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
                                    uint8_t *xt) {
-  __m512i perm;
-  {
-    __attribute__((aligned(64))) uint8_t idx[64];
-    for (int j = 0; j < 4; ++j)
-      for (int i = 0; i < 16; ++i) idx[16 * j + i] = (uint8_t)(4 * i + j);
-    perm = _mm512_load_si512((const void *)idx);
-  }
+  const __m512i perm = byte_runs_perm(0);
   for (int64_t c0 = 0; c0 < k; c0 += 64) {
     const int64_t kc = k - c0 < 64 ? k - c0 : 64;
     const __mmask64 km = kc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << kc) - 1);
@@ -917,13 +919,7 @@ VBMI void sk_spmm_u8s8_g4_32x4__avx512vbmi(const sk_spmm_u8s8_tile *t, int64_t n
  * halves' runs of each column into its 32 bytes. */
 VBMI void sk_g4_pack32__avx512vbmi(const uint8_t *x, int64_t ldx, int64_t k, int64_t mr,
                                    uint8_t *xt) {
-  __m512i perm;
-  {
-    __attribute__((aligned(64))) uint8_t idx[64];
-    for (int j = 0; j < 4; ++j)
-      for (int i = 0; i < 16; ++i) idx[16 * j + i] = (uint8_t)(4 * i + j);
-    perm = _mm512_load_si512((const void *)idx);
-  }
+  const __m512i perm = byte_runs_perm(0);
   const __m512i q01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
   const __m512i q23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
   for (int64_t c0 = 0; c0 < k; c0 += 64) {

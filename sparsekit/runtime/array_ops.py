@@ -61,8 +61,12 @@ def _slice(ins, a):
 
 
 def _reshape(ins, a):
-    x, shape = ins[0], [int(s) for s in np.ravel(ins[1]).tolist()]  # (tolist: fast ints)
-    if not a.get("allowzero", 0):
+    x, shape = ins[0], ins[1]
+    if type(shape) is np.ndarray and shape.ndim == 1 and shape.dtype.kind in "iu":
+        shape = shape.tolist()  # Python ints already (a third of the time of int() each)
+    else:
+        shape = [int(s) for s in np.ravel(shape).tolist()]
+    if 0 in shape and not a.get("allowzero", 0):
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
     return x.reshape(shape)
 

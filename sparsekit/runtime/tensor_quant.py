@@ -17,6 +17,7 @@ import numpy as np
 
 import sparsekit
 
+from sparsekit._native import AVAILABLE as _NATIVE, core as _core
 from sparsekit.formats import ACTIVATIONS
 from sparsekit.runtime.layers import Conv2d, Linear, _f32 as _as_f32, register
 
@@ -24,6 +25,7 @@ _QM = getattr(sparsekit, "QuantizedMatrix", None)
 
 
 _MIN, _MAX = np.minimum.reduce, np.maximum.reduce
+_C_RANGE_MAX = 16384  # values; above, NumPy's two reductions are faster (_core_minmax.pxi)
 _F32 = struct.Struct("f")
 _FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -41,8 +43,13 @@ def tensor_params(x):
     arithmetic as ORT: each float32 operation is done in double and rounded
     to float32, which gives the float32 result exactly (53 >= 2 * 24 + 2
     bits: no double-rounding error for + - * /)."""
-    lo = min(float(_MIN(x, None)), 0.0) if x.size else 0.0
-    hi = max(float(_MAX(x, None)), 0.0) if x.size else 0.0
+    if _NATIVE and 0 < x.size <= _C_RANGE_MAX and type(x) is np.ndarray and \
+            x.dtype == np.float32 and x.flags.c_contiguous:
+        lo, hi = _core.minmax_f32(x)  # one C pass (NaN: both NaN, as NumPy's)
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    else:
+        lo = min(float(_MIN(x, None)), 0.0) if x.size else 0.0
+        hi = max(float(_MAX(x, None)), 0.0) if x.size else 0.0
     scale = _f32(_f32(hi - lo) / 255.0)
     if scale == 0.0:  # an all-zero input: any scale gives q = zp = 0
         return 1.0, 0

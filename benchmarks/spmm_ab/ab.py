@@ -12,6 +12,12 @@ their ratios A/B (> 1: B is faster). 1 thread unless --threads.
         python benchmarks/spmm_ab/ab.py /tmp/off.so /tmp/t1.so --rounds 15 --calls 20
 
 The two paths must differ (dlopen returns the same handle for one path).
+Knobs of the patch (all compile-time): SK_SPMM_PF 0 off / 1 prefetcht1 /
+2 prefetcht0 / 3 prefetchnta; SK_SPMM_PF_CSR, SK_SPMM_PF_SHARED (which
+kernels); SK_SPMM_PF_FRONT (first panel only); SK_SPMM_PF_DIST (blocks ahead);
+SK_SPMM_PF_STARTS (only each next row's / group's first line);
+SK_SPMM_PF_SCALE=0 (bookkeeping, no prefetch); SK_SPMM_PF_WRAP=2048 (the same
+prefetch count, all within the first 2 KiB of each range).
 """
 import argparse
 import ctypes

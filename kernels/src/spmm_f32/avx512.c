@@ -51,7 +51,10 @@
  * half of them: 1-3%), each row's rest as masked 4-steps (4-5%), two
  * accumulator sets for the rests, software prefetch of x columns 4-8 pair
  * steps ahead (2-6%) or of the next group's W (NTA: 2-5%; T0: 0-2%),
- * 32- or 128-row blocks.
+ * 32- or 128-row blocks. Prefetching the next 64-row block's weights, spread
+ * over the current block's steps, was 5-19% slower in every kernel (any hint;
+ * W that never leaves L2 would gain only 0-5%), and only the first line of
+ * each of its rows or groups gained nothing (benchmarks/spmm_ab).
  *
  * spmv (M == 1): a gather per 16 nonzeros was 2x slower on this core, so
  * x[col] is built from scalar loads and vinsertps, 16 nonzeros per step, then

@@ -304,10 +304,7 @@ def drop_requantization(nodes, outputs):
     weight MatMul (the LayerNorm outputs feeding Q, K and V, the attention
     context, the GELU output). Reshape / Transpose between the two move the
     values unchanged, and Shape / Size readers need only the shape."""
-    readers = {}
-    for i, (layer, ins, out) in enumerate(nodes):
-        for n in ins:
-            readers.setdefault(n, []).append(i)
+    readers, _ = _node_index(nodes)
     drop = {}
 
     def only_linears(name, scale, zp):  # through views; Shape ops read the shape only
@@ -426,6 +423,22 @@ def _with_codes(layer, s, z):
                                 (float(s), int(z)))
 
 
+def _node_index(nodes):
+    """(readers, made) of a runtime node list: value name -> the indices of the
+    nodes that read it (once per input slot), and -> the index of the node
+    that makes it."""
+    readers = {}
+    for i, (_, ins, _) in enumerate(nodes):
+        for n in ins:
+            readers.setdefault(n, []).append(i)
+    return readers, {out: i for i, (_, _, out) in enumerate(nodes)}
+
+
+def _u8_grid(layer):
+    """layer is a FakeQuantize onto a uint8 grid of finite scale."""
+    return type(layer) is L.FakeQuantize and not layer.signed and np.isfinite(layer.scale)
+
+
 def _shape_only(layer):
     """An ArrayOp that reads only its input's shape."""
     return type(layer) is ArrayOp and layer.op in ("Shape", "Size")
@@ -439,15 +452,7 @@ def fuse_quant_layernorm(nodes, outputs):
     of each transformer block and the embeddings of a QDQ / QOperator BERT);
     without the Add when the first grid's input comes from anything else.
     Shape readers of the LayerNorm read the fused output (the same shape)."""
-    readers = {}
-    for i, (layer, ins, out) in enumerate(nodes):
-        for n in ins:
-            readers.setdefault(n, []).append(i)
-    made = {out: i for i, (layer, ins, out) in enumerate(nodes)}
-
-    def u8_fq(i):
-        layer = nodes[i][0]
-        return type(layer) is L.FakeQuantize and not layer.signed and np.isfinite(layer.scale)
+    readers, made = _node_index(nodes)
 
     def only(name, i):  # node i is the one reader of name
         return name not in outputs and readers.get(name) == [i]
@@ -459,7 +464,8 @@ def fuse_quant_layernorm(nodes, outputs):
         f1 = made[ins[0]]
         rs = readers.get(out, [])
         last = [r for r in rs if not _shape_only(nodes[r][0])]
-        if not u8_fq(f1) or not only(ins[0], li) or len(last) != 1 or not u8_fq(last[0]):
+        if (not _u8_grid(nodes[f1][0]) or not only(ins[0], li) or len(last) != 1
+                or not _u8_grid(nodes[last[0]][0])):
             continue
         src = nodes[f1][1][0]
         a = made.get(src)
@@ -482,15 +488,7 @@ def fuse_quant_softmax(nodes, outputs):
     scales, every tensor on the way read only by the next) as one
     runtime.quant_norm.QuantSoftmax at the Softmax's place: the attention
     probabilities of a QDQ / QOperator BERT."""
-    readers = {}
-    for i, (layer, ins, out) in enumerate(nodes):
-        for n in ins:
-            readers.setdefault(n, []).append(i)
-    made = {out: i for i, (layer, ins, out) in enumerate(nodes)}
-
-    def u8_fq(i):
-        layer = nodes[i][0]
-        return type(layer) is L.FakeQuantize and not layer.signed and np.isfinite(layer.scale)
+    readers, made = _node_index(nodes)
 
     def sole(name):  # index of the one reader of name, or None
         rs = readers.get(name, [])
@@ -508,13 +506,13 @@ def fuse_quant_softmax(nodes, outputs):
         if type(nodes[src][0]) is L.Add and sole(ins[0]) == si:
             a, b = nodes[src][1]
             for x, y in ((a, b), (b, a)):
-                if x in made and u8_fq(made[x]) and sole(x) == src:
+                if x in made and _u8_grid(nodes[made[x]][0]) and sole(x) == src:
                     drop.add(src)
                     src, mask = made[x], y
                     break
             else:
                 continue
-        elif not (u8_fq(src) and sole(ins[0]) == si):
+        elif not (_u8_grid(nodes[src][0]) and sole(ins[0]) == si):
             continue
         rs, nan_to = readers.get(out, []), None
         if len(rs) == 2 and {op(r, "IsNaN") for r in rs} == {True, False}:
@@ -531,7 +529,7 @@ def fuse_quant_softmax(nodes, outputs):
             last = sole(nodes[where][2])
         else:
             last = sole(out)
-        if last is None or not u8_fq(last):
+        if last is None or not _u8_grid(nodes[last][0]):
             continue
         first, f2 = nodes[src][0], nodes[last][0]
         layer = QuantSoftmax((first.scale, first.zero_point), (f2.scale, f2.zero_point),
@@ -564,10 +562,7 @@ def fold_into_requantize(nodes, outputs):
     views then move the final values. Every tensor on the way is read by
     nothing else but Shape / Size ops, which read the last one instead (the
     same shape)."""
-    readers = {}
-    for i, (layer, ins, out) in enumerate(nodes):
-        for n in ins:
-            readers.setdefault(n, []).append(i)
+    readers, _ = _node_index(nodes)
 
     def next_reader(name):  # the one reader that is not a Shape op, or None
         rs = [r for r in readers.get(name, []) if not _shape_only(nodes[r][0])]

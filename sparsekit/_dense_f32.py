@@ -37,13 +37,25 @@ def wanted():
     return isa in ("avx512", "avx512vnni")
 
 
+# appended to a converter's reason when it packs a dense fp32 weight
+PACKED_REASON = ", packed once for sparsekit's fp32 GEMM"
+
+
+def for_linear(w):
+    """A dense float32 weight [N, K] of a Linear as the runtime should hold it:
+    a PackedDenseMatrix where wanted(), else w itself (NumPy's BLAS)."""
+    return PackedDenseMatrix(w) if wanted() else w
+
+
 class PackedDenseMatrix:
     """A dense float32 weight W[N, K] (out, in) packed for sparsekit's fp32
     GEMM: ``sparsekit.linear(x, PackedDenseMatrix(w))`` equals ``x @ w.T`` up
     to float rounding. ``to_dense()`` (or ``np.asarray``) gives W back
     exactly; picklable; ``nbytes`` counts the packed panels (N rounded up to
     32). Raises TypeError for a non-float w, ValueError for a w that is not
-    2-D; ImportError-free, but needs the compiled C core to compute."""
+    2-D; ImportError-free, but needs the compiled C core to compute.
+    backend="numba" runs NumPy's BLAS on the unpacked values (as for an
+    ndarray weight; slower: one unpack per call)."""
 
     _fused_gelu = True  # activation="gelu" runs on each output tile in the kernel
 
@@ -95,8 +107,11 @@ class PackedDenseMatrix:
         return cls(v)
 
     def _linear(self, x, bias, act, backend):
-        if backend == "numba":
-            raise ValueError("backend: the numba backend has no PackedDenseMatrix path; "
-                             "use 'auto' or 'c'")
+        if backend == "numba":  # no kernel of its own: as an ndarray weight
+            from sparsekit.formats import GELU
+            from sparsekit.ops import _dense_linear, _gelu_inplace
+
+            y = _dense_linear(x, self.to_dense(), bias, 0 if act == GELU else act, backend)
+            return _gelu_inplace(y) if act == GELU else y
         n, k = self._shape
         return _core.linear_gemm_f32(self._packed, n, k, x, bias, act)

@@ -1,6 +1,6 @@
 """sparsekit.pack / sparsekit.explain: pick the fastest weight format.
 
-    w_fast = sparsekit.pack(w)                    # dense (ndarray or PackedDenseMatrix) or CSRMatrix
+    w_fast = sparsekit.pack(w)                    # dense fp32 or CSRMatrix
     w_fast = sparsekit.pack(w, m=1)               # ... or SlicedEllMatrix (1 row per call)
     w_fast = sparsekit.pack(w70)                  # a 70%-sparse w: CSRMatrix with shared columns
     w_fast = sparsekit.pack(w, quantize="int8")   # QuantizedMatrix or SparseInt8Matrix
@@ -222,7 +222,8 @@ def _ngroups(nz):
     return int(((nz.sum(axis=1) + 3) // 4).sum())
 
 
-FORMAT_NAMES = {"dense": "dense ndarray (fp32, NumPy BLAS)", "csr": "CSRMatrix (sparse fp32)",
+FORMAT_NAMES = {"dense": "dense ndarray or PackedDenseMatrix (fp32)",
+                "csr": "CSRMatrix (sparse fp32)",
                 "csr_shared": "CSRMatrix with shared columns (sparse fp32)",
                 "sell": "SlicedEllMatrix (sparse fp32, sliced ELL)",
                 "qdense": "QuantizedMatrix (dense int8)",

@@ -1,7 +1,9 @@
 """PackedDenseMatrix (gemm_f32): against a float64 NumPy reference on every ISA,
 shapes with tails on every axis (N around the 32-column panel and its 16-column
-halves, M around the 12-row AVX-512 and 6-row AVX2 tiles and the X block, K = 0, 1, odd), bias, relu / gelu, NaN, strided
-rows; round trips (to_dense, pickle, sparsekit.save); bad input."""
+halves, M around the 12-row AVX-512 and 6-row AVX2 tiles and the X block, K = 0,
+1, odd), bias, relu / gelu, NaN, strided rows; round trips (to_dense, pickle,
+sparsekit.save); bad input. Tolerance: 1e-5 x (sum_k |x w| + 1)
+(conftest.assert_close_f32; GELU + 1e-6 |y|)."""
 import math
 import pickle
 

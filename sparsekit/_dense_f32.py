@@ -24,8 +24,8 @@ PANEL = 32
 def wanted():
     """Does the packed kernel beat NumPy's BLAS on this CPU (at the ISA now set)?
     AVX-512 kernel: yes, 1.0-4.5x at M = 1..600. AVX2 kernel: against an AVX2
-    OpenBLAS (what an AVX2-only CPU runs) 2.6-5.8x at M = 2..6, 1.1-1.5x at
-    12..32, even at 128..512, 0.8-0.9x at M = 1; against the AVX-512 OpenBLAS
+    OpenBLAS (what an AVX2-only CPU runs) 2.5-4.3x at M = 2..6, 1.1-1.6x at
+    12..32, even at 128..512, 0.8-0.95x at M = 1; against the AVX-512 OpenBLAS
     of a CPU that has AVX-512 but is forced to AVX2 it loses from M ~ 128 on
     (0.55x at 512), so there it is not used (RESULTS.md, "Packed dense fp32
     in the runtimes"). The portable kernel is a reference, not fast."""

@@ -6,7 +6,8 @@
  * every other 64-byte line of the panel, so the panel still comes from
  * memory once. A half wholly past the valid columns is skipped. As in
  * avx512.c, a block's first tile prefetches the next panel (one line per k
- * during each half). Fewer rows run the same code instantiated for their count.
+ * during each half). Fewer rows run the same code instantiated for their count;
+ * 1 and 2 rows split k over 4 accumulator chains (sums_narrow).
  */
 #include <immintrin.h>
 

@@ -114,6 +114,12 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--no-ort", action="store_true")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated system name prefixes to run (torch fp32, the "
+                         "cosine reference, always runs)")
+    ap.add_argument("--dense-ab", action="store_true",
+                    help="also the runtime fp32 with its dense weights packed (gemm_f32) "
+                         "and as NumPy arrays (as before), whatever _dense_f32.wanted() says")
     args = ap.parse_args()
 
     import torch
@@ -149,6 +155,15 @@ def main():
     systems["sparsekit int8"] = torch_encoder(acc)
     tok = fast_tokenizer(model)
     systems["sparsekit runtime fp32"] = runtime_encoder(skt.to_runtime(model), tok)
+    if args.dense_ab:
+        from unittest import mock
+
+        from sparsekit import _dense_f32
+
+        for name, packed in (("packed", True), ("numpy", False)):  # whatever wanted() says
+            with mock.patch.object(_dense_f32, "wanted", lambda: packed):
+                systems[f"sparsekit runtime fp32 {name}"] = runtime_encoder(
+                    skt.to_runtime(model), tok)
     systems["sparsekit runtime int8"] = runtime_encoder(
         skt.to_runtime(model, quantize="dynamic"), tok)
     tmp = tempfile.mkdtemp()
@@ -156,6 +171,9 @@ def main():
         systems["ORT int8 (per-tensor)"] = ort_encoder(model, tmp, per_channel=False)
         systems["ORT int8 (per-channel)"] = ort_encoder(model, tmp, per_channel=True)
 
+    if args.only:
+        keep = tuple(p.strip() for p in args.only.split(","))
+        systems = {k: f for k, f in systems.items() if k == "torch fp32" or k.startswith(keep)}
     ref = systems["torch fp32"](sentences)
     cos = {k: float(cosines(f(sentences), ref).min()) for k, f in systems.items()}
 
@@ -185,6 +203,8 @@ def report(args, systems, cos, med, clock, nsent):
     for k in systems:
         print(f"{k:<26} {med[(k, 1)] * 1e3:9.2f} {med[(k, 32)] * 1e3:9.2f}  {cos[k]:8.5f}")
     for sk in ("sparsekit int8", "sparsekit runtime int8", "sparsekit runtime fp32"):
+        if sk not in systems:
+            continue
         for other in systems:
             if other != sk and not other.startswith("(") and not other.startswith("sparsekit r"):
                 print(f"  speedup {sk} vs {other:<26}: batch 1 "

@@ -6,10 +6,11 @@ NumPy's BLAS packs the weight again on every call, which dominates at the
 few rows a transformer runs at batch 1: MiniLM's [12, 384] x [384, 1536]
 takes ~260 us in OpenBLAS and ~57 us here, as in ONNX Runtime's MLAS (which
 packs its constant weights once too; benchmarks/RESULTS.md, "ONNX batch 1").
-The sums run in k order in float32 (FMA on AVX-512), so results differ from
-BLAS's by rounding only. The ONNX importer uses it for dense fp32 MatMul /
-Gemm weights where the kernel runs on AVX-512 (see `wanted`); elsewhere a
-plain array (NumPy) is as fast.
+The sums run in float32 (FMA on AVX2 / AVX-512; in k order except the AVX2
+kernel's 1- and 2-row tiles, which split k over 4 accumulator chains), so
+results differ from BLAS's by rounding only. The converters (ONNX, torch,
+Keras, `sparsekit.pack`) use it for dense fp32 weights where `wanted()`
+says it beats NumPy; elsewhere a plain array (NumPy) is as fast.
 """
 import numpy as np
 
@@ -21,10 +22,29 @@ PANEL = 32
 
 
 def wanted():
-    """Does gemm_f32 run its AVX-512 kernel on this CPU (at the ISA now set)?
-    Only then it beats NumPy's BLAS at every M measured (1.0-4.5x at
-    M = 1..600, RESULTS.md); the portable kernel is a reference, not fast."""
-    return _COMPILED and _core.family_isa("gemm_f32") in ("avx512", "avx512vnni")
+    """Does the packed kernel beat NumPy's BLAS on this CPU (at the ISA now set)?
+    AVX-512 kernel: yes, 1.0-4.5x at M = 1..600. AVX2 kernel: against an AVX2
+    OpenBLAS (what an AVX2-only CPU runs) 2.5-4.3x at M = 2..6, 1.1-1.6x at
+    12..32, even at 128..512, 0.8-0.95x at M = 1; against the AVX-512 OpenBLAS
+    of a CPU that has AVX-512 but is forced to AVX2 it loses from M ~ 128 on
+    (0.55x at 512), so there it is not used (RESULTS.md, "Packed dense fp32
+    in the runtimes"). The portable kernel is a reference, not fast."""
+    if not _COMPILED:
+        return False
+    isa = _core.family_isa("gemm_f32")
+    if isa == "avx2":
+        return not _core.cpu_supports("avx512")
+    return isa in ("avx512", "avx512vnni")
+
+
+# appended to a converter's reason when it packs a dense fp32 weight
+PACKED_REASON = ", packed once for sparsekit's fp32 GEMM"
+
+
+def for_linear(w):
+    """A dense float32 weight [N, K] of a Linear as the runtime should hold it:
+    a PackedDenseMatrix where wanted(), else w itself (NumPy's BLAS)."""
+    return PackedDenseMatrix(w) if wanted() else w
 
 
 class PackedDenseMatrix:
@@ -33,7 +53,9 @@ class PackedDenseMatrix:
     to float rounding. ``to_dense()`` (or ``np.asarray``) gives W back
     exactly; picklable; ``nbytes`` counts the packed panels (N rounded up to
     32). Raises TypeError for a non-float w, ValueError for a w that is not
-    2-D; ImportError-free, but needs the compiled C core to compute."""
+    2-D; ImportError-free, but needs the compiled C core to compute.
+    backend="numba" runs NumPy's BLAS on the unpacked values (as for an
+    ndarray weight; slower: one unpack per call)."""
 
     _fused_gelu = True  # activation="gelu" runs on each output tile in the kernel
 
@@ -85,8 +107,11 @@ class PackedDenseMatrix:
         return cls(v)
 
     def _linear(self, x, bias, act, backend):
-        if backend == "numba":
-            raise ValueError("backend: the numba backend has no PackedDenseMatrix path; "
-                             "use 'auto' or 'c'")
+        if backend == "numba":  # no kernel of its own: as an ndarray weight
+            from sparsekit.formats import GELU
+            from sparsekit.ops import _dense_linear, _gelu_inplace
+
+            y = _dense_linear(x, self.to_dense(), bias, 0 if act == GELU else act, backend)
+            return _gelu_inplace(y) if act == GELU else y
         n, k = self._shape
         return _core.linear_gemm_f32(self._packed, n, k, x, bias, act)

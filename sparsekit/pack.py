@@ -1,6 +1,6 @@
 """sparsekit.pack / sparsekit.explain: pick the fastest weight format.
 
-    w_fast = sparsekit.pack(w)                    # dense ndarray or CSRMatrix
+    w_fast = sparsekit.pack(w)                    # dense fp32 or CSRMatrix
     w_fast = sparsekit.pack(w, m=1)               # ... or SlicedEllMatrix (1 row per call)
     w_fast = sparsekit.pack(w70)                  # a 70%-sparse w: CSRMatrix with shared columns
     w_fast = sparsekit.pack(w, quantize="int8")   # QuantizedMatrix or SparseInt8Matrix
@@ -222,7 +222,8 @@ def _ngroups(nz):
     return int(((nz.sum(axis=1) + 3) // 4).sum())
 
 
-FORMAT_NAMES = {"dense": "dense ndarray (fp32, NumPy BLAS)", "csr": "CSRMatrix (sparse fp32)",
+FORMAT_NAMES = {"dense": "dense ndarray or PackedDenseMatrix (fp32)",
+                "csr": "CSRMatrix (sparse fp32)",
                 "csr_shared": "CSRMatrix with shared columns (sparse fp32)",
                 "sell": "SlicedEllMatrix (sparse fp32, sliced ELL)",
                 "qdense": "QuantizedMatrix (dense int8)",
@@ -734,7 +735,11 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
 def pack(w, quantize=None, m=128, model=None):
     """The weight w [N, K] (out, in; zeros = pruned) in the format this CPU
     runs fastest for ``sparsekit.linear`` with about ``m`` activation rows per
-    call: a dense float32 ndarray, CSRMatrix or SlicedEllMatrix (quantize=None;
+    call: dense fp32, CSRMatrix or SlicedEllMatrix (quantize=None; dense fp32
+    is a PackedDenseMatrix, the weight packed once for sparsekit's fp32 GEMM,
+    where that kernel beats NumPy's BLAS (sparsekit._dense_f32.wanted(): AVX-512,
+    or AVX2 on a CPU without AVX-512), else a float32 ndarray; both give the
+    values back with np.asarray and are described "dense fp32";
     SlicedEllMatrix only for m <= SELL_MAX_M on CPUs whose spmv_sell_f32
     kernel is AVX-512, m <= SELL_MAX_M_AVX2 where it is AVX2; a CSRMatrix may
     carry its shared-column layout,
@@ -758,7 +763,9 @@ def pack(w, quantize=None, m=128, model=None):
     ex, csr, shared = _explain_built(w, quantize, m, model)
     choice = ex["choice"]
     if choice == "dense":
-        return w.astype(np.float32, copy=True)
+        from sparsekit._dense_f32 import for_linear
+
+        return for_linear(w.astype(np.float32, copy=True))
     if choice == "csr_shared":
         return shared
     if choice in ("csr", "sell") and csr is None:

@@ -8,11 +8,13 @@ import pytest
 
 import sparsekit
 from sparsekit import CSRMatrix, SlicedEllMatrix, SparseInt8Matrix
+from sparsekit._dense_f32 import PackedDenseMatrix, wanted
 from sparsekit.pack import MEASURED, crossover_table
 
 from conftest import reference_linear
 
-FP32 = (np.ndarray, CSRMatrix, SlicedEllMatrix)
+DENSE = (np.ndarray, PackedDenseMatrix)  # dense fp32: packed where wanted()
+FP32 = DENSE + (CSRMatrix, SlicedEllMatrix)
 INT8 = tuple(c for c in (getattr(sparsekit, "QuantizedMatrix", None), SparseInt8Matrix) if c)
 
 
@@ -45,14 +47,14 @@ def test_pack_returns_a_correct_format(rng, quantize, m):
         assert np.all(np.abs(y - ref) <= tol), name
         ex = sparsekit.explain(w, quantize=quantize, m=m)
         assert type(p).__name__ in ex["choice_name"] or (ex["choice"] == "dense"
-                                                          and isinstance(p, np.ndarray))
+                                                          and isinstance(p, DENSE))
 
 
 def test_choice_follows_the_measured_model(rng):
     n, k = 1536, 768  # well away from the crossover: dense fp32 clearly wins at 0%
     dense = rng.standard_normal((n, k)).astype(np.float32)
     sparse = np.where(rng.random((n, k)) < 0.02, dense, 0).astype(np.float32)
-    assert isinstance(sparsekit.pack(dense, m=128), np.ndarray)
+    assert isinstance(sparsekit.pack(dense, m=128), DENSE)
     assert isinstance(sparsekit.pack(sparse, m=128), CSRMatrix)
     ex = sparsekit.explain(sparse, m=128)
     assert ex["predicted_us"]["csr"] < ex["predicted_us"]["dense"]
@@ -78,7 +80,7 @@ def test_custom_model_changes_the_choice(rng):
     model = {"isa": MEASURED["isa"], "source": "test model",
              "coef": {"dense": {m: (0.0, 0.001, 0.0) for m in (1, 128)}, "csr": flat,
                       "qdense": flat, "spint8": flat}}
-    assert isinstance(sparsekit.pack(w, model=model), np.ndarray)
+    assert isinstance(sparsekit.pack(w, model=model), DENSE)
     assert sparsekit.explain(w, model=model)["model"] == "test model"
 
 
@@ -271,7 +273,7 @@ def test_dense_384x384_stays_dense_and_explains_why(rng):
 
     w = rng.standard_normal((384, 384)).astype(np.float32)
     for m in (1, 8, 32, 128, 608):
-        assert isinstance(sparsekit.pack(w, m=m), np.ndarray), m
+        assert isinstance(sparsekit.pack(w, m=m), DENSE), m
     ex = sparsekit.explain(w, m=128)
     text = str(ex)
     assert ex["choice"] == "dense" and "<- chosen" in text
@@ -405,7 +407,7 @@ def test_unpruned_tiny_weight_stays_dense(rng):
         ex = sparsekit.explain(w, m=m)
         assert ex["predicted_us"]["csr"] < ex["predicted_us"]["dense"]  # the model's view
         assert ex["choice"] == "dense" and "unpruned" in ex["reason"], ex["reason"]
-        assert isinstance(sparsekit.pack(w, m=m), np.ndarray)
+        assert isinstance(sparsekit.pack(w, m=m), DENSE)
     w.flat[rng.choice(w.size, int(0.2 * w.size), replace=False)] = 0  # 20% pruned
     assert 0.2 >= UNPRUNED and isinstance(sparsekit.pack(w, m=32), CSRMatrix)
 
@@ -427,3 +429,21 @@ def test_g4_m1_wide_k_scaled(rng):
             3.0 * G4_WIDE_FACTOR * ngroups * 1e-3)
     else:
         assert ex["predicted_us"]["spint8"] == pytest.approx(ex["nblocks"] * 1e-3)
+
+
+def test_dense_pick_is_packed_where_the_kernel_wins(rng):
+    """Dense fp32 comes packed for the fp32 GEMM exactly where wanted() says it
+    beats NumPy, with the same values and "dense fp32" in reports."""
+    from sparsekit.runtime import weights as W
+
+    w = rng.standard_normal((40, 24)).astype(np.float32)
+    p = sparsekit.pack(w, m=128)
+    assert type(p) is (PackedDenseMatrix if wanted() else np.ndarray)
+    assert W.describe(p) == "dense fp32"
+    np.testing.assert_array_equal(np.asarray(p), w)
+    x = rng.standard_normal((7, 24)).astype(np.float32)
+    assert np.allclose(sparsekit.linear(x, p), x @ w.T, rtol=1e-5, atol=1e-4)
+    fmt, why = W.pack_float(w, m=128)  # the converters' helper: an ndarray unless asked
+    assert type(fmt) is np.ndarray and why.startswith("dense fp32")
+    fmt, why = W.pack_float(w, m=128, packed=True)
+    assert type(fmt) is type(p) and ("packed once" in why) == wanted()

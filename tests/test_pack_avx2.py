@@ -10,6 +10,7 @@ import pytest
 
 import sparsekit
 from sparsekit import CSRMatrix, SlicedEllMatrix
+from sparsekit._dense_f32 import PackedDenseMatrix
 from sparsekit._native import core
 
 P = importlib.import_module("sparsekit.pack")  # the module (sparsekit.pack is the function)
@@ -171,7 +172,8 @@ def test_forced_avx2_packs_what_the_avx2_model_predicts(forced, bert_ffn_up):
     for m in (1, 2, 8):
         want = _fp32_pick_by_model(bert_ffn_up, m)
         got = sparsekit.pack(bert_ffn_up, m=m)
-        cls = {"sell": SlicedEllMatrix, "csr": CSRMatrix, "dense": np.ndarray}[want]
+        cls = {"sell": SlicedEllMatrix, "csr": CSRMatrix,
+               "dense": (np.ndarray, PackedDenseMatrix)}[want]
         assert isinstance(got, cls), (m, sparsekit.explain(bert_ffn_up, m=m))
         np.testing.assert_array_equal(
             got if isinstance(got, np.ndarray) else got.to_dense(), bert_ffn_up)
@@ -241,5 +243,6 @@ def test_model_overrides_the_avx2_table(forced, bert_ffn_up):
         "dense": {1: (0.01, 0, 0, 0)}, "csr": {1: (5.0, 1.0, 0, 0)},
         "sell": {1: (5.0, 1.0, 0, 0)}}}
     for m in (1, 32):
-        assert isinstance(sparsekit.pack(bert_ffn_up, m=m, model=cheap), np.ndarray)
+        assert isinstance(sparsekit.pack(bert_ffn_up, m=m, model=cheap),
+                          (np.ndarray, PackedDenseMatrix))
         assert sparsekit.explain(bert_ffn_up, m=m)["choice"] != "dense"

@@ -11,6 +11,7 @@ import pytest
 
 import sparsekit
 from sparsekit import CSRMatrix, SlicedEllMatrix
+from sparsekit._dense_f32 import PackedDenseMatrix
 from sparsekit._native import core
 from sparsekit.pack import SELL_MAX_M, _decide, _sell_groups
 
@@ -101,7 +102,8 @@ def test_forced_avx2_picks_csr_or_dense_above_its_sell_max_m(bert_ffn):
     try:
         assert sparsekit.info()["kernels"]["spmv_sell_f32"] == "avx2"
         for m in (P_.SELL_MAX_M_AVX2 + 1, 8):
-            assert isinstance(sparsekit.pack(bert_ffn, m=m), (CSRMatrix, np.ndarray))
+            assert isinstance(sparsekit.pack(bert_ffn, m=m),
+                              (CSRMatrix, np.ndarray, PackedDenseMatrix))
         assert isinstance(W.pack_float(bert_ffn, min_sparsity=0.5, m=8)[0], CSRMatrix)
         # without the cost model (min_sparsity=) AVX2 keeps CSR even at M = 1:
         # its SlicedEllMatrix wins there only at some sparsities

@@ -353,6 +353,7 @@ sk_sell_f32_fn sk_spmv_sell_f32_select(void) {
 static const sk_gemm_f32_impl gemm_f32_impls[SK_ISA_COUNT] = {
     [SK_ISA_SCALAR] = {4, sk_gemm_f32_tile__scalar},
 #ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = {6, sk_gemm_f32_tile__avx2},
     [SK_ISA_AVX512] = {12, sk_gemm_f32_tile__avx512},
 #endif
 };

@@ -481,6 +481,9 @@ void sk_gemm_f32_tile__scalar(const float *xp, int64_t mr, const float *wp, int6
                               const float *bias, int64_t nn, int relu, float *y, int64_t ldy,
                               const float *next);
 #ifdef SK_ARCH_X86
+void sk_gemm_f32_tile__avx2(const float *xp, int64_t mr, const float *wp, int64_t k,
+                            const float *bias, int64_t nn, int relu, float *y, int64_t ldy,
+                            const float *next);
 void sk_gemm_f32_tile__avx512(const float *xp, int64_t mr, const float *wp, int64_t k,
                               const float *bias, int64_t nn, int relu, float *y, int64_t ldy,
                               const float *next);

@@ -1,6 +1,6 @@
 /* test_gemm_f32.c - sk_linear_gemm_f32 against a double reference on every
- * ISA: N around the 32-column panel, M around the 12-row tile and the X
- * block (K = 2000: 8 rows per block), K = 0 and 1, bias, relu / gelu, row
+ * ISA: N around the 32-column panel and its 16-column halves (AVX2), M
+ * around the 12-row (AVX-512) and 6-row (AVX2) tiles and the X block (K = 2000: 8 rows per block), K = 0 and 1, bias, relu / gelu, row
  * strides; exact sentinels around y (nothing written outside its rows'
  * n columns); argument errors. Tolerance: 1e-5 of sum |x w| (+ 1e-6 |y| for
  * GELU's own error). Under ASan (test_c_core.py) the masked tails of each
@@ -56,8 +56,8 @@ static void check_case(int isa, int64_t m, int64_t n, int64_t k, int with_bias, 
 }
 
 int main(void) {
-  const int64_t ns[] = {1, 31, 32, 33, 70};
-  const int64_t ms[] = {1, 5, 12, 13, 25};
+  const int64_t ns[] = {1, 9, 16, 17, 31, 32, 33, 70};
+  const int64_t ms[] = {1, 5, 6, 7, 12, 13, 25};
   const int64_t ks[] = {0, 1, 17, 2000};
   FOR_EACH_ISA(isa) {
     for (size_t a = 0; a < sizeof ns / sizeof *ns; ++a)

@@ -216,7 +216,7 @@ class _Builder:
             if new is not None and new.out_qparams is None:
                 layer = new.layer
             elif isinstance(m, nn.Linear):  # dense wins: keep its fp32 weight
-                layer = L.Linear(T._float_weight(m)[0], T._bias(m))
+                layer, reason = T._dense_linear(m, reason)
                 chosen = W.describe(layer.weight)
             else:
                 raise ValueError(f"model: {name} ({type(m).__name__}) cannot run in the "
@@ -245,7 +245,8 @@ class _Builder:
         elif self.quantize == "static":
             wfmt, reason = self._static_qkv(name, mods, ws, stacked)
         else:
-            wfmt, reason = W.pack_float(stacked, self.quantize, self.min_sparsity, m=self.m)
+            wfmt, reason = W.pack_float(stacked, self.quantize, self.min_sparsity, m=self.m,
+                                        packed=True)
         self.rows.append({"name": f"{name}.query+key+value", "module": "SelfAttention",
                           "chosen": W.describe(wfmt),
                           "reason": f"one fused [{stacked.shape[0]}, {stacked.shape[1]}] "
@@ -266,7 +267,8 @@ class _Builder:
         qps = [getattr(m, attr, None) if isinstance(m, nn.Linear) else None for m in mods]
         keys = ("query", "key", "value")
         if all(qp is None for qp in qps):
-            wfmt, reason = W.pack_float(stacked, None, self.min_sparsity, m=self.m)
+            wfmt, reason = W.pack_float(stacked, None, self.min_sparsity, m=self.m,
+                                        packed=True)
             return wfmt, f"{T._not_calibrated_reason()}: fp32 as with quantize=None, {reason}"
         missing = [k for k, qp in zip(keys, qps) if qp is None]
         if missing:

@@ -101,9 +101,11 @@ class _Builder:
         return (self.moved[(name, want)], want, nd)
 
     def weight(self, w, what, module, conv=False):
-        """A conv's rows per call are output pixels: it keeps pack's default M."""
+        """A conv's rows per call are output pixels: it keeps pack's default M
+        (and NumPy for dense fp32); a Dense's dense fp32 kernel is packed where
+        sparsekit's fp32 GEMM beats NumPy."""
         fmt, why = W.pack_float(w, self.quantize, self.min_sparsity,
-                                m=None if conv else self.m)
+                                m=None if conv else self.m, packed=not conv)
         self.report.append(W.report_row(what, module, fmt, why))
         return fmt
 

@@ -24,6 +24,7 @@ from torch import nn
 from sparsekit.convert.torch_fusion import (
     _fuse_gelu, _fuse_residual_layernorm, _fuse_shared_input,
 )
+from sparsekit import _dense_f32
 from sparsekit.runtime import layers as L
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.model import Model, fuse_relu
@@ -587,6 +588,15 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
     return rt
 
 
+def _dense_linear(m, reason, activation=None):
+    """(runtime Linear, reason) for an nn.Linear that stays dense fp32: its
+    weight packed once where sparsekit's fp32 GEMM beats NumPy's BLAS."""
+    w = _dense_f32.for_linear(_float_weight(m)[0])
+    if isinstance(w, _dense_f32.PackedDenseMatrix):
+        reason += _dense_f32.PACKED_REASON
+    return L.Linear(w, _bias(m), activation), reason
+
+
 def _flatten_seq(seq):
     for m in seq:
         if isinstance(m, nn.Sequential):
@@ -623,8 +633,7 @@ def _runtime_layer(i, m, quantize, min_sparsity, rows=None, log=None):
         if new is not None and new.out_qparams is None:
             return logged(new.layer, chosen, reason)
         if isinstance(m, nn.Linear):
-            w, _ = _float_weight(m)
-            layer = L.Linear(w, _bias(m))
+            layer, reason = _dense_linear(m, reason)
             return logged(layer, W.describe(layer.weight), reason)
         if isinstance(m, nn.Conv2d) and _conv_unsupported(m) is None:
             w, _ = _float_weight(m)

@@ -107,10 +107,12 @@ def _sell_for(m):
     return isa == "avx512" and P._sell_wanted(None, m, isa)
 
 
-def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None):
+def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None, packed=False):
     """Pick a format for a float weight [N, K]. Returns (weight, reason); weight
     is None when nothing beats dense fp32 and keep_dense is False (the caller
-    keeps its own dense layer).
+    keeps its own dense layer). Dense fp32 is a float32 ndarray, or with
+    packed=True (a runtime Linear's weight) a PackedDenseMatrix where its
+    kernel beats NumPy (sparsekit._dense_f32.for_linear).
 
     With min_sparsity=None and a build that has sparsekit.pack (its cost model
     was measured on the target CPU), pack decides for about `m` activation rows
@@ -134,9 +136,9 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None):
         why = f"{kind} (sparsity {s:.0%}{rows}; sparsekit.pack's measured cost model)"
         if quantize is not None:
             why += ", per-channel weights, per-row dynamic activations"
-        if isinstance(fmt, np.ndarray):
+        if kind == "dense fp32":
             why = f"dense fp32 (sparsity {s:.0%}; sparsekit.pack: nothing beats dense BLAS)"
-            return (fmt if keep_dense else None), why
+            return (_dense(w, packed, why) if keep_dense else (None, why))
         return fmt, why
     if quantize is None:
         lim = DEFAULT_MIN_SPARSITY if min_sparsity is None else min_sparsity
@@ -146,7 +148,7 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None):
         if s >= lim and s > 0:
             return sparsekit.CSRMatrix.from_dense(w), f"csr fp32 (sparsity {s:.0%} >= {lim:.0%})"
         why = f"dense fp32 (sparsity {s:.0%} < {lim:.0%}: dense BLAS is as fast)"
-        return (w if keep_dense else None), why
+        return (_dense(w, packed, why) if keep_dense else (None, why))
     lim = DEFAULT_MIN_SPARSITY_INT8 if min_sparsity is None else min_sparsity
     if has_sparse_int8() and s >= lim and s > 0:
         return (sparsekit.SparseInt8Matrix.from_float(w, per_channel=True),
@@ -154,6 +156,16 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None):
                 "per-row dynamic activations")
     return (sparsekit.QuantizedMatrix.from_float(w, per_channel=True),
             f"dense int8 (sparsity {s:.0%}), per-channel weights, per-row dynamic activations")
+
+
+def _dense(w, packed, why):
+    """(dense fp32 weight, reason): w, or packed for the fp32 GEMM (packed=True)."""
+    if not packed:
+        return w, why
+    from sparsekit._dense_f32 import PACKED_REASON, PackedDenseMatrix, for_linear
+
+    fmt = for_linear(w)
+    return fmt, why + (PACKED_REASON if isinstance(fmt, PackedDenseMatrix) else "")
 
 
 def pack_int8(q, scale, min_sparsity=None):

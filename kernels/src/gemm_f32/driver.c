@@ -1,7 +1,8 @@
 /*
  * gemm_f32/driver.c - packing and the loop around the dense fp32 tile kernels.
- * X is taken in blocks of rows whose packed copy fits ~64 KiB (all of X for a
- * transformer's few tokens at batch 1), so each weight panel (32 x K floats,
+ * X is taken in blocks of rows whose packed copy fits ~64 KiB, and at least 12
+ * rows (all of X for a transformer's few tokens at batch 1, also at K = 1536
+ * with AVX2's 6-row tiles), so each weight panel (32 x K floats,
  * L2-sized) is read from memory once per block and the block stays in L1/L2
  * while every panel streams past it. Threads split the panels of a block.
  */
@@ -15,6 +16,7 @@
 
 #define PANEL 32
 #define BLOCK_FLOATS (16 * 1024) /* packed X per block: 64 KiB */
+#define MIN_BLOCK_ROWS 12 /* but at least this many rows: each weight streams once per block */
 
 int64_t sk_gemm_f32_packed_floats(int64_t n, int64_t k) {
   if (n < 0 || k < 0) return -1;
@@ -89,7 +91,8 @@ int sk_linear_gemm_f32(int64_t n, int64_t k, const float *packed, int64_t m, con
   const sk_gelu_f32_fn gelu = sk_gelu_f32_select();
   const int64_t npanels = (n + PANEL - 1) / PANEL;
   int64_t block = k > 0 ? BLOCK_FLOATS / k / impl->mr * impl->mr : m;
-  if (block < impl->mr) block = impl->mr;
+  if (block < MIN_BLOCK_ROWS) /* whole tiles; a few tokens stay one block at any K */
+    block = (MIN_BLOCK_ROWS + impl->mr - 1) / impl->mr * impl->mr;
   if (block > m) block = m;
   const int64_t nblocks = (m + block - 1) / block;
   block = (m + nblocks - 1) / nblocks; /* blocks of about equal rows, as tiles */

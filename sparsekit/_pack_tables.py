@@ -9,23 +9,23 @@ See sparsekit/pack.py for what the coefficients mean.
 """
 
 # ---- the measured table (output of `sparsekit pack --measure`) --------------
-MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
-                  8: (0.8306, 0.0, 2.4847, 0.0904, 0.1559, 0.0381),
+MEASURED = {'coef': {'csr': {1: (0.6852, 0.1345, 1.8069, 0.0, 0.0054, 0.0032),
+                  8: (0.872, 0.0, 2.391, 0.0471, 0.0013, 0.0415),
                   32: (0.6447, 0.0, 4.6223, 0.097, 0.2714, 0.054),
                   128: (0.8903, 0.0, 11.2573, 0.0902, 0.7711, 0.2166)},
           'csr_shared': {8: (0.7498, 0.144, 2.4234, 0.222, 0.1946, 0.0157),
                          32: (0.609, 0.0, 6.5386, 0.0875, 0.3528, 0.0419),
                          128: (0.808, 0.0, 18.3199, 0.0627, 0.47, 0.18)},
-          'dense': {1: (1.6611, 0.0349, 0.3249, 0.0, 0.0069, 0.0),
-                    8: (1.7076, 0.2181, 1.0672, 0.2858, 0.0243, 0.0),
+          'dense': {1: (1.6106, 0.0363, 0.0, 0.0, 0.0064, 0.0),
+                    8: (2.0752, 0.0731, 0.0, 0.0727, 0.002, 0.0),
                     32: (1.65, 0.5729, 2.6639, 0.1529, 0.0431, 0.0),
                     128: (1.4608, 2.02, 7.2527, 0.0875, 0.0748, 0.0)},
           'qdense': {1: (2.413, 0.0098, 0.0, 0.0, 0.0, 0.0),
                      8: (2.162, 0.0219, 0.0, 0.0, 0.0, 0.0),
                      32: (2.6842, 0.0786, 0.0, 0.0078, 0.0, 0.0),
                      128: (3.9607, 0.2903, 4.5817, 0.0346, 0.0, 0.0)},
-          'sell': {1: (0.6865, 0.0285, 0.3602, 0.0631, 0.0436, 0.0),
-                   8: (0.6817, 0.1367, 1.1613, 0.0631, 0.0529, 0.0),
+          'sell': {1: (0.6837, 0.0313, 0.2578, 0.0, 0.0302, 0.0),
+                   8: (0.6981, 0.1384, 1.0894, 0.0585, 0.0312, 0.0),
                    32: (0.4862, 0.5564, 4.9387, 0.0585, 0.08, 0.0),
                    128: (0.3239, 2.2751, 19.3796, 0.0339, 0.1085, 0.0)},
           'spint8': {1: (1.2472, 0.2036, 0.1889, 1.167, 0.0, 0.0),
@@ -66,19 +66,24 @@ MEASURED = {'coef': {'csr': {1: (0.6523, 0.1389, 1.7598, 0.0, 0.0063, 0.0027),
 # Predicted / measured csr-to-csr_shared time ratio: median 1.00 at M = 8, 32,
 # 128, 5-95% 0.94-1.08 (M = 8), 0.95-1.05 (M = 32, 128). Scored on
 # pack_accuracy's own runs (seed 1): benchmarks/RESULTS.md, "Shared columns in
-# sparsekit.pack". Lowest sparsity from which pack picks the sparse format (csr:
-# CSRMatrix vs dense fp32 where SlicedEllMatrix is no candidate; sell:
+# sparsekit.pack". The M = 1 and 8 rows of dense, csr and sell were re-fitted
+# last (2026-11-29 01:47 UTC, `--measure --reps 31`, quiet machine), after
+# dense fp32 became the packed GEMM (gemm_f32) that pack returns: at M = 8 it
+# is 2-3x NumPy, and the older rows had pack pick SlicedEllMatrix from 12-14%
+# sparsity there; the refit's M >= 32 rows were not taken (benchmarks/RESULTS.md,
+# "pack's dense entry after the packed fp32 GEMM"). Lowest sparsity from which
+# pack picks the sparse format (csr: CSRMatrix vs dense fp32 where SlicedEllMatrix is no candidate; sell:
 # SlicedEllMatrix, M <= SELL_MAX_M on AVX-512, None above; spint8: vs
 # QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4
 # blocks); shared: the sparsities at which pack picks CSRMatrix with shared
 # columns (AVX-512, M >= SHARED_MIN_M, where the layout is built and at
 # density >= SHARED_MIN_DENSITY; at M <= SELL_MAX_M SlicedEllMatrix wins):
-# {'shape': '3072x768', 'm': 1, 'csr': 0.71, 'sell': 0.46, 'spint8': 0.81, 'spint8_1x4': 0.82, 'shared': None}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.51, 'sell': 0.14, 'spint8': 0.94, 'spint8_1x4': 0.79, 'shared': None}
+# {'shape': '3072x768', 'm': 1, 'csr': 0.71, 'sell': 0.38, 'spint8': 0.81, 'spint8_1x4': 0.82, 'shared': None}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.82, 'sell': 0.6, 'spint8': 0.94, 'spint8_1x4': 0.79, 'shared': None}
 # {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.74, 'spint8_1x4': 0.46, 'shared': (0.66, 0.83)}
 # {'shape': '3072x768', 'm': 128, 'csr': 0.34, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.71, 'sell': 0.45, 'spint8': 0.87, 'spint8_1x4': 0.83, 'shared': None}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.55, 'sell': 0.12, 'spint8': 0.92, 'spint8_1x4': 0.77, 'shared': None}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.71, 'sell': 0.37, 'spint8': 0.87, 'spint8_1x4': 0.83, 'shared': None}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.84, 'sell': 0.59, 'spint8': 0.92, 'spint8_1x4': 0.77, 'shared': None}
 # {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.73, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
 # {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
 

@@ -101,7 +101,7 @@ def test_decision_does_not_depend_on_this_cpu():
         return P._decide(n, k, nz, 1, 1, None, m, shared_bytes=b, shared_isa=isa,
                          sell_isa="avx2", **kw)
 
-    for m in (8, 32, 128):
+    for m in (32, 128):  # at M = 8 the packed dense GEMM wins at 70% (a candidate only)
         assert pick(m)["choice"] == "csr_shared"
     assert "csr_shared" in pick(P.SHARED_MIN_M)["predicted_us"]
     assert "csr_shared" not in pick(1)["predicted_us"]

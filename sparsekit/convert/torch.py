@@ -24,7 +24,6 @@ from torch import nn
 from sparsekit.convert.torch_fusion import (
     _fuse_gelu, _fuse_residual_layernorm, _fuse_shared_input,
 )
-from sparsekit import _dense_f32
 from sparsekit.runtime import layers as L
 from sparsekit.runtime import weights as W
 from sparsekit.runtime.model import Model, fuse_relu
@@ -591,9 +590,7 @@ def to_runtime(model, quantize=None, min_sparsity=None, drop_padding=True, outpu
 def _dense_linear(m, reason, activation=None):
     """(runtime Linear, reason) for an nn.Linear that stays dense fp32: its
     weight packed once where sparsekit's fp32 GEMM beats NumPy's BLAS."""
-    w = _dense_f32.for_linear(_float_weight(m)[0])
-    if isinstance(w, _dense_f32.PackedDenseMatrix):
-        reason += _dense_f32.PACKED_REASON
+    w, reason = W._dense(_float_weight(m)[0], True, reason)
     return L.Linear(w, _bias(m), activation), reason
 
 

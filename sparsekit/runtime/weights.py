@@ -138,7 +138,8 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None, pac
             why += ", per-channel weights, per-row dynamic activations"
         if kind == "dense fp32":
             why = f"dense fp32 (sparsity {s:.0%}; sparsekit.pack: nothing beats dense BLAS)"
-            return (_dense(w, packed, why) if keep_dense else (None, why))
+            # pack already packed it where that wins: not packed twice
+            return (_dense(fmt if packed else w, packed, why) if keep_dense else (None, why))
         return fmt, why
     if quantize is None:
         lim = DEFAULT_MIN_SPARSITY if min_sparsity is None else min_sparsity
@@ -159,12 +160,13 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None, pac
 
 
 def _dense(w, packed, why):
-    """(dense fp32 weight, reason): w, or packed for the fp32 GEMM (packed=True)."""
+    """(dense fp32 weight, reason): w, or with packed=True w packed for the fp32
+    GEMM where that beats NumPy (a w packed already stays as it is)."""
     if not packed:
         return w, why
-    from sparsekit._dense_f32 import PACKED_REASON, PackedDenseMatrix, for_linear
+    from sparsekit._dense_f32 import PACKED_REASON, for_linear
 
-    fmt = for_linear(w)
+    fmt = w if isinstance(w, PackedDenseMatrix) else for_linear(w)
     return fmt, why + (PACKED_REASON if isinstance(fmt, PackedDenseMatrix) else "")
 
 

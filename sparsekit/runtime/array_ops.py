@@ -60,15 +60,22 @@ def _slice(ins, a):
     return x[tuple(idx)]
 
 
-def _reshape(ins, a):
-    x, shape = ins[0], ins[1]
-    if type(shape) is np.ndarray and shape.ndim == 1 and shape.dtype.kind in "iu":
-        shape = shape.tolist()  # Python ints already (a third of the time of int() each)
-    else:
-        shape = [int(s) for s in np.ravel(shape).tolist()]
-    if 0 in shape and not a.get("allowzero", 0):
+def shape_ints(v):
+    """A shape tensor's entries as Python ints."""
+    if type(v) is np.ndarray and v.ndim == 1 and v.dtype.kind in "iu":
+        return v.tolist()  # Python ints already (a third of the time of int() each)
+    return [int(s) for s in np.ravel(v).tolist()]
+
+
+def onnx_reshape(x, shape, allowzero=0):
+    """ONNX Reshape to a list of ints (allowzero=0: a 0 keeps x's size on that axis)."""
+    if 0 in shape and not allowzero:
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
     return x.reshape(shape)
+
+
+def _reshape(ins, a):
+    return onnx_reshape(ins[0], shape_ints(ins[1]), a.get("allowzero", 0))
 
 
 def _expand(ins, a):

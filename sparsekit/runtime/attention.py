@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from sparsekit.runtime.array_ops import onnx_reshape, shape_ints
 from sparsekit.runtime.layers import Layer, Linear, register
 from sparsekit.runtime.token_mask import mask_for
 
@@ -181,19 +182,6 @@ class HeadsAttention(Layer):
         return {"scale": self.scale, "nan_to_zero": self.nan_to_zero, "masked": self.masked}
 
 
-def _ints(v):
-    """A shape tensor's entries as Python ints (tolist: ~50x faster than int()
-    of each NumPy scalar)."""
-    if type(v) is np.ndarray and v.ndim == 1 and v.dtype.kind == "i":
-        return v.tolist()
-    return [int(a) for a in np.ravel(v).tolist()]
-
-
-def _onnx_reshape(x, shape):
-    """ONNX Reshape (allowzero=0: a 0 keeps x's size on that axis)."""
-    return x.reshape([x.shape[i] if v == 0 else v for i, v in enumerate(shape)])
-
-
 @register
 class QKVHeadsAttention(Layer):
     """An ONNX export's self-attention from the hidden states on: query, key
@@ -243,8 +231,8 @@ class QKVHeadsAttention(Layer):
         for i, (shape, perm) in enumerate(zip(self.shapes, ((0, 2, 1, 3), (0, 2, 3, 1),
                                                             (0, 2, 1, 3)))):
             if shape is None:
-                shape = _ints(rest.pop(0))
-            heads.append(_onnx_reshape(qkv[..., i * c:(i + 1) * c], shape).transpose(perm))
+                shape = shape_ints(rest.pop(0))
+            heads.append(onnx_reshape(qkv[..., i * c:(i + 1) * c], shape).transpose(perm))
         return self.attention(*heads, mask)
 
     def _kernel(self, qkv, mask, shape_inputs):
@@ -263,7 +251,7 @@ class QKVHeadsAttention(Layer):
         target = None
         it = iter(shape_inputs)
         for shape in self.shapes:
-            s = _ints(next(it)) if shape is None else list(shape)
+            s = shape_ints(next(it)) if shape is None else list(shape)
             if len(s) != 4:
                 return None
             s = [(b, t, c)[i] if v == 0 and i < 3 else v for i, v in enumerate(s)]

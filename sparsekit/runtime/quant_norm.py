@@ -22,18 +22,24 @@ from sparsekit.runtime.array_ops import ArrayOp
 from sparsekit.runtime.layers import Layer, _f32, register
 
 
+def _u8_grids(params, out_params):
+    """The input and output FakeQuantize of a fused layer: uint8 grids of finite
+    scale, else ValueError naming the argument."""
+    grids = L.FakeQuantize(*params), L.FakeQuantize(*out_params)
+    for name, fq in zip(("params", "out_params"), grids):
+        if fq.signed or not np.isfinite(fq.scale):
+            raise ValueError(f"{name}: expected a finite scale and a uint8 zero point")
+    return grids
+
+
 @register
 class QuantLayerNorm(Layer):
     """FakeQuantize(out_params)(LayerNorm(FakeQuantize(params)(a + b))) for
     uint8 grids with finite scales; add=False: one input, no Add."""
 
     def __init__(self, params, weight, bias, eps, out_params, add=True):
-        self.first = L.FakeQuantize(*params)
+        self.first, self.last = _u8_grids(params, out_params)
         self.norm = L.LayerNorm(weight, bias, eps)
-        self.last = L.FakeQuantize(*out_params)
-        for name, fq in (("params", self.first), ("out_params", self.last)):
-            if fq.signed or not np.isfinite(fq.scale):
-                raise ValueError(f"{name}: expected a finite scale and a uint8 zero point")
         self.add = bool(add)
         self.n_inputs = 2 if self.add else 1
 
@@ -67,16 +73,13 @@ class QuantLayerNorm(Layer):
             b = _f32(b, "b")
             if a.shape != b.shape:  # broadcasting (position embeddings): add first
                 a, b = a + b, None
-        k = self.norm.gamma.shape[0]
         if AVAILABLE and a.ndim and a.size and a.shape[-1] == k:
             out = np.empty(a.shape, np.float32)
             try:
                 core.quant_layernorm(
                     np.ascontiguousarray(a).reshape(-1, k),
                     None if b is None else np.ascontiguousarray(b).reshape(-1, k),
-                    np.float32(self.first.scale), self.first.zero_point, self.norm.gamma,
-                    self.norm.beta, np.float32(self.norm.eps), np.float32(self.last.scale),
-                    self.last.zero_point, out.reshape(-1, k))
+                    *self._c_args(), out.reshape(-1, k))
                 return out
             except ValueError:  # NaN or inf: the layers' own rules
                 pass
@@ -102,11 +105,7 @@ class QuantSoftmax(Layer):
     nan_to: the value that replaces NaN (the export's IsNaN -> Where), or None."""
 
     def __init__(self, params, out_params, mask=True, nan_to=None):
-        self.first = L.FakeQuantize(*params)
-        self.last = L.FakeQuantize(*out_params)
-        for name, fq in (("params", self.first), ("out_params", self.last)):
-            if fq.signed or not np.isfinite(fq.scale):
-                raise ValueError(f"{name}: expected a finite scale and a uint8 zero point")
+        self.first, self.last = _u8_grids(params, out_params)
         self.mask = bool(mask)
         self.nan_to = None if nan_to is None else float(np.float32(nan_to))
         self.n_inputs = 2 if self.mask else 1

@@ -1,4 +1,5 @@
-"""all-MiniLM-L6-v2 sentence encoding: sparsekit.torch.accelerate(model,
+"""all-MiniLM-L6-v2 sentence encoding: sparsekit.torch.accelerate(model) (fp32:
+the dense Linears on sparsekit's packed fp32 GEMM), accelerate(model,
 quantize="dynamic") and the torch-free runtime (sparsekit.torch.to_runtime,
 fp32 and int8, tokenized with the `tokenizers` package) against torch fp32,
 torch's dynamic int8 (per-tensor default and per-channel), and an ONNX Runtime
@@ -151,6 +152,7 @@ def main():
     systems["torch int8 (per-channel)"] = torch_encoder(quantize_dynamic(
         copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig},
         dtype=torch.qint8))
+    systems["sparsekit fp32"] = torch_encoder(skt.accelerate(model))  # dense: packed GEMM
     acc = skt.accelerate(model, quantize="dynamic")
     systems["sparsekit int8"] = torch_encoder(acc)
     tok = fast_tokenizer(model)
@@ -202,7 +204,8 @@ def report(args, systems, cos, med, clock, nsent):
     print(f"{'system':<26} {'batch 1':>9} {'batch 32':>9}  {'min cos':>8}")
     for k in systems:
         print(f"{k:<26} {med[(k, 1)] * 1e3:9.2f} {med[(k, 32)] * 1e3:9.2f}  {cos[k]:8.5f}")
-    for sk in ("sparsekit int8", "sparsekit runtime int8", "sparsekit runtime fp32"):
+    for sk in ("sparsekit fp32", "sparsekit int8", "sparsekit runtime int8",
+               "sparsekit runtime fp32"):
         if sk not in systems:
             continue
         for other in systems:

@@ -124,17 +124,67 @@ def test_default_choice_is_explained():
 
 def test_dense_layers_stay_with_reason():
     model = mlp()
-    acc = skt.accelerate(model, min_sparsity=0.7)
+    acc = skt.accelerate(model, min_sparsity=0.7, dense="torch")
     assert [type(m) for m in acc] == [type(m) for m in model]
     rep = skt.report(acc)
     assert len(rep) == 3 and all(r["chosen"] == "kept" for r in rep)
     assert "dense" in rep[0]["reason"] and "sparsity 0%" in rep[0]["reason"]
-    assert all(r["chosen"] == "kept" for r in skt.report(skt.accelerate(model)))
+    assert all(r["chosen"] == "kept" for r in skt.report(skt.accelerate(model, dense="torch")))
     assert "kept" in str(rep)
     # with a lower threshold a half-pruned layer is taken
     model = prune_all(mlp(), 0.5)
-    acc = skt.accelerate(model, min_sparsity=0.4)
+    acc = skt.accelerate(model, min_sparsity=0.4, dense="torch")
     assert isinstance(acc[0], SparseLinear)
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"], indirect=True)
+def test_dense_fp32_linears_on_the_packed_gemm(isa, tmp_path):
+    """dense="sparsekit" (the default): Linears that stay dense fp32 run on the
+    packed fp32 GEMM where _dense_f32.wanted() says it is fast, else stay torch
+    modules; GELU after one is fused into its epilogue; conv layers stay."""
+    from sparsekit._dense_f32 import PackedDenseMatrix, wanted
+
+    model = cnn()
+    model[7] = nn.GELU()
+    x = torch.randn(5, 1, 8, 8)
+    acc = skt.accelerate(model, min_sparsity=0.9)
+    rep = skt.report(acc)
+    assert skt.report(model, min_sparsity=0.9) == [
+        dict(r, reason=r["reason"].replace("; + GELU fused into the GEMM's epilogue", ""))
+        for r in rep]
+    assert [r["chosen"] for r in rep if r["module"] == "Conv2d"] == ["kept", "kept"]
+    lin = [r for r in rep if r["module"] == "Linear"]
+    with torch.no_grad():
+        close(acc(x), model(x))
+    if not wanted():
+        assert [type(acc[i]) for i in (6, 8)] == [nn.Linear, nn.Linear]
+        assert all(r["chosen"] == "kept" for r in lin)
+        return
+    assert all(isinstance(acc[i].layer.weight, PackedDenseMatrix) for i in (6, 8))
+    assert all(r["chosen"] == "dense fp32" and "packed once" in r["reason"] for r in lin)
+    assert acc[6].layer.activation == "gelu" and isinstance(acc[7], nn.Identity)
+    assert "GELU fused" in lin[0]["reason"]
+    # state_dict: the dense values themselves, round trip into a model accelerated alike
+    sd = acc.state_dict()
+    np.testing.assert_array_equal(sd["6.weight.values"].numpy(), model[6].weight.detach().numpy())
+    fresh = cnn(seed=1)
+    fresh[7] = nn.GELU()
+    fresh = skt.accelerate(fresh, min_sparsity=0.9)
+    fresh.load_state_dict(sd)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), acc(x), rtol=0, atol=0)
+    torch.save(acc, tmp_path / "m.pt")
+    back = torch.load(tmp_path / "m.pt", weights_only=False)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), acc(x), rtol=0, atol=0)
+
+
+def test_dense_argument_is_checked():
+    for bad in ("numpy", None, 1, "Torch"):
+        with pytest.raises(ValueError, match="dense"):
+            skt.accelerate(mlp(), dense=bad)
+        with pytest.raises(ValueError, match="dense"):
+            skt.report(mlp(), dense=bad)
 
 
 def test_unsupported_conv_stays():

@@ -118,8 +118,8 @@ def bert():
 
 def test_hf_encoder_attention_and_packing(bert):
     model, ids, mask = bert
-    # fp32, dense layers stay torch (min_sparsity): only the attention changes
-    acc = skt.accelerate(model, min_sparsity=0.99)
+    # fp32, dense layers stay torch (dense="torch"): only the attention changes
+    acc = skt.accelerate(model, min_sparsity=0.99, dense="torch")
     rows = [r for r in skt.report(acc) if r["chosen"] == "sparsekit attention"]
     assert len(rows) == 1 and "padding tokens dropped" in rows[0]["reason"]
     assert acc.config._attn_implementation == "sparsekit"
@@ -152,7 +152,7 @@ def test_hf_encoder_keeps_padded_layout_when_states_are_collected(bert):
 
 def test_hf_encoder_train_mode_and_grad_use_torch_attention(bert):
     model, ids, mask = bert
-    acc = skt.accelerate(model, min_sparsity=0.99)
+    acc = skt.accelerate(model, min_sparsity=0.99, dense="torch")  # only the attention
     acc.train()
     model.train()
     try:

@@ -182,7 +182,7 @@ def test_attention_only_accelerated_model_saves_a_plain_checkpoint(minilm, tmp_p
     model, _ = minilm
     bert = model[0].auto_model
     original = bert.config._attn_implementation
-    fast = skt.accelerate(model, min_sparsity=1.0)  # dense fp32 layers all stay in torch
+    fast = skt.accelerate(model, dense="torch")  # dense fp32 layers all stay in torch
     fast_bert = fast[0].auto_model
     assert fast_bert.config._attn_implementation == "sparsekit"
     assert not any(isinstance(m, SparseLinear) for m in fast.modules())

@@ -201,13 +201,23 @@ def test_uncalibrated_layers_follow_quantize_none():
     with torch.no_grad():
         model[2].weight[torch.rand(30, 30) < 0.95] = 0
     _calibrated(model, [torch.randn(8, 20)], skip=("2", "4"))
-    fast = skt.accelerate(model, quantize="static", min_sparsity=0.7)
+    fast = skt.accelerate(model, quantize="static", min_sparsity=0.7, dense="torch")
     assert type(fast[0].layer.weight) is QuantizedMatrix  # calibrated: static int8
     assert type(fast[2].layer.weight) is sparsekit.CSRMatrix  # pruned fp32, as quantize=None
     assert type(fast[4]) is nn.Linear  # dense fp32 stays torch's
     rows = {r["name"]: r for r in skt.report(fast)}
     assert "not calibrated" in rows["2"]["reason"] and rows["2"]["chosen"] == "csr fp32"
     assert "not calibrated" in rows["4"]["reason"] and rows["4"]["chosen"] == "kept"
+    # by default dense fp32 runs on the packed fp32 GEMM where that is fast here
+    from sparsekit._dense_f32 import PackedDenseMatrix, wanted
+
+    packed = skt.accelerate(model, quantize="static", min_sparsity=0.7)
+    row = {r["name"]: r for r in skt.report(packed)}["4"]
+    assert "not calibrated" in row["reason"]
+    if wanted():
+        assert row["chosen"] == "dense fp32" and type(packed[4].layer.weight) is PackedDenseMatrix
+    else:
+        assert row["chosen"] == "kept" and type(packed[4]) is nn.Linear
     x = torch.randn(4, 20)
     with torch.no_grad():
         h = fast[1](fast[0](x))

@@ -160,10 +160,12 @@ def _parents(model):
     return out
 
 
-def _plan(m, quantize, min_sparsity, parent=None, rows=None):
+def _plan(m, quantize, min_sparsity, parent=None, rows=None, dense="torch"):
     """(replacement module or None, chosen, reason) for one module. rows: the
     activation rows per call of a Linear (accelerate's m; None: pack's
-    default); a conv's rows are its output pixels, so it keeps the default."""
+    default); a conv's rows are its output pixels, so it keeps the default.
+    dense="sparsekit": a Linear that stays dense fp32 runs on sparsekit's
+    packed fp32 GEMM where that kernel is fast on this CPU (_dense_f32.wanted)."""
     if isinstance(parent, _WEIGHT_READERS) and isinstance(m, nn.Linear):
         return None, "kept", (f"{type(parent).__name__} reads this layer's weight directly "
                               "(fused kernel / fast path)")
@@ -207,11 +209,14 @@ def _plan(m, quantize, min_sparsity, parent=None, rows=None):
         nm = _nm_pattern(w)
         if nm:
             how = ", ".join(filter(None, [how, f"{nm} pattern"]))
+        packed = kind == "linear" and dense == "sparsekit"
         if quantize == "static":
-            wfmt, reason = _pack_static(m, w, min_sparsity, rows)
+            wfmt, reason = _pack_static(m, w, min_sparsity, rows, packed)
         else:
-            wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=False,
-                                        m=rows)
+            wfmt, reason = W.pack_float(_rows(w), quantize, min_sparsity, keep_dense=packed,
+                                        m=rows, packed=packed)
+        if isinstance(wfmt, np.ndarray):
+            wfmt = None  # no fast packed kernel on this CPU: torch's own dense layer stays
         reason = f"{src}{' (' + how + ')' if how else ''}: {reason}"
         if wfmt is None:
             return None, "kept", reason
@@ -230,14 +235,16 @@ def _qparams_attr():
     return QPARAMS_ATTR
 
 
-def _pack_static(m, w, min_sparsity, rows):
+def _pack_static(m, w, min_sparsity, rows, packed=False):
     """(format, reason) of an fp32 Linear / Conv2d for quantize="static": with
     calibrate's QuantParams, the weight quantized with its weight scales (as
     compress.fake_quantize does) and the input with its scale / zero point;
-    without them, as quantize=None (fp32; None when dense fp32 wins)."""
+    without them, as quantize=None (fp32; where dense fp32 wins None, or with
+    packed=True the dense weight as pack_float(packed=True) gives it)."""
     qp = getattr(m, _qparams_attr(), None)
     if qp is None:
-        wfmt, reason = W.pack_float(_rows(w), None, min_sparsity, keep_dense=False, m=rows)
+        wfmt, reason = W.pack_float(_rows(w), None, min_sparsity, keep_dense=packed, m=rows,
+                                    packed=packed)
         return wfmt, f"{_not_calibrated_reason()}: fp32 as with quantize=None, {reason}"
     q, ws = _static_int8_weight(qp, w)
     wfmt, reason = _pack_static_input(_rows(q), ws if ws.size > 1 else ws.reshape(()), qp,
@@ -303,10 +310,18 @@ def _check_quantize(quantize, model):
     return quantize
 
 
-def _plan_named(name, m, quantize, min_sparsity, parent=None, rows=None):
+def _check_dense(dense):
+    if not (isinstance(dense, str) and dense in ("sparsekit", "torch")):
+        raise ValueError(f"dense: expected 'sparsekit' (dense fp32 Linears on sparsekit's "
+                         f"packed fp32 GEMM where it is fast) or 'torch' (they stay torch "
+                         f"modules), got {dense!r}")
+    return dense
+
+
+def _plan_named(name, m, quantize, min_sparsity, parent=None, rows=None, dense="torch"):
     """_plan, with errors in a layer's calibration parameters naming the layer."""
     try:
-        return _plan(m, quantize, min_sparsity, parent, rows)
+        return _plan(m, quantize, min_sparsity, parent, rows, dense)
     except (TypeError, ValueError) as e:
         if quantize != "static" or _qparams_attr() not in str(e):
             raise
@@ -316,7 +331,7 @@ def _plan_named(name, m, quantize, min_sparsity, parent=None, rows=None):
 # ---- public ----------------------------------------------------------------
 
 def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padding=True,
-               m=None):
+               m=None, dense="sparsekit"):
     """Return `model` with its Linear / Conv2d layers running on sparsekit.
 
     quantize: None keeps fp32 (sparse layers become CSR, or SlicedEllMatrix
@@ -338,8 +353,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         are always read as int8.
     min_sparsity: fraction of zeros from which a sparse format is used.
         None: sparsekit.pack's measured cost model decides when this build has
-        it, else 0.7 (fp32) / 0.8 (int8). With quantize=None, layers where
-        dense wins stay as they are (torch's dense kernel is as fast).
+        it, else 0.7 (fp32) / 0.8 (int8). Where dense fp32 wins, see dense.
     m: about how many rows each Linear gets per call (tokens x batch; None:
         sparsekit.pack's default, 128), passed to sparsekit.pack as its `m`.
         Say m=1 for decode-style use (batch 1, one token per call): sparse fp32
@@ -353,6 +367,19 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         "csr shared fp32"; min_sparsity= gives plain CSR). The model still
         runs any M, only slower where the guess is
         far off. Conv2d layers keep the default (their rows are output pixels).
+    dense: what becomes of a Linear that stays dense fp32 (quantize=None, or
+        "static" without calibration parameters). "sparsekit" (default): it
+        runs on sparsekit's fp32 GEMM with its weight packed once
+        (PackedDenseMatrix, the same values; sums in float32 in another order
+        than torch's, so outputs differ by float rounding), where that kernel
+        is fast on this CPU (AVX-512, or AVX2 without AVX-512;
+        sparsekit._dense_f32.wanted); elsewhere the layer stays in torch.
+        Measured on all-MiniLM-L6-v2 unpruned, 1 thread: 2.0x torch fp32 at
+        batch 1 and 2.5x at batch 32 (benchmarks/RESULTS.md, "accelerate:
+        dense fp32 Linears on the packed GEMM"). "torch": such layers stay
+        torch modules (e.g. to keep save_pretrained working for a model whose
+        other layers are not replaced). Conv2d layers that stay dense always
+        stay in torch.
     inplace: modify `model` itself instead of a deep copy.
     drop_padding: in Hugging Face encoders (below), run the layers on the real
         tokens of a padded batch only; the encoder output is then 0 at padding
@@ -394,6 +421,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     quantize = _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
+    dense = _check_dense(dense)
     if not inplace:
         model = _deepcopy(model)
     rows = W.LayerReport()
@@ -408,7 +436,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
             continue  # inside a module being replaced
         with torch.no_grad():
             new, chosen, reason = _plan_named(name, m, quantize, min_sparsity,
-                                              parents.get(name), rows_per_call)
+                                              parents.get(name), rows_per_call, dense)
         if chosen is None:
             continue
         rows.append({"name": name or "(root)", "module": type(m).__name__, "chosen": chosen,
@@ -487,12 +515,12 @@ def _set_submodule(model, name, new):
     setattr(parent, child, new)
 
 
-def report(model, quantize=None, min_sparsity=None, m=None):
+def report(model, quantize=None, min_sparsity=None, m=None, dense="sparsekit"):
     """Per-layer rows (name, module, chosen, reason); print it for a table.
     For a model accelerate() returned, the choices it made; for a runtime Model
     from to_runtime, the choices to_runtime made (its `conversion_report`; from
     onnx.load / keras.convert, their `.report`); for any other model, what
-    accelerate(model, quantize, min_sparsity, m=m) would choose."""
+    accelerate(model, quantize, min_sparsity, m=m, dense=dense) would choose."""
     rows = getattr(model, _REPORT_ATTR, None)
     if rows is not None:
         return rows
@@ -508,6 +536,7 @@ def report(model, quantize=None, min_sparsity=None, m=None):
     quantize = _check_quantize(quantize, model)
     min_sparsity = W.check_min_sparsity(min_sparsity)
     rows_per_call = W.check_m(m)
+    dense = _check_dense(dense)
     rows = W.LayerReport()
     parents = _parents(model)
     for name, m in model.named_modules():
@@ -517,7 +546,7 @@ def report(model, quantize=None, min_sparsity=None, m=None):
             continue
         with torch.no_grad():
             _, chosen, reason = _plan_named(name, m, quantize, min_sparsity,
-                                            parents.get(name), rows_per_call)
+                                            parents.get(name), rows_per_call, dense)
         if chosen is not None:
             rows.append({"name": name or "(root)", "module": type(m).__name__,
                          "chosen": chosen, "reason": reason})

@@ -1,6 +1,7 @@
 """The fusions accelerate() applies after swapping layers (convert/torch.py):
 
-- Linear + exact GELU -> one int8 linear with the GELU in its epilogue;
+- Linear + exact GELU -> one int8 (or packed dense fp32) linear with the
+  GELU in its epilogue;
 - query / key / value (q_proj / k_proj / v_proj) on the same input, all
   dynamic int8 -> one GEMM over the stacked weights (FusedLinears);
 - BERT's output blocks, LayerNorm(dropout(dense(h)) + residual) -> the add
@@ -32,8 +33,8 @@ def _fusable(m):
 
 
 def _fuse_gelu(model, rows):
-    """Linear followed by an exact GELU -> one int8 linear with the GELU in its
-    epilogue (the GELU module becomes nn.Identity): BERT-style blocks
+    """Linear followed by an exact GELU -> one int8 (or packed dense fp32)
+    linear with the GELU in its epilogue (the GELU module becomes nn.Identity): BERT-style blocks
     (`dense` then `intermediate_act_fn`) and nn.Sequential neighbours. Not
     done when the GELU kernel chosen is the scalar one (no vector kernel for
     this CPU; x86 has AVX2 / AVX-512 ones, ARM a NEON one): torch's vectorised
@@ -56,7 +57,7 @@ def _fuse_gelu(model, rows):
     for name, parent, lin_key, act_key in pairs:
         lin = getattr(parent, lin_key)
         lin.layer = L.Linear(lin.layer.weight, lin.layer.bias, "gelu")
-        lin.reason += "; + GELU fused into the int8 epilogue"
+        lin.reason += "; + GELU fused into the GEMM's epilogue"
         setattr(parent, act_key, nn.Identity())
         row = by_name.get(f"{name}.{lin_key}" if name else lin_key)
         if row is not None:

@@ -30,6 +30,7 @@ from sparsekit.convert.onnx_shapes import _signature
 from sparsekit.runtime.array_ops import ArrayOp
 from sparsekit.runtime.attention import HeadsAttention, QKVHeadsAttention
 from sparsekit.runtime.layers import Reshape, RowsLinear
+from sparsekit.runtime.model import node_index
 from sparsekit.runtime.tensor_quant import TensorQuantLinear
 
 PERMS = ([0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3])  # query, key (transposed), value
@@ -100,12 +101,9 @@ def _topological(nodes):
 def fuse_qkv_attention(nodes, outputs):
     """`nodes` (runtime.Model.graph's (layer, inputs, output) list) with each
     chain of the module doc as one QKVHeadsAttention node."""
-    made = {out: i for i, (_, _, out) in enumerate(nodes)}
-    readers = {}
-    for _, ins, _ in nodes:
-        for n in ins:
-            readers[n] = readers.get(n, 0) + 1
-    for o in outputs:
+    read_by, made = node_index(nodes)
+    readers = {n: len(idx) for n, idx in read_by.items()}
+    for o in outputs:  # a graph output counts as one more reader
         readers[o] = readers.get(o, 0) + 1
 
     shape_of = {}  # value -> indices of the Shape ArrayOps reading it

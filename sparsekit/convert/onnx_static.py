@@ -41,6 +41,7 @@ import numpy as np
 from sparsekit.convert.onnx_values import Const
 from sparsekit.runtime import layers as L
 from sparsekit.runtime.array_ops import ArrayOp
+from sparsekit.runtime.model import node_index
 from sparsekit._quantized import QuantizedMatrix
 from sparsekit.runtime.quant_norm import QuantLayerNorm, QuantSoftmax
 from sparsekit.runtime.qlinear import (BiasRequantize, Int8LinearRequantize, LookupTable,
@@ -304,7 +305,7 @@ def drop_requantization(nodes, outputs):
     weight MatMul (the LayerNorm outputs feeding Q, K and V, the attention
     context, the GELU output). Reshape / Transpose between the two move the
     values unchanged, and Shape / Size readers need only the shape."""
-    readers, _ = _node_index(nodes)
+    readers, _ = node_index(nodes)
     drop = {}
 
     def only_linears(name, scale, zp):  # through views; Shape ops read the shape only
@@ -335,14 +336,11 @@ def fuse_bias_requantize(nodes, outputs):
     Q, K, V and output projections of a QDQ BERT, the FFN's GELU table);
     with the static int8 Linear before it (no bias or activation, its
     output read by nothing else) as one runtime.qlinear.Int8LinearRequantize."""
-    readers = {}
-    for layer, ins, out in nodes:
-        for n in ins:
-            readers[n] = readers.get(n, 0) + 1
+    readers, _ = node_index(nodes)
     made = {n[2]: n for n in nodes}
 
     def only_reader(name):
-        return name not in outputs and readers.get(name) == 1
+        return name not in outputs and len(readers.get(name, ())) == 1
 
     def u8_grid(layer):
         return (type(layer) is L.FakeQuantize and not layer.signed or
@@ -398,13 +396,10 @@ def _hand_codes(nodes, outputs):
     whose every reader is an int8 Linear with one static input grid hands
     them U8Activations on it: the [rows, 4C] float tensor is not written,
     nor read and divided again by the down-projection."""
-    readers = {}
-    for layer, ins, out in nodes:
-        for n in ins:
-            readers.setdefault(n, []).append(layer)
+    readers, _ = node_index(nodes)
     done = []
     for layer, ins, out in nodes:
-        rs = readers.get(out, [])
+        rs = [nodes[i][0] for i in readers.get(out, ())]
         grids = {_static_grid(r) for r in rs}
         if type(layer) is Int8LinearRequantize and isinstance(layer.requant.last, LookupTable) \
                 and out not in outputs and rs and len(grids) == 1 and None not in grids:
@@ -421,17 +416,6 @@ def _with_codes(layer, s, z):
     return Int8LinearRequantize(layer.weight, (rq.first.scale, rq.first.zero_point), rq.bias,
                                 (rq.last.scale, rq.last.zero_point), rq.last.table,
                                 (float(s), int(z)))
-
-
-def _node_index(nodes):
-    """(readers, made) of a runtime node list: value name -> the indices of the
-    nodes that read it (once per input slot), and -> the index of the node
-    that makes it."""
-    readers = {}
-    for i, (_, ins, _) in enumerate(nodes):
-        for n in ins:
-            readers.setdefault(n, []).append(i)
-    return readers, {out: i for i, (_, _, out) in enumerate(nodes)}
 
 
 def _u8_grid(layer):
@@ -452,7 +436,7 @@ def fuse_quant_layernorm(nodes, outputs):
     of each transformer block and the embeddings of a QDQ / QOperator BERT);
     without the Add when the first grid's input comes from anything else.
     Shape readers of the LayerNorm read the fused output (the same shape)."""
-    readers, made = _node_index(nodes)
+    readers, made = node_index(nodes)
 
     def only(name, i):  # node i is the one reader of name
         return name not in outputs and readers.get(name) == [i]
@@ -488,7 +472,7 @@ def fuse_quant_softmax(nodes, outputs):
     scales, every tensor on the way read only by the next) as one
     runtime.quant_norm.QuantSoftmax at the Softmax's place: the attention
     probabilities of a QDQ / QOperator BERT."""
-    readers, made = _node_index(nodes)
+    readers, made = node_index(nodes)
 
     def sole(name):  # index of the one reader of name, or None
         rs = readers.get(name, [])
@@ -562,7 +546,7 @@ def fold_into_requantize(nodes, outputs):
     views then move the final values. Every tensor on the way is read by
     nothing else but Shape / Size ops, which read the last one instead (the
     same shape)."""
-    readers, _ = _node_index(nodes)
+    readers, _ = node_index(nodes)
 
     def next_reader(name):  # the one reader that is not a Shape op, or None
         rs = [r for r in readers.get(name, []) if not _shape_only(nodes[r][0])]

@@ -152,3 +152,15 @@ def fuse_relu(layers):
             continue
         out.append(layer)
     return out
+
+
+def node_index(nodes):
+    """(readers, made) of a node list (layer, input names, output name), as
+    Model.graph takes it: value name -> the indices of the nodes that read it
+    (once per input slot), and -> the index of the node that makes it. The
+    converters' graph passes use it to find single-reader chains."""
+    readers = {}
+    for i, (_, ins, _) in enumerate(nodes):
+        for n in ins:
+            readers.setdefault(n, []).append(i)
+    return readers, {out: i for i, (_, _, out) in enumerate(nodes)}

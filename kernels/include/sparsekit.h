@@ -10,7 +10,8 @@
  * [out, in] like PyTorch. Row strides are given in elements.
  *
  * The kernels trust their arguments: validate once at the boundary (the Python
- * layer does; sk_csr_validate is there for C users), then run unchecked.
+ * layer does; the sk_*_validate functions are there for C users), then run
+ * unchecked.
  *
  * How to call it (a worked example: kernels/examples/mlp_forward.c):
  * - Status: an int result is SK_OK (0) or a negative SK_ERR_* code (below).

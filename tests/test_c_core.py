@@ -1,8 +1,14 @@
 """The standalone C core: builds with CMake alone (no Python headers), passes
-its C tests, and passes them again under AddressSanitizer + UBSan."""
+its C tests, and passes them again under AddressSanitizer + UBSan. The ctests
+include the examples (kernels/examples) and two consumers that install the
+build into a scratch prefix and build the examples against it, with
+find_package(sparsekit) and with pkg-config."""
 import os
+import re
 import shutil
 import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -25,7 +31,46 @@ def _build_and_test(build_dir, *extra):
     t = subprocess.run(["ctest", "--test-dir", str(build_dir), "--output-on-failure"],
                        capture_output=True, text=True, env=env)
     assert t.returncode == 0, t.stdout + t.stderr
+    for name in ("consumer_find_package", "consumer_pkg_config", "example_mlp_forward"):
+        assert name in t.stdout, t.stdout
+    if re.search(r"consumer_pkg_config\b[^\n]*Skipped", t.stdout):
+        warnings.warn("pkg-config is not installed: the pkg-config consumer ctest was skipped")
     return t.stdout
+
+
+def _header_version():
+    text = (KERNELS / "include" / "sparsekit.h").read_text()
+    parts = [re.search(rf"#define SK_VERSION_{p} (\d+)", text).group(1)
+             for p in ("MAJOR", "MINOR", "PATCH")]
+    string = re.search(r'#define SK_VERSION_STRING "([^"]+)"', text).group(1)
+    assert string == ".".join(parts), "sparsekit.h: SK_VERSION_STRING and the parts differ"
+    return string
+
+
+def _header_functions():
+    """The functions sparsekit.h declares (its comments stripped)."""
+    text = re.sub(r"/\*.*?\*/", "", (KERNELS / "include" / "sparsekit.h").read_text(), flags=re.S)
+    return set(re.findall(r"\b(sk_[a-z0-9_]+)\s*\(", text))
+
+
+def _defined_globals(lib, *nm_flags):
+    out = subprocess.run(["nm", *nm_flags, "--defined-only", str(lib)], check=True,
+                         capture_output=True, text=True).stdout
+    return {f[2] for f in (line.split() for line in out.splitlines()) if len(f) == 3}
+
+
+def test_c_version_matches_python_package():
+    """sparsekit.h is the C core's one version source (CMake's package version
+    and sparsekit.pc are made from it); pyproject.toml and __version__ repeat it."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    else:
+        project = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(),
+                            re.M).group(1)
+    init = re.search(r'^__version__ = "([^"]+)"',
+                     (ROOT / "sparsekit" / "__init__.py").read_text(), re.M).group(1)
+    assert _header_version() == project == init
 
 
 def test_no_python_header_in_kernels():
@@ -36,13 +81,28 @@ def test_no_python_header_in_kernels():
 
 
 def test_c_core_builds_and_passes(tmp_path):
-    out = _build_and_test(tmp_path / "release")
+    build = tmp_path / "release"
+    out = _build_and_test(build)
     assert "tests passed" in out
+    version = _header_version()
+    assert f'set(PACKAGE_VERSION "{version}")' in (build / "sparsekitConfigVersion.cmake").read_text()
+    assert f"\nVersion: {version}\n" in (build / "sparsekit.pc").read_text()
+    # A static library shares the user's symbol namespace: every global is sk_*.
+    exported = _defined_globals(build / "libsparsekit.a", "-g")
+    assert _header_functions() <= exported
+    assert all(name.startswith("sk_") for name in exported), sorted(
+        n for n in exported if not n.startswith("sk_"))
 
 
 def test_c_core_under_sanitizers(tmp_path):
-    out = _build_and_test(tmp_path / "asan", "-DSK_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug")
+    """Also the shared-library build (SK_SHARED): the C tests link a static copy
+    of the same objects, the examples and the consumers libsparsekit.so."""
+    build = tmp_path / "asan"
+    out = _build_and_test(build, "-DSK_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug",
+                          "-DSK_SHARED=ON")
     assert "tests passed" in out
+    # The shared library exports the header's functions and nothing else.
+    assert _defined_globals(build / "libsparsekit.so", "-D") == _header_functions()
 
 
 def test_c_core_arm64_neon_under_qemu(tmp_path):

@@ -36,6 +36,7 @@ def test_readme_python_blocks_run(tmp_path):
 DOCS = ("README.md", "DEVELOPERS.md", os.path.join("docs", "FORMAT.md"))
 # flags of other tools named in the docs (cmake, ctest, setup.py)
 OTHER_TOOLS_FLAGS = {"--build", "--test-dir", "--inplace", "--deselect"}  # cmake, setup.py, pytest
+OTHER_TOOLS_FLAGS |= {"--install", "--prefix", "--cflags", "--libs", "--static"}  # pkg-config
 
 
 def _read(rel):

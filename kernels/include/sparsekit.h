@@ -10,7 +10,31 @@
  * [out, in] like PyTorch. Row strides are given in elements.
  *
  * The kernels trust their arguments: validate once at the boundary (the Python
- * layer does; sk_csr_validate is there for C users), then run unchecked.
+ * layer does; the sk_*_validate functions are there for C users), then run
+ * unchecked.
+ *
+ * How to call it (a worked example: kernels/examples/mlp_forward.c):
+ * - Status: an int result is SK_OK (0) or a negative SK_ERR_* code (below).
+ *   Each call checks its sizes, strides, pointers and enums (SK_ERR_ARGUMENT),
+ *   not the contents of a weight: run its format's sk_*_validate once.
+ * - Memory: the caller owns every buffer, including the prepared weights
+ *   (sized by sk_qmatrix_s8_packed_bytes, sk_gemm_f32_packed_floats,
+ *   sk_sell_f32_count_groups; the packed int8 and fp32 GEMM weights 64-byte
+ *   aligned). Calls whose comment names scratch malloc it and free it before
+ *   returning (SK_ERR_NOMEM if that fails); sk_csr_f32_shared_build returns an
+ *   object for sk_csr_f32_shared_free. No other call allocates.
+ * - Threads: each call runs OpenMP threads inside, up to sk_set_num_threads
+ *   (0: OpenMP's default, OMP_NUM_THREADS), fewer for small work or while the
+ *   thread backoff below is active. Results do not depend on the count.
+ * - ISA: detected on first use; every family then runs the best kernel it has
+ *   at or below sk_get_isa(). sk_set_isa lowers that ceiling (to compare or
+ *   test paths); sk_family_isa names what a family runs ("spmm_f32",
+ *   "spmm_u8s8", "qgemm_u8s8", "quantize_u8", "gemm_f32", "spmv_sell_f32",
+ *   "gelu_f32", "attention_f32", "layernorm_f32"). The C core reads no
+ *   environment variable of its own (SPARSEKIT_ISA is the Python layer's).
+ * - The settings (ISA, threads, backoff) are process-wide plain variables:
+ *   set them, and make one first call such as sk_get_isa() (CPU detection),
+ *   before several threads call kernels.
  */
 #ifndef SPARSEKIT_H
 #define SPARSEKIT_H

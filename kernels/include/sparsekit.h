@@ -32,9 +32,9 @@
  *   "spmm_u8s8", "qgemm_u8s8", "quantize_u8", "gemm_f32", "spmv_sell_f32",
  *   "gelu_f32", "attention_f32", "layernorm_f32"). The C core reads no
  *   environment variable of its own (SPARSEKIT_ISA is the Python layer's).
- * - The settings (ISA, threads, backoff) are process-wide plain variables:
- *   set them, and make one first call such as sk_get_isa() (CPU detection),
- *   before several threads call kernels.
+ * - The settings (ISA, threads, backoff) are process-wide (atomic) values;
+ *   CPU detection runs once, whichever threads call first. A setting changed
+ *   while other threads run kernels applies to the calls that start after it.
  */
 #ifndef SPARSEKIT_H
 #define SPARSEKIT_H

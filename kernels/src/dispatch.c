@@ -7,6 +7,7 @@
  * best implementation it has at or below that ceiling.
  */
 #define _POSIX_C_SOURCE 200112L
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +34,11 @@ const char *sk_isa_name(sk_isa isa) {
 }
 
 /* ---- detection ---------------------------------------------------------- */
-static int detected = 0;
+/* 0: not run, 1: one thread is detecting, 2: done. Threads making their first
+ * calls at once must not see a half-filled table (and fall back to scalar):
+ * one of them detects, the others wait for it (microseconds), and the
+ * release / acquire pair publishes the table. */
+static atomic_int detect_state = 0;
 static int supported[SK_ISA_COUNT];
 #ifdef SK_ARCH_ARM64
 static int arm_dotprod_hw = 0, arm_dotprod_on = 0; /* ARMv8.2 sdot/udot */
@@ -68,7 +73,14 @@ static void detect_x86(void) {
 #endif
 
 static void detect(void) {
-  if (detected) return;
+  if (atomic_load_explicit(&detect_state, memory_order_acquire) == 2) return;
+  int idle = 0;
+  if (!atomic_compare_exchange_strong_explicit(&detect_state, &idle, 1, memory_order_acq_rel,
+                                               memory_order_acquire)) {
+    while (atomic_load_explicit(&detect_state, memory_order_acquire) != 2) {
+    }
+    return;
+  }
   memset(supported, 0, sizeof supported);
   supported[SK_ISA_SCALAR] = 1;
 #ifdef SK_ARCH_X86
@@ -81,7 +93,7 @@ static void detect(void) {
   arm_dotprod_on = arm_dotprod_hw;
 #endif
 #endif
-  detected = 1;
+  atomic_store_explicit(&detect_state, 2, memory_order_release);
 }
 
 int sk_cpu_supports(sk_isa isa) {
@@ -111,17 +123,20 @@ sk_isa sk_best_isa(void) {
 }
 
 /* ---- the forced ISA ----------------------------------------------------- */
-static int forced_isa = -1; /* -1: not forced, use the best */
+/* -1: not forced, use the best. Atomic: a setting changed while other threads
+ * run kernels is read whole (each call then uses the old or the new ISA). */
+static atomic_int forced_isa = -1;
 
 int sk_set_isa(sk_isa isa) {
   if (isa < 0 || isa >= SK_ISA_COUNT) return SK_ERR_ARGUMENT;
   if (!sk_cpu_supports(isa)) return SK_ERR_UNSUPPORTED;
-  forced_isa = (int)isa;
+  atomic_store_explicit(&forced_isa, (int)isa, memory_order_relaxed);
   return SK_OK;
 }
 
 sk_isa sk_get_isa(void) {
-  return forced_isa >= 0 ? (sk_isa)forced_isa : sk_best_isa();
+  const int forced = atomic_load_explicit(&forced_isa, memory_order_relaxed);
+  return forced >= 0 ? (sk_isa)forced : sk_best_isa();
 }
 
 /* ---- registration: one table per family, indexed by ISA ----------------- */
@@ -381,12 +396,15 @@ int sk_family_isa(const char *family) {
 }
 
 /* ---- threads ------------------------------------------------------------ */
-static int num_threads = 0; /* 0: follow OpenMP's default */
+static atomic_int num_threads = 0; /* 0: follow OpenMP's default */
 
-void sk_set_num_threads(int n) { num_threads = n > 0 ? n : 0; }
+void sk_set_num_threads(int n) {
+  atomic_store_explicit(&num_threads, n > 0 ? n : 0, memory_order_relaxed);
+}
 
 int sk_get_num_threads(void) {
-  if (num_threads > 0) return num_threads;
+  const int n = atomic_load_explicit(&num_threads, memory_order_relaxed);
+  if (n > 0) return n;
 #ifdef _OPENMP
   return omp_get_max_threads();
 #else

@@ -130,7 +130,7 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
                              (double)(4 * nblocks + 4 * w->n) * (double)m, bounds);
 
   sk_spmm_u8s8_tile base = {w->indptr, w->cols, w->index_bytes, w->values, w->row_sums,
-                            NULL, kq, 1, NULL, NULL, wscale, bias, act, y, ldy};
+                            NULL, kq, 1, NULL, NULL, wscale, bias, act, y, ldy, 0, 0};
   if (m == 1) {
     /* the kernels read whole dwords: the row itself when K % 4 == 0, else a
      * copy padded with zeros */

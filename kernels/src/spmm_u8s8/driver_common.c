@@ -44,7 +44,7 @@ int sk_u8_entry_s32(const void *w, int64_t k, int64_t n, sk_u8_source_fn run, in
   const int rc = sk_u8_source_check(m, k, xq, ldx, zero_point, zp_per_row, y, ldy, n);
   if (rc != SK_OK) return rc;
   if (m == 0 || n == 0) return SK_OK;
-  const sk_u8_source s = {xq, ldx, zero_point, zp_per_row, NULL};
+  const sk_u8_source s = {xq, ldx, zero_point, zp_per_row, NULL, NULL};
   return run(w, m, &s, NULL, NULL, SK_ACT_NONE, y, ldy);
 }
 

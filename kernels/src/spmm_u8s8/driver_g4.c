@@ -152,7 +152,7 @@ static int run(const void *weight, int64_t m, const sk_u8_source *s,
                              (double)(16 * ngroups + 4 * w->n) * (double)m, bounds);
 
   sk_spmm_u8s8_tile base = {w->indptr, w->kidx, 2, w->values, w->row_sums,
-                            NULL, 0, 1, NULL, NULL, wscale, bias, act, y, ldy};
+                            NULL, 0, 1, NULL, NULL, wscale, bias, act, y, ldy, 0, 0};
   if (m == 1 || (s->xf == NULL && rows_by_spmv(w, m))) { /* each row is a [K][1] tile */
     base.xp_bytes = w->k;
     sk_spmm_u8s8_fn spmv = sk_spmv_u8s8_g4_1x4__scalar;

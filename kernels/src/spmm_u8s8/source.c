@@ -45,7 +45,7 @@ int sk_u8_source_run_quantized(const void *w, int64_t k, int64_t m, const float 
       rc = sk_quantize_rows_u8(m, k, x, ldx, xq, k, xs, zp);
     }
     if (rc == SK_OK) {
-      const sk_u8_source s = {xq, k, zp, 1, xs};
+      const sk_u8_source s = {xq, k, zp, 1, xs, NULL};
       rc = run(w, m, &s, wscale, bias, act, y, ldy);
     }
   }
@@ -82,7 +82,7 @@ int sk_u8_source_run_static(const void *w, int64_t k, int64_t m, const float *x,
     }
     if (rc == SK_OK) {
       for (int64_t i = 0; i < m; ++i) xs[i] = x_scale;
-      const sk_u8_source s = {xq, k, &x_zp, 0, xs};
+      const sk_u8_source s = {xq, k, &x_zp, 0, xs, NULL};
       rc = run(w, m, &s, wscale, bias, act, y, ldy);
     }
   }

@@ -176,6 +176,38 @@ def test_linear_matches_dequantized_reference(isa, rng):
             assert np.all(np.abs(got - true) <= bound)
 
 
+@pytest.mark.parametrize("m", [1, 2, 7, 8, 9, 17, 33])
+@pytest.mark.parametrize("k", [1, 3, 5, 64, 67, 130])
+def test_linear_bit_identical_to_quantize_then_gemm(isa, rng, m, k):
+    """linear() quantizes x inside the GEMM (row tiles, in one sweep per tile):
+    the same bits as quantize_rows + the dequantizing GEMM, with tails in M and
+    K, M = 1, constant, zero, one-sign and extreme rows, 1 and 2 threads."""
+    n = 50
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    qw = QuantizedMatrix.from_float(w)
+    bias = rng.standard_normal(n).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32) * 3
+    x[::5] = 1.5                                  # constant rows
+    x[1::7] = 0.0
+    x[2::6] = np.abs(x[2::6])
+    x[3::8] = -np.abs(x[3::8]) * 1e5
+    x[4::9] = np.where(rng.random(k) < 0.5, 1e30, -1e30)
+    xq, xs, zp = sparsekit.quantize_rows(x)
+    before = sparsekit.get_num_threads()
+    try:
+        for threads in (1, 2):
+            sparsekit.set_num_threads(threads)
+            for act in (None, "relu"):
+                got = sparsekit.linear(x, qw, bias, activation=act)
+                want = quantized_linear(xq, xs, zp, qw, bias, activation=act)
+                assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    finally:
+        sparsekit.set_num_threads(before)
+    x[m // 2, k // 2] = np.nan
+    with pytest.raises(ValueError, match="x: contains NaN"):
+        sparsekit.linear(x, qw)
+
+
 def test_linear_static_input_and_shapes(isa, rng):
     w = rng.standard_normal((40, 64)).astype(np.float32)
     x = rng.standard_normal((2, 3, 64)).astype(np.float32)

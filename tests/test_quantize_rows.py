@@ -147,3 +147,33 @@ def test_bad_input():
         sparsekit.quantize_rows(x, scale=1.0, zero_point=256)
     with pytest.raises(TypeError, match="^zero_point: "):
         sparsekit.quantize_rows(x, scale=1.0, zero_point=1.5)
+
+
+@pytest.mark.parametrize("m", [1, 2, 9, 16, 17, 35])
+@pytest.mark.parametrize("k", [1, 5, 63, 64, 65, 200])
+def test_row_blocks_match_reference(isa, rng, m, k):
+    """Row blocks (a row's range is found while the previous one is quantized):
+    neighbours with very different ranges, constant / zero / one-sign rows, at
+    every position in a block, tails in M and K."""
+    kinds = [lambda: rng.standard_normal(k) * 10.0 ** rng.integers(-3, 4),
+             lambda: np.full(k, rng.standard_normal()),
+             lambda: np.zeros(k),
+             lambda: np.abs(rng.standard_normal(k)),
+             lambda: -np.abs(rng.standard_normal(k)) * 1e4,
+             lambda: np.where(rng.random(k) < 0.5, 3e38, -3e38),
+             lambda: rng.integers(-255, 256, k) / 2.0]
+    x = np.stack([kinds[rng.integers(len(kinds))]() for _ in range(m)]).astype(np.float32)
+    _assert_same(sparsekit.quantize_rows(x), quantize_rows_reference(x))
+    strided = np.zeros((m, k + 7), np.float32)[:, 3:3 + k]
+    strided[:] = x
+    _assert_same(sparsekit.quantize_rows(strided), quantize_rows_reference(x))
+
+
+@pytest.mark.parametrize("bad", [np.nan, -np.nan, np.inf, -np.inf])
+def test_row_blocks_report_nonfinite_anywhere(isa, rng, bad):
+    x = rng.standard_normal((19, 70)).astype(np.float32)
+    for i, j in ((0, 0), (1, 69), (8, 33), (15, 64), (18, 5)):
+        y = x.copy()
+        y[i, j] = bad
+        with pytest.raises(ValueError, match="x: contains NaN"):
+            sparsekit.quantize_rows(y)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import sparsekit
-from sparsekit import SparseInt8Matrix
+from sparsekit import SparseInt8Matrix, quantized_linear
 from sparsekit.quant_ops import quantize_rows_reference
 
 @pytest.fixture(autouse=True)
@@ -673,3 +673,30 @@ def test_both_copies_run_g4_rows_at_m2_m3(isa, rng):
             np.testing.assert_allclose(sparsekit.linear(x, w),
                                        dequantized_reference(x, w, None, False),
                                        rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("m,k", [(1, 67), (2, 5), (17, 130), (40, 64), (33, 4099)])
+@pytest.mark.parametrize("pattern", ["1x4", "unstructured"])
+def test_linear_bit_identical_to_quantize_then_matmul(isa, rng, m, k, pattern):
+    """fp32 rows quantized inside linear() (per tile while packing, or up front
+    for K > 4096) give the bits of quantize_rows + quantized_linear: constant,
+    zero and one-sign rows next to each other, 1 and 2 threads."""
+    n = 40
+    q = (random_q(rng, n, k, 0.3, fill=4) if pattern == "1x4"
+         else unstructured_q(rng, n, k, 0.1))
+    w = SparseInt8Matrix.from_int8(q, (rng.random(n) + 0.5).astype(np.float32) * 0.01)
+    x = rng.standard_normal((m, k)).astype(np.float32) * 3
+    x[::5] = 1.5
+    x[1::7] = 0.0
+    x[2::6] = np.abs(x[2::6])
+    x[3::8] = -np.abs(x[3::8]) * 1e4
+    bias = rng.standard_normal(n).astype(np.float32)
+    want = quantized_linear(*sparsekit.quantize_rows(x), w, bias)
+    before = sparsekit.get_num_threads()
+    try:
+        for threads in (1, 2):
+            sparsekit.set_num_threads(threads)
+            got = sparsekit.linear(x, w, bias)
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    finally:
+        sparsekit.set_num_threads(before)

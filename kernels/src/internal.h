@@ -113,14 +113,25 @@ typedef int (*sk_quantize_row_u8_fn)(const float *x, int64_t k, uint8_t *q, floa
                                      int32_t *zero_point);
 typedef int (*sk_quantize_row_u8_static_fn)(const float *x, int64_t k, float scale,
                                             int32_t zero_point, uint8_t *q);
+/* Dynamic rows [0, rows) of x (row strides ldx, ldq): the same bytes,
+ * scales and zero points as dynamic_row on each row, in fewer passes over x. */
+typedef int (*sk_quantize_rows_u8_fn)(const float *x, int64_t ldx, int64_t rows, int64_t k,
+                                      uint8_t *q, int64_t ldq, float *scale,
+                                      int32_t *zero_point);
 typedef struct {
   sk_quantize_row_u8_fn dynamic_row;
   sk_quantize_row_u8_static_fn static_row;
+  sk_quantize_rows_u8_fn dynamic_rows; /* NULL: dynamic_row row by row */
 } sk_quantize_u8_impl;
 
 const sk_quantize_u8_impl *sk_quantize_u8_select(void);
 /* (scale, zero_point) of a row whose range is [mn, mx], mn <= 0 <= mx. */
 void sk_quantize_u8_params(float mn, float mx, float *scale, int32_t *zero_point);
+/* Dynamic rows [0, rows) through q's dynamic_rows (or dynamic_row per row);
+ * SK_OK or SK_ERR_NONFINITE. */
+int sk_quantize_u8_rows_dynamic(const sk_quantize_u8_impl *q, const float *x, int64_t ldx,
+                                int64_t rows, int64_t k, uint8_t *xq, int64_t ldq,
+                                float *scale, int32_t *zero_point);
 
 int sk_quantize_row_u8__scalar(const float *x, int64_t k, uint8_t *q, float *scale,
                                int32_t *zero_point);
@@ -135,6 +146,8 @@ int sk_quantize_row_u8__avx512(const float *x, int64_t k, uint8_t *q, float *sca
                                int32_t *zero_point);
 int sk_quantize_row_u8_static__avx512(const float *x, int64_t k, float scale,
                                       int32_t zero_point, uint8_t *q);
+int sk_quantize_rows_u8__avx512(const float *x, int64_t ldx, int64_t rows, int64_t k,
+                                uint8_t *q, int64_t ldq, float *scale, int32_t *zero_point);
 #endif
 #ifdef SK_ARCH_ARM64
 int sk_quantize_row_u8__neon(const float *x, int64_t k, uint8_t *q, float *scale,
@@ -362,6 +375,10 @@ int sk_u8_source_row_params(const sk_u8_source *s, int64_t m, int64_t rows,
  * NaN or infinity. */
 int sk_u8_source_quantize_row(const sk_u8_source *s, int64_t i, int64_t k, uint8_t *row,
                               int32_t *zp, float *xscale);
+/* Rows [i, i + rows) of s->xf the same way into u8 (row stride ldq), zp[0..),
+ * xscale[0..), in one sweep where the ISA has one. */
+int sk_u8_source_quantize_rows(const sk_u8_source *s, int64_t i, int64_t rows, int64_t k,
+                               uint8_t *u8, int64_t ldq, int32_t *zp, float *xscale);
 
 typedef struct {
   int mr;               /* rows per tile of the spmm kernel */

@@ -64,17 +64,18 @@ static int quantize_rows(const sk_quantize_u8_impl *qimpl, const float *x, int64
                          uint8_t *xq, float *rs, int32_t *rz) {
   const int64_t k4 = (k + 3) / 4;
   int bad = 0;
-  for (int64_t i = i0; i < i1; ++i) {
-    uint8_t *row = xq + i * k4 * 4;
-    if (x_scale > 0.0f) {
-      bad |= qimpl->static_row(x + i * ldx, k, x_scale, x_zp, row) != SK_OK;
+  if (x_scale > 0.0f) {
+    for (int64_t i = i0; i < i1; ++i) {
+      bad |= qimpl->static_row(x + i * ldx, k, x_scale, x_zp, xq + i * k4 * 4) != SK_OK;
       rs[i] = x_scale;
       rz[i] = x_zp;
-    } else {
-      bad |= qimpl->dynamic_row(x + i * ldx, k, row, rs + i, rz + i) != SK_OK;
     }
-    for (int64_t j = k; j < k4 * 4; ++j) row[j] = 0;
+  } else { /* the whole tile in one sweep where the ISA has one */
+    bad = sk_quantize_u8_rows_dynamic(qimpl, x + i0 * ldx, ldx, i1 - i0, k, xq + i0 * k4 * 4,
+                                      k4 * 4, rs + i0, rz + i0) != SK_OK;
   }
+  for (int64_t i = i0; i < i1; ++i)
+    for (int64_t j = k; j < k4 * 4; ++j) xq[i * k4 * 4 + j] = 0;
   return bad;
 }
 

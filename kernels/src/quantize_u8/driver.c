@@ -23,6 +23,22 @@ void sk_quantize_u8_params(float mn, float mx, float *scale, int32_t *zero_point
   *zero_point = (int32_t)z;
 }
 
+int sk_quantize_u8_rows_dynamic(const sk_quantize_u8_impl *q, const float *x, int64_t ldx,
+                                int64_t rows, int64_t k, uint8_t *xq, int64_t ldq,
+                                float *scale, int32_t *zero_point) {
+  if (q->dynamic_rows && rows > 1)
+    return q->dynamic_rows(x, ldx, rows, k, xq, ldq, scale, zero_point) == SK_OK
+               ? SK_OK : SK_ERR_NONFINITE;
+  int bad = 0;
+  for (int64_t i = 0; i < rows; ++i)
+    bad |= q->dynamic_row(x + i * ldx, k, xq + i * ldq, scale + i, zero_point + i) != SK_OK;
+  return bad ? SK_ERR_NONFINITE : SK_OK;
+}
+
+/* Rows per call of the block quantizer in sk_quantize_rows_u8: each block's
+ * first row is read twice, the others once (plus the re-read from L1). */
+#define ROW_BLOCK 16
+
 int sk_quantize_rows_u8(int64_t m, int64_t k, const float *x, int64_t ldx, uint8_t *xq,
                         int64_t ldq, float *scale, int32_t *zero_point) {
   if (m < 0 || k < 0 || ldx < k || ldq < k) return SK_ERR_ARGUMENT;
@@ -41,8 +57,11 @@ int sk_quantize_rows_u8(int64_t m, int64_t k, const float *x, int64_t ldx, uint8
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t i = 0; i < m; ++i)
-      bad |= impl->dynamic_row(x + i * ldx, k, xq + i * ldq, scale + i, zero_point + i) != SK_OK;
+    for (int64_t i = 0; i < m; i += ROW_BLOCK) {
+      const int64_t rows = m - i < ROW_BLOCK ? m - i : ROW_BLOCK;
+      bad |= sk_quantize_u8_rows_dynamic(impl, x + i * ldx, ldx, rows, k, xq + i * ldq, ldq,
+                                         scale + i, zero_point + i) != SK_OK;
+    }
   }
   return bad ? SK_ERR_NONFINITE : SK_OK;
 }

@@ -74,9 +74,8 @@ static int pack_tile(const sk_u8_source *s, int64_t k, int64_t m0, int64_t mr, i
   const uint8_t *x = s->xf ? NULL : s->xq + m0 * s->ldx;
   int64_t ldx = s->ldx;
   if (s->xf && u8) {
-    for (int64_t i = 0; i < mr; ++i)
-      if (sk_u8_source_quantize_row(s, m0 + i, k, u8 + i * k, zp + m0 + i, xs + m0 + i) != SK_OK)
-        return SK_ERR_NONFINITE;
+    if (sk_u8_source_quantize_rows(s, m0, mr, k, u8, k, zp + m0, xs + m0) != SK_OK)
+      return SK_ERR_NONFINITE;
     x = u8, ldx = k;
   }
 #ifdef SK_ARCH_X86

@@ -101,10 +101,7 @@ static int pack(const void *ctx, const sk_u8_source *s, int64_t m0, int64_t mr, 
   int64_t ldx = s->ldx;
   if (s->xf) {
     uint8_t *u8 = scratch + (c->rows_alloc + (int64_t)t * c->MR) * c->kp;
-    for (int64_t r = 0; r < mr; ++r)
-      if (sk_u8_source_quantize_row(s, m0 + r, c->k, u8 + r * c->kp, zp + m0 + r,
-                                    xs + m0 + r) != SK_OK)
-        rc = SK_ERR_NONFINITE;
+    rc = sk_u8_source_quantize_rows(s, m0, mr, c->k, u8, c->kp, zp + m0, xs + m0);
     x = u8, ldx = c->kp;
   }
 #ifdef SK_ARCH_X86

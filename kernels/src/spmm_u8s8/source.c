@@ -38,9 +38,7 @@ int sk_u8_source_run_quantized(const void *w, int64_t k, int64_t m, const float 
     if (sk_threads_for_work((double)m * (double)k * 2.0) == 1) {
       /* sk_quantize_rows_u8's row loop without its parallel region (~1 us) */
       const sk_u8_source f = {NULL, ldx, NULL, 1, NULL, x};
-      rc = SK_OK;
-      for (int64_t i = 0; i < m && rc == SK_OK; ++i)
-        rc = sk_u8_source_quantize_row(&f, i, k, xq + i * k, zp + i, xs + i);
+      rc = sk_u8_source_quantize_rows(&f, 0, m, k, xq, k, zp, xs);
     } else {
       rc = sk_quantize_rows_u8(m, k, x, ldx, xq, k, xs, zp);
     }
@@ -119,4 +117,10 @@ int sk_u8_source_quantize_row(const sk_u8_source *s, int64_t i, int64_t k, uint8
   /* the row function of sk_quantize_rows_u8: the same u8 values and params */
   return sk_quantize_u8_select()->dynamic_row(s->xf + i * s->ldx, k, row, xscale, zp) == SK_OK
              ? SK_OK : SK_ERR_NONFINITE;
+}
+
+int sk_u8_source_quantize_rows(const sk_u8_source *s, int64_t i, int64_t rows, int64_t k,
+                               uint8_t *u8, int64_t ldq, int32_t *zp, float *xscale) {
+  return sk_quantize_u8_rows_dynamic(sk_quantize_u8_select(), s->xf + i * s->ldx, s->ldx, rows,
+                                     k, u8, ldq, xscale, zp);
 }

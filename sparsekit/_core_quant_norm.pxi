@@ -66,7 +66,75 @@ cdef extern from *:
                                         float *restrict t) {
       for (int64_t i = 0; i < n; ++i) t[i] = a[i] + b[i];
     }
+
+    /* The thread policy of kernels/src/internal.h (same library, not in the
+     * public header). */
+    int sk_threads_for_work(double work);
+    int64_t sk_region_begin(int nt);
+    void sk_worker_check_in(int64_t stamp);
+
+    /* y[r] = LayerNorm(x[r]) for rows [r0, r1) of x, y [rows, k], out of place:
+     * the arithmetic of sk_qln_layernorm (runtime.layers.LayerNorm's NumPy
+     * steps, bit for bit). sq: k floats of scratch. */
+    SK_QL_CLONES static void sk_qln_layernorm_to(const float *restrict x, float *restrict y,
+                                                 int64_t r0, int64_t r1, int64_t k,
+                                                 const float *gamma, const float *beta, float eps,
+                                                 float *restrict sq) {
+      const float fk = (float)k;
+      for (int64_t r = r0; r < r1; ++r) {
+        const float *xr = x + r * k;
+        float *yr = y + r * k;
+        float s = 0.0f;
+        s += sk_qln_pairwise(xr, k);
+        const float mu = s / fk;
+        for (int64_t j = 0; j < k; ++j) {
+          yr[j] = xr[j] - mu;
+          sq[j] = yr[j] * yr[j];
+        }
+        float s2 = 0.0f;
+        s2 += sk_qln_pairwise(sq, k);
+        const float den = sqrtf(s2 / fk + eps);
+        for (int64_t j = 0; j < k; ++j) {
+          float v = yr[j] / den;
+          v = v * gamma[j];
+          yr[j] = beta ? v + beta[j] : v;
+        }
+      }
+    }
+
+    /* The same over all rows, split over threads by whole rows (a row's sums
+     * never depend on the thread count); one thread runs without an OpenMP
+     * region. Returns 0, or -1 if scratch allocation failed. */
+    static int sk_qln_layernorm_rows(const float *x, float *y, int64_t rows, int64_t k,
+                                     const float *gamma, const float *beta, float eps) {
+      int nt = sk_threads_for_work((double)rows * (double)k * 6.0);
+      if (nt > rows) nt = (int)rows;
+      if (nt <= 1) {
+        float *sq = (float *)malloc((size_t)k * sizeof(float));
+        if (sq == NULL) return -1;
+        sk_qln_layernorm_to(x, y, 0, rows, k, gamma, beta, eps, sq);
+        free(sq);
+        return 0;
+      }
+      int bad = 0;
+      const int64_t t0 = sk_region_begin(nt);
+      #pragma omp parallel num_threads(nt) reduction(| : bad)
+      {
+        sk_worker_check_in(t0);
+        float *sq = (float *)malloc((size_t)k * sizeof(float));
+        /* every thread reaches the worksharing loop, even one whose malloc failed */
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          if (sq == NULL) bad = 1;
+          else sk_qln_layernorm_to(x, y, r, r + 1, k, gamma, beta, eps, sq);
+        }
+        free(sq);
+      }
+      return bad ? -1 : 0;
+    }
     """
+    int sk_qln_layernorm_rows(const float *x, float *y, int64_t rows, int64_t k,
+                              const float *gamma, const float *beta, float eps) nogil
     void sk_qln_layernorm(float *v, int64_t rows, int64_t k, const float *gamma,
                           const float *beta, float eps, float *sq) nogil
     void sk_qln_add(const float *a, const float *b, int64_t n, float *t) nogil
@@ -82,6 +150,37 @@ def pairwise_sum_f32(cnp.ndarray x):
     cdef float s = 0.0
     s += sk_qln_pairwise(<const float *>cnp.PyArray_DATA(x), x.shape[0])
     return s
+
+
+def layernorm_f32(cnp.ndarray x, cnp.ndarray gamma, object beta, float eps,
+                  cnp.ndarray out):
+    """out[r] = LayerNorm(x[r]) over the rows of C-contiguous float32 x [M, K]
+    into C-contiguous float32 out [M, K] (not overlapping x), bit for bit
+    runtime.layers.LayerNorm's NumPy steps (pairwise row sums, float32
+    rounding at every step), rows split over threads; gamma float32 [K],
+    beta float32 [K] or None."""
+    cdef int64_t m = x.shape[0] if x.ndim == 2 else -1
+    cdef int64_t k = x.shape[1] if x.ndim == 2 else -1
+    check_f32_2d(x, m, k, "x")
+    check_f32_2d(out, m, k, "out")
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    cdef const float *pg = <const float *>vec_of(gamma, cnp.NPY_FLOAT32, k, "gamma")
+    cdef const float *pb = NULL
+    if beta is not None:
+        pb = <const float *>vec_of(beta, cnp.NPY_FLOAT32, k, "beta")
+    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    if m == 0 or k == 0:
+        return out
+    if px < po + m * k and po < px + m * k:
+        raise ValueError("out: must not overlap x")
+    cdef int rc
+    with nogil:
+        rc = sk_qln_layernorm_rows(px, po, m, k, pg, pb, eps)
+    if rc != 0:
+        raise MemoryError("layernorm_f32: scratch allocation failed")
+    return out
 
 
 def quant_layernorm(cnp.ndarray a, cnp.ndarray b, float scale, int32_t zp,

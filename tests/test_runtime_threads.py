@@ -1,0 +1,183 @@
+"""The runtime's threaded row passes give the same bits at any thread count:
+add_layernorm_f32 (in place and written from a), the NumPy-exact
+layernorm_f32 behind runtime.layers.LayerNorm (also bit for bit NumPy's
+steps), and the layers that use them. Shapes are large enough for
+sk_threads_for_work to give 2 threads (the conftest turns the thread
+backoff off, so they are used)."""
+import numpy as np
+import pytest
+
+import sparsekit
+from sparsekit._native import AVAILABLE, core
+
+pytestmark = pytest.mark.skipif(not AVAILABLE, reason="needs the C core")
+
+
+@pytest.fixture
+def threads():
+    """Set the thread count per call; restore the default afterwards."""
+    before = sparsekit.get_num_threads()
+    yield sparsekit.set_num_threads
+    sparsekit.set_num_threads(before)
+
+
+def bits(a):
+    return np.ascontiguousarray(a).view(np.uint32)
+
+
+def numpy_layernorm(x, g, b, eps):
+    """runtime.layers.LayerNorm's NumPy steps, written out (the reference)."""
+    mu = x.mean(axis=-1, keepdims=True)
+    d = x - mu
+    var = (d * d).mean(axis=-1, keepdims=True)
+    y = d / np.sqrt(var + eps) * g
+    return y + b if b is not None else y
+
+
+SHAPES = [(1, 1), (3, 7), (2, 8), (5, 9), (64, 128), (33, 129), (700, 384), (301, 1000),
+          (130, 1536)]
+
+
+@pytest.mark.parametrize("m,k", SHAPES)
+def test_layernorm_f32_is_numpys_steps_at_1_and_2_threads(threads, m, k):
+    rng = np.random.default_rng(m * 7 + k)
+    x = (rng.standard_normal((m, k)) * 5 + 3).astype(np.float32)
+    g = rng.standard_normal(k).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    for beta in (b, None):
+        for eps in (1e-12, 1e-5, 0.25):
+            ref = numpy_layernorm(x, g, beta, eps)
+            for nt in (1, 2):
+                threads(nt)
+                out = np.full_like(x, np.nan)
+                core.layernorm_f32(x, g, beta, eps, out)
+                assert np.array_equal(bits(out), bits(ref)), (nt, beta is None, eps)
+
+
+def test_layernorm_f32_extremes(threads):
+    """NaN, infinities, huge and constant rows take NumPy's values too."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 384)).astype(np.float32)
+    x[1, 5] = np.nan
+    x[2, 0] = np.inf
+    x[3, 7] = -np.inf
+    x[4] = 3e38
+    x[5] = 7.0  # constant row: d = 0, var = 0
+    x[6, :10] = -3e38
+    g = rng.standard_normal(384).astype(np.float32)
+    b = rng.standard_normal(384).astype(np.float32)
+    with np.errstate(all="ignore"):
+        ref = numpy_layernorm(x, g, b, 1e-12)
+    for nt in (1, 2):
+        threads(nt)
+        out = np.empty_like(x)
+        core.layernorm_f32(x, g, b, 1e-12, out)
+        assert np.array_equal(bits(out), bits(ref))
+
+
+def test_layernorm_f32_arguments():
+    x = np.ones((3, 4), np.float32)
+    g = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="x"):
+        core.layernorm_f32(x.astype(np.float64), g, None, 1e-5, np.empty_like(x))
+    with pytest.raises(ValueError, match="x"):
+        core.layernorm_f32(np.ones((4, 8), np.float32)[:, ::2], g, None, 1e-5,
+                           np.empty_like(x))
+    with pytest.raises(ValueError, match="out"):
+        core.layernorm_f32(x, g, None, 1e-5, np.empty((3, 5), np.float32))
+    with pytest.raises(ValueError, match="out"):
+        core.layernorm_f32(x, g, None, 1e-5, x)  # in place: not allowed
+    with pytest.raises(ValueError, match="gamma"):
+        core.layernorm_f32(x, np.ones(5, np.float32), None, 1e-5, np.empty_like(x))
+    with pytest.raises(ValueError, match="beta"):
+        core.layernorm_f32(x, g, np.ones(3, np.float32), 1e-5, np.empty_like(x))
+    ro = np.empty_like(x)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out"):
+        core.layernorm_f32(x, g, None, 1e-5, ro)
+    empty = np.empty((0, 4), np.float32)
+    assert core.layernorm_f32(empty, g, None, 1e-5, np.empty_like(empty)).shape == (0, 4)
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 3, 384), (600, 384)])
+def test_layernorm_layer_unchanged_by_the_c_path(threads, shape):
+    """LayerNorm's C path gives the bits of its NumPy path (non-contiguous input)."""
+    from sparsekit.runtime.layers import LayerNorm
+
+    rng = np.random.default_rng(len(shape))
+    k = shape[-1]
+    ln = LayerNorm(rng.standard_normal(k), rng.standard_normal(k), eps=1e-12)
+    x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+    wide = np.zeros(shape[:-1] + (2 * k,), np.float32)
+    wide[..., ::2] = x  # a strided view: the NumPy path
+    ref = ln(wide[..., ::2])
+    for nt in (1, 2):
+        threads(nt)
+        assert np.array_equal(bits(ln(x)), bits(ref))
+
+
+@pytest.mark.parametrize("m,n", [(1, 5), (3, 17), (700, 384), (257, 1536)])
+def test_add_layernorm_to_matches_in_place_at_1_and_2_threads(isa, threads, m, n):
+    """Written from a: the bits of the in-place kernel on a copy of a."""
+    rng = np.random.default_rng(m + n)
+    a = (rng.standard_normal((m, n)) * 3 + 5).astype(np.float32)
+    r = rng.standard_normal((m, n)).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    for args in ((r, g, b), (None, g, b), (r, None, None)):
+        threads(1)
+        ref = a.copy()
+        core.add_layernorm_f32(ref, *args, 1e-5)
+        for nt in (1, 2):
+            threads(nt)
+            y = np.full_like(a, np.nan)
+            core.add_layernorm_f32(y, *args, 1e-5, a)
+            assert np.array_equal(bits(y), bits(ref)), nt
+            same = a.copy()
+            core.add_layernorm_f32(same, *args, 1e-5)
+            assert np.array_equal(bits(same), bits(ref)), nt
+
+
+def test_add_layernorm_to_strides_and_errors(threads):
+    rng = np.random.default_rng(9)
+    big = rng.standard_normal((300, 500)).astype(np.float32)
+    a = big[:, 10:394]  # rows with a stride
+    r = rng.standard_normal((300, 384)).astype(np.float32)
+    ref = np.ascontiguousarray(a)
+    core.add_layernorm_f32(ref, r, None, None, 1e-5)
+    out = np.zeros((300, 400), np.float32)
+    threads(2)
+    core.add_layernorm_f32(out[:, :384], r, None, None, 1e-5, a)
+    assert np.array_equal(bits(out[:, :384]), bits(ref))
+    assert not out[:, 384:].any()  # nothing past the rows
+    y = np.zeros((4, 6), np.float32)
+    with pytest.raises(ValueError, match="a:"):
+        core.add_layernorm_f32(y, None, None, None, 1e-5, np.zeros((4, 5), np.float32))
+    with pytest.raises(ValueError, match="a:"):
+        core.add_layernorm_f32(y[:, :4], None, None, None, 1e-5, y[:, 1:5])  # overlaps y
+    with pytest.raises(ValueError, match="a"):
+        core.add_layernorm_f32(y, None, None, None, 1e-5, y.astype(np.float64))
+    same = rng.standard_normal((4, 6)).astype(np.float32)
+    ref = same.copy()
+    core.add_layernorm_f32(ref, None, None, None, 1e-5)
+    core.add_layernorm_f32(same, None, None, None, 1e-5, same)  # a is y: in place
+    assert np.array_equal(same, ref)
+
+
+def test_add_layernorm_layer_keeps_its_inputs(threads):
+    from sparsekit.runtime.layers import AddLayerNorm
+
+    rng = np.random.default_rng(4)
+    layer = AddLayerNorm(rng.standard_normal(384), rng.standard_normal(384))
+    a = rng.standard_normal((2, 300, 384)).astype(np.float32)
+    b = rng.standard_normal((2, 300, 384)).astype(np.float32)
+    a0, b0 = a.copy(), b.copy()
+    threads(1)
+    ref = a.copy().reshape(-1, 384)
+    core.add_layernorm_f32(ref, b.reshape(-1, 384), layer.gamma, layer.beta, layer.eps)
+    for nt in (1, 2):
+        threads(nt)
+        y = layer(a, b)
+        assert y.shape == a.shape
+        assert np.array_equal(bits(y.reshape(-1, 384)), bits(ref))
+    assert np.array_equal(a, a0) and np.array_equal(b, b0)

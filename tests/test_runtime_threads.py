@@ -181,3 +181,58 @@ def test_add_layernorm_layer_keeps_its_inputs(threads):
         assert y.shape == a.shape
         assert np.array_equal(bits(y.reshape(-1, 384)), bits(ref))
     assert np.array_equal(a, a0) and np.array_equal(b, b0)
+
+
+MINMAX_SIZES = [31, 32, 33, 63, 64, 65, 16384, 16385, 300_000, 16384 * 40 + 17]
+
+
+@pytest.mark.parametrize("n", MINMAX_SIZES)
+def test_minmax_f32_same_bits_at_1_and_2_threads(threads, n):
+    """Blocks split over threads: NumPy's range, and the same float (the sign
+    of a zero included) at any thread count."""
+    rng = np.random.default_rng(n)
+    for trial in range(4):
+        x = (rng.standard_normal(n) * 10.0 ** (trial - 1)).astype(np.float32)
+        if trial == 1:  # the extremes are zeros of both signs, far apart
+            x = np.abs(x) + 1
+            x[rng.integers(n, size=3)] = -0.0
+            x[rng.integers(n, size=3)] = 0.0
+        if trial == 2:
+            x[-1] = np.inf
+            x[n // 2] = -np.inf
+        got = []
+        for nt in (1, 2):
+            threads(nt)
+            got.append(core.minmax_f32(x))
+        assert got[0][0] == float(x.min()) and got[0][1] == float(x.max())
+        assert [np.float32(v).tobytes() for v in got[0]] == \
+            [np.float32(v).tobytes() for v in got[1]]
+
+
+@pytest.mark.parametrize("n", MINMAX_SIZES[-3:])
+def test_minmax_f32_nan_in_any_block(threads, n):
+    rng = np.random.default_rng(n + 1)
+    x = rng.standard_normal(n).astype(np.float32)
+    for k in (0, 17, 16383, 16384, n // 2, n - 33, n - 1):
+        y = x.copy()
+        y[k] = np.nan
+        for nt in (1, 2):
+            threads(nt)
+            assert all(np.isnan(core.minmax_f32(y))), (k, nt)
+
+
+def test_tensor_params_large_tensor_is_numpys(monkeypatch, threads):
+    """Above the old 16384-value limit (C with AVX-512) the same (scale, zp)."""
+    import sparsekit.runtime.tensor_quant as TQ
+
+    rng = np.random.default_rng(2)
+    for x in ((rng.standard_normal((608, 1536)) * 3).astype(np.float32),
+              np.abs(rng.standard_normal((100, 384))).astype(np.float32) + 0.5):
+        got = {}
+        for nt in (1, 2):
+            threads(nt)
+            got[nt] = TQ.tensor_params(x)
+        monkeypatch.setattr(TQ, "_NATIVE", False)
+        want = TQ.tensor_params(x)
+        monkeypatch.setattr(TQ, "_NATIVE", True)
+        assert repr(got[1]) == repr(want) and repr(got[2]) == repr(want)

@@ -351,13 +351,11 @@ class AddLayerNorm(LayerNorm):
         n = self.gamma.shape[0]
         if a.ndim == 0 or a.shape[-1] != n:
             raise ValueError(f"a: expected last dimension {n}, got {a.shape}")
-        from sparsekit._native import AVAILABLE, core
-
-        if not AVAILABLE:
+        if not _NATIVE:
             return super().__call__(a + b)
         # y written from a in the kernel's threaded rows (no NumPy copy of a first)
         y = np.empty(a.shape, np.float32)
-        core.add_layernorm_f32(y.reshape(-1, n), np.ascontiguousarray(b).reshape(-1, n),
+        _core.add_layernorm_f32(y.reshape(-1, n), np.ascontiguousarray(b).reshape(-1, n),
                                self.gamma, self.beta, self.eps,
                                np.ascontiguousarray(a).reshape(-1, n))
         return y

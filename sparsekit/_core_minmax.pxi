@@ -62,10 +62,6 @@ cdef extern from *:
       return nan;
     }
 
-    int sk_threads_for_work(double work);  /* kernels/src/internal.h's thread policy */
-    int64_t sk_region_begin(int nt);
-    void sk_worker_check_in(int64_t stamp);
-
     #define SK_MM_BLOCK 16384  /* values per block: the unit threads share out */
 
     /* sk_mm_minmax_f32 over blocks [b0, b1) of SK_MM_BLOCK values, combined

@@ -236,3 +236,95 @@ def test_tensor_params_large_tensor_is_numpys(monkeypatch, threads):
         want = TQ.tensor_params(x)
         monkeypatch.setattr(TQ, "_NATIVE", True)
         assert repr(got[1]) == repr(want) and repr(got[2]) == repr(want)
+
+
+# ---- the static-int8 row passes (chunks of rows over threads) ---------------
+
+def _same_at_1_and_2_threads(threads, run):
+    """run(out) at 1 and at 2 threads: the same bits (and the same error)."""
+    got = []
+    for nt in (1, 2):
+        threads(nt)
+        got.append(run())
+    a, b = got
+    assert a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    return a
+
+
+@pytest.mark.parametrize("m,k", [(700, 384), (90, 1536), (5, 20000)])
+def test_quantize_lookup_same_at_1_and_2_threads(threads, m, k):
+    rng = np.random.default_rng(m + k)
+    x = (rng.standard_normal((m, k)) * 3).astype(np.float32)
+    codes = rng.integers(0, 256, size=(m, k), dtype=np.uint8)
+    table = rng.standard_normal(256).astype(np.float32)
+    table_u8 = rng.integers(0, 256, size=256, dtype=np.uint8)
+    bias = rng.standard_normal(k).astype(np.float32)
+
+    def run(src, out_dtype, tab, *extra):
+        def go():
+            out = np.full((m, k), 7, out_dtype)
+            core.quantize_lookup(src, 0.05, 128, tab, out, *extra)
+            return out
+        return go
+
+    _same_at_1_and_2_threads(threads, run(x, np.float32, None))
+    _same_at_1_and_2_threads(threads, run(x, np.float32, table))
+    _same_at_1_and_2_threads(threads, run(codes, np.float32, None))
+    _same_at_1_and_2_threads(threads, run(x, np.float32, None, bias, 0.07, 120))
+    _same_at_1_and_2_threads(threads, run(x, np.float32, None, bias, 0.07, 120, table))
+    _same_at_1_and_2_threads(threads, run(codes, np.uint8, table_u8))
+    _same_at_1_and_2_threads(threads, run(x, np.uint8, None, bias, 0.07, 120, table_u8))
+
+
+def test_quantize_lookup_error_in_a_late_chunk(threads):
+    """NaN in the last chunk: ValueError at 1 and 2 threads alike."""
+    x = np.ones((2000, 384), np.float32)
+    x[-1, -1] = np.nan
+    for nt in (1, 2):
+        threads(nt)
+        with pytest.raises(ValueError, match="NaN"):
+            core.quantize_lookup(x, 0.05, 128, None, np.empty_like(x))
+
+
+@pytest.mark.parametrize("m,k", [(700, 384), (40, 1536)])
+def test_quant_layernorm_same_at_1_and_2_threads(threads, m, k):
+    rng = np.random.default_rng(m * k)
+    a = (rng.standard_normal((m, k)) * 2).astype(np.float32)
+    b = rng.standard_normal((m, k)).astype(np.float32)
+    g = rng.standard_normal(k).astype(np.float32)
+    beta = rng.standard_normal(k).astype(np.float32)
+    for bb, be in ((b, beta), (None, None)):
+        def go():
+            out = np.empty((m, k), np.float32)
+            core.quant_layernorm(a, bb, 0.04, 130, g, be, 1e-12, 0.03, 120, out)
+            return out
+        _same_at_1_and_2_threads(threads, go)
+    bad = a.copy()
+    bad[-1, 0] = np.inf
+    for nt in (1, 2):
+        threads(nt)
+        with pytest.raises(ValueError):
+            core.quant_layernorm(bad, None, 0.04, 130, g, None, 1e-12, 0.03, 120,
+                                 np.empty_like(a))
+
+
+def test_quant_softmax_same_at_1_and_2_threads(threads):
+    rng = np.random.default_rng(11)
+    b, h, t = 32, 12, 19  # MiniLM batch 32: rows b * h * t
+    x = (rng.standard_normal((b * h * t, t)) * 4).astype(np.float32)
+    mask = np.where(rng.random((b, t)) < 0.2, np.float32(-np.inf), np.float32(0.0))
+    mask = np.repeat(mask, t, axis=0).astype(np.float32)  # [b * t, t]: per query row
+
+    def shift():
+        out = np.empty_like(x)
+        core.quant_softmax_shift(x, 0.1, 128, mask, h * t, t, out)
+        return out
+    d = _same_at_1_and_2_threads(threads, shift)
+    with np.errstate(all="ignore"):
+        e = np.exp(d)
+    for nan_to in (None, 0.0):
+        def finish():
+            out = np.empty_like(e)
+            core.quant_softmax_finish(e, nan_to, 1 / 255, 0, out)
+            return out
+        _same_at_1_and_2_threads(threads, finish)

@@ -161,6 +161,15 @@ cdef extern from *:
       return SK_OK;
     }
 
+    /* int8_requantize's chunk after its GEMM: codes on (scale, zp) dequantized,
+     * + bias, requantized on (scale2, zp2), then table / dequantized into out:
+     * quantize_lookup's biased chunk on the GEMM's codes (pq). */
+    static int sk_ql_requantize_run(const sk_ql_lookup_args *a) {
+      return sk_ql_run_chunks(sk_ql_lookup_chunk, a, a->m, a->rows, (size_t)(a->rows * a->k),
+                              (size_t)(a->rows * a->k) * sizeof(float),
+                              (double)a->m * (double)a->k * 6.0);
+    }
+
     static int sk_ql_lookup_run(const sk_ql_lookup_args *a) {
       return sk_ql_run_chunks(sk_ql_lookup_chunk, a, a->m, a->rows, (size_t)(a->rows * a->k),
                               a->pb != NULL ? (size_t)(a->rows * a->k) * sizeof(float) : 0,
@@ -184,6 +193,7 @@ cdef extern from *:
         float *po
         uint8_t *pou
     int sk_ql_lookup_run(const sk_ql_lookup_args *a) nogil
+    int sk_ql_requantize_run(const sk_ql_lookup_args *a) nogil
 
 
 def quantize_lookup(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray table,
@@ -299,19 +309,21 @@ def int8_requantize(tuple warrays, int64_t n, int64_t k, cnp.ndarray x, float x_
         return
     cdef int32_t xzp = x_zp
     cdef float xs = x_scale
-    cdef int64_t rows = QL_CHUNK // n if n < QL_CHUNK else 1
-    cdef int64_t cap = rows * n, r0, nr, cnt
     cdef uint8_t *qx = <uint8_t *>malloc(m * k) if pq == NULL and k > 0 else NULL
     cdef uint8_t *codes = <uint8_t *>malloc(m * n)
-    cdef uint8_t *q2 = <uint8_t *>malloc(cap)
-    cdef float *f = <float *>malloc(cap * sizeof(float))
     cdef int rc = SK_OK
-    if codes == NULL or q2 == NULL or f == NULL or (pq == NULL and k > 0 and qx == NULL):
+    if codes == NULL or (pq == NULL and k > 0 and qx == NULL):
         free(qx)
         free(codes)
-        free(q2)
-        free(f)
         raise MemoryError("int8_requantize: scratch allocation failed")
+    # the chunks after the GEMM: quantize_lookup's biased chunks on its codes
+    cdef sk_ql_lookup_args la
+    la.px, la.pq, la.m, la.k, la.ldx = NULL, codes, m, n, n
+    la.rows = QL_CHUNK // n if n < QL_CHUNK else 1
+    la.scale, la.scale2, la.zp, la.zp2 = scale, scale2, zp, zp2
+    la.pt, la.pt2, la.pb, la.pcode = NULL, pt, pb, pcode
+    la.po = NULL if u8_out else <float *>cnp.PyArray_DATA(out)
+    la.pou = <uint8_t *>cnp.PyArray_DATA(out) if u8_out else NULL
     with nogil:
         if pq == NULL:
             rc = sk_quantize_u8(m, k, px, ldx, xs, xzp, qx, k)
@@ -320,22 +332,8 @@ def int8_requantize(tuple warrays, int64_t n, int64_t k, cnp.ndarray x, float x_
         if rc == SK_OK:
             rc = sk_qgemm_u8s8_u8(&w, m, pq, ldx, &xzp, 0, &xs, 0, NULL, <sk_activation>0,
                                   scale, zp, codes, n)
-        r0 = 0
-        while rc == SK_OK and r0 < m:
-            nr = rows if m - r0 > rows else m - r0
-            cnt = nr * n
-            sk_ql_dequantize(codes + r0 * n, cnt, scale, zp, NULL, f)
-            sk_ql_add_bias(f, nr, n, pb)
-            rc = sk_quantize_u8(nr, n, f, n, scale2, zp2, q2, n)
-            if rc != SK_OK:
-                break
-            if u8_out:
-                sk_ql_lookup_u8(q2, cnt, pcode, <uint8_t *>cnp.PyArray_DATA(out) + r0 * n)
-            else:
-                sk_ql_dequantize(q2, cnt, scale2, zp2, pt, <float *>cnp.PyArray_DATA(out) + r0 * n)
-            r0 += nr
+        if rc == SK_OK:  # chunks of rows over threads (sk_ql_run_chunks)
+            rc = sk_ql_requantize_run(&la)
     free(qx)
     free(codes)
-    free(q2)
-    free(f)
     check_quant(rc)

@@ -328,3 +328,37 @@ def test_quant_softmax_same_at_1_and_2_threads(threads):
             core.quant_softmax_finish(e, nan_to, 1 / 255, 0, out)
             return out
         _same_at_1_and_2_threads(threads, finish)
+
+
+def test_int8_requantize_same_at_1_and_2_threads(threads):
+    """Int8LinearRequantize's one call at a size with several chunks: the same
+    bits at 1 and 2 threads, equal to quantize_lookup on the GEMM's codes, for a
+    float, a float-table and a u8-code output."""
+    from sparsekit.formats import ACTIVATIONS
+    from sparsekit.quant_ops import _ZP
+
+    rng = np.random.default_rng(23)
+    n, k, m = 384, 384, 600
+    w = sparsekit.QuantizedMatrix.from_float(
+        rng.standard_normal((n, k)).astype(np.float32)).with_static_input(0.02, 128)
+    x = (rng.standard_normal((m, k)) * 2).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    xq = np.empty((m, k), np.uint8)
+    core.quantize_u8_static(x, 0.02, 128, xq)
+    codes = np.empty((m, n), np.uint8)
+    core.qgemm_dequant(w._arrays(), n, k, xq, _ZP[128], np.full(1, 0.02, np.float32), None,
+                       ACTIVATIONS[None], 0.07, 100, codes)
+    table = rng.standard_normal(256).astype(np.float32)
+    table_u8 = rng.integers(0, 256, size=256, dtype=np.uint8)
+    for tab, dtype in ((None, np.float32), (table, np.float32), (table_u8, np.uint8)):
+        want = np.empty((m, n), dtype)
+        core.quantize_lookup(codes, np.float32(0.07), 100, None, want, bias, np.float32(0.05),
+                             140, tab)
+
+        def go():
+            out = np.empty((m, n), dtype)
+            core.int8_requantize(w._arrays(), n, k, x, 0.02, 128, 0.07, 100, bias, 0.05, 140,
+                                 tab, out)
+            return out
+        got = _same_at_1_and_2_threads(threads, go)
+        assert np.array_equal(got.view(np.uint8), want.view(np.uint8))

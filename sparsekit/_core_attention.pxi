@@ -74,14 +74,18 @@ def attention_f32(cnp.ndarray q, cnp.ndarray k, cnp.ndarray v, object mask, floa
     return out
 
 
-def add_layernorm_f32(cnp.ndarray y, object r, object gamma, object beta, float eps):
+def add_layernorm_f32(cnp.ndarray y, object r, object gamma, object beta, float eps,
+                      object a=None):
     """y[i] = LayerNorm(y[i] + r[i]) * gamma + beta in place; y, r float32 [M, N]
-    with contiguous rows (r may be None), gamma / beta float32 [N] or None."""
-    cdef cnp.ndarray rr, g, b
+    with contiguous rows (r may be None), gamma / beta float32 [N] or None.
+    With a (float32 [M, N], contiguous rows, not overlapping y): y[i] =
+    LayerNorm(a[i] + r[i]) * gamma + beta, y only written (no copy of a first)."""
+    cdef cnp.ndarray rr, g, b, aa
     cdef const float *pr = NULL
     cdef const float *pg = NULL
     cdef const float *pb = NULL
-    cdef int64_t ldy = 0, ldr = 0
+    cdef const float *pa = NULL
+    cdef int64_t ldy = 0, ldr = 0, lda = 0
     cdef int rc
     if y.ndim != 2:
         raise ValueError("y: expected a 2-D float32 array [M, N]")
@@ -94,6 +98,14 @@ def add_layernorm_f32(cnp.ndarray y, object r, object gamma, object beta, float 
         if rr.ndim != 2 or rr.shape[0] != m or rr.shape[1] != n:
             raise ValueError(f"r: expected shape ({m}, {n})")
         pr = f32_rows(rr, m, n, "r", &ldr)
+    if a is not None:
+        aa = a
+        if aa.ndim != 2 or aa.shape[0] != m or aa.shape[1] != n:
+            raise ValueError(f"a: expected shape ({m}, {n})")
+        pa = f32_rows(aa, m, n, "a", &lda)
+        if m and n and not (pa == py and lda == ldy) and \
+                pa < py + (m - 1) * ldy + n and py < pa + (m - 1) * lda + n:
+            raise ValueError("a: must not overlap y (or be y itself)")
     if gamma is not None:
         g = gamma
         pg = <const float *>vec_of(g, cnp.NPY_FLOAT32, n, "gamma")
@@ -103,6 +115,9 @@ def add_layernorm_f32(cnp.ndarray y, object r, object gamma, object beta, float 
     if not (eps >= 0.0):
         raise ValueError(f"eps: expected >= 0, got {eps}")
     with nogil:
-        rc = sk_add_layernorm_f32(m, n, py, ldy, pr, ldr, pg, pb, eps)
+        if pa == NULL:
+            rc = sk_add_layernorm_f32(m, n, py, ldy, pr, ldr, pg, pb, eps)
+        else:
+            rc = sk_add_layernorm_f32_to(m, n, pa, lda, pr, ldr, pg, pb, eps, py, ldy)
     check(rc)
     return y

@@ -58,11 +58,142 @@ cdef extern from *:
                                 const uint8_t *restrict table, uint8_t *restrict y) {
       for (int64_t i = 0; i < n; ++i) y[i] = table[q[i]];
     }
+
+    /* The thread policy of kernels/src/internal.h (same library, not in the
+     * public header; _core_quant_norm.pxi and _core_minmax.pxi use it too). */
+    int sk_threads_for_work(double work);
+    int64_t sk_region_begin(int nt);
+    void sk_worker_check_in(int64_t stamp);
+
+    /* One chunk of rows [r0, r0 + rows) of an op below, with its scratch
+     * (q: qbytes, f: fbytes); returns SK_OK or the error of that chunk. */
+    typedef int (*sk_ql_chunk_fn)(const void *ctx, int64_t r0, uint8_t *q, float *f);
+
+    /* Run fn over the chunks of m rows (`rows` each, the last one shorter),
+     * whole chunks per thread: chunks are fixed by the shape alone and every
+     * row's values are its own, so the result is the same at any thread
+     * count. One thread runs in order without an OpenMP region and stops at
+     * the first failing chunk; threads run every chunk (out is "partly
+     * written" either way) and return the first failing chunk's error, as
+     * one thread would. SK_ERR_NOMEM if scratch allocation fails. */
+    static int sk_ql_run_chunks(sk_ql_chunk_fn fn, const void *ctx, int64_t m, int64_t rows,
+                                size_t qbytes, size_t fbytes, double work) {
+      const int64_t nch = (m + rows - 1) / rows;
+      int nt = sk_threads_for_work(work);
+      if (nt > nch) nt = (int)nch;
+      if (nt <= 1) {
+        uint8_t *q = (uint8_t *)malloc(qbytes ? qbytes : 1);
+        float *f = fbytes ? (float *)malloc(fbytes) : NULL;
+        int rc = q == NULL || (fbytes && f == NULL) ? SK_ERR_NOMEM : SK_OK;
+        for (int64_t c = 0; rc == SK_OK && c < nch; ++c) rc = fn(ctx, c * rows, q, f);
+        free(q);
+        free(f);
+        return rc;
+      }
+      int64_t first_bad = nch;
+      int first_rc = SK_OK, nomem = 0;
+      const int64_t t0 = sk_region_begin(nt);
+      #pragma omp parallel num_threads(nt) reduction(| : nomem)
+      {
+        sk_worker_check_in(t0);
+        uint8_t *q = (uint8_t *)malloc(qbytes ? qbytes : 1);
+        float *f = fbytes ? (float *)malloc(fbytes) : NULL;
+        const int ok = q != NULL && !(fbytes && f == NULL);
+        /* every thread reaches the worksharing loop, even one whose malloc failed */
+        #pragma omp for schedule(static)
+        for (int64_t c = 0; c < nch; ++c) {
+          if (!ok) {
+            nomem = 1;
+            continue;
+          }
+          const int rc = fn(ctx, c * rows, q, f);
+          if (rc != SK_OK) {
+            #pragma omp critical(sk_ql_first_bad)
+            if (c < first_bad) {
+              first_bad = c;
+              first_rc = rc;
+            }
+          }
+        }
+        free(q);
+        free(f);
+      }
+      return nomem ? SK_ERR_NOMEM : first_rc;
+    }
+
+    /* quantize_lookup's chunk (see its docstring): codes of x (or the given
+     * codes pq), then the table / dequantized values, with bias a second
+     * quantization, into po (float) or pou (codes through pcode). */
+    typedef struct {
+      const float *px;
+      const uint8_t *pq;
+      int64_t m, k, ldx, rows;
+      float scale, scale2;
+      int32_t zp, zp2;
+      const float *pt, *pt2, *pb;
+      const uint8_t *pcode;
+      float *po;
+      uint8_t *pou;
+    } sk_ql_lookup_args;
+
+    static int sk_ql_lookup_chunk(const void *ctx, int64_t r0, uint8_t *q, float *f) {
+      const sk_ql_lookup_args *a = (const sk_ql_lookup_args *)ctx;
+      const int64_t k = a->k, nr = a->m - r0 < a->rows ? a->m - r0 : a->rows, n = nr * k;
+      const uint8_t *q1 = q;
+      int rc;
+      if (a->pq != NULL) {
+        q1 = a->pq + r0 * k;
+      } else {
+        rc = sk_quantize_u8(nr, k, a->px + r0 * a->ldx, a->ldx, a->scale, a->zp, q, k);
+        if (rc != SK_OK) return rc;
+      }
+      if (a->pb == NULL) {
+        if (a->pou != NULL) sk_ql_lookup_u8(q1, n, a->pcode, a->pou + r0 * k);
+        else sk_ql_dequantize(q1, n, a->scale, a->zp, a->pt, a->po + r0 * k);
+        return SK_OK;
+      }
+      sk_ql_dequantize(q1, n, a->scale, a->zp, a->pt, f);
+      sk_ql_add_bias(f, nr, k, a->pb);
+      rc = sk_quantize_u8(nr, k, f, k, a->scale2, a->zp2, q, k);
+      if (rc != SK_OK) return rc;
+      if (a->pou != NULL) sk_ql_lookup_u8(q, n, a->pcode, a->pou + r0 * k);
+      else sk_ql_dequantize(q, n, a->scale2, a->zp2, a->pt2, a->po + r0 * k);
+      return SK_OK;
+    }
+
+    /* int8_requantize's chunk after its GEMM: codes on (scale, zp) dequantized,
+     * + bias, requantized on (scale2, zp2), then table / dequantized into out:
+     * quantize_lookup's biased chunk on the GEMM's codes (pq). */
+    static int sk_ql_requantize_run(const sk_ql_lookup_args *a) {
+      return sk_ql_run_chunks(sk_ql_lookup_chunk, a, a->m, a->rows, (size_t)(a->rows * a->k),
+                              (size_t)(a->rows * a->k) * sizeof(float),
+                              (double)a->m * (double)a->k * 6.0);
+    }
+
+    static int sk_ql_lookup_run(const sk_ql_lookup_args *a) {
+      return sk_ql_run_chunks(sk_ql_lookup_chunk, a, a->m, a->rows, (size_t)(a->rows * a->k),
+                              a->pb != NULL ? (size_t)(a->rows * a->k) * sizeof(float) : 0,
+                              (double)a->m * (double)a->k * (a->pb != NULL ? 6.0 : 3.0));
+    }
     """
     void sk_ql_dequantize(const uint8_t *q, int64_t n, float scale, int32_t zp,
                           const float *table, float *y) nogil
     void sk_ql_add_bias(float *y, int64_t rows, int64_t k, const float *bias) nogil
     void sk_ql_lookup_u8(const uint8_t *q, int64_t n, const uint8_t *table, uint8_t *y) nogil
+    ctypedef struct sk_ql_lookup_args:
+        const float *px
+        const uint8_t *pq
+        int64_t m, k, ldx, rows
+        float scale, scale2
+        int32_t zp, zp2
+        const float *pt
+        const float *pt2
+        const float *pb
+        const uint8_t *pcode
+        float *po
+        uint8_t *pou
+    int sk_ql_lookup_run(const sk_ql_lookup_args *a) nogil
+    int sk_ql_requantize_run(const sk_ql_lookup_args *a) nogil
 
 
 def quantize_lookup(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray table,
@@ -122,46 +253,14 @@ def quantize_lookup(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray table,
         po = <float *>cnp.PyArray_DATA(out)
     if m == 0 or k == 0:
         return
-    cdef int64_t rows = QL_CHUNK // k if k < QL_CHUNK else 1
-    cdef int64_t cap = rows * k, r0, nr, n
-    cdef uint8_t *q = <uint8_t *>malloc(cap)
-    cdef const uint8_t *q1
-    cdef float *f = <float *>malloc(cap * sizeof(float)) if pb != NULL else NULL
-    cdef int rc = SK_OK
-    if q == NULL or (pb != NULL and f == NULL):
-        free(q)
-        free(f)
-        raise MemoryError("quantize_lookup: scratch allocation failed")
-    with nogil:
-        r0 = 0
-        while r0 < m:
-            nr = rows if m - r0 > rows else m - r0
-            n = nr * k
-            if pq != NULL:
-                q1 = pq + r0 * k
-            else:
-                rc = sk_quantize_u8(nr, k, px + r0 * ldx, ldx, scale, zp, q, k)
-                if rc != SK_OK:
-                    break
-                q1 = q
-            if pb == NULL:
-                if pou != NULL:
-                    sk_ql_lookup_u8(q1, n, pcode, pou + r0 * k)
-                else:
-                    sk_ql_dequantize(q1, n, scale, zp, pt, po + r0 * k)
-            else:
-                sk_ql_dequantize(q1, n, scale, zp, pt, f)
-                sk_ql_add_bias(f, nr, k, pb)
-                rc = sk_quantize_u8(nr, k, f, k, scale2, zp2, q, k)
-                if rc != SK_OK:
-                    break
-                if pou != NULL:
-                    sk_ql_lookup_u8(q, n, pcode, pou + r0 * k)
-                else:
-                    sk_ql_dequantize(q, n, scale2, zp2, pt2, po + r0 * k)
-            r0 += nr
-    free(q)
-    free(f)
+    cdef sk_ql_lookup_args la
+    la.px, la.pq, la.m, la.k, la.ldx = px, pq, m, k, ldx
+    la.rows = QL_CHUNK // k if k < QL_CHUNK else 1
+    la.scale, la.scale2, la.zp, la.zp2 = scale, scale2, zp, zp2
+    la.pt, la.pt2, la.pb, la.pcode, la.po, la.pou = pt, pt2, pb, pcode, po, pou
+    cdef int rc
+    with nogil:  # chunks of rows over threads (sk_ql_run_chunks)
+        rc = sk_ql_lookup_run(&la)
     check_quant(rc)
 
 
@@ -210,19 +309,21 @@ def int8_requantize(tuple warrays, int64_t n, int64_t k, cnp.ndarray x, float x_
         return
     cdef int32_t xzp = x_zp
     cdef float xs = x_scale
-    cdef int64_t rows = QL_CHUNK // n if n < QL_CHUNK else 1
-    cdef int64_t cap = rows * n, r0, nr, cnt
     cdef uint8_t *qx = <uint8_t *>malloc(m * k) if pq == NULL and k > 0 else NULL
     cdef uint8_t *codes = <uint8_t *>malloc(m * n)
-    cdef uint8_t *q2 = <uint8_t *>malloc(cap)
-    cdef float *f = <float *>malloc(cap * sizeof(float))
     cdef int rc = SK_OK
-    if codes == NULL or q2 == NULL or f == NULL or (pq == NULL and k > 0 and qx == NULL):
+    if codes == NULL or (pq == NULL and k > 0 and qx == NULL):
         free(qx)
         free(codes)
-        free(q2)
-        free(f)
         raise MemoryError("int8_requantize: scratch allocation failed")
+    # the chunks after the GEMM: quantize_lookup's biased chunks on its codes
+    cdef sk_ql_lookup_args la
+    la.px, la.pq, la.m, la.k, la.ldx = NULL, codes, m, n, n
+    la.rows = QL_CHUNK // n if n < QL_CHUNK else 1
+    la.scale, la.scale2, la.zp, la.zp2 = scale, scale2, zp, zp2
+    la.pt, la.pt2, la.pb, la.pcode = NULL, pt, pb, pcode
+    la.po = NULL if u8_out else <float *>cnp.PyArray_DATA(out)
+    la.pou = <uint8_t *>cnp.PyArray_DATA(out) if u8_out else NULL
     with nogil:
         if pq == NULL:
             rc = sk_quantize_u8(m, k, px, ldx, xs, xzp, qx, k)
@@ -231,22 +332,8 @@ def int8_requantize(tuple warrays, int64_t n, int64_t k, cnp.ndarray x, float x_
         if rc == SK_OK:
             rc = sk_qgemm_u8s8_u8(&w, m, pq, ldx, &xzp, 0, &xs, 0, NULL, <sk_activation>0,
                                   scale, zp, codes, n)
-        r0 = 0
-        while rc == SK_OK and r0 < m:
-            nr = rows if m - r0 > rows else m - r0
-            cnt = nr * n
-            sk_ql_dequantize(codes + r0 * n, cnt, scale, zp, NULL, f)
-            sk_ql_add_bias(f, nr, n, pb)
-            rc = sk_quantize_u8(nr, n, f, n, scale2, zp2, q2, n)
-            if rc != SK_OK:
-                break
-            if u8_out:
-                sk_ql_lookup_u8(q2, cnt, pcode, <uint8_t *>cnp.PyArray_DATA(out) + r0 * n)
-            else:
-                sk_ql_dequantize(q2, cnt, scale2, zp2, pt, <float *>cnp.PyArray_DATA(out) + r0 * n)
-            r0 += nr
+        if rc == SK_OK:  # chunks of rows over threads (sk_ql_run_chunks)
+            rc = sk_ql_requantize_run(&la)
     free(qx)
     free(codes)
-    free(q2)
-    free(f)
     check_quant(rc)

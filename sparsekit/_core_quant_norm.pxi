@@ -66,7 +66,114 @@ cdef extern from *:
                                         float *restrict t) {
       for (int64_t i = 0; i < n; ++i) t[i] = a[i] + b[i];
     }
+
+    /* y[r] = LayerNorm(x[r]) for rows [r0, r1) of x, y [rows, k], out of place:
+     * the arithmetic of sk_qln_layernorm (runtime.layers.LayerNorm's NumPy
+     * steps, bit for bit). sq: k floats of scratch. */
+    SK_QL_CLONES static void sk_qln_layernorm_to(const float *restrict x, float *restrict y,
+                                                 int64_t r0, int64_t r1, int64_t k,
+                                                 const float *gamma, const float *beta, float eps,
+                                                 float *restrict sq) {
+      const float fk = (float)k;
+      for (int64_t r = r0; r < r1; ++r) {
+        const float *xr = x + r * k;
+        float *yr = y + r * k;
+        float s = 0.0f;
+        s += sk_qln_pairwise(xr, k);
+        const float mu = s / fk;
+        for (int64_t j = 0; j < k; ++j) {
+          yr[j] = xr[j] - mu;
+          sq[j] = yr[j] * yr[j];
+        }
+        float s2 = 0.0f;
+        s2 += sk_qln_pairwise(sq, k);
+        const float den = sqrtf(s2 / fk + eps);
+        for (int64_t j = 0; j < k; ++j) {
+          float v = yr[j] / den;
+          v = v * gamma[j];
+          yr[j] = beta ? v + beta[j] : v;
+        }
+      }
+    }
+
+    /* The same over all rows, split over threads by whole rows (a row's sums
+     * never depend on the thread count); one thread runs without an OpenMP
+     * region. Returns 0, or -1 if scratch allocation failed. */
+    static int sk_qln_layernorm_rows(const float *x, float *y, int64_t rows, int64_t k,
+                                     const float *gamma, const float *beta, float eps) {
+      int nt = sk_threads_for_work((double)rows * (double)k * 6.0);
+      if (nt > rows) nt = (int)rows;
+      if (nt <= 1) {
+        float *sq = (float *)malloc((size_t)k * sizeof(float));
+        if (sq == NULL) return -1;
+        sk_qln_layernorm_to(x, y, 0, rows, k, gamma, beta, eps, sq);
+        free(sq);
+        return 0;
+      }
+      int bad = 0;
+      const int64_t t0 = sk_region_begin(nt);
+      #pragma omp parallel num_threads(nt) reduction(| : bad)
+      {
+        sk_worker_check_in(t0);
+        float *sq = (float *)malloc((size_t)k * sizeof(float));
+        /* every thread reaches the worksharing loop, even one whose malloc failed */
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          if (sq == NULL) bad = 1;
+          else sk_qln_layernorm_to(x, y, r, r + 1, k, gamma, beta, eps, sq);
+        }
+        free(sq);
+      }
+      return bad ? -1 : 0;
+    }
+
+    /* quant_layernorm's chunk: F1(a + b) (b may be NULL), LayerNorm, F2 into
+     * out; f holds rows * k values and k of LayerNorm scratch after them. */
+    typedef struct {
+      const float *a, *b, *gamma, *beta;
+      float *out;
+      int64_t m, k, rows;
+      float scale, scale2, eps;
+      int32_t zp, zp2;
+    } sk_qln_args;
+
+    static int sk_qln_chunk(const void *ctx, int64_t r0, uint8_t *q, float *f) {
+      const sk_qln_args *p = (const sk_qln_args *)ctx;
+      const int64_t k = p->k, nr = p->m - r0 < p->rows ? p->m - r0 : p->rows, n = nr * k;
+      const float *src = p->a + r0 * k;
+      if (p->b != NULL) {
+        sk_qln_add(src, p->b + r0 * k, n, f);
+        src = f;
+      }
+      int rc = sk_quantize_u8(nr, k, src, k, p->scale, p->zp, q, k);
+      if (rc != SK_OK) return rc;
+      sk_ql_dequantize(q, n, p->scale, p->zp, NULL, f);
+      sk_qln_layernorm(f, nr, k, p->gamma, p->beta, p->eps, f + p->rows * k);
+      rc = sk_quantize_u8(nr, k, f, k, p->scale2, p->zp2, q, k);
+      if (rc != SK_OK) return rc;
+      sk_ql_dequantize(q, n, p->scale2, p->zp2, NULL, p->out + r0 * k);
+      return SK_OK;
+    }
+
+    static int sk_qln_run(const sk_qln_args *p) {
+      const int64_t cap = p->rows * p->k;
+      return sk_ql_run_chunks(sk_qln_chunk, p, p->m, p->rows, (size_t)cap,
+                              (size_t)(cap + p->k) * sizeof(float),
+                              (double)p->m * (double)p->k * 12.0);
+    }
     """
+    int sk_qln_layernorm_rows(const float *x, float *y, int64_t rows, int64_t k,
+                              const float *gamma, const float *beta, float eps) nogil
+    ctypedef struct sk_qln_args:
+        const float *a
+        const float *b
+        const float *gamma
+        const float *beta
+        float *out
+        int64_t m, k, rows
+        float scale, scale2, eps
+        int32_t zp, zp2
+    int sk_qln_run(const sk_qln_args *p) nogil
     void sk_qln_layernorm(float *v, int64_t rows, int64_t k, const float *gamma,
                           const float *beta, float eps, float *sq) nogil
     void sk_qln_add(const float *a, const float *b, int64_t n, float *t) nogil
@@ -82,6 +189,37 @@ def pairwise_sum_f32(cnp.ndarray x):
     cdef float s = 0.0
     s += sk_qln_pairwise(<const float *>cnp.PyArray_DATA(x), x.shape[0])
     return s
+
+
+def layernorm_f32(cnp.ndarray x, cnp.ndarray gamma, object beta, float eps,
+                  cnp.ndarray out):
+    """out[r] = LayerNorm(x[r]) over the rows of C-contiguous float32 x [M, K]
+    into C-contiguous float32 out [M, K] (not overlapping x), bit for bit
+    runtime.layers.LayerNorm's NumPy steps (pairwise row sums, float32
+    rounding at every step), rows split over threads; gamma float32 [K],
+    beta float32 [K] or None."""
+    cdef int64_t m = x.shape[0] if x.ndim == 2 else -1
+    cdef int64_t k = x.shape[1] if x.ndim == 2 else -1
+    check_f32_2d(x, m, k, "x")
+    check_f32_2d(out, m, k, "out")
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    cdef const float *pg = <const float *>vec_of(gamma, cnp.NPY_FLOAT32, k, "gamma")
+    cdef const float *pb = NULL
+    if beta is not None:
+        pb = <const float *>vec_of(beta, cnp.NPY_FLOAT32, k, "beta")
+    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    if m == 0 or k == 0:
+        return out
+    if px < po + m * k and po < px + m * k:
+        raise ValueError("out: must not overlap x")
+    cdef int rc
+    with nogil:
+        rc = sk_qln_layernorm_rows(px, po, m, k, pg, pb, eps)
+    if rc != 0:
+        raise MemoryError("layernorm_f32: scratch allocation failed")
+    return out
 
 
 def quant_layernorm(cnp.ndarray a, cnp.ndarray b, float scale, int32_t zp,
@@ -109,42 +247,17 @@ def quant_layernorm(cnp.ndarray a, cnp.ndarray b, float scale, int32_t zp,
     cdef const float *pb = NULL
     if beta is not None:
         pb = <const float *>vec_of(beta, cnp.NPY_FLOAT32, k, "beta")
-    cdef const float *pa = <const float *>cnp.PyArray_DATA(a)
-    cdef const float *pb2 = NULL if b is None else <const float *>cnp.PyArray_DATA(b)
-    cdef float *po = <float *>cnp.PyArray_DATA(out)
     if m == 0 or k == 0:
         return
-    cdef int64_t rows = QL_CHUNK // k if k < QL_CHUNK else 1
-    cdef int64_t cap = rows * k, r0, nr, n
-    cdef uint8_t *q = <uint8_t *>malloc(cap)
-    cdef float *f = <float *>malloc((cap + k) * sizeof(float))
-    cdef const float *src
-    cdef int rc = SK_OK
-    if q == NULL or f == NULL:
-        free(q)
-        free(f)
-        raise MemoryError("quant_layernorm: scratch allocation failed")
-    with nogil:
-        r0 = 0
-        while r0 < m:
-            nr = rows if m - r0 > rows else m - r0
-            n = nr * k
-            src = pa + r0 * k
-            if pb2 != NULL:
-                sk_qln_add(src, pb2 + r0 * k, n, f)
-                src = f
-            rc = sk_quantize_u8(nr, k, src, k, scale, zp, q, k)
-            if rc != SK_OK:
-                break
-            sk_ql_dequantize(q, n, scale, zp, NULL, f)
-            sk_qln_layernorm(f, nr, k, pg, pb, eps, f + cap)
-            rc = sk_quantize_u8(nr, k, f, k, scale2, zp2, q, k)
-            if rc != SK_OK:
-                break
-            sk_ql_dequantize(q, n, scale2, zp2, NULL, po + r0 * k)
-            r0 += nr
-    free(q)
-    free(f)
+    cdef sk_qln_args p
+    p.a = <const float *>cnp.PyArray_DATA(a)
+    p.b = NULL if b is None else <const float *>cnp.PyArray_DATA(b)
+    p.gamma, p.beta, p.out = pg, pb, <float *>cnp.PyArray_DATA(out)
+    p.m, p.k, p.rows = m, k, (QL_CHUNK // k if k < QL_CHUNK else 1)
+    p.scale, p.scale2, p.eps, p.zp, p.zp2 = scale, scale2, eps, zp, zp2
+    cdef int rc
+    with nogil:  # chunks of rows over threads (sk_ql_run_chunks)
+        rc = sk_qln_run(&p)
     check_quant(rc)
 
 
@@ -192,11 +305,60 @@ cdef extern from *:
         }
       }
     }
+
+    /* quant_softmax_shift's chunk: F(x) (the chunk as one row: elementwise),
+     * + mask and - row max; quant_softmax_finish's: divide, then F. */
+    typedef struct {
+      const float *x, *mask;
+      float *out;
+      int64_t m, t, rows, outer, inner;
+      float scale, nan_to;
+      int32_t zp;
+      int replace;
+    } sk_qsm_args;
+
+    static int sk_qsm_shift_chunk(const void *ctx, int64_t r0, uint8_t *q, float *f) {
+      const sk_qsm_args *p = (const sk_qsm_args *)ctx;
+      const int64_t nr = p->m - r0 < p->rows ? p->m - r0 : p->rows, n = nr * p->t;
+      (void)f;
+      const int rc = sk_quantize_u8(1, n, p->x + r0 * p->t, n, p->scale, p->zp, q, n);
+      if (rc != SK_OK) return rc;
+      sk_ql_dequantize(q, n, p->scale, p->zp, NULL, p->out + r0 * p->t);
+      sk_qsm_shift(p->out + r0 * p->t, nr, p->t, p->mask, p->outer, p->inner, r0);
+      return SK_OK;
+    }
+
+    static int sk_qsm_finish_chunk(const void *ctx, int64_t r0, uint8_t *q, float *f) {
+      const sk_qsm_args *p = (const sk_qsm_args *)ctx;
+      const int64_t nr = p->m - r0 < p->rows ? p->m - r0 : p->rows, n = nr * p->t;
+      float *o = p->out + r0 * p->t;
+      (void)f;
+      sk_qsm_divide(p->x + r0 * p->t, nr, p->t, p->replace, p->nan_to, o);
+      const int rc = sk_quantize_u8(1, n, o, n, p->scale, p->zp, q, n);
+      if (rc != SK_OK) return rc;
+      sk_ql_dequantize(q, n, p->scale, p->zp, NULL, o);
+      return SK_OK;
+    }
+
+    static int sk_qsm_run(const sk_qsm_args *p, int finish) {
+      return sk_ql_run_chunks(finish ? sk_qsm_finish_chunk : sk_qsm_shift_chunk, p, p->m,
+                              p->rows, (size_t)(p->rows * p->t), 0,
+                              (double)p->m * (double)p->t * 6.0);
+    }
     """
     void sk_qsm_shift(float *v, int64_t rows, int64_t t, const float *mask, int64_t outer,
                       int64_t inner, int64_t r0) nogil
     void sk_qsm_divide(const float *e, int64_t rows, int64_t t, int replace, float nan_to,
                        float *y) nogil
+    ctypedef struct sk_qsm_args:
+        const float *x
+        const float *mask
+        float *out
+        int64_t m, t, rows, outer, inner
+        float scale, nan_to
+        int32_t zp
+        int replace
+    int sk_qsm_run(const sk_qsm_args *p, int finish) nogil
 
 
 cdef int check_f32_2d(cnp.ndarray v, int64_t m, int64_t k, str name) except -1:
@@ -227,26 +389,13 @@ def quant_softmax_shift(cnp.ndarray x, float scale, int32_t zp, cnp.ndarray mask
         pm = <const float *>cnp.PyArray_DATA(mask)
     if m == 0 or t == 0:
         return
-    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
-    cdef float *po = <float *>cnp.PyArray_DATA(out)
-    cdef int64_t rows = QL_CHUNK // t if t < QL_CHUNK else 1
-    cdef int64_t r0, nr
-    cdef uint8_t *q = <uint8_t *>malloc(rows * t)
-    cdef int rc = SK_OK
-    if q == NULL:
-        raise MemoryError("quant_softmax_shift: scratch allocation failed")
-    with nogil:
-        r0 = 0
-        while r0 < m:
-            nr = rows if m - r0 > rows else m - r0
-            # (elementwise: the chunk as one row, not nr short ones)
-            rc = sk_quantize_u8(1, nr * t, px + r0 * t, nr * t, scale, zp, q, nr * t)
-            if rc != SK_OK:
-                break
-            sk_ql_dequantize(q, nr * t, scale, zp, NULL, po + r0 * t)
-            sk_qsm_shift(po + r0 * t, nr, t, pm, outer, inner, r0)
-            r0 += nr
-    free(q)
+    cdef sk_qsm_args p
+    p.x, p.mask, p.out = <const float *>cnp.PyArray_DATA(x), pm, <float *>cnp.PyArray_DATA(out)
+    p.m, p.t, p.rows, p.outer, p.inner = m, t, (QL_CHUNK // t if t < QL_CHUNK else 1), outer, inner
+    p.scale, p.nan_to, p.zp, p.replace = scale, 0.0, zp, 0
+    cdef int rc
+    with nogil:  # chunks of rows over threads (sk_ql_run_chunks)
+        rc = sk_qsm_run(&p, 0)
     check_quant(rc)
 
 
@@ -267,23 +416,11 @@ def quant_softmax_finish(cnp.ndarray e, object nan_to, float scale, int32_t zp,
     cdef float fill = <float>nan_to if replace else 0.0
     if m == 0 or t == 0:
         return
-    cdef const float *pe = <const float *>cnp.PyArray_DATA(e)
-    cdef float *po = <float *>cnp.PyArray_DATA(out)
-    cdef int64_t rows = QL_CHUNK // t if t < QL_CHUNK else 1
-    cdef int64_t r0, nr
-    cdef uint8_t *q = <uint8_t *>malloc(rows * t)
-    cdef int rc = SK_OK
-    if q == NULL:
-        raise MemoryError("quant_softmax_finish: scratch allocation failed")
-    with nogil:
-        r0 = 0
-        while r0 < m:
-            nr = rows if m - r0 > rows else m - r0
-            sk_qsm_divide(pe + r0 * t, nr, t, replace, fill, po + r0 * t)
-            rc = sk_quantize_u8(1, nr * t, po + r0 * t, nr * t, scale, zp, q, nr * t)
-            if rc != SK_OK:
-                break
-            sk_ql_dequantize(q, nr * t, scale, zp, NULL, po + r0 * t)
-            r0 += nr
-    free(q)
+    cdef sk_qsm_args p
+    p.x, p.mask, p.out = <const float *>cnp.PyArray_DATA(e), NULL, <float *>cnp.PyArray_DATA(out)
+    p.m, p.t, p.rows, p.outer, p.inner = m, t, (QL_CHUNK // t if t < QL_CHUNK else 1), 1, 1
+    p.scale, p.nan_to, p.zp, p.replace = scale, fill, zp, replace
+    cdef int rc
+    with nogil:  # chunks of rows over threads (sk_ql_run_chunks)
+        rc = sk_qsm_run(&p, 1)
     check_quant(rc)

@@ -107,6 +107,9 @@ cdef extern from "sparsekit.h" nogil:
         const int64_t *seq_offsets
     int sk_add_layernorm_f32(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
                              int64_t ldr, const float *gamma, const float *beta, float eps)
+    int sk_add_layernorm_f32_to(int64_t m, int64_t n, const float *a, int64_t lda,
+                                const float *r, int64_t ldr, const float *gamma,
+                                const float *beta, float eps, float *y, int64_t ldy)
     int sk_attention_f32(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d, float scale,
                          const sk_attention_f32_args *args)
     int sk_linear_qgemm_u8s8(const sk_qmatrix_s8 *w, int64_t m, const float *x, int64_t ldx,

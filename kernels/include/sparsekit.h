@@ -152,6 +152,11 @@ int sk_attention_f32(int64_t nb, int64_t nh, int64_t tq, int64_t tk, int64_t d, 
  * (no residual, gamma 1, beta 0). Returns SK_OK or SK_ERR_ARGUMENT. */
 int sk_add_layernorm_f32(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
                          int64_t ldr, const float *gamma, const float *beta, float eps);
+/* The same with y written from a (y = LayerNorm(a + r), row stride lda); a may
+ * be y itself (then as sk_add_layernorm_f32), else a and y must not overlap. */
+int sk_add_layernorm_f32_to(int64_t m, int64_t n, const float *a, int64_t lda, const float *r,
+                            int64_t ldr, const float *gamma, const float *beta, float eps,
+                            float *y, int64_t ldy);
 
 /* Check a CSR weight (sizes, indptr, index range, sorted/unique). Returns
  * SK_OK or SK_ERR_FORMAT; `bad_row` (if not NULL) receives the first bad row. */

@@ -345,6 +345,32 @@ int sk_add_layernorm_f32(int64_t m, int64_t n, float *y, int64_t ldy, const floa
   return SK_OK;
 }
 
+static const sk_add_layernorm_f32_to_fn layernorm_f32_to_impls[SK_ISA_COUNT] = {
+    [SK_ISA_SCALAR] = sk_add_layernorm_f32_to__scalar,
+#ifdef SK_ARCH_X86
+    [SK_ISA_AVX2] = sk_add_layernorm_f32_to__avx2,
+    [SK_ISA_AVX512] = sk_add_layernorm_f32_to__avx512,
+#endif
+};
+
+int sk_add_layernorm_f32_to(int64_t m, int64_t n, const float *a, int64_t lda, const float *r,
+                            int64_t ldr, const float *gamma, const float *beta, float eps,
+                            float *y, int64_t ldy) {
+  if (m < 0 || n < 0 || (m > 1 && (ldy < n || lda < n)) || (r != NULL && m > 1 && ldr < n))
+    return SK_ERR_ARGUMENT;
+  if (m == 0 || n == 0) return SK_OK;
+  if (y == NULL || a == NULL) return SK_ERR_ARGUMENT;
+  const int isa = layernorm_f32_isa();
+  if (layernorm_f32_to_impls[isa] != NULL) {
+    layernorm_f32_to_impls[isa](m, n, a, lda, r, ldr, gamma, beta, eps, y, ldy);
+    return SK_OK;
+  }
+  for (int64_t i = 0; i < m; ++i)
+    if (y + i * ldy != a + i * lda) memmove(y + i * ldy, a + i * lda, (size_t)n * sizeof *y);
+  layernorm_f32_impls[isa](m, n, y, ldy, r, ldr, gamma, beta, eps);
+  return SK_OK;
+}
+
 static const sk_sell_f32_fn spmv_sell_f32_impls[SK_ISA_COUNT] = {
     [SK_ISA_SCALAR] = sk_spmv_sell_f32__scalar,
 #ifdef SK_ARCH_X86

@@ -201,6 +201,21 @@ void sk_add_layernorm_f32__avx512(int64_t m, int64_t n, float *y, int64_t ldy, c
 void sk_add_layernorm_f32__neon(int64_t m, int64_t n, float *y, int64_t ldy, const float *r,
                                 int64_t ldr, const float *gamma, const float *beta, float eps);
 #endif
+/* Out of place (y from a); an ISA without one (NEON) copies a, then runs in place. */
+typedef void (*sk_add_layernorm_f32_to_fn)(int64_t m, int64_t n, const float *a, int64_t lda,
+                                           const float *r, int64_t ldr, const float *gamma,
+                                           const float *beta, float eps, float *y, int64_t ldy);
+void sk_add_layernorm_f32_to__scalar(int64_t m, int64_t n, const float *a, int64_t lda,
+                                     const float *r, int64_t ldr, const float *gamma,
+                                     const float *beta, float eps, float *y, int64_t ldy);
+#ifdef SK_ARCH_X86
+void sk_add_layernorm_f32_to__avx2(int64_t m, int64_t n, const float *a, int64_t lda,
+                                   const float *r, int64_t ldr, const float *gamma,
+                                   const float *beta, float eps, float *y, int64_t ldy);
+void sk_add_layernorm_f32_to__avx512(int64_t m, int64_t n, const float *a, int64_t lda,
+                                     const float *r, int64_t ldr, const float *gamma,
+                                     const float *beta, float eps, float *y, int64_t ldy);
+#endif
 
 /* ---- qgemm_u8s8: u8 x packed s8 -> s32, then an epilogue ---------------
  * Micro-kernel contract: rows [m0, m0 + mr) of A (mr <= MR) times output

@@ -2,7 +2,8 @@
  * every ISA: row lengths around the vector widths, row strides, NULL residual /
  * gamma / beta, a sentinel column past each row that must stay untouched.
  * Tolerance 1e-5 (inputs in [-1, 1] plus an offset of 4: normalised values are O(1)),
- * every ISA including NEON (neon.c sums as avx512.c does). */
+ * every ISA including NEON (neon.c sums as avx512.c does). The out-of-place
+ * entry is checked bit for bit against the in-place one at 1 and 2 threads. */
 #include <math.h>
 #include <string.h>
 
@@ -37,6 +38,39 @@ static void run(int isa, int64_t m, int64_t n, int with_r, int with_gb) {
   free(y), free(y0), free(r), free(g), free(b);
 }
 
+/* sk_add_layernorm_f32_to: the bits of the in-place kernel on a copy of a, at 1
+ * and 2 threads (m large enough for two), with row strides and a sentinel
+ * column past each output row. */
+static void run_to(int isa, int64_t m, int64_t n) {
+  const int64_t lda = n + 2, ldy = n + 1, ldr = n + 3;
+  float *a = malloc((size_t)(m * lda) * sizeof *a), *r = malloc((size_t)(m * ldr) * sizeof *r);
+  float *ref = malloc((size_t)(m * lda) * sizeof *ref), *y = malloc((size_t)(m * ldy) * sizeof *y);
+  float *g = malloc((size_t)n * sizeof *g), *b = malloc((size_t)n * sizeof *b);
+  for (int64_t i = 0; i < m * lda; ++i) a[i] = ref[i] = 4.0f + rng_f32();
+  for (int64_t i = 0; i < m * ldr; ++i) r[i] = rng_f32();
+  for (int64_t c = 0; c < n; ++c) g[c] = rng_f32(), b[c] = rng_f32();
+  sk_set_num_threads(1);
+  CHECK(sk_add_layernorm_f32(m, n, ref, lda, r, ldr, g, b, 1e-5f) == SK_OK, "isa %d: ref", isa);
+  for (int nt = 1; nt <= 2; ++nt) {
+    sk_set_num_threads(nt);
+    for (int64_t i = 0; i < m * ldy; ++i) y[i] = 777.0f;
+    CHECK(sk_add_layernorm_f32_to(m, n, a, lda, r, ldr, g, b, 1e-5f, y, ldy) == SK_OK,
+          "isa %d: status", isa);
+    for (int64_t i = 0; i < m; ++i) {
+      CHECK(memcmp(y + i * ldy, ref + i * lda, (size_t)n * sizeof *y) == 0,
+            "isa %d n %lld threads %d: row %lld differs from in place", isa, (long long)n, nt,
+            (long long)i);
+      CHECK(y[i * ldy + n] == 777.0f, "isa %d: wrote past the row", isa);
+    }
+  }
+  sk_set_num_threads(0);
+  CHECK(sk_add_layernorm_f32_to(2, 4, NULL, 4, NULL, 0, NULL, NULL, 1e-5f, y, 4) ==
+            SK_ERR_ARGUMENT, "isa %d: NULL a", isa);
+  CHECK(sk_add_layernorm_f32_to(2, 4, a, 3, NULL, 0, NULL, NULL, 1e-5f, y, 4) ==
+            SK_ERR_ARGUMENT, "isa %d: lda < n", isa);
+  free(a), free(r), free(ref), free(y), free(g), free(b);
+}
+
 int main(void) {
   FOR_EACH_ISA(isa) {
     /* NEON has its own kernel (neon.c): make sure it is the one running */
@@ -50,6 +84,10 @@ int main(void) {
           "isa %d: NULL y", isa);
     CHECK(sk_add_layernorm_f32(0, 4, NULL, 4, NULL, 0, NULL, NULL, 1e-5f) == SK_OK,
           "isa %d: empty", isa);
+  }
+  FOR_EACH_ISA(isa) { /* (after the loop above: its random inputs stay as they were) */
+    run_to(isa, 300, 384);
+    run_to(isa, 5, 17);
   }
   return sk_test_finish("test_layernorm_f32");
 }

@@ -309,8 +309,16 @@ class LayerNorm(Layer):
 
     def __call__(self, x):
         x = _f32(x)
-        if x.shape[-1] != self.gamma.shape[0]:
-            raise ValueError(f"x: expected last dimension {self.gamma.shape[0]}, got {x.shape}")
+        k = self.gamma.shape[0]
+        if x.shape[-1] != k:
+            raise ValueError(f"x: expected last dimension {k}, got {x.shape}")
+        if _NATIVE and x.size and x.flags.c_contiguous:
+            # the same steps in C, bit for bit (pairwise sums as NumPy's),
+            # rows split over threads
+            y = np.empty(x.shape, np.float32)
+            _core.layernorm_f32(x.reshape(-1, k), self.gamma, self.beta, self.eps,
+                                y.reshape(-1, k))
+            return y
         mu = x.mean(axis=-1, keepdims=True)
         d = x - mu
         var = (d * d).mean(axis=-1, keepdims=True)
@@ -331,8 +339,8 @@ class LayerNorm(Layer):
 @register
 class AddLayerNorm(LayerNorm):
     """LayerNorm(a + b) over the last axis (a transformer block's residual add
-    and its LayerNorm): one pass of sparsekit's add_layernorm_f32 kernel over
-    a fresh copy of `a` when the C core is built, else NumPy."""
+    and its LayerNorm): one pass of sparsekit's add_layernorm_f32 kernel from
+    `a` into a fresh array when the C core is built, else NumPy."""
 
     n_inputs = 2
 
@@ -343,13 +351,13 @@ class AddLayerNorm(LayerNorm):
         n = self.gamma.shape[0]
         if a.ndim == 0 or a.shape[-1] != n:
             raise ValueError(f"a: expected last dimension {n}, got {a.shape}")
-        from sparsekit._native import AVAILABLE, core
-
-        if not AVAILABLE:
+        if not _NATIVE:
             return super().__call__(a + b)
-        y = np.array(a, dtype=np.float32, order="C")
-        core.add_layernorm_f32(y.reshape(-1, n), np.ascontiguousarray(b).reshape(-1, n),
-                               self.gamma, self.beta, self.eps)
+        # y written from a in the kernel's threaded rows (no NumPy copy of a first)
+        y = np.empty(a.shape, np.float32)
+        _core.add_layernorm_f32(y.reshape(-1, n), np.ascontiguousarray(b).reshape(-1, n),
+                               self.gamma, self.beta, self.eps,
+                               np.ascontiguousarray(a).reshape(-1, n))
         return y
 
 

@@ -375,7 +375,7 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         is fast on this CPU (AVX-512, or AVX2 without AVX-512;
         sparsekit._dense_f32.wanted); elsewhere the layer stays in torch.
         Measured on all-MiniLM-L6-v2 unpruned, 1 thread: 2.0x torch fp32 at
-        batch 1 and 2.5x at batch 32 (benchmarks/RESULTS.md, "accelerate:
+        batch 1 and 2.4-2.5x at batch 32 (benchmarks/RESULTS.md, "accelerate:
         dense fp32 Linears on the packed GEMM"). "torch": such layers stay
         torch modules (e.g. to keep save_pretrained working for a model whose
         other layers are not replaced). Conv2d layers that stay dense always

@@ -179,6 +179,19 @@ def test_dense_fp32_linears_on_the_packed_gemm(isa, tmp_path):
         torch.testing.assert_close(back(x), acc(x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_dense_layers_of_other_precisions_stay_torch(dtype):
+    """A float64 / bfloat16 model keeps its dense Linears in torch (sparsekit
+    computes in float32): the model runs as before, in its own dtype."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 4)).to(dtype).eval()
+    acc = skt.accelerate(model)
+    assert [type(m) for m in acc] == [type(m) for m in model]
+    x = torch.randn(3, 8).to(dtype)
+    with torch.no_grad():
+        torch.testing.assert_close(acc(x), model(x), rtol=0, atol=0)
+
+
 def test_dense_argument_is_checked():
     for bad in ("numpy", None, 1, "Torch"):
         with pytest.raises(ValueError, match="dense"):

@@ -209,7 +209,8 @@ def _plan(m, quantize, min_sparsity, parent=None, rows=None, dense="torch"):
         nm = _nm_pattern(w)
         if nm:
             how = ", ".join(filter(None, [how, f"{nm} pattern"]))
-        packed = kind == "linear" and dense == "sparsekit"
+        # a float64 / half model keeps its dense layers' own precision in torch
+        packed = kind == "linear" and dense == "sparsekit" and m.weight.dtype == torch.float32
         if quantize == "static":
             wfmt, reason = _pack_static(m, w, min_sparsity, rows, packed)
         else:
@@ -368,7 +369,9 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         runs any M, only slower where the guess is
         far off. Conv2d layers keep the default (their rows are output pixels).
     dense: what becomes of a Linear that stays dense fp32 (quantize=None, or
-        "static" without calibration parameters). "sparsekit" (default): it
+        "static" without calibration parameters) and whose weight is float32
+        (float64 / bfloat16 / half ones stay torch modules, in their own
+        precision). "sparsekit" (default): it
         runs on sparsekit's fp32 GEMM with its weight packed once
         (PackedDenseMatrix, the same values; sums in float32 in another order
         than torch's, so outputs differ by float rounding), where that kernel

@@ -12,6 +12,8 @@ results differ from BLAS's by rounding only. The converters (ONNX, torch,
 Keras, `sparsekit.pack`) use it for dense fp32 weights where `wanted()`
 says it beats NumPy; elsewhere a plain array (NumPy) is as fast.
 """
+import operator
+
 import numpy as np
 
 from sparsekit._native import AVAILABLE as _COMPILED
@@ -83,6 +85,30 @@ class PackedDenseMatrix:
             return np.zeros((n, k), np.float32)
         panels = self._packed[:p * k * PANEL].reshape(p, k, PANEL)
         return np.ascontiguousarray(panels.transpose(0, 2, 1).reshape(p * PANEL, k)[:n])
+
+    def rows(self, r0, r1):
+        """Rows [r0, r1) of W as a PackedDenseMatrix sharing this one's packed
+        buffer (no copy): its panels are a contiguous run of ours when r0 is a
+        multiple of PANEL and r1 is one too or is N (so the view's last panel
+        has our zero padding, not another row's values, past its end). Used to
+        give fused layers' members (torch FusedLinears) views of one stacked
+        weight. Raises TypeError for non-integers, ValueError for any other range."""
+        n, k = self._shape
+        try:
+            r0, r1 = operator.index(r0), operator.index(r1)
+        except TypeError:
+            raise TypeError(f"r0, r1: expected integers, got {type(r0).__name__}, "
+                            f"{type(r1).__name__}") from None
+        if not 0 <= r0 < r1 <= n:
+            raise ValueError(f"r0, r1: expected 0 <= r0 < r1 <= {n}, got {r0}, {r1}")
+        if r0 % PANEL or (r1 % PANEL and r1 != n):
+            raise ValueError(f"r0, r1: expected r0 a multiple of {PANEL} and r1 one too or "
+                             f"{n} (whole panels), got {r0}, {r1}")
+        other = object.__new__(PackedDenseMatrix)
+        other._shape = (r1 - r0, k)
+        panels = (r1 - r0 + PANEL - 1) // PANEL
+        other._packed = self._packed[r0 * k:(r0 + panels * PANEL) * k]
+        return other
 
     def __array__(self, dtype=None, copy=None):
         w = self.to_dense()

@@ -390,7 +390,8 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     Fusions, each with the same results as the unfused layers (bit-identical
     for q/k/v; float rounding otherwise): Linear + exact GELU (one int8 GEMM
     with a GELU epilogue); attention's query/key/value reading the same input
-    (one GEMM over the stacked weights, input quantized once); BERT-style
+    (one GEMM over the stacked weights: int8 with the input quantized once,
+    or packed fp32 for dense fp32 layers); BERT-style
     output blocks LayerNorm(dense(h) + input) (residual add and LayerNorm in
     one in-place kernel after the int8 dense). Hugging Face transformers
     models (>= 5) using "sdpa" attention switch to sparsekit's attention

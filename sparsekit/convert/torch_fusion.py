@@ -3,7 +3,8 @@
 - Linear + exact GELU -> one int8 (or packed dense fp32) linear with the
   GELU in its epilogue;
 - query / key / value (q_proj / k_proj / v_proj) on the same input, all
-  dynamic int8 -> one GEMM over the stacked weights (FusedLinears);
+  dynamic int8 or all packed dense fp32 -> one GEMM over the stacked weights
+  (FusedLinears);
 - BERT's output blocks, LayerNorm(dropout(dense(h)) + residual) -> the add
   and LayerNorm as one in-place kernel after dense (ResidualLayerNorm).
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from sparsekit.runtime import layers as L
-from sparsekit.runtime.torch_modules import FusedLinears, SparseLinear
+from sparsekit.runtime.torch_modules import FusedLinears, SparseLinear, fusable_weight
 
 
 def _is_exact_gelu(f):
@@ -68,33 +69,35 @@ def _fuse_gelu(model, rows):
 _SHARED_INPUT_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"))
 
 
-def _dynamic_int8(m):
-    from sparsekit.formats import QuantizedMatrix
-
+def _stackable(m):
     return isinstance(m, SparseLinear) and type(m.layer) is L.Linear and \
         m.layer.activation is None and m.out_qparams is None and m._fused is None and \
-        type(m.layer.weight) is QuantizedMatrix and m.layer.weight.input_scale is None
+        fusable_weight(m.layer.weight)
 
 
 def _fuse_shared_input(model, rows):
     """query/key/value (or q_proj/k_proj/v_proj) children of one module, all
-    dynamic int8 with the same in_features -> one GEMM over the stacked weights
-    (see FusedLinears); each member's weight becomes a view of the stacked one.
-    After load_state_dict the parent's post hook stacks the new weights."""
+    dynamic int8 or all packed dense fp32 (PackedDenseMatrix) with the same
+    in_features -> one GEMM over the stacked weights (see FusedLinears); each
+    member's weight becomes a view of the stacked one. After load_state_dict
+    the parent's post hook stacks the new weights."""
+    from sparsekit._dense_f32 import PackedDenseMatrix
+
     by_name = {r["name"]: r for r in rows}
     for name, parent in list(model.named_modules()):
         for keys in _SHARED_INPUT_NAMES:
             mems = [getattr(parent, k, None) for k in keys]
-            if not all(_dynamic_int8(m) for m in mems) or \
-                    len({m.in_features for m in mems}) != 1:
+            if not all(_stackable(m) for m in mems):
                 continue
             got = FusedLinears.stack(mems)
             if got is None:
-                continue  # rows not on panel boundaries: keep them apart
+                continue  # mixed formats or rows not on panel boundaries: keep them apart
             stacked, views, bounds = got
             group = FusedLinears(stacked, bounds, name, keys)
+            kind = "packed fp32 GEMM" if type(stacked.weight) is PackedDenseMatrix else \
+                "int8 GEMM (input quantized once)"
             note = (f"; {'+'.join(keys)} fused into one [{bounds[-1][1]}, "
-                    f"{mems[0].in_features}] int8 GEMM (input quantized once)")
+                    f"{mems[0].in_features}] {kind}")
             for i, (k, m, v) in enumerate(zip(keys, mems, views)):
                 m.layer = L.Linear(v, m.layer.bias)
                 m._fused = (group, i)

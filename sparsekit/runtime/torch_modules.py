@@ -261,17 +261,22 @@ class SparseConv2d(SparsekitModule):
 
 class FusedLinears:
     """SparseLinear members that read the same input (attention's query, key and
-    value) run as one int8 GEMM over their stacked weights: the input is
-    quantized once and the GEMM is wider. Each member keeps its own weight as a
-    view of the stacked one (no extra memory) and runs alone whenever fusion
-    does not apply.
+    value) run as one GEMM over their stacked weights: dynamic int8 (the input
+    is quantized once and the GEMM is wider) or packed dense fp32 (one wider
+    gemm_f32 call: each weight panel streamed once per block of input rows,
+    one call instead of three). Each member keeps its own weight as a view of
+    the stacked one (no extra memory) and runs alone whenever fusion does not
+    apply. Members whose rows would not start on a panel of the stacked
+    layout (16 rows int8, 32 fp32) are not fused (stack returns None).
 
     Inside one forward of the parent module (armed by its forward pre-hook,
     disarmed by its forward hook), the first member called with an input computes
     every member's output; each other member then gets its slice for that same
     input (the same tensor object, not modified in place since) once. Outputs
-    are bit-identical to the members run alone (the activation quantization is
-    per row, so the same for every member) but are strided views of one
+    are bit-identical to the members run alone (int8: the activation
+    quantization is per row, so the same for every member; fp32: gemm_f32 sums
+    each output column on its own in an order that depends on the input rows
+    and K only, not on N or the column's place) but are strided views of one
     [..., sum of out_features] buffer. A member called with a different input
     (e.g. cross-attention, where key and value read the encoder states) turns
     the fusion off for good: the members then run alone.
@@ -297,20 +302,34 @@ class FusedLinears:
     @staticmethod
     def stack(members):
         """(stacked Linear, the members' weights as views of it, bounds) for
-        SparseLinear members with dynamic int8 weights of the same K, or None
-        when their rows do not fall on the stacked layout's panels."""
+        SparseLinear members whose weights are all dynamic int8 QuantizedMatrix
+        or all PackedDenseMatrix (fusable_weight) with the same K, or None when
+        they are not or their rows do not fall on the stacked layout's panels
+        (16 rows int8, 32 fp32: the members then stay apart)."""
+        from sparsekit._dense_f32 import PANEL, PackedDenseMatrix
         from sparsekit.formats import QuantizedMatrix
         from sparsekit.runtime.layers import Linear
 
         ws = [m.layer.weight for m in members]
-        stacked = QuantizedMatrix._concat_rows(ws)
-        views, bounds, start = [], [], 0
+        kind = type(ws[0])
+        if not all(fusable_weight(w) and type(w) is kind for w in ws) or \
+                len({w.shape[1] for w in ws}) != 1:
+            return None
+        bounds, start = [], 0
         for w in ws:
-            stop = start + w.shape[0]
-            views.append(stacked._row_block(start, stop, w.per_channel))
-            bounds.append((start, stop))
-            start = stop
-        if any(v is None or not _same_weight(v, w) for v, w in zip(views, ws)):
+            bounds.append((start, start + w.shape[0]))
+            start += w.shape[0]
+        if kind is QuantizedMatrix:
+            stacked = QuantizedMatrix._concat_rows(ws)
+            views = [stacked._row_block(a, b, w.per_channel) for (a, b), w in zip(bounds, ws)]
+            same = _same_weight
+        else:
+            if any(a % PANEL for a, _ in bounds):
+                return None  # a member would start inside a panel
+            stacked = PackedDenseMatrix(np.concatenate([w.to_dense() for w in ws]))
+            views = [stacked.rows(a, b) for a, b in bounds]
+            same = _same_packed
+        if any(v is None or not same(v, w) for v, w in zip(views, ws)):
             return None
         biases = [m.layer.bias if m.layer.bias is not None else
                   np.zeros(m.out_features, np.float32) for m in members]
@@ -319,7 +338,6 @@ class FusedLinears:
     def reload(self, parent, incompatible_keys):
         """load_state_dict post hook of the parent (runs after its children
         loaded): members with new weights share one stacked weight again."""
-        from sparsekit.formats import QuantizedMatrix
         from sparsekit.runtime.layers import Linear
 
         if not self.stale:
@@ -328,8 +346,8 @@ class FusedLinears:
         if not members or not all(
                 isinstance(m, SparseLinear) and m._fused is not None and m._fused[0] is self
                 and type(m.layer) is Linear and m.layer.activation is None
-                and type(m.layer.weight) is QuantizedMatrix
-                and m.layer.weight.input_scale is None for m in members):
+                and m.out_qparams is None and fusable_weight(m.layer.weight)
+                for m in members):
             return  # members keep running alone
         got = self.stack(members)
         if got is None or got[2] != list(self.bounds):
@@ -414,6 +432,20 @@ class ResidualLayerNorm:
         import copy as _copy
 
         return ResidualLayerNorm(_copy.deepcopy(self.block, memo))
+
+
+def fusable_weight(w):
+    """Can FusedLinears stack this weight: dynamic int8 (QuantizedMatrix
+    without a static input quantization) or packed dense fp32."""
+    from sparsekit._dense_f32 import PackedDenseMatrix
+    from sparsekit.formats import QuantizedMatrix
+
+    return (type(w) is QuantizedMatrix and w.input_scale is None) or \
+        type(w) is PackedDenseMatrix
+
+
+def _same_packed(a, b):
+    return a.shape == b.shape and np.array_equal(a._packed, b._packed)
 
 
 def _same_weight(a, b):

@@ -192,6 +192,23 @@ def test_dense_layers_of_other_precisions_stay_torch(dtype):
         torch.testing.assert_close(acc(x), model(x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_sparse_layers_hand_on_the_models_dtype(dtype):
+    """A pruned float64 / bfloat16 model: the sparse layers compute in float32
+    and return the input's dtype, so the torch layers after them still run."""
+    torch.manual_seed(0)
+    model = prune_all(nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 4)),
+                      0.9, remove=True).to(dtype).eval()
+    acc = skt.accelerate(model, min_sparsity=0.5)
+    assert isinstance(acc[0], SparseLinear) and isinstance(acc[2], SparseLinear)
+    x = torch.randn(3, 8).to(dtype)
+    with torch.no_grad():
+        got, want = acc(x), model(x)
+    assert got.dtype == dtype
+    tol = 1e-5 if dtype == torch.float64 else 3e-2
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
 def test_dense_argument_is_checked():
     for bad in ("numpy", None, 1, "Torch"):
         with pytest.raises(ValueError, match="dense"):

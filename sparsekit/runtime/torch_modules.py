@@ -2,6 +2,10 @@
 sparsekit kernels. Tensors cross to NumPy without a copy when they are CPU,
 float32 and contiguous (Tensor.numpy / torch.from_numpy share memory).
 
+They compute in float32: a float64 / float16 / bfloat16 input is converted,
+and the output converted back to the input's dtype (so the torch layers of a
+float64 or half model that follow still get their own dtype).
+
 They are inference-only: they have no parameters, and calling one in training
 mode, or on an input that requires grad, raises instead of returning outputs
 with silently missing gradients.
@@ -47,6 +51,8 @@ from torch import nn
 # (SlicedEllMatrix: group_ptr, window and index; its values are shared like
 # CSR's data: the kernel masks unused slots by their index bits, not values)
 ADDRESSING_ARRAYS = ("indptr", "indices", "cols", "group_ptr", "window", "index")
+# input dtypes a layer computes in float32 and returns in (a float64 / half model)
+_OTHER_FLOATS = (torch.float64, torch.float16, torch.bfloat16)
 
 
 class SparsekitModule(nn.Module):
@@ -75,7 +81,7 @@ class SparsekitModule(nn.Module):
             raise RuntimeError(
                 f"{type(self).__name__}: input requires grad but sparsekit kernels have no "
                 "backward; run under torch.no_grad() / torch.inference_mode()")
-        layer = self.layer
+        layer, dtype = self.layer, x.dtype
         if x.is_quantized:
             layer = self._static_layer(x)
             x = x.dequantize()
@@ -88,6 +94,8 @@ class SparsekitModule(nn.Module):
         if self.out_qparams is not None:
             scale, zp = self.out_qparams
             y = torch.quantize_per_tensor(y, scale, zp, torch.quint8)
+        elif dtype in _OTHER_FLOATS:  # computed in float32; handed on in the model's dtype
+            y = y.to(dtype)
         return y
 
     def _static_layer(self, x):

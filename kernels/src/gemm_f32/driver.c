@@ -4,7 +4,11 @@
  * rows (all of X for a transformer's few tokens at batch 1, also at K = 1536
  * with AVX2's 6-row tiles), so each weight panel (32 x K floats,
  * L2-sized) is read from memory once per block and the block stays in L1/L2
- * while every panel streams past it. Threads split the panels of a block.
+ * while every panel streams past it. Threads run in one region per call
+ * (not one per block: at K = 1536 a block is 12 rows, ~50 blocks at M = 608,
+ * and each region's fork / join plus the master's packing alone held 2 threads
+ * to ~1.6x): they pack k ranges of a block, meet at one barrier, and take
+ * equal runs of its (panel, tile) units.
  */
 #include <string.h>
 

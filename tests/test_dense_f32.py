@@ -154,3 +154,30 @@ def test_threads_split_panels_bit_for_bit(isa, rng):
         sparsekit.set_num_threads(before)
     for y in outs[1:]:
         np.testing.assert_array_equal(y, outs[0])
+
+
+@pytest.mark.parametrize("m, n, k", [(70, 200, 1500), (37, 33, 384), (61, 97, 800),
+                                     (300, 70, 17), (25, 40, 2000)])
+def test_threads_bit_for_bit_over_blocks(isa, rng, m, n, k):
+    """One region over all X blocks: threads pack k ranges of a block and take
+    whole (panel, tile) units; the outputs do not depend on the thread count.
+    Shapes: several blocks of 12 rows with a short last panel (70 x 200 x 1500),
+    two blocks of two tiles, an odd panel count, K = 17 (a thread packs no k),
+    M with uneven tiles."""
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    p = PackedDenseMatrix(w)
+    bias = rng.standard_normal(n).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    before = sparsekit.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            sparsekit.set_num_threads(t)
+            outs.append([sparsekit.linear(x, p, bias), sparsekit.linear(x, p, None, "gelu"),
+                         sparsekit.linear(x[:, :], p, bias, "relu")])
+    finally:
+        sparsekit.set_num_threads(before)
+    assert_close_f32(outs[0][0], reference_linear(x, w, bias), x, w)
+    for got in outs[1:]:
+        for a, b in zip(got, outs[0]):
+            np.testing.assert_array_equal(a, b)

@@ -55,6 +55,40 @@ static void check_case(int isa, int64_t m, int64_t n, int64_t k, int with_bias, 
   free(packed);
 }
 
+/* The same call at 1, 2 and 3 threads gives the same bits: threads pack k
+ * ranges of each X block and take whole tiles. Several blocks (K = 1500:
+ * 12-row blocks), a short last panel, uneven tiles, K = 17 (a thread packs
+ * no k). */
+static void check_threads_bitwise(int isa, int64_t m, int64_t n, int64_t k, int act) {
+  const int64_t ldx = k + 1, ldy = n + 2;
+  float *w = malloc((size_t)(n * k + 1) * sizeof *w);
+  float *x = malloc((size_t)(m * ldx + 1) * sizeof *x);
+  float *bias = malloc((size_t)n * sizeof *bias);
+  float *y[3];
+  float *packed = malloc((size_t)(sk_gemm_f32_packed_floats(n, k) + 1) * sizeof *packed);
+  for (int64_t i = 0; i < n * k; ++i) w[i] = rng_f32();
+  for (int64_t i = 0; i < m * ldx; ++i) x[i] = rng_f32();
+  for (int64_t i = 0; i < n; ++i) bias[i] = rng_f32();
+  CHECK(sk_gemm_f32_pack(n, k, w, k, packed) == SK_OK, "pack");
+  for (int t = 0; t < 3; ++t) {
+    y[t] = malloc((size_t)(m * ldy) * sizeof *y[t]);
+    for (int64_t i = 0; i < m * ldy; ++i) y[t][i] = 777.0f;
+    sk_set_num_threads(t + 1);
+    CHECK(sk_linear_gemm_f32(n, k, packed, m, x, ldx, bias, (sk_activation)act, y[t], ldy) ==
+              SK_OK, "threads %d", t + 1);
+  }
+  sk_set_num_threads(0);
+  for (int t = 1; t < 3; ++t)
+    CHECK(memcmp(y[t], y[0], (size_t)(m * ldy) * sizeof *y[0]) == 0,
+          "isa %d m %lld n %lld k %lld: %d threads differ from 1", isa, (long long)m,
+          (long long)n, (long long)k, t + 1);
+  for (int t = 0; t < 3; ++t) free(y[t]);
+  free(w);
+  free(x);
+  free(bias);
+  free(packed);
+}
+
 int main(void) {
   const int64_t ns[] = {1, 9, 16, 17, 31, 32, 33, 70};
   const int64_t ms[] = {1, 5, 6, 7, 12, 13, 25};
@@ -69,6 +103,9 @@ int main(void) {
       check_case(isa, 30, 200, 300, 1, SK_ACT_GELU);
     }
     sk_set_num_threads(0);
+    check_threads_bitwise(isa, 70, 200, 1500, SK_ACT_NONE);
+    check_threads_bitwise(isa, 61, 97, 800, SK_ACT_GELU);
+    check_threads_bitwise(isa, 300, 70, 17, SK_ACT_RELU);
   }
   float w[4] = {1, 2, 3, 4}, x[2] = {1, 1}, y[2] = {0, 0}, packed[64];
   CHECK(sk_gemm_f32_packed_floats(-1, 2) == -1, "negative n");

@@ -4,7 +4,11 @@
  * rows (all of X for a transformer's few tokens at batch 1, also at K = 1536
  * with AVX2's 6-row tiles), so each weight panel (32 x K floats,
  * L2-sized) is read from memory once per block and the block stays in L1/L2
- * while every panel streams past it. Threads split the panels of a block.
+ * while every panel streams past it. Threads run in one region per call
+ * (not one per block: at K = 1536 a block is 12 rows, ~50 blocks at M = 608,
+ * and each region's fork / join plus the master's packing alone held 2 threads
+ * to ~1.6x): they pack k ranges of a block, meet at one barrier, and take
+ * equal runs of its (panel, tile) units.
  */
 #include <string.h>
 
@@ -46,36 +50,73 @@ static int64_t tile_start(int64_t t, int64_t rows, int64_t tiles) {
   return t * (rows / tiles) + (t < rows % tiles ? t : rows % tiles);
 }
 
-/* rows [0, rows) of x into those tiles, each k-major (xp[k * mr + i] from its start row) */
+/* Columns [k0, k1) of rows [0, rows) of x into those tiles, each k-major
+ * (xp[k * mr + i] from its start row): threads pack a block's k ranges, so
+ * each writes whole cache lines of every tile. */
 static void pack_x(const float *x, int64_t ldx, int64_t rows, int64_t k, int mr_max,
-                   float *xp) {
+                   int64_t k0, int64_t k1, float *xp) {
   const int64_t tiles = tile_count(rows, mr_max);
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t r0 = tile_start(t, rows, tiles), mr = tile_start(t + 1, rows, tiles) - r0;
     float *dst = xp + r0 * k;
     for (int64_t i = 0; i < mr; ++i) {
       const float *src = x + (r0 + i) * ldx;
-      for (int64_t kk = 0; kk < k; ++kk) dst[kk * mr + i] = src[kk];
+      for (int64_t kk = k0; kk < k1; ++kk) dst[kk * mr + i] = src[kk];
     }
   }
 }
 
-static void panels(const sk_gemm_f32_impl *impl, sk_gelu_f32_fn gelu, int64_t n, int64_t k,
-                   const float *packed, const float *xp, int64_t rows, const float *bias,
-                   sk_activation act, float *y, int64_t ldy, int64_t p0, int64_t p1) {
-  const int64_t npanels = (n + PANEL - 1) / PANEL;
-  for (int64_t p = p0; p < p1; ++p) {
+/* Work units [u0, u1) of a block: unit u is tile u % tiles of panel u / tiles
+ * (a thread's units are whole tiles, so each output is the same sum for any
+ * thread count). A panel's first unit prefetches the panel this thread takes
+ * next: its following one, or after its last one its first (`wrap`, the
+ * next block's first panel, long evicted at K >= 768). */
+static void units(const sk_gemm_f32_impl *impl, sk_gelu_f32_fn gelu, int64_t n, int64_t k,
+                  const float *packed, const float *xp, int64_t rows, const float *bias,
+                  sk_activation act, float *y, int64_t ldy, int64_t u0, int64_t u1,
+                  const float *wrap) {
+  const int64_t tiles = tile_count(rows, impl->mr);
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t p = u / tiles, t = u % tiles;
     const int64_t n0 = p * PANEL, nn = n - n0 < PANEL ? n - n0 : PANEL;
-    const int64_t tiles = tile_count(rows, impl->mr);
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t r0 = tile_start(t, rows, tiles), mr = tile_start(t + 1, rows, tiles) - r0;
-      float *yt = y + r0 * ldy + n0;
-      const float *next = t == 0 && p + 1 < npanels ? packed + (p + 1) * k * PANEL : NULL;
-      impl->tile(xp + r0 * k, mr, packed + p * k * PANEL, k, bias ? bias + n0 : NULL, nn,
-                 act == SK_ACT_RELU, yt, ldy, next);
-      if (act == SK_ACT_GELU)
-        for (int64_t i = 0; i < mr; ++i) gelu(yt + i * ldy, nn);
+    const int64_t r0 = tile_start(t, rows, tiles), mr = tile_start(t + 1, rows, tiles) - r0;
+    float *yt = y + r0 * ldy + n0;
+    const float *next = NULL;
+    if (t == 0) next = (p + 1) * tiles < u1 ? packed + (p + 1) * k * PANEL : wrap;
+    impl->tile(xp + r0 * k, mr, packed + p * k * PANEL, k, bias ? bias + n0 : NULL, nn,
+               act == SK_ACT_RELU, yt, ldy, next);
+    if (act == SK_ACT_GELU)
+      for (int64_t i = 0; i < mr; ++i) gelu(yt + i * ldy, nn);
+  }
+}
+
+/* Thread `id` of `nth` over all blocks: it packs its k range of each block
+ * into one of two buffers, waits for the others' (one barrier per block: a
+ * buffer is packed again only two blocks later, after everyone passed the
+ * barrier in between, so after everyone computed from it), then computes its
+ * units of the block. Units split panel-major in equal counts: contiguous
+ * panels, each weight panel read by one thread (two at a boundary). */
+static void blocks(const sk_gemm_f32_impl *impl, sk_gelu_f32_fn gelu, int64_t n, int64_t k,
+                   const float *packed, int64_t m, const float *x, int64_t ldx,
+                   const float *bias, sk_activation act, float *y, int64_t ldy, int64_t block,
+                   float *xp, int id, int nth) {
+  const int64_t npanels = (n + PANEL - 1) / PANEL;
+  const int64_t kq = (k + 15) / 16; /* pack k in 64-byte runs */
+  const int64_t k0 = kq * id / nth * 16, k1e = kq * (id + 1) / nth * 16;
+  const int64_t k1 = k1e < k ? k1e : k;
+  for (int64_t r0 = 0, b = 0; r0 < m; r0 += block, ++b) {
+    const int64_t rows = m - r0 < block ? m - r0 : block;
+    float *xb = xp + (nth > 1 ? b & 1 : 0) * block * k; /* two buffers for threads */
+    pack_x(x + r0 * ldx, ldx, rows, k, impl->mr, k0 < k ? k0 : k, k1, xb);
+    if (nth > 1) {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
     }
+    const int64_t tiles = tile_count(rows, impl->mr), nunits = npanels * tiles;
+    const int64_t u0 = nunits * id / nth, u1 = nunits * (id + 1) / nth;
+    const float *wrap = r0 + block < m && u0 < u1 ? packed + u0 / tiles * k * PANEL : NULL;
+    units(impl, gelu, n, k, packed, xb, rows, bias, act, y + r0 * ldy, ldy, u0, u1, wrap);
   }
 }
 
@@ -96,19 +137,16 @@ int sk_linear_gemm_f32(int64_t n, int64_t k, const float *packed, int64_t m, con
   if (block > m) block = m;
   const int64_t nblocks = (m + block - 1) / block;
   block = (m + nblocks - 1) / nblocks; /* blocks of about equal rows, as tiles */
-  float *xp = sk_aligned_alloc((size_t)(block * (k > 0 ? k : 1)) * sizeof(float));
-  if (xp == NULL) return SK_ERR_NOMEM;
   int nt = sk_threads_for_work((double)m * (double)n * (double)k);
   if (nt > SK_MAX_THREADS) nt = SK_MAX_THREADS;
-  if (nt > npanels) nt = (int)npanels;
-  for (int64_t r0 = 0; r0 < m; r0 += block) {
-    const int64_t rows = m - r0 < block ? m - r0 : block;
-    pack_x(x + r0 * ldx, ldx, rows, k, impl->mr, xp);
-    float *yb = y + r0 * ldy;
-    if (nt <= 1) {
-      panels(impl, gelu, n, k, packed, xp, rows, bias, act, yb, ldy, 0, npanels);
-      continue;
-    }
+  const int64_t max_units = npanels * tile_count(block, impl->mr);
+  if (nt > max_units) nt = (int)max_units;
+  const int64_t buffers = nt > 1 && nblocks > 1 ? 2 : 1;
+  float *xp = sk_aligned_alloc((size_t)(buffers * block * (k > 0 ? k : 1)) * sizeof(float));
+  if (xp == NULL) return SK_ERR_NOMEM;
+  if (nt <= 1) {
+    blocks(impl, gelu, n, k, packed, m, x, ldx, bias, act, y, ldy, block, xp, 0, 1);
+  } else {
     const int64_t t0 = sk_region_begin(nt);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
@@ -116,10 +154,11 @@ int sk_linear_gemm_f32(int64_t n, int64_t k, const float *packed, int64_t m, con
     {
       sk_worker_check_in(t0);
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+      blocks(impl, gelu, n, k, packed, m, x, ldx, bias, act, y, ldy, block, xp,
+             omp_get_thread_num(), omp_get_num_threads());
+#else
+      blocks(impl, gelu, n, k, packed, m, x, ldx, bias, act, y, ldy, block, xp, 0, 1);
 #endif
-      for (int64_t p = 0; p < npanels; ++p)
-        panels(impl, gelu, n, k, packed, xp, rows, bias, act, yb, ldy, p, p + 1);
     }
   }
   sk_aligned_free(xp);

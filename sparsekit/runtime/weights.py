@@ -137,7 +137,7 @@ def pack_float(w, quantize=None, min_sparsity=None, keep_dense=True, m=None, pac
         if quantize is not None:
             why += ", per-channel weights, per-row dynamic activations"
         if kind == "dense fp32":
-            why = f"dense fp32 (sparsity {s:.0%}; sparsekit.pack: nothing beats dense BLAS)"
+            why = f"dense fp32 (sparsity {s:.0%}; sparsekit.pack: no sparse format beats dense)"
             # pack already packed it where that wins: not packed twice
             return (_dense(fmt if packed else w, packed, why) if keep_dense else (None, why))
         return fmt, why

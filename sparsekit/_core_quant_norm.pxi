@@ -36,43 +36,19 @@ cdef extern from *:
       return sk_qln_pairwise(a, n2) + sk_qln_pairwise(a + n2, n - n2);
     }
 
-    /* LayerNorm of each row of v [rows, k] in place, as runtime.layers.LayerNorm:
-     * mu = sum / k; d = v - mu; var = sum(d * d) / k; d / sqrt(var + eps) * gamma
-     * (+ beta). sq: k floats of scratch. */
-    SK_QL_CLONES static void sk_qln_layernorm(float *v, int64_t rows, int64_t k, const float *gamma,
-                                              const float *beta, float eps, float *sq) {
-      const float fk = (float)k;
-      for (int64_t r = 0; r < rows; ++r) {
-        float *x = v + r * k;
-        float s = 0.0f;
-        s += sk_qln_pairwise(x, k);
-        const float mu = s / fk;
-        for (int64_t j = 0; j < k; ++j) {
-          x[j] = x[j] - mu;
-          sq[j] = x[j] * x[j];
-        }
-        float s2 = 0.0f;
-        s2 += sk_qln_pairwise(sq, k);
-        const float den = sqrtf(s2 / fk + eps);
-        for (int64_t j = 0; j < k; ++j) {
-          float y = x[j] / den;
-          y = y * gamma[j];
-          x[j] = beta ? y + beta[j] : y;
-        }
-      }
-    }
-
     SK_QL_CLONES static void sk_qln_add(const float *restrict a, const float *restrict b, int64_t n,
                                         float *restrict t) {
       for (int64_t i = 0; i < n; ++i) t[i] = a[i] + b[i];
     }
 
-    /* y[r] = LayerNorm(x[r]) for rows [r0, r1) of x, y [rows, k], out of place:
-     * the arithmetic of sk_qln_layernorm (runtime.layers.LayerNorm's NumPy
-     * steps, bit for bit). sq: k floats of scratch. */
-    SK_QL_CLONES static void sk_qln_layernorm_to(const float *restrict x, float *restrict y,
-                                                 int64_t r0, int64_t r1, int64_t k,
-                                                 const float *gamma, const float *beta, float eps,
+    /* y[r] = LayerNorm(x[r]) for rows [r0, r1) of x, y [rows, k], as
+     * runtime.layers.LayerNorm's NumPy steps, bit for bit: mu = sum / k;
+     * d = x - mu; var = sum(d * d) / k; d / sqrt(var + eps) * gamma (+ beta).
+     * y may be x (in place: each value is read before it is written).
+     * sq: k floats of scratch. */
+    SK_QL_CLONES static void sk_qln_layernorm_to(const float *x, float *y, int64_t r0,
+                                                 int64_t r1, int64_t k, const float *gamma,
+                                                 const float *beta, float eps,
                                                  float *restrict sq) {
       const float fk = (float)k;
       for (int64_t r = r0; r < r1; ++r) {
@@ -148,7 +124,7 @@ cdef extern from *:
       int rc = sk_quantize_u8(nr, k, src, k, p->scale, p->zp, q, k);
       if (rc != SK_OK) return rc;
       sk_ql_dequantize(q, n, p->scale, p->zp, NULL, f);
-      sk_qln_layernorm(f, nr, k, p->gamma, p->beta, p->eps, f + p->rows * k);
+      sk_qln_layernorm_to(f, f, 0, nr, k, p->gamma, p->beta, p->eps, f + p->rows * k);
       rc = sk_quantize_u8(nr, k, f, k, p->scale2, p->zp2, q, k);
       if (rc != SK_OK) return rc;
       sk_ql_dequantize(q, n, p->scale2, p->zp2, NULL, p->out + r0 * k);
@@ -174,8 +150,6 @@ cdef extern from *:
         float scale, scale2, eps
         int32_t zp, zp2
     int sk_qln_run(const sk_qln_args *p) nogil
-    void sk_qln_layernorm(float *v, int64_t rows, int64_t k, const float *gamma,
-                          const float *beta, float eps, float *sq) nogil
     void sk_qln_add(const float *a, const float *b, int64_t n, float *t) nogil
     float sk_qln_pairwise(const float *a, int64_t n) nogil
 
@@ -251,7 +225,9 @@ def quant_layernorm(cnp.ndarray a, cnp.ndarray b, float scale, int32_t zp,
         return
     cdef sk_qln_args p
     p.a = <const float *>cnp.PyArray_DATA(a)
-    p.b = NULL if b is None else <const float *>cnp.PyArray_DATA(b)
+    p.b = NULL
+    if b is not None:
+        p.b = <const float *>cnp.PyArray_DATA(b)
     p.gamma, p.beta, p.out = pg, pb, <float *>cnp.PyArray_DATA(out)
     p.m, p.k, p.rows = m, k, (QL_CHUNK // k if k < QL_CHUNK else 1)
     p.scale, p.scale2, p.eps, p.zp, p.zp2 = scale, scale2, eps, zp, zp2

@@ -72,35 +72,26 @@ cdef extern from *:
       }
     }
 
-    /* The same over all rows, split over threads by whole rows (a row's sums
-     * never depend on the thread count); one thread runs without an OpenMP
-     * region. Returns 0, or -1 if scratch allocation failed. */
+    typedef struct {
+      const float *x, *gamma, *beta;
+      float *y;
+      int64_t m, k;
+      float eps;
+    } sk_qln_rows_args;
+
+    static int sk_qln_row_chunk(const void *ctx, int64_t r0, uint8_t *q, float *sq) {
+      const sk_qln_rows_args *p = (const sk_qln_rows_args *)ctx;
+      sk_qln_layernorm_to(p->x, p->y, r0, r0 + 1, p->k, p->gamma, p->beta, p->eps, sq);
+      return SK_OK;
+    }
+
+    /* The same over all rows, whole rows per thread through sk_ql_run_chunks
+     * (a row's sums never depend on the thread count). SK_OK or SK_ERR_NOMEM. */
     static int sk_qln_layernorm_rows(const float *x, float *y, int64_t rows, int64_t k,
                                      const float *gamma, const float *beta, float eps) {
-      int nt = sk_threads_for_work((double)rows * (double)k * 6.0);
-      if (nt > rows) nt = (int)rows;
-      if (nt <= 1) {
-        float *sq = (float *)malloc((size_t)k * sizeof(float));
-        if (sq == NULL) return -1;
-        sk_qln_layernorm_to(x, y, 0, rows, k, gamma, beta, eps, sq);
-        free(sq);
-        return 0;
-      }
-      int bad = 0;
-      const int64_t t0 = sk_region_begin(nt);
-      #pragma omp parallel num_threads(nt) reduction(| : bad)
-      {
-        sk_worker_check_in(t0);
-        float *sq = (float *)malloc((size_t)k * sizeof(float));
-        /* every thread reaches the worksharing loop, even one whose malloc failed */
-        #pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
-          if (sq == NULL) bad = 1;
-          else sk_qln_layernorm_to(x, y, r, r + 1, k, gamma, beta, eps, sq);
-        }
-        free(sq);
-      }
-      return bad ? -1 : 0;
+      const sk_qln_rows_args p = {x, gamma, beta, y, rows, k, eps};
+      return sk_ql_run_chunks(sk_qln_row_chunk, &p, rows, 1, 0, (size_t)k * sizeof(float),
+                              (double)rows * (double)k * 6.0);
     }
 
     /* quant_layernorm's chunk: F1(a + b) (b may be NULL), LayerNorm, F2 into
@@ -191,7 +182,7 @@ def layernorm_f32(cnp.ndarray x, cnp.ndarray gamma, object beta, float eps,
     cdef int rc
     with nogil:
         rc = sk_qln_layernorm_rows(px, po, m, k, pg, pb, eps)
-    if rc != 0:
+    if rc != SK_OK:
         raise MemoryError("layernorm_f32: scratch allocation failed")
     return out
 

@@ -176,12 +176,14 @@ const sk_spmm_f32_impl *sk_spmm_f32_select(void) {
 static const sk_quantize_u8_impl quantize_u8_impls[SK_ISA_COUNT] = {
     [SK_ISA_SCALAR] = {sk_quantize_row_u8__scalar, sk_quantize_row_u8_static__scalar},
 #ifdef SK_ARCH_X86
-    [SK_ISA_AVX2] = {sk_quantize_row_u8__avx2, sk_quantize_row_u8_static__avx2},
+    [SK_ISA_AVX2] = {sk_quantize_row_u8__avx2, sk_quantize_row_u8_static__avx2,
+                     sk_quantize_rows_u8__avx2},
     [SK_ISA_AVX512] = {sk_quantize_row_u8__avx512, sk_quantize_row_u8_static__avx512,
                        sk_quantize_rows_u8__avx512},
 #endif
 #ifdef SK_ARCH_ARM64
-    [SK_ISA_NEON] = {sk_quantize_row_u8__neon, sk_quantize_row_u8_static__neon},
+    [SK_ISA_NEON] = {sk_quantize_row_u8__neon, sk_quantize_row_u8_static__neon,
+                     sk_quantize_rows_u8__neon},
 #endif
 };
 

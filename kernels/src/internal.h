@@ -142,6 +142,8 @@ int sk_quantize_row_u8__avx2(const float *x, int64_t k, uint8_t *q, float *scale
                              int32_t *zero_point);
 int sk_quantize_row_u8_static__avx2(const float *x, int64_t k, float scale,
                                     int32_t zero_point, uint8_t *q);
+int sk_quantize_rows_u8__avx2(const float *x, int64_t ldx, int64_t rows, int64_t k,
+                              uint8_t *q, int64_t ldq, float *scale, int32_t *zero_point);
 int sk_quantize_row_u8__avx512(const float *x, int64_t k, uint8_t *q, float *scale,
                                int32_t *zero_point);
 int sk_quantize_row_u8_static__avx512(const float *x, int64_t k, float scale,
@@ -154,6 +156,8 @@ int sk_quantize_row_u8__neon(const float *x, int64_t k, uint8_t *q, float *scale
                              int32_t *zero_point);
 int sk_quantize_row_u8_static__neon(const float *x, int64_t k, float scale,
                                     int32_t zero_point, uint8_t *q);
+int sk_quantize_rows_u8__neon(const float *x, int64_t ldx, int64_t rows, int64_t k,
+                              uint8_t *q, int64_t ldq, float *scale, int32_t *zero_point);
 #endif
 
 /* ---- gelu_f32: exact GELU in place (a post-op applied by GEMM drivers while

@@ -104,6 +104,77 @@ static void test_quantize(void) {
   CHECK(sk_quantize_u8(1, 4, x1, 4, 1.0f, 256, q1, 4) == SK_ERR_ARGUMENT, "zp 256");
 }
 
+/* One row of kind `kind` (k floats): the ranges the row-block quantizers must
+ * get right while the previous row is being quantized. */
+static void fill_row(float *x, int64_t k, int kind) {
+  const float e = powf(10.0f, (float)((int)(rng_u32() % 7) - 3));
+  const float c = rng_f32() * 4.0f;
+  for (int64_t j = 0; j < k; ++j) {
+    const float v = rng_f32();
+    switch (kind) {
+      case 0: x[j] = v * e; break;                                   /* any scale */
+      case 1: x[j] = c; break;                                       /* constant */
+      case 2: x[j] = 0.0f; break;                                    /* zero */
+      case 3: x[j] = fabsf(v); break;                                /* one sign */
+      case 4: x[j] = -fabsf(v) * 1e4f; break;                        /* the other */
+      case 5: x[j] = j % 2 ? 3e38f : -3e38f; break;                  /* huge range */
+      case 6: x[j] = (float)((int)(rng_u32() % 511) - 255) * 0.5f; break; /* ties */
+      case 7: x[j] = v * 1e-40f; break;                              /* subnormal: FLT_MIN */
+      case 8: x[j] = j % 3 ? -0.0f : v * 1e-3f; break;               /* -0 */
+      default: x[j] = j == k - 1 ? 7.0f : v; break;                  /* max in the tail */
+    }
+  }
+}
+
+/* Dynamic row blocks (the per-ISA row-block quantizers: a row's range found
+ * while the previous row is quantized): bit-identical to the reference for
+ * every block size and K tail, unaligned rows, and NaN / infinity reported
+ * from any row and lane. */
+static void test_quantize_row_blocks(void) {
+  static const int64_t ms[] = {2, 3, 5, 16, 17, 33};
+  static const int64_t big_ks[] = {63, 64, 65, 96, 100, 257};
+  for (int64_t kc = 1; kc <= 40 + (int64_t)(sizeof big_ks / sizeof *big_ks); ++kc) {
+    const int64_t k = kc <= 40 ? kc : big_ks[kc - 41];
+    const int64_t ldx = k + 3, ldq = k + 1, mmax = 33;
+    float *buf = malloc((size_t)(mmax * ldx + 1) * 4);
+    float *x = buf + 1; /* rows start off 16-byte alignment */
+    uint8_t *q = malloc((size_t)(mmax * ldq)), *rq = malloc((size_t)k);
+    float s[33], rs;
+    int32_t z[33], rz;
+    for (size_t mc = 0; mc < sizeof ms / sizeof *ms; ++mc) {
+      const int64_t m = ms[mc];
+      for (int64_t i = 0; i < m; ++i) fill_row(x + i * ldx, k, (int)((i + mc + k) % 10));
+      FOR_EACH_ISA(isa) {
+        memset(q, 0xAB, (size_t)(m * ldq));
+        CHECK(sk_quantize_rows_u8(m, k, x, ldx, q, ldq, s, z) == SK_OK, "blocks rc");
+        int bad = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          ref_quantize_row(x + i * ldx, k, rq, &rs, &rz);
+          bad |= memcmp(&rs, &s[i], 4) != 0 || rz != z[i] || memcmp(rq, q + i * ldq, (size_t)k);
+          bad |= q[i * ldq + k] != 0xAB; /* untouched past k */
+        }
+        CHECK(!bad, "row blocks isa=%s m=%lld k=%lld", sk_isa_name((sk_isa)isa), (long long)m,
+              (long long)k);
+        if (m != 2 && m != 17) continue;
+        static const float nonfinite[] = {NAN, -NAN, INFINITY, -INFINITY};
+        const int64_t rows[] = {0, 1, m - 1}, cols[] = {0, k / 2, k - 1};
+        for (int f = 0; f < 4; ++f)
+          for (int a = 0; a < 3; ++a)
+            for (int b = 0; b < 3; ++b) {
+              float *p = x + rows[a] * ldx + cols[b];
+              const float keep = *p;
+              *p = nonfinite[f];
+              CHECK(sk_quantize_rows_u8(m, k, x, ldx, q, ldq, s, z) == SK_ERR_NONFINITE,
+                    "nonfinite isa=%s m=%lld k=%lld at %lld,%lld", sk_isa_name((sk_isa)isa),
+                    (long long)m, (long long)k, (long long)rows[a], (long long)cols[b]);
+              *p = keep;
+            }
+      }
+    }
+    free(buf); free(q); free(rq);
+  }
+}
+
 /* One GEMM case on the current ISA: s32, f32 and u8 outputs against int64 /
  * double references, with strided A and C and sentinels past N. */
 static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, int per_row,
@@ -212,6 +283,7 @@ static void test_pack_rejects(void) {
 
 int main(void) {
   test_quantize();
+  test_quantize_row_blocks();
   test_pack_rejects();
   static const int64_t ms[] = {1, 2, 5, 8, 9, 17};
   static const int64_t ns[] = {1, 16, 17, 48, 63, 65, 100};

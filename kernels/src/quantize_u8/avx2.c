@@ -5,6 +5,11 @@
  * As in avx512.c (see the proof there), u = fma(x, 1/scale, zp) replaces the
  * division wherever rint(u) provably equals the IEEE result; 8 values with
  * a lane near a .5 tie (or non-finite) take the division.
+ *
+ * sk_quantize_rows_u8__avx2 quantizes a block of rows in one sweep, as the
+ * AVX-512 one does: row i + 1's range (integer max over the bit patterns)
+ * is found while row i is quantized 32 values at a time; 32 values with a
+ * lane near a tie (or non-finite) take the division.
  */
 #include <float.h>
 #include <immintrin.h>
@@ -116,4 +121,139 @@ int sk_quantize_row_u8__avx2(const float *x, int64_t k, uint8_t *q, float *scale
   sk_quantize_u8_params(lo, hi, scale, zero_point);
   const int rc = row_static(x, k, *scale, *zero_point, q, 0);
   return _mm256_movemask_ps(bad) ? SK_ERR_NONFINITE : rc;
+}
+
+/* ---- a block of rows in one sweep (as sk_quantize_rows_u8__avx512) -------- */
+
+/* Range accumulators over bit patterns: hi = signed max (max(x, +0) for
+ * finite x), lo = unsigned max (the most negative x, if any x has its sign
+ * bit set). A NaN or infinity only changes the row's scale: its lanes still
+ * fail the quantizer's test (u is NaN or infinite), so the division path
+ * reports it. */
+typedef struct {
+  __m256i hi, lo;
+} range_acc;
+
+static inline void range_add32(range_acc *r, const float *x) {
+  const __m256i v0 = _mm256_loadu_si256((const __m256i *)x);
+  const __m256i v1 = _mm256_loadu_si256((const __m256i *)(x + 8));
+  const __m256i v2 = _mm256_loadu_si256((const __m256i *)(x + 16));
+  const __m256i v3 = _mm256_loadu_si256((const __m256i *)(x + 24));
+  r->hi = _mm256_max_epi32(r->hi, _mm256_max_epi32(_mm256_max_epi32(v0, v1),
+                                                   _mm256_max_epi32(v2, v3)));
+  r->lo = _mm256_max_epu32(r->lo, _mm256_max_epu32(_mm256_max_epu32(v0, v1),
+                                                   _mm256_max_epu32(v2, v3)));
+}
+
+static inline void range_add8(range_acc *r, const __m256i v) {
+  r->hi = _mm256_max_epi32(r->hi, v);
+  r->lo = _mm256_max_epu32(r->lo, v);
+}
+
+/* (scale, zero point) of the accumulated range, as sk_quantize_u8_params
+ * gets them from min(x, 0) and max(x, 0). */
+static inline void range_params(const range_acc *r, float *scale, int32_t *zero_point) {
+  int32_t hi[8];
+  uint32_t lo[8];
+  _mm256_storeu_si256((__m256i *)hi, r->hi);
+  _mm256_storeu_si256((__m256i *)lo, r->lo);
+  int32_t hb = 0;
+  uint32_t lb = 0;
+  for (int j = 0; j < 8; ++j) {
+    hb = hi[j] > hb ? hi[j] : hb;
+    lb = lo[j] > lb ? lo[j] : lb;
+  }
+  const uint32_t nb = lb >= 0x80000000u ? lb : 0u; /* no sign bit set: min is +0 */
+  float mn, mx;
+  memcpy(&mx, &hb, sizeof mx);
+  memcpy(&mn, &nb, sizeof mn);
+  sk_quantize_u8_params(mn, mx, scale, zero_point);
+}
+
+/* the range of k floats from x; lanes past k load +0, inside the range */
+static inline void range_row(range_acc *r, const float *x, int64_t k) {
+  r->hi = r->lo = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) range_add32(r, x + i);
+  for (; i + 8 <= k; i += 8) range_add8(r, _mm256_loadu_si256((const __m256i *)(x + i)));
+  if (i < k) range_add8(r, _mm256_castps_si256(_mm256_maskload_ps(x + i, tail_mask(k - i))));
+}
+
+/* u = fma(x, r, zp) and |u - rint(u)| as bits: their signed order is the
+ * float order and NaN lies above every offset, so one max keeps the worst */
+static inline __m256i off_bits(__m256 u) {
+  const __m256 rt = _mm256_round_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm256_and_si256(_mm256_castps_si256(_mm256_sub_ps(u, rt)),
+                          _mm256_set1_epi32(0x7fffffff));
+}
+
+/* 32 int32 -> u8 saturating at 0 and 255, stored: the packs work within
+ * 128-bit lanes; one dword permute restores the order */
+static inline void store32(uint8_t *q, __m256i a0, __m256i a1, __m256i a2, __m256i a3) {
+  const __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(a0, a1), _mm256_packs_epi32(a2, a3));
+  const __m256i idx = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  _mm256_storeu_si256((__m256i *)q, _mm256_permutevar8x32_epi32(b, idx));
+}
+
+/* 8 values through the division; NaN and infinity noted in *bad */
+static inline void exact8(const float *x, __m256 s, __m256 z, uint8_t *q, __m256 *bad) {
+  const __m256 v = _mm256_loadu_ps(x);
+  *bad = _mm256_or_ps(*bad, nonfinite(v));
+  _mm_storel_epi64((__m128i *)q, quant8(v, s, z));
+}
+
+int sk_quantize_rows_u8__avx2(const float *x, int64_t ldx, int64_t rows, int64_t k,
+                              uint8_t *q, int64_t ldq, float *scale, int32_t *zero_point) {
+  if (rows <= 0) return SK_OK;
+  /* dynamic rows: |x / scale| <= 255 (+ rounding), so 2^-14 is enough */
+  const __m256i sure_bits = _mm256_castps_si256(_mm256_set1_ps(0.5f - 0x1p-14f));
+  range_acc cur, next;
+  range_row(&cur, x, k);
+  __m256 bad = _mm256_setzero_ps();
+  for (int64_t row = 0; row < rows; ++row) {
+    const float *xr = x + row * ldx;
+    /* the row whose range is found meanwhile (the last row: itself again) */
+    const float *xn = row + 1 < rows ? xr + ldx : xr;
+    uint8_t *qr = q + row * ldq;
+    range_params(&cur, scale + row, zero_point + row);
+    const __m256 s = _mm256_set1_ps(scale[row]), z = _mm256_set1_ps((float)zero_point[row]);
+    const __m256 r = _mm256_set1_ps(1.0f / scale[row]);
+    next.hi = next.lo = _mm256_setzero_si256();
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+      range_add32(&next, xn + i);
+      const __m256 u0 = _mm256_fmadd_ps(_mm256_loadu_ps(xr + i), r, z);
+      const __m256 u1 = _mm256_fmadd_ps(_mm256_loadu_ps(xr + i + 8), r, z);
+      const __m256 u2 = _mm256_fmadd_ps(_mm256_loadu_ps(xr + i + 16), r, z);
+      const __m256 u3 = _mm256_fmadd_ps(_mm256_loadu_ps(xr + i + 24), r, z);
+      const __m256i off = _mm256_max_epi32(_mm256_max_epi32(off_bits(u0), off_bits(u1)),
+                                           _mm256_max_epi32(off_bits(u2), off_bits(u3)));
+      if (__builtin_expect(_mm256_movemask_epi8(_mm256_cmpgt_epi32(sure_bits, off)) == -1, 1)) {
+        /* cvtps rounds half to even (the default mode): rint(u) */
+        store32(qr + i, _mm256_cvtps_epi32(u0), _mm256_cvtps_epi32(u1), _mm256_cvtps_epi32(u2),
+                _mm256_cvtps_epi32(u3));
+      } else {
+        for (int j = 0; j < 32; j += 8) exact8(xr + i + j, s, z, qr + i + j, &bad);
+      }
+    }
+    for (; i + 8 <= k; i += 8) {
+      range_add8(&next, _mm256_loadu_si256((const __m256i *)(xn + i)));
+      const __m256 u = _mm256_fmadd_ps(_mm256_loadu_ps(xr + i), r, z);
+      if (_mm256_movemask_epi8(_mm256_cmpgt_epi32(sure_bits, off_bits(u))) == -1)
+        _mm_storel_epi64((__m128i *)(qr + i), narrow8(_mm256_cvtps_epi32(u)));
+      else
+        exact8(xr + i, s, z, qr + i, &bad);
+    }
+    if (i < k) { /* masked-off lanes load 0 */
+      const __m256i m = tail_mask(k - i);
+      range_add8(&next, _mm256_castps_si256(_mm256_maskload_ps(xn + i, m)));
+      const __m256 v = _mm256_maskload_ps(xr + i, m);
+      bad = _mm256_or_ps(bad, nonfinite(v));
+      uint8_t tmp[16];
+      _mm_storeu_si128((__m128i *)tmp, quant8(v, s, z));
+      memcpy(qr + i, tmp, (size_t)(k - i));
+    }
+    cur = next;
+  }
+  return _mm256_movemask_ps(bad) ? SK_ERR_NONFINITE : SK_OK;
 }

@@ -115,6 +115,31 @@ def _float_tol(c, xs, ws, bias):
     return 4 * EPS32 * mag + 1e-30
 
 
+@pytest.mark.parametrize("m,n,k", [(1, 70, 33), (2, 17, 5), (9, 49, 130), (20, 96, 64),
+                                   (8, 48, 4), (33, 100, 260)])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_quantized_linear_f32_bit_exact(isa, rng, m, n, k, per_channel):
+    """The fp32 epilogue is the documented float32 statement bit for bit, with
+    and without bias and relu: float(c) * (x_scale * w_scale), then + bias,
+    then relu (each op rounded on its own: no fused multiply-add)."""
+    qw, q = qmat(rng, n, k, per_channel)
+    xq = rng.integers(0, 256, (m, k)).astype(np.uint8)
+    zp = rng.integers(0, 256, m)
+    xs = (rng.random(m) + 0.1).astype(np.float32) * 0.05
+    bias = (rng.standard_normal(n) * 100).astype(np.float32)
+    c = ref_int(xq, zp, q).astype(np.float32)
+    ws = np.broadcast_to(np.asarray(qw.scale, np.float32), (n,))
+    for b in (None, bias):
+        for act in (None, "relu"):
+            want = c * (xs[:, None] * ws[None, :])
+            if b is not None:
+                want = want + b
+            if act:
+                want = np.where(want > 0, want, np.float32(0))
+            got = quantized_linear(xq, xs, zp, qw, b, act)
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), (b is None, act)
+
+
 @pytest.mark.parametrize("m,n,k", [(1, 70, 33), (9, 49, 130), (20, 96, 64)])
 def test_quantized_linear_f32_and_u8(isa, rng, m, n, k):
     qw, q = qmat(rng, n, k)

@@ -230,6 +230,21 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
       bad_u8 |= fabs((double)yq[i * ldc + j] - v) > 1;
     }
   }
+  /* f32 bit for bit the documented float32 statement on the exact c, with and
+   * without bias and relu (the volatile keeps the test's own multiply and add
+   * from being contracted into an fma) */
+  for (int variant_f32 = 0; variant_f32 < 4; ++variant_f32) {
+    const float *b = variant_f32 & 1 ? bias : NULL;
+    const sk_activation act = variant_f32 & 2 ? SK_ACT_RELU : SK_ACT_NONE;
+    CHECK(sk_qgemm_u8s8_f32(&w, m, a, lda, zp, zs, as, 1, b, act, y, ldc) == SK_OK, "f32 rc");
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        volatile float prod = (float)c[i * ldc + j] * (as[i] * ws[j]);
+        float want = b ? prod + b[j] : prod;
+        if (act == SK_ACT_RELU) want = want > 0.0f ? want : 0.0f;
+        bad_f32 |= memcmp(&want, &y[i * ldc + j], 4) != 0;
+      }
+  }
   CHECK(!bad_s32 && !bad_f32 && !bad_u8,
         "gemm isa=%s/%d m=%lld n=%lld k=%lld extremes=%d per_row=%d t=%d: "
         "s32=%d f32=%d u8=%d", sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n,

@@ -122,11 +122,15 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
     return;
   }
   /* f32, same operation order as scalar.c: float(c) * (a_scale * w_scale)
-   * (+ bias) (relu); masked ops stand for the absent bias / activation */
+   * (+ bias) (relu); the bias add and the relu are compiled in or out (hb,
+   * hr: constants in each branch below), not masked ops run on every tile.
+   * The add has an explicit rounding: a plain one may be contracted with the
+   * multiply into an fma (other rounding) where -ffp-contract is not off */
+#define NEAREST (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
   const float *as = p->a_scale + m0 * p->as_stride;
   const int64_t ass = p->as_stride;
   const float *bias = p->bias ? p->bias + n0 : NULL;
-  const __mmask16 addb = bias ? 0xffff : 0, relu = p->act == SK_ACT_RELU ? 0xffff : 0;
+  const int relu = p->act == SK_ACT_RELU;
   const float *ws = p->w_scale + (p->ws_stride ? n0 : 0);
   const __m512 zf = _mm512_setzero_ps();
 #define COL_F32(j)                                                                       \
@@ -140,8 +144,8 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
   if (P > j) {                                                                           \
     const __m512i cc = _mm512_sub_epi32(c##i##j, _mm512_mullo_epi32(zv, s##j));          \
     __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(cc), _mm512_mul_ps(av, w##j));           \
-    v = _mm512_mask_add_ps(v, addb, v, bb##j);                                            \
-    v = _mm512_mask_max_ps(v, relu, v, zf);                                              \
+    if (hb) v = _mm512_add_round_ps(v, bb##j, NEAREST);                                  \
+    if (hr) v = _mm512_max_ps(v, zf);                                                    \
     _mm512_mask_storeu_ps(y + i * ldc + 16 * j, k##j, v);                                \
   }
 #define F32_ROW(i)                                                                       \
@@ -150,7 +154,16 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
     const __m512 av = _mm512_set1_ps(as[i * ass]);                                       \
     F32_STORE(i, 0) F32_STORE(i, 1) F32_STORE(i, 2)                                      \
   }
-  ALL_ROWS(F32_ROW)
+#define F32_ROWS(HB, HR)                                                                 \
+  {                                                                                      \
+    const int hb = HB, hr = HR;                                                          \
+    ALL_ROWS(F32_ROW)                                                                    \
+  }
+  if (bias) {
+    if (relu) F32_ROWS(1, 1) else F32_ROWS(1, 0)
+  } else {
+    if (relu) F32_ROWS(0, 1) else F32_ROWS(0, 0)
+  }
 }
 
 #define TILE(R, P)                                                                       \

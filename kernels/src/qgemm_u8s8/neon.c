@@ -100,6 +100,9 @@ static void store16(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n, int32x4_t
   float32x4_t y[4];
   UNROLL for (int q = 0; q < 4; ++q) {
     y[q] = vmulq_f32(vcvtq_f32_s32(c[q]), vmulq_f32(as, vld1q_f32(ws + 4 * q)));
+    /* the product rounded on its own, as in scalar.c: without this empty asm
+     * a build without -ffp-contract=off (CMake's) fuses the add into fmla */
+    __asm__("" : "+w"(y[q]));
     if (p->bias) y[q] = vaddq_f32(y[q], vld1q_f32(bias + 4 * q));
     if (p->act == SK_ACT_RELU) /* y > 0 ? y : 0, NaN -> 0 as in scalar.c */
       y[q] = vreinterpretq_f32_u32(vandq_u32(lanes_gt_zero(y[q]), vreinterpretq_u32_f32(y[q])));

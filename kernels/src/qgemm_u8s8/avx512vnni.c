@@ -125,7 +125,7 @@ static ALWAYS_INLINE void tile(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t 
    * (+ bias) (relu); the bias add and the relu are compiled in or out (hb,
    * hr: constants in each branch below), not masked ops run on every tile.
    * The add has an explicit rounding: a plain one may be contracted with the
-   * multiply into an fma (other rounding) where -ffp-contract is not off */
+   * multiply into an fma (other rounding) in gnu11 builds (-ffp-contract=fast) */
 #define NEAREST (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
   const float *as = p->a_scale + m0 * p->as_stride;
   const int64_t ass = p->as_stride;

@@ -101,7 +101,7 @@ static void store16(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n, int32x4_t
   UNROLL for (int q = 0; q < 4; ++q) {
     y[q] = vmulq_f32(vcvtq_f32_s32(c[q]), vmulq_f32(as, vld1q_f32(ws + 4 * q)));
     /* the product rounded on its own, as in scalar.c: without this empty asm
-     * a build without -ffp-contract=off (CMake's) fuses the add into fmla */
+     * a gnu11 build (CMake's: -ffp-contract=fast) fuses the add into fmla */
     __asm__("" : "+w"(y[q]));
     if (p->bias) y[q] = vaddq_f32(y[q], vld1q_f32(bias + 4 * q));
     if (p->act == SK_ACT_RELU) /* y > 0 ? y : 0, NaN -> 0 as in scalar.c */

@@ -223,3 +223,23 @@ def test_not_installed_where_a_part_stays_in_torch(bert):
         del layer.forward
         layer.intermediate.intermediate_act_fn = torch.nn.GELU()
         assert hf_layer.recognise(layer) is None
+
+
+@pytest.mark.parametrize("change", ["tuple", "other math"])
+def test_not_installed_when_the_layers_forward_differs(bert, monkeypatch, change):
+    """Recognised by its parts, but the layer's own forward returns a tuple
+    (older transformers) or computes something else: it keeps that forward."""
+    if not D.wanted():
+        pytest.skip("dense fp32 layers stay in torch on this CPU: nothing to fuse")
+    model, ids, mask = bert
+    cls = type(model.encoder.layer[0])
+    own = cls.forward
+
+    def forward(self, *args, **kwargs):
+        out = own(self, *args, **kwargs)
+        return (out,) if change == "tuple" else out + 1.0
+
+    monkeypatch.setattr(cls, "forward", forward)
+    acc = skt.accelerate(model, min_sparsity=0.99)
+    assert hf_layer.recognise(acc.encoder.layer[0]) is not None
+    assert not any("forward" in layer.__dict__ for layer in acc.encoder.layer)

@@ -163,11 +163,10 @@ class FusedEncoderLayer:
                 not p.intact() or _global_hooks() or self._hooked() or A._collecting():
             return False
         b, t, _ = x.shape
-        packing = kwargs.get(A._OFFSETS)
-        if packing is not None:
-            return False if attention_mask is not None else None
         if attention_mask is None:  # attention() runs sdpa for a causal call without one
             return False if t > 1 and getattr(p.sa, "is_causal", True) else None
+        if kwargs.get(A._OFFSETS) is not None:
+            return False  # (the encoder's packer passes no mask with packed sequences)
         mask = A._additive_mask(attention_mask, b, t, t)
         return False if mask is False else mask
 
@@ -232,8 +231,7 @@ def _same_output(layer, fused):
         with torch.no_grad():
             out = []
             for m in (None, mask):
-                want = type(layer).forward(layer, x, m)
-                want = want[0] if isinstance(want, tuple) else want
+                want = type(layer).forward(layer, x, m)  # a tensor, as run() returns
                 got = fused(x, m)
                 out.append(isinstance(want, torch.Tensor) and want.shape == got.shape and
                            bool(torch.equal(got, want)) and fused._fast(x, m, None, (), {})

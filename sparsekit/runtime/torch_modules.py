@@ -333,7 +333,12 @@ class FusedLinears:
 
     A member that loads a state_dict gets a weight of its own and marks the
     group stale (members run alone); the parent's load_state_dict post hook
-    (reload) then stacks the members' new weights again."""
+    (reload) then stacks the members' new weights again. copy.deepcopy and
+    pickle keep the fusion: members are stored without their views and cut
+    them from the copied stacked weight again (SparseLinear.__setstate__).
+
+    A member without a bias has -0.0 in its slot of the stacked bias, so its
+    outputs (-0.0 included) are the bits it computes alone."""
 
     stale = False  # class defaults for groups pickled before these existed
     names = ()

@@ -134,6 +134,16 @@ def test_collected_states_and_hooks_take_the_layers_own_forward(bert, quantize, 
         h.remove()
     assert runs[0] == 1 and seen == [(1, 9, 128)]  # layer 0 direct, layer 1 its modules
     assert _same(got, _outputs(ref, input_ids=ids[:1]))
+    # attention switched back to sdpa: the layers' own forward, on sdpa
+    acc.set_attn_implementation("sdpa")
+    ref.set_attn_implementation("sdpa")
+    try:
+        before = runs[0]
+        got = _outputs(acc, input_ids=ids[:1])
+        assert runs[0] == before and _same(got, _outputs(ref, input_ids=ids[:1]))
+    finally:
+        acc.set_attn_implementation("sparsekit")
+        ref.set_attn_implementation("sparsekit")
     # a hook on the layer itself runs around the direct forward
     h = acc.encoder.layer[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
     try:

@@ -16,7 +16,7 @@ so outputs are bit-identical to the module-by-module path, without the ~15
 torch module calls, HF's attention plumbing and per-call checks in between
 (benchmarks/RESULTS.md, "accelerate at batch 1"). Anything that path would not
 run on these kernels takes the layer's own forward unchanged: training mode
-(of any submodule), grad, non-float32 / non-CPU / non-contiguous input, a mask
+(of any submodule), grad, attention switched away from "sparsekit", non-float32 / non-CPU / non-contiguous input, a mask
 hf_attention does not take, cross-attention, caches, extra keyword arguments,
 transformers recording per-layer outputs, and any forward hook on the
 submodules (or a global one), which the direct path would skip (except
@@ -160,8 +160,9 @@ class FusedEncoderLayer:
             return False
         group = p.group
         if any(m.training for m in self.modules) or not group.enabled or group.stale or \
-                not p.intact() or _global_hooks() or self._hooked() or A._collecting():
-            return False
+                not p.intact() or _global_hooks() or self._hooked() or A._collecting() or \
+                getattr(p.sa.config, "_attn_implementation", None) != A.NAME:
+            return False  # (the last: attention switched back to sdpa since)
         b, t, _ = x.shape
         if attention_mask is None:  # attention() runs sdpa for a causal call without one
             return False if t > 1 and getattr(p.sa, "is_causal", True) else None

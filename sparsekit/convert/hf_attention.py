@@ -67,8 +67,6 @@ def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=No
               is_causal=None, **kwargs):
     """transformers attention interface: query [B, H, Tq, D], key/value
     [B, H, Tk, D] -> ([B, Tq, H, D], None)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     core = _core()
     packing = kwargs.get(_OFFSETS)
     offsets = None if packing is None else packing.offsets
@@ -87,6 +85,8 @@ def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=No
         if offsets is not None:
             raise RuntimeError("sparsekit attention: packed sequences reached an attention "
                                "call it cannot run")
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
         kwargs.pop(_OFFSETS, None)
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, is_causal=is_causal,

@@ -396,7 +396,11 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     one in-place kernel after the int8 dense). Hugging Face transformers
     models (>= 5) using "sdpa" attention switch to sparsekit's attention
     kernel, falling back to sdpa for anything it does not cover
-    (sparsekit/convert/hf_attention.py).
+    (sparsekit/convert/hf_attention.py); a BERT-style layer whose parts all
+    run on sparsekit then gets one direct forward calling the same kernels
+    (bit-identical, no module / state_dict change; its own forward for
+    training, grad, hooks, recorded outputs and other masks:
+    sparsekit/convert/hf_layer.py).
     The returned model is put in eval mode and is inference-only: the
     parameters it keeps (LayerNorm, embeddings, layers left in torch) stop
     requiring grad, so a plain ``model(x)`` works without torch.no_grad().
@@ -455,6 +459,9 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         from sparsekit.convert import hf_attention
 
         rows.extend(hf_attention.install(model, drop_padding))
+        from sparsekit.convert import hf_layer
+
+        hf_layer.install(model, rows)  # BERT-style layers fully on sparsekit: one forward
     model.eval()
     model.requires_grad_(False)  # else torch layers before ours hand us grad-tracked tensors
     object.__setattr__(model, _REPORT_ATTR, rows)

@@ -98,6 +98,11 @@ class SparsekitModule(nn.Module):
             y = y.to(dtype)
         return y
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_static"] = {}  # a cache of layers sharing the weight: a copy refills its own
+        return state
+
     def _static_layer(self, x):
         """For a quint8 per-tensor input, run the int8 kernel on exactly its
         integers (static input quantization) instead of re-quantizing per row."""
@@ -234,6 +239,28 @@ class SparsekitModule(nn.Module):
 class SparseLinear(SparsekitModule):
     _fused = None  # (FusedLinears, index) when it shares one GEMM with siblings
 
+    def __getstate__(self):
+        """A fused member whose weight is a view of the group's stacked weight
+        pickles / deep-copies without it (a _FusedMember in its place): the
+        copy cuts its view from the group's copy again (__setstate__), so it
+        holds the stacked weight once, fused, as the original does."""
+        from sparsekit.runtime.layers import Linear
+
+        state = super().__getstate__()
+        if self._fused is not None and type(self.layer) is Linear and \
+                self.layer.activation is None and self.layer.out_quant is None:
+            group, i = self._fused
+            if group.holds(i, self.layer.weight):
+                state["layer"] = _FusedMember(self.layer)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if type(self.layer) is _FusedMember:
+            # the group is restored by now: it holds no reference back to its members
+            group, i = self._fused
+            self.layer = self.layer.rebuild(group, i)
+
     def forward(self, x):
         if self._fused is not None:
             group, i = self._fused
@@ -249,6 +276,21 @@ class SparseLinear(SparsekitModule):
     @property
     def out_features(self):
         return self.layer.out_features
+
+
+class _FusedMember:
+    """A fused member's Linear in a pickle / deep copy: its bias and its
+    weight's scale kind; the weight itself is the group's stacked one, cut
+    again on load (FusedLinears.cut)."""
+
+    def __init__(self, layer):
+        self.bias = layer.bias
+        self.per_channel = getattr(layer.weight, "per_channel", True)
+
+    def rebuild(self, group, i):
+        from sparsekit.runtime.layers import Linear
+
+        return Linear(group.cut(i, self.per_channel), self.bias)
 
 
 class SparseConv2d(SparsekitModule):
@@ -291,7 +333,12 @@ class FusedLinears:
 
     A member that loads a state_dict gets a weight of its own and marks the
     group stale (members run alone); the parent's load_state_dict post hook
-    (reload) then stacks the members' new weights again."""
+    (reload) then stacks the members' new weights again. copy.deepcopy and
+    pickle keep the fusion: members are stored without their views and cut
+    them from the copied stacked weight again (SparseLinear.__setstate__).
+
+    A member without a bias has -0.0 in its slot of the stacked bias, so its
+    outputs (-0.0 included) are the bits it computes alone."""
 
     stale = False  # class defaults for groups pickled before these existed
     names = ()
@@ -339,9 +386,32 @@ class FusedLinears:
             same = _same_packed
         if any(v is None or not same(v, w) for v, w in zip(views, ws)):
             return None
+        # a member without a bias gets -0.0: y + (-0.0) is y bit for bit (a
+        # +0.0 bias would turn the -0.0 outputs of that member alone into +0.0)
         biases = [m.layer.bias if m.layer.bias is not None else
-                  np.zeros(m.out_features, np.float32) for m in members]
+                  np.full(m.out_features, -0.0, np.float32) for m in members]
         return Linear(stacked, np.concatenate(biases)), views, bounds
+
+    def cut(self, i, per_channel=True):
+        """Member i's rows of the stacked weight, as a view (what stack gave
+        it; per_channel: the int8 member's own scale kind)."""
+        from sparsekit._dense_f32 import PackedDenseMatrix
+
+        (a, b), w = self.bounds[i], self.layer.weight
+        return w.rows(a, b) if type(w) is PackedDenseMatrix else w._row_block(a, b, per_channel)
+
+    def holds(self, i, w):
+        """Is weight `w` member i's view of the stacked weight (not one the
+        member loaded on its own since)?"""
+        from sparsekit._dense_f32 import PackedDenseMatrix
+
+        stacked = self.layer.weight
+        if self.stale or type(w) is not type(stacked) or \
+                not np.shares_memory(w._packed, stacked._packed):
+            return False
+        v = self.cut(i, getattr(w, "per_channel", True))
+        same = _same_packed if type(w) is PackedDenseMatrix else _same_weight
+        return v is not None and same(v, w)
 
     def reload(self, parent, incompatible_keys):
         """load_state_dict post hook of the parent (runs after its children

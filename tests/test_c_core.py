@@ -34,6 +34,8 @@ def _build_and_test(build_dir, *extra):
     for name in ("consumer_find_package", "consumer_pkg_config", "installed_symbols",
                  "example_mlp_forward"):
         assert name in t.stdout, t.stdout
+    # binutils (ld, objcopy) come with the compiler: the static library is localized
+    assert not re.search(r"installed_symbols\b[^\n]*Skipped", t.stdout), t.stdout
     if re.search(r"consumer_pkg_config\b[^\n]*Skipped", t.stdout):
         warnings.warn("pkg-config is not installed: the pkg-config consumer ctest was skipped")
     return t.stdout
@@ -61,8 +63,8 @@ def _test_hooks():
     return set(re.findall(r"\b(sk_[a-z0-9_]+)\s*\(", "".join(blocks)))
 
 
-def _defined_symbols(lib, *nm_flags):
-    out = subprocess.run(["nm", *nm_flags, "--defined-only", str(lib)], check=True,
+def _defined_symbols(lib, *nm_flags, nm="nm"):
+    out = subprocess.run([nm, *nm_flags, "--defined-only", str(lib)], check=True,
                          capture_output=True, text=True).stdout
     return {f[2] for f in (line.split() for line in out.splitlines()) if len(f) == 3}
 
@@ -145,5 +147,8 @@ def test_c_core_arm64_neon_under_qemu(tmp_path):
         pytest.skip("no AArch64 cross compiler / qemu-aarch64 (apt-get install "
                     "gcc-aarch64-linux-gnu qemu-user)")
     toolchain = KERNELS / "cmake" / "aarch64-linux-gnu.cmake"
-    out = _build_and_test(tmp_path / "arm64", f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
+    build = tmp_path / "arm64"
+    out = _build_and_test(build, f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
     assert "tests passed" in out
+    nm = shutil.which("aarch64-linux-gnu-nm") or "nm"
+    assert _defined_symbols(build / "libsparsekit.a", "-g", nm=nm) == _header_functions()

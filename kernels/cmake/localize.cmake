@@ -34,7 +34,7 @@ if(SK_LOCALIZED)
     COMMAND ${CMAKE_LINKER} -r -o ${_sk_dir}/merged.o ${SK_OBJECTS}
     COMMAND ${CMAKE_OBJCOPY} --keep-global-symbols=${SK_API_LIST} ${_sk_dir}/merged.o
             ${_sk_public}
-    DEPENDS ${SK_OBJECTS} ${SK_API_LIST}
+    DEPENDS ${SK_OBJECT_TARGETS} ${SK_OBJECTS} ${SK_API_LIST}  # targets: built first
     COMMAND_EXPAND_LISTS VERBATIM
     COMMENT "Linking sparsekit.o: only the functions of sparsekit.h global")
   add_library(sparsekit STATIC ${_sk_public})

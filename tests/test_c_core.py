@@ -2,7 +2,8 @@
 its C tests, and passes them again under AddressSanitizer + UBSan. The ctests
 include the examples (kernels/examples) and two consumers that install the
 build into a scratch prefix and build the examples against it, with
-find_package(sparsekit) and with pkg-config."""
+find_package(sparsekit) and with pkg-config, and one that checks the installed
+library's symbols (installed_symbols: its globals are sparsekit.h's functions)."""
 import os
 import re
 import shutil
@@ -67,7 +68,6 @@ def _defined_symbols(lib, *nm_flags, nm="nm"):
     out = subprocess.run([nm, *nm_flags, "--defined-only", str(lib)], check=True,
                          capture_output=True, text=True).stdout
     return {f[2] for f in (line.split() for line in out.splitlines()) if len(f) == 3}
-
 
 
 def test_c_version_matches_python_package():

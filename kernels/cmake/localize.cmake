@@ -9,17 +9,20 @@
 # SK_SHARED is off; sets SK_LOCALIZED.
 set(SK_LOCALIZED OFF)
 set(_sk_why "")
+string(TOUPPER "${CMAKE_BUILD_TYPE}" _sk_config)
 if(NOT CMAKE_EXECUTABLE_FORMAT STREQUAL "ELF")
   set(_sk_why "not an ELF target")
 elseif(NOT EXISTS "${CMAKE_LINKER}")
   set(_sk_why "no linker found (CMAKE_LINKER)")
 elseif(NOT EXISTS "${CMAKE_OBJCOPY}")
   set(_sk_why "no objcopy found (CMAKE_OBJCOPY; binutils)")
-elseif(CMAKE_INTERPROCEDURAL_OPTIMIZATION OR CMAKE_C_FLAGS MATCHES "-flto")
+elseif(CMAKE_INTERPROCEDURAL_OPTIMIZATION
+       OR "${CMAKE_C_FLAGS} ${CMAKE_C_FLAGS_${_sk_config}}" MATCHES "-flto")
   set(_sk_why "LTO objects")
 else()
   set(SK_LOCALIZED ON)
 endif()
+unset(_sk_config)
 
 if(SK_LOCALIZED)
   # The header's functions, one a line: objcopy keeps these global.

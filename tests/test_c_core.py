@@ -2,7 +2,8 @@
 its C tests, and passes them again under AddressSanitizer + UBSan. The ctests
 include the examples (kernels/examples) and two consumers that install the
 build into a scratch prefix and build the examples against it, with
-find_package(sparsekit) and with pkg-config."""
+find_package(sparsekit) and with pkg-config, and one that checks the installed
+library's symbols (installed_symbols: its globals are sparsekit.h's functions)."""
 import os
 import re
 import shutil
@@ -31,8 +32,11 @@ def _build_and_test(build_dir, *extra):
     t = subprocess.run(["ctest", "--test-dir", str(build_dir), "--output-on-failure"],
                        capture_output=True, text=True, env=env)
     assert t.returncode == 0, t.stdout + t.stderr
-    for name in ("consumer_find_package", "consumer_pkg_config", "example_mlp_forward"):
+    for name in ("consumer_find_package", "consumer_pkg_config", "installed_symbols",
+                 "example_mlp_forward"):
         assert name in t.stdout, t.stdout
+    # binutils (ld, objcopy) come with the compiler: the static library is localized
+    assert not re.search(r"installed_symbols\b[^\n]*Skipped", t.stdout), t.stdout
     if re.search(r"consumer_pkg_config\b[^\n]*Skipped", t.stdout):
         warnings.warn("pkg-config is not installed: the pkg-config consumer ctest was skipped")
     return t.stdout
@@ -53,8 +57,15 @@ def _header_functions():
     return set(re.findall(r"\b(sk_[a-z0-9_]+)\s*\(", text))
 
 
-def _defined_globals(lib, *nm_flags):
-    out = subprocess.run(["nm", *nm_flags, "--defined-only", str(lib)], check=True,
+def _test_hooks():
+    """The functions internal.h declares for the C tests only (SK_TEST_HOOKS)."""
+    text = (KERNELS / "src" / "internal.h").read_text()
+    blocks = re.findall(r"#ifdef SK_TEST_HOOKS\n(.*?)#endif", text, flags=re.S)
+    return set(re.findall(r"\b(sk_[a-z0-9_]+)\s*\(", "".join(blocks)))
+
+
+def _defined_symbols(lib, *nm_flags, nm="nm"):
+    out = subprocess.run([nm, *nm_flags, "--defined-only", str(lib)], check=True,
                          capture_output=True, text=True).stdout
     return {f[2] for f in (line.split() for line in out.splitlines()) if len(f) == 3}
 
@@ -87,11 +98,16 @@ def test_c_core_builds_and_passes(tmp_path):
     version = _header_version()
     assert f'set(PACKAGE_VERSION "{version}")' in (build / "sparsekitConfigVersion.cmake").read_text()
     assert f"\nVersion: {version}\n" in (build / "sparsekit.pc").read_text()
-    # A static library shares the user's symbol namespace: every global is sk_*.
-    exported = _defined_globals(build / "libsparsekit.a", "-g")
-    assert _header_functions() <= exported
-    assert all(name.startswith("sk_") for name in exported), sorted(
-        n for n in exported if not n.startswith("sk_"))
+    # A static library shares the user's symbol namespace: it defines as global
+    # the header's functions only (the installed_symbols ctest checks the
+    # installed copy too), and the test hooks are not in it at all.
+    lib = build / "libsparsekit.a"
+    assert _defined_symbols(lib, "-g") == _header_functions()
+    hooks = _test_hooks()
+    assert hooks and not hooks & _defined_symbols(lib)
+    # The C tests' library keeps the internal functions (and the hooks) global.
+    internal = _defined_symbols(build / "libsparsekit_testing.a", "-g")
+    assert hooks <= internal and len(internal - _header_functions()) >= 20
 
 
 def test_c_core_under_sanitizers(tmp_path):
@@ -101,8 +117,27 @@ def test_c_core_under_sanitizers(tmp_path):
     out = _build_and_test(build, "-DSK_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug",
                           "-DSK_SHARED=ON")
     assert "tests passed" in out
-    # The shared library exports the header's functions and nothing else.
-    assert _defined_globals(build / "libsparsekit.so", "-D") == _header_functions()
+    # The shared library exports the header's functions and nothing else, and
+    # has no test hook.
+    assert _defined_symbols(build / "libsparsekit.so", "-D") == _header_functions()
+    assert not _test_hooks() & _defined_symbols(build / "libsparsekit.so")
+
+
+def test_c_core_without_objcopy_keeps_plain_static_library(tmp_path):
+    """Without objcopy (or off ELF) the static library is the plain archive, as
+    before: configuring says so and does not fail (configure only)."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.fail("cmake is required for the C core tests (pip install cmake)")
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    r = subprocess.run([cmake, "-S", str(KERNELS), "-B", str(tmp_path / "b"), *gen,
+                        f"-DCMAKE_OBJCOPY={tmp_path / 'no-objcopy'}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "libsparsekit.a keeps its internal sk_* functions global" in r.stdout + r.stderr
+    # localize.cmake writes its symbol list only when it localizes
+    assert not (tmp_path / "b" / "CMakeFiles" / "sparsekit_localize").exists()
+    assert (tmp_path / "b" / "CMakeCache.txt").exists()
 
 
 def test_c_core_arm64_neon_under_qemu(tmp_path):
@@ -112,5 +147,8 @@ def test_c_core_arm64_neon_under_qemu(tmp_path):
         pytest.skip("no AArch64 cross compiler / qemu-aarch64 (apt-get install "
                     "gcc-aarch64-linux-gnu qemu-user)")
     toolchain = KERNELS / "cmake" / "aarch64-linux-gnu.cmake"
-    out = _build_and_test(tmp_path / "arm64", f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
+    build = tmp_path / "arm64"
+    out = _build_and_test(build, f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
     assert "tests passed" in out
+    nm = shutil.which("aarch64-linux-gnu-nm") or "nm"
+    assert _defined_symbols(build / "libsparsekit.a", "-g", nm=nm) == _header_functions()

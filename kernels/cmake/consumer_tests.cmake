@@ -18,3 +18,18 @@ foreach(mode find_package pkg_config)
                    -P ${CMAKE_CURRENT_SOURCE_DIR}/cmake/consumer_test.cmake)
   set_tests_properties(consumer_${mode} PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED: ")
 endforeach()
+
+# The installed library's symbols (symbols_test.cmake): its globals are
+# exactly sparsekit.h's functions, the test hooks are not in it, and a
+# program may use the library's internal names for its own functions.
+add_test(NAME installed_symbols
+         COMMAND ${CMAKE_COMMAND} -DBUILD_DIR=${CMAKE_BINARY_DIR}
+                 -DWORK=${CMAKE_CURRENT_BINARY_DIR}/installed_symbols
+                 -DHEADER=${SK_HEADER_FILE}
+                 -DINTERNAL_H=${CMAKE_CURRENT_SOURCE_DIR}/src/internal.h
+                 -DTESTING_LIB=$<TARGET_FILE:sparsekit_testing> -DNM=${CMAKE_NM}
+                 -DLOCALIZED=${SK_LOCALIZED} -DCC=${CMAKE_C_COMPILER}
+                 "-DLIBS=${SK_PC_LIBS_PRIVATE}${SK_PC_LIBS_SANITIZE}"
+                 -DEMULATOR=${SK_EMULATOR}
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/cmake/symbols_test.cmake)
+set_tests_properties(installed_symbols PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED: ")

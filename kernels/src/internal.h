@@ -34,9 +34,13 @@ int sk_threads_for_work(double work);
 int sk_backoff_threads(int n);
 int64_t sk_region_begin(int nt);
 void sk_worker_check_in(int64_t stamp);
-/* Test hooks: a worker start `delay_ns` late, and a clock moved forward. */
+#ifdef SK_TEST_HOOKS
+/* Test hooks, only in the C tests' library (kernels/CMakeLists.txt compiles
+ * the sources that have them twice): a worker start `delay_ns` late, and a
+ * clock moved forward. */
 void sk_backoff_simulate_start(int64_t delay_ns);
 void sk_backoff_advance_clock(int64_t ns);
+#endif
 
 /* Most threads a driver splits one call over (bounds arrays are sized by it). */
 #define SK_MAX_THREADS 256

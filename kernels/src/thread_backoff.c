@@ -44,12 +44,18 @@ static _Atomic int64_t busy_until = 0; /* clock value; 0: not backing off */
 static _Atomic int64_t window = 0;     /* current window; 0: no late start since reset */
 static _Atomic int64_t last_late = 0;  /* delay of the last late start, ns */
 static _Atomic int64_t last_late_at = 0;
+#ifdef SK_TEST_HOOKS
 static _Atomic int64_t clock_offset = 0; /* test hook: moves the clock forward */
+#endif
 
 static int64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + atomic_load(&clock_offset);
+  int64_t t = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+#ifdef SK_TEST_HOOKS
+  t += atomic_load(&clock_offset);
+#endif
+  return t;
 }
 
 void sk_set_thread_backoff(int on) {
@@ -126,9 +132,11 @@ void sk_worker_check_in(int64_t stamp) {
 #endif
 }
 
+#ifdef SK_TEST_HOOKS
 void sk_backoff_simulate_start(int64_t delay_ns) {
   const int64_t t = now_ns();
   record_start(t - delay_ns, t);
 }
 
 void sk_backoff_advance_clock(int64_t ns) { atomic_fetch_add(&clock_offset, ns); }
+#endif

@@ -168,7 +168,7 @@ QUANTIZE_SYNONYMS = {"dynamic": "int8"}  # the converters' spelling (sparsekit.t
 # Machine: 2-core AMD EPYC VM (Zen 5: family 26), spmm_u8s8 on avx512vnni,
 # NumPy's OpenBLAS for dense fp32.
 # coef[format][M] = (overhead_us, per_unit_ns, per_row_ns, per_activation_ns,
-#                     per_big_unit_ns, per_unit_log2k_ns)
+#                     per_big_unit_ns, per_unit_log2k_ns, per_unit_gap_ns)
 #                   (missing trailing ones in older tables = 0)
 from sparsekit._pack_tables import MEASURED, MEASURED_AVX2  # noqa: E402,F401
 
@@ -232,15 +232,17 @@ FORMAT_NAMES = {"dense": "dense ndarray or PackedDenseMatrix (fp32)",
 
 def _coef_at(table, m):
     """(overhead_us, per_unit_ns, per_row_ns, per_activation_ns,
-    per_big_unit_ns, per_unit_log2k_ns) at M rows from the measured Ms."""
-    table = {int(k): (tuple(v) + (0.0,) * 6)[:6] for k, v in table.items()}
+    per_big_unit_ns, per_unit_log2k_ns, per_unit_gap_ns) at M rows from the
+    measured Ms."""
+    table = {int(k): (tuple(v) + (0.0,) * 7)[:7] for k, v in table.items()}
     ms = sorted(table)
     if m <= ms[0]:
         return table[ms[0]]
     if m >= ms[-1]:
-        o, a, b, c, d, e = table[ms[-1]]
+        o, a, b, c, d, e, g = table[ms[-1]]
         f = m / ms[-1]
-        return (o, a * f, b * f, c, d * f, e * f)  # c is per activation element: M*K already scales
+        # c is per activation element: M*K already scales
+        return (o, a * f, b * f, c, d * f, e * f, g * f)
     for lo, hi in zip(ms, ms[1:]):
         if lo <= m <= hi:
             t = (math.log(m) - math.log(lo)) / (math.log(hi) - math.log(lo))
@@ -351,6 +353,14 @@ def _log2k_units(key, units, k):
     return units * math.log2(k) if key in ("csr", "csr_shared") and k > 0 else 0.0
 
 
+def _gap_units(key, units, n, k):
+    """units * zeros / 1e6: CSRMatrix's cost per nonzero grows with the zeros
+    around it in a big weight (measured at M = 8..128: 0.5 ns per nonzero for
+    an unpruned 3072x768 at M = 32, 0.75 ns at 70% sparsity; the activation
+    rows consecutive nonzeros read lie further apart)."""
+    return units * (n * k - units) * 1e-6 if key in ("csr", "csr_shared") else 0.0
+
+
 def _big_units(key, units):
     """units * (units / 1e6): the fp32 formats' extra cost per weight (per
     nonzero) in big weights, which fall out of L2 / are evicted from L3."""
@@ -407,18 +417,18 @@ def _g4_min_m():
 def _predict(model, key, m, n, k, units):
     """Modelled microseconds of one linear() call."""
     table = model["coef"][key]
-    o, a, b, c, d, e = _coef_at(table, m)
+    o, a, b, c, d, e, g = _coef_at(table, m)
     low = min(int(x) for x in table)
     if key == "spint8_g4" and m < low:  # relative to the tiles of the lowest measured M
         f = min(1.0, _g4_tile_units(m) / _g4_tile_units(low))
-        a, b, d, e = a * f, b * f, d * f, e * f
+        a, b, d, e, g = a * f, b * f, d * f, e * f, g * f
     if key == "spint8_g4_m1" and k > 1024:
         a *= G4_WIDE_FACTOR
     if (key == "spint8_g4" and _g4_rows_by_m1(m, n, k, units)
             and "spint8_g4_m1" in model["coef"]):  # units: the groups
         return m * _predict(model, "spint8_g4_m1", 1, n, k, units)
     return o + (a * units + b * n + c * m * k + d * _big_units(key, units)
-                + e * _log2k_units(key, units, k)) * 1e-3
+                + e * _log2k_units(key, units, k) + g * _gap_units(key, units, n, k)) * 1e-3
 
 
 # Below the sparsity where CSRMatrix holds more bytes than the dense array (its
@@ -763,9 +773,7 @@ def pack(w, quantize=None, m=128, model=None):
     ex, csr, shared = _explain_built(w, quantize, m, model)
     choice = ex["choice"]
     if choice == "dense":
-        from sparsekit._dense_f32 import for_linear
-
-        return for_linear(w.astype(np.float32, copy=True))
+        return _dense_weight(w.astype(np.float32, copy=True))
     if choice == "csr_shared":
         return shared
     if choice in ("csr", "sell") and csr is None:
@@ -777,6 +785,20 @@ def pack(w, quantize=None, m=128, model=None):
     if choice == "qdense":
         return formats.QuantizedMatrix.from_float(w)
     return formats.SparseInt8Matrix.from_float(w)
+
+
+def _dense_weight(w, avx2_cpu=False):
+    """The dense fp32 weight pack returns for a float32 w it may keep: a
+    PackedDenseMatrix where sparsekit's packed fp32 GEMM beats NumPy's BLAS
+    (sparsekit._dense_f32.wanted()), else w. The one place that says so:
+    pack returns it, `sparsekit pack --measure` times it as the model's
+    "dense" (avx2_cpu=True: as a CPU without AVX-512 would, for MEASURED_AVX2;
+    see _pack_measure._dense_for_table), and the runtime
+    (sparsekit/runtime/weights.py) keeps what pack returned rather than packing
+    it again."""
+    from sparsekit._dense_f32 import for_linear
+
+    return for_linear(w, avx2_cpu)
 
 
 # measuring and fitting the model, the crossover table and the command line

@@ -63,7 +63,7 @@ def run(shapes, sparsities, ms, rounds, model=None, seed=1, flush_mb=0, numpy=Tr
                 for _ in range(rounds):
                     for f, obj in built.items():
                         if flush_mb:  # the weight cold, as after the other layers of a model
-                            junk[::16] += 1.0
+                            junk[::16].sum()  # one read per cache line (clean lines)
                         t0 = time.perf_counter()
                         for _ in range(inner):
                             sparsekit.linear(x, obj)
@@ -89,7 +89,7 @@ def main(argv):
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--model", default=None, help="also show this model's picks")
     ap.add_argument("--flush", type=int, default=0, metavar="MB",
-                    help="write a buffer of this many MB before every timed call (one call "
+                    help="read a buffer of this many MB before every timed call (one call "
                          "per timing): the weight comes cold, as in a model's forward pass, "
                          "where the other layers' weights ran in between (default 0: warm, "
                          "calls back to back)")

@@ -94,6 +94,7 @@ def main(argv):
                          "where the other layers' weights ran in between (default 0: warm, "
                          "calls back to back)")
     ap.add_argument("--no-numpy", action="store_true", help="do not time NumPy dense")
+    ap.add_argument("--save", default=None, help="also write the rows to this JSON file")
     a = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -102,10 +103,15 @@ def main(argv):
     sparsekit.set_num_threads(1)
     shapes = [tuple(int(v) for v in sh.split("x")) for sh in a.shapes.split(",")]
     with threadpool_limits(1):
-        run(shapes, [float(v) for v in a.sparsities.split(",")],
+        rows = run(shapes, [float(v) for v in a.sparsities.split(",")],
             [int(v) for v in a.ms.split(",")], a.rounds,
             None if a.model is None else _load_model(a.model), flush_mb=a.flush,
             numpy=not a.no_numpy)
+    if a.save:
+        import json
+
+        with open(a.save, "w") as f:
+            json.dump(rows, f)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ against the alternatives, timed directly (no model).
 
     flock /work/wt/bench.lock python benchmarks/pack_dense_ab.py
     flock /work/wt/bench.lock python benchmarks/pack_dense_ab.py --ms 32 --shapes 3072x768
+    SPARSEKIT_ISA=avx2 flock /work/wt/bench.lock python benchmarks/pack_dense_ab.py \
+        --avx2-cpu --ms 8,32,128      # MEASURED_AVX2's picks against the AVX2 kernels
 
 For each BERT FFN shape x sparsity x M: a random unstructured weight, timed
 through sparsekit.linear as dense fp32 the way pack returns it (a
@@ -13,7 +15,8 @@ CSRMatrix with shared columns where the layout is built. 1 thread
 order, --rounds rounds; printed: the median time per call and the median of
 the per-round ratios CSR / packed dense (> 1: dense faster), with pack's
 pick (from the table it uses on this CPU; --model FILE: a Python file with
-MEASURED = {...} as --measure prints, too).
+MEASURED = {...} as --measure prints, too, or with --table MEASURED_AVX2 that
+table of it). --flush MB: the weight cold (a buffer read before every call).
 """
 import argparse
 import importlib
@@ -31,13 +34,14 @@ def _weight(rng, n, k, s):
     return np.where(rng.random((n, k)) >= s, w, 0).astype(np.float32)
 
 
-def _load_model(path):
+def _load_model(path, name="MEASURED"):
     ns = {}
     exec(open(path).read(), ns)
-    return ns["MEASURED"]
+    return ns[name]
 
 
-def run(shapes, sparsities, ms, rounds, model=None, seed=1, flush_mb=0, numpy=True):
+def run(shapes, sparsities, ms, rounds, model=None, seed=1, flush_mb=0, numpy=True,
+        avx2_cpu=False):
     import sparsekit
     from sparsekit._dense_f32 import for_linear
 
@@ -48,7 +52,7 @@ def run(shapes, sparsities, ms, rounds, model=None, seed=1, flush_mb=0, numpy=Tr
         for s in sparsities:
             w = _weight(rng, n, k, s)
             csr = sparsekit.CSRMatrix.from_dense(w)
-            built = {"dense": for_linear(w.copy()), "numpy": w, "csr": csr}
+            built = {"dense": for_linear(w.copy(), avx2_cpu), "numpy": w, "csr": csr}
             if not numpy:
                 del built["numpy"]
             shared = csr.with_shared_columns()
@@ -88,6 +92,7 @@ def main(argv):
     ap.add_argument("--ms", default="32,128")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--model", default=None, help="also show this model's picks")
+    ap.add_argument("--table", default="MEASURED", help="the name of the table in --model")
     ap.add_argument("--flush", type=int, default=0, metavar="MB",
                     help="read a buffer of this many MB before every timed call (one call "
                          "per timing): the weight comes cold, as in a model's forward pass, "
@@ -95,6 +100,9 @@ def main(argv):
                          "calls back to back)")
     ap.add_argument("--no-numpy", action="store_true", help="do not time NumPy dense")
     ap.add_argument("--save", default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--avx2-cpu", action="store_true",
+                    help="dense as a CPU without AVX-512 holds it (with SPARSEKIT_ISA=avx2: "
+                         "the packed GEMM's AVX2 kernel, what MEASURED_AVX2 prices)")
     a = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -105,8 +113,8 @@ def main(argv):
     with threadpool_limits(1):
         rows = run(shapes, [float(v) for v in a.sparsities.split(",")],
             [int(v) for v in a.ms.split(",")], a.rounds,
-            None if a.model is None else _load_model(a.model), flush_mb=a.flush,
-            numpy=not a.no_numpy)
+            None if a.model is None else _load_model(a.model, a.table), flush_mb=a.flush,
+            numpy=not a.no_numpy, avx2_cpu=a.avx2_cpu)
     if a.save:
         import json
 

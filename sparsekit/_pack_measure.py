@@ -12,8 +12,8 @@ import numpy as np
 
 from sparsekit.pack import (
     MEASURED, SHARED_ISAS, SHARED_MIN_DENSITY, SHARED_MIN_M, _big_units, _candidates, _decide,
-    _dense_weight, _g4_applies, _gap_units, _log2k_units, _predict, _running_kernels, _sell_groups, _sell_wanted,
-    _shared_isa, _shared_wanted, _stats, _table,
+    _dense_weight, _g4_applies, _gap_units, _log2k_units, _predict, _running_kernels,
+    _sell_groups, _sell_wanted, _shared_isa, _shared_wanted, _stats, _table,
 )
 
 # ---- measuring the model ----------------------------------------------------

@@ -11,15 +11,15 @@ See sparsekit/pack.py for what the coefficients mean.
 # ---- the measured table (output of `sparsekit pack --measure`) --------------
 MEASURED = {'coef': {'csr': {1: (0.6612, 0.1395, 1.7236, 0.0, 0.0083, 0.002, 0.003),
                              8: (0.8723, 0.2491, 1.2836, 0.0984, 0.0177, 0.0079, 0.1315),
-                             32: (0.6959, 0.3219, 2.8993, 0.1159, 0.0234, 0.0089, 0.1675),
-                             128: (0.9435, 1.1074, 6.9329, 0.1024, 0.0258, 0.0591, 0.4787)},
+                             32: (0.7002, 0.2778, 2.9649, 0.1104, 0.0, 0.0148, 0.1353),
+                             128: (0.701, 1.0334, 8.1785, 0.1047, 0.0, 0.0692, 0.3885)},
                      'csr_shared': {8: (0.7257, 0.2296, 3.4467, 0.2929, 0.2225, 0.0, 0.0995),
-                                    32: (0.6608, 0.2003, 5.7956, 0.1053, 0.124, 0.0113, 0.1533),
-                                    128: (0.7325, 0.5045, 19.6131, 0.0754, 0.0, 0.0905, 0.3287)},
+                                    32: (0.6905, 0.1041, 6.1584, 0.0729, 0.045, 0.0243, 0.1165),
+                                    128: (0.5543, 0.3238, 21.0697, 0.0679, 0.3053, 0.1149, 0.1108)},
                      'dense': {1: (1.5732, 0.0356, 0.0, 0.0, 0.0054, 0.0),
                                8: (2.0205, 0.0743, 0.0, 0.0311, 0.0008, 0.0),
-                               32: (1.9125, 0.2341, 4.1534, 0.294, 0.0037, 0.0),
-                               128: (2.3511, 0.9312, 13.8144, 0.2742, 0.0278, 0.0)},
+                               32: (2.0637, 0.2373, 3.55, 0.2836, 0.0029, 0.0),
+                               128: (3.0919, 0.9472, 10.5781, 0.261, 0.0214, 0.0)},
                      'qdense': {1: (2.413, 0.0098, 0.0, 0.0, 0.0, 0.0),
                                 8: (2.162, 0.0219, 0.0, 0.0, 0.0, 0.0),
                                 32: (2.6842, 0.0786, 0.0, 0.0078, 0.0, 0.0),
@@ -67,27 +67,35 @@ MEASURED = {'coef': {'csr': {1: (0.6612, 0.1395, 1.7236, 0.0, 0.0083, 0.002, 0.0
 # 128, 5-95% 0.94-1.08 (M = 8), 0.95-1.05 (M = 32, 128). Scored on
 # pack_accuracy's own runs (seed 1): benchmarks/RESULTS.md, "Shared columns in
 # sparsekit.pack". All rows of dense, csr, csr_shared and sell were re-fitted
-# last (2026-11-29 05:00-05:04 UTC, branch packrefit on main f04da75), with
-# dense fp32 timed as pack returns it: the packed GEMM (gemm_f32,
-# PackedDenseMatrix) at every M (the M >= 32 rows before were NumPy's, which
-# had pack pick CSRMatrix from 34-40% sparsity on the BERT shapes at M >= 32,
-# where the packed GEMM measured 1.5-1.7x faster than CSR at 30% and 1.0-1.2x
-# at 50%), and with a
-# 7th coefficient for CSRMatrix (per_unit_gap: its cost per nonzero grows with
-# the zeros around it in a big weight; without it the M >= 32 fits
-# under-predicted CSR on the BERT shapes at 50-90% by 20-35%). Three runs of
+# last (2026-11-29, branch packrefit on main f04da75), with dense fp32 timed
+# as pack returns it: the packed GEMM (gemm_f32, PackedDenseMatrix) at every M
+# (the M >= 32 rows before were NumPy's, which had pack pick CSRMatrix from
+# 34-40% sparsity on the BERT shapes at M >= 32, where the packed GEMM
+# measured 1.1-1.4x faster than CSR at 35-45%), and with a 7th coefficient
+# for CSRMatrix (per_unit_gap: its cost per nonzero grows with the zeros
+# around it in a big weight; without it the M >= 32 fits under-predicted CSR
+# on the BERT shapes at 50-90% by 20-35%). M = 1 and 8 (and sell at every M):
+# three runs of
 #   flock /work/wt/bench.lock python -m sparsekit.pack --measure --reps 15 \
 #       --shapes <half> --formats dense,csr,csr_shared,sell --save <f>
-# per half of the 8 shapes (1 thread, load average 2.4-2.7 on the 2 cores from
-# other engineers' jobs, ~20 s each), fitted with
-# `--fit <the 6 files> --formats dense,csr,sell` (a case timed in several runs
-# at its median) and then `--fit <the same> --formats csr_shared` (relative
-# to those csr rows, as before). Predicted / measured: median 0.99-1.01 for
-# every format and M, 5-95% within 0.76-1.14 (csr at M = 32 / 128:
-# 0.77-1.12 / 0.76-1.12; 0.67-1.23 / 0.69-1.19 without the gap term). The int8
-# rows are as before. Noise: each run's time over the case's median, 5-95%
-# 0.95-1.04 (csr_shared 0.94-1.07). Checked against direct timings on the BERT shapes:
-# benchmarks/RESULTS.md, "pack: dense priced with the packed GEMM". Lowest
+# per half of the 8 shapes (05:00-05:02 UTC, load average 2.4-2.7 on the 2
+# cores from other engineers' jobs), fitted with `--fit <the 6 files> --formats
+# dense,csr,sell` (a case timed in several runs at its median). M = 32 and 128
+# of dense, csr and csr_shared: three more runs without SlicedEllMatrix, which
+# is no candidate there (05:35-05:36 UTC, load average 3.6-4.0),
+#   ... --measure --reps 15 --shapes <half> --ms 32,128 --formats dense,csr,csr_shared
+# fitted with `--fit <those 6> --formats dense,csr` (the M = 1 / 8 rows stay)
+# and then `--formats csr_shared` (relative to those csr rows, as before):
+# timed next to SlicedEllMatrix's large arrays, CSRMatrix ran 5-25% slower on
+# the BERT shapes at M >= 32, which moved the crossovers ~0.05 later still.
+# Predicted / measured: median 0.99-1.03 for every format and M, 5-95% within
+# 0.77-1.14 (csr at M = 32 / 128: 0.78-1.12 / 0.77-1.11; 0.67-1.23 / 0.69-1.19
+# without the gap term). Noise: each run's time over the case's median, 5-95%
+# 0.95-1.07. The int8 rows are as before. Checked against direct timings on the
+# BERT shapes (benchmarks/RESULTS.md, "pack: dense priced with the packed
+# GEMM"): on a quiet machine CSR and packed dense cross at ~0.50-0.52 at
+# M = 32 / 128, so these rows still pick dense up to 0.04-0.1 too long (CSR
+# <= ~1.15x faster there). Lowest
 # sparsity from which
 # pack picks the sparse format (csr: CSRMatrix vs dense fp32 where SlicedEllMatrix is no candidate; sell:
 # SlicedEllMatrix, M <= SELL_MAX_M on AVX-512, None above; spint8: vs
@@ -97,12 +105,12 @@ MEASURED = {'coef': {'csr': {1: (0.6612, 0.1395, 1.7236, 0.0, 0.0083, 0.002, 0.0
 # density >= SHARED_MIN_DENSITY; at M <= SELL_MAX_M SlicedEllMatrix wins):
 # {'shape': '3072x768', 'm': 1, 'csr': 0.73, 'sell': 0.37, 'spint8': 0.81, 'spint8_1x4': 0.82, 'shared': None}
 # {'shape': '3072x768', 'm': 8, 'csr': 0.88, 'sell': 0.59, 'spint8': 0.94, 'spint8_1x4': 0.79, 'shared': None}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.64, 'sell': None, 'spint8': 0.74, 'spint8_1x4': 0.46, 'shared': (0.68, 0.83)}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.57, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.6, 'sell': None, 'spint8': 0.74, 'spint8_1x4': 0.46, 'shared': (0.66, 0.83)}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.54, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
 # {'shape': '768x3072', 'm': 1, 'csr': 0.73, 'sell': 0.36, 'spint8': 0.87, 'spint8_1x4': 0.83, 'shared': None}
 # {'shape': '768x3072', 'm': 8, 'csr': 0.88, 'sell': 0.58, 'spint8': 0.92, 'spint8_1x4': 0.77, 'shared': None}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.65, 'sell': None, 'spint8': 0.73, 'spint8_1x4': 0.45, 'shared': (0.67, 0.83)}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.59, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.61, 'sell': None, 'spint8': 0.73, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.57, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
 
 
 # ---- the AVX2 table (output of `sparsekit pack --measure` with SPARSEKIT_ISA=avx2) ----

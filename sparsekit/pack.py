@@ -103,7 +103,7 @@ to CSRMatrix's (see the table), timed at M = 8, 32, 128 (below 8 its M = 8
 coefficients apply unscaled: conservative, and there SlicedEllMatrix is the
 faster candidate on the same CPUs). Measured 1.05-1.3x plain CSR at 65-82%
 sparsity and M >= 32 on all but the smallest weights (64x64: 0.96-1.07x);
-picked for the BERT shapes from 66-68% to 83% sparsity at M >= 32. Memory: the
+picked for the BERT shapes from 66% to 83% sparsity at M >= 32. Memory: the
 layout holds a second copy of the values and ~0.7 uint16 columns per nonzero,
 ~1.9x CSR's bytes (3.4 instead of 1.8 bytes per dense weight at 70%; dense
 fp32 is 4), so pack takes it only where predicted at least SHARED_MIN_GAIN =

@@ -23,19 +23,22 @@ from sparsekit._validate import as_float_array, check_shape2, frozen
 PANEL = 32
 
 
-def wanted():
+def wanted(avx2_cpu=False):
     """Does the packed kernel beat NumPy's BLAS on this CPU (at the ISA now set)?
     AVX-512 kernel: yes, 1.0-4.5x at M = 1..600. AVX2 kernel: against an AVX2
     OpenBLAS (what an AVX2-only CPU runs) 2.5-4.3x at M = 2..6, 1.1-1.6x at
     12..32, even at 128..512, 0.8-0.95x at M = 1; against the AVX-512 OpenBLAS
     of a CPU that has AVX-512 but is forced to AVX2 it loses from M ~ 128 on
     (0.55x at 512), so there it is not used (RESULTS.md, "Packed dense fp32
-    in the runtimes"). The portable kernel is a reference, not fast."""
+    in the runtimes"). The portable kernel is a reference, not fast.
+    avx2_cpu=True: the answer for a CPU without AVX-512 (where the AVX2 kernel
+    is used), whatever this one has: what `sparsekit pack --measure` times
+    for MEASURED_AVX2 on an AVX-512 CPU forced to AVX2."""
     if not _COMPILED:
         return False
     isa = _core.family_isa("gemm_f32")
     if isa == "avx2":
-        return not _core.cpu_supports("avx512")
+        return avx2_cpu or not _core.cpu_supports("avx512")
     return isa in ("avx512", "avx512vnni")
 
 
@@ -43,10 +46,10 @@ def wanted():
 PACKED_REASON = ", packed once for sparsekit's fp32 GEMM"
 
 
-def for_linear(w):
+def for_linear(w, avx2_cpu=False):
     """A dense float32 weight [N, K] of a Linear as the runtime should hold it:
-    a PackedDenseMatrix where wanted(), else w itself (NumPy's BLAS)."""
-    return PackedDenseMatrix(w) if wanted() else w
+    a PackedDenseMatrix where wanted(avx2_cpu), else w itself (NumPy's BLAS)."""
+    return PackedDenseMatrix(w) if wanted(avx2_cpu) else w
 
 
 class PackedDenseMatrix:

@@ -12,8 +12,8 @@ import numpy as np
 
 from sparsekit.pack import (
     MEASURED, SHARED_ISAS, SHARED_MIN_DENSITY, SHARED_MIN_M, _big_units, _candidates, _decide,
-    _g4_applies, _log2k_units, _predict, _running_kernels, _sell_groups, _sell_wanted,
-    _shared_isa, _shared_wanted, _stats, _table,
+    _dense_weight, _g4_applies, _gap_units, _log2k_units, _predict, _running_kernels,
+    _sell_groups, _sell_wanted, _shared_isa, _shared_wanted, _stats, _table,
 )
 
 # ---- measuring the model ----------------------------------------------------
@@ -29,9 +29,7 @@ def _build(fmt, w):
     from sparsekit import formats
 
     if fmt == "dense":  # what pack returns: packed where sparsekit's fp32 GEMM wins
-        from sparsekit._dense_f32 import for_linear
-
-        return for_linear(w)
+        return _dense_weight(w, _dense_for_table() == "MEASURED_AVX2")
     if fmt == "csr":
         return formats.CSRMatrix.from_dense(w)
     if fmt == "csr_shared":  # None where no layout is built: nothing to time
@@ -42,6 +40,16 @@ def _build(fmt, w):
     if fmt == "qdense":
         return formats.QuantizedMatrix.from_float(w)
     return formats.SparseInt8Matrix.from_float(w)
+
+
+def _dense_for_table():
+    """The fp32 table a measurement here is for (pack's choice of table for
+    the kernels running now): MEASURED_AVX2 where spmm_f32 / spmv_sell_f32 run
+    AVX2. That table is for CPUs without AVX-512, whose runtime keeps dense
+    weights on the packed GEMM's AVX2 kernel at every M (_dense_f32.wanted),
+    so there "dense" is timed packed even on an AVX-512 CPU forced to AVX2
+    (where pack itself returns a NumPy array: its AVX-512 BLAS wins there)."""
+    return _table(None, _running_kernels())[0]
 
 
 def _time_formats(built, x, reps):
@@ -123,7 +131,7 @@ def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE
 
 def _samples(raw, isa, csr_base=None):
     """raw timings -> samples[key][m] = [(units, n, m*k, big units, log2k units,
-    seconds)]. CSRMatrix from unstructured weights only: at the same nonzeros
+    gap units, seconds)]. CSRMatrix from unstructured weights only: at the same nonzeros
     1x4-pruned ones run up to ~35% faster (neighbouring activation rows), which
     the units do not tell apart; fitted to those, the model would under-predict
     unstructured weights, the common case (so 1x4 weights in CSR are over-predicted:
@@ -163,7 +171,8 @@ def _samples(raw, isa, csr_base=None):
              "spint8_g4": r["ngroups"], "spint8_g4_m1": r["ngroups"],
              "sell": 64 * r.get("sell_groups", 0)}[key]
         samples.setdefault(key, {}).setdefault(m, []).append(
-            (u, n, m * k, _big_units(key, u), _log2k_units(key, u, k), sec))
+            (u, n, m * k, _big_units(key, u), _log2k_units(key, u, k),
+             _gap_units(key, u, n, k), sec))
     return samples
 
 
@@ -197,11 +206,13 @@ def _fit(samples):
             continue
         coef[f] = {}
         for m, rows in per_m.items():
-            a = np.array([[1.0, u * 1e-3, n * 1e-3, mk * 1e-3, du * 1e-3, lk * 1e-3]
-                          for u, n, mk, du, lk, _ in rows])  # us
+            a = np.array([[1.0, u * 1e-3, n * 1e-3, mk * 1e-3, du * 1e-3, lk * 1e-3,
+                           gu * 1e-3]
+                          for u, n, mk, du, lk, gu, _ in rows])  # us
             b = np.array([sec * 1e6 for *_, sec in rows])
             # relative error matters, not absolute: weight each row by 1/t
             x, _ = nnls(a / b[:, None], np.ones_like(b))
+            x = x if x[6] else x[:6]  # the gap term: CSRMatrix only (older tables: 6)
             coef[f][m] = tuple(round(float(v), 4) for v in x)
     return coef
 
@@ -288,6 +299,19 @@ def _shared_range(model, n, k, m, uniform, slots_at):
     return (min(picked), max(picked)) if picked else None
 
 
+def median_runs(runs):
+    """Raw timings of several runs (lists from measure_raw / --save) as one:
+    a case (weight, pattern, M, format) timed in more than one run at the
+    median of its times (the machine is shared: one run's slow spell should
+    not pull the fit), each case once, in the order first timed."""
+    cases = {}
+    for r in (r for run in runs for r in run):
+        key = (r["n"], r["k"], r["sparsity"], r.get("pattern", "unstructured"), r["m"],
+               r["fmt"])
+        cases.setdefault(key, []).append(r)
+    return [dict(rs[0], sec=float(np.median([r["sec"] for r in rs]))) for rs in cases.values()]
+
+
 def _cli_arguments(ap):
     """The options of `sparsekit pack` (sparsekit/cli.py); without --measure
     or --fit it prints the crossover table of MEASURED."""
@@ -301,11 +325,13 @@ def _cli_arguments(ap):
                          "run; save each part with --save and fit them together with --fit)")
     ap.add_argument("--save", default=None, help="also write the raw timings to this JSON file")
     ap.add_argument("--fit", nargs="+", default=None, metavar="JSON",
-                    help="fit the model from raw timings saved by --save (no timing)")
+                    help="fit the model from raw timings saved by --save (no timing); a "
+                         "case timed in several files counts once, at its median")
     ap.add_argument("--formats", default=None,
                     help="time (with --measure) and fit only these formats, e.g. sell (of dense, "
                          "csr, csr_shared, sell, spint8, qdense); the others keep their "
-                         "coefficients from MEASURED")
+                         "coefficients from MEASURED, and these keep theirs at the M not "
+                         "timed (--ms)")
     ap.add_argument("--ms", default=None, help="time only these M, e.g. 1,8 (default "
                                                "1,8,32,128)")
     ap.add_argument("--sparsities", default=None,
@@ -330,7 +356,7 @@ def _cli_run(args):
     import pprint
 
     if args.fit:
-        raw = [r for path in args.fit for r in json.load(open(path))]
+        raw = median_runs([json.load(open(path)) for path in args.fit])
     elif args.measure:
         from threadpoolctl import threadpool_limits
 
@@ -366,7 +392,9 @@ def _cli_run(args):
     if args.formats:  # fit these formats only; the others keep the table's coefficients
         fitted |= {key for key in model["coef"] if key.split("_")[0] in fitted}
         coef = {f: dict(v) for f, v in base["coef"].items()}
-        coef.update({f: v for f, v in model["coef"].items() if f in fitted})
+        # per M: a format's rows at the M not timed now stay (--ms)
+        coef.update({f: {**coef.get(f, {}), **v} for f, v in model["coef"].items()
+                     if f in fitted})
         model = dict(base, coef=coef, sell_isa=model["sell_isa"],
                      shared_isa=model["shared_isa"])
         print(f"# fitted: {sorted(fitted & set(coef))}; the others' coefficients from "

@@ -9,35 +9,35 @@ See sparsekit/pack.py for what the coefficients mean.
 """
 
 # ---- the measured table (output of `sparsekit pack --measure`) --------------
-MEASURED = {'coef': {'csr': {1: (0.6852, 0.1345, 1.8069, 0.0, 0.0054, 0.0032),
-                  8: (0.872, 0.0, 2.391, 0.0471, 0.0013, 0.0415),
-                  32: (0.6447, 0.0, 4.6223, 0.097, 0.2714, 0.054),
-                  128: (0.8903, 0.0, 11.2573, 0.0902, 0.7711, 0.2166)},
-          'csr_shared': {8: (0.7498, 0.144, 2.4234, 0.222, 0.1946, 0.0157),
-                         32: (0.609, 0.0, 6.5386, 0.0875, 0.3528, 0.0419),
-                         128: (0.808, 0.0, 18.3199, 0.0627, 0.47, 0.18)},
-          'dense': {1: (1.6106, 0.0363, 0.0, 0.0, 0.0064, 0.0),
-                    8: (2.0752, 0.0731, 0.0, 0.0727, 0.002, 0.0),
-                    32: (1.65, 0.5729, 2.6639, 0.1529, 0.0431, 0.0),
-                    128: (1.4608, 2.02, 7.2527, 0.0875, 0.0748, 0.0)},
-          'qdense': {1: (2.413, 0.0098, 0.0, 0.0, 0.0, 0.0),
-                     8: (2.162, 0.0219, 0.0, 0.0, 0.0, 0.0),
-                     32: (2.6842, 0.0786, 0.0, 0.0078, 0.0, 0.0),
-                     128: (3.9607, 0.2903, 4.5817, 0.0346, 0.0, 0.0)},
-          'sell': {1: (0.6837, 0.0313, 0.2578, 0.0, 0.0302, 0.0),
-                   8: (0.6981, 0.1384, 1.0894, 0.0585, 0.0312, 0.0),
-                   32: (0.4862, 0.5564, 4.9387, 0.0585, 0.08, 0.0),
-                   128: (0.3239, 2.2751, 19.3796, 0.0339, 0.1085, 0.0)},
-          'spint8': {1: (1.2472, 0.2036, 0.1889, 1.167, 0.0, 0.0),
-                     8: (2.9061, 0.3275, 2.8718, 0.1232, 0.0, 0.0),
-                     32: (2.9118, 0.5238, 4.8732, 0.106, 0.0, 0.0),
-                     128: (4.2778, 1.9417, 13.224, 0.1117, 0.0, 0.0)},
-          'spint8_g4': {128: (3.3434, 2.8037, 18.9378, 0.1336, 0.0, 0.0)},
-          'spint8_g4_m1': {1: (1.6482, 0.1842, 0.8316, 0.1864, 0.0, 0.0)}},
- 'isa': 'avx512vnni',
- 'sell_isa': 'avx512',
- 'shared_isa': 'avx512',
- 'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
+MEASURED = {'coef': {'csr': {1: (0.6612, 0.1395, 1.7236, 0.0, 0.0083, 0.002, 0.003),
+                             8: (0.8723, 0.2491, 1.2836, 0.0984, 0.0177, 0.0079, 0.1315),
+                             32: (0.7002, 0.2778, 2.9649, 0.1104, 0.0, 0.0148, 0.1353),
+                             128: (0.701, 1.0334, 8.1785, 0.1047, 0.0, 0.0692, 0.3885)},
+                     'csr_shared': {8: (0.7257, 0.2296, 3.4467, 0.2929, 0.2225, 0.0, 0.0995),
+                                    32: (0.6905, 0.1041, 6.1584, 0.0729, 0.045, 0.0243, 0.1165),
+                                    128: (0.5543, 0.3238, 21.0697, 0.0679, 0.3053, 0.1149, 0.1108)},
+                     'dense': {1: (1.5732, 0.0356, 0.0, 0.0, 0.0054, 0.0),
+                               8: (2.0205, 0.0743, 0.0, 0.0311, 0.0008, 0.0),
+                               32: (2.0637, 0.2373, 3.55, 0.2836, 0.0029, 0.0),
+                               128: (3.0919, 0.9472, 10.5781, 0.261, 0.0214, 0.0)},
+                     'qdense': {1: (2.413, 0.0098, 0.0, 0.0, 0.0, 0.0),
+                                8: (2.162, 0.0219, 0.0, 0.0, 0.0, 0.0),
+                                32: (2.6842, 0.0786, 0.0, 0.0078, 0.0, 0.0),
+                                128: (3.9607, 0.2903, 4.5817, 0.0346, 0.0, 0.0)},
+                     'sell': {1: (0.6679, 0.0299, 0.3054, 0.0, 0.0268, 0.0),
+                              8: (0.7017, 0.1336, 1.0915, 0.0469, 0.0284, 0.0),
+                              32: (0.5006, 0.525, 4.9759, 0.0607, 0.048, 0.0),
+                              128: (0.349, 2.13, 20.163, 0.0318, 0.115, 0.0)},
+                     'spint8': {1: (1.2472, 0.2036, 0.1889, 1.167, 0.0, 0.0),
+                                8: (2.9061, 0.3275, 2.8718, 0.1232, 0.0, 0.0),
+                                32: (2.9118, 0.5238, 4.8732, 0.106, 0.0, 0.0),
+                                128: (4.2778, 1.9417, 13.224, 0.1117, 0.0, 0.0)},
+                     'spint8_g4': {128: (3.3434, 2.8037, 18.9378, 0.1336, 0.0, 0.0)},
+                     'spint8_g4_m1': {1: (1.6482, 0.1842, 0.8316, 0.1864, 0.0, 0.0)}},
+            'isa': 'avx512vnni',
+            'sell_isa': 'avx512',
+            'shared_isa': 'avx512',
+            'source': 'measured by `python -m sparsekit.pack --measure` on AMD EPYC (1 thread)'}
 # Fitted (`python -m sparsekit.pack --fit run1.json run2.json`) to two runs of
 # `python -m sparsekit.pack --measure --reps 15 --save runN.json` on 2026-11-28
 # (13:13 and 13:15 UTC, load average 0.5-1 on 2 cores, each ~12 s under the
@@ -66,86 +66,122 @@ MEASURED = {'coef': {'csr': {1: (0.6852, 0.1345, 1.8069, 0.0, 0.0054, 0.0032),
 # Predicted / measured csr-to-csr_shared time ratio: median 1.00 at M = 8, 32,
 # 128, 5-95% 0.94-1.08 (M = 8), 0.95-1.05 (M = 32, 128). Scored on
 # pack_accuracy's own runs (seed 1): benchmarks/RESULTS.md, "Shared columns in
-# sparsekit.pack". The M = 1 and 8 rows of dense, csr and sell were re-fitted
-# last (2026-11-29 01:47 UTC, `--measure --reps 31`, quiet machine), after
-# dense fp32 became the packed GEMM (gemm_f32) that pack returns: at M = 8 it
-# is 2-3x NumPy, and the older rows had pack pick SlicedEllMatrix from 12-14%
-# sparsity there; the refit's M >= 32 rows were not taken (benchmarks/RESULTS.md,
-# "pack's dense entry after the packed fp32 GEMM"). Lowest sparsity from which
+# sparsekit.pack". All rows of dense, csr, csr_shared and sell were re-fitted
+# last (2026-11-29, branch packrefit on main f04da75), with dense fp32 timed
+# as pack returns it: the packed GEMM (gemm_f32, PackedDenseMatrix) at every M
+# (the M >= 32 rows before were NumPy's, which had pack pick CSRMatrix from
+# 34-40% sparsity on the BERT shapes at M >= 32, where the packed GEMM
+# measured 1.1-1.4x faster than CSR at 35-45%), and with a 7th coefficient
+# for CSRMatrix (per_unit_gap: its cost per nonzero grows with the zeros
+# around it in a big weight; without it the M >= 32 fits under-predicted CSR
+# on the BERT shapes at 50-90% by 20-35%). M = 1 and 8 (and sell at every M):
+# three runs of
+#   flock /work/wt/bench.lock python -m sparsekit.pack --measure --reps 15 \
+#       --shapes <half> --formats dense,csr,csr_shared,sell --save <f>
+# per half of the 8 shapes (05:00-05:02 UTC, load average 2.4-2.7 on the 2
+# cores from other engineers' jobs), fitted with `--fit <the 6 files> --formats
+# dense,csr,sell` (a case timed in several runs at its median). M = 32 and 128
+# of dense, csr and csr_shared: three more runs without SlicedEllMatrix, which
+# is no candidate there (05:35-05:36 UTC, load average 3.6-4.0),
+#   ... --measure --reps 15 --shapes <half> --ms 32,128 --formats dense,csr,csr_shared
+# fitted with `--fit <those 6> --formats dense,csr` (the M = 1 / 8 rows stay)
+# and then `--formats csr_shared` (relative to those csr rows, as before):
+# timed next to SlicedEllMatrix's large arrays, CSRMatrix ran 5-25% slower on
+# the BERT shapes at M >= 32, which moved the crossovers ~0.05 later still.
+# Predicted / measured: median 0.99-1.03 for every format and M, 5-95% within
+# 0.77-1.14 (csr at M = 32 / 128: 0.78-1.12 / 0.77-1.11; 0.67-1.23 / 0.69-1.19
+# without the gap term). Noise: each run's time over the case's median, 5-95%
+# 0.95-1.07. The int8 rows are as before. Checked against direct timings on the
+# BERT shapes (benchmarks/RESULTS.md, "pack: dense priced with the packed
+# GEMM"): on a quiet machine CSR and packed dense cross at ~0.50-0.52 at
+# M = 32 / 128, so these rows still pick dense up to 0.04-0.1 too long (CSR
+# <= ~1.15x faster there). Lowest
+# sparsity from which
 # pack picks the sparse format (csr: CSRMatrix vs dense fp32 where SlicedEllMatrix is no candidate; sell:
 # SlicedEllMatrix, M <= SELL_MAX_M on AVX-512, None above; spint8: vs
 # QuantizedMatrix, unstructured; spint8_1x4: vs QuantizedMatrix, pruned in 1x4
 # blocks); shared: the sparsities at which pack picks CSRMatrix with shared
 # columns (AVX-512, M >= SHARED_MIN_M, where the layout is built and at
 # density >= SHARED_MIN_DENSITY; at M <= SELL_MAX_M SlicedEllMatrix wins):
-# {'shape': '3072x768', 'm': 1, 'csr': 0.71, 'sell': 0.38, 'spint8': 0.81, 'spint8_1x4': 0.82, 'shared': None}
-# {'shape': '3072x768', 'm': 8, 'csr': 0.82, 'sell': 0.6, 'spint8': 0.94, 'spint8_1x4': 0.79, 'shared': None}
-# {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.74, 'spint8_1x4': 0.46, 'shared': (0.66, 0.83)}
-# {'shape': '3072x768', 'm': 128, 'csr': 0.34, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
-# {'shape': '768x3072', 'm': 1, 'csr': 0.71, 'sell': 0.37, 'spint8': 0.87, 'spint8_1x4': 0.83, 'shared': None}
-# {'shape': '768x3072', 'm': 8, 'csr': 0.84, 'sell': 0.59, 'spint8': 0.92, 'spint8_1x4': 0.77, 'shared': None}
-# {'shape': '768x3072', 'm': 32, 'csr': 0.36, 'sell': None, 'spint8': 0.73, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
-# {'shape': '768x3072', 'm': 128, 'csr': 0.4, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
+# {'shape': '3072x768', 'm': 1, 'csr': 0.73, 'sell': 0.37, 'spint8': 0.81, 'spint8_1x4': 0.82, 'shared': None}
+# {'shape': '3072x768', 'm': 8, 'csr': 0.88, 'sell': 0.59, 'spint8': 0.94, 'spint8_1x4': 0.79, 'shared': None}
+# {'shape': '3072x768', 'm': 32, 'csr': 0.6, 'sell': None, 'spint8': 0.74, 'spint8_1x4': 0.46, 'shared': (0.66, 0.83)}
+# {'shape': '3072x768', 'm': 128, 'csr': 0.54, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
+# {'shape': '768x3072', 'm': 1, 'csr': 0.73, 'sell': 0.36, 'spint8': 0.87, 'spint8_1x4': 0.83, 'shared': None}
+# {'shape': '768x3072', 'm': 8, 'csr': 0.88, 'sell': 0.58, 'spint8': 0.92, 'spint8_1x4': 0.77, 'shared': None}
+# {'shape': '768x3072', 'm': 32, 'csr': 0.61, 'sell': None, 'spint8': 0.73, 'spint8_1x4': 0.45, 'shared': (0.66, 0.83)}
+# {'shape': '768x3072', 'm': 128, 'csr': 0.57, 'sell': None, 'spint8': 0.62, 'spint8_1x4': 0.44, 'shared': (0.66, 0.83)}
 
 
 # ---- the AVX2 table (output of `sparsekit pack --measure` with SPARSEKIT_ISA=avx2) ----
-# Fitted (`sparsekit pack --fit` on the 8 files) to two rounds, each of
+# fp32 (dense, csr, sell) re-fitted 2026-11-29 05:00-05:04 UTC (branch
+# packrefit on main f04da75) with dense fp32 timed as the runtime of a CPU
+# without AVX-512 holds it: a PackedDenseMatrix on gemm_f32's AVX2 kernel at
+# every M (_dense_f32.wanted(avx2_cpu=True); before, NumPy's OpenBLAS on its
+# Haswell kernels), to three rounds of
+#   SPARSEKIT_ISA=avx2 flock /work/wt/bench.lock python -m sparsekit.pack \
+#       --measure --reps 15 --shapes <half> --ms 1,8,32,128 (and --ms 2,4) \
+#       --formats dense,csr,sell --save <f>
+# (12 files, 6-40 s each, load average 5.1-6.2 on the 2 cores from other
+# engineers' jobs: absolute times are the loaded machine's; each run's time
+# over the case's median, 5-95% 0.97-1.04), fitted with `--fit <the 12 files>
+# --formats dense,csr,sell` (medians; csr with the gap term, see MEASURED).
+# Predicted / measured median 0.99-1.02 for every format and M, 5-95% within
+# 0.77-1.13 (csr at M = 32 / 128: 0.80-1.07 / 0.77-1.09, sell at M = 128
+# 0.70-1.06, dense at M = 1 0.83-1.13). The int8 rows (qdense, spint8) are
+# from the earlier fit: two rounds of
 #   SPARSEKIT_ISA=avx2 OPENBLAS_CORETYPE=Haswell flock /work/wt/bench.lock \
 #       python -m sparsekit.pack --measure --reps 15 --shapes <half> [--ms 2,4] --save <f>
-# (the 8 shapes in two halves, M in 1, 8, 32, 128 and again in 2, 4; 8
-# sparsities x 2 patterns; every format interleaved; OPENBLAS_L2_SIZE unset),
-# 2026-11-28 19:17-19:20 UTC, branch avx2pack on main 4033330, load average
-# 5.5-6.7 on the 2 cores (other engineers' jobs outside the lock: absolute
-# times are the loaded machine's, the two rounds agree within 1.5% median,
-# 5-95% of the per-case round-1 / round-2 ratios 0.92-1.13 for dense, 0.95-1.08
-# for the others). Predicted / measured median 0.99-1.03 for every format and
-# M, 5-95% within 0.86-1.12 except dense at M = 1 (0.63-1.23) and 128
-# (0.72-1.22), csr / qdense / sell at M = 128 (0.59-1.12). Scored on
-# pack_accuracy's own runs: benchmarks/RESULTS.md, "pack on AVX2".
+# (8 sparsities x 2 patterns; every format interleaved), 2026-11-28
+# 19:17-19:20 UTC, branch avx2pack on main 4033330, load average 5.5-6.7;
+# predicted / measured median 0.99-1.03, qdense at M = 128 down to 0.59.
+# Scored on pack_accuracy's own runs: benchmarks/RESULTS.md, "pack on AVX2".
 # Lowest sparsity from which pack picks the sparse format with this table (the
 # columns as for MEASURED above; "sell" at M <= SELL_MAX_M_AVX2 only):
-#   {'shape': '3072x768', 'm': 1, 'csr': 0.67, 'sell': 0.51, 'spint8': 0.98, 'spint8_1x4': 0.89, 'shared': None}
-#   {'shape': '3072x768', 'm': 8, 'csr': 0.45, 'sell': None, 'spint8': 0.93, 'spint8_1x4': 0.75, 'shared': None}
-#   {'shape': '3072x768', 'm': 32, 'csr': 0.34, 'sell': None, 'spint8': 0.46, 'spint8_1x4': 0.05, 'shared': None}
-#   {'shape': '3072x768', 'm': 128, 'csr': 0.36, 'sell': None, 'spint8': 0.4, 'spint8_1x4': 0.03, 'shared': None}
-#   {'shape': '768x3072', 'm': 1, 'csr': 0.67, 'sell': 0.51, 'spint8': 0.97, 'spint8_1x4': 0.88, 'shared': None}
-#   {'shape': '768x3072', 'm': 8, 'csr': 0.53, 'sell': None, 'spint8': 0.94, 'spint8_1x4': 0.75, 'shared': None}
-#   {'shape': '768x3072', 'm': 32, 'csr': 0.37, 'sell': None, 'spint8': 0.51, 'spint8_1x4': 0.07, 'shared': None}
-#   {'shape': '768x3072', 'm': 128, 'csr': 0.42, 'sell': None, 'spint8': 0.45, 'spint8_1x4': 0.05, 'shared': None}
-MEASURED_AVX2 = {'coef': {'csr': {1: (0.6496, 0.1335, 1.9168, 0.0, 0.0079, 0.003),
-                       2: (0.8636, 0.1865, 0.3716, 0.0, 0.0377, 0.0253),
-                       4: (0.9744, 0.0709, 0.614, 0.0186, 0.0503, 0.039),
-                       8: (1.0227, 0.0263, 0.9174, 0.1407, 0.0476, 0.0449),
-                       32: (0.7085, 0.1521, 5.3225, 0.0909, 0.0632, 0.0726),
-                       128: (0.6274, 0.9671, 16.9996, 0.1134, 0.6617, 0.2381)},
-               'dense': {1: (1.6394, 0.0342, 0.4032, 0.0, 0.0103, 0.0),
-                         2: (1.617, 0.1888, 0.0, 0.4428, 0.0321, 0.0),
-                         4: (1.752, 0.1564, 0.5932, 0.0909, 0.0282, 0.0),
-                         8: (1.7945, 0.2293, 0.626, 0.0432, 0.0238, 0.0),
-                         32: (1.9009, 0.6075, 0.0, 0.0173, 0.0375, 0.0),
-                         128: (0.4323, 1.9485, 19.2581, 0.1397, 0.3273, 0.0)},
-               'qdense': {1: (2.5497, 0.0187, 0.2075, 0.0, 0.0, 0.0),
-                          2: (2.0593, 0.0303, 0.0, 0.0, 0.0, 0.0),
-                          4: (2.1593, 0.0599, 0.0, 0.0, 0.0, 0.0),
-                          8: (2.3371, 0.1142, 1.3211, 0.0, 0.0, 0.0),
-                          32: (3.0486, 0.4312, 8.9931, 0.0456, 0.0, 0.0),
-                          128: (6.9056, 1.8224, 20.9266, 0.0, 0.0, 0.0)},
-               'sell': {1: (0.7009, 0.0948, 0.2464, 0.1008, 0.0128, 0.0),
-                        2: (0.7264, 0.1871, 0.4364, 0.0419, 0.0104, 0.0),
-                        4: (0.7566, 0.3726, 0.5984, 0.0403, 0.0273, 0.0),
-                        8: (0.7596, 0.7484, 1.0992, 0.0443, 0.0284, 0.0),
-                        32: (0.4481, 2.8392, 7.6874, 0.1513, 0.5339, 0.0),
-                        128: (1.0439, 11.6671, 14.3456, 0.0734, 5.8562, 0.0)},
-               'spint8': {1: (1.4858, 0.5605, 2.8624, 0.4079, 0.0, 0.0),
-                          2: (2.7289, 1.7357, 1.9319, 0.4249, 0.0, 0.0),
-                          4: (2.7715, 1.7418, 2.1415, 0.3509, 0.0, 0.0),
-                          8: (2.7731, 1.7564, 2.8372, 0.3194, 0.0, 0.0),
-                          32: (3.0073, 1.8076, 6.3959, 0.2636, 0.0, 0.0),
-                          128: (3.9849, 7.4111, 23.7748, 0.2658, 0.0, 0.0)}},
+#   {'shape': '3072x768', 'm': 1, 'csr': 0.66, 'sell': 0.48, 'spint8': 0.98, 'spint8_1x4': 0.89, 'shared': None}
+#   {'shape': '3072x768', 'm': 8, 'csr': 0.72, 'sell': None, 'spint8': 0.93, 'spint8_1x4': 0.75, 'shared': None}
+#   {'shape': '3072x768', 'm': 32, 'csr': 0.43, 'sell': None, 'spint8': 0.46, 'spint8_1x4': 0.05, 'shared': None}
+#   {'shape': '3072x768', 'm': 128, 'csr': 0.41, 'sell': None, 'spint8': 0.4, 'spint8_1x4': 0.03, 'shared': None}
+#   {'shape': '768x3072', 'm': 1, 'csr': 0.66, 'sell': 0.47, 'spint8': 0.97, 'spint8_1x4': 0.88, 'shared': None}
+#   {'shape': '768x3072', 'm': 8, 'csr': 0.73, 'sell': None, 'spint8': 0.94, 'spint8_1x4': 0.75, 'shared': None}
+#   {'shape': '768x3072', 'm': 32, 'csr': 0.46, 'sell': None, 'spint8': 0.51, 'spint8_1x4': 0.07, 'shared': None}
+#   {'shape': '768x3072', 'm': 128, 'csr': 0.45, 'sell': None, 'spint8': 0.45, 'spint8_1x4': 0.05, 'shared': None}
+MEASURED_AVX2 = {'coef': {'csr': {1: (0.6507, 0.1425, 1.8424, 0.0, 0.0059, 0.0017, 0.0019),
+                                  2: (0.7898, 0.4649, 0.0, 0.2566, 0.0, 0.0033, 0.0091),
+                                  4: (0.8212, 0.4352, 0.2375, 0.2508, 0.0102, 0.0069, 0.0041),
+                                  8: (0.7778, 0.4227, 0.9436, 0.2675, 0.0108, 0.0084),
+                                  32: (0.706, 0.3931, 4.5053, 0.1011, 0.0785, 0.0388, 0.0113),
+                                  128: (0.8921, 1.5746, 14.5032, 0.0949, 0.2884, 0.1538, 0.1373)},
+                          'dense': {1: (1.5333, 0.0462, 0.0, 0.0, 0.0054, 0.0),
+                                    2: (1.7062, 0.0643, 0.0, 0.1605, 0.0036, 0.0),
+                                    4: (1.8186, 0.0727, 0.0, 0.1972, 0.003, 0.0),
+                                    8: (1.8772, 0.1404, 0.0, 0.1603, 0.0023, 0.0),
+                                    32: (1.9648, 0.5109, 0.2569, 0.2285, 0.0021, 0.0),
+                                    128: (2.2045, 1.9666, 2.9585, 0.2512, 0.074, 0.0)},
+                          'qdense': {1: (2.5497, 0.0187, 0.2075, 0.0, 0.0, 0.0),
+                                     2: (2.0593, 0.0303, 0.0, 0.0, 0.0, 0.0),
+                                     4: (2.1593, 0.0599, 0.0, 0.0, 0.0, 0.0),
+                                     8: (2.3371, 0.1142, 1.3211, 0.0, 0.0, 0.0),
+                                     32: (3.0486, 0.4312, 8.9931, 0.0456, 0.0, 0.0),
+                                     128: (6.9056, 1.8224, 20.9266, 0.0, 0.0, 0.0)},
+                          'sell': {1: (0.692, 0.0946, 0.2447, 0.0562, 0.0072, 0.0),
+                                   2: (0.728, 0.1851, 0.454, 0.0639, 0.0046, 0.0),
+                                   4: (0.7395, 0.3687, 0.666, 0.0832, 0.0119, 0.0),
+                                   8: (0.79, 0.7404, 1.0705, 0.026, 0.0099, 0.0),
+                                   32: (0.6707, 2.927, 5.7263, 0.0582, 0.0877, 0.0),
+                                   128: (1.5923, 12.0727, 7.2974, 0.0, 1.2903, 0.0)},
+                          'spint8': {1: (1.4858, 0.5605, 2.8624, 0.4079, 0.0, 0.0),
+                                     2: (2.7289, 1.7357, 1.9319, 0.4249, 0.0, 0.0),
+                                     4: (2.7715, 1.7418, 2.1415, 0.3509, 0.0, 0.0),
+                                     8: (2.7731, 1.7564, 2.8372, 0.3194, 0.0, 0.0),
+                                     32: (3.0073, 1.8076, 6.3959, 0.2636, 0.0, 0.0),
+                                     128: (3.9849, 7.4111, 23.7748, 0.2658, 0.0, 0.0)}},
                  'isa': 'avx2',
-                 'kernels': {'qgemm_u8s8': 'avx2', 'spmm_f32': 'avx2', 'spmm_u8s8': 'avx2',
+                 'kernels': {'qgemm_u8s8': 'avx2',
+                             'spmm_f32': 'avx2',
+                             'spmm_u8s8': 'avx2',
                              'spmv_sell_f32': 'avx2'},
                  'sell_isa': 'avx2',
                  'shared_isa': 'avx2',
-                 'source': 'measured by `sparsekit pack --measure` with SPARSEKIT_ISA=avx2 '
-                           'on AMD EPYC (1 thread)'}
+                 'source': 'measured by `sparsekit pack --measure` with SPARSEKIT_ISA=avx2 on AMD '
+                           'EPYC (1 thread)'}

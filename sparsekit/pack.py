@@ -19,6 +19,7 @@ modelled as
     t(M) = overhead(M) + per_unit(M) * units + per_row(M) * N + per_act(M) * M * K
            + per_big_unit(M) * units * units / 1e6    (fp32 formats only)
            + per_unit_log2k(M) * units * log2(K)      (CSRMatrix only)
+           + per_unit_gap(M) * units * (N*K - units) / 1e6   (CSRMatrix only)
 
 where ``units`` is what the format's kernel iterates over: N*K for the dense
 formats, the nonzeros for CSRMatrix, the slots for SlicedEllMatrix (64 per
@@ -36,6 +37,14 @@ at 50 / 0%; dense fp32 at M=8 0.25 ns per weight at 384x384, 0.25-0.38 ns at
 packed activation rows a nonzero reads leave L1 (M=128, 0% sparsity: 2.2-2.4 ns per
 nonzero at 384x384 and 1536x384, 3.6-3.7 ns at 128x512 and 384x1536); without it
 the model put a dense 128x512 weight into CSR at M >= 32, 1.3-1.7x slower.
+The gap term is CSRMatrix's cost per nonzero growing with the zeros around it
+in a big weight (M = 32, 3072x768: 0.51 ns per nonzero at 0% sparsity, 0.75
+ns at 70%; the activation rows consecutive nonzeros read lie further apart);
+without it the M >= 32 fits under-predicted CSR on the BERT shapes at 50-90%
+by 20-35%, and so picked it too early against dense. Dense fp32 is timed as
+pack returns it (_dense_weight): on the packed fp32 GEMM at every M where
+the runtime uses it (AVX-512, and for MEASURED_AVX2 the AVX2 kernel a CPU
+without AVX-512 runs), else NumPy's BLAS.
 Where SparseInt8Matrix runs its groups-of-4 copy (block fill < 0.5, M >= 17,
 AVX-512 VNNI; M = 2..3 where its M == 1 kernel runs once per row; every M > 1
 for a weight that keeps only that copy, block fill < 0.35, or < 0.42 for long
@@ -73,8 +82,9 @@ left out):
   AVX-512 one needs one permute per 16. The model separates the close cases:
   predicted / measured CSRMatrix-to-sell time ratio median 1.01 / 1.02, 5-95%
   0.98-1.04 / 0.93-1.15 at M = 1 / 2; so a 90%-sparse BERT FFN weight
-  (3072x768) goes to sell at M = 1 and 2 (predicted 1.07x / 1.3x CSR) and a
-  95%-sparse one stays CSR.
+  (3072x768) goes to sell at M = 1 and 2 (predicted 1.09x / 1.57x CSR with
+  the current table) and a 95%-sparse one stays CSR at M = 1 (0.8x; at
+  M = 2 the two tie, 1.02x).
 
 CSRMatrix with its shared-column layout ("csr_shared",
 CSRMatrix.with_shared_columns(): rows in groups of 4, a column 2-4 of them use
@@ -116,10 +126,12 @@ table of their own and keep what pack did before (explain() notes that the
 table was measured on another ISA: re-measure). ``model=`` overrides the
 table; explain() names the one it used ("table:") and warns only where the
 table's ISA (its "isa" for int8, "shared_isa", the spmm_f32 one, for fp32)
-is not the one running. MEASURED_AVX2 was measured on the same Zen 5 VM with
-NumPy's OpenBLAS on its Haswell (AVX2) kernels, OPENBLAS_CORETYPE=Haswell, as
-an AVX2 CPU runs it (left to itself OpenBLAS runs its SkylakeX kernels here:
-1.6-1.9x slower at M = 2-8 on 3072x768 and 768x3072, 1.5-1.6x faster at M = 128).
+is not the one running. MEASURED_AVX2 was measured on the same Zen 5 VM; its
+dense fp32 is the packed GEMM on its AVX2 kernel (what a CPU without AVX-512
+runs at every M, sparsekit._dense_f32.wanted), so on an AVX-512 CPU forced
+to AVX2, where pack returns a NumPy array (its AVX-512 BLAS beats the AVX2
+kernel at M >= 128), that table's dense prices are the AVX2 CPU's, not this
+one's.
 On AVX2 QuantizedMatrix's kernel (qgemm_u8s8) is slow at M >= 32 (3072x768 at
 M = 32: 1.13 ms, as slow as SparseInt8Matrix on the unpruned weight), so
 there SparseInt8Matrix is picked from 3-7% sparsity for 1x4-block pruning
@@ -131,8 +143,9 @@ Three rules override the model (each in the reason explain() prints):
   least 1.25x faster. Measured: at 0% sparsity CSRMatrix beat dense fp32 by
   > 10% only for weights <= 256x128 (by 1.2-1.7x), tied at 384x384 and
   1536x384 (0.27-1.13x, best at M = 32) and lost at K >= 512; so dense weights
-  of BERT / MiniLM shapes stay dense at every M (the model alone predicts at
-  most 1.16x for a dense 384x384). The margin also absorbs a CSR kernel speed-up
+  of BERT / MiniLM shapes stay dense at every M (with dense priced as the packed
+  GEMM the model alone already predicts CSRMatrix 1.3-5x slower for them). The
+  margin also absorbs a CSR kernel speed-up
   the table has not seen yet (kernels keep getting faster): with CSRMatrix
   30% faster at M = 128 than measured, only 0%-sparse picks move (to dense,
   <= 1.36x slower and 1.5x smaller).
@@ -141,7 +154,8 @@ Three rules override the model (each in the reason explain() prints):
 - UNPRUNED: a weight with < 1% zeros stays dense fp32 even where CSRMatrix (or
   SlicedEllMatrix: 1.2-2.2x dense fp32 at M <= 8 for weights up to 384x1536)
   is predicted faster: that happens only for tiny weights (up to 64x64, and
-  128x128 / 256x128 at M >= 32), where NumPy's ~1.7 us per call dominates;
+  128x128 / 256x128 at M >= 32), where a dense call's ~1.5-2.4 us fixed cost
+  dominates;
   CSRMatrix would win by <= ~20 us per call and hold 1.5x the bytes.
 - ALWAYS_SPARSE: a weight >= 99% sparse always gets the sparse format.
 
@@ -149,7 +163,10 @@ Regenerate the table on a new machine with ``sparsekit pack --measure``
 and pass it as ``model=`` (or paste it into sparsekit/_pack_tables.py: MEASURED, or
 MEASURED_AVX2 from a run with SPARSEKIT_ISA=avx2; measuring and fitting are in
 sparsekit/_pack_measure.py); a long run can be split with
-``--shapes ... --save part.json`` and fitted with ``--fit part1.json part2.json``.
+``--shapes ... --save part.json`` and fitted with ``--fit part1.json part2.json``
+(a case timed in several files counts at its median: repeat runs on a noisy
+machine); ``--formats`` re-fits some formats (at the Ms timed, ``--ms``) and
+keeps the table's other coefficients.
 ``benchmarks/pack_accuracy.py`` checks the picks against fresh timings.
 """
 import math
@@ -166,9 +183,9 @@ QUANTIZE_SYNONYMS = {"dynamic": "int8"}  # the converters' spelling (sparsekit.t
 # Produced by: python -m sparsekit.pack --measure --reps 15  (1 thread, threadpoolctl
 # limits, interleaved rounds, fastest round per case: the VM is shared).
 # Machine: 2-core AMD EPYC VM (Zen 5: family 26), spmm_u8s8 on avx512vnni,
-# NumPy's OpenBLAS for dense fp32.
+# sparsekit's packed fp32 GEMM for dense fp32 (gemm_f32, PackedDenseMatrix).
 # coef[format][M] = (overhead_us, per_unit_ns, per_row_ns, per_activation_ns,
-#                     per_big_unit_ns, per_unit_log2k_ns)
+#                     per_big_unit_ns, per_unit_log2k_ns, per_unit_gap_ns)
 #                   (missing trailing ones in older tables = 0)
 from sparsekit._pack_tables import MEASURED, MEASURED_AVX2  # noqa: E402,F401
 
@@ -232,15 +249,17 @@ FORMAT_NAMES = {"dense": "dense ndarray or PackedDenseMatrix (fp32)",
 
 def _coef_at(table, m):
     """(overhead_us, per_unit_ns, per_row_ns, per_activation_ns,
-    per_big_unit_ns, per_unit_log2k_ns) at M rows from the measured Ms."""
-    table = {int(k): (tuple(v) + (0.0,) * 6)[:6] for k, v in table.items()}
+    per_big_unit_ns, per_unit_log2k_ns, per_unit_gap_ns) at M rows from the
+    measured Ms."""
+    table = {int(k): (tuple(v) + (0.0,) * 7)[:7] for k, v in table.items()}
     ms = sorted(table)
     if m <= ms[0]:
         return table[ms[0]]
     if m >= ms[-1]:
-        o, a, b, c, d, e = table[ms[-1]]
+        o, a, b, c, d, e, g = table[ms[-1]]
         f = m / ms[-1]
-        return (o, a * f, b * f, c, d * f, e * f)  # c is per activation element: M*K already scales
+        # c is per activation element: M*K already scales
+        return (o, a * f, b * f, c, d * f, e * f, g * f)
     for lo, hi in zip(ms, ms[1:]):
         if lo <= m <= hi:
             t = (math.log(m) - math.log(lo)) / (math.log(hi) - math.log(lo))
@@ -351,6 +370,14 @@ def _log2k_units(key, units, k):
     return units * math.log2(k) if key in ("csr", "csr_shared") and k > 0 else 0.0
 
 
+def _gap_units(key, units, n, k):
+    """units * zeros / 1e6: CSRMatrix's cost per nonzero grows with the zeros
+    around it in a big weight (measured at M = 8..128: 0.5 ns per nonzero for
+    an unpruned 3072x768 at M = 32, 0.75 ns at 70% sparsity; the activation
+    rows consecutive nonzeros read lie further apart)."""
+    return units * (n * k - units) * 1e-6 if key in ("csr", "csr_shared") else 0.0
+
+
 def _big_units(key, units):
     """units * (units / 1e6): the fp32 formats' extra cost per weight (per
     nonzero) in big weights, which fall out of L2 / are evicted from L3."""
@@ -407,18 +434,18 @@ def _g4_min_m():
 def _predict(model, key, m, n, k, units):
     """Modelled microseconds of one linear() call."""
     table = model["coef"][key]
-    o, a, b, c, d, e = _coef_at(table, m)
+    o, a, b, c, d, e, g = _coef_at(table, m)
     low = min(int(x) for x in table)
     if key == "spint8_g4" and m < low:  # relative to the tiles of the lowest measured M
         f = min(1.0, _g4_tile_units(m) / _g4_tile_units(low))
-        a, b, d, e = a * f, b * f, d * f, e * f
+        a, b, d, e, g = a * f, b * f, d * f, e * f, g * f
     if key == "spint8_g4_m1" and k > 1024:
         a *= G4_WIDE_FACTOR
     if (key == "spint8_g4" and _g4_rows_by_m1(m, n, k, units)
             and "spint8_g4_m1" in model["coef"]):  # units: the groups
         return m * _predict(model, "spint8_g4_m1", 1, n, k, units)
     return o + (a * units + b * n + c * m * k + d * _big_units(key, units)
-                + e * _log2k_units(key, units, k)) * 1e-3
+                + e * _log2k_units(key, units, k) + g * _gap_units(key, units, n, k)) * 1e-3
 
 
 # Below the sparsity where CSRMatrix holds more bytes than the dense array (its
@@ -763,9 +790,7 @@ def pack(w, quantize=None, m=128, model=None):
     ex, csr, shared = _explain_built(w, quantize, m, model)
     choice = ex["choice"]
     if choice == "dense":
-        from sparsekit._dense_f32 import for_linear
-
-        return for_linear(w.astype(np.float32, copy=True))
+        return _dense_weight(w.astype(np.float32, copy=True))
     if choice == "csr_shared":
         return shared
     if choice in ("csr", "sell") and csr is None:
@@ -777,6 +802,20 @@ def pack(w, quantize=None, m=128, model=None):
     if choice == "qdense":
         return formats.QuantizedMatrix.from_float(w)
     return formats.SparseInt8Matrix.from_float(w)
+
+
+def _dense_weight(w, avx2_cpu=False):
+    """The dense fp32 weight pack returns for a float32 w it may keep: a
+    PackedDenseMatrix where sparsekit's packed fp32 GEMM beats NumPy's BLAS
+    (sparsekit._dense_f32.wanted()), else w. The one place that says so:
+    pack returns it, `sparsekit pack --measure` times it as the model's
+    "dense" (avx2_cpu=True: as a CPU without AVX-512 would, for MEASURED_AVX2;
+    see _pack_measure._dense_for_table), and the runtime
+    (sparsekit/runtime/weights.py) keeps what pack returned rather than packing
+    it again."""
+    from sparsekit._dense_f32 import for_linear
+
+    return for_linear(w, avx2_cpu)
 
 
 # measuring and fitting the model, the crossover table and the command line

@@ -220,10 +220,13 @@ def test_choice_on_small_layers_is_usable(rng, quantize, sparsity):
 def test_old_three_coefficient_tables_still_work():
     from sparsekit.pack import _coef_at
 
-    assert _coef_at({1: (1.0, 2.0, 3.0)}, 1) == (1.0, 2.0, 3.0, 0.0, 0.0, 0.0)
-    assert _coef_at({128: (1.0, 2.0, 3.0, 4.0, 5.0)}, 256) == (1.0, 4.0, 6.0, 4.0, 10.0, 0.0)
+    assert _coef_at({1: (1.0, 2.0, 3.0)}, 1) == (1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0)
+    assert _coef_at({128: (1.0, 2.0, 3.0, 4.0, 5.0)}, 256) == (1.0, 4.0, 6.0, 4.0, 10.0, 0.0,
+                                                               0.0)
     assert _coef_at({128: (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)}, 256) == (1.0, 4.0, 6.0, 4.0, 10.0,
-                                                                     12.0)
+                                                                     12.0, 0.0)
+    # the gap term (7th): scaled past the last M like the other per-unit terms
+    assert _coef_at({128: (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)}, 256)[6] == 14.0
 
 
 def test_g4_m1_timings_used_where_sparse_int8_runs_its_m1_g4_kernel(rng):

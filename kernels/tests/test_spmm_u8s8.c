@@ -112,30 +112,34 @@ static void linear_case(int isa, int64_t m, int64_t n, int64_t k, int ib, int th
     ws[j] = 0.002f + (float)(rng_u32() % 100) * 1e-4f;
     bias[j] = rng_f32();
   }
-  for (int64_t i = 0; i < m * ldy; ++i) y[i] = -7.0f;
   sk_set_num_threads(threads);
-  CHECK(sk_linear_u8s8_bsr_f32(&w, ws, m, x, ldx, bias, SK_ACT_RELU, y, ldy) == SK_OK, "lin rc");
   CHECK(sk_quantize_rows_u8(m, k, x, ldx, xq, k, xs, zp) == SK_OK, "quantize rc");
-  int bad = 0;
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t r = 0; r < ldy; ++r) {
-      const float got = y[i * ldy + r];
-      if (r >= n) {
-        bad |= got != -7.0f;
-        continue;
+  for (int variant_f32 = 0; variant_f32 < 4; ++variant_f32) {
+    const float *bs = variant_f32 & 1 ? bias : NULL;
+    const sk_activation act = variant_f32 & 2 ? SK_ACT_RELU : SK_ACT_NONE;
+    for (int64_t i = 0; i < m * ldy; ++i) y[i] = -7.0f;
+    CHECK(sk_linear_u8s8_bsr_f32(&w, ws, m, x, ldx, bs, act, y, ldy) == SK_OK, "lin rc");
+    int bad = 0;
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t r = 0; r < ldy; ++r) {
+        const float got = y[i * ldy + r];
+        if (r >= n) {
+          bad |= got != -7.0f;
+          continue;
+        }
+        int64_t ref = 0;
+        for (int64_t kk = 0; kk < k; ++kk)
+          ref += ((int64_t)xq[i * k + kk] - zp[i]) * b.dense[r * k + kk];
+        /* bit for bit the kernels' float32 statement; volatile: no fma contraction */
+        volatile float prod = (float)ref * (xs[i] * ws[r]);
+        float want = bs ? prod + bs[r] : prod;
+        if (act == SK_ACT_RELU && want < 0.0f) want = 0.0f;
+        bad |= memcmp(&want, &got, 4) != 0;
       }
-      int64_t ref = 0;
-      for (int64_t kk = 0; kk < k; ++kk)
-        ref += ((int64_t)xq[i * k + kk] - zp[i]) * b.dense[r * k + kk];
-      /* bit for bit the kernels' float32 statement; volatile: no fma contraction */
-      volatile float prod = (float)ref * (xs[i] * ws[r]);
-      float want = prod + bias[r];
-      if (want < 0.0f) want = 0.0f;
-      bad |= memcmp(&want, &got, 4) != 0;
-    }
-  CHECK(!bad, "linear isa=%s/%d m=%lld n=%lld k=%lld ib=%d t=%d", sk_isa_name((sk_isa)isa),
-        variant,
-        (long long)m, (long long)n, (long long)k, ib, threads);
+    CHECK(!bad, "linear isa=%s/%d m=%lld n=%lld k=%lld ib=%d t=%d bias=%d relu=%d",
+          sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n, (long long)k, ib,
+          threads, bs != NULL, act == SK_ACT_RELU);
+  }
   free(x); free(y); free(ws); free(bias); free(xs); free(zp); free(xq); free_bsr(&b);
 }
 

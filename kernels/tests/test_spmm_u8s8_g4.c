@@ -75,8 +75,9 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density,
   run_case_ld(isa, m, n, k, density, zp_per_row, threads, n + 5);
 }
 
-/* float path: y = relu(acc * (xscale * wscale) + bias) bit for bit in float32,
- * against the int32 path fed with the same quantized rows (sk_quantize_rows_u8). */
+/* float path: y = acc * (xscale * wscale) (+ bias) (relu) bit for bit in
+ * float32, with and without bias and relu, against the int32 path fed with the
+ * same quantized rows (sk_quantize_rows_u8). */
 static void run_linear(int64_t m, int64_t n, int64_t k) {
   g4 b = make_g4(n, k, 0.2);
   sk_csr_s8_g4 w = {n, k, b.indptr, b.kidx, b.values, b.row_sums};
@@ -85,19 +86,24 @@ static void run_linear(int64_t m, int64_t n, int64_t k) {
   uint8_t *xq = malloc((size_t)(m * k));
   int32_t *zp = malloc((size_t)m * 4), *acc = malloc((size_t)(m * n) * 4);
   for (int64_t i = 0; i < m * k; ++i) x[i] = (float)((int)(rng_u32() % 2001) - 1000) / 100.0f;
-  for (int64_t j = 0; j < n; ++j) ws[j] = 0.01f * (float)(1 + j % 7), bias[j] = (float)(j % 5) - 2.0f;
-  CHECK(sk_linear_u8s8_g4_f32(&w, ws, m, x, k, bias, SK_ACT_RELU, y, n) == SK_OK, "linear rc");
+  for (int64_t j = 0; j < n; ++j) ws[j] = 0.01f * (float)(1 + j % 7), bias[j] = rng_f32();
   CHECK(sk_quantize_rows_u8(m, k, x, k, xq, k, xs, zp) == SK_OK, "quantize");
   CHECK(sk_spmm_u8s8_g4_s32(&w, m, xq, k, zp, 1, acc, n) == SK_OK, "s32 rc");
-  int bad = 0;
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      volatile float prod = (float)acc[i * n + j] * (xs[i] * ws[j]); /* no fma contraction */
-      float ref = prod + bias[j];
-      if (ref < 0.0f) ref = 0.0f;
-      if (memcmp(&ref, &y[i * n + j], 4) != 0) bad = 1;
-    }
-  CHECK(!bad, "linear m=%lld n=%lld k=%lld", (long long)m, (long long)n, (long long)k);
+  for (int variant = 0; variant < 4; ++variant) {
+    const float *bs = variant & 1 ? bias : NULL;
+    const sk_activation act = variant & 2 ? SK_ACT_RELU : SK_ACT_NONE;
+    CHECK(sk_linear_u8s8_g4_f32(&w, ws, m, x, k, bs, act, y, n) == SK_OK, "linear rc");
+    int bad = 0;
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        volatile float prod = (float)acc[i * n + j] * (xs[i] * ws[j]); /* no fma contraction */
+        float ref = bs ? prod + bs[j] : prod;
+        if (act == SK_ACT_RELU && ref < 0.0f) ref = 0.0f;
+        if (memcmp(&ref, &y[i * n + j], 4) != 0) bad = 1;
+      }
+    CHECK(!bad, "linear m=%lld n=%lld k=%lld bias=%d relu=%d", (long long)m, (long long)n,
+          (long long)k, bs != NULL, act == SK_ACT_RELU);
+  }
   free(x); free(y); free(ws); free(bias); free(xs); free(xq); free(zp); free(acc); free_g4(&b);
 }
 

@@ -4,11 +4,29 @@ quantize="dynamic") and the torch-free runtime (sparsekit.torch.to_runtime,
 fp32 and int8, tokenized with the `tokenizers` package) against torch fp32,
 torch's dynamic int8 (per-tensor default and per-channel), and an ONNX Runtime
 dynamic-int8 export of the same model. Times are for encoding a batch of 1
-and of 32 sentences end to end (tokenizer, transformer, mean pooling,
-normalisation); cosines are the minimum
-over sparsekit.datasets.SENTENCES against the fp32 embeddings.
+and of 32 sentences end to end; cosines are the minimum over
+sparsekit.datasets.SENTENCES against the fp32 embeddings.
+
+Two kinds of rows time the torch-based systems (torch fp32 / int8, sparsekit
+fp32 / int8), because the two ways of calling them do not do the same work:
+
+- "<system>": SentenceTransformer.encode, what a sentence-transformers user
+  calls: the HF tokenizer, and encode's per-call overhead (model.eval(), the
+  device lookup, sorting by length), then the transformer, pooling and
+  normalisation. ORT's rows tokenize with the HF tokenizer too.
+- "<system> (forward)": the same model timed like the runtime rows: the
+  `tokenizers` package's ids (the runtime rows' tokenizer, called inside the
+  timed call in both), then the model's forward called directly under
+  torch.inference_mode (features dict in, "sentence_embedding" out). So
+  "sparsekit fp32 (forward)" and "sparsekit runtime fp32" time the same work
+  with two front ends to the same kernels. --no-forward leaves these rows out.
+
+An accuracy line checks that the `tokenizers` ids equal the HF tokenizer's and
+that every forward row returns its encode row's embeddings (min cosine, max
+absolute difference).
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_minilm.py [--threads 1] [--repeats 15]
+        [--only PREFIXES] [--no-ort] [--no-forward] [--dense-ab]
 
 Timings interleave the systems (one run of each per round) and report medians
 of wall time and of process CPU time (time.process_time: every system runs on
@@ -87,14 +105,60 @@ def ort_encoder(model, tmp, per_channel):
     return encode
 
 
+FORWARD = " (forward)"  # suffix of the rows calling a torch model's forward directly
+
+
+def token_feed(tok, sentences):
+    """The `tokenizers` ids of `sentences` (one padded batch) as int64 arrays
+    by input name: the input of the runtime and the "(forward)" rows."""
+    enc = tok.encode_batch(sentences)
+    return {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64)}
+
+
 def runtime_encoder(rt, tok):
     """An encode(sentences) on a sparsekit runtime model: no torch involved."""
     def encode(sentences):
-        enc = tok.encode_batch(sentences)
-        return rt(input_ids=np.array([e.ids for e in enc]),
-                  attention_mask=np.array([e.attention_mask for e in enc]),
-                  token_type_ids=np.array([e.type_ids for e in enc]))
+        return rt(**token_feed(tok, sentences))
     return encode
+
+
+def forward_encoder(model, tok):
+    """An encode(sentences) calling a sentence-transformers model's forward
+    directly, timed like runtime_encoder: the same `tokenizers` ids, features
+    dict in, sentence embedding out, under torch.inference_mode; none of
+    SentenceTransformer.encode's per-call work (model.eval(), device lookup,
+    HF tokenizer, sorting). The model is put in eval mode once, here."""
+    import torch
+
+    model.eval()
+
+    def encode(sentences):
+        feats = {k: torch.from_numpy(v) for k, v in token_feed(tok, sentences).items()}
+        with torch.inference_mode():
+            return model(feats)["sentence_embedding"].numpy()
+    return encode
+
+
+def speedup_pairs(names):
+    """(sparsekit row, other row) pairs for the speedup lines: each sparsekit
+    row against the rows doing the same work (encode rows against encode rows,
+    "(forward)" rows against "(forward)" rows), and the runtime rows against
+    every encode and forward row (the encode ones: what a sentence-transformers
+    user sees; the forward ones: the same work). Timing-only rows ("(...)")
+    and other runtime rows are never compared."""
+    sk_rows = ("sparsekit fp32", "sparsekit int8", "sparsekit runtime int8",
+               "sparsekit runtime fp32")
+    sk_rows += tuple(n + FORWARD for n in sk_rows[:2])
+    out = []
+    for sk in (n for n in sk_rows if n in names):
+        for other in names:
+            if other == sk or other.startswith("(") or other.startswith("sparsekit r"):
+                continue
+            if sk.startswith("sparsekit r") or sk.endswith(FORWARD) == other.endswith(FORWARD):
+                out.append((sk, other))
+    return out
 
 
 def fast_tokenizer(model):
@@ -115,6 +179,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--no-ort", action="store_true")
+    ap.add_argument("--no-forward", action="store_true",
+                    help="leave out the \"(forward)\" rows (torch systems on `tokenizers` "
+                         "ids, forward called directly, as the runtime rows)")
     ap.add_argument("--only", default=None,
                     help="comma-separated system name prefixes to run (torch fp32, the "
                          "cosine reference, always runs)")
@@ -144,18 +211,24 @@ def main():
                 return m.encode(s, batch_size=64, convert_to_numpy=True)
         return encode
 
-    systems = {"torch fp32": torch_encoder(model)}
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    systems["torch int8 (per-tensor)"] = torch_encoder(quantize_dynamic(
-        copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8))
-    systems["torch int8 (per-channel)"] = torch_encoder(quantize_dynamic(
-        copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig},
-        dtype=torch.qint8))
-    systems["sparsekit fp32"] = torch_encoder(skt.accelerate(model))  # dense: packed GEMM
     acc = skt.accelerate(model, quantize="dynamic")
-    systems["sparsekit int8"] = torch_encoder(acc)
+    torch_models = {  # the torch-based systems: an encode row and a forward row each
+        "torch fp32": model,
+        "torch int8 (per-tensor)": quantize_dynamic(
+            copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8),
+        "torch int8 (per-channel)": quantize_dynamic(
+            copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig},
+            dtype=torch.qint8),
+        "sparsekit fp32": skt.accelerate(model),  # dense: packed GEMM
+        "sparsekit int8": acc,
+    }
+    systems = {name: torch_encoder(m) for name, m in torch_models.items()}
     tok = fast_tokenizer(model)
+    if not args.no_forward:
+        for name, m in torch_models.items():
+            systems[name + FORWARD] = forward_encoder(m, tok)
     systems["sparsekit runtime fp32"] = runtime_encoder(skt.to_runtime(model), tok)
     if args.dense_ab:
         from unittest import mock
@@ -177,10 +250,14 @@ def main():
         keep = tuple(p.strip() for p in args.only.split(","))
         systems = {k: f for k, f in systems.items() if k == "torch fp32" or k.startswith(keep)}
     ref = systems["torch fp32"](sentences)
-    cos = {k: float(cosines(f(sentences), ref).min()) for k, f in systems.items()}
+    embs = {k: f(sentences) for k, f in systems.items()}
+    cos = {k: float(cosines(e, ref).min()) for k, e in embs.items()}
+    check_forward(model, tok, sentences, embs,
+                  {k: torch_encoder(m) for k, m in torch_models.items()})
 
-    # every encoder above tokenizes with model.tokenize inside its timed call;
-    # the tokenizer alone is timed too, to show its share
+    # every encoder above tokenizes inside its timed call (encode and ORT rows
+    # with model.tokenize, runtime and forward rows with `tokenizers`); the
+    # tokenizers alone are timed too, to show their share
     systems["(tokenizer alone)"] = model.tokenize
     systems["(tokenizers pkg alone)"] = tok.encode_batch
     for k in ("(tokenizer alone)", "(tokenizers pkg alone)"):
@@ -201,18 +278,36 @@ def main():
 def report(args, systems, cos, med, clock, nsent):
     print(f"all-MiniLM-L6-v2, {args.threads} thread(s), {args.repeats} interleaved rounds, "
           f"median {clock} ms; min cosine to fp32 over {nsent} sentences")
-    print(f"{'system':<26} {'batch 1':>9} {'batch 32':>9}  {'min cos':>8}")
+    width = max(26, *(len(k) for k in systems))
+    print(f"{'system':<{width}} {'batch 1':>9} {'batch 32':>9}  {'min cos':>8}")
     for k in systems:
-        print(f"{k:<26} {med[(k, 1)] * 1e3:9.2f} {med[(k, 32)] * 1e3:9.2f}  {cos[k]:8.5f}")
-    for sk in ("sparsekit fp32", "sparsekit int8", "sparsekit runtime int8",
-               "sparsekit runtime fp32"):
-        if sk not in systems:
-            continue
-        for other in systems:
-            if other != sk and not other.startswith("(") and not other.startswith("sparsekit r"):
-                print(f"  speedup {sk} vs {other:<26}: batch 1 "
-                      f"{med[(other, 1)] / med[(sk, 1)]:5.2f}x, batch 32 "
-                      f"{med[(other, 32)] / med[(sk, 32)]:5.2f}x")
+        print(f"{k:<{width}} {med[(k, 1)] * 1e3:9.2f} {med[(k, 32)] * 1e3:9.2f}  "
+              f"{cos[k]:8.5f}")
+    for sk, other in speedup_pairs(list(systems)):
+        print(f"  speedup {sk} vs {other:<{width}}: batch 1 "
+              f"{med[(other, 1)] / med[(sk, 1)]:5.2f}x, batch 32 "
+              f"{med[(other, 32)] / med[(sk, 32)]:5.2f}x")
+
+
+def check_forward(model, tok, sentences, embs, encoders):
+    """Print that the `tokenizers` ids equal the HF tokenizer's on `sentences`
+    and how close each "(forward)" row's embeddings (in embs) are to the same
+    model's encode (encoders: name -> encode, run here if its row was not)."""
+    if not any(k.endswith(FORWARD) for k in embs):
+        return
+    hf = model.tokenize(sentences)
+    fast = token_feed(tok, sentences)
+    same = all(np.array_equal(hf[k].numpy(), fast[k]) for k in fast)
+    print(f"forward rows: `tokenizers` ids {'equal' if same else 'DIFFER FROM'} the HF "
+          f"tokenizer's on {len(sentences)} sentences; embeddings against the same "
+          f"model's encode:")
+    for k, e in embs.items():
+        if k.endswith(FORWARD):
+            name = k[:-len(FORWARD)]
+            ref = embs[name] if name in embs else encoders[name](sentences)
+            print(f"  {k:<34} min cos {cosines(e, ref).min():.7f}, max |diff| "
+                  f"{np.abs(e - ref).max():.2e}, allclose(atol=1e-5) "
+                  f"{np.allclose(e, ref, rtol=0, atol=1e-5)}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Measuring and fitting sparsekit.pack's cost model, its crossover table,
 and the `sparsekit pack` command line (`python -m sparsekit.pack`).
 
-`sparsekit pack --measure` times every format on this machine and prints a
-table to paste into sparsekit/_pack_tables.py; `--save` / `--fit` split a
-long run. The decision itself is in sparsekit/pack.py.
+`sparsekit pack --measure` times the formats on this machine and prints a
+table to paste into sparsekit/_pack_tables.py; at each M it times together
+only the formats pack can choose at that M (timing_plan); `--save` / `--fit`
+split a long run. The decision itself is in sparsekit/pack.py.
 """
 import math
 import sys
@@ -11,9 +12,9 @@ import sys
 import numpy as np
 
 from sparsekit.pack import (
-    MEASURED, SHARED_ISAS, SHARED_MIN_DENSITY, SHARED_MIN_M, _big_units, _candidates, _decide,
+    MEASURED, QUANTIZE, SHARED_ISAS, SHARED_MIN_DENSITY, _big_units, _candidates, _decide,
     _dense_weight, _g4_applies, _gap_units, _log2k_units, _predict, _running_kernels,
-    _sell_groups, _sell_wanted, _shared_isa, _shared_wanted, _stats, _table,
+    _sell_groups, _sell_isa, _sell_wanted, _shared_isa, _shared_wanted, _stats, _table,
 )
 
 # ---- measuring the model ----------------------------------------------------
@@ -92,15 +93,70 @@ def all_formats():
         ["csr_shared"] if _shared_isa() in SHARED_ISAS else [])
 
 
+def _choosable(fmt, m, sell_isa, shared_isa):
+    """Can pack pick fmt at M rows per call where spmv_sell_f32 runs on
+    sell_isa and spmm_f32 on shared_isa? pack's own M rules (_candidates,
+    _sell_wanted, _shared_wanted); the rules on the weight itself aside."""
+    quantize = next((q for q in QUANTIZE if fmt in _candidates(q)), "unknown")
+    if quantize == "unknown":
+        raise ValueError(f"formats: unknown format {fmt!r} (expected some of "
+                         f"{', '.join(c for q in QUANTIZE for c in _candidates(q))})")
+    if fmt == "sell":
+        return _sell_wanted(quantize, m, sell_isa)
+    if fmt == "csr_shared":
+        return _shared_wanted(quantize, m, shared_isa)
+    return True
+
+
+def timing_plan(fmts, ms, sell_isa=None, shared_isa=None):
+    """What --measure times at each M (kernels: this CPU's unless given):
+    [(m, together, alone)]. together: the formats of fmts pack can choose at
+    that M, timed in one interleave: a format it cannot choose there, timed
+    alongside, evicts their arrays (SlicedEllMatrix's slowed CSRMatrix by
+    5-25% at M >= 32 and moved the crossovers ~0.05 later; benchmarks/
+    RESULTS.md, branch packrefit). alone: a format pack cannot choose at that
+    M but can at some M between it and the next lower M timed (0 for the
+    lowest), where the model interpolates (or clamps to) this row, e.g.
+    SlicedEllMatrix at M = 32 for M = 9..16 on AVX-512; each is timed on its
+    own. Other formats are not timed at that M (their rows there are never
+    read). Raises ValueError for an unknown format or an M < 1."""
+    sell_isa = _sell_isa() if sell_isa is None else sell_isa
+    shared_isa = _shared_isa() if shared_isa is None else shared_isa
+    plan = []
+    for m in ms:
+        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+            raise ValueError(f"ms: expected activation row counts >= 1, got {m!r}")
+        below = max((v for v in ms if v < m), default=0)
+        together = [f for f in fmts if _choosable(f, m, sell_isa, shared_isa)]
+        alone = [f for f in fmts if f not in together and any(
+            _choosable(f, v, sell_isa, shared_isa) for v in range(below + 1, m))]
+        plan.append((int(m), together, alone))
+    return plan
+
+
+def _describe_plan(plan, fmts):
+    """timing_plan as lines for the log."""
+    lines = []
+    for m, together, alone in plan:
+        skipped = [f for f in fmts if f not in together and f not in alone]
+        lines.append(f"M={m}: together {','.join(together) or '-'}; alone "
+                     f"{','.join(alone) or '-'}; not timed {','.join(skipped) or '-'}")
+    return lines
+
+
 def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS, reps=7,
                 seed=0, log=None, patterns=("unstructured", "1x4"), fmts=None):
-    """Time sparsekit.linear for every candidate format (or those in fmts).
-    Returns one dict per (weight, M, format): n, k, sparsity, pattern, m, fmt,
-    nnz, nblocks, ngroups, sell_groups, shared_bytes (bytes of the CSRMatrix
-    with its shared-column layout, None where none is built; csr_shared is
-    timed only where one is), sec - what _model_from_raw fits."""
+    """Time sparsekit.linear for every candidate format (or those in fmts),
+    at each M as timing_plan says. Returns one dict per (weight, M, format
+    timed): n, k, sparsity, pattern, m, fmt, nnz, nblocks, ngroups,
+    sell_groups, shared_bytes (bytes of the CSRMatrix with its shared-column
+    layout, None where none is built; csr_shared is timed only where one is),
+    sec - what _model_from_raw fits."""
     rng = np.random.default_rng(seed)
     fmts = all_formats() if fmts is None else list(fmts)
+    plan = timing_plan(fmts, ms)
+    for line in _describe_plan(plan, fmts) if log else ():
+        log(line)
     raw = []
     for n, k in shapes:
         for s in sparsities:
@@ -114,18 +170,20 @@ def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE
                          if not (pattern == "1x4" and f in ("dense", "qdense"))}
                 built = {f: obj for f, obj in built.items() if obj is not None}
                 shared_bytes = built["csr_shared"].nbytes if "csr_shared" in built else None
-                for m in ms:
+                for m, together, alone in plan:
                     x = rng.standard_normal((m, k)).astype(np.float32)
-                    timed = {f: obj for f, obj in built.items()  # M = 1 ignores the layout
-                             if not (f == "csr_shared" and m < SHARED_MIN_M)}
-                    for f, sec in _time_formats(timed, x, reps).items():
-                        raw.append(dict(n=n, k=k, sparsity=s, pattern=pattern, m=m, fmt=f,
-                                        nnz=nnz, nblocks=nblocks, ngroups=ngroups,
-                                        sell_groups=sell_groups, shared_bytes=shared_bytes,
-                                        sec=sec))
-                        if log:
-                            log(f"{n}x{k} s={s:.2f} {pattern:>12} M={m:<4} {f:>7} "
-                                f"{sec * 1e6:9.1f} us")
+                    for group in [together] + [[f] for f in alone]:
+                        timed = {f: built[f] for f in group if f in built}
+                        if not timed:
+                            continue
+                        for f, sec in _time_formats(timed, x, reps).items():
+                            raw.append(dict(n=n, k=k, sparsity=s, pattern=pattern, m=m,
+                                            fmt=f, nnz=nnz, nblocks=nblocks,
+                                            ngroups=ngroups, sell_groups=sell_groups,
+                                            shared_bytes=shared_bytes, sec=sec))
+                            if log:
+                                log(f"{n}x{k} s={s:.2f} {pattern:>12} M={m:<4} {f:>10} "
+                                    f"{sec * 1e6:9.1f} us")
     return raw
 
 
@@ -316,7 +374,12 @@ def _cli_arguments(ap):
     """The options of `sparsekit pack` (sparsekit/cli.py); without --measure
     or --fit it prints the crossover table of MEASURED."""
     ap.add_argument("--measure", action="store_true",
-                    help="time every format and print the fitted model (paste as MEASURED)")
+                    help="time the formats and print the fitted model (paste as MEASURED); "
+                         "at each M only the formats pack can choose there are timed "
+                         "together (see --plan)")
+    ap.add_argument("--plan", action="store_true",
+                    help="print which formats --measure would time together (and alone) at "
+                         "each M with these --formats / --ms, and time nothing")
     ap.add_argument("--reps", type=int, default=7,
                     help="timed rounds per case with --measure (formats interleaved; the "
                          "fastest round is kept; default 7)")
@@ -331,7 +394,7 @@ def _cli_arguments(ap):
                     help="time (with --measure) and fit only these formats, e.g. sell (of dense, "
                          "csr, csr_shared, sell, spint8, qdense); the others keep their "
                          "coefficients from MEASURED, and these keep theirs at the M not "
-                         "timed (--ms)")
+                         "timed (--ms, or where pack cannot choose them: --plan)")
     ap.add_argument("--ms", default=None, help="time only these M, e.g. 1,8 (default "
                                                "1,8,32,128)")
     ap.add_argument("--sparsities", default=None,
@@ -350,6 +413,33 @@ def _main(argv):
     _cli_run(ap.parse_args(argv))
 
 
+def _measure_options(args):
+    """measure_raw's shapes, sparsities, ms, fmts and patterns from the
+    parsed --shapes, --sparsities, --ms, --formats and --patterns (their
+    defaults where not given; fmts None: all_formats())."""
+    def split(text):
+        return [v.strip() for v in text.split(",") if v.strip()]
+
+    try:
+        shapes = MEASURE_SHAPES if args.shapes is None else tuple(
+            tuple(int(v) for v in sh.split("x")) for sh in split(args.shapes))
+        if any(len(sh) != 2 for sh in shapes):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--shapes: expected NxK[,NxK...], got {args.shapes!r}") from None
+    try:
+        ms = MEASURE_MS if args.ms is None else tuple(int(v) for v in split(args.ms))
+        sparsities = MEASURE_SPARSITIES if args.sparsities is None else tuple(
+            float(v) for v in split(args.sparsities))
+    except ValueError:
+        raise ValueError(f"--ms / --sparsities: expected comma-separated numbers, got "
+                         f"{args.ms!r} / {args.sparsities!r}") from None
+    return dict(shapes=shapes, sparsities=sparsities, ms=ms,
+                fmts=None if args.formats is None else split(args.formats),
+                patterns=("unstructured", "1x4") if args.patterns is None else tuple(
+                    split(args.patterns)))
+
+
 def _cli_run(args):
     """Run `sparsekit pack` with parsed `args` (see _cli_arguments)."""
     import json
@@ -357,24 +447,21 @@ def _cli_run(args):
 
     if args.fit:
         raw = median_runs([json.load(open(path)) for path in args.fit])
+    elif getattr(args, "plan", False):
+        opts = _measure_options(args)
+        fmts = all_formats() if opts["fmts"] is None else opts["fmts"]
+        for line in _describe_plan(timing_plan(fmts, opts["ms"]), fmts):
+            print(line)
+        return
     elif args.measure:
         from threadpoolctl import threadpool_limits
 
         import sparsekit
 
-        shapes = MEASURE_SHAPES if args.shapes is None else tuple(
-            tuple(int(v) for v in sh.split("x")) for sh in args.shapes.split(","))
+        opts = _measure_options(args)
         sparsekit.set_num_threads(1)
         with threadpool_limits(1):
-            raw = measure_raw(
-                shapes, MEASURE_SPARSITIES if args.sparsities is None else tuple(
-                    float(v) for v in args.sparsities.split(",")),
-                ms=MEASURE_MS if args.ms is None else tuple(
-                    int(v) for v in args.ms.split(",")), reps=args.reps,
-                log=lambda s: print(s, file=sys.stderr),
-                fmts=None if args.formats is None else args.formats.split(","),
-                patterns=("unstructured", "1x4") if args.patterns is None else tuple(
-                    args.patterns.split(",")))
+            raw = measure_raw(reps=args.reps, log=lambda s: print(s, file=sys.stderr), **opts)
         if args.save:
             with open(args.save, "w") as f:
                 json.dump(raw, f)

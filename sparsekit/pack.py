@@ -166,7 +166,11 @@ sparsekit/_pack_measure.py); a long run can be split with
 ``--shapes ... --save part.json`` and fitted with ``--fit part1.json part2.json``
 (a case timed in several files counts at its median: repeat runs on a noisy
 machine); ``--formats`` re-fits some formats (at the Ms timed, ``--ms``) and
-keeps the table's other coefficients.
+keeps the table's other coefficients. At each M it times together only the
+formats pack can choose at that M (_pack_measure.timing_plan, from the rules
+here: SlicedEllMatrix timed beside CSRMatrix at M >= 32 slowed it by 5-25%),
+and alone a format whose row at that M pack interpolates from (SlicedEllMatrix
+at M = 32 for M = 9..16); ``--plan`` prints which, timing nothing.
 ``benchmarks/pack_accuracy.py`` checks the picks against fresh timings.
 """
 import math

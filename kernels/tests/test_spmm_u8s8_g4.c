@@ -78,6 +78,8 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density,
 /* float path: y = acc * (xscale * wscale) (+ bias) (relu) bit for bit in
  * float32, with and without bias and relu, against the int32 path fed with the
  * same quantized rows (sk_quantize_rows_u8). */
+static int isa_now; /* the ISA under test, for the float paths' messages */
+
 static void run_linear(int64_t m, int64_t n, int64_t k) {
   g4 b = make_g4(n, k, 0.2);
   sk_csr_s8_g4 w = {n, k, b.indptr, b.kidx, b.values, b.row_sums};
@@ -101,8 +103,9 @@ static void run_linear(int64_t m, int64_t n, int64_t k) {
         if (act == SK_ACT_RELU && ref < 0.0f) ref = 0.0f;
         if (memcmp(&ref, &y[i * n + j], 4) != 0) bad = 1;
       }
-    CHECK(!bad, "linear m=%lld n=%lld k=%lld bias=%d relu=%d", (long long)m, (long long)n,
-          (long long)k, bs != NULL, act == SK_ACT_RELU);
+    CHECK(!bad, "linear isa=%s m=%lld n=%lld k=%lld bias=%d relu=%d",
+          sk_isa_name((sk_isa)isa_now), (long long)m, (long long)n, (long long)k, bs != NULL,
+          act == SK_ACT_RELU);
   }
   free(x); free(y); free(ws); free(bias); free(xs); free(xq); free(zp); free(acc); free_g4(&b);
 }
@@ -158,8 +161,8 @@ static void run_linear_static(int64_t m, int64_t n, int64_t k, float x_scale, in
     CHECK(sk_linear_u8s8_g4_f32_static(&w, ws, m, x, k, x_scale, x_zp, bs, act, y, n) ==
               SK_OK, "static rc");
     CHECK(!check_static_f32(acc, x_scale, ws, bs, act, m, n, y),
-          "static m=%lld n=%lld k=%lld bias=%d relu=%d", (long long)m, (long long)n,
-          (long long)k, bs != NULL, act == SK_ACT_RELU);
+          "static isa=%s m=%lld n=%lld k=%lld bias=%d relu=%d", sk_isa_name((sk_isa)isa_now),
+          (long long)m, (long long)n, (long long)k, bs != NULL, act == SK_ACT_RELU);
   }
   CHECK(sk_linear_u8s8_g4_f32_static(&w, ws, m, x, k, 0.0f, x_zp, bias, SK_ACT_NONE, y, n) ==
             (m > 0 ? SK_ERR_ARGUMENT : SK_OK), "static scale 0");
@@ -183,6 +186,7 @@ int main(void) {
   static const double densities[] = {0.0, 0.1, 0.5, 1.0};
   test_validate();
   FOR_EACH_ISA(isa) {
+    isa_now = isa;
     for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
       for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
         for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c)

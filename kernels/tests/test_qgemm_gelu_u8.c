@@ -1,7 +1,8 @@
 /* The int8 GEMM with GELU and u8 output (static int8 chains: BERT's FFN
  * up-projection feeding the down-projection): on every ISA its bytes equal,
  * exactly, sk_quantize_u8 of the fp32-output GEMM's GELU result (the unfused
- * path), for tails in M, N and K, strided A and output, per-row and
+ * path), and its fp32 GELU output is sk_gelu_f32 of the act-free output, bit
+ * for bit, for tails in M, N and K, strided A and output, per-row and
  * per-tensor zero points / scales, with and without bias, threaded; bytes
  * past N stay untouched. */
 #include <string.h>
@@ -37,6 +38,16 @@ static void gelu_u8_case(int isa, int64_t m, int64_t n, int64_t k, int per_row, 
   for (int64_t i = 0; i < m * ldq; ++i) yq[i] = 0xA5;
   CHECK(sk_qgemm_u8s8_f32(&w, m, a, lda, zp, zs, as, zs, b, SK_ACT_GELU, y, n) == SK_OK,
         "f32 rc");
+  /* the fp32 GELU output is sk_gelu_f32 of the act-free statement, bit for bit */
+  float *y0 = malloc((size_t)(m * n + 1) * 4);
+  CHECK(sk_qgemm_u8s8_f32(&w, m, a, lda, zp, zs, as, zs, b, SK_ACT_NONE, y0, n) == SK_OK,
+        "f32 none rc");
+  sk_gelu_f32(y0, m * n);
+  CHECK(memcmp(y0, y, (size_t)(m * n) * 4) == 0,
+        "gelu f32 isa=%s m=%lld n=%lld k=%lld per_row=%d per_channel=%d bias=%d t=%d: "
+        "!= sk_gelu_f32(act-free output)", sk_isa_name((sk_isa)isa), (long long)m,
+        (long long)n, (long long)k, per_row, per_channel, with_bias, threads);
+  free(y0);
   CHECK(sk_quantize_u8(m, n, y, n, out_scale, out_zp, ref, n) == SK_OK, "quantize rc");
   CHECK(sk_qgemm_u8s8_u8(&w, m, a, lda, zp, zs, as, zs, b, SK_ACT_GELU, out_scale, out_zp, yq,
                          ldq) == SK_OK, "u8 rc");

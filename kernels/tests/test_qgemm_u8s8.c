@@ -1,6 +1,8 @@
 /* C tests of the u8 quantizers and the exact int8 GEMM (qgemm_u8s8) on every
  * ISA this CPU runs: quantization bit-identical across ISAs and to a scalar
- * statement of the math; GEMM int32 results equal to an int64 reference. */
+ * statement of the math; GEMM int32 results equal to an int64 reference, the
+ * f32 and u8 epilogues bit for bit their float32 statements with and without
+ * bias and relu, the fp32-input linear equal to quantize + GEMM. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -230,19 +232,27 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
       bad_u8 |= fabs((double)yq[i * ldc + j] - v) > 1;
     }
   }
-  /* f32 bit for bit the documented float32 statement on the exact c, with and
-   * without bias and relu (the volatile keeps the test's own multiply and add
-   * from being contracted into an fma) */
+  /* f32 bit for bit the documented float32 statement on the exact c, and u8
+   * byte for byte its requantization (true division, round half even), with
+   * and without bias and relu (the volatile keeps the test's own multiply and
+   * add from being contracted into an fma) */
+  const float out_scale = 0.05f * (float)(1 + (m + n) % 3); /* inexact: a true division */
+  const int32_t out_zp = (int32_t)((m * 37 + n) % 256);
   for (int variant_f32 = 0; variant_f32 < 4; ++variant_f32) {
     const float *b = variant_f32 & 1 ? bias : NULL;
     const sk_activation act = variant_f32 & 2 ? SK_ACT_RELU : SK_ACT_NONE;
     CHECK(sk_qgemm_u8s8_f32(&w, m, a, lda, zp, zs, as, 1, b, act, y, ldc) == SK_OK, "f32 rc");
+    CHECK(sk_qgemm_u8s8_u8(&w, m, a, lda, zp, zs, as, 1, b, act, out_scale, out_zp, yq, ldc) ==
+              SK_OK, "u8 rc");
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) {
         volatile float prod = (float)c[i * ldc + j] * (as[i] * ws[j]);
         float want = b ? prod + b[j] : prod;
         if (act == SK_ACT_RELU) want = want > 0.0f ? want : 0.0f;
         bad_f32 |= memcmp(&want, &y[i * ldc + j], 4) != 0;
+        float v = nearbyintf(want / out_scale) + (float)out_zp;
+        v = v >= 0.0f ? (v <= 255.0f ? v : 255.0f) : 0.0f;
+        bad_u8 |= yq[i * ldc + j] != (uint8_t)v;
       }
   }
   CHECK(!bad_s32 && !bad_f32 && !bad_u8,
@@ -253,35 +263,53 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
   free(bias); free(yq);
 }
 
-/* linear: fp32 in, fp32 out == quantize_rows then the f32 epilogue, whatever
- * the thread count (row tiles are quantized by whichever thread needs them
- * first; more threads than cores make them contend). */
+/* linear: fp32 in, fp32 out == quantize_rows (dynamic) or sk_quantize_u8
+ * (static x_scale, x_zp) then the f32 epilogue, bit for bit, with and without
+ * bias and with each activation, whatever the thread count (row tiles are
+ * quantized by whichever thread needs them first; more threads than cores
+ * make them contend). */
 static void linear_case(int64_t m, int64_t n, int64_t k, int threads) {
   sk_set_num_threads(threads);
   const int64_t kp = (k + 3) / 4 * 4;
   float *x = malloc((size_t)(m * k + 1) * 4), *y = malloc((size_t)(m * n + 1) * 4);
   float *y2 = malloc((size_t)(m * n + 1) * 4), *ws = malloc((size_t)(n + 1) * 4);
-  float *rs = malloc((size_t)(m + 1) * 4);
+  float *rs = malloc((size_t)(m + 1) * 4), *bias = malloc((size_t)(n + 1) * 4);
   int32_t *rz = malloc((size_t)(m + 1) * 4);
   uint8_t *xq = malloc((size_t)(m * kp + 1)), *s24 = malloc((size_t)(3 * n + 1));
   int8_t *q = malloc((size_t)(n * k + 1));
   int8_t *packed = malloc((size_t)sk_qmatrix_s8_packed_bytes(n, k) + 1);
+  memset(xq, 0, (size_t)(m * kp + 1));
   for (int64_t i = 0; i < m * k; ++i) x[i] = rng_f32() * 3.0f;
   for (int64_t i = 0; i < n * k; ++i) q[i] = (int8_t)((int)(rng_u32() % 255) - 127);
-  for (int64_t j = 0; j < n; ++j) ws[j] = 0.01f;
+  for (int64_t j = 0; j < n; ++j) ws[j] = 0.01f, bias[j] = rng_f32();
   sk_qmatrix_s8_pack(n, k, q, k, packed, s24);
   sk_qmatrix_s8 w = {n, k, packed, s24, ws, 0};
-  CHECK(sk_linear_qgemm_u8s8(&w, m, x, k, 0.0f, 0, NULL, SK_ACT_NONE, y, n) == SK_OK, "lin");
-  CHECK(sk_quantize_rows_u8(m, k, x, k, xq, kp, rs, rz) == SK_OK, "q");
-  CHECK(sk_qgemm_u8s8_f32(&w, m, xq, kp, rz, 1, rs, 1, NULL, SK_ACT_NONE, y2, n) == SK_OK, "f");
-  CHECK(memcmp(y, y2, (size_t)(m * n) * 4) == 0,
-        "linear == quantize + gemm (m=%lld n=%lld k=%lld t=%d)", (long long)m, (long long)n,
-        (long long)k, threads);
+  static const sk_activation acts[3] = {SK_ACT_NONE, SK_ACT_RELU, SK_ACT_GELU};
+  const float x_scale = 6.0f / 255.0f;
+  const int32_t x_zp = 128;
+  for (int variant = 0; variant < 12; ++variant) {
+    const float *b = variant & 1 ? bias : NULL;
+    const sk_activation act = acts[(variant >> 1) % 3];
+    const int stat = variant >= 6;
+    CHECK(sk_linear_qgemm_u8s8(&w, m, x, k, stat ? x_scale : 0.0f, x_zp, b, act, y, n) ==
+              SK_OK, "lin");
+    if (stat) {
+      CHECK(sk_quantize_u8(m, k, x, k, x_scale, x_zp, xq, kp) == SK_OK, "q static");
+      CHECK(sk_qgemm_u8s8_f32(&w, m, xq, kp, &x_zp, 0, &x_scale, 0, b, act, y2, n) == SK_OK,
+            "f static");
+    } else {
+      CHECK(sk_quantize_rows_u8(m, k, x, k, xq, kp, rs, rz) == SK_OK, "q");
+      CHECK(sk_qgemm_u8s8_f32(&w, m, xq, kp, rz, 1, rs, 1, b, act, y2, n) == SK_OK, "f");
+    }
+    CHECK(memcmp(y, y2, (size_t)(m * n) * 4) == 0,
+          "linear == quantize + gemm (m=%lld n=%lld k=%lld t=%d static=%d bias=%d act=%d)",
+          (long long)m, (long long)n, (long long)k, threads, stat, b != NULL, (int)act);
+  }
   x[k / 2] = NAN;
   CHECK(sk_linear_qgemm_u8s8(&w, m, x, k, 0.0f, 0, NULL, SK_ACT_NONE, y, n) == SK_ERR_NONFINITE,
         "nan");
   free(x); free(y); free(y2); free(ws); free(rs); free(rz); free(xq); free(s24); free(q);
-  free(packed);
+  free(packed); free(bias);
 }
 
 static void test_pack_rejects(void) {

@@ -143,9 +143,9 @@ static void linear_case(int isa, int64_t m, int64_t n, int64_t k, int ib, int th
   free(x); free(y); free(ws); free(bias); free(xs); free(zp); free(xq); free_bsr(&b);
 }
 
-/* static input: sk_linear_u8s8_bsr_f32_static equals
- * sk_quantize_u8 + sk_spmm_u8s8_s32 + acc * (x_scale * ws) + bias (relu), up
- * to a fused multiply-add. */
+/* static input: sk_linear_u8s8_bsr_f32_static equals, bit for bit,
+ * sk_quantize_u8 + sk_spmm_u8s8_s32 + acc * (x_scale * ws) (+ bias) (relu),
+ * with and without bias and relu. */
 static void linear_static_case(int isa, int64_t m, int64_t n, int64_t k, int ib,
                                float x_scale, int32_t x_zp) {
   bsr b = make_bsr(n, k, 0.4, 0, ib);
@@ -159,12 +159,18 @@ static void linear_static_case(int isa, int64_t m, int64_t n, int64_t k, int ib,
     ws[j] = 0.002f + (float)(rng_u32() % 100) * 1e-4f;
     bias[j] = rng_f32();
   }
-  CHECK(sk_linear_u8s8_bsr_f32_static(&w, ws, m, x, k, x_scale, x_zp, bias, SK_ACT_RELU, y,
-                                      n) == SK_OK, "static rc");
   CHECK(sk_quantize_u8(m, k, x, k, x_scale, x_zp, xq, k) == SK_OK, "quantize");
   CHECK(sk_spmm_u8s8_s32(&w, m, xq, k, &x_zp, 0, acc, n) == SK_OK, "s32 rc");
-  CHECK(!check_static_f32(acc, x_scale, ws, bias, m, n, y), "static isa=%s m=%lld n=%lld k=%lld ib=%d", sk_isa_name((sk_isa)isa),
-        (long long)m, (long long)n, (long long)k, ib);
+  for (int variant_f32 = 0; variant_f32 < 4; ++variant_f32) {
+    const float *bs = variant_f32 & 1 ? bias : NULL;
+    const sk_activation act = variant_f32 & 2 ? SK_ACT_RELU : SK_ACT_NONE;
+    CHECK(sk_linear_u8s8_bsr_f32_static(&w, ws, m, x, k, x_scale, x_zp, bs, act, y, n) ==
+              SK_OK, "static rc");
+    CHECK(!check_static_f32(acc, x_scale, ws, bs, act, m, n, y),
+          "static isa=%s m=%lld n=%lld k=%lld ib=%d bias=%d relu=%d",
+          sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, ib, bs != NULL,
+          act == SK_ACT_RELU);
+  }
   CHECK(sk_linear_u8s8_bsr_f32_static(&w, ws, m, x, k, -1.0f, x_zp, NULL, SK_ACT_NONE, y, n) ==
             SK_ERR_ARGUMENT, "static scale < 0");
   free(x); free(y); free(ws); free(bias); free(xq); free(acc); free_bsr(&b);

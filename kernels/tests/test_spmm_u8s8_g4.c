@@ -78,6 +78,8 @@ static void run_case(int isa, int64_t m, int64_t n, int64_t k, double density,
 /* float path: y = acc * (xscale * wscale) (+ bias) (relu) bit for bit in
  * float32, with and without bias and relu, against the int32 path fed with the
  * same quantized rows (sk_quantize_rows_u8). */
+static int isa_now; /* the ISA under test, for the float paths' messages */
+
 static void run_linear(int64_t m, int64_t n, int64_t k) {
   g4 b = make_g4(n, k, 0.2);
   sk_csr_s8_g4 w = {n, k, b.indptr, b.kidx, b.values, b.row_sums};
@@ -101,8 +103,9 @@ static void run_linear(int64_t m, int64_t n, int64_t k) {
         if (act == SK_ACT_RELU && ref < 0.0f) ref = 0.0f;
         if (memcmp(&ref, &y[i * n + j], 4) != 0) bad = 1;
       }
-    CHECK(!bad, "linear m=%lld n=%lld k=%lld bias=%d relu=%d", (long long)m, (long long)n,
-          (long long)k, bs != NULL, act == SK_ACT_RELU);
+    CHECK(!bad, "linear isa=%s m=%lld n=%lld k=%lld bias=%d relu=%d",
+          sk_isa_name((sk_isa)isa_now), (long long)m, (long long)n, (long long)k, bs != NULL,
+          act == SK_ACT_RELU);
   }
   free(x); free(y); free(ws); free(bias); free(xs); free(xq); free(zp); free(acc); free_g4(&b);
 }
@@ -137,9 +140,9 @@ static void test_validate(void) {
   CHECK(sk_spmm_u8s8_g4_s32(&w, 1, x, 65537, &zp, 0, y, 2) == SK_ERR_ARGUMENT, "K > 65536");
 }
 
-/* static input: sk_linear_u8s8_g4_f32_static equals
- * sk_quantize_u8 + the int32 path + acc * (x_scale * ws) + bias (relu), up to
- * a fused multiply-add, and
+/* static input: sk_linear_u8s8_g4_f32_static equals, bit for bit,
+ * sk_quantize_u8 + the int32 path + acc * (x_scale * ws) (+ bias) (relu),
+ * with and without bias and relu, and
  * rejects a bad scale / zero point and non-finite x. */
 static void run_linear_static(int64_t m, int64_t n, int64_t k, float x_scale, int32_t x_zp) {
   g4 b = make_g4(n, k, 0.2);
@@ -149,12 +152,18 @@ static void run_linear_static(int64_t m, int64_t n, int64_t k, float x_scale, in
   uint8_t *xq = malloc((size_t)(m * k + 1));
   int32_t *acc = malloc((size_t)(m * n + 1) * 4);
   for (int64_t i = 0; i < m * k; ++i) x[i] = (float)((int)(rng_u32() % 2001) - 1000) / 100.0f;
-  for (int64_t j = 0; j < n; ++j) ws[j] = 0.01f * (float)(1 + j % 7), bias[j] = (float)(j % 5) - 2.0f;
-  CHECK(sk_linear_u8s8_g4_f32_static(&w, ws, m, x, k, x_scale, x_zp, bias, SK_ACT_RELU, y,
-                                     n) == SK_OK, "static rc");
+  for (int64_t j = 0; j < n; ++j) ws[j] = 0.01f * (float)(1 + j % 7), bias[j] = rng_f32();
   CHECK(sk_quantize_u8(m, k, x, k, x_scale, x_zp, xq, k) == SK_OK, "quantize");
   CHECK(sk_spmm_u8s8_g4_s32(&w, m, xq, k, &x_zp, 0, acc, n) == SK_OK, "s32 rc");
-  CHECK(!check_static_f32(acc, x_scale, ws, bias, m, n, y), "static m=%lld n=%lld k=%lld", (long long)m, (long long)n, (long long)k);
+  for (int variant = 0; variant < 4; ++variant) {
+    const float *bs = variant & 1 ? bias : NULL;
+    const sk_activation act = variant & 2 ? SK_ACT_RELU : SK_ACT_NONE;
+    CHECK(sk_linear_u8s8_g4_f32_static(&w, ws, m, x, k, x_scale, x_zp, bs, act, y, n) ==
+              SK_OK, "static rc");
+    CHECK(!check_static_f32(acc, x_scale, ws, bs, act, m, n, y),
+          "static isa=%s m=%lld n=%lld k=%lld bias=%d relu=%d", sk_isa_name((sk_isa)isa_now),
+          (long long)m, (long long)n, (long long)k, bs != NULL, act == SK_ACT_RELU);
+  }
   CHECK(sk_linear_u8s8_g4_f32_static(&w, ws, m, x, k, 0.0f, x_zp, bias, SK_ACT_NONE, y, n) ==
             (m > 0 ? SK_ERR_ARGUMENT : SK_OK), "static scale 0");
   CHECK(sk_linear_u8s8_g4_f32_static(&w, ws, m, x, k, x_scale, 256, bias, SK_ACT_NONE, y, n) ==
@@ -177,6 +186,7 @@ int main(void) {
   static const double densities[] = {0.0, 0.1, 0.5, 1.0};
   test_validate();
   FOR_EACH_ISA(isa) {
+    isa_now = isa;
     for (size_t a = 0; a < sizeof ms / sizeof *ms; ++a)
       for (size_t b = 0; b < sizeof ns / sizeof *ns; ++b)
         for (size_t c = 0; c < sizeof ks / sizeof *ks; ++c)

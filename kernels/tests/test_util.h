@@ -111,17 +111,18 @@ static inline void s32_case_free(s32_case *c) {
 }
 
 /* The static-input float outputs y[m, n] against the int32 results acc of the
- * same quantized x: relu(acc * (x_scale * ws[n]) + bias[n]) in float32, with
- * one rounding of slack (a compiler may fuse the multiply-add; aarch64 does).
- * Returns 1 if bad. */
+ * same quantized x, bit for bit the kernels' float32 statement
+ * acc * (x_scale * ws[n]) (+ bias[n] unless NULL) (relu if act is
+ * SK_ACT_RELU). Returns 1 if bad. */
 static inline int check_static_f32(const int32_t *acc, float x_scale, const float *ws,
-                                   const float *bias, int64_t m, int64_t n, const float *y) {
+                                   const float *bias, sk_activation act, int64_t m, int64_t n,
+                                   const float *y) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
-      /* bit for bit the kernels' float32 statement; volatile: no fma contraction */
+      /* volatile: the test's own multiply and add are not contracted into an fma */
       volatile float prod = (float)acc[i * n + j] * (x_scale * ws[j]);
-      float ref = prod + bias[j];
-      if (ref < 0.0f) ref = 0.0f;
+      float ref = bias ? prod + bias[j] : prod;
+      if (act == SK_ACT_RELU && ref < 0.0f) ref = 0.0f;
       if (memcmp(&ref, &y[i * n + j], 4) != 0) return 1;
     }
   return 0;

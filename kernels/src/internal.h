@@ -131,6 +131,11 @@ typedef struct {
 const sk_quantize_u8_impl *sk_quantize_u8_select(void);
 /* (scale, zero_point) of a row whose range is [mn, mx], mn <= 0 <= mx. */
 void sk_quantize_u8_params(float mn, float mx, float *scale, int32_t *zero_point);
+/* The same from a range kept as maxima of the floats' bit patterns (the
+ * row-block quantizers): hi_bits the signed max (max(x, +0)), lo_bits the
+ * unsigned max (the most negative x if any x has its sign bit set). */
+void sk_quantize_u8_params_bits(int32_t hi_bits, uint32_t lo_bits, float *scale,
+                                int32_t *zero_point);
 /* Dynamic rows [0, rows) through q's dynamic_rows (or dynamic_row per row);
  * SK_OK or SK_ERR_NONFINITE. */
 int sk_quantize_u8_rows_dynamic(const sk_quantize_u8_impl *q, const float *x, int64_t ldx,

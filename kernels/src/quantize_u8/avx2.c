@@ -163,11 +163,7 @@ static inline void range_params(const range_acc *r, float *scale, int32_t *zero_
     hb = hi[j] > hb ? hi[j] : hb;
     lb = lo[j] > lb ? lo[j] : lb;
   }
-  const uint32_t nb = lb >= 0x80000000u ? lb : 0u; /* no sign bit set: min is +0 */
-  float mn, mx;
-  memcpy(&mx, &hb, sizeof mx);
-  memcpy(&mn, &nb, sizeof mn);
-  sk_quantize_u8_params(mn, mx, scale, zero_point);
+  sk_quantize_u8_params_bits(hb, lb, scale, zero_point);
 }
 
 /* the range of k floats from x; lanes past k load +0, inside the range */

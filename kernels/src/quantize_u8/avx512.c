@@ -25,7 +25,6 @@
  */
 #include <float.h>
 #include <immintrin.h>
-#include <string.h>
 
 #include "../internal.h"
 
@@ -186,11 +185,7 @@ static inline void range_add16(range_acc *r, const float *x, __mmask16 m) {
 static inline void range_params(const range_acc *r, float *scale, int32_t *zero_point) {
   const int32_t hb = _mm512_reduce_max_epi32(_mm512_max_epi32(r->hi0, r->hi1));
   const uint32_t lb = _mm512_reduce_max_epu32(_mm512_max_epu32(r->lo0, r->lo1));
-  const uint32_t nb = lb >= 0x80000000u ? lb : 0u; /* no sign bit set: min is +0 */
-  float mn, mx;
-  memcpy(&mx, &hb, sizeof mx);
-  memcpy(&mn, &nb, sizeof mn);
-  sk_quantize_u8_params(mn, mx, scale, zero_point);
+  sk_quantize_u8_params_bits(hb, lb, scale, zero_point);
 }
 
 static inline void range_row(range_acc *r, const float *x, int64_t k) {

@@ -5,6 +5,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 #include "../internal.h"
 
@@ -21,6 +22,15 @@ void sk_quantize_u8_params(float mn, float mx, float *scale, int32_t *zero_point
   z = z >= 0.0f ? (z <= 255.0f ? z : 255.0f) : 0.0f; /* NaN (from inf input) -> 0 */
   *scale = s;
   *zero_point = (int32_t)z;
+}
+
+void sk_quantize_u8_params_bits(int32_t hi_bits, uint32_t lo_bits, float *scale,
+                                int32_t *zero_point) {
+  const uint32_t neg = lo_bits >= 0x80000000u ? lo_bits : 0u; /* no sign bit set: min is +0 */
+  float mn, mx;
+  memcpy(&mx, &hi_bits, sizeof mx);
+  memcpy(&mn, &neg, sizeof mn);
+  sk_quantize_u8_params(mn, mx, scale, zero_point);
 }
 
 int sk_quantize_u8_rows_dynamic(const sk_quantize_u8_impl *q, const float *x, int64_t ldx,

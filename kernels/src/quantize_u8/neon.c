@@ -155,11 +155,7 @@ static inline void range_params(const range_acc *r, float *scale, int32_t *zero_
   uint32_t lb = vmaxvq_u32(r->lo);
   hb = r->hi_tail > hb ? r->hi_tail : hb;
   lb = r->lo_tail > lb ? r->lo_tail : lb;
-  const uint32_t nb = lb >= 0x80000000u ? lb : 0u; /* no sign bit set: min is +0 */
-  float mn, mx;
-  memcpy(&mx, &hb, sizeof mx);
-  memcpy(&mn, &nb, sizeof mn);
-  sk_quantize_u8_params(mn, mx, scale, zero_point);
+  sk_quantize_u8_params_bits(hb, lb, scale, zero_point);
 }
 
 static inline void range_row(range_acc *r, const float *x, int64_t k) {

@@ -54,6 +54,25 @@ def minilm():
     return model, ref
 
 
+@pytest.fixture(scope="module")
+def tiny_bert():
+    """(a 2-layer Hugging Face BertModel in eval mode with sdpa attention,
+    hidden 64, 4 heads; input ids [3, 9]; an attention mask with padding)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=128,
+                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                  max_position_embeddings=32)
+    model = transformers.BertModel(cfg).eval()
+    if model.config._attn_implementation != "sdpa":
+        pytest.skip("transformers did not pick sdpa attention")
+    ids = torch.randint(1, 50, (3, 9))
+    mask = torch.tensor([[1] * 9, [1] * 3 + [0] * 6, [1] * 6 + [0] * 3])
+    return model, ids, mask
+
+
 def quantize_static(model, fuse, inputs):
     """torch's eager static int8 quantization of `model` (eval mode, with
     QuantStub / DeQuantStub): fuse the module-name lists in `fuse`, calibrate

@@ -101,19 +101,8 @@ def test_qkv_not_fused_off_panel_boundaries_and_train_mode_raises():
 # ---- Hugging Face encoder: sparsekit attention + padding dropped ------------
 
 @pytest.fixture(scope="module")
-def bert():
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=128,
-                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                                  max_position_embeddings=32)
-    model = transformers.BertModel(cfg).eval()
-    if model.config._attn_implementation != "sdpa":
-        pytest.skip("transformers did not pick sdpa attention")
-    ids = torch.randint(1, 50, (3, 9))
-    mask = torch.tensor([[1] * 9, [1] * 3 + [0] * 6, [1] * 6 + [0] * 3])
-    return model, ids, mask
+def bert(tiny_bert):
+    return tiny_bert
 
 
 def test_hf_encoder_attention_and_packing(bert):

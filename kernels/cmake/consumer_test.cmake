@@ -2,14 +2,7 @@
 # them): cmake -DMODE=find_package|pkg_config -DBUILD_DIR=... -P this file.
 # Installs BUILD_DIR into WORK/prefix and builds the examples from that prefix
 # only, then runs them (under EMULATOR in a cross build).
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    string(REPLACE ";" " " cmd "${ARGN}")
-    message(FATAL_ERROR "${cmd}\nfailed (${rc}):\n${out}\n${err}")
-  endif()
-  set(RUN_OUTPUT "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/script_run.cmake)
 
 string(REPLACE "|" ";" EMULATOR "${EMULATOR}")
 file(REMOVE_RECURSE ${WORK})

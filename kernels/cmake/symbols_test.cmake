@@ -7,14 +7,7 @@
 #  - a program that defines every internal sk_* name of the C tests' library
 #    itself (each one aborts) links with it and runs: the library's calls
 #    between its own functions never reach the program's.
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    string(REPLACE ";" " " cmd "${ARGN}")
-    message(FATAL_ERROR "${cmd}\nfailed (${rc}):\n${out}\n${err}")
-  endif()
-  set(RUN_OUTPUT "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/script_run.cmake)
 
 # The names `nm <flags> lib` lists as defined (one "address type name" line each).
 function(defined_symbols out_var lib)

@@ -29,7 +29,7 @@ from torch.nn.modules import module as _torch_module
 
 from sparsekit._native import core
 from sparsekit.convert import hf_attention as A
-from sparsekit.runtime.torch_modules import ResidualLayerNorm, SparseLinear
+from sparsekit.runtime.torch_modules import ResidualLayerNorm, SparseLinear, add_layernorm
 
 # keyword arguments the layer may get with a value that changes nothing here
 _IGNORED = A._IGNORED | {"encoder_attention_mask", "cache", "past_key_values"}
@@ -140,9 +140,9 @@ class FusedEncoderLayer:
         core.attention_f32(q, k, v, mask, scale, att.numpy(),
                            None if packing is None else packing.offsets)
         a = p.ao.dense.layer(att.numpy().reshape(b, t, h * d))
-        _add_layernorm(a, xn, p.ao.LayerNorm)
+        add_layernorm(a, xn, p.ao.LayerNorm)
         y = p.out.dense.layer(p.inter.dense.layer(a))
-        _add_layernorm(y, a, p.out.LayerNorm)
+        add_layernorm(y, a, p.out.LayerNorm)
         return torch.from_numpy(y)
 
     def _fast(self, x, attention_mask, encoder_hidden_states, args, kwargs):
@@ -243,14 +243,6 @@ def _same_output(layer, fused):
     finally:
         for m, w in zip(fused.modules, was):
             m.training = w
-
-
-def _add_layernorm(y, r, ln):
-    """y = LayerNorm(y + r) in place, as ResidualLayerNorm runs it."""
-    n = y.shape[-1]
-    bias = None if ln.bias is None else ln.bias.detach().numpy()
-    core.add_layernorm_f32(y.reshape(-1, n), r.reshape(-1, n), ln.weight.detach().numpy(),
-                           bias, float(ln.eps))
 
 
 def _global_hooks():

@@ -483,8 +483,6 @@ class ResidualLayerNorm:
         self.block = block
 
     def __call__(self, hidden_states, input_tensor):
-        from sparsekit._native import core
-
         b = self.block
         ln = b.LayerNorm
         y = None
@@ -499,17 +497,24 @@ class ResidualLayerNorm:
                 return self.block_forward(b, hidden_states, input_tensor)
             return ln(b.dropout(y) + input_tensor) if hasattr(b, "dropout") else \
                 ln(y + input_tensor)
-        n = y.shape[-1]
-        bias = None if ln.bias is None else ln.bias.detach().numpy()
-        core.add_layernorm_f32(y.numpy().reshape(-1, n), input_tensor.detach().numpy()
-                               .reshape(-1, n), ln.weight.detach().numpy(), bias,
-                               float(ln.eps))
+        add_layernorm(y.numpy(), input_tensor.detach().numpy(), ln)
         return y
 
     def __deepcopy__(self, memo):
         import copy as _copy
 
         return ResidualLayerNorm(_copy.deepcopy(self.block, memo))
+
+
+def add_layernorm(y, r, ln):
+    """y = ln(y + r) in place on float32 NumPy arrays (one add_layernorm_f32
+    call; ln an nn.LayerNorm with float32 parameters)."""
+    from sparsekit._native import core
+
+    n = y.shape[-1]
+    bias = None if ln.bias is None else ln.bias.detach().numpy()
+    core.add_layernorm_f32(y.reshape(-1, n), r.reshape(-1, n), ln.weight.detach().numpy(),
+                           bias, float(ln.eps))
 
 
 def fusable_weight(w):

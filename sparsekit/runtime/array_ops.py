@@ -181,6 +181,30 @@ def _dequantize(ins, a):
             ).astype(scale.dtype)
 
 
+def _cumsum(ins, a):
+    """ONNX CumSum: the running sum along axis (a 0-d or 1-element input),
+    `exclusive` leaving out the element itself, `reverse` summing from the end."""
+    x = ins[0]
+    ax = int(np.ravel(ins[1])[0])
+    if not -x.ndim <= ax < x.ndim:
+        raise ValueError(f"CumSum: axis {ax} out of range for a {x.ndim}-d input")
+    if a.get("reverse", 0):
+        x = np.flip(x, ax)
+    out = np.cumsum(x, axis=ax, dtype=x.dtype)
+    if a.get("exclusive", 0):  # shift by one along axis, 0 first
+        out = np.concatenate([np.zeros_like(np.take(out, [0], axis=ax)),
+                              np.take(out, np.arange(out.shape[ax] - 1), axis=ax)], axis=ax)
+    return np.flip(out, ax) if a.get("reverse", 0) else out
+
+
+def _trilu(ins, a):
+    """ONNX Trilu: the upper (default) or lower triangle of the last two axes,
+    from diagonal k (optional input, 0)."""
+    k = _opt(ins, 1)
+    k = 0 if k is None else int(np.ravel(k)[0])
+    return (np.triu if a.get("upper", 1) else np.tril)(ins[0], k)
+
+
 def _where(ins, a):
     return np.where(*ins)
 
@@ -191,6 +215,16 @@ def _binary(fn):
 
 def _unary(fn):
     return lambda ins, a: fn(ins[0])
+
+
+def _ieee(fn):
+    """fn without NumPy's floating-point warnings: ONNX ops give IEEE results
+    (log(0) = -inf, 0/0 = nan, a cast of inf to int) silently, as ONNX Runtime
+    does; MPNet's relative position buckets take log(0) on every call."""
+    def run(ins, a):
+        with np.errstate(all="ignore"):
+            return fn(ins, a)
+    return run
 
 
 def _variadic(fn):
@@ -205,28 +239,32 @@ def _variadic(fn):
 FUNCS = {
     "Shape": _shape, "Size": lambda ins, a: np.array(np.size(ins[0]), np.int64),
     "Gather": lambda ins, a: np.take(ins[0], ins[1], axis=a.get("axis", 0)),
+    "GatherElements": lambda ins, a: np.take_along_axis(ins[0], ins[1], axis=a.get("axis", 0)),
     "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Concat":
         lambda ins, a: np.concatenate([np.atleast_1d(v) for v in ins], axis=a["axis"]),
     "Slice": _slice, "Reshape": _reshape, "Expand": _expand, "Flatten": _flatten,
     "Transpose": lambda ins, a: np.transpose(ins[0], a.get("perm")),
     "Tile": lambda ins, a: np.tile(ins[0], [int(r) for r in np.ravel(ins[1])]),
     "Split": _split, "Identity": lambda ins, a: ins[0],
-    "ConstantOfShape": _constant_of_shape, "Range": _range, "Cast": _cast,
-    "CastLike": lambda ins, a: np.asarray(ins[0]).astype(np.asarray(ins[1]).dtype),
+    "ConstantOfShape": _constant_of_shape, "Range": _range, "Cast": _ieee(_cast),
+    "CastLike": _ieee(lambda ins, a: np.asarray(ins[0]).astype(np.asarray(ins[1]).dtype)),
+    "CumSum": _cumsum, "Trilu": _trilu,
     "Where": _where, "Equal": _binary(np.equal), "Greater": _binary(np.greater),
     "Less": _binary(np.less), "GreaterOrEqual": _binary(np.greater_equal),
     "LessOrEqual": _binary(np.less_equal), "And": _binary(np.logical_and),
     "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
     "Not": _unary(np.logical_not), "IsNaN": _unary(np.isnan), "IsInf": _unary(np.isinf),
     "Add": _binary(np.add), "Sub": _binary(np.subtract), "Mul": _binary(np.multiply),
-    "Div": _div, "Pow": lambda ins, a: np.power(ins[0], ins[1]).astype(ins[0].dtype),
-    "Mod": _mod, "Max": _variadic(np.maximum), "Min": _variadic(np.minimum),
+    "Div": _ieee(_div),
+    "Pow": _ieee(lambda ins, a: np.power(ins[0], ins[1]).astype(ins[0].dtype)),
+    "Mod": _ieee(_mod), "Max": _variadic(np.maximum), "Min": _variadic(np.minimum),
     "Sum": _variadic(np.add),
-    "Sqrt": _unary(np.sqrt), "Exp": _unary(np.exp), "Log": _unary(np.log),
-    "Abs": _unary(np.abs), "Neg": _unary(np.negative), "Reciprocal": _unary(np.reciprocal),
+    "Sqrt": _ieee(_unary(np.sqrt)), "Exp": _ieee(_unary(np.exp)),
+    "Log": _ieee(_unary(np.log)), "Abs": _unary(np.abs), "Neg": _unary(np.negative),
+    "Reciprocal": _ieee(_unary(np.reciprocal)),
     "Floor": _unary(np.floor), "Ceil": _unary(np.ceil), "Sign": _unary(np.sign),
     "Tanh": _unary(np.tanh), "Erf": _erf_op,
-    "Sigmoid": lambda ins, a: (1 / (1 + np.exp(-ins[0]))).astype(ins[0].dtype),
+    "Sigmoid": _ieee(lambda ins, a: (1 / (1 + np.exp(-ins[0]))).astype(ins[0].dtype)),
     "Relu": lambda ins, a: np.maximum(ins[0], 0).astype(ins[0].dtype), "Clip": _clip,
     "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
     "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min),

@@ -157,6 +157,10 @@ Three rules override the model (each in the reason explain() prints):
   128x128 / 256x128 at M >= 32), where a dense call's ~1.5-2.4 us fixed cost
   dominates;
   CSRMatrix would win by <= ~20 us per call and hold 1.5x the bytes.
+  Likewise with quantize="int8": an unpruned weight stays a QuantizedMatrix
+  where the AVX2 table predicts SparseInt8Matrix faster (small weights: 1.4x
+  on a 24x16 weight, ~2 us; 1.02x slower on 3072x768): only the dense int8
+  format runs GELU in its epilogue and stacks q/k/v into one GEMM.
 - ALWAYS_SPARSE: a weight >= 99% sparse always gets the sparse format.
 
 Regenerate the table on a new machine with ``sparsekit pack --measure``
@@ -735,6 +739,12 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
                   f"{pred['dense'] / pred['sell']:.2f}x faster, would hold "
                   f"{_sell_bytes(n, slots) / (4 * n * k):.2f}x the bytes)")
         choice = "dense"
+    elif choice == "spint8" and "qdense" in pred and n * k and sparsity < UNPRUNED:
+        reason = (f"{FORMAT_NAMES['qdense']}: {sparsity:.1%} zeros (< {UNPRUNED:.0%}), an "
+                  f"unpruned weight stays dense int8 ({FORMAT_NAMES['spint8']}, predicted "
+                  f"{pred['qdense'] / pred['spint8']:.2f}x faster, would not fuse GELU or "
+                  f"q/k/v)")
+        choice = "qdense"
     elif (choice == "sell" and "dense" in pred and _sell_bytes(n, slots) > 4 * n * k
           and pred["dense"] < CSR_BYTES_MARGIN * pred["sell"]):
         reason = (f"{FORMAT_NAMES['dense']}: at {sparsity:.1%} sparsity SlicedEllMatrix holds "

@@ -36,6 +36,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxruntime.quantization")
 
+import ort_exact  # noqa: E402
 import sparsekit  # noqa: E402
 import sparsekit.onnx as sko  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -120,8 +121,8 @@ def _ort(path, feed, optimized=True):
     opts = ort.SessionOptions()
     if not optimized:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"]).run(
-        None, feed)[0]
+    # its s8 weights as u8 (tests/ort_exact.py: no saturating u8 x s8 products on AVX2)
+    return ort_exact.session(path, opts).run(None, feed)[0]
 
 
 def _load(path):
@@ -353,7 +354,7 @@ def test_conv_integer_matches_ort(conv_files, rng, per_channel):
     assert all("per-tensor dynamic activations as in the file" in row["reason"]
                for row in m.report)
     x = (rng.standard_normal((3, 3, 10, 10)) * np.linspace(0.2, 3, 10)).astype(np.float32)
-    want = ort.InferenceSession(path).run(None, {"x": x})[0]
+    want = ort_exact.session(path).run(None, {"x": x})[0]
     got = m(x)
     # the same u8 inputs (padding = the zero point) and exact int32 sums:
     # float rounding only (observed ~1e-7 of the output range)

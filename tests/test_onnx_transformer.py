@@ -12,6 +12,7 @@ transformers = pytest.importorskip("transformers")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+import ort_exact  # noqa: E402
 import sparsekit  # noqa: E402
 import sparsekit.onnx as sko  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -98,8 +99,9 @@ def _feed(batch, t, seed=0, int32=False):
 
 
 def _ort(path, feed):
-    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return s.run(None, {k: v.astype(np.int64) for k, v in feed.items()})[0]
+    """ONNX Runtime on the file, its s8 weights as u8 (tests/ort_exact.py: the
+    same integers without AVX2's saturating u8 x s8 products)."""
+    return ort_exact.session(path).run(None, {k: v.astype(np.int64) for k, v in feed.items()})[0]
 
 
 def _pool(h, mask):

@@ -126,4 +126,8 @@ def test_files_written_before_prepare_mask_load_and_run(kind):
     assert "PrepareMask" not in kinds and kinds.count("SelfAttention") == 2
     assert m.optional_inputs == []
     feed = dict(np.load(DATA / "bert_v1_inputs.npz"))
-    np.testing.assert_array_equal(m(**feed), np.load(DATA / f"bert_v1_{kind}_out.npy"))
+    got, then = m(**feed), np.load(DATA / f"bert_v1_{kind}_out.npy")
+    if set(sparsekit.info()["kernels"].values()) <= {"avx512", "avx512vnni"}:
+        np.testing.assert_array_equal(got, then)  # the kernels that wrote them: the same bits
+    else:  # other ISAs sum in another order: float rounding (observed 3.6e-7 on AVX2)
+        np.testing.assert_allclose(got, then, rtol=1e-6, atol=1e-6)

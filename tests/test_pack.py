@@ -414,6 +414,20 @@ def test_pack_follows_the_documented_crossover(rng, row):
     assert at["choice"] == "csr" and below["choice"] == "dense"
 
 
+def test_unpruned_weight_stays_dense_int8(rng):
+    """The AVX2 table predicts SparseInt8Matrix faster than QuantizedMatrix
+    for small weights without zeros; an unpruned weight stays dense int8 (the
+    format that fuses GELU and q/k/v), a pruned one goes sparse."""
+    from sparsekit._pack_tables import MEASURED_AVX2
+
+    w = rng.standard_normal((24, 16)).astype(np.float32)
+    ex = sparsekit.explain(w, quantize="int8", model=MEASURED_AVX2)
+    assert ex["predicted_us"]["spint8"] < ex["predicted_us"]["qdense"]  # the model's view
+    assert ex["choice"] == "qdense" and "unpruned weight stays dense int8" in ex["reason"]
+    w[:, ::2] = 0
+    assert sparsekit.explain(w, quantize="int8", model=MEASURED_AVX2)["choice"] == "spint8"
+
+
 def test_unpruned_tiny_weight_stays_dense(rng):
     """CSRMatrix is predicted (and measured) faster for tiny weights even
     without zeros; an unpruned weight (< 1% zeros) stays dense anyway, a

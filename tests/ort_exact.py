@@ -3,7 +3,8 @@
 On x86 CPUs without AVX-512 VNNI (AVX2), ORT multiplies u8 activations by s8
 weights with vpmaddubsw, which saturates each pair of products to int16: a
 file's MatMulInteger / QLinearMatMul / QLinearConv results are then off where
-two large products meet (benchmarks/RESULTS.md, "ONNX Runtime saturates").
+two large products meet (benchmarks/RESULTS.md, "ONNX Runtime's u8 x s8
+MatMulInteger saturates on AVX2").
 sparsekit is exact there, so the tests compare it with ORT running the same
 file with each s8 weight stored as u8 = w + 128 and its zero point + 128: the
 same integers, which ORT's u8 x u8 kernels multiply without saturating. On a

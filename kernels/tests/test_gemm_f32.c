@@ -1,15 +1,51 @@
 /* test_gemm_f32.c - sk_linear_gemm_f32 against a double reference on every
  * ISA: N around the 32-column panel and its 16-column halves (AVX2), M
- * around the 12-row (AVX-512) and 6-row (AVX2) tiles and the X block (K = 2000: 8 rows per block), K = 0 and 1, bias, relu / gelu, row
- * strides; exact sentinels around y (nothing written outside its rows'
- * n columns); argument errors. Tolerance: 1e-5 of sum |x w| (+ 1e-6 |y| for
- * GELU's own error). Under ASan (test_c_core.py) the masked tails of each
- * panel are checked to stay inside the buffers. */
+ * around the 12-row (AVX-512) and 6-row (AVX2) tiles and the X block (K =
+ * 2000: 8 rows per block), K = 0 and 1, bias, relu / gelu, row strides; exact
+ * sentinels around y (nothing written outside its rows' n columns); argument
+ * errors. Tolerance against the double reference: 1e-5 of sum |x w| (+ 1e-6
+ * |y| for GELU's own error). The activations are checked exactly too: the
+ * tile kernel writes the same pre-activation whatever the activation, and the
+ * driver runs the ISA's sk_gelu_f32 kernel on it, so relu is max(y, 0) and
+ * gelu is sk_gelu_f32 of the act-free output, bit for bit. Under ASan
+ * (test_c_core.py) the masked tails of each panel are checked to stay inside
+ * the buffers. */
 #include <string.h>
 
 #include "test_util.h"
 
 static double gelu(double v) { return v < -20.0 ? 0.0 : 0.5 * v * erfc(-v / sqrt(2.0)); }
+
+/* y (act applied by sk_linear_gemm_f32) against the act-free call's output
+ * y0: relu is max(y0, 0) (by value: +0 or -0 for 0), gelu is sk_gelu_f32(y0)
+ * bit for bit. */
+static void check_act_exact(int isa, int64_t m, int64_t n, int64_t k, const float *packed,
+                            const float *x, int64_t ldx, const float *bias, int act,
+                            const float *y, int64_t ldy) {
+  float *y0 = malloc((size_t)(m * ldy + 1) * sizeof *y0);
+  CHECK(sk_linear_gemm_f32(n, k, packed, m, x, ldx, bias, SK_ACT_NONE, y0, ldy) == SK_OK,
+        "act-free rc");
+  int64_t bad = 0, first = -1;
+  for (int64_t i = 0; i < m; ++i) {
+    float *r = y0 + i * ldy;
+    if (act == SK_ACT_GELU) sk_gelu_f32(r, n);
+    for (int64_t j = 0; j < n; ++j) {
+      const float want = act == SK_ACT_RELU ? (r[j] > 0.0f ? r[j] : 0.0f) : r[j];
+      const int same = act == SK_ACT_RELU ? y[i * ldy + j] == want
+                                          : memcmp(&y[i * ldy + j], &want, sizeof want) == 0;
+      if (!same && bad++ == 0) first = i * ldy + j;
+    }
+  }
+  CHECK(bad == 0,
+        "isa %s m %lld n %lld k %lld bias %d act %s: %lld outputs != %s of the act-free "
+        "output (first y[%lld, %lld] = %.9g, want %.9g)", sk_isa_name((sk_isa)isa),
+        (long long)m, (long long)n, (long long)k, bias != NULL,
+        act == SK_ACT_RELU ? "relu" : "gelu", (long long)bad,
+        act == SK_ACT_RELU ? "max(y, 0)" : "sk_gelu_f32", (long long)(first / ldy),
+        (long long)(first % ldy), bad ? y[first] : 0.0,
+        bad ? (double)(act == SK_ACT_RELU ? (y0[first] > 0 ? y0[first] : 0) : y0[first]) : 0.0);
+  free(y0);
+}
 
 static void check_case(int isa, int64_t m, int64_t n, int64_t k, int with_bias, int act) {
   const int64_t ldx = k + 3, ldy = n + 5;
@@ -26,14 +62,17 @@ static void check_case(int isa, int64_t m, int64_t n, int64_t k, int with_bias, 
   CHECK(sk_gemm_f32_pack(n, k, w, k, packed) == SK_OK, "pack");
   const int rc = sk_linear_gemm_f32(n, k, packed, m, x, ldx, with_bias ? bias : NULL,
                                     (sk_activation)act, y, ldy);
-  CHECK(rc == SK_OK, "isa %d m %lld n %lld k %lld: rc %d", isa, (long long)m, (long long)n,
-        (long long)k, rc);
+  CHECK(rc == SK_OK, "isa %s m %lld n %lld k %lld bias %d act %d: rc %d",
+        sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, with_bias, act, rc);
+  if (act != SK_ACT_NONE) check_act_exact(isa, m, n, k, packed, x, ldx, with_bias ? bias : NULL,
+                                          act, y, ldy);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < ldy; ++j) {
       const float got = y[i * ldy + j];
       if (j >= n) {
-        CHECK(got == 777.0f, "isa %d: wrote y[%lld, %lld] past n", isa, (long long)i,
-              (long long)j);
+        CHECK(got == 777.0f, "isa %s m %lld n %lld k %lld bias %d act %d: wrote y[%lld, %lld] "
+              "past n", sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k,
+              with_bias, act, (long long)i, (long long)j);
         continue;
       }
       double ref = with_bias ? bias[j] : 0.0, mag = 1.0;
@@ -44,9 +83,9 @@ static void check_case(int isa, int64_t m, int64_t n, int64_t k, int with_bias, 
       if (act == SK_ACT_RELU) ref = ref > 0 ? ref : 0;
       if (act == SK_ACT_GELU) ref = gelu(ref);
       CHECK(fabs(got - ref) <= 1e-5 * mag + 1e-6 * fabs(ref),
-            "isa %d m %lld n %lld k %lld act %d: y[%lld, %lld] = %.9g, want %.9g", isa,
-            (long long)m, (long long)n, (long long)k, act, (long long)i, (long long)j, got,
-            ref);
+            "isa %s m %lld n %lld k %lld bias %d act %d: y[%lld, %lld] = %.9g, want %.9g",
+            sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, with_bias, act,
+            (long long)i, (long long)j, got, ref);
     }
   free(w);
   free(x);
@@ -80,8 +119,8 @@ static void check_threads_bitwise(int isa, int64_t m, int64_t n, int64_t k, int 
   sk_set_num_threads(0);
   for (int t = 1; t < 3; ++t)
     CHECK(memcmp(y[t], y[0], (size_t)(m * ldy) * sizeof *y[0]) == 0,
-          "isa %d m %lld n %lld k %lld: %d threads differ from 1", isa, (long long)m,
-          (long long)n, (long long)k, t + 1);
+          "isa %s m %lld n %lld k %lld act %d: %d threads differ from 1",
+          sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, act, t + 1);
   for (int t = 0; t < 3; ++t) free(y[t]);
   free(w);
   free(x);

@@ -115,14 +115,15 @@ def reference_linear(x, w, bias=None, relu=False):
     return y
 
 
-def assert_close_f32(got, ref, x, w, rtol=1e-5):
-    """float32 accumulation error bound: rtol * sum_k |x_k * w_k| (+ a tiny floor)."""
+def assert_close_f32(got, ref, x, w, rtol=1e-5, what=""):
+    """float32 accumulation error bound: rtol * sum_k |x_k * w_k| (+ a tiny floor);
+    `what` names the case in the failure message."""
     scale = np.abs(np.asarray(x, np.float64)) @ np.abs(np.asarray(w, np.float64)).T
     scale = scale.reshape(np.shape(ref)) if np.size(ref) else scale
     err = np.abs(np.asarray(got, np.float64) - ref)
-    assert got.dtype == np.float32
-    assert got.shape == np.shape(ref)
-    assert np.all(err <= rtol * (scale + 1.0)), f"max err {err.max() if err.size else 0}"
+    assert got.dtype == np.float32, what
+    assert got.shape == np.shape(ref), what
+    assert np.all(err <= rtol * (scale + 1.0)), f"{what} max err {err.max() if err.size else 0}"
 
 
 def assert_threads_agree(w, xs, n_threads=8, calls=5):

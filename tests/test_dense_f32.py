@@ -3,7 +3,9 @@ shapes with tails on every axis (N around the 32-column panel and its 16-column
 halves, M around the 12-row AVX-512 and 6-row AVX2 tiles and the X block, K = 0,
 1, odd), bias, relu / gelu, NaN, strided rows; round trips (to_dense, pickle,
 sparsekit.save); bad input. Tolerance: 1e-5 x (sum_k |x w| + 1)
-(conftest.assert_close_f32; GELU + 1e-6 |y|)."""
+(conftest.assert_close_f32; GELU + 1e-6 |y|). The activations are exact: relu
+is max(y, 0) and gelu is core.gelu_f32 (sk_gelu_f32) of the act-free output, bit
+for bit (the driver runs that kernel on each finished tile)."""
 import math
 import pickle
 
@@ -33,13 +35,20 @@ def test_matches_reference_on_every_isa(isa, rng, n, k):
     # 8 rows fill a block, so 25 rows are 4 balanced blocks)
     for m in (0, 1, 5, 6, 7, 11, 12, 13, 25, 40):
         x = rng.standard_normal((m, k)).astype(np.float32)
+        case = f"isa={isa} m={m} n={n} k={k}"
         assert_close_f32(sparsekit.linear(x, p), reference_linear(x, w), x, w)
+        plain = sparsekit.linear(x, p, bias)
         got = sparsekit.linear(x, p, bias, "relu")
         assert_close_f32(got, reference_linear(x, w, bias, relu=True), x, w)
+        assert np.array_equal(got, np.maximum(plain, 0)), f"{case} bias relu != max(y, 0)"
         got = sparsekit.linear(x, p, bias, "gelu")
         ref = _gelu(reference_linear(x, w, bias))
         scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T + 1.0
-        assert np.all(np.abs(got - ref) <= 1e-5 * scale + 1e-6 * np.abs(ref))
+        assert np.all(np.abs(got - ref) <= 1e-5 * scale + 1e-6 * np.abs(ref)), f"{case} gelu"
+        # exact: the same pre-activation, then the ISA's sk_gelu_f32 kernel
+        core.gelu_f32(plain)
+        assert np.array_equal(got.view(np.uint32), plain.view(np.uint32)), \
+            f"{case} bias gelu != gelu_f32(act-free output) bit for bit"
 
 
 def test_rows_with_a_stride_and_nan(isa, rng):

@@ -56,7 +56,9 @@ def test_density_bias_relu(isa, rng, density, m):
     for bias in (None, b):
         for act in (None, "relu"):
             y = sparsekit.linear(x, c, bias, activation=act)
-            assert_close_f32(y, reference_linear(x, w, bias, relu=act == "relu"), x, w)
+            assert_close_f32(y, reference_linear(x, w, bias, relu=act == "relu"), x, w,
+                             what=f"isa={isa} m={m} n={n} k={k} density={density} "
+                                  f"bias={bias is not None} act={act}")
 
 
 def test_large_threaded_and_wide_indices(isa, rng):

@@ -1,7 +1,8 @@
 """Int8 GEMM family (qgemm_u8s8): exact int32 results on every ISA against an
 int64 NumPy reference (extremes, tails, per-row and scalar zero points, the
-M == 1 path, threads), the fp32 / requantizing epilogues and linear() within
-stated tolerances, QuantizedMatrix construction/validation/pickle/memory."""
+M == 1 path, threads), the fp32 / requantizing epilogues bit for bit their
+float32 statement and within stated tolerances of a float64 reference, linear()
+bit for bit quantize + GEMM, QuantizedMatrix construction/validation/pickle/memory."""
 import pickle
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import sparsekit
-from sparsekit import QuantizedMatrix, int8_matmul, quantized_linear
+from sparsekit import QuantizedMatrix, _core, int8_matmul, quantized_linear
 from sparsekit.quant_ops import quantize_rows_reference
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -42,11 +43,13 @@ def test_int8_matmul_exact_random(isa, rng, m, n, k):
     qw, q = qmat(rng, n, k)
     xq = rng.integers(0, 256, (m, k)).astype(np.uint8)
     zp_rows = rng.integers(0, 256, m)
-    assert np.array_equal(int8_matmul(xq, zp_rows, qw), ref_int(xq, zp_rows, q))
+    case = f"isa={isa} m={m} n={n} k={k} out=s32"
+    assert np.array_equal(int8_matmul(xq, zp_rows, qw), ref_int(xq, zp_rows, q)), \
+        f"{case} zp=per row"
     for zp in (0, 128, 255):
         got = int8_matmul(xq, zp, qw)
         assert got.dtype == np.int32 and got.shape == (m, n)
-        assert np.array_equal(got, ref_int(xq, zp, q))
+        assert np.array_equal(got, ref_int(xq, zp, q)), f"{case} zp={zp}"
 
 
 @pytest.mark.parametrize("k", [4096 + 3, 4096, 1021])
@@ -64,7 +67,8 @@ def test_int8_matmul_exact_extremes(isa, k):
     xq[3, ::2] = 255
     xq[5] = 255
     for zp in (0, 128, 255, np.array([0, 255, 128, 3, 255, 0])):
-        assert np.array_equal(int8_matmul(xq, zp, qw), ref_int(xq, zp, q)), zp
+        assert np.array_equal(int8_matmul(xq, zp, qw), ref_int(xq, zp, q)), \
+            f"isa={isa} m={m} n={n} k={k} out=s32 zp={zp}"
 
 
 def test_int8_matmul_threads_and_layouts(isa, rng):
@@ -120,8 +124,10 @@ def _float_tol(c, xs, ws, bias):
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_quantized_linear_f32_bit_exact(isa, rng, m, n, k, per_channel):
     """The fp32 epilogue is the documented float32 statement bit for bit, with
-    and without bias and relu: float(c) * (x_scale * w_scale), then + bias,
-    then relu (each op rounded on its own: no fused multiply-add)."""
+    and without bias and each activation: float(c) * (x_scale * w_scale), then
+    + bias, then relu (each op rounded on its own: no fused multiply-add) or
+    the GELU kernel (_core.gelu_f32); the u8 epilogue is that fp32 output
+    requantized (true division, round half to even), byte for byte."""
     qw, q = qmat(rng, n, k, per_channel)
     xq = rng.integers(0, 256, (m, k)).astype(np.uint8)
     zp = rng.integers(0, 256, m)
@@ -129,15 +135,27 @@ def test_quantized_linear_f32_bit_exact(isa, rng, m, n, k, per_channel):
     bias = (rng.standard_normal(n) * 100).astype(np.float32)
     c = ref_int(xq, zp, q).astype(np.float32)
     ws = np.broadcast_to(np.asarray(qw.scale, np.float32), (n,))
+    out_scale, out_zp = np.float32(0.37), 100
     for b in (None, bias):
-        for act in (None, "relu"):
+        for act in (None, "relu", "gelu"):
+            case = f"isa={isa} m={m} n={n} k={k} per_channel={per_channel} " \
+                   f"bias={b is not None} act={act}"
             want = c * (xs[:, None] * ws[None, :])
             if b is not None:
                 want = want + b
-            if act:
+            if act == "relu":
                 want = np.where(want > 0, want, np.float32(0))
+            if act == "gelu":
+                want = np.ascontiguousarray(want)
+                _core.gelu_f32(want)
             got = quantized_linear(xq, xs, zp, qw, b, act)
-            assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), (b is None, act)
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
+                f"{case} out=f32: != the float32 statement"
+            u8 = quantized_linear(xq, xs, zp, qw, b, act, out_scale=out_scale,
+                                  out_zero_point=out_zp)
+            want_u8 = np.clip(np.rint(want / out_scale) + np.float32(out_zp), 0, 255)
+            assert np.array_equal(u8, want_u8.astype(np.uint8)), \
+                f"{case} out=u8 scale={out_scale} zp={out_zp}: != the requantized f32 output"
 
 
 @pytest.mark.parametrize("m,n,k", [(1, 70, 33), (9, 49, 130), (20, 96, 64)])
@@ -151,6 +169,7 @@ def test_quantized_linear_f32_and_u8(isa, rng, m, n, k):
     ws = qw.scale.astype(np.float64)
     for b in (None, bias):
         for act in (None, "relu"):
+            case = f"isa={isa} m={m} n={n} k={k} bias={b is not None} act={act}"
             ref = c * xs[:, None].astype(np.float64) * ws[None, :]
             if b is not None:
                 ref = ref + b
@@ -158,16 +177,17 @@ def test_quantized_linear_f32_and_u8(isa, rng, m, n, k):
                 ref = np.maximum(ref, 0)
             got = quantized_linear(xq, xs, zp, qw, b, act)
             assert got.dtype == np.float32
-            assert np.all(np.abs(got - ref) <= _float_tol(c, xs, ws, b))
+            assert np.all(np.abs(got - ref) <= _float_tol(c, xs, ws, b)), f"{case} out=f32"
             u8 = quantized_linear(xq, xs, zp, qw, b, act, out_scale=0.05, out_zero_point=100)
             exact = np.clip(np.rint(ref / np.float32(0.05)) + 100, 0, 255)
             assert u8.dtype == np.uint8
-            # at most one step off, and only where ref/out_scale is within
-            # float32 rounding of a .5 tie
+            # against the float64 reference: at most one step off, and only
+            # where ref/out_scale is within float32 rounding of a .5 tie
+            # (test_quantized_linear_f32_bit_exact checks the exact bytes)
             diff = np.abs(u8.astype(np.int64) - exact)
-            assert diff.max() <= 1
+            assert diff.max() <= 1, f"{case} out=u8"
             frac = np.abs(np.abs(ref / 0.05) % 1 - 0.5)
-            assert np.all((diff == 0) | (frac < 1e-4))
+            assert np.all((diff == 0) | (frac < 1e-4)), f"{case} out=u8"
     # scalar x_scale / zero point
     got = quantized_linear(xq, 0.02, 7, qw)
     ref = ref_int(xq, 7, q) * 0.02 * ws[None, :]
@@ -190,7 +210,8 @@ def test_linear_matches_dequantized_reference(isa, rng):
             if act:
                 ref = np.maximum(ref, 0)
             # stated tolerance: float32 rounding of the epilogue only
-            assert np.all(np.abs(got - ref) <= _float_tol(c, xs, ws, bias))
+            case = f"isa={isa} per_channel={per_channel} bias=True act={act}"
+            assert np.all(np.abs(got - ref) <= _float_tol(c, xs, ws, bias)), case
             # and the quantization error against the float layer is bounded by
             # sum_k |x| s_w/2 + |w| s_x/2 + s_x s_w/4 (+ rounding)
             true = x.astype(np.float64) @ w.astype(np.float64).T + bias
@@ -198,7 +219,7 @@ def test_linear_matches_dequantized_reference(isa, rng):
                 true = np.maximum(true, 0)
             bound = (np.abs(x) @ np.ones((k, n)) * ws / 2 + xs[:, None] / 2 * np.abs(w).sum(1)
                      + k * xs[:, None] * ws / 4) * (1 + 1e-5) + 1e-5
-            assert np.all(np.abs(got - true) <= bound)
+            assert np.all(np.abs(got - true) <= bound), f"{case}: quantization error bound"
 
 
 @pytest.mark.parametrize("m", [1, 2, 7, 8, 9, 17, 33])
@@ -222,10 +243,11 @@ def test_linear_bit_identical_to_quantize_then_gemm(isa, rng, m, k):
     try:
         for threads in (1, 2):
             sparsekit.set_num_threads(threads)
-            for act in (None, "relu"):
+            for act in (None, "relu", "gelu"):
                 got = sparsekit.linear(x, qw, bias, activation=act)
                 want = quantized_linear(xq, xs, zp, qw, bias, activation=act)
-                assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+                assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
+                    f"isa={isa} m={m} n={n} k={k} threads={threads} bias=True act={act}"
     finally:
         sparsekit.set_num_threads(before)
     x[m // 2, k // 2] = np.nan

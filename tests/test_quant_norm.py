@@ -50,11 +50,13 @@ def test_matches_the_layers(isa, shape):
     p1, p2 = (0.0713, 106), (0.1423, 55)
     for bias in (beta, None):
         for eps in (1e-12, 1e-5):
+            case = f"isa={isa} shape={shape} beta={bias is not None} eps={eps}"
             want = _layers(a, b, p1, g, bias, eps, p2)
             got = QuantLayerNorm(p1, g, bias, eps, p2)(a, b)
-            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(got, want, err_msg=f"{case} add=True")
             one = QuantLayerNorm(p1, g, bias, eps, p2, add=False)(a)
-            np.testing.assert_array_equal(one, _layers(a, None, p1, g, bias, eps, p2))
+            np.testing.assert_array_equal(one, _layers(a, None, p1, g, bias, eps, p2),
+                                          err_msg=f"{case} add=False")
 
 
 @pytest.mark.filterwarnings("ignore:invalid value")

@@ -42,7 +42,9 @@ def test_fp32_out_matches_dense_int8_bit_for_bit(isa, m, sparsity, blocks):
             got = quantized_linear(xq, xs, xz, sw, bias=b, activation=act)
             want = quantized_linear(xq, xs, xz, dw, bias=b, activation=act)
             assert got.dtype == np.float32 and got.shape == (m, n)
-            np.testing.assert_array_equal(got, want, err_msg=f"{isa} act={act}")
+            np.testing.assert_array_equal(
+                got, want, err_msg=f"isa={isa} m={m} n={n} k={k} sparsity={sparsity} "
+                                   f"blocks={blocks} bias={b is not None} act={act} out=f32")
 
 
 @pytest.mark.parametrize("m", [1, 5, 40])
@@ -61,7 +63,9 @@ def test_u8_out_matches_dense_int8_bit_for_bit(isa, m):
             want = quantized_linear(xq, 0.04, 17, dw, bias=bias, activation=act,
                                     out_scale=out_scale, out_zero_point=out_zp)
             assert got.dtype == np.uint8
-            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(
+                got, want, err_msg=f"isa={isa} m={m} n={n} k={k} bias=True act={act} out=u8 "
+                                   f"scale={out_scale} zp={out_zp}")
             if act is None and out_scale == 0.02:
                 assert (got == 0).any() and (got == 255).any()
 

@@ -443,9 +443,10 @@ def test_m1_linear_g4_and_1x4_agree_bitwise(isa, monkeypatch, rng, n):
         with monkeypatch.context() as mp:
             mp.setattr(si.SparseInt8Matrix, "_runs_g4", lambda self, m: False)
             y_1x4 = sparsekit.linear(x, w, bias=bias, activation=act)
-        np.testing.assert_array_equal(y, y_1x4)
+        case = f"isa={isa} m=1 n={n} k=700 bias=True act={act} out=f32"
+        np.testing.assert_array_equal(y, y_1x4, err_msg=f"{case}: g4 != 1x4")
         ref = dequantized_reference(x, w, bias, act == "relu")
-        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4, err_msg=case)
 
 
 def test_m1_long_rows_exact(rng):

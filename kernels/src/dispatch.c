@@ -40,6 +40,10 @@ const char *sk_isa_name(sk_isa isa) {
  * release / acquire pair publishes the table. */
 static atomic_int detect_state = 0;
 static int supported[SK_ISA_COUNT];
+static int avx512vbmi_hw = 0; /* AVX-512 VBMI (vpermb, vpermi2b), on top of an ISA */
+#ifdef SK_TEST_HOOKS
+static atomic_int avx512vbmi_masked = 0; /* test hook: run as a CPU without VBMI */
+#endif
 #ifdef SK_ARCH_ARM64
 static int arm_dotprod_hw = 0, arm_dotprod_on = 0; /* ARMv8.2 sdot/udot */
 #endif
@@ -69,6 +73,7 @@ static void detect_x86(void) {
   supported[SK_ISA_AVX512] = supported[SK_ISA_AVX2] && os_zmm && avx512f &&
                              avx512dq && avx512bw && avx512vl;
   supported[SK_ISA_AVX512VNNI] = supported[SK_ISA_AVX512] && avx512vnni;
+  avx512vbmi_hw = supported[SK_ISA_AVX512] && ((c >> 1) & 1);
 }
 #endif
 
@@ -100,6 +105,20 @@ int sk_cpu_supports(sk_isa isa) {
   detect();
   return (isa >= 0 && isa < SK_ISA_COUNT) ? supported[isa] : 0;
 }
+
+int sk_cpu_avx512vbmi(void) {
+  detect();
+#ifdef SK_TEST_HOOKS
+  if (atomic_load_explicit(&avx512vbmi_masked, memory_order_relaxed)) return 0;
+#endif
+  return avx512vbmi_hw;
+}
+
+#ifdef SK_TEST_HOOKS
+void sk_test_mask_avx512vbmi(int masked) {
+  atomic_store_explicit(&avx512vbmi_masked, masked != 0, memory_order_relaxed);
+}
+#endif
 
 #ifdef SK_ARCH_ARM64
 int sk_arm_dotprod(void) {

@@ -34,12 +34,19 @@ int sk_threads_for_work(double work);
 int sk_backoff_threads(int n);
 int64_t sk_region_begin(int nt);
 void sk_worker_check_in(int64_t stamp);
+/* 1 when this CPU (and OS) runs AVX-512 VBMI, which some AVX-512 VNNI
+ * kernels also use (the g4 ones of spmm_u8s8): detected with the ISAs, by
+ * cpuid, and 0 while the test hook below masks it. */
+int sk_cpu_avx512vbmi(void);
 #ifdef SK_TEST_HOOKS
 /* Test hooks, only in the C tests' library (kernels/CMakeLists.txt compiles
- * the sources that have them twice): a worker start `delay_ns` late, and a
- * clock moved forward. */
+ * the sources that have them twice): a worker start `delay_ns` late, a clock
+ * moved forward, and AVX-512 VBMI masked (masked != 0: the kernels choose
+ * their paths as on a CPU with AVX-512 VNNI but without VBMI, such as Intel
+ * Cascade Lake). */
 void sk_backoff_simulate_start(int64_t delay_ns);
 void sk_backoff_advance_clock(int64_t ns);
+void sk_test_mask_avx512vbmi(int masked);
 #endif
 
 /* Most threads a driver splits one call over (bounds arrays are sized by it). */

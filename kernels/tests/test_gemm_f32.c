@@ -1,15 +1,105 @@
 /* test_gemm_f32.c - sk_linear_gemm_f32 against a double reference on every
  * ISA: N around the 32-column panel and its 16-column halves (AVX2), M
- * around the 12-row (AVX-512) and 6-row (AVX2) tiles and the X block (K = 2000: 8 rows per block), K = 0 and 1, bias, relu / gelu, row
- * strides; exact sentinels around y (nothing written outside its rows'
- * n columns); argument errors. Tolerance: 1e-5 of sum |x w| (+ 1e-6 |y| for
- * GELU's own error). Under ASan (test_c_core.py) the masked tails of each
- * panel are checked to stay inside the buffers. */
+ * around the 12-row (AVX-512) and 6-row (AVX2) tiles and the X block (K =
+ * 2000: 8 rows per block), K = 0 and 1, bias, relu / gelu, row strides; exact
+ * sentinels around y (nothing written outside its rows' n columns); argument
+ * errors. Tolerance against the double reference: 1e-5 of sum |x w| (+ 1e-6
+ * |y| for GELU's own error). And exactly: the act-free output is each ISA's
+ * float32 sum (model_sum) bit for bit where the test knows the tile of each
+ * row, and the tile kernel writes the same pre-activation whatever the
+ * activation, then the driver runs the ISA's sk_gelu_f32 kernel on it, so relu
+ * is max(y, 0) and gelu is sk_gelu_f32 of the act-free output, bit for bit. Under ASan
+ * (test_c_core.py) the masked tails of each panel are checked to stay inside
+ * the buffers. */
 #include <string.h>
 
 #include "test_util.h"
 
 static double gelu(double v) { return v < -20.0 ? 0.0 : 0.5 * v * erfc(-v / sqrt(2.0)); }
+
+/* The sum each ISA's tile kernel computes for one output, in float32, bit
+ * for bit (bias added after it): scalar (NEON runs it too) x * w then + in k
+ * order, each rounded; AVX-512 and AVX2 tiles of 3 or more rows one fma per k
+ * in k order; AVX2 tiles of 1 or 2 rows k split over 4 / rows fma chains
+ * (chain u takes k = u mod chains, a k tail past the last whole round goes
+ * into chain 0), then summed pairwise. rows: rows of the output's tile. */
+static float model_sum(int isa, int64_t rows, const float *x, const float *w, int64_t k) {
+  if (isa == SK_ISA_SCALAR || isa == SK_ISA_NEON) {
+    float acc = 0.0f;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      volatile float p = x[kk] * w[kk]; /* two roundings, as scalar.c: no fma */
+      acc = acc + p;
+    }
+    return acc;
+  }
+  const int chains = isa == SK_ISA_AVX2 && rows <= 2 ? (int)(4 / rows) : 1;
+  float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  int64_t kk = 0;
+  for (; kk + chains <= k; kk += chains)
+    for (int u = 0; u < chains; ++u) c[u] = fmaf(x[kk + u], w[kk + u], c[u]);
+  for (; kk < k; ++kk) c[0] = fmaf(x[kk], w[kk], c[0]);
+  if (chains == 4) return (c[0] + c[1]) + (c[2] + c[3]);
+  if (chains == 2) return c[0] + c[1];
+  return c[0];
+}
+
+/* Rows of the output's tile where model_sum knows them without the driver's
+ * blocking: every tile on scalar and AVX-512 (the sum does not depend on it),
+ * the one tile of m <= 6 rows on AVX2; 0: not known. */
+static int64_t model_rows(int isa, int64_t m) {
+  if (isa == SK_ISA_AVX2) return m <= 6 ? m : 0;
+  return isa == SK_ISA_SCALAR || isa == SK_ISA_NEON || isa == SK_ISA_AVX512 ? m : 0;
+}
+
+/* Exact checks of y (sk_linear_gemm_f32 with `act`): the act-free call's
+ * output y0 is model_sum (+ bias) bit for bit where the model applies, and y
+ * is act(y0): relu max(y0, 0) (by value: +0 or -0 for 0), gelu sk_gelu_f32(y0)
+ * bit for bit. */
+static void check_exact(int isa, int64_t m, int64_t n, int64_t k, const float *packed,
+                        const float *w, const float *x, int64_t ldx, const float *bias, int act,
+                        const float *y, int64_t ldy) {
+  float *y0 = malloc((size_t)(m * ldy + 1) * sizeof *y0);
+  CHECK(sk_linear_gemm_f32(n, k, packed, m, x, ldx, bias, SK_ACT_NONE, y0, ldy) == SK_OK,
+        "act-free rc");
+  const int64_t rows = model_rows(isa, m);
+  int64_t bad_sum = 0, first_sum = -1;
+  float want_sum = 0.0f;
+  for (int64_t i = 0; rows > 0 && i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      float want = model_sum(isa, rows, x + i * ldx, w + j * k, k);
+      if (bias) want = want + bias[j];
+      if (memcmp(&want, &y0[i * ldy + j], sizeof want) != 0 && bad_sum++ == 0)
+        first_sum = i * ldy + j, want_sum = want;
+    }
+  CHECK(bad_sum == 0,
+        "isa %s m %lld n %lld k %lld bias %d: %lld act-free outputs != the kernel's float32 "
+        "sum (first y[%lld, %lld] = %.9g, want %.9g)", sk_isa_name((sk_isa)isa),
+        (long long)m, (long long)n, (long long)k, bias != NULL, (long long)bad_sum,
+        (long long)(first_sum / ldy), (long long)(first_sum % ldy),
+        bad_sum ? y0[first_sum] : 0.0, (double)want_sum);
+  int64_t bad = 0, first = -1;
+  for (int64_t i = 0; i < m; ++i) {
+    float *r = y0 + i * ldy;
+    if (act == SK_ACT_GELU) sk_gelu_f32(r, n);
+    for (int64_t j = 0; j < n; ++j) {
+      const float want = act == SK_ACT_RELU ? (r[j] > 0.0f ? r[j] : 0.0f) : r[j];
+      const int same = act == SK_ACT_RELU ? y[i * ldy + j] == want
+                                          : memcmp(&y[i * ldy + j], &want, sizeof want) == 0;
+      if (!same && bad++ == 0) first = i * ldy + j;
+    }
+  }
+  static const char *const names[3] = {"none", "relu", "gelu"};
+  static const char *const wants[3] = {"the act-free call's", "max(y, 0) of the act-free",
+                                       "sk_gelu_f32 of the act-free"};
+  CHECK(bad == 0,
+        "isa %s m %lld n %lld k %lld bias %d act %s: %lld outputs != %s output (first "
+        "y[%lld, %lld] = %.9g, want %.9g)", sk_isa_name((sk_isa)isa), (long long)m,
+        (long long)n, (long long)k, bias != NULL, names[act], (long long)bad, wants[act],
+        (long long)(first / ldy), (long long)(first % ldy), bad ? y[first] : 0.0,
+        bad ? (double)(act == SK_ACT_RELU ? (y0[first] > 0 ? y0[first] : 0) : y0[first])
+            : 0.0);
+  free(y0);
+}
 
 static void check_case(int isa, int64_t m, int64_t n, int64_t k, int with_bias, int act) {
   const int64_t ldx = k + 3, ldy = n + 5;
@@ -26,14 +116,16 @@ static void check_case(int isa, int64_t m, int64_t n, int64_t k, int with_bias, 
   CHECK(sk_gemm_f32_pack(n, k, w, k, packed) == SK_OK, "pack");
   const int rc = sk_linear_gemm_f32(n, k, packed, m, x, ldx, with_bias ? bias : NULL,
                                     (sk_activation)act, y, ldy);
-  CHECK(rc == SK_OK, "isa %d m %lld n %lld k %lld: rc %d", isa, (long long)m, (long long)n,
-        (long long)k, rc);
+  CHECK(rc == SK_OK, "isa %s m %lld n %lld k %lld bias %d act %d: rc %d",
+        sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, with_bias, act, rc);
+  check_exact(isa, m, n, k, packed, w, x, ldx, with_bias ? bias : NULL, act, y, ldy);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < ldy; ++j) {
       const float got = y[i * ldy + j];
       if (j >= n) {
-        CHECK(got == 777.0f, "isa %d: wrote y[%lld, %lld] past n", isa, (long long)i,
-              (long long)j);
+        CHECK(got == 777.0f, "isa %s m %lld n %lld k %lld bias %d act %d: wrote y[%lld, %lld] "
+              "past n", sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k,
+              with_bias, act, (long long)i, (long long)j);
         continue;
       }
       double ref = with_bias ? bias[j] : 0.0, mag = 1.0;
@@ -44,9 +136,9 @@ static void check_case(int isa, int64_t m, int64_t n, int64_t k, int with_bias, 
       if (act == SK_ACT_RELU) ref = ref > 0 ? ref : 0;
       if (act == SK_ACT_GELU) ref = gelu(ref);
       CHECK(fabs(got - ref) <= 1e-5 * mag + 1e-6 * fabs(ref),
-            "isa %d m %lld n %lld k %lld act %d: y[%lld, %lld] = %.9g, want %.9g", isa,
-            (long long)m, (long long)n, (long long)k, act, (long long)i, (long long)j, got,
-            ref);
+            "isa %s m %lld n %lld k %lld bias %d act %d: y[%lld, %lld] = %.9g, want %.9g",
+            sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, with_bias, act,
+            (long long)i, (long long)j, got, ref);
     }
   free(w);
   free(x);
@@ -80,8 +172,8 @@ static void check_threads_bitwise(int isa, int64_t m, int64_t n, int64_t k, int 
   sk_set_num_threads(0);
   for (int t = 1; t < 3; ++t)
     CHECK(memcmp(y[t], y[0], (size_t)(m * ldy) * sizeof *y[0]) == 0,
-          "isa %d m %lld n %lld k %lld: %d threads differ from 1", isa, (long long)m,
-          (long long)n, (long long)k, t + 1);
+          "isa %s m %lld n %lld k %lld act %d: %d threads differ from 1",
+          sk_isa_name((sk_isa)isa), (long long)m, (long long)n, (long long)k, act, t + 1);
   for (int t = 0; t < 3; ++t) free(y[t]);
   free(w);
   free(x);
@@ -91,7 +183,7 @@ static void check_threads_bitwise(int isa, int64_t m, int64_t n, int64_t k, int 
 
 int main(void) {
   const int64_t ns[] = {1, 9, 16, 17, 31, 32, 33, 70};
-  const int64_t ms[] = {1, 5, 6, 7, 12, 13, 25};
+  const int64_t ms[] = {1, 2, 3, 5, 6, 7, 12, 13, 25};
   const int64_t ks[] = {0, 1, 17, 2000};
   FOR_EACH_ISA(isa) {
     for (size_t a = 0; a < sizeof ns / sizeof *ns; ++a)

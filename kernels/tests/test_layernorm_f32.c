@@ -19,7 +19,9 @@ static void run(int isa, int64_t m, int64_t n, int with_r, int with_gb) {
   for (int64_t c = 0; c < n; ++c) g[c] = rng_f32(), b[c] = rng_f32();
   for (int64_t i = 0; i < m; ++i) y[i * ldy + n] = 777.0f;
   CHECK(sk_add_layernorm_f32(m, n, y, ldy, with_r ? r : NULL, ldr, with_gb ? g : NULL,
-                             with_gb ? b : NULL, 1e-5f) == SK_OK, "isa %d: status", isa);
+                             with_gb ? b : NULL, 1e-5f) == SK_OK,
+        "isa %s m %lld n %lld residual %d gamma/beta %d: status", sk_isa_name((sk_isa)isa),
+        (long long)m, (long long)n, with_r, with_gb);
   for (int64_t i = 0; i < m; ++i) {
     double z[64], mean = 0.0, var = 0.0;
     for (int64_t c = 0; c < n; ++c) {
@@ -30,10 +32,14 @@ static void run(int isa, int64_t m, int64_t n, int with_r, int with_gb) {
     for (int64_t c = 0; c < n; ++c) {
       const double want = (z[c] - mean) / sqrt(var + 1e-5) * (with_gb ? g[c] : 1.0) +
                           (with_gb ? b[c] : 0.0);
-      CHECK(fabs(y[i * ldy + c] - want) <= 1e-5, "isa %d n %lld: %g want %g", isa,
-            (long long)n, y[i * ldy + c], want);
+      CHECK(fabs(y[i * ldy + c] - want) <= 1e-5,
+            "isa %s m %lld n %lld residual %d gamma/beta %d: y[%lld, %lld] = %g want %g",
+            sk_isa_name((sk_isa)isa), (long long)m, (long long)n, with_r, with_gb,
+            (long long)i, (long long)c, y[i * ldy + c], want);
     }
-    CHECK(y[i * ldy + n] == 777.0f, "isa %d n %lld: wrote past the row", isa, (long long)n);
+    CHECK(y[i * ldy + n] == 777.0f, "isa %s m %lld n %lld residual %d gamma/beta %d: wrote "
+          "past the row", sk_isa_name((sk_isa)isa), (long long)m, (long long)n, with_r,
+          with_gb);
   }
   free(y), free(y0), free(r), free(g), free(b);
 }

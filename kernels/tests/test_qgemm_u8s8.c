@@ -211,13 +211,17 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
         "f32 rc");
   CHECK(sk_qgemm_u8s8_u8(&w, m, a, lda, zp, zs, as, 1, NULL, SK_ACT_NONE, 0.5f, 128, yq,
                          ldc) == SK_OK, "u8 rc");
-  int bad_s32 = 0, bad_f32 = 0, bad_u8 = 0;
+  /* the case, for every failure message */
+  char what[160];
+  snprintf(what, sizeof what, "isa=%s/%d m=%lld n=%lld k=%lld extremes=%d per_row=%d t=%d",
+           sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n, (long long)k,
+           extremes, per_row, threads);
+  int bad_s32 = 0, bad_f32 = 0, bad_u8 = 0, bad_sentinel = 0;
   for (int64_t i = 0; i < m; ++i) {
     const int64_t z = zp[per_row ? i : 0];
     for (int64_t j = 0; j < ldc; ++j) {
       if (j >= n) {
-        bad_s32 |= c[i * ldc + j] != 0x5a5a5a5a;
-        bad_u8 |= yq[i * ldc + j] != 0xA5;
+        bad_sentinel |= c[i * ldc + j] != 0x5a5a5a5a || yq[i * ldc + j] != 0xA5;
         continue;
       }
       int64_t ref = 0;
@@ -232,6 +236,11 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
       bad_u8 |= fabs((double)yq[i * ldc + j] - v) > 1;
     }
   }
+  CHECK(!bad_s32, "gemm %s out=s32: != int64 reference", what);
+  CHECK(!bad_sentinel, "gemm %s out=s32/u8: wrote past n", what);
+  CHECK(!bad_f32, "gemm %s out=f32 bias=1 act=relu: beyond 4 eps of the double reference", what);
+  CHECK(!bad_u8, "gemm %s out=u8 bias=0 act=none scale=0.5 zp=128: more than 1 step from the "
+        "double reference", what);
   /* f32 bit for bit the documented float32 statement on the exact c, and u8
    * byte for byte its requantization (true division, round half even), with
    * and without bias and relu (the volatile keeps the test's own multiply and
@@ -241,24 +250,28 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
   for (int variant_f32 = 0; variant_f32 < 4; ++variant_f32) {
     const float *b = variant_f32 & 1 ? bias : NULL;
     const sk_activation act = variant_f32 & 2 ? SK_ACT_RELU : SK_ACT_NONE;
-    CHECK(sk_qgemm_u8s8_f32(&w, m, a, lda, zp, zs, as, 1, b, act, y, ldc) == SK_OK, "f32 rc");
+    const char *act_name = act == SK_ACT_RELU ? "relu" : "none";
+    CHECK(sk_qgemm_u8s8_f32(&w, m, a, lda, zp, zs, as, 1, b, act, y, ldc) == SK_OK,
+          "gemm %s out=f32 bias=%d act=%s: rc", what, b != NULL, act_name);
     CHECK(sk_qgemm_u8s8_u8(&w, m, a, lda, zp, zs, as, 1, b, act, out_scale, out_zp, yq, ldc) ==
-              SK_OK, "u8 rc");
+              SK_OK, "gemm %s out=u8 bias=%d act=%s: rc", what, b != NULL, act_name);
+    int64_t nbad_f32 = 0, nbad_u8 = 0;
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) {
         volatile float prod = (float)c[i * ldc + j] * (as[i] * ws[j]);
         float want = b ? prod + b[j] : prod;
         if (act == SK_ACT_RELU) want = want > 0.0f ? want : 0.0f;
-        bad_f32 |= memcmp(&want, &y[i * ldc + j], 4) != 0;
+        nbad_f32 += memcmp(&want, &y[i * ldc + j], 4) != 0;
         float v = nearbyintf(want / out_scale) + (float)out_zp;
         v = v >= 0.0f ? (v <= 255.0f ? v : 255.0f) : 0.0f;
-        bad_u8 |= yq[i * ldc + j] != (uint8_t)v;
+        nbad_u8 += yq[i * ldc + j] != (uint8_t)v;
       }
+    CHECK(nbad_f32 == 0, "gemm %s out=f32 bias=%d act=%s: %lld outputs != the float32 "
+          "statement", what, b != NULL, act_name, (long long)nbad_f32);
+    CHECK(nbad_u8 == 0, "gemm %s out=u8 bias=%d act=%s scale=%g zp=%d: %lld bytes != the "
+          "requantized float32 statement", what, b != NULL, act_name, (double)out_scale,
+          (int)out_zp, (long long)nbad_u8);
   }
-  CHECK(!bad_s32 && !bad_f32 && !bad_u8,
-        "gemm isa=%s/%d m=%lld n=%lld k=%lld extremes=%d per_row=%d t=%d: "
-        "s32=%d f32=%d u8=%d", sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n,
-        (long long)k, extremes, per_row, threads, bad_s32, bad_f32, bad_u8);
   free(q); free(a); free(s24); free(packed); free(c); free(zp); free(y); free(ws); free(as);
   free(bias); free(yq);
 }
@@ -268,7 +281,7 @@ static void gemm_case(int isa, int64_t m, int64_t n, int64_t k, int extremes, in
  * bias and with each activation, whatever the thread count (row tiles are
  * quantized by whichever thread needs them first; more threads than cores
  * make them contend). */
-static void linear_case(int64_t m, int64_t n, int64_t k, int threads) {
+static void linear_case(int isa, int64_t m, int64_t n, int64_t k, int threads) {
   sk_set_num_threads(threads);
   const int64_t kp = (k + 3) / 4 * 4;
   float *x = malloc((size_t)(m * k + 1) * 4), *y = malloc((size_t)(m * n + 1) * 4);
@@ -285,29 +298,35 @@ static void linear_case(int64_t m, int64_t n, int64_t k, int threads) {
   sk_qmatrix_s8_pack(n, k, q, k, packed, s24);
   sk_qmatrix_s8 w = {n, k, packed, s24, ws, 0};
   static const sk_activation acts[3] = {SK_ACT_NONE, SK_ACT_RELU, SK_ACT_GELU};
+  static const char *const act_names[3] = {"none", "relu", "gelu"};
   const float x_scale = 6.0f / 255.0f;
   const int32_t x_zp = 128;
-  for (int variant = 0; variant < 12; ++variant) {
-    const float *b = variant & 1 ? bias : NULL;
-    const sk_activation act = acts[(variant >> 1) % 3];
-    const int stat = variant >= 6;
+  for (int v = 0; v < 12; ++v) {
+    const float *b = v & 1 ? bias : NULL;
+    const sk_activation act = acts[(v >> 1) % 3];
+    const int stat = v >= 6;
+    char what[160];
+    snprintf(what, sizeof what, "isa=%s/%d m=%lld n=%lld k=%lld t=%d static=%d bias=%d act=%s",
+             sk_isa_name((sk_isa)isa), variant, (long long)m, (long long)n, (long long)k,
+             threads, stat, b != NULL, act_names[act]);
     CHECK(sk_linear_qgemm_u8s8(&w, m, x, k, stat ? x_scale : 0.0f, x_zp, b, act, y, n) ==
-              SK_OK, "lin");
+              SK_OK, "linear %s out=f32: rc", what);
     if (stat) {
-      CHECK(sk_quantize_u8(m, k, x, k, x_scale, x_zp, xq, kp) == SK_OK, "q static");
+      CHECK(sk_quantize_u8(m, k, x, k, x_scale, x_zp, xq, kp) == SK_OK, "q static %s", what);
       CHECK(sk_qgemm_u8s8_f32(&w, m, xq, kp, &x_zp, 0, &x_scale, 0, b, act, y2, n) == SK_OK,
-            "f static");
+            "f static %s", what);
     } else {
-      CHECK(sk_quantize_rows_u8(m, k, x, k, xq, kp, rs, rz) == SK_OK, "q");
-      CHECK(sk_qgemm_u8s8_f32(&w, m, xq, kp, rz, 1, rs, 1, b, act, y2, n) == SK_OK, "f");
+      CHECK(sk_quantize_rows_u8(m, k, x, k, xq, kp, rs, rz) == SK_OK, "q %s", what);
+      CHECK(sk_qgemm_u8s8_f32(&w, m, xq, kp, rz, 1, rs, 1, b, act, y2, n) == SK_OK, "f %s",
+            what);
     }
-    CHECK(memcmp(y, y2, (size_t)(m * n) * 4) == 0,
-          "linear == quantize + gemm (m=%lld n=%lld k=%lld t=%d static=%d bias=%d act=%d)",
-          (long long)m, (long long)n, (long long)k, threads, stat, b != NULL, (int)act);
+    CHECK(memcmp(y, y2, (size_t)(m * n) * 4) == 0, "linear %s out=f32: != quantize + gemm",
+          what);
   }
   x[k / 2] = NAN;
   CHECK(sk_linear_qgemm_u8s8(&w, m, x, k, 0.0f, 0, NULL, SK_ACT_NONE, y, n) == SK_ERR_NONFINITE,
-        "nan");
+        "linear isa=%s/%d m=%lld n=%lld k=%lld: NaN not reported", sk_isa_name((sk_isa)isa),
+        variant, (long long)m, (long long)n, (long long)k);
   free(x); free(y); free(y2); free(ws); free(rs); free(rz); free(xq); free(s24); free(q);
   free(packed); free(bias);
 }
@@ -347,12 +366,12 @@ int main(void) {
     gemm_case(isa, 3, 17, SK_QGEMM_MAX_K, 1, 1, 1); /* 255 * 127 * 65536: near 2^31 */
     gemm_case(isa, 70, 300, 200, 0, 1, 2); /* big enough to thread */
     gemm_case(isa, 1, 700, 300, 0, 0, 2);
-    linear_case(1, 40, 37, 1);
-    linear_case(23, 70, 130, 1);
-    linear_case(40, 100, 301, 1); /* several full tiles: prefetching, K tail */
-    linear_case(64, 97, 256, 1);
-    linear_case(64, 300, 260, 2); /* big enough to thread */
-    linear_case(97, 500, 130, 4);
+    linear_case(isa, 1, 40, 37, 1);
+    linear_case(isa, 23, 70, 130, 1);
+    linear_case(isa, 40, 100, 301, 1); /* several full tiles: prefetching, K tail */
+    linear_case(isa, 64, 97, 256, 1);
+    linear_case(isa, 64, 300, 260, 2); /* big enough to thread */
+    linear_case(isa, 97, 500, 130, 4);
   }
   return sk_test_finish("test_qgemm_u8s8");
 }

@@ -59,7 +59,7 @@ int sk_spmv_u8s8_g4_fast(int64_t k) {
 #ifdef SK_ARCH_X86
   /* the VNNI ISA is selected only when the OS saves the zmm state */
   return k <= 32768 && sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI &&
-         __builtin_cpu_supports("avx512vbmi");
+         sk_cpu_avx512vbmi();
 #else
   (void)k;
   return 0;
@@ -69,7 +69,7 @@ int sk_spmv_u8s8_g4_fast(int64_t k) {
 int sk_g4_small_fast(void) {
 #ifdef SK_ARCH_X86
   return sk_family_isa("spmm_u8s8") == SK_ISA_AVX512VNNI &&
-         __builtin_cpu_supports("avx512vbmi");
+         sk_cpu_avx512vbmi();
 #else
   return 0;
 #endif
@@ -77,7 +77,7 @@ int sk_g4_small_fast(void) {
 
 int sk_g4_vbmi_cpu(void) {
 #ifdef SK_ARCH_X86
-  return sk_cpu_supports(SK_ISA_AVX512VNNI) && __builtin_cpu_supports("avx512vbmi");
+  return sk_cpu_supports(SK_ISA_AVX512VNNI) && sk_cpu_avx512vbmi();
 #else
   return 0;
 #endif

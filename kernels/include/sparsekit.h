@@ -117,8 +117,9 @@ typedef struct {
   const float *values;   /* nnz entries                                 */
 } sk_csr_f32;
 
-/* SK_ACT_GELU is the exact (erf) GELU, x * Phi(x); so far only the int8 GEMM
- * (sk_qgemm_u8s8_f32 / _u8, sk_linear_qgemm_u8s8) takes it. */
+/* SK_ACT_GELU is the exact (erf) GELU, x * Phi(x); the int8 GEMM
+ * (sk_qgemm_u8s8_f32 / _u8, sk_linear_qgemm_u8s8) and the dense fp32 GEMM
+ * (sk_linear_gemm_f32: bit for bit sk_gelu_f32 of its output without it) take it. */
 typedef enum { SK_ACT_NONE = 0, SK_ACT_RELU = 1, SK_ACT_GELU = 2 } sk_activation;
 
 /* y[i] = gelu(y[i]) = 0.5 * y[i] * erfc(-y[i] / sqrt(2)) in place, i < n: within
@@ -401,7 +402,9 @@ int sk_linear_sell_f32(const sk_sell_f32 *w, int64_t m, const float *x, int64_t 
  *   packed[(p * K + k) * 32 + j] = W[32 p + j, k]   (0 for rows past N)
  * sk_gemm_f32_packed_floats(n, k) floats, 64-byte aligned for the kernels.
  * sk_linear_gemm_f32: Y[m, n] = act(sum_k X[m, k] * W[n, k] + bias[n])
- * (act: none, relu or gelu; bias may be NULL), each sum in k order. Each
+ * (act: none, relu or gelu, bit for bit max(y, 0) / sk_gelu_f32 of the output
+ * without it; bias may be NULL), each sum in k order except on AVX2 for tiles of
+ * 1-2 rows (k split over several fma chains, added at the end). Each
  * weight panel is read once per block of up to ~64 KiB of X (so once for the
  * few rows of a transformer at batch 1: BLAS packs the weight on every call).
  * Scratch: one packed copy of a block of X. Returns SK_OK, SK_ERR_ARGUMENT

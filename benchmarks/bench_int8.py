@@ -22,7 +22,8 @@ Systems (1 thread each unless said; all weights prepared/packed up front):
     torch.dyn_quant     torch dynamic quantized nn.Linear (fbgemm engine)
     ort.fp32 / np.fp32  dense fp32 MatMul+Add in ONNX Runtime (MLAS) / NumPy BLAS
 Plus the vpdpbusd peak of this core (24 independent zmm chains, best of 20)
-so the int8 GEMMs are also shown as % of peak.
+so the int8 GEMMs are also shown as % of peak (left out on a CPU without
+AVX-512 VNNI, where the qgemm runs another ISA's kernel).
 """
 import argparse
 import os
@@ -84,6 +85,9 @@ def interleaved(fns, repeats, target_s=0.005):
 
 
 def vnni_peak_gops():
+    """GOP/s of the vpdpbusd peak loop, or None without AVX-512 VNNI."""
+    if not sparsekit.info()["cpu_features"]["avx512vnni"]:
+        return None
     iters = 500_000
     best = 0.0
     for _ in range(20):
@@ -242,8 +246,8 @@ def report(rows, peak, markdown):
         p("|---|---:|---:|---:|---:|")
         for sysname, v in t.items():
             g = ops / v["cpu"] / 1e9
-            p(f"| {sysname} | {v['wall'] * 1e6:.1f} | {v['cpu'] * 1e6:.1f} | {g:.0f} | "
-              f"{100 * g / peak:.0f}% |")
+            pct = f"{100 * g / peak:.0f}%" if peak else "-"
+            p(f"| {sysname} | {v['wall'] * 1e6:.1f} | {v['cpu'] * 1e6:.1f} | {g:.0f} | {pct} |")
         p("")
         p(f"- int8_matmul vs ORT MatMulInteger: "
           f"{both(t, 'ort.MatMulInteger', 'sk.int8_matmul')}")
@@ -329,7 +333,8 @@ def main():
           f"{info['kernels']['qgemm_u8s8']}; onnxruntime {onnxruntime.__version__}; "
           f"torch {torch.__version__}; numpy {np.__version__}; python {platform.python_version()}")
     peak = vnni_peak_gops()
-    print(f"vpdpbusd peak (1 core, 24 zmm chains, best of 20): {peak:.0f} GOP/s")
+    print("vpdpbusd peak (1 core, 24 zmm chains, best of 20): "
+          + (f"{peak:.0f} GOP/s" if peak else "- (no avx512vnni on this CPU)"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.shapes.split(","):

@@ -54,7 +54,9 @@ def test_int8_matmul_exact_random(isa, rng, m, n, k):
 
 @pytest.mark.parametrize("k", [4096 + 3, 4096, 1021])
 def test_int8_matmul_exact_extremes(isa, k):
-    """Largest magnitudes the kernels can see: 255 * 127 * K of either sign."""
+    """Largest magnitudes the kernels can see: 255 * 127 * K of either sign;
+    the zero rows (1, 4) against +-127 give the AVX2 kernel's largest
+    vpmaddubsw pair sums, |0 - 128| * 127 * 2."""
     n, m = 37, 6
     q = np.where(np.arange(n)[:, None] % 2 == 0, 127, -127) * np.ones((1, k), np.int64)
     q[5] = 0

@@ -220,7 +220,7 @@ const sk_quantize_u8_impl *sk_quantize_u8_select(void) {
 static const sk_qgemm_u8s8_impl qgemm_u8s8_impls[SK_ISA_COUNT] = {
     [SK_ISA_SCALAR] = {4, 16, sk_qgemm_u8s8_4x16c4__scalar, 16, sk_qgemm_u8s8_4x16c4__scalar},
 #ifdef SK_ARCH_X86
-    [SK_ISA_AVX2] = {2, 16, sk_qgemm_u8s8_2x16c4__avx2, 16, sk_qgemm_u8s8_2x16c4__avx2},
+    [SK_ISA_AVX2] = {4, 16, sk_qgemm_u8s8_4x16c4__avx2, 16, sk_qgemm_u8s8_4x16c4__avx2},
     [SK_ISA_AVX512] = {4, 32, sk_qgemm_u8s8_4x32c4__avx512, 32, sk_qgemm_u8s8_4x32c4__avx512},
     [SK_ISA_AVX512VNNI] = {8, 48, sk_qgemm_u8s8_8x48c4__avx512vnni, 64,
                            sk_qgemv_u8s8_1x64c4__avx512vnni},

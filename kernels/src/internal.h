@@ -302,7 +302,7 @@ int sk_qgemm_u8s8_peak_loop(int64_t iters, int64_t *sink);
 void sk_qgemm_u8s8_4x16c4__scalar(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
                                   int64_t n0, int64_t nr);
 #ifdef SK_ARCH_X86
-void sk_qgemm_u8s8_2x16c4__avx2(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+void sk_qgemm_u8s8_4x16c4__avx2(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
                                 int64_t n0, int64_t nr);
 void sk_qgemm_u8s8_4x32c4__avx512(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
                                   int64_t n0, int64_t nr);

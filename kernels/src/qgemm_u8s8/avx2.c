@@ -1,10 +1,10 @@
 /*
- * qgemm_u8s8/avx2.c - exact AVX2 micro-kernel, 2 rows x 16 columns.
- * vpmaddubsw would saturate (two u8*s8 products summed into int16), so both
- * operands are widened to int16 and multiplied with vpmaddwd, whose pair sums
- * are exact in int32. A packed 16-byte quarter (4 channels x 4 k) widens to
- * [c0k0..c0k3, c1k0.., c2.., c3..]; times [a0 a1 a2 a3] x 4 it gives two
- * partial sums per channel, which are added pairwise (vphaddd) at the end.
+ * qgemm_u8s8/avx2.c - exact AVX2 micro-kernel, 4 rows x 16 columns.
+ * vpmaddubsw (u8 x s8, pair sums in int16) would saturate on u8 x s8 as
+ * given; it runs on shifted operands whose pair sums always fit (see tile).
+ * A packed group (16 channels x 4 k, 64 bytes) is two ymm of 8 channels;
+ * vpmaddubsw then vpmaddwd by ones gives one int32 per channel, so the
+ * accumulators are the output columns in order.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -12,7 +12,7 @@
 
 #include "../internal.h"
 
-#define MR 2
+#define MR 4
 
 /* Fully unrolled constant-trip loops, so the accumulator arrays can live in
  * registers. */
@@ -66,38 +66,50 @@ static void store8(const sk_qgemm_u8s8_args *p, int64_t i, int64_t n, __m256i ac
   memcpy((uint8_t *)p->c + i * p->ldc + n, tmp, (size_t)(left >= 8 ? 8 : left));
 }
 
+/* vpmaddubsw on exact operands: sum_k a b = sum_k (a - 128) b + 128 sum_k b,
+ * and (a - 128) b = |a - 128| * (b * sign(a - 128)) with |a - 128| <= 128
+ * (u8) and b * sign(a - 128) in [-127, 127] (s8: the packed weights hold no
+ * -128), so each pair sum of vpmaddubsw is at most 2 * 128 * 127 = 32512:
+ * it never saturates. vpmaddwd by ones then sums the pairs of one channel
+ * in int32. The 128 sum_k b goes into the epilogue's zero-point term. */
 static inline __attribute__((always_inline)) void tile(const sk_qgemm_u8s8_args *p,
                                                        int64_t m0, int64_t n0, int64_t nr,
                                                        const int R) {
-  __m256i acc[MR][4];
-  UNROLL for (int i = 0; i < R; ++i)
-    UNROLL for (int q = 0; q < 4; ++q) acc[i][q] = _mm256_setzero_si256();
+  __m256i acc[MR][2];
+  UNROLL for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
   const int64_t lda = p->lda;
   const uint8_t *a = p->a + m0 * lda;
   const int8_t *b = p->b + (n0 / 16) * p->k4 * 64;
-  for (int64_t g = 0; g < p->k4; ++g) {
-    __m256i av[MR];
-    UNROLL for (int i = 0; i < R; ++i) {
-      const uint8_t *ai = a + i * lda + 4 * g;
-      const int32_t a4 = g < p->kfull ? load4(ai) : tail4(ai, p->ktail);
-      av[i] = _mm256_cvtepu8_epi16(_mm_set1_epi32(a4));
-    }
-    UNROLL for (int q = 0; q < 4; ++q) {
-      const __m128i raw = _mm_loadu_si128((const __m128i *)(b + g * 64 + 16 * q));
-      const __m256i bq = _mm256_cvtepi8_epi16(raw);
-      UNROLL for (int i = 0; i < R; ++i)
-        acc[i][q] = _mm256_add_epi32(acc[i][q], _mm256_madd_epi16(av[i], bq));
-    }
+  const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
+#define SIGN_STEP(G, LOAD4)                                                              \
+  {                                                                                      \
+    const __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + (G) * 64));             \
+    const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + (G) * 64 + 32));        \
+    UNROLL for (int i = 0; i < R; ++i) {                                                 \
+      const __m256i as = _mm256_xor_si256(_mm256_set1_epi32(LOAD4), flip);              \
+      const __m256i au = _mm256_abs_epi8(as);                                            \
+      acc[i][0] = _mm256_add_epi32(                                                      \
+          acc[i][0],                                                                     \
+          _mm256_madd_epi16(_mm256_maddubs_epi16(au, _mm256_sign_epi8(b0, as)), ones));  \
+      acc[i][1] = _mm256_add_epi32(                                                      \
+          acc[i][1],                                                                     \
+          _mm256_madd_epi16(_mm256_maddubs_epi16(au, _mm256_sign_epi8(b1, as)), ones));  \
+    }                                                                                    \
   }
+  const int64_t kfull = p->kfull;
+  for (int64_t g = 0; g < kfull; ++g) SIGN_STEP(g, load4(a + i * lda + 4 * g))
+  /* the last, partial group: a past K reads as 0 (a - 128 = -128 there,
+   * times packed zeros) */
+  if (kfull < p->k4) SIGN_STEP(kfull, tail4(a + i * lda + 4 * kfull, p->ktail))
+#undef SIGN_STEP
   int32_t sums[16] = {0};
   for (int64_t j = 0; j < nr; ++j) sums[j] = sk_qsum24(p->sum24, n0 + j);
   const __m256i s_lo = _mm256_loadu_si256((const __m256i *)sums);
   const __m256i s_hi = _mm256_loadu_si256((const __m256i *)(sums + 8));
+  const __m256i s_lo128 = _mm256_slli_epi32(s_lo, 7), s_hi128 = _mm256_slli_epi32(s_hi, 7);
   UNROLL for (int i = 0; i < R; ++i) {
-    const __m256i lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8);
-    const __m256i hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][2], acc[i][3]), 0xD8);
-    store8(p, m0 + i, n0, lo, s_lo, nr);
-    if (nr > 8) store8(p, m0 + i, n0 + 8, hi, s_hi, nr - 8);
+    store8(p, m0 + i, n0, _mm256_add_epi32(acc[i][0], s_lo128), s_lo, nr);
+    if (nr > 8) store8(p, m0 + i, n0 + 8, _mm256_add_epi32(acc[i][1], s_hi128), s_hi, nr - 8);
   }
 }
 
@@ -107,8 +119,16 @@ static void tile_1(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t 
 static void tile_2(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t nr) {
   tile(p, m0, n0, nr, 2);
 }
+static void tile_3(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t nr) {
+  tile(p, m0, n0, nr, 3);
+}
+static void tile_4(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t n0, int64_t nr) {
+  tile(p, m0, n0, nr, 4);
+}
 
-void sk_qgemm_u8s8_2x16c4__avx2(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
+void sk_qgemm_u8s8_4x16c4__avx2(const sk_qgemm_u8s8_args *p, int64_t m0, int64_t mr,
                                 int64_t n0, int64_t nr) {
-  if (mr == 2) tile_2(p, m0, n0, nr); else tile_1(p, m0, n0, nr);
+  static void (*const fns[MR])(const sk_qgemm_u8s8_args *, int64_t, int64_t, int64_t) = {
+      tile_1, tile_2, tile_3, tile_4};
+  fns[mr - 1](p, m0, n0, nr);
 }

@@ -825,7 +825,7 @@ def _dense_weight(w, avx2_cpu=False):
 # measuring and fitting the model, the crossover table and the command line
 # live in sparsekit/_pack_measure.py; their names stay reachable from here
 from sparsekit._pack_measure import (  # noqa: E402,F401
-    MEASURE_MS, MEASURE_SHAPES, MEASURE_SPARSITIES, _cli_arguments, _cli_run, _main,
+    MEASURE_MS, MEASURE_SHAPES, MEASURE_SPARSITIES, ROTATION, _cli_arguments, _cli_run, _main,
     all_formats, crossover_table, measure, measure_raw,
 )
 

@@ -59,11 +59,11 @@ def _dense_for_table():
 # copies together exceed the caches (the BERT FFN shapes: 8 x 9.4 MB dense)
 # comes from memory on every call, whatever else is timed in the same
 # interleave. Timed on one weight back to back (rotation 1, the tables before
-# branch sellpick) a weight that fits in L3 stayed there: the packed dense GEMM
-# at M = 1 ran 2-5x faster than from memory while SlicedEllMatrix's AVX2
-# kernel (compute-bound) gained ~1.5-2.5x, and which formats shared the
-# interleave decided how warm each one was (benchmarks/RESULTS.md, branch
-# sellpick).
+# branch sellpick) a weight that fits in L3 stayed there: on the BERT FFN
+# shapes at M = 1 the packed dense GEMM took 316 us instead of 789 from memory,
+# SlicedEllMatrix's AVX2 kernel 335 instead of 440 (Zen 3, medians), and which
+# formats shared the interleave decided how warm each one was
+# (benchmarks/RESULTS.md, "SlicedEllMatrix at small M: warm vs a model's layers").
 ROTATION = 8
 
 

@@ -95,7 +95,13 @@ MEASURED = {'coef': {'csr': {1: (0.6612, 0.1395, 1.7236, 0.0, 0.0083, 0.002, 0.0
 # BERT shapes (benchmarks/RESULTS.md, "pack: dense priced with the packed
 # GEMM"): on a quiet machine CSR and packed dense cross at ~0.50-0.52 at
 # M = 32 / 128, so these rows still pick dense up to 0.04-0.1 too long (CSR
-# <= ~1.15x faster there). Lowest
+# <= ~1.15x faster there). All these rows were timed one weight back to back
+# (`--rotation 1` since branch sellpick, where `--measure` times each weight
+# rotating over 8 copies, as a model's layers, by default): on the BERT shapes
+# at M = 1 / 8 that keeps dense fp32 warm in L3, so whether SlicedEllMatrix
+# should win there from 0.36-0.37 / 0.58-0.59 in a model is open until these
+# rows are re-timed on an AVX-512 CPU (benchmarks/RESULTS.md, "SlicedEllMatrix
+# at small M: warm vs a model's layers"). Lowest
 # sparsity from which
 # pack picks the sparse format (csr: CSRMatrix vs dense fp32 where SlicedEllMatrix is no candidate; sell:
 # SlicedEllMatrix, M <= SELL_MAX_M on AVX-512, None above; spint8: vs

@@ -7,8 +7,9 @@
 Times every format (dense fp32, CSRMatrix, SlicedEllMatrix, CSRMatrix with
 shared columns, QuantizedMatrix, SparseInt8Matrix) on random unstructured
 weights at each shape x sparsity x M with the same method as `sparsekit pack
---measure` (interleaved rounds, fastest round; a different seed
-from the fit), then, for quantize=None (dense vs CSR vs SlicedEllMatrix vs
+--measure` (interleaved rounds, fastest round, each format rotating over
+--rotation copies of its weight as a model's consecutive layers, the same
+default; a different seed from the fit), then, for quantize=None (dense vs CSR vs SlicedEllMatrix vs
 CSR with shared columns; SlicedEllMatrix only where pack would consider it:
 its kernel on AVX-512 with M <= SELL_MAX_M or on AVX2 with M <=
 SELL_MAX_M_AVX2; the shared columns where the layout
@@ -115,6 +116,10 @@ def main(argv):
     ap.add_argument("--truth", choices=("candidates", "all"), default="candidates",
                     help="the fastest of pack's candidates (default) or of every timed format")
     ap.add_argument("--tol", type=float, default=0.10)
+    ap.add_argument("--rotation", type=int, default=P.ROTATION,
+                    help="time each format rotating over this many copies of its weight, as "
+                         "`sparsekit pack --measure` does (default: its default; 1: one weight "
+                         "back to back, warm, as before branch sellpick)")
     args = ap.parse_args(argv)
     from sparsekit._native import core as _core
 
@@ -136,13 +141,16 @@ def main(argv):
                 float(v) for v in args.sparsities.split(","))
             ms = MS if args.ms is None else tuple(int(v) for v in args.ms.split(","))
             raw = P.measure_raw(shapes, sp, ms, reps=args.reps, seed=1,
-                                patterns=("unstructured",))
+                                patterns=("unstructured",), rotation=args.rotation)
         if args.save:
             with open(args.save, "w") as f:
                 json.dump(raw, f)
     model = None if args.model is None else _load_model(args.model)  # None: pack's table
     if args.old and model is None:
         model = P.MEASURED
+    rotations = sorted({r.get("rotation", 1) for r in raw})
+    print(f"timed rotating over {'/'.join(map(str, rotations))} copies of each weight "
+          f"(1: warm, back to back)")
     rows = score(raw, model, args.tol, isa, sell_isa=sell_isa, shared_isa=shared_isa,
                  old=args.old, truth=args.truth)
     for q in PAIRS:

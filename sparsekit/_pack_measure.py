@@ -53,26 +53,53 @@ def _dense_for_table():
     return _table(None, _running_kernels())[0]
 
 
+# Each format is timed rotating over ROTATION copies of its weight (distinct
+# memory, the same values), one call per copy in turn, as a model's consecutive
+# layers of that shape would run: the copies evict each other, so a weight whose
+# copies together exceed the caches (the BERT FFN shapes: 8 x 9.4 MB dense)
+# comes from memory on every call, whatever else is timed in the same
+# interleave. Timed on one weight back to back (rotation 1, the tables before
+# branch sellpick) a weight that fits in L3 stayed there: on the BERT FFN
+# shapes at M = 1 the packed dense GEMM took 316 us instead of 789 from memory,
+# SlicedEllMatrix's AVX2 kernel 335 instead of 440 (Zen 3, medians), and which
+# formats shared the interleave decided how warm each one was
+# (benchmarks/RESULTS.md, "SlicedEllMatrix at small M: warm vs a model's layers").
+ROTATION = 8
+
+
+def _rotation(obj, copies):
+    """obj and copies - 1 deep copies of it: the weights one timing rotates over."""
+    import copy
+
+    return [obj] + [copy.deepcopy(obj) for _ in range(copies - 1)]
+
+
 def _time_formats(built, x, reps):
-    """Seconds per sparsekit.linear(x, obj) for each built format: interleaved
-    rounds, the fastest round (the least disturbed by other tenants)."""
+    """Seconds per sparsekit.linear(x, w) for each format of built ({format:
+    [copies of its weight]}, _rotation): interleaved rounds; per round and
+    format one timing of whole passes over its copies (at least ~2 ms of
+    calls, at most 50); the fastest round (the least disturbed by other
+    tenants)."""
     import time
 
     import sparsekit
 
-    n, k = next(iter(built.values())).shape
+    copies = next(iter(built.values()))
+    n, k = copies[0].shape
     m = x.shape[0]
     inner = max(1, int(2e-3 / max(1e-6, 1e-9 * n * k * m / 4)))
-    inner = min(inner, 50)
+    passes = -(-min(inner, 50) // len(copies))  # whole passes: every copy as often
     t = {f: [] for f in built}
-    for obj in built.values():
-        sparsekit.linear(x, obj)  # warm up
+    for objs in built.values():
+        for obj in objs:
+            sparsekit.linear(x, obj)  # warm up (first-touch, lazy set-up)
     for _ in range(reps):
-        for f, obj in built.items():
+        for f, objs in built.items():
             t0 = time.perf_counter()
-            for _ in range(inner):
-                sparsekit.linear(x, obj)
-            t[f].append((time.perf_counter() - t0) / inner)
+            for _ in range(passes):
+                for obj in objs:
+                    sparsekit.linear(x, obj)
+            t[f].append((time.perf_counter() - t0) / (passes * len(objs)))
     return {f: float(np.min(v)) for f, v in t.items()}
 
 
@@ -145,13 +172,17 @@ def _describe_plan(plan, fmts):
 
 
 def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE_MS, reps=7,
-                seed=0, log=None, patterns=("unstructured", "1x4"), fmts=None):
+                seed=0, log=None, patterns=("unstructured", "1x4"), fmts=None,
+                rotation=ROTATION):
     """Time sparsekit.linear for every candidate format (or those in fmts),
-    at each M as timing_plan says. Returns one dict per (weight, M, format
+    at each M as timing_plan says, each rotating over `rotation` copies of
+    its weight (_time_formats). Returns one dict per (weight, M, format
     timed): n, k, sparsity, pattern, m, fmt, nnz, nblocks, ngroups,
     sell_groups, shared_bytes (bytes of the CSRMatrix with its shared-column
     layout, None where none is built; csr_shared is timed only where one is),
-    sec - what _model_from_raw fits."""
+    rotation, sec - what _model_from_raw fits."""
+    if isinstance(rotation, bool) or not isinstance(rotation, int) or rotation < 1:
+        raise ValueError(f"rotation: expected a number of weight copies >= 1, got {rotation!r}")
     rng = np.random.default_rng(seed)
     fmts = all_formats() if fmts is None else list(fmts)
     plan = timing_plan(fmts, ms)
@@ -168,8 +199,9 @@ def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE
                 sell_groups = _sell_groups(w)
                 built = {f: _build(f, w) for f in fmts
                          if not (pattern == "1x4" and f in ("dense", "qdense"))}
-                built = {f: obj for f, obj in built.items() if obj is not None}
-                shared_bytes = built["csr_shared"].nbytes if "csr_shared" in built else None
+                built = {f: _rotation(obj, rotation) for f, obj in built.items()
+                         if obj is not None}
+                shared_bytes = built["csr_shared"][0].nbytes if "csr_shared" in built else None
                 for m, together, alone in plan:
                     x = rng.standard_normal((m, k)).astype(np.float32)
                     for group in [together] + [[f] for f in alone]:
@@ -180,7 +212,8 @@ def measure_raw(shapes=MEASURE_SHAPES, sparsities=MEASURE_SPARSITIES, ms=MEASURE
                             raw.append(dict(n=n, k=k, sparsity=s, pattern=pattern, m=m,
                                             fmt=f, nnz=nnz, nblocks=nblocks,
                                             ngroups=ngroups, sell_groups=sell_groups,
-                                            shared_bytes=shared_bytes, sec=sec))
+                                            shared_bytes=shared_bytes, rotation=rotation,
+                                            sec=sec))
                             if log:
                                 log(f"{n}x{k} s={s:.2f} {pattern:>12} M={m:<4} {f:>10} "
                                     f"{sec * 1e6:9.1f} us")
@@ -362,6 +395,10 @@ def median_runs(runs):
     a case (weight, pattern, M, format) timed in more than one run at the
     median of its times (the machine is shared: one run's slow spell should
     not pull the fit), each case once, in the order first timed."""
+    rotations = {r.get("rotation", 1) for run in runs for r in run}
+    if len(rotations) > 1:  # warm and cold timings of a case are not one case
+        raise ValueError(f"runs: timed with different --rotation ({sorted(rotations)}); fit "
+                         f"runs of one rotation")
     cases = {}
     for r in (r for run in runs for r in run):
         key = (r["n"], r["k"], r["sparsity"], r.get("pattern", "unstructured"), r["m"],
@@ -402,6 +439,10 @@ def _cli_arguments(ap):
                          + ",".join(str(v) for v in MEASURE_SPARSITIES) + ")")
     ap.add_argument("--patterns", default=None,
                     help="time only these pruning patterns (unstructured, 1x4; default both)")
+    ap.add_argument("--rotation", type=int, default=ROTATION,
+                    help="time each format rotating over this many copies of its weight, as "
+                         f"a model's consecutive layers (default {ROTATION}; 1: one weight back "
+                         "to back, warm in the caches, as the tables before branch sellpick)")
 
 
 def _main(argv):
@@ -414,9 +455,9 @@ def _main(argv):
 
 
 def _measure_options(args):
-    """measure_raw's shapes, sparsities, ms, fmts and patterns from the
-    parsed --shapes, --sparsities, --ms, --formats and --patterns (their
-    defaults where not given; fmts None: all_formats())."""
+    """measure_raw's shapes, sparsities, ms, fmts, patterns and rotation from
+    the parsed --shapes, --sparsities, --ms, --formats, --patterns and
+    --rotation (their defaults where not given; fmts None: all_formats())."""
     def split(text):
         return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -434,10 +475,13 @@ def _measure_options(args):
     except ValueError:
         raise ValueError(f"--ms / --sparsities: expected comma-separated numbers, got "
                          f"{args.ms!r} / {args.sparsities!r}") from None
+    rotation = getattr(args, "rotation", ROTATION)
+    if rotation < 1:
+        raise ValueError(f"--rotation: expected a number of weight copies >= 1, got {rotation}")
     return dict(shapes=shapes, sparsities=sparsities, ms=ms,
                 fmts=None if args.formats is None else split(args.formats),
                 patterns=("unstructured", "1x4") if args.patterns is None else tuple(
-                    split(args.patterns)))
+                    split(args.patterns)), rotation=rotation)
 
 
 def _cli_run(args):

@@ -95,7 +95,13 @@ MEASURED = {'coef': {'csr': {1: (0.6612, 0.1395, 1.7236, 0.0, 0.0083, 0.002, 0.0
 # BERT shapes (benchmarks/RESULTS.md, "pack: dense priced with the packed
 # GEMM"): on a quiet machine CSR and packed dense cross at ~0.50-0.52 at
 # M = 32 / 128, so these rows still pick dense up to 0.04-0.1 too long (CSR
-# <= ~1.15x faster there). Lowest
+# <= ~1.15x faster there). All these rows were timed one weight back to back
+# (`--rotation 1` since branch sellpick, where `--measure` times each weight
+# rotating over 8 copies, as a model's layers, by default): on the BERT shapes
+# at M = 1 / 8 that keeps dense fp32 warm in L3, so whether SlicedEllMatrix
+# should win there from 0.36-0.37 / 0.58-0.59 in a model is open until these
+# rows are re-timed on an AVX-512 CPU (benchmarks/RESULTS.md, "SlicedEllMatrix
+# at small M: warm vs a model's layers"). Lowest
 # sparsity from which
 # pack picks the sparse format (csr: CSRMatrix vs dense fp32 where SlicedEllMatrix is no candidate; sell:
 # SlicedEllMatrix, M <= SELL_MAX_M on AVX-512, None above; spint8: vs
@@ -114,8 +120,27 @@ MEASURED = {'coef': {'csr': {1: (0.6612, 0.1395, 1.7236, 0.0, 0.0083, 0.002, 0.0
 
 
 # ---- the AVX2 table (output of `sparsekit pack --measure` with SPARSEKIT_ISA=avx2) ----
-# fp32 (dense, csr, sell) re-fitted 2026-11-29 05:00-05:04 UTC (branch
-# packrefit on main f04da75) with dense fp32 timed as the runtime of a CPU
+# fp32 M = 1, 2, 4, 8 rows (dense, csr; sell at M = 1, 2, where it is a
+# candidate) re-fitted 2026-11-29 07:41-07:59 UTC on branch sellpick, on a
+# CPU without AVX-512 (the VM came up as AMD EPYC family 25, Zen 3: AVX2
+# only), timed the way a model runs its layers: each format rotating over 8
+# copies of its weight (_pack_measure.ROTATION; the rows before, and the M =
+# 32 / 128 rows still, timed one weight back to back, warm in L3, on the Zen 5
+# VM forced to AVX2). Four rounds of
+#   flock /work/wt/bench.lock python -m sparsekit.pack --measure --reps 7 \
+#       --ms 1,2,4,8 --formats dense,csr,sell --shapes <half> --save <f>
+# (8 files, 10-78 s each, load average 6-26 on the 2 cores from other
+# engineers' builds and tests: each run's time over the case's median, 5-95%
+# 0.78-1.66), fitted with `--fit <the 8 files> --formats dense,csr,sell`.
+# Predicted / measured median 0.94-1.01, 5-95% within 0.67-1.26 (sell
+# 0.76-1.10). From memory the packed dense GEMM at M = 1 takes ~1.1-1.3 ms for
+# a BERT FFN weight (0.2-0.4 ms warm), so SlicedEllMatrix now wins from
+# ~23% sparsity at M = 1 (0.48 before) and CSRMatrix from ~34% at M = 1..8
+# (0.66-0.73 before). Scored on pack_accuracy runs timed the same way:
+# benchmarks/RESULTS.md, "SlicedEllMatrix at small M: warm vs a model's layers".
+# Older: fp32 M = 32 / 128 rows fitted 2026-11-29 05:00-05:04 UTC (branch
+# packrefit on main f04da75, the Zen 5 VM with every kernel forced to AVX2)
+# with dense fp32 timed as the runtime of a CPU
 # without AVX-512 holds it: a PackedDenseMatrix on gemm_f32's AVX2 kernel at
 # every M (_dense_f32.wanted(avx2_cpu=True); before, NumPy's OpenBLAS on its
 # Haswell kernels), to three rounds of
@@ -138,24 +163,24 @@ MEASURED = {'coef': {'csr': {1: (0.6612, 0.1395, 1.7236, 0.0, 0.0083, 0.002, 0.0
 # Scored on pack_accuracy's own runs: benchmarks/RESULTS.md, "pack on AVX2".
 # Lowest sparsity from which pack picks the sparse format with this table (the
 # columns as for MEASURED above; "sell" at M <= SELL_MAX_M_AVX2 only):
-#   {'shape': '3072x768', 'm': 1, 'csr': 0.66, 'sell': 0.48, 'spint8': 0.98, 'spint8_1x4': 0.89, 'shared': None}
-#   {'shape': '3072x768', 'm': 8, 'csr': 0.72, 'sell': None, 'spint8': 0.93, 'spint8_1x4': 0.75, 'shared': None}
+#   {'shape': '3072x768', 'm': 1, 'csr': 0.34, 'sell': 0.23, 'spint8': 0.98, 'spint8_1x4': 0.89, 'shared': None}
+#   {'shape': '3072x768', 'm': 8, 'csr': 0.34, 'sell': None, 'spint8': 0.93, 'spint8_1x4': 0.75, 'shared': None}
 #   {'shape': '3072x768', 'm': 32, 'csr': 0.43, 'sell': None, 'spint8': 0.46, 'spint8_1x4': 0.05, 'shared': None}
 #   {'shape': '3072x768', 'm': 128, 'csr': 0.41, 'sell': None, 'spint8': 0.4, 'spint8_1x4': 0.03, 'shared': None}
-#   {'shape': '768x3072', 'm': 1, 'csr': 0.66, 'sell': 0.47, 'spint8': 0.97, 'spint8_1x4': 0.88, 'shared': None}
-#   {'shape': '768x3072', 'm': 8, 'csr': 0.73, 'sell': None, 'spint8': 0.94, 'spint8_1x4': 0.75, 'shared': None}
+#   {'shape': '768x3072', 'm': 1, 'csr': 0.34, 'sell': 0.22, 'spint8': 0.97, 'spint8_1x4': 0.88, 'shared': None}
+#   {'shape': '768x3072', 'm': 8, 'csr': 0.34, 'sell': None, 'spint8': 0.94, 'spint8_1x4': 0.75, 'shared': None}
 #   {'shape': '768x3072', 'm': 32, 'csr': 0.46, 'sell': None, 'spint8': 0.51, 'spint8_1x4': 0.07, 'shared': None}
 #   {'shape': '768x3072', 'm': 128, 'csr': 0.45, 'sell': None, 'spint8': 0.45, 'spint8_1x4': 0.05, 'shared': None}
-MEASURED_AVX2 = {'coef': {'csr': {1: (0.6507, 0.1425, 1.8424, 0.0, 0.0059, 0.0017, 0.0019),
-                                  2: (0.7898, 0.4649, 0.0, 0.2566, 0.0, 0.0033, 0.0091),
-                                  4: (0.8212, 0.4352, 0.2375, 0.2508, 0.0102, 0.0069, 0.0041),
-                                  8: (0.7778, 0.4227, 0.9436, 0.2675, 0.0108, 0.0084),
+MEASURED_AVX2 = {'coef': {'csr': {1: (1.0, 0.2769, 5.1234, 1.6404, 0.1883, 0.0036),
+                                  2: (1.2327, 0.5498, 3.0931, 1.5565, 0.315, 0.0058),
+                                  4: (1.1649, 0.4687, 4.2515, 1.1693, 0.309, 0.0142, 0.0164),
+                                  8: (1.1126, 0.5729, 3.2831, 1.0557, 0.3368, 0.0, 0.0515),
                                   32: (0.706, 0.3931, 4.5053, 0.1011, 0.0785, 0.0388, 0.0113),
                                   128: (0.8921, 1.5746, 14.5032, 0.0949, 0.2884, 0.1538, 0.1373)},
-                          'dense': {1: (1.5333, 0.0462, 0.0, 0.0, 0.0054, 0.0),
-                                    2: (1.7062, 0.0643, 0.0, 0.1605, 0.0036, 0.0),
-                                    4: (1.8186, 0.0727, 0.0, 0.1972, 0.003, 0.0),
-                                    8: (1.8772, 0.1404, 0.0, 0.1603, 0.0023, 0.0),
+                          'dense': {1: (2.7392, 0.1399, 0.0, 0.4031, 0.1407, 0.0),
+                                    2: (2.9313, 0.1702, 0.0, 0.1088, 0.141, 0.0),
+                                    4: (3.1157, 0.1801, 0.0, 0.0, 0.1817, 0.0),
+                                    8: (3.0685, 0.2557, 0.0, 0.2845, 0.2812, 0.0),
                                     32: (1.9648, 0.5109, 0.2569, 0.2285, 0.0021, 0.0),
                                     128: (2.2045, 1.9666, 2.9585, 0.2512, 0.074, 0.0)},
                           'qdense': {1: (2.5497, 0.0187, 0.2075, 0.0, 0.0, 0.0),
@@ -164,8 +189,8 @@ MEASURED_AVX2 = {'coef': {'csr': {1: (0.6507, 0.1425, 1.8424, 0.0, 0.0059, 0.001
                                      8: (2.3371, 0.1142, 1.3211, 0.0, 0.0, 0.0),
                                      32: (3.0486, 0.4312, 8.9931, 0.0456, 0.0, 0.0),
                                      128: (6.9056, 1.8224, 20.9266, 0.0, 0.0, 0.0)},
-                          'sell': {1: (0.692, 0.0946, 0.2447, 0.0562, 0.0072, 0.0),
-                                   2: (0.728, 0.1851, 0.454, 0.0639, 0.0046, 0.0),
+                          'sell': {1: (1.2821, 0.3033, 0.4445, 0.6967, 0.0884, 0.0),
+                                   2: (1.2783, 0.5565, 1.6021, 0.641, 0.2015, 0.0),
                                    4: (0.7395, 0.3687, 0.666, 0.0832, 0.0119, 0.0),
                                    8: (0.79, 0.7404, 1.0705, 0.026, 0.0099, 0.0),
                                    32: (0.6707, 2.927, 5.7263, 0.0582, 0.0877, 0.0),

@@ -79,12 +79,14 @@ left out):
   95%) and 49-50 at M = 2 (1.16-2.19x at 70%, 0.99-1.34x at 90%, 0.73-1.1x at
   95%), but in 7 at M = 4 (0.53-0.96x at 90%) and none at M = 8 (0.29-0.84x):
   its kernel builds each step from 4 vpermps + 3 blends per 8 slots where the
-  AVX-512 one needs one permute per 16. The model separates the close cases:
-  predicted / measured CSRMatrix-to-sell time ratio median 1.01 / 1.02, 5-95%
-  0.98-1.04 / 0.93-1.15 at M = 1 / 2; so a 90%-sparse BERT FFN weight
-  (3072x768) goes to sell at M = 1 and 2 (predicted 1.09x / 1.57x CSR with
-  the current table) and a 95%-sparse one stays CSR at M = 1 (0.8x; at
-  M = 2 the two tie, 1.02x).
+  AVX-512 one needs one permute per 16 (those runs: the Zen 5 VM forced to
+  AVX2, weights warm). Its M <= 8 rows were re-timed on a Zen 3 (AVX2-only)
+  CPU as a model runs its layers (each weight from memory, see ROTATION
+  below): a BERT FFN weight (3072x768, 768x3072) goes to sell at M = 1 from
+  22-23% sparsity to 74% and to CSRMatrix above (at 90% CSR measured 1.0-1.4x
+  faster there), at M = 2 from 44-45% to 67-71% (MiniLM's 1536x384: 39-67% at
+  M = 1, never at M = 2); still no candidate at M = 3-4, where it measured
+  1.3-5x slower than the fastest.
 
 CSRMatrix with its shared-column layout ("csr_shared",
 CSRMatrix.with_shared_columns(): rows in groups of 4, a column 2-4 of them use
@@ -175,7 +177,15 @@ formats pack can choose at that M (_pack_measure.timing_plan, from the rules
 here: SlicedEllMatrix timed beside CSRMatrix at M >= 32 slowed it by 5-25%),
 and alone a format whose row at that M pack interpolates from (SlicedEllMatrix
 at M = 32 for M = 9..16); ``--plan`` prints which, timing nothing.
-``benchmarks/pack_accuracy.py`` checks the picks against fresh timings.
+Each format is timed rotating over ROTATION (8) copies of its weight, one call
+per copy in turn, as a model's consecutive layers of that shape run: a BERT
+FFN weight then comes from memory on every call, as in a model whose weights
+exceed L3, whatever else shares the interleave (``--rotation 1``: one weight
+back to back, which kept a weight that fits in L3 warm and made the timings
+depend on which other formats were timed beside it; MEASURED and
+MEASURED_AVX2's M >= 32 rows were still timed that way).
+``benchmarks/pack_accuracy.py`` checks the picks against fresh timings, timed
+the same way.
 """
 import math
 import sys
@@ -835,7 +845,7 @@ def _dense_weight(w, avx2_cpu=False):
 # measuring and fitting the model, the crossover table and the command line
 # live in sparsekit/_pack_measure.py; their names stay reachable from here
 from sparsekit._pack_measure import (  # noqa: E402,F401
-    MEASURE_MS, MEASURE_SHAPES, MEASURE_SPARSITIES, _cli_arguments, _cli_run, _main,
+    MEASURE_MS, MEASURE_SHAPES, MEASURE_SPARSITIES, ROTATION, _cli_arguments, _cli_run, _main,
     all_formats, crossover_table, measure, measure_raw,
 )
 

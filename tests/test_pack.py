@@ -345,15 +345,27 @@ def test_csr_bytes_margin_rule():
     assert _decide(n, k, nnz, 0, 0, None, 1, model(1 / 0.6 / 0.9))["choice"] == "dense"
 
 
-def _documented_crossovers():
-    """The crossover rows written under MEASURED in sparsekit/_pack_tables.py."""
+def _documented_crossovers(table="MEASURED"):
+    """The crossover rows written under MEASURED (or MEASURED_AVX2) in
+    sparsekit/_pack_tables.py."""
     import ast
     import importlib
 
     src = open(importlib.import_module("sparsekit._pack_tables").__file__).read()
-    tail = src[src.index("# ---- the measured table"):]
-    return [ast.literal_eval(line[2:]) for line in tail.splitlines()
-            if line.startswith("# {'shape'")]
+    start, prefix = (("# ---- the measured table", "# {'shape'") if table == "MEASURED"
+                     else ("# ---- the AVX2 table", "#   {'shape'"))
+    tail = src[src.index(start):]
+    if table == "MEASURED":
+        tail = tail[:tail.index("# ---- the AVX2 table")]
+    return [ast.literal_eval(line[len(prefix) - len("{'shape'"):])
+            for line in tail.splitlines() if line.startswith(prefix)]
+
+
+def _host_table(quantize):
+    """The name of the table pack uses on this CPU for quantize."""
+    from sparsekit.pack import _running_kernels, _table
+
+    return _table(quantize, _running_kernels())[0]
 
 
 def test_documented_crossover_table_is_the_models():
@@ -364,37 +376,33 @@ def test_documented_crossover_table_is_the_models():
     if not core.cpu_supports("avx512"):  # "shared" builds the layouts: AVX-512 CPUs only
         assert all(r["shared"] is None for r in got)
         rows = [dict(r, shared=None) for r in rows]
-    if not core.g4_vbmi_cpu():  # unstructured sparse int8 runs its g4 copy on VBMI CPUs only
-        rows, got = ([dict(r, spint8=None) for r in t] for t in (rows, got))
+    if not core.g4_vbmi_cpu():  # the int8 columns price the g4 kernels this CPU lacks
+        rows = [dict(r, spint8=None) for r in rows]
+        got = [dict(r, spint8=None) for r in got]
     assert rows == got
 
 
-def _documented_table_runs_here():
-    """pack uses MEASURED (the documented crossovers' table) on this CPU, with
-    the g4 copies of sparse int8 it was measured with."""
-    from sparsekit._native import core
-    from sparsekit.pack import _running_kernels, _table
-
-    kernels = _running_kernels()
-    return core.g4_vbmi_cpu() and all(_table(q, kernels)[0] == "MEASURED" for q in (None, "int8"))
-
-
-@pytest.mark.parametrize("row", _documented_crossovers(), ids=lambda r: f"{r['shape']}-M{r['m']}")
-def test_pack_follows_the_documented_crossover(rng, row):
+@pytest.mark.parametrize("i", range(8))
+def test_pack_follows_the_documented_crossover(rng, i):
     """pack on a random unstructured weight: dense fp32 / QuantizedMatrix
-    clearly below the documented crossover, the sparse format clearly above
-    (exact zero counts; +-3% covers the random 1x4-block count)."""
-    if not _documented_table_runs_here():
-        pytest.skip("the documented crossovers are MEASURED's (AVX-512 kernels, VNNI + VBMI); "
-                    "this CPU's pack uses another table (tests/test_pack_avx2.py tests AVX2's)")
+    clearly below the documented crossover (the rows of the table pack uses
+    on this CPU), the sparse format clearly above (exact zero counts; +-3%
+    covers the random 1x4-block count)."""
+    from sparsekit._native import core
+
+    row = _documented_crossovers(_host_table(None))[i]
     n, k = (int(v) for v in row["shape"].split("x"))
     m = row["m"]
     from sparsekit.pack import _sell_isa, _sell_wanted
 
     # where SlicedEllMatrix is a candidate on this CPU its column is the crossover
     fp32 = "sell" if _sell_wanted(None, m, _sell_isa()) else "csr"
-    for quantize, col in ((None, fp32), ("int8", "spint8")):
-        s_c = row[col]
+    int8 = _documented_crossovers(_host_table("int8"))[i]
+    checks = [(None, fp32, row)]
+    if _host_table("int8") == "MEASURED_AVX2" or core.g4_vbmi_cpu():  # as documented
+        checks.append(("int8", "spint8", int8))
+    for quantize, col, r in checks:
+        s_c = r[col]
         if s_c is None:
             continue
         for s, want_sparse in ((s_c - 0.03, False), (min(s_c + 0.03, 0.999), True)):

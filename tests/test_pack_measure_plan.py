@@ -110,12 +110,12 @@ def test_measure_options_parse_the_command_line():
                                  sparsities="0.5,0.9", patterns="unstructured")
     assert M._measure_options(args) == dict(
         shapes=((3072, 768), (64, 64)), sparsities=(0.5, 0.9), ms=(32, 128),
-        fmts=["dense", "csr"], patterns=("unstructured",))
+        fmts=["dense", "csr"], patterns=("unstructured",), rotation=M.ROTATION)
     default = types.SimpleNamespace(shapes=None, ms=None, formats=None, sparsities=None,
                                     patterns=None)
     assert M._measure_options(default) == dict(
         shapes=M.MEASURE_SHAPES, sparsities=M.MEASURE_SPARSITIES, ms=M.MEASURE_MS,
-        fmts=None, patterns=("unstructured", "1x4"))
+        fmts=None, patterns=("unstructured", "1x4"), rotation=M.ROTATION)
     with pytest.raises(ValueError, match="--shapes"):
         M._measure_options(types.SimpleNamespace(**dict(vars(default), shapes="3072")))
     with pytest.raises(ValueError, match="--ms"):

@@ -23,6 +23,8 @@ submodules (or a global one), which the direct path would skip (except
 transformers' own output-capturing hooks, idle unless it records; hooks on
 the layer itself run as usual around its forward).
 """
+import warnings
+
 import torch
 from torch import nn
 from torch.nn.modules import module as _torch_module
@@ -208,7 +210,7 @@ def install(model, rows):
         if parts is None:
             continue
         fused = FusedEncoderLayer(layer, parts)
-        if not _same_output(layer, fused):
+        if not self_check(f"layer {name!r}", fused.modules, lambda: _same_output(layer, fused)):
             continue
         layer.forward = fused
         for k in ("query", "key", "value"):
@@ -217,32 +219,43 @@ def install(model, rows):
                 row["reason"] += "; the layer runs as one sparsekit forward (hf_layer.py)"
 
 
-def _same_output(layer, fused):
-    """The direct path against the layer's own forward on one random input
-    (eval mode, no grad): bit-identical or not used."""
-    p = fused.parts
-    was = [m.training for m in fused.modules]
-    layer.eval()
+def self_check(what, modules, check):
+    """check() with `modules` in eval mode (their flags restored after) and
+    no grad: True when a direct forward may replace `what`'s own. A check
+    that raises keeps the own forward too, with a RuntimeWarning naming
+    `what` and the error (accelerate itself does not fail)."""
+    was = [m.training for m in modules]
     try:
-        g = torch.Generator().manual_seed(0)
-        c = p.ao.LayerNorm.normalized_shape[0]
-        x = torch.randn(2, 5, c, generator=g)
-        mask = torch.zeros(2, 1, 5, 5)
-        mask[1, :, :, 3:] = float("-inf")
+        for m in modules:
+            m.training = False
         with torch.no_grad():
-            out = []
-            for m in (None, mask):
-                want = type(layer).forward(layer, x, m)  # a tensor, as run() returns
-                got = fused(x, m)
-                out.append(isinstance(want, torch.Tensor) and want.shape == got.shape and
-                           bool(torch.equal(got, want)) and fused._fast(x, m, None, (), {})
-                           is not False)
-        return all(out)
-    except Exception:  # noqa: BLE001 - any failure means: keep the layer's own forward
+            return bool(check())
+    except Exception as e:  # noqa: BLE001 - any failure means: keep the own forward
+        warnings.warn(f"sparsekit.torch.accelerate: {what} keeps its own forward: checking "
+                      f"its direct sparsekit forward raised {type(e).__name__}: {e}",
+                      RuntimeWarning, stacklevel=2)
         return False
     finally:
-        for m, w in zip(fused.modules, was):
+        for m, w in zip(modules, was):
             m.training = w
+
+
+def _same_output(layer, fused):
+    """The direct path against the layer's own forward on one random input:
+    bit-identical or not used."""
+    p = fused.parts
+    g = torch.Generator().manual_seed(0)
+    c = p.ao.LayerNorm.normalized_shape[0]
+    x = torch.randn(2, 5, c, generator=g)
+    mask = torch.zeros(2, 1, 5, 5)
+    mask[1, :, :, 3:] = float("-inf")
+    for m in (None, mask):
+        want = type(layer).forward(layer, x, m)  # a tensor, as run() returns
+        got = fused(x, m)
+        if not (isinstance(want, torch.Tensor) and want.shape == got.shape and
+                bool(torch.equal(got, want)) and fused._fast(x, m, None, (), {}) is not False):
+            return False
+    return True
 
 
 def _global_hooks():

@@ -462,6 +462,9 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         from sparsekit.convert import hf_layer
 
         hf_layer.install(model, rows)  # BERT-style layers fully on sparsekit: one forward
+        from sparsekit.convert import hf_model
+
+        hf_model.install(model, rows)  # ... and a BertModel of such layers: one forward
     model.eval()
     model.requires_grad_(False)  # else torch layers before ours hand us grad-tracked tensors
     object.__setattr__(model, _REPORT_ATTR, rows)

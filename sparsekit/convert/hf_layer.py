@@ -25,6 +25,7 @@ the layer itself run as usual around its forward).
 """
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules import module as _torch_module
@@ -92,6 +93,9 @@ class _Parts:
     def __init__(self, layer, sa, group, ao, inter, out):
         self.layer, self.sa, self.group, self.ao, self.inter, self.out = \
             layer, sa, group, ao, inter, out
+        # the modules run() calls, looked up once (intact() checks they still are)
+        self.ao_dense, self.ao_ln = ao.dense, ao.LayerNorm
+        self.inter_dense, self.out_dense, self.out_ln = inter.dense, out.dense, out.LayerNorm
         self.signature = self._now()
 
     def _now(self):
@@ -126,26 +130,27 @@ class FusedEncoderLayer:
         if mask is False:
             return type(self.layer).forward(self.layer, hidden_states, attention_mask,
                                             encoder_hidden_states, *args, **kwargs)
-        return self.run(hidden_states, mask, kwargs.get(A._OFFSETS))
+        packing = kwargs.get(A._OFFSETS)
+        return torch.from_numpy(self.run(hidden_states.detach().numpy(), mask,
+                                         None if packing is None else packing.offsets))
 
-    def run(self, x, mask, packing):
-        """The layer on sparsekit's kernels for a checked input (see _fast)."""
+    def run(self, x, mask, offsets):
+        """The layer on sparsekit's kernels for a checked input (see _fast):
+        hidden states x [B, T, C] float32 NumPy in, a new array out."""
         p = self.parts
         group, sa = p.group, p.sa
         b, t, c = x.shape
         h, d = sa.num_attention_heads, sa.attention_head_size
-        xn = x.detach().numpy()
-        qkv = group.layer(xn)
+        qkv = group.layer(x)
         q, k, v = (qkv[..., a:e].reshape(b, t, h, d) for a, e in group.bounds)
-        att = torch.empty((b, t, h, d), dtype=torch.float32)
+        att = np.empty((b, t, h, d), np.float32)
         scale = float(sa.scaling) if getattr(sa, "scaling", None) is not None else d ** -0.5
-        core.attention_f32(q, k, v, mask, scale, att.numpy(),
-                           None if packing is None else packing.offsets)
-        a = p.ao.dense.layer(att.numpy().reshape(b, t, h * d))
-        add_layernorm(a, xn, p.ao.LayerNorm)
-        y = p.out.dense.layer(p.inter.dense.layer(a))
-        add_layernorm(y, a, p.out.LayerNorm)
-        return torch.from_numpy(y)
+        core.attention_f32(q, k, v, mask, scale, att, offsets)
+        a = p.ao_dense.layer(att.reshape(b, t, h * d))
+        add_layernorm(a, x, p.ao_ln)
+        y = p.out_dense.layer(p.inter_dense.layer(a))
+        add_layernorm(y, a, p.out_ln)
+        return y
 
     def _fast(self, x, attention_mask, encoder_hidden_states, args, kwargs):
         """The mask as attention_f32 takes it (None or a NumPy view), or False:

@@ -177,8 +177,10 @@ class FusedBertModel:
                 x = x.reshape(b * t, c).index_select(0, idx).unsqueeze(0)
             else:  # the mask each layer would make of sdpa_mask's [B, 1, T, T] mask
                 mask = A._additive_mask(keep[:, None, None, :], b, t, t)
+        xn, offsets = x.numpy(), None if packing is None else packing.offsets
         for f in plan.layers:
-            x = f.run(x, mask, packing)
+            xn = f.run(xn, mask, offsets)
+        x = torch.from_numpy(xn)
         if packing is not None:  # as hf_attention._Packer.post
             full = x.new_zeros((b * t, c))
             full.index_copy_(0, packing.idx, x[0])

@@ -210,46 +210,29 @@ class _Plan:
         self.mods = list(model.modules())
         self.children = [m._modules for m in self.mods]
         self.snapshot = [dict(d) for d in self.children]
-        self.empty, self.held, self.held_now = [], [], []
-        for m in self.mods[1:]:  # (torch runs the model's own hooks around this forward)
-            for k in _HOOKS:
-                d = getattr(m, k)
-                (self.held if d else self.empty).append(d)
-        self.held_now = [dict(d) for d in self.held]
-        objs, names, want = [], [], []
+        self.hooks_ok = self._note_hooks()
+        # instance attributes the direct forwards rely on, compared by identity:
+        # (object, name) -> the value found here (None: not set on the instance)
+        watch = [(model, "config")]
         for f in self.layers:
             p = f.parts
-            watch = [(f.layer, "forward", f), (p.sa, "config", self.config),
-                     (p.sa, "is_causal", False), (p.group, "enabled", True),
-                     (p.group, "stale", False),
-                     (p.ao, "forward", p.ao.__dict__.get("forward")),
-                     (p.out, "forward", p.out.__dict__.get("forward"))]
-            watch += [(p.sa._modules[n], "_fused", p.sa._modules[n]._fused)
-                      for n in p.group.names]
-            for o, n, v in watch:
-                objs.append(o)
-                names.append(n)
-                want.append(v)
-        for o in [model.embeddings, model.encoder] + list(_embedding_parts(model.embeddings)):
-            objs.append(o)
-            names.append("forward")
-            want.append(getattr(o, "forward"))  # the class's own (recognise checked)
-        self.objs, self.names, self.want = objs, names, want
+            watch += [(f.layer, "forward"), (p.sa, "config"), (p.sa, "is_causal"),
+                      (p.group, "enabled"), (p.group, "stale"), (p.ao, "forward"),
+                      (p.out, "forward")] + [(p.sa._modules[n], "_fused") for n in p.group.names]
+        watch += [(m, "forward") for m in [model.embeddings, model.encoder] +
+                  list(_embedding_parts(model.embeddings))]
+        self.dicts = [vars(o) for o, _ in watch]
+        self.names = [n for _, n in watch]
+        self.want = list(map(dict.get, self.dicts, self.names))
         self.config_seen, self.return_dict = None, True
         from transformers.models.bert import modeling_bert as mb
 
         self.output = mb.BaseModelOutputWithPoolingAndCrossAttentions  # what BertModel returns
-        self.packs = any(isinstance(getattr(h, "__self__", None), A._Packer)
-                         for h in model.encoder._forward_pre_hooks.values())
 
     def unchanged(self):
-        try:
-            now = list(map(getattr, self.objs, self.names))
-        except AttributeError:  # (one was deleted)
-            return False
         return all(map(operator.eq, self.children, self.snapshot)) and \
             not any(map(operator.attrgetter("training"), self.mods)) and \
-            now == self.want and self.model.__dict__.get("config") is self.config and \
+            all(map(operator.is_, map(dict.get, self.dicts, self.names), self.want)) and \
             self._config_ok() and not hf_layer._global_hooks() and self._hooks_known()
 
     def _config_ok(self):
@@ -274,14 +257,36 @@ class _Plan:
         return True
 
     def _hooks_known(self):
-        if not any(self.empty) and all(map(operator.eq, self.held, self.held_now)):
+        """No hooks but those found harmless (_harmless) last time: the hook
+        dicts that were empty still are, the others hold the same hooks; else
+        every hook is looked at (and, all harmless, noted for next time)."""
+        if self.hooks_ok and not any(self.empty) and \
+                all(map(operator.eq, self.held, self.held_now)):
             return True
-        for m in self.mods[1:]:  # the slow way: only hooks that change nothing here
+        for m in self.mods[1:]:
             for k in _HOOKS:
                 for f in list(getattr(m, k).values()):
                     if not (k in _HOOKS[:2] and self._harmless(m, f)):
                         return False
-        return True
+        self.hooks_ok = self._note_hooks()
+        return self.hooks_ok
+
+    def _note_hooks(self):
+        """Note which hook dicts are empty and what the others hold (the
+        model's own hooks aside: torch runs them around this forward), and
+        whether the encoder packs padded batches (hf_attention's pre and post
+        hooks both there); False when only one of them is."""
+        self.empty, self.held = [], []
+        for m in self.mods[1:]:
+            for k in _HOOKS:
+                d = getattr(m, k)
+                (self.held if d else self.empty).append(d)
+        self.held_now = [dict(d) for d in self.held]
+        enc = self.model.encoder
+        pre, post = ({getattr(f, "__func__", None) for f in d.values()}
+                     for d in (enc._forward_pre_hooks, enc._forward_hooks))
+        self.packs = A._Packer.pre in pre
+        return self.packs == (A._Packer.post in post)
 
     def _harmless(self, m, f):
         """A hook this path may skip: a q/k/v group's arm / disarm on its

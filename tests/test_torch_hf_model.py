@@ -22,6 +22,7 @@ transformers = pytest.importorskip("transformers")
 import sparsekit.torch as skt  # noqa: E402
 from sparsekit import _dense_f32 as D  # noqa: E402
 from sparsekit.convert import hf_layer, hf_model  # noqa: E402
+from conftest import count_calls  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +54,19 @@ def runs(monkeypatch):
     """Counts the outputs of the direct path (accelerate's own check calls it
     too: tests set it to 0 after accelerating; run() returning None hands the
     call to the model's own forward)."""
-    count = [0]
-    run = hf_model.FusedBertModel.run
+    return count_calls(monkeypatch, hf_model.FusedBertModel, "run",
+                       lambda out: out is not None)
 
-    def counted(self, *args):
-        out = run(self, *args)
-        count[0] += out is not None
-        return out
 
-    monkeypatch.setattr(hf_model.FusedBertModel, "run", counted)
-    return count
+@pytest.fixture(params=[None, "dynamic"])
+def accelerated(request, bert, runs):
+    """(model, ids, mask, the model accelerated (fp32 or int8), the same on
+    BertModel's own forward, quantize); the direct-path count starts at 0."""
+    model, ids, mask = bert
+    acc = _accelerate(model, request.param)
+    own = _own_forward(acc)
+    runs[0] = 0
+    return model, ids, mask, acc, own, request.param
 
 
 def _call(model, *args, **kw):
@@ -224,12 +228,8 @@ def _as_float64(emb):
     return Undo()
 
 
-@pytest.mark.parametrize("quantize", [None, "dynamic"])
-def test_fallbacks_take_the_models_own_forward(bert, quantize, runs):
-    model, ids, mask = bert
-    acc = _accelerate(model, quantize)
-    own = _own_forward(acc)
-    runs[0] = 0
+def test_fallbacks_take_the_models_own_forward(accelerated, runs):
+    model, ids, mask, acc, own, _ = accelerated
     for what, change, kw in _fallbacks(acc, ids, mask):
         handles = [change(m) for m in (acc, own)] if change else []
         try:
@@ -251,11 +251,8 @@ def test_fallbacks_take_the_models_own_forward(bert, quantize, runs):
         runs[0] = 0
 
 
-@pytest.mark.parametrize("quantize", [None, "dynamic"])
-def test_hooks_added_after_install_run(bert, quantize, runs):
-    model, ids, mask = bert
-    acc = _accelerate(model, quantize)
-    runs[0] = 0
+def test_hooks_added_after_install_run(accelerated, runs):
+    model, ids, mask, acc, own, _ = accelerated
     seen = []
     h = acc.encoder.layer[1].intermediate.dense.register_forward_hook(
         lambda m, i, o: seen.append(o.shape))
@@ -309,12 +306,8 @@ def test_padding_hooks_removed_after_install(bert, runs):
         assert not _same(got, packed) and got[0][~mask.bool()].abs().min() > 0
 
 
-@pytest.mark.parametrize("quantize", [None, "dynamic"])
-def test_training_grad_and_attention_switch(bert, quantize, runs):
-    model, ids, mask = bert
-    acc = _accelerate(model, quantize)
-    own = _own_forward(acc)
-    runs[0] = 0
+def test_training_grad_and_attention_switch(accelerated, runs):
+    model, ids, mask, acc, own, _ = accelerated
     acc.train()
     with pytest.raises(RuntimeError, match="inference-only"), torch.no_grad():
         acc(input_ids=ids)  # as on the model's own path: sparsekit modules refuse training
@@ -338,10 +331,8 @@ def test_training_grad_and_attention_switch(bert, quantize, runs):
     assert runs[0] == 1
 
 
-@pytest.mark.parametrize("quantize", [None, "dynamic"])
-def test_copies_and_state_dict(bert, quantize, runs):
-    model, ids, mask = bert
-    acc = _accelerate(model, quantize)
+def test_copies_and_state_dict(accelerated, runs):
+    model, ids, mask, acc, _, quantize = accelerated
     kw = dict(input_ids=ids, attention_mask=mask)
     want = _call(acc, **kw)
     plain = _own_forward(acc, layers_too=True)

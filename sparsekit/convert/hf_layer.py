@@ -23,6 +23,9 @@ submodules (or a global one), which the direct path would skip (except
 transformers' own output-capturing hooks, idle unless it records; hooks on
 the layer itself run as usual around its forward).
 """
+import warnings
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules import module as _torch_module
@@ -90,6 +93,9 @@ class _Parts:
     def __init__(self, layer, sa, group, ao, inter, out):
         self.layer, self.sa, self.group, self.ao, self.inter, self.out = \
             layer, sa, group, ao, inter, out
+        # the modules run() calls, looked up once (intact() checks they still are)
+        self.ao_dense, self.ao_ln = ao.dense, ao.LayerNorm
+        self.inter_dense, self.out_dense, self.out_ln = inter.dense, out.dense, out.LayerNorm
         self.signature = self._now()
 
     def _now(self):
@@ -124,26 +130,27 @@ class FusedEncoderLayer:
         if mask is False:
             return type(self.layer).forward(self.layer, hidden_states, attention_mask,
                                             encoder_hidden_states, *args, **kwargs)
-        return self.run(hidden_states, mask, kwargs.get(A._OFFSETS))
+        packing = kwargs.get(A._OFFSETS)
+        return torch.from_numpy(self.run(hidden_states.detach().numpy(), mask,
+                                         None if packing is None else packing.offsets))
 
-    def run(self, x, mask, packing):
-        """The layer on sparsekit's kernels for a checked input (see _fast)."""
+    def run(self, x, mask, offsets):
+        """The layer on sparsekit's kernels for a checked input (see _fast):
+        hidden states x [B, T, C] float32 NumPy in, a new array out."""
         p = self.parts
         group, sa = p.group, p.sa
         b, t, c = x.shape
         h, d = sa.num_attention_heads, sa.attention_head_size
-        xn = x.detach().numpy()
-        qkv = group.layer(xn)
+        qkv = group.layer(x)
         q, k, v = (qkv[..., a:e].reshape(b, t, h, d) for a, e in group.bounds)
-        att = torch.empty((b, t, h, d), dtype=torch.float32)
+        att = np.empty((b, t, h, d), np.float32)
         scale = float(sa.scaling) if getattr(sa, "scaling", None) is not None else d ** -0.5
-        core.attention_f32(q, k, v, mask, scale, att.numpy(),
-                           None if packing is None else packing.offsets)
-        a = p.ao.dense.layer(att.numpy().reshape(b, t, h * d))
-        add_layernorm(a, xn, p.ao.LayerNorm)
-        y = p.out.dense.layer(p.inter.dense.layer(a))
-        add_layernorm(y, a, p.out.LayerNorm)
-        return torch.from_numpy(y)
+        core.attention_f32(q, k, v, mask, scale, att, offsets)
+        a = p.ao_dense.layer(att.reshape(b, t, h * d))
+        add_layernorm(a, x, p.ao_ln)
+        y = p.out_dense.layer(p.inter_dense.layer(a))
+        add_layernorm(y, a, p.out_ln)
+        return y
 
     def _fast(self, x, attention_mask, encoder_hidden_states, args, kwargs):
         """The mask as attention_f32 takes it (None or a NumPy view), or False:
@@ -208,7 +215,7 @@ def install(model, rows):
         if parts is None:
             continue
         fused = FusedEncoderLayer(layer, parts)
-        if not _same_output(layer, fused):
+        if not self_check(f"layer {name!r}", fused.modules, lambda: _same_output(layer, fused)):
             continue
         layer.forward = fused
         for k in ("query", "key", "value"):
@@ -217,32 +224,43 @@ def install(model, rows):
                 row["reason"] += "; the layer runs as one sparsekit forward (hf_layer.py)"
 
 
-def _same_output(layer, fused):
-    """The direct path against the layer's own forward on one random input
-    (eval mode, no grad): bit-identical or not used."""
-    p = fused.parts
-    was = [m.training for m in fused.modules]
-    layer.eval()
+def self_check(what, modules, check):
+    """check() with `modules` in eval mode (their flags restored after) and
+    no grad: True when a direct forward may replace `what`'s own. A check
+    that raises keeps the own forward too, with a RuntimeWarning naming
+    `what` and the error (accelerate itself does not fail)."""
+    was = [m.training for m in modules]
     try:
-        g = torch.Generator().manual_seed(0)
-        c = p.ao.LayerNorm.normalized_shape[0]
-        x = torch.randn(2, 5, c, generator=g)
-        mask = torch.zeros(2, 1, 5, 5)
-        mask[1, :, :, 3:] = float("-inf")
+        for m in modules:
+            m.training = False
         with torch.no_grad():
-            out = []
-            for m in (None, mask):
-                want = type(layer).forward(layer, x, m)  # a tensor, as run() returns
-                got = fused(x, m)
-                out.append(isinstance(want, torch.Tensor) and want.shape == got.shape and
-                           bool(torch.equal(got, want)) and fused._fast(x, m, None, (), {})
-                           is not False)
-        return all(out)
-    except Exception:  # noqa: BLE001 - any failure means: keep the layer's own forward
+            return bool(check())
+    except Exception as e:  # noqa: BLE001 - any failure means: keep the own forward
+        warnings.warn(f"sparsekit.torch.accelerate: {what} keeps its own forward: checking "
+                      f"its direct sparsekit forward raised {type(e).__name__}: {e}",
+                      RuntimeWarning, stacklevel=2)
         return False
     finally:
-        for m, w in zip(fused.modules, was):
+        for m, w in zip(modules, was):
             m.training = w
+
+
+def _same_output(layer, fused):
+    """The direct path against the layer's own forward on one random input:
+    bit-identical or not used."""
+    p = fused.parts
+    g = torch.Generator().manual_seed(0)
+    c = p.ao.LayerNorm.normalized_shape[0]
+    x = torch.randn(2, 5, c, generator=g)
+    mask = torch.zeros(2, 1, 5, 5)
+    mask[1, :, :, 3:] = float("-inf")
+    for m in (None, mask):
+        want = type(layer).forward(layer, x, m)  # a tensor, as the direct forward returns
+        got = fused(x, m)
+        if not (isinstance(want, torch.Tensor) and want.shape == got.shape and
+                bool(torch.equal(got, want)) and fused._fast(x, m, None, (), {}) is not False):
+            return False
+    return True
 
 
 def _global_hooks():

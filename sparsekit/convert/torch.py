@@ -400,7 +400,11 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
     run on sparsekit then gets one direct forward calling the same kernels
     (bit-identical, no module / state_dict change; its own forward for
     training, grad, hooks, recorded outputs and other masks:
-    sparsekit/convert/hf_layer.py).
+    sparsekit/convert/hf_layer.py), and a BertModel whose layers all have
+    it one direct forward for the whole model (embeddings, mask, layers,
+    pooler; bit-identical, the same fallbacks: sparsekit/convert/hf_model.py).
+    A direct forward whose install-time check raises is left out with a
+    RuntimeWarning naming the layer / model and the error.
     The returned model is put in eval mode and is inference-only: the
     parameters it keeps (LayerNorm, embeddings, layers left in torch) stop
     requiring grad, so a plain ``model(x)`` works without torch.no_grad().
@@ -462,6 +466,9 @@ def accelerate(model, quantize=None, min_sparsity=None, inplace=False, drop_padd
         from sparsekit.convert import hf_layer
 
         hf_layer.install(model, rows)  # BERT-style layers fully on sparsekit: one forward
+        from sparsekit.convert import hf_model
+
+        hf_model.install(model, rows)  # ... and a BertModel of such layers: one forward
     model.eval()
     model.requires_grad_(False)  # else torch layers before ours hand us grad-tracked tensors
     object.__setattr__(model, _REPORT_ATTR, rows)

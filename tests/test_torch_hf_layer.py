@@ -18,6 +18,7 @@ transformers = pytest.importorskip("transformers")
 import sparsekit.torch as skt  # noqa: E402
 from sparsekit import _dense_f32 as D  # noqa: E402
 from sparsekit.convert import hf_layer  # noqa: E402
+from sparsekit.runtime.torch_modules import ResidualLayerNorm  # noqa: E402
 from conftest import count_calls  # noqa: E402
 
 
@@ -235,3 +236,27 @@ def test_not_installed_when_the_layers_forward_differs(bert, monkeypatch, change
     acc = skt.accelerate(model, min_sparsity=0.99)
     assert hf_layer.recognise(acc.encoder.layer[0]) is not None
     assert not any("forward" in layer.__dict__ for layer in acc.encoder.layer)
+
+
+@pytest.mark.parametrize("quantize", [None, "dynamic"])
+def test_hook_on_an_output_layernorm_runs(bert, quantize):
+    """A forward hook on an output block's LayerNorm sees the LayerNorm's own
+    output and the model gives the same result: the block's own forward runs
+    (the fused add + LayerNorm kernel would skip the module)."""
+    model, ids, mask = bert
+    acc = _accelerate(model, quantize)
+    ref = _module_path(acc)
+    for m in (acc, ref):  # the module path: ResidualLayerNorm's forward, not the direct one
+        for layer in m.encoder.layer:
+            layer.__dict__.pop("forward", None)
+    block = acc.encoder.layer[1].output
+    assert isinstance(block.__dict__.get("forward"), ResidualLayerNorm)
+    want = _outputs(ref, input_ids=ids, attention_mask=mask)
+    seen = []
+    h = block.LayerNorm.register_forward_hook(lambda m, i, o: seen.append(o.clone()))
+    try:
+        got = _outputs(acc, input_ids=ids, attention_mask=mask)
+    finally:
+        h.remove()
+    assert len(seen) == 1 and seen[0].shape[-1] == 64
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)

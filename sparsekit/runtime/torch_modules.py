@@ -475,8 +475,9 @@ class ResidualLayerNorm:
     (BERT's BertSelfOutput / BertOutput) with `dense` on sparsekit: dense's
     output is a fresh tensor, so the residual add and the LayerNorm run in
     place on it as one kernel (sparsekit add_layernorm_f32, within float
-    rounding of torch's add + layer_norm). Training mode, grad, or any other
-    input runs the block's own forward."""
+    rounding of torch's add + layer_norm). Training mode, grad, a hook on the
+    LayerNorm or dropout module (or a global one: the kernel would skip it), or
+    any other input runs the block's own forward."""
 
     def __init__(self, block):
         self.block_forward = type(block).forward
@@ -490,7 +491,8 @@ class ResidualLayerNorm:
                 input_tensor.dtype == torch.float32 and input_tensor.device.type == "cpu" \
                 and input_tensor.is_contiguous() and ln.weight.dtype == torch.float32 and \
                 not (torch.is_grad_enabled() and (input_tensor.requires_grad or
-                                                  ln.weight.requires_grad)):
+                                                  ln.weight.requires_grad)) and \
+                not _hooked(ln, getattr(b, "dropout", None)):
             y = b.dense(hidden_states)
         if y is None or y.shape != input_tensor.shape or not y.is_contiguous():
             if y is None:
@@ -504,6 +506,15 @@ class ResidualLayerNorm:
         import copy as _copy
 
         return ResidualLayerNorm(_copy.deepcopy(self.block, memo))
+
+
+def _hooked(*modules):
+    """Any forward hook on these modules (None skipped) or a global module hook."""
+    from torch.nn.modules import module as _m
+
+    if getattr(_m, "_has_any_global_hook", lambda: True)():
+        return True
+    return any(m is not None and (m._forward_hooks or m._forward_pre_hooks) for m in modules)
 
 
 def add_layernorm(y, r, ln):

@@ -502,6 +502,8 @@ def _csr_more_bytes(k):
 # is then (close to) the activation pass alone, which the dense formats also do.
 ALWAYS_SPARSE = 0.99
 SPARSE_OF = {"dense": "csr", "qdense": "spint8"}
+# the dense format an unpruned weight keeps instead of a sparse pick (UNPRUNED)
+DENSE_OF = {"csr": "dense", "sell": "dense", "spint8": "qdense"}
 
 
 def _candidates(quantize):
@@ -731,11 +733,15 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
     others = sorted((f for f in pred if f != choice), key=pred.get)
     if others and pred[choice] <= 0:  # an empty weight: nothing to compute
         reason = f"{FORMAT_NAMES[choice]}: the weight is empty ({n}x{k}), every format is free"
-    elif choice == "csr" and "dense" in pred and n * k and sparsity < UNPRUNED:
-        reason = (f"{FORMAT_NAMES['dense']}: {sparsity:.1%} zeros (< {UNPRUNED:.0%}), an "
-                  f"unpruned weight stays dense (CSRMatrix, predicted "
-                  f"{pred['dense'] / pred['csr']:.2f}x faster, would hold 1.5x the bytes)")
-        choice = "dense"
+    elif choice in DENSE_OF and DENSE_OF[choice] in pred and n * k and sparsity < UNPRUNED:
+        dense = DENSE_OF[choice]
+        cost = ("would not fuse GELU or q/k/v" if choice == "spint8" else
+                "would hold 1.5x the bytes" if choice == "csr" else
+                f"would hold {_sell_bytes(n, slots) / (4 * n * k):.2f}x the bytes")
+        reason = (f"{FORMAT_NAMES[dense]}: {sparsity:.1%} zeros (< {UNPRUNED:.0%}), an "
+                  f"unpruned weight stays dense ({FORMAT_NAMES[choice]}, predicted "
+                  f"{pred[dense] / pred[choice]:.2f}x faster, {cost})")
+        choice = dense
     elif (choice == "csr" and "dense" in pred and sparsity < _csr_more_bytes(k)
           and pred["dense"] < CSR_BYTES_MARGIN * pred["csr"]):
         reason = (f"{FORMAT_NAMES['dense']}: at {sparsity:.1%} sparsity CSRMatrix holds more "
@@ -743,18 +749,6 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
                   f"only {pred['dense'] / pred['csr']:.2f}x faster (< {CSR_BYTES_MARGIN}x, "
                   f"the margin it needs there)")
         choice = "dense"
-    elif choice == "sell" and "dense" in pred and n * k and sparsity < UNPRUNED:
-        reason = (f"{FORMAT_NAMES['dense']}: {sparsity:.1%} zeros (< {UNPRUNED:.0%}), an "
-                  f"unpruned weight stays dense ({FORMAT_NAMES['sell']}, predicted "
-                  f"{pred['dense'] / pred['sell']:.2f}x faster, would hold "
-                  f"{_sell_bytes(n, slots) / (4 * n * k):.2f}x the bytes)")
-        choice = "dense"
-    elif choice == "spint8" and "qdense" in pred and n * k and sparsity < UNPRUNED:
-        reason = (f"{FORMAT_NAMES['qdense']}: {sparsity:.1%} zeros (< {UNPRUNED:.0%}), an "
-                  f"unpruned weight stays dense int8 ({FORMAT_NAMES['spint8']}, predicted "
-                  f"{pred['qdense'] / pred['spint8']:.2f}x faster, would not fuse GELU or "
-                  f"q/k/v)")
-        choice = "qdense"
     elif (choice == "sell" and "dense" in pred and _sell_bytes(n, slots) > 4 * n * k
           and pred["dense"] < CSR_BYTES_MARGIN * pred["sell"]):
         reason = (f"{FORMAT_NAMES['dense']}: at {sparsity:.1%} sparsity SlicedEllMatrix holds "

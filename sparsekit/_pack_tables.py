@@ -166,7 +166,7 @@ MEASURED = {'coef': {'csr': {1: (0.6612, 0.1395, 1.7236, 0.0, 0.0083, 0.002, 0.0
 #   {'shape': '3072x768', 'm': 1, 'csr': 0.34, 'sell': 0.23, 'spint8': 0.98, 'spint8_1x4': 0.89, 'shared': None}
 #   {'shape': '3072x768', 'm': 8, 'csr': 0.34, 'sell': None, 'spint8': 0.93, 'spint8_1x4': 0.75, 'shared': None}
 #   {'shape': '3072x768', 'm': 32, 'csr': 0.43, 'sell': None, 'spint8': 0.46, 'spint8_1x4': 0.05, 'shared': None}
-#   {'shape': '3072x768', 'm': 128, 'csr': 0.41, 'sell': None, 'spint8': 0.4, 'spint8_1x4': 0.03, 'shared': None}
+#   {'shape': '3072x768', 'm': 128, 'csr': 0.41, 'sell': None, 'spint8': 0.4, 'spint8_1x4': 0.05, 'shared': None}
 #   {'shape': '768x3072', 'm': 1, 'csr': 0.34, 'sell': 0.22, 'spint8': 0.97, 'spint8_1x4': 0.88, 'shared': None}
 #   {'shape': '768x3072', 'm': 8, 'csr': 0.34, 'sell': None, 'spint8': 0.94, 'spint8_1x4': 0.75, 'shared': None}
 #   {'shape': '768x3072', 'm': 32, 'csr': 0.46, 'sell': None, 'spint8': 0.51, 'spint8_1x4': 0.07, 'shared': None}

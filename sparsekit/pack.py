@@ -159,7 +159,8 @@ Three rules override the model (each in the reason explain() prints):
   128x128 / 256x128 at M >= 32), where a dense call's ~1.5-2.4 us fixed cost
   dominates;
   CSRMatrix would win by <= ~20 us per call and hold 1.5x the bytes.
-  Likewise with quantize="int8": an unpruned weight stays a QuantizedMatrix
+  Likewise with quantize="int8" (UNPRUNED_INT8: < 5% zeros after quantizing,
+  which alone zeroes ~1.3% of a Gaussian weight): an unpruned weight stays a QuantizedMatrix
   where the AVX2 table predicts SparseInt8Matrix faster (small weights: 1.4x
   on a 24x16 weight, ~2 us; 1.02x slower on 3072x768): only the dense int8
   format runs GELU in its epilogue and stacks q/k/v into one GEMM.
@@ -485,6 +486,9 @@ CSR_BYTES_MARGIN = 1.25
 # at every M, 128x128 / 256x128 at M >= 32, CSRMatrix 1.2-2.8x faster, by at
 # most ~20 us per call at M = 128), and CSRMatrix would hold 1.5x the bytes.
 UNPRUNED = 0.01
+# ... and for int8 picks, whose sparsity counts the quantized weight's zeros:
+# rounding alone zeroes |w| < scale / 2, ~1.3% of a Gaussian channel
+UNPRUNED_INT8 = 0.05
 
 
 def _csr_bytes(n, k, nnz):
@@ -733,12 +737,14 @@ def _decide(n, k, nnz, nblocks, ngroups, quantize, m, model=None, isa=None, slot
     others = sorted((f for f in pred if f != choice), key=pred.get)
     if others and pred[choice] <= 0:  # an empty weight: nothing to compute
         reason = f"{FORMAT_NAMES[choice]}: the weight is empty ({n}x{k}), every format is free"
-    elif choice in DENSE_OF and DENSE_OF[choice] in pred and n * k and sparsity < UNPRUNED:
+    elif choice in DENSE_OF and DENSE_OF[choice] in pred and n * k and \
+            sparsity < (UNPRUNED_INT8 if choice == "spint8" else UNPRUNED):
         dense = DENSE_OF[choice]
+        limit = UNPRUNED_INT8 if choice == "spint8" else UNPRUNED
         cost = ("would not fuse GELU or q/k/v" if choice == "spint8" else
                 "would hold 1.5x the bytes" if choice == "csr" else
                 f"would hold {_sell_bytes(n, slots) / (4 * n * k):.2f}x the bytes")
-        reason = (f"{FORMAT_NAMES[dense]}: {sparsity:.1%} zeros (< {UNPRUNED:.0%}), an "
+        reason = (f"{FORMAT_NAMES[dense]}: {sparsity:.1%} zeros (< {limit:.0%}), an "
                   f"unpruned weight stays dense ({FORMAT_NAMES[choice]}, predicted "
                   f"{pred[dense] / pred[choice]:.2f}x faster, {cost})")
         choice = dense
